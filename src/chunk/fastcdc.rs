@@ -1,0 +1,194 @@
+//! FastCDC (the 2020 variant from the `fastcdc` crate) over a stream.
+//!
+//! The crate's own `StreamCDC` copies its whole buffer down after every chunk and allocates a
+//! `Vec` per chunk; we keep a buffer several chunks long, cut with the crate's `cut_gear` over
+//! it and only move the unconsumed tail when it runs short, so the bytes are touched once by the
+//! gear hash and once by BLAKE3.
+
+use std::borrow::Cow;
+use std::io::{self, Read};
+
+use fastcdc::v2020::{cut_gear, get_gear_with_seed, select_masks, Normalization};
+
+use super::{Chunk, Chunker};
+use crate::id::ChunkId;
+
+/// Smallest chunk, except the last of a stream.
+pub const MIN_SIZE: usize = 16 * 1024;
+/// Target average chunk size. See `docs/chunking.md` for the measurement behind it.
+pub const AVG_SIZE: usize = 64 * 1024;
+/// Largest chunk.
+pub const MAX_SIZE: usize = 256 * 1024;
+
+/// Read buffer: 16 maximal chunks, so tail moves are rare and small next to the data cut.
+const BUFFER_SIZE: usize = 16 * MAX_SIZE;
+
+/// The repository's chunker: FastCDC 2020, normalization level 1, the crate's default gear.
+pub struct FastCdc {
+    min: usize,
+    avg: usize,
+    max: usize,
+    mask_s: u64,
+    mask_l: u64,
+    gear: Cow<'static, [u64]>,
+    gear_ls: Cow<'static, [u64]>,
+}
+
+impl Default for FastCdc {
+    fn default() -> Self {
+        Self::with_sizes(MIN_SIZE, AVG_SIZE, MAX_SIZE)
+    }
+}
+
+impl FastCdc {
+    /// A chunker with other sizes, for measurements. Sizes must be even, with
+    /// 64 ≤ min ≤ avg ≤ max ≤ 16 MiB; the repository always uses [`FastCdc::default`].
+    pub fn with_sizes(min: usize, avg: usize, max: usize) -> Self {
+        let (mask_s, mask_l) = select_masks(avg, Normalization::Level1);
+        let (gear, gear_ls) = get_gear_with_seed(0);
+        Self {
+            min,
+            avg,
+            max,
+            mask_s,
+            mask_l,
+            gear,
+            gear_ls,
+        }
+    }
+
+    fn cut(&self, data: &[u8]) -> usize {
+        let (_, len) = cut_gear(
+            data,
+            self.min,
+            self.avg,
+            self.max,
+            self.mask_s,
+            self.mask_l,
+            self.mask_s << 1,
+            self.mask_l << 1,
+            &self.gear,
+            &self.gear_ls,
+        );
+        len
+    }
+}
+
+impl Chunker for FastCdc {
+    fn chunk_stream(
+        &self,
+        reader: &mut dyn Read,
+        emit: &mut dyn FnMut(Chunk<'_>) -> io::Result<()>,
+    ) -> io::Result<u64> {
+        let mut buf = vec![0u8; BUFFER_SIZE.max(2 * self.max)];
+        let mut start = 0; // first unconsumed byte
+        let mut end = 0; // one past the last byte read
+        let mut offset = 0u64; // stream offset of buf[start]
+        let mut eof = false;
+        loop {
+            if !eof && end - start < self.max {
+                buf.copy_within(start..end, 0);
+                end -= start;
+                start = 0;
+                while end < buf.len() {
+                    match reader.read(&mut buf[end..]) {
+                        Ok(0) => {
+                            eof = true;
+                            break;
+                        }
+                        Ok(n) => end += n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            if start == end {
+                return Ok(offset);
+            }
+            while end - start >= self.max || (eof && start < end) {
+                let len = self.cut(&buf[start..end]).max(1).min(end - start);
+                let data = &buf[start..start + len];
+                emit(Chunk {
+                    offset,
+                    data,
+                    id: ChunkId::of(data),
+                })?;
+                start += len;
+                offset += len as u64;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reader that returns at most `step` bytes per call, to prove read sizes don't matter.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        step: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            let n = self.step.min(out.len()).min(self.data.len());
+            out[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    fn pseudo_random(len: usize, mut seed: u64) -> Vec<u8> {
+        (0..len)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed as u8
+            })
+            .collect()
+    }
+
+    fn cuts(data: &[u8], step: usize) -> Vec<(u64, usize, ChunkId)> {
+        let mut out = Vec::new();
+        let mut reader = Trickle { data, step };
+        let total = FastCdc::default()
+            .chunk_stream(&mut reader, &mut |c| {
+                out.push((c.offset, c.data.len(), c.id));
+                Ok(())
+            })
+            .expect("in-memory read");
+        assert_eq!(total, data.len() as u64);
+        out
+    }
+
+    #[test]
+    fn boundaries_do_not_depend_on_read_sizes() {
+        let data = pseudo_random(3 * 1024 * 1024 + 17, 7);
+        let a = cuts(&data, usize::MAX);
+        assert_eq!(a, cuts(&data, 4093));
+        assert_eq!(a, cuts(&data, MAX_SIZE + 1));
+        let mut next = 0;
+        for (off, len, _) in &a {
+            assert_eq!(*off, next);
+            assert!(*len <= MAX_SIZE);
+            next += *len as u64;
+        }
+    }
+
+    #[test]
+    fn agrees_with_the_crates_in_memory_chunker() {
+        let data = pseudo_random(2 * 1024 * 1024, 99);
+        let ours: Vec<usize> = cuts(&data, usize::MAX).iter().map(|c| c.1).collect();
+        let theirs: Vec<usize> = fastcdc::v2020::FastCDC::new(&data, MIN_SIZE, AVG_SIZE, MAX_SIZE)
+            .map(|c| c.length)
+            .collect();
+        assert_eq!(ours, theirs);
+    }
+
+    #[test]
+    fn empty_stream_has_no_chunks() {
+        assert!(cuts(&[], 1).is_empty());
+    }
+}

@@ -1,0 +1,41 @@
+//! Cutting byte streams into content-defined chunks.
+//!
+//! A [`Chunker`] turns a stream into a sequence of [`Chunk`]s, each named by the BLAKE3 of its
+//! bytes. Boundaries depend only on content, so an insertion moves the boundaries near it and
+//! nowhere else. The parameters are part of the repository format: a change silently breaks
+//! deduplication against every existing repository, so the golden tests in
+//! `tests/chunk_golden.rs` pin them. This module never touches the repository or the disk.
+
+mod fastcdc;
+
+pub use self::fastcdc::{FastCdc, AVG_SIZE, MAX_SIZE, MIN_SIZE};
+
+use std::io::{self, Read};
+
+use crate::id::ChunkId;
+
+/// One chunk as it leaves the chunker: where it starts in the stream, its bytes and their id.
+pub struct Chunk<'a> {
+    /// Offset of the first byte within the stream.
+    pub offset: u64,
+    /// The chunk's bytes; valid only during the callback.
+    pub data: &'a [u8],
+    /// BLAKE3 of `data`.
+    pub id: ChunkId,
+}
+
+/// Splits a stream into content-defined chunks.
+///
+/// Contract: `chunk_stream` reads `reader` to its end exactly once, calls `emit` for every
+/// chunk in stream order with consecutive offsets starting at 0, and returns the number of
+/// bytes read. The same bytes always give the same chunks, whatever the read sizes the reader
+/// happens to return. Memory use is bounded by the chunker's buffer, never by the stream's size.
+/// An error from `reader` or `emit` stops the work and is returned unchanged.
+pub trait Chunker: Send + Sync {
+    /// Cuts the whole of `reader` into chunks.
+    fn chunk_stream(
+        &self,
+        reader: &mut dyn Read,
+        emit: &mut dyn FnMut(Chunk<'_>) -> io::Result<()>,
+    ) -> io::Result<u64>;
+}
