@@ -2,4 +2,9 @@
 #![forbid(unsafe_code)]
 
 pub mod chunk;
+pub mod error;
 pub mod id;
+pub mod repo;
+pub mod snapshot;
+
+pub use error::{Error, Result};

@@ -1,0 +1,109 @@
+//! The library's error type.
+//!
+//! Rules: every error names what it was working on (a path, an origin, a repository) and keeps
+//! its source; [`Error::is_transient`] says whether trying again can help, so one retry policy
+//! can serve every caller. Messages never contain credentials. `anyhow` is used only at the
+//! command-line edge, never here.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Everything that can go wrong in the library.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An I/O error on a named file or directory.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// The repository's database failed.
+    #[error("repository {path}: {message}")]
+    Repository {
+        /// The repository directory.
+        path: PathBuf,
+        /// What the database said.
+        message: String,
+    },
+    /// Stored data does not hash to its id, or cannot be decoded.
+    #[error("repository {path}: corrupt {what}")]
+    Corrupt {
+        /// The repository directory.
+        path: PathBuf,
+        /// Which object, by kind and id.
+        what: String,
+    },
+    /// The repository was written by a newer or unknown format.
+    #[error("repository {path}: format version {found} is not supported (this musicfs reads {supported})")]
+    Format {
+        /// The repository directory.
+        path: PathBuf,
+        /// The version on disk.
+        found: u32,
+        /// The version this build reads and writes.
+        supported: u32,
+    },
+    /// Another process holds the lock on a destination.
+    #[error("{path}: another musicfs sync is running on this destination (lock {lock})")]
+    Locked {
+        /// The destination.
+        path: PathBuf,
+        /// The lock file, inside the repository.
+        lock: PathBuf,
+    },
+    /// An origin could not be reached or is not a directory.
+    #[error("{origin}: {message}")]
+    Unreachable {
+        /// The origin as the user spelled it.
+        origin: String,
+        /// Why.
+        message: String,
+    },
+    /// Bad input from the user: an argument, a path, a snapshot name.
+    #[error("{0}")]
+    InvalidInput(String),
+    /// A file kept changing while it was read.
+    #[error("{path}: changed while being read ({attempts} attempts); skipped")]
+    Unstable {
+        /// The file.
+        path: PathBuf,
+        /// How many times it was read.
+        attempts: u32,
+    },
+    /// A chunk needed to build a file could not be read, or failed its hash everywhere.
+    #[error("{path}: chunk {chunk} is not available from any source")]
+    ChunkUnavailable {
+        /// The file being built.
+        path: PathBuf,
+        /// The chunk's short id.
+        chunk: String,
+    },
+}
+
+impl Error {
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Whether retrying the same operation later can succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Io { source, .. } => matches!(
+                source.raw_os_error(),
+                Some(libc::ESTALE | libc::ENOTCONN | libc::EAGAIN | libc::EINTR | libc::ETIMEDOUT)
+            ),
+            Error::Locked { .. } | Error::Unstable { .. } | Error::Unreachable { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+/// The library's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

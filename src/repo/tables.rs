@@ -1,0 +1,22 @@
+//! The database's tables. Their key and value types are the on-disk format (`docs/format.md`);
+//! changing one is a format change and must bump `FORMAT_VERSION`.
+
+use redb::TableDefinition;
+
+/// `"format"` → version; counters `"next_origin"`, `"next_file"`.
+pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Origin URL or absolute path → origin id.
+pub const ORIGINS: TableDefinition<&str, u64> = TableDefinition::new("origins");
+/// Content id → postcard `ChunkList`.
+pub const CONTENTS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("contents");
+/// Tree id → postcard `Tree`.
+pub const TREES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("trees");
+/// (origin id, relative path) → postcard `ScanEntry`.
+pub const SCAN: TableDefinition<(u64, &[u8]), &[u8]> = TableDefinition::new("scan");
+/// File id → (origin id, relative path): where the file lives now.
+pub const FILES: TableDefinition<u64, (u64, &[u8])> = TableDefinition::new("files");
+/// (chunk id, origin id, file id) → (offset, length): where a chunk's bytes can be read.
+pub const CHUNK_LOCS: TableDefinition<(&[u8; 32], u64, u64), (u64, u32)> =
+    TableDefinition::new("chunk_locations");
+/// Sequence number → postcard `SnapshotRecord`, in the order snapshots were taken.
+pub const SNAPSHOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("snapshots");

@@ -1,0 +1,196 @@
+//! What a snapshot records: chunk lists, directory trees and snapshot records.
+//!
+//! Snapshots are content-addressed trees: a directory's [`Tree`] lists its entries sorted by
+//! name, and its [`TreeId`] is the hash of that listing, so a changed file changes only its
+//! ancestors and two equal trees are recognised by one comparison. A file's content is a
+//! [`ChunkList`], referenced by its [`ContentId`]; equal content is stored once however many
+//! files hold it. These types are pure data: storage lives in `repo`, building them in `scan`.
+//! Their encoding (postcard) is the repository format described in `docs/format.md`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::id::{ChunkId, ContentId, SnapshotId, TreeId};
+
+/// One chunk of a file: its id and length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkRef {
+    /// BLAKE3 of the chunk's bytes.
+    pub id: ChunkId,
+    /// Its length in bytes.
+    pub len: u32,
+}
+
+/// A file's content as the ordered list of its chunks.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkList {
+    /// The chunks, in file order.
+    pub chunks: Vec<ChunkRef>,
+}
+
+impl ChunkList {
+    /// Total length of the content.
+    pub fn size(&self) -> u64 {
+        self.chunks.iter().map(|c| u64::from(c.len)).sum()
+    }
+
+    /// The stored encoding.
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+
+    /// The id of this content: the hash of its encoding.
+    pub fn content_id(&self) -> ContentId {
+        ContentId::of_encoded(&self.encode())
+    }
+
+    /// Each chunk with its offset in the file.
+    pub fn with_offsets(&self) -> impl Iterator<Item = (u64, ChunkRef)> + '_ {
+        self.chunks.iter().scan(0u64, |offset, c| {
+            let here = *offset;
+            *offset += u64::from(c.len);
+            Some((here, *c))
+        })
+    }
+}
+
+/// What an entry of a directory is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Node {
+    /// A regular file.
+    File {
+        /// Size in bytes.
+        size: u64,
+        /// Modification time, nanoseconds since the Unix epoch.
+        mtime_ns: i64,
+        /// Permission bits (`st_mode & 0o7777`).
+        mode: u32,
+        /// The content.
+        content: ContentId,
+    },
+    /// A directory.
+    Dir {
+        /// Modification time, nanoseconds since the Unix epoch.
+        mtime_ns: i64,
+        /// Permission bits.
+        mode: u32,
+        /// Its listing.
+        tree: TreeId,
+    },
+    /// A symbolic link, recorded as its target, never followed.
+    Symlink {
+        /// The link's target, as stored in the link.
+        target: Vec<u8>,
+    },
+}
+
+/// One named entry of a directory.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TreeEntry {
+    /// The file name's bytes (Unix file names need not be UTF-8).
+    pub name: Vec<u8>,
+    /// What it is.
+    pub node: Node,
+}
+
+/// A directory's listing, sorted by name bytes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tree {
+    /// Entries in ascending name order; names are unique.
+    pub entries: Vec<TreeEntry>,
+}
+
+impl Tree {
+    /// The stored encoding.
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+
+    /// The id of this tree.
+    pub fn tree_id(&self) -> TreeId {
+        TreeId::of_encoded(&self.encode())
+    }
+
+    /// The entry with this name.
+    pub fn get(&self, name: &[u8]) -> Option<&TreeEntry> {
+        self.entries
+            .binary_search_by(|e| e.name.as_slice().cmp(name))
+            .ok()
+            .map(|i| &self.entries[i])
+    }
+}
+
+/// An immutable record of an origin's tree at scan time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotRecord {
+    /// The origin, as its canonical URL or absolute path.
+    pub origin: String,
+    /// When the scan finished, nanoseconds since the Unix epoch.
+    pub time_ns: i64,
+    /// The root directory's tree.
+    pub root: TreeId,
+    /// Number of regular files.
+    pub files: u64,
+    /// Total bytes of regular files.
+    pub bytes: u64,
+}
+
+impl SnapshotRecord {
+    /// The snapshot's id: the hash of the record.
+    pub fn snapshot_id(&self) -> SnapshotId {
+        SnapshotId::of_encoded(&encode(self))
+    }
+}
+
+/// Encodes a format type. Encoding plain data into a `Vec` cannot fail.
+pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    postcard::to_stdvec(value).unwrap_or_default()
+}
+
+/// Decodes a format type; `None` when the bytes are not a valid encoding.
+pub(crate) fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Option<T> {
+    postcard::from_bytes(bytes).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_list_offsets_and_identity() {
+        let a = ChunkRef {
+            id: ChunkId::of(b"a"),
+            len: 10,
+        };
+        let b = ChunkRef {
+            id: ChunkId::of(b"b"),
+            len: 5,
+        };
+        let list = ChunkList {
+            chunks: vec![a, b, a],
+        };
+        let offsets: Vec<u64> = list.with_offsets().map(|(o, _)| o).collect();
+        assert_eq!(offsets, vec![0, 10, 15]);
+        assert_eq!(list.size(), 25);
+        let decoded: ChunkList = decode(&list.encode()).expect("round trip");
+        assert_eq!(decoded.content_id(), list.content_id());
+        assert_ne!(list.content_id(), ChunkList::default().content_id());
+    }
+
+    #[test]
+    fn tree_lookup_by_name() {
+        let tree = Tree {
+            entries: vec![
+                TreeEntry {
+                    name: b"a".to_vec(),
+                    node: Node::Symlink { target: b"x".to_vec() },
+                },
+                TreeEntry {
+                    name: b"b".to_vec(),
+                    node: Node::Symlink { target: b"y".to_vec() },
+                },
+            ],
+        };
+        assert!(tree.get(b"b").is_some());
+        assert!(tree.get(b"c").is_none());
+    }
+}
