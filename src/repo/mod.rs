@@ -433,6 +433,13 @@ impl RepoWriter<'_> {
         Ok(entry)
     }
 
+    /// The scan entry recorded at `path`, if any.
+    pub fn scan_entry(&self, origin: OriginId, path: &[u8]) -> Result<Option<ScanEntry>> {
+        let scan = self.txn.open_table(SCAN).map_err(|e| self.err(e))?;
+        let found = scan.get((origin, path)).map_err(|e| self.err(e))?;
+        Ok(found.and_then(|v| decode(v.value())))
+    }
+
     /// Drops the scan entry at `path` without touching the file's chunk locations (the file
     /// lives on under another path).
     pub fn forget_path(&mut self, origin: OriginId, path: &[u8]) -> Result<()> {
@@ -480,17 +487,11 @@ impl RepoWriter<'_> {
         Ok(record.snapshot_id())
     }
 
-    /// Applies the batch. `durable` makes it survive a power cut before returning; batches in
-    /// the middle of a long scan skip that, since losing them only costs re-reading files.
-    pub fn commit(mut self, durable: bool) -> Result<()> {
-        let durability = if durable {
-            redb::Durability::Immediate
-        } else {
-            redb::Durability::None
-        };
-        self.txn
-            .set_durability(durability)
-            .map_err(|e| self.repo.err(e))?;
+    /// Applies the batch durably. (The database is shared between processes in redb's
+    /// multi-writer mode, which allows only durable commits; `durable` documents the caller's
+    /// intent for a future single-process fast path.)
+    pub fn commit(self, durable: bool) -> Result<()> {
+        let _ = durable;
         self.txn.commit().map_err(|e| self.repo.err(e))
     }
 }

@@ -1,0 +1,163 @@
+//! The command line: parsing and printing only; the work is in the library.
+
+mod scan;
+mod snapshots;
+mod sync;
+mod verify;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::error::Error;
+use crate::repo::Repository;
+use crate::report::{JsonSink, Sink, TextSink};
+
+/// Exit codes, documented in the man page and `docs/exit-codes.md`.
+pub mod exit {
+    /// Success, or no differences.
+    pub const OK: u8 = 0;
+    /// Differences or damage found.
+    pub const DIFFERENCES: u8 = 1;
+    /// Usage or input error.
+    pub const USAGE: u8 = 2;
+    /// Some files could not be transferred; the rest was.
+    pub const PARTIAL: u8 = 3;
+    /// Another sync holds the destination's lock.
+    pub const LOCKED: u8 = 4;
+    /// An origin could not be reached.
+    pub const UNREACHABLE: u8 = 5;
+}
+
+const AFTER_HELP: &str = "\
+Examples:
+  musicfs sync /mnt/nas/music ~/Music          mirror a library
+  musicfs sync --delete --dry-run SRC DST      show what a mirror would do
+  musicfs verify ~/Music                       prove every file against its snapshot
+
+Exit codes: 0 success or no differences, 1 differences or damage found, 2 usage or input
+error, 3 partial transfer, 4 destination locked by another sync, 5 origin unreachable.";
+
+/// Content-addressed sync for music libraries.
+#[derive(Debug, Parser)]
+#[command(name = "musicfs", version, about, after_help = AFTER_HELP)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command takes.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Repository directory [default: $XDG_DATA_HOME/musicfs]
+    #[arg(long, global = true, env = "MUSICFS_REPO", value_name = "DIR")]
+    pub repo: Option<PathBuf>,
+    /// Print JSON Lines (one object per line, each with a "type") on stdout
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print only problems
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Print every step
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Index a directory into the repository (incremental)
+    Scan(scan::ScanArgs),
+    /// Make DST an exact copy of SRC, moving only missing chunks
+    Sync(sync::SyncArgs),
+    /// Prove repository objects and a directory's files against their snapshot
+    Verify(verify::VerifyArgs),
+    /// List snapshots
+    Snapshots,
+    /// Print shell completions
+    Completions {
+        /// The shell
+        shell: clap_complete::Shell,
+    },
+}
+
+impl GlobalArgs {
+    fn open_repo(&self) -> anyhow::Result<Repository> {
+        let root = match &self.repo {
+            Some(r) => r.clone(),
+            None => Repository::default_root()
+                .context("no repository: set --repo, MUSICFS_REPO, XDG_DATA_HOME or HOME")?,
+        };
+        Repository::open(&root).with_context(|| format!("opening repository {}", root.display()))
+    }
+
+    fn sink(&self) -> Box<dyn Sink> {
+        if self.json {
+            Box::new(JsonSink)
+        } else {
+            Box::new(TextSink::new(self.verbose, self.quiet))
+        }
+    }
+}
+
+/// Parses the arguments, runs the command and returns its exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = if cli.global.verbose { "debug" } else { "warn" };
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MUSICFS_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
+        )
+        .try_init();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("musicfs: {e:#}");
+            ExitCode::from(exit_code_of(&e))
+        }
+    }
+}
+
+fn exit_code_of(e: &anyhow::Error) -> u8 {
+    match e.chain().find_map(|c| c.downcast_ref::<Error>()) {
+        Some(Error::Locked { .. }) => exit::LOCKED,
+        Some(Error::Unreachable { .. }) => exit::UNREACHABLE,
+        _ => exit::USAGE,
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<u8> {
+    match &cli.command {
+        Command::Scan(args) => scan::run(&cli.global, args),
+        Command::Sync(args) => sync::run(&cli.global, args),
+        Command::Verify(args) => verify::run(&cli.global, args),
+        Command::Snapshots => snapshots::run(&cli.global),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut cmd, "musicfs", &mut std::io::stdout());
+            Ok(exit::OK)
+        }
+    }
+}
+
+/// Human-readable bytes.
+pub(crate) fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}

@@ -1,0 +1,54 @@
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use serde_json::json;
+
+use super::{exit, human, GlobalArgs};
+use crate::chunk::FastCdc;
+use crate::origin::LocalOrigin;
+use crate::report::print_json;
+use crate::scan::{scan, ScanOptions};
+
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// The directory to index
+    pub dir: PathBuf,
+    /// Read every file, even those whose size, times and inode are unchanged
+    #[arg(long)]
+    pub checksum: bool,
+}
+
+pub fn run(global: &GlobalArgs, args: &ScanArgs) -> anyhow::Result<u8> {
+    let origin = LocalOrigin::open(&args.dir, false)?;
+    let repo = global.open_repo()?;
+    let sink = global.sink();
+    let summary = scan(
+        &repo,
+        &origin,
+        &FastCdc::default(),
+        ScanOptions {
+            checksum: args.checksum,
+        },
+        sink.as_ref(),
+    )
+    .with_context(|| format!("scanning {}", args.dir.display()))?;
+    if global.json {
+        let mut value = serde_json::to_value(&summary)?;
+        value["type"] = json!("summary");
+        print_json(&value);
+    } else if !global.quiet {
+        println!(
+            "scanned {}: {} files, {}; read {} files ({}), {} moved, {} problems; snapshot {}",
+            summary.origin,
+            summary.files,
+            human(summary.bytes),
+            summary.files_read,
+            human(summary.bytes_read),
+            summary.files_moved,
+            summary.problems,
+            summary.snapshot.short()
+        );
+    }
+    Ok(if summary.problems > 0 { exit::PARTIAL } else { exit::OK })
+}

@@ -1,0 +1,40 @@
+use std::path::PathBuf;
+
+use clap::Args;
+use serde_json::json;
+
+use super::{exit, human, GlobalArgs};
+use crate::chunk::FastCdc;
+use crate::origin::LocalOrigin;
+use crate::report::print_json;
+use crate::verify::verify;
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// A scanned or synced directory to check against its last snapshot
+    pub dir: Option<PathBuf>,
+}
+
+pub fn run(global: &GlobalArgs, args: &VerifyArgs) -> anyhow::Result<u8> {
+    let targets = match &args.dir {
+        Some(dir) => vec![LocalOrigin::open(dir, false)?],
+        None => Vec::new(),
+    };
+    let repo = global.open_repo()?;
+    let sink = global.sink();
+    let summary = verify(&repo, &targets, &FastCdc::default(), sink.as_ref())?;
+    if global.json {
+        let mut value = serde_json::to_value(&summary)?;
+        value["type"] = json!("summary");
+        print_json(&value);
+    } else if !global.quiet {
+        println!(
+            "verified {} objects and {} files ({}): {} damaged",
+            summary.objects_checked,
+            summary.files_checked,
+            human(summary.bytes_checked),
+            summary.damaged
+        );
+    }
+    Ok(if summary.damaged > 0 { exit::DIFFERENCES } else { exit::OK })
+}

@@ -1,0 +1,306 @@
+//! A local directory. NFS and SMB mounts are local directories too, so stale-handle and
+//! not-connected errors (ESTALE, ENOTCONN) are retried by looking the path up again.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::{is_temporary, EntryKind, EntryStat, WalkItem, TEMP_PREFIX, TEMP_SUFFIX};
+use crate::error::{Error, Result};
+
+/// A directory on a local filesystem.
+#[derive(Clone, Debug)]
+pub struct LocalOrigin {
+    root: PathBuf,
+    url: String,
+}
+
+/// Runs `op`, retrying a few times with backoff when a network mount answers ESTALE/ENOTCONN.
+fn retry_stale<T>(mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    let mut delay = Duration::from_millis(50);
+    for _ in 0..4 {
+        match op() {
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ESTALE | libc::ENOTCONN)) => {
+                std::thread::sleep(delay);
+                delay *= 2;
+            }
+            other => return other,
+        }
+    }
+    op()
+}
+
+/// Converts metadata into our stat record.
+pub(crate) fn entry_stat(meta: &fs::Metadata) -> EntryStat {
+    let ft = meta.file_type();
+    let kind = if ft.is_file() {
+        EntryKind::File
+    } else if ft.is_dir() {
+        EntryKind::Dir
+    } else if ft.is_symlink() {
+        EntryKind::Symlink
+    } else {
+        EntryKind::Other
+    };
+    EntryStat {
+        kind,
+        size: meta.len(),
+        mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+        ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
+        dev: meta.dev(),
+        ino: meta.ino(),
+        mode: meta.mode() & 0o7777,
+    }
+}
+
+/// The `SystemTime` of a nanosecond timestamp.
+pub(crate) fn system_time(ns: i64) -> SystemTime {
+    if ns >= 0 {
+        UNIX_EPOCH + Duration::from_nanos(ns as u64)
+    } else {
+        UNIX_EPOCH - Duration::from_nanos(ns.unsigned_abs())
+    }
+}
+
+impl LocalOrigin {
+    /// An origin rooted at `root`, which must be an existing directory unless `may_create`.
+    pub fn open(root: &Path, may_create: bool) -> Result<Self> {
+        let meta = match fs::metadata(root) {
+            Ok(m) => Some(m),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && may_create => None,
+            Err(e) => {
+                return Err(Error::Unreachable {
+                    origin: root.display().to_string(),
+                    message: e.to_string(),
+                })
+            }
+        };
+        if meta.as_ref().is_some_and(|m| !m.is_dir()) {
+            return Err(Error::InvalidInput(format!(
+                "{}: not a directory",
+                root.display()
+            )));
+        }
+        let absolute = match meta {
+            Some(_) => fs::canonicalize(root).map_err(|e| Error::io(root, e))?,
+            None => std::path::absolute(root).map_err(|e| Error::io(root, e))?,
+        };
+        let url = absolute.to_string_lossy().into_owned();
+        Ok(LocalOrigin {
+            root: absolute,
+            url,
+        })
+    }
+
+    /// The canonical name the repository knows this origin by.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The absolute path of a relative one.
+    pub fn full_path(&self, rel: &[u8]) -> PathBuf {
+        if rel.is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(std::ffi::OsStr::from_bytes(rel))
+        }
+    }
+
+    /// Walks the tree depth first, names sorted bytewise, symlinks not followed.
+    pub fn walk(&self, visit: &mut dyn FnMut(WalkItem)) {
+        let walker = walkdir::WalkDir::new(&self.root)
+            .min_depth(1)
+            .follow_links(false)
+            .sort_by_file_name();
+        for item in walker {
+            match item {
+                Ok(entry) => {
+                    let rel = self.relative(entry.path());
+                    if entry.file_type().is_file() && is_temporary(entry.file_name().as_bytes()) {
+                        visit(WalkItem::Temporary(rel));
+                        continue;
+                    }
+                    match entry.metadata() {
+                        Ok(meta) => {
+                            let stat = entry_stat(&meta);
+                            let target = if stat.kind == EntryKind::Symlink {
+                                match fs::read_link(entry.path()) {
+                                    Ok(t) => Some(t.into_os_string().into_vec()),
+                                    Err(e) => {
+                                        visit(WalkItem::Problem {
+                                            path: rel,
+                                            message: e.to_string(),
+                                        });
+                                        continue;
+                                    }
+                                }
+                            } else {
+                                None
+                            };
+                            visit(WalkItem::Entry {
+                                path: rel,
+                                stat,
+                                target,
+                            });
+                        }
+                        Err(e) => visit(WalkItem::Problem {
+                            path: rel,
+                            message: e.to_string(),
+                        }),
+                    }
+                }
+                Err(e) => {
+                    let path = e.path().map(|p| self.relative(p)).unwrap_or_default();
+                    visit(WalkItem::Problem {
+                        path,
+                        message: e
+                            .io_error()
+                            .map(|io| io.to_string())
+                            .unwrap_or_else(|| e.to_string()),
+                    });
+                }
+            }
+        }
+    }
+
+    fn relative(&self, path: &Path) -> Vec<u8> {
+        path.strip_prefix(&self.root)
+            .unwrap_or(path)
+            .as_os_str()
+            .as_bytes()
+            .to_vec()
+    }
+
+    /// Opens a file for reading.
+    pub fn open_file(&self, rel: &[u8]) -> Result<File> {
+        let path = self.full_path(rel);
+        retry_stale(|| File::open(&path)).map_err(|e| Error::io(&path, e))
+    }
+
+    /// Reads exactly `buf.len()` bytes at `offset` of an open file.
+    pub fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        retry_stale(|| file.read_exact_at(buf, offset))
+    }
+
+    /// `lstat` of a relative path; `None` when it does not exist.
+    pub fn stat(&self, rel: &[u8]) -> Result<Option<EntryStat>> {
+        let path = self.full_path(rel);
+        match retry_stale(|| fs::symlink_metadata(&path)) {
+            Ok(m) => Ok(Some(entry_stat(&m))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(&path, e)),
+        }
+    }
+
+    /// Creates the root directory if it does not exist.
+    pub fn create_root(&self) -> Result<()> {
+        fs::create_dir_all(&self.root).map_err(|e| Error::io(&self.root, e))
+    }
+
+    /// Creates a new temporary file next to where `rel` will live.
+    pub fn create_temp(&self, rel: &[u8]) -> Result<(PathBuf, File)> {
+        let target = self.full_path(rel);
+        let dir = target.parent().unwrap_or(&self.root).to_path_buf();
+        let mut attempt = 0u32;
+        loop {
+            let nonce = blake3::hash(
+                format!("{}{:?}{}{attempt}", std::process::id(), SystemTime::now(), target.display())
+                    .as_bytes(),
+            )
+            .to_hex();
+            let path = dir.join(format!("{TEMP_PREFIX}{}{TEMP_SUFFIX}", &nonce[..16]));
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+            {
+                Ok(f) => return Ok((path, f)),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 8 => attempt += 1,
+                Err(e) => return Err(Error::io(&path, e)),
+            }
+        }
+    }
+
+    /// Makes a written temporary file durable with its final mode and mtime, then renames it
+    /// over `rel` in one atomic step.
+    pub fn commit_temp(
+        &self,
+        temp: &Path,
+        file: File,
+        rel: &[u8],
+        mode: u32,
+        mtime_ns: i64,
+    ) -> Result<()> {
+        let io_err = |e| Error::io(temp, e);
+        file.sync_all().map_err(io_err)?;
+        file.set_permissions(fs::Permissions::from_mode(mode)).map_err(io_err)?;
+        file.set_modified(system_time(mtime_ns)).map_err(io_err)?;
+        drop(file);
+        let target = self.full_path(rel);
+        fs::rename(temp, &target).map_err(|e| Error::io(&target, e))
+    }
+
+    /// Sets mode and mtime of an existing file or directory.
+    pub fn set_meta(&self, rel: &[u8], mode: u32, mtime_ns: i64) -> Result<()> {
+        let path = self.full_path(rel);
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode))
+            .map_err(|e| Error::io(&path, e))?;
+        let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
+        file.set_modified(system_time(mtime_ns))
+            .map_err(|e| Error::io(&path, e))
+    }
+
+    /// Creates a directory (its parent exists).
+    pub fn create_dir(&self, rel: &[u8]) -> Result<()> {
+        let path = self.full_path(rel);
+        match fs::create_dir(&path) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(Error::io(&path, e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Creates or replaces a symlink, atomically through a temporary name.
+    pub fn symlink(&self, rel: &[u8], target: &[u8]) -> Result<()> {
+        let final_path = self.full_path(rel);
+        let (temp, file) = self.create_temp(rel)?;
+        drop(file);
+        fs::remove_file(&temp).map_err(|e| Error::io(&temp, e))?;
+        std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(target), &temp)
+            .map_err(|e| Error::io(&temp, e))?;
+        fs::rename(&temp, &final_path).map_err(|e| Error::io(&final_path, e))
+    }
+
+    /// Removes a file, symlink or whole directory tree.
+    pub fn remove(&self, rel: &[u8]) -> Result<()> {
+        let path = self.full_path(rel);
+        let result = match fs::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() => fs::remove_dir_all(&path),
+            Ok(_) => fs::remove_file(&path),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        };
+        result.map_err(|e| Error::io(&path, e))
+    }
+
+    /// Flushes a directory's entries (after renames into it).
+    pub fn sync_dir(&self, rel: &[u8]) -> Result<()> {
+        let path = self.full_path(rel);
+        File::open(&path)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Error::io(&path, e))
+    }
+
+    /// Writes all of `data` to an open file.
+    pub fn write_all(file: &mut File, temp: &Path, data: &[u8]) -> Result<()> {
+        file.write_all(data).map_err(|e| Error::io(temp, e))
+    }
+}

@@ -1,0 +1,117 @@
+//! One event stream, several printers.
+//!
+//! The engine emits [`Event`]s and never prints; the command line picks a printer: JSON Lines
+//! (each object tagged with its `type`) or text. stdout carries results, stderr problems.
+
+use std::io::Write;
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+/// Something worth telling the user about.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// A file or directory could not be read or written; the work went on.
+    Problem {
+        /// Path, relative to its origin or absolute.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A file was read and chunked during a scan.
+    FileRead {
+        /// Relative path.
+        path: String,
+        /// Its size.
+        bytes: u64,
+    },
+    /// One step of a sync (planned, or done).
+    Action {
+        /// `write`, `link`, `meta`, `symlink`, `mkdir`, `delete`.
+        action: &'static str,
+        /// Relative path in the destination.
+        path: String,
+        /// Bytes that had to come from the source for this step.
+        bytes_transferred: u64,
+    },
+    /// A file that does not match its snapshot.
+    Damaged {
+        /// Relative path.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Where events go. Implementations must be cheap: the engine calls them from worker threads.
+pub trait Sink: Send + Sync {
+    /// Receives one event.
+    fn event(&self, event: &Event);
+}
+
+/// Prints every event as one JSON object per line on stdout.
+pub struct JsonSink;
+
+impl Sink for JsonSink {
+    fn event(&self, event: &Event) {
+        print_json(event);
+    }
+}
+
+/// Prints one JSON line on stdout.
+pub fn print_json<T: Serialize>(value: &T) {
+    if let Ok(line) = serde_json::to_string(value) {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+    }
+}
+
+/// Human-readable output: problems and damage always, steps when verbose.
+pub struct TextSink {
+    /// Print every step and every file read.
+    pub verbose: bool,
+    /// Print nothing but problems.
+    pub quiet: bool,
+    lock: Mutex<()>,
+}
+
+impl TextSink {
+    /// A text printer.
+    pub fn new(verbose: bool, quiet: bool) -> Self {
+        TextSink {
+            verbose,
+            quiet,
+            lock: Mutex::new(()),
+        }
+    }
+}
+
+impl Sink for TextSink {
+    fn event(&self, event: &Event) {
+        let _guard = self.lock.lock();
+        match event {
+            Event::Problem { path, message } => eprintln!("musicfs: {path}: {message}"),
+            Event::Damaged { path, reason } => println!("DAMAGED {path}: {reason}"),
+            Event::Action { action, path, .. } if self.verbose && !self.quiet => {
+                println!("{action:>7} {path}")
+            }
+            Event::FileRead { path, bytes } if self.verbose && !self.quiet => {
+                eprintln!("   read {path} ({bytes} bytes)")
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Discards everything (for library callers and tests).
+pub struct NullSink;
+
+impl Sink for NullSink {
+    fn event(&self, _: &Event) {}
+}
+
+/// Lossy display of a relative path.
+pub fn display_path(path: &[u8]) -> String {
+    String::from_utf8_lossy(path).into_owned()
+}

@@ -1,0 +1,415 @@
+//! Indexing an origin into the repository, incrementally.
+//!
+//! A file is read again only when its size, mtime, ctime or inode changed since the last scan
+//! (or always, with `checksum`); a file found at a new path with the inode, size and mtime of
+//! one that vanished is a move and is not read either. Changed files are chunked in parallel on
+//! all cores, streaming; a file whose `fstat` differs after reading was being rewritten and is
+//! read again (three attempts), never recorded half-written. The result is a snapshot: a tree
+//! of [`Tree`]s whose root says in one hash whether anything changed.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::mpsc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::chunk::Chunker;
+use crate::error::{Error, Result};
+use crate::id::{SnapshotId, TreeId};
+use crate::origin::local::entry_stat;
+use crate::origin::{EntryKind, EntryStat, LocalOrigin, WalkItem};
+use crate::repo::{OriginId, Repository, ScanEntry};
+use crate::report::{display_path, Event, Sink};
+use crate::snapshot::{ChunkList, ChunkRef, Node, SnapshotRecord, Tree, TreeEntry};
+
+/// How to scan.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ScanOptions {
+    /// Read every file, whatever its metadata says.
+    pub checksum: bool,
+}
+
+/// What a scan found.
+#[derive(Clone, Debug, Serialize)]
+pub struct ScanSummary {
+    /// The origin's canonical name.
+    pub origin: String,
+    /// Regular files in the snapshot.
+    pub files: u64,
+    /// Their total size.
+    pub bytes: u64,
+    /// Files read and chunked by this scan.
+    pub files_read: u64,
+    /// Bytes read and chunked by this scan.
+    pub bytes_read: u64,
+    /// Files recognised as moved (not read).
+    pub files_moved: u64,
+    /// Entries that could not be read.
+    pub problems: u64,
+    /// The snapshot describing the origin now.
+    pub snapshot: SnapshotId,
+    /// Its root tree.
+    #[serde(skip)]
+    pub root: TreeId,
+    /// The origin's id in the repository.
+    #[serde(skip)]
+    pub origin_id: OriginId,
+    /// Paths that could not be read: a sync must leave them alone at the destination.
+    #[serde(skip)]
+    pub unreadable: Vec<Vec<u8>>,
+    /// Temporary files of an interrupted sync found in the tree.
+    #[serde(skip)]
+    pub temporaries: Vec<Vec<u8>>,
+}
+
+struct Walked {
+    path: Vec<u8>,
+    stat: EntryStat,
+    target: Option<Vec<u8>>,
+}
+
+/// What to do about one regular file.
+enum Plan {
+    Keep(ScanEntry),
+    Moved { from: Vec<u8>, entry: ScanEntry },
+    Read(Option<ScanEntry>),
+}
+
+const MAX_ATTEMPTS: u32 = 3;
+
+/// Scans `origin` into `repo` and records a snapshot.
+pub fn scan(
+    repo: &Repository,
+    origin: &LocalOrigin,
+    chunker: &dyn Chunker,
+    options: ScanOptions,
+    sink: &dyn Sink,
+) -> Result<ScanSummary> {
+    let origin_id = repo.origin_id(origin.url())?;
+    let mut walked = Vec::new();
+    let mut unreadable = Vec::new();
+    let mut temporaries = Vec::new();
+    origin.walk(&mut |item| match item {
+        WalkItem::Entry { path, stat, target } => walked.push(Walked { path, stat, target }),
+        WalkItem::Temporary(path) => temporaries.push(path),
+        WalkItem::Problem { path, message } => {
+            sink.event(&Event::Problem {
+                path: display_path(&path),
+                message,
+            });
+            unreadable.push(path);
+        }
+    });
+
+    let previous: HashMap<Vec<u8>, ScanEntry> = repo.scan_state(origin_id)?.into_iter().collect();
+    let present: HashSet<&[u8]> = walked
+        .iter()
+        .filter(|w| w.stat.kind == EntryKind::File)
+        .map(|w| w.path.as_slice())
+        .collect();
+    // Files that vanished from their path, by inode: candidates for moves.
+    let mut vanished: HashMap<(u64, u64), &Vec<u8>> = previous
+        .iter()
+        .filter(|(path, _)| !present.contains(path.as_slice()))
+        .map(|(path, e)| ((e.dev, e.ino), path))
+        .collect();
+
+    let mut plans: Vec<Option<Plan>> = Vec::with_capacity(walked.len());
+    for w in &walked {
+        if w.stat.kind != EntryKind::File {
+            plans.push(None);
+            continue;
+        }
+        let prev = previous.get(&w.path);
+        let plan = match prev {
+            Some(p) if !options.checksum && unchanged(p, &w.stat) => Plan::Keep(p.clone()),
+            Some(p) => Plan::Read(Some(p.clone())),
+            None => match vanished.get(&(w.stat.dev, w.stat.ino)) {
+                // A rename changes the ctime, so a move is matched on inode, size and mtime.
+                Some(from)
+                    if !options.checksum
+                        && previous[*from].size == w.stat.size
+                        && previous[*from].mtime_ns == w.stat.mtime_ns =>
+                {
+                    let from = (*from).clone();
+                    vanished.remove(&(w.stat.dev, w.stat.ino));
+                    let mut entry = previous[&from].clone();
+                    entry.ctime_ns = w.stat.ctime_ns;
+                    entry.mode = w.stat.mode;
+                    Plan::Moved { from, entry }
+                }
+                _ => Plan::Read(None),
+            },
+        };
+        plans.push(Some(plan));
+    }
+
+    // Chunk what must be read, in parallel, and record results in batches as they arrive.
+    let to_read: Vec<usize> = plans
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| matches!(p, Some(Plan::Read(_))))
+        .map(|(i, _)| i)
+        .collect();
+    let mut recorded: HashMap<usize, ScanEntry> = HashMap::new();
+    let mut files_read = 0u64;
+    let mut bytes_read = 0u64;
+    let (tx, rx) = mpsc::sync_channel::<(usize, Result<(EntryStat, ChunkList)>)>(64);
+    std::thread::scope(|scope| -> Result<()> {
+        let walked = &walked;
+        scope.spawn(move || {
+            to_read.par_iter().for_each_with(tx, |tx, &i| {
+                let result = read_file(origin, &walked[i].path, chunker);
+                let _ = tx.send((i, result));
+            });
+        });
+        let mut writer = repo.writer()?;
+        let mut pending = 0;
+        let mut last_commit = Instant::now();
+        for (i, result) in rx {
+            let path = &walked[i].path;
+            match result {
+                Ok((stat, list)) => {
+                    files_read += 1;
+                    bytes_read += stat.size;
+                    sink.event(&Event::FileRead {
+                        path: display_path(path),
+                        bytes: stat.size,
+                    });
+                    let content = writer.put_content(&list)?;
+                    let prev = match &plans[i] {
+                        Some(Plan::Read(prev)) => prev.as_ref(),
+                        _ => None,
+                    };
+                    let entry = ScanEntry {
+                        file_id: 0,
+                        size: stat.size,
+                        mtime_ns: stat.mtime_ns,
+                        ctime_ns: stat.ctime_ns,
+                        dev: stat.dev,
+                        ino: stat.ino,
+                        mode: stat.mode,
+                        content,
+                    };
+                    let stored = writer.record_file(origin_id, path, entry, prev)?;
+                    recorded.insert(i, stored);
+                }
+                Err(e) => {
+                    sink.event(&Event::Problem {
+                        path: display_path(path),
+                        message: e.to_string(),
+                    });
+                    if let Some(Plan::Read(Some(prev))) = &plans[i] {
+                        writer.remove_file(origin_id, path, prev)?;
+                    }
+                    unreadable.push(path.clone());
+                }
+            }
+            pending += 1;
+            if pending >= 256 || last_commit.elapsed().as_secs() >= 2 {
+                writer.commit(false)?;
+                writer = repo.writer()?;
+                pending = 0;
+                last_commit = Instant::now();
+            }
+        }
+        writer.commit(false)
+    })?;
+
+    // Moves, removals, trees and the snapshot, in one durable batch.
+    let mut writer = repo.writer()?;
+    let mut moved_from: HashSet<Vec<u8>> = HashSet::new();
+    let mut files_moved = 0;
+    for (i, plan) in plans.iter().enumerate() {
+        if let Some(Plan::Moved { from, entry }) = plan {
+            writer.forget_path(origin_id, from)?;
+            let stored = writer.record_file(origin_id, &walked[i].path, entry.clone(), Some(entry))?;
+            recorded.insert(i, stored);
+            moved_from.insert(from.clone());
+            files_moved += 1;
+        }
+    }
+    for (path, entry) in &previous {
+        if !present.contains(path.as_slice()) && !moved_from.contains(path) {
+            writer.remove_file(origin_id, path, entry)?;
+        }
+    }
+
+    let mut files = 0u64;
+    let mut bytes = 0u64;
+    let mut builder = TreeBuilder::default();
+    for (i, w) in walked.iter().enumerate() {
+        let node = match w.stat.kind {
+            EntryKind::File => {
+                let entry = match &plans[i] {
+                    Some(Plan::Keep(e)) => Some(e.clone()),
+                    _ => recorded.get(&i).cloned(),
+                };
+                let Some(entry) = entry else { continue };
+                files += 1;
+                bytes += entry.size;
+                Some(Node::File {
+                    size: entry.size,
+                    mtime_ns: entry.mtime_ns,
+                    mode: entry.mode,
+                    content: entry.content,
+                })
+            }
+            EntryKind::Symlink => Some(Node::Symlink {
+                target: w.target.clone().unwrap_or_default(),
+            }),
+            EntryKind::Dir => None,
+            EntryKind::Other => continue,
+        };
+        builder.add(&mut writer, &w.path, &w.stat, node)?;
+    }
+    let root = builder.finish(&mut writer)?;
+    let record = SnapshotRecord {
+        origin: origin.url().to_string(),
+        time_ns: now_ns(),
+        root,
+        files,
+        bytes,
+    };
+    let snapshot = writer.add_snapshot(&record)?;
+    writer.commit(true)?;
+
+    Ok(ScanSummary {
+        origin: origin.url().to_string(),
+        files,
+        bytes,
+        files_read,
+        bytes_read,
+        files_moved,
+        problems: unreadable.len() as u64,
+        snapshot,
+        root,
+        origin_id,
+        unreadable,
+        temporaries,
+    })
+}
+
+fn unchanged(prev: &ScanEntry, stat: &EntryStat) -> bool {
+    prev.size == stat.size
+        && prev.mtime_ns == stat.mtime_ns
+        && prev.ctime_ns == stat.ctime_ns
+        && prev.ino == stat.ino
+        && prev.dev == stat.dev
+        && prev.mode == stat.mode
+}
+
+/// Nanoseconds since the epoch, now.
+pub fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+/// Chunks one file, re-reading it when it changed underneath.
+pub fn read_file(
+    origin: &LocalOrigin,
+    path: &[u8],
+    chunker: &dyn Chunker,
+) -> Result<(EntryStat, ChunkList)> {
+    let full = origin.full_path(path);
+    for _ in 0..MAX_ATTEMPTS {
+        let mut file = origin.open_file(path)?;
+        let before = file.metadata().map(|m| entry_stat(&m)).map_err(|e| Error::io(&full, e))?;
+        let mut list = ChunkList::default();
+        chunker
+            .chunk_stream(&mut file, &mut |c| {
+                list.chunks.push(ChunkRef {
+                    id: c.id,
+                    len: c.data.len() as u32,
+                });
+                Ok(())
+            })
+            .map_err(|e| Error::io(&full, e))?;
+        let after = file.metadata().map(|m| entry_stat(&m)).map_err(|e| Error::io(&full, e))?;
+        if before == after && list.size() == before.size {
+            return Ok((before, list));
+        }
+    }
+    Err(Error::Unstable {
+        path: full,
+        attempts: MAX_ATTEMPTS,
+    })
+}
+
+/// Builds trees bottom-up from entries met depth first.
+#[derive(Default)]
+struct TreeBuilder {
+    /// Open directories: path, stat, entries so far. The root is at the bottom.
+    stack: Vec<(Vec<u8>, Option<EntryStat>, Vec<TreeEntry>)>,
+}
+
+impl TreeBuilder {
+    fn add(
+        &mut self,
+        writer: &mut crate::repo::RepoWriter<'_>,
+        path: &[u8],
+        stat: &EntryStat,
+        node: Option<Node>,
+    ) -> Result<()> {
+        if self.stack.is_empty() {
+            self.stack.push((Vec::new(), None, Vec::new()));
+        }
+        let parent = parent_of(path);
+        while self.stack.len() > 1 && self.stack.last().is_some_and(|(p, _, _)| p.as_slice() != parent) {
+            self.close(writer)?;
+        }
+        let name = name_of(path).to_vec();
+        match node {
+            Some(node) => {
+                if let Some(top) = self.stack.last_mut() {
+                    top.2.push(TreeEntry { name, node });
+                }
+            }
+            None => self.stack.push((path.to_vec(), Some(stat.clone()), Vec::new())),
+        }
+        Ok(())
+    }
+
+    fn close(&mut self, writer: &mut crate::repo::RepoWriter<'_>) -> Result<()> {
+        let Some((path, stat, entries)) = self.stack.pop() else {
+            return Ok(());
+        };
+        let tree = writer.put_tree(&Tree { entries })?;
+        if let (Some(stat), Some(parent)) = (stat, self.stack.last_mut()) {
+            parent.2.push(TreeEntry {
+                name: name_of(&path).to_vec(),
+                node: Node::Dir {
+                    mtime_ns: stat.mtime_ns,
+                    mode: stat.mode,
+                    tree,
+                },
+            });
+        }
+        Ok(())
+    }
+
+    fn finish(mut self, writer: &mut crate::repo::RepoWriter<'_>) -> Result<TreeId> {
+        while self.stack.len() > 1 {
+            self.close(writer)?;
+        }
+        let entries = self.stack.pop().map(|s| s.2).unwrap_or_default();
+        writer.put_tree(&Tree { entries })
+    }
+}
+
+fn parent_of(path: &[u8]) -> &[u8] {
+    match path.iter().rposition(|&b| b == b'/') {
+        Some(i) => &path[..i],
+        None => &[],
+    }
+}
+
+fn name_of(path: &[u8]) -> &[u8] {
+    match path.iter().rposition(|&b| b == b'/') {
+        Some(i) => &path[i + 1..],
+        None => path,
+    }
+}

@@ -1,0 +1,376 @@
+//! Making a destination an exact copy of a source, moving only the chunks it lacks.
+//!
+//! Order of work: take the destination's lock (in the repository, never in the destination),
+//! scan both sides incrementally, plan from the two trees, then apply. Every file is written
+//! under a temporary name in its target directory, each chunk re-hashed before its bytes land,
+//! then fsynced, given its mode and mtime, and renamed into place: a file under its final name
+//! is always either the old or the new one. Chunks come from the destination itself when it
+//! has them (moved and duplicated files), else from the source.
+
+pub mod plan;
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::chunk::Chunker;
+use crate::error::{Error, Result};
+use crate::id::{ChunkId, ContentId};
+use crate::origin::LocalOrigin;
+use crate::repo::{OriginId, Repository, ScanEntry};
+use crate::report::{display_path, Event, Sink};
+use crate::scan::{scan, ScanOptions};
+use crate::snapshot::ChunkRef;
+use plan::{PlanOptions, Step, SyncPlan};
+
+/// How to sync.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SyncOptions {
+    /// Remove destination entries absent from the source.
+    pub delete: bool,
+    /// Plan and count, write nothing.
+    pub dry_run: bool,
+    /// Read every source file, whatever its metadata says.
+    pub checksum: bool,
+}
+
+/// What a sync did (or, dry, would do).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SyncSummary {
+    /// Regular files in the source.
+    pub files_total: u64,
+    /// Files written or whose metadata changed.
+    pub files_changed: u64,
+    /// Bytes of the source's files.
+    pub bytes_total: u64,
+    /// Bytes of chunks read from the source because the destination lacked them.
+    pub bytes_transferred: u64,
+    /// Number of such chunks.
+    pub chunks_transferred: u64,
+    /// Bytes copied from chunks the destination already held.
+    pub bytes_reused: u64,
+    /// Entries removed from the destination.
+    pub files_deleted: u64,
+    /// Steps that failed; the rest was done.
+    pub errors: u64,
+    /// Nothing was written.
+    pub dry_run: bool,
+}
+
+/// Syncs `source` into `destination`.
+pub fn sync(
+    repo: &Repository,
+    source: &LocalOrigin,
+    destination: &LocalOrigin,
+    chunker: &dyn Chunker,
+    options: SyncOptions,
+    sink: &dyn Sink,
+) -> Result<SyncSummary> {
+    if destination.root().starts_with(source.root()) || source.root().starts_with(destination.root()) {
+        return Err(Error::InvalidInput(format!(
+            "{} and {} overlap: the destination must not be inside the source or the other way round",
+            source.root().display(),
+            destination.root().display()
+        )));
+    }
+    let _lock = if options.dry_run {
+        None
+    } else {
+        Some(repo.lock_destination(destination.url())?)
+    };
+    let scan_options = ScanOptions {
+        checksum: options.checksum,
+    };
+    let dst_exists = destination.root().is_dir();
+    let (src_scan, dst_scan) = std::thread::scope(|s| {
+        let dst = s.spawn(|| {
+            if dst_exists {
+                scan(repo, destination, chunker, ScanOptions::default(), sink).map(Some)
+            } else {
+                Ok(None)
+            }
+        });
+        let src = scan(repo, source, chunker, scan_options, sink);
+        (src, dst.join().unwrap_or_else(|_| Err(Error::InvalidInput("destination scan panicked".into()))))
+    });
+    let src_scan = src_scan?;
+    let dst_scan = dst_scan?;
+    let dst_origin = match &dst_scan {
+        Some(d) => d.origin_id,
+        None => repo.origin_id(destination.url())?,
+    };
+    let plan = plan::plan(
+        repo,
+        src_scan.root,
+        dst_scan.as_ref().map(|d| d.root),
+        &PlanOptions {
+            delete: options.delete,
+            unreadable: &src_scan.unreadable,
+        },
+    )?;
+    let mut summary = SyncSummary {
+        files_total: src_scan.files,
+        bytes_total: src_scan.bytes,
+        dry_run: options.dry_run,
+        ..SyncSummary::default()
+    };
+    if options.dry_run {
+        let cost = plan::cost(repo, &plan, dst_origin)?;
+        summary.bytes_transferred = cost.bytes_transferred;
+        summary.chunks_transferred = cost.chunks_transferred;
+        for step in all_steps(&plan) {
+            count_step(step, &mut summary);
+            emit_step(sink, step, 0);
+        }
+        return Ok(summary);
+    }
+    destination.create_root()?;
+    if let Some(d) = &dst_scan {
+        for temp in &d.temporaries {
+            destination.remove(temp)?;
+        }
+    }
+    let mut apply = Apply {
+        repo,
+        source,
+        destination,
+        src_origin: src_scan.origin_id,
+        dst_origin,
+        received: HashMap::new(),
+        open: None,
+        summary,
+        sink,
+        recorded: Vec::new(),
+    };
+    apply.run(&plan)?;
+    let summary = apply.summary;
+    // The roots' own mode and mtime are not part of the trees; copy them as `rsync -a` does.
+    if let (Some(s), Some(d)) = (source.stat(b"")?, destination.stat(b"")?) {
+        if s.mode != d.mode || s.mtime_ns != d.mtime_ns {
+            destination.set_meta(b"", s.mode, s.mtime_ns)?;
+        }
+    }
+    if !plan_is_empty(&plan) {
+        // Record the destination as it now is; written files were recorded with their stat,
+        // so this reads nothing.
+        scan(repo, destination, chunker, ScanOptions::default(), sink)?;
+    }
+    Ok(summary)
+}
+
+fn plan_is_empty(plan: &SyncPlan) -> bool {
+    all_steps(plan).next().is_none()
+}
+
+fn all_steps(plan: &SyncPlan) -> impl Iterator<Item = &Step> {
+    plan.removals_first
+        .iter()
+        .chain(&plan.directories)
+        .chain(&plan.files)
+        .chain(&plan.deletions)
+        .chain(&plan.directory_meta)
+}
+
+fn count_step(step: &Step, summary: &mut SyncSummary) {
+    match step {
+        Step::Write { .. } | Step::SetMeta { .. } | Step::Symlink { .. } => {}
+        Step::Remove(_) => {}
+        Step::CreateDir(_) => return,
+    }
+    match step {
+        Step::Remove(_) => summary.files_deleted += 1,
+        Step::Write { .. } | Step::Symlink { .. } => summary.files_changed += 1,
+        _ => {}
+    }
+}
+
+fn emit_step(sink: &dyn Sink, step: &Step, bytes: u64) {
+    let (action, path) = match step {
+        Step::Remove(p) => ("delete", p),
+        Step::CreateDir(p) => ("mkdir", p),
+        Step::Write { path, .. } => ("write", path),
+        Step::SetMeta { path, .. } => ("meta", path),
+        Step::Symlink { path, .. } => ("symlink", path),
+    };
+    sink.event(&Event::Action {
+        action,
+        path: display_path(path),
+        bytes_transferred: bytes,
+    });
+}
+
+struct Apply<'a> {
+    repo: &'a Repository,
+    source: &'a LocalOrigin,
+    destination: &'a LocalOrigin,
+    src_origin: OriginId,
+    dst_origin: OriginId,
+    /// Chunks written to the destination by this run, and where.
+    received: HashMap<ChunkId, (Vec<u8>, u64)>,
+    /// The last file opened for reading chunks.
+    open: Option<(PathBuf, File)>,
+    summary: SyncSummary,
+    sink: &'a dyn Sink,
+    /// Destination files written, to record in the repository.
+    recorded: Vec<(Vec<u8>, ContentId)>,
+}
+
+impl Apply<'_> {
+    fn run(&mut self, plan: &SyncPlan) -> Result<()> {
+        for step in &plan.removals_first {
+            self.step(step)?;
+        }
+        for step in plan.directories.iter().chain(&plan.files) {
+            self.step(step)?;
+            if self.recorded.len() >= 64 {
+                self.record()?;
+            }
+        }
+        self.record()?;
+        for step in plan.deletions.iter().chain(&plan.directory_meta) {
+            self.step(step)?;
+        }
+        Ok(())
+    }
+
+    /// Runs one step; a failure of one file is reported and the sync goes on.
+    fn step(&mut self, step: &Step) -> Result<()> {
+        let before = self.summary.bytes_transferred;
+        let result = match step {
+            Step::Remove(path) => self.destination.remove(path),
+            Step::CreateDir(path) => self.destination.create_dir(path),
+            Step::Write {
+                path,
+                content,
+                mode,
+                mtime_ns,
+            } => self.write(path, content, *mode, *mtime_ns),
+            Step::SetMeta {
+                path,
+                mode,
+                mtime_ns,
+            } => self.destination.set_meta(path, *mode, *mtime_ns),
+            Step::Symlink { path, target } => self.destination.symlink(path, target),
+        };
+        match result {
+            Ok(()) => {
+                count_step(step, &mut self.summary);
+                emit_step(self.sink, step, self.summary.bytes_transferred - before);
+                Ok(())
+            }
+            Err(e @ (Error::Repository { .. } | Error::Corrupt { .. })) => Err(e),
+            Err(e) => {
+                self.summary.errors += 1;
+                self.sink.event(&Event::Problem {
+                    path: String::from_utf8_lossy(match step {
+                        Step::Remove(p) | Step::CreateDir(p) => p,
+                        Step::Write { path, .. } | Step::SetMeta { path, .. } | Step::Symlink { path, .. } => path,
+                    })
+                    .into_owned(),
+                    message: e.to_string(),
+                });
+                Ok(())
+            }
+        }
+    }
+
+    fn write(&mut self, path: &[u8], content: &ContentId, mode: u32, mtime_ns: i64) -> Result<()> {
+        let list = self.repo.content(content)?;
+        let (temp, mut file) = self.destination.create_temp(path)?;
+        let result = (|| -> Result<()> {
+            let mut buf = Vec::new();
+            for (offset, chunk) in list.with_offsets() {
+                self.fetch(path, offset, chunk, &mut buf)?;
+                LocalOrigin::write_all(&mut file, &temp, &buf)?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            let _ = std::fs::remove_file(&temp);
+            return Err(e);
+        }
+        if let Err(e) = self.destination.commit_temp(&temp, file, path, mode, mtime_ns) {
+            let _ = std::fs::remove_file(&temp);
+            return Err(e);
+        }
+        for (offset, chunk) in list.with_offsets() {
+            self.received.entry(chunk.id).or_insert((path.to_vec(), offset));
+        }
+        self.recorded.push((path.to_vec(), *content));
+        Ok(())
+    }
+
+    /// Reads one chunk into `buf`, verified: from this run's writes, from the destination's
+    /// known chunks, else from the source (counted as transferred).
+    fn fetch(&mut self, path: &[u8], offset: u64, chunk: ChunkRef, buf: &mut Vec<u8>) -> Result<()> {
+        buf.resize(chunk.len as usize, 0);
+        if let Some((p, off)) = self.received.get(&chunk.id).cloned() {
+            if self.read_verified(self.destination.full_path(&p), off, chunk.id, buf) {
+                self.summary.bytes_reused += u64::from(chunk.len);
+                return Ok(());
+            }
+        }
+        for loc in self.repo.chunk_locations(&chunk.id, self.dst_origin)? {
+            if self.read_verified(self.destination.full_path(&loc.path), loc.offset, chunk.id, buf) {
+                self.summary.bytes_reused += u64::from(chunk.len);
+                return Ok(());
+            }
+        }
+        // Most likely at the same offset of the same file in the source.
+        let mut candidates = vec![(path.to_vec(), offset)];
+        for loc in self.repo.chunk_locations(&chunk.id, self.src_origin)? {
+            candidates.push((loc.path, loc.offset));
+        }
+        for (p, off) in candidates {
+            if self.read_verified(self.source.full_path(&p), off, chunk.id, buf) {
+                self.summary.bytes_transferred += u64::from(chunk.len);
+                self.summary.chunks_transferred += 1;
+                // Later copies of this chunk come from the destination.
+                self.received.entry(chunk.id).or_insert((path.to_vec(), offset));
+                return Ok(());
+            }
+        }
+        Err(Error::ChunkUnavailable {
+            path: self.destination.full_path(path),
+            chunk: chunk.id.short(),
+        })
+    }
+
+    fn read_verified(&mut self, file: PathBuf, offset: u64, id: ChunkId, buf: &mut [u8]) -> bool {
+        if self.open.as_ref().map(|(p, _)| p) != Some(&file) {
+            match File::open(&file) {
+                Ok(f) => self.open = Some((file, f)),
+                Err(_) => return false,
+            }
+        }
+        let Some((_, f)) = &self.open else { return false };
+        LocalOrigin::read_at(f, buf, offset).is_ok() && ChunkId::of(buf) == id
+    }
+
+    /// Records written destination files in the repository, so the next scan skips them.
+    fn record(&mut self) -> Result<()> {
+        if self.recorded.is_empty() {
+            return Ok(());
+        }
+        let mut writer = self.repo.writer()?;
+        for (path, content) in self.recorded.drain(..) {
+            if let Some(stat) = self.destination.stat(&path)? {
+                let entry = ScanEntry {
+                    file_id: 0,
+                    size: stat.size,
+                    mtime_ns: stat.mtime_ns,
+                    ctime_ns: stat.ctime_ns,
+                    dev: stat.dev,
+                    ino: stat.ino,
+                    mode: stat.mode,
+                    content,
+                };
+                let previous = writer.scan_entry(self.dst_origin, &path)?;
+                writer.record_file(self.dst_origin, &path, entry, previous.as_ref())?;
+            }
+        }
+        writer.commit(false)
+    }
+}
