@@ -8,9 +8,9 @@ pub mod repo;
 pub mod snapshot;
 
 pub use error::{Error, Result};
+pub mod cli;
 pub mod origin;
 pub mod report;
 pub mod scan;
 pub mod sync;
 pub mod verify;
-pub mod cli;

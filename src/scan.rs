@@ -224,7 +224,8 @@ pub fn scan(
     for (i, plan) in plans.iter().enumerate() {
         if let Some(Plan::Moved { from, entry }) = plan {
             writer.forget_path(origin_id, from)?;
-            let stored = writer.record_file(origin_id, &walked[i].path, entry.clone(), Some(entry))?;
+            let stored =
+                writer.record_file(origin_id, &walked[i].path, entry.clone(), Some(entry))?;
             recorded.insert(i, stored);
             moved_from.insert(from.clone());
             files_moved += 1;
@@ -317,7 +318,10 @@ pub fn read_file(
     let full = origin.full_path(path);
     for _ in 0..MAX_ATTEMPTS {
         let mut file = origin.open_file(path)?;
-        let before = file.metadata().map(|m| entry_stat(&m)).map_err(|e| Error::io(&full, e))?;
+        let before = file
+            .metadata()
+            .map(|m| entry_stat(&m))
+            .map_err(|e| Error::io(&full, e))?;
         let mut list = ChunkList::default();
         chunker
             .chunk_stream(&mut file, &mut |c| {
@@ -328,7 +332,10 @@ pub fn read_file(
                 Ok(())
             })
             .map_err(|e| Error::io(&full, e))?;
-        let after = file.metadata().map(|m| entry_stat(&m)).map_err(|e| Error::io(&full, e))?;
+        let after = file
+            .metadata()
+            .map(|m| entry_stat(&m))
+            .map_err(|e| Error::io(&full, e))?;
         if before == after && list.size() == before.size {
             return Ok((before, list));
         }
@@ -358,7 +365,12 @@ impl TreeBuilder {
             self.stack.push((Vec::new(), None, Vec::new()));
         }
         let parent = parent_of(path);
-        while self.stack.len() > 1 && self.stack.last().is_some_and(|(p, _, _)| p.as_slice() != parent) {
+        while self.stack.len() > 1
+            && self
+                .stack
+                .last()
+                .is_some_and(|(p, _, _)| p.as_slice() != parent)
+        {
             self.close(writer)?;
         }
         let name = name_of(path).to_vec();
@@ -368,7 +380,9 @@ impl TreeBuilder {
                     top.2.push(TreeEntry { name, node });
                 }
             }
-            None => self.stack.push((path.to_vec(), Some(stat.clone()), Vec::new())),
+            None => self
+                .stack
+                .push((path.to_vec(), Some(stat.clone()), Vec::new())),
         }
         Ok(())
     }

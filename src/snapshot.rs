@@ -182,11 +182,15 @@ mod tests {
             entries: vec![
                 TreeEntry {
                     name: b"a".to_vec(),
-                    node: Node::Symlink { target: b"x".to_vec() },
+                    node: Node::Symlink {
+                        target: b"x".to_vec(),
+                    },
                 },
                 TreeEntry {
                     name: b"b".to_vec(),
-                    node: Node::Symlink { target: b"y".to_vec() },
+                    node: Node::Symlink {
+                        target: b"y".to_vec(),
+                    },
                 },
             ],
         };

@@ -71,7 +71,10 @@ pub fn verify(
                                 if list.content_id() == content {
                                     None
                                 } else if list.size() != size {
-                                    Some(format!("size {} differs from the snapshot's {size}", list.size()))
+                                    Some(format!(
+                                        "size {} differs from the snapshot's {size}",
+                                        list.size()
+                                    ))
                                 } else {
                                     Some("content differs from the snapshot".to_string())
                                 }

@@ -50,5 +50,9 @@ pub fn run(global: &GlobalArgs, args: &ScanArgs) -> anyhow::Result<u8> {
             summary.snapshot.short()
         );
     }
-    Ok(if summary.problems > 0 { exit::PARTIAL } else { exit::OK })
+    Ok(if summary.problems > 0 {
+        exit::PARTIAL
+    } else {
+        exit::OK
+    })
 }

@@ -67,5 +67,9 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
             }
         );
     }
-    Ok(if summary.errors > 0 { exit::PARTIAL } else { exit::OK })
+    Ok(if summary.errors > 0 {
+        exit::PARTIAL
+    } else {
+        exit::OK
+    })
 }

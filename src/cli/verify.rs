@@ -36,5 +36,9 @@ pub fn run(global: &GlobalArgs, args: &VerifyArgs) -> anyhow::Result<u8> {
             summary.damaged
         );
     }
-    Ok(if summary.damaged > 0 { exit::DIFFERENCES } else { exit::OK })
+    Ok(if summary.damaged > 0 {
+        exit::DIFFERENCES
+    } else {
+        exit::OK
+    })
 }

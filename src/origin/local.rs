@@ -212,8 +212,13 @@ impl LocalOrigin {
         let mut attempt = 0u32;
         loop {
             let nonce = blake3::hash(
-                format!("{}{:?}{}{attempt}", std::process::id(), SystemTime::now(), target.display())
-                    .as_bytes(),
+                format!(
+                    "{}{:?}{}{attempt}",
+                    std::process::id(),
+                    SystemTime::now(),
+                    target.display()
+                )
+                .as_bytes(),
             )
             .to_hex();
             let path = dir.join(format!("{TEMP_PREFIX}{}{TEMP_SUFFIX}", &nonce[..16]));
@@ -242,7 +247,8 @@ impl LocalOrigin {
     ) -> Result<()> {
         let io_err = |e| Error::io(temp, e);
         file.sync_all().map_err(io_err)?;
-        file.set_permissions(fs::Permissions::from_mode(mode)).map_err(io_err)?;
+        file.set_permissions(fs::Permissions::from_mode(mode))
+            .map_err(io_err)?;
         file.set_modified(system_time(mtime_ns)).map_err(io_err)?;
         drop(file);
         let target = self.full_path(rel);

@@ -200,8 +200,9 @@ impl Repository {
         {
             let (key, value) = item.map_err(|e| self.err(e))?;
             let (_, path) = key.value();
-            let entry: ScanEntry = decode(value.value())
-                .ok_or_else(|| self.corrupt(format!("scan entry {}", String::from_utf8_lossy(path))))?;
+            let entry: ScanEntry = decode(value.value()).ok_or_else(|| {
+                self.corrupt(format!("scan entry {}", String::from_utf8_lossy(path)))
+            })?;
             out.push((path.to_vec(), entry));
         }
         Ok(out)
@@ -313,16 +314,23 @@ impl Repository {
             let ok = decode::<ChunkList>(value.value())
                 .is_some_and(|l| l.content_id().as_bytes() == key.value());
             if !ok {
-                damaged.push(format!("chunk list {}", ContentId::from_stored(*key.value()).short()));
+                damaged.push(format!(
+                    "chunk list {}",
+                    ContentId::from_stored(*key.value()).short()
+                ));
             }
         }
         let trees = read.open_table(TREES).map_err(|e| self.err(e))?;
         for item in trees.iter().map_err(|e| self.err(e))? {
             let (key, value) = item.map_err(|e| self.err(e))?;
             checked += 1;
-            let ok = decode::<Tree>(value.value()).is_some_and(|t| t.tree_id().as_bytes() == key.value());
+            let ok = decode::<Tree>(value.value())
+                .is_some_and(|t| t.tree_id().as_bytes() == key.value());
             if !ok {
-                damaged.push(format!("tree {}", TreeId::from_stored(*key.value()).short()));
+                damaged.push(format!(
+                    "tree {}",
+                    TreeId::from_stored(*key.value()).short()
+                ));
             }
         }
         Ok((checked, damaged))
@@ -381,7 +389,13 @@ impl RepoWriter<'_> {
         Ok(found.and_then(|v| decode(v.value())))
     }
 
-    fn set_locations(&mut self, origin: OriginId, file_id: u64, content: &ContentId, add: bool) -> Result<()> {
+    fn set_locations(
+        &mut self,
+        origin: OriginId,
+        file_id: u64,
+        content: &ContentId,
+        add: bool,
+    ) -> Result<()> {
         let Some(list) = self.load_content(content)? else {
             return Ok(());
         };
@@ -389,7 +403,8 @@ impl RepoWriter<'_> {
         for (offset, chunk) in list.with_offsets() {
             let key = (chunk.id.as_bytes(), origin, file_id);
             if add {
-                locs.insert(key, (offset, chunk.len)).map_err(|e| self.err(e))?;
+                locs.insert(key, (offset, chunk.len))
+                    .map_err(|e| self.err(e))?;
             } else {
                 locs.remove(key).map_err(|e| self.err(e))?;
             }
@@ -425,7 +440,9 @@ impl RepoWriter<'_> {
         }
         {
             let mut files = self.txn.open_table(FILES).map_err(|e| self.err(e))?;
-            files.insert(entry.file_id, (origin, path)).map_err(|e| self.err(e))?;
+            files
+                .insert(entry.file_id, (origin, path))
+                .map_err(|e| self.err(e))?;
             let mut scan = self.txn.open_table(SCAN).map_err(|e| self.err(e))?;
             scan.insert((origin, path), encode(&entry).as_slice())
                 .map_err(|e| self.err(e))?;

@@ -68,7 +68,9 @@ pub fn sync(
     options: SyncOptions,
     sink: &dyn Sink,
 ) -> Result<SyncSummary> {
-    if destination.root().starts_with(source.root()) || source.root().starts_with(destination.root()) {
+    if destination.root().starts_with(source.root())
+        || source.root().starts_with(destination.root())
+    {
         return Err(Error::InvalidInput(format!(
             "{} and {} overlap: the destination must not be inside the source or the other way round",
             source.root().display(),
@@ -93,7 +95,11 @@ pub fn sync(
             }
         });
         let src = scan(repo, source, chunker, scan_options, sink);
-        (src, dst.join().unwrap_or_else(|_| Err(Error::InvalidInput("destination scan panicked".into()))))
+        (
+            src,
+            dst.join()
+                .unwrap_or_else(|_| Err(Error::InvalidInput("destination scan panicked".into()))),
+        )
     });
     let src_scan = src_scan?;
     let dst_scan = dst_scan?;
@@ -266,7 +272,9 @@ impl Apply<'_> {
                 self.sink.event(&Event::Problem {
                     path: String::from_utf8_lossy(match step {
                         Step::Remove(p) | Step::CreateDir(p) => p,
-                        Step::Write { path, .. } | Step::SetMeta { path, .. } | Step::Symlink { path, .. } => path,
+                        Step::Write { path, .. }
+                        | Step::SetMeta { path, .. }
+                        | Step::Symlink { path, .. } => path,
                     })
                     .into_owned(),
                     message: e.to_string(),
@@ -291,12 +299,17 @@ impl Apply<'_> {
             let _ = std::fs::remove_file(&temp);
             return Err(e);
         }
-        if let Err(e) = self.destination.commit_temp(&temp, file, path, mode, mtime_ns) {
+        if let Err(e) = self
+            .destination
+            .commit_temp(&temp, file, path, mode, mtime_ns)
+        {
             let _ = std::fs::remove_file(&temp);
             return Err(e);
         }
         for (offset, chunk) in list.with_offsets() {
-            self.received.entry(chunk.id).or_insert((path.to_vec(), offset));
+            self.received
+                .entry(chunk.id)
+                .or_insert((path.to_vec(), offset));
         }
         self.recorded.push((path.to_vec(), *content));
         Ok(())
@@ -304,7 +317,13 @@ impl Apply<'_> {
 
     /// Reads one chunk into `buf`, verified: from this run's writes, from the destination's
     /// known chunks, else from the source (counted as transferred).
-    fn fetch(&mut self, path: &[u8], offset: u64, chunk: ChunkRef, buf: &mut Vec<u8>) -> Result<()> {
+    fn fetch(
+        &mut self,
+        path: &[u8],
+        offset: u64,
+        chunk: ChunkRef,
+        buf: &mut Vec<u8>,
+    ) -> Result<()> {
         buf.resize(chunk.len as usize, 0);
         if let Some((p, off)) = self.received.get(&chunk.id).cloned() {
             if self.read_verified(self.destination.full_path(&p), off, chunk.id, buf) {
@@ -313,7 +332,12 @@ impl Apply<'_> {
             }
         }
         for loc in self.repo.chunk_locations(&chunk.id, self.dst_origin)? {
-            if self.read_verified(self.destination.full_path(&loc.path), loc.offset, chunk.id, buf) {
+            if self.read_verified(
+                self.destination.full_path(&loc.path),
+                loc.offset,
+                chunk.id,
+                buf,
+            ) {
                 self.summary.bytes_reused += u64::from(chunk.len);
                 return Ok(());
             }
@@ -328,7 +352,9 @@ impl Apply<'_> {
                 self.summary.bytes_transferred += u64::from(chunk.len);
                 self.summary.chunks_transferred += 1;
                 // Later copies of this chunk come from the destination.
-                self.received.entry(chunk.id).or_insert((path.to_vec(), offset));
+                self.received
+                    .entry(chunk.id)
+                    .or_insert((path.to_vec(), offset));
                 return Ok(());
             }
         }
@@ -345,7 +371,9 @@ impl Apply<'_> {
                 Err(_) => return false,
             }
         }
-        let Some((_, f)) = &self.open else { return false };
+        let Some((_, f)) = &self.open else {
+            return false;
+        };
         LocalOrigin::read_at(f, buf, offset).is_ok() && ChunkId::of(buf) == id
     }
 

@@ -1,0 +1,73 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_musicfs_global_optspecs
+    string join \n repo= json q/quiet v/verbose h/help V/version
+end
+
+function __fish_musicfs_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_musicfs_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_musicfs_using_subcommand
+    set -l cmd (__fish_musicfs_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c musicfs -n "__fish_musicfs_needs_command" -l repo -d 'Repository directory [default: $XDG_DATA_HOME/musicfs]' -r -F
+complete -c musicfs -n "__fish_musicfs_needs_command" -l json -d 'Print JSON Lines (one object per line, each with a "type") on stdout'
+complete -c musicfs -n "__fish_musicfs_needs_command" -s q -l quiet -d 'Print only problems'
+complete -c musicfs -n "__fish_musicfs_needs_command" -s v -l verbose -d 'Print every step'
+complete -c musicfs -n "__fish_musicfs_needs_command" -s h -l help -d 'Print help'
+complete -c musicfs -n "__fish_musicfs_needs_command" -s V -l version -d 'Print version'
+complete -c musicfs -n "__fish_musicfs_needs_command" -f -a "scan" -d 'Index a directory into the repository (incremental)'
+complete -c musicfs -n "__fish_musicfs_needs_command" -f -a "sync" -d 'Make DST an exact copy of SRC, moving only missing chunks'
+complete -c musicfs -n "__fish_musicfs_needs_command" -f -a "verify" -d 'Prove repository objects and a directory\'s files against their snapshot'
+complete -c musicfs -n "__fish_musicfs_needs_command" -f -a "snapshots" -d 'List snapshots'
+complete -c musicfs -n "__fish_musicfs_needs_command" -f -a "completions" -d 'Print shell completions'
+complete -c musicfs -n "__fish_musicfs_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c musicfs -n "__fish_musicfs_using_subcommand scan" -l repo -d 'Repository directory [default: $XDG_DATA_HOME/musicfs]' -r -F
+complete -c musicfs -n "__fish_musicfs_using_subcommand scan" -l checksum -d 'Read every file, even those whose size, times and inode are unchanged'
+complete -c musicfs -n "__fish_musicfs_using_subcommand scan" -l json -d 'Print JSON Lines (one object per line, each with a "type") on stdout'
+complete -c musicfs -n "__fish_musicfs_using_subcommand scan" -s q -l quiet -d 'Print only problems'
+complete -c musicfs -n "__fish_musicfs_using_subcommand scan" -s v -l verbose -d 'Print every step'
+complete -c musicfs -n "__fish_musicfs_using_subcommand scan" -s h -l help -d 'Print help'
+complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l repo -d 'Repository directory [default: $XDG_DATA_HOME/musicfs]' -r -F
+complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l delete -d 'Remove files and directories absent from SRC'
+complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -s n -l dry-run -d 'Print the plan and the bytes it would move; write nothing'
+complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l checksum -d 'Read every source file, even those whose metadata is unchanged'
+complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l json -d 'Print JSON Lines (one object per line, each with a "type") on stdout'
+complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -s q -l quiet -d 'Print only problems'
+complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -s v -l verbose -d 'Print every step'
+complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -s h -l help -d 'Print help'
+complete -c musicfs -n "__fish_musicfs_using_subcommand verify" -l repo -d 'Repository directory [default: $XDG_DATA_HOME/musicfs]' -r -F
+complete -c musicfs -n "__fish_musicfs_using_subcommand verify" -l json -d 'Print JSON Lines (one object per line, each with a "type") on stdout'
+complete -c musicfs -n "__fish_musicfs_using_subcommand verify" -s q -l quiet -d 'Print only problems'
+complete -c musicfs -n "__fish_musicfs_using_subcommand verify" -s v -l verbose -d 'Print every step'
+complete -c musicfs -n "__fish_musicfs_using_subcommand verify" -s h -l help -d 'Print help'
+complete -c musicfs -n "__fish_musicfs_using_subcommand snapshots" -l repo -d 'Repository directory [default: $XDG_DATA_HOME/musicfs]' -r -F
+complete -c musicfs -n "__fish_musicfs_using_subcommand snapshots" -l json -d 'Print JSON Lines (one object per line, each with a "type") on stdout'
+complete -c musicfs -n "__fish_musicfs_using_subcommand snapshots" -s q -l quiet -d 'Print only problems'
+complete -c musicfs -n "__fish_musicfs_using_subcommand snapshots" -s v -l verbose -d 'Print every step'
+complete -c musicfs -n "__fish_musicfs_using_subcommand snapshots" -s h -l help -d 'Print help'
+complete -c musicfs -n "__fish_musicfs_using_subcommand completions" -l repo -d 'Repository directory [default: $XDG_DATA_HOME/musicfs]' -r -F
+complete -c musicfs -n "__fish_musicfs_using_subcommand completions" -l json -d 'Print JSON Lines (one object per line, each with a "type") on stdout'
+complete -c musicfs -n "__fish_musicfs_using_subcommand completions" -s q -l quiet -d 'Print only problems'
+complete -c musicfs -n "__fish_musicfs_using_subcommand completions" -s v -l verbose -d 'Print every step'
+complete -c musicfs -n "__fish_musicfs_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from scan sync verify snapshots completions help" -f -a "scan" -d 'Index a directory into the repository (incremental)'
+complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from scan sync verify snapshots completions help" -f -a "sync" -d 'Make DST an exact copy of SRC, moving only missing chunks'
+complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from scan sync verify snapshots completions help" -f -a "verify" -d 'Prove repository objects and a directory\'s files against their snapshot'
+complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from scan sync verify snapshots completions help" -f -a "snapshots" -d 'List snapshots'
+complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from scan sync verify snapshots completions help" -f -a "completions" -d 'Print shell completions'
+complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from scan sync verify snapshots completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
