@@ -13,8 +13,32 @@ use serde::{Deserialize, Serialize};
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub struct $name([u8; 32]);
+
+        /// Hex in human-readable formats (JSON), the 32 raw bytes in binary ones (postcard).
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                if serializer.is_human_readable() {
+                    serializer.serialize_str(&self.to_hex())
+                } else {
+                    self.0.serialize(serializer)
+                }
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                if deserializer.is_human_readable() {
+                    let s = String::deserialize(deserializer)?;
+                    Self::from_hex(&s).ok_or_else(|| {
+                        serde::de::Error::custom(concat!("not a 64-digit hex ", stringify!($name)))
+                    })
+                } else {
+                    <[u8; 32]>::deserialize(deserializer).map(Self)
+                }
+            }
+        }
 
         impl $name {
             /// The raw hash bytes, for storage keys.

@@ -71,6 +71,12 @@ impl LocalOrigin {
         let meta = match fs::metadata(root) {
             Ok(m) => Some(m),
             Err(e) if e.kind() == io::ErrorKind::NotFound && may_create => None,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(Error::InvalidInput(format!(
+                    "{}: no such directory",
+                    root.display()
+                )))
+            }
             Err(e) => {
                 return Err(Error::Unreachable {
                     origin: root.display().to_string(),
@@ -283,6 +289,12 @@ impl LocalOrigin {
         std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(target), &temp)
             .map_err(|e| Error::io(&temp, e))?;
         fs::rename(&temp, &final_path).map_err(|e| Error::io(&final_path, e))
+    }
+
+    /// Renames an entry within the origin, replacing whatever is at `to`.
+    pub fn rename(&self, from: &[u8], to: &[u8]) -> Result<()> {
+        let (from, to) = (self.full_path(from), self.full_path(to));
+        fs::rename(&from, &to).map_err(|e| Error::io(&from, e))
     }
 
     /// Removes a file, symlink or whole directory tree.

@@ -181,28 +181,38 @@ fn all_steps(plan: &SyncPlan) -> impl Iterator<Item = &Step> {
 
 fn count_step(step: &Step, summary: &mut SyncSummary) {
     match step {
-        Step::Write { .. } | Step::SetMeta { .. } | Step::Symlink { .. } => {}
-        Step::Remove(_) => {}
-        Step::CreateDir(_) => return,
+        Step::Remove { files, .. } => summary.files_deleted += files,
+        Step::Write { .. } | Step::Rename { .. } | Step::Symlink { .. } => {
+            summary.files_changed += 1
+        }
+        Step::SetMeta { .. } | Step::CreateDir(_) => {}
     }
+}
+
+/// The destination path a step acts on.
+fn step_path(step: &Step) -> &[u8] {
     match step {
-        Step::Remove(_) => summary.files_deleted += 1,
-        Step::Write { .. } | Step::Symlink { .. } => summary.files_changed += 1,
-        _ => {}
+        Step::Remove { path, .. }
+        | Step::CreateDir(path)
+        | Step::Write { path, .. }
+        | Step::SetMeta { path, .. }
+        | Step::Symlink { path, .. } => path,
+        Step::Rename { to, .. } => to,
     }
 }
 
 fn emit_step(sink: &dyn Sink, step: &Step, bytes: u64) {
-    let (action, path) = match step {
-        Step::Remove(p) => ("delete", p),
-        Step::CreateDir(p) => ("mkdir", p),
-        Step::Write { path, .. } => ("write", path),
-        Step::SetMeta { path, .. } => ("meta", path),
-        Step::Symlink { path, .. } => ("symlink", path),
+    let action = match step {
+        Step::Remove { .. } => "delete",
+        Step::CreateDir(_) => "mkdir",
+        Step::Write { .. } => "write",
+        Step::Rename { .. } => "move",
+        Step::SetMeta { .. } => "meta",
+        Step::Symlink { .. } => "symlink",
     };
     sink.event(&Event::Action {
         action,
-        path: display_path(path),
+        path: display_path(step_path(step)),
         bytes_transferred: bytes,
     });
 }
@@ -245,7 +255,7 @@ impl Apply<'_> {
     fn step(&mut self, step: &Step) -> Result<()> {
         let before = self.summary.bytes_transferred;
         let result = match step {
-            Step::Remove(path) => self.destination.remove(path),
+            Step::Remove { path, .. } => self.destination.remove(path),
             Step::CreateDir(path) => self.destination.create_dir(path),
             Step::Write {
                 path,
@@ -259,6 +269,13 @@ impl Apply<'_> {
                 mtime_ns,
             } => self.destination.set_meta(path, *mode, *mtime_ns),
             Step::Symlink { path, target } => self.destination.symlink(path, target),
+            Step::Rename {
+                from,
+                to,
+                content,
+                mode,
+                mtime_ns,
+            } => self.rename(from, to, content, *mode, *mtime_ns),
         };
         match result {
             Ok(()) => {
@@ -270,13 +287,7 @@ impl Apply<'_> {
             Err(e) => {
                 self.summary.errors += 1;
                 self.sink.event(&Event::Problem {
-                    path: String::from_utf8_lossy(match step {
-                        Step::Remove(p) | Step::CreateDir(p) => p,
-                        Step::Write { path, .. }
-                        | Step::SetMeta { path, .. }
-                        | Step::Symlink { path, .. } => path,
-                    })
-                    .into_owned(),
+                    path: display_path(step_path(step)),
                     message: e.to_string(),
                 });
                 Ok(())
@@ -312,6 +323,22 @@ impl Apply<'_> {
                 .or_insert((path.to_vec(), offset));
         }
         self.recorded.push((path.to_vec(), *content));
+        Ok(())
+    }
+
+    /// Moves a destination file about to be deleted into the place of a new one with the same
+    /// content. Its metadata is set first, so under its final name it is complete.
+    fn rename(
+        &mut self,
+        from: &[u8],
+        to: &[u8],
+        content: &ContentId,
+        mode: u32,
+        mtime_ns: i64,
+    ) -> Result<()> {
+        self.destination.set_meta(from, mode, mtime_ns)?;
+        self.destination.rename(from, to)?;
+        self.recorded.push((to.to_vec(), *content));
         Ok(())
     }
 
@@ -399,6 +426,9 @@ impl Apply<'_> {
                 writer.record_file(self.dst_origin, &path, entry, previous.as_ref())?;
             }
         }
-        writer.commit(false)
+        writer.commit(false)?;
+        // The repository now knows where those chunks are.
+        self.received.clear();
+        Ok(())
     }
 }

@@ -3,7 +3,7 @@
 //! Trees are compared top-down by hash, so an unchanged subtree costs one comparison however
 //! large it is. Planning reads only the repository, never the origins.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
@@ -16,7 +16,12 @@ use crate::snapshot::{Node, Tree};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Step {
     /// Remove whatever is at the path (a file, a symlink or a whole directory).
-    Remove(Vec<u8>),
+    Remove {
+        /// Destination path.
+        path: Vec<u8>,
+        /// Files and symlinks at or below the path.
+        files: u64,
+    },
     /// Create a directory.
     CreateDir(Vec<u8>),
     /// Write a file's content under a temporary name and rename it into place.
@@ -34,6 +39,20 @@ pub enum Step {
     SetMeta {
         /// Destination path.
         path: Vec<u8>,
+        /// Permission bits.
+        mode: u32,
+        /// Modification time.
+        mtime_ns: i64,
+    },
+    /// Move a destination file that is about to be deleted to where the source now has the
+    /// same content, then give it its mode and mtime: a moved file costs a rename.
+    Rename {
+        /// The file's current destination path (one of the deletions).
+        from: Vec<u8>,
+        /// Destination path.
+        to: Vec<u8>,
+        /// The content both paths hold.
+        content: ContentId,
         /// Permission bits.
         mode: u32,
         /// Modification time.
@@ -62,6 +81,8 @@ pub struct SyncPlan {
     pub deletions: Vec<Step>,
     /// Directory modes and mtimes, children before parents: run last.
     pub directory_meta: Vec<Step>,
+    /// Regular files among the deletions, by content, while planning.
+    deleted_files: HashMap<ContentId, Vec<Vec<u8>>>,
 }
 
 /// Planning inputs beyond the two trees.
@@ -91,7 +112,81 @@ pub fn plan(
     let mut out = SyncPlan::default();
     compare(repo, Some(source), destination, &[], options, &mut out)?;
     out.directory_meta.reverse();
+    pair_moves(&mut out);
     Ok(out)
+}
+
+/// Turns writes of content that a deleted destination file already holds into renames of
+/// that file, each deleted file used once.
+fn pair_moves(plan: &mut SyncPlan) {
+    let mut deleted = std::mem::take(&mut plan.deleted_files);
+    if deleted.is_empty() {
+        return;
+    }
+    for step in &mut plan.files {
+        if let Step::Write {
+            path,
+            content,
+            mode,
+            mtime_ns,
+        } = step
+        {
+            if let Some(from) = deleted.get_mut(content).and_then(Vec::pop) {
+                *step = Step::Rename {
+                    from,
+                    to: std::mem::take(path),
+                    content: *content,
+                    mode: *mode,
+                    mtime_ns: *mtime_ns,
+                };
+            }
+        }
+    }
+}
+
+/// Plans the removal of a destination entry absent from the source, remembering the files
+/// it holds by content so that moves can become renames.
+fn remove(repo: &Repository, path: Vec<u8>, node: &Node, out: &mut SyncPlan) -> Result<()> {
+    let files = collect_files(repo, &path, node, &mut out.deleted_files)?;
+    out.deletions.push(Step::Remove { path, files });
+    Ok(())
+}
+
+/// Counts the files and symlinks at or below `path`, adding each regular file to `found`.
+fn collect_files(
+    repo: &Repository,
+    path: &[u8],
+    node: &Node,
+    found: &mut HashMap<ContentId, Vec<Vec<u8>>>,
+) -> Result<u64> {
+    match node {
+        Node::File { content, .. } => {
+            found.entry(*content).or_default().push(path.to_vec());
+            Ok(1)
+        }
+        Node::Symlink { .. } => Ok(1),
+        Node::Dir { tree, .. } => {
+            let mut n = 0;
+            for entry in repo.tree(tree)?.entries {
+                n += collect_files(repo, &join(path, &entry.name), &entry.node, found)?;
+            }
+            Ok(n)
+        }
+    }
+}
+
+/// Counts the files and symlinks at or below a node.
+fn count_files(repo: &Repository, node: &Node) -> Result<u64> {
+    match node {
+        Node::File { .. } | Node::Symlink { .. } => Ok(1),
+        Node::Dir { tree, .. } => {
+            let mut n = 0;
+            for entry in repo.tree(tree)?.entries {
+                n += count_files(repo, &entry.node)?;
+            }
+            Ok(n)
+        }
+    }
 }
 
 fn join(prefix: &[u8], name: &[u8]) -> Vec<u8> {
@@ -154,7 +249,7 @@ fn compare(
                 let path = join(prefix, &d.name);
                 if options.delete && !protected(&path, options.unreadable) {
                     changed = true;
-                    out.deletions.push(Step::Remove(path));
+                    remove(repo, path, &d.node, out)?;
                 }
             }
             (_, Some(s), Some(d)) => {
@@ -284,7 +379,10 @@ fn update(
             Ok(true)
         }
         _ => {
-            out.removals_first.push(Step::Remove(path.to_vec()));
+            out.removals_first.push(Step::Remove {
+                path: path.to_vec(),
+                files: count_files(repo, dst)?,
+            });
             add(repo, path, src, options, out)?;
             Ok(true)
         }

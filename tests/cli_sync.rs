@@ -1,0 +1,734 @@
+//! Integration tests for `musicfs scan`, `sync`, `verify` and `snapshots`,
+//! run against the real binary with a private temporary repository.
+
+mod util;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
+
+use util::*;
+
+fn sync_summary(t: &TestRepo, src: &Path, dst: &Path, extra: &[&str]) -> serde_json::Value {
+    t.cmd().arg("sync").arg(src).arg(dst).args(extra).summary()
+}
+
+fn is_hex64(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+// --- basic sync ---------------------------------------------------------------
+
+#[test]
+fn sync_fixtures_trees_equal() {
+    let t = TestRepo::new();
+    let src = t.fixtures("src");
+    let dst = t.path("dst");
+    let s = sync_summary(&t, &src, &dst, &[]);
+    assert_trees_equal(&src, &dst);
+    let n_files = files_in(&src).len() as u64;
+    assert_eq!(num(&s, "files_total"), n_files, "{s}");
+    assert_eq!(num(&s, "files_changed"), n_files, "{s}");
+    assert_eq!(num(&s, "bytes_total"), tree_bytes(&src), "{s}");
+    assert_eq!(s["dry_run"], false, "{s}");
+    assert_eq!(num(&s, "files_deleted"), 0, "{s}");
+    assert!(num(&s, "chunks_transferred") > 0, "{s}");
+    // Fixture files are distinct, so everything had to be read from SRC.
+    assert!(num(&s, "bytes_transferred") > 0, "{s}");
+    assert!(num(&s, "bytes_transferred") <= tree_bytes(&src), "{s}");
+}
+
+#[test]
+fn sync_into_existing_empty_dst() {
+    let t = TestRepo::new();
+    let src = t.fixtures("src");
+    let dst = t.mkdir("dst");
+    sync_summary(&t, &src, &dst, &[]);
+    assert_trees_equal(&src, &dst);
+}
+
+#[test]
+fn dir_mtimes_preserved() {
+    let t = TestRepo::new();
+    let src = t.fixtures("src");
+    let dst = t.path("dst");
+    sync_summary(&t, &src, &dst, &[]);
+    assert_trees_equal_with(
+        &src,
+        &dst,
+        TreeCmp {
+            dir_mtimes: true,
+            ..TreeCmp::default()
+        },
+    );
+}
+
+#[test]
+fn second_sync_transfers_nothing() {
+    let t = TestRepo::new();
+    let src = t.fixtures("src");
+    let dst = t.path("dst");
+    sync_summary(&t, &src, &dst, &[]);
+    let s = sync_summary(&t, &src, &dst, &[]);
+    assert_eq!(num(&s, "bytes_transferred"), 0, "{s}");
+    assert_eq!(num(&s, "files_changed"), 0, "{s}");
+    assert_eq!(num(&s, "chunks_transferred"), 0, "{s}");
+    assert_eq!(num(&s, "files_total"), files_in(&src).len() as u64, "{s}");
+    assert_trees_equal(&src, &dst);
+}
+
+#[test]
+fn second_sync_with_checksum_transfers_nothing() {
+    let t = TestRepo::new();
+    let src = t.fixtures("src");
+    let dst = t.path("dst");
+    sync_summary(&t, &src, &dst, &[]);
+    let s = sync_summary(&t, &src, &dst, &["--checksum"]);
+    assert_eq!(num(&s, "bytes_transferred"), 0, "{s}");
+    assert_eq!(num(&s, "files_changed"), 0, "{s}");
+    assert_trees_equal(&src, &dst);
+}
+
+#[test]
+fn global_flags_after_subcommand() {
+    let t = TestRepo::new();
+    let src = t.fixtures("src");
+    let dst = t.path("dst");
+    let out = std::process::Command::new(bin())
+        .arg("sync")
+        .arg(&src)
+        .arg(&dst)
+        .arg("--json")
+        .arg("--repo")
+        .arg(t.repo())
+        .env_remove("MUSICFS_REPO")
+        .env("HOME", t.root())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = summary_of(&out);
+    assert_eq!(num(&s, "files_total"), files_in(&src).len() as u64);
+    assert_trees_equal(&src, &dst);
+}
+
+#[test]
+fn quiet_sync_prints_nothing_on_stdout() {
+    let t = TestRepo::new();
+    let src = t.fixtures("src");
+    let dst = t.path("dst");
+    let out = t
+        .cmd()
+        .quiet()
+        .arg("sync")
+        .arg(&src)
+        .arg(&dst)
+        .assert_exit(0);
+    assert!(
+        out.stdout.is_empty(),
+        "-q printed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_trees_equal(&src, &dst);
+}
+
+// --- scan ---------------------------------------------------------------------
+
+#[test]
+fn scan_then_rescan_reads_nothing() {
+    let t = TestRepo::new();
+    let src = t.fixtures("src");
+    let s1 = t.cmd().arg("scan").arg(&src).summary();
+    let n = files_in(&src).len() as u64;
+    assert_eq!(num(&s1, "files"), n, "{s1}");
+    assert_eq!(num(&s1, "bytes"), tree_bytes(&src), "{s1}");
+    assert_eq!(num(&s1, "files_read"), n, "{s1}");
+    assert_eq!(num(&s1, "bytes_read"), tree_bytes(&src), "{s1}");
+    let snap1 = s1["snapshot"].as_str().expect("snapshot id").to_string();
+    assert!(is_hex64(&snap1), "{s1}");
+
+    let s2 = t.cmd().arg("scan").arg(&src).summary();
+    assert_eq!(num(&s2, "files_read"), 0, "{s2}");
+    assert_eq!(num(&s2, "bytes_read"), 0, "{s2}");
+    assert_eq!(num(&s2, "files"), n, "{s2}");
+    // Same content, so the same content-addressed snapshot.
+    assert_eq!(s2["snapshot"].as_str(), Some(snap1.as_str()), "{s2}");
+}
+
+#[test]
+fn rescan_reads_only_changed_file() {
+    let t = TestRepo::new();
+    let src = t.fixtures("src");
+    t.cmd().arg("scan").arg(&src).summary();
+    let f = src.join("Lossless Ensemble/Waveforms/01 Pure Sine.flac");
+    let mut data = fs::read(&f).unwrap();
+    data.extend_from_slice(b"appended");
+    fs::write(&f, &data).unwrap();
+    let s = t.cmd().arg("scan").arg(&src).summary();
+    assert_eq!(num(&s, "files_read"), 1, "{s}");
+    assert_eq!(num(&s, "bytes"), tree_bytes(&src), "{s}");
+}
+
+#[test]
+fn scan_checksum_reads_everything() {
+    let t = TestRepo::new();
+    let src = t.fixtures("src");
+    t.cmd().arg("scan").arg(&src).summary();
+    let s = t.cmd().arg("scan").arg(&src).arg("--checksum").summary();
+    assert_eq!(num(&s, "files_read"), files_in(&src).len() as u64, "{s}");
+}
+
+#[test]
+fn snapshots_lists_scans() {
+    let t = TestRepo::new();
+    let src = t.fixtures("src");
+    let s = t.cmd().arg("scan").arg(&src).summary();
+    let snaps = t.cmd().arg("snapshots").json_lines();
+    let ours: Vec<_> = snaps
+        .iter()
+        .filter(|v| v["type"] == "snapshot" && v["id"] == s["snapshot"])
+        .collect();
+    assert!(
+        !ours.is_empty(),
+        "snapshot {} not listed in {snaps:?}",
+        s["snapshot"]
+    );
+    let v = ours[0];
+    assert_eq!(num(v, "files"), files_in(&src).len() as u64, "{v}");
+    assert_eq!(num(v, "bytes"), tree_bytes(&src), "{v}");
+    assert!(!v["origin"].is_null(), "{v}");
+    assert!(!v["time"].is_null(), "{v}");
+}
+
+// --- dry run ----------------------------------------------------------------------
+
+#[test]
+fn dry_run_matches_real_run_and_writes_nothing() {
+    let t = TestRepo::new();
+    let src = t.fixtures("src");
+    let dst = t.path("dst");
+    let dry = sync_summary(&t, &src, &dst, &["--dry-run"]);
+    assert_eq!(dry["dry_run"], true, "{dry}");
+    assert!(!dst.exists(), "--dry-run created DST");
+    let real = sync_summary(&t, &src, &dst, &[]);
+    assert_eq!(real["dry_run"], false, "{real}");
+    for k in [
+        "files_total",
+        "files_changed",
+        "bytes_total",
+        "bytes_transferred",
+        "files_deleted",
+    ] {
+        assert_eq!(num(&dry, k), num(&real, k), "{k}: dry {dry} vs real {real}");
+    }
+    assert_trees_equal(&src, &dst);
+}
+
+#[test]
+fn dry_run_into_existing_empty_dst_leaves_it_empty() {
+    let t = TestRepo::new();
+    let src = t.fixtures("src");
+    let dst = t.mkdir("dst");
+    sync_summary(&t, &src, &dst, &["--dry-run"]);
+    assert!(list_tree(&dst).is_empty(), "{:?}", list_tree(&dst));
+}
+
+#[test]
+fn dry_run_after_changes_matches_real_run() {
+    let t = TestRepo::new();
+    let src = t.fixtures("src");
+    let dst = t.path("dst");
+    sync_summary(&t, &src, &dst, &[]);
+    // Modify one file, add one, delete one.
+    let f = src.join("Aurora Tones/First Light/02 Zenith.mp3");
+    let mut data = fs::read(&f).unwrap();
+    let mid = data.len() / 2;
+    data[mid] ^= 0x55;
+    fs::write(&f, &data).unwrap();
+    fs::write(src.join("Riff Raff/new.txt"), b"new file").unwrap();
+    fs::remove_file(src.join("Aurora Tones/Night Shift/01 Static.mp3")).unwrap();
+
+    let before: Vec<_> = list_tree(&dst)
+        .into_iter()
+        .map(|p| (p.clone(), fs::read(dst.join(&p)).ok(), mtime(&dst.join(&p))))
+        .collect();
+    let dry = sync_summary(&t, &src, &dst, &["--dry-run", "--delete"]);
+    let after: Vec<_> = list_tree(&dst)
+        .into_iter()
+        .map(|p| (p.clone(), fs::read(dst.join(&p)).ok(), mtime(&dst.join(&p))))
+        .collect();
+    assert!(before == after, "--dry-run modified DST");
+
+    let real = sync_summary(&t, &src, &dst, &["--delete"]);
+    for k in [
+        "files_total",
+        "files_changed",
+        "bytes_total",
+        "bytes_transferred",
+        "files_deleted",
+    ] {
+        assert_eq!(num(&dry, k), num(&real, k), "{k}: dry {dry} vs real {real}");
+    }
+    assert_eq!(num(&real, "files_changed"), 2, "{real}");
+    assert_eq!(num(&real, "files_deleted"), 1, "{real}");
+    assert_trees_equal(&src, &dst);
+}
+
+// --- delete -----------------------------------------------------------------------
+
+fn add_extras(dst: &Path) {
+    fs::write(dst.join("extra.txt"), b"not in src").unwrap();
+    fs::create_dir_all(dst.join("Extra Artist/Extra Album")).unwrap();
+    fs::write(dst.join("Extra Artist/Extra Album/01 x.mp3"), b"x").unwrap();
+    fs::write(dst.join("Aurora Tones/First Light/stray.mp3"), b"stray").unwrap();
+}
+
+#[test]
+fn delete_removes_extra_files_and_dirs() {
+    let t = TestRepo::new();
+    let src = t.fixtures("src");
+    let dst = t.path("dst");
+    sync_summary(&t, &src, &dst, &[]);
+    add_extras(&dst);
+    let s = sync_summary(&t, &src, &dst, &["--delete"]);
+    assert_eq!(num(&s, "files_deleted"), 3, "{s}");
+    assert_eq!(num(&s, "bytes_transferred"), 0, "{s}");
+    assert_trees_equal(&src, &dst);
+}
+
+#[test]
+fn without_delete_extra_files_stay() {
+    let t = TestRepo::new();
+    let src = t.fixtures("src");
+    let dst = t.path("dst");
+    sync_summary(&t, &src, &dst, &[]);
+    add_extras(&dst);
+    let s = sync_summary(&t, &src, &dst, &[]);
+    assert_eq!(num(&s, "files_deleted"), 0, "{s}");
+    assert!(dst.join("extra.txt").is_file());
+    assert!(dst.join("Extra Artist/Extra Album/01 x.mp3").is_file());
+    assert!(dst.join("Aurora Tones/First Light/stray.mp3").is_file());
+    // Everything from SRC is still there and equal.
+    for (rel, abs) in files_in(&src) {
+        assert_eq!(
+            fs::read(&abs).unwrap(),
+            fs::read(dst.join(&rel)).unwrap(),
+            "{}",
+            rel.display()
+        );
+    }
+}
+
+#[test]
+fn deleted_src_file_removed_with_delete() {
+    let t = TestRepo::new();
+    let src = t.fixtures("src");
+    let dst = t.path("dst");
+    sync_summary(&t, &src, &dst, &[]);
+    fs::remove_dir_all(src.join("MP4 Quartet")).unwrap();
+    let s = sync_summary(&t, &src, &dst, &["--delete"]);
+    assert_eq!(num(&s, "files_deleted"), 2, "{s}");
+    assert!(!dst.join("MP4 Quartet").exists());
+    assert_trees_equal(&src, &dst);
+}
+
+// --- changes ----------------------------------------------------------------------
+
+#[test]
+fn modified_file_is_resynced() {
+    let t = TestRepo::new();
+    let src = t.fixtures("src");
+    let dst = t.path("dst");
+    sync_summary(&t, &src, &dst, &[]);
+    let f = src.join("Café Tonal/Xiph Sessions/01 Vorbis Tone.ogg");
+    let mut data = fs::read(&f).unwrap();
+    let mid = data.len() / 2;
+    for b in &mut data[mid..mid + 16] {
+        *b = b.wrapping_add(1);
+    }
+    fs::write(&f, &data).unwrap();
+    let s = sync_summary(&t, &src, &dst, &[]);
+    assert_eq!(num(&s, "files_changed"), 1, "{s}");
+    assert!(num(&s, "bytes_transferred") > 0, "{s}");
+    assert!(
+        num(&s, "bytes_transferred") <= data.len() as u64,
+        "transferred more than the file: {s}"
+    );
+    assert_trees_equal(&src, &dst);
+}
+
+#[test]
+fn same_size_same_mtime_change_needs_checksum() {
+    // Without --checksum a quick check (size+mtime) may skip it; with
+    // --checksum the content change must be found.
+    let t = TestRepo::new();
+    let src = t.fixtures("src");
+    let dst = t.path("dst");
+    sync_summary(&t, &src, &dst, &[]);
+    let rel = "Lossless Ensemble/Waveforms/02 Brown Noise.flac";
+    flip_byte_keep_mtime(&src.join(rel), 1000);
+    let s = sync_summary(&t, &src, &dst, &["--checksum"]);
+    assert_eq!(num(&s, "files_changed"), 1, "{s}");
+    assert_trees_equal(&src, &dst);
+}
+
+#[test]
+fn chmod_only_change_transfers_nothing() {
+    let t = TestRepo::new();
+    let src = t.fixtures("src");
+    let dst = t.path("dst");
+    sync_summary(&t, &src, &dst, &[]);
+    let f = src.join("Aurora Tones/First Light/01 Dawn.mp3");
+    let before = mtime(&f);
+    fs::set_permissions(&f, fs::Permissions::from_mode(0o600)).unwrap();
+    let g = src.join("Riff Raff/Chunks/01 Info Block.wav");
+    fs::set_permissions(&g, fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(mtime(&f), before);
+    let s = sync_summary(&t, &src, &dst, &[]);
+    assert_eq!(num(&s, "bytes_transferred"), 0, "{s}");
+    assert_eq!(num(&s, "chunks_transferred"), 0, "{s}");
+    assert_trees_equal(&src, &dst);
+}
+
+#[test]
+fn touch_only_change_transfers_nothing() {
+    let t = TestRepo::new();
+    let src = t.fixtures("src");
+    let dst = t.path("dst");
+    sync_summary(&t, &src, &dst, &[]);
+    let f = src.join("MP4 Quartet/Containers/01 Plain.m4a");
+    set_mtime(
+        &f,
+        SystemTime::UNIX_EPOCH + Duration::new(1_600_000_000, 123_456_789),
+    );
+    let g = src.join("Aurora Tones/First Light/cover.jpg");
+    set_mtime(&g, SystemTime::now());
+    let s = sync_summary(&t, &src, &dst, &[]);
+    assert_eq!(num(&s, "bytes_transferred"), 0, "{s}");
+    assert_eq!(num(&s, "chunks_transferred"), 0, "{s}");
+    assert_trees_equal(&src, &dst);
+}
+
+#[test]
+fn moved_files_transfer_nothing() {
+    let t = TestRepo::new();
+    let src = t.fixtures("src");
+    let dst = t.path("dst");
+    sync_summary(&t, &src, &dst, &[]);
+    // mv a whole album, and a single file into a new directory.
+    fs::rename(
+        src.join("Aurora Tones/Night Shift"),
+        src.join("Riff Raff/Night Shift (moved)"),
+    )
+    .unwrap();
+    fs::create_dir_all(src.join("Compilations/Best Of")).unwrap();
+    fs::rename(
+        src.join("Lossless Ensemble/Waveforms/01 Pure Sine.flac"),
+        src.join("Compilations/Best Of/07 Sine.flac"),
+    )
+    .unwrap();
+    let s = sync_summary(&t, &src, &dst, &["--delete"]);
+    assert_eq!(num(&s, "bytes_transferred"), 0, "{s}");
+    assert_eq!(num(&s, "chunks_transferred"), 0, "{s}");
+    assert_eq!(num(&s, "files_deleted"), 3, "{s}");
+    assert_trees_equal(&src, &dst);
+}
+
+#[test]
+fn reorganised_genlib_library_transfers_nothing() {
+    let t = TestRepo::new();
+    let src = t.path("src");
+    genlib_create(&src, 60, 7, 64 * 1024);
+    let dst = t.path("dst");
+    sync_summary(&t, &src, &dst, &[]);
+    genlib_reorganise(&src, "genre");
+    let s = sync_summary(&t, &src, &dst, &["--delete"]);
+    assert_eq!(num(&s, "bytes_transferred"), 0, "{s}");
+    assert_eq!(num(&s, "files_deleted"), 60, "{s}");
+    assert_trees_equal(&src, &dst);
+}
+
+#[test]
+fn retagged_genlib_library_transfers_little() {
+    let t = TestRepo::new();
+    let src = t.path("src");
+    genlib_create(&src, 50, 11, 512 * 1024);
+    let dst = t.path("dst");
+    sync_summary(&t, &src, &dst, &[]);
+    genlib_retag(&src, 0.2, 3);
+    let s = sync_summary(&t, &src, &dst, &[]);
+    assert_eq!(num(&s, "files_changed"), 10, "{s}");
+    assert!(num(&s, "bytes_transferred") > 0, "{s}");
+    // Only the tag region changed: far less than the changed files' size.
+    assert!(
+        num(&s, "bytes_transferred") < 10 * 256 * 1024,
+        "retag transferred too much: {s}"
+    );
+    assert_trees_equal(&src, &dst);
+}
+
+#[test]
+fn dst_contains_only_src_tree() {
+    let t = TestRepo::new();
+    let src = t.fixtures("src");
+    let dst = t.path("dst");
+    sync_summary(&t, &src, &dst, &[]);
+    assert_eq!(list_tree(&src), list_tree(&dst));
+    // Also after an incremental sync with changes.
+    fs::write(src.join("Riff Raff/Chunks/notes.txt"), b"hello").unwrap();
+    sync_summary(&t, &src, &dst, &["--delete"]);
+    assert_eq!(list_tree(&src), list_tree(&dst));
+    // And after a verify.
+    t.cmd().arg("verify").arg(&dst).assert_exit(0);
+    assert_eq!(list_tree(&src), list_tree(&dst));
+}
+
+// --- symlinks ---------------------------------------------------------------------
+
+#[test]
+fn symlinks_copied_as_symlinks() {
+    let t = TestRepo::new();
+    let src = t.fixtures("src");
+    let dst = t.path("dst");
+    std::os::unix::fs::symlink(
+        "First Light/01 Dawn.mp3",
+        src.join("Aurora Tones/dawn-link.mp3"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("../Riff Raff", src.join("Aurora Tones/riff-dir-link")).unwrap();
+    std::os::unix::fs::symlink("/nonexistent/target/x", src.join("dangling")).unwrap();
+    let s = sync_summary(&t, &src, &dst, &[]);
+    for l in [
+        "Aurora Tones/dawn-link.mp3",
+        "Aurora Tones/riff-dir-link",
+        "dangling",
+    ] {
+        let m = fs::symlink_metadata(dst.join(l)).unwrap_or_else(|e| panic!("{l}: {e}"));
+        assert!(m.file_type().is_symlink(), "{l} is not a symlink in DST");
+        assert_eq!(
+            fs::read_link(dst.join(l)).unwrap(),
+            fs::read_link(src.join(l)).unwrap()
+        );
+    }
+    assert_trees_equal(&src, &dst);
+    // The symlinked file is not counted as a separate regular file.
+    assert_eq!(
+        num(&s, "bytes_total"),
+        tree_bytes(&src),
+        "symlinks followed? {s}"
+    );
+}
+
+// --- input errors -------------------------------------------------------------------
+
+#[test]
+fn nonexistent_src_exits_2_naming_path() {
+    let t = TestRepo::new();
+    let src = t.path("no-such-source-dir");
+    let dst = t.path("dst");
+    let out = t.cmd().arg("sync").arg(&src).arg(&dst).assert_exit(2);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no-such-source-dir"),
+        "stderr does not name the path: {err}"
+    );
+    assert!(!dst.exists(), "DST created despite bad SRC");
+}
+
+#[test]
+fn nonexistent_scan_dir_exits_2() {
+    let t = TestRepo::new();
+    let dir = t.path("missing-scan-dir");
+    let out = t.cmd().arg("scan").arg(&dir).assert_exit(2);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing-scan-dir"));
+}
+
+#[test]
+fn unknown_subcommand_exits_2() {
+    let t = TestRepo::new();
+    t.cmd().arg("frobnicate").assert_exit(2);
+    t.cmd().arg("sync").assert_exit(2);
+}
+
+// --- verify -------------------------------------------------------------------------
+
+#[test]
+fn verify_clean_exits_0() {
+    let t = TestRepo::new();
+    let src = t.fixtures("src");
+    let dst = t.path("dst");
+    sync_summary(&t, &src, &dst, &[]);
+    t.cmd().arg("verify").arg(&dst).assert_exit(0);
+    let out = t.cmd().json().arg("verify").arg(&dst).assert_exit(0);
+    let damaged: Vec<_> = parse_json_lines(&out.stdout)
+        .into_iter()
+        .filter(|v| v["type"] == "damaged")
+        .collect();
+    assert!(damaged.is_empty(), "{damaged:?}");
+}
+
+#[test]
+fn verify_after_scan_exits_0() {
+    let t = TestRepo::new();
+    let src = t.fixtures("src");
+    t.cmd().arg("scan").arg(&src).summary();
+    t.cmd().arg("verify").arg(&src).assert_exit(0);
+}
+
+#[test]
+fn verify_detects_bitflip_with_restored_mtime() {
+    let t = TestRepo::new();
+    let src = t.fixtures("src");
+    let dst = t.path("dst");
+    sync_summary(&t, &src, &dst, &[]);
+    let rel = "Aurora Tones/First Light/02 Zenith.mp3";
+    let f = dst.join(rel);
+    let len = fs::metadata(&f).unwrap().len();
+    flip_byte_keep_mtime(&f, len / 2);
+    assert_eq!(fs::metadata(&f).unwrap().len(), len);
+
+    let out = t.cmd().arg("verify").arg(&dst).assert_exit(1);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(rel),
+        "verify output does not name {rel}: {text}"
+    );
+    assert!(
+        !text.contains("01 Dawn.mp3"),
+        "verify names an intact file: {text}"
+    );
+
+    let out = t.cmd().json().arg("verify").arg(&dst).assert_exit(1);
+    let damaged: Vec<_> = parse_json_lines(&out.stdout)
+        .into_iter()
+        .filter(|v| v["type"] == "damaged")
+        .collect();
+    assert_eq!(damaged.len(), 1, "{damaged:?}");
+    assert_eq!(damaged[0]["path"], rel, "{damaged:?}");
+    assert!(damaged[0]["reason"].is_string(), "{damaged:?}");
+}
+
+#[test]
+fn verify_detects_missing_file() {
+    let t = TestRepo::new();
+    let src = t.fixtures("src");
+    let dst = t.path("dst");
+    sync_summary(&t, &src, &dst, &[]);
+    let rel = "MP4 Quartet/Containers/02 Covered.m4a";
+    fs::remove_file(dst.join(rel)).unwrap();
+    let out = t.cmd().json().arg("verify").arg(&dst).assert_exit(1);
+    let damaged: Vec<_> = parse_json_lines(&out.stdout)
+        .into_iter()
+        .filter(|v| v["type"] == "damaged")
+        .collect();
+    assert_eq!(damaged.len(), 1, "{damaged:?}");
+    assert_eq!(damaged[0]["path"], rel, "{damaged:?}");
+}
+
+#[test]
+fn verify_detects_bitflip_in_scanned_dir() {
+    let t = TestRepo::new();
+    let src = t.fixtures("src");
+    t.cmd().arg("scan").arg(&src).summary();
+    let rel = "Café Tonal/Xiph Sessions/02 Opus Noise.opus";
+    flip_byte_keep_mtime(&src.join(rel), 100);
+    let out = t.cmd().arg("verify").arg(&src).assert_exit(1);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(rel),
+        "verify output does not name {rel}: {text}"
+    );
+}
+
+// --- lock ---------------------------------------------------------------------------
+
+#[test]
+fn concurrent_sync_to_same_dst_exits_4() {
+    let t = TestRepo::new();
+    let src = t.path("src");
+    genlib_create(&src, 300, 42, 1024 * 1024);
+
+    for attempt in 0..5 {
+        let dst = t.path(&format!("dst{attempt}"));
+        let mut first = t.cmd().arg("sync").arg(&src).arg(&dst).spawn();
+        // Give the first sync a moment to take the lock.
+        let start = Instant::now();
+        while !dst.exists() && start.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(50 * (attempt + 1)));
+        if first.try_wait().unwrap().is_some() {
+            eprintln!("attempt {attempt}: first sync finished too early, retrying");
+            continue;
+        }
+        let t0 = Instant::now();
+        let mut second = t.cmd().arg("sync").arg(&src).arg(&dst).spawn();
+        let st = wait_timeout(&mut second, Duration::from_secs(10));
+        let elapsed = t0.elapsed();
+        let first_done_after_second = first.try_wait().unwrap();
+        let st = st.unwrap_or_else(|| {
+            panic!("second sync did not exit within 10 s (blocked on the lock?)")
+        });
+        let second_out = second.wait_with_output().unwrap();
+        match st.code() {
+            Some(4) => {
+                let first_st =
+                    wait_timeout(&mut first, Duration::from_secs(300)).expect("first sync hung");
+                assert_eq!(first_st.code(), Some(0), "first sync failed");
+                assert!(
+                    elapsed < Duration::from_secs(5),
+                    "second sync took {elapsed:?} to give up"
+                );
+                assert_trees_equal(&src, &dst);
+                return;
+            }
+            Some(0) => {
+                if first_done_after_second.is_none() {
+                    let first_st = wait_timeout(&mut first, Duration::from_secs(300));
+                    if first_st.and_then(|s| s.code()) == Some(4) {
+                        eprintln!("attempt {attempt}: the second sync won the lock, retrying");
+                        continue;
+                    }
+                    panic!(
+                        "second sync exited 0 while the first was still running\nstderr: {}",
+                        String::from_utf8_lossy(&second_out.stderr)
+                    );
+                }
+                eprintln!("attempt {attempt}: first sync finished before the second, retrying");
+                let _ = first.wait();
+            }
+            other => {
+                let _ = first.kill();
+                let _ = first.wait();
+                panic!(
+                    "second sync: expected exit 4, got {other:?}\nstderr: {}",
+                    String::from_utf8_lossy(&second_out.stderr)
+                );
+            }
+        }
+    }
+    panic!("could not overlap two syncs in 5 attempts");
+}
+
+// --- larger libraries -------------------------------------------------------------
+
+#[test]
+fn genlib_1000_small_files() {
+    let t = TestRepo::new();
+    let src = t.path("src");
+    genlib_create(&src, 1000, 1, 16384);
+    let dst = t.path("dst");
+    let s = sync_summary(&t, &src, &dst, &[]);
+    assert_eq!(num(&s, "files_total"), 1000, "{s}");
+    assert_eq!(num(&s, "files_changed"), 1000, "{s}");
+    assert_eq!(num(&s, "bytes_total"), tree_bytes(&src), "{s}");
+    assert_trees_equal(&src, &dst);
+    let s = sync_summary(&t, &src, &dst, &[]);
+    assert_eq!(num(&s, "files_changed"), 0, "{s}");
+    assert_eq!(num(&s, "bytes_transferred"), 0, "{s}");
+}

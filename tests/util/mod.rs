@@ -1,0 +1,592 @@
+//! Shared helpers for the CLI integration tests, in the style of ripgrep's
+//! `tests/util.rs`: a scratch directory with its own repository, a command
+//! builder that runs the real binary against it, and tree comparison helpers.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
+use std::fs::{self, File};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::Value;
+
+/// Path of the binary under test.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_musicfs"))
+}
+
+/// Root of the crate (for fixtures and scripts).
+pub fn manifest_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The committed audio fixtures.
+pub fn fixtures_audio() -> PathBuf {
+    manifest_dir().join("fixtures").join("audio")
+}
+
+/// A scratch directory holding a private musicfs repository (`<root>/repo`)
+/// plus any source/destination trees a test wants to create.
+pub struct TestRepo {
+    root: tempfile::TempDir,
+    repo: PathBuf,
+}
+
+impl TestRepo {
+    pub fn new() -> TestRepo {
+        let root = tempfile::Builder::new()
+            .prefix("musicfs-test-")
+            .tempdir()
+            .expect("create temp dir");
+        let repo = root.path().join("repo");
+        TestRepo { root, repo }
+    }
+
+    /// The scratch directory.
+    pub fn root(&self) -> &Path {
+        self.root.path()
+    }
+
+    /// The repository directory passed with `--repo` (may not exist yet).
+    pub fn repo(&self) -> &Path {
+        &self.repo
+    }
+
+    /// `root/name`, not created.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.root.path().join(name)
+    }
+
+    /// Create `root/name` (and parents) and return it.
+    pub fn mkdir(&self, name: &str) -> PathBuf {
+        let p = self.path(name);
+        fs::create_dir_all(&p).unwrap();
+        p
+    }
+
+    /// Copy the audio fixtures to `root/name` (preserving modes and mtimes).
+    pub fn fixtures(&self, name: &str) -> PathBuf {
+        let p = self.path(name);
+        copy_tree(&fixtures_audio(), &p);
+        p
+    }
+
+    /// A command builder for the binary with `--repo` set to this repository.
+    pub fn cmd(&self) -> Musicfs {
+        Musicfs::new(&self.repo, self.root.path())
+    }
+}
+
+/// Builder for one invocation of the binary.
+pub struct Musicfs {
+    repo: PathBuf,
+    home: PathBuf,
+    globals: Vec<OsString>,
+    args: Vec<OsString>,
+    json: bool,
+}
+
+impl Musicfs {
+    pub fn new(repo: &Path, home: &Path) -> Musicfs {
+        Musicfs {
+            repo: repo.to_path_buf(),
+            home: home.to_path_buf(),
+            globals: Vec::new(),
+            args: Vec::new(),
+            json: false,
+        }
+    }
+
+    pub fn arg<S: AsRef<OsStr>>(&mut self, a: S) -> &mut Self {
+        self.args.push(a.as_ref().to_os_string());
+        self
+    }
+
+    pub fn args<I, S>(&mut self, args: I) -> &mut Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        for a in args {
+            self.arg(a);
+        }
+        self
+    }
+
+    /// Add `--json` (as a global flag, before the subcommand).
+    pub fn json(&mut self) -> &mut Self {
+        if !self.json {
+            self.json = true;
+            self.globals.push("--json".into());
+        }
+        self
+    }
+
+    /// Add `-q`.
+    pub fn quiet(&mut self) -> &mut Self {
+        self.globals.push("-q".into());
+        self
+    }
+
+    /// The `std::process::Command` that would be run.
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(bin());
+        c.arg("--repo").arg(&self.repo);
+        c.args(&self.globals);
+        c.args(&self.args);
+        // Never let the binary find the user's repository or configuration.
+        c.env_remove("MUSICFS_REPO");
+        c.env("HOME", &self.home);
+        c.env("XDG_CONFIG_HOME", self.home.join(".config"));
+        c.env("XDG_DATA_HOME", self.home.join(".local/share"));
+        c.env("XDG_CACHE_HOME", self.home.join(".cache"));
+        c.env("NO_COLOR", "1");
+        c.stdin(Stdio::null());
+        c
+    }
+
+    fn describe(&self) -> String {
+        let mut s = format!("musicfs --repo {}", self.repo.display());
+        for a in self.globals.iter().chain(self.args.iter()) {
+            s.push(' ');
+            s.push_str(&a.to_string_lossy());
+        }
+        s
+    }
+
+    /// Run and return the output, whatever the exit code.
+    pub fn output(&self) -> Output {
+        self.command()
+            .output()
+            .unwrap_or_else(|e| panic!("failed to run {}: {e}", self.describe()))
+    }
+
+    /// Run and assert the exit code; returns the output.
+    pub fn assert_exit(&self, code: i32) -> Output {
+        let out = self.output();
+        if out.status.code() != Some(code) {
+            panic!(
+                "\n{}\nexpected exit code {code}, got {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}\n",
+                self.describe(),
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        out
+    }
+
+    /// Run, assert exit 0, return stdout.
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.assert_exit(0).stdout).into_owned()
+    }
+
+    /// Run with `--json`, assert exit 0 and return the parsed JSON lines.
+    pub fn json_lines(&mut self) -> Vec<Value> {
+        self.json();
+        let out = self.assert_exit(0);
+        parse_json_lines(&out.stdout)
+    }
+
+    /// Run with `--json`, assert exit 0 and return the last line, which must
+    /// be `{"type":"summary",...}`.
+    pub fn summary(&mut self) -> Value {
+        self.json();
+        let out = self.assert_exit(0);
+        summary_of(&out)
+    }
+
+    /// Spawn without waiting (stdout discarded so a full pipe cannot block it; stderr piped).
+    pub fn spawn(&self) -> Child {
+        let mut c = self.command();
+        c.stdout(Stdio::null()).stderr(Stdio::piped());
+        c.spawn()
+            .unwrap_or_else(|e| panic!("failed to spawn {}: {e}", self.describe()))
+    }
+}
+
+/// Parse every non-empty stdout line as JSON.
+pub fn parse_json_lines(stdout: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {l:?}"))
+        })
+        .collect()
+}
+
+/// The `{"type":"summary"}` last line of a `--json` run.
+pub fn summary_of(out: &Output) -> Value {
+    let lines = parse_json_lines(&out.stdout);
+    let last = lines.last().cloned().unwrap_or_else(|| {
+        panic!(
+            "no JSON output\n--- stderr ---\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert_eq!(
+        last["type"], "summary",
+        "last JSON line is not a summary: {last}"
+    );
+    last
+}
+
+/// Unsigned integer field of a summary, panicking with context if absent.
+pub fn num(v: &Value, key: &str) -> u64 {
+    v[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("field {key:?} missing or not an unsigned integer in {v}"))
+}
+
+/// Wait for a child with a deadline; kill it and return None on timeout.
+pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let start = Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return Some(st);
+        }
+        if start.elapsed() >= timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+// --- filesystem helpers -------------------------------------------------------
+
+/// Recursively copy `src` to `dst` (which must not exist): files, dirs and
+/// symlinks, preserving permission bits and mtimes (dir mtimes set last).
+pub fn copy_tree(src: &Path, dst: &Path) {
+    let meta = fs::symlink_metadata(src).unwrap();
+    let ft = meta.file_type();
+    if ft.is_symlink() {
+        std::os::unix::fs::symlink(fs::read_link(src).unwrap(), dst).unwrap();
+    } else if ft.is_dir() {
+        fs::create_dir_all(dst).unwrap();
+        let mut entries: Vec<_> = fs::read_dir(src)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        entries.sort();
+        for name in entries {
+            copy_tree(&src.join(&name), &dst.join(&name));
+        }
+        fs::set_permissions(dst, fs::Permissions::from_mode(meta.mode() & 0o7777)).unwrap();
+        set_mtime(dst, meta.modified().unwrap());
+    } else {
+        fs::copy(src, dst).unwrap();
+        fs::set_permissions(dst, fs::Permissions::from_mode(meta.mode() & 0o7777)).unwrap();
+        set_mtime(dst, meta.modified().unwrap());
+    }
+}
+
+/// Set the mtime of a file or directory (does not follow... a symlink is an error).
+pub fn set_mtime(path: &Path, t: SystemTime) {
+    let f = File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    f.set_modified(t)
+        .unwrap_or_else(|e| panic!("set mtime {}: {e}", path.display()));
+}
+
+pub fn mtime(path: &Path) -> SystemTime {
+    fs::symlink_metadata(path).unwrap().modified().unwrap()
+}
+
+/// Flip one byte of a file in place, keeping its size and restoring its mtime.
+pub fn flip_byte_keep_mtime(path: &Path, offset: u64) {
+    let before = mtime(path);
+    let mut f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let mut b = [0u8; 1];
+    f.seek(SeekFrom::Start(offset)).unwrap();
+    f.read_exact(&mut b).unwrap();
+    b[0] ^= 0xFF;
+    f.seek(SeekFrom::Start(offset)).unwrap();
+    f.write_all(&b).unwrap();
+    f.set_modified(before).unwrap();
+    drop(f);
+    assert_eq!(mtime(path), before, "mtime not restored");
+}
+
+/// All entries under `root`, relative, sorted (files, dirs and symlinks; the
+/// root itself excluded). Does not follow symlinks.
+pub fn list_tree(root: &Path) -> Vec<PathBuf> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
+        let mut names: Vec<_> = fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("read_dir {}: {e}", dir.display()))
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        for n in names {
+            let p = dir.join(&n);
+            out.push(p.strip_prefix(root).unwrap().to_path_buf());
+            if fs::symlink_metadata(&p).unwrap().file_type().is_dir() {
+                walk(root, &p, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out
+}
+
+/// Regular files under `root` (relative path → absolute path).
+pub fn files_in(root: &Path) -> BTreeMap<PathBuf, PathBuf> {
+    list_tree(root)
+        .into_iter()
+        .filter(|r| {
+            fs::symlink_metadata(root.join(r))
+                .unwrap()
+                .file_type()
+                .is_file()
+        })
+        .map(|r| {
+            let abs = root.join(&r);
+            (r, abs)
+        })
+        .collect()
+}
+
+/// Total size of regular files under `root`.
+pub fn tree_bytes(root: &Path) -> u64 {
+    files_in(root)
+        .values()
+        .map(|p| fs::metadata(p).unwrap().len())
+        .sum()
+}
+
+/// What [`assert_trees_equal_with`] compares.
+#[derive(Clone, Copy, Debug)]
+pub struct TreeCmp {
+    pub file_mtimes: bool,
+    pub dir_mtimes: bool,
+    pub modes: bool,
+}
+
+impl Default for TreeCmp {
+    fn default() -> Self {
+        TreeCmp {
+            file_mtimes: true,
+            dir_mtimes: false,
+            modes: true,
+        }
+    }
+}
+
+/// Differences between two trees, as human-readable lines (empty: equal).
+pub fn tree_diff(a: &Path, b: &Path, opts: TreeCmp) -> Vec<String> {
+    let mut diffs = Vec::new();
+    let la = list_tree(a);
+    let lb = list_tree(b);
+    let sa: std::collections::BTreeSet<_> = la.iter().cloned().collect();
+    let sb: std::collections::BTreeSet<_> = lb.iter().cloned().collect();
+    for only in sa.difference(&sb) {
+        diffs.push(format!("only in {}: {}", a.display(), only.display()));
+    }
+    for only in sb.difference(&sa) {
+        diffs.push(format!("only in {}: {}", b.display(), only.display()));
+    }
+    let mut roots = vec![PathBuf::new()];
+    roots.extend(sa.intersection(&sb).cloned());
+    for rel in roots {
+        let (pa, pb) = (a.join(&rel), b.join(&rel));
+        let name = if rel.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            rel.clone()
+        };
+        let (ma, mb) = (
+            fs::symlink_metadata(&pa).unwrap(),
+            fs::symlink_metadata(&pb).unwrap(),
+        );
+        let (ta, tb) = (ma.file_type(), mb.file_type());
+        let kind = |t: fs::FileType| {
+            if t.is_symlink() {
+                "symlink"
+            } else if t.is_dir() {
+                "dir"
+            } else if t.is_file() {
+                "file"
+            } else {
+                "other"
+            }
+        };
+        if kind(ta) != kind(tb) {
+            diffs.push(format!(
+                "{}: type {} vs {}",
+                name.display(),
+                kind(ta),
+                kind(tb)
+            ));
+            continue;
+        }
+        if ta.is_symlink() {
+            let (la, lb) = (fs::read_link(&pa).unwrap(), fs::read_link(&pb).unwrap());
+            if la != lb {
+                diffs.push(format!(
+                    "{}: symlink target {:?} vs {:?}",
+                    name.display(),
+                    la,
+                    lb
+                ));
+            }
+            continue;
+        }
+        if opts.modes && (ma.mode() & 0o7777) != (mb.mode() & 0o7777) {
+            diffs.push(format!(
+                "{}: mode {:o} vs {:o}",
+                name.display(),
+                ma.mode() & 0o7777,
+                mb.mode() & 0o7777
+            ));
+        }
+        let check_mtime = if ta.is_dir() {
+            opts.dir_mtimes
+        } else {
+            opts.file_mtimes
+        };
+        if check_mtime && (ma.mtime(), ma.mtime_nsec()) != (mb.mtime(), mb.mtime_nsec()) {
+            diffs.push(format!(
+                "{}: mtime {}.{:09} vs {}.{:09}",
+                name.display(),
+                ma.mtime(),
+                ma.mtime_nsec(),
+                mb.mtime(),
+                mb.mtime_nsec()
+            ));
+        }
+        if ta.is_file() {
+            if ma.len() != mb.len() {
+                diffs.push(format!(
+                    "{}: size {} vs {}",
+                    name.display(),
+                    ma.len(),
+                    mb.len()
+                ));
+            } else if fs::read(&pa).unwrap() != fs::read(&pb).unwrap() {
+                diffs.push(format!("{}: contents differ", name.display()));
+            }
+        }
+    }
+    diffs
+}
+
+/// Assert `a` and `b` hold the same entries, file bytes, mode bits, file
+/// mtimes (to the nanosecond) and symlink targets.
+pub fn assert_trees_equal(a: &Path, b: &Path) {
+    assert_trees_equal_with(a, b, TreeCmp::default());
+}
+
+pub fn assert_trees_equal_with(a: &Path, b: &Path, opts: TreeCmp) {
+    let diffs = tree_diff(a, b, opts);
+    if !diffs.is_empty() {
+        let n = diffs.len();
+        let shown: Vec<_> = diffs.into_iter().take(30).collect();
+        panic!(
+            "trees differ: {} vs {} ({n} differences)\n  {}",
+            a.display(),
+            b.display(),
+            shown.join("\n  ")
+        );
+    }
+}
+
+// --- genlib.py ------------------------------------------------------------------
+
+/// Run `python3 scripts/genlib.py ARGS...`, asserting success.
+pub fn genlib<I, S>(args: I)
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let script = manifest_dir().join("scripts").join("genlib.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run python3 scripts/genlib.py");
+    assert!(
+        out.status.success(),
+        "genlib.py failed: {:?}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `genlib.py create DIR --files N --seed S --mean-size BYTES`.
+pub fn genlib_create(dir: &Path, files: usize, seed: u64, mean_size: u64) {
+    genlib([
+        OsStr::new("create"),
+        dir.as_os_str(),
+        OsStr::new("--files"),
+        OsStr::new(&files.to_string()),
+        OsStr::new("--seed"),
+        OsStr::new(&seed.to_string()),
+        OsStr::new("--mean-size"),
+        OsStr::new(&mean_size.to_string()),
+    ]);
+}
+
+/// `genlib.py retag DIR --fraction F --seed S`.
+pub fn genlib_retag(dir: &Path, fraction: f64, seed: u64) {
+    genlib([
+        OsStr::new("retag"),
+        dir.as_os_str(),
+        OsStr::new("--fraction"),
+        OsStr::new(&fraction.to_string()),
+        OsStr::new("--seed"),
+        OsStr::new(&seed.to_string()),
+    ]);
+}
+
+/// `genlib.py reorganise DIR --layout LAYOUT` (`genre` or `artist`).
+pub fn genlib_reorganise(dir: &Path, layout: &str) {
+    genlib([
+        OsStr::new("reorganise"),
+        dir.as_os_str(),
+        OsStr::new("--layout"),
+        OsStr::new(layout),
+    ]);
+}
+
+/// Tiny deterministic PRNG (xorshift64*), so tests need no `rand`.
+pub struct XorShift(u64);
+
+impl XorShift {
+    pub fn new(seed: u64) -> XorShift {
+        let mut s = seed
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .wrapping_add(0x2545_F491_4F6C_DD1D);
+        if s == 0 {
+            s = 1;
+        }
+        let mut x = XorShift(s);
+        x.next_u64();
+        x
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform-ish in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+}
