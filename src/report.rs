@@ -48,6 +48,16 @@ pub enum Event {
 pub trait Sink: Send + Sync {
     /// Receives one event.
     fn event(&self, event: &Event);
+
+    /// A stretch of work begins: `files` files of `bytes` bytes in all will be processed.
+    /// Phases may overlap (a sync scans both sides at once); their totals add up.
+    fn phase(&self, _name: &str, _files: u64, _bytes: u64) {}
+
+    /// `bytes` more bytes of the current work are done.
+    fn advance(&self, _bytes: u64) {}
+
+    /// The work is over: clear any live display before the summary is printed.
+    fn finish(&self) {}
 }
 
 /// Prints every event as one JSON object per line on stdout.
@@ -101,6 +111,49 @@ impl Sink for TextSink {
             }
             _ => {}
         }
+    }
+}
+
+/// Text output with a progress bar on stderr while files are read or written. The bar is
+/// drawn only when stderr is a terminal; events are printed around it.
+pub struct ProgressSink {
+    inner: TextSink,
+    bar: indicatif::ProgressBar,
+}
+
+impl ProgressSink {
+    /// Wraps a text printer.
+    pub fn new(inner: TextSink) -> Self {
+        let bar = indicatif::ProgressBar::with_draw_target(
+            Some(0),
+            indicatif::ProgressDrawTarget::stderr_with_hz(10),
+        );
+        let style = indicatif::ProgressStyle::with_template(
+            "{msg:>12} [{wide_bar}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> ");
+        bar.set_style(style);
+        ProgressSink { inner, bar }
+    }
+}
+
+impl Sink for ProgressSink {
+    fn event(&self, event: &Event) {
+        self.bar.suspend(|| self.inner.event(event));
+    }
+
+    fn phase(&self, name: &str, _files: u64, bytes: u64) {
+        self.bar.set_message(name.to_string());
+        self.bar.inc_length(bytes);
+    }
+
+    fn advance(&self, bytes: u64) {
+        self.bar.inc(bytes);
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
     }
 }
 

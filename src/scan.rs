@@ -152,6 +152,11 @@ pub fn scan(
         .filter(|(_, p)| matches!(p, Some(Plan::Read(_))))
         .map(|(i, _)| i)
         .collect();
+    sink.phase(
+        "scanning",
+        to_read.len() as u64,
+        to_read.iter().map(|&i| walked[i].stat.size).sum(),
+    );
     let mut recorded: HashMap<usize, ScanEntry> = HashMap::new();
     let mut files_read = 0u64;
     let mut bytes_read = 0u64;
@@ -173,6 +178,7 @@ pub fn scan(
                 Ok((stat, list)) => {
                     files_read += 1;
                     bytes_read += stat.size;
+                    sink.advance(walked[i].stat.size);
                     sink.event(&Event::FileRead {
                         path: display_path(path),
                         bytes: stat.size,
@@ -196,6 +202,7 @@ pub fn scan(
                     recorded.insert(i, stored);
                 }
                 Err(e) => {
+                    sink.advance(walked[i].stat.size);
                     sink.event(&Event::Problem {
                         path: display_path(path),
                         message: e.to_string(),

@@ -51,6 +51,7 @@ pub fn verify(
                 target.url()
             )));
         };
+        sink.phase("verifying", snapshot.files, snapshot.bytes);
         let mut stack = vec![(Vec::new(), snapshot.root)];
         while let Some((prefix, tree_id)) = stack.pop() {
             let tree = repo.tree(&tree_id)?;
@@ -65,6 +66,7 @@ pub fn verify(
                     Node::Symlink { .. } => {}
                     Node::File { size, content, .. } => {
                         summary.files_checked += 1;
+                        sink.advance(size);
                         let reason = match read_file(target, &path, chunker) {
                             Ok((_, list)) => {
                                 summary.bytes_checked += list.size();

@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::error::Error;
 use crate::repo::Repository;
-use crate::report::{JsonSink, Sink, TextSink};
+use crate::report::{JsonSink, ProgressSink, Sink, TextSink};
 
 /// Exit codes, documented in the man page and `docs/exit-codes.md`.
 pub mod exit {
@@ -98,8 +98,10 @@ impl GlobalArgs {
     fn sink(&self) -> Box<dyn Sink> {
         if self.json {
             Box::new(JsonSink)
+        } else if self.quiet {
+            Box::new(TextSink::new(false, true))
         } else {
-            Box::new(TextSink::new(self.verbose, self.quiet))
+            Box::new(ProgressSink::new(TextSink::new(self.verbose, false)))
         }
     }
 }

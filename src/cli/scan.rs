@@ -33,6 +33,7 @@ pub fn run(global: &GlobalArgs, args: &ScanArgs) -> anyhow::Result<u8> {
         sink.as_ref(),
     )
     .with_context(|| format!("scanning {}", args.dir.display()))?;
+    sink.finish();
     if global.json {
         let mut value = serde_json::to_value(&summary)?;
         value["type"] = json!("summary");

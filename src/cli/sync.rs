@@ -45,6 +45,7 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
         sink.as_ref(),
     )
     .with_context(|| format!("syncing {} to {}", args.src.display(), args.dst.display()))?;
+    sink.finish();
     if global.json {
         let mut value = serde_json::to_value(&summary)?;
         value["type"] = json!("summary");

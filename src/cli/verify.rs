@@ -23,6 +23,7 @@ pub fn run(global: &GlobalArgs, args: &VerifyArgs) -> anyhow::Result<u8> {
     let repo = global.open_repo()?;
     let sink = global.sink();
     let summary = verify(&repo, &targets, &FastCdc::default(), sink.as_ref())?;
+    sink.finish();
     if global.json {
         let mut value = serde_json::to_value(&summary)?;
         value["type"] = json!("summary");

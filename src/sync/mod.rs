@@ -150,6 +150,14 @@ pub fn sync(
         sink,
         recorded: Vec::new(),
     };
+    let mut to_write = (0u64, 0u64);
+    for step in &plan.files {
+        if let Step::Write { content, .. } = step {
+            to_write.0 += 1;
+            to_write.1 += repo.content(content)?.size();
+        }
+    }
+    sink.phase("writing", to_write.0, to_write.1);
     apply.run(&plan)?;
     let summary = apply.summary;
     // The roots' own mode and mtime are not part of the trees; copy them as `rsync -a` does.
@@ -303,6 +311,7 @@ impl Apply<'_> {
             for (offset, chunk) in list.with_offsets() {
                 self.fetch(path, offset, chunk, &mut buf)?;
                 LocalOrigin::write_all(&mut file, &temp, &buf)?;
+                self.sink.advance(u64::from(chunk.len));
             }
             Ok(())
         })();
