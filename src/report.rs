@@ -83,6 +83,8 @@ pub struct TextSink {
     pub verbose: bool,
     /// Print nothing but problems.
     pub quiet: bool,
+    /// Print every step of a sync even when not verbose (a dry run's plan).
+    pub actions: bool,
     lock: Mutex<()>,
 }
 
@@ -92,6 +94,7 @@ impl TextSink {
         TextSink {
             verbose,
             quiet,
+            actions: verbose,
             lock: Mutex::new(()),
         }
     }
@@ -103,7 +106,7 @@ impl Sink for TextSink {
         match event {
             Event::Problem { path, message } => eprintln!("musicfs: {path}: {message}"),
             Event::Damaged { path, reason } => println!("DAMAGED {path}: {reason}"),
-            Event::Action { action, path, .. } if self.verbose && !self.quiet => {
+            Event::Action { action, path, .. } if self.actions && !self.quiet => {
                 println!("{action:>7} {path}")
             }
             Event::FileRead { path, bytes } if self.verbose && !self.quiet => {

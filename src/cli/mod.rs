@@ -96,12 +96,20 @@ impl GlobalArgs {
     }
 
     fn sink(&self) -> Box<dyn Sink> {
+        self.sink_listing(false)
+    }
+
+    /// A printer that lists every step in text mode even without `--verbose` when `list`
+    /// (a dry run's plan is its output).
+    fn sink_listing(&self, list: bool) -> Box<dyn Sink> {
         if self.json {
             Box::new(JsonSink)
         } else if self.quiet {
             Box::new(TextSink::new(false, true))
         } else {
-            Box::new(ProgressSink::new(TextSink::new(self.verbose, false)))
+            let mut text = TextSink::new(self.verbose, false);
+            text.actions |= list;
+            Box::new(ProgressSink::new(text))
         }
     }
 }

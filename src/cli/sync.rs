@@ -31,7 +31,7 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
     let source = LocalOrigin::open(&args.src, false)?;
     let destination = LocalOrigin::open(&args.dst, true)?;
     let repo = global.open_repo()?;
-    let sink = global.sink();
+    let sink = global.sink_listing(args.dry_run);
     let summary = sync(
         &repo,
         &source,
