@@ -10,7 +10,10 @@ use std::time::Duration;
 
 use util::*;
 
-const TRIALS: u64 = 20;
+/// Syncs that must be killed before they finish.
+const KILLED: u64 = 20;
+/// Give up after this many trials.
+const MAX_TRIALS: u64 = 80;
 const FILES: usize = 200;
 const MEAN_SIZE: u64 = 256 * 1024;
 const SEED: u64 = 20240601;
@@ -63,12 +66,18 @@ fn sigkill_during_sync_never_tears_files() {
     let mut dst = t.path("dst-0");
     let mut layout_genre = false;
     let mut killed_midway = 0;
+    // Upper bound of the random delay before the kill, per kind of trial; shrunk whenever a
+    // sync of that kind finished first, so that kills land anywhere in the run.
+    let mut upper_ms = [400u64; 3];
+    let mut trial = 0;
 
-    for trial in 0..TRIALS {
+    while killed_midway < KILLED && trial < MAX_TRIALS {
+        trial += 1;
+        let kind = (trial % 3) as usize;
         let mut rng = XorShift::new(trial);
         // What DST holds before this trial's sync (it is complete and equal to
         // SRC after the previous trial, or empty when fresh).
-        let fresh = trial % 3 == 0;
+        let fresh = kind == 0;
         if fresh {
             dst = t.path(&format!("dst-{trial}"));
         }
@@ -78,7 +87,7 @@ fn sigkill_during_sync_never_tears_files() {
             BTreeMap::new()
         };
         if !fresh {
-            if trial % 3 == 1 {
+            if kind == 1 {
                 // Overwrites: retag 10% of SRC in place.
                 genlib_retag(&src, 0.1, 1000 + trial);
             } else {
@@ -97,11 +106,13 @@ fn sigkill_during_sync_never_tears_files() {
             .arg(&dst)
             .arg("--delete")
             .spawn();
-        let delay = rng.below(401);
+        let delay = rng.below(upper_ms[kind] + 1);
         std::thread::sleep(Duration::from_millis(delay));
         let finished_early = child.try_wait().unwrap();
         if finished_early.is_none() {
             killed_midway += 1;
+        } else {
+            upper_ms[kind] = (upper_ms[kind] * 2 / 3).max(2);
         }
         let _ = child.kill(); // SIGKILL
         let status = child.wait().unwrap();
@@ -138,10 +149,10 @@ fn sigkill_during_sync_never_tears_files() {
             "trial {trial}: leftover files in DST"
         );
     }
-    eprintln!("{killed_midway} of {TRIALS} syncs killed mid-run");
+    eprintln!("{killed_midway} of {trial} syncs killed mid-run");
     assert!(
-        killed_midway > 0,
-        "every sync finished before the kill; the crash test tested nothing"
+        killed_midway >= KILLED,
+        "only {killed_midway} of {trial} syncs were killed before they finished"
     );
 }
 
