@@ -28,7 +28,7 @@ pub enum Event {
     },
     /// One step of a sync (planned, or done).
     Action {
-        /// `write`, `link`, `meta`, `symlink`, `mkdir`, `delete`.
+        /// `write`, `move`, `meta`, `symlink`, `mkdir`, `delete`.
         action: &'static str,
         /// Relative path in the destination.
         path: String,

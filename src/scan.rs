@@ -215,13 +215,13 @@ pub fn scan(
             }
             pending += 1;
             if pending >= 256 || last_commit.elapsed().as_secs() >= 2 {
-                writer.commit(false)?;
+                writer.commit()?;
                 writer = repo.writer()?;
                 pending = 0;
                 last_commit = Instant::now();
             }
         }
-        writer.commit(false)
+        writer.commit()
     })?;
 
     // Moves, removals, trees and the snapshot, in one durable batch.
@@ -281,7 +281,7 @@ pub fn scan(
         bytes,
     };
     let snapshot = writer.add_snapshot(&record)?;
-    writer.commit(true)?;
+    writer.commit()?;
 
     Ok(ScanSummary {
         origin: origin.url().to_string(),

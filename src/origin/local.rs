@@ -71,7 +71,12 @@ impl LocalOrigin {
         let meta = match fs::metadata(root) {
             Ok(m) => Some(m),
             Err(e) if e.kind() == io::ErrorKind::NotFound && may_create => None,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) =>
+            {
                 return Err(Error::InvalidInput(format!(
                     "{}: no such directory",
                     root.display()

@@ -504,11 +504,9 @@ impl RepoWriter<'_> {
         Ok(record.snapshot_id())
     }
 
-    /// Applies the batch durably. (The database is shared between processes in redb's
-    /// multi-writer mode, which allows only durable commits; `durable` documents the caller's
-    /// intent for a future single-process fast path.)
-    pub fn commit(self, durable: bool) -> Result<()> {
-        let _ = durable;
+    /// Applies the batch durably (redb's multi-writer mode, which lets several processes
+    /// share the database, allows only durable commits).
+    pub fn commit(self) -> Result<()> {
         self.txn.commit().map_err(|e| self.repo.err(e))
     }
 }

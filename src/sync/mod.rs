@@ -117,6 +117,9 @@ pub fn sync(
         },
     )?;
     let mut summary = SyncSummary {
+        // Source entries that could not be read were reported by the scan; their destination
+        // counterparts are left alone, and the sync is partial.
+        errors: src_scan.unreadable.len() as u64,
         files_total: src_scan.files,
         bytes_total: src_scan.bytes,
         dry_run: options.dry_run,
@@ -149,6 +152,7 @@ pub fn sync(
         summary,
         sink,
         recorded: Vec::new(),
+        dirty_dirs: Default::default(),
     };
     let mut to_write = (0u64, 0u64);
     for step in &plan.files {
@@ -239,6 +243,8 @@ struct Apply<'a> {
     sink: &'a dyn Sink,
     /// Destination files written, to record in the repository.
     recorded: Vec<(Vec<u8>, ContentId)>,
+    /// Directories that received renamed entries and must be fsynced.
+    dirty_dirs: std::collections::BTreeSet<Vec<u8>>,
 }
 
 impl Apply<'_> {
@@ -252,11 +258,27 @@ impl Apply<'_> {
                 self.record()?;
             }
         }
+        // Make the new names durable.
+        self.sync_dirs();
         self.record()?;
         for step in plan.deletions.iter().chain(&plan.directory_meta) {
             self.step(step)?;
         }
         Ok(())
+    }
+
+    /// Fsyncs every directory that received a renamed entry, so that a power cut after the
+    /// sync cannot bring back the old names.
+    fn sync_dirs(&mut self) {
+        for dir in std::mem::take(&mut self.dirty_dirs) {
+            if let Err(e) = self.destination.sync_dir(&dir) {
+                self.summary.errors += 1;
+                self.sink.event(&Event::Problem {
+                    path: display_path(&dir),
+                    message: e.to_string(),
+                });
+            }
+        }
     }
 
     /// Runs one step; a failure of one file is reported and the sync goes on.
@@ -287,6 +309,14 @@ impl Apply<'_> {
         };
         match result {
             Ok(()) => {
+                if matches!(
+                    step,
+                    Step::Write { .. } | Step::Rename { .. } | Step::Symlink { .. }
+                ) {
+                    let path = step_path(step);
+                    let parent = path.iter().rposition(|&b| b == b'/').unwrap_or(0);
+                    self.dirty_dirs.insert(path[..parent].to_vec());
+                }
                 count_step(step, &mut self.summary);
                 emit_step(self.sink, step, self.summary.bytes_transferred - before);
                 Ok(())
@@ -435,7 +465,7 @@ impl Apply<'_> {
                 writer.record_file(self.dst_origin, &path, entry, previous.as_ref())?;
             }
         }
-        writer.commit(false)?;
+        writer.commit()?;
         // The repository now knows where those chunks are.
         self.received.clear();
         Ok(())
