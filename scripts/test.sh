@@ -4,14 +4,13 @@
 #   bash scripts/test.sh
 #
 # Installs what the tests need from Debian's packages when it is missing
-# (python3 for the library generator, rsync for comparisons), then checks
-# formatting and lints and runs every test target.
+# (python3 for the library generator), then checks formatting and lints and
+# runs every test target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
 command -v python3 >/dev/null || need+=(python3)
-command -v rsync >/dev/null || need+=(rsync)
 if ((${#need[@]})); then
     echo "test.sh: installing ${need[*]}" >&2
     if [[ $(id -u) -ne 0 ]]; then
