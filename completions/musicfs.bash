@@ -22,6 +22,9 @@ _musicfs() {
             musicfs,help)
                 cmd="musicfs__subcmd__help"
                 ;;
+            musicfs,inspect)
+                cmd="musicfs__subcmd__inspect"
+                ;;
             musicfs,scan)
                 cmd="musicfs__subcmd__scan"
                 ;;
@@ -39,6 +42,9 @@ _musicfs() {
                 ;;
             musicfs__subcmd__help,help)
                 cmd="musicfs__subcmd__help__subcmd__help"
+                ;;
+            musicfs__subcmd__help,inspect)
+                cmd="musicfs__subcmd__help__subcmd__inspect"
                 ;;
             musicfs__subcmd__help,scan)
                 cmd="musicfs__subcmd__help__subcmd__scan"
@@ -59,7 +65,7 @@ _musicfs() {
 
     case "${cmd}" in
         musicfs)
-            opts="-q -v -h -V --repo --json --quiet --verbose --help --version scan sync verify snapshots completions help"
+            opts="-q -v -h -V --repo --json --quiet --verbose --help --version scan sync verify snapshots inspect completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -95,7 +101,7 @@ _musicfs() {
             return 0
             ;;
         musicfs__subcmd__help)
-            opts="scan sync verify snapshots completions help"
+            opts="scan sync verify snapshots inspect completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -123,6 +129,20 @@ _musicfs() {
             return 0
             ;;
         musicfs__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        musicfs__subcmd__help__subcmd__inspect)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -185,6 +205,24 @@ _musicfs() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        musicfs__subcmd__inspect)
+            opts="-q -v -h --repo --json --quiet --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --repo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

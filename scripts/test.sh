@@ -3,24 +3,44 @@
 #
 #   bash scripts/test.sh
 #
-# Installs what the tests need from Debian's packages when it is missing
-# (python3 for the library generator), then checks formatting and lints and
-# runs every test target.
+# 1. Installs what the tests need when it is missing: from Debian, python3 (library
+#    generator), ffmpeg (real encoded audio), and the real tag editors the tag-edit tests
+#    drive — id3v2, metaflac (flac), vorbiscomment and oggenc (vorbis-tools), kid3-cli; from
+#    PyPI, mutagen (tag editor for Opus, MP4 and covers).
+# 2. Fetches mutagen 1.48.1's test corpus (100 real and broken audio files) from PyPI.
+# 3. cargo fmt --check, clippy -D warnings, every test target.
+# 4. A short fuzz run of every container parser (FUZZ_SECONDS per target, default 10;
+#    FUZZ_SECONDS=0 skips it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-command -v python3 >/dev/null || need+=(python3)
+for tool in python3:python3 ffmpeg:ffmpeg id3v2:id3v2 metaflac:flac vorbiscomment:vorbis-tools \
+    oggenc:vorbis-tools kid3-cli:kid3-cli; do
+    command -v "${tool%%:*}" >/dev/null || need+=("${tool#*:}")
+done
 if ((${#need[@]})); then
+    mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)
     echo "test.sh: installing ${need[*]}" >&2
     if [[ $(id -u) -ne 0 ]]; then
         echo "test.sh: missing ${need[*]} and not root; install with: sudo apt-get install ${need[*]}" >&2
         exit 1
     fi
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+if ! python3 -c 'import mutagen' 2>/dev/null; then
+    echo "test.sh: installing mutagen from PyPI" >&2
+    python3 -m pip install -q mutagen==1.48.1 ||
+        python3 -m pip install -q --break-system-packages mutagen==1.48.1
+fi
+bash scripts/fetch-mutagen-corpus.sh
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --all-targets --locked --release
+
+fuzz_seconds=${FUZZ_SECONDS:-10}
+if [[ "$fuzz_seconds" != 0 ]]; then
+    bash scripts/fuzz.sh "$fuzz_seconds"
+fi

@@ -81,6 +81,15 @@ pub enum Error {
         /// The chunk's short id.
         chunk: String,
     },
+    /// Verified chunks did not rebuild the file their content describes (a transformed region
+    /// that does not round-trip); nothing was written under the file's name.
+    #[error("{path}: the rebuilt file does not match content {content}")]
+    Rebuild {
+        /// The file being built.
+        path: PathBuf,
+        /// The content's short id.
+        content: String,
+    },
 }
 
 impl Error {

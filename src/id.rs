@@ -110,6 +110,17 @@ id_type!(
     SnapshotId
 );
 
+id_type!(
+    /// BLAKE3 of a whole file's bytes, kept for files whose chunks are a transformed
+    /// representation (Ogg pages), to prove a rebuilt file byte-exact.
+    FileHash
+);
+id_type!(
+    /// BLAKE3 of a file's audio stream alone (for Ogg, of its pages with sequence numbers and
+    /// CRCs zeroed): the same recording keeps it through retagging, moves and renames.
+    AudioHash
+);
+
 impl ChunkId {
     /// Hashes a chunk. The only way to make a `ChunkId` from data.
     pub fn of(data: &[u8]) -> Self {
@@ -117,8 +128,22 @@ impl ChunkId {
     }
 }
 
+impl FileHash {
+    /// The hash a hasher fed with the whole file holds.
+    pub fn of_hasher(hasher: &blake3::Hasher) -> Self {
+        Self(*hasher.finalize().as_bytes())
+    }
+}
+
+impl AudioHash {
+    /// The hash a hasher fed with the audio stream holds.
+    pub fn of_hasher(hasher: &blake3::Hasher) -> Self {
+        Self(*hasher.finalize().as_bytes())
+    }
+}
+
 /// Derivation contexts for object hashes; changing one is a repository format change.
-const CONTENT_CONTEXT: &str = "musicfs 2026-11 chunk list v1";
+const CONTENT_CONTEXT: &str = "musicfs 2026-11 chunk list v2";
 const TREE_CONTEXT: &str = "musicfs 2026-11 tree v1";
 const SNAPSHOT_CONTEXT: &str = "musicfs 2026-11 snapshot v1";
 

@@ -4,6 +4,8 @@
 pub mod chunk;
 pub mod error;
 pub mod id;
+pub mod inspect;
+pub mod media;
 pub mod repo;
 pub mod snapshot;
 

@@ -14,14 +14,15 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::chunk::Chunker;
+use crate::chunk::{chunk_file, Chunker};
 use crate::error::{Error, Result};
 use crate::id::{SnapshotId, TreeId};
+use crate::media::{self, Format};
 use crate::origin::local::entry_stat;
 use crate::origin::{EntryKind, EntryStat, LocalOrigin, WalkItem};
 use crate::repo::{OriginId, Repository, ScanEntry};
 use crate::report::{display_path, Event, Sink};
-use crate::snapshot::{ChunkList, ChunkRef, Node, SnapshotRecord, Tree, TreeEntry};
+use crate::snapshot::{ChunkList, MediaRecord, Node, SnapshotRecord, Tree, TreeEntry};
 
 /// How to scan.
 #[derive(Clone, Copy, Debug, Default)]
@@ -160,12 +161,12 @@ pub fn scan(
     let mut recorded: HashMap<usize, ScanEntry> = HashMap::new();
     let mut files_read = 0u64;
     let mut bytes_read = 0u64;
-    let (tx, rx) = mpsc::sync_channel::<(usize, Result<(EntryStat, ChunkList)>)>(64);
+    let (tx, rx) = mpsc::sync_channel::<(usize, Result<ReadFile>)>(64);
     std::thread::scope(|scope| -> Result<()> {
         let walked = &walked;
         scope.spawn(move || {
             to_read.par_iter().for_each_with(tx, |tx, &i| {
-                let result = read_file(origin, &walked[i].path, chunker);
+                let result = read_file(origin, &walked[i].path, chunker, true);
                 let _ = tx.send((i, result));
             });
         });
@@ -175,7 +176,7 @@ pub fn scan(
         for (i, result) in rx {
             let path = &walked[i].path;
             match result {
-                Ok((stat, list)) => {
+                Ok(ReadFile { stat, list, media }) => {
                     files_read += 1;
                     bytes_read += stat.size;
                     sink.advance(walked[i].stat.size);
@@ -184,6 +185,7 @@ pub fn scan(
                         bytes: stat.size,
                     });
                     let content = writer.put_content(&list)?;
+                    writer.put_media(&content, &media)?;
                     let prev = match &plans[i] {
                         Some(Plan::Read(prev)) => prev.as_ref(),
                         _ => None,
@@ -316,12 +318,25 @@ pub fn now_ns() -> i64 {
         .unwrap_or(0)
 }
 
-/// Chunks one file, re-reading it when it changed underneath.
+/// A file as one read found it.
+#[derive(Clone, Debug)]
+pub struct ReadFile {
+    /// Its metadata, unchanged from before to after the read.
+    pub stat: EntryStat,
+    /// Its chunks, format and regions.
+    pub list: ChunkList,
+    /// Its audio hash, tags and properties (tags only when asked for).
+    pub media: MediaRecord,
+}
+
+/// Chunks one file by its container's regions, and reads its tags when `tags`; re-reads it
+/// when it changed underneath.
 pub fn read_file(
     origin: &LocalOrigin,
     path: &[u8],
     chunker: &dyn Chunker,
-) -> Result<(EntryStat, ChunkList)> {
+    tags: bool,
+) -> Result<ReadFile> {
     let full = origin.full_path(path);
     for _ in 0..MAX_ATTEMPTS {
         let mut file = origin.open_file(path)?;
@@ -329,22 +344,26 @@ pub fn read_file(
             .metadata()
             .map(|m| entry_stat(&m))
             .map_err(|e| Error::io(&full, e))?;
-        let mut list = ChunkList::default();
-        chunker
-            .chunk_stream(&mut file, &mut |c| {
-                list.chunks.push(ChunkRef {
-                    id: c.id,
-                    len: c.data.len() as u32,
-                });
-                Ok(())
-            })
-            .map_err(|e| Error::io(&full, e))?;
+        let chunked =
+            chunk_file(&mut file, before.size, chunker).map_err(|e| Error::io(&full, e))?;
+        let info = if tags && chunked.list.format != Format::Opaque {
+            media::tags::read(&mut file)
+        } else {
+            None
+        };
         let after = file
             .metadata()
             .map(|m| entry_stat(&m))
             .map_err(|e| Error::io(&full, e))?;
-        if before == after && list.size() == before.size {
-            return Ok((before, list));
+        if before == after && chunked.list.size() == before.size {
+            return Ok(ReadFile {
+                stat: before,
+                list: chunked.list,
+                media: MediaRecord {
+                    audio_hash: chunked.audio_hash,
+                    info,
+                },
+            });
         }
     }
     Err(Error::Unstable {

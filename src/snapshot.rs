@@ -9,7 +9,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::id::{ChunkId, ContentId, SnapshotId, TreeId};
+use crate::id::{AudioHash, ChunkId, ContentId, FileHash, SnapshotId, TreeId};
+use crate::media::tags::MediaInfo;
+use crate::media::{Format, Region};
 
 /// One chunk of a file: its id and length.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,11 +22,27 @@ pub struct ChunkRef {
     pub len: u32,
 }
 
-/// A file's content as the ordered list of its chunks.
+/// A file's content: its container, its regions and the ordered list of its chunks. Every
+/// region boundary is a chunk boundary.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkList {
+    /// The container format the regions were found by.
+    pub format: Format,
+    /// The regions, contiguous, covering the file.
+    pub regions: Vec<Region>,
     /// The chunks, in file order.
     pub chunks: Vec<ChunkRef>,
+    /// BLAKE3 of the whole file, when a region's chunks are a transformed representation.
+    pub file_hash: Option<FileHash>,
+}
+
+/// What musicfs knows about a file's audio beyond its bytes, stored by content id.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaRecord {
+    /// BLAKE3 of the audio stream, when the container was understood.
+    pub audio_hash: Option<AudioHash>,
+    /// Tags and audio properties, when they could be read.
+    pub info: Option<MediaInfo>,
 }
 
 impl ChunkList {
@@ -167,6 +185,7 @@ mod tests {
         };
         let list = ChunkList {
             chunks: vec![a, b, a],
+            ..ChunkList::default()
         };
         let offsets: Vec<u64> = list.with_offsets().map(|(o, _)| o).collect();
         assert_eq!(offsets, vec![0, 10, 15]);
@@ -174,6 +193,23 @@ mod tests {
         let decoded: ChunkList = decode(&list.encode()).expect("round trip");
         assert_eq!(decoded.content_id(), list.content_id());
         assert_ne!(list.content_id(), ChunkList::default().content_id());
+    }
+
+    /// The example in `docs/format.md`.
+    #[test]
+    fn chunk_list_encoding_is_as_documented() {
+        let id = ChunkId::of(b"x");
+        let list = ChunkList {
+            format: Format::Opaque,
+            regions: crate::media::Layout::opaque(65_536).regions,
+            chunks: vec![ChunkRef { id, len: 65_536 }],
+            file_hash: None,
+        };
+        let mut expected = vec![0x00, 0x01, 0x04, 0x00, 0x80, 0x80, 0x04, 0x00, 0x01];
+        expected.extend_from_slice(id.as_bytes());
+        expected.extend_from_slice(&[0x80, 0x80, 0x04, 0x00]);
+        assert_eq!(list.encode(), expected);
+        assert_eq!(ChunkList::default().encode(), vec![0, 0, 0, 0]);
     }
 
     #[test]

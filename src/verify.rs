@@ -67,8 +67,9 @@ pub fn verify(
                     Node::File { size, content, .. } => {
                         summary.files_checked += 1;
                         sink.advance(size);
-                        let reason = match read_file(target, &path, chunker) {
-                            Ok((_, list)) => {
+                        let reason = match read_file(target, &path, chunker, false) {
+                            Ok(read) => {
+                                let list = read.list;
                                 summary.bytes_checked += list.size();
                                 if list.content_id() == content {
                                     None

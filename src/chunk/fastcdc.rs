@@ -75,6 +75,14 @@ impl FastCdc {
 }
 
 impl Chunker for FastCdc {
+    fn first_cut(&self, data: &[u8]) -> usize {
+        self.cut(data).max(1).min(data.len())
+    }
+
+    fn max_size(&self) -> usize {
+        self.max
+    }
+
     fn chunk_stream(
         &self,
         reader: &mut dyn Read,

@@ -7,8 +7,13 @@
 //! `tests/chunk_golden.rs` pin them. This module never touches the repository or the disk.
 
 mod fastcdc;
+pub mod oggpages;
+mod regions;
 
 pub use self::fastcdc::{FastCdc, AVG_SIZE, MAX_SIZE, MIN_SIZE};
+pub use self::regions::{
+    chunk_file, chunk_plain, matches_chunk, AssembleError, Assembler, Chunked,
+};
 
 use std::io::{self, Read};
 
@@ -38,4 +43,11 @@ pub trait Chunker: Send + Sync {
         reader: &mut dyn Read,
         emit: &mut dyn FnMut(Chunk<'_>) -> io::Result<()>,
     ) -> io::Result<u64>;
+
+    /// The length of the first chunk of `data`, which is either at least
+    /// [`Chunker::max_size`] bytes long or the end of the stream.
+    fn first_cut(&self, data: &[u8]) -> usize;
+
+    /// The largest chunk the chunker makes.
+    fn max_size(&self) -> usize;
 }

@@ -1,5 +1,6 @@
 //! The command line: parsing and printing only; the work is in the library.
 
+mod inspect;
 mod scan;
 mod snapshots;
 mod sync;
@@ -78,6 +79,8 @@ pub enum Command {
     Verify(verify::VerifyArgs),
     /// List snapshots
     Snapshots,
+    /// Show a file's container, regions, chunks, audio hash and tags
+    Inspect(inspect::InspectArgs),
     /// Print shell completions
     Completions {
         /// The shell
@@ -148,6 +151,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Sync(args) => sync::run(&cli.global, args),
         Command::Verify(args) => verify::run(&cli.global, args),
         Command::Snapshots => snapshots::run(&cli.global),
+        Command::Inspect(args) => inspect::run(&cli.global, args),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(*shell, &mut cmd, "musicfs", &mut std::io::stdout());

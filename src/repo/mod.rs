@@ -20,11 +20,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, ContentId, SnapshotId, TreeId};
-use crate::snapshot::{decode, encode, ChunkList, SnapshotRecord, Tree};
+use crate::snapshot::{decode, encode, ChunkList, MediaRecord, SnapshotRecord, Tree};
 use tables::*;
 
 /// The repository format this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// A number naming one origin inside this repository.
 pub type OriginId = u64;
@@ -126,6 +126,7 @@ impl Repository {
             // Create every table so that readers never meet a missing one.
             txn.open_table(ORIGINS).map_err(|e| self.err(e))?;
             txn.open_table(CONTENTS).map_err(|e| self.err(e))?;
+            txn.open_table(MEDIA).map_err(|e| self.err(e))?;
             txn.open_table(TREES).map_err(|e| self.err(e))?;
             txn.open_table(SCAN).map_err(|e| self.err(e))?;
             txn.open_table(FILES).map_err(|e| self.err(e))?;
@@ -220,6 +221,18 @@ impl Repository {
             .filter(|l: &ChunkList| l.content_id() == *id)
             .ok_or_else(|| self.corrupt(format!("chunk list {}", id.short())))?;
         Ok(list)
+    }
+
+    /// What is known of a content's audio: its audio hash, tags and properties.
+    pub fn media(&self, id: &ContentId) -> Result<Option<MediaRecord>> {
+        let read = self.db.begin_read().map_err(|e| self.err(e))?;
+        let table = read.open_table(MEDIA).map_err(|e| self.err(e))?;
+        let Some(bytes) = table.get(id.as_bytes()).map_err(|e| self.err(e))? else {
+            return Ok(None);
+        };
+        decode(bytes.value())
+            .map(Some)
+            .ok_or_else(|| self.corrupt(format!("media record {}", id.short())))
     }
 
     /// A directory listing by id.
@@ -368,6 +381,15 @@ impl RepoWriter<'_> {
                 .map_err(|e| self.err(e))?;
         }
         Ok(id)
+    }
+
+    /// Stores what is known of a content's audio (replacing an earlier record).
+    pub fn put_media(&mut self, id: &ContentId, media: &MediaRecord) -> Result<()> {
+        let mut table = self.txn.open_table(MEDIA).map_err(|e| self.err(e))?;
+        table
+            .insert(id.as_bytes(), encode(media).as_slice())
+            .map_err(|e| self.err(e))?;
+        Ok(())
     }
 
     /// Stores a tree (once per distinct listing) and returns its id.

@@ -9,6 +9,9 @@ pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 pub const ORIGINS: TableDefinition<&str, u64> = TableDefinition::new("origins");
 /// Content id → postcard `ChunkList`.
 pub const CONTENTS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("contents");
+/// Content id → postcard `MediaRecord` (audio hash, tags, properties), for contents whose
+/// file was read.
+pub const MEDIA: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("media");
 /// Tree id → postcard `Tree`.
 pub const TREES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("trees");
 /// (origin id, relative path) → postcard `ScanEntry`.

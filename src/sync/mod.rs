@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::chunk::Chunker;
+use crate::chunk::{matches_chunk, Assembler, Chunker};
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, ContentId};
 use crate::origin::LocalOrigin;
@@ -338,12 +338,18 @@ impl Apply<'_> {
         let (temp, mut file) = self.destination.create_temp(path)?;
         let result = (|| -> Result<()> {
             let mut buf = Vec::new();
+            let mut assembler = Assembler::new(&list);
+            let rebuilt = |_| Error::Rebuild {
+                path: self.destination.full_path(path),
+                content: content.short(),
+            };
             for (offset, chunk) in list.with_offsets() {
                 self.fetch(path, offset, chunk, &mut buf)?;
+                assembler.chunk(offset, &mut buf).map_err(rebuilt)?;
                 LocalOrigin::write_all(&mut file, &temp, &buf)?;
                 self.sink.advance(u64::from(chunk.len));
             }
-            Ok(())
+            assembler.finish().map_err(rebuilt)
         })();
         if let Err(e) = result {
             let _ = std::fs::remove_file(&temp);
@@ -440,7 +446,7 @@ impl Apply<'_> {
         let Some((_, f)) = &self.open else {
             return false;
         };
-        LocalOrigin::read_at(f, buf, offset).is_ok() && ChunkId::of(buf) == id
+        LocalOrigin::read_at(f, buf, offset).is_ok() && matches_chunk(buf, id)
     }
 
     /// Records written destination files in the repository, so the next scan skips them.

@@ -590,3 +590,131 @@ impl XorShift {
         self.next_u64() % n
     }
 }
+
+// --- external tools (real tag editors, ffmpeg, Python) -----------------------------
+
+/// The absolute path of `program` on `PATH`, if any.
+pub fn find_on_path(program: &str) -> Option<PathBuf> {
+    if program.contains('/') {
+        let p = PathBuf::from(program);
+        return p.is_file().then_some(p);
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(program))
+            .find(|p| {
+                fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            })
+    })
+}
+
+/// Fail (never skip) when `program` is missing, naming the Debian package that has it.
+pub fn require_tool(program: &str, debian_package: &str) -> PathBuf {
+    find_on_path(program)
+        .unwrap_or_else(|| panic!("{program} not found: apt-get install {debian_package}"))
+}
+
+/// The Python interpreter for helper scripts: `MUSICFS_PYTHON`, else `python3`.
+pub fn python() -> String {
+    std::env::var("MUSICFS_PYTHON").unwrap_or_else(|_| "python3".to_string())
+}
+
+/// Fail unless the Python from [`python`] can import mutagen.
+pub fn require_mutagen() {
+    let py = python();
+    require_tool(&py, "python3");
+    let ok = Command::new(&py)
+        .args(["-c", "import mutagen"])
+        .stdin(Stdio::null())
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "python module mutagen not found for {py}: pip install mutagen (set MUSICFS_PYTHON to use another Python)"
+    );
+}
+
+/// Run a command, assert it succeeded, return its output; the failure message shows the
+/// command line, exit status and both streams.
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let line = format!("{cmd:?}");
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("failed to run {line}: {e}"));
+    if !out.status.success() {
+        let shorten = |b: &[u8]| {
+            let s = String::from_utf8_lossy(b);
+            s.chars().take(4000).collect::<String>()
+        };
+        panic!(
+            "\n{}\nexited with {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}\n",
+            line.chars().take(600).collect::<String>(),
+            out.status,
+            shorten(&out.stdout),
+            shorten(&out.stderr)
+        );
+    }
+    out
+}
+
+/// `bash scripts/gen-audio-lib.sh DIR ARGS...` (real audio encoded by ffmpeg), asserting
+/// success. Needs ffmpeg, and mutagen for Ogg and WAV covers.
+pub fn gen_audio_lib<I, S>(dir: &Path, args: I)
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    require_tool("ffmpeg", "ffmpeg");
+    let script = manifest_dir().join("scripts").join("gen-audio-lib.sh");
+    run_ok(Command::new("bash").arg(script).arg(dir).args(args));
+}
+
+/// Regular files under `root`, absolute, sorted by relative path.
+pub fn sorted_files(root: &Path) -> Vec<PathBuf> {
+    files_in(root).into_values().collect()
+}
+
+/// `musicfs --json inspect FILES...`: one `{"type":"file"}` object per file, in argument
+/// order (the trailing summary is checked and dropped).
+pub fn inspect(t: &TestRepo, files: &[PathBuf]) -> Vec<Value> {
+    let mut lines = t.cmd().arg("inspect").args(files).json_lines();
+    let summary = lines.pop().expect("inspect printed nothing");
+    assert_eq!(summary["type"], "summary", "last inspect line: {summary}");
+    assert_eq!(
+        num(&summary, "files"),
+        files.len() as u64,
+        "inspect summary: {summary}"
+    );
+    assert_eq!(
+        lines.len(),
+        files.len(),
+        "one inspect line per file: {lines:?}"
+    );
+    for l in &lines {
+        assert_eq!(l["type"], "file", "inspect line: {l}");
+    }
+    lines
+}
+
+/// Chunk ids of the regions of `kind` in one `inspect` file object, in file order.
+pub fn region_chunk_ids(file: &Value, kind: &str) -> Vec<String> {
+    file["regions"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no regions array in {file}"))
+        .iter()
+        .filter(|r| r["kind"] == kind)
+        .flat_map(|r| {
+            r["chunks"]
+                .as_array()
+                .unwrap_or_else(|| panic!("region without chunks: {r}"))
+                .iter()
+                .map(|c| {
+                    c["id"]
+                        .as_str()
+                        .unwrap_or_else(|| panic!("chunk without id: {c}"))
+                        .to_string()
+                })
+        })
+        .collect()
+}

@@ -1,0 +1,217 @@
+//! Chunking a file region by region.
+//!
+//! The container's layout (`media::detect`) splits a file into tag blocks, pictures, padding
+//! and the audio stream; each region is cut by the chunker on its own, starting at its own
+//! first byte, so a region's chunks depend only on its bytes. A tag block that grows or
+//! shrinks leaves the audio's chunks as they were, and the same picture embedded in ten
+//! tracks is the same chunk ten times. Ogg audio pages are chunked in their normalized form
+//! (`oggpages`), and the file's whole hash is kept to prove the rebuilt bytes.
+
+use std::io::{self, Read, SeekFrom};
+
+use super::oggpages::{self, OggChunkError};
+use super::Chunker;
+use crate::id::{AudioHash, FileHash};
+use crate::media::{self, Layout, RegionKind, Source, Transform};
+use crate::snapshot::{ChunkList, ChunkRef};
+
+/// A file cut into chunks.
+#[derive(Clone, Debug)]
+pub struct Chunked {
+    /// Its chunk list, with format and regions.
+    pub list: ChunkList,
+    /// BLAKE3 of its audio regions, when the container was understood.
+    pub audio_hash: Option<AudioHash>,
+}
+
+/// Cuts a file of `len` bytes by its container's regions. Reads it once from the start
+/// (after the container parser's few header reads); `source` must hold exactly `len` bytes.
+pub fn chunk_file(source: &mut dyn Source, len: u64, chunker: &dyn Chunker) -> io::Result<Chunked> {
+    let layout = media::detect(source, len)?;
+    match chunk_layout(source, &layout, chunker) {
+        Err(OggChunkError::NotCanonical) => {
+            match chunk_layout(source, &layout.without_transforms(), chunker) {
+                Ok(c) => Ok(c),
+                Err(OggChunkError::Io(e)) => Err(e),
+                Err(OggChunkError::NotCanonical) => Err(io::Error::other(
+                    "untransformed regions reported as non-canonical",
+                )),
+            }
+        }
+        Err(OggChunkError::Io(e)) => Err(e),
+        Ok(c) => Ok(c),
+    }
+}
+
+/// Cuts a file as one opaque region, whatever it holds (for comparisons and measurements).
+pub fn chunk_plain(
+    source: &mut dyn Source,
+    len: u64,
+    chunker: &dyn Chunker,
+) -> io::Result<Chunked> {
+    match chunk_layout(source, &Layout::opaque(len), chunker) {
+        Ok(c) => Ok(c),
+        Err(OggChunkError::Io(e)) => Err(e),
+        Err(OggChunkError::NotCanonical) => Err(io::Error::other("opaque layout refused")),
+    }
+}
+
+/// Turns a content's chunks, in order, back into the file's bytes: chunks of transformed
+/// regions are rebuilt (Ogg page numbers and CRCs), and the whole file is checked against its
+/// hash when the content has one.
+pub struct Assembler<'a> {
+    list: &'a ChunkList,
+    /// Index of the region holding the next chunk.
+    region: usize,
+    /// Pages of the current transformed region rebuilt so far.
+    pages: u32,
+    /// Hash of the bytes so far, when the content has a file hash to match.
+    hasher: Option<blake3::Hasher>,
+}
+
+/// A chunk that cannot be rebuilt into the file it belongs to.
+#[derive(Debug)]
+pub struct AssembleError;
+
+impl<'a> Assembler<'a> {
+    /// Starts assembling `list` from its first chunk.
+    pub fn new(list: &'a ChunkList) -> Self {
+        Assembler {
+            list,
+            region: 0,
+            pages: 0,
+            hasher: list.file_hash.map(|_| blake3::Hasher::new()),
+        }
+    }
+
+    /// Turns the verified bytes of the chunk at file offset `offset` into the file's bytes, in
+    /// place. Chunks must come in order.
+    pub fn chunk(&mut self, offset: u64, data: &mut [u8]) -> Result<(), AssembleError> {
+        let regions = &self.list.regions;
+        while self
+            .list
+            .regions
+            .get(self.region)
+            .is_some_and(|r| offset >= r.offset + r.len)
+        {
+            self.region += 1;
+            self.pages = 0;
+        }
+        if let Some(Transform::OggPages { first_seq }) =
+            regions.get(self.region).and_then(|r| r.transform)
+        {
+            if !oggpages::denormalize(data, first_seq, &mut self.pages) {
+                return Err(AssembleError);
+            }
+        }
+        if let Some(h) = &mut self.hasher {
+            h.update(data);
+        }
+        Ok(())
+    }
+
+    /// Whether the bytes assembled are the file the content describes.
+    pub fn finish(self) -> Result<(), AssembleError> {
+        match (self.hasher, self.list.file_hash) {
+            (Some(h), Some(want)) if FileHash::of_hasher(&h) != want => Err(AssembleError),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Checks bytes read from a file against the id of a chunk they should hold. Bytes of
+/// transformed regions are read as the file has them and match only once normalized, which
+/// happens in place when the plain bytes do not match.
+pub fn matches_chunk(data: &mut [u8], id: crate::id::ChunkId) -> bool {
+    if crate::id::ChunkId::of(data) == id {
+        return true;
+    }
+    data.starts_with(b"OggS") && oggpages::normalize(data) && crate::id::ChunkId::of(data) == id
+}
+
+/// Feeds every byte read through it to a hasher.
+struct Hashing<'a, R> {
+    inner: R,
+    hasher: &'a mut blake3::Hasher,
+}
+
+impl<R: Read> Read for Hashing<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+fn chunk_layout(
+    source: &mut dyn Source,
+    layout: &Layout,
+    chunker: &dyn Chunker,
+) -> Result<Chunked, OggChunkError> {
+    source.seek(SeekFrom::Start(0))?;
+    let mut file_hasher = blake3::Hasher::new();
+    let mut audio_hasher = blake3::Hasher::new();
+    let mut chunks = Vec::new();
+    let mut transformed = false;
+    let mut has_audio = false;
+    for region in &layout.regions {
+        let mut emit = |c: super::Chunk<'_>| {
+            chunks.push(ChunkRef {
+                id: c.id,
+                len: c.data.len() as u32,
+            });
+            Ok(())
+        };
+        let mut reader = Hashing {
+            inner: (&mut *source).take(region.len),
+            hasher: &mut file_hasher,
+        };
+        match region.transform {
+            Some(Transform::OggPages { first_seq }) => {
+                transformed = true;
+                has_audio |= region.kind == RegionKind::Audio;
+                oggpages::chunk_region(
+                    &mut reader,
+                    region.len,
+                    first_seq,
+                    chunker,
+                    &mut audio_hasher,
+                    &mut emit,
+                )?;
+            }
+            None if region.kind == RegionKind::Audio => {
+                has_audio = true;
+                let mut audio = Hashing {
+                    inner: reader,
+                    hasher: &mut audio_hasher,
+                };
+                expect_len(chunker.chunk_stream(&mut audio, &mut emit)?, region.len)?;
+            }
+            None => {
+                expect_len(chunker.chunk_stream(&mut reader, &mut emit)?, region.len)?;
+            }
+        }
+    }
+    let list = ChunkList {
+        format: layout.format,
+        regions: layout.regions.clone(),
+        chunks,
+        file_hash: transformed.then(|| FileHash::of_hasher(&file_hasher)),
+    };
+    Ok(Chunked {
+        list,
+        audio_hash: has_audio.then(|| AudioHash::of_hasher(&audio_hasher)),
+    })
+}
+
+/// A region shorter than its layout said means the file shrank while it was read.
+fn expect_len(read: u64, len: u64) -> io::Result<()> {
+    if read == len {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("file ended {} bytes early", len - read.min(len)),
+        ))
+    }
+}
