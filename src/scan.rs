@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::chunk::{chunk_file, Chunker};
 use crate::error::{Error, Result};
-use crate::id::{SnapshotId, TreeId};
+use crate::id::{ContentId, SnapshotId, TreeId};
 use crate::media::{self, Format};
 use crate::origin::local::entry_stat;
 use crate::origin::{EntryKind, EntryStat, LocalOrigin, WalkItem};
@@ -190,16 +190,7 @@ pub fn scan(
                         Some(Plan::Read(prev)) => prev.as_ref(),
                         _ => None,
                     };
-                    let entry = ScanEntry {
-                        file_id: 0,
-                        size: stat.size,
-                        mtime_ns: stat.mtime_ns,
-                        ctime_ns: stat.ctime_ns,
-                        dev: stat.dev,
-                        ino: stat.ino,
-                        mode: stat.mode,
-                        content,
-                    };
+                    let entry = scan_entry(&stat, content);
                     let stored = writer.record_file(origin_id, path, entry, prev)?;
                     recorded.insert(i, stored);
                 }
@@ -299,6 +290,21 @@ pub fn scan(
         unreadable,
         temporaries,
     })
+}
+
+/// The scan state to record for a file with `stat` and `content` (its file id is assigned when
+/// it is recorded).
+pub(crate) fn scan_entry(stat: &EntryStat, content: ContentId) -> ScanEntry {
+    ScanEntry {
+        file_id: 0,
+        size: stat.size,
+        mtime_ns: stat.mtime_ns,
+        ctime_ns: stat.ctime_ns,
+        dev: stat.dev,
+        ino: stat.ino,
+        mode: stat.mode,
+        content,
+    }
 }
 
 fn unchanged(prev: &ScanEntry, stat: &EntryStat) -> bool {

@@ -161,6 +161,14 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
 }
 
 /// Human-readable bytes.
+/// Prints a command's summary as its last JSON line, `{"type":"summary", ...}`.
+pub(crate) fn print_summary<T: serde::Serialize>(summary: &T) -> anyhow::Result<()> {
+    let mut value = serde_json::to_value(summary)?;
+    value["type"] = serde_json::json!("summary");
+    crate::report::print_json(&value);
+    Ok(())
+}
+
 pub(crate) fn human(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = bytes as f64;

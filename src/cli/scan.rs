@@ -2,12 +2,10 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use serde_json::json;
 
-use super::{exit, human, GlobalArgs};
+use super::{exit, human, print_summary, GlobalArgs};
 use crate::chunk::FastCdc;
 use crate::origin::LocalOrigin;
-use crate::report::print_json;
 use crate::scan::{scan, ScanOptions};
 
 #[derive(Debug, Args)]
@@ -35,9 +33,7 @@ pub fn run(global: &GlobalArgs, args: &ScanArgs) -> anyhow::Result<u8> {
     .with_context(|| format!("scanning {}", args.dir.display()))?;
     sink.finish();
     if global.json {
-        let mut value = serde_json::to_value(&summary)?;
-        value["type"] = json!("summary");
-        print_json(&value);
+        print_summary(&summary)?;
     } else if !global.quiet {
         println!(
             "scanned {}: {} files, {}; read {} files ({}), {} moved, {} problems; snapshot {}",

@@ -2,12 +2,10 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use serde_json::json;
 
-use super::{exit, human, GlobalArgs};
+use super::{exit, human, print_summary, GlobalArgs};
 use crate::chunk::FastCdc;
 use crate::origin::LocalOrigin;
-use crate::report::print_json;
 use crate::sync::{sync, SyncOptions};
 
 #[derive(Debug, Args)]
@@ -47,9 +45,7 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
     .with_context(|| format!("syncing {} to {}", args.src.display(), args.dst.display()))?;
     sink.finish();
     if global.json {
-        let mut value = serde_json::to_value(&summary)?;
-        value["type"] = json!("summary");
-        print_json(&value);
+        print_summary(&summary)?;
     } else if !global.quiet {
         println!(
             "{}{} files ({}): {} changed, {} deleted; {} from source in {} chunks, {} reused from destination{}",

@@ -1,12 +1,10 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use serde_json::json;
 
-use super::{exit, human, GlobalArgs};
+use super::{exit, human, print_summary, GlobalArgs};
 use crate::chunk::FastCdc;
 use crate::origin::LocalOrigin;
-use crate::report::print_json;
 use crate::verify::verify;
 
 #[derive(Debug, Args)]
@@ -25,9 +23,7 @@ pub fn run(global: &GlobalArgs, args: &VerifyArgs) -> anyhow::Result<u8> {
     let summary = verify(&repo, &targets, &FastCdc::default(), sink.as_ref())?;
     sink.finish();
     if global.json {
-        let mut value = serde_json::to_value(&summary)?;
-        value["type"] = json!("summary");
-        print_json(&value);
+        print_summary(&summary)?;
     } else if !global.quiet {
         println!(
             "verified {} objects and {} files ({}): {} damaged",

@@ -259,19 +259,23 @@ pub fn detect(source: &mut dyn Source, len: u64) -> io::Result<Layout> {
         return Ok(Layout::opaque(len));
     };
     source.seek(SeekFrom::Start(0))?;
-    let result = match format {
+    match parse_marks(format, source, len) {
+        Ok(marks) => Ok(Layout::from_marks(format, &marks, len)),
+        Err(ParseError::Io(e)) if e.kind() != io::ErrorKind::UnexpectedEof => Err(e),
+        Err(_) => Ok(Layout::opaque(len)),
+    }
+}
+
+/// Runs the parser of `format` from the source's current position (its start).
+fn parse_marks(format: Format, source: &mut dyn Source, len: u64) -> ParseResult {
+    match format {
         Format::Mp3 => mp3::parse(source, len),
         Format::Flac => flac::parse(source, len),
         Format::Ogg => ogg::parse(source, len),
         Format::Mp4 => mp4::parse(source, len),
         Format::Wav => riff::parse(source, len),
         Format::Aiff => aiff::parse(source, len),
-        Format::Opaque => return Ok(Layout::opaque(len)),
-    };
-    match result {
-        Ok(marks) => Ok(Layout::from_marks(format, &marks, len)),
-        Err(ParseError::Io(e)) if e.kind() != io::ErrorKind::UnexpectedEof => Err(e),
-        Err(_) => Ok(Layout::opaque(len)),
+        Format::Opaque => Ok(Vec::new()),
     }
 }
 
@@ -281,18 +285,9 @@ pub fn parse_as(format: Format, source: &mut dyn Source, len: u64) -> Layout {
     if source.seek(SeekFrom::Start(0)).is_err() {
         return Layout::opaque(len);
     }
-    let result = match format {
-        Format::Mp3 => mp3::parse(source, len),
-        Format::Flac => flac::parse(source, len),
-        Format::Ogg => ogg::parse(source, len),
-        Format::Mp4 => mp4::parse(source, len),
-        Format::Wav => riff::parse(source, len),
-        Format::Aiff => aiff::parse(source, len),
-        Format::Opaque => return Layout::opaque(len),
-    };
-    match result {
-        Ok(marks) => Layout::from_marks(format, &marks, len),
-        Err(_) => Layout::opaque(len),
+    match parse_marks(format, source, len) {
+        Ok(marks) if format != Format::Opaque => Layout::from_marks(format, &marks, len),
+        _ => Layout::opaque(len),
     }
 }
 

@@ -19,9 +19,9 @@ use crate::chunk::{matches_chunk, Assembler, Chunker};
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, ContentId};
 use crate::origin::LocalOrigin;
-use crate::repo::{OriginId, Repository, ScanEntry};
+use crate::repo::{OriginId, Repository};
 use crate::report::{display_path, Event, Sink};
-use crate::scan::{scan, ScanOptions};
+use crate::scan::{scan, scan_entry, ScanOptions};
 use crate::snapshot::ChunkRef;
 use plan::{PlanOptions, Step, SyncPlan};
 
@@ -457,16 +457,7 @@ impl Apply<'_> {
         let mut writer = self.repo.writer()?;
         for (path, content) in self.recorded.drain(..) {
             if let Some(stat) = self.destination.stat(&path)? {
-                let entry = ScanEntry {
-                    file_id: 0,
-                    size: stat.size,
-                    mtime_ns: stat.mtime_ns,
-                    ctime_ns: stat.ctime_ns,
-                    dev: stat.dev,
-                    ino: stat.ino,
-                    mode: stat.mode,
-                    content,
-                };
+                let entry = scan_entry(&stat, content);
                 let previous = writer.scan_entry(self.dst_origin, &path)?;
                 writer.record_file(self.dst_origin, &path, entry, previous.as_ref())?;
             }
