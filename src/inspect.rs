@@ -73,6 +73,7 @@ pub fn inspect(path: &Path, chunker: &dyn Chunker) -> Result<FileReport> {
             len: r.len,
             transform: r.transform.map(|t| match t {
                 Transform::OggPages { .. } => "ogg-pages",
+                Transform::OggHeaderPages { .. } => "ogg-header-pages",
             }),
             chunks: Vec::new(),
         };

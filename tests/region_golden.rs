@@ -50,6 +50,9 @@ fn render(root: &Path) -> String {
         for r in &list.regions {
             let transform = match r.transform {
                 Some(Transform::OggPages { first_seq }) => format!("ogg-pages:{first_seq}"),
+                Some(Transform::OggHeaderPages { first_seq }) => {
+                    format!("ogg-header-pages:{first_seq}")
+                }
                 None => "-".to_string(),
             };
             writeln!(

@@ -176,6 +176,143 @@ pub fn chunk_region(
     }
 }
 
+/// Largest header region chunked in normalized form (the parser bounds it at 16 MiB too).
+pub const MAX_HEADER_REGION: u64 = 16 << 20;
+
+/// The normalized form of a region of Ogg header pages: every page header (sequence number
+/// and CRC zeroed) in order, then every page body in order — the header packets' bytes.
+/// `split` is where the bodies begin; `pictures` the byte ranges of `METADATA_BLOCK_PICTURE`
+/// values within it, where chunks are cut so that a picture is chunked on its own.
+pub struct HeaderPages {
+    /// The normalized bytes, as long as the region.
+    pub bytes: Vec<u8>,
+    /// Offset of the first body byte.
+    pub split: usize,
+    /// Picture values, as offsets in `bytes`.
+    pub pictures: Vec<(usize, usize)>,
+}
+
+/// Normalizes a region of Ogg header pages read whole: pages of one stream, numbered from
+/// `first_seq`, with right CRCs, tiling the region exactly. `None` when it is not that.
+pub fn normalize_headers(raw: &[u8], first_seq: u32) -> Option<HeaderPages> {
+    let mut headers = Vec::new();
+    let mut bodies = Vec::new();
+    let mut at = 0;
+    let mut serial = None;
+    let mut seq = first_seq;
+    while at < raw.len() {
+        let len = page_len(&raw[at..]).filter(|&l| l <= raw.len() - at)?;
+        let page = &raw[at..at + len];
+        let this_serial: [u8; 4] = page[14..18].try_into().ok()?;
+        if *serial.get_or_insert(this_serial) != this_serial
+            || page[SEQ..SEQ + 4] != seq.to_le_bytes()
+        {
+            return None;
+        }
+        let mut check = page.to_vec();
+        check[CRC..CRC + 4].fill(0);
+        if page[CRC..CRC + 4] != crc32(&check).to_le_bytes() {
+            return None;
+        }
+        let header_len = HEADER + usize::from(page[26]);
+        let start = headers.len();
+        headers.extend_from_slice(&page[..header_len]);
+        headers[start + SEQ..start + CRC + 4].fill(0);
+        bodies.extend_from_slice(&page[header_len..]);
+        seq = seq.wrapping_add(1);
+        at += len;
+    }
+    let split = headers.len();
+    let pictures = picture_values(&bodies)
+        .into_iter()
+        .map(|(a, b)| (split + a, split + b))
+        .collect();
+    headers.extend_from_slice(&bodies);
+    Some(HeaderPages {
+        bytes: headers,
+        split,
+        pictures,
+    })
+}
+
+/// Rebuilds header pages from their normalized form; `None` when it does not parse.
+pub fn denormalize_headers(normalized: &[u8], first_seq: u32) -> Option<Vec<u8>> {
+    // The headers come first; each says how long its body is, and together they account for
+    // the whole region.
+    let mut pages = Vec::new();
+    let mut at = 0;
+    let mut bodies_len = 0usize;
+    while at + bodies_len < normalized.len() {
+        let rest = normalized.get(at..)?;
+        if rest.len() < HEADER || &rest[..4] != b"OggS" {
+            return None;
+        }
+        let header_len = HEADER + usize::from(rest[26]);
+        let table = rest.get(HEADER..header_len)?;
+        let body: usize = table.iter().map(|&b| usize::from(b)).sum();
+        pages.push((at, header_len, body));
+        at += header_len;
+        bodies_len += body;
+    }
+    if at + bodies_len != normalized.len() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(normalized.len());
+    let mut body_at = at;
+    for (i, (header_at, header_len, body)) in pages.into_iter().enumerate() {
+        let start = out.len();
+        out.extend_from_slice(&normalized[header_at..header_at + header_len]);
+        out.extend_from_slice(&normalized[body_at..body_at + body]);
+        body_at += body;
+        let page = &mut out[start..];
+        page[SEQ..SEQ + 4].copy_from_slice(&first_seq.wrapping_add(i as u32).to_le_bytes());
+        page[CRC..CRC + 4].fill(0);
+        let crc = crc32(page);
+        page[CRC..CRC + 4].copy_from_slice(&crc.to_le_bytes());
+    }
+    Some(out)
+}
+
+/// The `METADATA_BLOCK_PICTURE` values in header packets that begin with a Vorbis or Opus
+/// comment header, as byte ranges.
+fn picture_values(packets: &[u8]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut at = if packets.starts_with(b"\x03vorbis") {
+        7
+    } else if packets.starts_with(b"OpusTags") {
+        8
+    } else {
+        return out;
+    };
+    let u32_at = |at: &mut usize| -> Option<usize> {
+        let v = packets.get(*at..*at + 4)?;
+        *at += 4;
+        Some(u32::from_le_bytes(v.try_into().ok()?) as usize)
+    };
+    let Some(vendor) = u32_at(&mut at) else {
+        return out;
+    };
+    at = at.saturating_add(vendor);
+    let Some(count) = u32_at(&mut at) else {
+        return out;
+    };
+    const KEY: &[u8] = b"METADATA_BLOCK_PICTURE=";
+    for _ in 0..count {
+        let Some(len) = u32_at(&mut at) else {
+            break;
+        };
+        let Some(end) = at.checked_add(len).filter(|&e| e <= packets.len()) else {
+            break;
+        };
+        let comment = &packets[at..end];
+        if comment.len() > KEY.len() && comment[..KEY.len()].eq_ignore_ascii_case(KEY) {
+            out.push((at + KEY.len(), end));
+        }
+        at = end;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,6 +396,51 @@ mod tests {
         assert!(denormalize(y, 9, &mut index));
         assert_eq!(index, 50);
         assert_eq!(buf, original);
+    }
+
+    /// Header pages carrying a Vorbis comment packet with a picture, laid out on pages of at
+    /// most `page_body` bytes.
+    fn header_pages(first_seq: u32, page_body: usize, title: &str) -> Vec<u8> {
+        let picture = "QUJD".repeat(5000);
+        let mut packet = b"\x03vorbis".to_vec();
+        packet.extend_from_slice(&4u32.to_le_bytes());
+        packet.extend_from_slice(b"test");
+        let comments = [
+            format!("TITLE={title}"),
+            format!("METADATA_BLOCK_PICTURE={picture}"),
+        ];
+        packet.extend_from_slice(&(comments.len() as u32).to_le_bytes());
+        for c in &comments {
+            packet.extend_from_slice(&(c.len() as u32).to_le_bytes());
+            packet.extend_from_slice(c.as_bytes());
+        }
+        packet.push(1);
+        let mut out = Vec::new();
+        for (i, body) in packet.chunks(page_body).enumerate() {
+            out.extend(page(77, first_seq + i as u32, 0, body));
+        }
+        out
+    }
+
+    #[test]
+    fn header_pages_round_trip_and_find_the_picture() {
+        let raw = header_pages(1, 4000, "Dawn");
+        let n = normalize_headers(&raw, 1).expect("canonical");
+        assert_eq!(n.bytes.len(), raw.len());
+        assert_eq!(n.pictures.len(), 1);
+        let (a, b) = n.pictures[0];
+        assert_eq!(&n.bytes[a..a + 8], b"QUJDQUJD");
+        assert_eq!(b - a, 20_000);
+        assert_eq!(denormalize_headers(&n.bytes, 1).unwrap(), raw);
+        assert!(normalize_headers(&raw, 2).is_none());
+    }
+
+    #[test]
+    fn repaginated_header_pages_keep_their_bodies() {
+        let a = normalize_headers(&header_pages(1, 4000, "Dawn"), 1).unwrap();
+        let b = normalize_headers(&header_pages(3, 9000, "Dusk"), 3).unwrap();
+        let (pa, pb) = (a.pictures[0], b.pictures[0]);
+        assert_eq!(a.bytes[pa.0..pa.1], b.bytes[pb.0..pb.1]);
     }
 
     #[test]

@@ -57,21 +57,29 @@ pub fn chunk_plain(
 }
 
 /// Turns a content's chunks, in order, back into the file's bytes: chunks of transformed
-/// regions are rebuilt (Ogg page numbers and CRCs), and the whole file is checked against its
-/// hash when the content has one.
+/// regions are rebuilt (Ogg page numbers and CRCs, Ogg header pages reassembled from their
+/// headers and bodies), and the whole file is checked against its hash when the content has
+/// one.
 pub struct Assembler<'a> {
     list: &'a ChunkList,
     /// Index of the region holding the next chunk.
     region: usize,
     /// Pages of the current transformed region rebuilt so far.
     pages: u32,
+    /// The normalized bytes of an Ogg header region so far (rebuilt when complete).
+    pending: Vec<u8>,
     /// Hash of the bytes so far, when the content has a file hash to match.
     hasher: Option<blake3::Hasher>,
 }
 
-/// A chunk that cannot be rebuilt into the file it belongs to.
+/// Why chunks could not be turned into the file.
 #[derive(Debug)]
-pub struct AssembleError;
+pub enum AssembleError {
+    /// A transformed region does not rebuild, or the file does not match its hash.
+    Mismatch,
+    /// Writing the bytes failed.
+    Io(io::Error),
+}
 
 impl<'a> Assembler<'a> {
     /// Starts assembling `list` from its first chunk.
@@ -80,14 +88,20 @@ impl<'a> Assembler<'a> {
             list,
             region: 0,
             pages: 0,
+            pending: Vec::new(),
             hasher: list.file_hash.map(|_| blake3::Hasher::new()),
         }
     }
 
-    /// Turns the verified bytes of the chunk at file offset `offset` into the file's bytes, in
-    /// place. Chunks must come in order.
-    pub fn chunk(&mut self, offset: u64, data: &mut [u8]) -> Result<(), AssembleError> {
-        let regions = &self.list.regions;
+    /// Takes the verified bytes of the chunk at file offset `offset` and hands the file's
+    /// bytes they stand for to `out`, in order (those of an Ogg header region all at once, when
+    /// its last chunk arrives). Chunks must come in order.
+    pub fn chunk(
+        &mut self,
+        offset: u64,
+        data: &mut [u8],
+        out: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+    ) -> Result<(), AssembleError> {
         while self
             .list
             .regions
@@ -97,26 +111,84 @@ impl<'a> Assembler<'a> {
             self.region += 1;
             self.pages = 0;
         }
-        if let Some(Transform::OggPages { first_seq }) =
-            regions.get(self.region).and_then(|r| r.transform)
-        {
-            if !oggpages::denormalize(data, first_seq, &mut self.pages) {
-                return Err(AssembleError);
+        let region = self.list.regions.get(self.region);
+        let emit = |bytes: &[u8],
+                    hasher: &mut Option<blake3::Hasher>,
+                    out: &mut dyn FnMut(&[u8]) -> io::Result<()>| {
+            if let Some(h) = hasher {
+                h.update(bytes);
             }
+            out(bytes).map_err(AssembleError::Io)
+        };
+        match region.and_then(|r| r.transform) {
+            Some(Transform::OggPages { first_seq }) => {
+                if !oggpages::denormalize(data, first_seq, &mut self.pages) {
+                    return Err(AssembleError::Mismatch);
+                }
+                emit(data, &mut self.hasher, out)
+            }
+            Some(Transform::OggHeaderPages { first_seq }) => {
+                self.pending.extend_from_slice(data);
+                let Some(r) = region else {
+                    return Err(AssembleError::Mismatch);
+                };
+                if offset + data.len() as u64 == r.offset + r.len {
+                    let raw = oggpages::denormalize_headers(&self.pending, first_seq)
+                        .ok_or(AssembleError::Mismatch)?;
+                    self.pending.clear();
+                    emit(&raw, &mut self.hasher, out)?;
+                }
+                Ok(())
+            }
+            None => emit(data, &mut self.hasher, out),
         }
-        if let Some(h) = &mut self.hasher {
-            h.update(data);
-        }
-        Ok(())
     }
 
     /// Whether the bytes assembled are the file the content describes.
     pub fn finish(self) -> Result<(), AssembleError> {
+        if !self.pending.is_empty() {
+            return Err(AssembleError::Mismatch);
+        }
         match (self.hasher, self.list.file_hash) {
-            (Some(h), Some(want)) if FileHash::of_hasher(&h) != want => Err(AssembleError),
+            (Some(h), Some(want)) if FileHash::of_hasher(&h) != want => {
+                Err(AssembleError::Mismatch)
+            }
             _ => Ok(()),
         }
     }
+}
+
+/// Reads, from a file of `len` bytes, the normalized bytes of a chunk of `size` bytes at
+/// `offset` that lies in a transformed Ogg header region (whose chunks are not a byte range of
+/// the file). `None` when the file has no such region there.
+pub fn read_transformed(
+    source: &mut dyn Source,
+    len: u64,
+    offset: u64,
+    size: usize,
+) -> io::Result<Option<Vec<u8>>> {
+    let layout = media::detect(source, len)?;
+    let Some(r) = layout
+        .regions
+        .iter()
+        .find(|r| r.offset <= offset && offset + size as u64 <= r.offset + r.len)
+    else {
+        return Ok(None);
+    };
+    let Some(Transform::OggHeaderPages { first_seq }) = r.transform else {
+        return Ok(None);
+    };
+    if r.len > oggpages::MAX_HEADER_REGION {
+        return Ok(None);
+    }
+    let mut raw = vec![0u8; r.len as usize];
+    source.seek(SeekFrom::Start(r.offset))?;
+    source.read_exact(&mut raw)?;
+    let Some(pages) = oggpages::normalize_headers(&raw, first_seq) else {
+        return Ok(None);
+    };
+    let start = (offset - r.offset) as usize;
+    Ok(Some(pages.bytes[start..start + size].to_vec()))
 }
 
 /// Checks bytes read from a file against the id of a chunk they should hold. Bytes of
@@ -178,6 +250,27 @@ fn chunk_layout(
                     &mut audio_hasher,
                     &mut emit,
                 )?;
+            }
+            Some(Transform::OggHeaderPages { first_seq }) => {
+                transformed = true;
+                if region.len > oggpages::MAX_HEADER_REGION {
+                    return Err(OggChunkError::NotCanonical);
+                }
+                let mut raw = vec![0u8; region.len as usize];
+                reader.read_exact(&mut raw)?;
+                let pages = oggpages::normalize_headers(&raw, first_seq)
+                    .ok_or(OggChunkError::NotCanonical)?;
+                // Page headers, then the packets, with the pictures in them cut apart.
+                let mut cuts = vec![0, pages.split, pages.bytes.len()];
+                for &(a, b) in &pages.pictures {
+                    cuts.extend([a, b]);
+                }
+                cuts.sort_unstable();
+                cuts.dedup();
+                for w in cuts.windows(2) {
+                    let part = &pages.bytes[w[0]..w[1]];
+                    chunker.chunk_stream(&mut &part[..], &mut emit)?;
+                }
             }
             None if region.kind == RegionKind::Audio => {
                 has_audio = true;

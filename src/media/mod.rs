@@ -101,6 +101,15 @@ pub enum Transform {
         /// Sequence number of the region's first page.
         first_seq: u32,
     },
+    /// The Ogg pages holding the comment header (and Vorbis's setup header), numbered from
+    /// `first_seq`. They are chunked as their page headers (sequence number and CRC zeroed)
+    /// followed by their bodies, i.e. the header packets' bytes, so a page layout that a tag
+    /// writer changes costs only the page headers, and a picture inside the comment
+    /// (`METADATA_BLOCK_PICTURE`) is cut apart and is the same chunks in every track.
+    OggHeaderPages {
+        /// Sequence number of the region's first page.
+        first_seq: u32,
+    },
 }
 
 /// Where a region begins, as a parser reports it.

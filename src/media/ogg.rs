@@ -228,7 +228,16 @@ pub(super) fn parse(source: &mut dyn Source, len: u64) -> ParseResult {
 
     let mut marks = vec![Mark::new(0, RegionKind::Other)];
     if header_end > first_len {
-        marks.push(Mark::new(first_len, RegionKind::Tag));
+        // The chunker checks the header pages and falls back to plain chunking when they
+        // are not one canonical run of pages.
+        let second = read_page(source, first_len, len)?;
+        marks.push(Mark {
+            offset: first_len,
+            kind: RegionKind::Tag,
+            transform: Some(Transform::OggHeaderPages {
+                first_seq: second.seq,
+            }),
+        });
     }
     if header_end < len {
         let transform = match read_page(source, header_end, len) {

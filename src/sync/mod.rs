@@ -11,11 +11,12 @@ pub mod plan;
 
 use std::collections::HashMap;
 use std::fs::File;
+use std::io::Write;
 use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::chunk::{matches_chunk, Assembler, Chunker};
+use crate::chunk::{matches_chunk, read_transformed, AssembleError, Assembler, Chunker};
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, ContentId};
 use crate::origin::LocalOrigin;
@@ -339,17 +340,21 @@ impl Apply<'_> {
         let result = (|| -> Result<()> {
             let mut buf = Vec::new();
             let mut assembler = Assembler::new(&list);
-            let rebuilt = |_| Error::Rebuild {
-                path: self.destination.full_path(path),
-                content: content.short(),
+            let failed = |e: AssembleError| match e {
+                AssembleError::Io(e) => Error::io(&temp, e),
+                AssembleError::Mismatch => Error::Rebuild {
+                    path: self.destination.full_path(path),
+                    content: content.short(),
+                },
             };
             for (offset, chunk) in list.with_offsets() {
                 self.fetch(path, offset, chunk, &mut buf)?;
-                assembler.chunk(offset, &mut buf).map_err(rebuilt)?;
-                LocalOrigin::write_all(&mut file, &temp, &buf)?;
+                assembler
+                    .chunk(offset, &mut buf, &mut |bytes| file.write_all(bytes))
+                    .map_err(failed)?;
                 self.sink.advance(u64::from(chunk.len));
             }
-            assembler.finish().map_err(rebuilt)
+            assembler.finish().map_err(failed)
         })();
         if let Err(e) = result {
             let _ = std::fs::remove_file(&temp);
@@ -443,10 +448,21 @@ impl Apply<'_> {
                 Err(_) => return false,
             }
         }
-        let Some((_, f)) = &self.open else {
+        let Some((_, f)) = &mut self.open else {
             return false;
         };
-        LocalOrigin::read_at(f, buf, offset).is_ok() && matches_chunk(buf, id)
+        if LocalOrigin::read_at(f, buf, offset).is_ok() && matches_chunk(buf, id) {
+            return true;
+        }
+        // A chunk of an Ogg header region is not a byte range of its file.
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        match read_transformed(f, len, offset, buf.len()) {
+            Ok(Some(bytes)) if ChunkId::of(&bytes) == id => {
+                buf.copy_from_slice(&bytes);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Records written destination files in the repository, so the next scan skips them.
