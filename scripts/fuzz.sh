@@ -3,9 +3,10 @@
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
 #
-# Targets: mp3 flac ogg mp4 wav aiff (all by default), one per parser, in fuzz/fuzz_targets/.
-# Each checks that parse_as and detect give regions that are contiguous, non-empty and cover
-# the input, whatever the bytes.
+# Targets: mp3 flac ogg mp4 wav aiff (one per parser: parse_as and detect give regions that are
+# contiguous, non-empty and cover the input, whatever the bytes) and chunking (the whole
+# chunking path with the Ogg page transforms, and the header-page normalization round trip);
+# all by default, in fuzz/fuzz_targets/.
 #
 # Installs cargo-fuzz if it is missing, seeds fuzz/corpus/<target>/ from fixtures/audio and
 # fixtures/damaged (the corpus grows as libFuzzer finds new paths; it is not committed), then
@@ -29,7 +30,7 @@ fi
 shift $(( $# > 0 ? 1 : 0 ))
 targets=("$@")
 if [[ ${#targets[@]} -eq 0 ]]; then
-  targets=(mp3 flac ogg mp4 wav aiff)
+  targets=(mp3 flac ogg mp4 wav aiff chunking)
 fi
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
@@ -41,6 +42,7 @@ export RUSTC_BOOTSTRAP=1
 # Seeds: the fixtures of each target's container, by file extension.
 seed_patterns() {
   case "$1" in
+    chunking) echo "*.mp3 *.flac *.ogg *.opus *.m4a *.wav *.aiff *.aifc" ;;
     mp3) echo "*.mp3" ;;
     flac) echo "*.flac" ;;
     ogg) echo "*.ogg *.opus" ;;
