@@ -4,10 +4,10 @@
 //! As with RIFF, the `FORM` size is not trusted and the chunks are walked to the end of the
 //! file. Only chunk headers are read, and the 8 bytes that start an `SSND` chunk.
 
-use super::mp3::MarkList;
 use super::riff::{
     audio_chunk_end, next_chunk, push_id3_chunk, push_tail, read_chunk, ByteOrder, Chunk,
 };
+use super::MarkList;
 use super::{read_at, ParseError, ParseResult, RegionKind, Source};
 
 /// Length of the fields that start an `SSND` chunk's data: offset and block size.

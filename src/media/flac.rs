@@ -15,7 +15,7 @@
 //! A PICTURE block whose fields do not fit it is `Tag` as a whole. Adjacent blocks of the same kind share a region. Only block headers and the PICTURE fields
 //! are read; block bodies are skipped.
 
-use super::{read_at, Mark, ParseError, ParseResult, RegionKind, Source};
+use super::{read_at, MarkList, ParseError, ParseResult, RegionKind, Source};
 
 const STREAMINFO: u8 = 0;
 const PADDING: u8 = 1;
@@ -39,7 +39,7 @@ pub(super) fn parse(source: &mut dyn Source, len: u64) -> ParseResult {
     if &magic != b"fLaC" {
         return Err(ParseError::Malformed("no fLaC marker"));
     }
-    let mut marks = Vec::new();
+    let mut marks = MarkList::new();
     let mut offset = 4u64;
     for index in 0.. {
         if index >= MAX_BLOCKS {
@@ -64,22 +64,22 @@ pub(super) fn parse(source: &mut dyn Source, len: u64) -> ParseResult {
         }
         match block_type {
             // `fLaC` belongs with STREAMINFO.
-            STREAMINFO if index == 0 => push(&mut marks, 0, RegionKind::Other),
+            STREAMINFO if index == 0 => marks.push(0, RegionKind::Other)?,
             STREAMINFO | INVALID => {
                 return Err(ParseError::Malformed("bad FLAC block type"));
             }
-            VORBIS_COMMENT => push(&mut marks, offset, RegionKind::Tag),
-            PADDING => push(&mut marks, offset, RegionKind::Padding),
+            VORBIS_COMMENT => marks.push(offset, RegionKind::Tag)?,
+            PADDING => marks.push(offset, RegionKind::Padding)?,
             PICTURE => {
-                push(&mut marks, offset, RegionKind::Tag);
+                marks.push(offset, RegionKind::Tag)?;
                 if let Some((data, data_end)) = picture_data(source, body, end)? {
-                    push(&mut marks, data, RegionKind::Picture);
+                    marks.push(data, RegionKind::Picture)?;
                     if data_end < end {
-                        push(&mut marks, data_end, RegionKind::Other);
+                        marks.push(data_end, RegionKind::Other)?;
                     }
                 }
             }
-            _ => push(&mut marks, offset, RegionKind::Other),
+            _ => marks.push(offset, RegionKind::Other)?,
         }
         offset = end;
         if last {
@@ -87,24 +87,17 @@ pub(super) fn parse(source: &mut dyn Source, len: u64) -> ParseResult {
         }
     }
     if offset < len {
-        push(&mut marks, offset, RegionKind::Audio);
+        marks.push(offset, RegionKind::Audio)?;
         if len - offset > ID3V1_LEN {
             let trailer = len - ID3V1_LEN;
             let mut tag = [0u8; 3];
             read_at(source, trailer, &mut tag)?;
             if &tag == b"TAG" {
-                push(&mut marks, trailer, RegionKind::Tag);
+                marks.push(trailer, RegionKind::Tag)?;
             }
         }
     }
-    Ok(marks)
-}
-
-/// Adds a region of `kind` at `offset`, unless the region before it is of the same kind.
-fn push(marks: &mut Vec<Mark>, offset: u64, kind: RegionKind) {
-    if marks.last().is_none_or(|m| m.kind != kind) {
-        marks.push(Mark::new(offset, kind));
-    }
+    Ok(marks.finish(len))
 }
 
 /// Where the image data of the PICTURE block whose body spans `body..end` begins and ends,

@@ -219,6 +219,75 @@ impl Layout {
     }
 }
 
+/// Most marks a parser may give: past this a file is opaque.
+const MAX_MARKS: usize = 4096;
+
+/// Marks kept strictly increasing, with neighbours of one kind merged: what every parser
+/// builds its result with.
+pub(crate) struct MarkList {
+    marks: Vec<Mark>,
+    /// The next mark starts a region even when it is of the same kind as the last.
+    sealed: bool,
+}
+
+impl MarkList {
+    pub(crate) fn new() -> MarkList {
+        MarkList {
+            marks: Vec::new(),
+            sealed: false,
+        }
+    }
+
+    /// Starts a region of `kind` at `offset`. A mark at the last one's offset replaces it (the
+    /// region that one began is empty); a mark of the last one's kind is dropped (the region
+    /// goes on) unless the list is sealed; a mark before the last one is dropped (a parser's
+    /// slip costs a region's label, never the layout). Fails past `MAX_MARKS`.
+    pub(crate) fn push(&mut self, offset: u64, kind: RegionKind) -> Result<(), ParseError> {
+        let sealed = std::mem::take(&mut self.sealed);
+        while let Some(last) = self.marks.last() {
+            if last.offset == offset {
+                self.marks.pop();
+            } else if last.offset > offset || (!sealed && last.kind == kind) {
+                return Ok(());
+            } else {
+                break;
+            }
+        }
+        if self.marks.len() >= MAX_MARKS {
+            return Err(ParseError::Malformed("too many regions"));
+        }
+        self.marks.push(Mark::new(offset, kind));
+        Ok(())
+    }
+
+    /// Starts a region of `kind` at `offset` that does not merge with the one before it.
+    pub(crate) fn push_alone(&mut self, offset: u64, kind: RegionKind) -> Result<(), ParseError> {
+        self.sealed = true;
+        self.push(offset, kind)
+    }
+
+    /// Makes the next mark start a region whatever its kind.
+    pub(crate) fn seal(&mut self) {
+        self.sealed = true;
+    }
+
+    /// The kind of the last region so far.
+    pub(crate) fn last_kind(&self) -> Option<RegionKind> {
+        self.marks.last().map(|m| m.kind)
+    }
+
+    /// Pushes each of `marks` in turn.
+    pub(crate) fn extend(&mut self, marks: &[Mark]) -> Result<(), ParseError> {
+        marks.iter().try_for_each(|m| self.push(m.offset, m.kind))
+    }
+
+    /// The marks below `len` (a region that would start at the end is empty).
+    pub(crate) fn finish(mut self, len: u64) -> Vec<Mark> {
+        self.marks.retain(|m| m.offset < len);
+        self.marks
+    }
+}
+
 /// Anything a parser can read from.
 pub trait Source: Read + Seek {}
 impl<T: Read + Seek> Source for T {}

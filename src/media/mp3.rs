@@ -12,15 +12,13 @@
 //! body except the first bytes of a picture frame (at most [`PICTURE_HEAD_MAX`]), to find where
 //! the image starts; it seeks over everything else.
 
-use super::{read_at, Mark, ParseError, ParseResult, RegionKind, Source};
+use super::{read_at, Mark, MarkList, ParseError, ParseResult, RegionKind, Source};
 
 /// Length of an ID3v2 header, and of its footer.
 const ID3V2_HEADER_LEN: u64 = 10;
 /// How much of a picture frame is read to find its image: the MIME type, picture type and
 /// description must fit in it, or the frame is not split.
 const PICTURE_HEAD_MAX: u64 = 64 * 1024;
-/// Most marks one file may have; past it the file is taken for garbage (and chunked opaque).
-const MAX_MARKS: usize = 4096;
 /// Most tags looked for at the end of a file (each one found moves the end back).
 const MAX_TRAILERS: usize = 16;
 /// Longest Lyrics3 v1 tag: `LYRICSBEGIN`, at most 5100 bytes of lyrics, `LYRICSEND`.
@@ -106,54 +104,6 @@ pub(super) fn id3v2_marks(source: &mut dyn Source, offset: u64, available: u64) 
     let mut list = MarkList::new();
     list.extend(&marks)?;
     Ok(list.finish(end))
-}
-
-/// Marks kept strictly increasing, with neighbours of one kind merged.
-pub(super) struct MarkList {
-    marks: Vec<Mark>,
-}
-
-impl MarkList {
-    pub(super) fn new() -> MarkList {
-        MarkList { marks: Vec::new() }
-    }
-
-    /// Starts a region of `kind` at `offset`. A mark at the last one's offset replaces it (the
-    /// region that one began is empty); a mark of the last one's kind is dropped (the region
-    /// goes on); a mark before the last one is dropped (a parser's slip costs a region's
-    /// label, never the layout). Fails past [`MAX_MARKS`].
-    pub(super) fn push(&mut self, offset: u64, kind: RegionKind) -> Result<(), ParseError> {
-        while let Some(last) = self.marks.last() {
-            if last.offset == offset {
-                self.marks.pop();
-            } else if last.offset > offset || last.kind == kind {
-                return Ok(());
-            } else {
-                break;
-            }
-        }
-        if self.marks.len() >= MAX_MARKS {
-            return Err(ParseError::Malformed("too many regions"));
-        }
-        self.marks.push(Mark::new(offset, kind));
-        Ok(())
-    }
-
-    /// The kind of the last region so far.
-    pub(super) fn last_kind(&self) -> Option<RegionKind> {
-        self.marks.last().map(|m| m.kind)
-    }
-
-    /// Pushes each of `marks` in turn.
-    pub(super) fn extend(&mut self, marks: &[Mark]) -> Result<(), ParseError> {
-        marks.iter().try_for_each(|m| self.push(m.offset, m.kind))
-    }
-
-    /// The marks below `len` (a region that would start at the end is empty).
-    pub(super) fn finish(mut self, len: u64) -> Vec<Mark> {
-        self.marks.retain(|m| m.offset < len);
-        self.marks
-    }
 }
 
 /// Whether the `magic.len()` bytes at `offset` are `magic`.

@@ -21,7 +21,7 @@
 //! top-level `mdat` running past the end (a download cut short), which is cut at the end.
 //! Depth and the number of boxes are bounded.
 
-use super::{read_at, Mark, ParseError, ParseResult, RegionKind, Source};
+use super::{read_at, MarkList, ParseError, ParseResult, RegionKind, Source};
 
 /// Deeper than any real file nests the boxes this parser descends.
 const MAX_DEPTH: usize = 16;
@@ -56,37 +56,10 @@ enum Container {
     Cover,
 }
 
-/// The marks found so far, merging neighbours of the same kind.
-struct Marks {
-    marks: Vec<Mark>,
-    /// The next mark starts a region even when it is of the same kind as the last.
-    sealed: bool,
-}
-
-impl Marks {
-    /// Adds a region of `kind` at `offset`, unless the region before it is of the same kind
-    /// (and not sealed). A mark at the offset of the last one replaces it.
-    fn push(&mut self, offset: u64, kind: RegionKind) {
-        if self.marks.last().is_some_and(|m| m.offset == offset) {
-            self.marks.pop();
-        }
-        if self.sealed || self.marks.last().is_none_or(|m| m.kind != kind) {
-            self.marks.push(Mark::new(offset, kind));
-        }
-        self.sealed = false;
-    }
-
-    /// Adds a region of `kind` at `offset` that does not merge with the one before it.
-    fn push_alone(&mut self, offset: u64, kind: RegionKind) {
-        self.sealed = true;
-        self.push(offset, kind);
-    }
-}
-
 struct Parser<'a> {
     source: &'a mut dyn Source,
     len: u64,
-    marks: Marks,
+    marks: MarkList,
     boxes: usize,
 }
 
@@ -94,17 +67,12 @@ pub(super) fn parse(source: &mut dyn Source, len: u64) -> ParseResult {
     let mut parser = Parser {
         source,
         len,
-        marks: Marks {
-            marks: Vec::new(),
-            sealed: false,
-        },
+        marks: MarkList::new(),
         boxes: 0,
     };
     parser.top_level()?;
-    let mut marks = parser.marks.marks;
     // A mark at the very end would start an empty region.
-    marks.retain(|m| m.offset < len);
-    Ok(marks)
+    Ok(parser.marks.finish(len))
 }
 
 impl Parser<'_> {
@@ -164,15 +132,15 @@ impl Parser<'_> {
             }
             match &b.kind {
                 b"moov" => {
-                    self.marks.push_alone(b.start, RegionKind::Other);
+                    self.marks.push_alone(b.start, RegionKind::Other)?;
                     self.children(b, Container::Structure, 1)?;
                 }
                 b"mdat" => {
-                    self.marks.push(b.start, RegionKind::Other);
-                    self.marks.push(b.payload, RegionKind::Audio);
+                    self.marks.push(b.start, RegionKind::Other)?;
+                    self.marks.push(b.payload, RegionKind::Audio)?;
                 }
-                b"free" | b"skip" | b"wide" => self.marks.push(b.start, RegionKind::Padding),
-                _ => self.marks.push(b.start, RegionKind::Other),
+                b"free" | b"skip" | b"wide" => self.marks.push(b.start, RegionKind::Padding)?,
+                _ => self.marks.push(b.start, RegionKind::Other)?,
             }
             pos = b.end;
         }
@@ -223,48 +191,48 @@ impl Parser<'_> {
         let padding = matches!(&b.kind, b"free" | b"skip");
         match (container, &b.kind) {
             (Container::Structure | Container::UserData, b"udta") => {
-                self.marks.push(b.start, RegionKind::Tag);
+                self.marks.push(b.start, RegionKind::Tag)?;
                 self.children(b, Container::UserData, depth + 1)?;
             }
             (Container::Structure | Container::UserData, b"meta") => {
-                self.marks.push(b.start, RegionKind::Tag);
+                self.marks.push(b.start, RegionKind::Tag)?;
                 let first = self.meta_children(b)?;
                 self.walk(b, first, Container::Meta, depth + 1)?;
             }
             (Container::Structure, b"trak") => {
-                self.marks.push_alone(b.start, RegionKind::Other);
+                self.marks.push_alone(b.start, RegionKind::Other)?;
                 self.children(b, Container::Structure, depth + 1)?;
             }
             (Container::Structure, b"mdia" | b"minf" | b"stbl") => {
-                self.marks.push(b.start, RegionKind::Other);
+                self.marks.push(b.start, RegionKind::Other)?;
                 self.children(b, Container::Structure, depth + 1)?;
             }
             (Container::Structure, b"stts" | b"stsz" | b"stz2" | b"stco" | b"co64") => {
-                self.marks.push_alone(b.start, RegionKind::Other);
+                self.marks.push_alone(b.start, RegionKind::Other)?;
                 // Whatever follows starts a region too.
-                self.marks.sealed = true;
+                self.marks.seal();
             }
-            (_, _) if padding => self.marks.push(b.start, RegionKind::Padding),
-            (Container::Structure, _) => self.marks.push(b.start, RegionKind::Other),
+            (_, _) if padding => self.marks.push(b.start, RegionKind::Padding)?,
+            (Container::Structure, _) => self.marks.push(b.start, RegionKind::Other)?,
             (Container::Meta, b"ilst") => {
-                self.marks.push(b.start, RegionKind::Tag);
+                self.marks.push(b.start, RegionKind::Tag)?;
                 self.children(b, Container::ItemList, depth + 1)?;
             }
             (Container::ItemList, b"covr") => {
-                self.marks.push(b.start, RegionKind::Tag);
+                self.marks.push(b.start, RegionKind::Tag)?;
                 self.children(b, Container::Cover, depth + 1)?;
             }
             (Container::Cover, b"data") => {
-                self.marks.push(b.start, RegionKind::Tag);
+                self.marks.push(b.start, RegionKind::Tag)?;
                 // The payload starts with a 4-byte type indicator and a 4-byte locale.
                 let image = b.payload + 8;
                 if image < b.end {
-                    self.marks.push(image, RegionKind::Picture);
-                    self.marks.push(b.end, RegionKind::Tag);
+                    self.marks.push(image, RegionKind::Picture)?;
+                    self.marks.push(b.end, RegionKind::Tag)?;
                 }
             }
             (Container::UserData | Container::Meta | Container::ItemList | Container::Cover, _) => {
-                self.marks.push(b.start, RegionKind::Tag);
+                self.marks.push(b.start, RegionKind::Tag)?;
             }
         }
         Ok(())

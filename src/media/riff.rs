@@ -10,7 +10,8 @@
 //! chunk; the walk finds the next chunk either way. Only chunk headers are read (and four bytes
 //! of a `LIST` to see whether it is `INFO`).
 
-use super::mp3::{id3v2_marks, MarkList};
+use super::mp3::id3v2_marks;
+use super::MarkList;
 use super::{read_at, ParseError, ParseResult, RegionKind, Source};
 
 /// Length of a chunk header: id and size.
