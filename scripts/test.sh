@@ -19,7 +19,7 @@ for tool in python3:python3 ffmpeg:ffmpeg id3v2:id3v2 metaflac:flac vorbiscommen
     oggenc:vorbis-tools kid3-cli:kid3-cli; do
     command -v "${tool%%:*}" >/dev/null || need+=("${tool#*:}")
 done
-if command -v python3 >/dev/null && ! python3 -m pip --version >/dev/null 2>&1; then
+if ! command -v python3 >/dev/null || ! python3 -m pip --version >/dev/null 2>&1; then
     need+=(python3-pip)
 fi
 if ((${#need[@]})); then
