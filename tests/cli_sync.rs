@@ -732,3 +732,61 @@ fn genlib_1000_small_files() {
     assert_eq!(num(&s, "files_changed"), 0, "{s}");
     assert_eq!(num(&s, "bytes_transferred"), 0, "{s}");
 }
+
+/// A tmpfs of `size` mounted at `path`, unmounted when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(path: &Path, size: &str) -> Tmpfs {
+        fs::create_dir_all(path).unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .output()
+            .expect("run mount (util-linux)");
+        assert!(
+            out.status.success(),
+            "this test mounts a small tmpfs to fill it and needs root: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tmpfs(path.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn full_disk_fails_files_cleanly_and_loses_nothing() {
+    let t = TestRepo::new();
+    let src = t.path("src");
+    genlib_create(&src, 12, 5, 256 * 1024);
+    let disk = Tmpfs::mount(&t.path("small"), "1M");
+    let dst = disk.0.join("dst");
+    let out = t.cmd().arg("sync").arg(&src).arg(&dst).assert_exit(3);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("No space left on device"), "{err}");
+    // No temporary file is left, and every file that made it is whole.
+    let mut written = 0;
+    for (rel, path) in files_in(&dst) {
+        let name = rel.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            !name.starts_with(".musicfs-"),
+            "temporary file left: {rel:?}"
+        );
+        assert_eq!(
+            fs::read(&path).unwrap(),
+            fs::read(src.join(&rel)).unwrap(),
+            "{rel:?} is torn"
+        );
+        written += 1;
+    }
+    assert!(written < 12, "the disk was not full");
+    // The source is untouched and a sync to a roomy destination completes.
+    let roomy = t.path("roomy");
+    t.cmd().arg("sync").arg(&src).arg(&roomy).assert_exit(0);
+    assert_trees_equal(&src, &roomy);
+}
