@@ -139,22 +139,15 @@ fn picture_data(
 
 #[cfg(test)]
 mod tests {
-    use std::fs::File;
-    use std::io::{Cursor, Seek, SeekFrom};
-    use std::path::PathBuf;
+
+    use std::io::Cursor;
 
     use super::*;
-    use crate::media::{detect, Format, Layout, Region};
+    use crate::media::testing::{assert_detect_covers, assert_marks_sane, fixture, never_panics};
+    use crate::media::{Format, Layout, Region};
 
     const BROWN_NOISE: &str = "Lossless Ensemble/Waveforms/02 Brown Noise.flac";
     const PURE_SINE: &str = "Lossless Ensemble/Waveforms/01 Pure Sine.flac";
-
-    fn fixture(name: &str) -> Vec<u8> {
-        let path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "fixtures/audio", name]
-            .iter()
-            .collect();
-        std::fs::read(path).expect("fixture")
-    }
 
     fn layout(bytes: &[u8]) -> Layout {
         let marks = parse(&mut Cursor::new(bytes), bytes.len() as u64).expect("parses");
@@ -174,17 +167,7 @@ mod tests {
     /// Parses without panicking; when it succeeds, the marks must be usable.
     fn assert_sane(bytes: &[u8]) {
         let len = bytes.len() as u64;
-        if let Ok(marks) = parse(&mut Cursor::new(bytes), len) {
-            assert!(
-                marks.windows(2).all(|w| w[0].offset < w[1].offset),
-                "{marks:?}"
-            );
-            assert!(marks.iter().all(|m| m.offset < len), "{marks:?}");
-            assert_ne!(
-                Layout::from_marks(Format::Flac, &marks, len).format,
-                Format::Opaque
-            );
-        }
+        assert_marks_sane(Format::Flac, parse(&mut Cursor::new(bytes), len), len);
     }
 
     /// A FLAC file: `fLaC`, a STREAMINFO, `blocks` (type, body), the last flagged, then `audio`.
@@ -292,20 +275,7 @@ mod tests {
     #[test]
     fn detect_covers_each_fixture_exactly() {
         for name in [BROWN_NOISE, PURE_SINE] {
-            let path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "fixtures/audio", name]
-                .iter()
-                .collect();
-            let mut file = File::open(path).unwrap();
-            let len = file.seek(SeekFrom::End(0)).unwrap();
-            let layout = detect(&mut file, len).unwrap();
-            assert_eq!(layout.format, Format::Flac, "{name}");
-            let mut next = 0;
-            for r in &layout.regions {
-                assert_eq!(r.offset, next, "{name}");
-                assert!(r.len > 0);
-                next += r.len;
-            }
-            assert_eq!(next, len, "{name}");
+            assert_detect_covers(name, Format::Flac);
         }
     }
 
@@ -489,25 +459,5 @@ mod tests {
         }
     }
 
-    proptest::proptest! {
-        #[test]
-        fn random_edits_never_panic(
-            edits in proptest::collection::vec((0usize..12_000, proptest::num::u8::ANY), 1..12),
-            cut in 0usize..30_000,
-        ) {
-            let mut bytes = fixture(BROWN_NOISE);
-            for (at, value) in edits {
-                if let Some(byte) = bytes.get_mut(at) {
-                    *byte = value;
-                }
-            }
-            bytes.truncate(cut.max(12_000));
-            assert_sane(&bytes);
-        }
-
-        #[test]
-        fn random_bytes_never_panic(tail in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
-            assert_sane(&[&b"fLaC"[..], &tail].concat());
-        }
-    }
+    never_panics!(fixture(BROWN_NOISE), b"fLaC", assert_sane);
 }

@@ -18,6 +18,8 @@ mod mp4;
 pub(crate) mod ogg;
 mod riff;
 pub mod tags;
+#[cfg(test)]
+mod testing;
 
 use std::io::{self, Read, Seek, SeekFrom};
 

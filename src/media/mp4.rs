@@ -261,20 +261,13 @@ impl Parser<'_> {
 #[cfg(test)]
 mod tests {
     use std::io::Cursor;
-    use std::path::PathBuf;
 
     use super::*;
-    use crate::media::{detect, Format, Layout, Region};
+    use crate::media::testing::{assert_detect_covers, assert_marks_sane, fixture, never_panics};
+    use crate::media::{Format, Layout, Region};
 
     const PLAIN: &str = "MP4 Quartet/Containers/01 Plain.m4a";
     const COVERED: &str = "MP4 Quartet/Containers/02 Covered.m4a";
-
-    fn fixture(name: &str) -> Vec<u8> {
-        let path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "fixtures/audio", name]
-            .iter()
-            .collect();
-        std::fs::read(path).expect("fixture")
-    }
 
     fn layout(bytes: &[u8]) -> Layout {
         let marks = parse(&mut Cursor::new(bytes), bytes.len() as u64).expect("parses");
@@ -286,19 +279,7 @@ mod tests {
     /// Parses without panicking; when it succeeds, the marks must be usable.
     fn assert_sane(bytes: &[u8]) {
         let len = bytes.len() as u64;
-        if let Ok(marks) = parse(&mut Cursor::new(bytes), len) {
-            assert!(
-                marks.windows(2).all(|w| w[0].offset < w[1].offset),
-                "{marks:?}"
-            );
-            assert!(marks.iter().all(|m| m.offset < len), "{marks:?}");
-            if len > 0 {
-                assert_ne!(
-                    Layout::from_marks(Format::Mp4, &marks, len).format,
-                    Format::Opaque
-                );
-            }
-        }
+        assert_marks_sane(Format::Mp4, parse(&mut Cursor::new(bytes), len), len);
     }
 
     fn malformed(bytes: &[u8]) -> bool {
@@ -477,17 +458,7 @@ mod tests {
     #[test]
     fn detect_covers_each_fixture_exactly() {
         for name in [PLAIN, COVERED] {
-            let bytes = fixture(name);
-            let len = bytes.len() as u64;
-            let layout = detect(&mut Cursor::new(&bytes), len).unwrap();
-            assert_eq!(layout.format, Format::Mp4, "{name}");
-            let mut next = 0;
-            for r in &layout.regions {
-                assert_eq!(r.offset, next, "{name}");
-                assert!(r.len > 0);
-                next += r.len;
-            }
-            assert_eq!(next, len, "{name}");
+            assert_detect_covers(name, Format::Mp4);
         }
     }
 
@@ -728,25 +699,5 @@ mod tests {
         }
     }
 
-    proptest::proptest! {
-        #[test]
-        fn random_edits_never_panic(
-            edits in proptest::collection::vec((0usize..12_000, proptest::num::u8::ANY), 1..12),
-            cut in 0usize..30_000,
-        ) {
-            let mut bytes = fixture(COVERED);
-            for (at, value) in edits {
-                if let Some(byte) = bytes.get_mut(at) {
-                    *byte = value;
-                }
-            }
-            bytes.truncate(cut.max(12_000));
-            assert_sane(&bytes);
-        }
-
-        #[test]
-        fn random_bytes_never_panic(tail in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
-            assert_sane(&[&b"\0\0\0\x10ftypM4A \0\0\0\0"[..], &tail].concat());
-        }
-    }
+    never_panics!(fixture(COVERED), b"\0\0\0\x10ftypM4A \0\0\0\0", assert_sane);
 }

@@ -263,25 +263,15 @@ pub(super) fn parse(source: &mut dyn Source, len: u64) -> ParseResult {
 
 #[cfg(test)]
 mod tests {
-    use std::fs::File;
-    use std::io::{Cursor, Seek, SeekFrom};
-    use std::path::PathBuf;
+
+    use std::io::Cursor;
 
     use super::*;
-    use crate::media::{detect, Format, Layout};
+    use crate::media::testing::{assert_detect_covers, assert_marks_sane, fixture, never_panics};
+    use crate::media::{Format, Layout};
 
     const VORBIS: &str = "Café Tonal/Xiph Sessions/01 Vorbis Tone.ogg";
     const OPUS: &str = "Café Tonal/Xiph Sessions/02 Opus Noise.opus";
-
-    fn fixture_path(name: &str) -> PathBuf {
-        [env!("CARGO_MANIFEST_DIR"), "fixtures/audio", name]
-            .iter()
-            .collect()
-    }
-
-    fn fixture(name: &str) -> Vec<u8> {
-        std::fs::read(fixture_path(name)).expect("fixture")
-    }
 
     fn layout(bytes: &[u8]) -> Layout {
         let marks = parse(&mut Cursor::new(bytes), bytes.len() as u64).expect("parses");
@@ -293,17 +283,7 @@ mod tests {
     /// Parses without panicking; when it succeeds, the marks must be usable.
     fn assert_sane(bytes: &[u8]) {
         let len = bytes.len() as u64;
-        if let Ok(marks) = parse(&mut Cursor::new(bytes), len) {
-            assert!(
-                marks.windows(2).all(|w| w[0].offset < w[1].offset),
-                "{marks:?}"
-            );
-            assert!(marks.iter().all(|m| m.offset < len), "{marks:?}");
-            assert_ne!(
-                Layout::from_marks(Format::Ogg, &marks, len).format,
-                Format::Opaque
-            );
-        }
+        assert_marks_sane(Format::Ogg, parse(&mut Cursor::new(bytes), len), len);
     }
 
     /// Splits a file into its pages.
@@ -529,17 +509,7 @@ mod tests {
     #[test]
     fn detect_covers_each_fixture_exactly() {
         for name in [VORBIS, OPUS] {
-            let mut file = File::open(fixture_path(name)).unwrap();
-            let len = file.seek(SeekFrom::End(0)).unwrap();
-            let layout = detect(&mut file, len).unwrap();
-            assert_eq!(layout.format, Format::Ogg, "{name}");
-            let mut next = 0;
-            for r in &layout.regions {
-                assert_eq!(r.offset, next, "{name}");
-                assert!(r.len > 0);
-                next += r.len;
-            }
-            assert_eq!(next, len, "{name}");
+            assert_detect_covers(name, Format::Ogg);
         }
     }
 
@@ -692,25 +662,5 @@ mod tests {
         }
     }
 
-    proptest::proptest! {
-        #[test]
-        fn random_edits_never_panic(
-            edits in proptest::collection::vec((0usize..12_000, proptest::num::u8::ANY), 1..12),
-            cut in 0usize..30_000,
-        ) {
-            let mut bytes = fixture(OPUS);
-            for (at, value) in edits {
-                if let Some(byte) = bytes.get_mut(at) {
-                    *byte = value;
-                }
-            }
-            bytes.truncate(cut.max(12_000));
-            assert_sane(&bytes);
-        }
-
-        #[test]
-        fn random_bytes_never_panic(tail in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
-            assert_sane(&[&b"OggS"[..], &tail].concat());
-        }
-    }
+    never_panics!(fixture(OPUS), b"OggS", assert_sane);
 }
