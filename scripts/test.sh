@@ -8,7 +8,7 @@
 #    drive — id3v2, metaflac (flac), vorbiscomment and oggenc (vorbis-tools), kid3-cli; from
 #    PyPI, mutagen (tag editor for Opus, MP4 and covers).
 # 2. Fetches mutagen 1.48.1's test corpus (100 real and broken audio files) from PyPI.
-# 3. cargo fmt --check, clippy -D warnings, every test target.
+# 3. cargo fmt --check, clippy -D warnings, rustdoc -D warnings, every test target.
 # 4. A short fuzz run of every container parser (FUZZ_SECONDS per target, default 10;
 #    FUZZ_SECONDS=0 skips it).
 set -euo pipefail
@@ -41,6 +41,7 @@ bash scripts/fetch-mutagen-corpus.sh
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked --quiet
 cargo test --all-targets --locked --release
 
 fuzz_seconds=${FUZZ_SECONDS:-10}

@@ -7,7 +7,7 @@
 //! destination rebuilds the fields from the region's first sequence number: pages count up by
 //! one, and the CRC is a function of the page. A region whose pages do not follow those rules
 //! (another logical stream interleaved, a gap in the numbering, a wrong CRC, trailing bytes)
-//! is refused with [`NotCanonical`] and chunked as it is instead.
+//! is refused with [`OggChunkError::NotCanonical`] and chunked as it is instead.
 
 use std::io::{self, Read};
 
