@@ -790,3 +790,25 @@ fn full_disk_fails_files_cleanly_and_loses_nothing() {
     t.cmd().arg("sync").arg(&src).arg(&roomy).assert_exit(0);
     assert_trees_equal(&src, &roomy);
 }
+
+#[test]
+fn a_clean_scan_and_sync_print_nothing_on_stderr() {
+    // genlib's MP3-like files make the tag reader fall back to estimating durations; that is
+    // not the user's business.
+    let t = TestRepo::new();
+    let src = t.path("src");
+    genlib_create(&src, 20, 3, 64 * 1024);
+    for args in [vec!["scan"], vec!["sync"]] {
+        let mut cmd = t.cmd();
+        cmd.args(&args).arg(&src);
+        if args[0] == "sync" {
+            cmd.arg(t.path("dst"));
+        }
+        let out = cmd.assert_exit(0);
+        assert!(
+            out.stderr.is_empty(),
+            "{args:?} wrote to stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -120,7 +120,14 @@ impl GlobalArgs {
 /// Parses the arguments, runs the command and returns its exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let level = if cli.global.verbose { "debug" } else { "warn" };
+    // Other crates' diagnostics are about the files they read (lofty warns, for instance, when
+    // it estimates an MP3's duration from its bitrate), not about the work: they are shown
+    // only when asked for with MUSICFS_LOG.
+    let level = if cli.global.verbose {
+        "off,musicfs=debug"
+    } else {
+        "off,musicfs=warn"
+    };
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
