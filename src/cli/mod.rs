@@ -138,10 +138,27 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("musicfs: {e:#}");
+            eprintln!("musicfs: {}", one_line(&e));
             ExitCode::from(exit_code_of(&e))
         }
     }
+}
+
+/// The error's chain on one line, each cause once: library errors already end with their
+/// source's message, which the chain would otherwise repeat.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for link in e.chain() {
+        let text = link.to_string();
+        if line.ends_with(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 fn exit_code_of(e: &anyhow::Error) -> u8 {
@@ -188,5 +205,18 @@ pub(crate) fn human(bytes: u64) -> String {
         format!("{bytes} B")
     } else {
         format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod one_line_tests {
+    use super::one_line;
+
+    #[test]
+    fn each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        let e = anyhow::Error::new(crate::Error::io(std::path::Path::new("/x"), io))
+            .context("inspecting /x");
+        assert_eq!(one_line(&e), "inspecting /x: /x: gone");
     }
 }
