@@ -299,7 +299,11 @@ impl Repository {
     /// Starts a batch of changes, applied atomically by [`RepoWriter::commit`].
     pub fn writer(&self) -> Result<RepoWriter<'_>> {
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;
-        Ok(RepoWriter { repo: self, txn })
+        Ok(RepoWriter {
+            repo: self,
+            txn,
+            dirty: false,
+        })
     }
 
     /// Bytes the repository occupies on disk.
@@ -363,6 +367,9 @@ fn next_counter(
 pub struct RepoWriter<'r> {
     repo: &'r Repository,
     txn: redb::WriteTransaction,
+    /// Whether anything was written: a batch that wrote nothing is not committed, which
+    /// spares an unchanged rescan its fsync.
+    dirty: bool,
 }
 
 impl RepoWriter<'_> {
@@ -379,12 +386,14 @@ impl RepoWriter<'_> {
             table
                 .insert(id.as_bytes(), bytes.as_slice())
                 .map_err(|e| self.err(e))?;
+            self.dirty = true;
         }
         Ok(id)
     }
 
     /// Stores what is known of a content's audio (replacing an earlier record).
     pub fn put_media(&mut self, id: &ContentId, media: &MediaRecord) -> Result<()> {
+        self.dirty = true;
         let mut table = self.txn.open_table(MEDIA).map_err(|e| self.err(e))?;
         table
             .insert(id.as_bytes(), encode(media).as_slice())
@@ -401,6 +410,7 @@ impl RepoWriter<'_> {
             table
                 .insert(id.as_bytes(), bytes.as_slice())
                 .map_err(|e| self.err(e))?;
+            self.dirty = true;
         }
         Ok(id)
     }
@@ -445,6 +455,7 @@ impl RepoWriter<'_> {
         mut entry: ScanEntry,
         previous: Option<&ScanEntry>,
     ) -> Result<ScanEntry> {
+        self.dirty = true;
         entry.file_id = match previous {
             Some(p) => p.file_id,
             None => {
@@ -482,6 +493,7 @@ impl RepoWriter<'_> {
     /// Drops the scan entry at `path` without touching the file's chunk locations (the file
     /// lives on under another path).
     pub fn forget_path(&mut self, origin: OriginId, path: &[u8]) -> Result<()> {
+        self.dirty = true;
         let mut scan = self.txn.open_table(SCAN).map_err(|e| self.err(e))?;
         scan.remove((origin, path)).map_err(|e| self.err(e))?;
         Ok(())
@@ -489,6 +501,7 @@ impl RepoWriter<'_> {
 
     /// Records that the file at `path` is gone: its scan entry and chunk locations go too.
     pub fn remove_file(&mut self, origin: OriginId, path: &[u8], entry: &ScanEntry) -> Result<()> {
+        self.dirty = true;
         self.set_locations(origin, entry.file_id, &entry.content, false)?;
         self.forget_path(origin, path)?;
         let mut files = self.txn.open_table(FILES).map_err(|e| self.err(e))?;
@@ -523,12 +536,16 @@ impl RepoWriter<'_> {
         table
             .insert(last_seq + 1, encode(record).as_slice())
             .map_err(|e| self.err(e))?;
+        self.dirty = true;
         Ok(record.snapshot_id())
     }
 
     /// Applies the batch durably (redb's multi-writer mode, which lets several processes
     /// share the database, allows only durable commits).
     pub fn commit(self) -> Result<()> {
+        if !self.dirty {
+            return self.txn.abort().map_err(|e| self.repo.err(e));
+        }
         self.txn.commit().map_err(|e| self.repo.err(e))
     }
 }
