@@ -26,6 +26,9 @@ use tables::*;
 /// The repository format this build reads and writes.
 pub const FORMAT_VERSION: u32 = 2;
 
+/// Bytes of database pages kept in memory.
+const CACHE_SIZE: usize = 32 << 20;
+
 /// A number naming one origin inside this repository.
 pub type OriginId = u64;
 
@@ -91,6 +94,9 @@ impl Repository {
         std::fs::create_dir_all(root.join("locks")).map_err(|e| Error::io(root, e))?;
         let db = Database::builder()
             .set_concurrency_mode(redb::ConcurrencyMode::MultiWriter)
+            // redb caches the pages it touches up to this bound; its default (1 GiB) would let
+            // the index of a large library set the process's peak memory.
+            .set_cache_size(CACHE_SIZE)
             .create(root.join("index.redb"))
             .map_err(|e| db_error(root, e))?;
         let repo = Repository {
