@@ -4,10 +4,12 @@
 //! file of a target, chunk by chunk, comparing the result with what the target's last snapshot
 //! recorded. Size and mtime prove nothing here: a flipped bit behind a restored mtime is found.
 
+use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::chunk::Chunker;
 use crate::error::{Error, Result};
+use crate::id::ContentId;
 use crate::origin::LocalOrigin;
 use crate::repo::Repository;
 use crate::report::{display_path, Event, Sink};
@@ -52,10 +54,11 @@ pub fn verify(
             )));
         };
         sink.phase("verifying", snapshot.files, snapshot.bytes);
+        // Every file of the snapshot, in tree order, then re-read on all cores.
+        let mut files = Vec::new();
         let mut stack = vec![(Vec::new(), snapshot.root)];
         while let Some((prefix, tree_id)) = stack.pop() {
-            let tree = repo.tree(&tree_id)?;
-            for entry in tree.entries {
+            for entry in repo.tree(&tree_id)?.entries {
                 let path = if prefix.is_empty() {
                     entry.name.clone()
                 } else {
@@ -64,42 +67,59 @@ pub fn verify(
                 match entry.node {
                     Node::Dir { tree, .. } => stack.push((path, tree)),
                     Node::Symlink { .. } => {}
-                    Node::File { size, content, .. } => {
-                        summary.files_checked += 1;
-                        sink.advance(size);
-                        let reason = match read_file(target, &path, chunker, false) {
-                            Ok(read) => {
-                                let list = read.list;
-                                summary.bytes_checked += list.size();
-                                if list.content_id() == content {
-                                    None
-                                } else if list.size() != size {
-                                    Some(format!(
-                                        "size {} differs from the snapshot's {size}",
-                                        list.size()
-                                    ))
-                                } else {
-                                    Some("content differs from the snapshot".to_string())
-                                }
-                            }
-                            Err(Error::Io { source, .. })
-                                if source.kind() == std::io::ErrorKind::NotFound =>
-                            {
-                                Some("missing".to_string())
-                            }
-                            Err(e) => Some(format!("unreadable: {e}")),
-                        };
-                        if let Some(reason) = reason {
-                            summary.damaged += 1;
-                            sink.event(&Event::Damaged {
-                                path: display_path(&path),
-                                reason,
-                            });
-                        }
-                    }
+                    Node::File { size, content, .. } => files.push((path, size, content)),
                 }
+            }
+        }
+        let checked: Vec<(u64, Option<String>)> = files
+            .par_iter()
+            .map(|(path, size, content)| {
+                let result = check_file(target, path, *size, content, chunker);
+                sink.advance(*size);
+                result
+            })
+            .collect();
+        for ((path, _, _), (bytes, reason)) in files.iter().zip(checked) {
+            summary.files_checked += 1;
+            summary.bytes_checked += bytes;
+            if let Some(reason) = reason {
+                summary.damaged += 1;
+                sink.event(&Event::Damaged {
+                    path: display_path(path),
+                    reason,
+                });
             }
         }
     }
     Ok(summary)
+}
+
+/// Re-reads one file: the bytes read, and why it does not match its snapshot, if it does not.
+fn check_file(
+    target: &LocalOrigin,
+    path: &[u8],
+    size: u64,
+    content: &ContentId,
+    chunker: &dyn Chunker,
+) -> (u64, Option<String>) {
+    match read_file(target, path, chunker, false) {
+        Ok(read) => {
+            let list = read.list;
+            let reason = if list.content_id() == *content {
+                None
+            } else if list.size() != size {
+                Some(format!(
+                    "size {} differs from the snapshot's {size}",
+                    list.size()
+                ))
+            } else {
+                Some("content differs from the snapshot".to_string())
+            };
+            (list.size(), reason)
+        }
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            (0, Some("missing".to_string()))
+        }
+        Err(e) => (0, Some(format!("unreadable: {e}"))),
+    }
 }
