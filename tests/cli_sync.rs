@@ -812,3 +812,24 @@ fn a_clean_scan_and_sync_print_nothing_on_stderr() {
         );
     }
 }
+
+#[test]
+fn ssh_origin_forms_are_refused_clearly_and_local_colons_work() {
+    let t = TestRepo::new();
+    let out = t
+        .cmd()
+        .args(["sync", "nas:/music"])
+        .arg(t.path("dst"))
+        .assert_exit(2);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("nas:/music: SSH origins are not supported yet"),
+        "{err}"
+    );
+    assert!(!t.path("dst").exists());
+    // A local directory whose name has a colon: a path with a `/` before the colon is local.
+    let src = t.fixtures("src:colon");
+    let dst = t.path("dst");
+    t.cmd().arg("sync").arg(&src).arg(&dst).assert_exit(0);
+    assert_trees_equal(&src, &dst);
+}

@@ -5,7 +5,7 @@ use clap::Args;
 
 use super::{exit, human, print_summary, GlobalArgs};
 use crate::chunk::FastCdc;
-use crate::origin::LocalOrigin;
+use crate::origin::open_local;
 use crate::scan::{scan, ScanOptions};
 
 #[derive(Debug, Args)]
@@ -18,7 +18,7 @@ pub struct ScanArgs {
 }
 
 pub fn run(global: &GlobalArgs, args: &ScanArgs) -> anyhow::Result<u8> {
-    let origin = LocalOrigin::open(&args.dir, false)?;
+    let origin = open_local(&args.dir, false)?;
     let repo = global.open_repo()?;
     let sink = global.sink();
     let summary = scan(

@@ -5,7 +5,7 @@ use clap::Args;
 
 use super::{exit, human, print_summary, GlobalArgs};
 use crate::chunk::FastCdc;
-use crate::origin::LocalOrigin;
+use crate::origin::open_local;
 use crate::sync::{sync, SyncOptions};
 
 #[derive(Debug, Args)]
@@ -26,8 +26,8 @@ pub struct SyncArgs {
 }
 
 pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
-    let source = LocalOrigin::open(&args.src, false)?;
-    let destination = LocalOrigin::open(&args.dst, true)?;
+    let source = open_local(&args.src, false)?;
+    let destination = open_local(&args.dst, true)?;
     let repo = global.open_repo()?;
     let sink = global.sink_listing(args.dry_run);
     let summary = sync(

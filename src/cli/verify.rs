@@ -4,7 +4,7 @@ use clap::Args;
 
 use super::{exit, human, print_summary, GlobalArgs};
 use crate::chunk::FastCdc;
-use crate::origin::LocalOrigin;
+use crate::origin::open_local;
 use crate::verify::verify;
 
 #[derive(Debug, Args)]
@@ -15,7 +15,7 @@ pub struct VerifyArgs {
 
 pub fn run(global: &GlobalArgs, args: &VerifyArgs) -> anyhow::Result<u8> {
     let targets = match &args.dir {
-        Some(dir) => vec![LocalOrigin::open(dir, false)?],
+        Some(dir) => vec![open_local(dir, false)?],
         None => Vec::new(),
     };
     let repo = global.open_repo()?;

@@ -6,8 +6,23 @@
 //! Today the only transport is a local directory (NFS and SMB mounts included).
 
 pub(crate) mod local;
+mod spec;
 
 pub use local::LocalOrigin;
+pub use spec::{OriginSpec, SshSpec};
+
+/// Opens an origin argument as a local directory, refusing (with a clear message) the SSH
+/// forms that name a remote one.
+pub fn open_local(arg: &std::path::Path, may_create: bool) -> crate::Result<LocalOrigin> {
+    match OriginSpec::parse(arg.as_os_str())? {
+        OriginSpec::Local(path) => LocalOrigin::open(&path, may_create),
+        OriginSpec::Ssh(_) => Err(crate::Error::InvalidInput(format!(
+            "{}: SSH origins are not supported yet (a local path with a colon is written ./{})",
+            arg.display(),
+            arg.display()
+        ))),
+    }
+}
 
 /// The kind of a directory entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
