@@ -387,13 +387,7 @@ impl RepoWriter<'_> {
     pub fn put_content(&mut self, list: &ChunkList) -> Result<ContentId> {
         let bytes = list.encode();
         let id = ContentId::of_encoded(&bytes);
-        let mut table = self.txn.open_table(CONTENTS).map_err(|e| self.err(e))?;
-        if table.get(id.as_bytes()).map_err(|e| self.err(e))?.is_none() {
-            table
-                .insert(id.as_bytes(), bytes.as_slice())
-                .map_err(|e| self.err(e))?;
-            self.dirty = true;
-        }
+        self.put_object(CONTENTS, id.as_bytes(), &bytes)?;
         Ok(id)
     }
 
@@ -411,14 +405,23 @@ impl RepoWriter<'_> {
     pub fn put_tree(&mut self, tree: &Tree) -> Result<TreeId> {
         let bytes = tree.encode();
         let id = TreeId::of_encoded(&bytes);
-        let mut table = self.txn.open_table(TREES).map_err(|e| self.err(e))?;
-        if table.get(id.as_bytes()).map_err(|e| self.err(e))?.is_none() {
-            table
-                .insert(id.as_bytes(), bytes.as_slice())
-                .map_err(|e| self.err(e))?;
+        self.put_object(TREES, id.as_bytes(), &bytes)?;
+        Ok(id)
+    }
+
+    /// Stores a content-addressed object under its id, once.
+    fn put_object(
+        &mut self,
+        table: redb::TableDefinition<&[u8; 32], &[u8]>,
+        id: &[u8; 32],
+        bytes: &[u8],
+    ) -> Result<()> {
+        let mut table = self.txn.open_table(table).map_err(|e| self.err(e))?;
+        if table.get(id).map_err(|e| self.err(e))?.is_none() {
+            table.insert(id, bytes).map_err(|e| self.err(e))?;
             self.dirty = true;
         }
-        Ok(id)
+        Ok(())
     }
 
     fn load_content(&self, id: &ContentId) -> Result<Option<ChunkList>> {

@@ -157,9 +157,9 @@ pub fn sync(
     };
     let mut to_write = (0u64, 0u64);
     for step in &plan.files {
-        if let Step::Write { content, .. } = step {
+        if let Step::Write { size, .. } = step {
             to_write.0 += 1;
-            to_write.1 += repo.content(content)?.size();
+            to_write.1 += size;
         }
     }
     sink.phase("writing", to_write.0, to_write.1);
@@ -293,6 +293,7 @@ impl Apply<'_> {
                 content,
                 mode,
                 mtime_ns,
+                ..
             } => self.write(path, content, *mode, *mtime_ns),
             Step::SetMeta {
                 path,

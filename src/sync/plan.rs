@@ -30,6 +30,8 @@ pub enum Step {
         path: Vec<u8>,
         /// Content to assemble.
         content: ContentId,
+        /// Its size in bytes.
+        size: u64,
         /// Permission bits.
         mode: u32,
         /// Modification time.
@@ -129,6 +131,7 @@ fn pair_moves(plan: &mut SyncPlan) {
             content,
             mode,
             mtime_ns,
+            ..
         } = step
         {
             if let Some(from) = deleted.get_mut(content).and_then(Vec::pop) {
@@ -273,13 +276,14 @@ fn add(
 ) -> Result<()> {
     match node {
         Node::File {
+            size,
             mtime_ns,
             mode,
             content,
-            ..
         } => out.files.push(Step::Write {
             path: path.to_vec(),
             content: *content,
+            size: *size,
             mode: *mode,
             mtime_ns: *mtime_ns,
         }),
@@ -315,10 +319,10 @@ fn update(
     match (src, dst) {
         (
             Node::File {
+                size,
                 mtime_ns,
                 mode,
                 content,
-                ..
             },
             Node::File {
                 mtime_ns: d_mtime,
@@ -331,6 +335,7 @@ fn update(
                 out.files.push(Step::Write {
                     path: path.to_vec(),
                     content: *content,
+                    size: *size,
                     mode: *mode,
                     mtime_ns: *mtime_ns,
                 });
