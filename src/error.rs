@@ -90,6 +90,23 @@ pub enum Error {
         /// The content's short id.
         content: String,
     },
+    /// A host's key is unknown (and new keys are not accepted) or has changed.
+    #[error("{host}: {message}")]
+    HostKey {
+        /// The host as `[host]:port`.
+        host: String,
+        /// What is wrong and how to resolve it.
+        message: String,
+    },
+    /// A remote end broke the protocol: a bad handshake, a hostile path, data that fails its
+    /// hash. Nothing it sent was written.
+    #[error("{origin}: {message}")]
+    Protocol {
+        /// The remote origin.
+        origin: String,
+        /// What it sent.
+        message: String,
+    },
 }
 
 impl Error {

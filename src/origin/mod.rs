@@ -7,6 +7,7 @@
 
 pub(crate) mod local;
 mod spec;
+pub mod ssh;
 
 pub use local::LocalOrigin;
 pub use spec::{OriginSpec, SshSpec};

@@ -1,0 +1,1 @@
+//! SSH transport: sessions (russh), exec channels for the remote agent, and SFTP.
