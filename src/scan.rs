@@ -18,8 +18,7 @@ use crate::chunk::{chunk_file, Chunker};
 use crate::error::{Error, Result};
 use crate::id::{ContentId, SnapshotId, TreeId};
 use crate::media::{self, Format};
-use crate::origin::local::entry_stat;
-use crate::origin::{EntryKind, EntryStat, LocalOrigin, WalkItem};
+use crate::origin::{EntryKind, EntryStat, Origin, WalkItem};
 use crate::repo::{OriginId, Repository, ScanEntry};
 use crate::report::{display_path, Event, Sink};
 use crate::snapshot::{ChunkList, MediaRecord, Node, SnapshotRecord, Tree, TreeEntry};
@@ -82,7 +81,7 @@ const MAX_ATTEMPTS: u32 = 3;
 /// Scans `origin` into `repo` and records a snapshot.
 pub fn scan(
     repo: &Repository,
-    origin: &LocalOrigin,
+    origin: &dyn Origin,
     chunker: &dyn Chunker,
     options: ScanOptions,
     sink: &dyn Sink,
@@ -112,7 +111,7 @@ pub fn scan(
     // Files that vanished from their path, by inode: candidates for moves.
     let mut vanished: HashMap<(u64, u64), &Vec<u8>> = previous
         .iter()
-        .filter(|(path, _)| !present.contains(path.as_slice()))
+        .filter(|(path, e)| e.ino != 0 && !present.contains(path.as_slice()))
         .map(|(path, e)| ((e.dev, e.ino), path))
         .collect();
 
@@ -126,6 +125,8 @@ pub fn scan(
         let plan = match prev {
             Some(p) if !options.checksum && unchanged(p, &w.stat) => Plan::Keep(p.clone()),
             Some(p) => Plan::Read(Some(p.clone())),
+            // Origins without inode numbers (SFTP) report 0: no move detection there.
+            None if w.stat.ino == 0 => Plan::Read(None),
             None => match vanished.get(&(w.stat.dev, w.stat.ino)) {
                 // A rename changes the ctime, so a move is matched on inode, size and mtime.
                 Some(from)
@@ -338,18 +339,15 @@ pub struct ReadFile {
 /// Chunks one file by its container's regions, and reads its tags when `tags`; re-reads it
 /// when it changed underneath.
 pub fn read_file(
-    origin: &LocalOrigin,
+    origin: &dyn Origin,
     path: &[u8],
     chunker: &dyn Chunker,
     tags: bool,
 ) -> Result<ReadFile> {
-    let full = origin.full_path(path);
+    let full = origin.display(path);
     for _ in 0..MAX_ATTEMPTS {
-        let mut file = origin.open_file(path)?;
-        let before = file
-            .metadata()
-            .map(|m| entry_stat(&m))
-            .map_err(|e| Error::io(&full, e))?;
+        let mut file = origin.open(path)?;
+        let before = file.stat().map_err(|e| Error::io(&full, e))?;
         let chunked =
             chunk_file(&mut file, before.size, chunker).map_err(|e| Error::io(&full, e))?;
         let info = if tags && chunked.list.format != Format::Opaque {
@@ -357,10 +355,7 @@ pub fn read_file(
         } else {
             None
         };
-        let after = file
-            .metadata()
-            .map(|m| entry_stat(&m))
-            .map_err(|e| Error::io(&full, e))?;
+        let after = file.stat().map_err(|e| Error::io(&full, e))?;
         if before == after && chunked.list.size() == before.size {
             return Ok(ReadFile {
                 stat: before,

@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::chunk::Chunker;
 use crate::error::{Error, Result};
 use crate::id::ContentId;
-use crate::origin::LocalOrigin;
+use crate::origin::{LocalOrigin, Origin};
 use crate::repo::Repository;
 use crate::report::{display_path, Event, Sink};
 use crate::scan::read_file;

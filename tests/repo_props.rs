@@ -9,7 +9,7 @@ use std::path::Path;
 
 use musicfs::chunk::FastCdc;
 use musicfs::id::ChunkId;
-use musicfs::origin::LocalOrigin;
+use musicfs::origin::{LocalOrigin, Origin};
 use musicfs::repo::Repository;
 use musicfs::report::NullSink;
 use musicfs::scan::{scan, ScanOptions};

@@ -8,7 +8,10 @@ use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::{is_temporary, EntryKind, EntryStat, WalkItem, TEMP_PREFIX, TEMP_SUFFIX};
+use super::{
+    is_temporary, EntryKind, EntryStat, Origin, OriginFile, TempFile, WalkItem, WritableOrigin,
+    TEMP_PREFIX, TEMP_SUFFIX,
+};
 use crate::error::{Error, Result};
 
 /// A directory on a local filesystem.
@@ -106,11 +109,6 @@ impl LocalOrigin {
         })
     }
 
-    /// The canonical name the repository knows this origin by.
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
     /// The root directory.
     pub fn root(&self) -> &Path {
         &self.root
@@ -125,8 +123,127 @@ impl LocalOrigin {
         }
     }
 
+    fn relative(&self, path: &Path) -> Vec<u8> {
+        path.strip_prefix(&self.root)
+            .unwrap_or(path)
+            .as_os_str()
+            .as_bytes()
+            .to_vec()
+    }
+
+    /// Creates a new temporary file next to where `rel` will live.
+    fn new_temp(&self, rel: &[u8]) -> Result<(PathBuf, File)> {
+        let target = self.full_path(rel);
+        let dir = target.parent().unwrap_or(&self.root).to_path_buf();
+        let mut attempt = 0u32;
+        loop {
+            let nonce = blake3::hash(
+                format!(
+                    "{}{:?}{}{attempt}",
+                    std::process::id(),
+                    SystemTime::now(),
+                    target.display()
+                )
+                .as_bytes(),
+            )
+            .to_hex();
+            let path = dir.join(format!("{TEMP_PREFIX}{}{TEMP_SUFFIX}", &nonce[..16]));
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+            {
+                Ok(f) => return Ok((path, f)),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 8 => attempt += 1,
+                Err(e) => return Err(Error::io(&path, e)),
+            }
+        }
+    }
+}
+
+/// A file of a local origin open for reading.
+struct LocalFile {
+    file: File,
+}
+
+impl io::Read for LocalFile {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        retry_stale(|| self.file.read(buf))
+    }
+}
+
+impl io::Seek for LocalFile {
+    fn seek(&mut self, pos: io::SeekFrom) -> io::Result<u64> {
+        self.file.seek(pos)
+    }
+}
+
+impl OriginFile for LocalFile {
+    fn stat(&mut self) -> io::Result<EntryStat> {
+        self.file.metadata().map(|m| entry_stat(&m))
+    }
+
+    fn read_exact_at(&mut self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        retry_stale(|| self.file.read_exact_at(buf, offset))
+    }
+}
+
+/// A temporary file in a local origin, renamed over `target` on commit.
+struct LocalTemp {
+    path: PathBuf,
+    target: PathBuf,
+    file: File,
+}
+
+impl Write for LocalTemp {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl TempFile for LocalTemp {
+    fn commit(self: Box<Self>, mode: u32, mtime_ns: i64) -> Result<()> {
+        let LocalTemp { path, target, file } = *self;
+        let result = (|| {
+            let io_err = |e| Error::io(&path, e);
+            file.sync_all().map_err(io_err)?;
+            file.set_permissions(fs::Permissions::from_mode(mode))
+                .map_err(io_err)?;
+            file.set_modified(system_time(mtime_ns)).map_err(io_err)?;
+            drop(file);
+            fs::rename(&path, &target).map_err(|e| Error::io(&target, e))
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&path);
+        }
+        result
+    }
+
+    fn discard(self: Box<Self>) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+impl Origin for LocalOrigin {
+    fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn display(&self, rel: &[u8]) -> PathBuf {
+        self.full_path(rel)
+    }
+
+    fn local_root(&self) -> Option<&Path> {
+        Some(&self.root)
+    }
+
     /// Walks the tree depth first, names sorted bytewise, symlinks not followed.
-    pub fn walk(&self, visit: &mut dyn FnMut(WalkItem)) {
+    fn walk(&self, visit: &mut dyn FnMut(WalkItem)) {
         let walker = walkdir::WalkDir::new(&self.root)
             .min_depth(1)
             .follow_links(false)
@@ -182,27 +299,13 @@ impl LocalOrigin {
         }
     }
 
-    fn relative(&self, path: &Path) -> Vec<u8> {
-        path.strip_prefix(&self.root)
-            .unwrap_or(path)
-            .as_os_str()
-            .as_bytes()
-            .to_vec()
-    }
-
-    /// Opens a file for reading.
-    pub fn open_file(&self, rel: &[u8]) -> Result<File> {
+    fn open(&self, rel: &[u8]) -> Result<Box<dyn OriginFile>> {
         let path = self.full_path(rel);
-        retry_stale(|| File::open(&path)).map_err(|e| Error::io(&path, e))
+        let file = retry_stale(|| File::open(&path)).map_err(|e| Error::io(&path, e))?;
+        Ok(Box::new(LocalFile { file }))
     }
 
-    /// Reads exactly `buf.len()` bytes at `offset` of an open file.
-    pub fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        retry_stale(|| file.read_exact_at(buf, offset))
-    }
-
-    /// `lstat` of a relative path; `None` when it does not exist.
-    pub fn stat(&self, rel: &[u8]) -> Result<Option<EntryStat>> {
+    fn stat(&self, rel: &[u8]) -> Result<Option<EntryStat>> {
         let path = self.full_path(rel);
         match retry_stale(|| fs::symlink_metadata(&path)) {
             Ok(m) => Ok(Some(entry_stat(&m))),
@@ -210,64 +313,25 @@ impl LocalOrigin {
             Err(e) => Err(Error::io(&path, e)),
         }
     }
+}
 
+impl WritableOrigin for LocalOrigin {
     /// Creates the root directory if it does not exist.
-    pub fn create_root(&self) -> Result<()> {
+    fn create_root(&self) -> Result<()> {
         fs::create_dir_all(&self.root).map_err(|e| Error::io(&self.root, e))
     }
 
-    /// Creates a new temporary file next to where `rel` will live.
-    pub fn create_temp(&self, rel: &[u8]) -> Result<(PathBuf, File)> {
-        let target = self.full_path(rel);
-        let dir = target.parent().unwrap_or(&self.root).to_path_buf();
-        let mut attempt = 0u32;
-        loop {
-            let nonce = blake3::hash(
-                format!(
-                    "{}{:?}{}{attempt}",
-                    std::process::id(),
-                    SystemTime::now(),
-                    target.display()
-                )
-                .as_bytes(),
-            )
-            .to_hex();
-            let path = dir.join(format!("{TEMP_PREFIX}{}{TEMP_SUFFIX}", &nonce[..16]));
-            match OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)
-            {
-                Ok(f) => return Ok((path, f)),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 8 => attempt += 1,
-                Err(e) => return Err(Error::io(&path, e)),
-            }
-        }
-    }
-
-    /// Makes a written temporary file durable with its final mode and mtime, then renames it
-    /// over `rel` in one atomic step.
-    pub fn commit_temp(
-        &self,
-        temp: &Path,
-        file: File,
-        rel: &[u8],
-        mode: u32,
-        mtime_ns: i64,
-    ) -> Result<()> {
-        let io_err = |e| Error::io(temp, e);
-        file.sync_all().map_err(io_err)?;
-        file.set_permissions(fs::Permissions::from_mode(mode))
-            .map_err(io_err)?;
-        file.set_modified(system_time(mtime_ns)).map_err(io_err)?;
-        drop(file);
-        let target = self.full_path(rel);
-        fs::rename(temp, &target).map_err(|e| Error::io(&target, e))
+    fn create_temp(&self, rel: &[u8]) -> Result<Box<dyn TempFile>> {
+        let (path, file) = self.new_temp(rel)?;
+        Ok(Box::new(LocalTemp {
+            path,
+            target: self.full_path(rel),
+            file,
+        }))
     }
 
     /// Sets mode and mtime of an existing file or directory.
-    pub fn set_meta(&self, rel: &[u8], mode: u32, mtime_ns: i64) -> Result<()> {
+    fn set_meta(&self, rel: &[u8], mode: u32, mtime_ns: i64) -> Result<()> {
         let path = self.full_path(rel);
         fs::set_permissions(&path, fs::Permissions::from_mode(mode))
             .map_err(|e| Error::io(&path, e))?;
@@ -277,7 +341,7 @@ impl LocalOrigin {
     }
 
     /// Creates a directory (its parent exists).
-    pub fn create_dir(&self, rel: &[u8]) -> Result<()> {
+    fn create_dir(&self, rel: &[u8]) -> Result<()> {
         let path = self.full_path(rel);
         match fs::create_dir(&path) {
             Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(Error::io(&path, e)),
@@ -286,9 +350,9 @@ impl LocalOrigin {
     }
 
     /// Creates or replaces a symlink, atomically through a temporary name.
-    pub fn symlink(&self, rel: &[u8], target: &[u8]) -> Result<()> {
+    fn symlink(&self, rel: &[u8], target: &[u8]) -> Result<()> {
         let final_path = self.full_path(rel);
-        let (temp, file) = self.create_temp(rel)?;
+        let (temp, file) = self.new_temp(rel)?;
         drop(file);
         fs::remove_file(&temp).map_err(|e| Error::io(&temp, e))?;
         std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(target), &temp)
@@ -297,13 +361,13 @@ impl LocalOrigin {
     }
 
     /// Renames an entry within the origin, replacing whatever is at `to`.
-    pub fn rename(&self, from: &[u8], to: &[u8]) -> Result<()> {
+    fn rename(&self, from: &[u8], to: &[u8]) -> Result<()> {
         let (from, to) = (self.full_path(from), self.full_path(to));
         fs::rename(&from, &to).map_err(|e| Error::io(&from, e))
     }
 
     /// Removes a file, symlink or whole directory tree.
-    pub fn remove(&self, rel: &[u8]) -> Result<()> {
+    fn remove(&self, rel: &[u8]) -> Result<()> {
         let path = self.full_path(rel);
         let result = match fs::symlink_metadata(&path) {
             Ok(m) if m.is_dir() => fs::remove_dir_all(&path),
@@ -315,15 +379,10 @@ impl LocalOrigin {
     }
 
     /// Flushes a directory's entries (after renames into it).
-    pub fn sync_dir(&self, rel: &[u8]) -> Result<()> {
+    fn sync_dir(&self, rel: &[u8]) -> Result<()> {
         let path = self.full_path(rel);
         File::open(&path)
             .and_then(|d| d.sync_all())
             .map_err(|e| Error::io(&path, e))
-    }
-
-    /// Writes all of `data` to an open file.
-    pub fn write_all(file: &mut File, temp: &Path, data: &[u8]) -> Result<()> {
-        file.write_all(data).map_err(|e| Error::io(temp, e))
     }
 }

@@ -3,7 +3,8 @@
 //! An origin lists its tree and opens files for reading; a writable origin can also create,
 //! replace and remove entries. Origins know nothing of the repository, and transports know
 //! nothing of each other. Paths inside an origin are relative, `/`-separated byte strings.
-//! Today the only transport is a local directory (NFS and SMB mounts included).
+//! [`Origin`] is the read side every transport offers; [`WritableOrigin`] adds what a sync
+//! needs to change a destination safely (temporary files renamed into place).
 
 pub(crate) mod local;
 mod spec;
@@ -11,6 +12,7 @@ pub mod ssh;
 
 pub use local::LocalOrigin;
 pub use spec::{OriginSpec, SshSpec};
+use std::path::PathBuf;
 
 /// Opens an origin argument as a local directory, refusing (with a clear message) the SSH
 /// forms that name a remote one.
@@ -23,6 +25,61 @@ pub fn open_local(arg: &std::path::Path, may_create: bool) -> crate::Result<Loca
             arg.display()
         ))),
     }
+}
+
+/// A file opened for reading.
+pub trait OriginFile: std::io::Read + std::io::Seek + Send {
+    /// The open file's metadata now (compared before and after a read to catch rewrites).
+    fn stat(&mut self) -> std::io::Result<EntryStat>;
+    /// Reads exactly `buf.len()` bytes at `offset`.
+    fn read_exact_at(&mut self, buf: &mut [u8], offset: u64) -> std::io::Result<()>;
+}
+
+/// A tree of files that can be listed and read.
+pub trait Origin: Send + Sync {
+    /// The canonical name the repository knows this origin by.
+    fn url(&self) -> &str;
+    /// A path for messages: the entry `rel` as the user would find it.
+    fn display(&self, rel: &[u8]) -> PathBuf;
+    /// The local directory, for a local origin.
+    fn local_root(&self) -> Option<&std::path::Path> {
+        None
+    }
+    /// Walks the tree depth first, names sorted bytewise, symlinks not followed.
+    fn walk(&self, visit: &mut dyn FnMut(WalkItem));
+    /// Opens a regular file for reading.
+    fn open(&self, rel: &[u8]) -> crate::Result<Box<dyn OriginFile>>;
+    /// `lstat` of an entry (`rel` empty: the root); `None` when it does not exist.
+    fn stat(&self, rel: &[u8]) -> crate::Result<Option<EntryStat>>;
+}
+
+/// A file being written under a temporary name next to its target.
+pub trait TempFile: std::io::Write + Send {
+    /// Makes the file durable with its final mode and mtime, then renames it over its target
+    /// in one atomic step.
+    fn commit(self: Box<Self>, mode: u32, mtime_ns: i64) -> crate::Result<()>;
+    /// Removes the temporary file (best effort: the next sync removes leftovers).
+    fn discard(self: Box<Self>);
+}
+
+/// An origin a sync can change.
+pub trait WritableOrigin: Origin {
+    /// Creates the root directory if it does not exist.
+    fn create_root(&self) -> crate::Result<()>;
+    /// Starts a new temporary file that will replace `rel`.
+    fn create_temp(&self, rel: &[u8]) -> crate::Result<Box<dyn TempFile>>;
+    /// Sets mode and mtime of an existing file or directory.
+    fn set_meta(&self, rel: &[u8], mode: u32, mtime_ns: i64) -> crate::Result<()>;
+    /// Creates a directory whose parent exists (an existing one is fine).
+    fn create_dir(&self, rel: &[u8]) -> crate::Result<()>;
+    /// Creates or replaces a symlink, atomically.
+    fn symlink(&self, rel: &[u8], target: &[u8]) -> crate::Result<()>;
+    /// Renames an entry, replacing whatever is at `to`.
+    fn rename(&self, from: &[u8], to: &[u8]) -> crate::Result<()>;
+    /// Removes a file, symlink or whole directory tree; a missing entry is fine.
+    fn remove(&self, rel: &[u8]) -> crate::Result<()>;
+    /// Makes a directory's entries durable (after renames into it).
+    fn sync_dir(&self, rel: &[u8]) -> crate::Result<()>;
 }
 
 /// The kind of a directory entry.

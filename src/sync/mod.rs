@@ -10,16 +10,14 @@
 pub mod plan;
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::io::Write;
-use std::path::PathBuf;
 
 use serde::Serialize;
 
 use crate::chunk::{matches_chunk, read_transformed, AssembleError, Assembler, Chunker};
 use crate::error::{Error, Result};
-use crate::id::{ChunkId, ContentId};
-use crate::origin::LocalOrigin;
+use crate::id::{ChunkId, ContentId, TreeId};
+use crate::origin::{Origin, OriginFile, WritableOrigin};
 use crate::repo::{OriginId, Repository};
 use crate::report::{display_path, Event, Sink};
 use crate::scan::{scan, scan_entry, ScanOptions};
@@ -60,34 +58,162 @@ pub struct SyncSummary {
     pub dry_run: bool,
 }
 
-/// Syncs `source` into `destination`.
+/// The source side of a sync as the destination sees it: a snapshot to plan from and the
+/// chunks the destination lacks.
+pub trait SyncSource: ChunkSource {
+    /// Makes the source's snapshot available in `repo` (by scanning it, or by fetching its
+    /// trees from a remote end) and describes it.
+    fn snapshot(
+        &mut self,
+        repo: &Repository,
+        chunker: &dyn Chunker,
+        sink: &dyn Sink,
+    ) -> Result<SourceState>;
+}
+
+/// Where a sync reads the chunks the destination lacks.
+pub trait ChunkSource {
+    /// Whether [`ChunkSource::expect`] helps (a remote source requests chunks ahead).
+    fn prefetches(&self) -> bool {
+        false
+    }
+    /// The chunks the sync will ask for, in the order it will ask, each once.
+    fn expect(&mut self, _chunks: &[ChunkRef]) -> Result<()> {
+        Ok(())
+    }
+    /// Fills `buf` (`chunk.len` bytes) with the chunk's bytes, verified against its id;
+    /// `Ok(false)` when this source cannot give them. `path` and `offset` say where the file
+    /// being built holds the chunk: the source's tree has it there most likely.
+    fn read_chunk(
+        &mut self,
+        path: &[u8],
+        offset: u64,
+        chunk: ChunkRef,
+        buf: &mut [u8],
+    ) -> Result<bool>;
+}
+
+/// What the source's snapshot holds.
+#[derive(Clone, Debug)]
+pub struct SourceState {
+    /// Its root tree, stored in the repository with every tree and chunk list below it.
+    pub root: TreeId,
+    /// Regular files.
+    pub files: u64,
+    /// Their total size.
+    pub bytes: u64,
+    /// Paths that could not be read: their destination counterparts are left alone.
+    pub unreadable: Vec<Vec<u8>>,
+    /// The root directory's mode and mtime, copied as `rsync -a` does.
+    pub root_meta: Option<(u32, i64)>,
+}
+
+/// A source origin this process reads itself.
+pub struct LocalSource<'a> {
+    repo: &'a Repository,
+    origin: &'a dyn Origin,
+    checksum: bool,
+    origin_id: Option<OriginId>,
+    open: Option<(Vec<u8>, Box<dyn OriginFile>)>,
+}
+
+impl<'a> LocalSource<'a> {
+    /// `origin`, scanned incrementally (every file read when `checksum`).
+    pub fn new(repo: &'a Repository, origin: &'a dyn Origin, checksum: bool) -> Self {
+        LocalSource {
+            repo,
+            origin,
+            checksum,
+            origin_id: None,
+            open: None,
+        }
+    }
+}
+
+impl SyncSource for LocalSource<'_> {
+    fn snapshot(
+        &mut self,
+        repo: &Repository,
+        chunker: &dyn Chunker,
+        sink: &dyn Sink,
+    ) -> Result<SourceState> {
+        let options = ScanOptions {
+            checksum: self.checksum,
+        };
+        let scanned = scan(repo, self.origin, chunker, options, sink)?;
+        self.origin_id = Some(scanned.origin_id);
+        Ok(SourceState {
+            root: scanned.root,
+            files: scanned.files,
+            bytes: scanned.bytes,
+            unreadable: scanned.unreadable,
+            root_meta: self.origin.stat(b"")?.map(|s| (s.mode, s.mtime_ns)),
+        })
+    }
+}
+
+impl ChunkSource for LocalSource<'_> {
+    fn read_chunk(
+        &mut self,
+        path: &[u8],
+        offset: u64,
+        chunk: ChunkRef,
+        buf: &mut [u8],
+    ) -> Result<bool> {
+        let mut candidates = vec![(path.to_vec(), offset)];
+        if let Some(origin_id) = self.origin_id {
+            for loc in self.repo.chunk_locations(&chunk.id, origin_id)? {
+                candidates.push((loc.path, loc.offset));
+            }
+        }
+        for (p, off) in candidates {
+            if read_verified(self.origin, &mut self.open, &p, off, chunk.id, buf) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
+/// Syncs `source` into `destination`, both read by this process.
 pub fn sync(
     repo: &Repository,
-    source: &LocalOrigin,
-    destination: &LocalOrigin,
+    source: &dyn Origin,
+    destination: &dyn WritableOrigin,
     chunker: &dyn Chunker,
     options: SyncOptions,
     sink: &dyn Sink,
 ) -> Result<SyncSummary> {
-    if destination.root().starts_with(source.root())
-        || source.root().starts_with(destination.root())
-    {
-        return Err(Error::InvalidInput(format!(
-            "{} and {} overlap: the destination must not be inside the source or the other way round",
-            source.root().display(),
-            destination.root().display()
-        )));
+    if let (Some(src), Some(dst)) = (source.local_root(), destination.local_root()) {
+        if dst.starts_with(src) || src.starts_with(dst) {
+            return Err(Error::InvalidInput(format!(
+                "{} and {} overlap: the destination must not be inside the source or the other way round",
+                src.display(),
+                dst.display()
+            )));
+        }
     }
+    let mut source = LocalSource::new(repo, source, options.checksum);
+    sync_from(repo, &mut source, destination, chunker, options, sink)
+}
+
+/// Syncs whatever `source` describes into `destination`: scans the destination while the
+/// source produces its snapshot, plans, and applies.
+pub fn sync_from(
+    repo: &Repository,
+    source: &mut dyn SyncSource,
+    destination: &dyn WritableOrigin,
+    chunker: &dyn Chunker,
+    options: SyncOptions,
+    sink: &dyn Sink,
+) -> Result<SyncSummary> {
     let _lock = if options.dry_run {
         None
     } else {
         Some(repo.lock_destination(destination.url())?)
     };
-    let scan_options = ScanOptions {
-        checksum: options.checksum,
-    };
-    let dst_exists = destination.root().is_dir();
-    let (src_scan, dst_scan) = std::thread::scope(|s| {
+    let dst_exists = destination.stat(b"")?.is_some();
+    let (src_state, dst_scan) = std::thread::scope(|s| {
         let dst = s.spawn(|| {
             if dst_exists {
                 scan(repo, destination, chunker, ScanOptions::default(), sink).map(Some)
@@ -95,14 +221,14 @@ pub fn sync(
                 Ok(None)
             }
         });
-        let src = scan(repo, source, chunker, scan_options, sink);
+        let src = source.snapshot(repo, chunker, sink);
         (
             src,
             dst.join()
                 .unwrap_or_else(|_| Err(Error::InvalidInput("destination scan panicked".into()))),
         )
     });
-    let src_scan = src_scan?;
+    let src_state = src_state?;
     let dst_scan = dst_scan?;
     let dst_origin = match &dst_scan {
         Some(d) => d.origin_id,
@@ -110,19 +236,19 @@ pub fn sync(
     };
     let plan = plan::plan(
         repo,
-        src_scan.root,
+        src_state.root,
         dst_scan.as_ref().map(|d| d.root),
         &PlanOptions {
             delete: options.delete,
-            unreadable: &src_scan.unreadable,
+            unreadable: &src_state.unreadable,
         },
     )?;
     let mut summary = SyncSummary {
         // Source entries that could not be read were reported by the scan; their destination
         // counterparts are left alone, and the sync is partial.
-        errors: src_scan.unreadable.len() as u64,
-        files_total: src_scan.files,
-        bytes_total: src_scan.bytes,
+        errors: src_state.unreadable.len() as u64,
+        files_total: src_state.files,
+        bytes_total: src_state.bytes,
         dry_run: options.dry_run,
         ..SyncSummary::default()
     };
@@ -142,11 +268,13 @@ pub fn sync(
             destination.remove(temp)?;
         }
     }
+    if source.prefetches() {
+        source.expect(&missing_chunks(repo, &plan, dst_origin)?)?;
+    }
     let mut apply = Apply {
         repo,
         source,
         destination,
-        src_origin: src_scan.origin_id,
         dst_origin,
         received: HashMap::new(),
         open: None,
@@ -166,9 +294,9 @@ pub fn sync(
     apply.run(&plan)?;
     let summary = apply.summary;
     // The roots' own mode and mtime are not part of the trees; copy them as `rsync -a` does.
-    if let (Some(s), Some(d)) = (source.stat(b"")?, destination.stat(b"")?) {
-        if s.mode != d.mode || s.mtime_ns != d.mtime_ns {
-            destination.set_meta(b"", s.mode, s.mtime_ns)?;
+    if let (Some((mode, mtime_ns)), Some(d)) = (src_state.root_meta, destination.stat(b"")?) {
+        if mode != d.mode || mtime_ns != d.mtime_ns {
+            destination.set_meta(b"", mode, mtime_ns)?;
         }
     }
     if !plan_is_empty(&plan) {
@@ -177,6 +305,56 @@ pub fn sync(
         scan(repo, destination, chunker, ScanOptions::default(), sink)?;
     }
     Ok(summary)
+}
+
+/// The chunks the writes of `plan` need that the destination has nowhere, in the order
+/// `Apply` will need them, each once.
+fn missing_chunks(repo: &Repository, plan: &SyncPlan, dst: OriginId) -> Result<Vec<ChunkRef>> {
+    let mut seen = std::collections::HashSet::new();
+    let mut missing = Vec::new();
+    for step in &plan.files {
+        if let Step::Write { content, .. } = step {
+            for chunk in repo.content(content)?.chunks {
+                if seen.insert(chunk.id) && repo.chunk_locations(&chunk.id, dst)?.is_empty() {
+                    missing.push(chunk);
+                }
+            }
+        }
+    }
+    Ok(missing)
+}
+
+/// Reads chunk `id` at `offset` of `path` in `origin` into `buf`, keeping the last opened file
+/// in `open`; true when the bytes (normalized, for an Ogg page) hash to `id`.
+fn read_verified(
+    origin: &dyn Origin,
+    open: &mut Option<(Vec<u8>, Box<dyn OriginFile>)>,
+    path: &[u8],
+    offset: u64,
+    id: ChunkId,
+    buf: &mut [u8],
+) -> bool {
+    if open.as_ref().map(|(p, _)| p.as_slice()) != Some(path) {
+        match origin.open(path) {
+            Ok(f) => *open = Some((path.to_vec(), f)),
+            Err(_) => return false,
+        }
+    }
+    let Some((_, f)) = open else {
+        return false;
+    };
+    if f.read_exact_at(buf, offset).is_ok() && matches_chunk(buf, id) {
+        return true;
+    }
+    // A chunk of an Ogg header region is not a byte range of its file.
+    let len = f.stat().map(|s| s.size).unwrap_or(0);
+    match read_transformed(f, len, offset, buf.len()) {
+        Ok(Some(bytes)) if ChunkId::of(&bytes) == id => {
+            buf.copy_from_slice(&bytes);
+            true
+        }
+        _ => false,
+    }
 }
 
 fn plan_is_empty(plan: &SyncPlan) -> bool {
@@ -232,14 +410,13 @@ fn emit_step(sink: &dyn Sink, step: &Step, bytes: u64) {
 
 struct Apply<'a> {
     repo: &'a Repository,
-    source: &'a LocalOrigin,
-    destination: &'a LocalOrigin,
-    src_origin: OriginId,
+    source: &'a mut dyn SyncSource,
+    destination: &'a dyn WritableOrigin,
     dst_origin: OriginId,
     /// Chunks written to the destination by this run, and where.
     received: HashMap<ChunkId, (Vec<u8>, u64)>,
-    /// The last file opened for reading chunks.
-    open: Option<(PathBuf, File)>,
+    /// The last destination file opened for reading chunks.
+    open: Option<(Vec<u8>, Box<dyn OriginFile>)>,
     summary: SyncSummary,
     sink: &'a dyn Sink,
     /// Destination files written, to record in the repository.
@@ -337,14 +514,15 @@ impl Apply<'_> {
 
     fn write(&mut self, path: &[u8], content: &ContentId, mode: u32, mtime_ns: i64) -> Result<()> {
         let list = self.repo.content(content)?;
-        let (temp, mut file) = self.destination.create_temp(path)?;
+        let mut file = self.destination.create_temp(path)?;
+        let target = self.destination.display(path);
         let result = (|| -> Result<()> {
             let mut buf = Vec::new();
             let mut assembler = Assembler::new(&list);
             let failed = |e: AssembleError| match e {
-                AssembleError::Io(e) => Error::io(&temp, e),
+                AssembleError::Io(e) => Error::io(&target, e),
                 AssembleError::Mismatch => Error::Rebuild {
-                    path: self.destination.full_path(path),
+                    path: target.clone(),
                     content: content.short(),
                 },
             };
@@ -358,16 +536,10 @@ impl Apply<'_> {
             assembler.finish().map_err(failed)
         })();
         if let Err(e) = result {
-            let _ = std::fs::remove_file(&temp);
+            file.discard();
             return Err(e);
         }
-        if let Err(e) = self
-            .destination
-            .commit_temp(&temp, file, path, mode, mtime_ns)
-        {
-            let _ = std::fs::remove_file(&temp);
-            return Err(e);
-        }
+        file.commit(mode, mtime_ns)?;
         for (offset, chunk) in list.with_offsets() {
             self.received
                 .entry(chunk.id)
@@ -403,67 +575,32 @@ impl Apply<'_> {
         buf: &mut Vec<u8>,
     ) -> Result<()> {
         buf.resize(chunk.len as usize, 0);
-        if let Some((p, off)) = self.received.get(&chunk.id).cloned() {
-            if self.read_verified(self.destination.full_path(&p), off, chunk.id, buf) {
-                self.summary.bytes_reused += u64::from(chunk.len);
-                return Ok(());
-            }
+        let mut local = Vec::new();
+        if let Some(at) = self.received.get(&chunk.id) {
+            local.push(at.clone());
         }
         for loc in self.repo.chunk_locations(&chunk.id, self.dst_origin)? {
-            if self.read_verified(
-                self.destination.full_path(&loc.path),
-                loc.offset,
-                chunk.id,
-                buf,
-            ) {
+            local.push((loc.path, loc.offset));
+        }
+        for (p, off) in local {
+            if read_verified(self.destination, &mut self.open, &p, off, chunk.id, buf) {
                 self.summary.bytes_reused += u64::from(chunk.len);
                 return Ok(());
             }
         }
-        // Most likely at the same offset of the same file in the source.
-        let mut candidates = vec![(path.to_vec(), offset)];
-        for loc in self.repo.chunk_locations(&chunk.id, self.src_origin)? {
-            candidates.push((loc.path, loc.offset));
-        }
-        for (p, off) in candidates {
-            if self.read_verified(self.source.full_path(&p), off, chunk.id, buf) {
-                self.summary.bytes_transferred += u64::from(chunk.len);
-                self.summary.chunks_transferred += 1;
-                // Later copies of this chunk come from the destination.
-                self.received
-                    .entry(chunk.id)
-                    .or_insert((path.to_vec(), offset));
-                return Ok(());
-            }
+        if self.source.read_chunk(path, offset, chunk, buf)? {
+            self.summary.bytes_transferred += u64::from(chunk.len);
+            self.summary.chunks_transferred += 1;
+            // Later copies of this chunk come from the destination.
+            self.received
+                .entry(chunk.id)
+                .or_insert((path.to_vec(), offset));
+            return Ok(());
         }
         Err(Error::ChunkUnavailable {
-            path: self.destination.full_path(path),
+            path: self.destination.display(path),
             chunk: chunk.id.short(),
         })
-    }
-
-    fn read_verified(&mut self, file: PathBuf, offset: u64, id: ChunkId, buf: &mut [u8]) -> bool {
-        if self.open.as_ref().map(|(p, _)| p) != Some(&file) {
-            match File::open(&file) {
-                Ok(f) => self.open = Some((file, f)),
-                Err(_) => return false,
-            }
-        }
-        let Some((_, f)) = &mut self.open else {
-            return false;
-        };
-        if LocalOrigin::read_at(f, buf, offset).is_ok() && matches_chunk(buf, id) {
-            return true;
-        }
-        // A chunk of an Ogg header region is not a byte range of its file.
-        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-        match read_transformed(f, len, offset, buf.len()) {
-            Ok(Some(bytes)) if ChunkId::of(&bytes) == id => {
-                buf.copy_from_slice(&bytes);
-                true
-            }
-            _ => false,
-        }
     }
 
     /// Records written destination files in the repository, so the next scan skips them.
