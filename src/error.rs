@@ -107,6 +107,23 @@ pub enum Error {
         /// What it sent.
         message: String,
     },
+    /// The remote host has no musicfs to talk to (the command was not found, or closed the
+    /// connection before the handshake).
+    #[error("{origin}: no remote musicfs: {message}")]
+    NoRemoteAgent {
+        /// The remote origin.
+        origin: String,
+        /// What the remote end said, if anything.
+        message: String,
+    },
+    /// The remote end of a sync failed; its message is passed on.
+    #[error("{origin}: remote musicfs: {message}")]
+    Remote {
+        /// The remote origin.
+        origin: String,
+        /// What the remote end reported.
+        message: String,
+    },
 }
 
 impl Error {

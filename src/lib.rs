@@ -12,6 +12,7 @@ pub mod snapshot;
 pub use error::{Error, Result};
 pub mod cli;
 pub mod origin;
+pub mod remote;
 pub mod report;
 pub mod scan;
 pub mod sync;

@@ -2,6 +2,7 @@
 
 mod inspect;
 mod scan;
+mod serve;
 mod snapshots;
 mod sync;
 mod verify;
@@ -81,6 +82,8 @@ pub enum Command {
     Snapshots,
     /// Show a file's container, regions, chunks, audio hash and tags
     Inspect(inspect::InspectArgs),
+    /// The remote end of an SSH sync (started by musicfs itself)
+    Serve(serve::ServeArgs),
     /// Print shell completions
     Completions {
         /// The shell
@@ -164,7 +167,9 @@ fn one_line(e: &anyhow::Error) -> String {
 fn exit_code_of(e: &anyhow::Error) -> u8 {
     match e.chain().find_map(|c| c.downcast_ref::<Error>()) {
         Some(Error::Locked { .. }) => exit::LOCKED,
-        Some(Error::Unreachable { .. }) => exit::UNREACHABLE,
+        Some(Error::Unreachable { .. } | Error::HostKey { .. } | Error::NoRemoteAgent { .. }) => {
+            exit::UNREACHABLE
+        }
         _ => exit::USAGE,
     }
 }
@@ -176,6 +181,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Verify(args) => verify::run(&cli.global, args),
         Command::Snapshots => snapshots::run(&cli.global),
         Command::Inspect(args) => inspect::run(&cli.global, args),
+        Command::Serve(args) => serve::run(&cli.global, args),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(*shell, &mut cmd, "musicfs", &mut std::io::stdout());

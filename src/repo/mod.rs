@@ -254,6 +254,20 @@ impl Repository {
             .ok_or_else(|| self.corrupt(format!("tree {}", id.short())))
     }
 
+    /// Whether the tree `id` is stored.
+    pub fn has_tree(&self, id: &TreeId) -> Result<bool> {
+        let read = self.db.begin_read().map_err(|e| self.err(e))?;
+        let table = read.open_table(TREES).map_err(|e| self.err(e))?;
+        Ok(table.get(id.as_bytes()).map_err(|e| self.err(e))?.is_some())
+    }
+
+    /// Whether the chunk list `id` is stored.
+    pub fn has_content(&self, id: &ContentId) -> Result<bool> {
+        let read = self.db.begin_read().map_err(|e| self.err(e))?;
+        let table = read.open_table(CONTENTS).map_err(|e| self.err(e))?;
+        Ok(table.get(id.as_bytes()).map_err(|e| self.err(e))?.is_some())
+    }
+
     /// Where `chunk` can be read within `origin`: every recorded location.
     pub fn chunk_locations(&self, chunk: &ChunkId, origin: OriginId) -> Result<Vec<ChunkLocation>> {
         let read = self.db.begin_read().map_err(|e| self.err(e))?;

@@ -36,7 +36,7 @@ pub struct SyncOptions {
 }
 
 /// What a sync did (or, dry, would do).
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize)]
 pub struct SyncSummary {
     /// Regular files in the source.
     pub files_total: u64,
@@ -160,7 +160,10 @@ impl ChunkSource for LocalSource<'_> {
         chunk: ChunkRef,
         buf: &mut [u8],
     ) -> Result<bool> {
-        let mut candidates = vec![(path.to_vec(), offset)];
+        let mut candidates = Vec::new();
+        if !path.is_empty() {
+            candidates.push((path.to_vec(), offset));
+        }
         if let Some(origin_id) = self.origin_id {
             for loc in self.repo.chunk_locations(&chunk.id, origin_id)? {
                 candidates.push((loc.path, loc.offset));
@@ -500,7 +503,15 @@ impl Apply<'_> {
                 emit_step(self.sink, step, self.summary.bytes_transferred - before);
                 Ok(())
             }
-            Err(e @ (Error::Repository { .. } | Error::Corrupt { .. })) => Err(e),
+            // The repository failing, or the source's end of a connection breaking or lying,
+            // stops the sync: every later step would fail the same way.
+            Err(
+                e @ (Error::Repository { .. }
+                | Error::Corrupt { .. }
+                | Error::Protocol { .. }
+                | Error::Remote { .. }
+                | Error::Unreachable { .. }),
+            ) => Err(e),
             Err(e) => {
                 self.summary.errors += 1;
                 self.sink.event(&Event::Problem {

@@ -1,0 +1,152 @@
+//! The client's side of a session: the handshake, then a pull (this end is the destination)
+//! or a push (this end is the source and answers the server's requests).
+
+use std::io::{BufReader, Read, Write};
+
+use super::provider::{provide, Ended};
+use super::source::{send, RemoteSource, Requests};
+use super::wire::{read_message, Message, SourceInfo, MAGIC, PROTOCOL_VERSION};
+use crate::chunk::Chunker;
+use crate::error::{Error, Result};
+use crate::origin::{Origin, WritableOrigin};
+use crate::repo::{Repository, FORMAT_VERSION};
+use crate::report::Sink;
+use crate::sync::{sync_from, LocalSource, SyncOptions, SyncSource, SyncSummary};
+
+/// A byte stream to a `musicfs serve --stdio` (an SSH exec channel, or any pipe pair).
+pub struct Connection {
+    /// The server's output.
+    pub input: Box<dyn Read + Send>,
+    /// The server's input; dropping it ends the session.
+    pub output: Box<dyn Write + Send>,
+    /// The remote origin, for messages (`host:path`).
+    pub origin: String,
+}
+
+/// This end's greeting.
+pub(crate) fn hello() -> Message {
+    Message::Hello {
+        magic: MAGIC,
+        version: PROTOCOL_VERSION,
+        format: FORMAT_VERSION,
+    }
+}
+
+/// Reads the server's greeting. A server that closes the connection without one is not a
+/// musicfs (or not installed): [`Error::NoRemoteAgent`].
+fn greeting(origin: &str, input: &mut dyn Read) -> Result<()> {
+    let protocol = |message: String| Error::Protocol {
+        origin: origin.to_string(),
+        message,
+    };
+    match read_message(input) {
+        Ok(Some(Message::Hello {
+            magic,
+            version,
+            format,
+        })) if magic == MAGIC => {
+            if version != PROTOCOL_VERSION || format != FORMAT_VERSION {
+                return Err(protocol(format!(
+                    "the remote musicfs speaks protocol {version} with repository format {format}; this one speaks protocol {PROTOCOL_VERSION} with format {FORMAT_VERSION} (install the same version on both ends, or use --sftp)"
+                )));
+            }
+            Ok(())
+        }
+        Ok(None) | Err(_) => Err(Error::NoRemoteAgent {
+            origin: origin.to_string(),
+            message: "the remote command ended before the handshake".into(),
+        }),
+        Ok(Some(_)) => Err(protocol("the remote end did not greet as musicfs".into())),
+    }
+}
+
+/// Makes `destination` a copy of the server's directory `remote_path`.
+pub fn pull(
+    repo: &Repository,
+    connection: Connection,
+    remote_path: &[u8],
+    destination: &dyn WritableOrigin,
+    chunker: &dyn Chunker,
+    options: SyncOptions,
+    sink: &dyn Sink,
+) -> Result<SyncSummary> {
+    let Connection {
+        input,
+        output,
+        origin,
+    } = connection;
+    let lost = |e: std::io::Error| Error::Unreachable {
+        origin: origin.clone(),
+        message: format!("connection lost: {e}"),
+    };
+    let requests = Requests::new(output);
+    send(
+        &requests,
+        &[
+            hello(),
+            Message::Pull {
+                path: remote_path.to_vec(),
+                checksum: options.checksum,
+            },
+        ],
+    )
+    .map_err(lost)?;
+    let mut input = BufReader::with_capacity(1 << 20, input);
+    greeting(&origin, &mut input)?;
+    let mut source = RemoteSource::new(&origin, Box::new(input), requests.clone(), None);
+    let summary = sync_from(repo, &mut source, destination, chunker, options, sink)?;
+    // The server may already be gone; the sync is complete either way.
+    let _ = send(&requests, &[Message::Bye]);
+    Ok(summary)
+}
+
+/// Makes the server's directory `remote_path` a copy of `source`, answering the server's
+/// requests for what it lacks.
+pub fn push(
+    repo: &Repository,
+    source: &dyn Origin,
+    connection: Connection,
+    remote_path: &[u8],
+    chunker: &dyn Chunker,
+    options: SyncOptions,
+    sink: &dyn Sink,
+) -> Result<SyncSummary> {
+    let Connection {
+        input,
+        mut output,
+        origin,
+    } = connection;
+    let lost = |e: std::io::Error| Error::Unreachable {
+        origin: origin.clone(),
+        message: format!("connection lost: {e}"),
+    };
+    let mut local = LocalSource::new(repo, source, options.checksum);
+    let state = local.snapshot(repo, chunker, sink)?;
+    let push = Message::Push {
+        path: remote_path.to_vec(),
+        delete: options.delete,
+        dry_run: options.dry_run,
+        source: SourceInfo {
+            root: state.root,
+            files: state.files,
+            bytes: state.bytes,
+            unreadable: state.unreadable.clone(),
+            root_meta: state.root_meta,
+        },
+    };
+    for m in [hello(), push] {
+        super::wire::write_message(&mut output, &m).map_err(lost)?;
+    }
+    output.flush().map_err(lost)?;
+    let mut input = BufReader::with_capacity(1 << 20, input);
+    greeting(&origin, &mut input)?;
+    sink.phase("sending", state.files, state.bytes);
+    let mut output = std::io::BufWriter::with_capacity(1 << 20, output);
+    match provide(&origin, repo, &mut local, &mut input, &mut output, sink)? {
+        Ended::Done(summary) => Ok(summary),
+        Ended::Bye => Err(Error::Unreachable {
+            origin,
+            message: "the server ended the session before the sync was done".into(),
+        }),
+    }
+}

@@ -1,0 +1,207 @@
+//! `musicfs serve --stdio`: the remote end of a session, speaking the protocol on its standard
+//! input and output. It is the source of a pull and the destination of a push.
+
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use super::provider::{name_of, provide};
+use super::source::{send, RemoteSource, Requests};
+use super::wire::{check_path, read_message, write_message, Message, PROTOCOL_VERSION};
+use crate::chunk::Chunker;
+use crate::error::{Error, Result};
+use crate::origin::{LocalOrigin, Origin};
+use crate::repo::{Repository, FORMAT_VERSION};
+use crate::report::{Event, NullSink, Sink};
+use crate::sync::{sync_from, LocalSource, SyncOptions, SyncSource};
+
+const PEER: &str = "client";
+
+/// Serves one session on `input` and `output`. Errors are also sent to the client, so the
+/// user sees them on the other end.
+pub fn serve(
+    repo: &Repository,
+    input: Box<dyn Read + Send>,
+    output: Box<dyn Write + Send>,
+    chunker: &dyn Chunker,
+) -> Result<()> {
+    let input = BufReader::with_capacity(1 << 20, input);
+    let output = Arc::new(Mutex::new(BufWriter::with_capacity(1 << 20, output)));
+    let result = session(repo, input, &output, chunker);
+    if let Err(e) = &result {
+        if let Ok(mut out) = output.lock() {
+            let _ = write_message(&mut *out, &Message::Failed(e.to_string()));
+            let _ = out.flush();
+        }
+    }
+    result
+}
+
+fn protocol(message: impl Into<String>) -> Error {
+    Error::Protocol {
+        origin: PEER.into(),
+        message: message.into(),
+    }
+}
+
+fn lost(e: std::io::Error) -> Error {
+    Error::Unreachable {
+        origin: PEER.into(),
+        message: format!("connection lost: {e}"),
+    }
+}
+
+fn receive(input: &mut dyn Read) -> Result<Message> {
+    match read_message(input) {
+        Ok(Some(m)) => Ok(m),
+        Ok(None) => Err(lost(std::io::ErrorKind::UnexpectedEof.into())),
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => Err(protocol(e.to_string())),
+        Err(e) => Err(lost(e)),
+    }
+}
+
+/// The directory a session names: relative to the login directory, which an empty path is.
+fn directory(path: &[u8]) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    if path.is_empty() {
+        PathBuf::from(".")
+    } else {
+        PathBuf::from(std::ffi::OsStr::from_bytes(path))
+    }
+}
+
+fn session(
+    repo: &Repository,
+    mut input: BufReader<Box<dyn Read + Send>>,
+    output: &Arc<Mutex<BufWriter<Box<dyn Write + Send>>>>,
+    chunker: &dyn Chunker,
+) -> Result<()> {
+    let write = |messages: &[Message]| -> Result<()> {
+        let mut out = output
+            .lock()
+            .map_err(|_| protocol("output writer poisoned"))?;
+        for m in messages {
+            write_message(&mut *out, m).map_err(lost)?;
+        }
+        out.flush().map_err(lost)
+    };
+    write(&[super::client::hello()])?;
+    match receive(&mut input)? {
+        Message::Hello {
+            magic,
+            version,
+            format,
+        } if magic == super::wire::MAGIC => {
+            if version != PROTOCOL_VERSION || format != FORMAT_VERSION {
+                return Err(protocol(format!(
+                    "the client speaks protocol {version} with repository format {format}; this musicfs speaks protocol {PROTOCOL_VERSION} with format {FORMAT_VERSION}"
+                )));
+            }
+        }
+        _ => return Err(protocol("no handshake")),
+    }
+    match receive(&mut input)? {
+        Message::Pull { path, checksum } => {
+            let origin = LocalOrigin::open(&directory(&path), false)?;
+            let mut source = LocalSource::new(repo, &origin, checksum);
+            let state = source.snapshot(repo, chunker, &NullSink)?;
+            write(&[Message::Source(super::wire::SourceInfo {
+                root: state.root,
+                files: state.files,
+                bytes: state.bytes,
+                unreadable: state.unreadable,
+                root_meta: state.root_meta,
+            })])?;
+            let mut out = Shared(Arc::clone(output));
+            provide(
+                origin.url(),
+                repo,
+                &mut source,
+                &mut input,
+                &mut out,
+                &NullSink,
+            )?;
+            Ok(())
+        }
+        Message::Push {
+            path,
+            delete,
+            dry_run,
+            source,
+        } => {
+            for p in &source.unreadable {
+                check_path(p).map_err(protocol)?;
+            }
+            let destination = LocalOrigin::open(&directory(&path), true)?;
+            let requests = Requests::new(Box::new(Shared(Arc::clone(output))));
+            let input: Box<dyn Read + Send> = Box::new(input);
+            let mut remote = RemoteSource::new(PEER, input, Arc::clone(&requests), Some(source));
+            let sink = Forward(Arc::clone(&requests));
+            let summary = sync_from(
+                repo,
+                &mut remote,
+                &destination,
+                chunker,
+                SyncOptions {
+                    delete,
+                    dry_run,
+                    checksum: false,
+                },
+                &sink,
+            )?;
+            send(&requests, &[Message::Done(summary), Message::Bye]).map_err(lost)?;
+            Ok(())
+        }
+        other => Err(protocol(format!(
+            "expected Pull or Push, got {}",
+            name_of(&other)
+        ))),
+    }
+}
+
+/// The session's output, shared by the request feeder and the event forwarder.
+struct Shared(Arc<Mutex<BufWriter<Box<dyn Write + Send>>>>);
+
+impl Write for Shared {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self.0.lock() {
+            Ok(mut out) => out.write(buf),
+            Err(_) => Err(std::io::Error::other("output writer poisoned")),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self.0.lock() {
+            Ok(mut out) => out.flush(),
+            Err(_) => Err(std::io::Error::other("output writer poisoned")),
+        }
+    }
+}
+
+/// Sends a pushed sync's actions and problems to the client.
+struct Forward(Arc<Mutex<Requests>>);
+
+impl Sink for Forward {
+    fn event(&self, event: &Event) {
+        let message = match event {
+            Event::Problem { path, message } => Message::Event {
+                kind: "problem".into(),
+                path: path.as_bytes().to_vec(),
+                message: message.clone(),
+                bytes: 0,
+            },
+            Event::Action {
+                action,
+                path,
+                bytes_transferred,
+            } => Message::Event {
+                kind: (*action).into(),
+                path: path.as_bytes().to_vec(),
+                message: String::new(),
+                bytes: *bytes_transferred,
+            },
+            Event::FileRead { .. } | Event::Damaged { .. } => return,
+        };
+        let _ = send(&self.0, &[message]);
+    }
+}

@@ -1,0 +1,371 @@
+//! The destination's view of a source on the other end of a connection: its snapshot's trees
+//! and chunk lists fetched top-down (only those the repository lacks), and the missing chunks
+//! requested ahead in pipelined batches, each verified on arrival.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::io::{BufReader, Read, Write};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+use super::wire::{check_content, check_path, check_tree, read_message, write_message};
+use super::wire::{Message, SourceInfo, MAX_PATH};
+use crate::chunk::Chunker;
+use crate::error::{Error, Result};
+use crate::id::{ChunkId, ContentId, TreeId};
+use crate::repo::Repository;
+use crate::report::Sink;
+use crate::snapshot::{ChunkRef, Node, Tree};
+use crate::sync::{ChunkSource, SourceState, SyncSource};
+
+/// Bytes of chunks requested and not yet received, at most.
+const WINDOW: u64 = 32 << 20;
+/// Chunks per request, at most.
+const BATCH_CHUNKS: usize = 512;
+/// Bytes of chunks per request, at most.
+const BATCH_BYTES: u64 = 4 << 20;
+/// Objects per tree or chunk-list request, at most.
+const BATCH_OBJECTS: usize = 2048;
+
+/// The writing half of a connection, with the chunks requested in the order they were.
+pub(crate) struct Requests {
+    out: Box<dyn Write + Send>,
+    /// Chunks asked for and not yet answered, oldest first.
+    queue: VecDeque<ChunkRef>,
+}
+
+impl Requests {
+    pub(crate) fn new(out: Box<dyn Write + Send>) -> Arc<Mutex<Requests>> {
+        Arc::new(Mutex::new(Requests {
+            out,
+            queue: VecDeque::new(),
+        }))
+    }
+
+    /// Sends messages and flushes.
+    pub(crate) fn send(&mut self, messages: &[Message]) -> std::io::Result<()> {
+        for m in messages {
+            write_message(&mut self.out, m)?;
+        }
+        self.out.flush()
+    }
+
+    fn ask_chunks(&mut self, chunks: Vec<ChunkRef>) -> std::io::Result<()> {
+        self.queue.extend(chunks.iter().copied());
+        self.send(&[Message::GetChunks(chunks)])
+    }
+}
+
+/// Sends `messages` through the shared writer.
+pub(crate) fn send(requests: &Mutex<Requests>, messages: &[Message]) -> std::io::Result<()> {
+    match requests.lock() {
+        Ok(mut r) => r.send(messages),
+        Err(_) => Err(std::io::Error::other("connection writer poisoned")),
+    }
+}
+
+/// A source at the other end of a connection.
+pub struct RemoteSource {
+    origin: String,
+    input: BufReader<Box<dyn Read + Send>>,
+    requests: Arc<Mutex<Requests>>,
+    /// The snapshot, when it came with the session's first message (push).
+    info: Option<SourceInfo>,
+    /// Chunks received before they were needed.
+    stash: HashMap<ChunkId, Vec<u8>>,
+    /// Chunks requested (or to be requested) and not yet received.
+    pending: HashSet<ChunkId>,
+    /// Chunks the source said it could not read.
+    unavailable: HashSet<ChunkId>,
+    /// Tells the request feeder how many bytes arrived.
+    arrived: Option<mpsc::Sender<u64>>,
+}
+
+impl RemoteSource {
+    /// A source whose `Source` message is still to be read from `input` (pull).
+    pub(crate) fn new(
+        origin: &str,
+        input: Box<dyn Read + Send>,
+        requests: Arc<Mutex<Requests>>,
+        info: Option<SourceInfo>,
+    ) -> RemoteSource {
+        RemoteSource {
+            origin: origin.to_string(),
+            input: BufReader::with_capacity(1 << 20, input),
+            requests,
+            info,
+            stash: HashMap::new(),
+            pending: HashSet::new(),
+            unavailable: HashSet::new(),
+            arrived: None,
+        }
+    }
+
+    fn protocol(&self, message: impl Into<String>) -> Error {
+        Error::Protocol {
+            origin: self.origin.clone(),
+            message: message.into(),
+        }
+    }
+
+    fn lost(&self, e: std::io::Error) -> Error {
+        Error::Unreachable {
+            origin: self.origin.clone(),
+            message: format!("connection lost: {e}"),
+        }
+    }
+
+    fn send(&self, messages: &[Message]) -> Result<()> {
+        send(&self.requests, messages).map_err(|e| self.lost(e))
+    }
+
+    /// The next message; the end of the stream and a `Failed` message are errors.
+    pub(crate) fn receive(&mut self) -> Result<Message> {
+        match read_message(&mut self.input) {
+            Ok(Some(Message::Failed(message))) => Err(Error::Remote {
+                origin: self.origin.clone(),
+                message,
+            }),
+            Ok(Some(m)) => Ok(m),
+            Ok(None) => Err(self.lost(std::io::ErrorKind::UnexpectedEof.into())),
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                Err(self.protocol(e.to_string()))
+            }
+            Err(e) => Err(self.lost(e)),
+        }
+    }
+
+    /// Fetches every tree under `root` and every chunk list they name that `repo` lacks,
+    /// level by level (one round trip per directory level), checking each. Chunk lists are
+    /// stored as they arrive; trees are stored in one transaction at the end, so a stored tree
+    /// always has its whole subtree stored.
+    fn fetch_trees(&mut self, repo: &Repository, root: TreeId) -> Result<()> {
+        if repo.has_tree(&root)? {
+            return Ok(());
+        }
+        let mut trees: Vec<Tree> = Vec::new();
+        let mut seen_trees: HashSet<TreeId> = HashSet::from([root]);
+        let mut seen_contents: HashSet<ContentId> = HashSet::new();
+        // Trees to fetch with the length of their path; chunk lists with their file's size.
+        let mut level: Vec<(TreeId, usize)> = vec![(root, 0)];
+        let mut contents: Vec<(ContentId, u64)> = Vec::new();
+        while !level.is_empty() || !contents.is_empty() {
+            let mut asked = Vec::new();
+            for batch in level.chunks(BATCH_OBJECTS) {
+                asked.push(Message::GetTrees(batch.iter().map(|t| t.0).collect()));
+            }
+            for batch in contents.chunks(BATCH_OBJECTS) {
+                asked.push(Message::GetContents(batch.iter().map(|c| c.0).collect()));
+            }
+            self.send(&asked)?;
+            let mut next_level = Vec::new();
+            let mut next_contents = Vec::new();
+            for batch in level.chunks(BATCH_OBJECTS) {
+                let Message::Trees(list) = self.receive()? else {
+                    return Err(self.protocol("expected trees"));
+                };
+                if list.len() != batch.len() {
+                    return Err(self.protocol("wrong number of trees"));
+                }
+                for ((id, path_len), bytes) in batch.iter().zip(list) {
+                    let tree = check_tree(id, &bytes).map_err(|m| self.protocol(m))?;
+                    for entry in &tree.entries {
+                        let len = path_len + 1 + entry.name.len();
+                        if len > MAX_PATH {
+                            return Err(self.protocol(format!(
+                                "refused a path of more than {MAX_PATH} bytes"
+                            )));
+                        }
+                        match &entry.node {
+                            Node::Dir { tree, .. } => {
+                                if seen_trees.insert(*tree) && !repo.has_tree(tree)? {
+                                    next_level.push((*tree, len));
+                                }
+                            }
+                            Node::File { content, size, .. } => {
+                                if seen_contents.insert(*content) && !repo.has_content(content)? {
+                                    next_contents.push((*content, *size));
+                                }
+                            }
+                            Node::Symlink { .. } => {}
+                        }
+                    }
+                    trees.push(tree);
+                }
+            }
+            for batch in contents.chunks(BATCH_OBJECTS) {
+                let Message::Contents(list) = self.receive()? else {
+                    return Err(self.protocol("expected chunk lists"));
+                };
+                if list.len() != batch.len() {
+                    return Err(self.protocol("wrong number of chunk lists"));
+                }
+                let mut checked = Vec::with_capacity(list.len());
+                for ((id, size), bytes) in batch.iter().zip(list) {
+                    checked.push(check_content(id, *size, &bytes).map_err(|m| self.protocol(m))?);
+                }
+                let mut writer = repo.writer()?;
+                for list in &checked {
+                    writer.put_content(list)?;
+                }
+                writer.commit()?;
+            }
+            level = next_level;
+            contents = next_contents;
+        }
+        let mut writer = repo.writer()?;
+        for tree in &trees {
+            writer.put_tree(tree)?;
+        }
+        writer.commit()
+    }
+
+    /// Reads one chunk answer, matches it with the oldest request, verifies it and returns
+    /// its id and bytes (`None`: the source could not read it).
+    fn next_chunk(&mut self) -> Result<(ChunkRef, Option<Vec<u8>>)> {
+        let message = self.receive()?;
+        let front = match self.requests.lock() {
+            Ok(mut r) => r.queue.pop_front(),
+            Err(_) => None,
+        };
+        let Some(front) = front else {
+            return Err(self.protocol("a chunk nobody asked for"));
+        };
+        self.pending.remove(&front.id);
+        if let Some(arrived) = &self.arrived {
+            let _ = arrived.send(u64::from(front.len));
+        }
+        match message {
+            Message::Chunk(data) => {
+                if data.len() != front.len as usize || ChunkId::of(&data) != front.id {
+                    return Err(self.protocol(format!(
+                        "chunk {} does not match its hash; nothing of it was written",
+                        front.id.short()
+                    )));
+                }
+                Ok((front, Some(data)))
+            }
+            Message::NoChunk => Ok((front, None)),
+            _ => Err(self.protocol("expected a chunk")),
+        }
+    }
+}
+
+impl SyncSource for RemoteSource {
+    fn snapshot(
+        &mut self,
+        repo: &Repository,
+        _chunker: &dyn Chunker,
+        _sink: &dyn Sink,
+    ) -> Result<SourceState> {
+        let info = match self.info.take() {
+            Some(info) => info,
+            None => match self.receive()? {
+                Message::Source(info) => info,
+                _ => return Err(self.protocol("expected the source's snapshot")),
+            },
+        };
+        for path in &info.unreadable {
+            check_path(path).map_err(|m| self.protocol(m))?;
+        }
+        self.fetch_trees(repo, info.root)?;
+        Ok(SourceState {
+            root: info.root,
+            files: info.files,
+            bytes: info.bytes,
+            unreadable: info.unreadable,
+            root_meta: info.root_meta,
+        })
+    }
+}
+
+impl ChunkSource for RemoteSource {
+    fn prefetches(&self) -> bool {
+        true
+    }
+
+    fn expect(&mut self, chunks: &[ChunkRef]) -> Result<()> {
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        self.pending.extend(chunks.iter().map(|c| c.id));
+        let (arrived, window) = mpsc::channel::<u64>();
+        self.arrived = Some(arrived);
+        let requests = Arc::clone(&self.requests);
+        let chunks = chunks.to_vec();
+        // Keeps up to WINDOW bytes requested ahead of what has arrived.
+        std::thread::spawn(move || {
+            let mut in_flight = 0u64;
+            let mut rest = chunks.as_slice();
+            while !rest.is_empty() {
+                while in_flight >= WINDOW {
+                    match window.recv() {
+                        Ok(n) => in_flight = in_flight.saturating_sub(n),
+                        Err(_) => return,
+                    }
+                }
+                while let Ok(n) = window.try_recv() {
+                    in_flight = in_flight.saturating_sub(n);
+                }
+                let mut take = 0;
+                let mut bytes = 0u64;
+                while take < rest.len() && take < BATCH_CHUNKS && bytes < BATCH_BYTES {
+                    bytes += u64::from(rest[take].len);
+                    take += 1;
+                }
+                let (batch, tail) = rest.split_at(take);
+                rest = tail;
+                in_flight += bytes;
+                let sent = match requests.lock() {
+                    Ok(mut r) => r.ask_chunks(batch.to_vec()),
+                    Err(_) => return,
+                };
+                if sent.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(())
+    }
+
+    fn read_chunk(
+        &mut self,
+        _path: &[u8],
+        _offset: u64,
+        chunk: ChunkRef,
+        buf: &mut [u8],
+    ) -> Result<bool> {
+        if let Some(data) = self.stash.remove(&chunk.id) {
+            buf.copy_from_slice(&data);
+            return Ok(true);
+        }
+        if self.unavailable.contains(&chunk.id) {
+            return Ok(false);
+        }
+        if !self.pending.contains(&chunk.id) {
+            self.pending.insert(chunk.id);
+            match self.requests.lock() {
+                Ok(mut r) => r.ask_chunks(vec![chunk]).map_err(|e| self.lost(e))?,
+                Err(_) => return Err(self.protocol("connection writer poisoned")),
+            }
+        }
+        loop {
+            let (got, data) = self.next_chunk()?;
+            match data {
+                Some(data) if got.id == chunk.id && data.len() == buf.len() => {
+                    buf.copy_from_slice(&data);
+                    return Ok(true);
+                }
+                Some(data) => {
+                    self.stash.insert(got.id, data);
+                }
+                None if got.id == chunk.id => {
+                    self.unavailable.insert(got.id);
+                    return Ok(false);
+                }
+                None => {
+                    self.unavailable.insert(got.id);
+                }
+            }
+        }
+    }
+}

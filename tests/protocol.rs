@@ -1,0 +1,264 @@
+//! The sync protocol between two real musicfs processes over a pipe pair (`musicfs serve
+//! --stdio` as a child), without SSH: pull and push give exact copies, a second run moves no
+//! chunk, and a server that sends hostile trees or bad chunks is refused with nothing written.
+//! The same protocol over a real sshd is tested in `tests/ssh.rs`.
+
+mod util;
+
+use std::process::{Child, Command, Stdio};
+
+use musicfs::chunk::FastCdc;
+use musicfs::origin::LocalOrigin;
+use musicfs::remote::{pull, push, Connection};
+use musicfs::repo::Repository;
+use musicfs::report::NullSink;
+use musicfs::sync::{SyncOptions, SyncSummary};
+use util::{assert_trees_equal, TestRepo};
+
+/// Starts `musicfs serve --stdio` with its own repository.
+fn server(t: &TestRepo) -> (Child, Connection) {
+    let mut child = Command::new(util::bin())
+        .args(["serve", "--stdio"])
+        .env("MUSICFS_REPO", t.path("remote-repo"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start musicfs serve");
+    let connection = Connection {
+        input: Box::new(child.stdout.take().unwrap()),
+        output: Box::new(child.stdin.take().unwrap()),
+        origin: "pipe".into(),
+    };
+    (child, connection)
+}
+
+fn run_pull(t: &TestRepo, src: &std::path::Path, dst: &std::path::Path) -> SyncSummary {
+    let repo = Repository::open(&t.path("local-repo")).unwrap();
+    let destination = LocalOrigin::open(dst, true).unwrap();
+    let (mut child, connection) = server(t);
+    let summary = pull(
+        &repo,
+        connection,
+        src.as_os_str().as_encoded_bytes(),
+        &destination,
+        &FastCdc::default(),
+        SyncOptions {
+            delete: true,
+            ..SyncOptions::default()
+        },
+        &NullSink,
+    )
+    .unwrap();
+    assert!(child.wait().unwrap().success());
+    summary
+}
+
+fn run_push(t: &TestRepo, src: &std::path::Path, dst: &std::path::Path) -> SyncSummary {
+    let repo = Repository::open(&t.path("local-repo")).unwrap();
+    let source = LocalOrigin::open(src, false).unwrap();
+    let (mut child, connection) = server(t);
+    let summary = push(
+        &repo,
+        &source,
+        connection,
+        dst.as_os_str().as_encoded_bytes(),
+        &FastCdc::default(),
+        SyncOptions {
+            delete: true,
+            ..SyncOptions::default()
+        },
+        &NullSink,
+    )
+    .unwrap();
+    assert!(child.wait().unwrap().success());
+    summary
+}
+
+#[test]
+fn pull_copies_exactly_and_a_second_pull_moves_nothing() {
+    let t = TestRepo::new();
+    let src = t.fixtures("music");
+    let dst = t.path("lib");
+    let first = run_pull(&t, &src, &dst);
+    assert_trees_equal(&src, &dst);
+    assert!(first.bytes_transferred > 0);
+    assert!(first.bytes_transferred <= util::tree_bytes(&src));
+    let second = run_pull(&t, &src, &dst);
+    assert_eq!(second.bytes_transferred, 0);
+    assert_eq!(second.files_changed, 0);
+    assert_trees_equal(&src, &dst);
+}
+
+#[test]
+fn push_copies_exactly_and_moves_reuse_destination_chunks() {
+    let t = TestRepo::new();
+    let src = t.fixtures("music");
+    let dst = t.path("remote-lib");
+    let first = run_push(&t, &src, &dst);
+    assert_trees_equal(&src, &dst);
+    assert!(first.bytes_transferred <= util::tree_bytes(&src));
+    // Move every file into a new folder: nothing crosses.
+    let moved = t.mkdir("music/moved");
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::rename(entry.path(), moved.join(entry.file_name())).unwrap();
+        }
+    }
+    let second = run_push(&t, &src, &dst);
+    assert_trees_equal(&src, &dst);
+    assert_eq!(second.bytes_transferred, 0);
+}
+
+mod hostile {
+    use super::*;
+    use musicfs::id::{ChunkId, TreeId};
+    use musicfs::remote::wire::{read_message, write_message, Message, SourceInfo};
+    use musicfs::snapshot::{ChunkList, ChunkRef, Node, Tree, TreeEntry};
+    use std::os::unix::net::UnixStream;
+
+    /// A server that greets, describes `root`, then answers each request with `answer`.
+    fn fake_server(
+        root: TreeId,
+        answer: impl Fn(Message) -> Vec<Message> + Send + 'static,
+    ) -> (Connection, std::thread::JoinHandle<()>) {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let handle = std::thread::spawn(move || {
+            let mut input = theirs.try_clone().unwrap();
+            let mut output = theirs;
+            let _hello = read_message(&mut input).unwrap();
+            let _pull = read_message(&mut input).unwrap();
+            let hello = Message::Hello {
+                magic: musicfs::remote::wire::MAGIC,
+                version: musicfs::remote::wire::PROTOCOL_VERSION,
+                format: musicfs::repo::FORMAT_VERSION,
+            };
+            let source = Message::Source(SourceInfo {
+                root,
+                files: 1,
+                bytes: 4,
+                unreadable: Vec::new(),
+                root_meta: None,
+            });
+            write_message(&mut output, &hello).unwrap();
+            write_message(&mut output, &source).unwrap();
+            while let Ok(Some(request)) = read_message(&mut input) {
+                for reply in answer(request) {
+                    if write_message(&mut output, &reply).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        let connection = Connection {
+            input: Box::new(ours.try_clone().unwrap()),
+            output: Box::new(ours),
+            origin: "hostile".into(),
+        };
+        (connection, handle)
+    }
+
+    fn pull_from(t: &TestRepo, connection: Connection) -> musicfs::error::Result<SyncSummary> {
+        let repo = Repository::open(&t.path("local-repo")).unwrap();
+        let destination = LocalOrigin::open(&t.path("lib"), true).unwrap();
+        pull(
+            &repo,
+            connection,
+            b"music",
+            &destination,
+            &FastCdc::default(),
+            SyncOptions::default(),
+            &NullSink,
+        )
+    }
+
+    fn one_file_tree(name: &[u8], data: &[u8]) -> (Tree, ChunkList) {
+        let list = ChunkList {
+            format: musicfs::media::Format::Opaque,
+            regions: Vec::new(),
+            chunks: vec![ChunkRef {
+                id: ChunkId::of(data),
+                len: data.len() as u32,
+            }],
+            file_hash: None,
+        };
+        let tree = Tree {
+            entries: vec![TreeEntry {
+                name: name.to_vec(),
+                node: Node::File {
+                    size: data.len() as u64,
+                    mtime_ns: 0,
+                    mode: 0o644,
+                    content: list.content_id(),
+                },
+            }],
+        };
+        (tree, list)
+    }
+
+    fn serve_tree(tree: Tree, list: ChunkList, chunk: Vec<u8>) -> impl Fn(Message) -> Vec<Message> {
+        move |request| match request {
+            Message::GetTrees(_) => vec![Message::Trees(vec![tree.encode()])],
+            Message::GetContents(_) => vec![Message::Contents(vec![list.encode()])],
+            Message::GetChunks(refs) => {
+                refs.iter().map(|_| Message::Chunk(chunk.clone())).collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    #[test]
+    fn hostile_names_are_refused_and_nothing_is_written() {
+        for name in [
+            &b".."[..],
+            b"a/../../etc",
+            b"/etc/passwd",
+            b"a\0b",
+            &[b'n'; 300],
+        ] {
+            let t = TestRepo::new();
+            let (tree, list) = one_file_tree(name, b"evil");
+            let (connection, server) =
+                fake_server(tree.tree_id(), serve_tree(tree, list, b"evil".to_vec()));
+            let err = pull_from(&t, connection).unwrap_err();
+            assert!(
+                matches!(err, musicfs::error::Error::Protocol { .. }),
+                "{name:?}: {err}"
+            );
+            assert!(err.to_string().contains("refused"), "{err}");
+            assert!(
+                !t.path("lib").exists(),
+                "{name:?}: the destination was created"
+            );
+            drop(server);
+        }
+    }
+
+    #[test]
+    fn a_chunk_that_fails_its_hash_is_refused() {
+        let t = TestRepo::new();
+        let (tree, list) = one_file_tree(b"song.mp3", b"good");
+        let (connection, server) =
+            fake_server(tree.tree_id(), serve_tree(tree, list, b"evil".to_vec()));
+        let err = pull_from(&t, connection).unwrap_err();
+        assert!(err.to_string().contains("does not match its hash"), "{err}");
+        assert!(!t.path("lib/song.mp3").exists());
+        let leftovers: Vec<_> = std::fs::read_dir(t.path("lib")).unwrap().collect();
+        assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+        drop(server);
+    }
+
+    #[test]
+    fn a_tree_that_does_not_match_its_hash_is_refused() {
+        let t = TestRepo::new();
+        let (tree, list) = one_file_tree(b"song.mp3", b"good");
+        let (other, _) = one_file_tree(b"other.mp3", b"good");
+        let (connection, server) =
+            fake_server(other.tree_id(), serve_tree(tree, list, b"good".to_vec()));
+        let err = pull_from(&t, connection).unwrap_err();
+        assert!(err.to_string().contains("does not match its hash"), "{err}");
+        assert!(!t.path("lib").exists());
+        drop(server);
+    }
+}
