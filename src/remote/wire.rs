@@ -235,7 +235,6 @@ pub fn check_path(path: &[u8]) -> Result<(), Refusal> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::id::ChunkId;
     use crate::snapshot::TreeEntry;
 
     #[test]
