@@ -140,6 +140,7 @@ impl Musicfs {
         c.args(&self.args);
         // Never let the binary find the user's repository or configuration.
         c.env_remove("MUSICFS_REPO");
+        c.env_remove("SSH_AUTH_SOCK");
         c.env("HOME", &self.home);
         c.env("XDG_CONFIG_HOME", self.home.join(".config"));
         c.env("XDG_DATA_HOME", self.home.join(".local/share"));
@@ -371,6 +372,8 @@ pub struct TreeCmp {
     pub file_mtimes: bool,
     pub dir_mtimes: bool,
     pub modes: bool,
+    /// Compare mtimes to the whole second only (SFTP carries seconds).
+    pub mtime_seconds_only: bool,
 }
 
 impl Default for TreeCmp {
@@ -379,6 +382,7 @@ impl Default for TreeCmp {
             file_mtimes: true,
             dir_mtimes: false,
             modes: true,
+            mtime_seconds_only: false,
         }
     }
 }
@@ -455,7 +459,14 @@ pub fn tree_diff(a: &Path, b: &Path, opts: TreeCmp) -> Vec<String> {
         } else {
             opts.file_mtimes
         };
-        if check_mtime && (ma.mtime(), ma.mtime_nsec()) != (mb.mtime(), mb.mtime_nsec()) {
+        let nsec = |m: &fs::Metadata| {
+            if opts.mtime_seconds_only {
+                0
+            } else {
+                m.mtime_nsec()
+            }
+        };
+        if check_mtime && (ma.mtime(), nsec(&ma)) != (mb.mtime(), nsec(&mb)) {
             diffs.push(format!(
                 "{}: mtime {}.{:09} vs {}.{:09}",
                 name.display(),

@@ -1,0 +1,177 @@
+//! Syncing with an SSH origin: through `musicfs serve --stdio` on the remote host when it has
+//! musicfs, else through SFTP (listing and stat for change detection, changed files read whole
+//! and chunked here). Transient failures are retried with exponential backoff and jitter; a
+//! retry resumes, because every file already written was recorded with its chunks.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::chunk::Chunker;
+use crate::error::{Error, Result};
+use crate::origin::sftp::SftpOrigin;
+use crate::origin::ssh::{SshOptions, SshSession};
+use crate::origin::{LocalOrigin, SshSpec};
+use crate::repo::Repository;
+use crate::report::Sink;
+use crate::sync::{sync, SyncOptions, SyncSummary};
+
+use super::client::{pull, push, Connection};
+
+/// How to reach and talk to the remote end.
+#[derive(Clone, Debug, Default)]
+pub struct RemoteOptions {
+    /// Session settings: timeouts, home (for `~/.ssh`), agent, host-key policy.
+    pub ssh: SshOptions,
+    /// Use SFTP even when the remote host has musicfs.
+    pub force_sftp: bool,
+    /// The remote musicfs command, run by the remote shell as written (as rsync's
+    /// `--rsync-path`, so `sudo musicfs` works); `None`: `musicfs` on the remote PATH, with
+    /// SFTP as the fallback when there is none.
+    pub remote_musicfs: Option<String>,
+    /// Retries after a transient failure.
+    pub retries: u32,
+}
+
+/// Which way a sync with a remote host goes.
+pub enum Direction<'a> {
+    /// The remote directory is the source; this local directory the destination.
+    Pull(&'a LocalOrigin),
+    /// This local directory is the source; the remote directory the destination.
+    Push(&'a LocalOrigin),
+}
+
+/// Syncs between `remote` and a local directory, retrying transient failures.
+pub fn sync_remote(
+    repo: &Repository,
+    remote: &SshSpec,
+    direction: Direction<'_>,
+    chunker: &dyn Chunker,
+    options: SyncOptions,
+    remote_options: &RemoteOptions,
+    sink: &dyn Sink,
+) -> Result<SyncSummary> {
+    let mut attempt = 0;
+    loop {
+        match sync_once(repo, remote, &direction, chunker, options, remote_options, sink) {
+            Err(e) if e.is_transient() && attempt < remote_options.retries => {
+                let delay = backoff(attempt);
+                tracing::warn!(
+                    "{e}; retrying in {:.1} s ({} of {})",
+                    delay.as_secs_f64(),
+                    attempt + 1,
+                    remote_options.retries
+                );
+                std::thread::sleep(delay);
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// 1 s, 2 s, 4 s… (at most 60 s), each stretched by up to half again at random, so that many
+/// clients of one server do not retry in step.
+fn backoff(attempt: u32) -> Duration {
+    let base = Duration::from_secs(1u64 << attempt.min(6)).min(Duration::from_secs(60));
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let jitter = f64::from(nanos % 1000) / 2000.0;
+    base.mul_f64(1.0 + jitter)
+}
+
+fn sync_once(
+    repo: &Repository,
+    remote: &SshSpec,
+    direction: &Direction<'_>,
+    chunker: &dyn Chunker,
+    options: SyncOptions,
+    remote_options: &RemoteOptions,
+    sink: &dyn Sink,
+) -> Result<SyncSummary> {
+    let session = SshSession::connect(remote, &remote_options.ssh)?;
+    let origin = format!(
+        "{}:{}",
+        session.label(),
+        String::from_utf8_lossy(&remote.path)
+    );
+    if !remote_options.force_sftp {
+        let program = remote_options.remote_musicfs.as_deref().unwrap_or("musicfs");
+        let (input, output, status) = session
+            .exec(&format!("{program} serve --stdio"))?
+            .split();
+        let connection = Connection {
+            input: Box::new(input),
+            output: Box::new(output),
+            origin: origin.clone(),
+        };
+        let result = match direction {
+            Direction::Pull(destination) => pull(
+                repo,
+                connection,
+                &remote.path,
+                *destination,
+                chunker,
+                options,
+                sink,
+            ),
+            Direction::Push(source) => push(
+                repo,
+                *source,
+                connection,
+                &remote.path,
+                chunker,
+                options,
+                sink,
+            ),
+        };
+        match result {
+            Err(Error::NoRemoteAgent { .. }) if remote_options.remote_musicfs.is_none() => {
+                tracing::info!(
+                    "{origin}: no musicfs on the remote PATH (exit status {:?}); using SFTP",
+                    status.exit_status(Duration::from_secs(2))
+                );
+            }
+            Err(Error::NoRemoteAgent { origin, .. }) => {
+                let said = status.stderr_tail();
+                return Err(Error::NoRemoteAgent {
+                    origin,
+                    message: match said.trim() {
+                        "" => format!("{program} ended before the handshake"),
+                        said => said.lines().last().unwrap_or(said).to_string(),
+                    },
+                });
+            }
+            other => return other,
+        }
+    }
+    let sftp = Arc::new(session.sftp()?);
+    match direction {
+        Direction::Pull(destination) => {
+            let source = SftpOrigin::new(sftp, session.label(), &remote.path, false)?
+                .with_spool(repo.root().join("spool"));
+            let result = sync(repo, &source, *destination, chunker, options, sink);
+            source.clear_spool();
+            result
+        }
+        Direction::Push(source) => {
+            let destination = SftpOrigin::new(sftp, session.label(), &remote.path, true)?;
+            sync(repo, *source, &destination, chunker, options, sink)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_is_capped() {
+        for attempt in 0..10 {
+            let base = (1u64 << attempt.min(6)).min(60) as f64;
+            let d = backoff(attempt).as_secs_f64();
+            assert!(d >= base && d <= base * 1.5, "attempt {attempt}: {d}");
+        }
+    }
+}

@@ -1,0 +1,381 @@
+//! `musicfs sync` against a real OpenSSH server on 127.0.0.1 (`tests/support/sshd.rs`): pull
+//! and push through the remote agent and through SFTP, bytes on the wire when nothing changed
+//! (counted by a proxy in front of sshd), sshd killed mid-transfer then a re-run, unknown and
+//! changed host keys, and a remote end that sends hostile paths.
+
+mod support;
+mod util;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use support::sshd::{Sshd, SshdOptions};
+use util::{assert_trees_equal, num, summary_of, Musicfs, TestRepo};
+
+/// The directory holding the binary under test, for the remote PATH.
+fn bin_dir() -> PathBuf {
+    util::bin().parent().unwrap().to_path_buf()
+}
+
+/// A server whose sessions find this build's musicfs first on their PATH and keep their
+/// repository in `remote_repo`.
+fn sshd_with_agent(remote_repo: &Path) -> Sshd {
+    Sshd::start(SshdOptions {
+        set_env: vec![
+            (
+                "PATH".into(),
+                format!("{}:/usr/local/bin:/usr/bin:/bin", bin_dir().display()),
+            ),
+            ("MUSICFS_REPO".into(), remote_repo.display().to_string()),
+        ],
+        ..SshdOptions::default()
+    })
+}
+
+/// A server whose sessions have no musicfs on their PATH.
+fn sshd_without_agent() -> Sshd {
+    Sshd::start(SshdOptions {
+        set_env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+        ..SshdOptions::default()
+    })
+}
+
+/// `musicfs` with the test's repository and the server's client home (`~/.ssh`).
+fn musicfs(t: &TestRepo, sshd: &Sshd) -> Musicfs {
+    Musicfs::new(t.repo(), &sshd.home())
+}
+
+fn remote(path: &Path) -> String {
+    format!("nas:{}", path.display())
+}
+
+fn sync_json(t: &TestRepo, sshd: &Sshd, args: &[&str]) -> serde_json::Value {
+    let mut cmd = musicfs(t, sshd);
+    cmd.json().arg("sync").args(args);
+    let out = cmd.assert_exit(0);
+    summary_of(&out)
+}
+
+#[test]
+fn pull_and_push_through_the_remote_agent() {
+    let t = TestRepo::new();
+    let sshd = sshd_with_agent(&t.path("remote-repo"));
+    let music = t.fixtures("music");
+    let lib = t.path("lib");
+    let first = sync_json(&t, &sshd, &["--delete", &remote(&music), lib.to_str().unwrap()]);
+    assert_trees_equal(&music, &lib);
+    assert!(num(&first, "bytes_transferred") > 0);
+    assert!(
+        t.path("remote-repo").join("index.redb").exists(),
+        "the remote agent did not run"
+    );
+    let again = sync_json(&t, &sshd, &["--delete", &remote(&music), lib.to_str().unwrap()]);
+    assert_eq!(num(&again, "bytes_transferred"), 0);
+    assert_eq!(num(&again, "files_changed"), 0);
+
+    // Push the library back to a new remote directory, then a change to one file.
+    let pushed = t.path("pushed");
+    sync_json(&t, &sshd, &["--delete", lib.to_str().unwrap(), &remote(&pushed)]);
+    assert_trees_equal(&lib, &pushed);
+    let victim = util::files_in(&lib).into_values().next().unwrap();
+    let mut f = std::fs::OpenOptions::new().append(true).open(&victim).unwrap();
+    f.write_all(b"appended").unwrap();
+    drop(f);
+    let after = sync_json(&t, &sshd, &["--delete", lib.to_str().unwrap(), &remote(&pushed)]);
+    assert_trees_equal(&lib, &pushed);
+    assert_eq!(num(&after, "files_changed"), 1);
+    assert!(num(&after, "bytes_transferred") < 300 * 1024);
+}
+
+#[test]
+fn pull_and_push_through_sftp_when_the_remote_has_no_musicfs() {
+    let t = TestRepo::new();
+    let sshd = sshd_without_agent();
+    let music = t.fixtures("music");
+    let lib = t.path("lib");
+    sync_json(&t, &sshd, &["--delete", &remote(&music), lib.to_str().unwrap()]);
+    assert_trees_equal_to_the_second(&music, &lib);
+    let again = sync_json(&t, &sshd, &["--delete", &remote(&music), lib.to_str().unwrap()]);
+    assert_eq!(num(&again, "bytes_transferred"), 0);
+
+    let pushed = t.path("pushed");
+    sync_json(&t, &sshd, &["--delete", lib.to_str().unwrap(), &remote(&pushed)]);
+    assert_trees_equal_to_the_second(&lib, &pushed);
+    let again = sync_json(&t, &sshd, &["--delete", lib.to_str().unwrap(), &remote(&pushed)]);
+    assert_eq!(num(&again, "bytes_transferred"), 0);
+    assert_eq!(num(&again, "files_changed"), 0);
+}
+
+#[test]
+fn sftp_can_be_forced_and_a_named_remote_program_must_exist() {
+    let t = TestRepo::new();
+    let sshd = sshd_with_agent(&t.path("remote-repo"));
+    let music = t.fixtures("music");
+    let lib = t.path("lib");
+    sync_json(&t, &sshd, &["--sftp", &remote(&music), lib.to_str().unwrap()]);
+    assert_trees_equal_to_the_second(&music, &lib);
+    assert!(
+        !t.path("remote-repo").exists(),
+        "--sftp started the remote agent"
+    );
+    let mut cmd = musicfs(&t, &sshd);
+    cmd.args([
+        "sync",
+        "--remote-musicfs",
+        "/nonexistent/musicfs",
+        &remote(&music),
+        lib.to_str().unwrap(),
+    ]);
+    let out = cmd.assert_exit(5);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no remote musicfs"), "{stderr}");
+}
+
+/// SFTP carries whole seconds: mtimes are compared to the second.
+fn assert_trees_equal_to_the_second(a: &Path, b: &Path) {
+    util::assert_trees_equal_with(
+        a,
+        b,
+        util::TreeCmp {
+            mtime_seconds_only: true,
+            ..util::TreeCmp::default()
+        },
+    );
+}
+
+/// A TCP proxy in front of sshd that counts the bytes it forwards both ways.
+struct CountingProxy {
+    port: u16,
+    bytes: Arc<AtomicU64>,
+}
+
+impl CountingProxy {
+    fn start(target: u16) -> CountingProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let bytes = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&bytes);
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    let counter = Arc::clone(&counter);
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 65536];
+                        while let Ok(n) = from.read(&mut buf) {
+                            if n == 0 || to.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                            counter.fetch_add(n as u64, Ordering::SeqCst);
+                        }
+                        let _ = to.shutdown(std::net::Shutdown::Write);
+                    });
+                }
+            }
+        });
+        CountingProxy { port, bytes }
+    }
+
+    /// Bytes forwarded since the last call, once every connection has gone quiet.
+    fn take(&self) -> u64 {
+        let mut last = self.bytes.load(Ordering::SeqCst);
+        loop {
+            std::thread::sleep(Duration::from_millis(200));
+            let now = self.bytes.load(Ordering::SeqCst);
+            if now == last {
+                return self.bytes.swap(0, Ordering::SeqCst);
+            }
+            last = now;
+        }
+    }
+}
+
+#[test]
+fn a_sync_where_nothing_changed_costs_at_most_4_kib_beyond_the_ssh_setup() {
+    let t = TestRepo::new();
+    let sshd = sshd_with_agent(&t.path("remote-repo"));
+    let proxy = CountingProxy::start(sshd.port());
+    // Point the `nas` alias at the proxy.
+    let config = sshd.home().join(".ssh/config");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace(&format!("Port {}", sshd.port()), &format!("Port {}", proxy.port)),
+    )
+    .unwrap();
+    let known = sshd.home().join(".ssh/known_hosts");
+    let line = sshd.known_hosts_line().replace(
+        &format!("[127.0.0.1]:{}", sshd.port()),
+        &format!("[127.0.0.1]:{}", proxy.port),
+    );
+    std::fs::write(&known, format!("{line}\n")).unwrap();
+
+    let music = t.mkdir("music");
+    util::genlib_create(&music, 300, 7, 64 * 1024);
+    let lib = t.path("lib");
+    let args = ["--delete", &remote(&music), lib.to_str().unwrap()];
+    sync_json(&t, &sshd, &args);
+    assert_trees_equal(&music, &lib);
+    proxy.take();
+    // The SSH session alone: OpenSSH's client running `true`.
+    let status = std::process::Command::new("ssh")
+        .arg("-F")
+        .arg(&config)
+        .args(["-o", "BatchMode=yes", "-o"])
+        .arg(format!("UserKnownHostsFile={}", known.display()))
+        .args(["nas", "true"])
+        .env("HOME", sshd.home())
+        .env_remove("SSH_AUTH_SOCK")
+        .status()
+        .expect("run ssh (Debian package openssh-client)");
+    assert!(status.success());
+    let setup = proxy.take();
+    let summary = sync_json(&t, &sshd, &args);
+    let no_change = proxy.take();
+    assert_eq!(num(&summary, "bytes_transferred"), 0);
+    eprintln!("ssh true: {setup} B; musicfs no-change sync: {no_change} B");
+    assert!(
+        no_change <= setup + 4096,
+        "a no-change sync moved {no_change} B; the SSH set-up alone is {setup} B"
+    );
+}
+
+#[test]
+fn sshd_killed_mid_transfer_then_a_rerun_completes_without_resending() {
+    let t = TestRepo::new();
+    let mut sshd = sshd_with_agent(&t.path("remote-repo"));
+    let music = t.mkdir("music");
+    util::genlib_create(&music, 120, 11, 2 << 20);
+    let total = util::tree_bytes(&music);
+    let lib = t.path("lib");
+    let mut cmd = musicfs(&t, &sshd);
+    cmd.json().args([
+        "sync",
+        "--retries",
+        "0",
+        &remote(&music),
+        lib.to_str().unwrap(),
+    ]);
+    let mut child = cmd.spawn();
+    // Kill sshd and its sessions once some files have landed.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while util::files_in(&lib).len() < 5 {
+        assert!(Instant::now() < deadline, "no file arrived in 60 s");
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the sync ended before sshd was killed: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    sshd.kill();
+    let status = util::wait_timeout(&mut child, Duration::from_secs(60))
+        .expect("the sync did not stop after the connection dropped");
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert_eq!(status.code(), Some(5), "{stderr}");
+    assert!(stderr.contains("connection"), "{stderr}");
+    let temporaries: Vec<_> = util::list_tree(&lib)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains(".musicfs-"))
+        .collect();
+    sshd.restart();
+    let summary = sync_json(&t, &sshd, &[&remote(&music), lib.to_str().unwrap()]);
+    assert_trees_equal(&music, &lib);
+    let resent = num(&summary, "bytes_transferred");
+    assert!(
+        resent < total,
+        "the re-run moved {resent} of {total} B: nothing was resumed"
+    );
+    assert!(
+        util::list_tree(&lib)
+            .iter()
+            .all(|p| !p.to_string_lossy().contains(".musicfs-")),
+        "temporary files left after the re-run (before it: {temporaries:?})"
+    );
+}
+
+#[test]
+fn unknown_host_keys_are_refused_unless_accepted_and_changed_keys_always() {
+    let t = TestRepo::new();
+    let sshd = Sshd::start(SshdOptions {
+        known_host: false,
+        ..SshdOptions::default()
+    });
+    let music = t.fixtures("music");
+    let lib = t.path("lib");
+    let mut cmd = musicfs(&t, &sshd);
+    cmd.args(["sync", &remote(&music), lib.to_str().unwrap()]);
+    let out = cmd.assert_exit(5);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--accept-new-host-key"), "{stderr}");
+    assert!(!lib.exists());
+
+    let mut cmd = musicfs(&t, &sshd);
+    cmd.args([
+        "sync",
+        "--accept-new-host-key",
+        &remote(&music),
+        lib.to_str().unwrap(),
+    ]);
+    cmd.assert_exit(0);
+    let known = std::fs::read_to_string(sshd.home().join(".ssh/known_hosts")).unwrap();
+    assert!(known.contains(&format!("[127.0.0.1]:{}", sshd.port())), "{known}");
+
+    // Another key for the same host and port: refused even with --accept-new-host-key.
+    let other = Sshd::start(SshdOptions::default());
+    let forged = other.known_hosts_line().replace(
+        &format!("[127.0.0.1]:{}", other.port()),
+        &format!("[127.0.0.1]:{}", sshd.port()),
+    );
+    std::fs::write(sshd.home().join(".ssh/known_hosts"), format!("{forged}\n")).unwrap();
+    let mut cmd = musicfs(&t, &sshd);
+    cmd.args([
+        "sync",
+        "--accept-new-host-key",
+        &remote(&music),
+        lib.to_str().unwrap(),
+    ]);
+    let out = cmd.assert_exit(5);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.to_lowercase().contains("changed"), "{stderr}");
+}
+
+#[test]
+fn a_remote_that_sends_hostile_paths_is_refused_and_nothing_is_written() {
+    let t = TestRepo::new();
+    let sshd = sshd_with_agent(&t.path("remote-repo"));
+    let hostile = util::bin()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join("hostile_serve");
+    assert!(
+        hostile.exists(),
+        "{} is missing: build the examples (cargo test --all-targets)",
+        hostile.display()
+    );
+    for name in ["dotdot", "absolute", "nul", "long"] {
+        let lib = t.path("lib");
+        let mut cmd = musicfs(&t, &sshd);
+        cmd.args([
+            "sync",
+            "--remote-musicfs",
+            &format!("{} {name}", hostile.display()),
+            "nas:music",
+            lib.to_str().unwrap(),
+        ]);
+        let out = cmd.assert_exit(2);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("refused"), "{name}: {stderr}");
+        assert!(!lib.exists(), "{name}: the destination was created");
+    }
+}
