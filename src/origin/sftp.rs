@@ -21,6 +21,7 @@ use std::io::{self, Read, Seek, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -56,6 +57,8 @@ struct Spool {
     dir: PathBuf,
     /// Complete copies: relative path → the remote stat the copy was taken at.
     copies: Mutex<HashMap<Vec<u8>, EntryStat>>,
+    /// Downloads started, to name partial copies.
+    downloads: AtomicU64,
 }
 
 /// Our stat record of an SFTP one.
@@ -144,11 +147,12 @@ fn normalize_absolute(path: &[u8]) -> Vec<u8> {
 impl SftpOrigin {
     /// The directory `root` on the server `sftp` is connected to; `label` (such as
     /// `user@host:port`) names the server in the origin's URL and in messages. `root` must
-    /// be an existing directory unless `may_create`; a relative one is taken from the login
-    /// directory.
+    /// be an existing directory unless `may_create`; a relative one (empty: the login
+    /// directory itself) is taken from the login directory.
     pub fn new(sftp: Arc<Sftp>, label: &str, root: &[u8], may_create: bool) -> Result<Self> {
+        let root = if root.is_empty() { b"." } else { root };
         let shown = format!("{label}:{}", String::from_utf8_lossy(root));
-        if root.is_empty() || root.contains(&0) {
+        if root.contains(&0) {
             return Err(Error::InvalidInput(format!("{shown}: not a valid path")));
         }
         let unreachable = |e: io::Error| Error::Unreachable {
@@ -205,6 +209,7 @@ impl SftpOrigin {
         self.spool = Some(Spool {
             dir,
             copies: Mutex::new(HashMap::new()),
+            downloads: AtomicU64::new(0),
         });
         self
     }
@@ -353,40 +358,60 @@ impl SftpOrigin {
         }
         fs::create_dir_all(&spool.dir).map_err(|e| Error::io(&spool.dir, e))?;
         let target = spool.path(rel);
-        let part = target.with_extension("part");
+        // Unique per download, so two opens of one file never write the same partial copy.
+        let part = spool.dir.join(format!(
+            "{}.{}.part",
+            blake3::hash(rel).to_hex(),
+            spool.downloads.fetch_add(1, Ordering::Relaxed)
+        ));
+        let result = self.download_stable(rel, path, file, before, &part);
+        let copy = match result {
+            Ok(Some(stat)) => {
+                let installed = fs::rename(&part, &target)
+                    .and_then(|()| File::open(&target))
+                    .map_err(|e| Error::io(&target, e));
+                installed.map(|local| (local, stat))
+            }
+            Ok(None) => {
+                let _ = fs::remove_file(&part);
+                return Ok(None);
+            }
+            Err(e) => Err(e),
+        };
+        let (local, stat) = copy.inspect_err(|_| {
+            let _ = fs::remove_file(&part);
+        })?;
+        if let Ok(mut copies) = spool.copies.lock() {
+            copies.insert(rel.to_vec(), stat.clone());
+        }
+        Ok(Some(SpooledFile { file: local, stat }))
+    }
+
+    /// Copies the remote file into `part` until a copy starts and ends at the same stat, which
+    /// it returns; `None` when the file changed during every attempt.
+    fn download_stable(
+        &self,
+        rel: &[u8],
+        path: &[u8],
+        file: &mut SftpFile,
+        mut before: EntryStat,
+        part: &std::path::Path,
+    ) -> Result<Option<EntryStat>> {
         let shown = self.display(rel);
-        let mut before = before;
+        let remote = |e| Error::io(&shown, e);
         for _ in 0..SPOOL_ATTEMPTS {
-            let copied = download(file, &part, before.size).map_err(|e| match e {
-                Download::Local(e) => Error::io(&part, e),
-                Download::Remote(e) => Error::io(&shown, e),
+            let complete = download(file, part, before.size).map_err(|e| match e {
+                Download::Local(e) => Error::io(part, e),
+                Download::Remote(e) => remote(e),
             })?;
-            let after = file
-                .fstat()
-                .map(|s| entry_stat(&s))
-                .map_err(|e| Error::io(&shown, e))?;
-            if copied && after == before {
-                fs::rename(&part, &target).map_err(|e| Error::io(&target, e))?;
-                let local = File::open(&target).map_err(|e| Error::io(&target, e))?;
-                if let Ok(mut copies) = spool.copies.lock() {
-                    copies.insert(rel.to_vec(), after.clone());
-                }
-                return Ok(Some(SpooledFile {
-                    file: local,
-                    stat: after,
-                }));
+            let after = file.fstat().map(|s| entry_stat(&s)).map_err(remote)?;
+            if complete && after == before {
+                return Ok(Some(after));
             }
             // The file changed while it was copied: copy it again from a fresh handle.
-            *file = self
-                .sftp
-                .open_read(path)
-                .map_err(|e| Error::io(&shown, e))?;
-            before = file
-                .fstat()
-                .map(|s| entry_stat(&s))
-                .map_err(|e| Error::io(&shown, e))?;
+            *file = self.sftp.open_read(path).map_err(remote)?;
+            before = file.fstat().map(|s| entry_stat(&s)).map_err(remote)?;
         }
-        let _ = fs::remove_file(&part);
         Ok(None)
     }
 }
@@ -548,23 +573,30 @@ impl Write for RemoteTemp {
 
 impl TempFile for RemoteTemp {
     fn commit(mut self: Box<Self>, mode: u32, mtime_ns: i64) -> Result<()> {
-        let result = (|| {
-            let shown = self.shown.clone();
-            let io_err = |e| Error::io(&shown, e);
-            self.flush().map_err(io_err)?;
-            match self.file.fsync() {
-                Err(e) if e.kind() != io::ErrorKind::Unsupported => return Err(io_err(e)),
-                _ => {}
-            }
-            self.sftp
-                .set_meta(&self.path, mode, mtime_ns)
-                .map_err(io_err)?;
-            self.sftp
-                .rename_over(&self.path, &self.target)
-                .map_err(|e| Error::io(&self.shown_target, e))
-        })();
+        let written = self.flush().and_then(|()| match self.file.fsync() {
+            Err(e) if e.kind() != io::ErrorKind::Unsupported => Err(e),
+            _ => Ok(()),
+        });
+        let RemoteTemp {
+            sftp,
+            file,
+            path,
+            target,
+            shown,
+            shown_target,
+            ..
+        } = *self;
+        // Closed before its metadata is set, so no late write can change the mtime.
+        drop(file);
+        let result = written
+            .and_then(|()| sftp.set_meta(&path, mode, mtime_ns))
+            .map_err(|e| Error::io(&shown, e))
+            .and_then(|()| {
+                sftp.rename_over(&path, &target)
+                    .map_err(|e| Error::io(&shown_target, e))
+            });
         if result.is_err() {
-            let _ = self.sftp.remove_file(&self.path);
+            let _ = sftp.remove_file(&path);
         }
         result
     }
@@ -674,7 +706,8 @@ impl WritableOrigin for SftpOrigin {
             let shown =
                 || PathBuf::from(format!("{}:{}", self.label, String::from_utf8_lossy(&path)));
             match self.sftp.lstat(&path).map_err(|e| Error::io(shown(), e))? {
-                Some(s) if s.kind == EntryKind::Dir => {}
+                // A symlinked parent is fine: creating below it fails if it is no directory.
+                Some(s) if matches!(s.kind, EntryKind::Dir | EntryKind::Symlink) => {}
                 Some(_) => {
                     return Err(Error::io(
                         shown(),
