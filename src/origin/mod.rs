@@ -7,10 +7,12 @@
 //! needs to change a destination safely (temporary files renamed into place).
 
 pub(crate) mod local;
+pub mod sftp;
 mod spec;
 pub mod ssh;
 
 pub use local::LocalOrigin;
+pub use sftp::SftpOrigin;
 pub use spec::{OriginSpec, SshSpec};
 use std::path::PathBuf;
 

@@ -1,0 +1,856 @@
+//! A directory on an SFTP server.
+//!
+//! SFTP gives no inode, device or ctime, and mtimes in whole seconds: stats carry 0 for the
+//! first three, so a scan compares size, mtime and mode and does no move detection here. Every
+//! name the server lists is checked before it becomes part of a path (no `/`, no NUL, not `.`
+//! or `..`), and every path this origin sends is built from checked relative paths under the
+//! root, so a hostile server cannot make a walk or a sync leave the tree.
+//!
+//! Reading a changed file costs a network read in the scan and another in the sync that copies
+//! it. With a spool ([`SftpOrigin::with_spool`]) the first read downloads the file into a local
+//! directory and is served from there; the sync then takes its chunks from
+//! [`SftpOrigin::spooled`] instead of the network.
+//!
+//! A server without the `fsync@openssh.com` extension cannot make a file or directory durable:
+//! `commit` and `sync_dir` then rely on the server's own writeback.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs::{self, File};
+use std::io::{self, Read, Seek, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use super::ssh::{Sftp, SftpFile, SftpStat};
+use super::{
+    is_temporary, EntryKind, EntryStat, Origin, OriginFile, TempFile, WalkItem, WritableOrigin,
+    TEMP_PREFIX, TEMP_SUFFIX,
+};
+use crate::error::{Error, Result};
+
+/// Writes reach the server in requests of at least this many bytes (the last one aside).
+const WRITE_BUFFER: usize = 256 * 1024;
+/// Read size when downloading a file into the spool.
+const SPOOL_READ: usize = 256 * 1024;
+/// Downloads tried before a file that keeps changing is read directly instead.
+const SPOOL_ATTEMPTS: u32 = 3;
+
+/// A directory on an SFTP server, readable and writable.
+pub struct SftpOrigin {
+    sftp: Arc<Sftp>,
+    label: String,
+    /// Absolute, canonical when it existed at `new`; never ends with `/` unless it is `/`.
+    root: Vec<u8>,
+    url: String,
+    spool: Option<Spool>,
+}
+
+/// The entries of a directory still to visit, sorted.
+type Listing = std::vec::IntoIter<(Vec<u8>, SftpStat)>;
+
+/// Local copies of the remote files read so far.
+struct Spool {
+    dir: PathBuf,
+    /// Complete copies: relative path → the remote stat the copy was taken at.
+    copies: Mutex<HashMap<Vec<u8>, EntryStat>>,
+    /// Downloads started, to name partial copies.
+    downloads: AtomicU64,
+}
+
+/// Our stat record of an SFTP one.
+fn entry_stat(s: &SftpStat) -> EntryStat {
+    EntryStat {
+        kind: s.kind,
+        size: s.size,
+        mtime_ns: s.mtime_ns,
+        ctime_ns: 0,
+        dev: 0,
+        ino: 0,
+        mode: s.mode & 0o7777,
+    }
+}
+
+/// Why a name the server listed cannot be part of a path, if it cannot.
+fn bad_name(name: &[u8]) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("an empty name")
+    } else if name == b"." || name == b".." {
+        Some("a `.` or `..` entry")
+    } else if name.contains(&b'/') {
+        Some("a name containing `/`")
+    } else if name.contains(&0) {
+        Some("a name containing NUL")
+    } else {
+        None
+    }
+}
+
+fn invalid(message: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, message.into())
+}
+
+fn invalid_data(message: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message.into())
+}
+
+/// `a/b`, or `b` when `a` is empty.
+fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut path = Vec::with_capacity(dir.len() + 1 + name.len());
+    if !dir.is_empty() {
+        path.extend_from_slice(dir);
+        path.push(b'/');
+    }
+    path.extend_from_slice(name);
+    path
+}
+
+/// The directory part of a relative path (empty for the root's children).
+fn parent_of(rel: &[u8]) -> &[u8] {
+    match rel.iter().rposition(|&b| b == b'/') {
+        Some(i) => &rel[..i],
+        None => b"",
+    }
+}
+
+/// Whether a server error means the entry is not there.
+fn is_not_found(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::NotFound
+}
+
+/// Lexically normalized absolute path: no empty or `.` components, `..` pops.
+fn normalize_absolute(path: &[u8]) -> Vec<u8> {
+    let mut parts: Vec<&[u8]> = Vec::new();
+    for part in path.split(|&b| b == b'/') {
+        match part {
+            b"" | b"." => {}
+            b".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    let mut out = Vec::with_capacity(path.len() + 1);
+    for p in &parts {
+        out.push(b'/');
+        out.extend_from_slice(p);
+    }
+    if out.is_empty() {
+        out.push(b'/');
+    }
+    out
+}
+
+impl SftpOrigin {
+    /// The directory `root` on the server `sftp` is connected to; `label` (such as
+    /// `user@host:port`) names the server in the origin's URL and in messages. `root` must
+    /// be an existing directory unless `may_create`; a relative one (empty: the login
+    /// directory itself) is taken from the login directory.
+    pub fn new(sftp: Arc<Sftp>, label: &str, root: &[u8], may_create: bool) -> Result<Self> {
+        let root = if root.is_empty() { b"." } else { root };
+        let shown = format!("{label}:{}", String::from_utf8_lossy(root));
+        if root.contains(&0) {
+            return Err(Error::InvalidInput(format!("{shown}: not a valid path")));
+        }
+        let unreachable = |e: io::Error| Error::Unreachable {
+            origin: shown.clone(),
+            message: e.to_string(),
+        };
+        let no_such_dir = || Error::InvalidInput(format!("{shown}: no such directory"));
+        // Some servers canonicalize paths that do not exist: lstat decides.
+        let (absolute, stat) = match sftp.canonicalize(root) {
+            Ok(canonical) => {
+                if !canonical.starts_with(b"/") || canonical.contains(&0) {
+                    return Err(Error::Protocol {
+                        origin: shown,
+                        message: format!(
+                            "the server canonicalized the root to {:?}",
+                            String::from_utf8_lossy(&canonical)
+                        ),
+                    });
+                }
+                let stat = sftp.lstat(&canonical).map_err(unreachable)?;
+                (normalize_absolute(&canonical), stat)
+            }
+            Err(e) if is_not_found(&e) => {
+                let absolute = if root.starts_with(b"/") {
+                    root.to_vec()
+                } else {
+                    let home = sftp.canonicalize(b".").map_err(unreachable)?;
+                    join(&home, root)
+                };
+                (normalize_absolute(&absolute), None)
+            }
+            Err(e) => return Err(unreachable(e)),
+        };
+        match stat {
+            None if !may_create => return Err(no_such_dir()),
+            Some(s) if s.kind != EntryKind::Dir => {
+                return Err(Error::InvalidInput(format!("{shown}: not a directory")))
+            }
+            _ => {}
+        }
+        let url = format!("sftp://{label}{}", String::from_utf8_lossy(&absolute));
+        Ok(SftpOrigin {
+            sftp,
+            label: label.to_string(),
+            root: absolute,
+            url,
+            spool: None,
+        })
+    }
+
+    /// Copies every file [`Origin::open`] reads into `dir` (created when needed), so a later
+    /// sync can take the file's chunks from the copy; see [`SftpOrigin::spooled`].
+    pub fn with_spool(mut self, dir: PathBuf) -> Self {
+        self.spool = Some(Spool {
+            dir,
+            copies: Mutex::new(HashMap::new()),
+            downloads: AtomicU64::new(0),
+        });
+        self
+    }
+
+    /// The local copy of `rel`, when one is complete: its bytes are those of the remote file
+    /// at the stat the last open reported.
+    pub fn spooled(&self, rel: &[u8]) -> Option<PathBuf> {
+        let spool = self.spool.as_ref()?;
+        let size = spool.copies.lock().ok()?.get(rel)?.size;
+        let path = spool.path(rel);
+        let meta = fs::metadata(&path).ok()?;
+        (meta.is_file() && meta.len() == size).then_some(path)
+    }
+
+    /// Removes every spooled copy.
+    pub fn clear_spool(&self) {
+        let Some(spool) = &self.spool else { return };
+        let Ok(mut copies) = spool.copies.lock() else {
+            return;
+        };
+        for rel in copies.keys() {
+            let _ = fs::remove_file(spool.path(rel));
+        }
+        copies.clear();
+    }
+
+    /// The root directory on the server.
+    pub fn root(&self) -> &[u8] {
+        &self.root
+    }
+
+    /// The server path of `rel`, which must be a relative path of checked names.
+    fn remote_path(&self, rel: &[u8]) -> Result<Vec<u8>> {
+        if rel.is_empty() {
+            return Ok(self.root.clone());
+        }
+        if let Some(why) = rel.split(|&b| b == b'/').find_map(bad_name) {
+            return Err(Error::io(
+                self.display(rel),
+                invalid(format!("not a relative path: it contains {why}")),
+            ));
+        }
+        let mut path = self.root.clone();
+        if path != b"/" {
+            path.push(b'/');
+        }
+        path.extend_from_slice(rel);
+        Ok(path)
+    }
+
+    /// Creates a new temporary file in the directory of `rel`, with `make` (which gets the
+    /// temporary's server path); returns the temporary's relative path and what `make` made.
+    fn new_temp<T>(
+        &self,
+        rel: &[u8],
+        mut make: impl FnMut(&[u8]) -> io::Result<T>,
+    ) -> Result<(Vec<u8>, T)> {
+        let dir = parent_of(rel);
+        let mut attempt = 0u32;
+        loop {
+            let nonce = blake3::hash(
+                format!(
+                    "{}{:?}{}{attempt}",
+                    std::process::id(),
+                    SystemTime::now(),
+                    String::from_utf8_lossy(rel)
+                )
+                .as_bytes(),
+            )
+            .to_hex();
+            let temp = join(
+                dir,
+                format!("{TEMP_PREFIX}{}{TEMP_SUFFIX}", &nonce[..16]).as_bytes(),
+            );
+            let path = self.remote_path(&temp)?;
+            match make(&path) {
+                Ok(made) => return Ok((temp, made)),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 8 => attempt += 1,
+                Err(e) => return Err(Error::io(self.display(&temp), e)),
+            }
+        }
+    }
+
+    /// Reads the directory `rel`: checked names, sorted bytewise.
+    fn list(&self, rel: &[u8]) -> io::Result<Vec<(Vec<u8>, SftpStat)>> {
+        let path = self.remote_path(rel).map_err(|e| invalid(e.to_string()))?;
+        let mut entries = self.sftp.read_dir(&path)?;
+        entries.retain(|(name, _)| name != b"." && name != b"..");
+        if let Some(why) = entries.iter().find_map(|(name, _)| bad_name(name)) {
+            return Err(invalid_data(format!("the server listed {why}")));
+        }
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        if entries.windows(2).any(|w| w[0].0 == w[1].0) {
+            return Err(invalid_data("the server listed a name twice"));
+        }
+        Ok(entries)
+    }
+
+    /// One walked entry: symlinks get their target, temporaries are set aside.
+    fn walk_item(&self, rel: Vec<u8>, name: &[u8], stat: &SftpStat) -> WalkItem {
+        if stat.kind == EntryKind::File && is_temporary(name) {
+            return WalkItem::Temporary(rel);
+        }
+        let target = if stat.kind == EntryKind::Symlink {
+            let target = self
+                .remote_path(&rel)
+                .map_err(|e| invalid(e.to_string()))
+                .and_then(|path| self.sftp.read_link(&path));
+            match target {
+                Ok(t) if !t.is_empty() && !t.contains(&0) => Some(t),
+                Ok(_) => {
+                    return WalkItem::Problem {
+                        path: rel,
+                        message: "the server sent an empty symlink target or one with NUL".into(),
+                    }
+                }
+                Err(e) => {
+                    return WalkItem::Problem {
+                        path: rel,
+                        message: e.to_string(),
+                    }
+                }
+            }
+        } else {
+            None
+        };
+        WalkItem::Entry {
+            path: rel,
+            stat: entry_stat(stat),
+            target,
+        }
+    }
+
+    /// Downloads `rel` into the spool and opens the copy; `None` when the remote file kept
+    /// changing while it was copied (the caller then reads it directly).
+    fn spool_copy(
+        &self,
+        spool: &Spool,
+        rel: &[u8],
+        path: &[u8],
+        file: &mut SftpFile,
+        before: EntryStat,
+    ) -> Result<Option<SpooledFile>> {
+        if let Some(copy) = spool.reuse(rel, &before) {
+            return Ok(Some(copy));
+        }
+        fs::create_dir_all(&spool.dir).map_err(|e| Error::io(&spool.dir, e))?;
+        let target = spool.path(rel);
+        // Unique per download, so two opens of one file never write the same partial copy.
+        let part = spool.dir.join(format!(
+            "{}.{}.part",
+            blake3::hash(rel).to_hex(),
+            spool.downloads.fetch_add(1, Ordering::Relaxed)
+        ));
+        let result = self.download_stable(rel, path, file, before, &part);
+        let copy = match result {
+            Ok(Some(stat)) => {
+                let installed = fs::rename(&part, &target)
+                    .and_then(|()| File::open(&target))
+                    .map_err(|e| Error::io(&target, e));
+                installed.map(|local| (local, stat))
+            }
+            Ok(None) => {
+                let _ = fs::remove_file(&part);
+                return Ok(None);
+            }
+            Err(e) => Err(e),
+        };
+        let (local, stat) = copy.inspect_err(|_| {
+            let _ = fs::remove_file(&part);
+        })?;
+        if let Ok(mut copies) = spool.copies.lock() {
+            copies.insert(rel.to_vec(), stat.clone());
+        }
+        Ok(Some(SpooledFile { file: local, stat }))
+    }
+
+    /// Copies the remote file into `part` until a copy starts and ends at the same stat, which
+    /// it returns; `None` when the file changed during every attempt.
+    fn download_stable(
+        &self,
+        rel: &[u8],
+        path: &[u8],
+        file: &mut SftpFile,
+        mut before: EntryStat,
+        part: &std::path::Path,
+    ) -> Result<Option<EntryStat>> {
+        let shown = self.display(rel);
+        let remote = |e| Error::io(&shown, e);
+        for _ in 0..SPOOL_ATTEMPTS {
+            let complete = download(file, part, before.size).map_err(|e| match e {
+                Download::Local(e) => Error::io(part, e),
+                Download::Remote(e) => remote(e),
+            })?;
+            let after = file.fstat().map(|s| entry_stat(&s)).map_err(remote)?;
+            if complete && after == before {
+                return Ok(Some(after));
+            }
+            // The file changed while it was copied: copy it again from a fresh handle.
+            *file = self.sftp.open_read(path).map_err(remote)?;
+            before = file.fstat().map(|s| entry_stat(&s)).map_err(remote)?;
+        }
+        Ok(None)
+    }
+}
+
+impl Spool {
+    fn path(&self, rel: &[u8]) -> PathBuf {
+        self.dir.join(blake3::hash(rel).to_hex().as_str())
+    }
+
+    /// The existing copy of `rel`, when it was taken at `stat`.
+    fn reuse(&self, rel: &[u8], stat: &EntryStat) -> Option<SpooledFile> {
+        let mut copies = self.copies.lock().ok()?;
+        if copies.get(rel) != Some(stat) {
+            return None;
+        }
+        match File::open(self.path(rel)) {
+            Ok(file) if file.metadata().is_ok_and(|m| m.len() == stat.size) => Some(SpooledFile {
+                file,
+                stat: stat.clone(),
+            }),
+            _ => {
+                copies.remove(rel);
+                None
+            }
+        }
+    }
+}
+
+enum Download {
+    Local(io::Error),
+    Remote(io::Error),
+}
+
+/// Copies the remote file from offset 0 into `part`; `Ok(false)` when its length is not
+/// `size` (it changed).
+fn download(
+    file: &mut SftpFile,
+    part: &std::path::Path,
+    size: u64,
+) -> std::result::Result<bool, Download> {
+    let mut out = File::create(part).map_err(Download::Local)?;
+    file.seek(io::SeekFrom::Start(0))
+        .map_err(Download::Remote)?;
+    let mut buf = vec![0u8; SPOOL_READ];
+    let mut copied = 0u64;
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Download::Remote(e)),
+        };
+        copied += n as u64;
+        if copied > size {
+            return Ok(false);
+        }
+        out.write_all(&buf[..n]).map_err(Download::Local)?;
+    }
+    Ok(copied == size)
+}
+
+/// A remote file read over SFTP.
+struct RemoteFile {
+    file: SftpFile,
+}
+
+impl Read for RemoteFile {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.file.read(buf)
+    }
+}
+
+impl Seek for RemoteFile {
+    fn seek(&mut self, pos: io::SeekFrom) -> io::Result<u64> {
+        self.file.seek(pos)
+    }
+}
+
+impl OriginFile for RemoteFile {
+    fn stat(&mut self) -> io::Result<EntryStat> {
+        self.file.fstat().map(|s| entry_stat(&s))
+    }
+
+    fn read_exact_at(&mut self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.file.read_at(buf, offset)
+    }
+}
+
+/// A complete local copy of a remote file. Its bytes never change, so its stat is the remote
+/// stat the copy was taken at: a scan records exactly the bytes it chunked.
+struct SpooledFile {
+    file: File,
+    stat: EntryStat,
+}
+
+impl Read for SpooledFile {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.file.read(buf)
+    }
+}
+
+impl Seek for SpooledFile {
+    fn seek(&mut self, pos: io::SeekFrom) -> io::Result<u64> {
+        self.file.seek(pos)
+    }
+}
+
+impl OriginFile for SpooledFile {
+    fn stat(&mut self) -> io::Result<EntryStat> {
+        Ok(self.stat.clone())
+    }
+
+    fn read_exact_at(&mut self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.file.read_exact_at(buf, offset)
+    }
+}
+
+/// A temporary file on the server, renamed over its target on commit.
+struct RemoteTemp {
+    sftp: Arc<Sftp>,
+    file: SftpFile,
+    /// Server paths.
+    path: Vec<u8>,
+    target: Vec<u8>,
+    /// For messages.
+    shown: PathBuf,
+    shown_target: PathBuf,
+    buf: Vec<u8>,
+}
+
+impl RemoteTemp {
+    fn flush_buffer(&mut self) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            self.file.write_all(&self.buf)?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+}
+
+impl Write for RemoteTemp {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.buf.is_empty() && data.len() >= WRITE_BUFFER {
+            self.file.write_all(data)?;
+            return Ok(data.len());
+        }
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= WRITE_BUFFER {
+            self.flush_buffer()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.flush_buffer()?;
+        self.file.flush()
+    }
+}
+
+impl TempFile for RemoteTemp {
+    fn commit(mut self: Box<Self>, mode: u32, mtime_ns: i64) -> Result<()> {
+        let written = self.flush().and_then(|()| match self.file.fsync() {
+            Err(e) if e.kind() != io::ErrorKind::Unsupported => Err(e),
+            _ => Ok(()),
+        });
+        let RemoteTemp {
+            sftp,
+            file,
+            path,
+            target,
+            shown,
+            shown_target,
+            ..
+        } = *self;
+        // Closed before its metadata is set, so no late write can change the mtime.
+        drop(file);
+        let result = written
+            .and_then(|()| sftp.set_meta(&path, mode, mtime_ns))
+            .map_err(|e| Error::io(&shown, e))
+            .and_then(|()| {
+                sftp.rename_over(&path, &target)
+                    .map_err(|e| Error::io(&shown_target, e))
+            });
+        if result.is_err() {
+            let _ = sftp.remove_file(&path);
+        }
+        result
+    }
+
+    fn discard(self: Box<Self>) {
+        let RemoteTemp {
+            sftp, file, path, ..
+        } = *self;
+        drop(file);
+        let _ = sftp.remove_file(&path);
+    }
+}
+
+impl Origin for SftpOrigin {
+    fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// `label:/root/rel`.
+    fn display(&self, rel: &[u8]) -> PathBuf {
+        let mut shown = Vec::with_capacity(self.label.len() + 1 + self.root.len() + 1 + rel.len());
+        shown.extend_from_slice(self.label.as_bytes());
+        shown.push(b':');
+        shown.extend_from_slice(&self.root);
+        if !rel.is_empty() {
+            if self.root != b"/" {
+                shown.push(b'/');
+            }
+            shown.extend_from_slice(rel);
+        }
+        PathBuf::from(OsStr::from_bytes(&shown))
+    }
+
+    /// Walks the tree depth first, names sorted bytewise, symlinks not followed. A directory
+    /// whose listing fails or holds a name that cannot be a path component is reported as a
+    /// problem, with none of its entries.
+    fn walk(&self, visit: &mut dyn FnMut(WalkItem)) {
+        // Open directories, each with the entries still to visit; a stack, not recursion, so
+        // a hostile server's endless nesting cannot overflow ours.
+        let mut stack: Vec<(Vec<u8>, Listing)> = Vec::new();
+        match self.list(b"") {
+            Ok(entries) => stack.push((Vec::new(), entries.into_iter())),
+            Err(e) => visit(WalkItem::Problem {
+                path: Vec::new(),
+                message: e.to_string(),
+            }),
+        }
+        while let Some((dir, entries)) = stack.last_mut() {
+            let Some((name, stat)) = entries.next() else {
+                stack.pop();
+                continue;
+            };
+            let rel = join(dir, &name);
+            if stat.kind != EntryKind::Dir {
+                visit(self.walk_item(rel, &name, &stat));
+                continue;
+            }
+            visit(self.walk_item(rel.clone(), &name, &stat));
+            match self.list(&rel) {
+                Ok(children) => stack.push((rel, children.into_iter())),
+                Err(e) => visit(WalkItem::Problem {
+                    path: rel,
+                    message: e.to_string(),
+                }),
+            }
+        }
+    }
+
+    /// Opens a regular file; with a spool, downloads it first and serves the local copy.
+    fn open(&self, rel: &[u8]) -> Result<Box<dyn OriginFile>> {
+        let path = self.remote_path(rel)?;
+        let shown = || self.display(rel);
+        let mut file = self
+            .sftp
+            .open_read(&path)
+            .map_err(|e| Error::io(shown(), e))?;
+        if let Some(spool) = &self.spool {
+            let before = file
+                .fstat()
+                .map(|s| entry_stat(&s))
+                .map_err(|e| Error::io(shown(), e))?;
+            if before.kind == EntryKind::File {
+                if let Some(copy) = self.spool_copy(spool, rel, &path, &mut file, before)? {
+                    return Ok(Box::new(copy));
+                }
+            }
+        }
+        Ok(Box::new(RemoteFile { file }))
+    }
+
+    fn stat(&self, rel: &[u8]) -> Result<Option<EntryStat>> {
+        let path = self.remote_path(rel)?;
+        self.sftp
+            .lstat(&path)
+            .map(|s| s.as_ref().map(entry_stat))
+            .map_err(|e| Error::io(self.display(rel), e))
+    }
+}
+
+impl WritableOrigin for SftpOrigin {
+    /// Creates the root and any missing parents, as `mkdir -p`.
+    fn create_root(&self) -> Result<()> {
+        let mut path = Vec::with_capacity(self.root.len());
+        for part in self.root.split(|&b| b == b'/').filter(|p| !p.is_empty()) {
+            path.push(b'/');
+            path.extend_from_slice(part);
+            let shown =
+                || PathBuf::from(format!("{}:{}", self.label, String::from_utf8_lossy(&path)));
+            match self.sftp.lstat(&path).map_err(|e| Error::io(shown(), e))? {
+                // A symlinked parent is fine: creating below it fails if it is no directory.
+                Some(s) if matches!(s.kind, EntryKind::Dir | EntryKind::Symlink) => {}
+                Some(_) => {
+                    return Err(Error::io(
+                        shown(),
+                        io::Error::new(io::ErrorKind::NotADirectory, "not a directory"),
+                    ))
+                }
+                None => self
+                    .sftp
+                    .mkdir(&path, 0o755)
+                    .map_err(|e| Error::io(shown(), e))?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates `.musicfs-<16 hex>.tmp`, mode 0600, in the directory of `rel`.
+    fn create_temp(&self, rel: &[u8]) -> Result<Box<dyn TempFile>> {
+        let target = self.remote_path(rel)?;
+        let sftp = &self.sftp;
+        let (temp, (path, file)) = self.new_temp(rel, |path| {
+            sftp.create_new(path, 0o600).map(|f| (path.to_vec(), f))
+        })?;
+        Ok(Box::new(RemoteTemp {
+            sftp: Arc::clone(&self.sftp),
+            file,
+            path,
+            target,
+            shown: self.display(&temp),
+            shown_target: self.display(rel),
+            buf: Vec::with_capacity(WRITE_BUFFER),
+        }))
+    }
+
+    fn set_meta(&self, rel: &[u8], mode: u32, mtime_ns: i64) -> Result<()> {
+        let path = self.remote_path(rel)?;
+        self.sftp
+            .set_meta(&path, mode, mtime_ns)
+            .map_err(|e| Error::io(self.display(rel), e))
+    }
+
+    /// Creates a directory, mode 0755 (its parent exists; an existing one is fine).
+    fn create_dir(&self, rel: &[u8]) -> Result<()> {
+        let path = self.remote_path(rel)?;
+        self.sftp
+            .mkdir(&path, 0o755)
+            .map_err(|e| Error::io(self.display(rel), e))
+    }
+
+    /// Creates the link under a temporary name, then renames it over `rel`.
+    fn symlink(&self, rel: &[u8], target: &[u8]) -> Result<()> {
+        if target.is_empty() || target.contains(&0) {
+            return Err(Error::io(
+                self.display(rel),
+                invalid("a symlink target must be non-empty and without NUL"),
+            ));
+        }
+        let final_path = self.remote_path(rel)?;
+        let sftp = &self.sftp;
+        let (_, path) = self.new_temp(rel, |path| {
+            sftp.symlink(path, target).map(|()| path.to_vec())
+        })?;
+        self.sftp.rename_over(&path, &final_path).map_err(|e| {
+            let _ = self.sftp.remove_file(&path);
+            Error::io(self.display(rel), e)
+        })
+    }
+
+    fn rename(&self, from: &[u8], to: &[u8]) -> Result<()> {
+        let (from_path, to_path) = (self.remote_path(from)?, self.remote_path(to)?);
+        self.sftp
+            .rename_over(&from_path, &to_path)
+            .map_err(|e| Error::io(self.display(from), e))
+    }
+
+    /// Removes a file, symlink or whole directory tree, children first; symlinks are removed,
+    /// never followed.
+    fn remove(&self, rel: &[u8]) -> Result<()> {
+        let path = self.remote_path(rel)?;
+        let stat = self
+            .sftp
+            .lstat(&path)
+            .map_err(|e| Error::io(self.display(rel), e))?;
+        match stat {
+            None => Ok(()),
+            Some(s) if s.kind == EntryKind::Dir => self.remove_tree(rel),
+            Some(_) => self.remove_entry(rel, false),
+        }
+    }
+
+    fn sync_dir(&self, rel: &[u8]) -> Result<()> {
+        let path = self.remote_path(rel)?;
+        match self.sftp.fsync_dir(&path) {
+            Err(e) if e.kind() != io::ErrorKind::Unsupported => {
+                Err(Error::io(self.display(rel), e))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl SftpOrigin {
+    /// Removes the directory `rel` and everything below it, depth first.
+    fn remove_tree(&self, rel: &[u8]) -> Result<()> {
+        // Directories whose children are still to remove, with those children.
+        let mut stack: Vec<(Vec<u8>, Listing)> = Vec::new();
+        let listed = |dir: &[u8]| match self.list(dir) {
+            Ok(entries) => Ok(entries),
+            Err(e) if is_not_found(&e) => Ok(Vec::new()),
+            Err(e) => Err(Error::io(self.display(dir), e)),
+        };
+        stack.push((rel.to_vec(), listed(rel)?.into_iter()));
+        while let Some((dir, entries)) = stack.last_mut() {
+            match entries.next() {
+                Some((name, stat)) => {
+                    let child = join(dir, &name);
+                    if stat.kind == EntryKind::Dir {
+                        let children = listed(&child)?;
+                        stack.push((child, children.into_iter()));
+                    } else {
+                        self.remove_entry(&child, false)?;
+                    }
+                }
+                None => {
+                    let dir = std::mem::take(dir);
+                    stack.pop();
+                    self.remove_entry(&dir, true)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes one file, symlink or empty directory; a missing one is fine.
+    fn remove_entry(&self, rel: &[u8], dir: bool) -> Result<()> {
+        let path = self.remote_path(rel)?;
+        let result = if dir {
+            self.sftp.remove_dir(&path)
+        } else {
+            self.sftp.remove_file(&path)
+        };
+        match result {
+            Err(e) if !is_not_found(&e) => Err(Error::io(self.display(rel), e)),
+            _ => Ok(()),
+        }
+    }
+}
