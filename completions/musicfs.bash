@@ -28,6 +28,9 @@ _musicfs() {
             musicfs,scan)
                 cmd="musicfs__subcmd__scan"
                 ;;
+            musicfs,serve)
+                cmd="musicfs__subcmd__serve"
+                ;;
             musicfs,snapshots)
                 cmd="musicfs__subcmd__snapshots"
                 ;;
@@ -49,6 +52,9 @@ _musicfs() {
             musicfs__subcmd__help,scan)
                 cmd="musicfs__subcmd__help__subcmd__scan"
                 ;;
+            musicfs__subcmd__help,serve)
+                cmd="musicfs__subcmd__help__subcmd__serve"
+                ;;
             musicfs__subcmd__help,snapshots)
                 cmd="musicfs__subcmd__help__subcmd__snapshots"
                 ;;
@@ -65,7 +71,7 @@ _musicfs() {
 
     case "${cmd}" in
         musicfs)
-            opts="-q -v -h -V --repo --json --quiet --verbose --help --version scan sync verify snapshots inspect completions help"
+            opts="-q -v -h -V --repo --json --quiet --verbose --help --version scan sync verify snapshots inspect serve completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -101,7 +107,7 @@ _musicfs() {
             return 0
             ;;
         musicfs__subcmd__help)
-            opts="scan sync verify snapshots inspect completions help"
+            opts="scan sync verify snapshots inspect serve completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -157,6 +163,20 @@ _musicfs() {
             return 0
             ;;
         musicfs__subcmd__help__subcmd__scan)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        musicfs__subcmd__help__subcmd__serve)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -248,6 +268,24 @@ _musicfs() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        musicfs__subcmd__serve)
+            opts="-q -v -h --stdio --repo --json --quiet --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --repo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         musicfs__subcmd__snapshots)
             opts="-q -v -h --repo --json --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -267,12 +305,24 @@ _musicfs() {
             return 0
             ;;
         musicfs__subcmd__sync)
-            opts="-n -q -v -h --delete --dry-run --checksum --repo --json --quiet --verbose --help"
+            opts="-n -q -v -h --delete --dry-run --checksum --accept-new-host-key --sftp --remote-musicfs --retries --timeout --repo --json --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --remote-musicfs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --retries)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --repo)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -35,6 +35,7 @@ complete -c musicfs -n "__fish_musicfs_needs_command" -f -a "sync" -d 'Make DST 
 complete -c musicfs -n "__fish_musicfs_needs_command" -f -a "verify" -d 'Prove repository objects and a directory\'s files against their snapshot'
 complete -c musicfs -n "__fish_musicfs_needs_command" -f -a "snapshots" -d 'List snapshots'
 complete -c musicfs -n "__fish_musicfs_needs_command" -f -a "inspect" -d 'Show a file\'s container, regions, chunks, audio hash and tags'
+complete -c musicfs -n "__fish_musicfs_needs_command" -f -a "serve" -d 'The remote end of an SSH sync (started by musicfs itself)'
 complete -c musicfs -n "__fish_musicfs_needs_command" -f -a "completions" -d 'Print shell completions'
 complete -c musicfs -n "__fish_musicfs_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c musicfs -n "__fish_musicfs_using_subcommand scan" -l repo -d 'Repository directory [default: $XDG_DATA_HOME/musicfs]' -r -F
@@ -43,10 +44,15 @@ complete -c musicfs -n "__fish_musicfs_using_subcommand scan" -l json -d 'Print 
 complete -c musicfs -n "__fish_musicfs_using_subcommand scan" -s q -l quiet -d 'Print only problems'
 complete -c musicfs -n "__fish_musicfs_using_subcommand scan" -s v -l verbose -d 'Print every step'
 complete -c musicfs -n "__fish_musicfs_using_subcommand scan" -s h -l help -d 'Print help'
+complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l remote-musicfs -d 'The musicfs command on the remote host, run by its shell [default: musicfs on the remote PATH, else SFTP]' -r
+complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l retries -d 'Retries after a dropped connection or a timeout, with exponential backoff' -r
+complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l timeout -d 'Seconds allowed to connect, and to wait on a silent remote' -r
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l repo -d 'Repository directory [default: $XDG_DATA_HOME/musicfs]' -r -F
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l delete -d 'Remove files and directories absent from SRC'
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -s n -l dry-run -d 'Print the plan and the bytes it would move; write nothing'
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l checksum -d 'Read every source file, even those whose metadata is unchanged'
+complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l accept-new-host-key -d 'Trust and remember the key of an SSH host that ~/.ssh/known_hosts does not know yet (a changed key is always refused)'
+complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l sftp -d 'Use SFTP even when the remote host has musicfs'
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l json -d 'Print JSON Lines (one object per line, each with a "type") on stdout'
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -s q -l quiet -d 'Print only problems'
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -s v -l verbose -d 'Print every step'
@@ -66,15 +72,22 @@ complete -c musicfs -n "__fish_musicfs_using_subcommand inspect" -l json -d 'Pri
 complete -c musicfs -n "__fish_musicfs_using_subcommand inspect" -s q -l quiet -d 'Print only problems'
 complete -c musicfs -n "__fish_musicfs_using_subcommand inspect" -s v -l verbose -d 'Print every step'
 complete -c musicfs -n "__fish_musicfs_using_subcommand inspect" -s h -l help -d 'Print help'
+complete -c musicfs -n "__fish_musicfs_using_subcommand serve" -l repo -d 'Repository directory [default: $XDG_DATA_HOME/musicfs]' -r -F
+complete -c musicfs -n "__fish_musicfs_using_subcommand serve" -l stdio -d 'Speak the sync protocol on standard input and output (how `musicfs sync` starts it over SSH)'
+complete -c musicfs -n "__fish_musicfs_using_subcommand serve" -l json -d 'Print JSON Lines (one object per line, each with a "type") on stdout'
+complete -c musicfs -n "__fish_musicfs_using_subcommand serve" -s q -l quiet -d 'Print only problems'
+complete -c musicfs -n "__fish_musicfs_using_subcommand serve" -s v -l verbose -d 'Print every step'
+complete -c musicfs -n "__fish_musicfs_using_subcommand serve" -s h -l help -d 'Print help'
 complete -c musicfs -n "__fish_musicfs_using_subcommand completions" -l repo -d 'Repository directory [default: $XDG_DATA_HOME/musicfs]' -r -F
 complete -c musicfs -n "__fish_musicfs_using_subcommand completions" -l json -d 'Print JSON Lines (one object per line, each with a "type") on stdout'
 complete -c musicfs -n "__fish_musicfs_using_subcommand completions" -s q -l quiet -d 'Print only problems'
 complete -c musicfs -n "__fish_musicfs_using_subcommand completions" -s v -l verbose -d 'Print every step'
 complete -c musicfs -n "__fish_musicfs_using_subcommand completions" -s h -l help -d 'Print help'
-complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from scan sync verify snapshots inspect completions help" -f -a "scan" -d 'Index a directory into the repository (incremental)'
-complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from scan sync verify snapshots inspect completions help" -f -a "sync" -d 'Make DST an exact copy of SRC, moving only missing chunks'
-complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from scan sync verify snapshots inspect completions help" -f -a "verify" -d 'Prove repository objects and a directory\'s files against their snapshot'
-complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from scan sync verify snapshots inspect completions help" -f -a "snapshots" -d 'List snapshots'
-complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from scan sync verify snapshots inspect completions help" -f -a "inspect" -d 'Show a file\'s container, regions, chunks, audio hash and tags'
-complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from scan sync verify snapshots inspect completions help" -f -a "completions" -d 'Print shell completions'
-complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from scan sync verify snapshots inspect completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from scan sync verify snapshots inspect serve completions help" -f -a "scan" -d 'Index a directory into the repository (incremental)'
+complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from scan sync verify snapshots inspect serve completions help" -f -a "sync" -d 'Make DST an exact copy of SRC, moving only missing chunks'
+complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from scan sync verify snapshots inspect serve completions help" -f -a "verify" -d 'Prove repository objects and a directory\'s files against their snapshot'
+complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from scan sync verify snapshots inspect serve completions help" -f -a "snapshots" -d 'List snapshots'
+complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from scan sync verify snapshots inspect serve completions help" -f -a "inspect" -d 'Show a file\'s container, regions, chunks, audio hash and tags'
+complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from scan sync verify snapshots inspect serve completions help" -f -a "serve" -d 'The remote end of an SSH sync (started by musicfs itself)'
+complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from scan sync verify snapshots inspect serve completions help" -f -a "completions" -d 'Print shell completions'
+complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from scan sync verify snapshots inspect serve completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

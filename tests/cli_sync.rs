@@ -814,18 +814,22 @@ fn a_clean_scan_and_sync_print_nothing_on_stderr() {
 }
 
 #[test]
-fn ssh_origin_forms_are_refused_clearly_and_local_colons_work() {
+fn ssh_origin_forms_are_read_as_ssh_and_local_colons_work() {
     let t = TestRepo::new();
-    let out = t
-        .cmd()
-        .args(["sync", "nas:/music"])
-        .arg(t.path("dst"))
-        .assert_exit(2);
+    let out = t.cmd().args(["scan", "nas:/music"]).assert_exit(2);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("nas:/music: SSH origins are not supported yet"),
+        err.contains("nas:/music: this command takes a local directory"),
         "{err}"
     );
+    // An SSH host that does not resolve: unreachable, named, nothing created.
+    let out = t
+        .cmd()
+        .args(["sync", "--retries", "0", "no-such-host.invalid:/music"])
+        .arg(t.path("dst"))
+        .assert_exit(5);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no-such-host.invalid"), "{err}");
     assert!(!t.path("dst").exists());
     // A local directory whose name has a colon: a path with a `/` before the colon is local.
     let src = t.fixtures("src:colon");

@@ -66,26 +66,45 @@ fn pull_and_push_through_the_remote_agent() {
     let sshd = sshd_with_agent(&t.path("remote-repo"));
     let music = t.fixtures("music");
     let lib = t.path("lib");
-    let first = sync_json(&t, &sshd, &["--delete", &remote(&music), lib.to_str().unwrap()]);
+    let first = sync_json(
+        &t,
+        &sshd,
+        &["--delete", &remote(&music), lib.to_str().unwrap()],
+    );
     assert_trees_equal(&music, &lib);
     assert!(num(&first, "bytes_transferred") > 0);
     assert!(
         t.path("remote-repo").join("index.redb").exists(),
         "the remote agent did not run"
     );
-    let again = sync_json(&t, &sshd, &["--delete", &remote(&music), lib.to_str().unwrap()]);
+    let again = sync_json(
+        &t,
+        &sshd,
+        &["--delete", &remote(&music), lib.to_str().unwrap()],
+    );
     assert_eq!(num(&again, "bytes_transferred"), 0);
     assert_eq!(num(&again, "files_changed"), 0);
 
     // Push the library back to a new remote directory, then a change to one file.
     let pushed = t.path("pushed");
-    sync_json(&t, &sshd, &["--delete", lib.to_str().unwrap(), &remote(&pushed)]);
+    sync_json(
+        &t,
+        &sshd,
+        &["--delete", lib.to_str().unwrap(), &remote(&pushed)],
+    );
     assert_trees_equal(&lib, &pushed);
     let victim = util::files_in(&lib).into_values().next().unwrap();
-    let mut f = std::fs::OpenOptions::new().append(true).open(&victim).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&victim)
+        .unwrap();
     f.write_all(b"appended").unwrap();
     drop(f);
-    let after = sync_json(&t, &sshd, &["--delete", lib.to_str().unwrap(), &remote(&pushed)]);
+    let after = sync_json(
+        &t,
+        &sshd,
+        &["--delete", lib.to_str().unwrap(), &remote(&pushed)],
+    );
     assert_trees_equal(&lib, &pushed);
     assert_eq!(num(&after, "files_changed"), 1);
     assert!(num(&after, "bytes_transferred") < 300 * 1024);
@@ -97,15 +116,31 @@ fn pull_and_push_through_sftp_when_the_remote_has_no_musicfs() {
     let sshd = sshd_without_agent();
     let music = t.fixtures("music");
     let lib = t.path("lib");
-    sync_json(&t, &sshd, &["--delete", &remote(&music), lib.to_str().unwrap()]);
+    sync_json(
+        &t,
+        &sshd,
+        &["--delete", &remote(&music), lib.to_str().unwrap()],
+    );
     assert_trees_equal_to_the_second(&music, &lib);
-    let again = sync_json(&t, &sshd, &["--delete", &remote(&music), lib.to_str().unwrap()]);
+    let again = sync_json(
+        &t,
+        &sshd,
+        &["--delete", &remote(&music), lib.to_str().unwrap()],
+    );
     assert_eq!(num(&again, "bytes_transferred"), 0);
 
     let pushed = t.path("pushed");
-    sync_json(&t, &sshd, &["--delete", lib.to_str().unwrap(), &remote(&pushed)]);
+    sync_json(
+        &t,
+        &sshd,
+        &["--delete", lib.to_str().unwrap(), &remote(&pushed)],
+    );
     assert_trees_equal_to_the_second(&lib, &pushed);
-    let again = sync_json(&t, &sshd, &["--delete", lib.to_str().unwrap(), &remote(&pushed)]);
+    let again = sync_json(
+        &t,
+        &sshd,
+        &["--delete", lib.to_str().unwrap(), &remote(&pushed)],
+    );
     assert_eq!(num(&again, "bytes_transferred"), 0);
     assert_eq!(num(&again, "files_changed"), 0);
 }
@@ -116,7 +151,11 @@ fn sftp_can_be_forced_and_a_named_remote_program_must_exist() {
     let sshd = sshd_with_agent(&t.path("remote-repo"));
     let music = t.fixtures("music");
     let lib = t.path("lib");
-    sync_json(&t, &sshd, &["--sftp", &remote(&music), lib.to_str().unwrap()]);
+    sync_json(
+        &t,
+        &sshd,
+        &["--sftp", &remote(&music), lib.to_str().unwrap()],
+    );
     assert_trees_equal_to_the_second(&music, &lib);
     assert!(
         !t.path("remote-repo").exists(),
@@ -210,7 +249,10 @@ fn a_sync_where_nothing_changed_costs_at_most_4_kib_beyond_the_ssh_setup() {
     let text = std::fs::read_to_string(&config).unwrap();
     std::fs::write(
         &config,
-        text.replace(&format!("Port {}", sshd.port()), &format!("Port {}", proxy.port)),
+        text.replace(
+            &format!("Port {}", sshd.port()),
+            &format!("Port {}", proxy.port),
+        ),
     )
     .unwrap();
     let known = sshd.home().join(".ssh/known_hosts");
@@ -250,6 +292,17 @@ fn a_sync_where_nothing_changed_costs_at_most_4_kib_beyond_the_ssh_setup() {
     );
 }
 
+/// Files under their final name in `dir`, counted while a sync writes into it.
+fn finished_files(dir: &Path) -> usize {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_type().is_file() && !e.file_name().to_string_lossy().starts_with(".musicfs-")
+        })
+        .count()
+}
+
 #[test]
 fn sshd_killed_mid_transfer_then_a_rerun_completes_without_resending() {
     let t = TestRepo::new();
@@ -269,7 +322,7 @@ fn sshd_killed_mid_transfer_then_a_rerun_completes_without_resending() {
     let mut child = cmd.spawn();
     // Kill sshd and its sessions once some files have landed.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while util::files_in(&lib).len() < 5 {
+    while finished_files(&lib) < 5 {
         assert!(Instant::now() < deadline, "no file arrived in 60 s");
         if let Ok(Some(status)) = child.try_wait() {
             panic!("the sync ended before sshd was killed: {status}");
@@ -280,7 +333,12 @@ fn sshd_killed_mid_transfer_then_a_rerun_completes_without_resending() {
     let status = util::wait_timeout(&mut child, Duration::from_secs(60))
         .expect("the sync did not stop after the connection dropped");
     let mut stderr = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
     assert_eq!(status.code(), Some(5), "{stderr}");
     assert!(stderr.contains("connection"), "{stderr}");
     let temporaries: Vec<_> = util::list_tree(&lib)
@@ -328,7 +386,10 @@ fn unknown_host_keys_are_refused_unless_accepted_and_changed_keys_always() {
     ]);
     cmd.assert_exit(0);
     let known = std::fs::read_to_string(sshd.home().join(".ssh/known_hosts")).unwrap();
-    assert!(known.contains(&format!("[127.0.0.1]:{}", sshd.port())), "{known}");
+    assert!(
+        known.contains(&format!("[127.0.0.1]:{}", sshd.port())),
+        "{known}"
+    );
 
     // Another key for the same host and port: refused even with --accept-new-host-key.
     let other = Sshd::start(SshdOptions::default());
@@ -349,33 +410,75 @@ fn unknown_host_keys_are_refused_unless_accepted_and_changed_keys_always() {
     assert!(stderr.to_lowercase().contains("changed"), "{stderr}");
 }
 
+/// The frames a hostile remote end sends, whatever it is asked: a greeting, a snapshot whose
+/// one file is named `name`, and that tree.
+fn hostile_frames(name: &[u8]) -> Vec<u8> {
+    use musicfs::id::ChunkId;
+    use musicfs::remote::wire::{write_message, Message, SourceInfo, MAGIC, PROTOCOL_VERSION};
+    use musicfs::snapshot::{ChunkList, ChunkRef, Node, Tree, TreeEntry};
+    let data = b"hostile";
+    let list = ChunkList {
+        format: musicfs::media::Format::Opaque,
+        regions: Vec::new(),
+        chunks: vec![ChunkRef {
+            id: ChunkId::of(data),
+            len: data.len() as u32,
+        }],
+        file_hash: None,
+    };
+    let tree = Tree {
+        entries: vec![TreeEntry {
+            name: name.to_vec(),
+            node: Node::File {
+                size: data.len() as u64,
+                mtime_ns: 0,
+                mode: 0o644,
+                content: list.content_id(),
+            },
+        }],
+    };
+    let mut frames = Vec::new();
+    for m in [
+        Message::Hello {
+            magic: MAGIC,
+            version: PROTOCOL_VERSION,
+            format: musicfs::repo::FORMAT_VERSION,
+        },
+        Message::Source(SourceInfo {
+            root: tree.tree_id(),
+            files: 1,
+            bytes: data.len() as u64,
+            unreadable: Vec::new(),
+            root_meta: None,
+        }),
+        Message::Trees(vec![tree.encode()]),
+    ] {
+        write_message(&mut frames, &m).unwrap();
+    }
+    frames
+}
+
 #[test]
 fn a_remote_that_sends_hostile_paths_is_refused_and_nothing_is_written() {
     let t = TestRepo::new();
     let sshd = sshd_with_agent(&t.path("remote-repo"));
-    let hostile = util::bin()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join("hostile_serve");
-    assert!(
-        hostile.exists(),
-        "{} is missing: build the examples (cargo test --all-targets)",
-        hostile.display()
-    );
-    for name in ["dotdot", "absolute", "nul", "long"] {
+    let long = vec![b'n'; 300];
+    for name in [&b".."[..], b"/etc/passwd", b"a/../../b", b"a\0b", &long] {
+        // The remote "musicfs" replays canned frames, then swallows the client's requests.
+        let frames = t.path("frames");
+        std::fs::write(&frames, hostile_frames(name)).unwrap();
         let lib = t.path("lib");
         let mut cmd = musicfs(&t, &sshd);
         cmd.args([
             "sync",
             "--remote-musicfs",
-            &format!("{} {name}", hostile.display()),
+            &format!("cat {}; cat >/dev/null; true", frames.display()),
             "nas:music",
             lib.to_str().unwrap(),
         ]);
         let out = cmd.assert_exit(2);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains("refused"), "{name}: {stderr}");
-        assert!(!lib.exists(), "{name}: the destination was created");
+        assert!(stderr.contains("refused"), "{name:?}: {stderr}");
+        assert!(!lib.exists(), "{name:?}: the destination was created");
     }
 }

@@ -1,18 +1,22 @@
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
 
 use super::{exit, human, print_summary, GlobalArgs};
 use crate::chunk::FastCdc;
-use crate::origin::open_local;
+use crate::origin::ssh::SshOptions;
+use crate::origin::{LocalOrigin, OriginSpec};
+use crate::remote::{sync_remote, Direction, RemoteOptions};
 use crate::sync::{sync, SyncOptions};
 
 #[derive(Debug, Args)]
 pub struct SyncArgs {
-    /// The source directory
+    /// The source: a directory, or an SSH origin (host:path, user@host:path,
+    /// ssh://user@host:port/path)
     pub src: PathBuf,
-    /// The destination directory (created if missing)
+    /// The destination (created if missing): a directory, or an SSH origin
     pub dst: PathBuf,
     /// Remove files and directories absent from SRC
     #[arg(long)]
@@ -23,27 +27,97 @@ pub struct SyncArgs {
     /// Read every source file, even those whose metadata is unchanged
     #[arg(long)]
     pub checksum: bool,
+    /// Trust and remember the key of an SSH host that ~/.ssh/known_hosts does not know yet
+    /// (a changed key is always refused)
+    #[arg(long)]
+    pub accept_new_host_key: bool,
+    /// Use SFTP even when the remote host has musicfs
+    #[arg(long)]
+    pub sftp: bool,
+    /// The musicfs command on the remote host, run by its shell [default: musicfs on the
+    /// remote PATH, else SFTP]
+    #[arg(long, value_name = "COMMAND")]
+    pub remote_musicfs: Option<String>,
+    /// Retries after a dropped connection or a timeout, with exponential backoff
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub retries: u32,
+    /// Seconds allowed to connect, and to wait on a silent remote
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub timeout: u64,
 }
 
 pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
-    let source = open_local(&args.src, false)?;
-    let destination = open_local(&args.dst, true)?;
-    let repo = global.open_repo()?;
-    let sink = global.sink_listing(args.dry_run);
-    let summary = sync(
-        &repo,
-        &source,
-        &destination,
-        &FastCdc::default(),
-        SyncOptions {
-            delete: args.delete,
-            dry_run: args.dry_run,
-            checksum: args.checksum,
+    let src = OriginSpec::parse(args.src.as_os_str())?;
+    let dst = OriginSpec::parse(args.dst.as_os_str())?;
+    let options = SyncOptions {
+        delete: args.delete,
+        dry_run: args.dry_run,
+        checksum: args.checksum,
+    };
+    let remote_options = || RemoteOptions {
+        ssh: SshOptions {
+            accept_new_host_key: args.accept_new_host_key,
+            connect_timeout: Duration::from_secs(args.timeout.max(1)),
+            io_timeout: Duration::from_secs(args.timeout.max(1)),
+            ..SshOptions::from_env()
         },
-        sink.as_ref(),
-    )
-    .with_context(|| format!("syncing {} to {}", args.src.display(), args.dst.display()))?;
+        force_sftp: args.sftp,
+        remote_musicfs: args.remote_musicfs.clone(),
+        retries: args.retries,
+    };
+    let sink = global.sink_listing(args.dry_run);
+    let chunker = FastCdc::default();
+    let result = match (&src, &dst) {
+        (OriginSpec::Local(src), OriginSpec::Local(dst)) => {
+            let source = LocalOrigin::open(src, false)?;
+            let destination = LocalOrigin::open(dst, true)?;
+            let repo = global.open_repo()?;
+            sync(
+                &repo,
+                &source,
+                &destination,
+                &chunker,
+                options,
+                sink.as_ref(),
+            )
+        }
+        (OriginSpec::Ssh(remote), OriginSpec::Local(dst)) => {
+            let destination = LocalOrigin::open(dst, true)?;
+            let repo = global.open_repo()?;
+            sync_remote(
+                &repo,
+                remote,
+                Direction::Pull(&destination),
+                &chunker,
+                options,
+                &remote_options(),
+                sink.as_ref(),
+            )
+        }
+        (OriginSpec::Local(src), OriginSpec::Ssh(remote)) => {
+            let source = LocalOrigin::open(src, false)?;
+            let repo = global.open_repo()?;
+            sync_remote(
+                &repo,
+                remote,
+                Direction::Push(&source),
+                &chunker,
+                options,
+                &remote_options(),
+                sink.as_ref(),
+            )
+        }
+        (OriginSpec::Ssh(_), OriginSpec::Ssh(_)) => {
+            anyhow::bail!(
+                "{} and {}: one side of a sync must be local",
+                args.src.display(),
+                args.dst.display()
+            )
+        }
+    };
     sink.finish();
+    let summary = result
+        .with_context(|| format!("syncing {} to {}", args.src.display(), args.dst.display()))?;
     if global.json {
         print_summary(&summary)?;
     } else if !global.quiet {

@@ -16,13 +16,13 @@ pub use sftp::SftpOrigin;
 pub use spec::{OriginSpec, SshSpec};
 use std::path::PathBuf;
 
-/// Opens an origin argument as a local directory, refusing (with a clear message) the SSH
-/// forms that name a remote one.
+/// Opens an origin argument as a local directory, for the commands that take only those,
+/// refusing (with a clear message) the SSH forms that name a remote one.
 pub fn open_local(arg: &std::path::Path, may_create: bool) -> crate::Result<LocalOrigin> {
     match OriginSpec::parse(arg.as_os_str())? {
         OriginSpec::Local(path) => LocalOrigin::open(&path, may_create),
         OriginSpec::Ssh(_) => Err(crate::Error::InvalidInput(format!(
-            "{}: SSH origins are not supported yet (a local path with a colon is written ./{})",
+            "{}: this command takes a local directory; SSH origins are for sync (a local path with a colon is written ./{})",
             arg.display(),
             arg.display()
         ))),

@@ -11,8 +11,10 @@ mod client;
 mod provider;
 mod serve;
 mod source;
+mod ssh;
 pub mod wire;
 
 pub use client::{pull, push, Connection};
 pub use serve::serve;
 pub use source::RemoteSource;
+pub use ssh::{sync_remote, Direction, RemoteOptions};

@@ -52,7 +52,15 @@ pub fn sync_remote(
 ) -> Result<SyncSummary> {
     let mut attempt = 0;
     loop {
-        match sync_once(repo, remote, &direction, chunker, options, remote_options, sink) {
+        match sync_once(
+            repo,
+            remote,
+            &direction,
+            chunker,
+            options,
+            remote_options,
+            sink,
+        ) {
             Err(e) if e.is_transient() && attempt < remote_options.retries => {
                 let delay = backoff(attempt);
                 tracing::warn!(
@@ -97,10 +105,11 @@ fn sync_once(
         String::from_utf8_lossy(&remote.path)
     );
     if !remote_options.force_sftp {
-        let program = remote_options.remote_musicfs.as_deref().unwrap_or("musicfs");
-        let (input, output, status) = session
-            .exec(&format!("{program} serve --stdio"))?
-            .split();
+        let program = remote_options
+            .remote_musicfs
+            .as_deref()
+            .unwrap_or("musicfs");
+        let (input, output, status) = session.exec(&format!("{program} serve --stdio"))?.split();
         let connection = Connection {
             input: Box::new(input),
             output: Box::new(output),

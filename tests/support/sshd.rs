@@ -116,8 +116,13 @@ impl Sshd {
             port = self.port,
             root = root.display()
         );
-        for (name, value) in set_env {
-            config.push_str(&format!("SetEnv \"{name}={value}\"\n"));
+        // sshd keeps the first value of a keyword: every variable goes on one `SetEnv` line.
+        if !set_env.is_empty() {
+            config.push_str("SetEnv");
+            for (name, value) in set_env {
+                config.push_str(&format!(" \"{name}={value}\""));
+            }
+            config.push('\n');
         }
         fs::write(root.join("sshd_config"), config).expect("sshd_config");
     }

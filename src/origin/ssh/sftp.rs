@@ -684,7 +684,7 @@ impl SftpFile {
 }
 
 impl Read for SftpFile {
-    /// Reads from the position, keeping up to [`READ_DEPTH`] requests in flight ahead of it.
+    /// Reads from the position, keeping up to `READ_DEPTH` requests in flight ahead of it.
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);
@@ -744,7 +744,7 @@ impl Read for SftpFile {
 
 impl Write for SftpFile {
     /// Sends up to one request's worth at the position without waiting for the reply; up to
-    /// [`WRITE_DEPTH`] writes are in flight. A failed write is reported by a later call.
+    /// `WRITE_DEPTH` writes are in flight. A failed write is reported by a later call.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);
