@@ -34,9 +34,9 @@ const DEFAULT_WRITE: u32 = 32 * 1024;
 /// Largest packet accepted from the server.
 const MAX_PACKET: u32 = 512 * 1024;
 /// Read requests kept in flight by a sequential reader.
-pub const READ_DEPTH: usize = 4;
+const READ_DEPTH: usize = 8;
 /// Write requests in flight per file.
-pub const WRITE_DEPTH: usize = 8;
+const WRITE_DEPTH: usize = 8;
 /// Open handles per SFTP session. OpenSSH numbers handles from 0; the client library decodes
 /// a handle as UTF-8 text, so numbers from 128 up would be mangled.
 const MAX_HANDLES: usize = 100;
@@ -684,7 +684,7 @@ impl SftpFile {
 }
 
 impl Read for SftpFile {
-    /// Reads from the position, keeping up to [`READ_DEPTH`] requests in flight ahead of it.
+    /// Reads from the position, keeping up to 8 requests (2 MiB) in flight ahead of it.
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);
@@ -715,13 +715,15 @@ impl Read for SftpFile {
             };
             match data {
                 Some(data) => {
-                    if data.len() < len as usize {
+                    if data.len() < len as usize || offset != self.pos {
                         // Requests after a short reply start at the wrong offset.
                         for (_, _, reply) in self.reads.drain(..) {
                             reply.abort();
                         }
                     }
-                    debug_assert_eq!(offset, self.pos);
+                    if offset != self.pos {
+                        continue;
+                    }
                     self.buffer = data;
                     self.buffer_used = 0;
                 }
@@ -744,7 +746,7 @@ impl Read for SftpFile {
 
 impl Write for SftpFile {
     /// Sends up to one request's worth at the position without waiting for the reply; up to
-    /// [`WRITE_DEPTH`] writes are in flight. A failed write is reported by a later call.
+    /// 8 writes are in flight. A failed write is reported by a later call.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);
