@@ -15,6 +15,7 @@ mod exec;
 mod hostkey;
 mod session;
 mod sftp;
+mod sftp_file;
 
 pub use exec::{ExecChannel, ExecReader, ExecStatus, ExecWriter};
 pub use session::{SshOptions, SshSession};

@@ -216,7 +216,8 @@ impl SshSession {
         let connecting =
             async { tokio::time::timeout(limit, connect_async(&target, options, &label)).await };
         let handle = match shared.block_on(connecting) {
-            Err(e) => return Err(unreachable(e.to_string())),
+            // Called from inside an async runtime: a bug of the caller, not of the network.
+            Err(e) => return Err(Error::InvalidInput(format!("{label}: {e}"))),
             Ok(Err(_elapsed)) => {
                 return Err(unreachable(format!(
                     "no SSH connection within {:.1} s",

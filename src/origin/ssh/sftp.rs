@@ -9,8 +9,7 @@
 //! UTF-8 therefore cannot be represented: such a name fails with `InvalidData` instead of being
 //! returned altered, and paths we send must be UTF-8 (`InvalidInput` otherwise).
 
-use std::collections::VecDeque;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io;
 use std::sync::Arc;
 
 use russh::client::Msg;
@@ -20,9 +19,9 @@ use russh_sftp::client::rawsession::Limits;
 use russh_sftp::client::RawSftpSession;
 use russh_sftp::protocol::{FileAttributes, OpenFlags, Packet, StatusCode};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio::task::JoinHandle;
 
 use super::session::Shared;
+pub use super::sftp_file::SftpFile;
 use crate::origin::EntryKind;
 
 /// Largest read or write request (OpenSSH's own limit is 255 KiB).
@@ -34,9 +33,9 @@ const DEFAULT_WRITE: u32 = 32 * 1024;
 /// Largest packet accepted from the server.
 const MAX_PACKET: u32 = 512 * 1024;
 /// Read requests kept in flight by a sequential reader.
-pub const READ_DEPTH: usize = 4;
+pub(super) const READ_DEPTH: usize = 8;
 /// Write requests in flight per file.
-pub const WRITE_DEPTH: usize = 8;
+pub(super) const WRITE_DEPTH: usize = 8;
 /// Open handles per SFTP session. OpenSSH numbers handles from 0; the client library decodes
 /// a handle as UTF-8 text, so numbers from 128 up would be mangled.
 const MAX_HANDLES: usize = 100;
@@ -57,7 +56,7 @@ pub struct SftpStat {
 }
 
 impl SftpStat {
-    fn from_attrs(attrs: &FileAttributes) -> SftpStat {
+    pub(super) fn from_attrs(attrs: &FileAttributes) -> SftpStat {
         let permissions = attrs.permissions.unwrap_or(0);
         let kind = match permissions & 0o170000 {
             0o100000 => EntryKind::File,
@@ -74,14 +73,14 @@ impl SftpStat {
     }
 }
 
-struct Inner {
-    shared: Arc<Shared>,
-    raw: Arc<RawSftpSession>,
-    posix_rename: bool,
-    fsync: bool,
-    read_len: u32,
-    write_len: u32,
-    handles: Arc<Semaphore>,
+pub(super) struct Inner {
+    pub(super) shared: Arc<Shared>,
+    pub(super) raw: Arc<RawSftpSession>,
+    pub(super) posix_rename: bool,
+    pub(super) fsync: bool,
+    pub(super) read_len: u32,
+    pub(super) write_len: u32,
+    pub(super) handles: Arc<Semaphore>,
 }
 
 /// An SFTP session. Usable from several threads at once; every call blocks.
@@ -99,7 +98,7 @@ impl std::fmt::Debug for Sftp {
 }
 
 /// Maps an SFTP failure to an I/O error of the matching kind.
-fn sftp_error(what: &str, e: SftpError) -> io::Error {
+pub(super) fn sftp_error(what: &str, e: SftpError) -> io::Error {
     let kind = match &e {
         SftpError::Status(status) => match status.status_code {
             StatusCode::NoSuchFile => io::ErrorKind::NotFound,
@@ -335,18 +334,7 @@ impl Sftp {
             .await
             .map_err(|e| sftp_error("open", e))?
             .handle;
-        Ok(SftpFile {
-            inner: Arc::clone(&self.inner),
-            handle,
-            permit: Some(permit),
-            pos: 0,
-            buffer: Vec::new(),
-            buffer_used: 0,
-            reads: VecDeque::new(),
-            next_read: 0,
-            eof: false,
-            writes: VecDeque::new(),
-        })
+        Ok(SftpFile::new(Arc::clone(&self.inner), handle, permit))
     }
 
     /// Opens a file for reading.
@@ -519,305 +507,5 @@ impl Sftp {
             let _ = raw.close(handle).await;
             Ok(())
         })
-    }
-}
-
-/// What one read request brought back: data, or `None` at end of file.
-type ReadReply = Result<Option<Vec<u8>>, SftpError>;
-
-/// An open remote file. Blocking [`Read`], [`Write`] and [`Seek`]; the handle is closed on
-/// drop, after any writes still in flight.
-pub struct SftpFile {
-    inner: Arc<Inner>,
-    handle: String,
-    permit: Option<OwnedSemaphorePermit>,
-    /// Position of the next `read` or `write`.
-    pos: u64,
-    /// Data read ahead; `buffer[buffer_used..]` is at `pos`.
-    buffer: Vec<u8>,
-    buffer_used: usize,
-    /// Reads in flight, in file order: (offset, length, reply).
-    reads: VecDeque<(u64, u32, JoinHandle<ReadReply>)>,
-    /// Offset of the next read request to send.
-    next_read: u64,
-    /// The server said end of file at `pos`.
-    eof: bool,
-    /// Writes in flight.
-    writes: VecDeque<JoinHandle<Result<(), SftpError>>>,
-}
-
-impl std::fmt::Debug for SftpFile {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SftpFile")
-            .field("session", &self.inner.shared.label)
-            .field("pos", &self.pos)
-            .finish_non_exhaustive()
-    }
-}
-
-impl SftpFile {
-    fn send_read(&self, offset: u64, len: u32) -> io::Result<JoinHandle<ReadReply>> {
-        let raw = Arc::clone(&self.inner.raw);
-        let handle = self.handle.clone();
-        self.inner.shared.start(async move {
-            match raw.read(handle, offset, len).await {
-                Ok(data) => Ok(Some(data.data)),
-                Err(SftpError::Status(status)) if status.status_code == StatusCode::Eof => Ok(None),
-                Err(e) => Err(e),
-            }
-        })
-    }
-
-    fn wait_read(&self, reply: JoinHandle<ReadReply>, len: u32) -> io::Result<Option<Vec<u8>>> {
-        let data = self
-            .inner
-            .shared
-            .block_on(reply)?
-            .map_err(|e| io::Error::other(format!("sftp read: {e}")))?
-            .map_err(|e| sftp_error("read", e))?;
-        match data {
-            Some(data) if data.len() > len as usize => Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "sftp read: the server sent more than was asked",
-            )),
-            // An empty reply would make no progress: take it as the end.
-            Some(data) if data.is_empty() => Ok(None),
-            other => Ok(other),
-        }
-    }
-
-    /// Drops read-ahead state, for a seek or a write.
-    fn forget_reads(&mut self) {
-        for (_, _, reply) in self.reads.drain(..) {
-            reply.abort();
-        }
-        self.buffer.clear();
-        self.buffer_used = 0;
-        self.eof = false;
-    }
-
-    /// Waits for every write in flight; the first failure is returned.
-    fn finish_writes(&mut self) -> io::Result<()> {
-        let mut first_error = None;
-        while let Some(write) = self.writes.pop_front() {
-            let result = self
-                .inner
-                .shared
-                .block_on(write)
-                .and_then(|joined| joined.map_err(|e| io::Error::other(format!("sftp write: {e}"))))
-                .and_then(|done| done.map_err(|e| sftp_error("write", e)));
-            if let Err(e) = result {
-                first_error.get_or_insert(e);
-            }
-        }
-        first_error.map_or(Ok(()), Err)
-    }
-
-    /// The file's attributes, after writes in flight are done.
-    pub fn fstat(&mut self) -> io::Result<SftpStat> {
-        self.finish_writes()?;
-        let raw = Arc::clone(&self.inner.raw);
-        let handle = self.handle.clone();
-        let attrs = self
-            .inner
-            .shared
-            .block_on(async move { raw.fstat(handle).await })?
-            .map_err(|e| sftp_error("fstat", e))?;
-        Ok(SftpStat::from_attrs(&attrs.attrs))
-    }
-
-    /// Flushes the file to the server's disk (`fsync@openssh.com`); `Unsupported` if the server
-    /// lacks that extension.
-    pub fn fsync(&mut self) -> io::Result<()> {
-        self.finish_writes()?;
-        if !self.inner.fsync {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "sftp fsync: the server does not offer fsync@openssh.com",
-            ));
-        }
-        let raw = Arc::clone(&self.inner.raw);
-        let handle = self.handle.clone();
-        self.inner
-            .shared
-            .block_on(async move { raw.fsync(handle).await })?
-            .map_err(|e| sftp_error("fsync", e))?;
-        Ok(())
-    }
-
-    /// Fills `buf` from `offset` (several requests in flight); `UnexpectedEof` if the file ends
-    /// first. Leaves the position of `read` and `write` alone.
-    pub fn read_at(&mut self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        self.finish_writes()?;
-        let read_len = self.inner.read_len as usize;
-        let mut done = 0;
-        while done < buf.len() {
-            let mut pending = VecDeque::new();
-            let mut queued = done;
-            while pending.len() < READ_DEPTH && queued < buf.len() {
-                let len = read_len.min(buf.len() - queued);
-                let reply = self.send_read(offset + queued as u64, len as u32)?;
-                pending.push_back((queued, len, reply));
-                queued += len;
-            }
-            let result: io::Result<()> = (|| {
-                while let Some((at, len, reply)) = pending.pop_front() {
-                    let data = self.wait_read(reply, len as u32)?.ok_or_else(|| {
-                        io::Error::new(io::ErrorKind::UnexpectedEof, "sftp read: file too short")
-                    })?;
-                    buf[at..at + data.len()].copy_from_slice(&data);
-                    done = at + data.len();
-                    if data.len() < len {
-                        // A short reply: ask again from where it stopped.
-                        break;
-                    }
-                }
-                Ok(())
-            })();
-            for (_, _, reply) in pending.drain(..) {
-                reply.abort();
-            }
-            result?;
-        }
-        Ok(())
-    }
-}
-
-impl Read for SftpFile {
-    /// Reads from the position, keeping up to `READ_DEPTH` requests in flight ahead of it.
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        self.finish_writes()?;
-        while self.buffer_used == self.buffer.len() {
-            if self.eof {
-                return Ok(0);
-            }
-            if self.reads.is_empty() {
-                self.next_read = self.pos;
-            }
-            while self.reads.len() < READ_DEPTH {
-                let len = self.inner.read_len;
-                let reply = self.send_read(self.next_read, len)?;
-                self.reads.push_back((self.next_read, len, reply));
-                self.next_read += u64::from(len);
-            }
-            let Some((offset, len, reply)) = self.reads.pop_front() else {
-                continue;
-            };
-            let data = match self.wait_read(reply, len) {
-                Ok(data) => data,
-                Err(e) => {
-                    self.forget_reads();
-                    return Err(e);
-                }
-            };
-            match data {
-                Some(data) => {
-                    if data.len() < len as usize {
-                        // Requests after a short reply start at the wrong offset.
-                        for (_, _, reply) in self.reads.drain(..) {
-                            reply.abort();
-                        }
-                    }
-                    debug_assert_eq!(offset, self.pos);
-                    self.buffer = data;
-                    self.buffer_used = 0;
-                }
-                None => {
-                    for (_, _, reply) in self.reads.drain(..) {
-                        reply.abort();
-                    }
-                    self.eof = true;
-                }
-            }
-        }
-        let available = &self.buffer[self.buffer_used..];
-        let n = buf.len().min(available.len());
-        buf[..n].copy_from_slice(&available[..n]);
-        self.buffer_used += n;
-        self.pos += n as u64;
-        Ok(n)
-    }
-}
-
-impl Write for SftpFile {
-    /// Sends up to one request's worth at the position without waiting for the reply; up to
-    /// `WRITE_DEPTH` writes are in flight. A failed write is reported by a later call.
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        if !self.reads.is_empty() || self.buffer_used < self.buffer.len() {
-            self.forget_reads();
-        }
-        if self.writes.len() >= WRITE_DEPTH {
-            if let Some(write) = self.writes.pop_front() {
-                self.inner
-                    .shared
-                    .block_on(write)?
-                    .map_err(|e| io::Error::other(format!("sftp write: {e}")))?
-                    .map_err(|e| sftp_error("write", e))?;
-            }
-        }
-        let n = buf.len().min(self.inner.write_len as usize);
-        let data = buf[..n].to_vec();
-        let raw = Arc::clone(&self.inner.raw);
-        let handle = self.handle.clone();
-        let offset = self.pos;
-        let write = self
-            .inner
-            .shared
-            .start(async move { raw.write(handle, offset, data).await.map(|_| ()) })?;
-        self.writes.push_back(write);
-        self.pos += n as u64;
-        Ok(n)
-    }
-
-    /// Waits until every write has been acknowledged.
-    fn flush(&mut self) -> io::Result<()> {
-        self.finish_writes()
-    }
-}
-
-impl Seek for SftpFile {
-    fn seek(&mut self, from: SeekFrom) -> io::Result<u64> {
-        self.finish_writes()?;
-        let invalid = || io::Error::new(io::ErrorKind::InvalidInput, "seek before the start");
-        let target = match from {
-            SeekFrom::Start(offset) => offset,
-            SeekFrom::Current(delta) => self.pos.checked_add_signed(delta).ok_or_else(invalid)?,
-            SeekFrom::End(delta) => self
-                .fstat()?
-                .size
-                .checked_add_signed(delta)
-                .ok_or_else(invalid)?,
-        };
-        if target != self.pos {
-            self.forget_reads();
-            self.pos = target;
-        }
-        Ok(self.pos)
-    }
-}
-
-impl Drop for SftpFile {
-    fn drop(&mut self) {
-        for (_, _, reply) in self.reads.drain(..) {
-            reply.abort();
-        }
-        let writes: Vec<_> = self.writes.drain(..).collect();
-        let raw = Arc::clone(&self.inner.raw);
-        let handle = std::mem::take(&mut self.handle);
-        let permit = self.permit.take();
-        // Closing never blocks the dropping thread; the slot is freed once the handle is.
-        self.inner.shared.spawn(async move {
-            for write in writes {
-                let _ = write.await;
-            }
-            let _ = raw.close(handle).await;
-            drop(permit);
-        });
     }
 }
