@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""A TCP proxy that counts the bytes it forwards, for benchmarks over SSH.
+
+    countproxy.py --target-port PORT [--target-host 127.0.0.1] [--listen-host 127.0.0.1]
+
+Listens on LISTEN_HOST at a free port chosen by the kernel and forwards every connection to
+TARGET_HOST:TARGET_PORT, counting the payload bytes in each direction (TCP payload: the SSH
+byte stream, without IP/TCP headers). A second listener, the control port, answers one
+command per line:
+
+    take   wait until no forwarded connection is open (at most 10 s), then reply
+           "UP DOWN CONNS OPEN" and set the counters to zero: UP bytes client->server,
+           DOWN bytes server->client, CONNS connections accepted since the last take,
+           OPEN connections still open (0 unless the wait timed out)
+    peek   reply the same line at once, without waiting or resetting
+    quit   reply "bye" and stop the proxy
+
+A benchmark does `take` before a measured command (to discard anything earlier) and `take`
+after it: the second reply is that command's traffic. Waiting for the connections to close
+makes the count complete: the last bytes of a session (the server's channel close) may still
+be in flight when the client process has already exited.
+
+On start it prints one line to stdout, "PORT CONTROL_PORT", and flushes it. It stops on
+SIGTERM, SIGINT or `quit`. Python 3 standard library only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+
+BUF = 256 * 1024
+
+
+class Counters:
+    def __init__(self) -> None:
+        self.up = 0
+        self.down = 0
+        self.conns = 0
+        self.open = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    def line(self) -> str:
+        return f"{self.up} {self.down} {self.conns} {self.open}\n"
+
+    def reset(self) -> None:
+        self.up = self.down = self.conns = 0
+
+
+async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, count, abort) -> None:
+    """Copy reader to writer until EOF, then half-close writer; on an error, abort both ends."""
+    try:
+        while True:
+            data = await reader.read(BUF)
+            if not data:
+                break
+            count(len(data))
+            writer.write(data)
+            await writer.drain()
+        if writer.can_write_eof():
+            writer.write_eof()
+    except (ConnectionError, OSError):
+        # Without this the other direction could wait for ever on a peer that is gone.
+        abort()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    ap.add_argument("--target-port", type=int, required=True)
+    ap.add_argument("--target-host", default="127.0.0.1")
+    ap.add_argument("--listen-host", default="127.0.0.1")
+    args = ap.parse_args()
+    try:
+        asyncio.run(serve(args))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+async def serve(args) -> None:
+    c = Counters()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    def add_up(n: int) -> None:
+        c.up += n
+
+    def add_down(n: int) -> None:
+        c.down += n
+
+    async def forward(creader: asyncio.StreamReader, cwriter: asyncio.StreamWriter) -> None:
+        c.conns += 1
+        c.open += 1
+        c.idle.clear()
+        swriter = None
+        try:
+            try:
+                sreader, swriter = await asyncio.open_connection(args.target_host, args.target_port)
+            except OSError as e:
+                print(f"countproxy: cannot reach {args.target_host}:{args.target_port}: {e}",
+                      file=sys.stderr, flush=True)
+                return
+            def abort() -> None:
+                cwriter.transport.abort()
+                swriter.transport.abort()
+
+            await asyncio.gather(pump(creader, swriter, add_up, abort),
+                                 pump(sreader, cwriter, add_down, abort))
+        finally:
+            for w in (cwriter, swriter):
+                if w is not None:
+                    w.close()
+                    try:
+                        await w.wait_closed()
+                    except (ConnectionError, OSError):
+                        pass
+            c.open -= 1
+            if c.open == 0:
+                c.idle.set()
+
+    async def control(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                line = await reader.readline()
+                if not line:
+                    break
+                cmd = line.decode(errors="replace").strip()
+                if cmd == "take":
+                    # Let connections the kernel has accepted but the loop has not yet seen
+                    # be counted as open before deciding the proxy is idle.
+                    await asyncio.sleep(0.05)
+                    try:
+                        await asyncio.wait_for(c.idle.wait(), timeout=10)
+                    except asyncio.TimeoutError:
+                        pass
+                    writer.write(c.line().encode())
+                    c.reset()
+                elif cmd == "peek":
+                    writer.write(c.line().encode())
+                elif cmd == "quit":
+                    writer.write(b"bye\n")
+                    await writer.drain()
+                    stop.set()
+                    break
+                else:
+                    writer.write(f"error unknown command {cmd!r}\n".encode())
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    proxy = await asyncio.start_server(forward, args.listen_host, 0)
+    ctl = await asyncio.start_server(control, args.listen_host, 0)
+    port = proxy.sockets[0].getsockname()[1]
+    ctl_port = ctl.sockets[0].getsockname()[1]
+    print(f"{port} {ctl_port}", flush=True)
+    await stop.wait()
+    proxy.close()
+    ctl.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
