@@ -56,7 +56,7 @@ complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l sftp -d 'Use SF
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l json -d 'Print JSON Lines (one object per line, each with a "type") on stdout'
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -s q -l quiet -d 'Print only problems'
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -s v -l verbose -d 'Print every step'
-complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -s h -l help -d 'Print help'
+complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c musicfs -n "__fish_musicfs_using_subcommand verify" -l repo -d 'Repository directory [default: $XDG_DATA_HOME/musicfs]' -r -F
 complete -c musicfs -n "__fish_musicfs_using_subcommand verify" -l json -d 'Print JSON Lines (one object per line, each with a "type") on stdout'
 complete -c musicfs -n "__fish_musicfs_using_subcommand verify" -s q -l quiet -d 'Print only problems'

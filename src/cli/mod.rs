@@ -75,6 +75,16 @@ pub enum Command {
     /// Index a directory into the repository (incremental)
     Scan(scan::ScanArgs),
     /// Make DST an exact copy of SRC, moving only missing chunks
+    ///
+    /// Either side may be an SSH origin: host:path, user@host:path or
+    /// ssh://user@host:port/path (a local name with a colon is written ./a:b). ~/.ssh/config
+    /// (Host aliases, HostName, Port, User, IdentityFile), ssh-agent, key files and
+    /// ~/.ssh/known_hosts are honoured; an unknown host key is refused unless
+    /// --accept-new-host-key, a changed one always. When the remote host has musicfs on its
+    /// PATH (or --remote-musicfs names it), `musicfs serve --stdio` runs there and only the
+    /// chunks the destination lacks cross the network; otherwise, or with --sftp, files are
+    /// listed over SFTP and changed ones read whole. A dropped or silent connection is
+    /// retried (--retries, --timeout) and resumes where it stopped.
     Sync(sync::SyncArgs),
     /// Prove repository objects and a directory's files against their snapshot
     Verify(verify::VerifyArgs),
