@@ -113,13 +113,13 @@ fn push_copies_exactly_and_moves_reuse_destination_chunks() {
 
 mod hostile {
     use super::*;
-    use musicfs::id::{ChunkId, TreeId};
+    use musicfs::id::TreeId;
     use musicfs::remote::wire::{read_message, write_message, Message, SourceInfo};
-    use musicfs::snapshot::{ChunkList, ChunkRef, Node, Tree, TreeEntry};
+    use musicfs::snapshot::{ChunkList, Tree};
     use std::os::unix::net::UnixStream;
 
     /// A server that greets, describes `root`, then answers each request with `answer`.
-    fn fake_server(
+    pub(super) fn fake_server(
         root: TreeId,
         answer: impl Fn(Message) -> Vec<Message> + Send + 'static,
     ) -> (Connection, std::thread::JoinHandle<()>) {
@@ -159,7 +159,7 @@ mod hostile {
         (connection, handle)
     }
 
-    fn pull_from(t: &TestRepo, connection: Connection) -> musicfs::error::Result<SyncSummary> {
+    pub(super) fn pull_from(t: &TestRepo, connection: Connection) -> musicfs::error::Result<SyncSummary> {
         let repo = Repository::open(&t.path("local-repo")).unwrap();
         let destination = LocalOrigin::open(&t.path("lib"), true).unwrap();
         pull(
@@ -173,31 +173,7 @@ mod hostile {
         )
     }
 
-    fn one_file_tree(name: &[u8], data: &[u8]) -> (Tree, ChunkList) {
-        let list = ChunkList {
-            format: musicfs::media::Format::Opaque,
-            regions: Vec::new(),
-            chunks: vec![ChunkRef {
-                id: ChunkId::of(data),
-                len: data.len() as u32,
-            }],
-            file_hash: None,
-        };
-        let tree = Tree {
-            entries: vec![TreeEntry {
-                name: name.to_vec(),
-                node: Node::File {
-                    size: data.len() as u64,
-                    mtime_ns: 0,
-                    mode: 0o644,
-                    content: list.content_id(),
-                },
-            }],
-        };
-        (tree, list)
-    }
-
-    fn serve_tree(tree: Tree, list: ChunkList, chunk: Vec<u8>) -> impl Fn(Message) -> Vec<Message> {
+    pub(super) fn serve_tree(tree: Tree, list: ChunkList, chunk: Vec<u8>) -> impl Fn(Message) -> Vec<Message> {
         move |request| match request {
             Message::GetTrees(_) => vec![Message::Trees(vec![tree.encode()])],
             Message::GetContents(_) => vec![Message::Contents(vec![list.encode()])],
@@ -218,7 +194,7 @@ mod hostile {
             &[b'n'; 300],
         ] {
             let t = TestRepo::new();
-            let (tree, list) = one_file_tree(name, b"evil");
+            let (tree, list) = util::one_file_tree(name, b"evil");
             let (connection, server) =
                 fake_server(tree.tree_id(), serve_tree(tree, list, b"evil".to_vec()));
             let err = pull_from(&t, connection).unwrap_err();
@@ -238,7 +214,7 @@ mod hostile {
     #[test]
     fn a_chunk_that_fails_its_hash_is_refused() {
         let t = TestRepo::new();
-        let (tree, list) = one_file_tree(b"song.mp3", b"good");
+        let (tree, list) = util::one_file_tree(b"song.mp3", b"good");
         let (connection, server) =
             fake_server(tree.tree_id(), serve_tree(tree, list, b"evil".to_vec()));
         let err = pull_from(&t, connection).unwrap_err();
@@ -252,13 +228,38 @@ mod hostile {
     #[test]
     fn a_tree_that_does_not_match_its_hash_is_refused() {
         let t = TestRepo::new();
-        let (tree, list) = one_file_tree(b"song.mp3", b"good");
-        let (other, _) = one_file_tree(b"other.mp3", b"good");
+        let (tree, list) = util::one_file_tree(b"song.mp3", b"good");
+        let (other, _) = util::one_file_tree(b"other.mp3", b"good");
         let (connection, server) =
             fake_server(other.tree_id(), serve_tree(tree, list, b"good".to_vec()));
         let err = pull_from(&t, connection).unwrap_err();
         assert!(err.to_string().contains("does not match its hash"), "{err}");
         assert!(!t.path("lib").exists());
+        drop(server);
+    }
+}
+
+mod liveness {
+    use super::hostile::{fake_server, pull_from, serve_tree};
+    use super::*;
+    use musicfs::remote::wire::Message;
+
+    #[test]
+    fn heartbeats_between_answers_are_ignored() {
+        let t = TestRepo::new();
+        let (tree, list) = util::one_file_tree(b"song.mp3", b"good");
+        let answer = serve_tree(tree.clone(), list, b"good".to_vec());
+        let (connection, server) = fake_server(tree.tree_id(), move |request| {
+            let mut replies = vec![Message::Working];
+            for reply in answer(request) {
+                replies.push(reply);
+                replies.push(Message::Working);
+            }
+            replies
+        });
+        let summary = pull_from(&t, connection).unwrap();
+        assert_eq!(summary.errors, 0);
+        assert_eq!(std::fs::read(t.path("lib/song.mp3")).unwrap(), b"good");
         drop(server);
     }
 }

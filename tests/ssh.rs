@@ -413,30 +413,9 @@ fn unknown_host_keys_are_refused_unless_accepted_and_changed_keys_always() {
 /// The frames a hostile remote end sends, whatever it is asked: a greeting, a snapshot whose
 /// one file is named `name`, and that tree.
 fn hostile_frames(name: &[u8]) -> Vec<u8> {
-    use musicfs::id::ChunkId;
     use musicfs::remote::wire::{write_message, Message, SourceInfo, MAGIC, PROTOCOL_VERSION};
-    use musicfs::snapshot::{ChunkList, ChunkRef, Node, Tree, TreeEntry};
     let data = b"hostile";
-    let list = ChunkList {
-        format: musicfs::media::Format::Opaque,
-        regions: Vec::new(),
-        chunks: vec![ChunkRef {
-            id: ChunkId::of(data),
-            len: data.len() as u32,
-        }],
-        file_hash: None,
-    };
-    let tree = Tree {
-        entries: vec![TreeEntry {
-            name: name.to_vec(),
-            node: Node::File {
-                size: data.len() as u64,
-                mtime_ns: 0,
-                mode: 0o644,
-                content: list.content_id(),
-            },
-        }],
-    };
+    let (tree, _) = util::one_file_tree(name, data);
     let mut frames = Vec::new();
     for m in [
         Message::Hello {

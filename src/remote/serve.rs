@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use super::provider::{name_of, provide};
 use super::source::{send, RemoteSource, Requests};
-use super::wire::{check_path, read_message, write_message, Message, PROTOCOL_VERSION};
+use super::wire::{check_path, read_message, write_message, Message, HEARTBEAT, PROTOCOL_VERSION};
 use crate::chunk::Chunker;
 use crate::error::{Error, Result};
 use crate::origin::{LocalOrigin, Origin};
@@ -27,7 +27,27 @@ pub fn serve(
 ) -> Result<()> {
     let input = BufReader::with_capacity(1 << 20, input);
     let output = Arc::new(Mutex::new(BufWriter::with_capacity(1 << 20, output)));
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let heartbeat = {
+        let output = Arc::clone(&output);
+        std::thread::spawn(move || {
+            // Starts after this end's greeting, which `session` sends first.
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                stopped.recv_timeout(HEARTBEAT)
+            {
+                let Ok(mut out) = output.lock() else { return };
+                if write_message(&mut *out, &Message::Working)
+                    .and_then(|()| out.flush())
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        })
+    };
     let result = session(repo, input, &output, chunker);
+    drop(stop);
+    let _ = heartbeat.join();
     if let Err(e) = &result {
         if let Ok(mut out) = output.lock() {
             let _ = write_message(&mut *out, &Message::Failed(e.to_string()));
@@ -166,6 +186,14 @@ impl Write for Shared {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         match self.0.lock() {
             Ok(mut out) => out.write(buf),
+            Err(_) => Err(std::io::Error::other("output writer poisoned")),
+        }
+    }
+
+    /// One lock for the whole buffer, so a frame is never interleaved with another thread's.
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        match self.0.lock() {
+            Ok(mut out) => out.write_all(buf),
             Err(_) => Err(std::io::Error::other("output writer poisoned")),
         }
     }

@@ -120,6 +120,15 @@ impl RemoteSource {
 
     /// The next message; the end of the stream and a `Failed` message are errors.
     pub(crate) fn receive(&mut self) -> Result<Message> {
+        loop {
+            match self.receive_any()? {
+                Message::Working => continue,
+                m => return Ok(m),
+            }
+        }
+    }
+
+    fn receive_any(&mut self) -> Result<Message> {
         match read_message(&mut self.input) {
             Ok(Some(Message::Failed(message))) => Err(Error::Remote {
                 origin: self.origin.clone(),

@@ -106,7 +106,13 @@ pub enum Message {
     Bye,
     /// Either end: it failed and stops; the message says why.
     Failed(String),
+    /// Server: still working (sent every few seconds, so a long scan does not look like a
+    /// dead connection). Ignored wherever it arrives.
+    Working,
 }
+
+/// How often the server says it is still working.
+pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Writes one frame: a little-endian `u32` length, then the postcard-encoded message.
 pub fn write_message(out: &mut dyn Write, message: &Message) -> io::Result<()> {

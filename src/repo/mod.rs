@@ -293,6 +293,21 @@ impl Repository {
         Ok(out)
     }
 
+    /// For each chunk, whether `origin` has a recorded location of it (one read transaction
+    /// for them all).
+    pub fn located(&self, chunks: &[ChunkId], origin: OriginId) -> Result<Vec<bool>> {
+        let read = self.db.begin_read().map_err(|e| self.err(e))?;
+        let locs = read.open_table(CHUNK_LOCS).map_err(|e| self.err(e))?;
+        let mut out = Vec::with_capacity(chunks.len());
+        for chunk in chunks {
+            let mut range = locs
+                .range((chunk.as_bytes(), origin, 0)..=(chunk.as_bytes(), origin, u64::MAX))
+                .map_err(|e| self.err(e))?;
+            out.push(range.next().is_some());
+        }
+        Ok(out)
+    }
+
     /// Every snapshot, oldest first.
     pub fn snapshots(&self) -> Result<Vec<(SnapshotId, SnapshotRecord)>> {
         let read = self.db.begin_read().map_err(|e| self.err(e))?;

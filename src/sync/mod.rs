@@ -314,17 +314,24 @@ pub fn sync_from(
 /// `Apply` will need them, each once.
 fn missing_chunks(repo: &Repository, plan: &SyncPlan, dst: OriginId) -> Result<Vec<ChunkRef>> {
     let mut seen = std::collections::HashSet::new();
-    let mut missing = Vec::new();
+    let mut wanted = Vec::new();
     for step in &plan.files {
         if let Step::Write { content, .. } = step {
             for chunk in repo.content(content)?.chunks {
-                if seen.insert(chunk.id) && repo.chunk_locations(&chunk.id, dst)?.is_empty() {
-                    missing.push(chunk);
+                if seen.insert(chunk.id) {
+                    wanted.push(chunk);
                 }
             }
         }
     }
-    Ok(missing)
+    let ids: Vec<ChunkId> = wanted.iter().map(|c| c.id).collect();
+    let located = repo.located(&ids, dst)?;
+    Ok(wanted
+        .into_iter()
+        .zip(located)
+        .filter(|(_, here)| !here)
+        .map(|(chunk, _)| chunk)
+        .collect())
 }
 
 /// Reads chunk `id` at `offset` of `path` in `origin` into `buf`, keeping the last opened file

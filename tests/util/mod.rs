@@ -729,3 +729,35 @@ pub fn region_chunk_ids(file: &Value, kind: &str) -> Vec<String> {
         })
         .collect()
 }
+
+// --- protocol objects ---------------------------------------------------------------
+
+/// A snapshot tree holding one file named `name` with `data` as its one chunk, and that
+/// file's chunk list (for tests that play a remote end).
+pub fn one_file_tree(
+    name: &[u8],
+    data: &[u8],
+) -> (musicfs::snapshot::Tree, musicfs::snapshot::ChunkList) {
+    use musicfs::snapshot::{ChunkList, ChunkRef, Node, Tree, TreeEntry};
+    let list = ChunkList {
+        format: musicfs::media::Format::Opaque,
+        regions: Vec::new(),
+        chunks: vec![ChunkRef {
+            id: musicfs::id::ChunkId::of(data),
+            len: data.len() as u32,
+        }],
+        file_hash: None,
+    };
+    let tree = Tree {
+        entries: vec![TreeEntry {
+            name: name.to_vec(),
+            node: Node::File {
+                size: data.len() as u64,
+                mtime_ns: 0,
+                mode: 0o644,
+                content: list.content_id(),
+            },
+        }],
+    };
+    (tree, list)
+}
