@@ -143,6 +143,7 @@ pub fn main() -> ExitCode {
     };
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("MUSICFS_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),

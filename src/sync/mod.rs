@@ -472,6 +472,11 @@ impl Apply<'_> {
     /// Runs one step; a failure of one file is reported and the sync goes on.
     fn step(&mut self, step: &Step) -> Result<()> {
         let before = self.summary.bytes_transferred;
+        // A step replaces or removes what is at its paths: a handle kept open on one of them
+        // would read the old file's bytes.
+        if !matches!(step, Step::SetMeta { .. } | Step::CreateDir(_)) {
+            self.open = None;
+        }
         let result = match step {
             Step::Remove { path, .. } => self.destination.remove(path),
             Step::CreateDir(path) => self.destination.create_dir(path),
