@@ -539,3 +539,6 @@ pub fn bytes_to_transfer(
     }
     Ok(bytes)
 }
+
+#[cfg(test)]
+mod tests;

@@ -320,9 +320,7 @@ pub fn parse_time(s: &str) -> Option<i64> {
     }
     let days = days_from_civil(year, month, day);
     if b.len() == 10 {
-        return (days * 86_400 + 86_399)
-            .checked_mul(1_000_000_000)?
-            .checked_add(999_999_999);
+        return Some(to_ns(days * 86_400 + 86_399, 999_999_999));
     }
     if !matches!(b.get(10), Some(b'T' | b't' | b' ')) || b.get(13) != Some(&b':') {
         return None;
@@ -377,7 +375,13 @@ pub fn parse_time(s: &str) -> Option<i64> {
     };
     // A leap second counts as the last second of its minute.
     let secs = days * 86_400 + hour * 3600 + minute * 60 + second.min(59) - offset;
-    secs.checked_mul(1_000_000_000)?.checked_add(nanos)
+    Some(to_ns(secs, nanos))
+}
+
+/// Nanoseconds of a time in seconds; times past 2262 (the end of an `i64` of nanoseconds)
+/// are the latest time there is, which every snapshot precedes.
+fn to_ns(secs: i64, nanos: i64) -> i64 {
+    secs.saturating_mul(1_000_000_000).saturating_add(nanos)
 }
 
 fn days_in_month(year: i64, month: i64) -> i64 {
