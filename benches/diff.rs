@@ -9,7 +9,7 @@
 //! - `diff/100_changes+bytes`: the same, plus `bytes_to_transfer` without a destination.
 //!
 //! Run: `cargo bench --bench diff`. Under `cargo test --all-targets` criterion runs each bench
-//! once as a smoke test, on 10 × 100 tracks.
+//! once as a smoke test, on 25 × 40 tracks.
 
 use std::hint::black_box;
 
@@ -25,7 +25,7 @@ fn sizes() -> (usize, usize) {
     if std::env::args().any(|a| a == "--bench") && !std::env::args().any(|a| a == "--test") {
         (100, 1000)
     } else {
-        (10, 100)
+        (25, 40)
     }
 }
 
