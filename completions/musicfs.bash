@@ -19,6 +19,9 @@ _musicfs() {
             musicfs,completions)
                 cmd="musicfs__subcmd__completions"
                 ;;
+            musicfs,diff)
+                cmd="musicfs__subcmd__diff"
+                ;;
             musicfs,help)
                 cmd="musicfs__subcmd__help"
                 ;;
@@ -42,6 +45,9 @@ _musicfs() {
                 ;;
             musicfs__subcmd__help,completions)
                 cmd="musicfs__subcmd__help__subcmd__completions"
+                ;;
+            musicfs__subcmd__help,diff)
+                cmd="musicfs__subcmd__help__subcmd__diff"
                 ;;
             musicfs__subcmd__help,help)
                 cmd="musicfs__subcmd__help__subcmd__help"
@@ -71,7 +77,7 @@ _musicfs() {
 
     case "${cmd}" in
         musicfs)
-            opts="-q -v -h -V --repo --json --quiet --verbose --help --version scan sync verify snapshots inspect serve completions help"
+            opts="-q -v -h -V --repo --json --quiet --verbose --help --version scan sync verify diff snapshots inspect serve completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -106,8 +112,26 @@ _musicfs() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        musicfs__subcmd__diff)
+            opts="-q -v -h --name-only --stat --repo --json --quiet --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --repo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         musicfs__subcmd__help)
-            opts="scan sync verify snapshots inspect serve completions help"
+            opts="scan sync verify diff snapshots inspect serve completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -121,6 +145,20 @@ _musicfs() {
             return 0
             ;;
         musicfs__subcmd__help__subcmd__completions)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        musicfs__subcmd__help__subcmd__diff)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod chunk;
+pub mod diff;
 pub mod error;
 pub mod id;
 pub mod inspect;

@@ -159,7 +159,10 @@ mod hostile {
         (connection, handle)
     }
 
-    pub(super) fn pull_from(t: &TestRepo, connection: Connection) -> musicfs::error::Result<SyncSummary> {
+    pub(super) fn pull_from(
+        t: &TestRepo,
+        connection: Connection,
+    ) -> musicfs::error::Result<SyncSummary> {
         let repo = Repository::open(&t.path("local-repo")).unwrap();
         let destination = LocalOrigin::open(&t.path("lib"), true).unwrap();
         pull(
@@ -173,7 +176,11 @@ mod hostile {
         )
     }
 
-    pub(super) fn serve_tree(tree: Tree, list: ChunkList, chunk: Vec<u8>) -> impl Fn(Message) -> Vec<Message> {
+    pub(super) fn serve_tree(
+        tree: Tree,
+        list: ChunkList,
+        chunk: Vec<u8>,
+    ) -> impl Fn(Message) -> Vec<Message> {
         move |request| match request {
             Message::GetTrees(_) => vec![Message::Trees(vec![tree.encode()])],
             Message::GetContents(_) => vec![Message::Contents(vec![list.encode()])],

@@ -1,5 +1,6 @@
 //! The command line: parsing and printing only; the work is in the library.
 
+mod diff;
 mod inspect;
 mod scan;
 mod serve;
@@ -88,6 +89,34 @@ pub enum Command {
     Sync(sync::SyncArgs),
     /// Prove repository objects and a directory's files against their snapshot
     Verify(verify::VerifyArgs),
+    /// Show what changed between two snapshots, in files and in tags
+    ///
+    /// Reports what `musicfs sync A B` would change at B to make it equal A: A is the new side,
+    /// B the old one. With A alone, compares A with the snapshot of its origin taken before
+    /// it (for a directory: its last snapshot before this scan). Each operand is a local
+    /// directory (scanned incrementally first, which records a snapshot), a snapshot id or a
+    /// unique prefix of 8 or more hex digits (as `musicfs snapshots` prints them), or
+    /// ORIGIN@TIME: the latest snapshot of ORIGIN (a directory, or an origin name as recorded)
+    /// at or before TIME (RFC 3339, such as 2026-11-24T20:00:00Z, or a date, meaning the end
+    /// of that day, UTC). SSH origins are not operands.
+    ///
+    /// Classes: added, removed (a path on one side only); modified (audio changed, or content
+    /// changed where no audio hash is known; a symlink's new target); tags (same audio, tag
+    /// fields differ, shown as field: before → after; reported when pictures changed too);
+    /// art (same audio and tags, embedded pictures changed); moved (content, or audio when
+    /// retagged too, now at a new path; with the old path, and the tag fields when retagged);
+    /// type (a file became a directory or symlink, or the other way). Mode or mtime changes
+    /// alone are not reported. A new or removed directory is listed file by file.
+    ///
+    /// Output: changes grouped by directory, then a summary line with the counts and the
+    /// bytes a sync from A to B would move; --stat prints counts per directory; --name-only
+    /// the paths alone (no summary); --json one object per change ({"type": class, "path",
+    /// "from" for moves, "fields": [{"field", "before", "after"}] for tag changes}) and a last
+    /// {"type": "summary", "counts", "changes", "bytes_to_transfer"}.
+    ///
+    /// Exit status: 0 no differences, 1 differences, 2 error (or a file a scan could not
+    /// read: the comparison is incomplete).
+    Diff(diff::DiffArgs),
     /// List snapshots
     Snapshots,
     /// Show a file's container, regions, chunks, audio hash and tags
@@ -189,6 +218,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Scan(args) => scan::run(&cli.global, args),
         Command::Sync(args) => sync::run(&cli.global, args),
         Command::Verify(args) => verify::run(&cli.global, args),
+        Command::Diff(args) => diff::run(&cli.global, args),
         Command::Snapshots => snapshots::run(&cli.global),
         Command::Inspect(args) => inspect::run(&cli.global, args),
         Command::Serve(args) => serve::run(&cli.global, args),

@@ -195,6 +195,14 @@ impl Repository {
         Ok(id)
     }
 
+    /// The id of an origin the repository knows, without registering it.
+    pub fn find_origin(&self, url: &str) -> Result<Option<OriginId>> {
+        let read = self.db.begin_read().map_err(|e| self.err(e))?;
+        let origins = read.open_table(ORIGINS).map_err(|e| self.err(e))?;
+        let found = origins.get(url).map_err(|e| self.err(e))?;
+        Ok(found.map(|id| id.value()))
+    }
+
     /// Every file the last scan of `origin` recorded, sorted by path.
     pub fn scan_state(&self, origin: OriginId) -> Result<Vec<(Vec<u8>, ScanEntry)>> {
         let read = self.db.begin_read().map_err(|e| self.err(e))?;

@@ -1,0 +1,151 @@
+use std::ffi::OsString;
+
+use anyhow::Context;
+use clap::Args;
+use serde::Serialize;
+
+use super::{exit, human, print_summary, GlobalArgs};
+use crate::chunk::FastCdc;
+use crate::diff::{self, text, Change, ChangeKind, Counts, EntryKind, FieldChange, Operand};
+use crate::report::{display_path, print_json, Event, JsonSink, Sink};
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The new side: a directory, a snapshot id (or a unique prefix of 8 or more hex digits),
+    /// or ORIGIN@TIME
+    #[arg(value_name = "A")]
+    pub a: OsString,
+    /// The old side, which `musicfs sync A B` would change [default: the snapshot of A's
+    /// origin taken before A]
+    #[arg(value_name = "B")]
+    pub b: Option<OsString>,
+    /// Print only the changed paths, one per line (A's path; B's for a removed file)
+    #[arg(long, conflicts_with = "stat")]
+    pub name_only: bool,
+    /// Print the counts per directory and class, then the summary
+    #[arg(long)]
+    pub stat: bool,
+}
+
+/// One change as a JSON line.
+#[derive(Serialize)]
+struct ChangeLine<'a> {
+    #[serde(rename = "type")]
+    kind: ChangeKind,
+    path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fields: Option<&'a [FieldChange]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    before: Option<EntryKind>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    after: Option<EntryKind>,
+}
+
+impl<'a> ChangeLine<'a> {
+    fn of(change: &'a Change) -> Self {
+        ChangeLine {
+            kind: change.kind,
+            path: display_path(&change.path),
+            from: change.from.as_deref().map(display_path),
+            fields: change.fields.as_deref(),
+            before: change.kinds.map(|k| k.0),
+            after: change.kinds.map(|k| k.1),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Summary {
+    counts: Counts,
+    changes: u64,
+    bytes_to_transfer: u64,
+}
+
+/// With `--json`, scans report only their problems: the output is the changes.
+struct ProblemsOnly;
+
+impl Sink for ProblemsOnly {
+    fn event(&self, event: &Event) {
+        if matches!(event, Event::Problem { .. }) {
+            JsonSink.event(event);
+        }
+    }
+}
+
+pub fn run(global: &GlobalArgs, args: &DiffArgs) -> anyhow::Result<u8> {
+    let a = Operand::parse(&args.a)?;
+    let b = args.b.as_deref().map(Operand::parse).transpose()?;
+    let repo = global.open_repo()?;
+    let sink: Box<dyn Sink> = if global.json {
+        Box::new(ProblemsOnly)
+    } else {
+        global.sink()
+    };
+    let label = match &args.b {
+        Some(b) => format!(
+            "comparing {} with {}",
+            args.a.to_string_lossy(),
+            b.to_string_lossy()
+        ),
+        None => format!(
+            "comparing {} with its previous snapshot",
+            args.a.to_string_lossy()
+        ),
+    };
+    let resolved = diff::resolve(&repo, &a, b.as_ref(), &FastCdc::default(), sink.as_ref());
+    sink.finish();
+    let (new, old) = resolved.with_context(|| label.clone())?;
+    let mut changes = diff::diff_trees(&repo, new.root, old.root).with_context(|| label.clone())?;
+    // A file A's scan could not read is missing from its snapshot, not removed: the scan
+    // reported it, and a sync would leave it alone.
+    changes.retain(|c| c.kind != ChangeKind::Removed || !under_any(&c.path, &new.unreadable));
+    let bytes = diff::bytes_to_transfer(&repo, new.root, old.root, old.located, &changes)
+        .with_context(|| label.clone())?;
+    let counts = Counts::of(&changes);
+    if global.json {
+        for change in &changes {
+            print_json(&ChangeLine::of(change));
+        }
+        print_summary(&Summary {
+            counts,
+            changes: counts.total(),
+            bytes_to_transfer: bytes,
+        })?;
+    } else if args.name_only {
+        for change in &changes {
+            println!("{}", display_path(&change.path));
+        }
+    } else if !global.quiet {
+        let lines = if args.stat {
+            text::stat(&changes)
+        } else {
+            text::grouped(&changes)
+        };
+        for line in lines {
+            println!("{line}");
+        }
+        println!(
+            "{}; {} to transfer",
+            text::counts_summary(&counts),
+            human(bytes)
+        );
+    }
+    Ok(
+        if !new.unreadable.is_empty() || !old.unreadable.is_empty() {
+            exit::USAGE
+        } else if counts.total() > 0 {
+            exit::DIFFERENCES
+        } else {
+            exit::OK
+        },
+    )
+}
+
+fn under_any(path: &[u8], roots: &[Vec<u8>]) -> bool {
+    let path = path.strip_suffix(b"/").unwrap_or(path);
+    roots
+        .iter()
+        .any(|r| path == r.as_slice() || (path.starts_with(r) && path.get(r.len()) == Some(&b'/')))
+}
