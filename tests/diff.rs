@@ -70,7 +70,7 @@ impl DiffOutput {
     fn classes(&self) -> BTreeSet<(String, String)> {
         self.changes
             .iter()
-            .map(|c| (str_of(c, "type"), str_of(c, "path")))
+            .map(|c| (str_of(c, "type"), path_of(c)))
             .collect()
     }
 
@@ -98,7 +98,7 @@ impl DiffOutput {
 
     /// The one change line for `path`.
     fn change(&self, path: &str) -> &Value {
-        let found: Vec<&Value> = self.changes.iter().filter(|c| c["path"] == path).collect();
+        let found: Vec<&Value> = self.changes.iter().filter(|c| path_of(c) == path).collect();
         assert_eq!(
             found.len(),
             1,
@@ -117,6 +117,11 @@ impl DiffOutput {
             .collect::<Vec<_>>()
             .join("\n")
     }
+}
+
+/// A change's path, without the `/` that marks a directory.
+fn path_of(change: &Value) -> String {
+    str_of(change, "path").trim_end_matches('/').to_string()
 }
 
 fn str_of(v: &Value, key: &str) -> String {
@@ -589,15 +594,39 @@ fn moves_name_their_origin() {
     );
 }
 
+/// One file copied to two new places and its old path gone: one of them is the move, the
+/// other a new file; neither needs data.
+#[test]
+fn a_file_moved_and_copied_is_one_move() {
+    const FIRST: &str = "Riff Raff/Chunks/01 Static.mp3";
+    const SECOND: &str = "MP4 Quartet/Containers/01 Static.mp3";
+    let m = Mirror::new();
+    fs::copy(m.s(STATIC), m.s(FIRST)).unwrap();
+    mv(&m.s(STATIC), &m.s(SECOND));
+    let d = m.diff();
+    let moved = d
+        .changes
+        .iter()
+        .find(|c| c["type"] == "moved")
+        .unwrap_or_else(|| panic!("no move\n{}", d.dump()));
+    assert_eq!(moved["from"], STATIC, "{moved}");
+    let moved_to = path_of(moved);
+    let copy = if moved_to == FIRST { SECOND } else { FIRST };
+    d.assert_changes(&[("moved", &moved_to), ("added", copy)]);
+    assert_eq!(d.bytes_to_transfer(), 0, "{}", d.dump());
+}
+
 #[test]
 fn added_and_removed_swap_with_the_operands() {
     const NEW: &str = "Riff Raff/Chunks/02 New Tone.flac";
+    const EMPTY: &str = "Riff Raff/Outtakes";
     let m = Mirror::new();
     new_flac(&m.s(NEW), "New Tone");
+    fs::create_dir(m.s(EMPTY)).unwrap();
     fs::remove_file(m.s(PLAIN)).unwrap();
 
     let d = m.diff();
-    d.assert_changes(&[("added", NEW), ("removed", PLAIN)]);
+    d.assert_changes(&[("added", NEW), ("added", EMPTY), ("removed", PLAIN)]);
     let new_len = fs::metadata(m.s(NEW)).unwrap().len();
     assert!(
         d.bytes_to_transfer() > 0 && d.bytes_to_transfer() <= new_len,
@@ -606,34 +635,50 @@ fn added_and_removed_swap_with_the_operands() {
     );
 
     let reverse = diff(&m.t, [&m.dst, &m.src]);
-    reverse.assert_changes(&[("removed", NEW), ("added", PLAIN)]);
+    reverse.assert_changes(&[("removed", NEW), ("removed", EMPTY), ("added", PLAIN)]);
 }
 
-/// A file replaced by a directory of the same name, and one by a symlink.
+/// A file replaced by a directory of the same name and one by a symlink; a directory by a
+/// file (what it held goes with it) and one by a symlink.
 #[test]
 fn kind_changes_are_type() {
-    let m = Mirror::new();
+    const EMPTY: &str = "Riff Raff/Outtakes";
+    let m = Mirror::with(|src| fs::create_dir(src.join(EMPTY)).unwrap());
     fs::remove_file(m.s(COVER_JPG)).unwrap();
     fs::create_dir(m.s(COVER_JPG)).unwrap();
     fs::remove_file(m.s(DUSK)).unwrap();
     symlink("01 Dawn.mp3", m.s(DUSK)).unwrap();
+    let chunks = parent_of(WAV);
+    fs::remove_dir_all(m.s(chunks)).unwrap();
+    fs::write(m.s(chunks), "not a folder any more\n").unwrap();
+    fs::remove_dir(m.s(EMPTY)).unwrap();
+    symlink("../MP4 Quartet", m.s(EMPTY)).unwrap();
 
+    let kinds = [
+        (COVER_JPG, "file", "directory"),
+        (DUSK, "file", "symlink"),
+        (chunks, "directory", "file"),
+        (EMPTY, "directory", "symlink"),
+    ];
+    let expected: Vec<(&str, &str)> = kinds.iter().map(|k| ("type", k.0)).collect();
     let d = m.diff();
-    d.assert_changes(&[("type", COVER_JPG), ("type", DUSK)]);
-    // The implementation names both kinds; check them when it does.
-    for (path, before, after) in [(COVER_JPG, "file", "directory"), (DUSK, "file", "symlink")] {
-        let c = d.change(path);
-        if c.get("before").is_some() || c.get("after").is_some() {
-            assert_eq!(
-                (&c["before"], &c["after"]),
-                (&before.into(), &after.into()),
-                "{c}"
-            );
-        }
-    }
-
+    d.assert_changes(&expected);
     let reverse = diff(&m.t, [&m.dst, &m.src]);
-    reverse.assert_changes(&[("type", COVER_JPG), ("type", DUSK)]);
+    reverse.assert_changes(&expected);
+    for (path, before, after) in kinds {
+        let c = d.change(path);
+        assert_eq!(
+            (&c["before"], &c["after"]),
+            (&before.into(), &after.into()),
+            "{c}"
+        );
+        let c = reverse.change(path);
+        assert_eq!(
+            (&c["before"], &c["after"]),
+            (&after.into(), &before.into()),
+            "{c}"
+        );
+    }
 }
 
 #[test]
