@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 
 use musicfs::chunk::FastCdc;
 use musicfs::origin::LocalOrigin;
-use musicfs::remote::{pull, push, Connection};
+use musicfs::remote::{pull, push, Connection, Resume};
 use musicfs::repo::Repository;
 use musicfs::report::NullSink;
 use musicfs::sync::{SyncOptions, SyncSummary};
@@ -48,6 +48,7 @@ fn run_pull(t: &TestRepo, src: &std::path::Path, dst: &std::path::Path) -> SyncS
             ..SyncOptions::default()
         },
         &NullSink,
+        &mut Resume::default(),
     )
     .unwrap();
     assert!(child.wait().unwrap().success());
@@ -173,6 +174,7 @@ mod hostile {
             &FastCdc::default(),
             SyncOptions::default(),
             &NullSink,
+            &mut Resume::default(),
         )
     }
 

@@ -225,6 +225,27 @@ impl CountingProxy {
         CountingProxy { port, bytes }
     }
 
+    /// A proxy in front of `sshd`, with the `nas` alias of its client home pointed at it.
+    fn in_front_of(sshd: &Sshd) -> CountingProxy {
+        let proxy = CountingProxy::start(sshd.port());
+        let config = sshd.home().join(".ssh/config");
+        let text = std::fs::read_to_string(&config).unwrap();
+        std::fs::write(
+            &config,
+            text.replace(
+                &format!("Port {}", sshd.port()),
+                &format!("Port {}", proxy.port),
+            ),
+        )
+        .unwrap();
+        let line = sshd.known_hosts_line().replace(
+            &format!("[127.0.0.1]:{}", sshd.port()),
+            &format!("[127.0.0.1]:{}", proxy.port),
+        );
+        std::fs::write(sshd.home().join(".ssh/known_hosts"), format!("{line}\n")).unwrap();
+        proxy
+    }
+
     /// Bytes forwarded since the last call, once every connection has gone quiet.
     fn take(&self) -> u64 {
         let mut last = self.bytes.load(Ordering::SeqCst);
@@ -243,24 +264,9 @@ impl CountingProxy {
 fn a_sync_where_nothing_changed_costs_at_most_4_kib_beyond_the_ssh_setup() {
     let t = TestRepo::new();
     let sshd = sshd_with_agent(&t.path("remote-repo"));
-    let proxy = CountingProxy::start(sshd.port());
-    // Point the `nas` alias at the proxy.
+    let proxy = CountingProxy::in_front_of(&sshd);
     let config = sshd.home().join(".ssh/config");
-    let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(
-        &config,
-        text.replace(
-            &format!("Port {}", sshd.port()),
-            &format!("Port {}", proxy.port),
-        ),
-    )
-    .unwrap();
     let known = sshd.home().join(".ssh/known_hosts");
-    let line = sshd.known_hosts_line().replace(
-        &format!("[127.0.0.1]:{}", sshd.port()),
-        &format!("[127.0.0.1]:{}", proxy.port),
-    );
-    std::fs::write(&known, format!("{line}\n")).unwrap();
 
     let music = t.mkdir("music");
     util::genlib_create(&music, 300, 7, 64 * 1024);
@@ -460,4 +466,63 @@ fn a_remote_that_sends_hostile_paths_is_refused_and_nothing_is_written() {
         assert!(stderr.contains("refused"), "{name:?}: {stderr}");
         assert!(!lib.exists(), "{name:?}: the destination was created");
     }
+}
+
+#[test]
+fn a_dropped_connection_is_retried_without_resending_what_arrived() {
+    let t = TestRepo::new();
+    let mut sshd = sshd_with_agent(&t.path("remote-repo"));
+    let proxy = CountingProxy::in_front_of(&sshd);
+    let music = t.mkdir("music");
+    util::genlib_create(&music, 60, 13, 4 << 20);
+    let total = util::tree_bytes(&music);
+    // The bytes of an uninterrupted sync, with a repository of its own.
+    let clean = t.path("clean");
+    let mut cmd = Musicfs::new(&t.path("clean-repo"), &sshd.home());
+    cmd.args(["sync", &remote(&music), clean.to_str().unwrap()]);
+    cmd.assert_exit(0);
+    let uninterrupted = proxy.take();
+    let lib = t.path("lib");
+    let mut cmd = musicfs(&t, &sshd);
+    cmd.json().args([
+        "sync",
+        "--retries",
+        "4",
+        &remote(&music),
+        lib.to_str().unwrap(),
+    ]);
+    let mut child = cmd.spawn();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while finished_files(&lib) < 5 {
+        assert!(Instant::now() < deadline, "no file arrived in 60 s");
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the sync ended before the connection dropped: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Drop every connection, then serve again at once: the sync retries after its backoff.
+    sshd.restart();
+    let status = util::wait_timeout(&mut child, Duration::from_secs(120))
+        .expect("the sync did not finish after the retry");
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(
+        stderr.contains("retrying"),
+        "no retry was reported: {stderr}"
+    );
+    assert_trees_equal(&music, &lib);
+    // The two connections together carried about what one uninterrupted sync carries: the
+    // chunks that arrived before the drop were not asked for again.
+    let wire = proxy.take();
+    eprintln!("library {total} B; uninterrupted {uninterrupted} B; interrupted {wire} B");
+    assert!(
+        wire < uninterrupted + (1 << 20),
+        "{wire} B on the wire; an uninterrupted sync takes {uninterrupted} B"
+    );
 }

@@ -4,7 +4,7 @@
 use std::io::{BufReader, Read, Write};
 
 use super::provider::{provide, Ended};
-use super::source::{send, RemoteSource, Requests};
+use super::source::{send, RemoteSource, Requests, Resume};
 use super::wire::{read_message, Message, SourceInfo, MAGIC, PROTOCOL_VERSION};
 use crate::chunk::Chunker;
 use crate::error::{Error, Result};
@@ -60,7 +60,10 @@ fn greeting(origin: &str, input: &mut dyn Read) -> Result<()> {
     }
 }
 
-/// Makes `destination` a copy of the server's directory `remote_path`.
+/// Makes `destination` a copy of the server's directory `remote_path`. `resume` carries the
+/// chunks received lately from one attempt to the next: a retry after a dropped connection
+/// does not ask for them again.
+#[allow(clippy::too_many_arguments)]
 pub fn pull(
     repo: &Repository,
     connection: Connection,
@@ -69,6 +72,7 @@ pub fn pull(
     chunker: &dyn Chunker,
     options: SyncOptions,
     sink: &dyn Sink,
+    resume: &mut Resume,
 ) -> Result<SyncSummary> {
     let Connection {
         input,
@@ -93,8 +97,16 @@ pub fn pull(
     .map_err(lost)?;
     let mut input = BufReader::with_capacity(1 << 20, input);
     greeting(&origin, &mut input)?;
-    let mut source = RemoteSource::new(&origin, Box::new(input), requests.clone(), None);
-    let summary = sync_from(repo, &mut source, destination, chunker, options, sink)?;
+    let mut source = RemoteSource::new(
+        &origin,
+        Box::new(input),
+        requests.clone(),
+        None,
+        std::mem::take(resume),
+    );
+    let result = sync_from(repo, &mut source, destination, chunker, options, sink);
+    *resume = source.into_resume();
+    let summary = result?;
     // The server may already be gone; the sync is complete either way.
     let _ = send(&requests, &[Message::Bye]);
     Ok(summary)

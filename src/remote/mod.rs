@@ -16,5 +16,5 @@ pub mod wire;
 
 pub use client::{pull, push, Connection};
 pub use serve::serve;
-pub use source::RemoteSource;
+pub use source::{RemoteSource, Resume};
 pub use ssh::{sync_remote, Direction, RemoteOptions};

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use super::provider::{name_of, provide};
-use super::source::{send, RemoteSource, Requests};
+use super::source::{send, RemoteSource, Requests, Resume};
 use super::wire::{check_path, read_message, write_message, Message, HEARTBEAT, PROTOCOL_VERSION};
 use crate::chunk::Chunker;
 use crate::error::{Error, Result};
@@ -155,7 +155,13 @@ fn session(
             let destination = LocalOrigin::open(&directory(&path), true)?;
             let requests = Requests::new(Box::new(Shared(Arc::clone(output))));
             let input: Box<dyn Read + Send> = Box::new(input);
-            let mut remote = RemoteSource::new(PEER, input, Arc::clone(&requests), Some(source));
+            let mut remote = RemoteSource::new(
+                PEER,
+                input,
+                Arc::clone(&requests),
+                Some(source),
+                Resume::default(),
+            );
             let sink = Forward(Arc::clone(&requests));
             let summary = sync_from(
                 repo,

@@ -26,6 +26,42 @@ const BATCH_BYTES: u64 = 4 << 20;
 /// Objects per tree or chunk-list request, at most.
 const BATCH_OBJECTS: usize = 2048;
 
+/// Bytes of the most recently received chunks kept for a retry, at most.
+const KEPT_BYTES: u64 = 32 << 20;
+
+/// The chunks most recently received from a source, kept so that a retry after a dropped
+/// connection does not ask for them again: the chunks of the file that was being written when
+/// the connection dropped (every finished file is recorded at the destination already).
+#[derive(Default)]
+pub struct Resume {
+    chunks: HashMap<ChunkId, Vec<u8>>,
+    order: VecDeque<ChunkId>,
+    bytes: u64,
+}
+
+impl Resume {
+    fn keep(&mut self, id: ChunkId, data: &[u8]) {
+        if self.chunks.contains_key(&id) || data.len() as u64 > KEPT_BYTES {
+            return;
+        }
+        while self.bytes + data.len() as u64 > KEPT_BYTES {
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(gone) = self.chunks.remove(&old) {
+                self.bytes -= gone.len() as u64;
+            }
+        }
+        self.bytes += data.len() as u64;
+        self.order.push_back(id);
+        self.chunks.insert(id, data.to_vec());
+    }
+
+    fn get(&self, id: &ChunkId) -> Option<&Vec<u8>> {
+        self.chunks.get(id)
+    }
+}
+
 /// The writing half of a connection, with the chunks requested in the order they were.
 pub(crate) struct Requests {
     out: Box<dyn Write + Send>,
@@ -78,6 +114,8 @@ pub struct RemoteSource {
     unavailable: HashSet<ChunkId>,
     /// Tells the request feeder how many bytes arrived.
     arrived: Option<mpsc::Sender<u64>>,
+    /// Chunks received lately, by this connection or by the one before it.
+    resume: Resume,
 }
 
 impl RemoteSource {
@@ -87,6 +125,7 @@ impl RemoteSource {
         input: Box<dyn Read + Send>,
         requests: Arc<Mutex<Requests>>,
         info: Option<SourceInfo>,
+        resume: Resume,
     ) -> RemoteSource {
         RemoteSource {
             origin: origin.to_string(),
@@ -97,7 +136,13 @@ impl RemoteSource {
             pending: HashSet::new(),
             unavailable: HashSet::new(),
             arrived: None,
+            resume,
         }
+    }
+
+    /// The chunks received lately, for the next attempt.
+    pub(crate) fn into_resume(self) -> Resume {
+        self.resume
     }
 
     fn protocol(&self, message: impl Into<String>) -> Error {
@@ -251,6 +296,7 @@ impl RemoteSource {
                         front.id.short()
                     )));
                 }
+                self.resume.keep(front.id, &data);
                 Ok((front, Some(data)))
             }
             Message::NoChunk => Ok((front, None)),
@@ -293,6 +339,12 @@ impl ChunkSource for RemoteSource {
     }
 
     fn expect(&mut self, chunks: &[ChunkRef]) -> Result<()> {
+        // What the previous connection delivered is not asked for again.
+        let chunks: Vec<ChunkRef> = chunks
+            .iter()
+            .filter(|c| self.resume.get(&c.id).is_none())
+            .copied()
+            .collect();
         if chunks.is_empty() {
             return Ok(());
         }
@@ -300,7 +352,6 @@ impl ChunkSource for RemoteSource {
         let (arrived, window) = mpsc::channel::<u64>();
         self.arrived = Some(arrived);
         let requests = Arc::clone(&self.requests);
-        let chunks = chunks.to_vec();
         // Keeps up to WINDOW bytes requested ahead of what has arrived.
         std::thread::spawn(move || {
             let mut in_flight = 0u64;
@@ -346,6 +397,12 @@ impl ChunkSource for RemoteSource {
         if let Some(data) = self.stash.remove(&chunk.id) {
             buf.copy_from_slice(&data);
             return Ok(true);
+        }
+        if let Some(data) = self.resume.get(&chunk.id) {
+            if data.len() == buf.len() {
+                buf.copy_from_slice(data);
+                return Ok(true);
+            }
         }
         if self.unavailable.contains(&chunk.id) {
             return Ok(false);

@@ -16,6 +16,7 @@ use crate::report::Sink;
 use crate::sync::{sync, SyncOptions, SyncSummary};
 
 use super::client::{pull, push, Connection};
+use super::source::Resume;
 
 /// How to reach and talk to the remote end.
 #[derive(Clone, Debug, Default)]
@@ -51,6 +52,7 @@ pub fn sync_remote(
     sink: &dyn Sink,
 ) -> Result<SyncSummary> {
     let mut attempt = 0;
+    let mut resume = Resume::default();
     loop {
         match sync_once(
             repo,
@@ -60,6 +62,7 @@ pub fn sync_remote(
             options,
             remote_options,
             sink,
+            &mut resume,
         ) {
             Err(e) if e.is_transient() && attempt < remote_options.retries => {
                 let delay = backoff(attempt);
@@ -89,6 +92,7 @@ fn backoff(attempt: u32) -> Duration {
     base.mul_f64(1.0 + jitter)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn sync_once(
     repo: &Repository,
     remote: &SshSpec,
@@ -97,6 +101,7 @@ fn sync_once(
     options: SyncOptions,
     remote_options: &RemoteOptions,
     sink: &dyn Sink,
+    resume: &mut Resume,
 ) -> Result<SyncSummary> {
     let session = SshSession::connect(remote, &remote_options.ssh)?;
     let origin = format!(
@@ -124,6 +129,7 @@ fn sync_once(
                 chunker,
                 options,
                 sink,
+                resume,
             ),
             Direction::Push(source) => push(
                 repo,
