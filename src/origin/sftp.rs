@@ -49,6 +49,15 @@ pub struct SftpOrigin {
     spool: Option<Spool>,
 }
 
+impl std::fmt::Debug for SftpOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SftpOrigin")
+            .field("url", &self.url)
+            .field("spool", &self.spool.as_ref().map(|s| &s.dir))
+            .finish_non_exhaustive()
+    }
+}
+
 /// The entries of a directory still to visit, sorted.
 type Listing = std::vec::IntoIter<(Vec<u8>, SftpStat)>;
 
