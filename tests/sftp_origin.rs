@@ -21,7 +21,7 @@ use musicfs::origin::{
 use musicfs::repo::Repository;
 use musicfs::report::NullSink;
 use musicfs::scan::{scan, ScanOptions};
-use musicfs::sync::{sync, SyncOptions};
+use musicfs::sync::{sync, SyncOptions, SyncSummary};
 use support::sshd::{Sshd, SshdOptions};
 use util::{copy_tree, fixtures_audio, tree_diff, TreeCmp};
 
@@ -148,6 +148,24 @@ fn walk_lines(origin: &dyn Origin) -> Vec<String> {
         })
     });
     lines
+}
+
+/// A default sync with the repository's chunker.
+fn run_sync(
+    repo: &Repository,
+    source: &dyn Origin,
+    destination: &dyn WritableOrigin,
+) -> SyncSummary {
+    let chunker = FastCdc::default();
+    sync(
+        repo,
+        source,
+        destination,
+        &chunker,
+        SyncOptions::default(),
+        &NullSink,
+    )
+    .unwrap()
 }
 
 fn scratch() -> tempfile::TempDir {
@@ -520,20 +538,25 @@ fn sync_pushes_a_local_tree_to_the_server() {
     let repo = Repository::open(&t.path().join("repo")).unwrap();
     let local = LocalOrigin::open(&src, false).unwrap();
     let remote = server.origin(&dst, true);
-    let chunker = FastCdc::default();
 
-    let summary = sync(
-        &repo,
-        &local,
-        &remote,
-        &chunker,
-        SyncOptions::default(),
-        &NullSink,
-    )
-    .unwrap();
+    // A source mtime finer than SFTP's seconds.
+    let fine = src.join("MP4 Quartet/Containers/01 Plain.m4a");
+    fs::File::open(&fine)
+        .unwrap()
+        .set_modified(UNIX_EPOCH + Duration::new(1_600_000_000, 123_456_789))
+        .unwrap();
+
+    let summary = run_sync(&repo, &local, &remote);
     assert_eq!(summary.errors, 0, "{summary:?}");
     assert!(summary.files_changed > 0);
     assert_same_tree(&src, &dst);
+    // Nothing changed: nothing is written, not even the file whose mtime SFTP truncated.
+    let again = run_sync(&repo, &local, &remote);
+    assert_eq!(
+        (again.errors, again.files_changed, again.bytes_transferred),
+        (0, 0, 0),
+        "{again:?}"
+    );
 
     // A change travels; nothing else is written.
     let changed = src.join("Lossless Ensemble/Waveforms/01 Pure Sine.flac");
@@ -542,15 +565,7 @@ fn sync_pushes_a_local_tree_to_the_server() {
     bytes[last] ^= 0xff;
     fs::write(&changed, bytes).unwrap();
     set_mtime_secs(&changed, 1_700_000_000);
-    let summary = sync(
-        &repo,
-        &local,
-        &remote,
-        &chunker,
-        SyncOptions::default(),
-        &NullSink,
-    )
-    .unwrap();
+    let summary = run_sync(&repo, &local, &remote);
     assert_eq!(
         (summary.errors, summary.files_changed),
         (0, 1),
@@ -572,28 +587,11 @@ fn sync_pulls_a_tree_from_the_server() {
         .origin(&src, false)
         .with_spool(t.path().join("spool"));
     let local = LocalOrigin::open(&dst, true).unwrap();
-    let chunker = FastCdc::default();
 
-    let summary = sync(
-        &repo,
-        &remote,
-        &local,
-        &chunker,
-        SyncOptions::default(),
-        &NullSink,
-    )
-    .unwrap();
+    let summary = run_sync(&repo, &remote, &local);
     assert_eq!(summary.errors, 0, "{summary:?}");
     assert_same_tree(&src, &dst);
 
-    let again = sync(
-        &repo,
-        &remote,
-        &local,
-        &chunker,
-        SyncOptions::default(),
-        &NullSink,
-    )
-    .unwrap();
+    let again = run_sync(&repo, &remote, &local);
     assert_eq!((again.errors, again.files_changed), (0, 0), "{again:?}");
 }

@@ -863,3 +863,34 @@ impl SftpOrigin {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listed_names_that_are_no_path_component_are_refused() {
+        for name in [&b""[..], b".", b"..", b"a/b", b"/", b"a\0b"] {
+            assert!(bad_name(name).is_some(), "{name:?}");
+        }
+        for name in [&b"..."[..], b".hidden", b"a..b", b"Caf\xc3\xa9", b" "] {
+            assert_eq!(bad_name(name), None, "{name:?}");
+        }
+    }
+
+    #[test]
+    fn roots_are_normalized_lexically() {
+        assert_eq!(normalize_absolute(b"/srv//music/./"), b"/srv/music");
+        assert_eq!(normalize_absolute(b"/srv/a/../music"), b"/srv/music");
+        assert_eq!(normalize_absolute(b"/../.."), b"/");
+        assert_eq!(normalize_absolute(b"/"), b"/");
+    }
+
+    #[test]
+    fn relative_paths_join_and_split() {
+        assert_eq!(join(b"", b"a"), b"a");
+        assert_eq!(join(b"a/b", b"c"), b"a/b/c");
+        assert_eq!(parent_of(b"a/b/c"), b"a/b");
+        assert_eq!(parent_of(b"c"), b"");
+    }
+}
