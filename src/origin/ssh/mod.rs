@@ -1,1 +1,21 @@
 //! SSH transport: sessions (russh), exec channels for the remote agent, and SFTP.
+//!
+//! The network crates are async (tokio); the rest of musicfs is blocking (rayon workers, plain
+//! threads). This module is the one place where the two meet: each [`SshSession`] owns a small
+//! tokio runtime, and every public call blocks the calling thread on it. Callers must never be
+//! inside a tokio runtime themselves; a call from one fails with an error instead of nesting
+//! runtimes.
+//!
+//! Never does: log, print or put into an error or `Debug` output any key material or passphrase;
+//! trust what the remote sends (no panics, bounded memory).
+
+mod auth;
+mod config;
+mod exec;
+mod hostkey;
+mod session;
+mod sftp;
+
+pub use exec::{ExecChannel, ExecReader, ExecStatus, ExecWriter};
+pub use session::{SshOptions, SshSession};
+pub use sftp::{Sftp, SftpFile, SftpStat};

@@ -1,0 +1,823 @@
+//! SFTP (version 3, as OpenSSH serves it) behind a blocking, thread-safe API.
+//!
+//! Requests from several threads share one SFTP channel; each waits only for its own reply.
+//! Reads are pipelined: a file read sequentially keeps [`READ_DEPTH`] requests in flight, and
+//! writes are sent without waiting, [`WRITE_DEPTH`] at a time, their errors reported by a later
+//! call. Memory is bounded by those depths times the request size.
+//!
+//! The SFTP client decodes names as UTF-8, replacing invalid bytes. A remote name that is not
+//! UTF-8 therefore cannot be represented: such a name fails with `InvalidData` instead of being
+//! returned altered, and paths we send must be UTF-8 (`InvalidInput` otherwise).
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::sync::Arc;
+
+use russh::client::Msg;
+use russh::Channel;
+use russh_sftp::client::error::Error as SftpError;
+use russh_sftp::client::rawsession::Limits;
+use russh_sftp::client::RawSftpSession;
+use russh_sftp::protocol::{FileAttributes, OpenFlags, Packet, StatusCode};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
+
+use super::session::Shared;
+use crate::origin::EntryKind;
+
+/// Largest read or write request (OpenSSH's own limit is 255 KiB).
+const MAX_REQUEST: u64 = 256 * 1024;
+/// Read request size when the server does not state its limits.
+const DEFAULT_READ: u32 = 64 * 1024;
+/// Write request size when the server does not state its limits (the protocol's minimum).
+const DEFAULT_WRITE: u32 = 32 * 1024;
+/// Largest packet accepted from the server.
+const MAX_PACKET: u32 = 512 * 1024;
+/// Read requests kept in flight by a sequential reader.
+pub const READ_DEPTH: usize = 4;
+/// Write requests in flight per file.
+pub const WRITE_DEPTH: usize = 8;
+/// Open handles per SFTP session. OpenSSH numbers handles from 0; the client library decodes
+/// a handle as UTF-8 text, so numbers from 128 up would be mangled.
+const MAX_HANDLES: usize = 100;
+
+const POSIX_RENAME: &str = "posix-rename@openssh.com";
+
+/// What `lstat` says of a remote entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SftpStat {
+    /// Kind of entry.
+    pub kind: EntryKind,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, ns since the epoch (SFTP carries whole seconds).
+    pub mtime_ns: i64,
+    /// Permission bits (`& 0o7777`).
+    pub mode: u32,
+}
+
+impl SftpStat {
+    fn from_attrs(attrs: &FileAttributes) -> SftpStat {
+        let permissions = attrs.permissions.unwrap_or(0);
+        let kind = match permissions & 0o170000 {
+            0o100000 => EntryKind::File,
+            0o040000 => EntryKind::Dir,
+            0o120000 => EntryKind::Symlink,
+            _ => EntryKind::Other,
+        };
+        SftpStat {
+            kind,
+            size: attrs.size.unwrap_or(0),
+            mtime_ns: i64::from(attrs.mtime.unwrap_or(0)) * 1_000_000_000,
+            mode: permissions & 0o7777,
+        }
+    }
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    raw: Arc<RawSftpSession>,
+    posix_rename: bool,
+    fsync: bool,
+    read_len: u32,
+    write_len: u32,
+    handles: Arc<Semaphore>,
+}
+
+/// An SFTP session. Usable from several threads at once; every call blocks.
+#[derive(Clone)]
+pub struct Sftp {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Sftp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sftp")
+            .field("session", &self.inner.shared.label)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Maps an SFTP failure to an I/O error of the matching kind.
+fn sftp_error(what: &str, e: SftpError) -> io::Error {
+    let kind = match &e {
+        SftpError::Status(status) => match status.status_code {
+            StatusCode::NoSuchFile => io::ErrorKind::NotFound,
+            StatusCode::PermissionDenied => io::ErrorKind::PermissionDenied,
+            StatusCode::Eof => io::ErrorKind::UnexpectedEof,
+            StatusCode::BadMessage => io::ErrorKind::InvalidInput,
+            StatusCode::OpUnsupported => io::ErrorKind::Unsupported,
+            StatusCode::NoConnection | StatusCode::ConnectionLost => {
+                io::ErrorKind::ConnectionAborted
+            }
+            StatusCode::Ok | StatusCode::Failure => io::ErrorKind::Other,
+        },
+        SftpError::Timeout => io::ErrorKind::TimedOut,
+        SftpError::IO(_) | SftpError::UnexpectedBehavior(_) => io::ErrorKind::ConnectionAborted,
+        SftpError::UnexpectedPacket => io::ErrorKind::InvalidData,
+        SftpError::Limited(_) => io::ErrorKind::InvalidInput,
+    };
+    let message = match &e {
+        SftpError::Status(status) if !status.error_message.is_empty() => {
+            status.error_message.clone()
+        }
+        _ => e.to_string(),
+    };
+    io::Error::new(kind, format!("sftp {what}: {message}"))
+}
+
+/// A path we send: it must be UTF-8.
+fn path_text(path: &[u8]) -> io::Result<String> {
+    String::from_utf8(path.to_vec()).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{}: SFTP paths must be UTF-8",
+                String::from_utf8_lossy(path)
+            ),
+        )
+    })
+}
+
+/// A name the server sent, refused if the client library had to alter it.
+fn name_bytes(name: String) -> io::Result<Vec<u8>> {
+    if name.contains(char::REPLACEMENT_CHARACTER) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{name}: remote name is not UTF-8, which SFTP cannot carry here"),
+        ));
+    }
+    Ok(name.into_bytes())
+}
+
+/// SSH wire encoding of a string.
+fn put_string(out: &mut Vec<u8>, value: &str) -> io::Result<()> {
+    let len = u32::try_from(value.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path too long"))?;
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(value.as_bytes());
+    Ok(())
+}
+
+impl Sftp {
+    pub(crate) fn start(channel: Channel<Msg>, shared: Arc<Shared>) -> io::Result<Sftp> {
+        let config = russh_sftp::client::Config {
+            max_packet_len: MAX_PACKET,
+            request_timeout_secs: shared.io_timeout.as_secs().max(1),
+            ..Default::default()
+        };
+        let started = shared.block_on_timeout(async {
+            let mut raw = RawSftpSession::new_with_config(channel.into_stream(), config);
+            let version = raw.init().await.map_err(|e| sftp_error("init", e))?;
+            let has =
+                |name: &str, ver: &str| version.extensions.get(name).is_some_and(|v| v == ver);
+            let limits = if has(russh_sftp::extensions::LIMITS, "1") {
+                let limits = raw.limits().await.map_err(|e| sftp_error("limits", e))?;
+                let limits = Limits::from(limits);
+                raw.set_limits(limits);
+                Some(limits)
+            } else {
+                None
+            };
+            let request = |limit: Option<u64>, default: u32| match limit {
+                Some(limit) => limit.min(MAX_REQUEST) as u32,
+                None => default,
+            };
+            Ok::<_, io::Error>(Inner {
+                shared: Arc::clone(&shared),
+                raw: Arc::new(raw),
+                posix_rename: has(POSIX_RENAME, "1"),
+                fsync: has(russh_sftp::extensions::FSYNC, "1"),
+                read_len: request(limits.and_then(|l| l.read_len), DEFAULT_READ).max(1),
+                write_len: request(limits.and_then(|l| l.write_len), DEFAULT_WRITE).max(1),
+                handles: Arc::new(Semaphore::new(MAX_HANDLES)),
+            })
+        })??;
+        tracing::debug!(
+            session = %started.shared.label,
+            read_len = started.read_len,
+            write_len = started.write_len,
+            posix_rename = started.posix_rename,
+            fsync = started.fsync,
+            "sftp started"
+        );
+        Ok(Sftp {
+            inner: Arc::new(started),
+        })
+    }
+
+    fn run<T, F>(&self, future: F) -> io::Result<T>
+    where
+        F: std::future::Future<Output = io::Result<T>>,
+    {
+        self.inner.shared.block_on(future)?
+    }
+
+    /// Takes one of the session's handle slots, waiting at most the I/O timeout.
+    async fn handle_slot(&self) -> io::Result<OwnedSemaphorePermit> {
+        let waiting = Arc::clone(&self.inner.handles).acquire_owned();
+        match tokio::time::timeout(self.inner.shared.io_timeout, waiting).await {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_)) => Err(io::Error::other("the SFTP session is closed")),
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "too many SFTP files are open at once",
+            )),
+        }
+    }
+
+    /// The absolute, resolved form of `path` (`realpath`).
+    pub fn canonicalize(&self, path: &[u8]) -> io::Result<Vec<u8>> {
+        let path = path_text(path)?;
+        let name = self.run(async {
+            self.inner
+                .raw
+                .realpath(path)
+                .await
+                .map_err(|e| sftp_error("realpath", e))
+        })?;
+        let file = name.files.into_iter().next().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidData, "sftp realpath: empty reply")
+        })?;
+        name_bytes(file.filename)
+    }
+
+    /// The entry's own attributes (symlinks not followed); `None` if it does not exist.
+    pub fn lstat(&self, path: &[u8]) -> io::Result<Option<SftpStat>> {
+        let path = path_text(path)?;
+        self.run(self.lstat_text(path))
+    }
+
+    async fn lstat_text(&self, path: String) -> io::Result<Option<SftpStat>> {
+        match self.inner.raw.lstat(path).await {
+            Ok(attrs) => Ok(Some(SftpStat::from_attrs(&attrs.attrs))),
+            Err(SftpError::Status(status)) if status.status_code == StatusCode::NoSuchFile => {
+                Ok(None)
+            }
+            Err(e) => Err(sftp_error("lstat", e)),
+        }
+    }
+
+    /// The directory's entries (without `.` and `..`) with their `lstat` attributes, in the
+    /// server's order.
+    pub fn read_dir(&self, path: &[u8]) -> io::Result<Vec<(Vec<u8>, SftpStat)>> {
+        let path = path_text(path)?;
+        self.run(async {
+            let _slot = self.handle_slot().await?;
+            let raw = &self.inner.raw;
+            let handle = raw
+                .opendir(path)
+                .await
+                .map_err(|e| sftp_error("opendir", e))?
+                .handle;
+            let mut entries = Vec::new();
+            let listed = loop {
+                match raw.readdir(handle.as_str()).await {
+                    Ok(name) => {
+                        let mut bad_name = None;
+                        for file in name.files {
+                            if file.filename == "." || file.filename == ".." {
+                                continue;
+                            }
+                            let stat = SftpStat::from_attrs(&file.attrs);
+                            match name_bytes(file.filename) {
+                                Ok(name) => entries.push((name, stat)),
+                                Err(e) => {
+                                    bad_name = Some(e);
+                                    break;
+                                }
+                            }
+                        }
+                        if let Some(e) = bad_name {
+                            break Err(e);
+                        }
+                    }
+                    Err(SftpError::Status(status)) if status.status_code == StatusCode::Eof => {
+                        break Ok(())
+                    }
+                    Err(e) => break Err(sftp_error("readdir", e)),
+                }
+            };
+            let closed = raw.close(handle).await.map_err(|e| sftp_error("close", e));
+            listed?;
+            closed?;
+            Ok(entries)
+        })
+    }
+
+    /// A symlink's target.
+    pub fn read_link(&self, path: &[u8]) -> io::Result<Vec<u8>> {
+        let path = path_text(path)?;
+        let name = self.run(async {
+            self.inner
+                .raw
+                .readlink(path)
+                .await
+                .map_err(|e| sftp_error("readlink", e))
+        })?;
+        let file = name.files.into_iter().next().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidData, "sftp readlink: empty reply")
+        })?;
+        name_bytes(file.filename)
+    }
+
+    async fn open(
+        &self,
+        path: String,
+        flags: OpenFlags,
+        attrs: FileAttributes,
+    ) -> io::Result<SftpFile> {
+        let permit = self.handle_slot().await?;
+        let handle = self
+            .inner
+            .raw
+            .open(path, flags, attrs)
+            .await
+            .map_err(|e| sftp_error("open", e))?
+            .handle;
+        Ok(SftpFile {
+            inner: Arc::clone(&self.inner),
+            handle,
+            permit: Some(permit),
+            pos: 0,
+            buffer: Vec::new(),
+            buffer_used: 0,
+            reads: VecDeque::new(),
+            next_read: 0,
+            eof: false,
+            writes: VecDeque::new(),
+        })
+    }
+
+    /// Opens a file for reading.
+    pub fn open_read(&self, path: &[u8]) -> io::Result<SftpFile> {
+        let path = path_text(path)?;
+        self.run(self.open(path, OpenFlags::READ, FileAttributes::empty()))
+    }
+
+    /// Creates a new file for writing (`O_CREAT | O_EXCL | O_WRONLY`) with permissions `mode`;
+    /// `AlreadyExists` if the path exists.
+    pub fn create_new(&self, path: &[u8], mode: u32) -> io::Result<SftpFile> {
+        let path = path_text(path)?;
+        let attrs = FileAttributes {
+            permissions: Some(mode & 0o7777),
+            ..FileAttributes::empty()
+        };
+        let flags = OpenFlags::CREATE | OpenFlags::EXCLUDE | OpenFlags::WRITE;
+        self.run(async {
+            match self.open(path.clone(), flags, attrs).await {
+                Ok(file) => Ok(file),
+                // SFTP v3 has no "exists" status; OpenSSH answers a generic failure.
+                Err(e) if e.kind() == io::ErrorKind::Other => match self.lstat_text(path).await {
+                    Ok(Some(_)) => Err(io::Error::new(io::ErrorKind::AlreadyExists, e.to_string())),
+                    _ => Err(e),
+                },
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    /// Renames `from` to `to`, atomically replacing `to` if it exists (`posix-rename@openssh.com`;
+    /// without that extension, a plain SFTP rename, which fails if `to` exists).
+    pub fn rename_over(&self, from: &[u8], to: &[u8]) -> io::Result<()> {
+        let (from, to) = (path_text(from)?, path_text(to)?);
+        self.run(async {
+            let raw = &self.inner.raw;
+            if !self.inner.posix_rename {
+                raw.rename(from, to)
+                    .await
+                    .map_err(|e| sftp_error("rename", e))?;
+                return Ok(());
+            }
+            let mut data = Vec::with_capacity(8 + from.len() + to.len());
+            put_string(&mut data, &from)?;
+            put_string(&mut data, &to)?;
+            match raw.extended(POSIX_RENAME, data).await {
+                Ok(Packet::Status(status)) if status.status_code == StatusCode::Ok => Ok(()),
+                Ok(Packet::Status(status)) => Err(sftp_error("rename", SftpError::Status(status))),
+                Ok(_) => Err(sftp_error("rename", SftpError::UnexpectedPacket)),
+                Err(e) => Err(sftp_error("rename", e)),
+            }
+        })
+    }
+
+    /// Sets permissions (`mode & 0o7777`) and both access and modification time (whole seconds
+    /// of `mtime_ns`). Follows symlinks, as SFTP's setstat does.
+    pub fn set_meta(&self, path: &[u8], mode: u32, mtime_ns: i64) -> io::Result<()> {
+        let path = path_text(path)?;
+        let seconds = u32::try_from(mtime_ns.div_euclid(1_000_000_000)).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "modification time outside what SFTP can carry (1970 to 2106)",
+            )
+        })?;
+        let attrs = FileAttributes {
+            permissions: Some(mode & 0o7777),
+            atime: Some(seconds),
+            mtime: Some(seconds),
+            ..FileAttributes::empty()
+        };
+        self.run(async {
+            self.inner
+                .raw
+                .setstat(path, attrs)
+                .await
+                .map_err(|e| sftp_error("setstat", e))?;
+            Ok(())
+        })
+    }
+
+    /// Creates a directory with permissions `mode`; an existing directory is fine.
+    pub fn mkdir(&self, path: &[u8], mode: u32) -> io::Result<()> {
+        let path = path_text(path)?;
+        let attrs = FileAttributes {
+            permissions: Some(mode & 0o7777),
+            ..FileAttributes::empty()
+        };
+        self.run(async {
+            match self.inner.raw.mkdir(path.clone(), attrs).await {
+                Ok(_) => Ok(()),
+                Err(e) => {
+                    let error = sftp_error("mkdir", e);
+                    match self.lstat_text(path).await {
+                        Ok(Some(stat)) if stat.kind == EntryKind::Dir => Ok(()),
+                        Ok(Some(_)) => Err(io::Error::new(
+                            io::ErrorKind::AlreadyExists,
+                            error.to_string(),
+                        )),
+                        _ => Err(error),
+                    }
+                }
+            }
+        })
+    }
+
+    /// Creates a symlink at `path` pointing to `target`.
+    pub fn symlink(&self, path: &[u8], target: &[u8]) -> io::Result<()> {
+        let (path, target) = (path_text(path)?, path_text(target)?);
+        self.run(async {
+            // OpenSSH reads SSH_FXP_SYMLINK's two paths in the opposite order to the draft
+            // standard, and the client sends them in the standard's order: swap them.
+            self.inner
+                .raw
+                .symlink(target, path)
+                .await
+                .map_err(|e| sftp_error("symlink", e))?;
+            Ok(())
+        })
+    }
+
+    /// Removes a file or symlink.
+    pub fn remove_file(&self, path: &[u8]) -> io::Result<()> {
+        let path = path_text(path)?;
+        self.run(async {
+            self.inner
+                .raw
+                .remove(path)
+                .await
+                .map_err(|e| sftp_error("remove", e))?;
+            Ok(())
+        })
+    }
+
+    /// Removes an empty directory.
+    pub fn remove_dir(&self, path: &[u8]) -> io::Result<()> {
+        let path = path_text(path)?;
+        self.run(async {
+            self.inner
+                .raw
+                .rmdir(path)
+                .await
+                .map_err(|e| sftp_error("rmdir", e))?;
+            Ok(())
+        })
+    }
+
+    /// Flushes a directory's entries to disk, if the server can (`fsync@openssh.com` on the
+    /// directory opened as a file). Best effort: a server that cannot is not an error.
+    pub fn fsync_dir(&self, path: &[u8]) -> io::Result<()> {
+        if !self.inner.fsync {
+            return Ok(());
+        }
+        let path = path_text(path)?;
+        self.run(async {
+            let _slot = self.handle_slot().await?;
+            let raw = &self.inner.raw;
+            let handle = match raw
+                .open(path, OpenFlags::READ, FileAttributes::empty())
+                .await
+            {
+                Ok(handle) => handle.handle,
+                Err(e) => {
+                    tracing::debug!("fsync_dir: cannot open the directory: {e}");
+                    return Ok(());
+                }
+            };
+            if let Err(e) = raw.fsync(handle.as_str()).await {
+                tracing::debug!("fsync_dir: {e}");
+            }
+            let _ = raw.close(handle).await;
+            Ok(())
+        })
+    }
+}
+
+/// What one read request brought back: data, or `None` at end of file.
+type ReadReply = Result<Option<Vec<u8>>, SftpError>;
+
+/// An open remote file. Blocking [`Read`], [`Write`] and [`Seek`]; the handle is closed on
+/// drop, after any writes still in flight.
+pub struct SftpFile {
+    inner: Arc<Inner>,
+    handle: String,
+    permit: Option<OwnedSemaphorePermit>,
+    /// Position of the next `read` or `write`.
+    pos: u64,
+    /// Data read ahead; `buffer[buffer_used..]` is at `pos`.
+    buffer: Vec<u8>,
+    buffer_used: usize,
+    /// Reads in flight, in file order: (offset, length, reply).
+    reads: VecDeque<(u64, u32, JoinHandle<ReadReply>)>,
+    /// Offset of the next read request to send.
+    next_read: u64,
+    /// The server said end of file at `pos`.
+    eof: bool,
+    /// Writes in flight.
+    writes: VecDeque<JoinHandle<Result<(), SftpError>>>,
+}
+
+impl std::fmt::Debug for SftpFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SftpFile")
+            .field("session", &self.inner.shared.label)
+            .field("pos", &self.pos)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SftpFile {
+    fn send_read(&self, offset: u64, len: u32) -> io::Result<JoinHandle<ReadReply>> {
+        let raw = Arc::clone(&self.inner.raw);
+        let handle = self.handle.clone();
+        self.inner.shared.start(async move {
+            match raw.read(handle, offset, len).await {
+                Ok(data) => Ok(Some(data.data)),
+                Err(SftpError::Status(status)) if status.status_code == StatusCode::Eof => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    fn wait_read(&self, reply: JoinHandle<ReadReply>, len: u32) -> io::Result<Option<Vec<u8>>> {
+        let data = self
+            .inner
+            .shared
+            .block_on(reply)?
+            .map_err(|e| io::Error::other(format!("sftp read: {e}")))?
+            .map_err(|e| sftp_error("read", e))?;
+        match data {
+            Some(data) if data.len() > len as usize => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "sftp read: the server sent more than was asked",
+            )),
+            // An empty reply would make no progress: take it as the end.
+            Some(data) if data.is_empty() => Ok(None),
+            other => Ok(other),
+        }
+    }
+
+    /// Drops read-ahead state, for a seek or a write.
+    fn forget_reads(&mut self) {
+        for (_, _, reply) in self.reads.drain(..) {
+            reply.abort();
+        }
+        self.buffer.clear();
+        self.buffer_used = 0;
+        self.eof = false;
+    }
+
+    /// Waits for every write in flight; the first failure is returned.
+    fn finish_writes(&mut self) -> io::Result<()> {
+        let mut first_error = None;
+        while let Some(write) = self.writes.pop_front() {
+            let result = self
+                .inner
+                .shared
+                .block_on(write)
+                .and_then(|joined| joined.map_err(|e| io::Error::other(format!("sftp write: {e}"))))
+                .and_then(|done| done.map_err(|e| sftp_error("write", e)));
+            if let Err(e) = result {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// The file's attributes, after writes in flight are done.
+    pub fn fstat(&mut self) -> io::Result<SftpStat> {
+        self.finish_writes()?;
+        let raw = Arc::clone(&self.inner.raw);
+        let handle = self.handle.clone();
+        let attrs = self
+            .inner
+            .shared
+            .block_on(async move { raw.fstat(handle).await })?
+            .map_err(|e| sftp_error("fstat", e))?;
+        Ok(SftpStat::from_attrs(&attrs.attrs))
+    }
+
+    /// Flushes the file to the server's disk (`fsync@openssh.com`); `Unsupported` if the server
+    /// lacks that extension.
+    pub fn fsync(&mut self) -> io::Result<()> {
+        self.finish_writes()?;
+        if !self.inner.fsync {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "sftp fsync: the server does not offer fsync@openssh.com",
+            ));
+        }
+        let raw = Arc::clone(&self.inner.raw);
+        let handle = self.handle.clone();
+        self.inner
+            .shared
+            .block_on(async move { raw.fsync(handle).await })?
+            .map_err(|e| sftp_error("fsync", e))?;
+        Ok(())
+    }
+
+    /// Fills `buf` from `offset` (several requests in flight); `UnexpectedEof` if the file ends
+    /// first. Leaves the position of `read` and `write` alone.
+    pub fn read_at(&mut self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.finish_writes()?;
+        let read_len = self.inner.read_len as usize;
+        let mut done = 0;
+        while done < buf.len() {
+            let mut pending = VecDeque::new();
+            let mut queued = done;
+            while pending.len() < READ_DEPTH && queued < buf.len() {
+                let len = read_len.min(buf.len() - queued);
+                let reply = self.send_read(offset + queued as u64, len as u32)?;
+                pending.push_back((queued, len, reply));
+                queued += len;
+            }
+            let result: io::Result<()> = (|| {
+                while let Some((at, len, reply)) = pending.pop_front() {
+                    let data = self.wait_read(reply, len as u32)?.ok_or_else(|| {
+                        io::Error::new(io::ErrorKind::UnexpectedEof, "sftp read: file too short")
+                    })?;
+                    buf[at..at + data.len()].copy_from_slice(&data);
+                    done = at + data.len();
+                    if data.len() < len {
+                        // A short reply: ask again from where it stopped.
+                        break;
+                    }
+                }
+                Ok(())
+            })();
+            for (_, _, reply) in pending.drain(..) {
+                reply.abort();
+            }
+            result?;
+        }
+        Ok(())
+    }
+}
+
+impl Read for SftpFile {
+    /// Reads from the position, keeping up to [`READ_DEPTH`] requests in flight ahead of it.
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        self.finish_writes()?;
+        while self.buffer_used == self.buffer.len() {
+            if self.eof {
+                return Ok(0);
+            }
+            if self.reads.is_empty() {
+                self.next_read = self.pos;
+            }
+            while self.reads.len() < READ_DEPTH {
+                let len = self.inner.read_len;
+                let reply = self.send_read(self.next_read, len)?;
+                self.reads.push_back((self.next_read, len, reply));
+                self.next_read += u64::from(len);
+            }
+            let Some((offset, len, reply)) = self.reads.pop_front() else {
+                continue;
+            };
+            let data = match self.wait_read(reply, len) {
+                Ok(data) => data,
+                Err(e) => {
+                    self.forget_reads();
+                    return Err(e);
+                }
+            };
+            match data {
+                Some(data) => {
+                    if data.len() < len as usize {
+                        // Requests after a short reply start at the wrong offset.
+                        for (_, _, reply) in self.reads.drain(..) {
+                            reply.abort();
+                        }
+                    }
+                    debug_assert_eq!(offset, self.pos);
+                    self.buffer = data;
+                    self.buffer_used = 0;
+                }
+                None => {
+                    for (_, _, reply) in self.reads.drain(..) {
+                        reply.abort();
+                    }
+                    self.eof = true;
+                }
+            }
+        }
+        let available = &self.buffer[self.buffer_used..];
+        let n = buf.len().min(available.len());
+        buf[..n].copy_from_slice(&available[..n]);
+        self.buffer_used += n;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Write for SftpFile {
+    /// Sends up to one request's worth at the position without waiting for the reply; up to
+    /// [`WRITE_DEPTH`] writes are in flight. A failed write is reported by a later call.
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if !self.reads.is_empty() || self.buffer_used < self.buffer.len() {
+            self.forget_reads();
+        }
+        if self.writes.len() >= WRITE_DEPTH {
+            if let Some(write) = self.writes.pop_front() {
+                self.inner
+                    .shared
+                    .block_on(write)?
+                    .map_err(|e| io::Error::other(format!("sftp write: {e}")))?
+                    .map_err(|e| sftp_error("write", e))?;
+            }
+        }
+        let n = buf.len().min(self.inner.write_len as usize);
+        let data = buf[..n].to_vec();
+        let raw = Arc::clone(&self.inner.raw);
+        let handle = self.handle.clone();
+        let offset = self.pos;
+        let write = self
+            .inner
+            .shared
+            .start(async move { raw.write(handle, offset, data).await.map(|_| ()) })?;
+        self.writes.push_back(write);
+        self.pos += n as u64;
+        Ok(n)
+    }
+
+    /// Waits until every write has been acknowledged.
+    fn flush(&mut self) -> io::Result<()> {
+        self.finish_writes()
+    }
+}
+
+impl Seek for SftpFile {
+    fn seek(&mut self, from: SeekFrom) -> io::Result<u64> {
+        self.finish_writes()?;
+        let invalid = || io::Error::new(io::ErrorKind::InvalidInput, "seek before the start");
+        let target = match from {
+            SeekFrom::Start(offset) => offset,
+            SeekFrom::Current(delta) => self.pos.checked_add_signed(delta).ok_or_else(invalid)?,
+            SeekFrom::End(delta) => self
+                .fstat()?
+                .size
+                .checked_add_signed(delta)
+                .ok_or_else(invalid)?,
+        };
+        if target != self.pos {
+            self.forget_reads();
+            self.pos = target;
+        }
+        Ok(self.pos)
+    }
+}
+
+impl Drop for SftpFile {
+    fn drop(&mut self) {
+        for (_, _, reply) in self.reads.drain(..) {
+            reply.abort();
+        }
+        let writes: Vec<_> = self.writes.drain(..).collect();
+        let raw = Arc::clone(&self.inner.raw);
+        let handle = std::mem::take(&mut self.handle);
+        let permit = self.permit.take();
+        // Closing never blocks the dropping thread; the slot is freed once the handle is.
+        self.inner.shared.spawn(async move {
+            for write in writes {
+                let _ = write.await;
+            }
+            let _ = raw.close(handle).await;
+            drop(permit);
+        });
+    }
+}
