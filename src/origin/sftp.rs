@@ -586,7 +586,8 @@ impl TempFile for RemoteTemp {
             shown_target,
             ..
         } = *self;
-        // Closed before its metadata is set, so no late write can change the mtime.
+        // Every write was acknowledged by `flush`, so none can land after the mtime is set;
+        // the close is sent on drop without waiting.
         drop(file);
         let result = written
             .and_then(|()| sftp.set_meta(&path, mode, mtime_ns))
