@@ -2,6 +2,7 @@
 //! side, incremental scans, and syncs in both directions. The server runs on this machine, so
 //! a remote path is also a local one and the tests check the results with `std::fs`.
 
+mod support;
 mod util;
 
 use std::fs;
@@ -9,9 +10,8 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, UNIX_EPOCH};
 
 use musicfs::chunk::FastCdc;
 use musicfs::origin::ssh::{Sftp, SshOptions, SshSession};
@@ -21,88 +21,27 @@ use musicfs::origin::{
 use musicfs::repo::Repository;
 use musicfs::report::NullSink;
 use musicfs::scan::{scan, ScanOptions};
-use musicfs::sync::{sync, SyncOptions};
-use util::{copy_tree, fixtures_audio, tree_diff, TreeCmp};
+use musicfs::sync::{sync, SyncOptions, SyncSummary};
+use support::sshd::{Sshd, SshdOptions};
+use util::{copy_tree, fixtures_audio, flip_byte_keep_mtime, tree_diff, TreeCmp};
 
-// --- a private sshd -------------------------------------------------------------------------
+// --- the server ------------------------------------------------------------------------------
 
-/// An OpenSSH sshd on 127.0.0.1 with its own host key, and a client home whose
-/// `.ssh/config` names it `nas`.
-struct Sshd {
-    child: Child,
-    dir: tempfile::TempDir,
+/// A private sshd (`support::sshd`) and the sessions opened to it, kept alive as long as it.
+struct Server {
+    sessions: Mutex<Vec<SshSession>>,
+    sshd: Sshd,
 }
 
-impl Sshd {
-    fn start() -> Sshd {
-        let sshd = Path::new("/usr/sbin/sshd");
-        assert!(
-            sshd.exists(),
-            "/usr/sbin/sshd is missing: install the Debian package openssh-server"
-        );
-        fs::create_dir_all("/run/sshd").expect("create /run/sshd");
-        let dir = tempfile::Builder::new()
-            .prefix("musicfs-sshd-")
-            .tempdir()
-            .expect("temp dir");
-        let d = dir.path();
-        let home = d.join("home");
-        fs::create_dir_all(home.join(".ssh")).unwrap();
-        keygen(&d.join("host_key"));
-        keygen(&home.join(".ssh/id_ed25519"));
-        fs::copy(home.join(".ssh/id_ed25519.pub"), d.join("authorized_keys")).unwrap();
-        let user = whoami();
-        // A port can be taken between picking and binding: try a few.
-        for _ in 0..5 {
-            let port = free_port();
-            let config = d.join("sshd_config");
-            fs::write(
-                &config,
-                format!(
-                    "Port {port}\nListenAddress 127.0.0.1\nHostKey {host_key}\n\
-                     AuthorizedKeysFile {keys}\nPermitRootLogin prohibit-password\n\
-                     PasswordAuthentication no\nKbdInteractiveAuthentication no\n\
-                     UsePAM no\nStrictModes no\nPidFile none\n\
-                     Subsystem sftp internal-sftp\n",
-                    host_key = d.join("host_key").display(),
-                    keys = d.join("authorized_keys").display(),
-                ),
-            )
-            .unwrap();
-            let mut child = Command::new(sshd)
-                .args(["-D", "-e", "-f"])
-                .arg(&config)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start sshd");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    fs::write(
-                        home.join(".ssh/config"),
-                        format!(
-                            "Host nas\n  HostName 127.0.0.1\n  Port {port}\n  User {user}\n  \
-                             IdentityFile {}\n",
-                            home.join(".ssh/id_ed25519").display()
-                        ),
-                    )
-                    .unwrap();
-                    return Sshd { child, dir };
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+impl Server {
+    fn start() -> Server {
+        Server {
+            sessions: Mutex::new(Vec::new()),
+            sshd: Sshd::start(SshdOptions::default()),
         }
-        panic!("sshd did not start listening on 127.0.0.1");
     }
 
-    /// A new SFTP session to the server, and its label.
+    /// A new SFTP session to the server (through the `nas` alias), and its label.
     fn sftp(&self) -> (Arc<Sftp>, String) {
         let spec = SshSpec {
             user: None,
@@ -111,14 +50,12 @@ impl Sshd {
             path: Vec::new(),
         };
         let mut options = SshOptions::from_env();
-        options.home = self.dir.path().join("home");
+        options.home = self.sshd.home();
         options.agent_socket = None;
-        options.accept_new_host_key = true;
         let session = SshSession::connect(&spec, &options).expect("connect to sshd");
         let sftp = session.sftp().expect("sftp subsystem");
         let label = session.label().to_string();
-        // The SFTP channel keeps what it needs of the session alive.
-        std::mem::forget(session);
+        self.sessions.lock().unwrap().push(session);
         (Arc::new(sftp), label)
     }
 
@@ -128,32 +65,6 @@ impl Sshd {
         SftpOrigin::new(sftp, &label, root.as_os_str().as_bytes(), may_create)
             .expect("open SFTP origin")
     }
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn keygen(path: &Path) {
-    let status = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-        .arg(path)
-        .status()
-        .expect("ssh-keygen (Debian package openssh-client)");
-    assert!(status.success(), "ssh-keygen failed");
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
-fn whoami() -> String {
-    let out = Command::new("id").arg("-un").output().expect("id -un");
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 // --- helpers --------------------------------------------------------------------------------
@@ -240,6 +151,24 @@ fn walk_lines(origin: &dyn Origin) -> Vec<String> {
     lines
 }
 
+/// A default sync with the repository's chunker.
+fn run_sync(
+    repo: &Repository,
+    source: &dyn Origin,
+    destination: &dyn WritableOrigin,
+) -> SyncSummary {
+    let chunker = FastCdc::default();
+    sync(
+        repo,
+        source,
+        destination,
+        &chunker,
+        SyncOptions::default(),
+        &NullSink,
+    )
+    .unwrap()
+}
+
 fn scratch() -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix("musicfs-sftp-")
@@ -251,7 +180,7 @@ fn scratch() -> tempfile::TempDir {
 
 #[test]
 fn new_checks_the_root_and_names_the_origin() {
-    let server = Sshd::start();
+    let server = Server::start();
     let t = scratch();
     let root = t.path().join("music");
     fs::create_dir(&root).unwrap();
@@ -277,8 +206,7 @@ fn new_checks_the_root_and_names_the_origin() {
     let (sftp, label) = server.sftp();
     let missing = t.path().join("missing");
     let err = SftpOrigin::new(sftp.clone(), &label, missing.as_os_str().as_bytes(), false)
-        .err()
-        .expect("a missing root is refused");
+        .expect_err("a missing root is refused");
     assert!(matches!(err, musicfs::Error::InvalidInput(_)), "{err}");
     assert!(err.to_string().contains("no such directory"), "{err}");
     let err = SftpOrigin::new(
@@ -287,8 +215,7 @@ fn new_checks_the_root_and_names_the_origin() {
         t.path().join("file").as_os_str().as_bytes(),
         true,
     )
-    .err()
-    .expect("a file is refused");
+    .expect_err("a file is refused");
     assert!(err.to_string().contains("not a directory"), "{err}");
 
     // may_create: the root is made, with its parents, by create_root.
@@ -304,7 +231,7 @@ fn new_checks_the_root_and_names_the_origin() {
 
 #[test]
 fn walk_matches_the_local_walk() {
-    let server = Sshd::start();
+    let server = Server::start();
     let t = scratch();
     let root = t.path().join("tree");
     let names = [
@@ -352,7 +279,7 @@ fn walk_matches_the_local_walk() {
 
 #[test]
 fn unreadable_directory_is_a_problem_and_the_walk_goes_on() {
-    let server = Sshd::start();
+    let server = Server::start();
     let t = scratch();
     let root = t.path().join("tree");
     fs::create_dir_all(root.join("a")).unwrap();
@@ -378,7 +305,7 @@ fn unreadable_directory_is_a_problem_and_the_walk_goes_on() {
 
 #[test]
 fn open_reads_seeks_and_stats() {
-    let server = Sshd::start();
+    let server = Server::start();
     let t = scratch();
     let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
     fs::write(t.path().join("big.bin"), &data).unwrap();
@@ -403,7 +330,9 @@ fn open_reads_seeks_and_stats() {
         .read_exact_at(&mut buf, data.len() as u64 - 10)
         .is_err());
 
-    let err = origin.open(b"missing.flac").err().expect("missing file");
+    let Err(err) = origin.open(b"missing.flac") else {
+        panic!("a missing file opens")
+    };
     assert!(err.to_string().contains("missing.flac"), "{err}");
     assert!(
         err.to_string()
@@ -422,7 +351,7 @@ fn open_reads_seeks_and_stats() {
 
 #[test]
 fn spool_keeps_a_copy_of_each_file_read() {
-    let server = Sshd::start();
+    let server = Server::start();
     let t = scratch();
     let root = t.path().join("tree");
     fs::create_dir_all(root.join("d")).unwrap();
@@ -465,7 +394,7 @@ fn spool_keeps_a_copy_of_each_file_read() {
 
 #[test]
 fn temporary_files_commit_atomically_with_mode_and_mtime() {
-    let server = Sshd::start();
+    let server = Server::start();
     let t = scratch();
     fs::create_dir(t.path().join("album")).unwrap();
     fs::write(t.path().join("album/track.flac"), b"old").unwrap();
@@ -502,7 +431,7 @@ fn temporary_files_commit_atomically_with_mode_and_mtime() {
 
 #[test]
 fn directories_symlinks_renames_and_removal() {
-    let server = Sshd::start();
+    let server = Server::start();
     let t = scratch();
     let origin = server.origin(t.path(), false);
 
@@ -558,7 +487,7 @@ fn directories_symlinks_renames_and_removal() {
 
 #[test]
 fn rescans_read_only_changed_files() {
-    let server = Sshd::start();
+    let server = Server::start();
     let t = scratch();
     let root = t.path().join("music");
     fixtures_at(&root);
@@ -592,11 +521,25 @@ fn rescans_read_only_changed_files() {
     set_mtime_secs(&touched, mtime + 10);
     let third = scan(&repo, &origin, &chunker, ScanOptions::default(), &NullSink).unwrap();
     assert_eq!((third.files, third.files_read), (files, 1));
+
+    // A rewrite that keeps size and mtime: a plain scan keeps the file and its copy, a
+    // checksum scan reads (and spools) the new bytes; an open never serves an older copy.
+    let local = root.join(std::str::from_utf8(path).unwrap());
+    let before = fs::read(&local).unwrap();
+    flip_byte_keep_mtime(&local, 100);
+    let fourth = scan(&repo, &origin, &chunker, ScanOptions::default(), &NullSink).unwrap();
+    assert_eq!(fourth.files_read, 0);
+    assert!(fs::read(origin.spooled(path).unwrap()).unwrap() == before);
+    let checksum = ScanOptions { checksum: true };
+    let fifth = scan(&repo, &origin, &chunker, checksum, &NullSink).unwrap();
+    assert_eq!(fifth.files_read, files);
+    assert_ne!(fifth.root, fourth.root);
+    assert!(fs::read(origin.spooled(path).unwrap()).unwrap() == fs::read(&local).unwrap());
 }
 
 #[test]
 fn sync_pushes_a_local_tree_to_the_server() {
-    let server = Sshd::start();
+    let server = Server::start();
     let t = scratch();
     let src = t.path().join("src");
     fixtures_at(&src);
@@ -610,20 +553,25 @@ fn sync_pushes_a_local_tree_to_the_server() {
     let repo = Repository::open(&t.path().join("repo")).unwrap();
     let local = LocalOrigin::open(&src, false).unwrap();
     let remote = server.origin(&dst, true);
-    let chunker = FastCdc::default();
 
-    let summary = sync(
-        &repo,
-        &local,
-        &remote,
-        &chunker,
-        SyncOptions::default(),
-        &NullSink,
-    )
-    .unwrap();
+    // A source mtime finer than SFTP's seconds.
+    let fine = src.join("MP4 Quartet/Containers/01 Plain.m4a");
+    fs::File::open(&fine)
+        .unwrap()
+        .set_modified(UNIX_EPOCH + Duration::new(1_600_000_000, 123_456_789))
+        .unwrap();
+
+    let summary = run_sync(&repo, &local, &remote);
     assert_eq!(summary.errors, 0, "{summary:?}");
     assert!(summary.files_changed > 0);
     assert_same_tree(&src, &dst);
+    // Nothing changed: nothing is written, not even the file whose mtime SFTP truncated.
+    let again = run_sync(&repo, &local, &remote);
+    assert_eq!(
+        (again.errors, again.files_changed, again.bytes_transferred),
+        (0, 0, 0),
+        "{again:?}"
+    );
 
     // A change travels; nothing else is written.
     let changed = src.join("Lossless Ensemble/Waveforms/01 Pure Sine.flac");
@@ -632,15 +580,7 @@ fn sync_pushes_a_local_tree_to_the_server() {
     bytes[last] ^= 0xff;
     fs::write(&changed, bytes).unwrap();
     set_mtime_secs(&changed, 1_700_000_000);
-    let summary = sync(
-        &repo,
-        &local,
-        &remote,
-        &chunker,
-        SyncOptions::default(),
-        &NullSink,
-    )
-    .unwrap();
+    let summary = run_sync(&repo, &local, &remote);
     assert_eq!(
         (summary.errors, summary.files_changed),
         (0, 1),
@@ -651,7 +591,7 @@ fn sync_pushes_a_local_tree_to_the_server() {
 
 #[test]
 fn sync_pulls_a_tree_from_the_server() {
-    let server = Sshd::start();
+    let server = Server::start();
     let t = scratch();
     let src = t.path().join("remote/src");
     fixtures_at(&src);
@@ -662,28 +602,11 @@ fn sync_pulls_a_tree_from_the_server() {
         .origin(&src, false)
         .with_spool(t.path().join("spool"));
     let local = LocalOrigin::open(&dst, true).unwrap();
-    let chunker = FastCdc::default();
 
-    let summary = sync(
-        &repo,
-        &remote,
-        &local,
-        &chunker,
-        SyncOptions::default(),
-        &NullSink,
-    )
-    .unwrap();
+    let summary = run_sync(&repo, &remote, &local);
     assert_eq!(summary.errors, 0, "{summary:?}");
     assert_same_tree(&src, &dst);
 
-    let again = sync(
-        &repo,
-        &remote,
-        &local,
-        &chunker,
-        SyncOptions::default(),
-        &NullSink,
-    )
-    .unwrap();
+    let again = run_sync(&repo, &remote, &local);
     assert_eq!((again.errors, again.files_changed), (0, 0), "{again:?}");
 }

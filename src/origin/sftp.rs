@@ -7,9 +7,9 @@
 //! root, so a hostile server cannot make a walk or a sync leave the tree.
 //!
 //! Reading a changed file costs a network read in the scan and another in the sync that copies
-//! it. With a spool ([`SftpOrigin::with_spool`]) the first read downloads the file into a local
+//! it. With a spool ([`SftpOrigin::with_spool`]) every open downloads the file into a local
 //! directory and is served from there; the sync then takes its chunks from
-//! [`SftpOrigin::spooled`] instead of the network.
+//! [`SftpOrigin::spooled`] instead of the network. An open never reuses an older copy.
 //!
 //! A server without the `fsync@openssh.com` extension cannot make a file or directory durable:
 //! `commit` and `sync_dir` then rely on the server's own writeback.
@@ -47,6 +47,15 @@ pub struct SftpOrigin {
     root: Vec<u8>,
     url: String,
     spool: Option<Spool>,
+}
+
+impl std::fmt::Debug for SftpOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SftpOrigin")
+            .field("url", &self.url)
+            .field("spool", &self.spool.as_ref().map(|s| &s.dir))
+            .finish_non_exhaustive()
+    }
 }
 
 /// The entries of a directory still to visit, sorted.
@@ -214,8 +223,8 @@ impl SftpOrigin {
         self
     }
 
-    /// The local copy of `rel`, when one is complete: its bytes are those of the remote file
-    /// at the stat the last open reported.
+    /// The local copy of `rel`, when one is complete: the bytes the last open of `rel` served,
+    /// which are the remote file's at the stat that open reported.
     pub fn spooled(&self, rel: &[u8]) -> Option<PathBuf> {
         let spool = self.spool.as_ref()?;
         let size = spool.copies.lock().ok()?.get(rel)?.size;
@@ -353,9 +362,9 @@ impl SftpOrigin {
         file: &mut SftpFile,
         before: EntryStat,
     ) -> Result<Option<SpooledFile>> {
-        if let Some(copy) = spool.reuse(rel, &before) {
-            return Ok(Some(copy));
-        }
+        // Always a fresh copy: a rewrite within the same second and size is invisible to the
+        // stat, and `--checksum` scans exist to catch it.
+        spool.forget(rel);
         fs::create_dir_all(&spool.dir).map_err(|e| Error::io(&spool.dir, e))?;
         let target = spool.path(rel);
         // Unique per download, so two opens of one file never write the same partial copy.
@@ -421,20 +430,11 @@ impl Spool {
         self.dir.join(blake3::hash(rel).to_hex().as_str())
     }
 
-    /// The existing copy of `rel`, when it was taken at `stat`.
-    fn reuse(&self, rel: &[u8], stat: &EntryStat) -> Option<SpooledFile> {
-        let mut copies = self.copies.lock().ok()?;
-        if copies.get(rel) != Some(stat) {
-            return None;
-        }
-        match File::open(self.path(rel)) {
-            Ok(file) if file.metadata().is_ok_and(|m| m.len() == stat.size) => Some(SpooledFile {
-                file,
-                stat: stat.clone(),
-            }),
-            _ => {
-                copies.remove(rel);
-                None
+    /// Drops the copy of `rel`, if any.
+    fn forget(&self, rel: &[u8]) {
+        if let Ok(mut copies) = self.copies.lock() {
+            if copies.remove(rel).is_some() {
+                let _ = fs::remove_file(self.path(rel));
             }
         }
     }
@@ -586,7 +586,8 @@ impl TempFile for RemoteTemp {
             shown_target,
             ..
         } = *self;
-        // Closed before its metadata is set, so no late write can change the mtime.
+        // Every write was acknowledged by `flush`, so none can land after the mtime is set;
+        // the close is sent on drop without waiting.
         drop(file);
         let result = written
             .and_then(|()| sftp.set_meta(&path, mode, mtime_ns))
@@ -852,5 +853,36 @@ impl SftpOrigin {
             Err(e) if !is_not_found(&e) => Err(Error::io(self.display(rel), e)),
             _ => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listed_names_that_are_no_path_component_are_refused() {
+        for name in [&b""[..], b".", b"..", b"a/b", b"/", b"a\0b"] {
+            assert!(bad_name(name).is_some(), "{name:?}");
+        }
+        for name in [&b"..."[..], b".hidden", b"a..b", b"Caf\xc3\xa9", b" "] {
+            assert_eq!(bad_name(name), None, "{name:?}");
+        }
+    }
+
+    #[test]
+    fn roots_are_normalized_lexically() {
+        assert_eq!(normalize_absolute(b"/srv//music/./"), b"/srv/music");
+        assert_eq!(normalize_absolute(b"/srv/a/../music"), b"/srv/music");
+        assert_eq!(normalize_absolute(b"/../.."), b"/");
+        assert_eq!(normalize_absolute(b"/"), b"/");
+    }
+
+    #[test]
+    fn relative_paths_join_and_split() {
+        assert_eq!(join(b"", b"a"), b"a");
+        assert_eq!(join(b"a/b", b"c"), b"a/b/c");
+        assert_eq!(parent_of(b"a/b/c"), b"a/b");
+        assert_eq!(parent_of(b"c"), b"");
     }
 }
