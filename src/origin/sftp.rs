@@ -7,9 +7,9 @@
 //! root, so a hostile server cannot make a walk or a sync leave the tree.
 //!
 //! Reading a changed file costs a network read in the scan and another in the sync that copies
-//! it. With a spool ([`SftpOrigin::with_spool`]) every open downloads the file into a local
+//! it. With a spool ([`SftpOrigin::with_spool`]) the first read downloads the file into a local
 //! directory and is served from there; the sync then takes its chunks from
-//! [`SftpOrigin::spooled`] instead of the network. An open never reuses an older copy.
+//! [`SftpOrigin::spooled`] instead of the network.
 //!
 //! A server without the `fsync@openssh.com` extension cannot make a file or directory durable:
 //! `commit` and `sync_dir` then rely on the server's own writeback.
@@ -223,8 +223,8 @@ impl SftpOrigin {
         self
     }
 
-    /// The local copy of `rel`, when one is complete: the bytes the last open of `rel` served,
-    /// which are the remote file's at the stat that open reported.
+    /// The local copy of `rel`, when one is complete: its bytes are those of the remote file
+    /// at the stat the last open reported.
     pub fn spooled(&self, rel: &[u8]) -> Option<PathBuf> {
         let spool = self.spool.as_ref()?;
         let size = spool.copies.lock().ok()?.get(rel)?.size;
@@ -362,9 +362,9 @@ impl SftpOrigin {
         file: &mut SftpFile,
         before: EntryStat,
     ) -> Result<Option<SpooledFile>> {
-        // Always a fresh copy: a rewrite within the same second and size is invisible to the
-        // stat, and `--checksum` scans exist to catch it.
-        spool.forget(rel);
+        if let Some(copy) = spool.reuse(rel, &before) {
+            return Ok(Some(copy));
+        }
         fs::create_dir_all(&spool.dir).map_err(|e| Error::io(&spool.dir, e))?;
         let target = spool.path(rel);
         // Unique per download, so two opens of one file never write the same partial copy.
@@ -430,11 +430,20 @@ impl Spool {
         self.dir.join(blake3::hash(rel).to_hex().as_str())
     }
 
-    /// Drops the copy of `rel`, if any.
-    fn forget(&self, rel: &[u8]) {
-        if let Ok(mut copies) = self.copies.lock() {
-            if copies.remove(rel).is_some() {
-                let _ = fs::remove_file(self.path(rel));
+    /// The existing copy of `rel`, when it was taken at `stat`.
+    fn reuse(&self, rel: &[u8], stat: &EntryStat) -> Option<SpooledFile> {
+        let mut copies = self.copies.lock().ok()?;
+        if copies.get(rel) != Some(stat) {
+            return None;
+        }
+        match File::open(self.path(rel)) {
+            Ok(file) if file.metadata().is_ok_and(|m| m.len() == stat.size) => Some(SpooledFile {
+                file,
+                stat: stat.clone(),
+            }),
+            _ => {
+                copies.remove(rel);
+                None
             }
         }
     }
