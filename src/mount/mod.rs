@@ -76,7 +76,8 @@ fn escape_mountinfo(path: &str) -> String {
 /// command that clears it.
 pub fn check_mountpoint(mountpoint: &Path) -> Result<PathBuf> {
     let io_err = |e: io::Error| Error::io(mountpoint, e);
-    match std::fs::metadata(mountpoint) {
+    // Listing reaches a FUSE server even when the kernel still caches the root's attributes.
+    match std::fs::read_dir(mountpoint).and_then(|_| std::fs::metadata(mountpoint)) {
         Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
             return Err(Error::InvalidInput(format!(
                 "{}: stale mount: the process that served it has ended (transport endpoint \
