@@ -122,9 +122,9 @@ pub enum Command {
     Snapshots,
     /// Mount every snapshot read-only (FUSE)
     ///
-    /// Layout: MOUNTPOINT/<origin>/<time>/... holds one directory per snapshot, named by
+    /// Layout: MOUNTPOINT/ORIGIN/TIME/... holds one directory per snapshot, named by
     /// its time in UTC (2026-11-24T20:13:05Z; a second snapshot within the same second gets
-    /// .2, .3, ...), and MOUNTPOINT/<origin>/latest is a symlink to the newest. <origin> is
+    /// .2, .3, ...), and MOUNTPOINT/ORIGIN/latest is a symlink to the newest. ORIGIN is
     /// the origin as recorded (a local origin's absolute path) without its leading /, every
     /// other / replaced by _ (/home/me/Music gives home_me_Music). Snapshots taken while
     /// mounted appear within a second.

@@ -16,7 +16,7 @@ mod view;
 
 pub use fs::{MusicFs, MAX_READ};
 pub use reader::{OpenFile, Reader};
-pub use view::{origin_dir_name, snapshot_dir_name, Attr, Entry, Kind, View, ROOT};
+pub use view::{origin_dir_name, snapshot_dir_name, Attr, Entry, Kind, Listing, View, ROOT};
 
 use std::io;
 use std::os::unix::fs::MetadataExt;

@@ -99,6 +99,9 @@ pub struct Attr {
     pub mode: u32,
 }
 
+/// A directory's entries: name and attributes.
+pub type Listing = Vec<(Vec<u8>, Attr)>;
+
 /// One origin's directory.
 #[derive(Clone, Debug)]
 pub struct OriginDir {
@@ -415,7 +418,7 @@ impl View {
 
     /// The entries of directory `ino` (without `.` and `..`): name and attributes. `Ok(None)`:
     /// not a directory.
-    pub fn list(&self, ino: u64) -> Result<Option<Vec<(Vec<u8>, Attr)>>> {
+    pub fn list(&self, ino: u64) -> Result<Option<Listing>> {
         let Some(entry) = self.entry(ino) else {
             return Ok(None);
         };
