@@ -28,6 +28,9 @@ _musicfs() {
             musicfs,inspect)
                 cmd="musicfs__subcmd__inspect"
                 ;;
+            musicfs,mount)
+                cmd="musicfs__subcmd__mount"
+                ;;
             musicfs,scan)
                 cmd="musicfs__subcmd__scan"
                 ;;
@@ -55,6 +58,9 @@ _musicfs() {
             musicfs__subcmd__help,inspect)
                 cmd="musicfs__subcmd__help__subcmd__inspect"
                 ;;
+            musicfs__subcmd__help,mount)
+                cmd="musicfs__subcmd__help__subcmd__mount"
+                ;;
             musicfs__subcmd__help,scan)
                 cmd="musicfs__subcmd__help__subcmd__scan"
                 ;;
@@ -77,7 +83,7 @@ _musicfs() {
 
     case "${cmd}" in
         musicfs)
-            opts="-q -v -h -V --repo --json --quiet --verbose --help --version scan sync verify diff snapshots inspect serve completions help"
+            opts="-q -v -h -V --repo --json --quiet --verbose --help --version scan sync verify diff snapshots mount inspect serve completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -131,7 +137,7 @@ _musicfs() {
             return 0
             ;;
         musicfs__subcmd__help)
-            opts="scan sync verify diff snapshots inspect serve completions help"
+            opts="scan sync verify diff snapshots mount inspect serve completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -187,6 +193,20 @@ _musicfs() {
             return 0
             ;;
         musicfs__subcmd__help__subcmd__inspect)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        musicfs__subcmd__help__subcmd__mount)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -277,6 +297,28 @@ _musicfs() {
                 return 0
             fi
             case "${prev}" in
+                --repo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        musicfs__subcmd__mount)
+            opts="-f -q -v -h --foreground --cache-size --repo --json --quiet --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --cache-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --repo)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

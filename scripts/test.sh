@@ -18,7 +18,8 @@ cd "$(dirname "$0")/.."
 need=()
 for tool in python3:python3 ffmpeg:ffmpeg id3v2:id3v2 metaflac:flac vorbiscomment:vorbis-tools \
     oggenc:vorbis-tools kid3-cli:kid3-cli /usr/sbin/sshd:openssh-server ssh:openssh-client \
-    ssh-keygen:openssh-client ssh-agent:openssh-client ssh-add:openssh-client; do
+    ssh-keygen:openssh-client ssh-agent:openssh-client ssh-add:openssh-client \
+    fusermount3:fuse3; do
     command -v "${tool%%:*}" >/dev/null || need+=("${tool#*:}")
 done
 if ! command -v python3 >/dev/null || ! python3 -m pip --version >/dev/null 2>&1; then

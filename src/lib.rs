@@ -7,6 +7,7 @@ pub mod error;
 pub mod id;
 pub mod inspect;
 pub mod media;
+pub mod mount;
 pub mod repo;
 pub mod snapshot;
 

@@ -2,6 +2,7 @@
 
 mod diff;
 mod inspect;
+mod mount;
 mod scan;
 mod serve;
 mod snapshots;
@@ -119,6 +120,28 @@ pub enum Command {
     Diff(diff::DiffArgs),
     /// List snapshots
     Snapshots,
+    /// Mount every snapshot read-only (FUSE)
+    ///
+    /// Layout: MOUNTPOINT/ORIGIN/TIME/... holds one directory per snapshot, named by
+    /// its time in UTC (2026-11-24T20:13:05Z; a second snapshot within the same second gets
+    /// .2, .3, ...), and MOUNTPOINT/ORIGIN/latest is a symlink to the newest. ORIGIN is
+    /// the origin as recorded (a local origin's absolute path) without its leading /, every
+    /// other / replaced by _ (/home/me/Music gives home_me_Music). Snapshots taken while
+    /// mounted appear within a second.
+    ///
+    /// Everything is read-only: writes, creation, removal, renames, chmod, truncation and
+    /// extended attributes fail with EROFS. Sizes, mtimes and modes are the snapshot's;
+    /// files belong to the user who mounted. Each chunk read is hashed against the
+    /// snapshot before its bytes are returned, from the file's own path when it still holds
+    /// them, else from any location the repository records; a read that cannot be proven
+    /// fails with EIO. Ogg files are served from a file whose whole hash matches.
+    ///
+    /// Without --foreground the mount is served by a detached process and this command
+    /// returns once it is mounted. Unmount with `fusermount3 -u MOUNTPOINT` or `umount
+    /// MOUNTPOINT`, or send SIGINT/SIGTERM to the serving process; with files still open
+    /// the mount is detached at once and they are served until closed. A mountpoint left
+    /// stale by a killed process is reported (exit 2) with the command that clears it.
+    Mount(mount::MountArgs),
     /// Show a file's container, regions, chunks, audio hash and tags
     Inspect(inspect::InspectArgs),
     /// The remote end of an SSH sync (started by musicfs itself)
@@ -221,6 +244,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Verify(args) => verify::run(&cli.global, args),
         Command::Diff(args) => diff::run(&cli.global, args),
         Command::Snapshots => snapshots::run(&cli.global),
+        Command::Mount(args) => mount::run(&cli.global, args),
         Command::Inspect(args) => inspect::run(&cli.global, args),
         Command::Serve(args) => serve::run(&cli.global, args),
         Command::Completions { shell } => {

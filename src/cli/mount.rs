@@ -1,0 +1,65 @@
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+
+use super::{exit, GlobalArgs};
+use crate::mount::{mount, spawn_detached, MountOptions};
+
+#[derive(Debug, Args)]
+pub struct MountArgs {
+    /// An empty directory to mount on
+    pub mountpoint: PathBuf,
+    /// Stay in the foreground (otherwise the mount is served by a detached process)
+    #[arg(short, long)]
+    pub foreground: bool,
+    /// Memory for verified chunks, in MiB
+    #[arg(long, value_name = "MIB", default_value_t = 128)]
+    pub cache_size: usize,
+}
+
+pub fn run(global: &GlobalArgs, args: &MountArgs) -> anyhow::Result<u8> {
+    let options = MountOptions {
+        cache_bytes: args.cache_size.saturating_mul(1 << 20),
+        ..MountOptions::default()
+    };
+    if !args.foreground {
+        let repo = global.open_repo()?;
+        let mut argv: Vec<OsString> = vec!["--repo".into(), repo.root().into()];
+        drop(repo);
+        if global.verbose {
+            argv.push("--verbose".into());
+        }
+        argv.extend([
+            "mount".into(),
+            "--foreground".into(),
+            "--cache-size".into(),
+            args.cache_size.to_string().into(),
+            args.mountpoint.clone().into(),
+        ]);
+        let program = std::env::current_exe().context("finding the musicfs executable")?;
+        let log = std::env::temp_dir().join(format!("musicfs-mount-{}.log", std::process::id()));
+        let pid = spawn_detached(&program, &argv, &args.mountpoint, &log)?;
+        if !global.quiet {
+            eprintln!(
+                "musicfs: mounted on {} (pid {pid}); unmount with `fusermount3 -u {}`",
+                args.mountpoint.display(),
+                args.mountpoint.display()
+            );
+        }
+        return Ok(exit::OK);
+    }
+    let repo = global.open_repo()?;
+    let quiet = global.quiet;
+    mount(repo, &args.mountpoint, options, |path| {
+        if !quiet {
+            eprintln!(
+                "musicfs: mounted on {}; Ctrl-C, SIGTERM or `fusermount3 -u` unmounts",
+                path.display()
+            );
+        }
+    })
+    .with_context(|| format!("mounting on {}", args.mountpoint.display()))?;
+    Ok(exit::OK)
+}

@@ -1,0 +1,494 @@
+//! Reading a snapshot's file through the mount: every byte handed out is proven first.
+//!
+//! A file's content is its `ChunkList`. For a read, the chunks covering the range are taken
+//! from the bounded cache or read from a file on disk, and each is hashed against its
+//! `ChunkId` before any of its bytes are returned. The first place tried is the file's own
+//! path in its origin (usually still holding the same content, so one `pread` covers a whole
+//! kernel read); a chunk that does not match there is looked for at every location the
+//! repository records for it, in every local origin.
+//!
+//! Contents with a transformed region (Ogg) need more, because their chunks are not plain byte
+//! ranges of the file: audio pages are chunked with their sequence numbers and CRCs zeroed, and
+//! header pages are chunked as headers then bodies. Such a file is served from a live file
+//! whose whole-file hash (`ChunkList::file_hash`) was checked once for its current `stat`
+//! (size, mtime, ctime, inode); each chunk read from it is still checked: audio pages by
+//! hashing a normalized copy and returning the real bytes, a header region by normalizing it,
+//! hashing its chunks and checking that it rebuilds to the bytes read. This module never
+//! writes anywhere.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use super::cache::BoundedCache;
+use super::view::View;
+use crate::chunk::matches_chunk;
+use crate::chunk::oggpages;
+use crate::error::{Error, Result};
+use crate::id::{ChunkId, ContentId, FileHash};
+use crate::media::Transform;
+use crate::snapshot::ChunkList;
+
+/// Longest run of chunks read with one `pread`.
+const MAX_SPAN: u64 = 8 << 20;
+
+/// Contents whose chunk lists are kept decoded.
+const PLAN_CACHE: usize = 4096;
+
+/// What the cache holds: verified real bytes of the file.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Key {
+    /// A chunk whose real bytes are its bytes (any content holding it can share them).
+    Chunk([u8; 32]),
+    /// The real bytes of chunk `n` of a content, an Ogg audio-pages chunk.
+    Pages([u8; 32], u32),
+    /// The real bytes of region `n` of a content, an Ogg header region.
+    Region([u8; 32], u32),
+}
+
+/// A content, ready for reading: its chunk list and each chunk's offset.
+struct Plan {
+    id: ContentId,
+    list: ChunkList,
+    /// `starts[i]` is the offset of chunk `i`; the last element is the size.
+    starts: Vec<u64>,
+}
+
+impl Plan {
+    fn size(&self) -> u64 {
+        self.starts.last().copied().unwrap_or(0)
+    }
+
+    /// The index of the chunk holding byte `offset` (< size).
+    fn chunk_at(&self, offset: u64) -> usize {
+        self.starts[1..].partition_point(|&s| s <= offset)
+    }
+
+    /// The region holding byte `offset`, with its index.
+    fn region_at(&self, offset: u64) -> Option<(usize, &crate::media::Region)> {
+        let i = self
+            .list
+            .regions
+            .partition_point(|r| r.offset <= offset)
+            .checked_sub(1)?;
+        let r = &self.list.regions[i];
+        (offset < r.offset + r.len).then_some((i, r))
+    }
+
+    fn transform_at(&self, offset: u64) -> Option<(usize, Transform)> {
+        self.region_at(offset)
+            .and_then(|(i, r)| r.transform.map(|t| (i, t)))
+    }
+}
+
+/// What identifies a file's state on disk, to reuse a whole-file check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct StatKey {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i64,
+    ctime_ns: i64,
+}
+
+impl StatKey {
+    fn of(meta: &std::fs::Metadata) -> StatKey {
+        StatKey {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+            ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
+        }
+    }
+}
+
+/// A file on disk chunks are read from first.
+struct Source {
+    file: Arc<File>,
+    key: StatKey,
+}
+
+/// A snapshot file opened through the mount.
+pub struct OpenFile {
+    plan: Arc<Plan>,
+    /// The file's own path on disk, when its origin is local.
+    own: Option<PathBuf>,
+    /// Where chunks are read first; `None` until the first read.
+    source: Mutex<Option<Option<Source>>>,
+}
+
+impl OpenFile {
+    /// The content's size.
+    pub fn size(&self) -> u64 {
+        self.plan.size()
+    }
+}
+
+/// Reads files' bytes for the mount, proving each against its content's hashes.
+pub struct Reader {
+    view: Arc<View>,
+    cache: BoundedCache<Key>,
+    plans: Mutex<HashMap<ContentId, Arc<Plan>>>,
+    /// Files whose whole-file hash matched a content, by their state then.
+    verified: Mutex<HashSet<(PathBuf, StatKey, [u8; 32])>>,
+}
+
+/// The path of `rel` in a local origin, or `None` when the origin is not a local directory or
+/// the path could leave it.
+fn local_path(origin: &str, rel: &[u8]) -> Option<PathBuf> {
+    if !origin.starts_with('/')
+        || rel.is_empty()
+        || rel.starts_with(b"/")
+        || rel
+            .split(|&b| b == b'/')
+            .any(|c| c == b".." || c.is_empty())
+    {
+        return None;
+    }
+    Some(Path::new(origin).join(std::ffi::OsStr::from_bytes(rel)))
+}
+
+fn eio(path: &[u8], what: &str) -> Error {
+    Error::Io {
+        path: PathBuf::from(std::ffi::OsStr::from_bytes(path)),
+        source: std::io::Error::other(what.to_string()),
+    }
+}
+
+impl Reader {
+    /// A reader whose chunk cache holds at most `cache_bytes`.
+    pub fn new(view: Arc<View>, cache_bytes: usize) -> Reader {
+        Reader {
+            view,
+            cache: BoundedCache::new(cache_bytes),
+            plans: Mutex::new(HashMap::new()),
+            verified: Mutex::new(HashSet::new()),
+        }
+    }
+
+    fn plan(&self, id: &ContentId) -> Result<Arc<Plan>> {
+        if let Some(p) = self
+            .plans
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+        {
+            return Ok(p.clone());
+        }
+        // `content` checks the list against its id.
+        let list = self.view.repo().content(id)?;
+        let mut starts = Vec::with_capacity(list.chunks.len() + 1);
+        starts.extend(list.with_offsets().map(|(o, _)| o));
+        starts.push(list.size());
+        let plan = Arc::new(Plan {
+            id: *id,
+            list,
+            starts,
+        });
+        let mut plans = self.plans.lock().unwrap_or_else(PoisonError::into_inner);
+        if plans.len() >= PLAN_CACHE {
+            plans.clear();
+        }
+        plans.insert(*id, plan.clone());
+        Ok(plan)
+    }
+
+    /// Opens the file of `content` found at `path` in the origin named `origin`.
+    pub fn open(&self, content: &ContentId, origin: &str, path: &[u8]) -> Result<OpenFile> {
+        Ok(OpenFile {
+            plan: self.plan(content)?,
+            own: local_path(origin, path),
+            source: Mutex::new(None),
+        })
+    }
+
+    /// Bytes `[offset, offset + size)` of an open file (fewer at its end), every one proven
+    /// against the content's hashes.
+    pub fn read(&self, file: &OpenFile, offset: u64, size: u32) -> Result<Vec<u8>> {
+        let plan = &file.plan;
+        let end = plan.size().min(offset.saturating_add(u64::from(size)));
+        let mut out = Vec::with_capacity(end.saturating_sub(offset) as usize);
+        let mut pos = offset;
+        while pos < end {
+            let c = plan.chunk_at(pos);
+            match plan.transform_at(plan.starts[c]) {
+                Some((r, Transform::OggHeaderPages { first_seq })) => {
+                    let region = &plan.list.regions[r];
+                    let bytes = self.header_region(file, r, first_seq)?;
+                    let stop = end.min(region.offset + region.len);
+                    let from = (pos - region.offset) as usize;
+                    let to = (stop - region.offset) as usize;
+                    out.extend_from_slice(&bytes[from..to]);
+                    pos = stop;
+                }
+                _ => pos = self.read_chunks(file, c, pos, end, &mut out)?,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Appends the bytes from `pos` to `end` (or to the end of a run of plain or audio-page
+    /// chunks starting with chunk `first`) to `out`; returns where it stopped.
+    fn read_chunks(
+        &self,
+        file: &OpenFile,
+        first: usize,
+        pos: u64,
+        end: u64,
+        out: &mut Vec<u8>,
+    ) -> Result<u64> {
+        let plan = &file.plan;
+        let key = |c: usize| -> Option<Key> {
+            match plan.transform_at(plan.starts[c]) {
+                None => Some(Key::Chunk(*plan.list.chunks[c].id.as_bytes())),
+                Some((_, Transform::OggPages { .. })) => {
+                    Some(Key::Pages(*plan.id.as_bytes(), c as u32))
+                }
+                Some((_, Transform::OggHeaderPages { .. })) => None,
+            }
+        };
+        let Some(first_key) = key(first) else {
+            return Err(eio(b"", "internal: header chunk in a plain run"));
+        };
+        let take = |bytes: &[u8], start: u64, out: &mut Vec<u8>| -> u64 {
+            let from = (pos.max(start) - start) as usize;
+            let stop = end.min(start + bytes.len() as u64);
+            let to = (stop - start) as usize;
+            out.extend_from_slice(&bytes[from..to]);
+            stop
+        };
+        if let Some(bytes) = self.cache.get(&first_key) {
+            return Ok(take(&bytes, plan.starts[first], out));
+        }
+        // A run of uncached chunks, read with one pread.
+        let mut last = first + 1;
+        while last < plan.list.chunks.len()
+            && plan.starts[last] < end
+            && plan.starts[last + 1] - plan.starts[first] <= MAX_SPAN
+        {
+            match key(last) {
+                Some(k) if self.cache.get(&k).is_none() => last += 1,
+                _ => break,
+            }
+        }
+        let span_start = plan.starts[first];
+        let mut span = vec![0u8; (plan.starts[last] - span_start) as usize];
+        let read_ok = self.read_source(file, &mut span, span_start)?;
+        let mut stop = pos;
+        for c in first..last {
+            let start = plan.starts[c];
+            let chunk = plan.list.chunks[c];
+            let at = (start - span_start) as usize;
+            let bytes = &mut span[at..at + chunk.len as usize];
+            let k = key(c).ok_or_else(|| eio(b"", "internal: header chunk in a plain run"))?;
+            let good = read_ok && self.check(bytes, chunk.id, &k);
+            let fetched;
+            let bytes: &[u8] = if good {
+                bytes
+            } else if let Key::Chunk(_) = k {
+                fetched = self.fetch_elsewhere(chunk.id, chunk.len)?;
+                &fetched
+            } else {
+                return Err(self.unavailable(file, chunk.id));
+            };
+            stop = take(bytes, start, out);
+            // Keep what this read did not hand out whole: the next read needs the rest.
+            if start < pos || start + u64::from(chunk.len) > end {
+                self.cache.insert(k, Arc::from(bytes));
+            }
+        }
+        Ok(stop)
+    }
+
+    /// Whether `bytes`, read where the chunk should be, are it (for audio pages: once
+    /// normalized; the real bytes are left as they are).
+    fn check(&self, bytes: &[u8], id: ChunkId, key: &Key) -> bool {
+        match key {
+            Key::Pages(..) => {
+                let mut copy = bytes.to_vec();
+                oggpages::normalize(&mut copy) && ChunkId::of(&copy) == id
+            }
+            _ => ChunkId::of(bytes) == id,
+        }
+    }
+
+    fn unavailable(&self, file: &OpenFile, id: ChunkId) -> Error {
+        Error::ChunkUnavailable {
+            path: file.own.clone().unwrap_or_default(),
+            chunk: id.short(),
+        }
+    }
+
+    /// Reads `buf.len()` bytes at `offset` from the open file's source; `Ok(false)` when
+    /// there is no source or the read failed (the chunks are then looked for elsewhere).
+    fn read_source(&self, file: &OpenFile, buf: &mut [u8], offset: u64) -> Result<bool> {
+        let Some(f) = self.source(file)? else {
+            return Ok(false);
+        };
+        Ok(f.read_exact_at(buf, offset).is_ok())
+    }
+
+    /// The file chunks are read from first: the file's own path for plain contents; for
+    /// transformed ones, a file proven by its whole-file hash and unchanged since.
+    fn source(&self, file: &OpenFile) -> Result<Option<Arc<File>>> {
+        let mut slot = file.source.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(want) = file.plan.list.file_hash else {
+            if slot.is_none() {
+                let opened = file.own.as_ref().and_then(|p| {
+                    let f = File::open(p).ok()?;
+                    let key = StatKey::of(&f.metadata().ok()?);
+                    Some(Source {
+                        file: Arc::new(f),
+                        key,
+                    })
+                });
+                *slot = Some(opened);
+            }
+            return Ok(slot
+                .as_ref()
+                .and_then(|s| s.as_ref().map(|s| s.file.clone())));
+        };
+        if let Some(Some(s)) = slot.as_ref() {
+            if s.file.metadata().map(|m| StatKey::of(&m)).ok() == Some(s.key) {
+                return Ok(Some(s.file.clone()));
+            }
+        }
+        let found = self.find_verified(file, want)?;
+        let file_out = found.as_ref().map(|s| s.file.clone());
+        *slot = Some(found);
+        Ok(file_out)
+    }
+
+    /// A file on disk holding exactly this content, proven by its whole-file hash: the file's
+    /// own path, else any file where the repository records the content's first chunk.
+    fn find_verified(&self, file: &OpenFile, want: FileHash) -> Result<Option<Source>> {
+        let mut candidates: Vec<PathBuf> = file.own.iter().cloned().collect();
+        if let Some(first) = file.plan.list.chunks.first() {
+            for origin in self.view.origins() {
+                let Some(oid) = self.view.repo().find_origin(&origin.url)? else {
+                    continue;
+                };
+                for loc in self.view.repo().chunk_locations(&first.id, oid)? {
+                    if let Some(p) = local_path(&origin.url, &loc.path) {
+                        if !candidates.contains(&p) {
+                            candidates.push(p);
+                        }
+                    }
+                }
+            }
+        }
+        for path in candidates {
+            let Ok(f) = File::open(&path) else { continue };
+            let Ok(meta) = f.metadata() else { continue };
+            let key = StatKey::of(&meta);
+            if key.size != file.plan.size() {
+                continue;
+            }
+            let token = (path.clone(), key, *want.as_bytes());
+            let known = self
+                .verified
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .contains(&token);
+            if known || whole_file_hash(&f).is_ok_and(|h| h == want) {
+                self.verified
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(token);
+                return Ok(Some(Source {
+                    file: Arc::new(f),
+                    key,
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// A plain chunk from any recorded location in any local origin, verified.
+    fn fetch_elsewhere(&self, id: ChunkId, len: u32) -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; len as usize];
+        for origin in self.view.origins() {
+            let Some(oid) = self.view.repo().find_origin(&origin.url)? else {
+                continue;
+            };
+            for loc in self.view.repo().chunk_locations(&id, oid)? {
+                let Some(path) = local_path(&origin.url, &loc.path) else {
+                    continue;
+                };
+                if loc.len != len {
+                    continue;
+                }
+                let Ok(f) = File::open(&path) else { continue };
+                // A chunk stored as normalized Ogg pages elsewhere matches once normalized,
+                // which is then exactly the plain chunk wanted here.
+                if f.read_exact_at(&mut buf, loc.offset).is_ok() && matches_chunk(&mut buf, id) {
+                    self.cache
+                        .insert(Key::Chunk(*id.as_bytes()), Arc::from(&buf[..]));
+                    return Ok(buf);
+                }
+            }
+        }
+        Err(Error::ChunkUnavailable {
+            path: PathBuf::new(),
+            chunk: id.short(),
+        })
+    }
+
+    /// The real bytes of Ogg header region `r`, proven: normalized, they are the region's
+    /// chunks, and those chunks rebuild exactly the bytes read.
+    fn header_region(&self, file: &OpenFile, r: usize, first_seq: u32) -> Result<Arc<[u8]>> {
+        let plan = &file.plan;
+        let key = Key::Region(*plan.id.as_bytes(), r as u32);
+        if let Some(b) = self.cache.get(&key) {
+            return Ok(b);
+        }
+        let region = &plan.list.regions[r];
+        let bad = || self.unavailable(file, plan.list.chunks[plan.chunk_at(region.offset)].id);
+        if region.len > oggpages::MAX_HEADER_REGION {
+            return Err(bad());
+        }
+        let mut raw = vec![0u8; region.len as usize];
+        if !self.read_source(file, &mut raw, region.offset)? {
+            return Err(bad());
+        }
+        let pages = oggpages::normalize_headers(&raw, first_seq).ok_or_else(bad)?;
+        if pages.bytes.len() != raw.len() {
+            return Err(bad());
+        }
+        let mut c = plan.chunk_at(region.offset);
+        while c < plan.list.chunks.len() && plan.starts[c] < region.offset + region.len {
+            let from = (plan.starts[c] - region.offset) as usize;
+            let to = (plan.starts[c + 1] - region.offset) as usize;
+            if to > pages.bytes.len()
+                || ChunkId::of(&pages.bytes[from..to]) != plan.list.chunks[c].id
+            {
+                return Err(bad());
+            }
+            c += 1;
+        }
+        if oggpages::denormalize_headers(&pages.bytes, first_seq).as_deref() != Some(&raw[..]) {
+            return Err(bad());
+        }
+        let bytes: Arc<[u8]> = Arc::from(raw);
+        self.cache.insert(key, bytes.clone());
+        Ok(bytes)
+    }
+}
+
+fn whole_file_hash(mut f: &File) -> std::io::Result<FileHash> {
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(FileHash::of_hasher(&hasher))
+}

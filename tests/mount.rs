@@ -1,0 +1,456 @@
+//! `musicfs mount`, mounted for real: as root fuser mounts through mount(2); `fusermount3`
+//! (Debian `fuse3`) unmounts, and `ffprobe` (Debian `ffmpeg`) decodes through the mount.
+
+mod util;
+
+use std::fs::{self, File};
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use util::{bin, TestRepo};
+
+fn require(program: &str, package: &str) {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {program}"))
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        found,
+        "{program} not found: install the Debian package `{package}`"
+    );
+}
+
+/// A running `musicfs mount --foreground`, unmounted and reaped on drop.
+struct Mounted {
+    child: Option<Child>,
+    mountpoint: PathBuf,
+}
+
+impl Mounted {
+    fn start(t: &TestRepo, mountpoint: &Path) -> Mounted {
+        require("fusermount3", "fuse3");
+        let child = Command::new(bin())
+            .arg("--repo")
+            .arg(t.repo())
+            .arg("mount")
+            .arg("--foreground")
+            .arg(mountpoint)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start musicfs mount");
+        let mut m = Mounted {
+            child: Some(child),
+            mountpoint: mountpoint.to_path_buf(),
+        };
+        let start = Instant::now();
+        loop {
+            if fs::read_dir(mountpoint).is_ok_and(|mut d| d.next().is_some()) {
+                return m;
+            }
+            if let Some(status) = m.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                let mut err = String::new();
+                if let Some(mut e) = m.child.as_mut().and_then(|c| c.stderr.take()) {
+                    let _ = e.read_to_string(&mut err);
+                }
+                m.child = None;
+                panic!("musicfs mount exited ({status}): {err}");
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "mount did not appear"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// Waits for the serving process to end; its exit status.
+    fn wait(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let start = Instant::now();
+        loop {
+            if let Some(s) = child.try_wait().expect("wait") {
+                return s;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "mount process did not exit"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("fusermount3")
+                .arg("-u")
+                .arg(&self.mountpoint)
+                .status();
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn is_mounted(path: &Path) -> bool {
+    let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(path.to_str().unwrap_or("")))
+}
+
+fn kill(signal: &str, pid: u32) {
+    let ok = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok, "kill -{signal} {pid}");
+}
+
+/// Every regular file under `root`, relative.
+fn files(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        for e in fs::read_dir(root.join(&rel)).expect("read_dir") {
+            let e = e.expect("entry");
+            let p = rel.join(e.file_name());
+            let ft = e.file_type().expect("type");
+            if ft.is_dir() {
+                stack.push(p);
+            } else if ft.is_file() {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The origin's directory name in the mount.
+fn origin_dir(lib: &Path) -> String {
+    let canon = lib.canonicalize().expect("canonical");
+    canon
+        .to_string_lossy()
+        .trim_start_matches('/')
+        .replace('/', "_")
+}
+
+fn scan(t: &TestRepo, dir: &Path) {
+    t.cmd().arg("scan").arg(dir).quiet().assert_exit(0);
+}
+
+#[test]
+fn files_read_through_the_mount_equal_their_origin() {
+    let t = TestRepo::new();
+    let lib = t.fixtures("lib");
+    scan(&t, &lib);
+    let mnt = t.mkdir("mnt");
+    let mut m = Mounted::start(&t, &mnt);
+    let origin = mnt.join(origin_dir(&lib));
+    let latest = origin.join("latest");
+    let target = fs::read_link(&latest).expect("latest is a symlink");
+    assert!(origin.join(&target).is_dir());
+    let all = files(&lib);
+    assert!(all.len() >= 10, "fixtures: {all:?}");
+    for rel in &all {
+        let want = fs::read(lib.join(rel)).expect("read origin");
+        let got = fs::read(latest.join(rel)).expect("read through mount");
+        assert!(want == got, "{} differs through the mount", rel.display());
+        let a = fs::metadata(lib.join(rel)).expect("stat");
+        let b = fs::metadata(latest.join(rel)).expect("stat");
+        assert_eq!(a.size(), b.size(), "{}", rel.display());
+        assert_eq!(a.mtime(), b.mtime(), "{}", rel.display());
+        assert_eq!(a.mtime_nsec(), b.mtime_nsec(), "{}", rel.display());
+        assert_eq!(a.mode() & 0o7777, b.mode() & 0o7777, "{}", rel.display());
+    }
+
+    // Random offsets and lengths, seeking back and forth.
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for rel in &all {
+        let want = fs::read(lib.join(rel)).expect("read");
+        let mut f = File::open(latest.join(rel)).expect("open");
+        for _ in 0..40 {
+            let off = next() % (want.len() as u64 + 10);
+            let len = (next() % 300_000) as usize;
+            f.seek(SeekFrom::Start(off)).expect("seek");
+            let mut buf = vec![0u8; len];
+            let mut got = 0;
+            while got < len {
+                let n = f.read(&mut buf[got..]).expect("read");
+                if n == 0 {
+                    break;
+                }
+                got += n;
+            }
+            let start = (off as usize).min(want.len());
+            let end = (start + len).min(want.len());
+            assert_eq!(
+                &buf[..got],
+                &want[start..end],
+                "{} at {off}+{len}",
+                rel.display()
+            );
+        }
+        let end = f.seek(SeekFrom::End(0)).expect("seek end");
+        assert_eq!(end, want.len() as u64);
+    }
+
+    // Many readers at once.
+    std::thread::scope(|s| {
+        for i in 0..8 {
+            let (all, lib, latest) = (&all, &lib, &latest);
+            s.spawn(move || {
+                for rel in all.iter().cycle().skip(i).take(all.len() * 2) {
+                    let want = fs::read(lib.join(rel)).expect("read");
+                    assert!(want == fs::read(latest.join(rel)).expect("read"));
+                }
+            });
+        }
+    });
+
+    kill("TERM", m.pid());
+    assert!(m.wait().success());
+    assert!(!is_mounted(&mnt), "still mounted after SIGTERM");
+}
+
+#[test]
+fn audio_decodes_through_the_mount() {
+    require("ffprobe", "ffmpeg");
+    let t = TestRepo::new();
+    let lib = t.fixtures("lib");
+    scan(&t, &lib);
+    let mnt = t.mkdir("mnt");
+    let mut m = Mounted::start(&t, &mnt);
+    let latest = mnt.join(origin_dir(&lib)).join("latest");
+    let audio: Vec<PathBuf> = files(&lib)
+        .into_iter()
+        .filter(|p| {
+            let ext = p.extension().map(|e| e.to_string_lossy().to_lowercase());
+            matches!(
+                ext.as_deref(),
+                Some("mp3" | "flac" | "ogg" | "opus" | "m4a" | "wav" | "aiff" | "oga")
+            )
+        })
+        .collect();
+    assert!(audio.len() >= 5);
+    for rel in audio {
+        // Decode every packet (not only the headers) through the mount.
+        let out = Command::new("ffmpeg")
+            .args(["-v", "error", "-xerror", "-i"])
+            .arg(latest.join(&rel))
+            .args(["-f", "null", "-"])
+            .output()
+            .expect("run ffmpeg");
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            rel.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-show_entries",
+                "format=duration",
+                "-of",
+                "csv=p=0",
+            ])
+            .arg(latest.join(&rel))
+            .output()
+            .expect("run ffprobe");
+        assert!(out.status.success(), "{}", rel.display());
+    }
+    let status = Command::new("fusermount3")
+        .arg("-u")
+        .arg(&mnt)
+        .status()
+        .expect("fusermount3");
+    assert!(status.success());
+    assert!(m.wait().success(), "unmounted from outside: exit 0");
+    assert!(!is_mounted(&mnt));
+}
+
+#[test]
+fn every_change_fails_with_erofs() {
+    require("python3", "python3");
+    let t = TestRepo::new();
+    let lib = t.fixtures("lib");
+    scan(&t, &lib);
+    let mnt = t.mkdir("mnt");
+    let _m = Mounted::start(&t, &mnt);
+    let latest = mnt.join(origin_dir(&lib)).join("latest");
+    let file = latest.join(&files(&lib)[0]);
+    let erofs = |r: std::io::Result<()>, what: &str| {
+        let e = r.expect_err(what);
+        assert_eq!(e.raw_os_error(), Some(libc::EROFS), "{what}: {e}");
+    };
+    erofs(File::create(latest.join("new")).map(drop), "create");
+    erofs(
+        fs::OpenOptions::new().write(true).open(&file).map(drop),
+        "open for writing",
+    );
+    erofs(
+        fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_TRUNC)
+            .open(&file)
+            .map(drop),
+        "O_TRUNC",
+    );
+    erofs(fs::create_dir(latest.join("d")), "mkdir");
+    erofs(fs::remove_file(&file), "unlink");
+    erofs(fs::rename(&file, latest.join("renamed")), "rename");
+    erofs(
+        fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600)),
+        "chmod",
+    );
+    erofs(
+        std::os::unix::fs::symlink("x", latest.join("link")),
+        "symlink",
+    );
+    erofs(fs::hard_link(&file, latest.join("hard")), "link");
+    // truncate(2) and setxattr(2), through Python's os module.
+    for call in [
+        "os.truncate(p, 0)",
+        "os.setxattr(p, 'user.x', b'1')",
+        "os.utime(p, (0, 0))",
+    ] {
+        let script = format!(
+            "import os, sys\np = sys.argv[1]\ntry:\n    {call}\nexcept OSError as e:\n    sys.exit(0 if e.errno == 30 else e.errno)\nsys.exit(99)"
+        );
+        let status = Command::new("python3")
+            .arg("-c")
+            .arg(&script)
+            .arg(&file)
+            .status()
+            .expect("python3");
+        assert!(status.success(), "{call}: {status}");
+    }
+    // The file is unchanged.
+    assert!(fs::read(&file).expect("read") == fs::read(lib.join(&files(&lib)[0])).expect("read"));
+}
+
+#[test]
+fn chunks_come_from_other_copies_and_are_verified() {
+    let t = TestRepo::new();
+    let lib = t.fixtures("lib");
+    let copy = t.fixtures("copy");
+    scan(&t, &lib);
+    scan(&t, &copy);
+    // Overwrite every file of `lib` with other bytes of the same size, keeping the snapshot:
+    // reads must come from `copy`, after their hashes failed at `lib`.
+    let all = files(&lib);
+    let mut originals = Vec::new();
+    for rel in &all {
+        let bytes = fs::read(lib.join(rel)).expect("read");
+        let scrambled: Vec<u8> = bytes.iter().map(|b| b.wrapping_add(1)).collect();
+        fs::write(lib.join(rel), &scrambled).expect("write");
+        originals.push(bytes);
+    }
+    let mnt = t.mkdir("mnt");
+    let _m = Mounted::start(&t, &mnt);
+    let latest = mnt.join(origin_dir(&lib)).join("latest");
+    for (rel, want) in all.iter().zip(&originals) {
+        let got = fs::read(latest.join(rel)).expect("read through mount");
+        assert!(&got == want, "{}", rel.display());
+    }
+    drop(_m);
+    // With no good copy left anywhere, reads fail with EIO rather than return bad bytes.
+    for rel in &all {
+        let bytes = fs::read(copy.join(rel)).expect("read");
+        let scrambled: Vec<u8> = bytes.iter().map(|b| b.wrapping_add(1)).collect();
+        fs::write(copy.join(rel), &scrambled).expect("write");
+    }
+    let mnt2 = t.mkdir("mnt2");
+    let _m = Mounted::start(&t, &mnt2);
+    let latest = mnt2.join(origin_dir(&lib)).join("latest");
+    for rel in &all {
+        let e = fs::read(latest.join(rel)).expect_err("damaged everywhere");
+        assert_eq!(e.raw_os_error(), Some(libc::EIO), "{}: {e}", rel.display());
+    }
+}
+
+#[test]
+fn stale_mount_is_reported_and_background_mount_unmounts() {
+    let t = TestRepo::new();
+    let lib = t.fixtures("lib");
+    scan(&t, &lib);
+    let mnt = t.mkdir("mnt");
+    let mut m = Mounted::start(&t, &mnt);
+    kill("KILL", m.pid());
+    let _ = m.wait();
+    let e = fs::read_dir(&mnt).expect_err("stale");
+    assert_eq!(e.raw_os_error(), Some(libc::ENOTCONN));
+    let out = t
+        .cmd()
+        .arg("mount")
+        .arg("--foreground")
+        .arg(&mnt)
+        .assert_exit(2);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("stale mount") && err.contains("fusermount3 -u"),
+        "{err}"
+    );
+    let status = Command::new("fusermount3")
+        .arg("-u")
+        .arg(&mnt)
+        .status()
+        .expect("fusermount3");
+    assert!(status.success());
+
+    // Without --foreground: returns once mounted, a detached process serves.
+    let out = t.cmd().arg("mount").arg(&mnt).assert_exit(0);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let pid: u32 = err
+        .split("(pid ")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {err}"));
+    assert!(is_mounted(&mnt));
+    assert!(fs::read_dir(&mnt).expect("list").next().is_some());
+    let status = Command::new("fusermount3")
+        .arg("-u")
+        .arg(&mnt)
+        .status()
+        .expect("fusermount3");
+    assert!(status.success());
+    let start = Instant::now();
+    while Path::new(&format!("/proc/{pid}")).exists() {
+        // A zombie until reaped by init counts as gone.
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if stat.split(' ').nth(2) == Some("Z") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "background mount process {pid} still running"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!is_mounted(&mnt));
+}
