@@ -18,4 +18,5 @@ pub mod remote;
 pub mod report;
 pub mod scan;
 pub mod sync;
+pub mod time;
 pub mod verify;
