@@ -124,6 +124,15 @@ mod hostile {
         root: TreeId,
         answer: impl Fn(Message) -> Vec<Message> + Send + 'static,
     ) -> (Connection, std::thread::JoinHandle<()>) {
+        fake_server_scanning(Vec::new(), root, answer)
+    }
+
+    /// A fake server that sends `scanning` between its greeting and its snapshot.
+    pub(super) fn fake_server_scanning(
+        scanning: Vec<Message>,
+        root: TreeId,
+        answer: impl Fn(Message) -> Vec<Message> + Send + 'static,
+    ) -> (Connection, std::thread::JoinHandle<()>) {
         let (ours, theirs) = UnixStream::pair().unwrap();
         let handle = std::thread::spawn(move || {
             let mut input = theirs.try_clone().unwrap();
@@ -143,6 +152,9 @@ mod hostile {
                 root_meta: None,
             });
             write_message(&mut output, &hello).unwrap();
+            for m in &scanning {
+                write_message(&mut output, m).unwrap();
+            }
             write_message(&mut output, &source).unwrap();
             while let Ok(Some(request)) = read_message(&mut input) {
                 for reply in answer(request) {
@@ -164,6 +176,14 @@ mod hostile {
         t: &TestRepo,
         connection: Connection,
     ) -> musicfs::error::Result<SyncSummary> {
+        pull_showing(t, connection, &NullSink)
+    }
+
+    pub(super) fn pull_showing(
+        t: &TestRepo,
+        connection: Connection,
+        sink: &dyn musicfs::report::Sink,
+    ) -> musicfs::error::Result<SyncSummary> {
         let repo = Repository::open(&t.path("local-repo")).unwrap();
         let destination = LocalOrigin::open(&t.path("lib"), true).unwrap();
         pull(
@@ -173,7 +193,7 @@ mod hostile {
             &destination,
             &FastCdc::default(),
             SyncOptions::default(),
-            &NullSink,
+            sink,
             &mut Resume::default(),
         )
     }
@@ -249,9 +269,60 @@ mod hostile {
 }
 
 mod liveness {
-    use super::hostile::{fake_server, pull_from, serve_tree};
+    use super::hostile::{fake_server, fake_server_scanning, pull_from, pull_showing, serve_tree};
     use super::*;
     use musicfs::remote::wire::Message;
+    use std::sync::Mutex;
+
+    /// Records the progress calls a sync makes.
+    #[derive(Default)]
+    struct Progress(Mutex<Vec<(String, u64)>>);
+
+    impl musicfs::report::Sink for Progress {
+        fn event(&self, _event: &musicfs::report::Event) {}
+
+        fn phase(&self, name: &str, _files: u64, bytes: u64) {
+            self.0.lock().unwrap().push((name.to_string(), bytes));
+        }
+
+        fn advance(&self, bytes: u64) {
+            self.0.lock().unwrap().push(("advance".to_string(), bytes));
+        }
+    }
+
+    #[test]
+    fn the_remote_scan_shows_as_progress() {
+        let t = TestRepo::new();
+        let (tree, list) = util::one_file_tree(b"song.mp3", b"good");
+        let scanning = vec![
+            Message::Working { done: 0, total: 0 },
+            Message::Working {
+                done: 300,
+                total: 1000,
+            },
+            Message::Working {
+                done: 1000,
+                total: 1000,
+            },
+        ];
+        let (connection, server) = fake_server_scanning(
+            scanning,
+            tree.tree_id(),
+            serve_tree(tree, list, b"good".to_vec()),
+        );
+        let progress = Progress::default();
+        pull_showing(&t, connection, &progress).unwrap();
+        let calls = progress.0.into_inner().unwrap();
+        let remote: u64 = calls
+            .iter()
+            .filter(|(name, _)| name == "remote scan")
+            .map(|(_, bytes)| bytes)
+            .sum();
+        assert_eq!(remote, 1000, "{calls:?}");
+        assert!(calls.contains(&("advance".to_string(), 300)), "{calls:?}");
+        assert!(calls.contains(&("advance".to_string(), 700)), "{calls:?}");
+        drop(server);
+    }
 
     #[test]
     fn heartbeats_between_answers_are_ignored() {
@@ -259,10 +330,10 @@ mod liveness {
         let (tree, list) = util::one_file_tree(b"song.mp3", b"good");
         let answer = serve_tree(tree.clone(), list, b"good".to_vec());
         let (connection, server) = fake_server(tree.tree_id(), move |request| {
-            let mut replies = vec![Message::Working];
+            let mut replies = vec![Message::Working { done: 1, total: 2 }];
             for reply in answer(request) {
                 replies.push(reply);
-                replies.push(Message::Working);
+                replies.push(Message::Working { done: 2, total: 2 });
             }
             replies
         });

@@ -83,7 +83,7 @@ pub(crate) fn provide(
                 message,
                 bytes,
             } => sink.event(&remote_event(&kind, &path, message, bytes)),
-            Message::Working => continue,
+            Message::Working { .. } => continue,
             Message::Done(summary) => return Ok(Ended::Done(summary)),
             Message::Bye => return Ok(Ended::Bye),
             Message::Failed(message) => {
@@ -149,6 +149,6 @@ pub(crate) fn name_of(message: &Message) -> &'static str {
         Message::Done(_) => "Done",
         Message::Bye => "Bye",
         Message::Failed(_) => "Failed",
-        Message::Working => "Working",
+        Message::Working { .. } => "Working",
     }
 }

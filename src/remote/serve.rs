@@ -3,6 +3,7 @@
 
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::provider::{name_of, provide};
@@ -27,16 +28,22 @@ pub fn serve(
 ) -> Result<()> {
     let input = BufReader::with_capacity(1 << 20, input);
     let output = Arc::new(Mutex::new(BufWriter::with_capacity(1 << 20, output)));
+    let progress = Arc::new(ScanProgress::default());
     let (stop, stopped) = std::sync::mpsc::channel::<()>();
     let heartbeat = {
         let output = Arc::clone(&output);
+        let progress = Arc::clone(&progress);
         std::thread::spawn(move || {
             // Starts after this end's greeting, which `session` sends first.
             while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
                 stopped.recv_timeout(HEARTBEAT)
             {
+                let working = Message::Working {
+                    done: progress.done.load(Ordering::Relaxed),
+                    total: progress.total.load(Ordering::Relaxed),
+                };
                 let Ok(mut out) = output.lock() else { return };
-                if write_message(&mut *out, &Message::Working)
+                if write_message(&mut *out, &working)
                     .and_then(|()| out.flush())
                     .is_err()
                 {
@@ -45,7 +52,7 @@ pub fn serve(
             }
         })
     };
-    let result = session(repo, input, &output, chunker);
+    let result = session(repo, input, &output, chunker, &progress);
     drop(stop);
     let _ = heartbeat.join();
     if let Err(e) = &result {
@@ -95,6 +102,7 @@ fn session(
     mut input: BufReader<Box<dyn Read + Send>>,
     output: &Arc<Mutex<BufWriter<Box<dyn Write + Send>>>>,
     chunker: &dyn Chunker,
+    progress: &ScanProgress,
 ) -> Result<()> {
     let write = |messages: &[Message]| -> Result<()> {
         let mut out = output
@@ -124,7 +132,7 @@ fn session(
         Message::Pull { path, checksum } => {
             let origin = LocalOrigin::open(&directory(&path), false)?;
             let mut source = LocalSource::new(repo, &origin, checksum);
-            let state = source.snapshot(repo, chunker, &NullSink)?;
+            let state = source.snapshot(repo, chunker, progress)?;
             write(&[Message::Source(super::wire::SourceInfo {
                 root: state.root,
                 files: state.files,
@@ -182,6 +190,25 @@ fn session(
             "expected Pull or Push, got {}",
             name_of(&other)
         ))),
+    }
+}
+
+/// How far the scan of a pulled directory has got, for the heartbeat.
+#[derive(Default)]
+struct ScanProgress {
+    done: AtomicU64,
+    total: AtomicU64,
+}
+
+impl Sink for ScanProgress {
+    fn event(&self, _event: &Event) {}
+
+    fn phase(&self, _name: &str, _files: u64, bytes: u64) {
+        self.total.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    fn advance(&self, bytes: u64) {
+        self.done.fetch_add(bytes, Ordering::Relaxed);
     }
 }
 

@@ -167,7 +167,7 @@ impl RemoteSource {
     pub(crate) fn receive(&mut self) -> Result<Message> {
         loop {
             match self.receive_any()? {
-                Message::Working => continue,
+                Message::Working { .. } => continue,
                 m => return Ok(m),
             }
         }
@@ -185,6 +185,31 @@ impl RemoteSource {
                 Err(self.protocol(e.to_string()))
             }
             Err(e) => Err(self.lost(e)),
+        }
+    }
+
+    /// Waits for the source's snapshot, showing the progress of the remote scan meanwhile.
+    fn await_source(&mut self, sink: &dyn Sink) -> Result<SourceInfo> {
+        let (mut shown_done, mut shown_total) = (0u64, 0u64);
+        loop {
+            match self.receive_any()? {
+                Message::Source(info) => {
+                    sink.advance(shown_total.saturating_sub(shown_done));
+                    return Ok(info);
+                }
+                Message::Working { done, total } => {
+                    if total > shown_total {
+                        sink.phase("remote scan", 0, total - shown_total);
+                        shown_total = total;
+                    }
+                    let done = done.min(shown_total);
+                    if done > shown_done {
+                        sink.advance(done - shown_done);
+                        shown_done = done;
+                    }
+                }
+                _ => return Err(self.protocol("expected the source's snapshot")),
+            }
         }
     }
 
@@ -310,14 +335,11 @@ impl SyncSource for RemoteSource {
         &mut self,
         repo: &Repository,
         _chunker: &dyn Chunker,
-        _sink: &dyn Sink,
+        sink: &dyn Sink,
     ) -> Result<SourceState> {
         let info = match self.info.take() {
             Some(info) => info,
-            None => match self.receive()? {
-                Message::Source(info) => info,
-                _ => return Err(self.protocol("expected the source's snapshot")),
-            },
+            None => self.await_source(sink)?,
         };
         for path in &info.unreadable {
             check_path(path).map_err(|m| self.protocol(m))?;

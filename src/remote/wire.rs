@@ -107,12 +107,19 @@ pub enum Message {
     /// Either end: it failed and stops; the message says why.
     Failed(String),
     /// Server: still working (sent every few seconds, so a long scan does not look like a
-    /// dead connection). Ignored wherever it arrives.
-    Working,
+    /// dead connection), with how far its scan of a pulled directory has got: bytes read of
+    /// the bytes it has to read. Shown as progress while the client waits for `Source`;
+    /// ignored anywhere else.
+    Working {
+        /// Bytes the scan has read.
+        done: u64,
+        /// Bytes the scan has to read.
+        total: u64,
+    },
 }
 
 /// How often the server says it is still working.
-pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(5);
+pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Writes one frame: a little-endian `u32` length, then the postcard-encoded message.
 pub fn write_message(out: &mut dyn Write, message: &Message) -> io::Result<()> {
