@@ -144,6 +144,23 @@ pub const TEMP_PREFIX: &str = ".musicfs-";
 /// Suffix of temporary files.
 pub const TEMP_SUFFIX: &str = ".tmp";
 
+/// Why `name` cannot be one component of a relative path, if it cannot: empty, `.`, `..`, or
+/// holding `/` or NUL. Names that come from elsewhere (an SFTP listing, a remote musicfs) pass
+/// this before they are used.
+pub fn bad_name(name: &[u8]) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("an empty name")
+    } else if name == b"." || name == b".." {
+        Some("a `.` or `..` entry")
+    } else if name.contains(&b'/') {
+        Some("a name containing `/`")
+    } else if name.contains(&0) {
+        Some("a name containing NUL")
+    } else {
+        None
+    }
+}
+
 /// Whether a file name is one of our temporary files.
 pub fn is_temporary(name: &[u8]) -> bool {
     name.starts_with(TEMP_PREFIX.as_bytes()) && name.ends_with(TEMP_SUFFIX.as_bytes())

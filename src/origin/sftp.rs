@@ -27,8 +27,8 @@ use std::time::SystemTime;
 
 use super::ssh::{Sftp, SftpFile, SftpStat};
 use super::{
-    is_temporary, EntryKind, EntryStat, Origin, OriginFile, TempFile, WalkItem, WritableOrigin,
-    TEMP_PREFIX, TEMP_SUFFIX,
+    bad_name, is_temporary, EntryKind, EntryStat, Origin, OriginFile, TempFile, WalkItem,
+    WritableOrigin, TEMP_PREFIX, TEMP_SUFFIX,
 };
 use crate::error::{Error, Result};
 
@@ -80,21 +80,6 @@ fn entry_stat(s: &SftpStat) -> EntryStat {
         dev: 0,
         ino: 0,
         mode: s.mode & 0o7777,
-    }
-}
-
-/// Why a name the server listed cannot be part of a path, if it cannot.
-fn bad_name(name: &[u8]) -> Option<&'static str> {
-    if name.is_empty() {
-        Some("an empty name")
-    } else if name == b"." || name == b".." {
-        Some("a `.` or `..` entry")
-    } else if name.contains(&b'/') {
-        Some("a name containing `/`")
-    } else if name.contains(&0) {
-        Some("a name containing NUL")
-    } else {
-        None
     }
 }
 

@@ -215,14 +215,10 @@ pub fn check_content(id: &ContentId, size: u64, bytes: &[u8]) -> Result<ChunkLis
 /// A file name a destination may create: not empty, not `.` or `..`, no `/` or NUL, at most
 /// [`MAX_NAME`] bytes.
 pub fn check_name(name: &[u8]) -> Result<(), Refusal> {
-    let shown = || String::from_utf8_lossy(name).into_owned();
-    if name.is_empty() || name == b"." || name == b".." {
-        return Err(format!("refused the name {:?}", shown()));
-    }
-    if name.contains(&b'/') || name.contains(&0) {
+    if let Some(why) = crate::origin::bad_name(name) {
         return Err(format!(
-            "refused the name {:?}: it contains '/' or NUL",
-            shown()
+            "refused the name {:?}: {why}",
+            String::from_utf8_lossy(name)
         ));
     }
     if name.len() > MAX_NAME {
