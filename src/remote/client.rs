@@ -79,10 +79,7 @@ pub fn pull(
         output,
         origin,
     } = connection;
-    let lost = |e: std::io::Error| Error::Unreachable {
-        origin: origin.clone(),
-        message: format!("connection lost: {e}"),
-    };
+    let lost = |e| super::wire::lost(&origin, e);
     let requests = Requests::new(output);
     send(
         &requests,
@@ -128,10 +125,7 @@ pub fn push(
         mut output,
         origin,
     } = connection;
-    let lost = |e: std::io::Error| Error::Unreachable {
-        origin: origin.clone(),
-        message: format!("connection lost: {e}"),
-    };
+    let lost = |e| super::wire::lost(&origin, e);
     let mut local = LocalSource::new(repo, source, options.checksum);
     let state = local.snapshot(repo, chunker, sink)?;
     let push = Message::Push {

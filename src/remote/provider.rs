@@ -3,7 +3,7 @@
 
 use std::io::{Read, Write};
 
-use super::wire::{read_message, write_message, Message};
+use super::wire::{lost, receive, write_message, Message};
 use crate::error::{Error, Result};
 use crate::repo::Repository;
 use crate::report::{Event, Sink};
@@ -26,22 +26,11 @@ pub(crate) fn provide(
     output: &mut dyn Write,
     sink: &dyn Sink,
 ) -> Result<Ended> {
-    let lost = |e: std::io::Error| Error::Unreachable {
-        origin: origin.to_string(),
-        message: format!("connection lost: {e}"),
-    };
+    let lost = |e| lost(origin, e);
     let mut buf = Vec::new();
     loop {
-        let message = match read_message(input) {
-            Ok(Some(m)) => m,
-            Ok(None) => return Ok(Ended::Bye),
-            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-                return Err(Error::Protocol {
-                    origin: origin.to_string(),
-                    message: e.to_string(),
-                })
-            }
-            Err(e) => return Err(lost(e)),
+        let Some(message) = receive(origin, input)? else {
+            return Ok(Ended::Bye);
         };
         match message {
             Message::GetTrees(ids) => {

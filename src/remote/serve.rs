@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use super::provider::{name_of, provide};
 use super::source::{send, RemoteSource, Requests, Resume};
-use super::wire::{check_path, read_message, write_message, Message, HEARTBEAT, PROTOCOL_VERSION};
+use super::wire::{check_path, write_message, Message, HEARTBEAT, PROTOCOL_VERSION};
 use crate::chunk::Chunker;
 use crate::error::{Error, Result};
 use crate::origin::{LocalOrigin, Origin};
@@ -72,19 +72,11 @@ fn protocol(message: impl Into<String>) -> Error {
 }
 
 fn lost(e: std::io::Error) -> Error {
-    Error::Unreachable {
-        origin: PEER.into(),
-        message: format!("connection lost: {e}"),
-    }
+    super::wire::lost(PEER, e)
 }
 
 fn receive(input: &mut dyn Read) -> Result<Message> {
-    match read_message(input) {
-        Ok(Some(m)) => Ok(m),
-        Ok(None) => Err(lost(std::io::ErrorKind::UnexpectedEof.into())),
-        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => Err(protocol(e.to_string())),
-        Err(e) => Err(lost(e)),
-    }
+    super::wire::receive(PEER, input)?.ok_or_else(|| lost(std::io::ErrorKind::UnexpectedEof.into()))
 }
 
 /// The directory a session names: relative to the login directory, which an empty path is.

@@ -7,7 +7,7 @@ use std::io::{BufReader, Read, Write};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
-use super::wire::{check_content, check_path, check_tree, read_message, write_message};
+use super::wire::{check_content, check_path, check_tree, lost, receive, write_message};
 use super::wire::{Message, SourceInfo, MAX_PATH};
 use crate::chunk::Chunker;
 use crate::error::{Error, Result};
@@ -153,10 +153,7 @@ impl RemoteSource {
     }
 
     fn lost(&self, e: std::io::Error) -> Error {
-        Error::Unreachable {
-            origin: self.origin.clone(),
-            message: format!("connection lost: {e}"),
-        }
+        lost(&self.origin, e)
     }
 
     fn send(&self, messages: &[Message]) -> Result<()> {
@@ -174,17 +171,13 @@ impl RemoteSource {
     }
 
     fn receive_any(&mut self) -> Result<Message> {
-        match read_message(&mut self.input) {
-            Ok(Some(Message::Failed(message))) => Err(Error::Remote {
+        match receive(&self.origin, &mut self.input)? {
+            Some(Message::Failed(message)) => Err(Error::Remote {
                 origin: self.origin.clone(),
                 message,
             }),
-            Ok(Some(m)) => Ok(m),
-            Ok(None) => Err(self.lost(std::io::ErrorKind::UnexpectedEof.into())),
-            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-                Err(self.protocol(e.to_string()))
-            }
-            Err(e) => Err(self.lost(e)),
+            Some(m) => Ok(m),
+            None => Err(self.lost(std::io::ErrorKind::UnexpectedEof.into())),
         }
     }
 

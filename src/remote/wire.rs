@@ -157,6 +157,29 @@ pub fn read_message(input: &mut dyn Read) -> io::Result<Option<Message>> {
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("bad message: {e}")))
 }
 
+/// The error for a connection to `origin` that broke: transient, so a sync retries it.
+pub(crate) fn lost(origin: &str, e: io::Error) -> crate::Error {
+    crate::Error::Unreachable {
+        origin: origin.to_string(),
+        message: format!("connection lost: {e}"),
+    }
+}
+
+/// Reads one frame from `origin`; `Ok(None)` at a clean end of stream. A frame that does not
+/// decode is a protocol error, a failed read a lost connection.
+pub(crate) fn receive(origin: &str, input: &mut dyn Read) -> crate::Result<Option<Message>> {
+    read_message(input).map_err(|e| {
+        if e.kind() == io::ErrorKind::InvalidData {
+            crate::Error::Protocol {
+                origin: origin.to_string(),
+                message: e.to_string(),
+            }
+        } else {
+            lost(origin, e)
+        }
+    })
+}
+
 /// Why a received object is refused.
 pub type Refusal = String;
 
