@@ -309,6 +309,33 @@ fn finished_files(dir: &Path) -> usize {
         .count()
 }
 
+/// Starts `cmd` and returns once 5 files have landed in `dest`, with the sync still running.
+fn spawn_until_files_land(cmd: &Musicfs, dest: &Path) -> std::process::Child {
+    let mut child = cmd.spawn();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while finished_files(dest) < 5 {
+        assert!(Instant::now() < deadline, "no file arrived in 60 s");
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the sync ended before the connection dropped: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child
+}
+
+/// Waits for `child` to exit; its status and what it wrote on stderr.
+fn finish(mut child: std::process::Child, what: &str) -> (std::process::ExitStatus, String) {
+    let status = util::wait_timeout(&mut child, Duration::from_secs(120)).expect(what);
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    (status, stderr)
+}
+
 #[test]
 fn sshd_killed_mid_transfer_then_a_rerun_completes_without_resending() {
     let t = TestRepo::new();
@@ -325,26 +352,10 @@ fn sshd_killed_mid_transfer_then_a_rerun_completes_without_resending() {
         &remote(&music),
         lib.to_str().unwrap(),
     ]);
-    let mut child = cmd.spawn();
     // Kill sshd and its sessions once some files have landed.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while finished_files(&lib) < 5 {
-        assert!(Instant::now() < deadline, "no file arrived in 60 s");
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("the sync ended before sshd was killed: {status}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let child = spawn_until_files_land(&cmd, &lib);
     sshd.kill();
-    let status = util::wait_timeout(&mut child, Duration::from_secs(60))
-        .expect("the sync did not stop after the connection dropped");
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let (status, stderr) = finish(child, "the sync did not stop after the connection dropped");
     assert_eq!(status.code(), Some(5), "{stderr}");
     assert!(stderr.contains("connection"), "{stderr}");
     let temporaries: Vec<_> = util::list_tree(&lib)
@@ -491,26 +502,10 @@ fn a_dropped_connection_is_retried_without_resending_what_arrived() {
         &remote(&music),
         lib.to_str().unwrap(),
     ]);
-    let mut child = cmd.spawn();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while finished_files(&lib) < 5 {
-        assert!(Instant::now() < deadline, "no file arrived in 60 s");
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("the sync ended before the connection dropped: {status}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let child = spawn_until_files_land(&cmd, &lib);
     // Drop every connection, then serve again at once: the sync retries after its backoff.
     sshd.restart();
-    let status = util::wait_timeout(&mut child, Duration::from_secs(120))
-        .expect("the sync did not finish after the retry");
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let (status, stderr) = finish(child, "the sync did not finish after the retry");
     assert!(status.success(), "{status}: {stderr}");
     assert!(
         stderr.contains("retrying"),
