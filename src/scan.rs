@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::mpsc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rayon::prelude::*;
 use serde::Serialize;
@@ -77,6 +77,11 @@ enum Plan {
 }
 
 const MAX_ATTEMPTS: u32 = 3;
+
+/// Files read before their results are written in one transaction.
+const BATCH_FILES: usize = 256;
+/// Longest wait before read results are written, so that a killed scan loses little.
+const BATCH_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Scans `origin` into `repo` and records a snapshot.
 pub fn scan(
@@ -171,51 +176,65 @@ pub fn scan(
                 let _ = tx.send((i, result));
             });
         });
-        let mut writer = repo.writer()?;
-        let mut pending = 0;
+        // Results are gathered while no write transaction is open, and written in batches
+        // with the transaction held only while the batch is written: a scan never waits on
+        // its readers with the repository's one writer in hand. Two scans run at once in a
+        // sync (source and destination) and share rayon's pool; if one held the writer while
+        // waiting for its results, and the pool's workers were all blocked on the other's
+        // full channel, whose consumer waited for that writer, neither would move again.
+        let mut batch = Vec::with_capacity(BATCH_FILES);
         let mut last_commit = Instant::now();
-        for (i, result) in rx {
-            let path = &walked[i].path;
-            match result {
-                Ok(ReadFile { stat, list, media }) => {
-                    files_read += 1;
-                    bytes_read += stat.size;
-                    sink.advance(walked[i].stat.size);
-                    sink.event(&Event::FileRead {
-                        path: display_path(path),
-                        bytes: stat.size,
-                    });
-                    let content = writer.put_content(&list)?;
-                    writer.put_media(&content, &media)?;
-                    let prev = match &plans[i] {
-                        Some(Plan::Read(prev)) => prev.as_ref(),
-                        _ => None,
-                    };
-                    let entry = scan_entry(&stat, content);
-                    let stored = writer.record_file(origin_id, path, entry, prev)?;
-                    recorded.insert(i, stored);
-                }
-                Err(e) => {
-                    sink.advance(walked[i].stat.size);
-                    sink.event(&Event::Problem {
-                        path: display_path(path),
-                        message: e.to_string(),
-                    });
-                    if let Some(Plan::Read(Some(prev))) = &plans[i] {
-                        writer.remove_file(origin_id, path, prev)?;
+        let mut open = true;
+        while open {
+            match rx.recv_timeout(BATCH_INTERVAL.saturating_sub(last_commit.elapsed())) {
+                Ok(result) => batch.push(result),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => open = false,
+            }
+            if batch.len() < BATCH_FILES && last_commit.elapsed() < BATCH_INTERVAL && open {
+                continue;
+            }
+            if !batch.is_empty() {
+                let mut writer = repo.writer()?;
+                for (i, result) in batch.drain(..) {
+                    let path = &walked[i].path;
+                    match result {
+                        Ok(ReadFile { stat, list, media }) => {
+                            files_read += 1;
+                            bytes_read += stat.size;
+                            sink.advance(walked[i].stat.size);
+                            sink.event(&Event::FileRead {
+                                path: display_path(path),
+                                bytes: stat.size,
+                            });
+                            let content = writer.put_content(&list)?;
+                            writer.put_media(&content, &media)?;
+                            let prev = match &plans[i] {
+                                Some(Plan::Read(prev)) => prev.as_ref(),
+                                _ => None,
+                            };
+                            let entry = scan_entry(&stat, content);
+                            let stored = writer.record_file(origin_id, path, entry, prev)?;
+                            recorded.insert(i, stored);
+                        }
+                        Err(e) => {
+                            sink.advance(walked[i].stat.size);
+                            sink.event(&Event::Problem {
+                                path: display_path(path),
+                                message: e.to_string(),
+                            });
+                            if let Some(Plan::Read(Some(prev))) = &plans[i] {
+                                writer.remove_file(origin_id, path, prev)?;
+                            }
+                            unreadable.push(path.clone());
+                        }
                     }
-                    unreadable.push(path.clone());
                 }
-            }
-            pending += 1;
-            if pending >= 256 || last_commit.elapsed().as_secs() >= 2 {
                 writer.commit()?;
-                writer = repo.writer()?;
-                pending = 0;
-                last_commit = Instant::now();
             }
+            last_commit = Instant::now();
         }
-        writer.commit()
+        Ok(())
     })?;
 
     // Moves, removals, trees and the snapshot, in one durable batch.
