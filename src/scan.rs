@@ -100,7 +100,7 @@ pub fn scan(
         WalkItem::Temporary(path) => temporaries.push(path),
         WalkItem::Problem { path, message } => {
             sink.event(&Event::Problem {
-                path: display_path(&path),
+                path: origin.display(&path).to_string_lossy().into_owned(),
                 message,
             });
             unreadable.push(path);

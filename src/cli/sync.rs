@@ -27,6 +27,10 @@ pub struct SyncArgs {
     /// Read every source file, even those whose metadata is unchanged
     #[arg(long)]
     pub checksum: bool,
+    /// With --delete: delete nothing (and exit 3) when the deletions would remove more than N
+    /// files and symlinks, as a guard against a source that went missing
+    #[arg(long, value_name = "N")]
+    pub max_delete: Option<u64>,
     /// Trust and remember the key of an SSH host that ~/.ssh/known_hosts does not know yet
     /// (a changed key is always refused)
     #[arg(long)]
@@ -53,6 +57,7 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
         delete: args.delete,
         dry_run: args.dry_run,
         checksum: args.checksum,
+        max_delete: args.max_delete,
     };
     let remote_options = || RemoteOptions {
         ssh: SshOptions {

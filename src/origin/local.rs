@@ -1,11 +1,13 @@
 //! A local directory. NFS and SMB mounts are local directories too, so stale-handle and
 //! not-connected errors (ESTALE, ENOTCONN) are retried by looking the path up again.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::{
@@ -19,6 +21,9 @@ use crate::error::{Error, Result};
 pub struct LocalOrigin {
     root: PathBuf,
     url: String,
+    /// Directories made writable (and readable) for this process while it works inside them,
+    /// with the modes to give back: see [`LocalOrigin::lend`].
+    lent: Arc<Mutex<BTreeMap<PathBuf, u32>>>,
 }
 
 /// Runs `op`, retrying a few times with backoff when a network mount answers ESTALE/ENOTCONN.
@@ -106,7 +111,71 @@ impl LocalOrigin {
         Ok(LocalOrigin {
             root: absolute,
             url,
+            lent: Arc::default(),
         })
+    }
+
+    /// Makes the directory `dir` readable, writable and searchable by this process when it
+    /// owns the directory and its mode denies that, remembering the mode to give back, as
+    /// rsync does: an archived album made read-only (0555) at the source is copied with that
+    /// mode, and the next sync must still be able to change what is inside. Root needs no
+    /// such loan.
+    fn lend(&self, dir: &Path) -> io::Result<()> {
+        let euid = nix::unistd::geteuid();
+        if euid.is_root() {
+            return Ok(());
+        }
+        let mut lent = self.lent.lock().unwrap_or_else(|e| e.into_inner());
+        if lent.contains_key(dir) {
+            return Ok(());
+        }
+        let meta = match fs::symlink_metadata(dir) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let mode = meta.mode() & 0o7777;
+        if !meta.is_dir() || meta.uid() != euid.as_raw() || mode & 0o700 == 0o700 {
+            return Ok(());
+        }
+        fs::set_permissions(dir, fs::Permissions::from_mode(mode | 0o700))?;
+        lent.insert(dir.to_path_buf(), mode);
+        Ok(())
+    }
+
+    /// [`LocalOrigin::lend`] for the directory that holds `path`.
+    fn lend_parent(&self, path: &Path) -> io::Result<()> {
+        match path.parent() {
+            Some(parent) if path != self.root => self.lend(parent),
+            _ => Ok(()),
+        }
+    }
+
+    /// The directory's mode was set for good: nothing to give back.
+    fn settled(&self, dir: &Path) {
+        let mut lent = self.lent.lock().unwrap_or_else(|e| e.into_inner());
+        lent.remove(dir);
+    }
+
+    /// Forgets the loans of `dir` and everything below it (they were removed).
+    fn forget_below(&self, dir: &Path) {
+        let mut lent = self.lent.lock().unwrap_or_else(|e| e.into_inner());
+        lent.retain(|p, _| !p.starts_with(dir));
+    }
+
+    /// Removes a directory tree, lending each directory inside it first: a read-only directory
+    /// (0555) can only be emptied by its owner once it is writable again.
+    fn remove_tree(&self, dir: &Path) -> io::Result<()> {
+        self.lend(dir)?;
+        for entry in fs::read_dir(dir)? {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                self.remove_tree(&entry.path())?;
+            } else {
+                fs::remove_file(entry.path())?;
+            }
+        }
+        fs::remove_dir(dir)
     }
 
     /// The root directory.
@@ -135,6 +204,7 @@ impl LocalOrigin {
     fn new_temp(&self, rel: &[u8]) -> Result<(PathBuf, File)> {
         let target = self.full_path(rel);
         let dir = target.parent().unwrap_or(&self.root).to_path_buf();
+        self.lend(&dir).map_err(|e| Error::io(&dir, e))?;
         let mut attempt = 0u32;
         loop {
             let nonce = blake3::hash(
@@ -330,19 +400,31 @@ impl WritableOrigin for LocalOrigin {
         }))
     }
 
-    /// Sets mode and mtime of an existing file or directory.
+    /// Sets mode and mtime of an existing file or directory, by path: neither needs the
+    /// entry to be readable (a 0000 directory gets its mtime too).
     fn set_meta(&self, rel: &[u8], mode: u32, mtime_ns: i64) -> Result<()> {
         let path = self.full_path(rel);
         fs::set_permissions(&path, fs::Permissions::from_mode(mode))
             .map_err(|e| Error::io(&path, e))?;
-        let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
-        file.set_modified(system_time(mtime_ns))
-            .map_err(|e| Error::io(&path, e))
+        self.settled(&path);
+        let mtime = nix::sys::time::TimeSpec::new(
+            mtime_ns.div_euclid(1_000_000_000),
+            mtime_ns.rem_euclid(1_000_000_000),
+        );
+        nix::sys::stat::utimensat(
+            nix::fcntl::AT_FDCWD,
+            &path,
+            &nix::sys::time::TimeSpec::UTIME_OMIT,
+            &mtime,
+            nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+        )
+        .map_err(|e| Error::io(&path, io::Error::from(e)))
     }
 
     /// Creates a directory (its parent exists).
     fn create_dir(&self, rel: &[u8]) -> Result<()> {
         let path = self.full_path(rel);
+        self.lend_parent(&path).map_err(|e| Error::io(&path, e))?;
         match fs::create_dir(&path) {
             Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(Error::io(&path, e)),
             _ => Ok(()),
@@ -363,6 +445,8 @@ impl WritableOrigin for LocalOrigin {
     /// Renames an entry within the origin, replacing whatever is at `to`.
     fn rename(&self, from: &[u8], to: &[u8]) -> Result<()> {
         let (from, to) = (self.full_path(from), self.full_path(to));
+        self.lend_parent(&from).map_err(|e| Error::io(&from, e))?;
+        self.lend_parent(&to).map_err(|e| Error::io(&to, e))?;
         fs::rename(&from, &to).map_err(|e| Error::io(&from, e))
     }
 
@@ -370,12 +454,39 @@ impl WritableOrigin for LocalOrigin {
     fn remove(&self, rel: &[u8]) -> Result<()> {
         let path = self.full_path(rel);
         let result = match fs::symlink_metadata(&path) {
-            Ok(m) if m.is_dir() => fs::remove_dir_all(&path),
-            Ok(_) => fs::remove_file(&path),
+            Ok(m) if m.is_dir() => self
+                .lend_parent(&path)
+                .and_then(|()| self.remove_tree(&path)),
+            Ok(_) => self
+                .lend_parent(&path)
+                .and_then(|()| fs::remove_file(&path)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e),
         };
+        if result.is_ok() {
+            self.forget_below(&path);
+        }
         result.map_err(|e| Error::io(&path, e))
+    }
+
+    fn open_up(&self, rel: &[u8]) -> Result<()> {
+        let path = self.full_path(rel);
+        self.lend(&path).map_err(|e| Error::io(&path, e))
+    }
+
+    fn give_back(&self) -> Result<()> {
+        let lent = std::mem::take(&mut *self.lent.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut first = None;
+        // Deepest first, so that a directory still searchable is never needed after its
+        // parent got a mode that denies the search.
+        for (dir, mode) in lent.into_iter().rev() {
+            if let Err(e) = fs::set_permissions(&dir, fs::Permissions::from_mode(mode)) {
+                if e.kind() != io::ErrorKind::NotFound && first.is_none() {
+                    first = Some(Error::io(&dir, e));
+                }
+            }
+        }
+        first.map_or(Ok(()), Err)
     }
 
     /// Flushes a directory's entries (after renames into it).

@@ -82,6 +82,19 @@ pub trait WritableOrigin: Origin {
     fn remove(&self, rel: &[u8]) -> crate::Result<()>;
     /// Makes a directory's entries durable (after renames into it).
     fn sync_dir(&self, rel: &[u8]) -> crate::Result<()>;
+    /// Makes the directory `rel`, when this process owns it, readable, writable and
+    /// searchable for the rest of the sync, as every method of this trait also does on its
+    /// own with the directories it works in: a directory copied with a read-only mode (0555,
+    /// 0000) must not stop the next sync. [`WritableOrigin::set_meta`] gives a directory its
+    /// final mode; [`WritableOrigin::give_back`] restores the rest.
+    fn open_up(&self, _rel: &[u8]) -> crate::Result<()> {
+        Ok(())
+    }
+    /// Gives every directory opened up by this origin, and not given its mode since, the
+    /// mode it had. Called once, when a sync ends, whatever its outcome.
+    fn give_back(&self) -> crate::Result<()> {
+        Ok(())
+    }
 }
 
 /// The kind of a directory entry.

@@ -132,6 +132,7 @@ pub fn push(
         path: remote_path.to_vec(),
         delete: options.delete,
         dry_run: options.dry_run,
+        max_delete: options.max_delete,
         source: SourceInfo {
             root: state.root,
             files: state.files,

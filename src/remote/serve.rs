@@ -147,6 +147,7 @@ fn session(
             path,
             delete,
             dry_run,
+            max_delete,
             source,
         } => {
             for p in &source.unreadable {
@@ -172,6 +173,7 @@ fn session(
                     delete,
                     dry_run,
                     checksum: false,
+                    max_delete,
                 },
                 &sink,
             )?;

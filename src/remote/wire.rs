@@ -10,7 +10,7 @@ use crate::snapshot::{ChunkList, ChunkRef, Node, Tree};
 use crate::sync::SyncSummary;
 
 /// The protocol version this build speaks. Both ends must speak the same.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The first bytes of every session, so a stray shell banner is recognised as such.
 pub const MAGIC: [u8; 8] = *b"musicfs\0";
@@ -70,6 +70,8 @@ pub enum Message {
         delete: bool,
         /// Plan and count only.
         dry_run: bool,
+        /// Delete nothing when the deletions would remove more files than this.
+        max_delete: Option<u64>,
         /// The client's snapshot.
         source: SourceInfo,
     },

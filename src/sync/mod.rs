@@ -33,6 +33,8 @@ pub struct SyncOptions {
     pub dry_run: bool,
     /// Read every source file, whatever its metadata says.
     pub checksum: bool,
+    /// Delete nothing when the deletions would remove more files than this.
+    pub max_delete: Option<u64>,
 }
 
 /// What a sync did (or, dry, would do).
@@ -231,21 +233,30 @@ pub fn sync_from(
                 .unwrap_or_else(|_| Err(Error::InvalidInput("destination scan panicked".into()))),
         )
     });
+    let _give_back = GiveBack(destination);
     let src_state = src_state?;
-    let dst_scan = dst_scan?;
+    let mut dst_scan = dst_scan?;
+    // A destination directory this process cannot read (a copy of a 0000 or 0300 directory)
+    // is opened up, when it is ours, and the destination scanned again: it cannot be synced
+    // blind.
+    if let Some(scanned) = dst_scan.as_ref().filter(|d| !d.unreadable.is_empty()) {
+        if !options.dry_run {
+            for path in &scanned.unreadable {
+                destination.open_up(path)?;
+            }
+            dst_scan = Some(scan(
+                repo,
+                destination,
+                chunker,
+                ScanOptions::default(),
+                sink,
+            )?);
+        }
+    }
     let dst_origin = match &dst_scan {
         Some(d) => d.origin_id,
         None => repo.origin_id(destination.url())?,
     };
-    let plan = plan::plan(
-        repo,
-        src_state.root,
-        dst_scan.as_ref().map(|d| d.root),
-        &PlanOptions {
-            delete: options.delete,
-            unreadable: &src_state.unreadable,
-        },
-    )?;
     let mut summary = SyncSummary {
         // Source entries that could not be read were reported by the scan; their destination
         // counterparts are left alone, and the sync is partial.
@@ -255,11 +266,55 @@ pub fn sync_from(
         dry_run: options.dry_run,
         ..SyncSummary::default()
     };
+    let dst_root = dst_scan.as_ref().map(|d| d.root);
+    // As rsync does after an I/O error on the sending side, a source that could not be read
+    // in full deletes nothing: what it failed to list is not known to be gone.
+    let delete = options.delete && src_state.unreadable.is_empty();
+    if options.delete && !delete {
+        summary.errors += 1;
+        sink.event(&Event::Problem {
+            path: destination.display(b"").display().to_string(),
+            message: format!(
+                "deletions skipped: {} source {} could not be read",
+                src_state.unreadable.len(),
+                if src_state.unreadable.len() == 1 {
+                    "entry"
+                } else {
+                    "entries"
+                }
+            ),
+        });
+    }
+    let plan_with = |delete| {
+        plan::plan(
+            repo,
+            src_state.root,
+            dst_root,
+            &PlanOptions {
+                delete,
+                unreadable: &src_state.unreadable,
+            },
+        )
+    };
+    let mut plan = plan_with(delete)?;
+    if let Some(max) = options.max_delete {
+        let count = plan.files_deleted();
+        if count > max {
+            summary.errors += 1;
+            sink.event(&Event::Problem {
+                path: destination.display(b"").display().to_string(),
+                message: format!(
+                    "deletions skipped: they would remove {count} files, more than --max-delete {max}"
+                ),
+            });
+            plan = plan_with(false)?;
+        }
+    }
     if options.dry_run {
         let cost = plan::cost(repo, &plan, dst_origin)?;
         summary.bytes_transferred = cost.bytes_transferred;
         summary.chunks_transferred = cost.chunks_transferred;
-        for step in all_steps(&plan) {
+        for step in plan.steps() {
             count_step(step, &mut summary);
             emit_step(sink, step, 0);
         }
@@ -296,18 +351,35 @@ pub fn sync_from(
     sink.phase("writing", to_write.0, to_write.1);
     apply.run(&plan)?;
     let summary = apply.summary;
-    // The roots' own mode and mtime are not part of the trees; copy them as `rsync -a` does.
-    if let (Some((mode, mtime_ns)), Some(d)) = (src_state.root_meta, destination.stat(b"")?) {
+    // The roots' own mode and mtime are not part of the trees; copy them as `rsync -a` does,
+    // unless the source's root could not be listed (its mode is then no truth to copy).
+    let root_meta = src_state
+        .root_meta
+        .filter(|_| !src_state.unreadable.iter().any(|u| u.is_empty()));
+    if let (Some((mode, mtime_ns)), Some(d)) = (root_meta, destination.stat(b"")?) {
         if mode != d.mode || mtime_ns != d.mtime_ns {
             destination.set_meta(b"", mode, mtime_ns)?;
         }
     }
+    destination.give_back()?;
     if !plan_is_empty(&plan) {
         // Record the destination as it now is; written files were recorded with their stat,
         // so this reads nothing.
         scan(repo, destination, chunker, ScanOptions::default(), sink)?;
     }
     Ok(summary)
+}
+
+/// Gives the destination's directories back the modes they had before the sync opened them up
+/// for itself, however the sync ends.
+struct GiveBack<'a>(&'a dyn WritableOrigin);
+
+impl Drop for GiveBack<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self.0.give_back() {
+            tracing::warn!("{e}");
+        }
+    }
 }
 
 /// The chunks the writes of `plan` need that the destination has nowhere, in the order
@@ -368,16 +440,7 @@ fn read_verified(
 }
 
 fn plan_is_empty(plan: &SyncPlan) -> bool {
-    all_steps(plan).next().is_none()
-}
-
-fn all_steps(plan: &SyncPlan) -> impl Iterator<Item = &Step> {
-    plan.removals_first
-        .iter()
-        .chain(&plan.directories)
-        .chain(&plan.files)
-        .chain(&plan.deletions)
-        .chain(&plan.directory_meta)
+    plan.steps().next().is_none()
 }
 
 fn count_step(step: &Step, summary: &mut SyncSummary) {
@@ -437,7 +500,7 @@ struct Apply<'a> {
 
 impl Apply<'_> {
     fn run(&mut self, plan: &SyncPlan) -> Result<()> {
-        for step in &plan.removals_first {
+        for step in plan.early_deletions.iter().chain(&plan.removals_first) {
             self.step(step)?;
         }
         for step in plan.directories.iter().chain(&plan.files) {

@@ -70,21 +70,58 @@ pub enum Step {
 }
 
 /// The steps of a sync, in the order they must run.
+///
+/// Space is freed before it is used, as `rsync --delete-during` does: deletions that hold
+/// nothing the new files are built from run first, and replacements by smaller files come
+/// before the other writes, so that a sync into a nearly full destination can finish once the
+/// source has been trimmed to fit.
 #[derive(Debug, Default)]
 pub struct SyncPlan {
-    /// Replacements of one kind of entry by another: run first.
+    /// Entries absent from the source whose files hold no chunk a write needs and are not
+    /// the source of a rename (only with `--delete`): run first.
+    pub early_deletions: Vec<Step>,
+    /// Replacements of one kind of entry by another.
     pub removals_first: Vec<Step>,
     /// Directories to create, parents before children.
     pub directories: Vec<Step>,
-    /// Files and symlinks.
+    /// Files and symlinks; writes that replace a larger file come first.
     pub files: Vec<Step>,
-    /// Entries absent from the source (only with `--delete`): run after the files, since
-    /// they may hold chunks the new files are built from.
+    /// Entries absent from the source (only with `--delete`) that hold chunks the new files
+    /// are built from, or files to be renamed: run after the files.
     pub deletions: Vec<Step>,
     /// Directory modes and mtimes, children before parents: run last.
     pub directory_meta: Vec<Step>,
     /// Regular files among the deletions, by content, while planning.
     deleted_files: HashMap<ContentId, Vec<Vec<u8>>>,
+    /// The contents of the regular files below each deletion, in `deletions` order.
+    deletion_contents: Vec<Vec<ContentId>>,
+    /// Writes that replace a larger destination file, while planning.
+    shrinking: Vec<Step>,
+}
+
+impl SyncPlan {
+    /// Every step, in the order the steps run.
+    pub fn steps(&self) -> impl Iterator<Item = &Step> {
+        self.early_deletions
+            .iter()
+            .chain(&self.removals_first)
+            .chain(&self.directories)
+            .chain(&self.files)
+            .chain(&self.deletions)
+            .chain(&self.directory_meta)
+    }
+
+    /// Files and symlinks the deletions remove (`--max-delete` counts these).
+    pub fn files_deleted(&self) -> u64 {
+        self.early_deletions
+            .iter()
+            .chain(&self.deletions)
+            .map(|step| match step {
+                Step::Remove { files, .. } => *files,
+                _ => 0,
+            })
+            .sum()
+    }
 }
 
 /// Planning inputs beyond the two trees.
@@ -114,8 +151,70 @@ pub fn plan(
     let mut out = SyncPlan::default();
     compare(repo, Some(source), destination, &[], options, &mut out)?;
     out.directory_meta.reverse();
+    let shrinking = std::mem::take(&mut out.shrinking);
+    out.files.splice(0..0, shrinking);
     pair_moves(&mut out);
+    free_space_first(repo, &mut out)?;
     Ok(out)
+}
+
+/// Moves to `early_deletions` every deletion whose files no rename takes and whose chunks no
+/// write needs: removing them first loses nothing the sync could build from.
+fn free_space_first(repo: &Repository, plan: &mut SyncPlan) -> Result<()> {
+    let contents = std::mem::take(&mut plan.deletion_contents);
+    if plan.deletions.is_empty() {
+        return Ok(());
+    }
+    let mut renamed = HashSet::new();
+    let mut needed = HashSet::new();
+    for step in &plan.files {
+        match step {
+            Step::Rename { from, .. } => {
+                renamed.insert(from.as_slice());
+            }
+            Step::Write { content, .. } => {
+                needed.extend(repo.content(content)?.chunks.iter().map(|c| c.id));
+            }
+            _ => {}
+        }
+    }
+    let mut late = Vec::new();
+    let mut early = Vec::new();
+    for (step, below) in std::mem::take(&mut plan.deletions)
+        .into_iter()
+        .zip(contents)
+    {
+        let Step::Remove { path, .. } = &step else {
+            late.push(step);
+            continue;
+        };
+        let mut keep = renamed
+            .iter()
+            .any(|from| *from == path.as_slice() || is_below(from, path));
+        for content in &below {
+            if keep {
+                break;
+            }
+            keep = repo
+                .content(content)?
+                .chunks
+                .iter()
+                .any(|c| needed.contains(&c.id));
+        }
+        if keep {
+            late.push(step);
+        } else {
+            early.push(step);
+        }
+    }
+    plan.deletions = late;
+    plan.early_deletions = early;
+    Ok(())
+}
+
+/// Whether `path` lies inside the directory `dir`.
+fn is_below(path: &[u8], dir: &[u8]) -> bool {
+    dir.is_empty() || (path.starts_with(dir) && path.get(dir.len()) == Some(&b'/'))
 }
 
 /// Turns writes of content that a deleted destination file already holds into renames of
@@ -150,7 +249,12 @@ fn pair_moves(plan: &mut SyncPlan) {
 /// Plans the removal of a destination entry absent from the source, remembering the files
 /// it holds by content so that moves can become renames.
 fn remove(repo: &Repository, path: Vec<u8>, node: &Node, out: &mut SyncPlan) -> Result<()> {
-    let files = collect_files(repo, &path, node, &mut out.deleted_files)?;
+    let mut found = HashMap::new();
+    let files = collect_files(repo, &path, node, &mut found)?;
+    out.deletion_contents.push(found.keys().copied().collect());
+    for (content, paths) in found {
+        out.deleted_files.entry(content).or_default().extend(paths);
+    }
     out.deletions.push(Step::Remove { path, files });
     Ok(())
 }
@@ -203,12 +307,18 @@ fn join(prefix: &[u8], name: &[u8]) -> Vec<u8> {
     }
 }
 
+/// Whether a destination entry must be left alone because the source could not read it, or
+/// something below it (the source's root, when it could not be listed, protects everything).
 fn protected(path: &[u8], unreadable: &[Vec<u8>]) -> bool {
-    unreadable.iter().any(|u| {
-        path == u.as_slice()
-            || (path.starts_with(u) && path.get(u.len()) == Some(&b'/'))
-            || (u.starts_with(path) && u.get(path.len()) == Some(&b'/'))
-    })
+    unreadable
+        .iter()
+        .any(|u| path == u.as_slice() || is_below(path, u) || is_below(u, path))
+}
+
+/// Whether the source could not read this very entry: what it has of it (an empty directory,
+/// its mode) is not the truth, so the destination's copy is neither created nor changed.
+fn unreadable(path: &[u8], options: &PlanOptions<'_>) -> bool {
+    options.unreadable.iter().any(|u| u.as_slice() == path)
 }
 
 /// Returns whether anything below `prefix` changes.
@@ -244,8 +354,11 @@ fn compare(
         match (order, s, d) {
             (std::cmp::Ordering::Less, Some(s), _) => {
                 i += 1;
-                changed = true;
-                add(repo, &join(prefix, &s.name), &s.node, options, out)?;
+                let path = join(prefix, &s.name);
+                if !unreadable(&path, options) {
+                    changed = true;
+                    add(repo, &path, &s.node, options, out)?;
+                }
             }
             (std::cmp::Ordering::Greater, _, Some(d)) => {
                 j += 1;
@@ -259,7 +372,9 @@ fn compare(
                 i += 1;
                 j += 1;
                 let path = join(prefix, &s.name);
-                changed |= update(repo, &path, &s.node, &d.node, options, out)?;
+                if !unreadable(&path, options) {
+                    changed |= update(repo, &path, &s.node, &d.node, options, out)?;
+                }
             }
             _ => break,
         }
@@ -325,20 +440,25 @@ fn update(
                 content,
             },
             Node::File {
+                size: d_size,
                 mtime_ns: d_mtime,
                 mode: d_mode,
                 content: d_content,
-                ..
             },
         ) => {
             if content != d_content {
-                out.files.push(Step::Write {
+                let write = Step::Write {
                     path: path.to_vec(),
                     content: *content,
                     size: *size,
                     mode: *mode,
                     mtime_ns: *mtime_ns,
-                });
+                };
+                if d_size > size {
+                    out.shrinking.push(write);
+                } else {
+                    out.files.push(write);
+                }
             } else if mode != d_mode || mtime_ns != d_mtime {
                 out.files.push(Step::SetMeta {
                     path: path.to_vec(),

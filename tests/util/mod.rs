@@ -79,6 +79,47 @@ impl TestRepo {
     pub fn cmd(&self) -> Musicfs {
         Musicfs::new(&self.repo, self.root.path())
     }
+
+    /// A scratch directory that belongs to the unprivileged user `nobody`, for tests of what
+    /// file modes do to a normal user (they bind nobody when the tests run as root).
+    pub fn unprivileged() -> TestRepo {
+        let t = TestRepo::new();
+        if nix::unistd::geteuid().is_root() {
+            std::os::unix::fs::chown(t.root(), Some(NOBODY.0), Some(NOBODY.1)).unwrap();
+        }
+        t
+    }
+
+    /// A command builder that runs the binary as `nobody` (see [`unprivileged_command`]).
+    pub fn cmd_unprivileged(&self) -> Musicfs {
+        let mut cmd = self.cmd();
+        cmd.unprivileged = true;
+        cmd
+    }
+
+    /// Runs `script` with `sh -e` as `nobody` in the scratch directory, asserting success:
+    /// trees built this way belong to the user the unprivileged commands run as.
+    pub fn sh_unprivileged(&self, script: &str) {
+        let mut c = unprivileged_command("sh");
+        c.arg("-ec").arg(script).current_dir(self.root());
+        run_ok(&mut c);
+    }
+}
+
+/// uid and gid of `nobody` and `nogroup` on Debian.
+pub const NOBODY: (u32, u32) = (65534, 65534);
+
+/// `program` run as the unprivileged user `nobody` when the tests run as root (through
+/// `setpriv`, from util-linux), else as the current user, who is unprivileged already.
+pub fn unprivileged_command(program: impl AsRef<OsStr>) -> Command {
+    if nix::unistd::geteuid().is_root() {
+        let mut c = Command::new(require_tool("setpriv", "util-linux"));
+        c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"]);
+        c.arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
 }
 
 /// Builder for one invocation of the binary.
@@ -88,6 +129,7 @@ pub struct Musicfs {
     globals: Vec<OsString>,
     args: Vec<OsString>,
     json: bool,
+    unprivileged: bool,
 }
 
 impl Musicfs {
@@ -98,6 +140,7 @@ impl Musicfs {
             globals: Vec::new(),
             args: Vec::new(),
             json: false,
+            unprivileged: false,
         }
     }
 
@@ -134,7 +177,11 @@ impl Musicfs {
 
     /// The `std::process::Command` that would be run.
     pub fn command(&self) -> Command {
-        let mut c = Command::new(bin());
+        let mut c = if self.unprivileged {
+            unprivileged_command(bin())
+        } else {
+            Command::new(bin())
+        };
         c.arg("--repo").arg(&self.repo);
         c.args(&self.globals);
         c.args(&self.args);
