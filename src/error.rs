@@ -47,11 +47,11 @@ pub enum Error {
         supported: u32,
     },
     /// Another process holds the lock on a destination.
-    #[error("{path}: another musicfs sync is running on this destination (lock {lock})")]
+    #[error("{path}: another musicfs sync is running on this destination (lock held on {lock})")]
     Locked {
         /// The destination.
         path: PathBuf,
-        /// The lock file, inside the repository.
+        /// What holds the lock: a file inside the repository, or the destination itself.
         lock: PathBuf,
     },
     /// An origin could not be reached or is not a directory.

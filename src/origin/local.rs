@@ -469,6 +469,27 @@ impl WritableOrigin for LocalOrigin {
         result.map_err(|e| Error::io(&path, e))
     }
 
+    /// An exclusive `flock` on the root directory's own descriptor: Linux allows it on a
+    /// directory, and it creates no file (players index every file they find).
+    fn lock(&self) -> Result<Option<Box<dyn Send>>> {
+        let open = || File::open(&self.root);
+        let dir = match open() {
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                self.lend(&self.root).and_then(|()| open())
+            }
+            other => other,
+        }
+        .map_err(|e| Error::io(&self.root, e))?;
+        match dir.try_lock() {
+            Ok(()) => Ok(Some(Box::new(dir))),
+            Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked {
+                path: self.root.clone(),
+                lock: self.root.clone(),
+            }),
+            Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&self.root, e)),
+        }
+    }
+
     fn open_up(&self, rel: &[u8]) -> Result<()> {
         let path = self.full_path(rel);
         self.lend(&path).map_err(|e| Error::io(&path, e))
@@ -495,5 +516,30 @@ impl WritableOrigin for LocalOrigin {
         File::open(&path)
             .and_then(|d| d.sync_all())
             .map_err(|e| Error::io(&path, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destination_lock_excludes_a_second_holder_and_creates_nothing() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let a = LocalOrigin::open(dir.path(), false).expect("open");
+        let b = LocalOrigin::open(dir.path(), false).expect("open again");
+        let held = a.lock().expect("first lock");
+        assert!(held.is_some());
+        assert!(
+            matches!(b.lock(), Err(Error::Locked { .. })),
+            "a second lock on the same directory is refused"
+        );
+        assert_eq!(
+            fs::read_dir(dir.path()).expect("list").count(),
+            0,
+            "the lock leaves no file in the destination"
+        );
+        drop(held);
+        assert!(b.lock().expect("lock once released").is_some());
     }
 }

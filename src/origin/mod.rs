@@ -90,6 +90,14 @@ pub trait WritableOrigin: Origin {
     fn open_up(&self, _rel: &[u8]) -> crate::Result<()> {
         Ok(())
     }
+    /// Takes an exclusive lock on the origin itself, held until the returned guard is
+    /// dropped, so that two syncs into one destination exclude each other whatever
+    /// repositories they use; fails at once with [`crate::Error::Locked`] when another holder
+    /// has it. It must create nothing inside the origin. `None`: the transport has no such
+    /// lock, and the repository's lock alone keeps syncs apart. The root exists.
+    fn lock(&self) -> crate::Result<Option<Box<dyn Send>>> {
+        Ok(None)
+    }
     /// Gives every directory opened up by this origin, and not given its mode since, the
     /// mode it had. Called once, when a sync ends, whatever its outcome.
     fn give_back(&self) -> crate::Result<()> {

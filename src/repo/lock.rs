@@ -48,3 +48,24 @@ impl DestinationLock {
         &self.path
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_held_lock_refuses_a_second_holder_until_dropped() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let first = DestinationLock::acquire(dir.path(), "/music").expect("first lock");
+        match DestinationLock::acquire(dir.path(), "/music") {
+            Err(Error::Locked { path, lock }) => {
+                assert_eq!(path, PathBuf::from("/music"));
+                assert_eq!(lock, first.path());
+            }
+            other => panic!("expected Locked, got {other:?}"),
+        }
+        DestinationLock::acquire(dir.path(), "/other").expect("another destination");
+        drop(first);
+        DestinationLock::acquire(dir.path(), "/music").expect("lock again once released");
+    }
+}

@@ -212,10 +212,14 @@ pub fn sync_from(
     options: SyncOptions,
     sink: &dyn Sink,
 ) -> Result<SyncSummary> {
-    let _lock = if options.dry_run {
+    // Two locks: the repository's, and one on the destination itself (where the transport
+    // has one), so that syncs using different repositories exclude each other too.
+    let _locks = if options.dry_run {
         None
     } else {
-        Some(repo.lock_destination(destination.url())?)
+        let in_repo = repo.lock_destination(destination.url())?;
+        destination.create_root()?;
+        Some((in_repo, destination.lock()?))
     };
     let dst_exists = destination.stat(b"")?.is_some();
     let (src_state, dst_scan) = std::thread::scope(|s| {

@@ -1,0 +1,135 @@
+//! A destination with too little space: the sync fails cleanly, and once the source has been
+//! trimmed to fit, the next sync succeeds because it frees space (deletions, then smaller
+//! replacements) before it writes, as `rsync --delete-during` does. Runs on a small tmpfs, so
+//! it needs root (the tests run as root; the CI machine does).
+
+mod util;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use util::{assert_trees_equal, list_tree, TestRepo, XorShift};
+
+/// A tmpfs mounted for the test, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(dir).unwrap();
+        let out = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0755"),
+                "tmpfs",
+            ])
+            .arg(dir)
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "mounting a tmpfs needs root (run the tests as root, as CI does): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+fn random_file(path: &Path, len: usize, rng: &mut XorShift) {
+    let mut bytes = vec![0u8; len];
+    for chunk in bytes.chunks_mut(8) {
+        let n = rng.next_u64().to_le_bytes();
+        chunk.copy_from_slice(&n[..chunk.len()]);
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+fn temporaries(root: &Path) -> Vec<PathBuf> {
+    list_tree(root)
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(".musicfs-"))
+        })
+        .collect()
+}
+
+#[test]
+fn full_destination_fails_cleanly_then_frees_space_before_writing() {
+    let t = TestRepo::new();
+    let src = t.mkdir("src");
+    let mut rng = XorShift::new(3);
+    // 20 files of 512 KiB (10 MiB) into 6 MiB.
+    for i in 0..20 {
+        let dir = src.join(format!("album{}", i % 2));
+        std::fs::create_dir_all(&dir).unwrap();
+        random_file(&dir.join(format!("track{i:02}.flac")), 512 << 10, &mut rng);
+    }
+    let dst = t.path("dst");
+    let _tmpfs = Tmpfs::mount(&dst, "6m");
+
+    let out = t
+        .cmd()
+        .args(["sync", "--delete"])
+        .arg(&src)
+        .arg(&dst)
+        .assert_exit(3);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("No space left on device"), "{stderr}");
+    assert_eq!(
+        temporaries(&dst),
+        Vec::<PathBuf>::new(),
+        "no temporary file left"
+    );
+    let written: Vec<PathBuf> = list_tree(&dst)
+        .into_iter()
+        .filter(|p| dst.join(p).is_file())
+        .collect();
+    assert!(!written.is_empty() && written.len() < 20, "{written:?}");
+    for rel in &written {
+        assert_eq!(
+            std::fs::read(dst.join(rel)).unwrap(),
+            std::fs::read(src.join(rel)).unwrap(),
+            "{} is complete",
+            rel.display()
+        );
+    }
+
+    // Trim the source to what fits: the files already written go (the re-run must delete
+    // them before it writes the rest), one of the others is replaced by a smaller file.
+    for rel in &written {
+        std::fs::remove_file(src.join(rel)).unwrap();
+    }
+    t.cmd()
+        .args(["sync", "--delete"])
+        .arg(&src)
+        .arg(&dst)
+        .assert_exit(0);
+    assert_trees_equal(&src, &dst);
+
+    // Every remaining file replaced by a smaller one, plus a new file larger than the free
+    // space: it fits only when the smaller replacements land first.
+    let remaining: Vec<PathBuf> = list_tree(&src)
+        .into_iter()
+        .filter(|p| src.join(p).is_file())
+        .collect();
+    assert!(remaining.len() >= 2, "{remaining:?}");
+    for rel in &remaining {
+        random_file(&src.join(rel), 300 << 10, &mut rng);
+    }
+    let free = (6 << 20) - remaining.len() * (512 << 10);
+    random_file(&src.join("album0/new.flac"), free + (256 << 10), &mut rng);
+    t.cmd()
+        .args(["sync", "--delete"])
+        .arg(&src)
+        .arg(&dst)
+        .assert_exit(0);
+    assert_trees_equal(&src, &dst);
+}
