@@ -385,12 +385,16 @@ _musicfs() {
             return 0
             ;;
         musicfs__subcmd__sync)
-            opts="-n -q -v -h --delete --dry-run --checksum --accept-new-host-key --sftp --remote-musicfs --retries --timeout --repo --json --quiet --verbose --help"
+            opts="-n -q -v -h --delete --dry-run --checksum --max-delete --accept-new-host-key --sftp --remote-musicfs --retries --timeout --repo --json --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --max-delete)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --remote-musicfs)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
