@@ -213,15 +213,20 @@ pub fn sync_from(
     sink: &dyn Sink,
 ) -> Result<SyncSummary> {
     // Two locks: the repository's, and one on the destination itself (where the transport
-    // has one), so that syncs using different repositories exclude each other too.
-    let _locks = if options.dry_run {
+    // has one), so that syncs using different repositories exclude each other too. A
+    // destination that does not exist yet is locked once it has been created, before
+    // anything is written into it.
+    let _repo_lock = if options.dry_run {
         None
     } else {
-        let in_repo = repo.lock_destination(destination.url())?;
-        destination.create_root()?;
-        Some((in_repo, destination.lock()?))
+        Some(repo.lock_destination(destination.url())?)
     };
     let dst_exists = destination.stat(b"")?.is_some();
+    let dst_lock = if dst_exists && !options.dry_run {
+        Some(destination.lock()?)
+    } else {
+        None
+    };
     let (src_state, dst_scan) = std::thread::scope(|s| {
         let dst = s.spawn(|| {
             if dst_exists {
@@ -325,6 +330,10 @@ pub fn sync_from(
         return Ok(summary);
     }
     destination.create_root()?;
+    let _dst_lock = match dst_lock {
+        Some(held) => held,
+        None => destination.lock()?,
+    };
     if let Some(d) = &dst_scan {
         for temp in &d.temporaries {
             destination.remove(temp)?;
