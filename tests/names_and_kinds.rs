@@ -133,7 +133,7 @@ fn hard_links_become_separate_files_read_once() {
     let t = TestRepo::new();
     let src = t.mkdir("src");
     let bytes: Vec<u8> = (0..400_000u32)
-        .map(|i| (i * 2654435761u32 >> 13) as u8)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
     fs::write(src.join("one.flac"), &bytes).unwrap();
     fs::hard_link(src.join("one.flac"), src.join("two.flac")).unwrap();
