@@ -80,7 +80,9 @@ for target in "${targets[@]}"; do
   if [[ $status -ne 0 ]]; then
     tail -n 40 "$log" >&2
     failed+=("$target")
-    summary+=("$target: CRASHED after ${runs:-?} executions (see fuzz/artifacts/$target/)")
+    # libFuzzer names the input it wrote: "Test unit written to ./artifacts/<target>/crash-…".
+    reproducer=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -n 1)
+    summary+=("$target: CRASHED after ${runs:-?} executions; reproducer fuzz/${reproducer#./} (replay: cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -O $target ${reproducer:-artifacts/$target/})")
   else
     summary+=("$target: ${runs:-?} executions in ${seconds}s, no crash")
   fi

@@ -231,11 +231,13 @@ impl Sshd {
             victims.extend(children_of(victims[index]));
             index += 1;
         }
-        let _ = Command::new("kill")
-            .arg("-KILL")
-            .args(victims.iter().map(u32::to_string))
-            .stderr(Stdio::null())
-            .status();
+        // kill(2) directly: no external program whose absence could leave sshd running.
+        for victim in victims {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(victim as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
         let _ = child.wait();
     }
 
