@@ -139,12 +139,20 @@ fn mutagen_corpus_scans_syncs_and_inspects_without_panic() {
         files.len(),
         files.len() - parsed
     );
+    // 51 of mutagen 1.48.1's 100 files are in containers musicfs cuts by regions (the rest
+    // are APE, WavPack, ASF, Musepack, DSF, damaged beyond recognition…): fewer means a
+    // parser started falling back to opaque on files it used to understand.
+    assert!(
+        parsed >= 51,
+        "only {parsed} corpus files parsed as audio containers (51 expected)"
+    );
 }
 
-/// lofty, through `media::tags::read`, on every corpus file: never a panic escapes, and the
-/// well-formed files give tags.
+/// lofty, through `media::tags::read`, on every corpus file gives tags or properties for the
+/// files it understands. (That no panic escapes holds by construction: `read` contains
+/// lofty's panics; what can regress is how many files still give tags.)
 #[test]
-fn tags_read_never_panics_on_the_corpus() {
+fn tags_are_read_from_the_corpus() {
     let corpus = corpus_dir();
     let mut read = 0;
     let files: Vec<_> = sorted_files(&corpus)
@@ -161,9 +169,10 @@ fn tags_read_never_panics_on_the_corpus() {
         "lofty read tags or properties from {read} of {} corpus files",
         files.len()
     );
+    // 56 of the 100 files give tags or properties with lofty 0.25.
     assert!(
-        read >= files.len() / 3,
-        "only {read} of {} files read",
+        read >= 56,
+        "only {read} of {} files read (56 expected)",
         files.len()
     );
 }

@@ -811,9 +811,12 @@ mod tests {
         assert_eq!(read(&mut File::open(jpeg).unwrap()), None);
     }
 
-    /// Every prefix and some corruptions of every fixture: no panic escapes, whatever lofty does.
+    /// Every prefix and some corruptions of every fixture. No panic escapes `read` by
+    /// construction; what is checked is what it returns: nothing for a prefix too short to
+    /// hold any tag, tags for each whole audio fixture, and the same answer for the same bytes.
+    /// (That claimed sizes are never allocated is measured in `tests/tags_alloc.rs`.)
     #[test]
-    fn damaged_fixtures_never_panic() {
+    fn damaged_fixtures_give_sane_answers() {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/audio");
         let mut files = Vec::new();
         let mut dirs = vec![root];
@@ -827,28 +830,40 @@ mod tests {
                 }
             }
         }
+        let mut audio = 0;
         for path in files {
             let bytes = std::fs::read(&path).unwrap();
+            let whole = read(&mut Cursor::new(bytes.clone()));
+            if path.extension().is_some_and(|e| e != "jpg" && e != "png") {
+                audio += 1;
+                assert!(
+                    whole.is_some(),
+                    "{}: no tags from the whole file",
+                    path.display()
+                );
+            }
             let cuts = [0, 1, 4, 10, 12, 64, 200, 1000, 4096, bytes.len() / 2];
             for &cut in cuts.iter().filter(|&&c| c < bytes.len()) {
-                let _ = read(&mut Cursor::new(bytes[..cut].to_vec()));
+                let prefix = read(&mut Cursor::new(bytes[..cut].to_vec()));
+                if cut <= 4 {
+                    assert_eq!(prefix, None, "{}: {cut}-byte prefix", path.display());
+                }
             }
             for offset in [4usize, 5, 6, 7, 8, 9, 20, 40, 100] {
                 if offset < bytes.len() {
                     let mut b = bytes.clone();
                     b[offset] = 0xFF;
-                    let _ = read(&mut Cursor::new(b));
+                    let first = read(&mut Cursor::new(b.clone()));
+                    assert_eq!(
+                        read(&mut Cursor::new(b)),
+                        first,
+                        "{}: byte {offset} damaged gives different answers",
+                        path.display()
+                    );
                 }
             }
         }
-    }
-
-    #[test]
-    fn huge_declared_id3v2_size_is_refused_not_allocated() {
-        // An ID3v2.4 tag claiming 256 MiB in a 100-byte file.
-        let mut b = b"ID3\x04\x00\x00\x7f\x7f\x7f\x7f".to_vec();
-        b.resize(100, 0);
-        let _ = read(&mut Cursor::new(b));
+        assert!(audio >= 10, "{audio} audio fixtures");
     }
 
     #[test]
