@@ -137,7 +137,8 @@ pub enum Command {
     /// fails with EIO. Ogg files are served from a file whose whole hash matches.
     ///
     /// Without --foreground the mount is served by a detached process and this command
-    /// returns once it is mounted. Unmount with `fusermount3 -u MOUNTPOINT` or `umount
+    /// returns once the mount is up and answers (else it exits 2 and leaves nothing mounted
+    /// or running). Unmount with `fusermount3 -u MOUNTPOINT` or `umount
     /// MOUNTPOINT`, or send SIGINT/SIGTERM to the serving process; with files still open
     /// the mount is detached at once and they are served until closed. A mountpoint left
     /// stale by a killed process is reported (exit 2) with the command that clears it.
