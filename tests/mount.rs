@@ -505,6 +505,95 @@ impl Drop for UnmountOnDrop {
     }
 }
 
+/// A directory of the user's files, to mount over.
+fn occupied_dir(t: &TestRepo) -> (PathBuf, Vec<(PathBuf, Vec<u8>)>) {
+    let mnt = t.mkdir("mnt");
+    fs::create_dir(mnt.join("notes")).expect("mkdir");
+    let files = vec![
+        (PathBuf::from("todo.txt"), b"buy strings\n".to_vec()),
+        (
+            PathBuf::from("notes/setlist.txt"),
+            b"1. intro\n2. outro\n".to_vec(),
+        ),
+    ];
+    for (rel, bytes) in &files {
+        fs::write(mnt.join(rel), bytes).expect("write");
+    }
+    (mnt, files)
+}
+
+fn assert_files(dir: &Path, want: &[(PathBuf, Vec<u8>)]) {
+    let mut names: Vec<PathBuf> = want.iter().map(|(rel, _)| rel.clone()).collect();
+    names.sort();
+    assert_eq!(files(dir), names, "files in {}", dir.display());
+    for (rel, bytes) in want {
+        assert_eq!(
+            &fs::read(dir.join(rel)).expect("read"),
+            bytes,
+            "{}",
+            rel.display()
+        );
+    }
+}
+
+#[test]
+fn non_empty_mountpoint_is_refused() {
+    let t = TestRepo::new();
+    let lib = t.fixtures("lib");
+    scan(&t, &lib);
+    let (mnt, mine) = occupied_dir(&t);
+    let _cleanup = UnmountOnDrop(mnt.clone());
+    let canonical = mnt.canonicalize().expect("canonical");
+    for foreground in [false, true] {
+        let mut cmd = t.cmd();
+        cmd.arg("mount");
+        if foreground {
+            cmd.arg("--foreground");
+        }
+        let mut child = cmd.arg(&mnt).spawn();
+        let status = util::wait_timeout(&mut child, Duration::from_secs(20))
+            .unwrap_or_else(|| panic!("mount (foreground: {foreground}) did not return"));
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            e.read_to_string(&mut err).expect("stderr");
+        }
+        assert_eq!(status.code(), Some(2), "foreground: {foreground}: {err}");
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+        assert!(
+            err.contains(&*canonical.to_string_lossy())
+                && err.contains("not empty")
+                && err.contains("--nonempty"),
+            "{err}"
+        );
+        assert!(!is_mounted(&mnt), "mounted over the user's files");
+        assert_eq!(processes_naming(&mnt), Vec::<u32>::new(), "left running");
+        assert_files(&mnt, &mine);
+    }
+}
+
+#[test]
+fn nonempty_flag_mounts_over_the_files_until_unmounted() {
+    let t = TestRepo::new();
+    let lib = t.fixtures("lib");
+    scan(&t, &lib);
+    let (mnt, mine) = occupied_dir(&t);
+    let _cleanup = UnmountOnDrop(mnt.clone());
+    let pid = mount_detached(&t, &mnt, &["--nonempty"]);
+    assert!(is_mounted(&mnt));
+    let names: Vec<_> = fs::read_dir(&mnt)
+        .expect("list")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(names, [std::ffi::OsString::from(origin_dir(&lib))]);
+    let rel = &files(&lib)[0];
+    let through = mnt.join(origin_dir(&lib)).join("latest").join(rel);
+    assert!(fs::read(through).expect("read") == fs::read(lib.join(rel)).expect("read"));
+    fusermount_u(&mnt);
+    wait_exit(pid);
+    assert!(!is_mounted(&mnt));
+    assert_files(&mnt, &mine);
+}
+
 #[test]
 fn mount_right_after_an_unmount_stays_up() {
     let t = TestRepo::new();
@@ -559,7 +648,7 @@ fn a_mount_that_does_not_check_out_is_taken_down() {
         mnt.clone().into(),
     ];
     let log = t.path("mount.log");
-    let err = musicfs::mount::spawn_detached(Path::new("sh"), &args, &mnt, &log)
+    let err = musicfs::mount::spawn_detached(Path::new("sh"), &args, &mnt, false, &log)
         .expect_err("a mount reached at another device is not confirmed")
         .to_string();
     assert!(err.contains("another file system"), "{err}");

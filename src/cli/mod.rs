@@ -136,6 +136,9 @@ pub enum Command {
     /// them, else from any location the repository records; a read that cannot be proven
     /// fails with EIO. Ogg files are served from a file whose whole hash matches.
     ///
+    /// MOUNTPOINT must be an empty directory: one that holds files is refused (exit 2), since
+    /// the mount would hide them, unless --nonempty.
+    ///
     /// Without --foreground the mount is served by a detached process and this command
     /// returns once the mount is up and answers (else it exits 2 and leaves nothing mounted
     /// or running). Unmount with `fusermount3 -u MOUNTPOINT` or `umount

@@ -15,6 +15,9 @@ pub struct MountArgs {
     /// Stay in the foreground (otherwise the mount is served by a detached process)
     #[arg(short, long)]
     pub foreground: bool,
+    /// Mount even if MOUNTPOINT is not empty (its files are hidden until unmounted)
+    #[arg(long)]
+    pub nonempty: bool,
     /// Memory for verified chunks, in MiB
     #[arg(long, value_name = "MIB", default_value_t = 128)]
     pub cache_size: usize,
@@ -26,6 +29,7 @@ pub struct MountArgs {
 pub fn run(global: &GlobalArgs, args: &MountArgs) -> anyhow::Result<u8> {
     let options = MountOptions {
         cache_bytes: args.cache_size.saturating_mul(1 << 20),
+        nonempty: args.nonempty,
         ..MountOptions::default()
     };
     if !args.foreground {
@@ -47,10 +51,13 @@ pub fn run(global: &GlobalArgs, args: &MountArgs) -> anyhow::Result<u8> {
             "--cache-size".into(),
             args.cache_size.to_string().into(),
         ]);
+        if args.nonempty {
+            argv.push("--nonempty".into());
+        }
         argv.push(args.mountpoint.clone().into());
         let program = std::env::current_exe().context("finding the musicfs executable")?;
         let log = std::env::temp_dir().join(format!("musicfs-mount-{}.log", std::process::id()));
-        let pid = spawn_detached(&program, &argv, &args.mountpoint, &log)?;
+        let pid = spawn_detached(&program, &argv, &args.mountpoint, args.nonempty, &log)?;
         if !global.quiet {
             eprintln!(
                 "musicfs: mounted on {} (pid {pid}); unmount with `fusermount3 -u {}`",

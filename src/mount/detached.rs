@@ -44,15 +44,16 @@ fn parse_ready_line(line: &str) -> Option<u64> {
 /// standard output) detached from this process's terminal and session, and returns its pid
 /// once its mount is up, served, and reached at `mountpoint`. Its standard error goes to `log`
 /// until then; when it fails, that text is part of the error. A mountpoint that
-/// [`check_mountpoint`] refuses is refused before anything starts.
+/// [`check_mountpoint`] refuses (with `nonempty`) is refused before anything starts.
 pub fn spawn_detached(
     program: &Path,
     args: &[OsString],
     mountpoint: &Path,
+    nonempty: bool,
     log: &Path,
 ) -> Result<u32> {
     use std::os::unix::process::CommandExt;
-    let path = check_mountpoint(mountpoint)?;
+    let path = check_mountpoint(mountpoint, nonempty)?;
     let log_file = std::fs::File::create(log).map_err(|e| Error::io(log, e))?;
     let mut child = Command::new(program)
         .args(args)

@@ -2,14 +2,14 @@
 //!
 //! The namespace (`view`) and the verified reads (`reader`, `cache`) know nothing of FUSE; `fs`
 //! adapts them to fuser. This module runs a mount: it checks the mountpoint (`mountpoint`: a
-//! stale mount left by a killed process is reported, not mounted over), mounts, raises the
-//! kernel's readahead for the mount, and serves until the file system is unmounted from
-//! outside (`fusermount3 -u`, `umount`) or the process gets SIGINT, SIGTERM or SIGHUP, when it
-//! unmounts itself. `detached` runs the same from a background process and says "mounted"
-//! only once it has seen the mount served. Mounting reads only the snapshot records, never a
-//! tree, so it takes the same time whatever the library's size. Nothing here ever writes to an
-//! origin or to the repository, and nothing unmounts a mountpoint unless the mount there is
-//! alive and its own.
+//! stale mount left by a killed process is reported, not mounted over; a directory holding
+//! files is refused unless asked), mounts, raises the kernel's readahead for the mount, and
+//! serves until the file system is unmounted from outside (`fusermount3 -u`, `umount`) or the
+//! process gets SIGINT, SIGTERM or SIGHUP, when it unmounts itself. `detached` runs the same
+//! from a background process and says "mounted" only once it has seen the mount served.
+//! Mounting reads only the snapshot records, never a tree, so it takes the same time whatever
+//! the library's size. Nothing here ever writes to an origin or to the repository, and nothing
+//! unmounts a mountpoint unless the mount there is alive and its own.
 
 mod cache;
 mod detached;
@@ -43,6 +43,8 @@ pub struct MountOptions {
     pub cache_bytes: usize,
     /// Threads serving kernel requests.
     pub threads: usize,
+    /// Mount on a directory that holds files (hiding them while mounted).
+    pub nonempty: bool,
 }
 
 impl Default for MountOptions {
@@ -52,6 +54,7 @@ impl Default for MountOptions {
             threads: std::thread::available_parallelism()
                 .map(|n| n.get().clamp(2, 16))
                 .unwrap_or(4),
+            nonempty: false,
         }
     }
 }
@@ -78,7 +81,7 @@ pub fn mount(
     options: MountOptions,
     ready: impl FnOnce(&Mounted) -> io::Result<()>,
 ) -> Result<()> {
-    let path = check_mountpoint(mountpoint)?;
+    let path = check_mountpoint(mountpoint, options.nonempty)?;
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [
         signal_hook::consts::SIGINT,

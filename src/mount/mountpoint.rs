@@ -96,15 +96,20 @@ fn escape_mountinfo(path: &str) -> String {
 
 /// Checks that `mountpoint` can be mounted on and returns its absolute path. A stale FUSE
 /// mount (its process was killed: every access fails with ENOTCONN) is reported with the
-/// command that clears it.
-pub fn check_mountpoint(mountpoint: &Path) -> Result<PathBuf> {
+/// command that clears it. A directory that holds files is refused unless `nonempty`: the
+/// mount would hide them.
+pub fn check_mountpoint(mountpoint: &Path, nonempty: bool) -> Result<PathBuf> {
     let refuse = |path: &Path, message: String| Error::Mount {
         path: path.to_path_buf(),
         message,
     };
     // Listing reaches a FUSE server even when the kernel still caches the root's attributes.
-    match std::fs::read_dir(mountpoint) {
-        Ok(_) => {}
+    let has_entries = std::fs::read_dir(mountpoint).and_then(|mut dir| {
+        let first = dir.next().transpose()?;
+        Ok(first.is_some())
+    });
+    let has_entries = match has_entries {
+        Ok(has_entries) => has_entries,
         Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
             return Err(refuse(
                 mountpoint,
@@ -120,7 +125,7 @@ pub fn check_mountpoint(mountpoint: &Path) -> Result<PathBuf> {
             return Err(refuse(mountpoint, "not a directory".into()))
         }
         Err(e) => return Err(Error::io(mountpoint, e)),
-    }
+    };
     let path = mountpoint
         .canonicalize()
         .map_err(|e| Error::io(mountpoint, e))?;
@@ -128,6 +133,12 @@ pub fn check_mountpoint(mountpoint: &Path) -> Result<PathBuf> {
         return Err(refuse(
             &path,
             "already a mountpoint; unmount it first".into(),
+        ));
+    }
+    if has_entries && !nonempty {
+        return Err(refuse(
+            &path,
+            "not empty; mounting would hide its files (--nonempty mounts over it anyway)".into(),
         ));
     }
     Ok(path)
