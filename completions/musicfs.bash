@@ -309,7 +309,7 @@ _musicfs() {
             return 0
             ;;
         musicfs__subcmd__mount)
-            opts="-f -q -v -h --foreground --cache-size --repo --json --quiet --verbose --help"
+            opts="-f -q -v -h --foreground --nonempty --cache-size --report-ready --repo --json --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

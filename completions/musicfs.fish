@@ -80,6 +80,8 @@ complete -c musicfs -n "__fish_musicfs_using_subcommand snapshots" -s h -l help 
 complete -c musicfs -n "__fish_musicfs_using_subcommand mount" -l cache-size -d 'Memory for verified chunks, in MiB' -r
 complete -c musicfs -n "__fish_musicfs_using_subcommand mount" -l repo -d 'Repository directory [default: $XDG_DATA_HOME/musicfs]' -r -F
 complete -c musicfs -n "__fish_musicfs_using_subcommand mount" -s f -l foreground -d 'Stay in the foreground (otherwise the mount is served by a detached process)'
+complete -c musicfs -n "__fish_musicfs_using_subcommand mount" -l nonempty -d 'Mount even if MOUNTPOINT is not empty (its files are hidden until unmounted)'
+complete -c musicfs -n "__fish_musicfs_using_subcommand mount" -l report-ready -d 'Once mounted, write `ready DEVICE` on stdout (how a detached server reports)'
 complete -c musicfs -n "__fish_musicfs_using_subcommand mount" -l json -d 'Print JSON Lines (one object per line, each with a "type") on stdout'
 complete -c musicfs -n "__fish_musicfs_using_subcommand mount" -s q -l quiet -d 'Print only problems'
 complete -c musicfs -n "__fish_musicfs_using_subcommand mount" -s v -l verbose -d 'Print every step'

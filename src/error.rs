@@ -65,6 +65,14 @@ pub enum Error {
     /// Bad input from the user: an argument, a path, a snapshot name.
     #[error("{0}")]
     InvalidInput(String),
+    /// A mountpoint cannot be mounted on, or a mount did not come up.
+    #[error("{path}: {message}")]
+    Mount {
+        /// The mountpoint.
+        path: PathBuf,
+        /// What is wrong, and what to do about it when something can be done.
+        message: String,
+    },
     /// A file kept changing while it was read.
     #[error("{path}: changed while being read ({attempts} attempts); skipped")]
     Unstable {

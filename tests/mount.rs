@@ -423,34 +423,244 @@ fn stale_mount_is_reported_and_background_mount_unmounts() {
     assert!(status.success());
 
     // Without --foreground: returns once mounted, a detached process serves.
-    let out = t.cmd().arg("mount").arg(&mnt).assert_exit(0);
+    let pid = mount_detached(&t, &mnt, &[]);
+    assert!(is_mounted(&mnt));
+    assert!(fs::read_dir(&mnt).expect("list").next().is_some());
+    fusermount_u(&mnt);
+    wait_exit(pid);
+    assert!(!is_mounted(&mnt));
+}
+
+/// `musicfs mount [EXTRA] MOUNTPOINT` without `--foreground`: asserts exit 0 and returns the
+/// pid of the detached process that serves the mount.
+fn mount_detached(t: &TestRepo, mountpoint: &Path, extra: &[&str]) -> u32 {
+    require("fusermount3", "fuse3");
+    let out = t
+        .cmd()
+        .arg("mount")
+        .args(extra)
+        .arg(mountpoint)
+        .assert_exit(0);
     let err = String::from_utf8_lossy(&out.stderr);
-    let pid: u32 = err
-        .split("(pid ")
+    err.split("(pid ")
         .nth(1)
         .and_then(|s| s.split(')').next())
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no pid in {err}"));
-    assert!(is_mounted(&mnt));
-    assert!(fs::read_dir(&mnt).expect("list").next().is_some());
+        .unwrap_or_else(|| panic!("no pid in {err}"))
+}
+
+fn fusermount_u(mountpoint: &Path) {
     let status = Command::new("fusermount3")
         .arg("-u")
-        .arg(&mnt)
+        .arg(mountpoint)
         .status()
         .expect("fusermount3");
-    assert!(status.success());
+    assert!(status.success(), "fusermount3 -u {}", mountpoint.display());
+}
+
+/// Whether process `pid` is running (a zombie waiting to be reaped by init is not).
+fn running(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| stat.rsplit(") ").next().and_then(|s| s.split(' ').next()) != Some("Z"))
+}
+
+/// Waits until process `pid` has ended.
+fn wait_exit(pid: u32) {
     let start = Instant::now();
-    while Path::new(&format!("/proc/{pid}")).exists() {
-        // A zombie until reaped by init counts as gone.
-        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        if stat.split(' ').nth(2) == Some("Z") {
-            break;
-        }
+    while running(pid) {
         assert!(
             start.elapsed() < Duration::from_secs(20),
-            "background mount process {pid} still running"
+            "mount process {pid} still running"
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Processes whose command line names `path`.
+fn processes_naming(path: &Path) -> Vec<u32> {
+    let want = path.as_os_str().as_encoded_bytes();
+    fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != std::process::id() && running(*pid))
+        .filter(|pid| {
+            fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmd| cmd.split(|b| *b == 0).any(|arg| arg == want))
+        })
+        .collect()
+}
+
+/// Lazily unmounts a mountpoint on drop if it is still mounted, so that a failed test leaves
+/// no mount behind.
+struct UnmountOnDrop(PathBuf);
+
+impl Drop for UnmountOnDrop {
+    fn drop(&mut self) {
+        if is_mounted(&self.0) {
+            let _ = Command::new("fusermount3")
+                .args(["-u", "-z"])
+                .arg(&self.0)
+                .status();
+        }
+    }
+}
+
+/// A directory of the user's files, to mount over.
+fn occupied_dir(t: &TestRepo) -> (PathBuf, Vec<(PathBuf, Vec<u8>)>) {
+    let mnt = t.mkdir("mnt");
+    fs::create_dir(mnt.join("notes")).expect("mkdir");
+    let files = vec![
+        (PathBuf::from("todo.txt"), b"buy strings\n".to_vec()),
+        (
+            PathBuf::from("notes/setlist.txt"),
+            b"1. intro\n2. outro\n".to_vec(),
+        ),
+    ];
+    for (rel, bytes) in &files {
+        fs::write(mnt.join(rel), bytes).expect("write");
+    }
+    (mnt, files)
+}
+
+fn assert_files(dir: &Path, want: &[(PathBuf, Vec<u8>)]) {
+    let mut names: Vec<PathBuf> = want.iter().map(|(rel, _)| rel.clone()).collect();
+    names.sort();
+    assert_eq!(files(dir), names, "files in {}", dir.display());
+    for (rel, bytes) in want {
+        assert_eq!(
+            &fs::read(dir.join(rel)).expect("read"),
+            bytes,
+            "{}",
+            rel.display()
+        );
+    }
+}
+
+#[test]
+fn non_empty_mountpoint_is_refused() {
+    let t = TestRepo::new();
+    let lib = t.fixtures("lib");
+    scan(&t, &lib);
+    let (mnt, mine) = occupied_dir(&t);
+    let _cleanup = UnmountOnDrop(mnt.clone());
+    let canonical = mnt.canonicalize().expect("canonical");
+    for foreground in [false, true] {
+        let mut cmd = t.cmd();
+        cmd.arg("mount");
+        if foreground {
+            cmd.arg("--foreground");
+        }
+        let mut child = cmd.arg(&mnt).spawn();
+        let status = util::wait_timeout(&mut child, Duration::from_secs(20))
+            .unwrap_or_else(|| panic!("mount (foreground: {foreground}) did not return"));
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            e.read_to_string(&mut err).expect("stderr");
+        }
+        assert_eq!(status.code(), Some(2), "foreground: {foreground}: {err}");
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+        assert!(
+            err.contains(&*canonical.to_string_lossy())
+                && err.contains("not empty")
+                && err.contains("--nonempty"),
+            "{err}"
+        );
+        assert!(!is_mounted(&mnt), "mounted over the user's files");
+        assert_eq!(processes_naming(&mnt), Vec::<u32>::new(), "left running");
+        assert_files(&mnt, &mine);
+    }
+}
+
+#[test]
+fn nonempty_flag_mounts_over_the_files_until_unmounted() {
+    let t = TestRepo::new();
+    let lib = t.fixtures("lib");
+    scan(&t, &lib);
+    let (mnt, mine) = occupied_dir(&t);
+    let _cleanup = UnmountOnDrop(mnt.clone());
+    let pid = mount_detached(&t, &mnt, &["--nonempty"]);
+    assert!(is_mounted(&mnt));
+    let names: Vec<_> = fs::read_dir(&mnt)
+        .expect("list")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(names, [std::ffi::OsString::from(origin_dir(&lib))]);
+    let rel = &files(&lib)[0];
+    let through = mnt.join(origin_dir(&lib)).join("latest").join(rel);
+    assert!(fs::read(through).expect("read") == fs::read(lib.join(rel)).expect("read"));
+    fusermount_u(&mnt);
+    wait_exit(pid);
     assert!(!is_mounted(&mnt));
+    assert_files(&mnt, &mine);
+}
+
+#[test]
+fn mount_right_after_an_unmount_stays_up() {
+    let t = TestRepo::new();
+    let lib = t.fixtures("lib");
+    scan(&t, &lib);
+    let mnt = t.mkdir("mnt");
+    let _cleanup = UnmountOnDrop(mnt.clone());
+    let rel = files(&lib)[0].clone();
+    let want = fs::read(lib.join(&rel)).expect("read");
+    let through = mnt.join(origin_dir(&lib)).join("latest").join(&rel);
+    let mut serving = mount_detached(&t, &mnt, &[]);
+    for round in 0..20 {
+        fusermount_u(&mnt);
+        let pid = mount_detached(&t, &mnt, &[]);
+        let returned = Instant::now();
+        // Once the previous server has ended it can no longer touch the mountpoint.
+        wait_exit(serving);
+        // Not a synchronisation: the claim checked is that the mount is still up and served
+        // half a second after `mount` said so.
+        if let Some(rest) = Duration::from_millis(500).checked_sub(returned.elapsed()) {
+            std::thread::sleep(rest);
+        }
+        assert!(is_mounted(&mnt), "round {round}: the new mount is gone");
+        assert!(
+            running(pid),
+            "round {round}: the new server {pid} has ended"
+        );
+        let got = fs::read(&through).unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert!(got == want, "round {round}: {} differs", rel.display());
+        serving = pid;
+    }
+    fusermount_u(&mnt);
+    wait_exit(serving);
+    assert!(!is_mounted(&mnt));
+}
+
+#[test]
+fn a_mount_that_does_not_check_out_is_taken_down() {
+    let t = TestRepo::new();
+    let lib = t.fixtures("lib");
+    scan(&t, &lib);
+    let mnt = t.mkdir("mnt");
+    let _cleanup = UnmountOnDrop(mnt.clone());
+    // A server that mounts for real but reports a device that is not its mount's.
+    let args: Vec<std::ffi::OsString> = vec![
+        "-c".into(),
+        "\"$0\" --repo \"$1\" -q mount --foreground --report-ready \"$2\" \
+         | sed -u 's/^ready .*/ready 1/'"
+            .into(),
+        bin().into(),
+        t.repo().into(),
+        mnt.clone().into(),
+    ];
+    let log = t.path("mount.log");
+    let err = musicfs::mount::spawn_detached(Path::new("sh"), &args, &mnt, false, &log)
+        .expect_err("a mount reached at another device is not confirmed")
+        .to_string();
+    assert!(err.contains("another file system"), "{err}");
+    assert!(!is_mounted(&mnt), "left mounted");
+    assert!(!log.exists(), "log left behind");
+    let start = Instant::now();
+    while !processes_naming(&mnt).is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "left running: {:?}",
+            processes_naming(&mnt)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

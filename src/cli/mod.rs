@@ -136,8 +136,12 @@ pub enum Command {
     /// them, else from any location the repository records; a read that cannot be proven
     /// fails with EIO. Ogg files are served from a file whose whole hash matches.
     ///
+    /// MOUNTPOINT must be an empty directory: one that holds files is refused (exit 2), since
+    /// the mount would hide them, unless --nonempty.
+    ///
     /// Without --foreground the mount is served by a detached process and this command
-    /// returns once it is mounted. Unmount with `fusermount3 -u MOUNTPOINT` or `umount
+    /// returns once the mount is up and answers (else it exits 2 and leaves nothing mounted
+    /// or running). Unmount with `fusermount3 -u MOUNTPOINT` or `umount
     /// MOUNTPOINT`, or send SIGINT/SIGTERM to the serving process; with files still open
     /// the mount is detached at once and they are served until closed. A mountpoint left
     /// stale by a killed process is reported (exit 2) with the command that clears it.

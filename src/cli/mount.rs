@@ -1,4 +1,5 @@
 use std::ffi::OsString;
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -14,33 +15,49 @@ pub struct MountArgs {
     /// Stay in the foreground (otherwise the mount is served by a detached process)
     #[arg(short, long)]
     pub foreground: bool,
+    /// Mount even if MOUNTPOINT is not empty (its files are hidden until unmounted)
+    #[arg(long)]
+    pub nonempty: bool,
     /// Memory for verified chunks, in MiB
     #[arg(long, value_name = "MIB", default_value_t = 128)]
     pub cache_size: usize,
+    /// Once mounted, write `ready DEVICE` on stdout (how a detached server reports)
+    #[arg(long, hide = true, requires = "foreground")]
+    pub report_ready: bool,
 }
 
 pub fn run(global: &GlobalArgs, args: &MountArgs) -> anyhow::Result<u8> {
     let options = MountOptions {
         cache_bytes: args.cache_size.saturating_mul(1 << 20),
+        nonempty: args.nonempty,
         ..MountOptions::default()
     };
     if !args.foreground {
         let repo = global.open_repo()?;
         let mut argv: Vec<OsString> = vec!["--repo".into(), repo.root().into()];
         drop(repo);
-        if global.verbose {
-            argv.push("--verbose".into());
-        }
+        argv.push(
+            if global.verbose {
+                "--verbose"
+            } else {
+                "--quiet"
+            }
+            .into(),
+        );
         argv.extend([
             "mount".into(),
             "--foreground".into(),
+            "--report-ready".into(),
             "--cache-size".into(),
             args.cache_size.to_string().into(),
-            args.mountpoint.clone().into(),
         ]);
+        if args.nonempty {
+            argv.push("--nonempty".into());
+        }
+        argv.push(args.mountpoint.clone().into());
         let program = std::env::current_exe().context("finding the musicfs executable")?;
         let log = std::env::temp_dir().join(format!("musicfs-mount-{}.log", std::process::id()));
-        let pid = spawn_detached(&program, &argv, &args.mountpoint, &log)?;
+        let pid = spawn_detached(&program, &argv, &args.mountpoint, args.nonempty, &log)?;
         if !global.quiet {
             eprintln!(
                 "musicfs: mounted on {} (pid {pid}); unmount with `fusermount3 -u {}`",
@@ -52,13 +69,19 @@ pub fn run(global: &GlobalArgs, args: &MountArgs) -> anyhow::Result<u8> {
     }
     let repo = global.open_repo()?;
     let quiet = global.quiet;
-    mount(repo, &args.mountpoint, options, |path| {
+    mount(repo, &args.mountpoint, options, |mounted| {
         if !quiet {
             eprintln!(
                 "musicfs: mounted on {}; Ctrl-C, SIGTERM or `fusermount3 -u` unmounts",
-                path.display()
+                mounted.path.display()
             );
         }
+        if args.report_ready {
+            let mut out = std::io::stdout().lock();
+            out.write_all(mounted.ready_line().as_bytes())?;
+            out.flush()?;
+        }
+        Ok(())
     })
     .with_context(|| format!("mounting on {}", args.mountpoint.display()))?;
     Ok(exit::OK)

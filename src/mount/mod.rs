@@ -1,33 +1,40 @@
 //! `musicfs mount`: a read-only FUSE view of every snapshot in the repository.
 //!
 //! The namespace (`view`) and the verified reads (`reader`, `cache`) know nothing of FUSE; `fs`
-//! adapts them to fuser. This module runs a mount: it checks the mountpoint (a stale mount
-//! left by a killed process is reported, not mounted over), mounts, raises the kernel's
-//! readahead for the mount, and serves until the file system is unmounted from outside
-//! (`fusermount3 -u`, `umount`) or the process gets SIGINT, SIGTERM or SIGHUP, when it
-//! unmounts itself. Mounting reads only the snapshot records, never a tree, so it takes the
-//! same time whatever the library's size. Nothing here ever writes to an origin or to the
-//! repository.
+//! adapts them to fuser. This module runs a mount: it checks the mountpoint (`mountpoint`: a
+//! stale mount left by a killed process is reported, not mounted over; a directory holding
+//! files is refused unless asked), mounts, raises the kernel's readahead for the mount, and
+//! serves until the file system is unmounted from outside (`fusermount3 -u`, `umount`) or the
+//! process gets SIGINT, SIGTERM or SIGHUP, when it unmounts itself. `detached` runs the same
+//! from a background process and says "mounted" only once it has seen the mount served.
+//! Mounting reads only the snapshot records, never a tree, so it takes the same time whatever
+//! the library's size. Nothing here ever writes to an origin or to the repository, and nothing
+//! unmounts a mountpoint unless the mount there is alive and its own.
 
 mod cache;
+mod detached;
 mod fs;
+mod mountpoint;
 mod reader;
 mod view;
 
+pub use detached::spawn_detached;
 pub use fs::{MusicFs, MAX_READ};
+pub use mountpoint::{check_mountpoint, is_mounted, unmount};
 pub use reader::{OpenFile, Reader};
 pub use view::{origin_dir_name, snapshot_dir_name, Attr, Entry, Kind, Listing, View, ROOT};
 
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::repo::Repository;
+use mountpoint::{connection_alive, top_mount, FS_NAME};
 
 /// How to mount.
 #[derive(Clone, Copy, Debug)]
@@ -36,6 +43,8 @@ pub struct MountOptions {
     pub cache_bytes: usize,
     /// Threads serving kernel requests.
     pub threads: usize,
+    /// Mount on a directory that holds files (hiding them while mounted).
+    pub nonempty: bool,
 }
 
 impl Default for MountOptions {
@@ -45,77 +54,34 @@ impl Default for MountOptions {
             threads: std::thread::available_parallelism()
                 .map(|n| n.get().clamp(2, 16))
                 .unwrap_or(4),
+            nonempty: false,
         }
     }
 }
 
-/// Whether `path` is a mountpoint now (per `/proc/self/mountinfo`).
-pub fn is_mounted(path: &Path) -> bool {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    let want = escape_mountinfo(&path.to_string_lossy());
-    info.lines()
-        .any(|line| line.split(' ').nth(4) == Some(want.as_str()))
-}
-
-/// Paths in mountinfo have space, tab, newline and backslash written as octal escapes.
-fn escape_mountinfo(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
-    for c in path.chars() {
-        match c {
-            ' ' | '\t' | '\n' | '\\' => out.push_str(&format!("\\{:03o}", c as u32)),
-            _ => out.push(c),
-        }
-    }
-    out
-}
-
-/// Checks that `mountpoint` can be mounted on and returns its absolute path. A stale FUSE
-/// mount (its process was killed: every access fails with ENOTCONN) is reported with the
-/// command that clears it.
-pub fn check_mountpoint(mountpoint: &Path) -> Result<PathBuf> {
-    let io_err = |e: io::Error| Error::io(mountpoint, e);
-    // Listing reaches a FUSE server even when the kernel still caches the root's attributes.
-    match std::fs::read_dir(mountpoint).and_then(|_| std::fs::metadata(mountpoint)) {
-        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
-            return Err(Error::InvalidInput(format!(
-                "{}: stale mount: the process that served it has ended (transport endpoint \
-                 is not connected); clear it with `fusermount3 -u {0}` or `umount {0}`, then \
-                 mount again",
-                mountpoint.display()
-            )))
-        }
-        Err(e) => return Err(io_err(e)),
-        Ok(m) if !m.is_dir() => {
-            return Err(Error::InvalidInput(format!(
-                "{}: not a directory",
-                mountpoint.display()
-            )))
-        }
-        Ok(_) => {}
-    }
-    let path = mountpoint.canonicalize().map_err(io_err)?;
-    if is_mounted(&path) {
-        return Err(Error::InvalidInput(format!(
-            "{}: already a mountpoint; unmount it first",
-            path.display()
-        )));
-    }
-    Ok(path)
+/// A mount that is up and served.
+#[derive(Clone, Debug)]
+pub struct Mounted {
+    /// The mountpoint, absolute.
+    pub path: PathBuf,
+    /// The device number of the mount's root, as a `stat` through FUSE gives it. No other
+    /// live file system has it, so it tells this mount from whatever else is or was mounted
+    /// on the same path.
+    pub device: u64,
 }
 
 /// Mounts the snapshots of `repo` on `mountpoint` and serves them until the file system is
 /// unmounted or a SIGINT, SIGTERM or SIGHUP arrives (then it unmounts itself; when files are
 /// still open, lazily: the mount disappears at once and the process serves the open files
-/// until they are closed). `ready` is called once the mount is up.
+/// until they are closed). `ready` is called once the mount is up and answers; when it
+/// fails, the mount is taken down again and the error returned.
 pub fn mount(
     repo: Repository,
     mountpoint: &Path,
     options: MountOptions,
-    ready: impl FnOnce(&Path),
+    ready: impl FnOnce(&Mounted) -> io::Result<()>,
 ) -> Result<()> {
-    let path = check_mountpoint(mountpoint)?;
+    let path = check_mountpoint(mountpoint, options.nonempty)?;
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [
         signal_hook::consts::SIGINT,
@@ -133,8 +99,8 @@ pub fn mount(
     );
     let mut config = fuser::Config::default();
     config.mount_options = vec![
-        fuser::MountOption::FSName("musicfs".into()),
-        fuser::MountOption::Subtype("musicfs".into()),
+        fuser::MountOption::FSName(FS_NAME.into()),
+        fuser::MountOption::Subtype(FS_NAME.into()),
         fuser::MountOption::RO,
         fuser::MountOption::NoDev,
         fuser::MountOption::NoSuid,
@@ -144,115 +110,123 @@ pub fn mount(
     config.n_threads = Some(options.threads.max(1));
     config.clone_fd = true;
     let session = fuser::Session::new(fs, &path, &config).map_err(|e| Error::io(&path, e))?;
+    // A second descriptor of this mount's FUSE connection: polling it tells whether the mount
+    // is still alive, whatever is mounted on the path meanwhile.
+    let connection = session
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|e| Error::io(&path, e))?;
     let background = session.spawn().map_err(|e| Error::io(&path, e))?;
-    raise_readahead(&path);
-    ready(&path);
+    match serve(&path, connection.as_fd(), &stop, &background, ready) {
+        Ok(()) => join_session(background).map_err(|e| Error::io(&path, e)),
+        Err(e) => {
+            release_session(background);
+            Err(e)
+        }
+    }
+}
+
+/// Reports the mount up and serves it until its session ends (unmounted from outside) or a
+/// signal asks to stop (then unmounts it). Returns once nothing remains to do but wait for
+/// the session's end.
+fn serve(
+    path: &Path,
+    connection: BorrowedFd<'_>,
+    stop: &AtomicBool,
+    background: &fuser::BackgroundSession,
+    ready: impl FnOnce(&Mounted) -> io::Result<()>,
+) -> Result<()> {
+    // Answered by this process's own session, which already runs.
+    let device = match std::fs::metadata(path) {
+        Ok(meta) => meta.dev(),
+        Err(e) => {
+            // Just mounted, not yet known by its device: the live mount on the path is ours.
+            if connection_alive(connection) {
+                unmount(path)?;
+            }
+            return Err(Error::io(path, e));
+        }
+    };
+    raise_readahead(device);
+    let mounted = Mounted {
+        path: path.to_path_buf(),
+        device,
+    };
+    if let Err(e) = ready(&mounted) {
+        unmount_own(&mounted, connection)?;
+        return Err(Error::Mount {
+            path: path.to_path_buf(),
+            message: format!("could not report the mount up: {e}"),
+        });
+    }
     loop {
         if background.guard.is_finished() {
-            break;
+            // Unmounted from outside (the connection is gone: nothing to do), or the session
+            // failed and left the mount up without a server.
+            return unmount_own(&mounted, connection);
         }
         if stop.load(Ordering::Relaxed) {
-            unmount(&path)?;
-            break;
+            return unmount_own(&mounted, connection);
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    background.join().map_err(|e| Error::io(&path, e))
 }
 
-/// Unmounts `path`: plainly, else lazily when busy; through `fusermount3 -u` when not root.
-pub fn unmount(path: &Path) -> Result<()> {
-    use nix::errno::Errno;
-    use nix::mount::{umount2, MntFlags};
-    match umount2(path, MntFlags::empty()) {
-        Ok(()) | Err(Errno::EINVAL) => Ok(()),
-        Err(Errno::EBUSY) => {
-            tracing::warn!(
-                "{}: busy (files are open); detaching now, serving open files until closed",
-                path.display()
-            );
-            umount2(path, MntFlags::MNT_DETACH).map_err(|e| Error::io(path, e.into()))
-        }
-        Err(Errno::EPERM) => {
-            let status = Command::new("fusermount3")
-                .arg("-u")
-                .arg("-z")
-                .arg(path)
-                .stdin(Stdio::null())
-                .status()
-                .map_err(|e| Error::io(Path::new("fusermount3"), e))?;
-            if status.success() {
-                Ok(())
-            } else {
-                Err(Error::InvalidInput(format!(
-                    "{}: fusermount3 -u failed ({status})",
-                    path.display()
-                )))
-            }
-        }
-        Err(e) => Err(Error::io(path, e.into())),
+/// Unmounts `mounted` if it is still alive and still the mount its path reaches. Once
+/// `fusermount3 -u` has taken it down, the path may already hold a new mount (a `musicfs
+/// mount` run right after), which must be left alone.
+fn unmount_own(mounted: &Mounted, connection: BorrowedFd<'_>) -> Result<()> {
+    if !connection_alive(connection) {
+        return Ok(());
+    }
+    match top_mount(&mounted.path) {
+        Some(top) if top.device == mounted.device => unmount(&mounted.path),
+        _ => Err(Error::Mount {
+            path: mounted.path.clone(),
+            message: "another file system is mounted over this one; not unmounting it".into(),
+        }),
     }
 }
 
-/// Raises the mount's readahead to 1 MiB, so that sequential reads reach the file system as
-/// 1 MiB requests; quietly does nothing when `/sys` refuses (not root).
-fn raise_readahead(path: &Path) {
-    let Ok(meta) = std::fs::metadata(path) else {
-        return;
+/// Waits for the session's thread to end and returns how it ended, without letting fuser
+/// unmount anything.
+///
+/// fuser 0.18.0 unmounts the mountpoint's path when a session's mount handle is dropped, even
+/// when its own file system is already gone (its liveness check reads the device's POLLERR
+/// backwards). After `fusermount3 -u`, that took down whatever had been mounted on the same
+/// path since: a `musicfs mount` run right after the unmount reported "mounted", and its mount
+/// vanished when the previous process exited. So the handle is never dropped: the thread's
+/// handle is swapped for a finished placeholder's and the session is leaked (a `/dev/fuse`
+/// descriptor, closed when the process exits). Unmounting is [`unmount_own`]'s job alone.
+fn join_session(mut background: fuser::BackgroundSession) -> io::Result<()> {
+    let placeholder = std::thread::Builder::new().spawn(|| Ok(()));
+    let session_thread = match placeholder {
+        Ok(placeholder) => std::mem::replace(&mut background.guard, placeholder),
+        Err(e) => {
+            release_session(background);
+            return Err(e);
+        }
     };
-    let dev = meta.dev();
-    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
-    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+    release_session(background);
+    session_thread
+        .join()
+        .map_err(|_| io::Error::other("the FUSE session's thread panicked"))?
+}
+
+/// Lets go of a session without dropping it (see [`join_session`]): its thread ends on its own
+/// once the file system is unmounted.
+fn release_session(background: fuser::BackgroundSession) {
+    std::mem::forget(background);
+}
+
+/// Raises the readahead of the mount of `device` to 1 MiB, so that sequential reads reach the
+/// file system as 1 MiB requests; quietly does nothing when `/sys` refuses (not root).
+fn raise_readahead(device: u64) {
+    let major = nix::sys::stat::major(device);
+    let minor = nix::sys::stat::minor(device);
     let file = format!("/sys/class/bdi/{major}:{minor}/read_ahead_kb");
     let kib = MAX_READ / 1024;
     if let Err(e) = std::fs::write(&file, format!("{kib}\n")) {
         tracing::debug!("{file}: {e}");
-    }
-}
-
-/// Starts `program args` (a `musicfs mount --foreground`) detached from this process's
-/// terminal and session, and waits until `mountpoint` is mounted. Its standard error goes to
-/// `log` until then; when it ends without mounting, that text is the error.
-pub fn spawn_detached(
-    program: &Path,
-    args: &[std::ffi::OsString],
-    mountpoint: &Path,
-    log: &Path,
-) -> Result<u32> {
-    use std::os::unix::process::CommandExt;
-    let path = check_mountpoint(mountpoint)?;
-    let log_file = std::fs::File::create(log).map_err(|e| Error::io(log, e))?;
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log_file)
-        .process_group(0)
-        .spawn()
-        .map_err(|e| Error::io(program, e))?;
-    let started = Instant::now();
-    loop {
-        if is_mounted(&path) {
-            let _ = std::fs::remove_file(log);
-            return Ok(child.id());
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            let text = std::fs::read_to_string(log).unwrap_or_default();
-            let _ = std::fs::remove_file(log);
-            return Err(Error::InvalidInput(format!(
-                "{}: mount failed ({status}): {}",
-                path.display(),
-                text.trim()
-            )));
-        }
-        if started.elapsed() > Duration::from_secs(30) {
-            let _ = std::fs::remove_file(log);
-            return Err(Error::InvalidInput(format!(
-                "{}: not mounted after 30 s (pid {} still running)",
-                path.display(),
-                child.id()
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(20));
     }
 }

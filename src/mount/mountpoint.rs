@@ -1,0 +1,222 @@
+//! The mountpoint as the kernel sees it: what is mounted there (`/proc/self/mountinfo`),
+//! whether it may be mounted on, and unmounting it.
+//!
+//! `umount` names a path, not a file system: it takes down whatever is mounted there now.
+//! So nothing here unmounts on the word of a path alone; callers first make sure the mount
+//! at the path is the one they mean (by its device number, which no other live file system
+//! has) and that it is still alive.
+
+use std::io;
+use std::os::fd::BorrowedFd;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::error::{Error, Result};
+
+/// The name every musicfs mount gives as its source (`fsname`).
+pub(crate) const FS_NAME: &str = "musicfs";
+
+/// One line of `/proc/self/mountinfo`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct MountEntry {
+    /// The device number of the mount's file system (`st_dev` of its root).
+    pub device: u64,
+    /// The file system type: `fuse` or `fuse.SUBTYPE` for FUSE.
+    pub fs_type: String,
+    /// The mount's source (for FUSE, its `fsname`).
+    pub source: String,
+}
+
+impl MountEntry {
+    /// Whether this is a musicfs mount (mounted by `mount(2)` as root, it is `fuse`; through
+    /// `fusermount3`, `fuse.musicfs`).
+    pub fn is_musicfs(&self) -> bool {
+        (self.fs_type == "fuse" || self.fs_type.starts_with("fuse.")) && self.source == FS_NAME
+    }
+}
+
+/// Parses one mountinfo line: `ID PARENT MAJOR:MINOR ROOT MOUNTPOINT OPTIONS [TAGS...] -
+/// FSTYPE SOURCE SUPEROPTIONS`. Returns the mount point (escaped as mountinfo writes it) and
+/// the entry.
+fn parse_mountinfo_line(line: &str) -> Option<(&str, MountEntry)> {
+    let mut fields = line.split(' ');
+    let (_id, _parent) = (fields.next()?, fields.next()?);
+    let (major, minor) = fields.next()?.split_once(':')?;
+    let device = nix::sys::stat::makedev(major.parse().ok()?, minor.parse().ok()?);
+    let _root = fields.next()?;
+    let mount_point = fields.next()?;
+    let mut rest = fields.skip_while(|f| *f != "-").skip(1);
+    let fs_type = rest.next()?.to_string();
+    let source = rest.next()?.to_string();
+    Some((
+        mount_point,
+        MountEntry {
+            device,
+            fs_type,
+            source,
+        },
+    ))
+}
+
+/// The mounts on `path` (absolute and canonical), in the order they were mounted: the last
+/// is the one the path reaches.
+pub(crate) fn mounts_at(path: &Path) -> Vec<MountEntry> {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
+    let want = escape_mountinfo(&path.to_string_lossy());
+    info.lines()
+        .filter_map(parse_mountinfo_line)
+        .filter(|(mount_point, _)| *mount_point == want)
+        .map(|(_, entry)| entry)
+        .collect()
+}
+
+/// The mount that `path` reaches, if something is mounted on it.
+pub(crate) fn top_mount(path: &Path) -> Option<MountEntry> {
+    mounts_at(path).pop()
+}
+
+/// Whether `path` is a mountpoint now (per `/proc/self/mountinfo`).
+pub fn is_mounted(path: &Path) -> bool {
+    !mounts_at(path).is_empty()
+}
+
+/// Paths in mountinfo have space, tab, newline and backslash written as octal escapes.
+fn escape_mountinfo(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for c in path.chars() {
+        match c {
+            ' ' | '\t' | '\n' | '\\' => out.push_str(&format!("\\{:03o}", c as u32)),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Checks that `mountpoint` can be mounted on and returns its absolute path. A stale FUSE
+/// mount (its process was killed: every access fails with ENOTCONN) is reported with the
+/// command that clears it. A directory that holds files is refused unless `nonempty`: the
+/// mount would hide them.
+pub fn check_mountpoint(mountpoint: &Path, nonempty: bool) -> Result<PathBuf> {
+    let refuse = |path: &Path, message: String| Error::Mount {
+        path: path.to_path_buf(),
+        message,
+    };
+    // Listing reaches a FUSE server even when the kernel still caches the root's attributes.
+    let has_entries = std::fs::read_dir(mountpoint).and_then(|mut dir| {
+        let first = dir.next().transpose()?;
+        Ok(first.is_some())
+    });
+    let has_entries = match has_entries {
+        Ok(has_entries) => has_entries,
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+            return Err(refuse(
+                mountpoint,
+                format!(
+                    "stale mount: the process that served it has ended (transport endpoint \
+                     is not connected); clear it with `fusermount3 -u {0}` or `umount {0}`, \
+                     then mount again",
+                    mountpoint.display()
+                ),
+            ))
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
+            return Err(refuse(mountpoint, "not a directory".into()))
+        }
+        Err(e) => return Err(Error::io(mountpoint, e)),
+    };
+    let path = mountpoint
+        .canonicalize()
+        .map_err(|e| Error::io(mountpoint, e))?;
+    if is_mounted(&path) {
+        return Err(refuse(
+            &path,
+            "already a mountpoint; unmount it first".into(),
+        ));
+    }
+    if has_entries && !nonempty {
+        return Err(refuse(
+            &path,
+            "not empty; mounting would hide its files (--nonempty mounts over it anyway)".into(),
+        ));
+    }
+    Ok(path)
+}
+
+/// Whether the FUSE connection behind `device_fd` (a descriptor of `/dev/fuse`) is alive.
+/// The kernel reports `POLLERR` once its file system is unmounted or the connection aborted.
+pub(crate) fn connection_alive(device_fd: BorrowedFd<'_>) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    loop {
+        let mut fds = [PollFd::new(device_fd, PollFlags::empty())];
+        match poll(&mut fds, PollTimeout::ZERO) {
+            Ok(_) => {
+                return !fds[0]
+                    .revents()
+                    .is_some_and(|r| r.intersects(PollFlags::POLLERR | PollFlags::POLLNVAL))
+            }
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Unmounts `path`: plainly, else lazily when busy; through `fusermount3 -u` when not root.
+/// It takes down whatever `path` reaches: check first that it is the mount meant.
+pub fn unmount(path: &Path) -> Result<()> {
+    use nix::errno::Errno;
+    use nix::mount::{umount2, MntFlags};
+    match umount2(path, MntFlags::empty()) {
+        Ok(()) | Err(Errno::EINVAL) => Ok(()),
+        Err(Errno::EBUSY) => {
+            tracing::warn!(
+                "{}: busy (files are open); detaching now, serving open files until closed",
+                path.display()
+            );
+            umount2(path, MntFlags::MNT_DETACH).map_err(|e| Error::io(path, e.into()))
+        }
+        Err(Errno::EPERM) => {
+            let status = Command::new("fusermount3")
+                .arg("-u")
+                .arg("-z")
+                .arg(path)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .status()
+                .map_err(|e| Error::io(Path::new("fusermount3"), e))?;
+            if status.success() {
+                Ok(())
+            } else {
+                Err(Error::Mount {
+                    path: path.to_path_buf(),
+                    message: format!("fusermount3 -u failed ({status})"),
+                })
+            }
+        }
+        Err(e) => Err(Error::io(path, io::Error::from(e))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_lines() {
+        let line = "45 27 0:40 / /tmp/a\\040b ro,nosuid,nodev,noatime shared:7 - fuse musicfs \
+                    ro,user_id=0,group_id=0";
+        let (mount_point, entry) = parse_mountinfo_line(line).expect("parsed");
+        assert_eq!(mount_point, escape_mountinfo("/tmp/a b"));
+        assert_eq!(entry.device, nix::sys::stat::makedev(0, 40));
+        assert!(entry.is_musicfs());
+        let line = "46 27 0:41 / /mnt rw - fuse.sshfs host:/x rw";
+        let (_, entry) = parse_mountinfo_line(line).expect("parsed");
+        assert!(!entry.is_musicfs());
+        let line = "47 27 0:42 / /mnt rw - fuse.musicfs musicfs rw";
+        assert!(parse_mountinfo_line(line).expect("parsed").1.is_musicfs());
+        for bad in ["", "1 2 3", "1 2 x:y / /m rw - t s o", "1 2 0:1 / /m rw"] {
+            assert_eq!(parse_mountinfo_line(bad), None, "{bad:?}");
+        }
+    }
+}
