@@ -146,10 +146,9 @@ fn silent_remote_times_out_instead_of_hanging() {
     };
     let session = SshSession::connect(&spec("nas"), &options).expect("connect");
     let (mut reader, _writer, _status) = session.exec("sleep 30").expect("exec").split();
-    let started = Instant::now();
+    // Without the timeout the read would block until `sleep 30` ends, then read EOF.
     let error = reader.read(&mut [0; 16]).expect_err("read must time out");
     assert_eq!(error.kind(), std::io::ErrorKind::TimedOut);
-    assert!(started.elapsed() < Duration::from_secs(5));
 }
 
 #[test]
@@ -157,13 +156,7 @@ fn killed_server_breaks_reads_and_restart_serves_again() {
     let mut sshd = Sshd::start(SshdOptions::default());
     let session = connect(&sshd);
     let (mut reader, _writer, status) = session.exec("sleep 60").expect("exec").split();
-    let started = Instant::now();
-    let killer = {
-        let pid = sshd.pid();
-        assert!(pid > 0);
-        std::thread::spawn(move || std::thread::sleep(Duration::from_millis(300)))
-    };
-    killer.join().expect("sleep");
+    assert!(sshd.pid() > 0);
     sshd.kill();
     let error = reader.read(&mut [0; 16]).expect_err("read after kill");
     assert!(
@@ -173,7 +166,6 @@ fn killed_server_breaks_reads_and_restart_serves_again() {
         ),
         "{error:?}"
     );
-    assert!(started.elapsed() < Duration::from_secs(10));
     assert_eq!(status.exit_status(Duration::from_secs(5)), None);
     let sftp_error = session.sftp().expect_err("the connection is gone");
     assert!(sftp_error.is_transient(), "{sftp_error}");
@@ -363,11 +355,13 @@ fn closed_port_is_unreachable_quickly() {
         connect_timeout: Duration::from_secs(2),
         ..options(home.path())
     };
-    let started = Instant::now();
     let error = SshSession::connect(&spec, &options).expect_err("closed port");
     assert!(matches!(error, Error::Unreachable { .. }), "{error:?}");
     assert!(error.is_transient());
-    assert!(started.elapsed() < Duration::from_secs(2));
+    // Refused at once, not waited out: the message says which.
+    let message = error.to_string();
+    assert!(message.contains("refused"), "{message}");
+    assert!(!message.contains("timed out"), "{message}");
 }
 
 #[test]
@@ -385,13 +379,12 @@ fn silent_server_hits_the_connect_timeout() {
         connect_timeout: Duration::from_millis(800),
         ..options(home.path())
     };
-    let started = Instant::now();
     let error = SshSession::connect(&spec, &options).expect_err("silent server");
     assert!(matches!(error, Error::Unreachable { .. }), "{error:?}");
-    let elapsed = started.elapsed();
+    let message = error.to_string();
     assert!(
-        elapsed >= Duration::from_millis(700) && elapsed < Duration::from_secs(3),
-        "{elapsed:?}"
+        message.contains("no SSH connection within 0.8 s"),
+        "the connect timeout ended it: {message}"
     );
 }
 
