@@ -255,20 +255,24 @@ fn audio_decodes_through_the_mount() {
         })
         .collect();
     assert!(audio.len() >= 5);
-    for rel in audio {
-        // Decode every packet (not only the headers) through the mount.
+    // Decode every packet (not only the headers), through the mount and from the library:
+    // the decoded audio's MD5 and the probed duration must agree.
+    let decode = |path: &Path| {
         let out = Command::new("ffmpeg")
             .args(["-v", "error", "-xerror", "-i"])
-            .arg(latest.join(&rel))
-            .args(["-f", "null", "-"])
+            .arg(path)
+            .args(["-map", "0:a", "-f", "md5", "-"])
             .output()
             .expect("run ffmpeg");
         assert!(
             out.status.success(),
             "{}: {}",
-            rel.display(),
+            path.display(),
             String::from_utf8_lossy(&out.stderr)
         );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let duration = |path: &Path| {
         let out = Command::new("ffprobe")
             .args([
                 "-v",
@@ -278,10 +282,23 @@ fn audio_decodes_through_the_mount() {
                 "-of",
                 "csv=p=0",
             ])
-            .arg(latest.join(&rel))
+            .arg(path)
             .output()
             .expect("run ffprobe");
-        assert!(out.status.success(), "{}", rel.display());
+        assert!(out.status.success(), "{}", path.display());
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    for rel in audio {
+        let (mounted, original) = (latest.join(&rel), lib.join(&rel));
+        let md5 = decode(&mounted);
+        assert!(md5.starts_with("MD5="), "{}: {md5}", rel.display());
+        assert_eq!(md5, decode(&original), "{}: decoded audio", rel.display());
+        assert_eq!(
+            duration(&mounted),
+            duration(&original),
+            "{}: duration",
+            rel.display()
+        );
     }
     let status = Command::new("fusermount3")
         .arg("-u")
