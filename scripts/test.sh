@@ -13,7 +13,8 @@
 #    mutagen (tag editor for Opus, MP4 and covers).
 # 2. Fetches mutagen 1.48.1's test corpus (100 real and broken audio files) from PyPI.
 # 3. cargo fmt --check, clippy -D warnings, rustdoc -D warnings, every test target.
-# 4. A short fuzz run of every container parser (FUZZ_SECONDS per target, default 10;
+# 4. (As root) the tests where file modes matter, again as the unprivileged user nobody.
+# 5. A short fuzz run of every container parser (FUZZ_SECONDS per target, default 10;
 #    FUZZ_SECONDS=0 skips it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,6 +50,37 @@ cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked --quiet
 cargo test --all-targets --locked --release
+
+# 4. The tests where file modes matter, run again as the unprivileged user nobody (as root,
+#    modes bind nobody). They run from copies in a directory nobody can reach, because the
+#    checkout may not be (/root is 0700); MUSICFS_TEST_BIN and MUSICFS_TEST_MANIFEST_DIR point
+#    the tests at the copies. Tests that need root themselves (a tmpfs mount) are skipped.
+if [[ $(id -u) -eq 0 ]]; then
+    unprivileged_tests=(permissions names_and_kinds adoption locks cli_sync)
+    stage=$(mktemp -d /tmp/musicfs-unprivileged.XXXXXX)
+    trap 'rm -rf "$stage"' EXIT
+    mkdir -p "$stage/bin" "$stage/home" "$stage/tmp"
+    cp target/release/musicfs "$stage/bin/"
+    cp -r fixtures scripts "$stage/"
+    args=()
+    for t in "${unprivileged_tests[@]}"; do args+=(--test "$t"); done
+    cargo test --locked --release --no-run --message-format=json "${args[@]}" 2>/dev/null |
+        python3 -c '
+import json, os, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["test"]:
+        print(m["target"]["name"], m["executable"])
+' | while read -r name exe; do cp "$exe" "$stage/bin/test-$name"; done
+    chmod -R a+rX "$stage"
+    chown -R nobody:nogroup "$stage/home" "$stage/tmp"
+    for t in "${unprivileged_tests[@]}"; do
+        echo "test.sh: tests/$t.rs as nobody" >&2
+        (cd "$stage" && setpriv --reuid=nobody --regid=nogroup --clear-groups \
+            env HOME="$stage/home" TMPDIR="$stage/tmp" MUSICFS_TEST_BIN="$stage/bin/musicfs" \
+            MUSICFS_TEST_MANIFEST_DIR="$stage" "$stage/bin/test-$t" --skip full_disk -q)
+    done
+fi
 
 fuzz_seconds=${FUZZ_SECONDS:-10}
 if [[ "$fuzz_seconds" != 0 ]]; then

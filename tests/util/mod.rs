@@ -14,14 +14,20 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
 
-/// Path of the binary under test.
+/// Path of the binary under test (`MUSICFS_TEST_BIN` overrides it: `scripts/test.sh` runs a
+/// subset of the suite as an unprivileged user on copies it can reach).
 pub fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_musicfs"))
+    std::env::var_os("MUSICFS_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_musicfs")))
 }
 
-/// Root of the crate (for fixtures and scripts).
+/// Root of the crate, for fixtures and scripts (`MUSICFS_TEST_MANIFEST_DIR` overrides it, as
+/// `MUSICFS_TEST_BIN` does the binary).
 pub fn manifest_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("MUSICFS_TEST_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }
 
 /// The committed audio fixtures.
@@ -90,10 +96,19 @@ impl TestRepo {
         t
     }
 
-    /// A command builder that runs the binary as `nobody` (see [`unprivileged_command`]).
+    /// A command builder that runs the binary as `nobody` (see [`unprivileged_command`]),
+    /// from a copy in the scratch directory: the build's own may lie where `nobody` cannot
+    /// reach (a checkout under `/root`).
     pub fn cmd_unprivileged(&self) -> Musicfs {
+        let copy = self.root().join("bin/musicfs");
+        if !copy.exists() {
+            fs::create_dir_all(copy.parent().unwrap()).unwrap();
+            fs::copy(bin(), &copy).unwrap();
+            fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).unwrap();
+        }
         let mut cmd = self.cmd();
         cmd.unprivileged = true;
+        cmd.program = Some(copy);
         cmd
     }
 
@@ -130,6 +145,7 @@ pub struct Musicfs {
     args: Vec<OsString>,
     json: bool,
     unprivileged: bool,
+    program: Option<PathBuf>,
 }
 
 impl Musicfs {
@@ -141,6 +157,7 @@ impl Musicfs {
             args: Vec::new(),
             json: false,
             unprivileged: false,
+            program: None,
         }
     }
 
@@ -177,10 +194,11 @@ impl Musicfs {
 
     /// The `std::process::Command` that would be run.
     pub fn command(&self) -> Command {
+        let program = self.program.clone().unwrap_or_else(bin);
         let mut c = if self.unprivileged {
-            unprivileged_command(bin())
+            unprivileged_command(program)
         } else {
-            Command::new(bin())
+            Command::new(program)
         };
         c.arg("--repo").arg(&self.repo);
         c.args(&self.globals);
