@@ -77,3 +77,38 @@ fn diff_of_two_unknown_copies_never_hangs() {
         );
     }
 }
+
+/// A `scan` of SRC started while a `sync SRC DST` scans it too, with the same repository: two
+/// processes whose scans share the database's one writer. Every round changes every file, so
+/// both must read them all.
+#[test]
+fn scan_during_sync_never_hangs() {
+    let t = TestRepo::new();
+    let src = t.mkdir("src");
+    library(&src);
+    let dst = t.path("dst");
+    let files = util::files_in(&src);
+    for run in 0..RUNS / 5 {
+        for path in files.values() {
+            let mut bytes = std::fs::read(path).unwrap();
+            let at = run % bytes.len();
+            bytes[at] ^= 0x5a;
+            std::fs::write(path, bytes).unwrap();
+        }
+        let mut sync = t
+            .cmd()
+            .quiet()
+            .args(["sync", "--delete"])
+            .arg(&src)
+            .arg(&dst)
+            .spawn();
+        let mut scan = t.cmd().quiet().arg("scan").arg(&src).spawn();
+        for (what, child) in [("sync", &mut sync), ("scan", &mut scan)] {
+            let status = wait_timeout(child, DEADLINE).unwrap_or_else(|| {
+                panic!("run {run}: {what} hung beside the other (killed after {DEADLINE:?})")
+            });
+            assert!(status.success(), "run {run}: {what} exited with {status}");
+        }
+        assert_trees_equal(&src, &dst);
+    }
+}

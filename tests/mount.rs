@@ -681,3 +681,54 @@ fn a_mount_that_does_not_check_out_is_taken_down() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Syncs that record new snapshots of a library while the mount serves it and a reader reads
+/// every file of `latest` again and again: the mount's readers and the syncs' writers share
+/// the repository. Each round has a deadline; every byte read equals the library's.
+#[test]
+fn syncs_while_the_mount_is_read_never_hang() {
+    let t = TestRepo::new();
+    let lib = t.fixtures("lib");
+    let copy = t.path("copy");
+    scan(&t, &lib);
+    let mnt = t.mkdir("mnt");
+    let _m = Mounted::start(&t, &mnt);
+    let latest = mnt.join(origin_dir(&lib)).join("latest");
+    let rels = files(&lib);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (stop, latest, lib, rels) = (stop.clone(), latest.clone(), lib.clone(), rels.clone());
+        std::thread::spawn(move || {
+            let mut rounds = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                for rel in &rels {
+                    let through = fs::read(latest.join(rel))
+                        .unwrap_or_else(|e| panic!("{} through the mount: {e}", rel.display()));
+                    assert_eq!(
+                        through,
+                        fs::read(lib.join(rel)).unwrap(),
+                        "{}",
+                        rel.display()
+                    );
+                }
+                rounds += 1;
+            }
+            rounds
+        })
+    };
+    for round in 0..10 {
+        let mut sync = t.cmd().quiet().arg("sync").arg(&lib).arg(&copy).spawn();
+        let status = util::wait_timeout(&mut sync, Duration::from_secs(120))
+            .unwrap_or_else(|| panic!("round {round}: sync hung beside the mount"));
+        assert!(status.success(), "round {round}: sync exited with {status}");
+        // A new snapshot of the library too, while the reader reads.
+        let mut scan = t.cmd().quiet().arg("scan").arg(&lib).spawn();
+        let status = util::wait_timeout(&mut scan, Duration::from_secs(120))
+            .unwrap_or_else(|| panic!("round {round}: scan hung beside the mount"));
+        assert!(status.success(), "round {round}: scan exited with {status}");
+        fs::remove_dir_all(&copy).unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let rounds = reader.join().expect("the reader saw every byte right");
+    assert!(rounds > 0);
+}

@@ -547,3 +547,42 @@ fn a_dropped_connection_is_retried_without_resending_what_arrived() {
         "{wire} B on the wire; an uninterrupted sync takes {uninterrupted} B"
     );
 }
+
+/// A pull into a copy neither repository has seen, again and again, each round with new
+/// repositories at both ends: the remote end scans its library while this end scans the
+/// destination and stores the trees it fetches, all at once. Each round has a deadline.
+#[test]
+fn pulls_into_unknown_copies_never_hang() {
+    let t = TestRepo::new();
+    let sshd = sshd_with_agent(&t.path("remote-repo"));
+    let music = t.mkdir("music");
+    util::genlib_create(&music, 150, 5, 256 << 10);
+    for round in 0..10 {
+        let scratch = TestRepo::new();
+        let lib = scratch.path("lib");
+        util::copy_tree(&music, &lib);
+        let remote_repo = scratch.path(&format!("remote-repo-{round}"));
+        let mut cmd = Musicfs::new(scratch.repo(), &sshd.home());
+        cmd.quiet().args([
+            "sync",
+            "--delete",
+            "--remote-musicfs",
+            &format!("MUSICFS_REPO={} musicfs", remote_repo.display()),
+            &remote(&music),
+            lib.to_str().unwrap(),
+        ]);
+        let mut child = cmd.spawn();
+        let status = util::wait_timeout(&mut child, Duration::from_secs(120))
+            .unwrap_or_else(|| panic!("round {round}: the pull hung (killed after 120 s)"));
+        let mut stderr = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = e.read_to_string(&mut stderr);
+        }
+        assert!(status.success(), "round {round}: {status}: {stderr}");
+        assert!(
+            remote_repo.join("index.redb").exists(),
+            "round {round}: the remote agent did not run"
+        );
+        assert_trees_equal(&music, &lib);
+    }
+}
