@@ -4,6 +4,7 @@
 pub mod chunk;
 pub mod diff;
 pub mod error;
+pub mod failpoint;
 pub mod id;
 pub mod inspect;
 pub mod media;

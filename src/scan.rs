@@ -195,6 +195,7 @@ pub fn scan(
                 continue;
             }
             if !batch.is_empty() {
+                let files = batch.len();
                 let mut writer = repo.writer()?;
                 for (i, result) in batch.drain(..) {
                     let path = &walked[i].path;
@@ -231,6 +232,9 @@ pub fn scan(
                     }
                 }
                 writer.commit()?;
+                for _ in 0..files {
+                    crate::failpoint::hit("scan-recorded");
+                }
             }
             last_commit = Instant::now();
         }
@@ -294,6 +298,7 @@ pub fn scan(
         bytes,
     };
     let snapshot = writer.add_snapshot(&record)?;
+    crate::failpoint::hit("scan-commit");
     writer.commit()?;
 
     Ok(ScanSummary {

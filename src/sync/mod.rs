@@ -306,6 +306,7 @@ pub fn sync_from(
         )
     };
     let mut plan = plan_with(delete)?;
+    plan::free_space_first(repo, &mut plan, dst_origin)?;
     if let Some(max) = options.max_delete {
         let count = plan.files_deleted();
         if count > max {
@@ -375,6 +376,7 @@ pub fn sync_from(
         }
     }
     destination.give_back()?;
+    crate::failpoint::hit("final-scan");
     if !plan_is_empty(&plan) {
         // Record the destination as it now is; written files were recorded with their stat,
         // so this reads nothing.
@@ -513,7 +515,11 @@ struct Apply<'a> {
 
 impl Apply<'_> {
     fn run(&mut self, plan: &SyncPlan) -> Result<()> {
-        for step in plan.early_deletions.iter().chain(&plan.removals_first) {
+        for step in &plan.early_deletions {
+            crate::failpoint::hit("early-deletion");
+            self.step(step)?;
+        }
+        for step in &plan.removals_first {
             self.step(step)?;
         }
         for step in plan.directories.iter().chain(&plan.files) {
@@ -525,7 +531,12 @@ impl Apply<'_> {
         // Make the new names durable.
         self.sync_dirs();
         self.record()?;
-        for step in plan.deletions.iter().chain(&plan.directory_meta) {
+        for step in &plan.deletions {
+            crate::failpoint::hit("deletion");
+            self.step(step)?;
+        }
+        for step in &plan.directory_meta {
+            crate::failpoint::hit("directory-meta");
             self.step(step)?;
         }
         Ok(())
@@ -631,6 +642,7 @@ impl Apply<'_> {
                     .chunk(offset, &mut buf, &mut |bytes| file.write_all(bytes))
                     .map_err(failed)?;
                 self.sink.advance(u64::from(chunk.len));
+                crate::failpoint::hit("write-chunk");
             }
             assembler.finish().map_err(failed)
         })();
@@ -638,7 +650,9 @@ impl Apply<'_> {
             file.discard();
             return Err(e);
         }
+        crate::failpoint::hit("before-rename");
         file.commit(mode, mtime_ns)?;
+        crate::failpoint::hit("after-rename");
         for (offset, chunk) in list.with_offsets() {
             self.received
                 .entry(chunk.id)
@@ -707,6 +721,7 @@ impl Apply<'_> {
         if self.recorded.is_empty() {
             return Ok(());
         }
+        let files = self.recorded.len();
         let mut writer = self.repo.writer()?;
         for (path, content) in self.recorded.drain(..) {
             if let Some(stat) = self.destination.stat(&path)? {
@@ -716,6 +731,9 @@ impl Apply<'_> {
             }
         }
         writer.commit()?;
+        for _ in 0..files {
+            crate::failpoint::hit("record");
+        }
         // The repository now knows where those chunks are.
         self.received.clear();
         Ok(())

@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::id::{ContentId, TreeId};
+use crate::id::{ChunkId, ContentId, TreeId};
 use crate::repo::{OriginId, Repository};
 use crate::snapshot::{Node, Tree};
 
@@ -154,17 +154,40 @@ pub fn plan(
     let shrinking = std::mem::take(&mut out.shrinking);
     out.files.splice(0..0, shrinking);
     pair_moves(&mut out);
-    free_space_first(repo, &mut out)?;
     Ok(out)
 }
 
-/// Moves to `early_deletions` every deletion whose files no rename takes and whose chunks no
-/// write needs: removing them first loses nothing the sync could build from.
-fn free_space_first(repo: &Repository, plan: &mut SyncPlan) -> Result<()> {
+/// Moves to `early_deletions` every deletion whose files no rename takes and that holds no
+/// chunk a write needs and no file of `destination` that stays (neither deleted nor replaced)
+/// also holds: removing them first loses nothing the sync could build from.
+pub fn free_space_first(
+    repo: &Repository,
+    plan: &mut SyncPlan,
+    destination: OriginId,
+) -> Result<()> {
     let contents = std::mem::take(&mut plan.deletion_contents);
     if plan.deletions.is_empty() {
         return Ok(());
     }
+    let mut replaced = HashSet::new();
+    for step in &plan.files {
+        if let Step::Write { path, .. } = step {
+            replaced.insert(path.clone());
+        }
+    }
+    let deleted: Vec<Vec<u8>> = plan
+        .deletions
+        .iter()
+        .filter_map(|s| match s {
+            Step::Remove { path, .. } => Some(path.clone()),
+            _ => None,
+        })
+        .collect();
+    let stays = |path: &[u8]| {
+        !replaced.contains(path) && !deleted.iter().any(|d| d == path || is_below(path, d))
+    };
+    // Whether a chunk can still be read from a destination file that stays, by chunk.
+    let mut elsewhere: HashMap<ChunkId, bool> = HashMap::new();
     let mut renamed = HashSet::new();
     let mut needed = HashSet::new();
     for step in &plan.files {
@@ -195,11 +218,26 @@ fn free_space_first(repo: &Repository, plan: &mut SyncPlan) -> Result<()> {
             if keep {
                 break;
             }
-            keep = repo
-                .content(content)?
-                .chunks
-                .iter()
-                .any(|c| needed.contains(&c.id));
+            for chunk in repo.content(content)?.chunks {
+                if !needed.contains(&chunk.id) {
+                    continue;
+                }
+                let held = match elsewhere.get(&chunk.id) {
+                    Some(&held) => held,
+                    None => {
+                        let held = repo
+                            .chunk_locations(&chunk.id, destination)?
+                            .iter()
+                            .any(|loc| stays(&loc.path));
+                        elsewhere.insert(chunk.id, held);
+                        held
+                    }
+                };
+                if !held {
+                    keep = true;
+                    break;
+                }
+            }
         }
         if keep {
             late.push(step);
