@@ -6,6 +6,7 @@ pub mod diff;
 pub mod error;
 pub mod id;
 pub mod inspect;
+pub mod interrupt;
 pub mod media;
 pub mod mount;
 pub mod repo;

@@ -65,6 +65,7 @@ pub fn sync_remote(
             &mut resume,
         ) {
             Err(e) if e.is_transient() && attempt < remote_options.retries => {
+                crate::interrupt::check()?;
                 let delay = backoff(attempt);
                 tracing::warn!(
                     "{e}; retrying in {:.1} s ({} of {})",
@@ -72,10 +73,10 @@ pub fn sync_remote(
                     attempt + 1,
                     remote_options.retries
                 );
-                std::thread::sleep(delay);
+                crate::interrupt::sleep(delay)?;
                 attempt += 1;
             }
-            result => return result,
+            result => return result.map_err(crate::interrupt::explain),
         }
     }
 }
