@@ -159,6 +159,17 @@ fn sync_once(
                     },
                 });
             }
+            // A remote musicfs that stopped (a signal, an error) said why on its stderr.
+            Err(Error::Unreachable { origin, message }) => {
+                let said = status.stderr_tail();
+                return Err(Error::Unreachable {
+                    origin,
+                    message: match said.trim().lines().last() {
+                        Some(last) => format!("{message} ({last})"),
+                        None => message,
+                    },
+                });
+            }
             other => return other,
         }
     }
