@@ -124,6 +124,13 @@ pub enum Error {
         /// What the remote end said, if anything.
         message: String,
     },
+    /// A signal (or, for `serve`, the client going away) stopped the work; what was finished
+    /// is recorded, and nothing half-done was left under a final name.
+    #[error("interrupted by {cause}")]
+    Interrupted {
+        /// What asked the process to stop.
+        cause: crate::interrupt::Cause,
+    },
     /// The remote end of a sync failed; its message is passed on.
     #[error("{origin}: remote musicfs: {message}")]
     Remote {
@@ -151,6 +158,8 @@ impl Error {
                 Some(libc::ESTALE | libc::ENOTCONN | libc::EAGAIN | libc::EINTR | libc::ETIMEDOUT)
             ),
             Error::Locked { .. } | Error::Unstable { .. } | Error::Unreachable { .. } => true,
+            // The user asked to stop: trying again would defeat the point.
+            Error::Interrupted { .. } => false,
             _ => false,
         }
     }

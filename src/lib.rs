@@ -7,6 +7,7 @@ pub mod error;
 pub mod failpoint;
 pub mod id;
 pub mod inspect;
+pub mod interrupt;
 pub mod media;
 pub mod mount;
 pub mod repo;

@@ -160,6 +160,16 @@ impl Sink for ProgressSink {
     }
 }
 
+impl Drop for ProgressSink {
+    /// A command that fails (or is interrupted) before `finish` leaves no bar on the terminal
+    /// above its error.
+    fn drop(&mut self) {
+        if !self.bar.is_finished() {
+            self.bar.finish_and_clear();
+        }
+    }
+}
+
 /// Discards everything (for library callers and tests).
 pub struct NullSink;
 

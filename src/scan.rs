@@ -96,6 +96,7 @@ pub fn scan(
     let mut unreadable = Vec::new();
     let mut temporaries = Vec::new();
     origin.walk(&mut |item| match item {
+        _ if crate::interrupt::cause().is_some() => {}
         WalkItem::Entry { path, stat, target } => walked.push(Walked { path, stat, target }),
         WalkItem::Temporary(path) => temporaries.push(path),
         WalkItem::Problem { path, message } => {
@@ -106,6 +107,7 @@ pub fn scan(
             unreadable.push(path);
         }
     });
+    crate::interrupt::check()?;
 
     let previous: HashMap<Vec<u8>, ScanEntry> = repo.scan_state(origin_id)?.into_iter().collect();
     let present: HashSet<&[u8]> = walked
@@ -172,6 +174,9 @@ pub fn scan(
         let walked = &walked;
         scope.spawn(move || {
             to_read.par_iter().for_each_with(tx, |tx, &i| {
+                if crate::interrupt::check().is_err() {
+                    return;
+                }
                 let result = read_file(origin, &walked[i].path, chunker, true);
                 let _ = tx.send((i, result));
             });
@@ -185,7 +190,10 @@ pub fn scan(
         let mut batch = Vec::with_capacity(BATCH_FILES);
         let mut last_commit = Instant::now();
         let mut open = true;
+        // Owned here, so that returning early unblocks readers waiting on a full channel.
+        let rx = rx;
         while open {
+            crate::interrupt::check()?;
             match rx.recv_timeout(BATCH_INTERVAL.saturating_sub(last_commit.elapsed())) {
                 Ok(result) => batch.push(result),
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -219,6 +227,7 @@ pub fn scan(
                             recorded.insert(i, stored);
                         }
                         Err(e) => {
+                            crate::interrupt::check()?;
                             sink.advance(walked[i].stat.size);
                             sink.event(&Event::Problem {
                                 path: display_path(path),
@@ -372,8 +381,9 @@ pub fn read_file(
     for _ in 0..MAX_ATTEMPTS {
         let mut file = origin.open(path)?;
         let before = file.stat().map_err(|e| Error::io(&full, e))?;
+        let mut checked = crate::interrupt::Checked(&mut file);
         let chunked =
-            chunk_file(&mut file, before.size, chunker).map_err(|e| Error::io(&full, e))?;
+            chunk_file(&mut checked, before.size, chunker).map_err(|e| Error::io(&full, e))?;
         let info = if tags && chunked.list.format != Format::Opaque {
             media::tags::read(&mut file)
         } else {

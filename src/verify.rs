@@ -38,6 +38,7 @@ pub fn verify(
 ) -> Result<VerifySummary> {
     let mut summary = VerifySummary::default();
     let (checked, damaged) = repo.check_objects()?;
+    crate::interrupt::check()?;
     summary.objects_checked = checked;
     for what in damaged {
         summary.damaged += 1;
@@ -74,11 +75,16 @@ pub fn verify(
         let checked: Vec<(u64, Option<String>)> = files
             .par_iter()
             .map(|(path, size, content)| {
+                // Once asked to stop, the files left are skipped; nothing is reported.
+                if crate::interrupt::cause().is_some() {
+                    return (0, None);
+                }
                 let result = check_file(target, path, *size, content, chunker);
                 sink.advance(*size);
                 result
             })
             .collect();
+        crate::interrupt::check()?;
         for ((path, _, _), (bytes, reason)) in files.iter().zip(checked) {
             summary.files_checked += 1;
             summary.bytes_checked += bytes;

@@ -16,6 +16,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use crate::error::Error;
+use crate::interrupt::Cause;
 use crate::repo::Repository;
 use crate::report::{JsonSink, ProgressSink, Sink, TextSink};
 
@@ -33,6 +34,12 @@ pub mod exit {
     pub const LOCKED: u8 = 4;
     /// An origin could not be reached.
     pub const UNREACHABLE: u8 = 5;
+    /// `serve`: the client went away mid-session (128 + SIGHUP).
+    pub const HANGUP: u8 = 129;
+    /// Stopped by SIGINT (Ctrl-C) after cleaning up (128 + SIGINT).
+    pub const INTERRUPTED: u8 = 130;
+    /// Stopped by SIGTERM after cleaning up (128 + SIGTERM).
+    pub const TERMINATED: u8 = 143;
 }
 
 const AFTER_HELP: &str = "\
@@ -42,7 +49,8 @@ Examples:
   musicfs verify ~/Music                       prove every file against its snapshot
 
 Exit codes: 0 success or no differences, 1 differences or damage found, 2 usage or input
-error, 3 partial transfer, 4 destination locked by another sync, 5 origin unreachable.";
+error, 3 partial transfer, 4 destination locked by another sync, 5 origin unreachable, 130
+interrupted by SIGINT, 143 by SIGTERM (temporary files removed; a second signal ends at once).";
 
 /// Content-addressed sync for music libraries.
 #[derive(Debug, Parser)]
@@ -205,13 +213,53 @@ pub fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
         )
         .try_init();
+    let after_interruption = after_interruption(&cli.command);
     match run(cli) {
         Ok(code) => ExitCode::from(code),
-        Err(e) => {
-            eprintln!("musicfs: {}", one_line(&e));
-            ExitCode::from(exit_code_of(&e))
-        }
+        Err(e) => match interruption(&e) {
+            Some(cause) => {
+                say(&format!("interrupted by {cause}{after_interruption}"));
+                ExitCode::from(match cause {
+                    Cause::Interrupt => exit::INTERRUPTED,
+                    Cause::Terminate => exit::TERMINATED,
+                    Cause::Hangup => exit::HANGUP,
+                })
+            }
+            None => {
+                say(&one_line(&e));
+                ExitCode::from(exit_code_of(&e))
+            }
+        },
     }
+}
+
+/// Prints `musicfs: LINE` on stderr, if there still is one: a `serve` whose client went away
+/// has lost it, and must not panic over that.
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "musicfs: {line}");
+}
+
+/// What an interrupted command leaves behind, for its one line on stderr.
+fn after_interruption(command: &Command) -> &'static str {
+    match command {
+        Command::Sync(_) => "; DST holds old or new files only, the next sync finishes the job",
+        Command::Scan(_) => {
+            "; the files read so far are recorded, the next scan goes on from there"
+        }
+        _ => "",
+    }
+}
+
+/// Why a failed command stopped, when it was asked to: the error says so, or it followed a
+/// signal (a connection cut short by it, for instance).
+fn interruption(e: &anyhow::Error) -> Option<Cause> {
+    e.chain()
+        .find_map(|c| match c.downcast_ref::<Error>() {
+            Some(Error::Interrupted { cause }) => Some(*cause),
+            _ => None,
+        })
+        .or_else(crate::interrupt::cause)
 }
 
 /// The error's chain on one line, each cause once: library errors already end with their
@@ -242,6 +290,17 @@ fn exit_code_of(e: &anyhow::Error) -> u8 {
 }
 
 fn run(cli: Cli) -> anyhow::Result<u8> {
+    // `mount` handles these signals itself; the other commands have nothing to clean up.
+    if matches!(
+        cli.command,
+        Command::Scan(_)
+            | Command::Sync(_)
+            | Command::Verify(_)
+            | Command::Diff(_)
+            | Command::Serve(_)
+    ) {
+        crate::interrupt::install().context("installing the SIGINT and SIGTERM handlers")?;
+    }
     match &cli.command {
         Command::Scan(args) => scan::run(&cli.global, args),
         Command::Sync(args) => sync::run(&cli.global, args),

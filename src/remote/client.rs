@@ -8,10 +8,14 @@ use super::source::{send, RemoteSource, Requests, Resume};
 use super::wire::{read_message, Message, SourceInfo, MAGIC, PROTOCOL_VERSION};
 use crate::chunk::Chunker;
 use crate::error::{Error, Result};
+use crate::interrupt::ReadAhead;
 use crate::origin::{Origin, WritableOrigin};
 use crate::repo::{Repository, FORMAT_VERSION};
 use crate::report::Sink;
 use crate::sync::{sync_from, LocalSource, SyncOptions, SyncSource, SyncSummary};
+
+/// Blocks (of at most 64 KiB) of the server's messages read ahead in a push, at most.
+const PUSH_READ_AHEAD: usize = 1024;
 
 /// A byte stream to a `musicfs serve --stdio` (an SSH exec channel, or any pipe pair).
 pub struct Connection {
@@ -145,6 +149,12 @@ pub fn push(
         super::wire::write_message(&mut output, &m).map_err(lost)?;
     }
     output.flush().map_err(lost)?;
+    // The server's requests and reports are read ahead on a thread of their own. Read only
+    // between answers, they would fill the SSH channel's small queue while this end writes
+    // chunks, and a full queue stops the whole connection, the window updates the writing
+    // waits for included: neither end would move again. What a server sends in a push is
+    // small (requests for at most 32 MiB of chunks at a time, an event per file).
+    let input: Box<dyn Read + Send> = Box::new(ReadAhead::new(input, PUSH_READ_AHEAD));
     let mut input = BufReader::with_capacity(1 << 20, input);
     greeting(&origin, &mut input)?;
     sink.phase("sending", state.files, state.bytes);

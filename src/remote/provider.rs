@@ -29,6 +29,7 @@ pub(crate) fn provide(
     let lost = |e| lost(origin, e);
     let mut buf = Vec::new();
     loop {
+        crate::interrupt::check_signal()?;
         let Some(message) = receive(origin, input)? else {
             return Ok(Ended::Bye);
         };

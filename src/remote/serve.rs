@@ -26,6 +26,9 @@ pub fn serve(
     output: Box<dyn Write + Send>,
     chunker: &dyn Chunker,
 ) -> Result<()> {
+    // Read on a thread of its own: a signal, or the client going away, stops the session even
+    // while it waits for the client or does not read at all.
+    let input: Box<dyn Read + Send> = Box::new(crate::interrupt::ReadAhead::hanging_up(input, 16));
     let input = BufReader::with_capacity(1 << 20, input);
     let output = Arc::new(Mutex::new(BufWriter::with_capacity(1 << 20, output)));
     let progress = Arc::new(ScanProgress::default());

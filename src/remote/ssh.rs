@@ -65,6 +65,7 @@ pub fn sync_remote(
             &mut resume,
         ) {
             Err(e) if e.is_transient() && attempt < remote_options.retries => {
+                crate::interrupt::check()?;
                 let delay = backoff(attempt);
                 tracing::warn!(
                     "{e}; retrying in {:.1} s ({} of {})",
@@ -72,10 +73,10 @@ pub fn sync_remote(
                     attempt + 1,
                     remote_options.retries
                 );
-                std::thread::sleep(delay);
+                crate::interrupt::sleep(delay)?;
                 attempt += 1;
             }
-            result => return result,
+            result => return result.map_err(crate::interrupt::explain),
         }
     }
 }
@@ -155,6 +156,17 @@ fn sync_once(
                     message: match said.trim() {
                         "" => format!("{program} ended before the handshake"),
                         said => said.lines().last().unwrap_or(said).to_string(),
+                    },
+                });
+            }
+            // A remote musicfs that stopped (a signal, an error) said why on its stderr.
+            Err(Error::Unreachable { origin, message }) => {
+                let said = status.stderr_tail();
+                return Err(Error::Unreachable {
+                    origin,
+                    message: match said.trim().lines().last() {
+                        Some(last) => format!("{message} ({last})"),
+                        None => message,
                     },
                 });
             }

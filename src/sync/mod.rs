@@ -558,6 +558,7 @@ impl Apply<'_> {
 
     /// Runs one step; a failure of one file is reported and the sync goes on.
     fn step(&mut self, step: &Step) -> Result<()> {
+        crate::interrupt::check()?;
         let before = self.summary.bytes_transferred;
         // A step replaces or removes what is at its paths: a handle kept open on one of them
         // would read the old file's bytes.
@@ -609,9 +610,11 @@ impl Apply<'_> {
                 | Error::Corrupt { .. }
                 | Error::Protocol { .. }
                 | Error::Remote { .. }
-                | Error::Unreachable { .. }),
+                | Error::Unreachable { .. }
+                | Error::Interrupted { .. }),
             ) => Err(e),
             Err(e) => {
+                crate::interrupt::check()?;
                 self.summary.errors += 1;
                 self.sink.event(&Event::Problem {
                     path: display_path(step_path(step)),
@@ -637,6 +640,7 @@ impl Apply<'_> {
                 },
             };
             for (offset, chunk) in list.with_offsets() {
+                crate::interrupt::check()?;
                 self.fetch(path, offset, chunk, &mut buf)?;
                 assembler
                     .chunk(offset, &mut buf, &mut |bytes| file.write_all(bytes))

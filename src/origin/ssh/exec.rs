@@ -51,6 +51,7 @@ impl ExecChannel {
             writer: ExecWriter {
                 shared,
                 channel: Some(write_half),
+                state: Arc::clone(&status.state),
             },
             status,
         }
@@ -168,6 +169,9 @@ impl Read for ExecReader {
 pub struct ExecWriter {
     shared: Arc<Shared>,
     channel: Option<ChannelWriteHalf<Msg>>,
+    /// Whether the channel has closed: a write then fails instead of waiting for a window
+    /// that no one will open.
+    state: Arc<StatusState>,
 }
 
 impl std::fmt::Debug for ExecWriter {
@@ -179,7 +183,8 @@ impl std::fmt::Debug for ExecWriter {
 }
 
 impl Write for ExecWriter {
-    /// Sends up to 64 KiB, waiting while the remote's window is full (at most the I/O timeout).
+    /// Sends up to 64 KiB, waiting while the remote's window is full (at most the I/O timeout);
+    /// fails with `BrokenPipe` once the channel has closed (the remote command ended).
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let channel = self
             .channel
@@ -191,7 +196,7 @@ impl Write for ExecWriter {
         }
         let piece = Bytes::copy_from_slice(&buf[..n]);
         self.shared
-            .block_on_timeout(channel.data_bytes(piece))?
+            .block_on_timeout(unless_closed(&self.state, channel.data_bytes(piece)))??
             .map_err(|e| io::Error::new(io::ErrorKind::BrokenPipe, e.to_string()))?;
         Ok(n)
     }
@@ -209,6 +214,28 @@ impl Drop for ExecWriter {
             self.shared.spawn(async move {
                 let _ = channel.eof().await;
             });
+        }
+    }
+}
+
+/// How often a write waiting for the remote's window looks whether the channel has closed.
+const CLOSED_POLL: Duration = Duration::from_millis(100);
+
+/// Runs `send`, failing with `BrokenPipe` once the channel has closed.
+async fn unless_closed<F: std::future::Future>(
+    state: &StatusState,
+    send: F,
+) -> io::Result<F::Output> {
+    let mut send = std::pin::pin!(send);
+    loop {
+        if let Ok(output) = tokio::time::timeout(CLOSED_POLL, send.as_mut()).await {
+            return Ok(output);
+        }
+        if state.lock().closed {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the remote command has ended",
+            ));
         }
     }
 }

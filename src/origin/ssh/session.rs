@@ -70,7 +70,8 @@ pub(crate) struct Shared {
 
 impl Shared {
     /// Runs `future` to completion on the calling thread. Fails, instead of panicking, when the
-    /// caller is itself inside a tokio runtime.
+    /// caller is itself inside a tokio runtime, and shortly after a signal asked the process to
+    /// stop (see [`crate::interrupt`]).
     pub fn block_on<F: Future>(&self, future: F) -> io::Result<F::Output> {
         if tokio::runtime::Handle::try_current().is_ok() {
             return Err(io::Error::other(
@@ -81,7 +82,7 @@ impl Shared {
             .runtime
             .as_ref()
             .ok_or_else(|| io::Error::other("the SSH runtime has shut down"))?;
-        Ok(runtime.block_on(future))
+        runtime.block_on(until_signalled(future))
     }
 
     /// Like [`Shared::block_on`], failing with `TimedOut` after the I/O timeout.
@@ -116,6 +117,28 @@ impl Shared {
     {
         if let Some(runtime) = &self.runtime {
             runtime.spawn(future);
+        }
+    }
+}
+
+/// How long an SSH operation may still run once a signal arrived: long enough for a short one
+/// (removing a temporary file) to finish, short enough that a wait on a silent remote does not
+/// keep the process alive.
+const GRACE_AFTER_SIGNAL: Duration = Duration::from_millis(500);
+
+/// Runs `future`, or gives up with an interrupted error [`GRACE_AFTER_SIGNAL`] after a signal.
+async fn until_signalled<F: Future>(future: F) -> io::Result<F::Output> {
+    let mut future = std::pin::pin!(future);
+    let mut signalled_at = None;
+    loop {
+        if let Ok(output) = tokio::time::timeout(crate::interrupt::POLL, future.as_mut()).await {
+            return Ok(output);
+        }
+        if let Some(cause) = crate::interrupt::signal() {
+            let at = *signalled_at.get_or_insert_with(std::time::Instant::now);
+            if at.elapsed() >= GRACE_AFTER_SIGNAL {
+                return Err(crate::interrupt::io_error(cause));
+            }
         }
     }
 }
