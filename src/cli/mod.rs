@@ -92,14 +92,18 @@ pub enum Command {
     Verify(verify::VerifyArgs),
     /// Show what changed between two snapshots, in files and in tags
     ///
-    /// Reports what `musicfs sync A B` would change at B to make it equal A: A is the new side,
-    /// B the old one. With A alone, compares A with the snapshot of its origin taken before
-    /// it (for a directory: its last snapshot before this scan). Each operand is a local
-    /// directory (scanned incrementally first, which records a snapshot), a snapshot id or a
-    /// unique prefix of 8 or more hex digits (as `musicfs snapshots` prints them), or
-    /// ORIGIN@TIME: the latest snapshot of ORIGIN (a directory, or an origin name as recorded)
-    /// at or before TIME (RFC 3339, such as 2026-11-24T20:00:00Z, or a date, meaning the end
-    /// of that day, UTC). SSH origins are not operands.
+    /// Reads from A to B, as diff(1), git diff and restic diff do: `added` is in B and not in
+    /// A, `removed` in A and not in B, a move goes from its path in A to its path in B, and a
+    /// tag field shows A's value → B's. So `musicfs diff ~/Music@2026-11-01 ~/Music` is what
+    /// changed since the 1st of November, and `musicfs diff DST SRC` is what `musicfs sync SRC
+    /// DST` would change at DST (`sync --dry-run SRC DST` lists the sync's own steps). With A
+    /// alone, compares the snapshot of A's origin taken before A (for a directory: its last
+    /// snapshot before this scan) with A. Each operand is a local directory (scanned
+    /// incrementally first, which records a snapshot), a snapshot id or a unique prefix of 8
+    /// or more hex digits (as `musicfs snapshots` prints them), or ORIGIN@TIME: the latest
+    /// snapshot of ORIGIN (a directory, or an origin name as recorded) at or before TIME (RFC
+    /// 3339, such as 2026-11-24T20:00:00Z, or a date, meaning the end of that day, UTC). SSH
+    /// origins are not operands.
     ///
     /// Classes: added, removed (a path on one side only); modified (audio changed, or content
     /// changed where no audio hash is known; a symlink's new target); tags (same audio, tag
@@ -109,11 +113,12 @@ pub enum Command {
     /// type (a file became a directory or symlink, or the other way). Mode or mtime changes
     /// alone are not reported. A new or removed directory is listed file by file.
     ///
-    /// Output: changes grouped by directory, then a summary line with the counts and the
-    /// bytes a sync from A to B would move; --stat prints counts per directory; --name-only
-    /// the paths alone (no summary); --json one object per change ({"type": class, "path",
-    /// "from" for moves, "fields": [{"field", "before", "after"}] for tag changes}) and a last
-    /// {"type": "summary", "counts", "changes", "bytes_to_transfer"}.
+    /// Output: changes grouped by directory, then a summary line with the counts and the new
+    /// data in B (the chunks of B's new, changed and moved files that A lacks: what `musicfs
+    /// sync B A` would move); --stat prints counts per directory; --name-only the paths alone
+    /// (no summary); --json one object per change ({"type": class, "path", "from" for moves,
+    /// "fields": [{"field", "before", "after"}] for tag changes}) and a last {"type":
+    /// "summary", "counts", "changes", "bytes_to_transfer"}.
     ///
     /// Exit status: 0 no differences, 1 differences, 2 error (or a file a scan could not
     /// read: the comparison is incomplete).
