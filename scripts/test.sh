@@ -7,7 +7,9 @@
 #    generator), ffmpeg (real encoded audio), and the real tag editors the tag-edit tests
 #    drive — id3v2, metaflac (flac), vorbiscomment and oggenc (vorbis-tools), kid3-cli —
 #    and OpenSSH (openssh-server: the sshd the SSH tests start on 127.0.0.1; openssh-client:
-#    ssh, ssh-keygen, ssh-agent); from PyPI, mutagen (tag editor for Opus, MP4 and covers).
+#    ssh, ssh-keygen, ssh-agent), e2fsprogs (mkfs.ext4 and filefrag: verify's damage test
+#    flips a byte in a loop-mounted ext4 image); from PyPI, mutagen (tag editor for Opus, MP4
+#    and covers).
 # 2. Fetches mutagen 1.48.1's test corpus (100 real and broken audio files) from PyPI.
 # 3. cargo fmt --check, clippy -D warnings, rustdoc -D warnings, every test target.
 # 4. A short fuzz run of every container parser (FUZZ_SECONDS per target, default 10;
@@ -19,7 +21,7 @@ need=()
 for tool in python3:python3 ffmpeg:ffmpeg id3v2:id3v2 metaflac:flac vorbiscomment:vorbis-tools \
     oggenc:vorbis-tools kid3-cli:kid3-cli /usr/sbin/sshd:openssh-server ssh:openssh-client \
     ssh-keygen:openssh-client ssh-agent:openssh-client ssh-add:openssh-client \
-    fusermount3:fuse3; do
+    fusermount3:fuse3 mkfs.ext4:e2fsprogs filefrag:e2fsprogs; do
     command -v "${tool%%:*}" >/dev/null || need+=("${tool#*:}")
 done
 if ! command -v python3 >/dev/null || ! python3 -m pip --version >/dev/null 2>&1; then

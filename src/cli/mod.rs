@@ -27,7 +27,7 @@ pub mod exit {
     pub const DIFFERENCES: u8 = 1;
     /// Usage or input error.
     pub const USAGE: u8 = 2;
-    /// Some files could not be transferred; the rest was.
+    /// Some files could not be transferred (or verified); the rest was.
     pub const PARTIAL: u8 = 3;
     /// Another sync holds the destination's lock.
     pub const LOCKED: u8 = 4;
@@ -42,7 +42,8 @@ Examples:
   musicfs verify ~/Music                       prove every file against its snapshot
 
 Exit codes: 0 success or no differences, 1 differences or damage found, 2 usage or input
-error, 3 partial transfer, 4 destination locked by another sync, 5 origin unreachable.";
+error, 3 partial (some files could not be transferred or read), 4 destination locked by
+another sync, 5 origin unreachable.";
 
 /// Content-addressed sync for music libraries.
 #[derive(Debug, Parser)]
@@ -89,6 +90,27 @@ pub enum Command {
     /// retried (--retries, --timeout) and resumes where it stopped.
     Sync(sync::SyncArgs),
     /// Prove repository objects and a directory's files against their snapshot
+    ///
+    /// Re-hashes every stored chunk list and tree, then re-reads every file of DIR's latest
+    /// snapshot. A file whose content is the snapshot's is ok, even when touched. One whose
+    /// content differs is judged by its metadata: when its size, mtime, ctime, inode and mode
+    /// are still those the last scan recorded, the content changed behind the file system's
+    /// back (bit rot) and the file is damaged; when they changed, it was edited since the last
+    /// scan, which is not damage. Every write sets the ctime and no user can set it back, so a
+    /// tag editor that keeps the mtime, or `touch -r` after an edit, still leaves an edit. An
+    /// edited file's audio is checked against the snapshot's audio hash: "tags edited, audio
+    /// verified" when it is the same, "audio changed" (a re-encode) when not. A file no longer
+    /// there is missing. `musicfs scan DIR` makes the edits and deletions the new snapshot.
+    ///
+    /// Output: a line per file that is not ok (DAMAGED path: reason; edited path: reason;
+    /// missing path; unreadable path: reason), then a summary counting each verdict. --json:
+    /// {"type": "damaged" | "edited" | "missing" | "unreadable", "path", "reason", and for
+    /// edits "audio": "verified" | "changed" | "unknown"}, then {"type": "summary",
+    /// "objects_checked", "files_checked", "bytes_checked", "ok", "edited", "missing",
+    /// "unreadable", "damaged"}.
+    ///
+    /// Exit status: 0 no damage (edited, missing and touched files are not damage), 1 damage
+    /// found, 2 error, 3 no damage but a file could not be read.
     Verify(verify::VerifyArgs),
     /// Show what changed between two snapshots, in files and in tags
     ///
