@@ -156,7 +156,7 @@ fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let repo = Repository::open(dir.path()).expect("repo");
     let (new, old) = build(&repo, ndirs, nfiles);
-    let changes = diff_trees(&repo, new, old).expect("diff");
+    let changes = diff_trees(&repo, old, new).expect("diff");
     let count = |k| changes.iter().filter(|c| c.kind == k).count();
     assert_eq!(changes.len(), 100);
     assert_eq!(
@@ -176,12 +176,12 @@ fn bench(c: &mut Criterion) {
         b.iter(|| diff_trees(&repo, black_box(old), black_box(old)).expect("diff"))
     });
     group.bench_function("100_changes", |b| {
-        b.iter(|| diff_trees(&repo, black_box(new), black_box(old)).expect("diff"))
+        b.iter(|| diff_trees(&repo, black_box(old), black_box(new)).expect("diff"))
     });
     group.bench_function("100_changes+bytes", |b| {
         b.iter(|| {
-            let changes = diff_trees(&repo, new, old).expect("diff");
-            bytes_to_transfer(&repo, new, old, None, &changes).expect("bytes")
+            let changes = diff_trees(&repo, old, new).expect("diff");
+            bytes_to_transfer(&repo, old, new, None, &changes).expect("bytes")
         })
     });
     group.finish();

@@ -64,9 +64,9 @@ complete -c musicfs -n "__fish_musicfs_using_subcommand verify" -l repo -d 'Repo
 complete -c musicfs -n "__fish_musicfs_using_subcommand verify" -l json -d 'Print JSON Lines (one object per line, each with a "type") on stdout'
 complete -c musicfs -n "__fish_musicfs_using_subcommand verify" -s q -l quiet -d 'Print only problems'
 complete -c musicfs -n "__fish_musicfs_using_subcommand verify" -s v -l verbose -d 'Print every step'
-complete -c musicfs -n "__fish_musicfs_using_subcommand verify" -s h -l help -d 'Print help'
+complete -c musicfs -n "__fish_musicfs_using_subcommand verify" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c musicfs -n "__fish_musicfs_using_subcommand diff" -l repo -d 'Repository directory [default: $XDG_DATA_HOME/musicfs]' -r -F
-complete -c musicfs -n "__fish_musicfs_using_subcommand diff" -l name-only -d 'Print only the changed paths, one per line (A\'s path; B\'s for a removed file)'
+complete -c musicfs -n "__fish_musicfs_using_subcommand diff" -l name-only -d 'Print only the changed paths, one per line (B\'s path; A\'s for a removed file)'
 complete -c musicfs -n "__fish_musicfs_using_subcommand diff" -l stat -d 'Print the counts per directory and class, then the summary'
 complete -c musicfs -n "__fish_musicfs_using_subcommand diff" -l json -d 'Print JSON Lines (one object per line, each with a "type") on stdout'
 complete -c musicfs -n "__fish_musicfs_using_subcommand diff" -s q -l quiet -d 'Print only problems'

@@ -9,8 +9,9 @@
 #    and OpenSSH (openssh-server: the sshd the SSH tests start on 127.0.0.1; openssh-client:
 #    ssh, ssh-keygen, ssh-agent); fuse3 (fusermount3) for the mount tests; g++ (libFuzzer's
 #    runtime is C++); procps (kill, for stopping test servers); util-linux (setpriv, mount)
-#    for the tests that run as the unprivileged user nobody and on a small tmpfs; from PyPI,
-#    mutagen (tag editor for Opus, MP4 and covers).
+#    for the tests that run as the unprivileged user nobody and on a small tmpfs; e2fsprogs
+#    (mkfs.ext4 and filefrag: verify's damage test flips a byte in a loop-mounted ext4 image);
+#    from PyPI, mutagen (tag editor for Opus, MP4 and covers).
 # 2. Fetches mutagen 1.48.1's test corpus (100 real and broken audio files) from PyPI.
 # 3. cargo fmt --check, clippy -D warnings, rustdoc -D warnings, every test target.
 # 4. (As root) the tests where file modes matter, again as the unprivileged user nobody.
@@ -23,7 +24,8 @@ need=()
 for tool in python3:python3 ffmpeg:ffmpeg id3v2:id3v2 metaflac:flac vorbiscomment:vorbis-tools \
     oggenc:vorbis-tools kid3-cli:kid3-cli /usr/sbin/sshd:openssh-server ssh:openssh-client \
     ssh-keygen:openssh-client ssh-agent:openssh-client ssh-add:openssh-client \
-    fusermount3:fuse3 g++:g++ /bin/kill:procps setpriv:util-linux; do
+    fusermount3:fuse3 g++:g++ /bin/kill:procps setpriv:util-linux mkfs.ext4:e2fsprogs \
+    filefrag:e2fsprogs; do
     command -v "${tool%%:*}" >/dev/null || need+=("${tool#*:}")
 done
 if ! command -v python3 >/dev/null || ! python3 -m pip --version >/dev/null 2>&1; then

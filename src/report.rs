@@ -35,8 +35,30 @@ pub enum Event {
         /// Bytes that had to come from the source for this step.
         bytes_transferred: u64,
     },
-    /// A file that does not match its snapshot.
+    /// A file whose content changed while its metadata did not, or a repository object that
+    /// does not match its id.
     Damaged {
+        /// Relative path.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// A file whose content and metadata changed since the last scan: an edit, not damage.
+    Edited {
+        /// Relative path.
+        path: String,
+        /// `verified` (the snapshot's audio), `changed` or `unknown` (no audio hash).
+        audio: &'static str,
+        /// What changed, in words.
+        reason: String,
+    },
+    /// A file of the snapshot not found at its path.
+    Missing {
+        /// Relative path.
+        path: String,
+    },
+    /// A file that could not be read to be verified.
+    Unreadable {
         /// Relative path.
         path: String,
         /// Why.
@@ -77,7 +99,8 @@ pub fn print_json<T: Serialize>(value: &T) {
     }
 }
 
-/// Human-readable output: problems and damage always, steps when verbose.
+/// Human-readable output: problems, damage and unreadable files always, edits unless quiet,
+/// steps when verbose.
 pub struct TextSink {
     /// Print every step and every file read.
     pub verbose: bool,
@@ -106,6 +129,11 @@ impl Sink for TextSink {
         match event {
             Event::Problem { path, message } => eprintln!("musicfs: {path}: {message}"),
             Event::Damaged { path, reason } => println!("DAMAGED {path}: {reason}"),
+            Event::Unreadable { path, reason } => println!("unreadable {path}: {reason}"),
+            Event::Edited { path, reason, .. } if !self.quiet => {
+                println!("edited {path}: {reason}")
+            }
+            Event::Missing { path } if !self.quiet => println!("missing {path}"),
             Event::Action { action, path, .. } if self.actions && !self.quiet => {
                 println!("{action:>7} {path}")
             }

@@ -341,7 +341,9 @@ pub(crate) fn scan_entry(stat: &EntryStat, content: ContentId) -> ScanEntry {
     }
 }
 
-fn unchanged(prev: &ScanEntry, stat: &EntryStat) -> bool {
+/// Whether `stat` shows the metadata of `prev` (the scan key): nothing an incremental scan
+/// would read the file again for.
+pub(crate) fn unchanged(prev: &ScanEntry, stat: &EntryStat) -> bool {
     prev.size == stat.size
         && prev.mtime_ns == stat.mtime_ns
         && prev.ctime_ns == stat.ctime_ns

@@ -1,19 +1,31 @@
-//! Proving files against their snapshot, by content.
+//! Proving files against their snapshot, by content, and telling damage from edits.
 //!
 //! `verify` re-hashes the repository's stored objects (chunk lists and trees) and re-reads every
 //! file of a target, chunk by chunk, comparing the result with what the target's last snapshot
-//! recorded. Size and mtime prove nothing here: a flipped bit behind a restored mtime is found.
+//! recorded. Size and mtime prove nothing here: every file is read.
+//!
+//! A file whose content is not the snapshot's is then judged by its metadata. When its size,
+//! mtime, ctime, inode, device and mode are still those the last scan recorded with the
+//! content it read, the content changed behind the file system's back (bit rot, a write below
+//! the file system): the file is damaged. When they changed, the file was edited since (a tag
+//! editor, a re-encode, a restore), which is not damage; whether its audio hash is still the
+//! snapshot's tells a retag from new audio. The ctime carries the distinction: every write
+//! sets it and no user can set it back, so a tool that restores the mtime after an edit
+//! (`touch -r`, Picard, mp3tag) still leaves an edit. A file whose content is the snapshot's
+//! is fine whatever its metadata say (it was touched).
+
+use std::collections::HashMap;
 
 use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::chunk::Chunker;
 use crate::error::{Error, Result};
-use crate::id::ContentId;
-use crate::origin::{LocalOrigin, Origin};
-use crate::repo::Repository;
+use crate::id::{AudioHash, ContentId};
+use crate::origin::{EntryStat, LocalOrigin, Origin};
+use crate::repo::{Repository, ScanEntry};
 use crate::report::{display_path, Event, Sink};
-use crate::scan::read_file;
+use crate::scan::{read_file, unchanged};
 use crate::snapshot::Node;
 
 /// What verification found.
@@ -25,8 +37,132 @@ pub struct VerifySummary {
     pub files_checked: u64,
     /// Bytes re-read.
     pub bytes_checked: u64,
-    /// Files or objects that do not match.
+    /// Files whose content is the snapshot's.
+    pub ok: u64,
+    /// Files edited since the last scan (content and metadata changed).
+    pub edited: u64,
+    /// Files of the snapshot not found.
+    pub missing: u64,
+    /// Files that could not be read.
+    pub unreadable: u64,
+    /// Files whose content changed behind unchanged metadata, and repository objects that do
+    /// not match their id.
     pub damaged: u64,
+}
+
+impl VerifySummary {
+    fn count(&mut self, verdict: &Verdict) {
+        *match verdict {
+            Verdict::Ok => &mut self.ok,
+            Verdict::Edited(_) => &mut self.edited,
+            Verdict::Missing => &mut self.missing,
+            Verdict::Unreadable(_) => &mut self.unreadable,
+            Verdict::Damaged(_) => &mut self.damaged,
+        } += 1;
+    }
+}
+
+/// What verify concludes about one file of a target.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The content is the snapshot's (its times or mode may have changed).
+    Ok,
+    /// The content and the metadata changed since the last scan: an edit, not damage.
+    Edited(Audio),
+    /// Not found at its path.
+    Missing,
+    /// Could not be read, for this reason.
+    Unreadable(String),
+    /// The content changed while its metadata did not, for this reason.
+    Damaged(String),
+}
+
+/// How an edited file's audio compares with the snapshot's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Audio {
+    /// The same audio hash: only what surrounds the audio (tags, pictures, padding) changed.
+    Verified,
+    /// Another audio hash: new audio, such as a re-encode.
+    Changed,
+    /// No audio hash on one side: a file whose container is not understood (a picture, a
+    /// text), or one that was not understood when it was scanned.
+    Unknown,
+}
+
+impl Audio {
+    /// The name in the JSON output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Audio::Verified => "verified",
+            Audio::Changed => "changed",
+            Audio::Unknown => "unknown",
+        }
+    }
+
+    /// What the edit was, in words.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Audio::Verified => "tags edited, audio verified",
+            Audio::Changed => "audio changed",
+            Audio::Unknown => "content changed, no audio to verify",
+        }
+    }
+
+    fn of(now: Option<AudioHash>, snapshot: Option<AudioHash>) -> Audio {
+        match (now, snapshot) {
+            (Some(a), Some(b)) if a == b => Audio::Verified,
+            (Some(_), Some(_)) => Audio::Changed,
+            _ => Audio::Unknown,
+        }
+    }
+}
+
+impl Verdict {
+    /// The event that reports it; none for a file that is fine.
+    pub fn event(&self, path: String) -> Option<Event> {
+        Some(match self {
+            Verdict::Ok => return None,
+            Verdict::Edited(audio) => Event::Edited {
+                path,
+                audio: audio.name(),
+                reason: audio.reason().to_string(),
+            },
+            Verdict::Missing => Event::Missing { path },
+            Verdict::Unreadable(reason) => Event::Unreadable {
+                path,
+                reason: reason.clone(),
+            },
+            Verdict::Damaged(reason) => Event::Damaged {
+                path,
+                reason: reason.clone(),
+            },
+        })
+    }
+}
+
+/// What re-reading one file found.
+#[derive(Clone, Debug)]
+enum Reading {
+    /// The snapshot's content.
+    Same,
+    /// Other content.
+    Different(Found),
+    /// Nothing at the path.
+    Missing,
+    /// An error, as text.
+    Unreadable(String),
+}
+
+/// A file found with other content than its snapshot's.
+#[derive(Clone, Debug)]
+struct Found {
+    /// The snapshot's content and size.
+    expected: ContentId,
+    expected_size: u64,
+    /// The metadata the file had while it was read, its content and audio hash.
+    stat: EntryStat,
+    content: ContentId,
+    audio: Option<AudioHash>,
 }
 
 /// Verifies the repository's objects and, for each target, every file against its last snapshot.
@@ -54,6 +190,11 @@ pub fn verify(
                 target.url()
             )));
         };
+        // What the last scan saw of each file: its metadata with the content it read.
+        let recorded: HashMap<Vec<u8>, ScanEntry> = match repo.find_origin(target.url())? {
+            Some(origin) => repo.scan_state(origin)?.into_iter().collect(),
+            None => HashMap::new(),
+        };
         sink.phase("verifying", snapshot.files, snapshot.bytes);
         // Every file of the snapshot, in tree order, then re-read on all cores.
         let mut files = Vec::new();
@@ -72,60 +213,224 @@ pub fn verify(
                 }
             }
         }
-        let checked: Vec<(u64, Option<String>)> = files
+        let checked: Vec<(u64, Reading)> = files
             .par_iter()
             .map(|(path, size, content)| {
                 // Once asked to stop, the files left are skipped; nothing is reported.
                 if crate::interrupt::cause().is_some() {
-                    return (0, None);
+                    return (0, Reading::Same);
                 }
                 let result = check_file(target, path, *size, content, chunker);
                 sink.advance(*size);
                 result
             })
             .collect();
+        // Skipped files were never read: none of them is judged.
         crate::interrupt::check()?;
-        for ((path, _, _), (bytes, reason)) in files.iter().zip(checked) {
+        for ((path, _, _), (bytes, reading)) in files.iter().zip(checked) {
             summary.files_checked += 1;
             summary.bytes_checked += bytes;
-            if let Some(reason) = reason {
-                summary.damaged += 1;
-                sink.event(&Event::Damaged {
-                    path: display_path(path),
-                    reason,
-                });
+            let verdict = judge(reading, recorded.get(path), |content| {
+                Ok(repo.media(content)?.and_then(|m| m.audio_hash))
+            })?;
+            summary.count(&verdict);
+            if let Some(event) = verdict.event(display_path(path)) {
+                sink.event(&event);
             }
         }
     }
     Ok(summary)
 }
 
-/// Re-reads one file: the bytes read, and why it does not match its snapshot, if it does not.
+/// Re-reads one file: the bytes read, and how its content compares with the snapshot's
+/// (`content`, of `size` bytes).
 fn check_file(
     target: &LocalOrigin,
     path: &[u8],
     size: u64,
     content: &ContentId,
     chunker: &dyn Chunker,
-) -> (u64, Option<String>) {
+) -> (u64, Reading) {
     match read_file(target, path, chunker, false) {
         Ok(read) => {
-            let list = read.list;
-            let reason = if list.content_id() == *content {
-                None
-            } else if list.size() != size {
-                Some(format!(
-                    "size {} differs from the snapshot's {size}",
-                    list.size()
-                ))
+            let found = read.list.content_id();
+            let reading = if found == *content {
+                Reading::Same
             } else {
-                Some("content differs from the snapshot".to_string())
+                Reading::Different(Found {
+                    expected: *content,
+                    expected_size: size,
+                    stat: read.stat,
+                    content: found,
+                    audio: read.media.audio_hash,
+                })
             };
-            (list.size(), reason)
+            (read.list.size(), reading)
         }
         Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-            (0, Some("missing".to_string()))
+            (0, Reading::Missing)
         }
-        Err(e) => (0, Some(format!("unreadable: {e}"))),
+        Err(e) => (0, Reading::Unreadable(e.to_string())),
+    }
+}
+
+/// The verdict on one file, given what the last scan recorded of it (`recorded`, absent when
+/// the scan state lacks it) and a way to look up a content's audio hash.
+///
+/// Other content is damage when the file's metadata are those the scan recorded and its content
+/// is not the one the scan read with them: nothing that edits a file through the file system
+/// leaves the ctime alone. (When the scan recorded newer content than the snapshot holds, a
+/// scan that stopped before its snapshot, a file still as that scan saw it is an edit.)
+/// Without a scan record the snapshot's size is all there is: the same size is reported as
+/// damage, as the cautious reading.
+fn judge(
+    reading: Reading,
+    recorded: Option<&ScanEntry>,
+    audio_of: impl FnOnce(&ContentId) -> Result<Option<AudioHash>>,
+) -> Result<Verdict> {
+    let found = match reading {
+        Reading::Same => return Ok(Verdict::Ok),
+        Reading::Missing => return Ok(Verdict::Missing),
+        Reading::Unreadable(reason) => return Ok(Verdict::Unreadable(reason)),
+        Reading::Different(found) => found,
+    };
+    let damage = match recorded {
+        Some(entry) if unchanged(entry, &found.stat) && entry.content != found.content => Some(
+            "content changed while its size, times, inode and mode stayed as the last scan \
+             recorded them"
+                .to_string(),
+        ),
+        Some(_) => None,
+        None if found.stat.size == found.expected_size => Some(
+            "content differs from the snapshot's, at the same size (no scan state to compare \
+             its times with)"
+                .to_string(),
+        ),
+        None => None,
+    };
+    Ok(match damage {
+        Some(reason) => Verdict::Damaged(reason),
+        None => Verdict::Edited(Audio::of(found.audio, audio_of(&found.expected)?)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::origin::EntryKind;
+
+    fn stat(size: u64, mtime_ns: i64, ctime_ns: i64) -> EntryStat {
+        EntryStat {
+            kind: EntryKind::File,
+            size,
+            mtime_ns,
+            ctime_ns,
+            dev: 1,
+            ino: 7,
+            mode: 0o644,
+        }
+    }
+
+    fn content(n: u8) -> ContentId {
+        ContentId::from_stored([n; 32])
+    }
+
+    fn audio(n: u8) -> Option<AudioHash> {
+        Some(AudioHash::from_stored([n; 32]))
+    }
+
+    /// What a scan recorded: `stat` with content 1 (the snapshot's).
+    fn entry(stat: &EntryStat, content_id: ContentId) -> ScanEntry {
+        crate::scan::scan_entry(stat, content_id)
+    }
+
+    fn found(stat: EntryStat, content_id: ContentId, audio_hash: Option<AudioHash>) -> Reading {
+        Reading::Different(Found {
+            expected: content(1),
+            expected_size: 100,
+            stat,
+            content: content_id,
+            audio: audio_hash,
+        })
+    }
+
+    fn judged(reading: Reading, recorded: Option<&ScanEntry>) -> Verdict {
+        judge(reading, recorded, |c| {
+            assert_eq!(*c, content(1), "the snapshot's audio is looked up");
+            Ok(audio(1))
+        })
+        .expect("judge")
+    }
+
+    #[test]
+    fn damage_is_new_content_behind_the_recorded_metadata() {
+        let scanned = stat(100, 10, 20);
+        let recorded = entry(&scanned, content(1));
+        let v = judged(
+            found(scanned.clone(), content(2), audio(2)),
+            Some(&recorded),
+        );
+        assert!(matches!(v, Verdict::Damaged(_)), "{v:?}");
+        // A restored mtime leaves a new ctime: an edit.
+        let v = judged(
+            found(stat(100, 10, 21), content(2), audio(2)),
+            Some(&recorded),
+        );
+        assert_eq!(v, Verdict::Edited(Audio::Changed));
+        // A retag that kept size and mtime, the audio untouched.
+        let v = judged(
+            found(stat(100, 10, 21), content(3), audio(1)),
+            Some(&recorded),
+        );
+        assert_eq!(v, Verdict::Edited(Audio::Verified));
+        // No audio hash now (or then): nothing to verify the audio with.
+        let v = judged(found(stat(90, 11, 21), content(3), None), Some(&recorded));
+        assert_eq!(v, Verdict::Edited(Audio::Unknown));
+        // A new inode (a tag editor that writes a new file and renames it over the old one).
+        let mut renamed = scanned.clone();
+        renamed.ino = 8;
+        let v = judged(found(renamed, content(3), audio(1)), Some(&recorded));
+        assert_eq!(v, Verdict::Edited(Audio::Verified));
+    }
+
+    #[test]
+    fn a_scan_that_recorded_newer_content_than_the_snapshot() {
+        // The scan read content 3 with these metadata, then stopped before its snapshot.
+        let scanned = stat(100, 10, 30);
+        let recorded = entry(&scanned, content(3));
+        let v = judged(
+            found(scanned.clone(), content(3), audio(1)),
+            Some(&recorded),
+        );
+        assert_eq!(v, Verdict::Edited(Audio::Verified));
+        let v = judged(found(scanned, content(4), audio(1)), Some(&recorded));
+        assert!(matches!(v, Verdict::Damaged(_)), "{v:?}");
+    }
+
+    #[test]
+    fn without_a_scan_record_only_a_new_size_is_an_edit() {
+        let v = judged(found(stat(100, 10, 20), content(2), audio(1)), None);
+        assert!(matches!(v, Verdict::Damaged(_)), "{v:?}");
+        let v = judged(found(stat(120, 10, 20), content(2), audio(1)), None);
+        assert_eq!(v, Verdict::Edited(Audio::Verified));
+    }
+
+    #[test]
+    fn the_other_readings_need_no_lookup() {
+        let no_lookup = |_: &ContentId| -> Result<Option<AudioHash>> {
+            panic!("no audio lookup for a file that is fine, missing or unreadable")
+        };
+        assert_eq!(
+            judge(Reading::Same, None, no_lookup).expect("ok"),
+            Verdict::Ok
+        );
+        assert_eq!(
+            judge(Reading::Missing, None, no_lookup).expect("missing"),
+            Verdict::Missing
+        );
+        assert_eq!(
+            judge(Reading::Unreadable("EIO".into()), None, no_lookup).expect("unreadable"),
+            Verdict::Unreadable("EIO".into())
+        );
     }
 }

@@ -3,11 +3,13 @@
 //! Every test starts from a copy of `fixtures/audio`, usually mirrored once into DST with
 //! `musicfs sync`, then changes SRC the way a user does: Debian's `id3v2`, `metaflac`,
 //! `vorbiscomment` and `kid3-cli`, mutagen (through `scripts/tagbench.py`), ffmpeg and
-//! oggenc for new audio and pictures, `mv`, `rm`, `ln -s`. `musicfs --json diff SRC DST` must
-//! then name each change with its class (`added`, `removed`, `modified`, `tags`, `art`,
-//! `moved`, `type`), the tag fields with their exact values before (DST) and after (SRC), and
-//! a summary whose counts agree with the lines, whose `bytes_to_transfer` is what the
-//! following sync moves, and an exit code of 0 only when nothing differs.
+//! oggenc for new audio and pictures, `mv`, `rm`, `ln -s`. `musicfs --json diff DST SRC`
+//! (from the mirror to the edited library) must then name each change with its class
+//! (`added`, `removed`, `modified`, `tags`, `art`, `moved`, `type`), the tag fields with their
+//! exact values before (DST) and after (SRC), and a summary whose counts agree with the lines,
+//! whose `bytes_to_transfer` is what the following `sync SRC DST` moves, and an exit code of 0
+//! only when nothing differs. (`tests/diff_direction.rs` pins the direction for every class,
+//! operand and output form.)
 //!
 //! The Ogg Vorbis file retagged with `vorbiscomment` is made by oggenc in the test: on
 //! ffmpeg's Ogg files `vorbiscomment` re-paginates the whole stream (see tests/tag_edits.rs),
@@ -22,29 +24,16 @@ use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
+use util::editors::*;
 use util::*;
 
 /// The change classes, in the order the summary counts them.
 const CLASSES: [&str; 7] = [
     "added", "removed", "modified", "tags", "art", "moved", "type",
 ];
-
-// Fixture paths (see fixtures/README.md).
-const DAWN: &str = "Aurora Tones/First Light/01 Dawn.mp3";
-const ZENITH: &str = "Aurora Tones/First Light/02 Zenith.mp3";
-const DUSK: &str = "Aurora Tones/First Light/03 Dusk.mp3";
-const COVER_JPG: &str = "Aurora Tones/First Light/cover.jpg";
-const STATIC: &str = "Aurora Tones/Night Shift/01 Static.mp3";
-const SINE: &str = "Lossless Ensemble/Waveforms/01 Pure Sine.flac";
-const BROWN: &str = "Lossless Ensemble/Waveforms/02 Brown Noise.flac";
-const OPUS: &str = "Café Tonal/Xiph Sessions/02 Opus Noise.opus";
-const PLAIN: &str = "MP4 Quartet/Containers/01 Plain.m4a";
-const COVERED: &str = "MP4 Quartet/Containers/02 Covered.m4a";
-const WAV: &str = "Riff Raff/Chunks/01 Info Block.wav";
 
 // --- running diff ----------------------------------------------------------------------
 
@@ -285,137 +274,10 @@ impl Mirror {
         self.src.join(rel)
     }
 
+    /// `diff DST SRC`: from the mirror to the edited library.
     fn diff(&self) -> DiffOutput {
-        diff(&self.t, [&self.src, &self.dst])
+        diff(&self.t, [&self.dst, &self.src])
     }
-}
-
-// --- editors ---------------------------------------------------------------------------
-
-fn tagbench() -> Command {
-    require_mutagen();
-    let mut c = Command::new(python());
-    c.arg(manifest_dir().join("scripts").join("tagbench.py"));
-    c
-}
-
-fn id3v2_title(file: &Path, title: &str) {
-    require_tool("id3v2", "id3v2");
-    run_ok(
-        Command::new("id3v2")
-            .args(["--id3v2-only", "--song", title])
-            .arg(file),
-    );
-}
-
-fn metaflac<I: IntoIterator<Item = S>, S: AsRef<OsStr>>(file: &Path, args: I) {
-    require_tool("metaflac", "flac");
-    run_ok(Command::new("metaflac").args(args).arg(file));
-}
-
-fn metaflac_title(file: &Path, title: &str) {
-    metaflac(
-        file,
-        [
-            "--remove-tag=TITLE".to_string(),
-            format!("--set-tag=TITLE={title}"),
-        ],
-    );
-}
-
-fn vorbiscomment_title(file: &Path, title: &str) {
-    require_tool("vorbiscomment", "vorbis-tools");
-    run_ok(
-        Command::new("vorbiscomment")
-            .args(["-R", "-d", "TITLE", "-t"])
-            .arg(format!("TITLE={title}"))
-            .arg(file),
-    );
-}
-
-/// kid3-cli's tag 2: ID3v2 or MP4.
-fn kid3_title(file: &Path, title: &str) {
-    require_tool("kid3-cli", "kid3-cli");
-    run_ok(
-        Command::new("kid3-cli")
-            .arg("-c")
-            .arg(format!("set title '{title}' 2"))
-            .arg(file),
-    );
-}
-
-fn mutagen_title(file: &Path, title: &str) {
-    run_ok(tagbench().arg("set-title").arg(file).arg(title));
-}
-
-/// Replaces every embedded picture by `image` with mutagen (adds one where there was none).
-fn mutagen_cover(file: &Path, image: &Path) {
-    run_ok(tagbench().arg("set-cover").arg(file).arg(image));
-}
-
-/// Replaces a FLAC file's pictures by `image` with metaflac.
-fn metaflac_cover(file: &Path, image: &Path) {
-    metaflac(file, ["--remove", "--block-type=PICTURE"]);
-    metaflac(
-        file,
-        [format!(
-            "--import-picture-from=3|image/jpeg|Cover (front)||{}",
-            image.display()
-        )],
-    );
-}
-
-fn ffmpeg() -> Command {
-    require_tool("ffmpeg", "ffmpeg");
-    let mut c = Command::new("ffmpeg");
-    c.args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y"]);
-    c
-}
-
-/// A new 300x300 JPEG, unlike any fixture picture.
-fn new_cover(dir: &Path) -> PathBuf {
-    let out = dir.join("new-cover.jpg");
-    run_ok(
-        ffmpeg()
-            .args(["-f", "lavfi", "-i", "testsrc2=size=300x300:rate=25"])
-            .args(["-ss", "3.21", "-frames:v", "1", "-q:v", "4"])
-            .arg(&out),
-    );
-    out
-}
-
-/// A new one-second FLAC track with a title, unlike any fixture.
-fn new_flac(out: &Path, title: &str) {
-    run_ok(
-        ffmpeg()
-            .args(["-f", "lavfi", "-i", "sine=frequency=1234:duration=1"])
-            .args(["-metadata", &format!("title={title}")])
-            .arg(out),
-    );
-}
-
-/// An Ogg Vorbis track encoded by oggenc, whose page layout vorbiscomment keeps.
-fn oggenc_track(wav: &Path, out: &Path, title: &str) {
-    require_tool("oggenc", "vorbis-tools");
-    run_ok(
-        Command::new("oggenc")
-            .args(["-Q", "-q", "1", "-t", title, "-a", "Café Tonal", "-o"])
-            .arg(out)
-            .arg(wav),
-    );
-}
-
-/// Flips one byte at the middle of `file` (inside the audio of every fixture) and sets its
-/// mtime to now, as a rewrite would.
-fn flip_middle_byte(file: &Path) {
-    let mut bytes = fs::read(file).unwrap();
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0xFF;
-    fs::write(file, bytes).unwrap();
-}
-
-fn mv(from: &Path, to: &Path) {
-    run_ok(Command::new("mv").arg(from).arg(to));
 }
 
 // --- tests -----------------------------------------------------------------------------
@@ -634,7 +496,7 @@ fn added_and_removed_swap_with_the_operands() {
         d.bytes_to_transfer()
     );
 
-    let reverse = diff(&m.t, [&m.dst, &m.src]);
+    let reverse = diff(&m.t, [&m.src, &m.dst]);
     reverse.assert_changes(&[("removed", NEW), ("removed", EMPTY), ("added", PLAIN)]);
 }
 
@@ -663,7 +525,7 @@ fn kind_changes_are_type() {
     let expected: Vec<(&str, &str)> = kinds.iter().map(|k| ("type", k.0)).collect();
     let d = m.diff();
     d.assert_changes(&expected);
-    let reverse = diff(&m.t, [&m.dst, &m.src]);
+    let reverse = diff(&m.t, [&m.src, &m.dst]);
     reverse.assert_changes(&expected);
     for (path, before, after) in kinds {
         let c = d.change(path);
@@ -684,25 +546,25 @@ fn kind_changes_are_type() {
 #[test]
 fn exit_codes() {
     let m = Mirror::new();
-    m.t.cmd().arg("diff").arg(&m.src).arg(&m.dst).assert_exit(0);
+    m.t.cmd().arg("diff").arg(&m.dst).arg(&m.src).assert_exit(0);
     m.t.cmd().arg("diff").arg(&m.src).assert_exit(0);
     id3v2_title(&m.s(DAWN), "Sunrise");
-    m.t.cmd().arg("diff").arg(&m.src).arg(&m.dst).assert_exit(1);
+    m.t.cmd().arg("diff").arg(&m.dst).arg(&m.src).assert_exit(1);
     m.t.cmd()
         .json()
         .arg("diff")
-        .arg(&m.src)
         .arg(&m.dst)
+        .arg(&m.src)
         .assert_exit(1);
     m.t.cmd()
         .args(["diff", "--name-only"])
-        .arg(&m.src)
         .arg(&m.dst)
+        .arg(&m.src)
         .assert_exit(1);
     m.t.cmd()
         .args(["diff", "--stat"])
-        .arg(&m.src)
         .arg(&m.dst)
+        .arg(&m.src)
         .assert_exit(1);
 
     let missing = m.t.path("no-such-dir");
@@ -859,26 +721,26 @@ fn one_operand_snapshot_ids_and_times() {
     };
     let forms: Vec<(Vec<std::ffi::OsString>, &str)> = vec![
         (
-            vec![second.clone().into(), first.clone().into()],
+            vec![first.clone().into(), second.clone().into()],
             "full ids",
         ),
-        (vec![second[..8].into(), first[..12].into()], "id prefixes"),
+        (vec![first[..12].into(), second[..8].into()], "id prefixes"),
         (
-            vec![src.clone().into(), first[..8].into()],
-            "directory and id",
+            vec![first[..8].into(), src.clone().into()],
+            "id and directory",
         ),
         (
             // A date stands for the end of that day.
             vec![
-                src_at(&rfc3339(snaps[1].1)[..10]),
                 src_at(&rfc3339(between)),
+                src_at(&rfc3339(snaps[1].1)[..10]),
             ],
-            "DIR@date and DIR@RFC 3339",
+            "DIR@RFC 3339 and DIR@date",
         ),
         (
             vec![
-                src_at(&rfc3339(first_time + 3600)),
                 src_at(&rfc3339(between)),
+                src_at(&rfc3339(first_time + 3600)),
             ],
             "DIR@RFC 3339 twice",
         ),
@@ -893,8 +755,8 @@ fn one_operand_snapshot_ids_and_times() {
             d.dump()
         );
     }
-    // Old side first: the change reads backwards.
-    let back = diff(&t, [&first, &second]);
+    // New side first: the change reads backwards.
+    let back = diff(&t, [&second, &first]);
     assert_retitled(&back, SINE, "Sine Wave", "Pure Sine");
     assert_eq!(diff(&t, [second.as_str(), &second[..10]]).code, 0);
 
@@ -932,8 +794,8 @@ fn text_of(m: &Mirror, flags: &[&str]) -> Vec<String> {
         m.t.cmd()
             .arg("diff")
             .args(flags)
-            .arg(&m.src)
             .arg(&m.dst)
+            .arg(&m.src)
             .assert_exit(1);
     String::from_utf8(out.stdout)
         .expect("UTF-8 output")

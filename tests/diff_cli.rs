@@ -1,5 +1,5 @@
 //! Smoke tests of `musicfs diff` through the binary: operands, output forms, exit codes, and
-//! `bytes_to_transfer` against the following sync. (Every class on files edited with real tag
+//! `bytes_to_transfer` of `diff DST SRC` against the following `sync SRC DST`. (Every class on files edited with real tag
 //! editors is covered in `tests/diff.rs`.)
 
 mod util;
@@ -19,7 +19,7 @@ fn moves_removals_and_additions_then_sync_agrees() {
     let src = t.fixtures("src");
     let dst = t.path("dst");
     t.cmd().arg("sync").arg(&src).arg(&dst).summary();
-    t.cmd().arg("diff").arg(&src).arg(&dst).assert_exit(0);
+    t.cmd().arg("diff").arg(&dst).arg(&src).assert_exit(0);
 
     fs::create_dir_all(src.join("Moved")).expect("mkdir");
     fs::rename(
@@ -34,8 +34,8 @@ fn moves_removals_and_additions_then_sync_agrees() {
         .cmd()
         .json()
         .arg("diff")
-        .arg(&src)
         .arg(&dst)
+        .arg(&src)
         .assert_exit(1);
     let lines = parse_json_lines(&out.stdout);
     let moved = lines_of_type(&lines, "moved");
@@ -57,8 +57,8 @@ fn moves_removals_and_additions_then_sync_agrees() {
     let names = t
         .cmd()
         .arg("diff")
-        .arg(&src)
         .arg(&dst)
+        .arg(&src)
         .arg("--name-only")
         .assert_exit(1);
     let names = String::from_utf8_lossy(&names.stdout).into_owned();
@@ -70,14 +70,14 @@ fn moves_removals_and_additions_then_sync_agrees() {
             "Moved/02 Zenith.mp3"
         ]
     );
-    let text = t.cmd().arg("diff").arg(&src).arg(&dst).assert_exit(1);
+    let text = t.cmd().arg("diff").arg(&dst).arg(&src).assert_exit(1);
     let text = String::from_utf8_lossy(&text.stdout).into_owned();
     assert!(
         text.contains("  moved     02 Zenith.mp3  ← Aurora Tones/First Light/02 Zenith.mp3"),
         "{text}"
     );
     assert!(
-        text.ends_with("3 changed: 1 added, 1 removed, 1 moved; 9 B to transfer\n"),
+        text.ends_with("3 changed: 1 added, 1 removed, 1 moved; 9 B of new data\n"),
         "{text}"
     );
 
@@ -88,8 +88,8 @@ fn moves_removals_and_additions_then_sync_agrees() {
         .cmd()
         .json()
         .arg("diff")
-        .arg(&src)
         .arg(&dst)
+        .arg(&src)
         .assert_exit(1);
     assert_eq!(num(&summary_of(&out), "changes"), 2);
     t.cmd()
@@ -98,11 +98,8 @@ fn moves_removals_and_additions_then_sync_agrees() {
         .arg(&src)
         .arg(&dst)
         .summary();
-    let out = t.cmd().arg("diff").arg(&src).arg(&dst).assert_exit(0);
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "no differences; 0 B to transfer\n"
-    );
+    let out = t.cmd().arg("diff").arg(&dst).arg(&src).assert_exit(0);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "no differences\n");
 }
 
 #[test]
@@ -128,7 +125,7 @@ fn one_operand_snapshot_ids_and_times() {
     let out = t.cmd().json().arg("diff").arg(&second[..8]).assert_exit(1);
     assert_eq!(num(&summary_of(&out), "changes"), 1);
     t.cmd().arg("diff").arg(&first).assert_exit(2);
-    // Old against new: the file is removed.
+    // Old against new, the file is added; new against old, removed.
     let out = t
         .cmd()
         .json()
@@ -137,10 +134,19 @@ fn one_operand_snapshot_ids_and_times() {
         .arg(&second)
         .assert_exit(1);
     let lines = parse_json_lines(&out.stdout);
+    assert_eq!(lines_of_type(&lines, "added")[0]["path"], "added.txt");
+    let out = t
+        .cmd()
+        .json()
+        .arg("diff")
+        .arg(&second)
+        .arg(&first)
+        .assert_exit(1);
+    let lines = parse_json_lines(&out.stdout);
     assert_eq!(lines_of_type(&lines, "removed")[0]["path"], "added.txt");
     // ORIGIN@TIME: far in the future is the latest snapshot; before 2000 there is none.
     let at = format!("{}@2999-01-01", src.display());
-    t.cmd().arg("diff").arg(&at).arg(&second).assert_exit(0);
+    t.cmd().arg("diff").arg(&second).arg(&at).assert_exit(0);
     let before = format!("{}@1999-12-31T23:59:59Z", src.display());
     t.cmd().arg("diff").arg(&before).arg(&second).assert_exit(2);
 }

@@ -11,15 +11,14 @@ use crate::report::{display_path, print_json, Event, JsonSink, Sink};
 
 #[derive(Debug, Args)]
 pub struct DiffArgs {
-    /// The new side: a directory, a snapshot id (or a unique prefix of 8 or more hex digits),
-    /// or ORIGIN@TIME
+    /// The old side: a directory, a snapshot id (or a unique prefix of 8 or more hex digits),
+    /// or ORIGIN@TIME. Alone, the new side, compared with the snapshot taken before it
     #[arg(value_name = "A")]
     pub a: OsString,
-    /// The old side, which `musicfs sync A B` would change [default: the snapshot of A's
-    /// origin taken before A]
+    /// The new side, in the same forms as A
     #[arg(value_name = "B")]
     pub b: Option<OsString>,
-    /// Print only the changed paths, one per line (A's path; B's for a removed file)
+    /// Print only the changed paths, one per line (B's path; A's for a removed file)
     #[arg(long, conflicts_with = "stat")]
     pub name_only: bool,
     /// Print the counts per directory and class, then the summary
@@ -96,12 +95,17 @@ pub fn run(global: &GlobalArgs, args: &DiffArgs) -> anyhow::Result<u8> {
     };
     let resolved = diff::resolve(&repo, &a, b.as_ref(), &FastCdc::default(), sink.as_ref());
     sink.finish();
-    let (new, old) = resolved.with_context(|| label.clone())?;
-    let mut changes = diff::diff_trees(&repo, new.root, old.root).with_context(|| label.clone())?;
-    // A file A's scan could not read is missing from its snapshot, not removed: the scan
-    // reported it, and a sync would leave it alone.
-    changes.retain(|c| c.kind != ChangeKind::Removed || !under_any(&c.path, &new.unreadable));
-    let bytes = diff::bytes_to_transfer(&repo, new.root, old.root, old.located, &changes)
+    let (old, new) = resolved.with_context(|| label.clone())?;
+    let mut changes = diff::diff_trees(&repo, old.root, new.root).with_context(|| label.clone())?;
+    // A file a scan could not read is missing from its snapshot: not removed when B's scan
+    // missed it, not added when A's did. The scan reported it, and the exit status says the
+    // comparison is incomplete.
+    changes.retain(|c| match c.kind {
+        ChangeKind::Removed => !under_any(&c.path, &new.unreadable),
+        ChangeKind::Added => !under_any(&c.path, &old.unreadable),
+        _ => true,
+    });
+    let bytes = diff::bytes_to_transfer(&repo, old.root, new.root, old.located, &changes)
         .with_context(|| label.clone())?;
     let counts = Counts::of(&changes);
     if global.json {
@@ -126,11 +130,15 @@ pub fn run(global: &GlobalArgs, args: &DiffArgs) -> anyhow::Result<u8> {
         for line in lines {
             println!("{line}");
         }
-        println!(
-            "{}; {} to transfer",
-            text::counts_summary(&counts),
-            human(bytes)
-        );
+        if counts.total() == 0 {
+            println!("{}", text::counts_summary(&counts));
+        } else {
+            println!(
+                "{}; {} of new data",
+                text::counts_summary(&counts),
+                human(bytes)
+            );
+        }
     }
     Ok(
         if !new.unreadable.is_empty() || !old.unreadable.is_empty() {

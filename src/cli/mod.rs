@@ -28,7 +28,7 @@ pub mod exit {
     pub const DIFFERENCES: u8 = 1;
     /// Usage or input error.
     pub const USAGE: u8 = 2;
-    /// Some files could not be transferred; the rest was.
+    /// Some files could not be transferred (or verified); the rest was.
     pub const PARTIAL: u8 = 3;
     /// Another sync holds the destination's lock.
     pub const LOCKED: u8 = 4;
@@ -49,8 +49,9 @@ Examples:
   musicfs verify ~/Music                       prove every file against its snapshot
 
 Exit codes: 0 success or no differences, 1 differences or damage found, 2 usage or input
-error, 3 partial transfer, 4 destination locked by another sync, 5 origin unreachable, 130
-interrupted by SIGINT, 143 by SIGTERM (temporary files removed; a second signal ends at once).";
+error, 3 partial (some files could not be transferred or read), 4 destination locked by
+another sync, 5 origin unreachable, 130 interrupted by SIGINT, 143 by SIGTERM (temporary files
+removed; a second signal ends at once).";
 
 /// Content-addressed sync for music libraries.
 #[derive(Debug, Parser)]
@@ -97,17 +98,42 @@ pub enum Command {
     /// retried (--retries, --timeout) and resumes where it stopped.
     Sync(sync::SyncArgs),
     /// Prove repository objects and a directory's files against their snapshot
+    ///
+    /// Re-hashes every stored chunk list and tree, then re-reads every file of DIR's latest
+    /// snapshot. A file whose content is the snapshot's is ok, even when touched. One whose
+    /// content differs is judged by its metadata: when its size, mtime, ctime, inode and mode
+    /// are still those the last scan recorded, the content changed behind the file system's
+    /// back (bit rot) and the file is damaged; when they changed, it was edited since the last
+    /// scan, which is not damage. Every write sets the ctime and no user can set it back, so a
+    /// tag editor that keeps the mtime, or `touch -r` after an edit, still leaves an edit. An
+    /// edited file's audio is checked against the snapshot's audio hash: "tags edited, audio
+    /// verified" when it is the same, "audio changed" (a re-encode) when not. A file no longer
+    /// there is missing. `musicfs scan DIR` makes the edits and deletions the new snapshot.
+    ///
+    /// Output: a line per file that is not ok (DAMAGED path: reason; edited path: reason;
+    /// missing path; unreadable path: reason), then a summary counting each verdict. --json:
+    /// {"type": "damaged" | "edited" | "missing" | "unreadable", "path", "reason", and for
+    /// edits "audio": "verified" | "changed" | "unknown"}, then {"type": "summary",
+    /// "objects_checked", "files_checked", "bytes_checked", "ok", "edited", "missing",
+    /// "unreadable", "damaged"}.
+    ///
+    /// Exit status: 0 no damage (edited, missing and touched files are not damage), 1 damage
+    /// found, 2 error, 3 no damage but a file could not be read.
     Verify(verify::VerifyArgs),
     /// Show what changed between two snapshots, in files and in tags
     ///
-    /// Reports what `musicfs sync A B` would change at B to make it equal A: A is the new side,
-    /// B the old one. With A alone, compares A with the snapshot of its origin taken before
-    /// it (for a directory: its last snapshot before this scan). Each operand is a local
-    /// directory (scanned incrementally first, which records a snapshot), a snapshot id or a
-    /// unique prefix of 8 or more hex digits (as `musicfs snapshots` prints them), or
-    /// ORIGIN@TIME: the latest snapshot of ORIGIN (a directory, or an origin name as recorded)
-    /// at or before TIME (RFC 3339, such as 2026-11-24T20:00:00Z, or a date, meaning the end
-    /// of that day, UTC). SSH origins are not operands.
+    /// Reads from A to B, as diff(1), git diff and restic diff do: `added` is in B and not in
+    /// A, `removed` in A and not in B, a move goes from its path in A to its path in B, and a
+    /// tag field shows A's value → B's. So `musicfs diff ~/Music@2026-11-01 ~/Music` is what
+    /// changed since the 1st of November, and `musicfs diff DST SRC` is what `musicfs sync SRC
+    /// DST` would change at DST (`sync --dry-run SRC DST` lists the sync's own steps). With A
+    /// alone, compares the snapshot of A's origin taken before A (for a directory: its last
+    /// snapshot before this scan) with A. Each operand is a local directory (scanned
+    /// incrementally first, which records a snapshot), a snapshot id or a unique prefix of 8
+    /// or more hex digits (as `musicfs snapshots` prints them), or ORIGIN@TIME: the latest
+    /// snapshot of ORIGIN (a directory, or an origin name as recorded) at or before TIME (RFC
+    /// 3339, such as 2026-11-24T20:00:00Z, or a date, meaning the end of that day, UTC). SSH
+    /// origins are not operands.
     ///
     /// Classes: added, removed (a path on one side only); modified (audio changed, or content
     /// changed where no audio hash is known; a symlink's new target); tags (same audio, tag
@@ -117,11 +143,12 @@ pub enum Command {
     /// type (a file became a directory or symlink, or the other way). Mode or mtime changes
     /// alone are not reported. A new or removed directory is listed file by file.
     ///
-    /// Output: changes grouped by directory, then a summary line with the counts and the
-    /// bytes a sync from A to B would move; --stat prints counts per directory; --name-only
-    /// the paths alone (no summary); --json one object per change ({"type": class, "path",
-    /// "from" for moves, "fields": [{"field", "before", "after"}] for tag changes}) and a last
-    /// {"type": "summary", "counts", "changes", "bytes_to_transfer"}.
+    /// Output: changes grouped by directory, then a summary line with the counts and the new
+    /// data in B (the chunks of B's new, changed and moved files that A lacks: what `musicfs
+    /// sync B A` would move); --stat prints counts per directory; --name-only the paths alone
+    /// (no summary); --json one object per change ({"type": class, "path", "from" for moves,
+    /// "fields": [{"field", "before", "after"}] for tag changes}) and a last {"type":
+    /// "summary", "counts", "changes", "bytes_to_transfer"}.
     ///
     /// Exit status: 0 no differences, 1 differences, 2 error (or a file a scan could not
     /// read: the comparison is incomplete).

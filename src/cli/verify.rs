@@ -26,15 +26,21 @@ pub fn run(global: &GlobalArgs, args: &VerifyArgs) -> anyhow::Result<u8> {
         print_summary(&summary)?;
     } else if !global.quiet {
         println!(
-            "verified {} objects and {} files ({}): {} damaged",
+            "verified {} objects and {} files ({}): {} ok, {} edited, {} missing, {} unreadable, {} damaged",
             summary.objects_checked,
             summary.files_checked,
             human(summary.bytes_checked),
+            summary.ok,
+            summary.edited,
+            summary.missing,
+            summary.unreadable,
             summary.damaged
         );
     }
     Ok(if summary.damaged > 0 {
         exit::DIFFERENCES
+    } else if summary.unreadable > 0 {
+        exit::PARTIAL
     } else {
         exit::OK
     })

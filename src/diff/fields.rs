@@ -11,21 +11,21 @@ use serde::Serialize;
 
 use crate::media::tags::Tags;
 
-/// One tag field that differs: its values in the old snapshot (`before`, B) and in the new one
-/// (`after`, A). An absent field is an empty list.
+/// One tag field that differs: its values on the old side (`before`, A) and on the new one
+/// (`after`, B). An absent field is an empty list.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct FieldChange {
     /// The field: `title`, `artist`, `album`, `album_artist`, `track`, `track_total`,
     /// `disc`, `disc_total`, `date`, `genre`, or another field's container key
     /// (`Comment`, `TXXX:MOOD`…).
     pub field: String,
-    /// Its values in B.
-    pub before: Vec<String>,
     /// Its values in A.
+    pub before: Vec<String>,
+    /// Its values in B.
     pub after: Vec<String>,
 }
 
-/// The fields whose values differ between `before` (B) and `after` (A), named fields first
+/// The fields whose values differ between `before` (A) and `after` (B), named fields first
 /// in a fixed order, then the other keys in byte order.
 pub fn diff_tags(before: &Tags, after: &Tags) -> Vec<FieldChange> {
     let mut out = Vec::new();

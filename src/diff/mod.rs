@@ -1,10 +1,12 @@
 //! What changed between two snapshots, path by path, in files and in tags: `musicfs diff`.
 //!
 //! Two snapshot trees are compared top-down by [`TreeId`], as `sync::plan` does, so equal
-//! subtrees (and two identical snapshots) cost one comparison. The new side is A, the old side
-//! B: the changes are what `musicfs sync A B` would make at B. Each path gets one class
-//! ([`ChangeKind`]); paths found on one side only are paired into moves, first by equal
-//! content, then by equal audio hash (moved and retagged). Same-path changes are told apart
+//! subtrees (and two identical snapshots) cost one comparison. The changes read from the old
+//! side A to the new side B, as diff(1), `git diff` and `restic diff` read: `added` is in B
+//! only, a tag field's `before` is A's value. (So `diff DST SRC` lists what `sync SRC DST`
+//! would change at DST.) Each path gets one class ([`ChangeKind`]); paths found on one side
+//! only are paired into moves, first by equal content, then by equal audio hash (moved and
+//! retagged). Same-path changes are told apart
 //! with what the scan recorded of each content: its audio hash and tags (`MediaRecord`), and
 //! the chunks of its `Picture` regions.
 //!
@@ -34,9 +36,9 @@ use crate::sync::plan::{self, PlanOptions, Step};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ChangeKind {
-    /// A path in A only, not explained as a move.
+    /// A path in B only, not explained as a move.
     Added,
-    /// A path in B only, not the source of a move.
+    /// A path in A only, not the source of a move.
     Removed,
     /// A file (or a symlink's target) at the same path whose audio changed, or whose audio
     /// cannot be compared (no audio hash on either side) and whose content differs.
@@ -46,8 +48,8 @@ pub enum ChangeKind {
     Tags,
     /// A file at the same path with the same audio and tags, whose embedded pictures changed.
     Art,
-    /// A file at a new path whose content (or audio, when it was retagged too) was at a path
-    /// that is gone.
+    /// A file at a path in B only whose content (or audio, when it was retagged too) was at a
+    /// path in A only.
     Moved,
     /// A path whose kind changed (file, directory, symlink).
     Type,
@@ -115,19 +117,19 @@ impl EntryKind {
 pub struct Change {
     /// Its class.
     pub kind: ChangeKind,
-    /// The path in A (in B for `removed`). An empty directory added or removed is reported as
+    /// The path in B (in A for `removed`). An empty directory added or removed is reported as
     /// itself, its path ending in `/`.
     pub path: Vec<u8>,
-    /// For `moved`: the path in B.
+    /// For `moved`: the path in A.
     pub from: Option<Vec<u8>>,
     /// For `tags`, and for a move matched by audio hash (moved and retagged): the tag fields
     /// that differ (possibly none: the tag block was rewritten without a field changing).
     pub fields: Option<Vec<FieldChange>>,
-    /// For `type`: the kinds in B and in A.
+    /// For `type`: the kinds in A and in B.
     pub kinds: Option<(EntryKind, EntryKind)>,
-    /// The file's content in A, when it is a regular file there.
-    pub new_content: Option<ContentId>,
     /// The file's content in B, when it is a regular file there.
+    pub new_content: Option<ContentId>,
+    /// The file's content in A, when it is a regular file there.
     pub old_content: Option<ContentId>,
 }
 
@@ -214,8 +216,8 @@ impl Counts {
     }
 }
 
-/// The changes that turn tree `old` (B) into tree `new` (A), sorted by directory, then name.
-pub fn diff_trees(repo: &Repository, new: TreeId, old: TreeId) -> Result<Vec<Change>> {
+/// The changes from tree `old` (A) to tree `new` (B), sorted by directory, then name.
+pub fn diff_trees(repo: &Repository, old: TreeId, new: TreeId) -> Result<Vec<Change>> {
     let mut walk = Walk {
         repo,
         changes: Vec::new(),
@@ -239,9 +241,9 @@ enum Only {
 struct Walk<'r> {
     repo: &'r Repository,
     changes: Vec<Change>,
-    /// Regular files in A only, with their content, in walk order.
+    /// Regular files in B only, with their content, in walk order.
     new_only: Vec<(Vec<u8>, ContentId)>,
-    /// Regular files in B only.
+    /// Regular files in A only.
     old_only: Vec<(Vec<u8>, ContentId)>,
 }
 
@@ -354,8 +356,8 @@ impl Walk<'_> {
         Ok(change)
     }
 
-    /// Pairs files found in A only with files found in B only: equal content first, then
-    /// equal audio hash; each B file explains at most one A file. What is left is added or
+    /// Pairs files found in B only with files found in A only: equal content first, then
+    /// equal audio hash; each A file explains at most one B file. What is left is added or
     /// removed.
     fn pair_moves(&mut self) -> Result<()> {
         let new_only = std::mem::take(&mut self.new_only);
@@ -493,19 +495,20 @@ fn join(prefix: &[u8], name: &[u8]) -> Vec<u8> {
     }
 }
 
-/// The bytes `musicfs sync A B` would move: the chunks of the files it would write that B
-/// lacks, each counted once.
+/// The bytes of new data in B: the chunks of the files B added, changed or moved in (the
+/// files `musicfs sync B A` would write, without `--delete`) that A lacks, each counted once.
 ///
-/// With `destination` (B's origin, whose recorded chunk locations describe B: B was just
-/// scanned, or is its origin's latest snapshot) this is exactly `sync::plan::cost`, the figure
-/// the sync reports. Without it (B is an older snapshot), a chunk counts as present when a
-/// file of B that this diff lists as changed, removed or moved away holds it; chunks B shares
-/// only with its unchanged files are counted too, so the figure is an upper bound.
+/// With `located` (A's origin, whose recorded chunk locations describe A: A was just
+/// scanned, or is its origin's latest snapshot) this is exactly `sync::plan::cost`, the
+/// figure `musicfs sync B A` reports. Without it (A is an older snapshot), a chunk counts as
+/// present when a file of A that this diff lists as changed, removed or moved away holds it;
+/// chunks A shares only with its unchanged files are counted too, so the figure is an upper
+/// bound.
 pub fn bytes_to_transfer(
     repo: &Repository,
-    new: TreeId,
     old: TreeId,
-    destination: Option<OriginId>,
+    new: TreeId,
+    located: Option<OriginId>,
     changes: &[Change],
 ) -> Result<u64> {
     if new == old {
@@ -520,7 +523,7 @@ pub fn bytes_to_transfer(
             unreadable: &[],
         },
     )?;
-    if let Some(origin) = destination {
+    if let Some(origin) = located {
         return Ok(plan::cost(repo, &steps, origin)?.bytes_transferred);
     }
     let mut held: HashSet<ChunkId> = HashSet::new();

@@ -100,9 +100,10 @@ impl Operand {
     }
 }
 
-/// Resolves the new side `a` and the old side `b`; without `b`, the old side is the snapshot
-/// of `a`'s origin taken before it (for a directory: its latest snapshot before this scan).
-/// Directories are scanned, both at once when both are directories.
+/// Resolves the sides of `diff A [B]`, old side first: with `b`, A's side and B's; without
+/// it, the snapshot of `a`'s origin taken before A (for a directory: its latest snapshot
+/// before this scan) and A's. Directories are scanned, both at once when both are
+/// directories.
 pub fn resolve(
     repo: &Repository,
     a: &Operand,
@@ -113,17 +114,18 @@ pub fn resolve(
     let Some(b) = b else {
         return resolve_one(repo, a, chunker, sink);
     };
-    let (new, old) = std::thread::scope(|s| {
-        let old = s.spawn(|| resolve_side(repo, b, chunker, sink));
-        let new = resolve_side(repo, a, chunker, sink);
-        let old = old
+    let (a_side, b_side) = std::thread::scope(|s| {
+        let b_side = s.spawn(|| resolve_side(repo, b, chunker, sink));
+        let a_side = resolve_side(repo, a, chunker, sink);
+        let b_side = b_side
             .join()
             .unwrap_or_else(|_| Err(Error::InvalidInput("the scan of B panicked".into())));
-        (new, old)
+        (a_side, b_side)
     });
-    Ok((new?, old?))
+    Ok((a_side?, b_side?))
 }
 
+/// The snapshot before `a`, and `a`.
 fn resolve_one(
     repo: &Repository,
     a: &Operand,
@@ -146,7 +148,7 @@ fn resolve_one(
                 // The scan found the tree unchanged and recorded no new snapshot.
                 old.located = new.located;
             }
-            Ok((new, old))
+            Ok((old, new))
         }
         _ => {
             let snapshots = repo.snapshots()?;
@@ -162,8 +164,8 @@ fn resolve_one(
                 )));
             };
             Ok((
-                indexed_side(repo, &snapshots, index)?,
                 indexed_side(repo, &snapshots, previous)?,
+                indexed_side(repo, &snapshots, index)?,
             ))
         }
     }

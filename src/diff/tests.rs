@@ -233,7 +233,7 @@ fn every_class() {
         ],
     );
     w.commit().expect("commit");
-    let changes = diff_trees(&repo, new, old).expect("diff");
+    let changes = diff_trees(&repo, old, new).expect("diff");
     let s = |k, p: &str, f: Option<&str>| (k, p.to_string(), f.map(str::to_string));
     use ChangeKind::*;
     assert_eq!(
@@ -286,14 +286,57 @@ fn every_class() {
     assert_eq!((counts.art, counts.moved, counts.kind), (1, 2, 1));
     assert_eq!(counts.total(), 12);
 
-    // Without a destination's locations, what B's changed files hold is not counted: the new
-    // tag chunks, the new picture, the new audio, the fresh track and the new text.
-    let bytes = bytes_to_transfer(&repo, new, old, None, &changes).expect("bytes");
+    // Without A's locations, what A's changed files hold is not counted: the new data in B is
+    // the new tag chunks, the new picture, the new audio, the fresh track and the new text.
+    let bytes = bytes_to_transfer(&repo, old, new, None, &changes).expect("bytes");
     let expected = "tag:New".len() + 100 + 1000 + ("tag:Fresh".len() + 1000) + "new text".len();
     // The retagged move's new tag chunk; the file in the `flip` directory holds what the
-    // file `flip` held in B.
+    // file `flip` held in A.
     let expected = expected + "tag:After".len();
     assert_eq!(bytes, expected as u64);
+
+    // Read the other way, every change is mirrored.
+    let back = diff_trees(&repo, new, old).expect("diff");
+    assert_eq!(
+        summary(&back),
+        vec![
+            s(Removed, "Empty/", None),
+            s(Type, "flip", None),
+            s(Modified, "link", None),
+            s(Modified, "notes.txt", None),
+            s(Art, "Album/art.mp3", None),
+            s(Modified, "Album/audio.mp3", None),
+            s(Removed, "Album/fresh.mp3", None),
+            s(Added, "Album/gone.mp3", None),
+            s(Tags, "Album/retag.mp3", None),
+            s(Added, "Gone Dir/x.mp3", None),
+            s(Moved, "Old/mover.mp3", Some("New/mover.mp3")),
+            s(Moved, "Old/renamed.mp3", Some("New/renamed2.mp3")),
+        ]
+    );
+    let field_of = |path: &str| {
+        back.iter()
+            .find(|c| c.path == path.as_bytes())
+            .and_then(|c| c.fields.clone())
+    };
+    assert_eq!(
+        field_of("Album/retag.mp3"),
+        Some(vec![FieldChange {
+            field: "title".into(),
+            before: vec!["New".into()],
+            after: vec!["Old".into()],
+        }])
+    );
+    assert_eq!(
+        field_of("Old/renamed.mp3").map(|f| (f[0].before.clone(), f[0].after.clone())),
+        Some((vec!["After".to_string()], vec!["Before".to_string()]))
+    );
+    assert_eq!(
+        back.iter()
+            .find(|c| c.path == b"flip")
+            .and_then(|c| c.kinds),
+        Some((EntryKind::Directory, EntryKind::File))
+    );
 }
 
 #[test]
@@ -326,7 +369,7 @@ fn tags_win_over_art_and_a_rewritten_tag_block_is_tags() {
         ],
     );
     w.commit().expect("commit");
-    let changes = diff_trees(&repo, new, old).expect("diff");
+    let changes = diff_trees(&repo, old, new).expect("diff");
     let kinds: Vec<_> = changes
         .iter()
         .map(|c| (c.kind, c.fields.as_ref().map(Vec::len)))
@@ -362,7 +405,7 @@ fn a_move_prefers_the_same_name_among_equal_contents() {
         ],
     );
     w.commit().expect("commit");
-    let changes = diff_trees(&repo, new, old).expect("diff");
+    let changes = diff_trees(&repo, old, new).expect("diff");
     assert_eq!(
         summary(&changes),
         vec![

@@ -258,7 +258,11 @@ impl Sink for Forward {
                 message: String::new(),
                 bytes: *bytes_transferred,
             },
-            Event::FileRead { .. } | Event::Damaged { .. } => return,
+            Event::FileRead { .. }
+            | Event::Damaged { .. }
+            | Event::Edited { .. }
+            | Event::Missing { .. }
+            | Event::Unreadable { .. } => return,
         };
         let _ = send(&self.0, &[message]);
     }

@@ -3,6 +3,8 @@
 //! builder that runs the real binary against it, and tree comparison helpers.
 #![allow(dead_code)]
 
+pub mod editors;
+
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File};
