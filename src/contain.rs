@@ -40,6 +40,18 @@ pub(crate) fn quietly<T>(what: &'static str, f: impl FnOnce() -> T) -> Result<T,
     })
 }
 
+/// Drops `value` while this thread unwinds from a panic started and caught here (with
+/// `resume_unwind`, which runs no panic hook: nothing is printed). For a destructor that does
+/// less while its thread panics, when that lesser path is the one wanted: redb then closes a
+/// database without the commit it otherwise makes on close, and drops a write transaction
+/// without rolling it back, so neither reads the file.
+pub(crate) fn drop_while_unwinding<T>(value: T) {
+    let _ = panic::catch_unwind(AssertUnwindSafe(move || {
+        let _dropped_by_the_unwind = value;
+        panic::resume_unwind(Box::new(()));
+    }));
+}
+
 /// Chains a panic hook that stays silent for a panic [`quietly`] is about to catch on this
 /// thread and passes every other panic to the previous hook.
 fn install_hook() {
@@ -67,6 +79,20 @@ mod tests {
             caught,
             Err("internal error: entered unreachable code".to_string())
         );
+    }
+
+    #[test]
+    fn a_value_dropped_while_unwinding_sees_a_panicking_thread() {
+        struct Probe<'a>(&'a std::cell::Cell<Option<bool>>);
+        impl Drop for Probe<'_> {
+            fn drop(&mut self) {
+                self.0.set(Some(std::thread::panicking()));
+            }
+        }
+        let seen = std::cell::Cell::new(None);
+        super::drop_while_unwinding(Probe(&seen));
+        assert_eq!(seen.get(), Some(true));
+        assert!(!std::thread::panicking());
     }
 
     #[test]
