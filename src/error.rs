@@ -54,7 +54,7 @@ pub enum Error {
     },
     /// A repository (it has `repo.toml` or `locks/`) whose `index.redb` is missing or empty:
     /// opening it would silently start over with no snapshots.
-    #[error("repository {path}: the index (index.redb) is {state}; run musicfs repair-index to start a new one (the next scan of each origin reads it again)")]
+    #[error("repository {path}: the index (index.redb) is {state}; run musicfs repair-index to start a new, empty one (its snapshots are lost; the next scan of each origin reads all its files again)")]
     IndexMissing {
         /// The repository directory.
         path: PathBuf,

@@ -50,9 +50,10 @@ pub fn run(global: &GlobalArgs) -> anyhow::Result<u8> {
                 }
             );
         } else {
+            let n = report.problem_count;
             println!(
-                "repository {root}: the index is damaged ({} problems); run musicfs repair-index",
-                report.problem_count
+                "repository {root}: the index is damaged ({n} problem{}); run musicfs repair-index",
+                if n == 1 { "" } else { "s" }
             );
         }
     }

@@ -148,12 +148,13 @@ pub enum Command {
     /// Rebuild a damaged index from what can still be read of it
     ///
     /// Checks the index first and leaves a whole one alone. A damaged index is kept as
-    /// index.redb.damaged-<UTC time> beside the new one (never deleted), and a new index is
-    /// built from every origin, snapshot, tree, chunk list, media record and scan entry that
-    /// can still be read and checks against its hash. A snapshot that lost part of its tree is
-    /// dropped. The next scan of each origin reads again the files whose scan state was lost.
-    /// A missing or empty index is replaced by a new, empty one. Refused while another
-    /// musicfs process (a scan, sync, mount or serve) has the repository open (exit 4).
+    /// index.redb.damaged-TIME (TIME in UTC) beside the new one, never deleted. The new index
+    /// holds every origin, snapshot, tree, chunk list, media record and scan entry that can
+    /// still be read (chunk lists and trees must match their hashes); a snapshot that lost part
+    /// of its tree is dropped. It prints what was kept; the next scan of each origin reads
+    /// again the files whose scan state was lost. A missing or empty index is replaced by a
+    /// new, empty one. Refused while another musicfs process (a scan, sync, mount or serve)
+    /// has the repository open (exit 4).
     RepairIndex,
     /// Mount every snapshot read-only (FUSE)
     ///

@@ -81,7 +81,7 @@ pub struct ChunkLocation {
 
 /// An open repository.
 ///
-/// Every call into redb runs under [`contain::quietly`]: a page of `index.redb` damaged outside
+/// Every call into redb runs under `contain::quietly`: a page of `index.redb` damaged outside
 /// redb can make redb panic, and that panic becomes [`Error::IndexDamaged`]. redb's own
 /// corruption errors become the same. From then on the handle refuses every call with that
 /// error, since redb's state after a panic is not to be trusted.
