@@ -16,6 +16,9 @@ _musicfs() {
             ",$1")
                 cmd="musicfs"
                 ;;
+            musicfs,check)
+                cmd="musicfs__subcmd__check"
+                ;;
             musicfs,completions)
                 cmd="musicfs__subcmd__completions"
                 ;;
@@ -25,11 +28,17 @@ _musicfs() {
             musicfs,help)
                 cmd="musicfs__subcmd__help"
                 ;;
+            musicfs,init)
+                cmd="musicfs__subcmd__init"
+                ;;
             musicfs,inspect)
                 cmd="musicfs__subcmd__inspect"
                 ;;
             musicfs,mount)
                 cmd="musicfs__subcmd__mount"
+                ;;
+            musicfs,repair-index)
+                cmd="musicfs__subcmd__repair__subcmd__index"
                 ;;
             musicfs,scan)
                 cmd="musicfs__subcmd__scan"
@@ -46,6 +55,9 @@ _musicfs() {
             musicfs,verify)
                 cmd="musicfs__subcmd__verify"
                 ;;
+            musicfs__subcmd__help,check)
+                cmd="musicfs__subcmd__help__subcmd__check"
+                ;;
             musicfs__subcmd__help,completions)
                 cmd="musicfs__subcmd__help__subcmd__completions"
                 ;;
@@ -55,11 +67,17 @@ _musicfs() {
             musicfs__subcmd__help,help)
                 cmd="musicfs__subcmd__help__subcmd__help"
                 ;;
+            musicfs__subcmd__help,init)
+                cmd="musicfs__subcmd__help__subcmd__init"
+                ;;
             musicfs__subcmd__help,inspect)
                 cmd="musicfs__subcmd__help__subcmd__inspect"
                 ;;
             musicfs__subcmd__help,mount)
                 cmd="musicfs__subcmd__help__subcmd__mount"
+                ;;
+            musicfs__subcmd__help,repair-index)
+                cmd="musicfs__subcmd__help__subcmd__repair__subcmd__index"
                 ;;
             musicfs__subcmd__help,scan)
                 cmd="musicfs__subcmd__help__subcmd__scan"
@@ -83,8 +101,26 @@ _musicfs() {
 
     case "${cmd}" in
         musicfs)
-            opts="-q -v -h -V --repo --json --quiet --verbose --help --version scan sync verify diff snapshots mount inspect serve completions help"
+            opts="-q -v -h -V --repo --json --quiet --verbose --help --version init scan sync verify diff snapshots check repair-index mount inspect serve completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --repo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        musicfs__subcmd__check)
+            opts="-q -v -h --repo --json --quiet --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -137,8 +173,22 @@ _musicfs() {
             return 0
             ;;
         musicfs__subcmd__help)
-            opts="scan sync verify diff snapshots mount inspect serve completions help"
+            opts="init scan sync verify diff snapshots check repair-index mount inspect serve completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        musicfs__subcmd__help__subcmd__check)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -192,6 +242,20 @@ _musicfs() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        musicfs__subcmd__help__subcmd__init)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         musicfs__subcmd__help__subcmd__inspect)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -207,6 +271,20 @@ _musicfs() {
             return 0
             ;;
         musicfs__subcmd__help__subcmd__mount)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        musicfs__subcmd__help__subcmd__repair__subcmd__index)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -290,6 +368,24 @@ _musicfs() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        musicfs__subcmd__init)
+            opts="-q -v -h --repo --json --quiet --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --repo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         musicfs__subcmd__inspect)
             opts="-q -v -h --repo --json --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -319,6 +415,24 @@ _musicfs() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --repo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        musicfs__subcmd__repair__subcmd__index)
+            opts="-q -v -h --repo --json --quiet --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --repo)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -24,23 +24,31 @@ function __fish_musicfs_using_subcommand
     contains -- $cmd[1] $argv
 end
 
-complete -c musicfs -n "__fish_musicfs_needs_command" -l repo -d 'Repository directory [default: $XDG_DATA_HOME/musicfs]' -r -F
+complete -c musicfs -n "__fish_musicfs_needs_command" -l repo -d 'Repository directory, made by `musicfs init` [default: $XDG_DATA_HOME/musicfs, created on first use]' -r -F
 complete -c musicfs -n "__fish_musicfs_needs_command" -l json -d 'Print JSON Lines (one object per line, each with a "type") on stdout'
 complete -c musicfs -n "__fish_musicfs_needs_command" -s q -l quiet -d 'Print only problems'
 complete -c musicfs -n "__fish_musicfs_needs_command" -s v -l verbose -d 'Print every step'
 complete -c musicfs -n "__fish_musicfs_needs_command" -s h -l help -d 'Print help'
 complete -c musicfs -n "__fish_musicfs_needs_command" -s V -l version -d 'Print version'
+complete -c musicfs -n "__fish_musicfs_needs_command" -f -a "init" -d 'Create a repository'
 complete -c musicfs -n "__fish_musicfs_needs_command" -f -a "scan" -d 'Index a directory into the repository (incremental)'
 complete -c musicfs -n "__fish_musicfs_needs_command" -f -a "sync" -d 'Make DST an exact copy of SRC, moving only missing chunks'
 complete -c musicfs -n "__fish_musicfs_needs_command" -f -a "verify" -d 'Prove repository objects and a directory\'s files against their snapshot'
 complete -c musicfs -n "__fish_musicfs_needs_command" -f -a "diff" -d 'Show what changed between two snapshots, in files and in tags'
 complete -c musicfs -n "__fish_musicfs_needs_command" -f -a "snapshots" -d 'List snapshots'
+complete -c musicfs -n "__fish_musicfs_needs_command" -f -a "check" -d 'Check that the repository\'s index is whole'
+complete -c musicfs -n "__fish_musicfs_needs_command" -f -a "repair-index" -d 'Rebuild a damaged index from what can still be read of it'
 complete -c musicfs -n "__fish_musicfs_needs_command" -f -a "mount" -d 'Mount every snapshot read-only (FUSE)'
 complete -c musicfs -n "__fish_musicfs_needs_command" -f -a "inspect" -d 'Show a file\'s container, regions, chunks, audio hash and tags'
 complete -c musicfs -n "__fish_musicfs_needs_command" -f -a "serve" -d 'The remote end of an SSH sync (started by musicfs itself)'
 complete -c musicfs -n "__fish_musicfs_needs_command" -f -a "completions" -d 'Print shell completions'
 complete -c musicfs -n "__fish_musicfs_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c musicfs -n "__fish_musicfs_using_subcommand scan" -l repo -d 'Repository directory [default: $XDG_DATA_HOME/musicfs]' -r -F
+complete -c musicfs -n "__fish_musicfs_using_subcommand init" -l repo -d 'Repository directory, made by `musicfs init` [default: $XDG_DATA_HOME/musicfs, created on first use]' -r -F
+complete -c musicfs -n "__fish_musicfs_using_subcommand init" -l json -d 'Print JSON Lines (one object per line, each with a "type") on stdout'
+complete -c musicfs -n "__fish_musicfs_using_subcommand init" -s q -l quiet -d 'Print only problems'
+complete -c musicfs -n "__fish_musicfs_using_subcommand init" -s v -l verbose -d 'Print every step'
+complete -c musicfs -n "__fish_musicfs_using_subcommand init" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c musicfs -n "__fish_musicfs_using_subcommand scan" -l repo -d 'Repository directory, made by `musicfs init` [default: $XDG_DATA_HOME/musicfs, created on first use]' -r -F
 complete -c musicfs -n "__fish_musicfs_using_subcommand scan" -l checksum -d 'Read every file, even those whose size, times and inode are unchanged'
 complete -c musicfs -n "__fish_musicfs_using_subcommand scan" -l json -d 'Print JSON Lines (one object per line, each with a "type") on stdout'
 complete -c musicfs -n "__fish_musicfs_using_subcommand scan" -s q -l quiet -d 'Print only problems'
@@ -50,7 +58,7 @@ complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l max-delete -d '
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l remote-musicfs -d 'The musicfs command on the remote host, run by its shell [default: musicfs on the remote PATH, else SFTP]' -r
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l retries -d 'Retries after a dropped connection or a timeout, with exponential backoff' -r
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l timeout -d 'Seconds allowed to connect, and to wait on a silent remote' -r
-complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l repo -d 'Repository directory [default: $XDG_DATA_HOME/musicfs]' -r -F
+complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l repo -d 'Repository directory, made by `musicfs init` [default: $XDG_DATA_HOME/musicfs, created on first use]' -r -F
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l delete -d 'Remove files and directories absent from SRC'
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -s n -l dry-run -d 'Print the plan and the bytes it would move; write nothing'
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l checksum -d 'Read every source file, even those whose metadata is unchanged'
@@ -60,25 +68,35 @@ complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l json -d 'Print 
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -s q -l quiet -d 'Print only problems'
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -s v -l verbose -d 'Print every step'
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c musicfs -n "__fish_musicfs_using_subcommand verify" -l repo -d 'Repository directory [default: $XDG_DATA_HOME/musicfs]' -r -F
+complete -c musicfs -n "__fish_musicfs_using_subcommand verify" -l repo -d 'Repository directory, made by `musicfs init` [default: $XDG_DATA_HOME/musicfs, created on first use]' -r -F
 complete -c musicfs -n "__fish_musicfs_using_subcommand verify" -l json -d 'Print JSON Lines (one object per line, each with a "type") on stdout'
 complete -c musicfs -n "__fish_musicfs_using_subcommand verify" -s q -l quiet -d 'Print only problems'
 complete -c musicfs -n "__fish_musicfs_using_subcommand verify" -s v -l verbose -d 'Print every step'
 complete -c musicfs -n "__fish_musicfs_using_subcommand verify" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c musicfs -n "__fish_musicfs_using_subcommand diff" -l repo -d 'Repository directory [default: $XDG_DATA_HOME/musicfs]' -r -F
+complete -c musicfs -n "__fish_musicfs_using_subcommand diff" -l repo -d 'Repository directory, made by `musicfs init` [default: $XDG_DATA_HOME/musicfs, created on first use]' -r -F
 complete -c musicfs -n "__fish_musicfs_using_subcommand diff" -l name-only -d 'Print only the changed paths, one per line (B\'s path; A\'s for a removed file)'
 complete -c musicfs -n "__fish_musicfs_using_subcommand diff" -l stat -d 'Print the counts per directory and class, then the summary'
 complete -c musicfs -n "__fish_musicfs_using_subcommand diff" -l json -d 'Print JSON Lines (one object per line, each with a "type") on stdout'
 complete -c musicfs -n "__fish_musicfs_using_subcommand diff" -s q -l quiet -d 'Print only problems'
 complete -c musicfs -n "__fish_musicfs_using_subcommand diff" -s v -l verbose -d 'Print every step'
 complete -c musicfs -n "__fish_musicfs_using_subcommand diff" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c musicfs -n "__fish_musicfs_using_subcommand snapshots" -l repo -d 'Repository directory [default: $XDG_DATA_HOME/musicfs]' -r -F
+complete -c musicfs -n "__fish_musicfs_using_subcommand snapshots" -l repo -d 'Repository directory, made by `musicfs init` [default: $XDG_DATA_HOME/musicfs, created on first use]' -r -F
 complete -c musicfs -n "__fish_musicfs_using_subcommand snapshots" -l json -d 'Print JSON Lines (one object per line, each with a "type") on stdout'
 complete -c musicfs -n "__fish_musicfs_using_subcommand snapshots" -s q -l quiet -d 'Print only problems'
 complete -c musicfs -n "__fish_musicfs_using_subcommand snapshots" -s v -l verbose -d 'Print every step'
 complete -c musicfs -n "__fish_musicfs_using_subcommand snapshots" -s h -l help -d 'Print help'
+complete -c musicfs -n "__fish_musicfs_using_subcommand check" -l repo -d 'Repository directory, made by `musicfs init` [default: $XDG_DATA_HOME/musicfs, created on first use]' -r -F
+complete -c musicfs -n "__fish_musicfs_using_subcommand check" -l json -d 'Print JSON Lines (one object per line, each with a "type") on stdout'
+complete -c musicfs -n "__fish_musicfs_using_subcommand check" -s q -l quiet -d 'Print only problems'
+complete -c musicfs -n "__fish_musicfs_using_subcommand check" -s v -l verbose -d 'Print every step'
+complete -c musicfs -n "__fish_musicfs_using_subcommand check" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c musicfs -n "__fish_musicfs_using_subcommand repair-index" -l repo -d 'Repository directory, made by `musicfs init` [default: $XDG_DATA_HOME/musicfs, created on first use]' -r -F
+complete -c musicfs -n "__fish_musicfs_using_subcommand repair-index" -l json -d 'Print JSON Lines (one object per line, each with a "type") on stdout'
+complete -c musicfs -n "__fish_musicfs_using_subcommand repair-index" -s q -l quiet -d 'Print only problems'
+complete -c musicfs -n "__fish_musicfs_using_subcommand repair-index" -s v -l verbose -d 'Print every step'
+complete -c musicfs -n "__fish_musicfs_using_subcommand repair-index" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c musicfs -n "__fish_musicfs_using_subcommand mount" -l cache-size -d 'Memory for verified chunks, in MiB' -r
-complete -c musicfs -n "__fish_musicfs_using_subcommand mount" -l repo -d 'Repository directory [default: $XDG_DATA_HOME/musicfs]' -r -F
+complete -c musicfs -n "__fish_musicfs_using_subcommand mount" -l repo -d 'Repository directory, made by `musicfs init` [default: $XDG_DATA_HOME/musicfs, created on first use]' -r -F
 complete -c musicfs -n "__fish_musicfs_using_subcommand mount" -s f -l foreground -d 'Stay in the foreground (otherwise the mount is served by a detached process)'
 complete -c musicfs -n "__fish_musicfs_using_subcommand mount" -l nonempty -d 'Mount even if MOUNTPOINT is not empty (its files are hidden until unmounted)'
 complete -c musicfs -n "__fish_musicfs_using_subcommand mount" -l report-ready -d 'Once mounted, write `ready DEVICE` on stdout (how a detached server reports)'
@@ -86,29 +104,32 @@ complete -c musicfs -n "__fish_musicfs_using_subcommand mount" -l json -d 'Print
 complete -c musicfs -n "__fish_musicfs_using_subcommand mount" -s q -l quiet -d 'Print only problems'
 complete -c musicfs -n "__fish_musicfs_using_subcommand mount" -s v -l verbose -d 'Print every step'
 complete -c musicfs -n "__fish_musicfs_using_subcommand mount" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c musicfs -n "__fish_musicfs_using_subcommand inspect" -l repo -d 'Repository directory [default: $XDG_DATA_HOME/musicfs]' -r -F
+complete -c musicfs -n "__fish_musicfs_using_subcommand inspect" -l repo -d 'Repository directory, made by `musicfs init` [default: $XDG_DATA_HOME/musicfs, created on first use]' -r -F
 complete -c musicfs -n "__fish_musicfs_using_subcommand inspect" -l json -d 'Print JSON Lines (one object per line, each with a "type") on stdout'
 complete -c musicfs -n "__fish_musicfs_using_subcommand inspect" -s q -l quiet -d 'Print only problems'
 complete -c musicfs -n "__fish_musicfs_using_subcommand inspect" -s v -l verbose -d 'Print every step'
 complete -c musicfs -n "__fish_musicfs_using_subcommand inspect" -s h -l help -d 'Print help'
-complete -c musicfs -n "__fish_musicfs_using_subcommand serve" -l repo -d 'Repository directory [default: $XDG_DATA_HOME/musicfs]' -r -F
+complete -c musicfs -n "__fish_musicfs_using_subcommand serve" -l repo -d 'Repository directory, made by `musicfs init` [default: $XDG_DATA_HOME/musicfs, created on first use]' -r -F
 complete -c musicfs -n "__fish_musicfs_using_subcommand serve" -l stdio -d 'Speak the sync protocol on standard input and output (how `musicfs sync` starts it over SSH)'
 complete -c musicfs -n "__fish_musicfs_using_subcommand serve" -l json -d 'Print JSON Lines (one object per line, each with a "type") on stdout'
 complete -c musicfs -n "__fish_musicfs_using_subcommand serve" -s q -l quiet -d 'Print only problems'
 complete -c musicfs -n "__fish_musicfs_using_subcommand serve" -s v -l verbose -d 'Print every step'
 complete -c musicfs -n "__fish_musicfs_using_subcommand serve" -s h -l help -d 'Print help'
-complete -c musicfs -n "__fish_musicfs_using_subcommand completions" -l repo -d 'Repository directory [default: $XDG_DATA_HOME/musicfs]' -r -F
+complete -c musicfs -n "__fish_musicfs_using_subcommand completions" -l repo -d 'Repository directory, made by `musicfs init` [default: $XDG_DATA_HOME/musicfs, created on first use]' -r -F
 complete -c musicfs -n "__fish_musicfs_using_subcommand completions" -l json -d 'Print JSON Lines (one object per line, each with a "type") on stdout'
 complete -c musicfs -n "__fish_musicfs_using_subcommand completions" -s q -l quiet -d 'Print only problems'
 complete -c musicfs -n "__fish_musicfs_using_subcommand completions" -s v -l verbose -d 'Print every step'
 complete -c musicfs -n "__fish_musicfs_using_subcommand completions" -s h -l help -d 'Print help'
-complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from scan sync verify diff snapshots mount inspect serve completions help" -f -a "scan" -d 'Index a directory into the repository (incremental)'
-complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from scan sync verify diff snapshots mount inspect serve completions help" -f -a "sync" -d 'Make DST an exact copy of SRC, moving only missing chunks'
-complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from scan sync verify diff snapshots mount inspect serve completions help" -f -a "verify" -d 'Prove repository objects and a directory\'s files against their snapshot'
-complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from scan sync verify diff snapshots mount inspect serve completions help" -f -a "diff" -d 'Show what changed between two snapshots, in files and in tags'
-complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from scan sync verify diff snapshots mount inspect serve completions help" -f -a "snapshots" -d 'List snapshots'
-complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from scan sync verify diff snapshots mount inspect serve completions help" -f -a "mount" -d 'Mount every snapshot read-only (FUSE)'
-complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from scan sync verify diff snapshots mount inspect serve completions help" -f -a "inspect" -d 'Show a file\'s container, regions, chunks, audio hash and tags'
-complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from scan sync verify diff snapshots mount inspect serve completions help" -f -a "serve" -d 'The remote end of an SSH sync (started by musicfs itself)'
-complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from scan sync verify diff snapshots mount inspect serve completions help" -f -a "completions" -d 'Print shell completions'
-complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from scan sync verify diff snapshots mount inspect serve completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from init scan sync verify diff snapshots check repair-index mount inspect serve completions help" -f -a "init" -d 'Create a repository'
+complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from init scan sync verify diff snapshots check repair-index mount inspect serve completions help" -f -a "scan" -d 'Index a directory into the repository (incremental)'
+complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from init scan sync verify diff snapshots check repair-index mount inspect serve completions help" -f -a "sync" -d 'Make DST an exact copy of SRC, moving only missing chunks'
+complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from init scan sync verify diff snapshots check repair-index mount inspect serve completions help" -f -a "verify" -d 'Prove repository objects and a directory\'s files against their snapshot'
+complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from init scan sync verify diff snapshots check repair-index mount inspect serve completions help" -f -a "diff" -d 'Show what changed between two snapshots, in files and in tags'
+complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from init scan sync verify diff snapshots check repair-index mount inspect serve completions help" -f -a "snapshots" -d 'List snapshots'
+complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from init scan sync verify diff snapshots check repair-index mount inspect serve completions help" -f -a "check" -d 'Check that the repository\'s index is whole'
+complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from init scan sync verify diff snapshots check repair-index mount inspect serve completions help" -f -a "repair-index" -d 'Rebuild a damaged index from what can still be read of it'
+complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from init scan sync verify diff snapshots check repair-index mount inspect serve completions help" -f -a "mount" -d 'Mount every snapshot read-only (FUSE)'
+complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from init scan sync verify diff snapshots check repair-index mount inspect serve completions help" -f -a "inspect" -d 'Show a file\'s container, regions, chunks, audio hash and tags'
+complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from init scan sync verify diff snapshots check repair-index mount inspect serve completions help" -f -a "serve" -d 'The remote end of an SSH sync (started by musicfs itself)'
+complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from init scan sync verify diff snapshots check repair-index mount inspect serve completions help" -f -a "completions" -d 'Print shell completions'
+complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from init scan sync verify diff snapshots check repair-index mount inspect serve completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -67,6 +67,7 @@ if not os.path.exists(big):
     with open(big, "wb") as f:
         for _ in range(512):
             f.write(os.urandom(1 << 20))
+run(BIN, "-q", "init", repo)
 run(BIN, "--repo", repo, "-q", "scan", lib)
 mnt = f"{W}/mnt-big"
 rows = []
@@ -98,6 +99,7 @@ for n in (1000, 100_000):
             os.makedirs(d, exist_ok=True)
             with open(f"{d}/track{i % 100:02}.mp3", "wb") as f:
                 f.write(os.urandom(64))
+    run(BIN, "-q", "init", repo)
     t0 = time.perf_counter()
     run(BIN, "--repo", repo, "-q", "scan", lib)
     scan_s = time.perf_counter() - t0

@@ -342,6 +342,8 @@ measure() {
     local scen=$1 tool=$2 run=$3 log t0 t1 counts up down conns open own=-
     log="$logs/$scen-$tool-$run"
     tool_cmd "$tool"
+    # A repository named by MUSICFS_REPO must exist (the remote end makes its own).
+    [[ $tool != musicfs* ]] || "$musicfs" -q init "$(repo_of "$tool")"
     proxy_take >/dev/null
     t0=$EPOCHREALTIME
     if ! env MUSICFS_REPO="$(repo_of "$tool")" "${cmd[@]}" </dev/null >"$log.out" 2>"$log.err"; then

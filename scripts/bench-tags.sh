@@ -206,6 +206,7 @@ for fmt in "${fmts[@]}"; do
     cp -a "$work/lib/$fmt" "$src"
     cp -a "$src" "$rsdst"
     log "$fmt: initial sync"
+    "$musicfs" -q init "$repo"
     "$musicfs" --repo "$repo" -q sync "$src" "$dst" >/dev/null
     mapfile -t files < <(cd "$src" && find . -type f | LC_ALL=C sort)
     for edit in same grow cover; do

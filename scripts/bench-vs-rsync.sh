@@ -83,6 +83,9 @@ done
 mkdir -p "$WORK"
 rm -rf "$src" "$WORK/dst-rsync" "$WORK/dst-musicfs" "$WORK/repo" "$logs" "$runs" "$WORK/results.md"
 mkdir -p "$logs"
+if [[ " ${enabled[*]} " == *" musicfs "* ]]; then
+  "$MUSICFS" -q init "$WORK/repo"
+fi
 
 flush_caches() {
   sync

@@ -28,13 +28,56 @@ pub enum Error {
         /// What the database said.
         message: String,
     },
-    /// Stored data does not hash to its id, or cannot be decoded.
-    #[error("repository {path}: corrupt {what}")]
+    /// Stored data does not hash to its id, cannot be decoded, or is missing where another
+    /// object refers to it.
+    #[error("repository {path}: the index (index.redb) is damaged ({what}); run musicfs repair-index to rebuild it from what can still be read")]
     Corrupt {
         /// The repository directory.
         path: PathBuf,
-        /// Which object, by kind and id.
+        /// Which object, by kind and id, and what is wrong with it.
         what: String,
+    },
+    /// A location named by the user (`--repo`, `MUSICFS_REPO`) holds no repository. Only the
+    /// default location is created implicitly.
+    #[error("no repository at {path}; create one with musicfs init {path}")]
+    NoRepository {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// `musicfs init` was pointed at a directory that holds other things.
+    #[error(
+        "{path} is not empty and is not a musicfs repository; choose a new or empty directory"
+    )]
+    NotARepository {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// A repository (it has `repo.toml` or `locks/`) whose `index.redb` is missing or empty:
+    /// opening it would silently start over with no snapshots.
+    #[error("repository {path}: the index (index.redb) is {state}; run musicfs repair-index to start a new, empty one (its snapshots are lost; the next scan of each origin reads all its files again)")]
+    IndexMissing {
+        /// The repository directory.
+        path: PathBuf,
+        /// `"missing"` or `"empty"`.
+        state: &'static str,
+    },
+    /// `index.redb` is damaged: redb reported corruption, or panicked on a page it read (the
+    /// panic was contained). The handle that met it refuses any further use.
+    #[error("repository {path}: the index (index.redb) is damaged ({detail}); run musicfs repair-index to rebuild it from what can still be read")]
+    IndexDamaged {
+        /// The repository directory.
+        path: PathBuf,
+        /// What redb said.
+        detail: String,
+    },
+    /// The index is being rebuilt by `musicfs repair-index`, or `repair-index` found it in use
+    /// by another musicfs process.
+    #[error("repository {path}: {reason}")]
+    IndexLocked {
+        /// The repository directory.
+        path: PathBuf,
+        /// Who holds it, and what to do.
+        reason: String,
     },
     /// The repository was written by a newer or unknown format.
     #[error("repository {path}: format version {found} is not supported (this musicfs reads {supported})")]
@@ -157,7 +200,10 @@ impl Error {
                 source.raw_os_error(),
                 Some(libc::ESTALE | libc::ENOTCONN | libc::EAGAIN | libc::EINTR | libc::ETIMEDOUT)
             ),
-            Error::Locked { .. } | Error::Unstable { .. } | Error::Unreachable { .. } => true,
+            Error::Locked { .. }
+            | Error::IndexLocked { .. }
+            | Error::Unstable { .. }
+            | Error::Unreachable { .. } => true,
             // The user asked to stop: trying again would defeat the point.
             Error::Interrupted { .. } => false,
             _ => false,

@@ -1,8 +1,11 @@
 //! The command line: parsing and printing only; the work is in the library.
 
+mod check;
 mod diff;
+mod init;
 mod inspect;
 mod mount;
+mod repair;
 mod scan;
 mod serve;
 mod snapshots;
@@ -17,7 +20,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::error::Error;
 use crate::interrupt::Cause;
-use crate::repo::Repository;
+use crate::repo::{Location, Repository};
 use crate::report::{JsonSink, ProgressSink, Sink, TextSink};
 
 /// Exit codes, documented in the man page and `docs/exit-codes.md`.
@@ -30,7 +33,8 @@ pub mod exit {
     pub const USAGE: u8 = 2;
     /// Some files could not be transferred (or verified); the rest was.
     pub const PARTIAL: u8 = 3;
-    /// Another sync holds the destination's lock.
+    /// Another sync holds the destination's lock, or the index is locked by (or against)
+    /// `repair-index`.
     pub const LOCKED: u8 = 4;
     /// An origin could not be reached.
     pub const UNREACHABLE: u8 = 5;
@@ -49,8 +53,9 @@ Examples:
   musicfs verify ~/Music                       prove every file against its snapshot
 
 Exit codes: 0 success or no differences, 1 differences or damage found, 2 usage or input
-error, 3 partial (some files could not be transferred or read), 4 destination locked by
-another sync, 5 origin unreachable, 130 interrupted by SIGINT, 143 by SIGTERM (temporary files
+error (a damaged, missing or empty index: musicfs repair-index), 3 partial (some files could
+not be transferred or read), 4 destination locked by another sync, or index in use during
+repair-index, 5 origin unreachable, 130 interrupted by SIGINT, 143 by SIGTERM (temporary files
 removed; a second signal ends at once).";
 
 /// Content-addressed sync for music libraries.
@@ -66,7 +71,8 @@ pub struct Cli {
 /// Flags every command takes.
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// Repository directory [default: $XDG_DATA_HOME/musicfs]
+    /// Repository directory, made by `musicfs init` [default: $XDG_DATA_HOME/musicfs, created on
+    /// first use]
     #[arg(long, global = true, env = "MUSICFS_REPO", value_name = "DIR")]
     pub repo: Option<PathBuf>,
     /// Print JSON Lines (one object per line, each with a "type") on stdout
@@ -83,6 +89,14 @@ pub struct GlobalArgs {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Create a repository
+    ///
+    /// Creates the repository in DIR, else at --repo (or MUSICFS_REPO), else at the default
+    /// location ($XDG_DATA_HOME/musicfs, or ~/.local/share/musicfs), and prints where. A
+    /// repository already there is left as it is; any other directory must be empty. Only the default location is created without it: a repository named by
+    /// --repo or MUSICFS_REPO must exist, so that a mistyped path fails instead of starting
+    /// an empty repository.
+    Init(init::InitArgs),
     /// Index a directory into the repository (incremental)
     Scan(scan::ScanArgs),
     /// Make DST an exact copy of SRC, moving only missing chunks
@@ -155,6 +169,28 @@ pub enum Command {
     Diff(diff::DiffArgs),
     /// List snapshots
     Snapshots,
+    /// Check that the repository's index is whole
+    ///
+    /// Verifies the checksum of every page of index.redb, then reads and decodes every row
+    /// and re-hashes every chunk list and tree. Other commands read only what they need, and
+    /// report damage where they meet it; this reads the whole index. Repair a damaged index
+    /// with `musicfs repair-index`. Problems are printed as they are found (`problem` lines
+    /// with --json), then a summary.
+    ///
+    /// Exit status: 0 the index is whole, 1 it is damaged, missing or empty, 2 error (no
+    /// repository there, for instance).
+    Check,
+    /// Rebuild a damaged index from what can still be read of it
+    ///
+    /// Checks the index first and leaves a whole one alone. A damaged index is kept as
+    /// index.redb.damaged-TIME (TIME in UTC) beside the new one, never deleted. The new index
+    /// holds every origin, snapshot, tree, chunk list, media record and scan entry that can
+    /// still be read (chunk lists and trees must match their hashes); a snapshot that lost part
+    /// of its tree is dropped. It prints what was kept; the next scan of each origin reads
+    /// again the files whose scan state was lost. A missing or empty index is replaced by a
+    /// new, empty one. Refused while another musicfs process (a scan, sync, mount or serve)
+    /// has the repository open (exit 4).
+    RepairIndex,
     /// Mount every snapshot read-only (FUSE)
     ///
     /// Layout: MOUNTPOINT/ORIGIN/TIME/... holds one directory per snapshot, named by
@@ -193,13 +229,14 @@ pub enum Command {
 }
 
 impl GlobalArgs {
+    /// The repository's location: `--repo` (or `MUSICFS_REPO`), else the default.
+    fn location(&self) -> anyhow::Result<Location> {
+        Ok(Location::resolve(self.repo.as_deref())?)
+    }
+
+    /// Opens the repository; only the default location is created on first use.
     fn open_repo(&self) -> anyhow::Result<Repository> {
-        let root = match &self.repo {
-            Some(r) => r.clone(),
-            None => Repository::default_root()
-                .context("no repository: set --repo, MUSICFS_REPO, XDG_DATA_HOME or HOME")?,
-        };
-        Repository::open(&root).with_context(|| format!("opening repository {}", root.display()))
+        Ok(self.location()?.open()?)
     }
 
     fn sink(&self) -> Box<dyn Sink> {
@@ -308,7 +345,7 @@ fn one_line(e: &anyhow::Error) -> String {
 
 fn exit_code_of(e: &anyhow::Error) -> u8 {
     match e.chain().find_map(|c| c.downcast_ref::<Error>()) {
-        Some(Error::Locked { .. }) => exit::LOCKED,
+        Some(Error::Locked { .. } | Error::IndexLocked { .. }) => exit::LOCKED,
         Some(Error::Unreachable { .. } | Error::HostKey { .. } | Error::NoRemoteAgent { .. }) => {
             exit::UNREACHABLE
         }
@@ -333,7 +370,10 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Sync(args) => sync::run(&cli.global, args),
         Command::Verify(args) => verify::run(&cli.global, args),
         Command::Diff(args) => diff::run(&cli.global, args),
+        Command::Init(args) => init::run(&cli.global, args),
         Command::Snapshots => snapshots::run(&cli.global),
+        Command::Check => check::run(&cli.global),
+        Command::RepairIndex => repair::run(&cli.global),
         Command::Mount(args) => mount::run(&cli.global, args),
         Command::Inspect(args) => inspect::run(&cli.global, args),
         Command::Serve(args) => serve::run(&cli.global, args),

@@ -3,6 +3,7 @@ use clap::Args;
 
 use super::{exit, GlobalArgs};
 use crate::chunk::FastCdc;
+use crate::repo::Repository;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -13,7 +14,10 @@ pub struct ServeArgs {
 }
 
 pub fn run(global: &GlobalArgs, _args: &ServeArgs) -> anyhow::Result<u8> {
-    let repo = global.open_repo()?;
+    // The remote end keeps its own repository as a cache of its scans, wherever the remote
+    // environment puts it (MUSICFS_REPO or the default): nobody typed that location, and
+    // refusing it would fail every first sync with a new host.
+    let repo = Repository::open(global.location()?.root())?;
     crate::remote::serve(
         &repo,
         Box::new(std::io::stdin()),

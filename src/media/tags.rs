@@ -6,12 +6,11 @@
 //! sample rate and channels. `diff` shows tag-only changes field by field from these values.
 //!
 //! It must never panic and never allocate without bound, whatever the file holds: lofty runs
-//! under `catch_unwind` (a panic inside it is logged at debug level by a chained panic hook
-//! instead of printed, and costs only that file's tags); lofty's per-allocation limit is set
-//! to the file's length (a size field claiming more is a lie), at least 64 KiB and at most
-//! [`MAX_ITEM_BYTES`]; and pictures are not read at all (they are chunked as regions of their
-//! own, and a 10 MB cover has no place in a snapshot). Each value is capped at
-//! [`MAX_VALUE_BYTES`].
+//! under `contain::quietly` (a panic inside it is logged at debug level instead of printed,
+//! and costs only that file's tags); lofty's per-allocation limit is set to the file's length
+//! (a size field claiming more is a lie), at least 64 KiB and at most [`MAX_ITEM_BYTES`]; and
+//! pictures are not read at all (they are chunked as regions of their own, and a 10 MB cover
+//! has no place in a snapshot). Each value is capped at [`MAX_VALUE_BYTES`].
 //!
 //! Keys of `other`: a field lofty knows is named by its `ItemKey` (`Comment`, `Composer`,
 //! `MusicBrainzRecordingId`…, with `:description` appended when the container qualifies it);
@@ -19,10 +18,7 @@
 //! `TXXX:MY FIELD` or `PRIV:owner`, an MP4 atom such as `----:com.apple.iTunes:MOOD`, a Vorbis
 //! comment field name, a RIFF INFO chunk id).
 
-use std::cell::Cell;
 use std::io::{BufReader, Seek, SeekFrom};
-use std::panic::{self, AssertUnwindSafe};
-use std::sync::Once;
 
 use lofty::config::{apply_global_options, GlobalOptions, ParseOptions};
 use lofty::file::{AudioFile, FileType};
@@ -98,16 +94,13 @@ pub struct MediaInfo {
 /// current position). `None` when lofty does not recognise the container or cannot parse it,
 /// or panics on it. Never panics; reads only what lofty needs (pictures are skipped).
 pub fn read(source: &mut dyn super::Source) -> Option<MediaInfo> {
-    install_quiet_panic_hook();
     let len = source.seek(SeekFrom::End(0)).ok()?;
     source.seek(SeekFrom::Start(0)).ok()?;
     let limit = usize::try_from(len)
         .unwrap_or(usize::MAX)
         .clamp(64 << 10, MAX_ITEM_BYTES);
     apply_global_options(GlobalOptions::new().allocation_limit(limit));
-    IN_LOFTY.with(|f| f.set(true));
-    let result = panic::catch_unwind(AssertUnwindSafe(|| read_unguarded(source)));
-    IN_LOFTY.with(|f| f.set(false));
+    let result = crate::contain::quietly("lofty", || read_unguarded(source));
     apply_global_options(GlobalOptions::new());
     match result {
         Ok(info) => info,
@@ -116,28 +109,6 @@ pub fn read(source: &mut dyn super::Source) -> Option<MediaInfo> {
             None
         }
     }
-}
-
-thread_local! {
-    /// Set while this thread is inside lofty, so that the panic hook keeps quiet about a panic
-    /// `read` is about to catch.
-    static IN_LOFTY: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Chains a panic hook that stays silent for panics inside lofty on this thread (they are
-/// caught and cost only the file's tags) and passes every other panic to the previous hook.
-fn install_quiet_panic_hook() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let previous = panic::take_hook();
-        panic::set_hook(Box::new(move |info| {
-            if IN_LOFTY.with(Cell::get) {
-                tracing::debug!("panic inside lofty (caught): {info}");
-            } else {
-                previous(info);
-            }
-        }));
-    });
 }
 
 /// One tag lofty found, in its container's own representation.

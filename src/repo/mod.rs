@@ -8,19 +8,33 @@
 //! behind our back); readers must therefore re-hash every chunk they read, which `sync` and
 //! `verify` do. This module knows nothing of origins, scanning or syncing.
 
+mod check;
+mod layout;
+mod location;
 mod lock;
+mod repair;
 mod tables;
+#[cfg(test)]
+mod tests;
+mod writer;
 
+pub use check::{check, CheckReport};
+pub use location::Location;
 pub use lock::DestinationLock;
+pub use repair::{repair_index, RepairReport};
+pub use writer::RepoWriter;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use redb::{Database, ReadableDatabase, ReadableTable};
+use redb::{Database, ReadableDatabase, ReadableTable, TableHandle};
 use serde::{Deserialize, Serialize};
 
+use crate::contain;
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, ContentId, SnapshotId, TreeId};
-use crate::snapshot::{decode, encode, ChunkList, MediaRecord, SnapshotRecord, Tree};
+use crate::snapshot::{decode, ChunkList, MediaRecord, SnapshotRecord, Tree};
+use layout::{IndexLock, Survey};
 use tables::*;
 
 /// The repository format this build reads and writes.
@@ -66,15 +80,85 @@ pub struct ChunkLocation {
 }
 
 /// An open repository.
+///
+/// Every call into redb runs under `contain::quietly`: a page of `index.redb` damaged outside
+/// redb can make redb panic, and that panic becomes [`Error::IndexDamaged`]. redb's own
+/// corruption errors become the same. From then on the handle refuses every call with that
+/// error, since redb's state after a panic is not to be trusted.
 pub struct Repository {
     root: PathBuf,
-    db: Database,
+    /// `None` only once dropped.
+    db: Option<Database>,
+    /// Set when the index was found damaged.
+    damaged: AtomicBool,
+    /// Keeps `repair-index` from replacing the index while it is open (`None` in
+    /// `repair-index` itself, which holds the lock exclusively).
+    _lock: Option<IndexLock>,
+}
+
+/// What [`Repository::open_with`] does when `root` holds no repository.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Create {
+    /// Fails with [`Error::NoRepository`].
+    Never,
+    /// Creates one in a missing or empty directory, and refuses any other.
+    IfVacant,
+    /// Creates one, whatever else the directory holds.
+    Anywhere,
 }
 
 fn db_error(root: &Path, e: impl std::fmt::Display) -> Error {
     Error::Repository {
         path: root.to_path_buf(),
         message: e.to_string(),
+    }
+}
+
+/// The library error for a redb error: corruption (including a file that is not a redb
+/// database at all) is [`Error::IndexDamaged`], anything else [`Error::Repository`].
+fn redb_error(root: &Path, e: redb::Error) -> Error {
+    let damaged = |detail: String| Error::IndexDamaged {
+        path: root.to_path_buf(),
+        detail,
+    };
+    match e {
+        redb::Error::Corrupted(message) => damaged(format!("redb: {message}")),
+        redb::Error::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => {
+            damaged(format!("redb: {io}"))
+        }
+        // Only a panic inside redb poisons its locks or a transaction, and that panic was
+        // reported as damage already.
+        redb::Error::LockPoisoned(_) | redb::Error::TransactionPoisoned => {
+            damaged("redb failed on it earlier".into())
+        }
+        other => db_error(root, other),
+    }
+}
+
+/// Opens (or creates) the database file, under containment: redb's open reads the file's
+/// header and system tables, and may panic on a damaged one.
+fn open_database(root: &Path, create: bool) -> Result<Database> {
+    let path = root.join(layout::INDEX);
+    let mut builder = Database::builder();
+    builder
+        .set_concurrency_mode(redb::ConcurrencyMode::MultiWriter)
+        // redb caches the pages it touches up to this bound; its default (1 GiB) would let
+        // the index of a large library set the process's peak memory.
+        .set_cache_size(CACHE_SIZE);
+    let opened = contain::quietly("redb", || {
+        if create {
+            builder.create(&path)
+        } else {
+            builder.open(&path)
+        }
+    });
+    match opened {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(e)) => Err(redb_error(root, e.into())),
+        Err(panic) => Err(Error::IndexDamaged {
+            path: root.to_path_buf(),
+            detail: format!("redb stopped on invalid data: {panic}"),
+        }),
     }
 }
 
@@ -89,61 +173,197 @@ impl Repository {
             .map(|home| PathBuf::from(home).join(".local/share/musicfs"))
     }
 
-    /// Opens the repository at `root`, creating it if it does not exist.
+    /// Opens the repository at `root`, creating one when `root` holds none (whatever else it
+    /// holds). For the embedded default location, the remote end of a sync, and programs
+    /// that choose the directory themselves; a location a user typed is opened with
+    /// [`Repository::open_existing`], so that a typo does not make a repository.
+    ///
+    /// A repository whose index is missing or empty fails with [`Error::IndexMissing`], a
+    /// damaged index with [`Error::IndexDamaged`].
     pub fn open(root: &Path) -> Result<Self> {
-        std::fs::create_dir_all(root.join("locks")).map_err(|e| Error::io(root, e))?;
-        let db = Database::builder()
-            .set_concurrency_mode(redb::ConcurrencyMode::MultiWriter)
-            // redb caches the pages it touches up to this bound; its default (1 GiB) would let
-            // the index of a large library set the process's peak memory.
-            .set_cache_size(CACHE_SIZE)
-            .create(root.join("index.redb"))
-            .map_err(|e| db_error(root, e))?;
-        let repo = Repository {
-            root: root.to_path_buf(),
-            db,
-        };
-        repo.init()?;
+        Self::open_with(root, Create::Anywhere).map(|(repo, _)| repo)
+    }
+
+    /// Opens the repository at `root`; fails with [`Error::NoRepository`] when there is none.
+    pub fn open_existing(root: &Path) -> Result<Self> {
+        Self::open_with(root, Create::Never).map(|(repo, _)| repo)
+    }
+
+    /// `musicfs init`: creates a repository in `root` when it does not exist or is empty, or
+    /// opens the one that is there. Returns it and whether it was created. A directory that
+    /// holds anything else fails with [`Error::NotARepository`].
+    pub fn init(root: &Path) -> Result<(Self, bool)> {
+        Self::open_with(root, Create::IfVacant)
+    }
+
+    fn open_with(root: &Path, create: Create) -> Result<(Self, bool)> {
+        match (layout::survey(root)?, create) {
+            (Survey::Repository(_), _) => {}
+            (Survey::Vacant, Create::IfVacant | Create::Anywhere)
+            | (Survey::Foreign, Create::Anywhere) => return Ok((Self::create(root)?, true)),
+            (Survey::Foreign, Create::IfVacant) => {
+                return Err(Error::NotARepository {
+                    path: root.to_path_buf(),
+                })
+            }
+            (_, Create::Never) => {
+                return Err(Error::NoRepository {
+                    path: root.to_path_buf(),
+                })
+            }
+        }
+        let lock = IndexLock::shared(root)?;
+        Ok((Self::open_present(root, Some(lock))?, false))
+    }
+
+    /// Opens a directory known to be a repository. `lock` is held for the handle's life;
+    /// `None` when the caller holds the index lock exclusively (`repair-index`).
+    fn open_present(root: &Path, lock: Option<IndexLock>) -> Result<Self> {
+        // Looked at under the lock: a repair may have just replaced the index.
+        if let Some(state) = layout::index_state(root)?.lost() {
+            return Err(Error::IndexMissing {
+                path: root.to_path_buf(),
+                state,
+            });
+        }
+        let repo = Self::with_database(root, open_database(root, false)?, lock)?;
+        // A repository of the first release has no marker yet. It is added so that losing the
+        // index is reported whatever happens to `locks/`; a read-only repository still opens.
+        if let Err(e) = layout::write_marker(root) {
+            tracing::debug!("cannot mark {} as a repository: {e}", root.display());
+        }
         Ok(repo)
     }
 
-    fn init(&self) -> Result<()> {
-        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
-        {
-            let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
-            let found = meta
-                .get("format")
-                .map_err(|e| self.err(e))?
-                .map(|v| v.value());
-            match found {
-                None => {
-                    meta.insert("format", u64::from(FORMAT_VERSION))
-                        .map_err(|e| self.err(e))?;
-                }
-                Some(v) if v == u64::from(FORMAT_VERSION) => {}
-                Some(v) => {
-                    return Err(Error::Format {
-                        path: self.root.clone(),
-                        found: u32::try_from(v).unwrap_or(u32::MAX),
-                        supported: FORMAT_VERSION,
-                    })
-                }
-            }
-            // Create every table so that readers never meet a missing one.
-            txn.open_table(ORIGINS).map_err(|e| self.err(e))?;
-            txn.open_table(CONTENTS).map_err(|e| self.err(e))?;
-            txn.open_table(MEDIA).map_err(|e| self.err(e))?;
-            txn.open_table(TREES).map_err(|e| self.err(e))?;
-            txn.open_table(SCAN).map_err(|e| self.err(e))?;
-            txn.open_table(FILES).map_err(|e| self.err(e))?;
-            txn.open_table(CHUNK_LOCS).map_err(|e| self.err(e))?;
-            txn.open_table(SNAPSHOTS).map_err(|e| self.err(e))?;
-        }
-        txn.commit().map_err(|e| self.err(e))
+    /// A new repository: the database first, the marker last, so that an interrupted creation
+    /// never looks like a repository that lost its index.
+    fn create(root: &Path) -> Result<Self> {
+        std::fs::create_dir_all(root).map_err(|e| Error::io(root, e))?;
+        let db = open_database(root, true)?;
+        let lock = IndexLock::shared(root)?;
+        let repo = Self::with_database(root, db, Some(lock))?;
+        layout::write_marker(root)?;
+        Ok(repo)
     }
 
-    fn err(&self, e: impl std::fmt::Display) -> Error {
-        db_error(&self.root, e)
+    fn with_database(root: &Path, db: Database, lock: Option<IndexLock>) -> Result<Self> {
+        let repo = Repository {
+            root: root.to_path_buf(),
+            db: Some(db),
+            damaged: AtomicBool::new(false),
+            _lock: lock,
+        };
+        repo.prepare()?;
+        Ok(repo)
+    }
+
+    /// Checks the format version (writing it into a new database) and creates every table.
+    fn prepare(&self) -> Result<()> {
+        self.guard(|| {
+            if self.prepared()? {
+                return Ok(());
+            }
+            let txn = self.db()?.begin_write().map_err(|e| self.err(e))?;
+            {
+                let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
+                let found = meta
+                    .get("format")
+                    .map_err(|e| self.err(e))?
+                    .map(|v| v.value());
+                match found {
+                    None => {
+                        meta.insert("format", u64::from(FORMAT_VERSION))
+                            .map_err(|e| self.err(e))?;
+                    }
+                    Some(v) if v == u64::from(FORMAT_VERSION) => {}
+                    Some(v) => {
+                        return Err(Error::Format {
+                            path: self.root.clone(),
+                            found: u32::try_from(v).unwrap_or(u32::MAX),
+                            supported: FORMAT_VERSION,
+                        })
+                    }
+                }
+                // Create every table so that readers never meet a missing one.
+                txn.open_table(ORIGINS).map_err(|e| self.err(e))?;
+                txn.open_table(CONTENTS).map_err(|e| self.err(e))?;
+                txn.open_table(MEDIA).map_err(|e| self.err(e))?;
+                txn.open_table(TREES).map_err(|e| self.err(e))?;
+                txn.open_table(SCAN).map_err(|e| self.err(e))?;
+                txn.open_table(FILES).map_err(|e| self.err(e))?;
+                txn.open_table(CHUNK_LOCS).map_err(|e| self.err(e))?;
+                txn.open_table(SNAPSHOTS).map_err(|e| self.err(e))?;
+            }
+            txn.commit().map_err(|e| self.err(e))
+        })
+    }
+
+    /// Whether the format is this build's and every table exists: then opening writes
+    /// nothing (no write transaction, no fsync, and nothing written into a damaged file).
+    fn prepared(&self) -> Result<bool> {
+        let read = self.db()?.begin_read().map_err(|e| self.err(e))?;
+        let meta = match read.open_table(META) {
+            Ok(meta) => meta,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(false),
+            Err(e) => return Err(self.err(e)),
+        };
+        let format = meta.get("format").map_err(|e| self.err(e))?;
+        if format.map(|v| v.value()) != Some(u64::from(FORMAT_VERSION)) {
+            return Ok(false);
+        }
+        let names: Vec<String> = read
+            .list_tables()
+            .map_err(|e| self.err(e))?
+            .map(|t| t.name().to_string())
+            .collect();
+        let all = [
+            ORIGINS.name(),
+            CONTENTS.name(),
+            MEDIA.name(),
+            TREES.name(),
+            SCAN.name(),
+            FILES.name(),
+            CHUNK_LOCS.name(),
+            SNAPSHOTS.name(),
+        ];
+        Ok(all.iter().all(|table| names.iter().any(|n| n == table)))
+    }
+
+    /// Runs `f`, which calls into redb, with a panic inside it contained and reported as
+    /// [`Error::IndexDamaged`]; after damage was found, refuses to run it at all.
+    fn guard<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        if self.is_damaged() {
+            return Err(self.damage("redb failed on it earlier".into()));
+        }
+        let result = contain::quietly("redb", f).unwrap_or_else(|panic| {
+            Err(self.damage(format!("redb stopped on invalid data: {panic}")))
+        });
+        if matches!(result, Err(Error::IndexDamaged { .. })) {
+            self.damaged.store(true, Ordering::Relaxed);
+        }
+        result
+    }
+
+    /// Whether this handle found the index damaged.
+    fn is_damaged(&self) -> bool {
+        self.damaged.load(Ordering::Relaxed)
+    }
+
+    fn damage(&self, detail: String) -> Error {
+        Error::IndexDamaged {
+            path: self.root.clone(),
+            detail,
+        }
+    }
+
+    fn db(&self) -> Result<&Database> {
+        self.db
+            .as_ref()
+            .ok_or_else(|| self.damage("the database is closed".into()))
+    }
+
+    fn err(&self, e: impl Into<redb::Error>) -> Error {
+        redb_error(&self.root, e.into())
     }
 
     fn corrupt(&self, what: String) -> Error {
@@ -166,168 +386,197 @@ impl Repository {
 
     /// The id of an origin, registering it on first use.
     pub fn origin_id(&self, url: &str) -> Result<OriginId> {
-        let read = self.db.begin_read().map_err(|e| self.err(e))?;
-        let origins = read.open_table(ORIGINS).map_err(|e| self.err(e))?;
-        if let Some(id) = origins.get(url).map_err(|e| self.err(e))? {
-            return Ok(id.value());
-        }
-        drop(origins);
-        drop(read);
-        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
-        let id;
-        {
-            let mut origins = txn.open_table(ORIGINS).map_err(|e| self.err(e))?;
-            let existing = origins
-                .get(url)
-                .map_err(|e| self.err(e))?
-                .map(|v| v.value());
-            id = match existing {
-                Some(id) => id,
-                None => {
-                    let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
-                    let next = next_counter(&mut meta, "next_origin").map_err(|e| self.err(e))?;
-                    origins.insert(url, next).map_err(|e| self.err(e))?;
-                    next
-                }
-            };
-        }
-        txn.commit().map_err(|e| self.err(e))?;
-        Ok(id)
+        self.guard(|| {
+            let read = self.db()?.begin_read().map_err(|e| self.err(e))?;
+            let origins = read.open_table(ORIGINS).map_err(|e| self.err(e))?;
+            if let Some(id) = origins.get(url).map_err(|e| self.err(e))? {
+                return Ok(id.value());
+            }
+            drop(origins);
+            drop(read);
+            let txn = self.db()?.begin_write().map_err(|e| self.err(e))?;
+            let id;
+            {
+                let mut origins = txn.open_table(ORIGINS).map_err(|e| self.err(e))?;
+                let existing = origins
+                    .get(url)
+                    .map_err(|e| self.err(e))?
+                    .map(|v| v.value());
+                id = match existing {
+                    Some(id) => id,
+                    None => {
+                        let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
+                        let next = writer::next_counter(&mut meta, "next_origin")
+                            .map_err(|e| self.err(e))?;
+                        origins.insert(url, next).map_err(|e| self.err(e))?;
+                        next
+                    }
+                };
+            }
+            txn.commit().map_err(|e| self.err(e))?;
+            Ok(id)
+        })
     }
 
     /// The id of an origin the repository knows, without registering it.
     pub fn find_origin(&self, url: &str) -> Result<Option<OriginId>> {
-        let read = self.db.begin_read().map_err(|e| self.err(e))?;
-        let origins = read.open_table(ORIGINS).map_err(|e| self.err(e))?;
-        let found = origins.get(url).map_err(|e| self.err(e))?;
-        Ok(found.map(|id| id.value()))
+        self.guard(|| {
+            let read = self.db()?.begin_read().map_err(|e| self.err(e))?;
+            let origins = read.open_table(ORIGINS).map_err(|e| self.err(e))?;
+            let found = origins.get(url).map_err(|e| self.err(e))?;
+            Ok(found.map(|id| id.value()))
+        })
     }
 
     /// Every file the last scan of `origin` recorded, sorted by path.
     pub fn scan_state(&self, origin: OriginId) -> Result<Vec<(Vec<u8>, ScanEntry)>> {
-        let read = self.db.begin_read().map_err(|e| self.err(e))?;
-        let scan = read.open_table(SCAN).map_err(|e| self.err(e))?;
-        let empty: &[u8] = &[];
-        let mut out = Vec::new();
-        for item in scan
-            .range((origin, empty)..(origin + 1, empty))
-            .map_err(|e| self.err(e))?
-        {
-            let (key, value) = item.map_err(|e| self.err(e))?;
-            let (_, path) = key.value();
-            let entry: ScanEntry = decode(value.value()).ok_or_else(|| {
-                self.corrupt(format!("scan entry {}", String::from_utf8_lossy(path)))
-            })?;
-            out.push((path.to_vec(), entry));
-        }
-        Ok(out)
+        self.guard(|| {
+            let read = self.db()?.begin_read().map_err(|e| self.err(e))?;
+            let scan = read.open_table(SCAN).map_err(|e| self.err(e))?;
+            let empty: &[u8] = &[];
+            let mut out = Vec::new();
+            for item in scan
+                .range((origin, empty)..(origin + 1, empty))
+                .map_err(|e| self.err(e))?
+            {
+                let (key, value) = item.map_err(|e| self.err(e))?;
+                let (_, path) = key.value();
+                let entry: ScanEntry = decode(value.value()).ok_or_else(|| {
+                    self.corrupt(format!(
+                        "the scan entry of {} does not decode",
+                        String::from_utf8_lossy(path)
+                    ))
+                })?;
+                out.push((path.to_vec(), entry));
+            }
+            Ok(out)
+        })
     }
 
     /// The chunk list of a content id.
     pub fn content(&self, id: &ContentId) -> Result<ChunkList> {
-        let read = self.db.begin_read().map_err(|e| self.err(e))?;
-        let table = read.open_table(CONTENTS).map_err(|e| self.err(e))?;
-        let bytes = table
-            .get(id.as_bytes())
-            .map_err(|e| self.err(e))?
-            .ok_or_else(|| self.corrupt(format!("missing chunk list {}", id.short())))?;
-        let list: ChunkList = decode(bytes.value())
-            .filter(|l: &ChunkList| l.content_id() == *id)
-            .ok_or_else(|| self.corrupt(format!("chunk list {}", id.short())))?;
-        Ok(list)
+        self.guard(|| {
+            let read = self.db()?.begin_read().map_err(|e| self.err(e))?;
+            let table = read.open_table(CONTENTS).map_err(|e| self.err(e))?;
+            let bytes = table
+                .get(id.as_bytes())
+                .map_err(|e| self.err(e))?
+                .ok_or_else(|| self.corrupt(format!("chunk list {} is missing", id.short())))?;
+            let list: ChunkList = decode(bytes.value())
+                .filter(|l: &ChunkList| l.content_id() == *id)
+                .ok_or_else(|| {
+                    self.corrupt(format!("chunk list {} does not match its id", id.short()))
+                })?;
+            Ok(list)
+        })
     }
 
     /// What is known of a content's audio: its audio hash, tags and properties.
     pub fn media(&self, id: &ContentId) -> Result<Option<MediaRecord>> {
-        let read = self.db.begin_read().map_err(|e| self.err(e))?;
-        let table = read.open_table(MEDIA).map_err(|e| self.err(e))?;
-        let Some(bytes) = table.get(id.as_bytes()).map_err(|e| self.err(e))? else {
-            return Ok(None);
-        };
-        decode(bytes.value())
-            .map(Some)
-            .ok_or_else(|| self.corrupt(format!("media record {}", id.short())))
+        self.guard(|| {
+            let read = self.db()?.begin_read().map_err(|e| self.err(e))?;
+            let table = read.open_table(MEDIA).map_err(|e| self.err(e))?;
+            let Some(bytes) = table.get(id.as_bytes()).map_err(|e| self.err(e))? else {
+                return Ok(None);
+            };
+            decode(bytes.value())
+                .map(Some)
+                .ok_or_else(|| self.corrupt(format!("media record {} does not decode", id.short())))
+        })
     }
 
     /// A directory listing by id.
     pub fn tree(&self, id: &TreeId) -> Result<Tree> {
-        let read = self.db.begin_read().map_err(|e| self.err(e))?;
-        let table = read.open_table(TREES).map_err(|e| self.err(e))?;
-        let bytes = table
-            .get(id.as_bytes())
-            .map_err(|e| self.err(e))?
-            .ok_or_else(|| self.corrupt(format!("missing tree {}", id.short())))?;
-        decode(bytes.value())
-            .filter(|t: &Tree| t.tree_id() == *id)
-            .ok_or_else(|| self.corrupt(format!("tree {}", id.short())))
+        self.guard(|| {
+            let read = self.db()?.begin_read().map_err(|e| self.err(e))?;
+            let table = read.open_table(TREES).map_err(|e| self.err(e))?;
+            let bytes = table
+                .get(id.as_bytes())
+                .map_err(|e| self.err(e))?
+                .ok_or_else(|| self.corrupt(format!("tree {} is missing", id.short())))?;
+            decode(bytes.value())
+                .filter(|t: &Tree| t.tree_id() == *id)
+                .ok_or_else(|| self.corrupt(format!("tree {} does not match its id", id.short())))
+        })
     }
 
     /// Whether the tree `id` is stored.
     pub fn has_tree(&self, id: &TreeId) -> Result<bool> {
-        let read = self.db.begin_read().map_err(|e| self.err(e))?;
-        let table = read.open_table(TREES).map_err(|e| self.err(e))?;
-        Ok(table.get(id.as_bytes()).map_err(|e| self.err(e))?.is_some())
+        self.guard(|| {
+            let read = self.db()?.begin_read().map_err(|e| self.err(e))?;
+            let table = read.open_table(TREES).map_err(|e| self.err(e))?;
+            Ok(table.get(id.as_bytes()).map_err(|e| self.err(e))?.is_some())
+        })
     }
 
     /// Whether the chunk list `id` is stored.
     pub fn has_content(&self, id: &ContentId) -> Result<bool> {
-        let read = self.db.begin_read().map_err(|e| self.err(e))?;
-        let table = read.open_table(CONTENTS).map_err(|e| self.err(e))?;
-        Ok(table.get(id.as_bytes()).map_err(|e| self.err(e))?.is_some())
+        self.guard(|| {
+            let read = self.db()?.begin_read().map_err(|e| self.err(e))?;
+            let table = read.open_table(CONTENTS).map_err(|e| self.err(e))?;
+            Ok(table.get(id.as_bytes()).map_err(|e| self.err(e))?.is_some())
+        })
     }
 
     /// Where `chunk` can be read within `origin`: every recorded location.
     pub fn chunk_locations(&self, chunk: &ChunkId, origin: OriginId) -> Result<Vec<ChunkLocation>> {
-        let read = self.db.begin_read().map_err(|e| self.err(e))?;
-        let locs = read.open_table(CHUNK_LOCS).map_err(|e| self.err(e))?;
-        let files = read.open_table(FILES).map_err(|e| self.err(e))?;
-        let mut out = Vec::new();
-        let range = locs
-            .range((chunk.as_bytes(), origin, 0)..=(chunk.as_bytes(), origin, u64::MAX))
-            .map_err(|e| self.err(e))?;
-        for item in range {
-            let (key, value) = item.map_err(|e| self.err(e))?;
-            let (_, _, file_id) = key.value();
-            let (offset, len) = value.value();
-            if let Some(file) = files.get(file_id).map_err(|e| self.err(e))? {
-                let (_, path) = file.value();
-                out.push(ChunkLocation {
-                    path: path.to_vec(),
-                    offset,
-                    len,
-                });
+        self.guard(|| {
+            let read = self.db()?.begin_read().map_err(|e| self.err(e))?;
+            let locs = read.open_table(CHUNK_LOCS).map_err(|e| self.err(e))?;
+            let files = read.open_table(FILES).map_err(|e| self.err(e))?;
+            let mut out = Vec::new();
+            let range = locs
+                .range((chunk.as_bytes(), origin, 0)..=(chunk.as_bytes(), origin, u64::MAX))
+                .map_err(|e| self.err(e))?;
+            for item in range {
+                let (key, value) = item.map_err(|e| self.err(e))?;
+                let (_, _, file_id) = key.value();
+                let (offset, len) = value.value();
+                if let Some(file) = files.get(file_id).map_err(|e| self.err(e))? {
+                    let (_, path) = file.value();
+                    out.push(ChunkLocation {
+                        path: path.to_vec(),
+                        offset,
+                        len,
+                    });
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// For each chunk, whether `origin` has a recorded location of it (one read transaction
     /// for them all).
     pub fn located(&self, chunks: &[ChunkId], origin: OriginId) -> Result<Vec<bool>> {
-        let read = self.db.begin_read().map_err(|e| self.err(e))?;
-        let locs = read.open_table(CHUNK_LOCS).map_err(|e| self.err(e))?;
-        let mut out = Vec::with_capacity(chunks.len());
-        for chunk in chunks {
-            let mut range = locs
-                .range((chunk.as_bytes(), origin, 0)..=(chunk.as_bytes(), origin, u64::MAX))
-                .map_err(|e| self.err(e))?;
-            out.push(range.next().is_some());
-        }
-        Ok(out)
+        self.guard(|| {
+            let read = self.db()?.begin_read().map_err(|e| self.err(e))?;
+            let locs = read.open_table(CHUNK_LOCS).map_err(|e| self.err(e))?;
+            let mut out = Vec::with_capacity(chunks.len());
+            for chunk in chunks {
+                let mut range = locs
+                    .range((chunk.as_bytes(), origin, 0)..=(chunk.as_bytes(), origin, u64::MAX))
+                    .map_err(|e| self.err(e))?;
+                out.push(range.next().is_some());
+            }
+            Ok(out)
+        })
     }
 
     /// Every snapshot, oldest first.
     pub fn snapshots(&self) -> Result<Vec<(SnapshotId, SnapshotRecord)>> {
-        let read = self.db.begin_read().map_err(|e| self.err(e))?;
-        let table = read.open_table(SNAPSHOTS).map_err(|e| self.err(e))?;
-        let mut out = Vec::new();
-        for item in table.iter().map_err(|e| self.err(e))? {
-            let (key, value) = item.map_err(|e| self.err(e))?;
-            let record: SnapshotRecord = decode(value.value())
-                .ok_or_else(|| self.corrupt(format!("snapshot #{}", key.value())))?;
-            out.push((record.snapshot_id(), record));
-        }
-        Ok(out)
+        self.guard(|| {
+            let read = self.db()?.begin_read().map_err(|e| self.err(e))?;
+            let table = read.open_table(SNAPSHOTS).map_err(|e| self.err(e))?;
+            let mut out = Vec::new();
+            for item in table.iter().map_err(|e| self.err(e))? {
+                let (key, value) = item.map_err(|e| self.err(e))?;
+                let record: SnapshotRecord = decode(value.value()).ok_or_else(|| {
+                    self.corrupt(format!("snapshot #{} does not decode", key.value()))
+                })?;
+                out.push((record.snapshot_id(), record));
+            }
+            Ok(out)
+        })
     }
 
     /// The newest snapshot of an origin.
@@ -341,11 +590,9 @@ impl Repository {
 
     /// Starts a batch of changes, applied atomically by [`RepoWriter::commit`].
     pub fn writer(&self) -> Result<RepoWriter<'_>> {
-        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
-        Ok(RepoWriter {
-            repo: self,
-            txn,
-            dirty: false,
+        self.guard(|| {
+            let txn = self.db()?.begin_write().map_err(|e| self.err(e))?;
+            Ok(RepoWriter::new(self, txn))
         })
     }
 
@@ -364,234 +611,52 @@ impl Repository {
     /// Every stored chunk list and tree, re-hashed against its id; returns the number checked
     /// and the descriptions of the damaged ones.
     pub fn check_objects(&self) -> Result<(u64, Vec<String>)> {
-        let read = self.db.begin_read().map_err(|e| self.err(e))?;
-        let mut checked = 0;
-        let mut damaged = Vec::new();
-        let contents = read.open_table(CONTENTS).map_err(|e| self.err(e))?;
-        for item in contents.iter().map_err(|e| self.err(e))? {
-            let (key, value) = item.map_err(|e| self.err(e))?;
-            checked += 1;
-            let ok = decode::<ChunkList>(value.value())
-                .is_some_and(|l| l.content_id().as_bytes() == key.value());
-            if !ok {
-                damaged.push(format!(
-                    "chunk list {}",
-                    ContentId::from_stored(*key.value()).short()
-                ));
-            }
-        }
-        let trees = read.open_table(TREES).map_err(|e| self.err(e))?;
-        for item in trees.iter().map_err(|e| self.err(e))? {
-            let (key, value) = item.map_err(|e| self.err(e))?;
-            checked += 1;
-            let ok = decode::<Tree>(value.value())
-                .is_some_and(|t| t.tree_id().as_bytes() == key.value());
-            if !ok {
-                damaged.push(format!(
-                    "tree {}",
-                    TreeId::from_stored(*key.value()).short()
-                ));
-            }
-        }
-        Ok((checked, damaged))
-    }
-}
-
-fn next_counter(
-    meta: &mut redb::Table<'_, &'static str, u64>,
-    name: &'static str,
-) -> std::result::Result<u64, redb::StorageError> {
-    let next = meta.get(name)?.map(|v| v.value()).unwrap_or(1);
-    meta.insert(name, next + 1)?;
-    Ok(next)
-}
-
-/// A batch of changes to the repository, committed atomically.
-pub struct RepoWriter<'r> {
-    repo: &'r Repository,
-    txn: redb::WriteTransaction,
-    /// Whether anything was written: a batch that wrote nothing is not committed, which
-    /// spares an unchanged rescan its fsync.
-    dirty: bool,
-}
-
-impl RepoWriter<'_> {
-    fn err(&self, e: impl std::fmt::Display) -> Error {
-        self.repo.err(e)
-    }
-
-    /// Stores a chunk list (once per distinct content) and returns its id.
-    pub fn put_content(&mut self, list: &ChunkList) -> Result<ContentId> {
-        let bytes = list.encode();
-        let id = ContentId::of_encoded(&bytes);
-        self.put_object(CONTENTS, id.as_bytes(), &bytes)?;
-        Ok(id)
-    }
-
-    /// Stores what is known of a content's audio (replacing an earlier record).
-    pub fn put_media(&mut self, id: &ContentId, media: &MediaRecord) -> Result<()> {
-        self.dirty = true;
-        let mut table = self.txn.open_table(MEDIA).map_err(|e| self.err(e))?;
-        table
-            .insert(id.as_bytes(), encode(media).as_slice())
-            .map_err(|e| self.err(e))?;
-        Ok(())
-    }
-
-    /// Stores a tree (once per distinct listing) and returns its id.
-    pub fn put_tree(&mut self, tree: &Tree) -> Result<TreeId> {
-        let bytes = tree.encode();
-        let id = TreeId::of_encoded(&bytes);
-        self.put_object(TREES, id.as_bytes(), &bytes)?;
-        Ok(id)
-    }
-
-    /// Stores a content-addressed object under its id, once.
-    fn put_object(
-        &mut self,
-        table: redb::TableDefinition<&[u8; 32], &[u8]>,
-        id: &[u8; 32],
-        bytes: &[u8],
-    ) -> Result<()> {
-        let mut table = self.txn.open_table(table).map_err(|e| self.err(e))?;
-        if table.get(id).map_err(|e| self.err(e))?.is_none() {
-            table.insert(id, bytes).map_err(|e| self.err(e))?;
-            self.dirty = true;
-        }
-        Ok(())
-    }
-
-    fn load_content(&self, id: &ContentId) -> Result<Option<ChunkList>> {
-        let table = self.txn.open_table(CONTENTS).map_err(|e| self.err(e))?;
-        let found = table.get(id.as_bytes()).map_err(|e| self.err(e))?;
-        Ok(found.and_then(|v| decode(v.value())))
-    }
-
-    fn set_locations(
-        &mut self,
-        origin: OriginId,
-        file_id: u64,
-        content: &ContentId,
-        add: bool,
-    ) -> Result<()> {
-        let Some(list) = self.load_content(content)? else {
-            return Ok(());
-        };
-        let mut locs = self.txn.open_table(CHUNK_LOCS).map_err(|e| self.err(e))?;
-        for (offset, chunk) in list.with_offsets() {
-            let key = (chunk.id.as_bytes(), origin, file_id);
-            if add {
-                locs.insert(key, (offset, chunk.len))
-                    .map_err(|e| self.err(e))?;
-            } else {
-                locs.remove(key).map_err(|e| self.err(e))?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Records that `path` in `origin` now holds `entry` (whose `file_id` is ignored and
-    /// assigned here). `previous` is what the repository knew of this file before: at the same
-    /// path, or at an old path when the file was moved (the caller then calls
-    /// [`RepoWriter::forget_path`] for the old path). Returns the entry as stored.
-    pub fn record_file(
-        &mut self,
-        origin: OriginId,
-        path: &[u8],
-        mut entry: ScanEntry,
-        previous: Option<&ScanEntry>,
-    ) -> Result<ScanEntry> {
-        self.dirty = true;
-        entry.file_id = match previous {
-            Some(p) => p.file_id,
-            None => {
-                let mut meta = self.txn.open_table(META).map_err(|e| self.err(e))?;
-                next_counter(&mut meta, "next_file").map_err(|e| self.err(e))?
-            }
-        };
-        match previous {
-            Some(p) if p.content == entry.content => {}
-            Some(p) => {
-                self.set_locations(origin, p.file_id, &p.content, false)?;
-                self.set_locations(origin, entry.file_id, &entry.content, true)?;
-            }
-            None => self.set_locations(origin, entry.file_id, &entry.content, true)?,
-        }
-        {
-            let mut files = self.txn.open_table(FILES).map_err(|e| self.err(e))?;
-            files
-                .insert(entry.file_id, (origin, path))
-                .map_err(|e| self.err(e))?;
-            let mut scan = self.txn.open_table(SCAN).map_err(|e| self.err(e))?;
-            scan.insert((origin, path), encode(&entry).as_slice())
-                .map_err(|e| self.err(e))?;
-        }
-        Ok(entry)
-    }
-
-    /// The scan entry recorded at `path`, if any.
-    pub fn scan_entry(&self, origin: OriginId, path: &[u8]) -> Result<Option<ScanEntry>> {
-        let scan = self.txn.open_table(SCAN).map_err(|e| self.err(e))?;
-        let found = scan.get((origin, path)).map_err(|e| self.err(e))?;
-        Ok(found.and_then(|v| decode(v.value())))
-    }
-
-    /// Drops the scan entry at `path` without touching the file's chunk locations (the file
-    /// lives on under another path).
-    pub fn forget_path(&mut self, origin: OriginId, path: &[u8]) -> Result<()> {
-        self.dirty = true;
-        let mut scan = self.txn.open_table(SCAN).map_err(|e| self.err(e))?;
-        scan.remove((origin, path)).map_err(|e| self.err(e))?;
-        Ok(())
-    }
-
-    /// Records that the file at `path` is gone: its scan entry and chunk locations go too.
-    pub fn remove_file(&mut self, origin: OriginId, path: &[u8], entry: &ScanEntry) -> Result<()> {
-        self.dirty = true;
-        self.set_locations(origin, entry.file_id, &entry.content, false)?;
-        self.forget_path(origin, path)?;
-        let mut files = self.txn.open_table(FILES).map_err(|e| self.err(e))?;
-        files.remove(entry.file_id).map_err(|e| self.err(e))?;
-        Ok(())
-    }
-
-    /// Appends a snapshot record, unless the origin's latest snapshot has the same root.
-    /// Returns the id of the snapshot that now describes the origin.
-    pub fn add_snapshot(&mut self, record: &SnapshotRecord) -> Result<SnapshotId> {
-        let mut table = self.txn.open_table(SNAPSHOTS).map_err(|e| self.err(e))?;
-        let mut last_seq = 0;
-        for item in table.iter().map_err(|e| self.err(e))?.rev() {
-            let (key, value) = item.map_err(|e| self.err(e))?;
-            last_seq = last_seq.max(key.value());
-            if let Some(existing) = decode::<SnapshotRecord>(value.value()) {
-                if existing.origin == record.origin {
-                    if existing.root == record.root {
-                        return Ok(existing.snapshot_id());
-                    }
-                    break;
+        self.guard(|| {
+            let read = self.db()?.begin_read().map_err(|e| self.err(e))?;
+            let mut checked = 0;
+            let mut damaged = Vec::new();
+            let contents = read.open_table(CONTENTS).map_err(|e| self.err(e))?;
+            for item in contents.iter().map_err(|e| self.err(e))? {
+                let (key, value) = item.map_err(|e| self.err(e))?;
+                checked += 1;
+                let ok = decode::<ChunkList>(value.value())
+                    .is_some_and(|l| l.content_id().as_bytes() == key.value());
+                if !ok {
+                    damaged.push(format!(
+                        "chunk list {}",
+                        ContentId::from_stored(*key.value()).short()
+                    ));
                 }
             }
-        }
-        if last_seq == 0 {
-            last_seq = table
-                .last()
-                .map_err(|e| self.err(e))?
-                .map(|(k, _)| k.value())
-                .unwrap_or(0);
-        }
-        table
-            .insert(last_seq + 1, encode(record).as_slice())
-            .map_err(|e| self.err(e))?;
-        self.dirty = true;
-        Ok(record.snapshot_id())
+            let trees = read.open_table(TREES).map_err(|e| self.err(e))?;
+            for item in trees.iter().map_err(|e| self.err(e))? {
+                let (key, value) = item.map_err(|e| self.err(e))?;
+                checked += 1;
+                let ok = decode::<Tree>(value.value())
+                    .is_some_and(|t| t.tree_id().as_bytes() == key.value());
+                if !ok {
+                    damaged.push(format!(
+                        "tree {}",
+                        TreeId::from_stored(*key.value()).short()
+                    ));
+                }
+            }
+            Ok((checked, damaged))
+        })
     }
+}
 
-    /// Applies the batch durably (redb's multi-writer mode, which lets several processes
-    /// share the database, allows only durable commits).
-    pub fn commit(self) -> Result<()> {
-        if !self.dirty {
-            return self.txn.abort().map_err(|e| self.repo.err(e));
+impl Drop for Repository {
+    fn drop(&mut self) {
+        // redb's close commits (recording which pages are free, and trimming the file), and
+        // that commit reads redb's list of freed pages. When that list is damaged, redb
+        // panics there, then panics again in a destructor while unwinding, which aborts the
+        // process: no `catch_unwind` can contain it. A database dropped while its thread
+        // unwinds is closed as after a crash, without that commit. Nothing is lost: in
+        // multi-writer mode every commit already recorded the free pages, so the next open
+        // recovers from the header alone, without redb's full repair.
+        if let Some(db) = self.db.take() {
+            contain::drop_while_unwinding(db);
         }
-        self.txn.commit().map_err(|e| self.repo.err(e))
     }
 }

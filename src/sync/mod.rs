@@ -607,6 +607,7 @@ impl Apply<'_> {
             // stops the sync: every later step would fail the same way.
             Err(
                 e @ (Error::Repository { .. }
+                | Error::IndexDamaged { .. }
                 | Error::Corrupt { .. }
                 | Error::Protocol { .. }
                 | Error::Remote { .. }

@@ -45,7 +45,15 @@ pub struct TestRepo {
 }
 
 impl TestRepo {
+    /// A scratch directory with a new repository in it (`musicfs init`).
     pub fn new() -> TestRepo {
+        let t = TestRepo::without_repository();
+        init_repository(&t.repo);
+        t
+    }
+
+    /// A scratch directory whose `repo()` does not exist yet.
+    pub fn without_repository() -> TestRepo {
         let root = tempfile::Builder::new()
             .prefix("musicfs-test-")
             .tempdir()
@@ -59,7 +67,7 @@ impl TestRepo {
         self.root.path()
     }
 
-    /// The repository directory passed with `--repo` (may not exist yet).
+    /// The repository directory passed with `--repo`.
     pub fn repo(&self) -> &Path {
         &self.repo
     }
@@ -139,6 +147,13 @@ pub fn unprivileged_command(program: impl AsRef<OsStr>) -> Command {
     }
 }
 
+/// Creates a repository at `dir` unless one is there: a location named by `--repo` must hold
+/// one (only the default location is created implicitly).
+pub fn init_repository(dir: &Path) {
+    musicfs::repo::Repository::init(dir)
+        .unwrap_or_else(|e| panic!("musicfs init {}: {e}", dir.display()));
+}
+
 /// Builder for one invocation of the binary.
 pub struct Musicfs {
     repo: PathBuf,
@@ -151,7 +166,17 @@ pub struct Musicfs {
 }
 
 impl Musicfs {
+    /// The binary with `--repo repo` (created first if it does not exist) and `home` as its
+    /// home directory.
     pub fn new(repo: &Path, home: &Path) -> Musicfs {
+        if !repo.exists() {
+            init_repository(repo);
+        }
+        Musicfs::with_repo_as_is(repo, home)
+    }
+
+    /// Like [`Musicfs::new`], without creating the repository.
+    pub fn with_repo_as_is(repo: &Path, home: &Path) -> Musicfs {
         Musicfs {
             repo: repo.to_path_buf(),
             home: home.to_path_buf(),

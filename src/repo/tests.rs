@@ -1,0 +1,289 @@
+//! Opening, creating, damage and repair, on indexes written through the library.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use super::layout::{INDEX, MARKER};
+use super::*;
+use crate::id::ChunkId;
+use crate::snapshot::{ChunkRef, Node, TreeEntry};
+
+const PAGE: usize = 4096;
+
+/// A repository holding `files` one-chunk files of one origin, scanned into one snapshot: a
+/// chunk list, a media record and a scan entry each, in one tree.
+fn populated(root: &Path, files: u64) -> Repository {
+    let repo = Repository::open(root).unwrap();
+    let origin = repo.origin_id("/music").unwrap();
+    let mut writer = repo.writer().unwrap();
+    let mut entries = Vec::new();
+    for n in 0..files {
+        let list = ChunkList {
+            chunks: vec![ChunkRef {
+                id: ChunkId::of(&n.to_le_bytes()),
+                len: 1000 + n as u32,
+            }],
+            ..ChunkList::default()
+        };
+        let content = writer.put_content(&list).unwrap();
+        writer.put_media(&content, &MediaRecord::default()).unwrap();
+        let entry = ScanEntry {
+            file_id: 0,
+            size: list.size(),
+            mtime_ns: 1,
+            ctime_ns: 1,
+            dev: 1,
+            ino: n,
+            mode: 0o644,
+            content,
+        };
+        let name = format!("track {n:05}.mp3").into_bytes();
+        writer.record_file(origin, &name, entry, None).unwrap();
+        entries.push(TreeEntry {
+            name,
+            node: Node::File {
+                size: list.size(),
+                mtime_ns: 1,
+                mode: 0o644,
+                content,
+            },
+        });
+    }
+    let root_tree = writer.put_tree(&Tree { entries }).unwrap();
+    writer
+        .add_snapshot(&SnapshotRecord {
+            origin: "/music".into(),
+            time_ns: 1,
+            root: root_tree,
+            files,
+            bytes: 0,
+        })
+        .unwrap();
+    writer.commit().unwrap();
+    repo
+}
+
+fn overwrite_page(index: &Path, page: usize, seed: u64) {
+    let mut bytes = fs::read(index).unwrap();
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    for b in &mut bytes[page * PAGE..(page + 1) * PAGE] {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = (x >> 24) as u8;
+    }
+    fs::write(index, bytes).unwrap();
+}
+
+/// Everything a command might read, each call allowed to fail only as damage.
+fn read_everything(repo: &Repository) -> Vec<Result<()>> {
+    let mut results = vec![repo.snapshots().map(drop)];
+    results.push(repo.find_origin("/music").map(drop));
+    results.push(repo.scan_state(1).map(drop));
+    results.push(repo.check_objects().map(drop));
+    results.push(
+        repo.located(&[ChunkId::of(&0u64.to_le_bytes())], 1)
+            .map(drop),
+    );
+    results
+}
+
+fn is_damage(e: &Error) -> bool {
+    matches!(e, Error::IndexDamaged { .. } | Error::Corrupt { .. })
+}
+
+#[test]
+fn a_location_a_user_named_must_hold_a_repository() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing");
+    assert!(matches!(
+        Repository::open_existing(&missing),
+        Err(Error::NoRepository { .. })
+    ));
+    assert!(!missing.exists());
+    let music = dir.path().join("music");
+    fs::create_dir(&music).unwrap();
+    fs::write(music.join("a.flac"), b"fLaC").unwrap();
+    assert!(matches!(
+        Repository::open_existing(&music),
+        Err(Error::NoRepository { .. })
+    ));
+    assert!(matches!(
+        Repository::init(&music),
+        Err(Error::NotARepository { .. })
+    ));
+    assert_eq!(fs::read_dir(&music).unwrap().count(), 1);
+
+    let (repo, created) = Repository::init(&missing).unwrap();
+    assert!(created);
+    drop(repo);
+    assert!(missing.join(MARKER).is_file());
+    let (_, created) = Repository::init(&missing).unwrap();
+    assert!(!created);
+    Repository::open_existing(&missing).unwrap();
+
+    let named = Location::resolve(Some(&dir.path().join("typo"))).unwrap();
+    assert!(matches!(named.open(), Err(Error::NoRepository { .. })));
+}
+
+#[test]
+fn a_lost_index_is_refused_even_where_repositories_are_created() {
+    for empty in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        drop(populated(dir.path(), 3));
+        let index = dir.path().join(INDEX);
+        if empty {
+            fs::write(&index, b"").unwrap();
+        } else {
+            fs::remove_file(&index).unwrap();
+        }
+        for open in [Repository::open, Repository::open_existing] {
+            match open(dir.path()) {
+                Err(Error::IndexMissing { state, .. }) => {
+                    assert_eq!(state, if empty { "empty" } else { "missing" })
+                }
+                Err(e) => panic!("{e}"),
+                Ok(_) => panic!("a lost index was replaced"),
+            }
+        }
+        assert!(matches!(
+            Repository::init(dir.path()),
+            Err(Error::IndexMissing { .. })
+        ));
+        assert_eq!(index.exists(), empty);
+
+        let report = repair_index(dir.path()).unwrap();
+        assert_eq!(report.index_was, if empty { "empty" } else { "missing" });
+        assert_eq!(report.damaged_copy.is_some(), empty);
+        let repo = Repository::open_existing(dir.path()).unwrap();
+        assert!(repo.snapshots().unwrap().is_empty());
+        assert_eq!(repo.origin_id("/other").unwrap(), 1);
+    }
+}
+
+#[test]
+fn damage_is_an_error_never_a_panic_and_the_handle_stays_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(populated(dir.path(), 400));
+    let index = dir.path().join(INDEX);
+    let good = fs::read(&index).unwrap();
+    let mut refused = 0;
+    for page in 0..good.len() / PAGE {
+        fs::write(&index, &good).unwrap();
+        overwrite_page(&index, page, page as u64);
+        let repo = match Repository::open_existing(dir.path()) {
+            Ok(repo) => repo,
+            Err(e) => {
+                assert!(is_damage(&e), "page {page}: {e}");
+                continue;
+            }
+        };
+        let results = read_everything(&repo);
+        let Some(first) = results.iter().position(|r| r.is_err()) else {
+            continue;
+        };
+        for result in &results {
+            if let Err(e) = result {
+                assert!(is_damage(e), "page {page}: {e}");
+            }
+        }
+        // Once redb panicked, the handle refuses everything, writes included.
+        if results[first]
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("redb stopped"))
+        {
+            refused += 1;
+            assert!(read_everything(&repo).iter().all(|r| r.is_err()));
+            assert!(matches!(repo.writer(), Err(Error::IndexDamaged { .. })));
+        }
+    }
+    assert!(refused > 0, "no damaged page made redb panic");
+}
+
+#[test]
+fn repair_keeps_what_reads_on_both_sides_of_a_damaged_page() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(populated(dir.path(), 2000));
+    let index = dir.path().join(INDEX);
+    let good = fs::read(&index).unwrap();
+    // Look for a page inside the chunk lists: losing it costs some of them, not all.
+    for page in 1..good.len() / PAGE {
+        fs::write(&index, &good).unwrap();
+        for name in fs::read_dir(dir.path()).unwrap() {
+            let name = name.unwrap().path();
+            if name.to_string_lossy().contains(".damaged-") {
+                fs::remove_file(name).unwrap();
+            }
+        }
+        overwrite_page(&index, page, 7);
+        let damaged = fs::read(&index).unwrap();
+        let report = repair_index(dir.path()).unwrap();
+        if report.index_was != "damaged" {
+            continue;
+        }
+        let kept = report.kept["contents"];
+        if !(kept > 0 && Some(&kept) < report.found.get("contents")) {
+            continue;
+        }
+        assert_eq!(report.found["contents"], 2000);
+        assert!(kept > 1000, "kept only {kept} of 2000 chunk lists");
+        let aside = fs::read(report.damaged_copy.clone().unwrap()).unwrap();
+        assert_eq!(
+            aside[page * PAGE..(page + 1) * PAGE],
+            damaged[page * PAGE..(page + 1) * PAGE]
+        );
+        // The new index is whole, and consistent: every kept scan entry has its chunk
+        // locations, every kept snapshot its whole tree.
+        assert!(check(dir.path()).unwrap().healthy);
+        let repo = Repository::open_existing(dir.path()).unwrap();
+        let state = repo.scan_state(1).unwrap();
+        assert_eq!(state.len() as u64, report.kept["scan"]);
+        for (_, entry) in &state {
+            let list = repo.content(&entry.content).unwrap();
+            assert!(repo.located(&[list.chunks[0].id], 1).unwrap()[0]);
+        }
+        assert_eq!(
+            repo.snapshots().unwrap().len() as u64,
+            report.kept["snapshots"]
+        );
+        // Ids handed out next do not collide with the kept ones.
+        let mut writer = repo.writer().unwrap();
+        let entry = ScanEntry {
+            file_id: 0,
+            ..state[0].1.clone()
+        };
+        let stored = writer.record_file(1, b"new", entry, None).unwrap();
+        assert!(state.iter().all(|(_, e)| e.file_id != stored.file_id));
+        return;
+    }
+    panic!("no page of the chunk lists was found");
+}
+
+#[test]
+fn a_damaged_index_that_needs_crash_recovery_is_read_through_a_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(populated(dir.path(), 50));
+    let index = dir.path().join(INDEX);
+    // What a crash leaves: the recovery flag of redb's header set.
+    let mut bytes = fs::read(&index).unwrap();
+    bytes[9] |= 2;
+    fs::write(&index, &bytes).unwrap();
+    let source = repair::Source::new(dir.path(), &index).unwrap();
+    let copy: PathBuf = dir.path().join("index.redb.salvage");
+    assert!(copy.is_file(), "the damaged index was read directly");
+    let mut rows = 0;
+    let found = source
+        .rows(tables::CONTENTS, |_, _| {
+            rows += 1;
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!((rows, found), (50, Some(50)));
+    source.remove_copy();
+    assert!(!copy.exists());
+    assert_eq!(
+        fs::read(&index).unwrap(),
+        bytes,
+        "the damaged index was written"
+    );
+}

@@ -1,0 +1,282 @@
+//! A batch of changes to the repository, committed atomically: what a scan records.
+
+use redb::ReadableTable;
+
+use super::tables::*;
+use super::{OriginId, Repository, ScanEntry};
+use crate::contain;
+use crate::error::{Error, Result};
+use crate::id::{ContentId, SnapshotId, TreeId};
+use crate::snapshot::{decode, encode, ChunkList, MediaRecord, SnapshotRecord, Tree};
+
+/// Hands out the counter `name` of the `meta` table (counters start at 1).
+pub(super) fn next_counter(
+    meta: &mut redb::Table<'_, &'static str, u64>,
+    name: &'static str,
+) -> std::result::Result<u64, redb::StorageError> {
+    let next = meta.get(name)?.map(|v| v.value()).unwrap_or(1);
+    meta.insert(name, next + 1)?;
+    Ok(next)
+}
+
+/// A batch of changes to the repository, committed atomically.
+pub struct RepoWriter<'r> {
+    repo: &'r Repository,
+    /// `None` once committed, aborted or dropped.
+    txn: Option<redb::WriteTransaction>,
+    /// Whether anything was written: a batch that wrote nothing is not committed, which
+    /// spares an unchanged rescan its fsync.
+    dirty: bool,
+}
+
+impl Drop for RepoWriter<'_> {
+    fn drop(&mut self) {
+        let Some(txn) = self.txn.take() else {
+            return;
+        };
+        if self.repo.is_damaged() {
+            // Rolling back reads the damaged file, and a second panic there would abort (see
+            // `Repository`'s drop). Dropped while unwinding, the transaction is not rolled
+            // back: redb leaves its pages for the next open's repair to reclaim.
+            contain::drop_while_unwinding(txn);
+            return;
+        }
+        let _ = contain::quietly("redb", move || drop(txn));
+    }
+}
+
+impl<'r> RepoWriter<'r> {
+    pub(super) fn new(repo: &'r Repository, txn: redb::WriteTransaction) -> Self {
+        RepoWriter {
+            repo,
+            txn: Some(txn),
+            dirty: false,
+        }
+    }
+
+    fn err(&self, e: impl Into<redb::Error>) -> Error {
+        self.repo.err(e)
+    }
+
+    fn txn(&self) -> Result<&redb::WriteTransaction> {
+        self.txn
+            .as_ref()
+            .ok_or_else(|| self.repo.damage("the transaction is closed".into()))
+    }
+
+    /// Stores a chunk list (once per distinct content) and returns its id.
+    pub fn put_content(&mut self, list: &ChunkList) -> Result<ContentId> {
+        let repo = self.repo;
+        repo.guard(|| {
+            let bytes = list.encode();
+            let id = ContentId::of_encoded(&bytes);
+            self.put_object(CONTENTS, id.as_bytes(), &bytes)?;
+            Ok(id)
+        })
+    }
+
+    /// Stores what is known of a content's audio (replacing an earlier record).
+    pub fn put_media(&mut self, id: &ContentId, media: &MediaRecord) -> Result<()> {
+        let repo = self.repo;
+        repo.guard(|| {
+            self.dirty = true;
+            let mut table = self.txn()?.open_table(MEDIA).map_err(|e| self.err(e))?;
+            table
+                .insert(id.as_bytes(), encode(media).as_slice())
+                .map_err(|e| self.err(e))?;
+            Ok(())
+        })
+    }
+
+    /// Stores a tree (once per distinct listing) and returns its id.
+    pub fn put_tree(&mut self, tree: &Tree) -> Result<TreeId> {
+        let repo = self.repo;
+        repo.guard(|| {
+            let bytes = tree.encode();
+            let id = TreeId::of_encoded(&bytes);
+            self.put_object(TREES, id.as_bytes(), &bytes)?;
+            Ok(id)
+        })
+    }
+
+    /// Stores a content-addressed object under its id, once.
+    fn put_object(
+        &mut self,
+        table: redb::TableDefinition<&[u8; 32], &[u8]>,
+        id: &[u8; 32],
+        bytes: &[u8],
+    ) -> Result<()> {
+        let mut table = self.txn()?.open_table(table).map_err(|e| self.err(e))?;
+        let absent = table.get(id).map_err(|e| self.err(e))?.is_none();
+        if absent {
+            table.insert(id, bytes).map_err(|e| self.err(e))?;
+        }
+        drop(table);
+        self.dirty |= absent;
+        Ok(())
+    }
+
+    fn load_content(&self, id: &ContentId) -> Result<Option<ChunkList>> {
+        let table = self.txn()?.open_table(CONTENTS).map_err(|e| self.err(e))?;
+        let found = table.get(id.as_bytes()).map_err(|e| self.err(e))?;
+        Ok(found.and_then(|v| decode(v.value())))
+    }
+
+    fn set_locations(
+        &mut self,
+        origin: OriginId,
+        file_id: u64,
+        content: &ContentId,
+        add: bool,
+    ) -> Result<()> {
+        let Some(list) = self.load_content(content)? else {
+            return Ok(());
+        };
+        let mut locs = self
+            .txn()?
+            .open_table(CHUNK_LOCS)
+            .map_err(|e| self.err(e))?;
+        for (offset, chunk) in list.with_offsets() {
+            let key = (chunk.id.as_bytes(), origin, file_id);
+            if add {
+                locs.insert(key, (offset, chunk.len))
+                    .map_err(|e| self.err(e))?;
+            } else {
+                locs.remove(key).map_err(|e| self.err(e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Records that `path` in `origin` now holds `entry` (whose `file_id` is ignored and
+    /// assigned here). `previous` is what the repository knew of this file before: at the same
+    /// path, or at an old path when the file was moved (the caller then calls
+    /// [`RepoWriter::forget_path`] for the old path). Returns the entry as stored.
+    pub fn record_file(
+        &mut self,
+        origin: OriginId,
+        path: &[u8],
+        mut entry: ScanEntry,
+        previous: Option<&ScanEntry>,
+    ) -> Result<ScanEntry> {
+        let repo = self.repo;
+        repo.guard(|| {
+            self.dirty = true;
+            entry.file_id = match previous {
+                Some(p) => p.file_id,
+                None => {
+                    let mut meta = self.txn()?.open_table(META).map_err(|e| self.err(e))?;
+                    next_counter(&mut meta, "next_file").map_err(|e| self.err(e))?
+                }
+            };
+            match previous {
+                Some(p) if p.content == entry.content => {}
+                Some(p) => {
+                    self.set_locations(origin, p.file_id, &p.content, false)?;
+                    self.set_locations(origin, entry.file_id, &entry.content, true)?;
+                }
+                None => self.set_locations(origin, entry.file_id, &entry.content, true)?,
+            }
+            {
+                let mut files = self.txn()?.open_table(FILES).map_err(|e| self.err(e))?;
+                files
+                    .insert(entry.file_id, (origin, path))
+                    .map_err(|e| self.err(e))?;
+                let mut scan = self.txn()?.open_table(SCAN).map_err(|e| self.err(e))?;
+                scan.insert((origin, path), encode(&entry).as_slice())
+                    .map_err(|e| self.err(e))?;
+            }
+            Ok(entry)
+        })
+    }
+
+    /// The scan entry recorded at `path`, if any.
+    pub fn scan_entry(&self, origin: OriginId, path: &[u8]) -> Result<Option<ScanEntry>> {
+        let repo = self.repo;
+        repo.guard(|| {
+            let scan = self.txn()?.open_table(SCAN).map_err(|e| self.err(e))?;
+            let found = scan.get((origin, path)).map_err(|e| self.err(e))?;
+            Ok(found.and_then(|v| decode(v.value())))
+        })
+    }
+
+    /// Drops the scan entry at `path` without touching the file's chunk locations (the file
+    /// lives on under another path).
+    pub fn forget_path(&mut self, origin: OriginId, path: &[u8]) -> Result<()> {
+        let repo = self.repo;
+        repo.guard(|| {
+            self.dirty = true;
+            let mut scan = self.txn()?.open_table(SCAN).map_err(|e| self.err(e))?;
+            scan.remove((origin, path)).map_err(|e| self.err(e))?;
+            Ok(())
+        })
+    }
+
+    /// Records that the file at `path` is gone: its scan entry and chunk locations go too.
+    pub fn remove_file(&mut self, origin: OriginId, path: &[u8], entry: &ScanEntry) -> Result<()> {
+        let repo = self.repo;
+        repo.guard(|| {
+            self.dirty = true;
+            self.set_locations(origin, entry.file_id, &entry.content, false)?;
+            self.forget_path(origin, path)?;
+            let mut files = self.txn()?.open_table(FILES).map_err(|e| self.err(e))?;
+            files.remove(entry.file_id).map_err(|e| self.err(e))?;
+            Ok(())
+        })
+    }
+
+    /// Appends a snapshot record, unless the origin's latest snapshot has the same root.
+    /// Returns the id of the snapshot that now describes the origin.
+    pub fn add_snapshot(&mut self, record: &SnapshotRecord) -> Result<SnapshotId> {
+        let repo = self.repo;
+        repo.guard(|| {
+            let mut table = self.txn()?.open_table(SNAPSHOTS).map_err(|e| self.err(e))?;
+            let mut last_seq = 0;
+            for item in table.iter().map_err(|e| self.err(e))?.rev() {
+                let (key, value) = item.map_err(|e| self.err(e))?;
+                last_seq = last_seq.max(key.value());
+                if let Some(existing) = decode::<SnapshotRecord>(value.value()) {
+                    if existing.origin == record.origin {
+                        if existing.root == record.root {
+                            return Ok(existing.snapshot_id());
+                        }
+                        break;
+                    }
+                }
+            }
+            if last_seq == 0 {
+                last_seq = table
+                    .last()
+                    .map_err(|e| self.err(e))?
+                    .map(|(k, _)| k.value())
+                    .unwrap_or(0);
+            }
+            table
+                .insert(last_seq + 1, encode(record).as_slice())
+                .map_err(|e| self.err(e))?;
+            drop(table);
+            self.dirty = true;
+            Ok(record.snapshot_id())
+        })
+    }
+
+    /// Applies the batch durably (redb's multi-writer mode, which lets several processes
+    /// share the database, allows only durable commits).
+    pub fn commit(mut self) -> Result<()> {
+        let repo = self.repo;
+        let dirty = self.dirty;
+        if repo.is_damaged() {
+            return Err(repo.damage("redb failed on it earlier".into()));
+        }
+        let Some(txn) = self.txn.take() else {
+            return Err(repo.damage("the transaction is closed".into()));
+        };
+        repo.guard(move || {
+            if dirty {
+                txn.commit().map_err(|e| repo.err(e))
+            } else {
+                txn.abort().map_err(|e| repo.err(e))
+            }
+        })
+    }
+}
