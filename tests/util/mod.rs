@@ -101,7 +101,13 @@ impl TestRepo {
     pub fn unprivileged() -> TestRepo {
         let t = TestRepo::new();
         if nix::unistd::geteuid().is_root() {
+            // The scratch directory and the repository belong to the user who runs the
+            // commands.
             std::os::unix::fs::chown(t.root(), Some(NOBODY.0), Some(NOBODY.1)).unwrap();
+            for entry in walkdir::WalkDir::new(t.repo()) {
+                let entry = entry.unwrap();
+                std::os::unix::fs::lchown(entry.path(), Some(NOBODY.0), Some(NOBODY.1)).unwrap();
+            }
         }
         t
     }
