@@ -14,11 +14,27 @@
 
 use std::cell::Cell;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::Once;
+use std::sync::{Mutex, Once};
 
 thread_local! {
     /// What this thread is running under [`quietly`] (innermost first), if anything.
     static CONTAINED: Cell<Option<&'static str>> = const { Cell::new(None) };
+    /// Panics begun inside the current contained scope and not yet caught.
+    static BEGUN: Cell<u32> = const { Cell::new(0) };
+}
+
+/// What to tell the user if foreign code panics again while unwinding from a contained panic.
+static LAST_WORDS: Mutex<Option<String>> = Mutex::new(None);
+
+/// Sets the one line printed (after `musicfs: `) when foreign code panics a second time while
+/// a contained panic unwinds, which Rust turns into an abort no `catch_unwind` can stop (redb
+/// can do that on a damaged page of its free list). Instead, the process prints that line and
+/// exits with status 2 at once, as if killed: the work done so far is as durable as after a
+/// `kill -9`, and the next run finishes it.
+pub(crate) fn set_last_words(line: String) {
+    if let Ok(mut words) = LAST_WORDS.lock() {
+        *words = Some(line);
+    }
 }
 
 /// Runs `f`; a panic inside it becomes `Err` with the panic's message, and is logged at debug
@@ -29,8 +45,10 @@ thread_local! {
 pub(crate) fn quietly<T>(what: &'static str, f: impl FnOnce() -> T) -> Result<T, String> {
     install_hook();
     let outer = CONTAINED.with(|c| c.replace(Some(what)));
+    let begun = BEGUN.with(|b| b.replace(0));
     let result = panic::catch_unwind(AssertUnwindSafe(f));
     CONTAINED.with(|c| c.set(outer));
+    BEGUN.with(|b| b.set(begun));
     result.map_err(|payload| {
         payload
             .downcast_ref::<&str>()
@@ -46,10 +64,17 @@ pub(crate) fn quietly<T>(what: &'static str, f: impl FnOnce() -> T) -> Result<T,
 /// database without the commit it otherwise makes on close, and drops a write transaction
 /// without rolling it back, so neither reads the file.
 pub(crate) fn drop_while_unwinding<T>(value: T) {
+    install_hook();
+    // The unwind started here counts as begun: a panic in `value`'s destructor would be the
+    // second, so the hook ends the process with its last words instead of an abort.
+    let outer = CONTAINED.with(|c| c.replace(Some("a destructor")));
+    let begun = BEGUN.with(|b| b.replace(1));
     let _ = panic::catch_unwind(AssertUnwindSafe(move || {
         let _dropped_by_the_unwind = value;
         panic::resume_unwind(Box::new(()));
     }));
+    CONTAINED.with(|c| c.set(outer));
+    BEGUN.with(|b| b.set(begun));
 }
 
 /// Chains a panic hook that stays silent for a panic [`quietly`] is about to catch on this
@@ -59,7 +84,19 @@ fn install_hook() {
     ONCE.call_once(|| {
         let previous = panic::take_hook();
         panic::set_hook(Box::new(move |info| match CONTAINED.with(Cell::get) {
-            Some(what) => tracing::debug!("panic inside {what} (caught): {info}"),
+            Some(what) => {
+                tracing::debug!("panic inside {what} (caught): {info}");
+                if BEGUN.with(|b| b.replace(b.get() + 1)) > 0 {
+                    // A second panic while the first unwinds: Rust aborts after this hook.
+                    let words = LAST_WORDS
+                        .lock()
+                        .ok()
+                        .and_then(|w| w.clone())
+                        .unwrap_or_else(|| format!("{what} failed twice on damaged data"));
+                    eprintln!("musicfs: {words}");
+                    std::process::exit(2);
+                }
+            }
             None => previous(info),
         }));
     });
@@ -68,6 +105,44 @@ fn install_hook() {
 #[cfg(test)]
 mod tests {
     use super::quietly;
+
+    /// In a child process (the test binary run again on this test alone): a destructor that
+    /// panics while a contained panic unwinds ends the process with status 2 and the last
+    /// words, not an abort.
+    #[test]
+    fn a_second_panic_while_unwinding_exits_with_the_last_words() {
+        struct PanicsOnDrop;
+        impl Drop for PanicsOnDrop {
+            fn drop(&mut self) {
+                panic!("second");
+            }
+        }
+        if std::env::var_os("MUSICFS_CONTAIN_CHILD").is_some() {
+            super::set_last_words("repository /r: damaged".to_string());
+            let _ = quietly("test", || {
+                let _d = PanicsOnDrop;
+                panic!("first");
+            });
+            unreachable!("the process ended in the hook");
+        }
+        let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                "--exact",
+                "contain::tests::a_second_panic_while_unwinding_exits_with_the_last_words",
+                "--test-threads=1",
+                "--nocapture",
+            ])
+            .env("MUSICFS_CONTAIN_CHILD", "1")
+            .output()
+            .expect("run the child");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains("musicfs: repository /r: damaged"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("aborting"), "{stderr}");
+    }
 
     #[test]
     fn a_panic_becomes_its_message() {

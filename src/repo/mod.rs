@@ -253,6 +253,13 @@ impl Repository {
             damaged: AtomicBool::new(false),
             _lock: lock,
         };
+        crate::contain::set_last_words(
+            Error::IndexDamaged {
+                path: root.to_path_buf(),
+                detail: "redb failed twice on it".to_string(),
+            }
+            .to_string(),
+        );
         repo.prepare()?;
         Ok(repo)
     }
