@@ -641,8 +641,11 @@ fn verify_clean_exits_0() {
 fn verify_after_scan_exits_0() {
     let t = TestRepo::new();
     let src = t.fixtures("src");
-    t.cmd().arg("scan").arg(&src).summary();
-    t.cmd().arg("verify").arg(&src).assert_exit(0);
+    let scan = t.cmd().arg("scan").arg(&src).summary();
+    let verify = t.cmd().arg("verify").arg(&src).summary();
+    assert_eq!(num(&verify, "files_checked"), num(&scan, "files"), "{verify}");
+    assert_eq!(num(&verify, "ok"), num(&scan, "files"), "{verify}");
+    assert_eq!(num(&verify, "damaged"), 0, "{verify}");
 }
 
 /// A byte flipped and the mtime set back: the ctime moved, which only a write does, so the
