@@ -155,7 +155,7 @@ _musicfs() {
             return 0
             ;;
         musicfs__subcmd__diff)
-            opts="-q -v -h --name-only --stat --repo --json --quiet --verbose --help"
+            opts="-x -q -v -h --name-only --stat --one-file-system --repo --json --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

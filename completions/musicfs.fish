@@ -78,6 +78,7 @@ complete -c musicfs -n "__fish_musicfs_using_subcommand verify" -s h -l help -d 
 complete -c musicfs -n "__fish_musicfs_using_subcommand diff" -l repo -d 'Repository directory, made by `musicfs init` [default: $XDG_DATA_HOME/musicfs, created on first use]' -r -F
 complete -c musicfs -n "__fish_musicfs_using_subcommand diff" -l name-only -d 'Print only the changed paths, one per line (B\'s path; A\'s for a removed file)'
 complete -c musicfs -n "__fish_musicfs_using_subcommand diff" -l stat -d 'Print the counts per directory and class, then the summary'
+complete -c musicfs -n "__fish_musicfs_using_subcommand diff" -s x -l one-file-system -d 'Don\'t cross file system boundaries in a directory operand: a directory on which another file system is mounted is scanned as an empty directory (a musicfs mount is always left out)'
 complete -c musicfs -n "__fish_musicfs_using_subcommand diff" -l json -d 'Print JSON Lines (one object per line, each with a "type") on stdout'
 complete -c musicfs -n "__fish_musicfs_using_subcommand diff" -s q -l quiet -d 'Print only problems'
 complete -c musicfs -n "__fish_musicfs_using_subcommand diff" -s v -l verbose -d 'Print every step'

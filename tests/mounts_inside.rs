@@ -239,3 +239,21 @@ fn one_file_system_deletes_nothing_inside_another_mount_at_the_destination() {
         b"on another file system"
     );
 }
+
+#[test]
+fn diff_one_file_system_leaves_another_mount_out_of_its_directory_scan() {
+    let t = TestRepo::new();
+    let lib = t.fixtures("lib");
+    let ram = lib.join("ram");
+    let _tmpfs = Tmpfs::mount(&ram);
+    fs::write(ram.join("elsewhere.txt"), b"on another file system").expect("tmpfs file");
+    t.cmd().arg("scan").arg(&lib).assert_exit(0);
+
+    // Compared with the scan that read the tmpfs, a scan with -x no longer has its file.
+    let out = t
+        .cmd()
+        .args(["diff", "--name-only", "-x"])
+        .arg(&lib)
+        .assert_exit(1);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ram/elsewhere.txt\n");
+}
