@@ -155,7 +155,7 @@ _musicfs() {
             return 0
             ;;
         musicfs__subcmd__diff)
-            opts="-q -v -h --name-only --stat --repo --json --quiet --verbose --help"
+            opts="-x -q -v -h --name-only --stat --one-file-system --repo --json --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -445,7 +445,7 @@ _musicfs() {
             return 0
             ;;
         musicfs__subcmd__scan)
-            opts="-q -v -h --checksum --repo --json --quiet --verbose --help"
+            opts="-x -q -v -h --checksum --one-file-system --repo --json --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -499,7 +499,7 @@ _musicfs() {
             return 0
             ;;
         musicfs__subcmd__sync)
-            opts="-n -q -v -h --delete --dry-run --checksum --max-delete --accept-new-host-key --sftp --remote-musicfs --retries --timeout --repo --json --quiet --verbose --help"
+            opts="-n -x -q -v -h --delete --dry-run --checksum --one-file-system --max-delete --accept-new-host-key --sftp --remote-musicfs --retries --timeout --repo --json --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

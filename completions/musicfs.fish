@@ -50,6 +50,7 @@ complete -c musicfs -n "__fish_musicfs_using_subcommand init" -s v -l verbose -d
 complete -c musicfs -n "__fish_musicfs_using_subcommand init" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c musicfs -n "__fish_musicfs_using_subcommand scan" -l repo -d 'Repository directory, made by `musicfs init` [default: $XDG_DATA_HOME/musicfs, created on first use]' -r -F
 complete -c musicfs -n "__fish_musicfs_using_subcommand scan" -l checksum -d 'Read every file, even those whose size, times and inode are unchanged'
+complete -c musicfs -n "__fish_musicfs_using_subcommand scan" -s x -l one-file-system -d 'Don\'t cross file system boundaries: a directory on which another file system is mounted is recorded as an empty directory (a musicfs mount is always left out)'
 complete -c musicfs -n "__fish_musicfs_using_subcommand scan" -l json -d 'Print JSON Lines (one object per line, each with a "type") on stdout'
 complete -c musicfs -n "__fish_musicfs_using_subcommand scan" -s q -l quiet -d 'Print only problems'
 complete -c musicfs -n "__fish_musicfs_using_subcommand scan" -s v -l verbose -d 'Print every step'
@@ -62,6 +63,7 @@ complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l repo -d 'Reposi
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l delete -d 'Remove files and directories absent from SRC'
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -s n -l dry-run -d 'Print the plan and the bytes it would move; write nothing'
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l checksum -d 'Read every source file, even those whose metadata is unchanged'
+complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -s x -l one-file-system -d 'Don\'t cross file system boundaries in a local SRC or DST: a mount point is copied as an empty directory, and --delete deletes nothing inside one (a musicfs mount is always left out)'
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l accept-new-host-key -d 'Trust and remember the key of an SSH host that ~/.ssh/known_hosts does not know yet (a changed key is always refused)'
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l sftp -d 'Use SFTP even when the remote host has musicfs'
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l json -d 'Print JSON Lines (one object per line, each with a "type") on stdout'
@@ -76,6 +78,7 @@ complete -c musicfs -n "__fish_musicfs_using_subcommand verify" -s h -l help -d 
 complete -c musicfs -n "__fish_musicfs_using_subcommand diff" -l repo -d 'Repository directory, made by `musicfs init` [default: $XDG_DATA_HOME/musicfs, created on first use]' -r -F
 complete -c musicfs -n "__fish_musicfs_using_subcommand diff" -l name-only -d 'Print only the changed paths, one per line (B\'s path; A\'s for a removed file)'
 complete -c musicfs -n "__fish_musicfs_using_subcommand diff" -l stat -d 'Print the counts per directory and class, then the summary'
+complete -c musicfs -n "__fish_musicfs_using_subcommand diff" -s x -l one-file-system -d 'Don\'t cross file system boundaries in a directory operand: a directory on which another file system is mounted is scanned as an empty directory (a musicfs mount is always left out)'
 complete -c musicfs -n "__fish_musicfs_using_subcommand diff" -l json -d 'Print JSON Lines (one object per line, each with a "type") on stdout'
 complete -c musicfs -n "__fish_musicfs_using_subcommand diff" -s q -l quiet -d 'Print only problems'
 complete -c musicfs -n "__fish_musicfs_using_subcommand diff" -s v -l verbose -d 'Print every step'

@@ -24,6 +24,11 @@ pub struct DiffArgs {
     /// Print the counts per directory and class, then the summary
     #[arg(long)]
     pub stat: bool,
+    /// Don't cross file system boundaries in a directory operand: a directory on which
+    /// another file system is mounted is scanned as an empty directory (a musicfs mount is
+    /// always left out)
+    #[arg(short = 'x', long)]
+    pub one_file_system: bool,
 }
 
 /// One change as a JSON line.
@@ -93,7 +98,14 @@ pub fn run(global: &GlobalArgs, args: &DiffArgs) -> anyhow::Result<u8> {
             args.a.to_string_lossy()
         ),
     };
-    let resolved = diff::resolve(&repo, &a, b.as_ref(), &FastCdc::default(), sink.as_ref());
+    let resolved = diff::resolve(
+        &repo,
+        &a,
+        b.as_ref(),
+        args.one_file_system,
+        &FastCdc::default(),
+        sink.as_ref(),
+    );
     sink.finish();
     let (old, new) = resolved.with_context(|| label.clone())?;
     let mut changes = diff::diff_trees(&repo, old.root, new.root).with_context(|| label.clone())?;

@@ -15,10 +15,14 @@ pub struct ScanArgs {
     /// Read every file, even those whose size, times and inode are unchanged
     #[arg(long)]
     pub checksum: bool,
+    /// Don't cross file system boundaries: a directory on which another file system is
+    /// mounted is recorded as an empty directory (a musicfs mount is always left out)
+    #[arg(short = 'x', long)]
+    pub one_file_system: bool,
 }
 
 pub fn run(global: &GlobalArgs, args: &ScanArgs) -> anyhow::Result<u8> {
-    let origin = open_local(&args.dir, false)?;
+    let origin = open_local(&args.dir, false)?.one_file_system(args.one_file_system);
     let repo = global.open_repo()?;
     let sink = global.sink();
     let summary = scan(

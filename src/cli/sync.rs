@@ -27,6 +27,11 @@ pub struct SyncArgs {
     /// Read every source file, even those whose metadata is unchanged
     #[arg(long)]
     pub checksum: bool,
+    /// Don't cross file system boundaries in a local SRC or DST: a mount point is copied as
+    /// an empty directory, and --delete deletes nothing inside one (a musicfs mount is
+    /// always left out)
+    #[arg(short = 'x', long)]
+    pub one_file_system: bool,
     /// With --delete: delete nothing (and exit 3) when the deletions would remove more than N
     /// files and symlinks, as a guard against a source that went missing
     #[arg(long, value_name = "N")]
@@ -74,8 +79,8 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
     let chunker = FastCdc::default();
     let result = match (&src, &dst) {
         (OriginSpec::Local(src), OriginSpec::Local(dst)) => {
-            let source = LocalOrigin::open(src, false)?;
-            let destination = LocalOrigin::open(dst, true)?;
+            let source = LocalOrigin::open(src, false)?.one_file_system(args.one_file_system);
+            let destination = LocalOrigin::open(dst, true)?.one_file_system(args.one_file_system);
             let repo = global.open_repo()?;
             sync(
                 &repo,
@@ -87,7 +92,7 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
             )
         }
         (OriginSpec::Ssh(remote), OriginSpec::Local(dst)) => {
-            let destination = LocalOrigin::open(dst, true)?;
+            let destination = LocalOrigin::open(dst, true)?.one_file_system(args.one_file_system);
             let repo = global.open_repo()?;
             sync_remote(
                 &repo,
@@ -100,7 +105,7 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
             )
         }
         (OriginSpec::Local(src), OriginSpec::Ssh(remote)) => {
-            let source = LocalOrigin::open(src, false)?;
+            let source = LocalOrigin::open(src, false)?.one_file_system(args.one_file_system);
             let repo = global.open_repo()?;
             sync_remote(
                 &repo,

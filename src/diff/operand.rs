@@ -103,20 +103,22 @@ impl Operand {
 /// Resolves the sides of `diff A [B]`, old side first: with `b`, A's side and B's; without
 /// it, the snapshot of `a`'s origin taken before A (for a directory: its latest snapshot
 /// before this scan) and A's. Directories are scanned, both at once when both are
-/// directories.
+/// directories; with `one_file_system`, without crossing into other mounted file systems
+/// ([`LocalOrigin::one_file_system`]).
 pub fn resolve(
     repo: &Repository,
     a: &Operand,
     b: Option<&Operand>,
+    one_file_system: bool,
     chunker: &dyn Chunker,
     sink: &dyn Sink,
 ) -> Result<(Side, Side)> {
     let Some(b) = b else {
-        return resolve_one(repo, a, chunker, sink);
+        return resolve_one(repo, a, one_file_system, chunker, sink);
     };
     let (a_side, b_side) = std::thread::scope(|s| {
-        let b_side = s.spawn(|| resolve_side(repo, b, chunker, sink));
-        let a_side = resolve_side(repo, a, chunker, sink);
+        let b_side = s.spawn(|| resolve_side(repo, b, one_file_system, chunker, sink));
+        let a_side = resolve_side(repo, a, one_file_system, chunker, sink);
         let b_side = b_side
             .join()
             .unwrap_or_else(|_| Err(Error::InvalidInput("the scan of B panicked".into())));
@@ -129,12 +131,13 @@ pub fn resolve(
 fn resolve_one(
     repo: &Repository,
     a: &Operand,
+    one_file_system: bool,
     chunker: &dyn Chunker,
     sink: &dyn Sink,
 ) -> Result<(Side, Side)> {
     match a {
         Operand::Directory(dir) => {
-            let origin = LocalOrigin::open(dir, false)?;
+            let origin = LocalOrigin::open(dir, false)?.one_file_system(one_file_system);
             let Some((_, before)) = repo.latest_snapshot(origin.url())? else {
                 return Err(Error::InvalidInput(format!(
                     "{}: no earlier snapshot to compare with (run `musicfs scan {}` first, or give B)",
@@ -174,11 +177,15 @@ fn resolve_one(
 fn resolve_side(
     repo: &Repository,
     operand: &Operand,
+    one_file_system: bool,
     chunker: &dyn Chunker,
     sink: &dyn Sink,
 ) -> Result<Side> {
     match operand {
-        Operand::Directory(dir) => scan_side(repo, &LocalOrigin::open(dir, false)?, chunker, sink),
+        Operand::Directory(dir) => {
+            let origin = LocalOrigin::open(dir, false)?.one_file_system(one_file_system);
+            scan_side(repo, &origin, chunker, sink)
+        }
         _ => {
             let snapshots = repo.snapshots()?;
             let index = find(&snapshots, operand)?;

@@ -1,5 +1,13 @@
 //! A local directory. NFS and SMB mounts are local directories too, so stale-handle and
 //! not-connected errors (ESTALE, ENOTCONN) are retried by looking the path up again.
+//!
+//! Other file systems mounted inside the directory: a musicfs mount (`fuse.musicfs`, found by
+//! device number in the mount table, see [`super::mountinfo`]) is never entered, listed,
+//! written or removed: the walk leaves it out, as rsync leaves out an excluded entry, and
+//! logs it at debug level. It is no problem and does not make a scan or sync partial. Any
+//! other mount is walked through, unless [`LocalOrigin::one_file_system`] is set (rsync's
+//! `-x`): then its mount point is listed as an empty directory, and removing a tree never
+//! enters it.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -10,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::mountinfo::LazyMountTable;
 use super::{
     is_temporary, EntryKind, EntryStat, Origin, OriginFile, TempFile, WalkItem, WritableOrigin,
     TEMP_PREFIX, TEMP_SUFFIX,
@@ -24,6 +33,8 @@ pub struct LocalOrigin {
     /// Directories made writable (and readable) for this process while it works inside them,
     /// with the modes to give back: see [`LocalOrigin::lend`].
     lent: Arc<Mutex<BTreeMap<PathBuf, u32>>>,
+    /// Stay on the file system of each directory walked into (rsync's `-x`).
+    one_file_system: bool,
 }
 
 /// Runs `op`, retrying a few times with backoff when a network mount answers ESTALE/ENOTCONN.
@@ -112,7 +123,23 @@ impl LocalOrigin {
             root: absolute,
             url,
             lent: Arc::default(),
+            one_file_system: false,
         })
+    }
+
+    /// Whether to stay on the root's file system (rsync's `-x`/`--one-file-system`): a
+    /// directory on which another file system is mounted is listed as an empty directory,
+    /// and [`WritableOrigin::remove`] never deletes inside it. A musicfs mount is left out
+    /// either way.
+    pub fn one_file_system(mut self, yes: bool) -> Self {
+        self.one_file_system = yes;
+        self
+    }
+
+    /// Whether the directory `dir`, on device `dev`, is another mount than its parent's
+    /// (device `parent_dev`) that this origin must not enter.
+    fn must_not_enter(&self, dev: u64, parent_dev: u64, mounts: &mut LazyMountTable) -> bool {
+        dev != parent_dev && (self.one_file_system || mounts.is_musicfs(dev))
     }
 
     /// Makes the directory `dir` readable, writable and searchable by this process when it
@@ -165,17 +192,120 @@ impl LocalOrigin {
 
     /// Removes a directory tree, lending each directory inside it first: a read-only directory
     /// (0555) can only be emptied by its owner once it is writable again.
-    fn remove_tree(&self, dir: &Path) -> io::Result<()> {
+    ///
+    /// It never enters a musicfs mount, nor with `one_file_system` any other mount
+    /// (`parent_dev` is the device of the directory holding `dir`): that fails instead, and
+    /// what is mounted stays as it is.
+    fn remove_tree(
+        &self,
+        dir: &Path,
+        parent_dev: u64,
+        mounts: &mut LazyMountTable,
+    ) -> io::Result<()> {
+        let dev = fs::symlink_metadata(dir)?.dev();
+        if self.must_not_enter(dev, parent_dev, mounts) {
+            return Err(io::Error::new(
+                io::ErrorKind::ResourceBusy,
+                "another file system is mounted here; left alone",
+            ));
+        }
         self.lend(dir)?;
         for entry in fs::read_dir(dir)? {
             let entry = entry?;
             if entry.file_type()?.is_dir() {
-                self.remove_tree(&entry.path())?;
+                self.remove_tree(&entry.path(), dev, mounts)?;
             } else {
                 fs::remove_file(entry.path())?;
             }
         }
         fs::remove_dir(dir)
+    }
+
+    /// Walks the entries below `top` that are on `top`'s file system; each directory met on
+    /// another one is left out (a musicfs mount), listed empty (`one_file_system`), or
+    /// walked in turn, right after its own entry, so the order stays depth first.
+    fn walk_within(
+        &self,
+        top: &Path,
+        mounts: &mut LazyMountTable,
+        visit: &mut dyn FnMut(WalkItem),
+    ) {
+        // walkdir's `same_file_system` compares with the device of `top`, and stats before
+        // it opens a directory: a mount is never listed unless we walk it here.
+        let top_dev = fs::metadata(top).map(|m| m.dev()).ok();
+        let walker = walkdir::WalkDir::new(top)
+            .min_depth(1)
+            .follow_links(false)
+            .same_file_system(true)
+            .sort_by_file_name();
+        for item in walker {
+            match item {
+                Ok(entry) => {
+                    let rel = self.relative(entry.path());
+                    if entry.file_type().is_file() && is_temporary(entry.file_name().as_bytes()) {
+                        visit(WalkItem::Temporary(rel));
+                        continue;
+                    }
+                    match entry.metadata() {
+                        Ok(meta) => {
+                            let stat = entry_stat(&meta);
+                            let mount = stat.kind == EntryKind::Dir
+                                && top_dev.is_some_and(|d| d != stat.dev);
+                            if mount && mounts.is_musicfs(stat.dev) {
+                                tracing::debug!(
+                                    "{}: a musicfs mount, left out",
+                                    entry.path().display()
+                                );
+                                continue;
+                            }
+                            let target = if stat.kind == EntryKind::Symlink {
+                                match fs::read_link(entry.path()) {
+                                    Ok(t) => Some(t.into_os_string().into_vec()),
+                                    Err(e) => {
+                                        visit(WalkItem::Problem {
+                                            path: rel,
+                                            message: e.to_string(),
+                                        });
+                                        continue;
+                                    }
+                                }
+                            } else {
+                                None
+                            };
+                            visit(WalkItem::Entry {
+                                path: rel,
+                                stat,
+                                target,
+                            });
+                            if mount {
+                                if self.one_file_system {
+                                    tracing::debug!(
+                                        "{}: another file system, not entered (--one-file-system)",
+                                        entry.path().display()
+                                    );
+                                } else {
+                                    self.walk_within(entry.path(), mounts, visit);
+                                }
+                            }
+                        }
+                        Err(e) => visit(WalkItem::Problem {
+                            path: rel,
+                            message: e.to_string(),
+                        }),
+                    }
+                }
+                Err(e) => {
+                    let path = e.path().map(|p| self.relative(p)).unwrap_or_default();
+                    visit(WalkItem::Problem {
+                        path,
+                        message: e
+                            .io_error()
+                            .map(|io| io.to_string())
+                            .unwrap_or_else(|| e.to_string()),
+                    });
+                }
+            }
+        }
     }
 
     /// The root directory.
@@ -312,61 +442,10 @@ impl Origin for LocalOrigin {
         Some(&self.root)
     }
 
-    /// Walks the tree depth first, names sorted bytewise, symlinks not followed.
+    /// Walks the tree depth first, names sorted bytewise, symlinks not followed; mounts
+    /// inside it as the module documentation says.
     fn walk(&self, visit: &mut dyn FnMut(WalkItem)) {
-        let walker = walkdir::WalkDir::new(&self.root)
-            .min_depth(1)
-            .follow_links(false)
-            .sort_by_file_name();
-        for item in walker {
-            match item {
-                Ok(entry) => {
-                    let rel = self.relative(entry.path());
-                    if entry.file_type().is_file() && is_temporary(entry.file_name().as_bytes()) {
-                        visit(WalkItem::Temporary(rel));
-                        continue;
-                    }
-                    match entry.metadata() {
-                        Ok(meta) => {
-                            let stat = entry_stat(&meta);
-                            let target = if stat.kind == EntryKind::Symlink {
-                                match fs::read_link(entry.path()) {
-                                    Ok(t) => Some(t.into_os_string().into_vec()),
-                                    Err(e) => {
-                                        visit(WalkItem::Problem {
-                                            path: rel,
-                                            message: e.to_string(),
-                                        });
-                                        continue;
-                                    }
-                                }
-                            } else {
-                                None
-                            };
-                            visit(WalkItem::Entry {
-                                path: rel,
-                                stat,
-                                target,
-                            });
-                        }
-                        Err(e) => visit(WalkItem::Problem {
-                            path: rel,
-                            message: e.to_string(),
-                        }),
-                    }
-                }
-                Err(e) => {
-                    let path = e.path().map(|p| self.relative(p)).unwrap_or_default();
-                    visit(WalkItem::Problem {
-                        path,
-                        message: e
-                            .io_error()
-                            .map(|io| io.to_string())
-                            .unwrap_or_else(|| e.to_string()),
-                    });
-                }
-            }
-        }
+        self.walk_within(&self.root, &mut LazyMountTable::default(), visit);
     }
 
     fn open(&self, rel: &[u8]) -> Result<Box<dyn OriginFile>> {
@@ -454,9 +533,11 @@ impl WritableOrigin for LocalOrigin {
     fn remove(&self, rel: &[u8]) -> Result<()> {
         let path = self.full_path(rel);
         let result = match fs::symlink_metadata(&path) {
-            Ok(m) if m.is_dir() => self
-                .lend_parent(&path)
-                .and_then(|()| self.remove_tree(&path)),
+            Ok(m) if m.is_dir() => self.lend_parent(&path).and_then(|()| {
+                let parent = path.parent().unwrap_or(&self.root);
+                let parent_dev = fs::symlink_metadata(parent)?.dev();
+                self.remove_tree(&path, parent_dev, &mut LazyMountTable::default())
+            }),
             Ok(_) => self
                 .lend_parent(&path)
                 .and_then(|()| fs::remove_file(&path)),

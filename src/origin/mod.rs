@@ -7,6 +7,7 @@
 //! needs to change a destination safely (temporary files renamed into place).
 
 pub(crate) mod local;
+mod mountinfo;
 pub mod sftp;
 mod spec;
 pub mod ssh;
