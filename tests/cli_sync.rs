@@ -643,7 +643,11 @@ fn verify_after_scan_exits_0() {
     let src = t.fixtures("src");
     let scan = t.cmd().arg("scan").arg(&src).summary();
     let verify = t.cmd().arg("verify").arg(&src).summary();
-    assert_eq!(num(&verify, "files_checked"), num(&scan, "files"), "{verify}");
+    assert_eq!(
+        num(&verify, "files_checked"),
+        num(&scan, "files"),
+        "{verify}"
+    );
     assert_eq!(num(&verify, "ok"), num(&scan, "files"), "{verify}");
     assert_eq!(num(&verify, "damaged"), 0, "{verify}");
 }

@@ -74,6 +74,17 @@ impl Mounted {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
     }
 
+    /// Unmounts, waits for the serving process to end and returns what it wrote on stderr.
+    fn unmount_and_stderr(mut self) -> String {
+        fusermount_u(&self.mountpoint);
+        let mut err = String::new();
+        if let Some(mut e) = self.child.as_mut().and_then(|c| c.stderr.take()) {
+            e.read_to_string(&mut err).expect("read stderr");
+        }
+        let _ = self.wait();
+        err
+    }
+
     /// Waits for the serving process to end; its exit status.
     fn wait(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("running");
@@ -407,6 +418,26 @@ fn chunks_come_from_other_copies_and_are_verified() {
     for rel in &all {
         let e = fs::read(latest.join(rel)).expect_err("damaged everywhere");
         assert_eq!(e.raw_os_error(), Some(libc::EIO), "{}: {e}", rel.display());
+    }
+    // Each warning names the file as seen in the mount.
+    let snapshot = fs::read_link(&latest).expect("latest");
+    let err = _m.unmount_and_stderr();
+    let warnings: Vec<&str> = err.lines().filter(|l| l.contains("WARN")).collect();
+    assert!(!warnings.is_empty(), "no warnings: {err}");
+    let shown = mnt2
+        .canonicalize()
+        .expect("canonical")
+        .join(origin_dir(&lib))
+        .join(snapshot);
+    for rel in &all {
+        let want = format!("{}: chunk ", shown.join(rel).display());
+        assert!(
+            warnings.iter().any(|w| w.contains(&want)),
+            "no {want:?} in {err}"
+        );
+    }
+    for w in &warnings {
+        assert!(!w.contains(": : "), "a warning without a file name: {w}");
     }
 }
 

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -39,12 +39,20 @@ pub struct MusicFs {
     next_fh: AtomicU64,
     uid: u32,
     gid: u32,
+    /// The mountpoint, to name files in messages as they are seen.
+    mountpoint: PathBuf,
 }
 
 impl MusicFs {
-    /// A filesystem over `view`, with a chunk cache of `cache_bytes`; files belong to
-    /// `uid`:`gid`.
-    pub fn new(view: Arc<View>, cache_bytes: usize, uid: u32, gid: u32) -> MusicFs {
+    /// A filesystem over `view` mounted on `mountpoint`, with a chunk cache of `cache_bytes`;
+    /// files belong to `uid`:`gid`.
+    pub fn new(
+        view: Arc<View>,
+        mountpoint: &Path,
+        cache_bytes: usize,
+        uid: u32,
+        gid: u32,
+    ) -> MusicFs {
         MusicFs {
             reader: Reader::new(view.clone(), cache_bytes),
             view,
@@ -52,6 +60,7 @@ impl MusicFs {
             next_fh: AtomicU64::new(1),
             uid,
             gid,
+            mountpoint: mountpoint.to_path_buf(),
         }
     }
 
@@ -161,7 +170,11 @@ impl Filesystem for MusicFs {
         let Some(origin) = self.view.origin(origin) else {
             return reply.error(Errno::ENOENT);
         };
-        match self.reader.open(&content, &origin.url, &path) {
+        let shown = match self.view.mount_path(ino.0) {
+            Some(rel) => self.mountpoint.join(rel),
+            None => self.mountpoint.clone(),
+        };
+        match self.reader.open(&content, &origin.url, &path, shown) {
             Ok(file) => {
                 let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
                 self.open

@@ -93,6 +93,7 @@ pub fn mount(
     let view = Arc::new(View::new(Arc::new(repo))?);
     let fs = MusicFs::new(
         view,
+        &path,
         options.cache_bytes,
         nix::unistd::getuid().as_raw(),
         nix::unistd::getgid().as_raw(),

@@ -12,6 +12,8 @@
 //! is listed or looked up again, at most once a second. This module never reads file content.
 
 use std::collections::HashMap;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -261,6 +263,35 @@ impl View {
     pub fn parent(&self, ino: u64) -> Option<u64> {
         let inodes = self.inodes.read().unwrap_or_else(PoisonError::into_inner);
         inodes.get(ino).map(|(p, _)| *p)
+    }
+
+    /// The path of a snapshot's file or directory within the mount
+    /// (`ORIGIN/SNAPSHOT/PATH`), for messages about it.
+    pub fn mount_path(&self, ino: u64) -> Option<PathBuf> {
+        let path = match self.entry(ino)? {
+            Entry::File { path, .. } | Entry::Dir { path, .. } => path,
+            _ => return None,
+        };
+        // The snapshot's root: the ancestor whose parent is an origin's directory.
+        let mut at = ino;
+        let origin = loop {
+            let parent = self.parent(at)?;
+            if let Entry::Origin(i) = self.entry(parent)? {
+                break i;
+            }
+            if parent == at {
+                return None;
+            }
+            at = parent;
+        };
+        let o = self.origin(origin)?;
+        let (snapshot, ..) = o.snapshots.iter().find(|s| s.1 == at)?;
+        let mut out = PathBuf::from(&o.name);
+        out.push(snapshot);
+        if !path.is_empty() {
+            out.push(std::ffi::OsStr::from_bytes(&path));
+        }
+        Some(out)
     }
 
     /// What `stat` says of an inode.
