@@ -479,6 +479,92 @@ fn stale_mount_is_reported_and_background_mount_unmounts() {
     assert!(!is_mounted(&mnt));
 }
 
+#[test]
+fn a_detached_mount_logs_where_it_says() {
+    let t = TestRepo::new();
+    let lib = t.fixtures("lib");
+    scan(&t, &lib);
+    let rel = files(&lib).remove(0);
+    let bytes = fs::read(lib.join(&rel)).expect("read");
+    fs::write(
+        lib.join(&rel),
+        bytes.iter().map(|b| !b).collect::<Vec<u8>>(),
+    )
+    .expect("write");
+    let mnt = t.mkdir("mnt");
+    let _guard = UnmountOnDrop(mnt.clone());
+    let shown = mnt.join(origin_dir(&lib)).join("latest");
+
+    // By default under ~/.local/state/musicfs, named in the message.
+    let out = t.cmd().arg("mount").arg(&mnt).assert_exit(0);
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    let log = t
+        .root()
+        .join(".local/state/musicfs")
+        .join(format!("mount-{}.log", origin_dir(&mnt)));
+    assert!(said.contains(&format!("log: {};", log.display())), "{said}");
+    let pid = pid_in(&said);
+    let snapshot = fs::read_link(&shown).expect("latest");
+    let e = fs::read(shown.join(&rel)).expect_err("no good copy");
+    assert_eq!(e.raw_os_error(), Some(libc::EIO));
+    let want = mnt
+        .canonicalize()
+        .expect("canonical")
+        .join(origin_dir(&lib))
+        .join(snapshot)
+        .join(&rel);
+    let want = format!("{}: chunk ", want.display());
+    let start = Instant::now();
+    while !fs::read_to_string(&log).unwrap_or_default().contains(&want) {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no {want:?} in {}: {:?}",
+            log.display(),
+            fs::read_to_string(&log)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    fusermount_u(&mnt);
+    wait_exit(pid);
+    assert!(fs::read_to_string(&log).expect("kept").contains(&want));
+
+    // --log-file names another file.
+    let other = t.path("logs/mount.log");
+    let out = t
+        .cmd()
+        .arg("mount")
+        .arg("--log-file")
+        .arg(&other)
+        .arg(&mnt)
+        .assert_exit(0);
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        said.contains(&format!("log: {};", other.display())),
+        "{said}"
+    );
+    let pid = pid_in(&said);
+    let _ = fs::read(shown.join(&rel)).expect_err("no good copy");
+    let start = Instant::now();
+    while !fs::read_to_string(&other)
+        .unwrap_or_default()
+        .contains(": chunk ")
+    {
+        assert!(start.elapsed() < Duration::from_secs(20), "nothing logged");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    fusermount_u(&mnt);
+    wait_exit(pid);
+}
+
+/// The pid in a detached mount's "mounted" message.
+fn pid_in(said: &str) -> u32 {
+    said.split("(pid ")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {said}"))
+}
+
 /// `musicfs mount [EXTRA] MOUNTPOINT` without `--foreground`: asserts exit 0 and returns the
 /// pid of the detached process that serves the mount.
 fn mount_detached(t: &TestRepo, mountpoint: &Path, extra: &[&str]) -> u32 {
@@ -489,12 +575,7 @@ fn mount_detached(t: &TestRepo, mountpoint: &Path, extra: &[&str]) -> u32 {
         .args(extra)
         .arg(mountpoint)
         .assert_exit(0);
-    let err = String::from_utf8_lossy(&out.stderr);
-    err.split("(pid ")
-        .nth(1)
-        .and_then(|s| s.split(')').next())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no pid in {err}"))
+    pid_in(&String::from_utf8_lossy(&out.stderr))
 }
 
 fn fusermount_u(mountpoint: &Path) {
@@ -701,7 +782,8 @@ fn a_mount_that_does_not_check_out_is_taken_down() {
         .to_string();
     assert!(err.contains("another file system"), "{err}");
     assert!(!is_mounted(&mnt), "left mounted");
-    assert!(!log.exists(), "log left behind");
+    // The log stays where the user was told it is.
+    assert!(log.exists(), "log deleted");
     let start = Instant::now();
     while !processes_naming(&mnt).is_empty() {
         assert!(

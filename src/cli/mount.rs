@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::Args;
 
 use super::{exit, GlobalArgs};
-use crate::mount::{mount, spawn_detached, MountOptions};
+use crate::mount::{default_log_file, mount, spawn_detached, MountOptions};
 
 #[derive(Debug, Args)]
 pub struct MountArgs {
@@ -21,6 +21,11 @@ pub struct MountArgs {
     /// Memory for verified chunks, in MiB
     #[arg(long, value_name = "MIB", default_value_t = 128)]
     pub cache_size: usize,
+    /// Log warnings to FILE (kept below 4 MiB, the older half in FILE.1) [default for a
+    /// detached mount: $XDG_STATE_HOME/musicfs/mount-MOUNTPOINT.log, or under
+    /// ~/.local/state/musicfs; with --foreground: stderr]
+    #[arg(long, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
     /// Once mounted, write `ready DEVICE` on stdout (how a detached server reports)
     #[arg(long, hide = true, requires = "foreground")]
     pub report_ready: bool,
@@ -54,14 +59,21 @@ pub fn run(global: &GlobalArgs, args: &MountArgs) -> anyhow::Result<u8> {
         if args.nonempty {
             argv.push("--nonempty".into());
         }
+        let log = match &args.log_file {
+            Some(log) => std::path::absolute(log).context("finding the log file")?,
+            None => default_log_file(&args.mountpoint)
+                .context("no place for the mount's log: set --log-file, XDG_STATE_HOME or HOME")?,
+        };
+        argv.push("--log-file".into());
+        argv.push(log.clone().into());
         argv.push(args.mountpoint.clone().into());
         let program = std::env::current_exe().context("finding the musicfs executable")?;
-        let log = std::env::temp_dir().join(format!("musicfs-mount-{}.log", std::process::id()));
         let pid = spawn_detached(&program, &argv, &args.mountpoint, args.nonempty, &log)?;
         if !global.quiet {
             eprintln!(
-                "musicfs: mounted on {} (pid {pid}); unmount with `fusermount3 -u {}`",
+                "musicfs: mounted on {} (pid {pid}); log: {}; unmount with `fusermount3 -u {}`",
                 args.mountpoint.display(),
+                log.display(),
                 args.mountpoint.display()
             );
         }

@@ -6,7 +6,8 @@
 //! files is refused unless asked), mounts, raises the kernel's readahead for the mount, and
 //! serves until the file system is unmounted from outside (`fusermount3 -u`, `umount`) or the
 //! process gets SIGINT, SIGTERM or SIGHUP, when it unmounts itself. `detached` runs the same
-//! from a background process and says "mounted" only once it has seen the mount served.
+//! from a background process, which logs to a bounded file (`log`), and says "mounted" only
+//! once it has seen the mount served.
 //! Mounting reads only the snapshot records, never a tree, so it takes the same time whatever
 //! the library's size. Nothing here ever writes to an origin or to the repository, and nothing
 //! unmounts a mountpoint unless the mount there is alive and its own.
@@ -14,12 +15,14 @@
 mod cache;
 mod detached;
 mod fs;
+mod log;
 mod mountpoint;
 mod reader;
 mod view;
 
 pub use detached::spawn_detached;
 pub use fs::{MusicFs, MAX_READ};
+pub use log::{default_log_file, BoundedLog, MAX_LOG_BYTES};
 pub use mountpoint::{check_mountpoint, is_mounted, unmount};
 pub use reader::{OpenFile, Reader};
 pub use view::{origin_dir_name, snapshot_dir_name, Attr, Entry, Kind, Listing, View, ROOT};
