@@ -116,11 +116,20 @@ impl Drop for Mounted {
 }
 
 fn is_mounted(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
     let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
-    fs::read_to_string("/proc/self/mountinfo")
+    // mountinfo writes space, tab, newline and backslash as octal escapes.
+    let mut want = Vec::new();
+    for &b in path.as_os_str().as_bytes() {
+        match b {
+            b' ' | b'\t' | b'\n' | b'\\' => want.extend(format!("\\{b:03o}").bytes()),
+            _ => want.push(b),
+        }
+    }
+    fs::read("/proc/self/mountinfo")
         .unwrap_or_default()
-        .lines()
-        .any(|l| l.split(' ').nth(4) == Some(path.to_str().unwrap_or("")))
+        .split(|&b| b == b'\n')
+        .any(|l| l.split(|&b| b == b' ').nth(4) == Some(&want[..]))
 }
 
 fn kill(signal: &str, pid: u32) {
@@ -554,6 +563,28 @@ fn a_detached_mount_logs_where_it_says() {
     }
     fusermount_u(&mnt);
     wait_exit(pid);
+}
+
+#[test]
+fn a_mountpoint_whose_name_is_not_utf8_mounts_once() {
+    use std::os::unix::ffi::OsStrExt;
+    let t = TestRepo::new();
+    let lib = t.fixtures("lib");
+    scan(&t, &lib);
+    let mnt = t.root().join(std::ffi::OsStr::from_bytes(b"mnt \xff\\x"));
+    fs::create_dir(&mnt).expect("mkdir");
+    let _guard = UnmountOnDrop(mnt.clone());
+    let pid = mount_detached(&t, &mnt, &[]);
+    assert!(is_mounted(&mnt), "not listed in mountinfo");
+    assert!(fs::read_dir(mnt.join(origin_dir(&lib))).is_ok());
+    // A second mount is refused: nothing is stacked on the first.
+    let out = t.cmd().arg("mount").arg(&mnt).assert_exit(2);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("already a mountpoint"), "{err}");
+    assert_eq!(processes_naming(&mnt), vec![pid]);
+    fusermount_u(&mnt);
+    wait_exit(pid);
+    assert!(!is_mounted(&mnt));
 }
 
 /// The pid in a detached mount's "mounted" message.
