@@ -587,6 +587,39 @@ fn a_mountpoint_whose_name_is_not_utf8_mounts_once() {
     assert!(!is_mounted(&mnt));
 }
 
+#[test]
+fn a_user_who_cannot_open_dev_fuse_is_told_so() {
+    let t = TestRepo::unprivileged();
+    let lib = t.fixtures("lib");
+    scan(&t, &lib);
+    t.sh_unprivileged("mkdir mnt");
+    let mnt = t.path("mnt");
+    let _guard = UnmountOnDrop(mnt.clone());
+    let opens = util::unprivileged_command("sh")
+        .args(["-c", "exec 3<>/dev/fuse"])
+        .stderr(Stdio::null())
+        .status()
+        .expect("sh");
+    assert!(
+        !opens.success(),
+        "this test needs a /dev/fuse that nobody cannot open (mode 0600, owned by root)"
+    );
+    for extra in [&["--foreground"][..], &[]] {
+        let out = t
+            .cmd_unprivileged()
+            .arg("mount")
+            .args(extra)
+            .arg(&mnt)
+            .assert_exit(2);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("/dev/fuse: permission denied") && err.contains("mount as root"),
+            "{extra:?}: {err}"
+        );
+        assert!(!is_mounted(&mnt));
+    }
+}
+
 /// The pid in a detached mount's "mounted" message.
 fn pid_in(said: &str) -> u32 {
     said.split("(pid ")

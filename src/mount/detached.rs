@@ -17,7 +17,7 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::log::{BoundedLog, MAX_LOG_BYTES};
-use super::mountpoint::{check_mountpoint, top_mount, unmount};
+use super::mountpoint::{check_fuse_device, check_mountpoint, top_mount, unmount};
 use super::Mounted;
 use crate::error::{Error, Result};
 
@@ -46,7 +46,8 @@ fn parse_ready_line(line: &str) -> Option<u64> {
 /// once its mount is up, served, and reached at `mountpoint`. Its standard error is appended to
 /// `log` (rotated first when past [`MAX_LOG_BYTES`]), which stays for the user to read; when it
 /// fails, what it wrote there is part of the error. A mountpoint that [`check_mountpoint`]
-/// refuses (with `nonempty`) is refused before anything starts.
+/// refuses (with `nonempty`), or a FUSE device this user cannot open, is refused before
+/// anything starts.
 pub fn spawn_detached(
     program: &Path,
     args: &[OsString],
@@ -56,6 +57,7 @@ pub fn spawn_detached(
 ) -> Result<u32> {
     use std::os::unix::process::CommandExt;
     let path = check_mountpoint(mountpoint, nonempty)?;
+    check_fuse_device()?;
     let bounded = BoundedLog::open(log, MAX_LOG_BYTES)?;
     let start = bounded.len();
     let log_file = bounded.try_clone_file().map_err(|e| Error::io(log, e))?;

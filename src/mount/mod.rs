@@ -23,7 +23,7 @@ mod view;
 pub use detached::spawn_detached;
 pub use fs::{MusicFs, MAX_READ};
 pub use log::{default_log_file, BoundedLog, MAX_LOG_BYTES};
-pub use mountpoint::{check_mountpoint, is_mounted, unmount};
+pub use mountpoint::{check_fuse_device, check_mountpoint, is_mounted, unmount};
 pub use reader::{OpenFile, Reader};
 pub use view::{origin_dir_name, snapshot_dir_name, Attr, Entry, Kind, Listing, View, ROOT};
 
@@ -85,6 +85,7 @@ pub fn mount(
     ready: impl FnOnce(&Mounted) -> io::Result<()>,
 ) -> Result<()> {
     let path = check_mountpoint(mountpoint, options.nonempty)?;
+    check_fuse_device()?;
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [
         signal_hook::consts::SIGINT,

@@ -149,6 +149,45 @@ pub fn check_mountpoint(mountpoint: &Path, nonempty: bool) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// The FUSE device, which a mount opens first.
+pub(crate) const FUSE_DEVICE: &str = "/dev/fuse";
+
+/// Checks that this user can open the FUSE device, so that a user without access is told so,
+/// naming the device and what to do, instead of getting "Permission denied" on the mountpoint.
+pub fn check_fuse_device() -> Result<()> {
+    let device = Path::new(FUSE_DEVICE);
+    let refuse = |message: String| Error::Mount {
+        path: device.to_path_buf(),
+        message,
+    };
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(device)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM)) => {
+            Err(refuse(format!(
+                "permission denied: this user may not use FUSE ({e}); mount as root, or ask \
+                 an administrator to let users open {FUSE_DEVICE} (its usual mode is 0666: \
+                 `chmod 0666 {FUSE_DEVICE}`, or add the user to the group owning it)"
+            )))
+        }
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::ENOENT | libc::ENXIO | libc::ENODEV)
+            ) =>
+        {
+            Err(refuse(format!(
+                "no FUSE device ({e}): load the kernel module with `modprobe fuse` (in a \
+                 container, pass the device in, e.g. `--device /dev/fuse`)"
+            )))
+        }
+        Err(e) => Err(Error::io(device, e)),
+    }
+}
+
 /// Whether the FUSE connection behind `device_fd` (a descriptor of `/dev/fuse`) is alive.
 /// The kernel reports `POLLERR` once its file system is unmounted or the connection aborted.
 pub(crate) fn connection_alive(device_fd: BorrowedFd<'_>) -> bool {
