@@ -620,6 +620,75 @@ fn a_user_who_cannot_open_dev_fuse_is_told_so() {
     }
 }
 
+#[test]
+fn allow_other_lets_another_user_read_the_mount() {
+    let t = TestRepo::unprivileged();
+    let lib = t.fixtures("lib");
+    scan(&t, &lib);
+    let rel = files(&lib).remove(0);
+    let mnt = t.mkdir("mnt");
+    let _guard = UnmountOnDrop(mnt.clone());
+    let file = mnt.join(origin_dir(&lib)).join("latest").join(&rel);
+    let read_as_nobody = || {
+        util::unprivileged_command("cat")
+            .arg(&file)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .expect("cat")
+    };
+    let want = fs::read(lib.join(&rel)).expect("read");
+    for (extra, others_read) in [
+        (&[][..], false),
+        (&["--allow-root"][..], false),
+        (&["--allow-other"][..], true),
+    ] {
+        let pid = mount_detached(&t, &mnt, extra);
+        let out = read_as_nobody();
+        if others_read {
+            assert!(out.status.success(), "{extra:?}: {:?}", out);
+            assert!(out.stdout == want, "{extra:?}: bytes differ");
+        } else {
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                !out.status.success() && err.contains("Permission denied"),
+                "{extra:?}: {err}"
+            );
+        }
+        fusermount_u(&mnt);
+        wait_exit(pid);
+    }
+}
+
+#[test]
+fn sharing_a_mount_without_user_allow_other_is_refused() {
+    let conf = fs::read_to_string("/etc/fuse.conf").unwrap_or_default();
+    assert!(
+        !conf.lines().any(|l| l.trim() == "user_allow_other"),
+        "this test needs an /etc/fuse.conf without user_allow_other"
+    );
+    let t = TestRepo::unprivileged();
+    t.sh_unprivileged("mkdir mnt");
+    let mnt = t.path("mnt");
+    for extra in [
+        &["--allow-other"][..],
+        &["--allow-root"],
+        &["--allow-other", "--foreground"],
+    ] {
+        let out = t
+            .cmd_unprivileged()
+            .arg("mount")
+            .args(extra)
+            .arg(&mnt)
+            .assert_exit(2);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("/etc/fuse.conf: no `user_allow_other` line"),
+            "{extra:?}: {err}"
+        );
+    }
+}
+
 /// The pid in a detached mount's "mounted" message.
 fn pid_in(said: &str) -> u32 {
     said.split("(pid ")

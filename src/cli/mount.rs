@@ -6,7 +6,9 @@ use anyhow::Context;
 use clap::Args;
 
 use super::{exit, GlobalArgs};
-use crate::mount::{default_log_file, mount, spawn_detached, MountOptions};
+use crate::mount::{
+    check_may_share, default_log_file, mount, spawn_detached, Access, MountOptions,
+};
 
 #[derive(Debug, Args)]
 pub struct MountArgs {
@@ -18,6 +20,14 @@ pub struct MountArgs {
     /// Mount even if MOUNTPOINT is not empty (its files are hidden until unmounted)
     #[arg(long)]
     pub nonempty: bool,
+    /// Let every user read the mount, as file modes allow (FUSE's allow_other; a user other
+    /// than root needs `user_allow_other` in /etc/fuse.conf)
+    #[arg(long, conflicts_with = "allow_root")]
+    pub allow_other: bool,
+    /// Let root read the mount too (FUSE's allow_root; a user other than root needs
+    /// `user_allow_other` in /etc/fuse.conf)
+    #[arg(long)]
+    pub allow_root: bool,
     /// Memory for verified chunks, in MiB
     #[arg(long, value_name = "MIB", default_value_t = 128)]
     pub cache_size: usize,
@@ -35,9 +45,19 @@ pub fn run(global: &GlobalArgs, args: &MountArgs) -> anyhow::Result<u8> {
     let options = MountOptions {
         cache_bytes: args.cache_size.saturating_mul(1 << 20),
         nonempty: args.nonempty,
+        access: if args.allow_other {
+            Access::Everyone
+        } else if args.allow_root {
+            Access::OwnerAndRoot
+        } else {
+            Access::Owner
+        },
         ..MountOptions::default()
     };
     if !args.foreground {
+        if options.access != Access::Owner {
+            check_may_share()?;
+        }
         let repo = global.open_repo()?;
         let mut argv: Vec<OsString> = vec!["--repo".into(), repo.root().into()];
         drop(repo);
@@ -58,6 +78,12 @@ pub fn run(global: &GlobalArgs, args: &MountArgs) -> anyhow::Result<u8> {
         ]);
         if args.nonempty {
             argv.push("--nonempty".into());
+        }
+        if args.allow_other {
+            argv.push("--allow-other".into());
+        }
+        if args.allow_root {
+            argv.push("--allow-root".into());
         }
         let log = match &args.log_file {
             Some(log) => std::path::absolute(log).context("finding the log file")?,

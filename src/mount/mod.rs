@@ -23,7 +23,7 @@ mod view;
 pub use detached::spawn_detached;
 pub use fs::{MusicFs, MAX_READ};
 pub use log::{default_log_file, BoundedLog, MAX_LOG_BYTES};
-pub use mountpoint::{check_fuse_device, check_mountpoint, is_mounted, unmount};
+pub use mountpoint::{check_fuse_device, check_may_share, check_mountpoint, is_mounted, unmount};
 pub use reader::{OpenFile, Reader};
 pub use view::{origin_dir_name, snapshot_dir_name, Attr, Entry, Kind, Listing, View, ROOT};
 
@@ -48,6 +48,21 @@ pub struct MountOptions {
     pub threads: usize,
     /// Mount on a directory that holds files (hiding them while mounted).
     pub nonempty: bool,
+    /// Who besides the mounting user may use the mount.
+    pub access: Access,
+}
+
+/// Who may use a mount. FUSE lets only the user who mounted in, not even root, unless asked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Access {
+    /// The user who mounted, alone.
+    #[default]
+    Owner,
+    /// That user and root (`allow_root`).
+    OwnerAndRoot,
+    /// Every user, as file modes allow (`allow_other`), for a media server with its own
+    /// account.
+    Everyone,
 }
 
 impl Default for MountOptions {
@@ -58,6 +73,7 @@ impl Default for MountOptions {
                 .map(|n| n.get().clamp(2, 16))
                 .unwrap_or(4),
             nonempty: false,
+            access: Access::Owner,
         }
     }
 }
@@ -85,6 +101,9 @@ pub fn mount(
     ready: impl FnOnce(&Mounted) -> io::Result<()>,
 ) -> Result<()> {
     let path = check_mountpoint(mountpoint, options.nonempty)?;
+    if options.access != Access::Owner {
+        check_may_share()?;
+    }
     check_fuse_device()?;
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [
@@ -112,6 +131,11 @@ pub fn mount(
         fuser::MountOption::NoAtime,
         fuser::MountOption::DefaultPermissions,
     ];
+    config.acl = match options.access {
+        Access::Owner => fuser::SessionACL::Owner,
+        Access::OwnerAndRoot => fuser::SessionACL::RootAndOwner,
+        Access::Everyone => fuser::SessionACL::All,
+    };
     config.n_threads = Some(options.threads.max(1));
     config.clone_fd = true;
     let session = fuser::Session::new(fs, &path, &config).map_err(|e| Error::io(&path, e))?;

@@ -188,6 +188,29 @@ pub fn check_fuse_device() -> Result<()> {
     }
 }
 
+/// The file where an administrator lets users who are not root share their FUSE mounts.
+pub(crate) const FUSE_CONF: &str = "/etc/fuse.conf";
+
+/// Checks that this user may let others in to a mount (`allow_other`, which `--allow-root`
+/// needs too): root always may; another user only when `/etc/fuse.conf` has a line
+/// `user_allow_other`, without which `fusermount3` refuses the mount.
+pub fn check_may_share() -> Result<()> {
+    if nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    let allowed = std::fs::read_to_string(FUSE_CONF)
+        .is_ok_and(|conf| conf.lines().any(|l| l.trim() == "user_allow_other"));
+    if allowed {
+        return Ok(());
+    }
+    Err(Error::Mount {
+        path: PathBuf::from(FUSE_CONF),
+        message: "no `user_allow_other` line: only root may let other users (or root) read \
+                  a FUSE mount; an administrator can add that line, or mount as root"
+            .into(),
+    })
+}
+
 /// Whether the FUSE connection behind `device_fd` (a descriptor of `/dev/fuse`) is alive.
 /// The kernel reports `POLLERR` once its file system is unmounted or the connection aborted.
 pub(crate) fn connection_alive(device_fd: BorrowedFd<'_>) -> bool {
