@@ -33,8 +33,14 @@ struct Mounted {
 
 impl Mounted {
     fn start(t: &TestRepo, mountpoint: &Path) -> Mounted {
+        Mounted::start_logging(t, mountpoint, "musicfs=warn")
+    }
+
+    /// Like [`Mounted::start`], logging what `MUSICFS_LOG` (a tracing filter) asks for.
+    fn start_logging(t: &TestRepo, mountpoint: &Path, filter: &str) -> Mounted {
         require("fusermount3", "fuse3");
         let child = Command::new(bin())
+            .env("MUSICFS_LOG", filter)
             .arg("--repo")
             .arg(t.repo())
             .arg("mount")
@@ -687,6 +693,49 @@ fn sharing_a_mount_without_user_allow_other_is_refused() {
             "{extra:?}: {err}"
         );
     }
+}
+
+#[test]
+fn the_kernel_stops_asking_for_extended_attributes() {
+    use std::os::unix::ffi::OsStrExt;
+    let t = TestRepo::new();
+    let lib = t.fixtures("lib");
+    scan(&t, &lib);
+    let mnt = t.mkdir("mnt");
+    let m = Mounted::start_logging(&t, &mnt, "musicfs::mount::fs=trace");
+    let latest = mnt.join(origin_dir(&lib)).join("latest");
+    let all = files(&latest);
+    assert!(all.len() >= 2, "{all:?}");
+    for rel in &all {
+        for name in ["security.selinux", "system.posix_acl_access", "user.x"] {
+            let path =
+                std::ffi::CString::new(latest.join(rel).as_os_str().as_bytes()).expect("path");
+            let name = std::ffi::CString::new(name).expect("name");
+            let mut buf = [0u8; 64];
+            // SAFETY: both strings are NUL-terminated and the buffer's length is given.
+            let n = unsafe {
+                libc::getxattr(
+                    path.as_ptr(),
+                    name.as_ptr(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                )
+            };
+            let e = std::io::Error::last_os_error();
+            assert_eq!(n, -1);
+            assert!(
+                matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::ENODATA)),
+                "{}: {e}",
+                rel.display()
+            );
+        }
+    }
+    let err = m.unmount_and_stderr();
+    let asked = err.lines().filter(|l| l.contains("getxattr ")).count();
+    assert_eq!(
+        asked, 1,
+        "getxattr reached the file system {asked} times: {err}"
+    );
 }
 
 /// The pid in a detached mount's "mounted" message.
