@@ -738,6 +738,37 @@ fn the_kernel_stops_asking_for_extended_attributes() {
     );
 }
 
+#[test]
+fn json_mount_prints_the_mountpoint_and_pid_and_the_hint_is_shell_quoted() {
+    let t = TestRepo::new();
+    let lib = t.fixtures("lib");
+    scan(&t, &lib);
+    let mnt = t.mkdir("my mnt");
+    let _guard = UnmountOnDrop(mnt.clone());
+    let out = t.cmd().arg("--json").arg("mount").arg(&mnt).assert_exit(0);
+    let lines = util::parse_json_lines(&out.stdout);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let line = &lines[0];
+    assert_eq!(line["type"], "mounted", "{line}");
+    let canon = mnt.canonicalize().expect("canonical");
+    assert_eq!(line["mountpoint"], canon.to_str().expect("utf-8"), "{line}");
+    let pid = line["pid"].as_u64().expect("pid") as u32;
+    assert!(
+        line["log"].as_str().is_some_and(|l| l.ends_with(".log")),
+        "{line}"
+    );
+    assert!(running(pid) && is_mounted(&mnt));
+    fusermount_u(&mnt);
+    wait_exit(pid);
+
+    let out = t.cmd().arg("mount").arg(&mnt).assert_exit(0);
+    let said = String::from_utf8_lossy(&out.stderr);
+    let hint = format!("`fusermount3 -u '{}'`", mnt.display());
+    assert!(said.contains(&hint), "no {hint} in {said}");
+    fusermount_u(&mnt);
+    wait_exit(pid_in(&said));
+}
+
 /// The pid in a detached mount's "mounted" message.
 fn pid_in(said: &str) -> u32 {
     said.split("(pid ")

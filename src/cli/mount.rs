@@ -1,13 +1,14 @@
 use std::ffi::OsString;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
+use serde_json::json;
 
 use super::{exit, GlobalArgs};
 use crate::mount::{
-    check_may_share, default_log_file, mount, spawn_detached, Access, MountOptions,
+    check_may_share, default_log_file, mount, shell_quoted, spawn_detached, Access, MountOptions,
 };
 
 #[derive(Debug, Args)]
@@ -95,20 +96,28 @@ pub fn run(global: &GlobalArgs, args: &MountArgs) -> anyhow::Result<u8> {
         argv.push(args.mountpoint.clone().into());
         let program = std::env::current_exe().context("finding the musicfs executable")?;
         let pid = spawn_detached(&program, &argv, &args.mountpoint, args.nonempty, &log)?;
-        if !global.quiet {
+        if global.json {
+            let path = args
+                .mountpoint
+                .canonicalize()
+                .unwrap_or_else(|_| args.mountpoint.clone());
+            print_mounted(&path, pid, Some(&log));
+        } else if !global.quiet {
             eprintln!(
                 "musicfs: mounted on {} (pid {pid}); log: {}; unmount with `fusermount3 -u {}`",
                 args.mountpoint.display(),
                 log.display(),
-                args.mountpoint.display()
+                shell_quoted(&args.mountpoint)
             );
         }
         return Ok(exit::OK);
     }
     let repo = global.open_repo()?;
-    let quiet = global.quiet;
+    let (quiet, json) = (global.quiet, global.json);
     mount(repo, &args.mountpoint, options, |mounted| {
-        if !quiet {
+        if json {
+            print_mounted(&mounted.path, std::process::id(), args.log_file.as_deref());
+        } else if !quiet {
             eprintln!(
                 "musicfs: mounted on {}; Ctrl-C, SIGTERM or `fusermount3 -u` unmounts",
                 mounted.path.display()
@@ -123,4 +132,14 @@ pub fn run(global: &GlobalArgs, args: &MountArgs) -> anyhow::Result<u8> {
     })
     .with_context(|| format!("mounting on {}", args.mountpoint.display()))?;
     Ok(exit::OK)
+}
+
+/// The JSON line of a mount that is up: `{"type": "mounted", "mountpoint", "pid", "log"}`.
+fn print_mounted(mountpoint: &Path, pid: u32, log: Option<&Path>) {
+    crate::report::print_json(&json!({
+        "type": "mounted",
+        "mountpoint": mountpoint.to_string_lossy(),
+        "pid": pid,
+        "log": log.map(|l| l.to_string_lossy()),
+    }));
 }

@@ -23,7 +23,9 @@ mod view;
 pub use detached::spawn_detached;
 pub use fs::{MusicFs, MAX_READ};
 pub use log::{default_log_file, BoundedLog, MAX_LOG_BYTES};
-pub use mountpoint::{check_fuse_device, check_may_share, check_mountpoint, is_mounted, unmount};
+pub use mountpoint::{
+    check_fuse_device, check_may_share, check_mountpoint, is_mounted, shell_quoted, unmount,
+};
 pub use reader::{OpenFile, Reader};
 pub use view::{origin_dir_name, snapshot_dir_name, Attr, Entry, Kind, Listing, View, ROOT};
 

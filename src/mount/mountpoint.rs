@@ -99,6 +99,20 @@ fn escape_mountinfo(path: &[u8]) -> Vec<u8> {
     out
 }
 
+/// `path` as one shell word, quoted when it needs to be, for commands printed to be pasted.
+pub fn shell_quoted(path: &Path) -> String {
+    let text = path.to_string_lossy();
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+,:@%=".contains(c));
+    if plain {
+        text.into_owned()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
+}
+
 /// Checks that `mountpoint` can be mounted on and returns its absolute path. A stale FUSE
 /// mount (its process was killed: every access fails with ENOTCONN) is reported with the
 /// command that clears it. A directory that holds files is refused unless `nonempty`: the
@@ -122,7 +136,7 @@ pub fn check_mountpoint(mountpoint: &Path, nonempty: bool) -> Result<PathBuf> {
                     "stale mount: the process that served it has ended (transport endpoint \
                      is not connected); clear it with `fusermount3 -u {0}` or `umount {0}`, \
                      then mount again",
-                    mountpoint.display()
+                    shell_quoted(mountpoint)
                 ),
             ))
         }
@@ -268,6 +282,14 @@ pub fn unmount(path: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shell_words() {
+        assert_eq!(shell_quoted(Path::new("/mnt/music")), "/mnt/music");
+        assert_eq!(shell_quoted(Path::new("/mnt/my music")), "'/mnt/my music'");
+        assert_eq!(shell_quoted(Path::new("/mnt/it's")), "'/mnt/it'\\''s'");
+        assert_eq!(shell_quoted(Path::new("/a$b")), "'/a$b'");
+    }
 
     #[test]
     fn mountinfo_lines() {
