@@ -769,6 +769,34 @@ fn json_mount_prints_the_mountpoint_and_pid_and_the_hint_is_shell_quoted() {
     wait_exit(pid_in(&said));
 }
 
+#[test]
+fn a_symlink_shows_its_directorys_recorded_mtime() {
+    let t = TestRepo::new();
+    let lib = t.fixtures("lib");
+    let rel = files(&lib).remove(0);
+    let dir_rel = rel.parent().expect("parent").to_path_buf();
+    let dir = lib.join(&dir_rel);
+    std::os::unix::fs::symlink(rel.file_name().expect("name"), dir.join("link")).expect("ln");
+    let when = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    util::set_mtime(&dir, when);
+    scan(&t, &lib);
+    let mnt = t.mkdir("mnt");
+    let _m = Mounted::start(&t, &mnt);
+    let through = mnt.join(origin_dir(&lib)).join("latest").join(&dir_rel);
+    // Listed (readdir), then looked up.
+    assert!(fs::read_dir(&through)
+        .expect("list")
+        .any(|e| e.is_ok_and(|e| e.file_name() == "link")));
+    let meta = fs::symlink_metadata(through.join("link")).expect("lstat");
+    assert!(meta.file_type().is_symlink());
+    assert_eq!(
+        meta.mtime(),
+        1_700_000_000,
+        "not the directory's recorded mtime"
+    );
+    assert_eq!(fs::metadata(&through).expect("stat").mtime(), 1_700_000_000);
+}
+
 /// The pid in a detached mount's "mounted" message.
 fn pid_in(said: &str) -> u32 {
     said.split("(pid ")
