@@ -405,13 +405,17 @@ _musicfs() {
             return 0
             ;;
         musicfs__subcmd__mount)
-            opts="-f -q -v -h --foreground --nonempty --cache-size --report-ready --repo --json --quiet --verbose --help"
+            opts="-f -q -v -h --foreground --nonempty --allow-other --allow-root --cache-size --log-file --report-ready --repo --json --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --cache-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

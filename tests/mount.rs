@@ -33,8 +33,14 @@ struct Mounted {
 
 impl Mounted {
     fn start(t: &TestRepo, mountpoint: &Path) -> Mounted {
+        Mounted::start_logging(t, mountpoint, "musicfs=warn")
+    }
+
+    /// Like [`Mounted::start`], logging what `MUSICFS_LOG` (a tracing filter) asks for.
+    fn start_logging(t: &TestRepo, mountpoint: &Path, filter: &str) -> Mounted {
         require("fusermount3", "fuse3");
         let child = Command::new(bin())
+            .env("MUSICFS_LOG", filter)
             .arg("--repo")
             .arg(t.repo())
             .arg("mount")
@@ -74,6 +80,17 @@ impl Mounted {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
     }
 
+    /// Unmounts, waits for the serving process to end and returns what it wrote on stderr.
+    fn unmount_and_stderr(mut self) -> String {
+        fusermount_u(&self.mountpoint);
+        let mut err = String::new();
+        if let Some(mut e) = self.child.as_mut().and_then(|c| c.stderr.take()) {
+            e.read_to_string(&mut err).expect("read stderr");
+        }
+        let _ = self.wait();
+        err
+    }
+
     /// Waits for the serving process to end; its exit status.
     fn wait(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("running");
@@ -105,11 +122,20 @@ impl Drop for Mounted {
 }
 
 fn is_mounted(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
     let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
-    fs::read_to_string("/proc/self/mountinfo")
+    // mountinfo writes space, tab, newline and backslash as octal escapes.
+    let mut want = Vec::new();
+    for &b in path.as_os_str().as_bytes() {
+        match b {
+            b' ' | b'\t' | b'\n' | b'\\' => want.extend(format!("\\{b:03o}").bytes()),
+            _ => want.push(b),
+        }
+    }
+    fs::read("/proc/self/mountinfo")
         .unwrap_or_default()
-        .lines()
-        .any(|l| l.split(' ').nth(4) == Some(path.to_str().unwrap_or("")))
+        .split(|&b| b == b'\n')
+        .any(|l| l.split(|&b| b == b' ').nth(4) == Some(&want[..]))
 }
 
 fn kill(signal: &str, pid: u32) {
@@ -408,6 +434,26 @@ fn chunks_come_from_other_copies_and_are_verified() {
         let e = fs::read(latest.join(rel)).expect_err("damaged everywhere");
         assert_eq!(e.raw_os_error(), Some(libc::EIO), "{}: {e}", rel.display());
     }
+    // Each warning names the file as seen in the mount.
+    let snapshot = fs::read_link(&latest).expect("latest");
+    let err = _m.unmount_and_stderr();
+    let warnings: Vec<&str> = err.lines().filter(|l| l.contains("WARN")).collect();
+    assert!(!warnings.is_empty(), "no warnings: {err}");
+    let shown = mnt2
+        .canonicalize()
+        .expect("canonical")
+        .join(origin_dir(&lib))
+        .join(snapshot);
+    for rel in &all {
+        let want = format!("{}: chunk ", shown.join(rel).display());
+        assert!(
+            warnings.iter().any(|w| w.contains(&want)),
+            "no {want:?} in {err}"
+        );
+    }
+    for w in &warnings {
+        assert!(!w.contains(": : "), "a warning without a file name: {w}");
+    }
 }
 
 #[test]
@@ -448,6 +494,318 @@ fn stale_mount_is_reported_and_background_mount_unmounts() {
     assert!(!is_mounted(&mnt));
 }
 
+#[test]
+fn a_detached_mount_logs_where_it_says() {
+    let t = TestRepo::new();
+    let lib = t.fixtures("lib");
+    scan(&t, &lib);
+    let rel = files(&lib).remove(0);
+    let bytes = fs::read(lib.join(&rel)).expect("read");
+    fs::write(
+        lib.join(&rel),
+        bytes.iter().map(|b| !b).collect::<Vec<u8>>(),
+    )
+    .expect("write");
+    let mnt = t.mkdir("mnt");
+    let _guard = UnmountOnDrop(mnt.clone());
+    let shown = mnt.join(origin_dir(&lib)).join("latest");
+
+    // By default under ~/.local/state/musicfs, named in the message.
+    let out = t.cmd().arg("mount").arg(&mnt).assert_exit(0);
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    let log = t
+        .root()
+        .join(".local/state/musicfs")
+        .join(format!("mount-{}.log", origin_dir(&mnt)));
+    assert!(said.contains(&format!("log: {};", log.display())), "{said}");
+    let pid = pid_in(&said);
+    let snapshot = fs::read_link(&shown).expect("latest");
+    let e = fs::read(shown.join(&rel)).expect_err("no good copy");
+    assert_eq!(e.raw_os_error(), Some(libc::EIO));
+    let want = mnt
+        .canonicalize()
+        .expect("canonical")
+        .join(origin_dir(&lib))
+        .join(snapshot)
+        .join(&rel);
+    let want = format!("{}: chunk ", want.display());
+    let start = Instant::now();
+    while !fs::read_to_string(&log).unwrap_or_default().contains(&want) {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no {want:?} in {}: {:?}",
+            log.display(),
+            fs::read_to_string(&log)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    fusermount_u(&mnt);
+    wait_exit(pid);
+    assert!(fs::read_to_string(&log).expect("kept").contains(&want));
+
+    // --log-file names another file.
+    let other = t.path("logs/mount.log");
+    let out = t
+        .cmd()
+        .arg("mount")
+        .arg("--log-file")
+        .arg(&other)
+        .arg(&mnt)
+        .assert_exit(0);
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        said.contains(&format!("log: {};", other.display())),
+        "{said}"
+    );
+    let pid = pid_in(&said);
+    let _ = fs::read(shown.join(&rel)).expect_err("no good copy");
+    let start = Instant::now();
+    while !fs::read_to_string(&other)
+        .unwrap_or_default()
+        .contains(": chunk ")
+    {
+        assert!(start.elapsed() < Duration::from_secs(20), "nothing logged");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    fusermount_u(&mnt);
+    wait_exit(pid);
+}
+
+#[test]
+fn a_mountpoint_whose_name_is_not_utf8_mounts_once() {
+    use std::os::unix::ffi::OsStrExt;
+    let t = TestRepo::new();
+    let lib = t.fixtures("lib");
+    scan(&t, &lib);
+    let mnt = t.root().join(std::ffi::OsStr::from_bytes(b"mnt \xff\\x"));
+    fs::create_dir(&mnt).expect("mkdir");
+    let _guard = UnmountOnDrop(mnt.clone());
+    let pid = mount_detached(&t, &mnt, &[]);
+    assert!(is_mounted(&mnt), "not listed in mountinfo");
+    assert!(fs::read_dir(mnt.join(origin_dir(&lib))).is_ok());
+    // A second mount is refused: nothing is stacked on the first.
+    let out = t.cmd().arg("mount").arg(&mnt).assert_exit(2);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("already a mountpoint"), "{err}");
+    assert_eq!(processes_naming(&mnt), vec![pid]);
+    fusermount_u(&mnt);
+    wait_exit(pid);
+    assert!(!is_mounted(&mnt));
+}
+
+#[test]
+fn a_user_who_cannot_open_dev_fuse_is_told_so() {
+    let t = TestRepo::unprivileged();
+    let lib = t.fixtures("lib");
+    scan(&t, &lib);
+    t.sh_unprivileged("mkdir mnt");
+    let mnt = t.path("mnt");
+    let _guard = UnmountOnDrop(mnt.clone());
+    let opens = util::unprivileged_command("sh")
+        .args(["-c", "exec 3<>/dev/fuse"])
+        .stderr(Stdio::null())
+        .status()
+        .expect("sh");
+    assert!(
+        !opens.success(),
+        "this test needs a /dev/fuse that nobody cannot open (mode 0600, owned by root)"
+    );
+    for extra in [&["--foreground"][..], &[]] {
+        let out = t
+            .cmd_unprivileged()
+            .arg("mount")
+            .args(extra)
+            .arg(&mnt)
+            .assert_exit(2);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("/dev/fuse: permission denied") && err.contains("mount as root"),
+            "{extra:?}: {err}"
+        );
+        assert!(!is_mounted(&mnt));
+    }
+}
+
+#[test]
+fn allow_other_lets_another_user_read_the_mount() {
+    let t = TestRepo::unprivileged();
+    let lib = t.fixtures("lib");
+    scan(&t, &lib);
+    let rel = files(&lib).remove(0);
+    let mnt = t.mkdir("mnt");
+    let _guard = UnmountOnDrop(mnt.clone());
+    let file = mnt.join(origin_dir(&lib)).join("latest").join(&rel);
+    let read_as_nobody = || {
+        util::unprivileged_command("cat")
+            .arg(&file)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .expect("cat")
+    };
+    let want = fs::read(lib.join(&rel)).expect("read");
+    for (extra, others_read) in [
+        (&[][..], false),
+        (&["--allow-root"][..], false),
+        (&["--allow-other"][..], true),
+    ] {
+        let pid = mount_detached(&t, &mnt, extra);
+        let out = read_as_nobody();
+        if others_read {
+            assert!(out.status.success(), "{extra:?}: {:?}", out);
+            assert!(out.stdout == want, "{extra:?}: bytes differ");
+        } else {
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                !out.status.success() && err.contains("Permission denied"),
+                "{extra:?}: {err}"
+            );
+        }
+        fusermount_u(&mnt);
+        wait_exit(pid);
+    }
+}
+
+#[test]
+fn sharing_a_mount_without_user_allow_other_is_refused() {
+    let conf = fs::read_to_string("/etc/fuse.conf").unwrap_or_default();
+    assert!(
+        !conf.lines().any(|l| l.trim() == "user_allow_other"),
+        "this test needs an /etc/fuse.conf without user_allow_other"
+    );
+    let t = TestRepo::unprivileged();
+    t.sh_unprivileged("mkdir mnt");
+    let mnt = t.path("mnt");
+    for extra in [
+        &["--allow-other"][..],
+        &["--allow-root"],
+        &["--allow-other", "--foreground"],
+    ] {
+        let out = t
+            .cmd_unprivileged()
+            .arg("mount")
+            .args(extra)
+            .arg(&mnt)
+            .assert_exit(2);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("/etc/fuse.conf: no `user_allow_other` line"),
+            "{extra:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn the_kernel_stops_asking_for_extended_attributes() {
+    use std::os::unix::ffi::OsStrExt;
+    let t = TestRepo::new();
+    let lib = t.fixtures("lib");
+    scan(&t, &lib);
+    let mnt = t.mkdir("mnt");
+    let m = Mounted::start_logging(&t, &mnt, "musicfs::mount::fs=trace");
+    let latest = mnt.join(origin_dir(&lib)).join("latest");
+    let all = files(&latest);
+    assert!(all.len() >= 2, "{all:?}");
+    for rel in &all {
+        for name in ["security.selinux", "system.posix_acl_access", "user.x"] {
+            let path =
+                std::ffi::CString::new(latest.join(rel).as_os_str().as_bytes()).expect("path");
+            let name = std::ffi::CString::new(name).expect("name");
+            let mut buf = [0u8; 64];
+            // SAFETY: both strings are NUL-terminated and the buffer's length is given.
+            let n = unsafe {
+                libc::getxattr(
+                    path.as_ptr(),
+                    name.as_ptr(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                )
+            };
+            let e = std::io::Error::last_os_error();
+            assert_eq!(n, -1);
+            assert!(
+                matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::ENODATA)),
+                "{}: {e}",
+                rel.display()
+            );
+        }
+    }
+    let err = m.unmount_and_stderr();
+    let asked = err.lines().filter(|l| l.contains("getxattr ")).count();
+    assert_eq!(
+        asked, 1,
+        "getxattr reached the file system {asked} times: {err}"
+    );
+}
+
+#[test]
+fn json_mount_prints_the_mountpoint_and_pid_and_the_hint_is_shell_quoted() {
+    let t = TestRepo::new();
+    let lib = t.fixtures("lib");
+    scan(&t, &lib);
+    let mnt = t.mkdir("my mnt");
+    let _guard = UnmountOnDrop(mnt.clone());
+    let out = t.cmd().arg("--json").arg("mount").arg(&mnt).assert_exit(0);
+    let lines = util::parse_json_lines(&out.stdout);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let line = &lines[0];
+    assert_eq!(line["type"], "mounted", "{line}");
+    let canon = mnt.canonicalize().expect("canonical");
+    assert_eq!(line["mountpoint"], canon.to_str().expect("utf-8"), "{line}");
+    let pid = line["pid"].as_u64().expect("pid") as u32;
+    assert!(
+        line["log"].as_str().is_some_and(|l| l.ends_with(".log")),
+        "{line}"
+    );
+    assert!(running(pid) && is_mounted(&mnt));
+    fusermount_u(&mnt);
+    wait_exit(pid);
+
+    let out = t.cmd().arg("mount").arg(&mnt).assert_exit(0);
+    let said = String::from_utf8_lossy(&out.stderr);
+    let hint = format!("`fusermount3 -u '{}'`", mnt.display());
+    assert!(said.contains(&hint), "no {hint} in {said}");
+    fusermount_u(&mnt);
+    wait_exit(pid_in(&said));
+}
+
+#[test]
+fn a_symlink_shows_its_directorys_recorded_mtime() {
+    let t = TestRepo::new();
+    let lib = t.fixtures("lib");
+    let rel = files(&lib).remove(0);
+    let dir_rel = rel.parent().expect("parent").to_path_buf();
+    let dir = lib.join(&dir_rel);
+    std::os::unix::fs::symlink(rel.file_name().expect("name"), dir.join("link")).expect("ln");
+    let when = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    util::set_mtime(&dir, when);
+    scan(&t, &lib);
+    let mnt = t.mkdir("mnt");
+    let _m = Mounted::start(&t, &mnt);
+    let through = mnt.join(origin_dir(&lib)).join("latest").join(&dir_rel);
+    // Listed (readdir), then looked up.
+    assert!(fs::read_dir(&through)
+        .expect("list")
+        .any(|e| e.is_ok_and(|e| e.file_name() == "link")));
+    let meta = fs::symlink_metadata(through.join("link")).expect("lstat");
+    assert!(meta.file_type().is_symlink());
+    assert_eq!(
+        meta.mtime(),
+        1_700_000_000,
+        "not the directory's recorded mtime"
+    );
+    assert_eq!(fs::metadata(&through).expect("stat").mtime(), 1_700_000_000);
+}
+
+/// The pid in a detached mount's "mounted" message.
+fn pid_in(said: &str) -> u32 {
+    said.split("(pid ")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {said}"))
+}
+
 /// `musicfs mount [EXTRA] MOUNTPOINT` without `--foreground`: asserts exit 0 and returns the
 /// pid of the detached process that serves the mount.
 fn mount_detached(t: &TestRepo, mountpoint: &Path, extra: &[&str]) -> u32 {
@@ -458,12 +816,7 @@ fn mount_detached(t: &TestRepo, mountpoint: &Path, extra: &[&str]) -> u32 {
         .args(extra)
         .arg(mountpoint)
         .assert_exit(0);
-    let err = String::from_utf8_lossy(&out.stderr);
-    err.split("(pid ")
-        .nth(1)
-        .and_then(|s| s.split(')').next())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no pid in {err}"))
+    pid_in(&String::from_utf8_lossy(&out.stderr))
 }
 
 fn fusermount_u(mountpoint: &Path) {
@@ -670,7 +1023,8 @@ fn a_mount_that_does_not_check_out_is_taken_down() {
         .to_string();
     assert!(err.contains("another file system"), "{err}");
     assert!(!is_mounted(&mnt), "left mounted");
-    assert!(!log.exists(), "log left behind");
+    // The log stays where the user was told it is.
+    assert!(log.exists(), "log deleted");
     let start = Instant::now();
     while !processes_naming(&mnt).is_empty() {
         assert!(

@@ -260,6 +260,7 @@ impl GlobalArgs {
 
 /// Parses the arguments, runs the command and returns its exit code.
 pub fn main() -> ExitCode {
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
     let cli = Cli::parse();
     // Other crates' diagnostics are about the files they read (lofty warns, for instance, when
     // it estimates an MP3's duration from its bitrate), not about the work: they are shown
@@ -269,9 +270,27 @@ pub fn main() -> ExitCode {
     } else {
         "off,musicfs=warn"
     };
+    // A mount served in the foreground with --log-file logs there (a detached mount's server is
+    // started so), in a file that rotates itself.
+    let log_file = match &cli.command {
+        Command::Mount(args) if args.foreground => args.log_file.as_deref(),
+        _ => None,
+    };
+    let (writer, ansi) =
+        match log_file.map(|p| crate::mount::BoundedLog::open(p, crate::mount::MAX_LOG_BYTES)) {
+            Some(Ok(log)) => (BoxMakeWriter::new(std::sync::Mutex::new(log)), false),
+            Some(Err(e)) => {
+                say(&format!("{e}; logging to stderr"));
+                (BoxMakeWriter::new(std::io::stderr), false)
+            }
+            None => (
+                BoxMakeWriter::new(std::io::stderr),
+                std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            ),
+        };
     let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(writer)
+        .with_ansi(ansi)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("MUSICFS_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),

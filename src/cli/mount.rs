@@ -1,12 +1,15 @@
 use std::ffi::OsString;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
+use serde_json::json;
 
 use super::{exit, GlobalArgs};
-use crate::mount::{mount, spawn_detached, MountOptions};
+use crate::mount::{
+    check_may_share, default_log_file, mount, shell_quoted, spawn_detached, Access, MountOptions,
+};
 
 #[derive(Debug, Args)]
 pub struct MountArgs {
@@ -18,9 +21,22 @@ pub struct MountArgs {
     /// Mount even if MOUNTPOINT is not empty (its files are hidden until unmounted)
     #[arg(long)]
     pub nonempty: bool,
+    /// Let every user read the mount, as file modes allow (FUSE's allow_other; a user other
+    /// than root needs `user_allow_other` in /etc/fuse.conf)
+    #[arg(long, conflicts_with = "allow_root")]
+    pub allow_other: bool,
+    /// Let root read the mount too (FUSE's allow_root; a user other than root needs
+    /// `user_allow_other` in /etc/fuse.conf)
+    #[arg(long)]
+    pub allow_root: bool,
     /// Memory for verified chunks, in MiB
     #[arg(long, value_name = "MIB", default_value_t = 128)]
     pub cache_size: usize,
+    /// Log warnings to FILE (kept below 4 MiB, the older half in FILE.1) [default for a
+    /// detached mount: $XDG_STATE_HOME/musicfs/mount-MOUNTPOINT.log, or under
+    /// ~/.local/state/musicfs; with --foreground: stderr]
+    #[arg(long, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
     /// Once mounted, write `ready DEVICE` on stdout (how a detached server reports)
     #[arg(long, hide = true, requires = "foreground")]
     pub report_ready: bool,
@@ -30,9 +46,19 @@ pub fn run(global: &GlobalArgs, args: &MountArgs) -> anyhow::Result<u8> {
     let options = MountOptions {
         cache_bytes: args.cache_size.saturating_mul(1 << 20),
         nonempty: args.nonempty,
+        access: if args.allow_other {
+            Access::Everyone
+        } else if args.allow_root {
+            Access::OwnerAndRoot
+        } else {
+            Access::Owner
+        },
         ..MountOptions::default()
     };
     if !args.foreground {
+        if options.access != Access::Owner {
+            check_may_share()?;
+        }
         let repo = global.open_repo()?;
         let mut argv: Vec<OsString> = vec!["--repo".into(), repo.root().into()];
         drop(repo);
@@ -54,23 +80,44 @@ pub fn run(global: &GlobalArgs, args: &MountArgs) -> anyhow::Result<u8> {
         if args.nonempty {
             argv.push("--nonempty".into());
         }
+        if args.allow_other {
+            argv.push("--allow-other".into());
+        }
+        if args.allow_root {
+            argv.push("--allow-root".into());
+        }
+        let log = match &args.log_file {
+            Some(log) => std::path::absolute(log).context("finding the log file")?,
+            None => default_log_file(&args.mountpoint)
+                .context("no place for the mount's log: set --log-file, XDG_STATE_HOME or HOME")?,
+        };
+        argv.push("--log-file".into());
+        argv.push(log.clone().into());
         argv.push(args.mountpoint.clone().into());
         let program = std::env::current_exe().context("finding the musicfs executable")?;
-        let log = std::env::temp_dir().join(format!("musicfs-mount-{}.log", std::process::id()));
         let pid = spawn_detached(&program, &argv, &args.mountpoint, args.nonempty, &log)?;
-        if !global.quiet {
+        if global.json {
+            let path = args
+                .mountpoint
+                .canonicalize()
+                .unwrap_or_else(|_| args.mountpoint.clone());
+            print_mounted(&path, pid, Some(&log));
+        } else if !global.quiet {
             eprintln!(
-                "musicfs: mounted on {} (pid {pid}); unmount with `fusermount3 -u {}`",
+                "musicfs: mounted on {} (pid {pid}); log: {}; unmount with `fusermount3 -u {}`",
                 args.mountpoint.display(),
-                args.mountpoint.display()
+                log.display(),
+                shell_quoted(&args.mountpoint)
             );
         }
         return Ok(exit::OK);
     }
     let repo = global.open_repo()?;
-    let quiet = global.quiet;
+    let (quiet, json) = (global.quiet, global.json);
     mount(repo, &args.mountpoint, options, |mounted| {
-        if !quiet {
+        if json {
+            print_mounted(&mounted.path, std::process::id(), args.log_file.as_deref());
+        } else if !quiet {
             eprintln!(
                 "musicfs: mounted on {}; Ctrl-C, SIGTERM or `fusermount3 -u` unmounts",
                 mounted.path.display()
@@ -85,4 +132,14 @@ pub fn run(global: &GlobalArgs, args: &MountArgs) -> anyhow::Result<u8> {
     })
     .with_context(|| format!("mounting on {}", args.mountpoint.display()))?;
     Ok(exit::OK)
+}
+
+/// The JSON line of a mount that is up: `{"type": "mounted", "mountpoint", "pid", "log"}`.
+fn print_mounted(mountpoint: &Path, pid: u32, log: Option<&Path>) {
+    crate::report::print_json(&json!({
+        "type": "mounted",
+        "mountpoint": mountpoint.to_string_lossy(),
+        "pid": pid,
+        "log": log.map(|l| l.to_string_lossy()),
+    }));
 }

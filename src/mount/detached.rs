@@ -16,7 +16,8 @@ use std::path::Path;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::mountpoint::{check_mountpoint, top_mount, unmount};
+use super::log::{BoundedLog, MAX_LOG_BYTES};
+use super::mountpoint::{check_fuse_device, check_mountpoint, top_mount, unmount};
 use super::Mounted;
 use crate::error::{Error, Result};
 
@@ -42,9 +43,11 @@ fn parse_ready_line(line: &str) -> Option<u64> {
 
 /// Starts `program args` (a `musicfs mount --foreground` that reports with a ready line on its
 /// standard output) detached from this process's terminal and session, and returns its pid
-/// once its mount is up, served, and reached at `mountpoint`. Its standard error goes to `log`
-/// until then; when it fails, that text is part of the error. A mountpoint that
-/// [`check_mountpoint`] refuses (with `nonempty`) is refused before anything starts.
+/// once its mount is up, served, and reached at `mountpoint`. Its standard error is appended to
+/// `log` (rotated first when past [`MAX_LOG_BYTES`]), which stays for the user to read; when it
+/// fails, what it wrote there is part of the error. A mountpoint that [`check_mountpoint`]
+/// refuses (with `nonempty`), or a FUSE device this user cannot open, is refused before
+/// anything starts.
 pub fn spawn_detached(
     program: &Path,
     args: &[OsString],
@@ -54,7 +57,11 @@ pub fn spawn_detached(
 ) -> Result<u32> {
     use std::os::unix::process::CommandExt;
     let path = check_mountpoint(mountpoint, nonempty)?;
-    let log_file = std::fs::File::create(log).map_err(|e| Error::io(log, e))?;
+    check_fuse_device()?;
+    let bounded = BoundedLog::open(log, MAX_LOG_BYTES)?;
+    let start = bounded.len();
+    let log_file = bounded.try_clone_file().map_err(|e| Error::io(log, e))?;
+    drop(bounded);
     let mut child = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
@@ -64,14 +71,11 @@ pub fn spawn_detached(
         .spawn()
         .map_err(|e| Error::io(program, e))?;
     let outcome = wait_ready(&mut child).and_then(|device| confirm(&path, device, &mut child));
-    if outcome.is_err() {
-        abandon(&mut child, &path);
-    }
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let _ = std::fs::remove_file(log);
     match outcome {
         Ok(()) => Ok(child.id()),
         Err(why) => {
+            abandon(&mut child, &path);
+            let text = written_since(log, start);
             let said: Vec<&str> = text
                 .lines()
                 .map(str::trim)
@@ -85,6 +89,18 @@ pub fn spawn_detached(
             Err(Error::Mount { path, message })
         }
     }
+}
+
+/// What was appended to `log` after its first `start` bytes.
+fn written_since(log: &Path, start: u64) -> String {
+    use std::io::{Seek, SeekFrom};
+    let mut text = Vec::new();
+    if let Ok(mut f) = std::fs::File::open(log) {
+        if f.seek(SeekFrom::Start(start)).is_ok() {
+            let _ = f.read_to_end(&mut text);
+        }
+    }
+    String::from_utf8_lossy(&text).into_owned()
 }
 
 /// Reads the serving process's ready line; its device number.

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -39,12 +39,20 @@ pub struct MusicFs {
     next_fh: AtomicU64,
     uid: u32,
     gid: u32,
+    /// The mountpoint, to name files in messages as they are seen.
+    mountpoint: PathBuf,
 }
 
 impl MusicFs {
-    /// A filesystem over `view`, with a chunk cache of `cache_bytes`; files belong to
-    /// `uid`:`gid`.
-    pub fn new(view: Arc<View>, cache_bytes: usize, uid: u32, gid: u32) -> MusicFs {
+    /// A filesystem over `view` mounted on `mountpoint`, with a chunk cache of `cache_bytes`;
+    /// files belong to `uid`:`gid`.
+    pub fn new(
+        view: Arc<View>,
+        mountpoint: &Path,
+        cache_bytes: usize,
+        uid: u32,
+        gid: u32,
+    ) -> MusicFs {
         MusicFs {
             reader: Reader::new(view.clone(), cache_bytes),
             view,
@@ -52,6 +60,7 @@ impl MusicFs {
             next_fh: AtomicU64::new(1),
             uid,
             gid,
+            mountpoint: mountpoint.to_path_buf(),
         }
     }
 
@@ -161,7 +170,11 @@ impl Filesystem for MusicFs {
         let Some(origin) = self.view.origin(origin) else {
             return reply.error(Errno::ENOENT);
         };
-        match self.reader.open(&content, &origin.url, &path) {
+        let shown = match self.view.mount_path(ino.0) {
+            Some(rel) => self.mountpoint.join(rel),
+            None => self.mountpoint.clone(),
+        };
+        match self.reader.open(&content, &origin.url, &path, shown) {
             Ok(file) => {
                 let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
                 self.open
@@ -291,23 +304,18 @@ impl Filesystem for MusicFs {
         }
     }
 
-    fn getxattr(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _name: &OsStr,
-        _size: u32,
-        reply: ReplyXattr,
-    ) {
-        reply.error(Errno::ENODATA);
+    // No extended attributes. ENOSYS, unlike ENODATA, makes the kernel stop asking: it then
+    // answers every getxattr and listxattr of the mount itself (EOPNOTSUPP), where `ls -l`
+    // otherwise costs a round trip per file for its ACL and security-label lookups.
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, _name: &OsStr, _size: u32, reply: ReplyXattr) {
+        tracing::trace!("getxattr {}", ino.0);
+        reply.error(Errno::ENOSYS);
     }
 
-    fn listxattr(&self, _req: &Request, _ino: INodeNo, size: u32, reply: ReplyXattr) {
-        if size == 0 {
-            reply.size(0);
-        } else {
-            reply.data(&[]);
-        }
+    fn listxattr(&self, _req: &Request, ino: INodeNo, _size: u32, reply: ReplyXattr) {
+        tracing::trace!("listxattr {}", ino.0);
+        reply.error(Errno::ENOSYS);
     }
 
     // Everything below would change the file system, which is read-only.

@@ -6,7 +6,8 @@
 //! files is refused unless asked), mounts, raises the kernel's readahead for the mount, and
 //! serves until the file system is unmounted from outside (`fusermount3 -u`, `umount`) or the
 //! process gets SIGINT, SIGTERM or SIGHUP, when it unmounts itself. `detached` runs the same
-//! from a background process and says "mounted" only once it has seen the mount served.
+//! from a background process, which logs to a bounded file (`log`), and says "mounted" only
+//! once it has seen the mount served.
 //! Mounting reads only the snapshot records, never a tree, so it takes the same time whatever
 //! the library's size. Nothing here ever writes to an origin or to the repository, and nothing
 //! unmounts a mountpoint unless the mount there is alive and its own.
@@ -14,13 +15,17 @@
 mod cache;
 mod detached;
 mod fs;
+mod log;
 mod mountpoint;
 mod reader;
 mod view;
 
 pub use detached::spawn_detached;
 pub use fs::{MusicFs, MAX_READ};
-pub use mountpoint::{check_mountpoint, is_mounted, unmount};
+pub use log::{default_log_file, BoundedLog, MAX_LOG_BYTES};
+pub use mountpoint::{
+    check_fuse_device, check_may_share, check_mountpoint, is_mounted, shell_quoted, unmount,
+};
 pub use reader::{OpenFile, Reader};
 pub use view::{origin_dir_name, snapshot_dir_name, Attr, Entry, Kind, Listing, View, ROOT};
 
@@ -45,6 +50,21 @@ pub struct MountOptions {
     pub threads: usize,
     /// Mount on a directory that holds files (hiding them while mounted).
     pub nonempty: bool,
+    /// Who besides the mounting user may use the mount.
+    pub access: Access,
+}
+
+/// Who may use a mount. FUSE lets only the user who mounted in, not even root, unless asked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Access {
+    /// The user who mounted, alone.
+    #[default]
+    Owner,
+    /// That user and root (`allow_root`).
+    OwnerAndRoot,
+    /// Every user, as file modes allow (`allow_other`), for a media server with its own
+    /// account.
+    Everyone,
 }
 
 impl Default for MountOptions {
@@ -55,6 +75,7 @@ impl Default for MountOptions {
                 .map(|n| n.get().clamp(2, 16))
                 .unwrap_or(4),
             nonempty: false,
+            access: Access::Owner,
         }
     }
 }
@@ -82,6 +103,10 @@ pub fn mount(
     ready: impl FnOnce(&Mounted) -> io::Result<()>,
 ) -> Result<()> {
     let path = check_mountpoint(mountpoint, options.nonempty)?;
+    if options.access != Access::Owner {
+        check_may_share()?;
+    }
+    check_fuse_device()?;
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [
         signal_hook::consts::SIGINT,
@@ -93,6 +118,7 @@ pub fn mount(
     let view = Arc::new(View::new(Arc::new(repo))?);
     let fs = MusicFs::new(
         view,
+        &path,
         options.cache_bytes,
         nix::unistd::getuid().as_raw(),
         nix::unistd::getgid().as_raw(),
@@ -107,6 +133,11 @@ pub fn mount(
         fuser::MountOption::NoAtime,
         fuser::MountOption::DefaultPermissions,
     ];
+    config.acl = match options.access {
+        Access::Owner => fuser::SessionACL::Owner,
+        Access::OwnerAndRoot => fuser::SessionACL::RootAndOwner,
+        Access::Everyone => fuser::SessionACL::All,
+    };
     config.n_threads = Some(options.threads.max(1));
     config.clone_fd = true;
     let session = fuser::Session::new(fs, &path, &config).map_err(|e| Error::io(&path, e))?;

@@ -36,18 +36,20 @@ impl MountEntry {
 }
 
 /// Parses one mountinfo line: `ID PARENT MAJOR:MINOR ROOT MOUNTPOINT OPTIONS [TAGS...] -
-/// FSTYPE SOURCE SUPEROPTIONS`. Returns the mount point (escaped as mountinfo writes it) and
-/// the entry.
-fn parse_mountinfo_line(line: &str) -> Option<(&str, MountEntry)> {
-    let mut fields = line.split(' ');
+/// FSTYPE SOURCE SUPEROPTIONS`. Returns the mount point (escaped as mountinfo writes it: its
+/// bytes, which need not be UTF-8) and the entry.
+fn parse_mountinfo_line(line: &[u8]) -> Option<(&[u8], MountEntry)> {
+    let text = |field: &[u8]| String::from_utf8_lossy(field).into_owned();
+    let mut fields = line.split(|&b| b == b' ');
     let (_id, _parent) = (fields.next()?, fields.next()?);
-    let (major, minor) = fields.next()?.split_once(':')?;
+    let numbers = std::str::from_utf8(fields.next()?).ok()?;
+    let (major, minor) = numbers.split_once(':')?;
     let device = nix::sys::stat::makedev(major.parse().ok()?, minor.parse().ok()?);
     let _root = fields.next()?;
     let mount_point = fields.next()?;
-    let mut rest = fields.skip_while(|f| *f != "-").skip(1);
-    let fs_type = rest.next()?.to_string();
-    let source = rest.next()?.to_string();
+    let mut rest = fields.skip_while(|f| *f != b"-").skip(1);
+    let fs_type = text(rest.next()?);
+    let source = text(rest.next()?);
     Some((
         mount_point,
         MountEntry {
@@ -59,15 +61,17 @@ fn parse_mountinfo_line(line: &str) -> Option<(&str, MountEntry)> {
 }
 
 /// The mounts on `path` (absolute and canonical), in the order they were mounted: the last
-/// is the one the path reaches.
+/// is the one the path reaches. Paths are compared as bytes: a mountpoint's name need not be
+/// UTF-8.
 pub(crate) fn mounts_at(path: &Path) -> Vec<MountEntry> {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(info) = std::fs::read("/proc/self/mountinfo") else {
         return Vec::new();
     };
-    let want = escape_mountinfo(&path.to_string_lossy());
-    info.lines()
+    let want = escape_mountinfo(path.as_os_str().as_bytes());
+    info.split(|&b| b == b'\n')
         .filter_map(parse_mountinfo_line)
-        .filter(|(mount_point, _)| *mount_point == want)
+        .filter(|(mount_point, _)| *mount_point == want.as_slice())
         .map(|(_, entry)| entry)
         .collect()
 }
@@ -82,16 +86,31 @@ pub fn is_mounted(path: &Path) -> bool {
     !mounts_at(path).is_empty()
 }
 
-/// Paths in mountinfo have space, tab, newline and backslash written as octal escapes.
-fn escape_mountinfo(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
-    for c in path.chars() {
-        match c {
-            ' ' | '\t' | '\n' | '\\' => out.push_str(&format!("\\{:03o}", c as u32)),
-            _ => out.push(c),
+/// Paths in mountinfo have space, tab, newline and backslash written as octal escapes; every
+/// other byte is written as it is.
+fn escape_mountinfo(path: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(path.len());
+    for &b in path {
+        match b {
+            b' ' | b'\t' | b'\n' | b'\\' => out.extend_from_slice(format!("\\{b:03o}").as_bytes()),
+            _ => out.push(b),
         }
     }
     out
+}
+
+/// `path` as one shell word, quoted when it needs to be, for commands printed to be pasted.
+pub fn shell_quoted(path: &Path) -> String {
+    let text = path.to_string_lossy();
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+,:@%=".contains(c));
+    if plain {
+        text.into_owned()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
 }
 
 /// Checks that `mountpoint` can be mounted on and returns its absolute path. A stale FUSE
@@ -117,7 +136,7 @@ pub fn check_mountpoint(mountpoint: &Path, nonempty: bool) -> Result<PathBuf> {
                     "stale mount: the process that served it has ended (transport endpoint \
                      is not connected); clear it with `fusermount3 -u {0}` or `umount {0}`, \
                      then mount again",
-                    mountpoint.display()
+                    shell_quoted(mountpoint)
                 ),
             ))
         }
@@ -142,6 +161,68 @@ pub fn check_mountpoint(mountpoint: &Path, nonempty: bool) -> Result<PathBuf> {
         ));
     }
     Ok(path)
+}
+
+/// The FUSE device, which a mount opens first.
+pub(crate) const FUSE_DEVICE: &str = "/dev/fuse";
+
+/// Checks that this user can open the FUSE device, so that a user without access is told so,
+/// naming the device and what to do, instead of getting "Permission denied" on the mountpoint.
+pub fn check_fuse_device() -> Result<()> {
+    let device = Path::new(FUSE_DEVICE);
+    let refuse = |message: String| Error::Mount {
+        path: device.to_path_buf(),
+        message,
+    };
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(device)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM)) => {
+            Err(refuse(format!(
+                "permission denied: this user may not use FUSE ({e}); mount as root, or ask \
+                 an administrator to let users open {FUSE_DEVICE} (its usual mode is 0666: \
+                 `chmod 0666 {FUSE_DEVICE}`, or add the user to the group owning it)"
+            )))
+        }
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::ENOENT | libc::ENXIO | libc::ENODEV)
+            ) =>
+        {
+            Err(refuse(format!(
+                "no FUSE device ({e}): load the kernel module with `modprobe fuse` (in a \
+                 container, pass the device in, e.g. `--device /dev/fuse`)"
+            )))
+        }
+        Err(e) => Err(Error::io(device, e)),
+    }
+}
+
+/// The file where an administrator lets users who are not root share their FUSE mounts.
+pub(crate) const FUSE_CONF: &str = "/etc/fuse.conf";
+
+/// Checks that this user may let others in to a mount (`allow_other`, which `--allow-root`
+/// needs too): root always may; another user only when `/etc/fuse.conf` has a line
+/// `user_allow_other`, without which `fusermount3` refuses the mount.
+pub fn check_may_share() -> Result<()> {
+    if nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    let allowed = std::fs::read_to_string(FUSE_CONF)
+        .is_ok_and(|conf| conf.lines().any(|l| l.trim() == "user_allow_other"));
+    if allowed {
+        return Ok(());
+    }
+    Err(Error::Mount {
+        path: PathBuf::from(FUSE_CONF),
+        message: "no `user_allow_other` line: only root may let other users (or root) read \
+                  a FUSE mount; an administrator can add that line, or mount as root"
+            .into(),
+    })
 }
 
 /// Whether the FUSE connection behind `device_fd` (a descriptor of `/dev/fuse`) is alive.
@@ -203,20 +284,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn shell_words() {
+        assert_eq!(shell_quoted(Path::new("/mnt/music")), "/mnt/music");
+        assert_eq!(shell_quoted(Path::new("/mnt/my music")), "'/mnt/my music'");
+        assert_eq!(shell_quoted(Path::new("/mnt/it's")), "'/mnt/it'\\''s'");
+        assert_eq!(shell_quoted(Path::new("/a$b")), "'/a$b'");
+    }
+
+    #[test]
     fn mountinfo_lines() {
-        let line = "45 27 0:40 / /tmp/a\\040b ro,nosuid,nodev,noatime shared:7 - fuse musicfs \
-                    ro,user_id=0,group_id=0";
+        let line = b"45 27 0:40 / /tmp/a\\040b\xff ro,nosuid,nodev,noatime shared:7 - fuse \
+                     musicfs ro,user_id=0,group_id=0";
         let (mount_point, entry) = parse_mountinfo_line(line).expect("parsed");
-        assert_eq!(mount_point, escape_mountinfo("/tmp/a b"));
+        assert_eq!(mount_point, escape_mountinfo(b"/tmp/a b\xff"));
         assert_eq!(entry.device, nix::sys::stat::makedev(0, 40));
         assert!(entry.is_musicfs());
-        let line = "46 27 0:41 / /mnt rw - fuse.sshfs host:/x rw";
+        let line = b"46 27 0:41 / /mnt rw - fuse.sshfs host:/x rw";
         let (_, entry) = parse_mountinfo_line(line).expect("parsed");
         assert!(!entry.is_musicfs());
-        let line = "47 27 0:42 / /mnt rw - fuse.musicfs musicfs rw";
+        let line = b"47 27 0:42 / /mnt rw - fuse.musicfs musicfs rw";
         assert!(parse_mountinfo_line(line).expect("parsed").1.is_musicfs());
         for bad in ["", "1 2 3", "1 2 x:y / /m rw - t s o", "1 2 0:1 / /m rw"] {
-            assert_eq!(parse_mountinfo_line(bad), None, "{bad:?}");
+            assert_eq!(parse_mountinfo_line(bad.as_bytes()), None, "{bad:?}");
         }
     }
 }

@@ -118,6 +118,8 @@ pub struct OpenFile {
     plan: Arc<Plan>,
     /// The file's own path on disk, when its origin is local.
     own: Option<PathBuf>,
+    /// The file's path as seen in the mount, which every error about it names.
+    shown: PathBuf,
     /// Where chunks are read first; `None` until the first read.
     source: Mutex<Option<Option<Source>>>,
 }
@@ -153,9 +155,9 @@ fn local_path(origin: &str, rel: &[u8]) -> Option<PathBuf> {
     Some(Path::new(origin).join(std::ffi::OsStr::from_bytes(rel)))
 }
 
-fn eio(path: &[u8], what: &str) -> Error {
+fn eio(path: &Path, what: &str) -> Error {
     Error::Io {
-        path: PathBuf::from(std::ffi::OsStr::from_bytes(path)),
+        path: path.to_path_buf(),
         source: std::io::Error::other(what.to_string()),
     }
 }
@@ -198,11 +200,19 @@ impl Reader {
         Ok(plan)
     }
 
-    /// Opens the file of `content` found at `path` in the origin named `origin`.
-    pub fn open(&self, content: &ContentId, origin: &str, path: &[u8]) -> Result<OpenFile> {
+    /// Opens the file of `content` found at `path` in the origin named `origin`; `shown` is
+    /// its path as seen in the mount, named by every error about it.
+    pub fn open(
+        &self,
+        content: &ContentId,
+        origin: &str,
+        path: &[u8],
+        shown: PathBuf,
+    ) -> Result<OpenFile> {
         Ok(OpenFile {
             plan: self.plan(content)?,
             own: local_path(origin, path),
+            shown,
             source: Mutex::new(None),
         })
     }
@@ -253,7 +263,7 @@ impl Reader {
             }
         };
         let Some(first_key) = key(first) else {
-            return Err(eio(b"", "internal: header chunk in a plain run"));
+            return Err(eio(&file.shown, "internal: header chunk in a plain run"));
         };
         let take = |bytes: &[u8], start: u64, out: &mut Vec<u8>| -> u64 {
             let from = (pos.max(start) - start) as usize;
@@ -285,13 +295,14 @@ impl Reader {
             let chunk = plan.list.chunks[c];
             let at = (start - span_start) as usize;
             let bytes = &mut span[at..at + chunk.len as usize];
-            let k = key(c).ok_or_else(|| eio(b"", "internal: header chunk in a plain run"))?;
+            let k =
+                key(c).ok_or_else(|| eio(&file.shown, "internal: header chunk in a plain run"))?;
             let good = read_ok && self.check(bytes, chunk.id, &k);
             let fetched;
             let bytes: &[u8] = if good {
                 bytes
             } else if let Key::Chunk(_) = k {
-                fetched = self.fetch_elsewhere(chunk.id, chunk.len)?;
+                fetched = self.fetch_elsewhere(file, chunk.id, chunk.len)?;
                 &fetched
             } else {
                 return Err(self.unavailable(file, chunk.id));
@@ -319,7 +330,7 @@ impl Reader {
 
     fn unavailable(&self, file: &OpenFile, id: ChunkId) -> Error {
         Error::ChunkUnavailable {
-            path: file.own.clone().unwrap_or_default(),
+            path: file.shown.clone(),
             chunk: id.short(),
         }
     }
@@ -410,7 +421,7 @@ impl Reader {
     }
 
     /// A plain chunk from any recorded location in any local origin, verified.
-    fn fetch_elsewhere(&self, id: ChunkId, len: u32) -> Result<Vec<u8>> {
+    fn fetch_elsewhere(&self, file: &OpenFile, id: ChunkId, len: u32) -> Result<Vec<u8>> {
         let mut buf = vec![0u8; len as usize];
         for origin in self.view.origins() {
             let Some(oid) = self.view.repo().find_origin(&origin.url)? else {
@@ -433,10 +444,7 @@ impl Reader {
                 }
             }
         }
-        Err(Error::ChunkUnavailable {
-            path: PathBuf::new(),
-            chunk: id.short(),
-        })
+        Err(self.unavailable(file, id))
     }
 
     /// The real bytes of Ogg header region `r`, proven: normalized, they are the region's

@@ -7,11 +7,14 @@
 //!
 //! Nothing is walked when the view is made: only the snapshot records are read. An entry gets
 //! its inode number the first time a `lookup` or `readdir` meets it, and keeps it while the
-//! mount lives (the kernel's `forget` is not needed to bound anything here: an inode is a few
-//! dozen bytes). Snapshots recorded after mounting appear when the root or an origin directory
-//! is listed or looked up again, at most once a second. This module never reads file content.
+//! mount lives (the kernel's `forget` is not used: an inode is a few hundred bytes, about
+//! 380 B with its path and its name in the directory index). Snapshots recorded after
+//! mounting appear when the root or an origin directory is listed or looked up again, at most
+//! once a second. This module never reads file content.
 
 use std::collections::HashMap;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -70,6 +73,9 @@ pub enum Entry {
     Symlink {
         /// Its target.
         target: Vec<u8>,
+        /// Its directory's modification time, ns since the epoch: snapshots do not record a
+        /// link's own.
+        mtime_ns: i64,
     },
 }
 
@@ -263,6 +269,35 @@ impl View {
         inodes.get(ino).map(|(p, _)| *p)
     }
 
+    /// The path of a snapshot's file or directory within the mount
+    /// (`ORIGIN/SNAPSHOT/PATH`), for messages about it.
+    pub fn mount_path(&self, ino: u64) -> Option<PathBuf> {
+        let path = match self.entry(ino)? {
+            Entry::File { path, .. } | Entry::Dir { path, .. } => path,
+            _ => return None,
+        };
+        // The snapshot's root: the ancestor whose parent is an origin's directory.
+        let mut at = ino;
+        let origin = loop {
+            let parent = self.parent(at)?;
+            if let Entry::Origin(i) = self.entry(parent)? {
+                break i;
+            }
+            if parent == at {
+                return None;
+            }
+            at = parent;
+        };
+        let o = self.origin(origin)?;
+        let (snapshot, ..) = o.snapshots.iter().find(|s| s.1 == at)?;
+        let mut out = PathBuf::from(&o.name);
+        out.push(snapshot);
+        if !path.is_empty() {
+            out.push(std::ffi::OsStr::from_bytes(&path));
+        }
+        Some(out)
+    }
+
     /// What `stat` says of an inode.
     pub fn attr(&self, ino: u64) -> Option<Attr> {
         let entry = self.entry(ino)?;
@@ -295,7 +330,9 @@ impl View {
                 mode,
                 ..
             } => (Kind::File, *size, *mtime_ns, *mode),
-            Entry::Symlink { target } => (Kind::Symlink, target.len() as u64, 0, 0o777),
+            Entry::Symlink { target, mtime_ns } => {
+                (Kind::Symlink, target.len() as u64, *mtime_ns, 0o777)
+            }
         };
         Attr {
             ino,
@@ -316,7 +353,7 @@ impl View {
     pub fn readlink(&self, ino: u64) -> Option<Vec<u8>> {
         match self.entry(ino)? {
             Entry::Latest(i) => self.latest_target(i).map(String::into_bytes),
-            Entry::Symlink { target } => Some(target),
+            Entry::Symlink { target, .. } => Some(target),
             _ => None,
         }
     }
@@ -340,7 +377,14 @@ impl View {
         Ok(tree)
     }
 
-    fn child_entry(origin: usize, dir_path: &[u8], name: &[u8], node: &Node) -> Entry {
+    /// The entry of `name` in the directory at `dir_path` (modified at `dir_mtime_ns`).
+    fn child_entry(
+        origin: usize,
+        dir_path: &[u8],
+        dir_mtime_ns: i64,
+        name: &[u8],
+        node: &Node,
+    ) -> Entry {
         let path = if dir_path.is_empty() {
             name.to_vec()
         } else {
@@ -376,6 +420,7 @@ impl View {
             },
             Node::Symlink { target } => Entry::Symlink {
                 target: target.clone(),
+                mtime_ns: dir_mtime_ns,
             },
         }
     }
@@ -398,7 +443,11 @@ impl View {
             return Ok(self.attr(ino));
         }
         let Entry::Dir {
-            tree, origin, path, ..
+            tree,
+            origin,
+            path,
+            mtime_ns,
+            ..
         } = entry
         else {
             return Ok(None);
@@ -407,7 +456,7 @@ impl View {
         let Some(child) = tree.get(name) else {
             return Ok(None);
         };
-        let entry = Self::child_entry(origin, &path, name, &child.node);
+        let entry = Self::child_entry(origin, &path, mtime_ns, name, &child.node);
         let ino = self
             .inodes
             .write()
@@ -447,12 +496,17 @@ impl View {
                 }
             }
             Entry::Dir {
-                tree, origin, path, ..
+                tree,
+                origin,
+                path,
+                mtime_ns,
+                ..
             } => {
                 let tree = self.tree(&tree)?;
                 let mut inodes = self.inodes.write().unwrap_or_else(PoisonError::into_inner);
                 for child in &tree.entries {
-                    let entry = Self::child_entry(origin, &path, &child.name, &child.node);
+                    let entry =
+                        Self::child_entry(origin, &path, mtime_ns, &child.name, &child.node);
                     let child_ino = inodes.add(ino, &child.name, entry.clone());
                     out.push((child.name.clone(), self.attr_of(child_ino, &entry)));
                 }

@@ -243,6 +243,8 @@ impl Musicfs {
         c.env("XDG_CONFIG_HOME", self.home.join(".config"));
         c.env("XDG_DATA_HOME", self.home.join(".local/share"));
         c.env("XDG_CACHE_HOME", self.home.join(".cache"));
+        // Left unset: the default under HOME (~/.local/state) is what tests see.
+        c.env_remove("XDG_STATE_HOME");
         c.env("NO_COLOR", "1");
         c.stdin(Stdio::null());
         c
