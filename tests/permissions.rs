@@ -16,6 +16,16 @@ fn mode(path: &Path) -> u32 {
         & 0o7777
 }
 
+/// `musicfs sync --delete EXTRA SRC DST` as `nobody`, asserting its exit code.
+fn sync(t: &TestRepo, src: &Path, dst: &Path, extra: &[&str], code: i32) -> std::process::Output {
+    t.cmd_unprivileged()
+        .args(["sync", "--delete"])
+        .args(extra)
+        .arg(src)
+        .arg(dst)
+        .assert_exit(code)
+}
+
 fn stderr_of(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -31,11 +41,7 @@ fn read_only_directories_are_synced_again_and_again() {
          chmod 444 src/archive/a.flac; chmod 555 src/archive/disc1 src/archive",
     );
     let (src, dst) = (t.path("src"), t.path("dst"));
-    t.cmd_unprivileged()
-        .args(["sync", "--delete"])
-        .arg(&src)
-        .arg(&dst)
-        .assert_exit(0);
+    sync(&t, &src, &dst, &[], 0);
     assert_trees_equal(&src, &dst);
     assert_eq!(mode(&dst.join("archive")), 0o555);
 
@@ -47,20 +53,12 @@ fn read_only_directories_are_synced_again_and_again() {
          echo edited > src/archive/a.flac; chmod 444 src/archive/a.flac
          chmod 555 src/archive/disc1 src/archive",
     );
-    t.cmd_unprivileged()
-        .args(["sync", "--delete"])
-        .arg(&src)
-        .arg(&dst)
-        .assert_exit(0);
+    sync(&t, &src, &dst, &[], 0);
     assert_trees_equal(&src, &dst);
 
     // The whole read-only tree removed at the source.
     t.sh_unprivileged("chmod -R u+w src/archive && rm -r src/archive");
-    t.cmd_unprivileged()
-        .args(["sync", "--delete"])
-        .arg(&src)
-        .arg(&dst)
-        .assert_exit(0);
+    sync(&t, &src, &dst, &[], 0);
     assert_trees_equal(&src, &dst);
 }
 
@@ -71,20 +69,11 @@ fn unreadable_source_directory_is_left_alone_then_synced() {
     let t = TestRepo::unprivileged();
     t.sh_unprivileged("mkdir -p src/a src/b; echo 1 > src/a/x; echo 2 > src/a/y; echo 3 > src/b/z");
     let (src, dst) = (t.path("src"), t.path("dst"));
-    t.cmd_unprivileged()
-        .args(["sync", "--delete"])
-        .arg(&src)
-        .arg(&dst)
-        .assert_exit(0);
+    sync(&t, &src, &dst, &[], 0);
     let before = list_tree(&dst);
 
     t.sh_unprivileged("rm src/b/z; chmod 000 src/a");
-    let out = t
-        .cmd_unprivileged()
-        .args(["sync", "--delete"])
-        .arg(&src)
-        .arg(&dst)
-        .assert_exit(3);
+    let out = sync(&t, &src, &dst, &[], 3);
     let stderr = stderr_of(&out);
     assert!(
         stderr.contains(&format!("{}: Permission denied", src.join("a").display())),
@@ -100,11 +89,7 @@ fn unreadable_source_directory_is_left_alone_then_synced() {
     assert_eq!(std::fs::read(dst.join("a/x")).unwrap(), b"1\n");
 
     t.sh_unprivileged("chmod 755 src/a");
-    t.cmd_unprivileged()
-        .args(["sync", "--delete"])
-        .arg(&src)
-        .arg(&dst)
-        .assert_exit(0);
+    sync(&t, &src, &dst, &[], 0);
     assert_trees_equal(&src, &dst);
 }
 
@@ -114,19 +99,10 @@ fn unreadable_source_file_is_left_alone_then_synced() {
     let t = TestRepo::unprivileged();
     t.sh_unprivileged("mkdir src; echo old > src/track.flac; echo keep > src/other.flac");
     let (src, dst) = (t.path("src"), t.path("dst"));
-    t.cmd_unprivileged()
-        .args(["sync", "--delete"])
-        .arg(&src)
-        .arg(&dst)
-        .assert_exit(0);
+    sync(&t, &src, &dst, &[], 0);
 
     t.sh_unprivileged("echo new > src/track.flac; chmod 000 src/track.flac");
-    let out = t
-        .cmd_unprivileged()
-        .args(["sync", "--delete"])
-        .arg(&src)
-        .arg(&dst)
-        .assert_exit(3);
+    let out = sync(&t, &src, &dst, &[], 3);
     assert!(
         stderr_of(&out).contains("track.flac"),
         "{}",
@@ -135,11 +111,7 @@ fn unreadable_source_file_is_left_alone_then_synced() {
     assert_eq!(std::fs::read(dst.join("track.flac")).unwrap(), b"old\n");
 
     t.sh_unprivileged("chmod 644 src/track.flac");
-    t.cmd_unprivileged()
-        .args(["sync", "--delete"])
-        .arg(&src)
-        .arg(&dst)
-        .assert_exit(0);
+    sync(&t, &src, &dst, &[], 0);
     assert_trees_equal(&src, &dst);
 }
 
@@ -150,20 +122,11 @@ fn unreadable_source_root_deletes_nothing() {
     let t = TestRepo::unprivileged();
     t.sh_unprivileged("mkdir -p src/a; echo 1 > src/a/x; echo 2 > src/y; echo 3 > src/z");
     let (src, dst) = (t.path("src"), t.path("dst"));
-    t.cmd_unprivileged()
-        .args(["sync", "--delete"])
-        .arg(&src)
-        .arg(&dst)
-        .assert_exit(0);
+    sync(&t, &src, &dst, &[], 0);
     let before = list_tree(&dst);
 
     t.sh_unprivileged("chmod 000 src");
-    let out = t
-        .cmd_unprivileged()
-        .args(["sync", "--delete"])
-        .arg(&src)
-        .arg(&dst)
-        .assert_exit(3);
+    let out = sync(&t, &src, &dst, &[], 3);
     let stderr = stderr_of(&out);
     assert!(
         stderr.contains(&format!("{}: Permission denied", src.display())),
@@ -173,11 +136,7 @@ fn unreadable_source_root_deletes_nothing() {
     assert_eq!(mode(&dst), 0o755);
 
     t.sh_unprivileged("chmod 755 src");
-    t.cmd_unprivileged()
-        .args(["sync", "--delete"])
-        .arg(&src)
-        .arg(&dst)
-        .assert_exit(0);
+    sync(&t, &src, &dst, &[], 0);
     assert_trees_equal(&src, &dst);
 }
 
@@ -191,11 +150,7 @@ fn unreadable_destination_directory_is_synced() {
          echo stale > dst/a/x; echo gone > dst/a/old; chmod 000 dst/a",
     );
     let (src, dst) = (t.path("src"), t.path("dst"));
-    t.cmd_unprivileged()
-        .args(["sync", "--delete"])
-        .arg(&src)
-        .arg(&dst)
-        .assert_exit(0);
+    sync(&t, &src, &dst, &[], 0);
     assert_trees_equal(&src, &dst);
 }
 
@@ -205,18 +160,9 @@ fn max_delete_guards_the_mirror() {
     let t = TestRepo::unprivileged();
     t.sh_unprivileged("mkdir -p src/a; for i in 1 2 3 4; do echo $i > src/a/$i; done");
     let (src, dst) = (t.path("src"), t.path("dst"));
-    t.cmd_unprivileged()
-        .args(["sync", "--delete"])
-        .arg(&src)
-        .arg(&dst)
-        .assert_exit(0);
+    sync(&t, &src, &dst, &[], 0);
     t.sh_unprivileged("rm src/a/1 src/a/2 src/a/3; echo 5 > src/a/5");
-    let out = t
-        .cmd_unprivileged()
-        .args(["sync", "--delete", "--max-delete", "2"])
-        .arg(&src)
-        .arg(&dst)
-        .assert_exit(3);
+    let out = sync(&t, &src, &dst, &["--max-delete", "2"], 3);
     assert!(
         stderr_of(&out).contains("more than --max-delete 2"),
         "{}",
@@ -225,10 +171,6 @@ fn max_delete_guards_the_mirror() {
     for i in 1..=5 {
         assert!(dst.join(format!("a/{i}")).exists(), "a/{i} is there");
     }
-    t.cmd_unprivileged()
-        .args(["sync", "--delete", "--max-delete", "3"])
-        .arg(&src)
-        .arg(&dst)
-        .assert_exit(0);
+    sync(&t, &src, &dst, &["--max-delete", "3"], 0);
     assert_trees_equal(&src, &dst);
 }
