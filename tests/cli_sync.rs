@@ -752,32 +752,6 @@ fn genlib_1000_small_files() {
     assert_eq!(num(&s, "bytes_transferred"), 0, "{s}");
 }
 
-/// A tmpfs of `size` mounted at `path`, unmounted when dropped.
-struct Tmpfs(std::path::PathBuf);
-
-impl Tmpfs {
-    fn mount(path: &Path, size: &str) -> Tmpfs {
-        fs::create_dir_all(path).unwrap();
-        let out = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(path)
-            .output()
-            .expect("run mount (util-linux)");
-        assert!(
-            out.status.success(),
-            "this test mounts a small tmpfs to fill it and needs root: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Tmpfs(path.to_path_buf())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn full_disk_fails_files_cleanly_and_loses_nothing() {
     let t = TestRepo::new();

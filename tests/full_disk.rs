@@ -6,41 +6,8 @@
 mod util;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use util::{assert_trees_equal, list_tree, TestRepo, XorShift};
-
-/// A tmpfs mounted for the test, unmounted when dropped.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Tmpfs {
-        std::fs::create_dir_all(dir).unwrap();
-        let out = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0755"),
-                "tmpfs",
-            ])
-            .arg(dir)
-            .output()
-            .expect("run mount");
-        assert!(
-            out.status.success(),
-            "mounting a tmpfs needs root (run the tests as root, as CI does): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Tmpfs(dir.to_path_buf())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
+use util::{assert_trees_equal, list_tree, TestRepo, Tmpfs, XorShift};
 
 fn random_file(path: &Path, len: usize, rng: &mut XorShift) {
     let mut bytes = vec![0u8; len];

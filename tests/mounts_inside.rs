@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use util::{assert_trees_equal, bin, copy_tree, files_in, list_tree, num, summary_of, TestRepo};
+use util::{
+    assert_trees_equal, bin, copy_tree, files_in, list_tree, num, summary_of, TestRepo, Tmpfs,
+};
 
 /// A running `musicfs mount --foreground` of a repository of its own (which has a scanned
 /// library, so the mount has plenty to read), unmounted and reaped on drop.
@@ -81,33 +83,6 @@ impl Drop for Mounted {
             let _ = child.kill();
             let _ = child.wait();
         }
-    }
-}
-
-/// A tmpfs mounted for the test, unmounted on drop.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(at: &Path) -> Tmpfs {
-        fs::create_dir_all(at).expect("mount point");
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
-            .arg(at)
-            .status()
-            .expect("run mount")
-            .success();
-        assert!(
-            ok,
-            "mount -t tmpfs {} (the tests run as root)",
-            at.display()
-        );
-        Tmpfs(at.to_path_buf())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
     }
 }
 
@@ -195,7 +170,7 @@ fn one_file_system_lists_another_mount_as_an_empty_directory() {
     let lib = t.fixtures("lib");
     let files = files_in(&lib).len() as u64;
     let ram = lib.join("ram");
-    let _tmpfs = Tmpfs::mount(&ram);
+    let _tmpfs = Tmpfs::mount(&ram, "4m");
     fs::write(ram.join("elsewhere.txt"), b"on another file system").expect("tmpfs file");
 
     let out = t.cmd().json().args(["scan", "-x"]).arg(&lib).assert_exit(0);
@@ -224,7 +199,7 @@ fn one_file_system_deletes_nothing_inside_another_mount_at_the_destination() {
     let dst = t.path("dst");
     copy_tree(&lib, &dst);
     let ram = dst.join("ram");
-    let _tmpfs = Tmpfs::mount(&ram);
+    let _tmpfs = Tmpfs::mount(&ram, "4m");
     fs::write(ram.join("keep.txt"), b"on another file system").expect("tmpfs file");
 
     // The mount point itself cannot be removed: the deletion fails and the sync is partial,
@@ -245,7 +220,7 @@ fn diff_one_file_system_leaves_another_mount_out_of_its_directory_scan() {
     let t = TestRepo::new();
     let lib = t.fixtures("lib");
     let ram = lib.join("ram");
-    let _tmpfs = Tmpfs::mount(&ram);
+    let _tmpfs = Tmpfs::mount(&ram, "4m");
     fs::write(ram.join("elsewhere.txt"), b"on another file system").expect("tmpfs file");
     t.cmd().arg("scan").arg(&lib).assert_exit(0);
 
