@@ -154,25 +154,8 @@ fn scene() -> Scene {
 /// A time as RFC 3339 UTC with nanoseconds (`2026-11-24T20:00:00.123456789Z`).
 fn rfc3339_ns(t: SystemTime) -> String {
     let since = t.duration_since(UNIX_EPOCH).expect("after 1970");
-    let secs = since.as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        since.subsec_nanos()
-    )
+    let civil = musicfs::time::Civil::of_unix(since.as_secs() as i64);
+    format!("{}.{:09}Z", civil.format('T'), since.subsec_nanos())
 }
 
 #[test]
