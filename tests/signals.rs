@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
-use support::sshd::{Sshd, SshdOptions};
+use support::sshd::Sshd;
 use util::{assert_trees_equal, files_in, list_tree, Musicfs, TestRepo, XorShift};
 
 /// How long a signalled command may take to end before it counts as hung.
@@ -233,18 +233,9 @@ fn bin_dir() -> PathBuf {
     util::bin().parent().unwrap().to_path_buf()
 }
 
-/// An sshd whose sessions run this build's musicfs with the repository `remote_repo`.
+/// A server whose sessions run this build's musicfs with the repository `remote_repo`.
 fn sshd_with_agent(remote_repo: &Path) -> Sshd {
-    Sshd::start(SshdOptions {
-        set_env: vec![
-            (
-                "PATH".into(),
-                format!("{}:/usr/local/bin:/usr/bin:/bin", bin_dir().display()),
-            ),
-            ("MUSICFS_REPO".into(), remote_repo.display().to_string()),
-        ],
-        ..SshdOptions::default()
-    })
+    Sshd::with_agent(&bin_dir(), remote_repo)
 }
 
 fn remote(path: &Path) -> String {

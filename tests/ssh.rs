@@ -21,19 +21,9 @@ fn bin_dir() -> PathBuf {
     util::bin().parent().unwrap().to_path_buf()
 }
 
-/// A server whose sessions find this build's musicfs first on their PATH and keep their
-/// repository in `remote_repo`.
+/// A server whose sessions run this build's musicfs with the repository `remote_repo`.
 fn sshd_with_agent(remote_repo: &Path) -> Sshd {
-    Sshd::start(SshdOptions {
-        set_env: vec![
-            (
-                "PATH".into(),
-                format!("{}:/usr/local/bin:/usr/bin:/bin", bin_dir().display()),
-            ),
-            ("MUSICFS_REPO".into(), remote_repo.display().to_string()),
-        ],
-        ..SshdOptions::default()
-    })
+    Sshd::with_agent(&bin_dir(), remote_repo)
 }
 
 /// A server whose sessions have no musicfs on their PATH.

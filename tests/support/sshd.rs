@@ -65,6 +65,21 @@ pub fn free_port() -> u16 {
 }
 
 impl Sshd {
+    /// A server whose sessions find the musicfs in `musicfs_dir` first on their PATH (the
+    /// remote agent is the build under test) and keep their repository in `remote_repo`.
+    pub fn with_agent(musicfs_dir: &Path, remote_repo: &Path) -> Sshd {
+        Sshd::start(SshdOptions {
+            set_env: vec![
+                (
+                    "PATH".into(),
+                    format!("{}:/usr/local/bin:/usr/bin:/bin", musicfs_dir.display()),
+                ),
+                ("MUSICFS_REPO".into(), remote_repo.display().to_string()),
+            ],
+            ..SshdOptions::default()
+        })
+    }
+
     /// Starts sshd on a free port.
     pub fn start(options: SshdOptions) -> Sshd {
         assert!(
