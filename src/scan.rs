@@ -14,9 +14,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::chunk::{chunk_file, Chunker};
+use crate::chunk::{chunk_file, history_chunks, Chunker};
 use crate::error::{Error, Result};
-use crate::id::{ContentId, SnapshotId, TreeId};
+use crate::id::{ChunkId, ContentId, SnapshotId, TreeId};
 use crate::media::{self, Format};
 use crate::origin::{EntryKind, EntryStat, Origin, WalkItem};
 use crate::repo::{OriginId, Repository, ScanEntry};
@@ -166,19 +166,58 @@ pub fn scan(
         to_read.len() as u64,
         to_read.iter().map(|&i| walked[i].stat.size).sum(),
     );
+    // Unchanged files whose content's history chunks the repository does not keep yet (a
+    // repository of format 2, or contents recorded by a sync or a remote end without being
+    // read here): those chunks are read back from the files, a few small reads each.
+    let kept: Vec<(usize, ContentId)> = plans
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| match p {
+            Some(Plan::Keep(e)) | Some(Plan::Moved { entry: e, .. }) => Some((i, e.content)),
+            _ => None,
+        })
+        .collect();
+    let lacking: HashSet<ContentId> = repo
+        .without_history(&kept.iter().map(|(_, c)| *c).collect::<Vec<_>>())?
+        .into_iter()
+        .collect();
+    let mut jobs: Vec<Job> = to_read.iter().map(|&i| Job::Read(i)).collect();
+    let mut seen = HashSet::new();
+    jobs.extend(
+        kept.into_iter()
+            .filter(|(_, c)| lacking.contains(c) && seen.insert(*c))
+            .map(|(i, c)| Job::History(i, c)),
+    );
     let mut recorded: HashMap<usize, ScanEntry> = HashMap::new();
     let mut files_read = 0u64;
     let mut bytes_read = 0u64;
-    let (tx, rx) = mpsc::sync_channel::<(usize, Result<ReadFile>)>(64);
+    let (tx, rx) = mpsc::sync_channel::<Done>(64);
     std::thread::scope(|scope| -> Result<()> {
         let walked = &walked;
         scope.spawn(move || {
-            to_read.par_iter().for_each_with(tx, |tx, &i| {
+            jobs.par_iter().for_each_with(tx, |tx, job| {
                 if crate::interrupt::check().is_err() {
                     return;
                 }
-                let result = read_file(origin, &walked[i].path, chunker, true);
-                let _ = tx.send((i, result));
+                let done = match *job {
+                    Job::Read(i) => Done::Read(
+                        i,
+                        Box::new(read_file(origin, &walked[i].path, chunker, true)),
+                    ),
+                    Job::History(i, content) => {
+                        match read_history(repo, origin, &walked[i].path, &content) {
+                            Ok(chunks) => Done::History(content, chunks),
+                            Err(e) => {
+                                tracing::debug!(
+                                    "{}: history chunks not kept: {e}",
+                                    origin.display(&walked[i].path).display()
+                                );
+                                return;
+                            }
+                        }
+                    }
+                };
+                let _ = tx.send(done);
             });
         });
         // Results are gathered while no write transaction is open, and written in batches
@@ -188,6 +227,7 @@ pub fn scan(
         // waiting for its results, and the pool's workers were all blocked on the other's
         // full channel, whose consumer waited for that writer, neither would move again.
         let mut batch = Vec::with_capacity(BATCH_FILES);
+        let mut histories = Vec::new();
         let mut last_commit = Instant::now();
         let mut open = true;
         // Owned here, so that returning early unblocks readers waiting on a full channel.
@@ -195,20 +235,32 @@ pub fn scan(
         while open {
             crate::interrupt::check()?;
             match rx.recv_timeout(BATCH_INTERVAL.saturating_sub(last_commit.elapsed())) {
-                Ok(result) => batch.push(result),
+                Ok(Done::Read(i, result)) => batch.push((i, *result)),
+                Ok(Done::History(content, chunks)) => histories.push((content, chunks)),
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => open = false,
             }
-            if batch.len() < BATCH_FILES && last_commit.elapsed() < BATCH_INTERVAL && open {
+            if batch.len() + histories.len() < BATCH_FILES
+                && last_commit.elapsed() < BATCH_INTERVAL
+                && open
+            {
                 continue;
             }
-            if !batch.is_empty() {
+            if !batch.is_empty() || !histories.is_empty() {
                 let files = batch.len();
                 let mut writer = repo.writer()?;
+                for (content, chunks) in histories.drain(..) {
+                    writer.keep_history(&content, &chunks)?;
+                }
                 for (i, result) in batch.drain(..) {
                     let path = &walked[i].path;
                     match result {
-                        Ok(ReadFile { stat, list, media }) => {
+                        Ok(ReadFile {
+                            stat,
+                            list,
+                            media,
+                            history,
+                        }) => {
                             files_read += 1;
                             bytes_read += stat.size;
                             sink.advance(walked[i].stat.size);
@@ -218,6 +270,7 @@ pub fn scan(
                             });
                             let content = writer.put_content(&list)?;
                             writer.put_media(&content, &media)?;
+                            writer.keep_history(&content, &history)?;
                             let prev = match &plans[i] {
                                 Some(Plan::Read(prev)) => prev.as_ref(),
                                 _ => None,
@@ -369,6 +422,8 @@ pub struct ReadFile {
     pub list: ChunkList,
     /// Its audio hash, tags and properties (tags only when asked for).
     pub media: MediaRecord,
+    /// Its history chunks with their bytes (`chunk::keeps_history`).
+    pub history: Vec<(ChunkId, Vec<u8>)>,
 }
 
 /// Chunks one file by its container's regions, and reads its tags when `tags`; re-reads it
@@ -400,6 +455,7 @@ pub fn read_file(
                     audio_hash: chunked.audio_hash,
                     info,
                 },
+                history: chunked.history,
             });
         }
     }
@@ -407,6 +463,32 @@ pub fn read_file(
         path: full,
         attempts: MAX_ATTEMPTS,
     })
+}
+
+/// Work for the scan's readers.
+enum Job {
+    /// Read and chunk file `walked[i]`.
+    Read(usize),
+    /// Read back the history chunks of the unchanged file `walked[i]`, which holds this content.
+    History(usize, ContentId),
+}
+
+/// What a reader hands back.
+enum Done {
+    Read(usize, Box<Result<ReadFile>>),
+    History(ContentId, Vec<(ChunkId, Vec<u8>)>),
+}
+
+/// The history chunks of `content`, read back from `path`, which held it at the last scan.
+fn read_history(
+    repo: &Repository,
+    origin: &dyn Origin,
+    path: &[u8],
+    content: &ContentId,
+) -> Result<Vec<(ChunkId, Vec<u8>)>> {
+    let list = repo.content(content)?;
+    let mut file = origin.open(path)?;
+    history_chunks(&list, &mut file).map_err(|e| Error::io(origin.display(path), e))
 }
 
 /// Builds trees bottom-up from entries met depth first.
@@ -488,5 +570,102 @@ fn name_of(path: &[u8]) -> &[u8] {
     match path.iter().rposition(|&b| b == b'/') {
         Some(i) => &path[i + 1..],
         None => path,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chunk::{keeps_history, FastCdc};
+    use crate::origin::local::LocalOrigin;
+    use crate::report::NullSink;
+
+    fn copy_fixtures(to: &std::path::Path) {
+        let from = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/audio");
+        for entry in walkdir::WalkDir::new(&from) {
+            let entry = entry.unwrap();
+            let rel = entry.path().strip_prefix(&from).unwrap();
+            if entry.file_type().is_dir() {
+                std::fs::create_dir_all(to.join(rel)).unwrap();
+            } else {
+                std::fs::copy(entry.path(), to.join(rel)).unwrap();
+            }
+        }
+    }
+
+    /// Every history chunk of every file in `origin`'s latest snapshot, by file.
+    fn history_of(root: &std::path::Path) -> Vec<(String, ChunkId)> {
+        let mut out = Vec::new();
+        for entry in walkdir::WalkDir::new(root) {
+            let entry = entry.unwrap();
+            if !entry.file_type().is_file() {
+                continue;
+            }
+            let mut file = std::fs::File::open(entry.path()).unwrap();
+            let len = file.metadata().unwrap().len();
+            let chunked = chunk_file(&mut file, len, &FastCdc::default()).unwrap();
+            for (offset, chunk) in chunked.list.with_offsets() {
+                let region = chunked
+                    .list
+                    .regions
+                    .iter()
+                    .find(|r| r.offset <= offset && offset < r.offset + r.len)
+                    .unwrap();
+                if keeps_history(chunked.list.format, region.kind) {
+                    out.push((entry.path().display().to_string(), chunk.id));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn an_unchanged_rescan_keeps_the_history_a_format_2_repository_lacks() {
+        let dir = tempfile::tempdir().unwrap();
+        let lib = dir.path().join("lib");
+        copy_fixtures(&lib);
+        let repo = Repository::init(&dir.path().join("repo")).unwrap().0;
+        let origin = LocalOrigin::open(&lib, false).unwrap();
+        let chunker = FastCdc::default();
+        scan(&repo, &origin, &chunker, ScanOptions::default(), &NullSink).unwrap();
+        let want = history_of(&lib);
+        assert!(want.len() >= 20, "{want:?}");
+        for (file, id) in &want {
+            assert!(
+                repo.kept_chunk(id).unwrap().is_some(),
+                "{file}: {}",
+                id.short()
+            );
+        }
+
+        repo.forget_history();
+        assert!(repo.kept_chunk(&want[0].1).unwrap().is_none());
+        let summary = scan(&repo, &origin, &chunker, ScanOptions::default(), &NullSink).unwrap();
+        assert_eq!(
+            summary.files_read, 0,
+            "nothing changed, nothing is read whole"
+        );
+        for (file, id) in &want {
+            let bytes = repo.kept_chunk(id).unwrap();
+            assert!(bytes.is_some(), "{file}: {} not kept", id.short());
+        }
+        let (kept, _, _) = repo.history_usage().unwrap();
+        assert_eq!(kept as usize, {
+            let mut ids: Vec<_> = want.iter().map(|(_, id)| *id).collect();
+            ids.sort_by_key(|id| *id.as_bytes());
+            ids.dedup();
+            ids.len()
+        });
+        // Once kept, a rescan reads nothing back.
+        let packs = || {
+            repo.objects()
+                .list(crate::repo::ObjectKind::Pack)
+                .unwrap()
+                .len()
+        };
+        let before = packs();
+        assert!(before >= 2, "the first scan's pack and the rescan's");
+        scan(&repo, &origin, &chunker, ScanOptions::default(), &NullSink).unwrap();
+        assert_eq!(packs(), before);
     }
 }

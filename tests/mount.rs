@@ -1086,3 +1086,72 @@ fn syncs_while_the_mount_is_read_never_hang() {
     let rounds = reader.join().expect("the reader saw every byte right");
     assert!(rounds > 0);
 }
+
+/// Issue 14, point 6: the repository keeps every snapshot's tag chunks, so an old snapshot of
+/// a file retagged at its only origin reads back exactly (kept tag chunks plus today's audio);
+/// one whose audio was replaced cannot, and says so with EIO.
+#[test]
+fn old_snapshots_of_retagged_files_read_back_exactly() {
+    use util::editors;
+    let t = TestRepo::new();
+    let lib = t.fixtures("lib");
+    let pristine = t.fixtures("pristine");
+    scan(&t, &lib);
+    // Every audio file retagged in place with a real tag editor; titles long enough that the
+    // tag outgrows its padding, so the audio moves within the file (and Ogg's pages are laid
+    // out afresh and renumbered).
+    let long = "A title much longer than the one before it, ".repeat(40);
+    let mut reencoded = None;
+    for rel in files(&lib) {
+        let path = lib.join(&rel);
+        match rel.extension().and_then(|e| e.to_str()) {
+            Some("mp3") if reencoded.is_none() => {
+                editors::reencode_mp3(&path, &t.mkdir("scratch"));
+                reencoded = Some(rel);
+            }
+            Some("mp3") => editors::id3v2_title(&path, &long),
+            Some("flac") => editors::metaflac_title(&path, &long),
+            Some("m4a") => editors::kid3_title(&path, "A new title for the MP4 track"),
+            Some("ogg") | Some("opus") | Some("wav") => editors::mutagen_title(&path, &long),
+            _ => {}
+        }
+    }
+    let reencoded = reencoded.expect("the fixtures hold an MP3");
+    scan(&t, &lib);
+
+    let mnt = t.mkdir("mnt");
+    let m = Mounted::start(&t, &mnt);
+    let origin = mnt.join(origin_dir(&lib));
+    let latest = fs::read_link(origin.join("latest")).expect("latest");
+    let mut snapshots: Vec<PathBuf> = fs::read_dir(&origin)
+        .expect("origin dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.file_name() != Some("latest".as_ref()) && !p.ends_with(&latest))
+        .collect();
+    assert_eq!(snapshots.len(), 1, "{snapshots:?}");
+    let old = snapshots.pop().expect("the first snapshot");
+    let mut retagged = 0;
+    for rel in files(&pristine) {
+        let was = fs::read(pristine.join(&rel)).expect("pristine");
+        let now = fs::read(lib.join(&rel)).expect("lib");
+        assert!(
+            fs::read(origin.join(&latest).join(&rel)).expect("latest") == now,
+            "{}",
+            rel.display()
+        );
+        if rel == reencoded {
+            let e = fs::read(old.join(&rel)).expect_err("its old audio is nowhere");
+            assert_eq!(e.raw_os_error(), Some(libc::EIO), "{}: {e}", rel.display());
+            continue;
+        }
+        retagged += usize::from(was != now);
+        let got = fs::read(old.join(&rel)).unwrap_or_else(|e| panic!("{}: {e}", rel.display()));
+        assert!(
+            got == was,
+            "{} differs from its first snapshot",
+            rel.display()
+        );
+    }
+    assert!(retagged >= 9, "only {retagged} files were retagged");
+    drop(m);
+}

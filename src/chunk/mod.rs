@@ -12,7 +12,8 @@ mod regions;
 
 pub use self::fastcdc::{FastCdc, AVG_SIZE, MAX_SIZE, MIN_SIZE};
 pub use self::regions::{
-    chunk_file, chunk_plain, matches_chunk, read_transformed, AssembleError, Assembler, Chunked,
+    chunk_file, chunk_plain, history_chunks, keeps_history, matches_chunk, read_transformed,
+    AssembleError, Assembler, Chunked,
 };
 
 use std::io::{self, Read};

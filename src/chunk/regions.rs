@@ -11,8 +11,8 @@ use std::io::{self, Read, SeekFrom};
 
 use super::oggpages::{self, OggChunkError};
 use super::Chunker;
-use crate::id::{AudioHash, FileHash};
-use crate::media::{self, Layout, RegionKind, Source, Transform};
+use crate::id::{AudioHash, ChunkId, FileHash};
+use crate::media::{self, Format, Layout, RegionKind, Source, Transform};
 use crate::snapshot::{ChunkList, ChunkRef};
 
 /// A file cut into chunks.
@@ -22,6 +22,59 @@ pub struct Chunked {
     pub list: ChunkList,
     /// BLAKE3 of its audio regions, when the container was understood.
     pub audio_hash: Option<AudioHash>,
+    /// Its history chunks ([`keeps_history`]), each once, with their bytes (the normalized
+    /// form for transformed regions, as the chunk ids name them).
+    pub history: Vec<(ChunkId, Vec<u8>)>,
+}
+
+/// Whether the repository keeps the chunks of a region of this kind in a file of this format
+/// (`repo::history`): tag blocks, padding and container structure of files whose container
+/// was understood, which are small and which a retag replaces. Never audio or pictures, and
+/// nothing of a file read as opaque (its one region is all of it).
+pub fn keeps_history(format: Format, kind: RegionKind) -> bool {
+    format != Format::Opaque && !matches!(kind, RegionKind::Audio | RegionKind::Picture)
+}
+
+/// Reads back the history chunks of `list` from a file that holds that content, checking each
+/// against its id. An error when the file's bytes there are not those chunks (it changed).
+pub fn history_chunks(
+    list: &ChunkList,
+    source: &mut dyn Source,
+) -> io::Result<Vec<(ChunkId, Vec<u8>)>> {
+    let mut out: Vec<(ChunkId, Vec<u8>)> = Vec::new();
+    let len = list.size();
+    for (offset, chunk) in list.with_offsets() {
+        let Some(region) = list
+            .regions
+            .iter()
+            .find(|r| r.offset <= offset && offset < r.offset + r.len)
+        else {
+            continue;
+        };
+        if !keeps_history(list.format, region.kind) || out.iter().any(|(id, _)| *id == chunk.id) {
+            continue;
+        }
+        let data = match region.transform {
+            Some(Transform::OggHeaderPages { .. }) => {
+                read_transformed(source, len, offset, chunk.len as usize)?
+                    .ok_or_else(|| io::Error::other("the file's header pages changed"))?
+            }
+            _ => {
+                let mut data = vec![0u8; chunk.len as usize];
+                source.seek(SeekFrom::Start(offset))?;
+                source.read_exact(&mut data)?;
+                if region.transform.is_some() && !matches_chunk(&mut data, chunk.id) {
+                    return Err(io::Error::other("the file changed"));
+                }
+                data
+            }
+        };
+        if ChunkId::of(&data) != chunk.id {
+            return Err(io::Error::other("the file changed"));
+        }
+        out.push((chunk.id, data));
+    }
+    Ok(out)
 }
 
 /// Cuts a file of `len` bytes by its container's regions. Reads it once from the start
@@ -226,12 +279,17 @@ fn chunk_layout(
     let mut chunks = Vec::new();
     let mut transformed = false;
     let mut has_audio = false;
+    let mut history: Vec<(ChunkId, Vec<u8>)> = Vec::new();
     for region in &layout.regions {
+        let keep = keeps_history(layout.format, region.kind);
         let mut emit = |c: super::Chunk<'_>| {
             chunks.push(ChunkRef {
                 id: c.id,
                 len: c.data.len() as u32,
             });
+            if keep && !history.iter().any(|(id, _)| *id == c.id) {
+                history.push((c.id, c.data.to_vec()));
+            }
             Ok(())
         };
         let mut reader = Hashing {
@@ -294,6 +352,7 @@ fn chunk_layout(
     Ok(Chunked {
         list,
         audio_hash: has_audio.then(|| AudioHash::of_hasher(&audio_hasher)),
+        history,
     })
 }
 

@@ -100,6 +100,14 @@ fn check_with(root: &Path, open: impl FnOnce(&Path) -> Result<Repository>) -> Re
     }
     match repo.read_every_row(&mut report) {
         Ok(()) => {}
+        Err(Error::IndexDamaged { detail, .. }) => {
+            report.problem(detail);
+            return Ok(report);
+        }
+        Err(e) => return Err(e),
+    }
+    match repo.verify_history(&mut report) {
+        Ok(()) => {}
         Err(Error::IndexDamaged { detail, .. }) => report.problem(detail),
         Err(e) => return Err(e),
     }
@@ -129,6 +137,60 @@ impl Repository {
         result
     }
 
+    /// Reads every history pack once and checks every kept chunk in it against its id.
+    fn verify_history(&self, report: &mut CheckReport) -> Result<()> {
+        use super::objects::{ObjectId, ObjectKind};
+        let mut packs: BTreeMap<[u8; 32], Vec<KeptRow>> = BTreeMap::new();
+        self.guard(|| {
+            let txn = self.db()?.begin_read().map_err(|e| self.err(e))?;
+            let table = txn.open_table(KEPT).map_err(|e| self.err(e))?;
+            for row in table.iter().map_err(|e| self.err(e))? {
+                let (id, v) = row.map_err(|e| self.err(e))?;
+                let (pack, offset, stored, len) = v.value();
+                packs
+                    .entry(*pack)
+                    .or_default()
+                    .push((*id.value(), offset, stored, len));
+            }
+            Ok(())
+        })?;
+        for (pack, chunks) in packs {
+            let pack = ObjectId::from_bytes(pack);
+            let end = chunks
+                .iter()
+                .map(|&(_, o, s, _)| o + u64::from(s))
+                .max()
+                .unwrap_or(0);
+            let bytes = match self
+                .objects()
+                .read(ObjectKind::Pack, &pack, 0, end as usize)
+            {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    report.problem(format!(
+                        "history pack {} is unreadable ({e}): old snapshots cannot read the {} tag chunks it held",
+                        &pack.hex()[..16],
+                        chunks.len()
+                    ));
+                    continue;
+                }
+            };
+            for (id, offset, stored, len) in chunks {
+                let packed = &bytes[offset as usize..(offset + u64::from(stored)) as usize];
+                let whole = zstd::bulk::decompress(packed, len as usize)
+                    .is_ok_and(|raw| crate::id::ChunkId::of(&raw).as_bytes() == &id);
+                if !whole {
+                    report.problem(format!(
+                        "history chunk {} in pack {} is damaged",
+                        crate::id::ChunkId::from_stored(id).short(),
+                        &pack.hex()[..16]
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Reads every row of every table, noting rows that do not decode or match their ids.
     fn read_every_row(&self, report: &mut CheckReport) -> Result<()> {
         self.guard(|| {
@@ -143,6 +205,9 @@ impl Repository {
         })
     }
 }
+
+/// A `kept_chunks` row: chunk id, offset in its pack, stored length, length.
+pub(super) type KeptRow = ([u8; 32], u64, u32, u32);
 
 /// Reads every row of every table in `txn`, calling `problem` for each that does not decode
 /// or does not match its id; returns the rows read per table.
@@ -197,6 +262,8 @@ pub(super) fn read_tables(
             .then(|| format!("snapshot #{seq} is damaged"))
     });
     rows.insert("snapshots", n?);
+    rows.insert("kept_chunks", count(txn, KEPT, problem, |_, _| None)?);
+    rows.insert("history", count(txn, HISTORY, problem, |_, _| None)?);
     Ok(rows)
 }
 

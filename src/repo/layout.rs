@@ -17,6 +17,8 @@ use crate::error::{Error, Result};
 pub(super) const INDEX: &str = "index.redb";
 /// The file that marks a directory as a repository.
 pub(super) const MARKER: &str = "repo.toml";
+/// The object store's directory.
+pub(super) const OBJECTS: &str = "objects";
 /// The directory of lock files.
 pub(super) const LOCKS: &str = "locks";
 /// The lock every open holds shared and `repair-index` holds exclusively (inside `locks/`).

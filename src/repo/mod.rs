@@ -9,9 +9,11 @@
 //! `verify` do. This module knows nothing of origins, scanning or syncing.
 
 mod check;
+mod history;
 mod layout;
 mod location;
 mod lock;
+mod objects;
 mod repair;
 mod tables;
 #[cfg(test)]
@@ -21,6 +23,7 @@ mod writer;
 pub use check::{check, CheckReport};
 pub use location::Location;
 pub use lock::DestinationLock;
+pub use objects::{LocalObjects, ObjectId, ObjectKind, ObjectStore};
 pub use repair::{repair_index, RepairReport};
 pub use writer::RepoWriter;
 
@@ -38,7 +41,10 @@ use layout::{IndexLock, Survey};
 use tables::*;
 
 /// The repository format this build reads and writes.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
+
+/// The oldest format this build upgrades in place.
+pub const OLDEST_UPGRADED: u32 = 2;
 
 /// Bytes of database pages kept in memory.
 const CACHE_SIZE: usize = 32 << 20;
@@ -94,6 +100,8 @@ pub struct Repository {
     /// Keeps `repair-index` from replacing the index while it is open (`None` in
     /// `repair-index` itself, which holds the lock exclusively).
     _lock: Option<IndexLock>,
+    /// Immutable objects (history packs), under `objects/`.
+    objects: Box<dyn ObjectStore>,
 }
 
 /// What [`Repository::open_with`] does when `root` holds no repository.
@@ -252,6 +260,7 @@ impl Repository {
             db: Some(db),
             damaged: AtomicBool::new(false),
             _lock: lock,
+            objects: Box::new(LocalObjects::new(root.join(layout::OBJECTS))),
         };
         crate::contain::set_last_words(
             Error::IndexDamaged {
@@ -283,6 +292,18 @@ impl Repository {
                             .map_err(|e| self.err(e))?;
                     }
                     Some(v) if v == u64::from(FORMAT_VERSION) => {}
+                    // Format 2 lacks only the history tables, which are created below (empty:
+                    // the next scan of each origin fills them from the files as they are).
+                    Some(v)
+                        if (u64::from(OLDEST_UPGRADED)..u64::from(FORMAT_VERSION)).contains(&v) =>
+                    {
+                        tracing::info!(
+                            "repository {}: upgrading format {v} to {FORMAT_VERSION}",
+                            self.root.display()
+                        );
+                        meta.insert("format", u64::from(FORMAT_VERSION))
+                            .map_err(|e| self.err(e))?;
+                    }
                     Some(v) => {
                         return Err(Error::Format {
                             path: self.root.clone(),
@@ -300,6 +321,8 @@ impl Repository {
                 txn.open_table(FILES).map_err(|e| self.err(e))?;
                 txn.open_table(CHUNK_LOCS).map_err(|e| self.err(e))?;
                 txn.open_table(SNAPSHOTS).map_err(|e| self.err(e))?;
+                txn.open_table(KEPT).map_err(|e| self.err(e))?;
+                txn.open_table(HISTORY).map_err(|e| self.err(e))?;
             }
             txn.commit().map_err(|e| self.err(e))
         })
@@ -332,6 +355,8 @@ impl Repository {
             FILES.name(),
             CHUNK_LOCS.name(),
             SNAPSHOTS.name(),
+            KEPT.name(),
+            HISTORY.name(),
         ];
         Ok(all.iter().all(|table| names.iter().any(|n| n == table)))
     }
@@ -378,6 +403,11 @@ impl Repository {
             path: self.root.clone(),
             what,
         }
+    }
+
+    /// The repository's object store (history packs).
+    pub fn objects(&self) -> &dyn ObjectStore {
+        &*self.objects
     }
 
     /// The repository's directory.

@@ -185,6 +185,8 @@ fn finish(root: &Path, db: &Database, counters: &Counters) -> Result<()> {
         txn.open_table(FILES).map_err(|e| err(e.into()))?;
         txn.open_table(CHUNK_LOCS).map_err(|e| err(e.into()))?;
         txn.open_table(SNAPSHOTS).map_err(|e| err(e.into()))?;
+        txn.open_table(KEPT).map_err(|e| err(e.into()))?;
+        txn.open_table(HISTORY).map_err(|e| err(e.into()))?;
     }
     txn.commit().map_err(|e| err(e.into()))
 }
@@ -377,7 +379,11 @@ fn salvage(
         match key {
             "next_origin" => counters.next_origin = counters.next_origin.max(value),
             "next_file" => counters.next_file = counters.next_file.max(value),
-            "format" => other_format = value != u64::from(FORMAT_VERSION),
+            // Format 2's tables are format 3's less the history ones.
+            "format" => {
+                other_format = !(u64::from(super::OLDEST_UPGRADED)..=u64::from(FORMAT_VERSION))
+                    .contains(&value)
+            }
             _ => {}
         }
         Ok(())
@@ -425,6 +431,26 @@ fn salvage(
             Ok(())
         })?;
         note(report, name, kept, found);
+    }
+    // History: where kept chunks are (a row naming a lost pack only makes a read miss, and
+    // `check` reports it), and which contents have all of theirs.
+    {
+        let mut table = txn.open_table(KEPT).map_err(|e| err(e.into()))?;
+        let mut kept = 0;
+        let found = source.rows(KEPT, |id, row| {
+            table.insert(id, row).map_err(|e| err(e.into()))?;
+            kept += 1;
+            Ok(())
+        })?;
+        note(report, "kept_chunks", kept, found);
+        let mut table = txn.open_table(HISTORY).map_err(|e| err(e.into()))?;
+        let mut kept = 0;
+        let found = source.rows(HISTORY, |id, row| {
+            table.insert(id, row).map_err(|e| err(e.into()))?;
+            kept += 1;
+            Ok(())
+        })?;
+        note(report, "history", kept, found);
     }
     // Scan state, with the files and chunk locations it implies.
     {

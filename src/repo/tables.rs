@@ -23,3 +23,10 @@ pub const CHUNK_LOCS: TableDefinition<(&[u8; 32], u64, u64), (u64, u32)> =
     TableDefinition::new("chunk_locations");
 /// Sequence number → postcard `SnapshotRecord`, in the order snapshots were taken.
 pub const SNAPSHOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("snapshots");
+/// Chunk id → (pack id, offset in the pack, stored length, length): where a history chunk's
+/// compressed bytes are kept (format 3).
+pub const KEPT: TableDefinition<&[u8; 32], (&[u8; 32], u64, u32, u32)> =
+    TableDefinition::new("kept_chunks");
+/// Content id → 0: contents whose history chunks (tags, padding, container structure) are all
+/// in `kept_chunks` (format 3).
+pub const HISTORY: TableDefinition<&[u8; 32], u8> = TableDefinition::new("history");

@@ -2,11 +2,12 @@
 
 use redb::ReadableTable;
 
+use super::history::PendingPack;
 use super::tables::*;
 use super::{OriginId, Repository, ScanEntry};
 use crate::contain;
 use crate::error::{Error, Result};
-use crate::id::{ContentId, SnapshotId, TreeId};
+use crate::id::{ChunkId, ContentId, SnapshotId, TreeId};
 use crate::snapshot::{decode, encode, ChunkList, MediaRecord, SnapshotRecord, Tree};
 
 /// Hands out the counter `name` of the `meta` table (counters start at 1).
@@ -27,6 +28,8 @@ pub struct RepoWriter<'r> {
     /// Whether anything was written: a batch that wrote nothing is not committed, which
     /// spares an unchanged rescan its fsync.
     dirty: bool,
+    /// History chunks to keep, put into the object store just before the commit.
+    history: PendingPack,
 }
 
 impl Drop for RepoWriter<'_> {
@@ -51,6 +54,7 @@ impl<'r> RepoWriter<'r> {
             repo,
             txn: Some(txn),
             dirty: false,
+            history: PendingPack::default(),
         }
     }
 
@@ -84,6 +88,37 @@ impl<'r> RepoWriter<'r> {
             table
                 .insert(id.as_bytes(), encode(media).as_slice())
                 .map_err(|e| self.err(e))?;
+            Ok(())
+        })
+    }
+
+    /// Keeps the history chunks of `content` (`chunks`: every one of them, with its bytes,
+    /// as `chunk::Chunked::history` gives them) in the repository, each chunk once. The
+    /// bytes must be the chunks' (callers hash them first).
+    pub fn keep_history(
+        &mut self,
+        content: &ContentId,
+        chunks: &[(ChunkId, Vec<u8>)],
+    ) -> Result<()> {
+        let repo = self.repo;
+        repo.guard(|| {
+            let kept = self.txn()?.open_table(KEPT).map_err(|e| self.err(e))?;
+            let mut new = Vec::new();
+            for (id, data) in chunks {
+                if self.history.holds(id) || new.iter().any(|(n, _)| n == id) {
+                    continue;
+                }
+                if kept.get(id.as_bytes()).map_err(|e| self.err(e))?.is_none() {
+                    new.push((*id, data));
+                }
+            }
+            drop(kept);
+            for (id, data) in new {
+                self.history
+                    .add(&id, data)
+                    .map_err(|e| Error::io(repo.root().join("objects"), e))?;
+            }
+            self.history.complete(content);
             Ok(())
         })
     }
@@ -262,15 +297,24 @@ impl<'r> RepoWriter<'r> {
 
     /// Applies the batch durably (redb's multi-writer mode, which lets several processes
     /// share the database, allows only durable commits).
+    /// History chunks are put into the object store first, so that the index never names a
+    /// pack that does not exist.
     pub fn commit(mut self) -> Result<()> {
         let repo = self.repo;
-        let dirty = self.dirty;
+        let history = std::mem::take(&mut self.history);
+        let dirty = self.dirty || !history.is_empty();
         if repo.is_damaged() {
             return Err(repo.damage("redb failed on it earlier".into()));
         }
         let Some(txn) = self.txn.take() else {
             return Err(repo.damage("the transaction is closed".into()));
         };
+        if !history.is_empty() {
+            let sealed = repo.guard(|| history.seal(repo.objects(), &txn))?;
+            if let Err(e) = sealed {
+                return Err(repo.err(e));
+            }
+        }
         repo.guard(move || {
             if dirty {
                 txn.commit().map_err(|e| repo.err(e))

@@ -1,0 +1,189 @@
+//! History: the small chunks of every scanned content, kept compressed in the repository.
+//!
+//! A file's audio and pictures stay where they live (the repository records their locations);
+//! its tag blocks, padding and container structure are small, and they are what a retag
+//! replaces at every origin. The scan therefore keeps those chunks ("history chunks", chosen
+//! by `chunk::keeps_history`) in the repository itself, so that an old snapshot of a
+//! retagged file can be read back exactly from the kept chunks plus today's audio.
+//!
+//! Kept chunks are compressed one by one (zstd) and written in packs: one object of kind
+//! [`ObjectKind::Pack`] per write batch, holding the compressed chunks back to back. The
+//! `kept_chunks` table says where each chunk is (pack, offset, stored length, length), and
+//! the `history` table lists the contents whose history chunks are all kept. A pack is put
+//! (durably) before the batch that refers to it commits, so the index never names a pack that
+//! does not exist; a pack whose batch then failed to commit is an object nothing refers to.
+
+use std::collections::HashSet;
+
+use redb::{ReadableDatabase, ReadableTable};
+
+use super::objects::{ObjectId, ObjectKind, ObjectStore};
+use super::tables::{HISTORY, KEPT};
+use super::Repository;
+use crate::error::{Error, Result};
+use crate::id::{ChunkId, ContentId};
+
+/// zstd's level for history chunks: its default, fast and good on tag text.
+const LEVEL: i32 = 3;
+
+/// The history chunks a write batch will keep, compressed, until it commits.
+#[derive(Debug, Default)]
+pub(super) struct PendingPack {
+    /// The pack's bytes so far.
+    bytes: Vec<u8>,
+    /// Each chunk: id, offset in `bytes`, stored length, length.
+    entries: Vec<super::check::KeptRow>,
+    /// The ids in `entries`.
+    ids: HashSet<[u8; 32]>,
+    /// Contents whose history chunks are now all kept.
+    contents: Vec<[u8; 32]>,
+}
+
+impl PendingPack {
+    /// Whether the pack already holds chunk `id`.
+    pub(super) fn holds(&self, id: &ChunkId) -> bool {
+        self.ids.contains(id.as_bytes())
+    }
+
+    /// Adds one chunk's bytes.
+    pub(super) fn add(&mut self, id: &ChunkId, data: &[u8]) -> std::io::Result<()> {
+        let packed = zstd::bulk::compress(data, LEVEL)?;
+        let offset = self.bytes.len() as u64;
+        self.bytes.extend_from_slice(&packed);
+        self.entries.push((
+            *id.as_bytes(),
+            offset,
+            packed.len() as u32,
+            data.len() as u32,
+        ));
+        self.ids.insert(*id.as_bytes());
+        Ok(())
+    }
+
+    /// Notes that every history chunk of `content` is kept once this batch commits.
+    pub(super) fn complete(&mut self, content: &ContentId) {
+        self.contents.push(*content.as_bytes());
+    }
+
+    /// Whether there is anything to write.
+    pub(super) fn is_empty(&self) -> bool {
+        self.entries.is_empty() && self.contents.is_empty()
+    }
+
+    /// Puts the pack (if it holds chunks) into `store`, then records its chunks and the
+    /// completed contents in `txn`.
+    pub(super) fn seal(
+        self,
+        store: &dyn ObjectStore,
+        txn: &redb::WriteTransaction,
+    ) -> Result<std::result::Result<(), redb::Error>> {
+        if !self.entries.is_empty() {
+            let pack = ObjectId::of(&self.bytes);
+            store.put(ObjectKind::Pack, &pack, &self.bytes)?;
+            let recorded = (|| -> std::result::Result<(), redb::Error> {
+                let mut kept = txn.open_table(KEPT)?;
+                for (id, offset, stored, len) in &self.entries {
+                    kept.insert(id, (pack.as_bytes(), *offset, *stored, *len))?;
+                }
+                Ok(())
+            })();
+            if let Err(e) = recorded {
+                return Ok(Err(e));
+            }
+        }
+        Ok((|| -> std::result::Result<(), redb::Error> {
+            let mut history = txn.open_table(HISTORY)?;
+            for content in &self.contents {
+                history.insert(content, 0)?;
+            }
+            Ok(())
+        })())
+    }
+}
+
+impl Repository {
+    /// Of `contents`, those whose history chunks are not all kept yet (in the given order).
+    pub fn without_history(&self, contents: &[ContentId]) -> Result<Vec<ContentId>> {
+        self.guard(|| {
+            let read = self.db()?.begin_read().map_err(|e| self.err(e))?;
+            let table = read.open_table(HISTORY).map_err(|e| self.err(e))?;
+            let mut missing = Vec::new();
+            for c in contents {
+                if table.get(c.as_bytes()).map_err(|e| self.err(e))?.is_none() {
+                    missing.push(*c);
+                }
+            }
+            Ok(missing)
+        })
+    }
+
+    /// The bytes of history chunk `id`, when the repository keeps it and its bytes are whole
+    /// (they are checked against `id`; a damaged or missing pack gives `None`, with a warning).
+    pub fn kept_chunk(&self, id: &ChunkId) -> Result<Option<Vec<u8>>> {
+        let row = self.guard(|| {
+            let read = self.db()?.begin_read().map_err(|e| self.err(e))?;
+            let table = read.open_table(KEPT).map_err(|e| self.err(e))?;
+            let row = table.get(id.as_bytes()).map_err(|e| self.err(e))?;
+            Ok(row.map(|v| {
+                let (pack, offset, stored, len) = v.value();
+                (ObjectId::from_bytes(*pack), offset, stored, len)
+            }))
+        })?;
+        let Some((pack, offset, stored, len)) = row else {
+            return Ok(None);
+        };
+        let bytes = self
+            .objects()
+            .read(ObjectKind::Pack, &pack, offset, stored as usize)
+            .and_then(|packed| {
+                zstd::bulk::decompress(&packed, len as usize)
+                    .map_err(|e| Error::io(self.root().join("objects/packs").join(pack.hex()), e))
+            });
+        match bytes {
+            Ok(bytes) if ChunkId::of(&bytes) == *id => Ok(Some(bytes)),
+            Ok(_) => {
+                tracing::warn!(
+                    "history chunk {} in pack {} does not match its id",
+                    id.short(),
+                    pack.hex()
+                );
+                Ok(None)
+            }
+            Err(e) => {
+                tracing::warn!("history chunk {}: {e}", id.short());
+                Ok(None)
+            }
+        }
+    }
+
+    /// Chunks kept and their total stored (compressed) and raw bytes.
+    pub fn history_usage(&self) -> Result<(u64, u64, u64)> {
+        self.guard(|| {
+            let read = self.db()?.begin_read().map_err(|e| self.err(e))?;
+            let table = read.open_table(KEPT).map_err(|e| self.err(e))?;
+            let (mut n, mut stored, mut raw) = (0u64, 0u64, 0u64);
+            for row in table.iter().map_err(|e| self.err(e))? {
+                let (_, v) = row.map_err(|e| self.err(e))?;
+                let (_, _, s, l) = v.value();
+                n += 1;
+                stored += u64::from(s);
+                raw += u64::from(l);
+            }
+            Ok((n, stored, raw))
+        })
+    }
+}
+
+#[cfg(test)]
+impl Repository {
+    /// Forgets every kept chunk and history row, as a repository of format 2 has none.
+    pub(crate) fn forget_history(&self) {
+        let txn = self.db().unwrap().begin_write().unwrap();
+        txn.open_table(KEPT).unwrap().retain(|_, _| false).unwrap();
+        txn.open_table(HISTORY)
+            .unwrap()
+            .retain(|_, _| false)
+            .unwrap();
+        txn.commit().unwrap();
+    }
+}

@@ -1,0 +1,88 @@
+//! A repository written by the previous format (2) is upgraded in place on first use, never
+//! refused: `fixtures/repo-v2` is one, as that release wrote it.
+
+mod util;
+
+use std::fs;
+
+use util::{copy_tree, manifest_dir, Musicfs, TestRepo};
+
+/// A copy of the format-2 repository fixture, and a command builder for it.
+fn format_2(t: &TestRepo) -> (std::path::PathBuf, impl Fn() -> Musicfs + '_) {
+    let repo = t.path("v2");
+    copy_tree(&manifest_dir().join("fixtures/repo-v2"), &repo);
+    let r = repo.clone();
+    (repo, move || Musicfs::with_repo_as_is(&r, t.root()))
+}
+
+#[test]
+fn a_format_2_repository_is_upgraded_and_keeps_its_snapshots() {
+    let t = TestRepo::new();
+    let (repo, cmd) = format_2(&t);
+    let before = fs::read(repo.join("index.redb")).unwrap();
+
+    let listed = cmd().arg("snapshots").stdout();
+    assert!(
+        listed.contains("f61c72bc")
+            && listed.contains("/tmp/v2fx/lib")
+            && listed.contains("13 files"),
+        "{listed}"
+    );
+    assert_ne!(
+        before,
+        fs::read(repo.join("index.redb")).unwrap(),
+        "nothing was written"
+    );
+
+    // Whole, with the history tables of format 3, and opened again without change.
+    let report = cmd().arg("check").summary();
+    assert_eq!(report["healthy"], true, "{report}");
+    assert_eq!(report["rows"]["snapshots"], 1, "{report}");
+    assert_eq!(report["rows"]["kept_chunks"], 0, "{report}");
+    assert_eq!(report["rows"]["history"], 0, "{report}");
+    let upgraded = fs::read(repo.join("index.redb")).unwrap();
+    cmd().arg("snapshots").stdout();
+    assert_eq!(upgraded, fs::read(repo.join("index.redb")).unwrap());
+
+    // The old snapshot's trees and chunk lists still read: a diff against a new scan of the
+    // same files finds the same paths.
+    let lib = t.fixtures("lib");
+    cmd().arg("scan").arg(&lib).quiet().assert_exit(0);
+    let diff = cmd().arg("diff").arg("f61c72bc").arg(&lib).summary();
+    assert_eq!(diff["changes"], 0, "{diff}");
+
+    // And the new scan kept its history chunks.
+    let report = cmd().arg("check").summary();
+    assert_eq!(report["healthy"], true, "{report}");
+    assert!(
+        report["rows"]["kept_chunks"].as_u64().unwrap() >= 20,
+        "{report}"
+    );
+    assert_eq!(report["rows"]["history"], 13, "{report}");
+}
+
+#[test]
+fn repair_index_salvages_a_damaged_format_2_index() {
+    // One page at a time of the format-2 index is overwritten: repair-index must salvage the
+    // rows it can read as the format-2 rows they are, not throw them away as another format's.
+    const PAGE: usize = 4096;
+    let t = TestRepo::new();
+    let pristine = fs::read(manifest_dir().join("fixtures/repo-v2/index.redb")).unwrap();
+    let mut survived = 0;
+    for page in 1..pristine.len() / PAGE {
+        let (repo, cmd) = format_2(&t);
+        let mut bytes = pristine.clone();
+        for (i, b) in bytes[page * PAGE..(page + 1) * PAGE].iter_mut().enumerate() {
+            *b = (i as u8).wrapping_mul(151).wrapping_add(page as u8);
+        }
+        fs::write(repo.join("index.redb"), &bytes).unwrap();
+        cmd().arg("repair-index").quiet().assert_exit(0);
+        let report = cmd().arg("check").summary();
+        assert_eq!(report["healthy"], true, "page {page}: {report}");
+        if report["rows"]["snapshots"] == 1 {
+            survived += 1;
+        }
+        fs::remove_dir_all(&repo).unwrap();
+    }
+    assert!(survived > 0, "no damaged page left the snapshot to salvage");
+}
