@@ -500,13 +500,20 @@ impl WritableOrigin for LocalOrigin {
         .map_err(|e| Error::io(&path, io::Error::from(e)))
     }
 
-    /// Creates a directory (its parent exists).
+    /// Creates a directory (its parent exists); an existing directory is fine, anything else
+    /// in its place (a file, a symlink) is refused.
     fn create_dir(&self, rel: &[u8]) -> Result<()> {
         let path = self.full_path(rel);
         self.lend_parent(&path).map_err(|e| Error::io(&path, e))?;
         match fs::create_dir(&path) {
-            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(Error::io(&path, e)),
-            _ => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                match fs::symlink_metadata(&path) {
+                    Ok(m) if m.is_dir() => Ok(()),
+                    _ => Err(Error::io(&path, e)),
+                }
+            }
+            Err(e) => Err(Error::io(&path, e)),
+            Ok(()) => Ok(()),
         }
     }
 
