@@ -525,7 +525,10 @@ impl WritableOrigin for LocalOrigin {
         fs::remove_file(&temp).map_err(|e| Error::io(&temp, e))?;
         std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(target), &temp)
             .map_err(|e| Error::io(&temp, e))?;
-        fs::rename(&temp, &final_path).map_err(|e| Error::io(&final_path, e))
+        fs::rename(&temp, &final_path).map_err(|e| {
+            let _ = fs::remove_file(&temp);
+            Error::io(&final_path, e)
+        })
     }
 
     /// Renames an entry within the origin, replacing whatever is at `to`.
