@@ -52,6 +52,15 @@ fn retry_stale<T>(mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
     op()
 }
 
+/// Whether a lookup failed because the entry is not there: no such name, or a file where the
+/// path needs a directory (`song.flac/x`).
+fn is_absent(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+    )
+}
+
 /// Converts metadata into our stat record.
 pub(crate) fn entry_stat(meta: &fs::Metadata) -> EntryStat {
     let ft = meta.file_type();
@@ -458,7 +467,7 @@ impl Origin for LocalOrigin {
         let path = self.full_path(rel);
         match retry_stale(|| fs::symlink_metadata(&path)) {
             Ok(m) => Ok(Some(entry_stat(&m))),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) if is_absent(&e) => Ok(None),
             Err(e) => Err(Error::io(&path, e)),
         }
     }
@@ -551,7 +560,7 @@ impl WritableOrigin for LocalOrigin {
             Ok(_) => self
                 .lend_parent(&path)
                 .and_then(|()| fs::remove_file(&path)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) if is_absent(&e) => Ok(()),
             Err(e) => Err(e),
         };
         if result.is_ok() {
