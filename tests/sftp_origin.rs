@@ -10,62 +10,16 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
 use musicfs::chunk::FastCdc;
-use musicfs::origin::ssh::{Sftp, SshOptions, SshSession};
-use musicfs::origin::{
-    EntryKind, LocalOrigin, Origin, SftpOrigin, SshSpec, WalkItem, WritableOrigin,
-};
+use musicfs::origin::{EntryKind, LocalOrigin, Origin, SftpOrigin, WalkItem, WritableOrigin};
 use musicfs::repo::Repository;
 use musicfs::report::NullSink;
 use musicfs::scan::{scan, ScanOptions};
 use musicfs::sync::{sync, SyncOptions, SyncSummary};
-use support::sshd::{Sshd, SshdOptions};
+use support::sftp::SftpServer as Server;
 use util::{copy_tree, fixtures_audio, tree_diff, TreeCmp};
-
-// --- the server ------------------------------------------------------------------------------
-
-/// A private sshd (`support::sshd`) and the sessions opened to it, kept alive as long as it.
-struct Server {
-    sessions: Mutex<Vec<SshSession>>,
-    sshd: Sshd,
-}
-
-impl Server {
-    fn start() -> Server {
-        Server {
-            sessions: Mutex::new(Vec::new()),
-            sshd: Sshd::start(SshdOptions::default()),
-        }
-    }
-
-    /// A new SFTP session to the server (through the `nas` alias), and its label.
-    fn sftp(&self) -> (Arc<Sftp>, String) {
-        let spec = SshSpec {
-            user: None,
-            host: "nas".into(),
-            port: None,
-            path: Vec::new(),
-        };
-        let mut options = SshOptions::from_env();
-        options.home = self.sshd.home();
-        options.agent_socket = None;
-        let session = SshSession::connect(&spec, &options).expect("connect to sshd");
-        let sftp = session.sftp().expect("sftp subsystem");
-        let label = session.label().to_string();
-        self.sessions.lock().unwrap().push(session);
-        (Arc::new(sftp), label)
-    }
-
-    /// An `SftpOrigin` at the local directory `root`.
-    fn origin(&self, root: &Path, may_create: bool) -> SftpOrigin {
-        let (sftp, label) = self.sftp();
-        SftpOrigin::new(sftp, &label, root.as_os_str().as_bytes(), may_create)
-            .expect("open SFTP origin")
-    }
-}
 
 // --- helpers --------------------------------------------------------------------------------
 
