@@ -1,0 +1,1038 @@
+//! One conformance suite for every origin: the contracts of `Origin`, `OriginFile`,
+//! `WritableOrigin` and `TempFile` (docs/architecture.md), checked through the traits alone,
+//! against each transport on a real server on 127.0.0.1.
+//!
+//! Every check is a generic function of a [`Transport`]: it makes its trees with the origin's
+//! own methods and looks at them with the origin's own read side, so it holds for a transport
+//! whose files live nowhere this process can see. Where transports may differ (mtime
+//! resolution, inode numbers, which names they carry) the check asks the transport's
+//! [`Properties`], never its name. A transport joins the suite with one `conformance!` line at
+//! the bottom of this file, which makes one test per check, named `<transport>::<check>`.
+
+mod support;
+
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use musicfs::origin::{is_temporary, EntryKind, LocalOrigin, WalkItem, WritableOrigin};
+use support::sftp::SftpServer;
+
+// --- what a transport under test says of itself ---------------------------------------------
+
+/// What a transport documents about itself; the checks branch on these alone.
+#[derive(Clone, Copy, Debug)]
+struct Properties {
+    /// The step in which mtimes are stored: a stored mtime is the one given, rounded down to a
+    /// multiple of it.
+    mtime_resolution_ns: i64,
+    /// Whether mtimes before 1970 can be stored (else setting one is refused, changing nothing).
+    mtimes_before_1970: bool,
+    /// Whether stats carry device, inode number and ctime (else all three are 0).
+    inode_numbers: bool,
+    /// Whether a name may be any bytes but `/` and NUL (else it must be UTF-8, and a name that
+    /// is not is refused, creating nothing).
+    non_utf8_names: bool,
+    /// Whether the origin holds symlinks (else `symlink` is refused, creating nothing).
+    symlinks: bool,
+    /// The longest name the origin takes, in bytes; a longer one is refused, creating nothing.
+    name_max: usize,
+}
+
+/// A transport under test: where its writable roots come from.
+trait Transport {
+    /// What it documents about itself.
+    fn properties(&self) -> Properties;
+    /// An origin at the root `name` (a `/`-separated relative path) in this transport's own
+    /// scratch space, as `open` of its kind does it: the root must exist unless `may_create`.
+    /// Each call is a new client (a new connection, where the transport has connections).
+    fn open(&self, name: &str, may_create: bool) -> musicfs::Result<Box<dyn WritableOrigin>>;
+}
+
+/// A local directory.
+struct Local {
+    scratch: tempfile::TempDir,
+}
+
+impl Local {
+    fn start() -> Local {
+        Local { scratch: scratch() }
+    }
+}
+
+impl Transport for Local {
+    fn properties(&self) -> Properties {
+        Properties {
+            mtime_resolution_ns: 1,
+            mtimes_before_1970: true,
+            inode_numbers: true,
+            non_utf8_names: true,
+            symlinks: true,
+            name_max: 255,
+        }
+    }
+
+    fn open(&self, name: &str, may_create: bool) -> musicfs::Result<Box<dyn WritableOrigin>> {
+        let origin = LocalOrigin::open(&self.scratch.path().join(name), may_create)?;
+        Ok(Box::new(origin))
+    }
+}
+
+/// A directory on OpenSSH's SFTP server, through the harness's sshd.
+struct Sftp {
+    server: SftpServer,
+    scratch: tempfile::TempDir,
+}
+
+impl Sftp {
+    fn start() -> Sftp {
+        Sftp {
+            server: SftpServer::start(),
+            scratch: scratch(),
+        }
+    }
+}
+
+impl Transport for Sftp {
+    fn properties(&self) -> Properties {
+        Properties {
+            // SFTP version 3 carries whole seconds, from 1970 to 2106, and no inode.
+            mtime_resolution_ns: 1_000_000_000,
+            mtimes_before_1970: false,
+            inode_numbers: false,
+            // Paths travel as UTF-8 strings.
+            non_utf8_names: false,
+            symlinks: true,
+            name_max: 255,
+        }
+    }
+
+    fn open(&self, name: &str, may_create: bool) -> musicfs::Result<Box<dyn WritableOrigin>> {
+        let origin = self
+            .server
+            .open(&self.scratch.path().join(name), may_create)?;
+        Ok(Box::new(origin))
+    }
+}
+
+fn scratch() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("musicfs-conformance-")
+        .tempdir()
+        .expect("scratch directory")
+}
+
+// --- helpers --------------------------------------------------------------------------------
+
+/// 2020-09-13 12:26:40 and a few nanoseconds: every mtime below has a part finer than a
+/// second, so each transport's rounding shows.
+const MTIME: i64 = 1_600_000_000_123_456_789;
+
+/// A new, empty root (made with `create_root`) and the origin at it.
+fn empty_root(t: &dyn Transport) -> Box<dyn WritableOrigin> {
+    let origin = t
+        .open("root", true)
+        .expect("open a root that may be created");
+    origin.create_root().expect("create_root");
+    assert_eq!(walk(&*origin), Vec::<String>::new(), "a new root is empty");
+    origin
+}
+
+/// A second client of the root of `empty_root`.
+fn second_client(t: &dyn Transport) -> Box<dyn WritableOrigin> {
+    t.open("root", false).expect("open the root again")
+}
+
+/// `mtime_ns` as the transport stores it.
+fn stored(t: &dyn Transport, mtime_ns: i64) -> i64 {
+    let step = t.properties().mtime_resolution_ns;
+    mtime_ns - mtime_ns.rem_euclid(step)
+}
+
+/// Writes `bytes` to `rel` through a temporary file, committed with `mode` and `mtime_ns`.
+fn put_with(
+    origin: &dyn WritableOrigin,
+    rel: &[u8],
+    bytes: &[u8],
+    mode: u32,
+    mtime_ns: i64,
+) -> musicfs::Result<()> {
+    let mut temp = origin.create_temp(rel)?;
+    if let Err(e) = temp.write_all(bytes) {
+        temp.discard();
+        return Err(musicfs::Error::io(origin.display(rel), e));
+    }
+    temp.commit(mode, mtime_ns)
+}
+
+/// [`put_with`] mode 0644 and [`MTIME`], which must succeed.
+fn put(origin: &dyn WritableOrigin, rel: &[u8], bytes: &[u8]) {
+    put_with(origin, rel, bytes, 0o644, MTIME)
+        .unwrap_or_else(|e| panic!("write {}: {e}", show(rel)));
+}
+
+/// The whole content of a file, read from the start.
+fn get(origin: &dyn WritableOrigin, rel: &[u8]) -> Vec<u8> {
+    let mut file = origin
+        .open(rel)
+        .unwrap_or_else(|e| panic!("open {}: {e}", show(rel)));
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)
+        .unwrap_or_else(|e| panic!("read {}: {e}", show(rel)));
+    bytes
+}
+
+/// A byte path as text, with every byte outside printable ASCII escaped.
+fn show(rel: &[u8]) -> String {
+    rel.escape_ascii().to_string()
+}
+
+/// `TEMP` in place of the random part of a temporary file's name.
+fn temp_named(rel: &[u8]) -> String {
+    let (dir, name) = match rel.iter().rposition(|&b| b == b'/') {
+        Some(i) => (&rel[..=i], &rel[i + 1..]),
+        None => (&b""[..], rel),
+    };
+    assert!(is_temporary(name), "{} is no temporary name", show(rel));
+    format!("{}TEMP", show(dir))
+}
+
+/// The walk as lines: `d dir`, `f file size`, `l link -> target`, `o other`, `t dir/TEMP`,
+/// `p path` (a problem).
+fn walk(origin: &dyn WritableOrigin) -> Vec<String> {
+    let mut lines = Vec::new();
+    origin.walk(&mut |item| {
+        lines.push(match item {
+            WalkItem::Entry { path, stat, target } => match (stat.kind, target) {
+                (EntryKind::Dir, None) => format!("d {}", show(&path)),
+                (EntryKind::File, None) => format!("f {} {}", show(&path), stat.size),
+                (EntryKind::Symlink, Some(target)) => {
+                    format!("l {} -> {}", show(&path), show(&target))
+                }
+                (EntryKind::Other, None) => format!("o {}", show(&path)),
+                (kind, target) => format!("BAD {} {kind:?} {target:?}", show(&path)),
+            },
+            WalkItem::Temporary(path) => format!("t {}", temp_named(&path)),
+            WalkItem::Problem { path, .. } => format!("p {}", show(&path)),
+        })
+    });
+    lines
+}
+
+/// The paths of the temporaries the walk finds.
+fn temporaries(origin: &dyn WritableOrigin) -> Vec<Vec<u8>> {
+    let mut found = Vec::new();
+    origin.walk(&mut |item| {
+        if let WalkItem::Temporary(path) = item {
+            found.push(path);
+        }
+    });
+    found
+}
+
+/// The message of an error that must have happened.
+fn refused<T>(result: musicfs::Result<T>, what: &str) -> String {
+    match result {
+        Ok(_) => panic!("{what}: succeeded"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// The I/O kind of an error that must have happened.
+fn io_kind<T>(result: io::Result<T>, what: &str) -> io::ErrorKind {
+    match result {
+        Ok(_) => panic!("{what}: succeeded"),
+        Err(e) => e.kind(),
+    }
+}
+
+/// Deterministic bytes that differ at every offset a read could get wrong.
+fn pattern(len: usize, seed: u32) -> Vec<u8> {
+    (0..len as u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 13) as u8)
+        .collect()
+}
+
+// --- walking --------------------------------------------------------------------------------
+
+/// Depth first, names sorted bytewise within each directory (not whole paths: `a.b` comes after
+/// everything below `a`), symlinks listed with their target and not followed, the root itself
+/// not listed, a temporary file reported as such.
+fn walk_is_depth_first_and_sorted_bytewise(t: &dyn Transport) {
+    let origin = empty_root(t);
+    let o = &*origin;
+    for dir in [&b"a"[..], b"a/y", b"B", b"empty"] {
+        o.create_dir(dir).unwrap();
+    }
+    put(o, b"a/x", b"xx");
+    put(o, b"a/y/deep", b"deep");
+    put(o, b"a-", b"");
+    put(o, b"a.b", b"1");
+    put(o, b"a0", b"22");
+    put(o, b"B/z", b"zzz");
+    let mut expected = vec![
+        "d B",
+        "f B/z 3",
+        "d a",
+        "t a/TEMP",
+        "f a/x 2",
+        "d a/y",
+        "f a/y/deep 4",
+        "f a- 0",
+        "f a.b 1",
+        "f a0 2",
+        "d empty",
+    ];
+    if t.properties().symlinks {
+        o.symlink(b"link-dangling", b"no/such/target").unwrap();
+        o.symlink(b"link-dir", b"a").unwrap();
+        expected.extend(["l link-dangling -> no/such/target", "l link-dir -> a"]);
+    }
+    let pending = o.create_temp(b"a/x").unwrap();
+    assert_eq!(walk(o), expected);
+    pending.discard();
+    expected.retain(|line| *line != "t a/TEMP");
+    assert_eq!(walk(o), expected);
+}
+
+/// An entry that cannot be read is reported as a problem, with its path, and the walk goes on.
+/// Tests run as root, whom no mode stops, so the directory vanishes instead, between its own
+/// entry and the visit of its content: a transport that lists the directory then finds it gone
+/// (a problem at `a`), one that has listed it already finds its entry gone (at `a/x`).
+fn walk_reports_a_directory_it_cannot_list_and_goes_on(t: &dyn Transport) {
+    let origin = empty_root(t);
+    let o = &*origin;
+    o.create_dir(b"a").unwrap();
+    put(o, b"a/x", b"x");
+    put(o, b"b", b"b");
+    // Removed between its own entry and its listing, through another client.
+    let other = second_client(t);
+    let mut lines = Vec::new();
+    o.walk(&mut |item| {
+        if let WalkItem::Entry { path, .. } = &item {
+            if path == b"a" {
+                other.remove(b"a").unwrap();
+            }
+        }
+        lines.push(match item {
+            WalkItem::Entry { path, .. } => format!("entry {}", show(&path)),
+            WalkItem::Temporary(path) => format!("temporary {}", show(&path)),
+            WalkItem::Problem { path, message } => {
+                assert!(!message.is_empty(), "a problem says what went wrong");
+                format!("problem {}", show(&path))
+            }
+        });
+    });
+    assert!(
+        lines == ["entry a", "problem a", "entry b"]
+            || lines == ["entry a", "problem a/x", "entry b"],
+        "{lines:?}"
+    );
+}
+
+// --- stat -----------------------------------------------------------------------------------
+
+/// `stat` is an lstat: kind, size, mode and mtime of files, directories, symlinks and the root;
+/// `None` for an absent entry, also below an absent directory or a file; the walk reports the
+/// same.
+fn stat_reports_kind_size_mode_and_mtime(t: &dyn Transport) {
+    let origin = empty_root(t);
+    let o = &*origin;
+    let p = t.properties();
+    put_with(o, b"song.flac", &[7; 1234], 0o640, MTIME).unwrap();
+    o.create_dir(b"album").unwrap();
+    o.set_meta(b"album", 0o750, MTIME + 1_000_000_000).unwrap();
+
+    let file = o.stat(b"song.flac").unwrap().expect("the file is there");
+    assert_eq!(
+        (file.kind, file.size, file.mode, file.mtime_ns),
+        (EntryKind::File, 1234, 0o640, stored(t, MTIME))
+    );
+    let dir = o.stat(b"album").unwrap().expect("the directory is there");
+    assert_eq!(
+        (dir.kind, dir.mode, dir.mtime_ns),
+        (EntryKind::Dir, 0o750, stored(t, MTIME + 1_000_000_000))
+    );
+    let root = o.stat(b"").unwrap().expect("the root is there");
+    assert_eq!(root.kind, EntryKind::Dir);
+    if p.symlinks {
+        o.symlink(b"link", b"song.flac").unwrap();
+        let link = o.stat(b"link").unwrap().expect("the symlink is there");
+        assert_eq!(
+            (link.kind, link.size),
+            (EntryKind::Symlink, "song.flac".len() as u64),
+            "the link itself, not its target"
+        );
+    }
+    assert_eq!(o.stat(b"absent").unwrap(), None);
+    assert_eq!(o.stat(b"absent/deeper").unwrap(), None);
+    assert_eq!(o.stat(b"album/absent").unwrap(), None);
+    assert_eq!(o.stat(b"song.flac/below").unwrap(), None, "below a file");
+
+    // The walk's stats are the same as stat's.
+    o.walk(&mut |item| {
+        let WalkItem::Entry { path, stat, .. } = item else {
+            panic!("unexpected walk item {item:?}")
+        };
+        assert_eq!(Some(stat), o.stat(&path).unwrap(), "{}", show(&path));
+    });
+
+    if p.inode_numbers {
+        assert!(file.ino != 0 && dir.ino != 0 && file.ino != dir.ino);
+        assert_eq!(file.dev, dir.dev, "one root, one device");
+        assert!(file.ctime_ns != 0);
+    } else {
+        for stat in [&file, &dir, &root] {
+            assert_eq!((stat.dev, stat.ino, stat.ctime_ns), (0, 0, 0));
+        }
+    }
+}
+
+// --- reading --------------------------------------------------------------------------------
+
+/// `read_exact_at` at any offset (the position untouched), `Read` and `Seek` from the start,
+/// the current position and the end, reads past the end refused, and `stat()` of the open file.
+fn reads_at_offsets_and_seeks(t: &dyn Transport) {
+    let origin = empty_root(t);
+    let o = &*origin;
+    // Larger than one request of any transport, and not a multiple of any power of two.
+    let data = pattern(3 * 1024 * 1024 + 17, 1);
+    let len = data.len() as u64;
+    put(o, b"big.bin", &data);
+    put(o, b"empty.bin", b"");
+
+    let mut file = o.open(b"big.bin").unwrap();
+    assert_eq!(
+        Some(file.stat().unwrap()),
+        o.stat(b"big.bin").unwrap(),
+        "the open file's stat is the entry's"
+    );
+    for (offset, size) in [
+        (0, 1),
+        (0, 70_000),
+        (1, 65_536),
+        (32_767, 300_001),
+        (1_048_576, 1_048_576),
+        (len - 1, 1),
+        (len - 2_100_000, 2_100_000),
+        (len, 0),
+    ] {
+        let mut buf = vec![0u8; size];
+        file.read_exact_at(&mut buf, offset)
+            .unwrap_or_else(|e| panic!("{size} bytes at {offset}: {e}"));
+        assert!(
+            buf[..] == data[offset as usize..offset as usize + size],
+            "{size} bytes at {offset}"
+        );
+    }
+    // Reads past the end fail as a short file does, and move nothing.
+    let mut buf = vec![0u8; 20];
+    assert_eq!(
+        io_kind(
+            file.read_exact_at(&mut buf, len - 10),
+            "reading across the end"
+        ),
+        io::ErrorKind::UnexpectedEof
+    );
+    assert_eq!(
+        io_kind(
+            file.read_exact_at(&mut buf, len + 1000),
+            "reading after the end"
+        ),
+        io::ErrorKind::UnexpectedEof
+    );
+    // `read_exact_at` left the position at the start.
+    let mut head = [0u8; 5];
+    file.read_exact(&mut head).unwrap();
+    assert_eq!(head, data[..5]);
+    assert_eq!(file.stream_position().unwrap(), 5);
+    assert_eq!(file.seek(SeekFrom::Start(10)).unwrap(), 10);
+    file.read_exact(&mut head).unwrap();
+    assert_eq!(head, data[10..15]);
+    assert_eq!(file.seek(SeekFrom::Current(1_000_000)).unwrap(), 1_000_015);
+    file.read_exact(&mut head).unwrap();
+    assert_eq!(head, data[1_000_015..1_000_020]);
+    assert_eq!(file.seek(SeekFrom::End(-3)).unwrap(), len - 3);
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail).unwrap();
+    assert_eq!(tail, data[data.len() - 3..]);
+    assert_eq!(
+        file.read(&mut head).unwrap(),
+        0,
+        "at the end, a read reads nothing"
+    );
+    assert_eq!(file.seek(SeekFrom::End(5)).unwrap(), len + 5);
+    assert_eq!(file.read(&mut head).unwrap(), 0, "past the end too");
+    assert!(file.seek(SeekFrom::Current(-(len as i64) - 6)).is_err());
+    // After the end was met, a seek back reads again.
+    file.seek(SeekFrom::Start(0)).unwrap();
+    let mut all = Vec::new();
+    file.read_to_end(&mut all).unwrap();
+    assert!(all == data, "read from the start after a seek back");
+
+    let mut empty = o.open(b"empty.bin").unwrap();
+    assert_eq!(empty.stat().unwrap().size, 0);
+    assert_eq!(empty.read(&mut head).unwrap(), 0);
+    empty.read_exact_at(&mut [], 0).unwrap();
+    assert_eq!(
+        io_kind(empty.read_exact_at(&mut head, 0), "reading an empty file"),
+        io::ErrorKind::UnexpectedEof
+    );
+
+    let message = refused(o.open(b"absent.flac"), "opening an absent file");
+    assert!(message.contains("absent.flac"), "{message}");
+}
+
+// --- writing through temporary files --------------------------------------------------------
+
+/// A temporary file sits next to its target (mode 0600, listed as a temporary); the target
+/// appears only at commit, with all its bytes, its mode and its mtime, and no temporary stays.
+fn commit_makes_the_target_appear_whole(t: &dyn Transport) {
+    let origin = empty_root(t);
+    let o = &*origin;
+    o.create_dir(b"album").unwrap();
+    let data = pattern(1_000_003, 2);
+    let mut temp = o.create_temp(b"album/track.flac").unwrap();
+    let names = temporaries(o);
+    assert_eq!(names.len(), 1, "one temporary: {names:?}");
+    assert_eq!(temp_named(&names[0]), "album/TEMP", "next to its target");
+    let temp_stat = o.stat(&names[0]).unwrap().expect("the temporary exists");
+    assert_eq!((temp_stat.kind, temp_stat.mode), (EntryKind::File, 0o600));
+    for piece in data.chunks(4099) {
+        temp.write_all(piece).unwrap();
+        assert_eq!(o.stat(b"album/track.flac").unwrap(), None);
+    }
+    assert_eq!(walk(o), ["d album", "t album/TEMP"]);
+    temp.commit(0o640, MTIME).unwrap();
+
+    let stat = o.stat(b"album/track.flac").unwrap().expect("committed");
+    assert_eq!(
+        (stat.kind, stat.size, stat.mode, stat.mtime_ns),
+        (EntryKind::File, data.len() as u64, 0o640, stored(t, MTIME))
+    );
+    assert!(get(o, b"album/track.flac") == data, "the committed bytes");
+    assert_eq!(walk(o), ["d album", "f album/track.flac 1000003"]);
+    assert_eq!(o.stat(&names[0]).unwrap(), None, "the temporary is gone");
+
+    // Two temporaries for one target at once have two names.
+    let first = o.create_temp(b"album/track.flac").unwrap();
+    let second = o.create_temp(b"album/track.flac").unwrap();
+    assert_eq!(temporaries(o).len(), 2);
+    first.discard();
+    second.discard();
+    assert_eq!(walk(o), ["d album", "f album/track.flac 1000003"]);
+}
+
+/// Replacing a file: every reader, at any moment, reads either all the old bytes or all the
+/// new; a reader that opened the old file keeps reading it after the commit.
+fn commit_replaces_atomically(t: &dyn Transport) {
+    let origin = empty_root(t);
+    let o = &*origin;
+    let old = pattern(700_001, 3);
+    let new = pattern(1_300_007, 4);
+    put_with(o, b"track.flac", &old, 0o644, MTIME).unwrap();
+    let reader = second_client(t);
+    let mut opened_before = reader.open(b"track.flac").unwrap();
+
+    let committed = AtomicBool::new(false);
+    let reads = std::thread::scope(|scope| {
+        let watcher = scope.spawn(|| {
+            let mut reads = 0u32;
+            loop {
+                let done = committed.load(Ordering::SeqCst);
+                let bytes = get(&*reader, b"track.flac");
+                reads += 1;
+                assert!(
+                    bytes == old || bytes == new,
+                    "read {reads}: a reader saw {} bytes, neither the old file nor the new",
+                    bytes.len()
+                );
+                if done {
+                    assert!(bytes == new, "after the commit, the new bytes");
+                    return reads;
+                }
+            }
+        });
+        let mut temp = o.create_temp(b"track.flac").unwrap();
+        for piece in new.chunks(65_537) {
+            temp.write_all(piece).unwrap();
+        }
+        temp.commit(0o600, MTIME + 5_000_000_000).unwrap();
+        committed.store(true, Ordering::SeqCst);
+        watcher.join().expect("the reader thread")
+    });
+    assert!(reads >= 1);
+
+    let stat = o.stat(b"track.flac").unwrap().expect("replaced");
+    assert_eq!(
+        (stat.size, stat.mode, stat.mtime_ns),
+        (new.len() as u64, 0o600, stored(t, MTIME + 5_000_000_000))
+    );
+    assert_eq!(walk(o), ["f track.flac 1300007"], "no temporary stays");
+    let mut before = Vec::new();
+    opened_before.read_to_end(&mut before).unwrap();
+    assert!(
+        before == old,
+        "a file opened before the commit still reads the old bytes"
+    );
+    assert_eq!(opened_before.stat().unwrap().size, old.len() as u64);
+}
+
+/// `discard` leaves nothing: no temporary, no target, and an existing target as it was.
+fn discard_leaves_nothing(t: &dyn Transport) {
+    let origin = empty_root(t);
+    let o = &*origin;
+    let mut temp = o.create_temp(b"new.flac").unwrap();
+    temp.write_all(&pattern(300_000, 5)).unwrap();
+    temp.discard();
+    assert_eq!(walk(o), Vec::<String>::new());
+
+    put(o, b"kept.flac", b"kept");
+    let mut temp = o.create_temp(b"kept.flac").unwrap();
+    temp.write_all(b"abandoned").unwrap();
+    temp.discard();
+    assert_eq!(walk(o), ["f kept.flac 4"]);
+    assert_eq!(get(o, b"kept.flac"), b"kept");
+}
+
+/// A commit that fails (here: a name longer than the origin takes) leaves no temporary.
+fn a_failed_commit_leaves_nothing(t: &dyn Transport) {
+    let origin = empty_root(t);
+    let o = &*origin;
+    let too_long = vec![b'n'; t.properties().name_max + 1];
+    let message = refused(
+        put_with(o, &too_long, b"bytes", 0o644, MTIME),
+        "a name one byte too long",
+    );
+    assert!(!message.is_empty());
+    assert_eq!(walk(o), Vec::<String>::new());
+}
+
+// --- rename and remove ----------------------------------------------------------------------
+
+/// `rename` moves files and directories, replaces an existing file, keeps an entry's identity
+/// where there is one, and refuses an absent source.
+fn rename_moves_and_replaces(t: &dyn Transport) {
+    let origin = empty_root(t);
+    let o = &*origin;
+    o.create_dir(b"a").unwrap();
+    o.create_dir(b"b").unwrap();
+    put(o, b"a/one", b"1");
+    put(o, b"b/two", b"22");
+    let before = o.stat(b"a/one").unwrap().expect("a/one");
+
+    o.rename(b"a/one", b"b/moved").unwrap();
+    assert_eq!(o.stat(b"a/one").unwrap(), None);
+    let after = o.stat(b"b/moved").unwrap().expect("moved");
+    assert_eq!(
+        (after.size, after.mode, after.mtime_ns),
+        (before.size, before.mode, before.mtime_ns)
+    );
+    if t.properties().inode_numbers {
+        assert_eq!(after.ino, before.ino, "the same file under a new name");
+    }
+
+    o.rename(b"b/moved", b"b/two").unwrap();
+    assert_eq!(get(o, b"b/two"), b"1");
+    o.rename(b"b", b"c").unwrap();
+    assert_eq!(walk(o), ["d a", "d c", "f c/two 1"]);
+
+    let message = refused(o.rename(b"absent", b"c/two"), "renaming an absent entry");
+    assert!(message.contains("absent"), "{message}");
+    assert_eq!(
+        get(o, b"c/two"),
+        b"1",
+        "the target of a failed rename is untouched"
+    );
+}
+
+/// `remove` takes a file, a symlink (never what it points to), an empty directory and a whole
+/// tree; an absent entry is fine, also below an absent directory or a file.
+fn remove_takes_files_links_and_trees(t: &dyn Transport) {
+    let origin = empty_root(t);
+    let o = &*origin;
+    let symlinks = t.properties().symlinks;
+    o.create_dir(b"keep").unwrap();
+    put(o, b"keep/file", b"k");
+    o.create_dir(b"empty").unwrap();
+    for dir in [&b"tree"[..], b"tree/a", b"tree/a/b", b"tree/c"] {
+        o.create_dir(dir).unwrap();
+    }
+    put(o, b"tree/a/b/deep", b"deep");
+    put(o, b"tree/top", b"top");
+    put(o, b"file", b"f");
+    if symlinks {
+        o.symlink(b"tree/c/out", b"../../keep").unwrap();
+        o.symlink(b"link", b"keep").unwrap();
+    }
+
+    o.remove(b"file").unwrap();
+    assert_eq!(o.stat(b"file").unwrap(), None);
+    o.remove(b"empty").unwrap();
+    assert_eq!(o.stat(b"empty").unwrap(), None);
+    if symlinks {
+        o.remove(b"link").unwrap();
+        assert_eq!(o.stat(b"link").unwrap(), None);
+    }
+    o.remove(b"tree").unwrap();
+    assert_eq!(o.stat(b"tree").unwrap(), None);
+    assert_eq!(
+        walk(o),
+        ["d keep", "f keep/file 1"],
+        "what links pointed to stays"
+    );
+
+    o.remove(b"absent").unwrap();
+    o.remove(b"absent/below").unwrap();
+    o.remove(b"keep/file/below").unwrap();
+    o.remove(b"tree").unwrap();
+    assert_eq!(walk(o), ["d keep", "f keep/file 1"]);
+}
+
+// --- metadata -------------------------------------------------------------------------------
+
+/// The mtime stored is the one given, rounded down to the transport's resolution, whether set
+/// at commit or by `set_meta`, on files and directories; mtimes before 1970 are stored or
+/// refused as the transport says.
+fn mtimes_are_stored_to_the_transport_resolution(t: &dyn Transport) {
+    let origin = empty_root(t);
+    let o = &*origin;
+    let p = t.properties();
+    let times = [
+        MTIME,
+        1_600_000_000_999_999_999,
+        1_600_000_001_000_000_000,
+        1,
+        0,
+        4_000_000_000_000_000_001,
+    ];
+    o.create_dir(b"dir").unwrap();
+    for (i, &mtime) in times.iter().enumerate() {
+        let name = format!("f{i}");
+        put_with(o, name.as_bytes(), b"x", 0o644, mtime).unwrap();
+        let at_commit = o.stat(name.as_bytes()).unwrap().unwrap().mtime_ns;
+        assert_eq!(at_commit, stored(t, mtime), "commit with mtime {mtime}");
+        o.set_meta(name.as_bytes(), 0o644, mtime + 7).unwrap();
+        let set = o.stat(name.as_bytes()).unwrap().unwrap().mtime_ns;
+        assert_eq!(
+            set,
+            stored(t, mtime + 7),
+            "set_meta with mtime {}",
+            mtime + 7
+        );
+        o.set_meta(b"dir", 0o755, mtime).unwrap();
+        let dir = o.stat(b"dir").unwrap().unwrap().mtime_ns;
+        assert_eq!(dir, stored(t, mtime), "a directory's mtime {mtime}");
+    }
+
+    let before_1970 = -86_400_000_000_000 - 1;
+    let result = put_with(o, b"old", b"x", 0o644, before_1970);
+    let dir_before = o.stat(b"dir").unwrap().unwrap();
+    let set = o.set_meta(b"dir", 0o700, before_1970);
+    if p.mtimes_before_1970 {
+        result.unwrap();
+        set.unwrap();
+        let stat = o.stat(b"old").unwrap().unwrap();
+        assert_eq!(stat.mtime_ns, stored(t, before_1970));
+        let dir = o.stat(b"dir").unwrap().unwrap();
+        assert_eq!((dir.mode, dir.mtime_ns), (0o700, stored(t, before_1970)));
+    } else {
+        refused(result, "a commit with an mtime before 1970");
+        refused(set, "set_meta with an mtime before 1970");
+        assert_eq!(
+            o.stat(b"old").unwrap(),
+            None,
+            "a refused commit makes nothing"
+        );
+        assert_eq!(
+            o.stat(b"dir").unwrap().unwrap(),
+            dir_before,
+            "a refused set_meta changes nothing"
+        );
+        assert_eq!(temporaries(o), Vec::<Vec<u8>>::new());
+    }
+}
+
+/// `set_meta` stores the mode bits given (set-id and sticky bits too; as root, modes that deny
+/// everyone bind nobody, so only the stored bits are checked) and refuses an absent entry.
+fn set_meta_stores_mode_bits(t: &dyn Transport) {
+    let origin = empty_root(t);
+    let o = &*origin;
+    put(o, b"file", b"f");
+    o.create_dir(b"dir").unwrap();
+    for (rel, mode) in [
+        (&b"file"[..], 0o600),
+        (b"file", 0o4755),
+        (b"file", 0o000),
+        (b"file", 0o444),
+        (b"dir", 0o2750),
+        (b"dir", 0o1777),
+        (b"dir", 0o000),
+        (b"dir", 0o755),
+    ] {
+        o.set_meta(rel, mode, MTIME).unwrap();
+        let stat = o.stat(rel).unwrap().unwrap();
+        assert_eq!(
+            (stat.mode, stat.mtime_ns),
+            (mode, stored(t, MTIME)),
+            "{} mode {mode:o}",
+            show(rel)
+        );
+    }
+    assert_eq!(get(o, b"file"), b"f", "set_meta leaves the bytes alone");
+    let message = refused(o.set_meta(b"absent", 0o644, MTIME), "set_meta of nothing");
+    assert!(message.contains("absent"), "{message}");
+}
+
+// --- directories, symlinks, the root --------------------------------------------------------
+
+/// `create_dir` makes a directory in an existing one; an existing directory is fine; a missing
+/// parent or a file in the way is refused.
+fn create_dir_makes_one_level(t: &dyn Transport) {
+    let origin = empty_root(t);
+    let o = &*origin;
+    o.create_dir(b"a").unwrap();
+    o.create_dir(b"a").unwrap();
+    o.create_dir(b"a/b").unwrap();
+    put(o, b"a/file", b"f");
+    assert_eq!(walk(o), ["d a", "d a/b", "f a/file 1"]);
+    refused(o.create_dir(b"x/y"), "create_dir without its parent");
+    refused(o.create_dir(b"a/file"), "create_dir where a file is");
+    assert_eq!(walk(o), ["d a", "d a/b", "f a/file 1"]);
+}
+
+/// `symlink` stores the target's bytes as given, replaces an existing symlink atomically,
+/// and leaves no temporary, also when it fails.
+fn symlink_creates_and_replaces(t: &dyn Transport) {
+    let origin = empty_root(t);
+    let o = &*origin;
+    if !t.properties().symlinks {
+        refused(
+            o.symlink(b"link", b"target"),
+            "a symlink where there are none",
+        );
+        assert_eq!(walk(o), Vec::<String>::new());
+        return;
+    }
+    o.symlink(b"link", b"../some where/else.flac").unwrap();
+    o.symlink(b"absolute", b"/srv/music/x").unwrap();
+    assert_eq!(
+        walk(o),
+        [
+            "l absolute -> /srv/music/x",
+            "l link -> ../some where/else.flac"
+        ]
+    );
+    o.symlink(b"link", b"other").unwrap();
+    assert_eq!(
+        walk(o),
+        ["l absolute -> /srv/music/x", "l link -> other"],
+        "replaced, no temporary"
+    );
+    o.create_dir(b"dir").unwrap();
+    put(o, b"dir/inside", b"i");
+    refused(o.symlink(b"dir", b"other"), "a symlink over a directory");
+    assert_eq!(
+        walk(o),
+        [
+            "l absolute -> /srv/music/x",
+            "d dir",
+            "f dir/inside 1",
+            "l link -> other"
+        ],
+        "a failed symlink leaves the directory and no temporary"
+    );
+}
+
+/// `create_root` makes the root and its missing parents, and is idempotent; an origin at an
+/// absent root opens only when it may create it, and one at a file never.
+fn create_root_makes_missing_parents(t: &dyn Transport) {
+    refused(t.open("deep/er/root", false), "opening an absent root");
+    let origin = t.open("deep/er/root", true).unwrap();
+    let o = &*origin;
+    assert_eq!(o.stat(b"").unwrap(), None, "not created by opening");
+    o.create_root().unwrap();
+    assert_eq!(o.stat(b"").unwrap().map(|s| s.kind), Some(EntryKind::Dir));
+    o.create_root().unwrap();
+    put(o, b"file", b"f");
+    assert_eq!(walk(o), ["f file 1"]);
+    let again = t.open("deep/er/root", false).unwrap();
+    assert_eq!(walk(&*again), ["f file 1"]);
+    refused(t.open("deep/er/root/file", true), "a root that is a file");
+}
+
+/// `sync_dir` succeeds on the root and on a directory, and changes nothing in them.
+fn sync_dir_keeps_entries(t: &dyn Transport) {
+    let origin = empty_root(t);
+    let o = &*origin;
+    o.create_dir(b"album").unwrap();
+    put(o, b"album/a", b"a");
+    o.rename(b"album/a", b"album/b").unwrap();
+    o.sync_dir(b"album").unwrap();
+    o.sync_dir(b"").unwrap();
+    assert_eq!(walk(o), ["d album", "f album/b 1"]);
+}
+
+// --- names ----------------------------------------------------------------------------------
+
+/// Names are bytes: NFC and NFD spellings are two entries, spaces, dashes, newlines and
+/// names of exactly the longest length work in every operation and come back unchanged;
+/// non-UTF-8 names work or are refused as the transport says.
+fn names_are_bytes(t: &dyn Transport) {
+    let origin = empty_root(t);
+    let o = &*origin;
+    let p = t.properties();
+    let mut names: Vec<Vec<u8>> = vec![
+        "Café.flac".into(),        // NFC
+        "Cafe\u{301}.flac".into(), // NFD: another name
+        " leading space".into(),
+        "trailing space ".into(),
+        "two  inner  spaces.mp3".into(),
+        "-rf".into(),
+        "--".into(),
+        "-".into(),
+        "...".into(),
+        ".hidden".into(),
+        "new\nline".into(),
+        "tab\tand \\ \"quotes\" 'single' *?[glob]".into(),
+        "日本語の曲.ogg".into(),
+        "ünïcödé – “quotes” & more.m4a".into(),
+    ];
+    let mut longest_ascii = vec![b'a'; p.name_max - 5];
+    longest_ascii.extend_from_slice(b".flac");
+    names.push(longest_ascii);
+    let mut longest_utf8 = "é".repeat((p.name_max - 1) / 2).into_bytes();
+    longest_utf8.resize(p.name_max, b'x');
+    names.push(longest_utf8);
+    let non_utf8 = b"latin1 \xe9t\xe9 \xff.mp3".to_vec();
+    if p.non_utf8_names {
+        names.push(non_utf8.clone());
+    }
+    names.sort();
+
+    for (i, name) in names.iter().enumerate() {
+        put(o, name, &i.to_le_bytes());
+    }
+    let mut expected: Vec<String> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| format!("f {} {}", show(name), i.to_le_bytes().len()))
+        .collect();
+    assert_eq!(
+        walk(o),
+        expected,
+        "every name listed as written, in byte order"
+    );
+    for (i, name) in names.iter().enumerate() {
+        assert_eq!(get(o, name), i.to_le_bytes(), "{}", show(name));
+        assert!(o.stat(name).unwrap().is_some(), "{}", show(name));
+    }
+
+    // Each name as the target of a rename, as a directory, and as a symlink.
+    for (i, name) in names.iter().enumerate() {
+        let dir = format!("d{i}").into_bytes();
+        o.create_dir(&dir).unwrap();
+        let mut inside = dir.clone();
+        inside.push(b'/');
+        inside.extend_from_slice(name);
+        o.rename(name, &inside).unwrap();
+        assert!(o.stat(name).unwrap().is_none(), "{}", show(name));
+        assert_eq!(get(o, &inside), i.to_le_bytes(), "{}", show(&inside));
+        o.create_dir(name).unwrap();
+        let mut below = name.clone();
+        below.extend_from_slice(b"/below");
+        put(o, &below, b"b");
+        assert_eq!(get(o, &below), b"b", "{}", show(&below));
+        assert_eq!(o.stat(name).unwrap().map(|s| s.kind), Some(EntryKind::Dir));
+        o.remove(name).unwrap();
+        if p.symlinks {
+            o.symlink(name, &inside).unwrap();
+            let mut found = None;
+            o.walk(&mut |item| {
+                if let WalkItem::Entry {
+                    path,
+                    target: Some(target),
+                    ..
+                } = item
+                {
+                    if path == *name {
+                        found = Some(target);
+                    }
+                }
+            });
+            assert_eq!(found.as_deref(), Some(&inside[..]), "{}", show(name));
+            o.remove(name).unwrap();
+        }
+        o.remove(&dir).unwrap();
+    }
+    expected.clear();
+    assert_eq!(walk(o), expected);
+
+    if !p.non_utf8_names {
+        refused(
+            put_with(o, &non_utf8, b"x", 0o644, MTIME),
+            "a name that is not UTF-8",
+        );
+        refused(
+            o.create_dir(&non_utf8),
+            "a directory name that is not UTF-8",
+        );
+        assert_eq!(walk(o), expected, "refused names leave nothing");
+    }
+    let too_long = vec![b'z'; p.name_max + 1];
+    refused(
+        o.create_dir(&too_long),
+        "a directory name one byte too long",
+    );
+    assert_eq!(walk(o), expected);
+}
+
+// --- under injected faults ------------------------------------------------------------------
+//
+// Issue 15, point 5: `Retrying<O>` and the test-only `Faulty<O>` wrap any origin. They join
+// here as transports of their own (a `Transport` whose `open` wraps another's origin) with one
+// `conformance!` line each, so every check above also runs through them; the checks that need
+// faults (a drop mid-read is retried and a sync still ends exact) go in this section.
+
+// --- the transports -------------------------------------------------------------------------
+
+/// One test per check for the transport that `$start` makes (anew for each test).
+macro_rules! conformance {
+    ($transport:ident => $start:expr) => {
+        mod $transport {
+            #[allow(unused_imports)]
+            use super::*;
+
+            conformance!(@checks $start;
+                walk_is_depth_first_and_sorted_bytewise,
+                walk_reports_a_directory_it_cannot_list_and_goes_on,
+                stat_reports_kind_size_mode_and_mtime,
+                reads_at_offsets_and_seeks,
+                commit_makes_the_target_appear_whole,
+                commit_replaces_atomically,
+                discard_leaves_nothing,
+                a_failed_commit_leaves_nothing,
+                rename_moves_and_replaces,
+                remove_takes_files_links_and_trees,
+                mtimes_are_stored_to_the_transport_resolution,
+                set_meta_stores_mode_bits,
+                create_dir_makes_one_level,
+                symlink_creates_and_replaces,
+                create_root_makes_missing_parents,
+                sync_dir_keeps_entries,
+                names_are_bytes,
+            );
+        }
+    };
+    (@checks $start:expr; $($check:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $check() {
+                let transport = $start;
+                super::$check(&transport);
+            }
+        )*
+    };
+}
+
+conformance!(local => Local::start());
+conformance!(sftp => Sftp::start());
