@@ -7,7 +7,7 @@ use clap::Args;
 use super::{exit, human, print_summary, GlobalArgs};
 use crate::chunk::FastCdc;
 use crate::origin::ssh::SshOptions;
-use crate::origin::{LocalOrigin, OriginSpec};
+use crate::origin::{LocalOrigin, OriginSpec, Policy, Retrying};
 use crate::remote::{sync_remote, Direction, RemoteOptions};
 use crate::sync::{sync, SyncOptions};
 
@@ -79,8 +79,14 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
     let chunker = FastCdc::default();
     let result = match (&src, &dst) {
         (OriginSpec::Local(src), OriginSpec::Local(dst)) => {
-            let source = LocalOrigin::open(src, false)?.one_file_system(args.one_file_system);
-            let destination = LocalOrigin::open(dst, true)?.one_file_system(args.one_file_system);
+            let source = Retrying::new(
+                LocalOrigin::open(src, false)?.one_file_system(args.one_file_system),
+                Policy::READS,
+            );
+            let destination = Retrying::new(
+                LocalOrigin::open(dst, true)?.one_file_system(args.one_file_system),
+                Policy::READS,
+            );
             let repo = global.open_repo()?;
             sync(
                 &repo,

@@ -8,11 +8,13 @@
 
 pub(crate) mod local;
 mod mountinfo;
+pub mod retrying;
 pub mod sftp;
 mod spec;
 pub mod ssh;
 
 pub use local::LocalOrigin;
+pub use retrying::{Policy, Retrying};
 pub use sftp::SftpOrigin;
 pub use spec::{OriginSpec, SshSpec};
 use std::path::PathBuf;

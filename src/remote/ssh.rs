@@ -10,7 +10,7 @@ use crate::chunk::Chunker;
 use crate::error::{Error, Result};
 use crate::origin::sftp::SftpOrigin;
 use crate::origin::ssh::{SshOptions, SshSession};
-use crate::origin::{LocalOrigin, SshSpec};
+use crate::origin::{LocalOrigin, Policy, Retrying, SshSpec};
 use crate::repo::Repository;
 use crate::report::Sink;
 use crate::sync::{sync, SyncOptions, SyncSummary};
@@ -81,16 +81,15 @@ pub fn sync_remote(
     }
 }
 
-/// 1 s, 2 s, 4 s… (at most 60 s), each stretched by up to half again at random, so that many
-/// clients of one server do not retry in step.
+/// Delays between attempts of a whole remote sync: up to 1 s, 2 s, 4 s… (at most 60 s), with
+/// full jitter, so that many clients of one server do not retry in step.
 fn backoff(attempt: u32) -> Duration {
-    let base = Duration::from_secs(1u64 << attempt.min(6)).min(Duration::from_secs(60));
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let jitter = f64::from(nanos % 1000) / 2000.0;
-    base.mul_f64(1.0 + jitter)
+    crate::origin::Policy {
+        retries: u32::MAX,
+        base: Duration::from_secs(1),
+        cap: Duration::from_secs(60),
+    }
+    .delay(attempt)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -176,14 +175,20 @@ fn sync_once(
     let sftp = Arc::new(session.sftp()?);
     match direction {
         Direction::Pull(destination) => {
-            let source = SftpOrigin::new(sftp, session.label(), &remote.path, false)?
-                .with_spool(repo.root().join("spool"));
+            let source = Retrying::new(
+                SftpOrigin::new(sftp, session.label(), &remote.path, false)?
+                    .with_spool(repo.root().join("spool")),
+                Policy::READS,
+            );
             let result = sync(repo, &source, *destination, chunker, options, sink);
-            source.clear_spool();
+            source.inner().clear_spool();
             result
         }
         Direction::Push(source) => {
-            let destination = SftpOrigin::new(sftp, session.label(), &remote.path, true)?;
+            let destination = Retrying::new(
+                SftpOrigin::new(sftp, session.label(), &remote.path, true)?,
+                Policy::READS,
+            );
             sync(repo, *source, &destination, chunker, options, sink)
         }
     }
