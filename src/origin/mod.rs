@@ -5,30 +5,25 @@
 //! nothing of each other. Paths inside an origin are relative, `/`-separated byte strings.
 //! [`Origin`] is the read side every transport offers; [`WritableOrigin`] adds what a sync
 //! needs to change a destination safely (temporary files renamed into place).
+//!
+//! Each transport (`local`, `ssh`) registers itself in [`registry`]; an origin argument is
+//! read with [`OriginSpec::parse`] and opened through it, so code outside this module never
+//! names a transport.
 
 pub(crate) mod local;
 mod mountinfo;
+pub mod registry;
+pub mod retry;
 pub mod sftp;
 mod spec;
 pub mod ssh;
 
 pub use local::LocalOrigin;
+pub use registry::{AgentHost, OpenOptions};
 pub use sftp::SftpOrigin;
-pub use spec::{OriginSpec, SshSpec};
+pub use spec::OriginSpec;
+pub use ssh::SshSpec;
 use std::path::PathBuf;
-
-/// Opens an origin argument as a local directory, for the commands that take only those,
-/// refusing (with a clear message) the SSH forms that name a remote one.
-pub fn open_local(arg: &std::path::Path, may_create: bool) -> crate::Result<LocalOrigin> {
-    match OriginSpec::parse(arg.as_os_str())? {
-        OriginSpec::Local(path) => LocalOrigin::open(&path, may_create),
-        OriginSpec::Ssh(_) => Err(crate::Error::InvalidInput(format!(
-            "{}: this command takes a local directory; SSH origins are for sync (a local path with a colon is written ./{})",
-            arg.display(),
-            arg.display()
-        ))),
-    }
-}
 
 /// A file opened for reading.
 pub trait OriginFile: std::io::Read + std::io::Seek + Send {

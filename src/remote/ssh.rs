@@ -3,14 +3,14 @@
 //! and chunked here). Transient failures are retried with exponential backoff and jitter; a
 //! retry resumes, because every file already written was recorded with its chunks.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::chunk::Chunker;
 use crate::error::{Error, Result};
+use crate::origin::retry::retrying;
 use crate::origin::sftp::SftpOrigin;
 use crate::origin::ssh::{SshOptions, SshSession};
-use crate::origin::{LocalOrigin, SshSpec};
+use crate::origin::{Origin, SshSpec, WritableOrigin};
 use crate::repo::Repository;
 use crate::report::Sink;
 use crate::sync::{sync, SyncOptions, SyncSummary};
@@ -35,13 +35,14 @@ pub struct RemoteOptions {
 
 /// Which way a sync with a remote host goes.
 pub enum Direction<'a> {
-    /// The remote directory is the source; this local directory the destination.
-    Pull(&'a LocalOrigin),
-    /// This local directory is the source; the remote directory the destination.
-    Push(&'a LocalOrigin),
+    /// The remote directory is the source; this origin (a local directory) the destination.
+    Pull(&'a dyn WritableOrigin),
+    /// This origin (a local directory) is the source; the remote directory the destination.
+    Push(&'a dyn Origin),
 }
 
-/// Syncs between `remote` and a local directory, retrying transient failures.
+/// Syncs between `remote` and a local directory, retrying transient failures
+/// ([`crate::origin::retry`]).
 pub fn sync_remote(
     repo: &Repository,
     remote: &SshSpec,
@@ -51,10 +52,9 @@ pub fn sync_remote(
     remote_options: &RemoteOptions,
     sink: &dyn Sink,
 ) -> Result<SyncSummary> {
-    let mut attempt = 0;
     let mut resume = Resume::default();
-    loop {
-        match sync_once(
+    retrying(remote_options.retries, || {
+        sync_once(
             repo,
             remote,
             &direction,
@@ -63,34 +63,9 @@ pub fn sync_remote(
             remote_options,
             sink,
             &mut resume,
-        ) {
-            Err(e) if e.is_transient() && attempt < remote_options.retries => {
-                crate::interrupt::check()?;
-                let delay = backoff(attempt);
-                tracing::warn!(
-                    "{e}; retrying in {:.1} s ({} of {})",
-                    delay.as_secs_f64(),
-                    attempt + 1,
-                    remote_options.retries
-                );
-                crate::interrupt::sleep(delay)?;
-                attempt += 1;
-            }
-            result => return result.map_err(crate::interrupt::explain),
-        }
-    }
-}
-
-/// 1 s, 2 s, 4 s… (at most 60 s), each stretched by up to half again at random, so that many
-/// clients of one server do not retry in step.
-fn backoff(attempt: u32) -> Duration {
-    let base = Duration::from_secs(1u64 << attempt.min(6)).min(Duration::from_secs(60));
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let jitter = f64::from(nanos % 1000) / 2000.0;
-    base.mul_f64(1.0 + jitter)
+        )
+    })
+    .map_err(crate::interrupt::explain)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -173,32 +148,17 @@ fn sync_once(
             other => return other,
         }
     }
-    let sftp = Arc::new(session.sftp()?);
     match direction {
         Direction::Pull(destination) => {
-            let source = SftpOrigin::new(sftp, session.label(), &remote.path, false)?
+            let source = SftpOrigin::over(&session, &remote.path, false)?
                 .with_spool(repo.root().join("spool"));
             let result = sync(repo, &source, *destination, chunker, options, sink);
             source.clear_spool();
             result
         }
         Direction::Push(source) => {
-            let destination = SftpOrigin::new(sftp, session.label(), &remote.path, true)?;
+            let destination = SftpOrigin::over(&session, &remote.path, true)?;
             sync(repo, *source, &destination, chunker, options, sink)
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_with_jitter_and_is_capped() {
-        for attempt in 0..10 {
-            let base = (1u64 << attempt.min(6)).min(60) as f64;
-            let d = backoff(attempt).as_secs_f64();
-            assert!(d >= base && d <= base * 1.5, "attempt {attempt}: {d}");
         }
     }
 }
