@@ -626,7 +626,7 @@ mod tests {
 }
 
 /// The local transport in the registry: a path (any argument no other transport claims), or
-/// `file:///absolute/path` (`file://localhost/…` too).
+/// `file:///absolute/path` (`file://localhost/…` too; `%XX` escapes decoded).
 pub(crate) static TRANSPORT: super::registry::Transport = super::registry::Transport {
     name: "local",
     schemes: &["file"],
@@ -662,12 +662,37 @@ fn parse_location(
                     arg.to_string_lossy()
                 )));
             }
-            rest[slash..].to_vec()
+            percent_decoded(&rest[slash..])
         }
     };
     Ok(Some(Box::new(LocalLocation {
         path: PathBuf::from(std::ffi::OsString::from_vec(path)),
     })))
+}
+
+/// `%XX` escapes replaced by their byte, as file managers write `file://` URLs
+/// (`file:///My%20Music`); a `%` not followed by two hex digits stays as it is.
+fn percent_decoded(path: &[u8]) -> Vec<u8> {
+    let hex = |b: u8| (b as char).to_digit(16);
+    let mut out = Vec::with_capacity(path.len());
+    let mut i = 0;
+    while i < path.len() {
+        let escaped = match (path[i], path.get(i + 1), path.get(i + 2)) {
+            (b'%', Some(&h), Some(&l)) => hex(h).zip(hex(l)).map(|(h, l)| (h * 16 + l) as u8),
+            _ => None,
+        };
+        match escaped {
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
+            }
+            None => {
+                out.push(path[i]);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 impl super::registry::Location for LocalLocation {

@@ -186,6 +186,10 @@ mod tests {
             parse("file://localhost/m").local_dir(),
             Some(Path::new("/m"))
         );
+        assert_eq!(
+            parse("file:///My%20Music/%C3%A9t%C3%A9%2x%").local_dir(),
+            Some(Path::new("/My Music/été%2x%"))
+        );
         for bad in ["file://nas/m", "file://"] {
             assert!(OriginSpec::parse(OsStr::new(bad)).is_err(), "{bad}");
         }
