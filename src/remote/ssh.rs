@@ -8,8 +8,7 @@ use std::time::Duration;
 use crate::chunk::Chunker;
 use crate::error::{Error, Result};
 use crate::origin::retry::retrying;
-use crate::origin::sftp::SftpOrigin;
-use crate::origin::ssh::{SshOptions, SshSession};
+use crate::origin::ssh::{sftp_over, SshOptions, SshSession};
 use crate::origin::{Origin, SshSpec, WritableOrigin};
 use crate::repo::Repository;
 use crate::report::Sink;
@@ -150,15 +149,18 @@ fn sync_once(
     }
     match direction {
         Direction::Pull(destination) => {
-            let source = SftpOrigin::over(&session, &remote.path, false)?
-                .with_spool(repo.root().join("spool"));
-            let result = sync(repo, &source, *destination, chunker, options, sink);
-            source.clear_spool();
-            result
+            // The spooled copies go with the origin, at the end of this arm.
+            let source = sftp_over(
+                &session,
+                &remote.path,
+                false,
+                Some(repo.root().join("spool")),
+            )?;
+            sync(repo, source.as_ref(), *destination, chunker, options, sink)
         }
         Direction::Push(source) => {
-            let destination = SftpOrigin::over(&session, &remote.path, true)?;
-            sync(repo, *source, &destination, chunker, options, sink)
+            let destination = sftp_over(&session, &remote.path, true, None)?;
+            sync(repo, *source, destination.as_ref(), chunker, options, sink)
         }
     }
 }

@@ -21,4 +21,4 @@ pub(crate) mod transport;
 pub use exec::{ExecChannel, ExecReader, ExecStatus, ExecWriter};
 pub use session::{SshOptions, SshSession};
 pub use sftp::{Sftp, SftpFile, SftpStat};
-pub use transport::{ssh_options, SshSpec};
+pub use transport::{sftp_over, ssh_options, SshSpec};

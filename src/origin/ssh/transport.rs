@@ -104,6 +104,23 @@ impl SftpOrigin {
     }
 }
 
+/// The directory `root` over a new SFTP channel of an open `session`, for a sync that opened
+/// the session for the remote agent and falls back to SFTP. With `spool`, every file read is
+/// copied there, so a sync's writes take the chunks its scan read from the copy instead of
+/// the network; the copies go when the origin is dropped.
+pub fn sftp_over(
+    session: &SshSession,
+    root: &[u8],
+    may_create: bool,
+    spool: Option<std::path::PathBuf>,
+) -> Result<Box<dyn WritableOrigin>> {
+    let origin = SftpOrigin::over(session, root, may_create)?;
+    Ok(Box::new(match spool {
+        Some(dir) => origin.with_spool(dir),
+        None => origin,
+    }))
+}
+
 fn parse_location(arg: &OsStr, scheme: Option<&str>) -> Result<Option<Box<dyn Location>>> {
     let bytes = arg.as_bytes();
     let bad = |why: &str| Error::InvalidInput(format!("{}: {why}", String::from_utf8_lossy(bytes)));
