@@ -17,8 +17,9 @@ pub struct ScanArgs {
     /// Read every file, even those whose size, times and inode are unchanged
     #[arg(long)]
     pub checksum: bool,
-    /// Don't cross file system boundaries in a local directory: a directory on which another file system is
-    /// mounted is recorded as an empty directory (a musicfs mount is always left out)
+    /// Don't cross file system boundaries in a local directory: a directory on which another
+    /// file system is mounted is recorded as an empty directory (a musicfs mount is always
+    /// left out)
     #[arg(short = 'x', long)]
     pub one_file_system: bool,
     #[command(flatten)]

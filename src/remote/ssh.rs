@@ -34,13 +34,13 @@ pub struct RemoteOptions {
 
 /// Which way a sync with a remote host goes.
 pub enum Direction<'a> {
-    /// The remote directory is the source; this origin (a local directory) the destination.
+    /// The remote directory is the source; this origin (opened here) the destination.
     Pull(&'a dyn WritableOrigin),
-    /// This origin (a local directory) is the source; the remote directory the destination.
+    /// This origin (opened here) is the source; the remote directory the destination.
     Push(&'a dyn Origin),
 }
 
-/// Syncs between `remote` and a local directory, retrying transient failures
+/// Syncs between `remote` and an origin opened here, retrying transient failures
 /// ([`crate::origin::retry`]).
 pub fn sync_remote(
     repo: &Repository,
