@@ -7,14 +7,16 @@
 #    generator), ffmpeg (real encoded audio), and the real tag editors the tag-edit tests
 #    drive — id3v2, metaflac (flac), vorbiscomment and oggenc (vorbis-tools), kid3-cli —
 #    and OpenSSH (openssh-server: the sshd the SSH tests start on 127.0.0.1; openssh-client:
-#    ssh, ssh-keygen, ssh-agent); fuse3 (fusermount3) for the mount tests; g++ (libFuzzer's
+#    ssh, ssh-keygen, ssh-agent); fuse3 (fusermount3) for the mount tests and acl (getfacl,
+#    setfacl: the unprivileged mount tests give nobody access to /dev/fuse); g++ (libFuzzer's
 #    runtime is C++); procps (kill, for stopping test servers); util-linux (setpriv, mount)
 #    for the tests that run as the unprivileged user nobody and on a small tmpfs; e2fsprogs
 #    (mkfs.ext4 and filefrag: verify's damage test flips a byte in a loop-mounted ext4 image);
 #    from PyPI, mutagen (tag editor for Opus, MP4 and covers).
 # 2. Fetches mutagen 1.48.1's test corpus (100 real and broken audio files) from PyPI.
 # 3. cargo fmt --check, clippy -D warnings, rustdoc -D warnings, every test target.
-# 4. (As root) the tests where file modes matter, again as the unprivileged user nobody.
+# 4. (As root) the tests where file modes matter, again as the unprivileged user nobody, and
+#    the tests of a mount by a user who is not root (through fusermount3), as nobody.
 # 5. A short fuzz run of every container parser (FUZZ_SECONDS per target, default 10;
 #    FUZZ_SECONDS=0 skips it).
 set -euo pipefail
@@ -25,7 +27,7 @@ for tool in python3:python3 ffmpeg:ffmpeg id3v2:id3v2 metaflac:flac vorbiscommen
     oggenc:vorbis-tools kid3-cli:kid3-cli /usr/sbin/sshd:openssh-server ssh:openssh-client \
     ssh-keygen:openssh-client ssh-agent:openssh-client ssh-add:openssh-client \
     fusermount3:fuse3 g++:g++ /bin/kill:procps setpriv:util-linux mkfs.ext4:e2fsprogs \
-    filefrag:e2fsprogs; do
+    filefrag:e2fsprogs getfacl:acl setfacl:acl; do
     command -v "${tool%%:*}" >/dev/null || need+=("${tool#*:}")
 done
 if ! command -v python3 >/dev/null || ! python3 -m pip --version >/dev/null 2>&1; then
@@ -57,10 +59,16 @@ cargo test --all-targets --locked --release
 #    modes bind nobody). They run from copies in a directory nobody can reach, because the
 #    checkout may not be (/root is 0700); MUSICFS_TEST_BIN and MUSICFS_TEST_MANIFEST_DIR point
 #    the tests at the copies. Tests that need root themselves (a tmpfs mount) are skipped.
+#    tests/mount_unprivileged.rs mounts as nobody through fusermount3: its test of a user
+#    without access to /dev/fuse runs first, then nobody is given access to /dev/fuse (an ACL
+#    entry for nobody alone; the device's ACL and mode are restored on exit) for the others.
 if [[ $(id -u) -eq 0 ]]; then
-    unprivileged_tests=(permissions names_and_kinds adoption locks cli_sync)
+    unprivileged_tests=(permissions names_and_kinds adoption locks cli_sync mount_unprivileged)
     stage=$(mktemp -d /tmp/musicfs-unprivileged.XXXXXX)
-    trap 'rm -rf "$stage"' EXIT
+    fuse_acl="$stage/fuse.acl"
+    getfacl --numeric --absolute-names /dev/fuse >"$fuse_acl"
+    # Restores /dev/fuse before the stage (holding the saved ACL) goes.
+    trap 'setfacl --restore="$fuse_acl"; rm -rf "$stage"' EXIT
     mkdir -p "$stage/bin" "$stage/home" "$stage/tmp"
     cp target/release/musicfs "$stage/bin/"
     cp -r fixtures scripts "$stage/"
@@ -75,12 +83,24 @@ for line in sys.stdin:
         print(m["target"]["name"], m["executable"])
 ' | while read -r name exe; do cp "$exe" "$stage/bin/test-$name"; done
     chmod -R a+rX "$stage"
+    chmod 0600 "$fuse_acl"
     chown -R nobody:nogroup "$stage/home" "$stage/tmp"
-    for t in "${unprivileged_tests[@]}"; do
-        echo "test.sh: tests/$t.rs as nobody" >&2
+    as_nobody() {
         (cd "$stage" && setpriv --reuid=nobody --regid=nogroup --clear-groups \
             env HOME="$stage/home" TMPDIR="$stage/tmp" MUSICFS_TEST_BIN="$stage/bin/musicfs" \
-            MUSICFS_TEST_MANIFEST_DIR="$stage" "$stage/bin/test-$t" --skip full_disk -q)
+            MUSICFS_TEST_MANIFEST_DIR="$stage" "$@")
+    }
+    for t in "${unprivileged_tests[@]}"; do
+        echo "test.sh: tests/$t.rs as nobody" >&2
+        if [[ $t == mount_unprivileged ]]; then
+            no_access=a_user_without_access_to_dev_fuse_is_told_so
+            as_nobody "$stage/bin/test-$t" --exact "$no_access" -q
+            setfacl -m u:nobody:rw /dev/fuse
+            as_nobody "$stage/bin/test-$t" --skip "$no_access" -q
+            setfacl --restore="$fuse_acl"
+        else
+            as_nobody "$stage/bin/test-$t" --skip full_disk -q
+        fi
     done
 fi
 

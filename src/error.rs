@@ -193,21 +193,76 @@ impl Error {
         }
     }
 
-    /// Whether retrying the same operation later can succeed.
-    pub fn is_transient(&self) -> bool {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::Io { source, .. } => matches!(
-                source.raw_os_error(),
-                Some(libc::ESTALE | libc::ENOTCONN | libc::EAGAIN | libc::EINTR | libc::ETIMEDOUT)
-            ),
-            Error::Locked { .. }
-            | Error::IndexLocked { .. }
-            | Error::Unstable { .. }
-            | Error::Unreachable { .. } => true,
+            Error::Io { source, .. } => io_kind(source),
+            Error::Locked { .. } | Error::IndexLocked { .. } => ErrorKind::Locked,
+            Error::Unstable { .. } | Error::Unreachable { .. } => ErrorKind::Transient,
+            Error::ChunkUnavailable { .. } => ErrorKind::NotFound,
             // The user asked to stop: trying again would defeat the point.
-            Error::Interrupted { .. } => false,
-            _ => false,
+            Error::Interrupted { .. } => ErrorKind::Permanent,
+            _ => ErrorKind::Permanent,
         }
+    }
+
+    /// Whether retrying the same operation later can succeed ([`ErrorKind::Transient`]).
+    pub fn is_transient(&self) -> bool {
+        self.kind() == ErrorKind::Transient
+    }
+}
+
+/// What kind of failure an error is: what its caller may do next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// What was asked for does not exist there (a file, a chunk at a location).
+    NotFound,
+    /// The origin or the operation cannot do this at all (no symlinks, no such capability).
+    Unsupported,
+    /// The same operation may succeed later: a dropped connection, a timeout, a stale NFS
+    /// handle (look the path up again), a file that kept changing. Retried by
+    /// `origin::Retrying` and by a sync's retry loop.
+    Transient,
+    /// Trying again will not help: permission denied, bad input, damage, a protocol error.
+    Permanent,
+    /// Another process holds a lock. Never retried: the command exits 4 at once.
+    Locked,
+}
+
+/// The kind of an I/O error.
+pub fn io_kind(e: &io::Error) -> ErrorKind {
+    match e.raw_os_error() {
+        Some(libc::ENOENT | libc::ENOTDIR) => return ErrorKind::NotFound,
+        Some(
+            libc::ESTALE
+            | libc::ENOTCONN
+            | libc::EAGAIN
+            | libc::EINTR
+            | libc::ETIMEDOUT
+            | libc::ECONNRESET
+            | libc::ECONNABORTED
+            | libc::ECONNREFUSED
+            | libc::EPIPE
+            | libc::ENETDOWN
+            | libc::ENETUNREACH
+            | libc::EHOSTUNREACH,
+        ) => return ErrorKind::Transient,
+        Some(libc::ENOSYS | libc::EOPNOTSUPP) => return ErrorKind::Unsupported,
+        Some(_) => return ErrorKind::Permanent,
+        None => {}
+    }
+    match e.kind() {
+        io::ErrorKind::NotFound => ErrorKind::NotFound,
+        io::ErrorKind::Unsupported => ErrorKind::Unsupported,
+        io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::ConnectionRefused
+        | io::ErrorKind::NotConnected
+        | io::ErrorKind::BrokenPipe
+        | io::ErrorKind::TimedOut
+        | io::ErrorKind::Interrupted
+        | io::ErrorKind::WouldBlock => ErrorKind::Transient,
+        _ => ErrorKind::Permanent,
     }
 }
 

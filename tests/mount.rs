@@ -1,5 +1,6 @@
 //! `musicfs mount`, mounted for real: as root fuser mounts through mount(2); `fusermount3`
 //! (Debian `fuse3`) unmounts, and `ffprobe` (Debian `ffmpeg`) decodes through the mount.
+//! A user who is not root mounting through `fusermount3`: `tests/mount_unprivileged.rs`.
 
 mod util;
 
@@ -10,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use util::mount::{is_mounted, mount_detached, pid_in, running, wait_exit, UnmountOnDrop};
 use util::{bin, TestRepo};
 
 fn require(program: &str, package: &str) {
@@ -119,23 +121,6 @@ impl Drop for Mounted {
             let _ = child.wait();
         }
     }
-}
-
-fn is_mounted(path: &Path) -> bool {
-    use std::os::unix::ffi::OsStrExt;
-    let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
-    // mountinfo writes space, tab, newline and backslash as octal escapes.
-    let mut want = Vec::new();
-    for &b in path.as_os_str().as_bytes() {
-        match b {
-            b' ' | b'\t' | b'\n' | b'\\' => want.extend(format!("\\{b:03o}").bytes()),
-            _ => want.push(b),
-        }
-    }
-    fs::read("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .split(|&b| b == b'\n')
-        .any(|l| l.split(|&b| b == b' ').nth(4) == Some(&want[..]))
 }
 
 fn kill(signal: &str, pid: u32) {
@@ -486,7 +471,7 @@ fn stale_mount_is_reported_and_background_mount_unmounts() {
     assert!(status.success());
 
     // Without --foreground: returns once mounted, a detached process serves.
-    let pid = mount_detached(&t, &mnt, &[]);
+    let pid = mount_detached(t.cmd(), &mnt, &[]);
     assert!(is_mounted(&mnt));
     assert!(fs::read_dir(&mnt).expect("list").next().is_some());
     fusermount_u(&mnt);
@@ -580,7 +565,7 @@ fn a_mountpoint_whose_name_is_not_utf8_mounts_once() {
     let mnt = t.root().join(std::ffi::OsStr::from_bytes(b"mnt \xff\\x"));
     fs::create_dir(&mnt).expect("mkdir");
     let _guard = UnmountOnDrop(mnt.clone());
-    let pid = mount_detached(&t, &mnt, &[]);
+    let pid = mount_detached(t.cmd(), &mnt, &[]);
     assert!(is_mounted(&mnt), "not listed in mountinfo");
     assert!(fs::read_dir(mnt.join(origin_dir(&lib))).is_ok());
     // A second mount is refused: nothing is stacked on the first.
@@ -591,39 +576,6 @@ fn a_mountpoint_whose_name_is_not_utf8_mounts_once() {
     fusermount_u(&mnt);
     wait_exit(pid);
     assert!(!is_mounted(&mnt));
-}
-
-#[test]
-fn a_user_who_cannot_open_dev_fuse_is_told_so() {
-    let t = TestRepo::unprivileged();
-    let lib = t.fixtures("lib");
-    scan(&t, &lib);
-    t.sh_unprivileged("mkdir mnt");
-    let mnt = t.path("mnt");
-    let _guard = UnmountOnDrop(mnt.clone());
-    let opens = util::unprivileged_command("sh")
-        .args(["-c", "exec 3<>/dev/fuse"])
-        .stderr(Stdio::null())
-        .status()
-        .expect("sh");
-    assert!(
-        !opens.success(),
-        "this test needs a /dev/fuse that nobody cannot open (mode 0600, owned by root)"
-    );
-    for extra in [&["--foreground"][..], &[]] {
-        let out = t
-            .cmd_unprivileged()
-            .arg("mount")
-            .args(extra)
-            .arg(&mnt)
-            .assert_exit(2);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            err.contains("/dev/fuse: permission denied") && err.contains("mount as root"),
-            "{extra:?}: {err}"
-        );
-        assert!(!is_mounted(&mnt));
-    }
 }
 
 #[test]
@@ -649,7 +601,7 @@ fn allow_other_lets_another_user_read_the_mount() {
         (&["--allow-root"][..], false),
         (&["--allow-other"][..], true),
     ] {
-        let pid = mount_detached(&t, &mnt, extra);
+        let pid = mount_detached(t.cmd(), &mnt, extra);
         let out = read_as_nobody();
         if others_read {
             assert!(out.status.success(), "{extra:?}: {:?}", out);
@@ -663,35 +615,6 @@ fn allow_other_lets_another_user_read_the_mount() {
         }
         fusermount_u(&mnt);
         wait_exit(pid);
-    }
-}
-
-#[test]
-fn sharing_a_mount_without_user_allow_other_is_refused() {
-    let conf = fs::read_to_string("/etc/fuse.conf").unwrap_or_default();
-    assert!(
-        !conf.lines().any(|l| l.trim() == "user_allow_other"),
-        "this test needs an /etc/fuse.conf without user_allow_other"
-    );
-    let t = TestRepo::unprivileged();
-    t.sh_unprivileged("mkdir mnt");
-    let mnt = t.path("mnt");
-    for extra in [
-        &["--allow-other"][..],
-        &["--allow-root"],
-        &["--allow-other", "--foreground"],
-    ] {
-        let out = t
-            .cmd_unprivileged()
-            .arg("mount")
-            .args(extra)
-            .arg(&mnt)
-            .assert_exit(2);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            err.contains("/etc/fuse.conf: no `user_allow_other` line"),
-            "{extra:?}: {err}"
-        );
     }
 }
 
@@ -797,28 +720,6 @@ fn a_symlink_shows_its_directorys_recorded_mtime() {
     assert_eq!(fs::metadata(&through).expect("stat").mtime(), 1_700_000_000);
 }
 
-/// The pid in a detached mount's "mounted" message.
-fn pid_in(said: &str) -> u32 {
-    said.split("(pid ")
-        .nth(1)
-        .and_then(|s| s.split(')').next())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no pid in {said}"))
-}
-
-/// `musicfs mount [EXTRA] MOUNTPOINT` without `--foreground`: asserts exit 0 and returns the
-/// pid of the detached process that serves the mount.
-fn mount_detached(t: &TestRepo, mountpoint: &Path, extra: &[&str]) -> u32 {
-    require("fusermount3", "fuse3");
-    let out = t
-        .cmd()
-        .arg("mount")
-        .args(extra)
-        .arg(mountpoint)
-        .assert_exit(0);
-    pid_in(&String::from_utf8_lossy(&out.stderr))
-}
-
 fn fusermount_u(mountpoint: &Path) {
     let status = Command::new("fusermount3")
         .arg("-u")
@@ -826,24 +727,6 @@ fn fusermount_u(mountpoint: &Path) {
         .status()
         .expect("fusermount3");
     assert!(status.success(), "fusermount3 -u {}", mountpoint.display());
-}
-
-/// Whether process `pid` is running (a zombie waiting to be reaped by init is not).
-fn running(pid: u32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|stat| stat.rsplit(") ").next().and_then(|s| s.split(' ').next()) != Some("Z"))
-}
-
-/// Waits until process `pid` has ended.
-fn wait_exit(pid: u32) {
-    let start = Instant::now();
-    while running(pid) {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "mount process {pid} still running"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Processes whose command line names `path`.
@@ -858,21 +741,6 @@ fn processes_naming(path: &Path) -> Vec<u32> {
                 .is_ok_and(|cmd| cmd.split(|b| *b == 0).any(|arg| arg == want))
         })
         .collect()
-}
-
-/// Lazily unmounts a mountpoint on drop if it is still mounted, so that a failed test leaves
-/// no mount behind.
-struct UnmountOnDrop(PathBuf);
-
-impl Drop for UnmountOnDrop {
-    fn drop(&mut self) {
-        if is_mounted(&self.0) {
-            let _ = Command::new("fusermount3")
-                .args(["-u", "-z"])
-                .arg(&self.0)
-                .status();
-        }
-    }
 }
 
 /// A directory of the user's files, to mount over.
@@ -948,7 +816,7 @@ fn nonempty_flag_mounts_over_the_files_until_unmounted() {
     scan(&t, &lib);
     let (mnt, mine) = occupied_dir(&t);
     let _cleanup = UnmountOnDrop(mnt.clone());
-    let pid = mount_detached(&t, &mnt, &["--nonempty"]);
+    let pid = mount_detached(t.cmd(), &mnt, &["--nonempty"]);
     assert!(is_mounted(&mnt));
     let names: Vec<_> = fs::read_dir(&mnt)
         .expect("list")
@@ -974,10 +842,10 @@ fn mount_right_after_an_unmount_stays_up() {
     let rel = files(&lib)[0].clone();
     let want = fs::read(lib.join(&rel)).expect("read");
     let through = mnt.join(origin_dir(&lib)).join("latest").join(&rel);
-    let mut serving = mount_detached(&t, &mnt, &[]);
+    let mut serving = mount_detached(t.cmd(), &mnt, &[]);
     for round in 0..20 {
         fusermount_u(&mnt);
-        let pid = mount_detached(&t, &mnt, &[]);
+        let pid = mount_detached(t.cmd(), &mnt, &[]);
         let returned = Instant::now();
         // Once the previous server has ended it can no longer touch the mountpoint.
         wait_exit(serving);

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use util::mount::is_mounted;
 use util::{
     assert_trees_equal, bin, copy_tree, files_in, list_tree, num, summary_of, TestRepo, Tmpfs,
 };
@@ -84,14 +85,6 @@ impl Drop for Mounted {
             let _ = child.wait();
         }
     }
-}
-
-fn is_mounted(path: &Path) -> bool {
-    let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
-    fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.split(' ').nth(4) == Some(path.to_str().unwrap_or("")))
 }
 
 #[test]

@@ -576,3 +576,31 @@ fn pulls_into_unknown_copies_never_hang() {
         assert_trees_equal(&music, &lib);
     }
 }
+
+/// A held lock is not a transient failure: a pull into a destination another sync holds exits
+/// 4 at once, without the retries meant for a dropped connection.
+#[test]
+fn a_pull_into_a_locked_destination_exits_4_without_retrying() {
+    let t = TestRepo::new();
+    let sshd = sshd_with_agent(&t.path("remote-repo"));
+    let music = t.fixtures("music");
+    let lib = t.mkdir("lib");
+    // The lock a running sync holds: an flock on the destination directory.
+    let holder = std::fs::File::open(&lib).unwrap();
+    holder.try_lock().unwrap();
+    let mut cmd = musicfs(&t, &sshd);
+    cmd.arg("sync").arg(remote(&music)).arg(&lib);
+    let out = cmd.assert_exit(4);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("another musicfs sync is running on this destination"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("retrying"),
+        "a held lock was retried: {stderr}"
+    );
+    drop(holder);
+    sync_json(&t, &sshd, &[&remote(&music), lib.to_str().unwrap()]);
+    assert_trees_equal(&music, &lib);
+}

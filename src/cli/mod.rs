@@ -213,8 +213,14 @@ pub enum Command {
     /// extended attributes fail with EROFS. Sizes, mtimes and modes are the snapshot's;
     /// files belong to the user who mounted. Each chunk read is hashed against the
     /// snapshot before its bytes are returned, from the file's own path when it still holds
-    /// them, else from any location the repository records; a read that cannot be proven
-    /// fails with EIO. Ogg files are served from a file whose whole hash matches.
+    /// them, else from any location the repository records, else from the history the
+    /// repository keeps; a read that cannot be proven fails with EIO. Ogg files are served
+    /// from a file whose whole hash matches, or rebuilt whole from their chunks.
+    ///
+    /// History: every scan keeps each file's tag, padding and container-structure chunks in
+    /// the repository, so an old snapshot of a retagged file reads back exactly from them and
+    /// today's audio. A file whose audio or embedded picture was replaced reads (EIO) only
+    /// while some file still holds the old bytes.
     ///
     /// MOUNTPOINT must be an empty directory: one that holds files is refused (exit 2), since
     /// the mount would hide them, unless --nonempty.

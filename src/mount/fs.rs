@@ -93,9 +93,10 @@ impl MusicFs {
     }
 
     fn ttl(&self, ino: u64) -> Duration {
-        match self.view.entry(ino) {
-            Some(Entry::Root | Entry::Origin(_) | Entry::Latest(_)) => LISTING_TTL,
-            _ => SNAPSHOT_TTL,
+        if self.view.changes_with_snapshots(ino) {
+            LISTING_TTL
+        } else {
+            SNAPSHOT_TTL
         }
     }
 

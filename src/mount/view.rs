@@ -7,12 +7,17 @@
 //!
 //! Nothing is walked when the view is made: only the snapshot records are read. An entry gets
 //! its inode number the first time a `lookup` or `readdir` meets it, and keeps it while the
-//! mount lives (the kernel's `forget` is not used: an inode is a few hundred bytes, about
-//! 380 B with its path and its name in the directory index). Snapshots recorded after
-//! mounting appear when the root or an origin directory is listed or looked up again, at most
-//! once a second. This module never reads file content.
+//! mount lives (the kernel's `forget` is not used). An inode keeps its attributes, its parent
+//! and its name (in one arena of names), and is found from its parent and name through a hash
+//! of the name. Its path within the origin is rebuilt from its ancestors' names when a file is
+//! opened, not kept: with every name kept twice and every path once, an inode cost about 40%
+//! more (docs/mount.md, "Memory"; docs/benchmarks.md). Snapshots recorded after mounting
+//! appear when the root or an origin directory is listed or looked up again, at most once a
+//! second. This module never reads file content.
 
+use std::collections::hash_map::{Entry as Slot, RandomState};
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -123,26 +128,177 @@ pub struct OriginDir {
     pub latest_ino: u64,
 }
 
+/// An inode as kept: an [`Entry`] without its path, which is rebuilt from its ancestors'
+/// names when asked for (a path kept per inode cost more than the rest of the inode).
+#[derive(Clone, Debug)]
+enum Kept {
+    Root,
+    Origin(usize),
+    Latest(usize),
+    Dir {
+        tree: TreeId,
+        mtime_ns: i64,
+        mode: u32,
+        origin: usize,
+    },
+    File {
+        size: u64,
+        mtime_ns: i64,
+        mode: u32,
+        content: ContentId,
+        origin: usize,
+    },
+    Symlink {
+        target: Box<[u8]>,
+        mtime_ns: i64,
+    },
+}
+
+/// One inode: its parent, where its name is in [`Inodes::names`], what it is.
+struct Record {
+    parent: u64,
+    name_start: usize,
+    name_len: u32,
+    kept: Kept,
+}
+
+/// Every inode given out, by number (inode `n` is `records[n - 1]`), with an index from
+/// (parent, name) to inode that holds a hash of the name instead of a copy of it.
 struct Inodes {
-    entries: Vec<(u64, Entry)>,
-    children: HashMap<(u64, Vec<u8>), u64>,
+    records: Vec<Record>,
+    /// Every inode's name, one after another.
+    names: Vec<u8>,
+    /// (parent, hash of the name) to inode: the first inode with that hash under that parent.
+    children: HashMap<(u64, u64), u64>,
+    /// The inodes whose (parent, hash) was taken by another name already.
+    collided: HashMap<(u64, Box<[u8]>), u64>,
+    hasher: RandomState,
 }
 
 impl Inodes {
-    fn get(&self, ino: u64) -> Option<&(u64, Entry)> {
-        usize::try_from(ino.checked_sub(1)?)
-            .ok()
-            .and_then(|i| self.entries.get(i))
+    fn new() -> Inodes {
+        Inodes {
+            records: vec![Record {
+                parent: ROOT,
+                name_start: 0,
+                name_len: 0,
+                kept: Kept::Root,
+            }],
+            names: Vec::new(),
+            children: HashMap::new(),
+            collided: HashMap::new(),
+            hasher: RandomState::new(),
+        }
     }
 
-    fn add(&mut self, parent: u64, name: &[u8], entry: Entry) -> u64 {
-        if let Some(&ino) = self.children.get(&(parent, name.to_vec())) {
+    fn get(&self, ino: u64) -> Option<&Record> {
+        usize::try_from(ino.checked_sub(1)?)
+            .ok()
+            .and_then(|i| self.records.get(i))
+    }
+
+    fn name(&self, record: &Record) -> &[u8] {
+        &self.names[record.name_start..record.name_start + record.name_len as usize]
+    }
+
+    /// The inode of `name` in directory `parent`, if given out.
+    fn child(&self, parent: u64, name: &[u8]) -> Option<u64> {
+        let hash = self.hasher.hash_one(name);
+        let ino = *self.children.get(&(parent, hash))?;
+        if self.get(ino).is_some_and(|r| self.name(r) == name) {
+            return Some(ino);
+        }
+        self.collided.get(&(parent, Box::from(name))).copied()
+    }
+
+    /// The inode of `name` in `parent`, given out now if it was not yet.
+    fn add(&mut self, parent: u64, name: &[u8], kept: Kept) -> u64 {
+        if let Some(ino) = self.child(parent, name) {
             return ino;
         }
-        self.entries.push((parent, entry));
-        let ino = self.entries.len() as u64;
-        self.children.insert((parent, name.to_vec()), ino);
+        let name_start = self.names.len();
+        self.names.extend_from_slice(name);
+        self.records.push(Record {
+            parent,
+            name_start,
+            // Names come from directory entries (at most 255 bytes) or the view's own names.
+            name_len: u32::try_from(name.len()).unwrap_or(u32::MAX),
+            kept,
+        });
+        let ino = self.records.len() as u64;
+        let hash = self.hasher.hash_one(name);
+        match self.children.entry((parent, hash)) {
+            Slot::Vacant(slot) => {
+                slot.insert(ino);
+            }
+            Slot::Occupied(_) => {
+                self.collided.insert((parent, Box::from(name)), ino);
+            }
+        }
         ino
+    }
+
+    /// The path of `ino` within its snapshot: the names from below the snapshot's root down
+    /// to it, joined by `/` ("" for the root itself).
+    fn path(&self, ino: u64) -> Vec<u8> {
+        let mut names = Vec::new();
+        let mut at = ino;
+        while let Some(record) = self.get(at) {
+            match self.get(record.parent).map(|p| &p.kept) {
+                Some(Kept::Dir { .. }) => {}
+                _ => break,
+            }
+            names.push(self.name(record));
+            at = record.parent;
+        }
+        let mut path = Vec::new();
+        for name in names.iter().rev() {
+            if !path.is_empty() {
+                path.push(b'/');
+            }
+            path.extend_from_slice(name);
+        }
+        path
+    }
+
+    /// The entry behind `ino`, its path rebuilt.
+    fn entry(&self, ino: u64) -> Option<Entry> {
+        let entry = match &self.get(ino)?.kept {
+            Kept::Root => Entry::Root,
+            Kept::Origin(i) => Entry::Origin(*i),
+            Kept::Latest(i) => Entry::Latest(*i),
+            Kept::Dir {
+                tree,
+                mtime_ns,
+                mode,
+                origin,
+            } => Entry::Dir {
+                tree: *tree,
+                mtime_ns: *mtime_ns,
+                mode: *mode,
+                origin: *origin,
+                path: self.path(ino),
+            },
+            Kept::File {
+                size,
+                mtime_ns,
+                mode,
+                content,
+                origin,
+            } => Entry::File {
+                size: *size,
+                mtime_ns: *mtime_ns,
+                mode: *mode,
+                content: *content,
+                origin: *origin,
+                path: self.path(ino),
+            },
+            Kept::Symlink { target, mtime_ns } => Entry::Symlink {
+                target: target.to_vec(),
+                mtime_ns: *mtime_ns,
+            },
+        };
+        Some(entry)
     }
 }
 
@@ -160,10 +316,7 @@ impl View {
     pub fn new(repo: Arc<Repository>) -> Result<View> {
         let view = View {
             repo,
-            inodes: RwLock::new(Inodes {
-                entries: vec![(ROOT, Entry::Root)],
-                children: HashMap::new(),
-            }),
+            inodes: RwLock::new(Inodes::new()),
             origins: RwLock::new(Vec::new()),
             trees: Mutex::new(HashMap::new()),
             refreshed: Mutex::new(Instant::now()),
@@ -222,8 +375,8 @@ impl View {
                         origins.iter().any(|o| o.name == n)
                     });
                     let index = origins.len();
-                    let ino = inodes.add(ROOT, name.as_bytes(), Entry::Origin(index));
-                    let latest_ino = inodes.add(ino, b"latest", Entry::Latest(index));
+                    let ino = inodes.add(ROOT, name.as_bytes(), Kept::Origin(index));
+                    let latest_ino = inodes.add(ino, b"latest", Kept::Latest(index));
                     origins.push(OriginDir {
                         name,
                         url: record.origin.clone(),
@@ -244,12 +397,11 @@ impl View {
             let ino = inodes.add(
                 origin.ino,
                 name.as_bytes(),
-                Entry::Dir {
+                Kept::Dir {
                     tree: record.root,
                     mtime_ns: record.time_ns,
                     mode: 0o755,
                     origin: index,
-                    path: Vec::new(),
                 },
             );
             origin.snapshots.push((name, ino, id, record));
@@ -260,13 +412,13 @@ impl View {
     /// The entry behind an inode number.
     pub fn entry(&self, ino: u64) -> Option<Entry> {
         let inodes = self.inodes.read().unwrap_or_else(PoisonError::into_inner);
-        inodes.get(ino).map(|(_, e)| e.clone())
+        inodes.entry(ino)
     }
 
     /// The parent of an inode (the root is its own parent).
     pub fn parent(&self, ino: u64) -> Option<u64> {
         let inodes = self.inodes.read().unwrap_or_else(PoisonError::into_inner);
-        inodes.get(ino).map(|(p, _)| *p)
+        inodes.get(ino).map(|r| r.parent)
     }
 
     /// The path of a snapshot's file or directory within the mount
@@ -300,8 +452,23 @@ impl View {
 
     /// What `stat` says of an inode.
     pub fn attr(&self, ino: u64) -> Option<Attr> {
-        let entry = self.entry(ino)?;
-        Some(self.attr_of(ino, &entry))
+        let kept = self.kept(ino)?;
+        Some(self.attr_of(ino, &kept))
+    }
+
+    /// An inode as kept, without its path.
+    fn kept(&self, ino: u64) -> Option<Kept> {
+        let inodes = self.inodes.read().unwrap_or_else(PoisonError::into_inner);
+        inodes.get(ino).map(|r| r.kept.clone())
+    }
+
+    /// Whether `ino` is the root, an origin's directory or a `latest` link: what changes as
+    /// snapshots are recorded (everything inside a snapshot never does).
+    pub fn changes_with_snapshots(&self, ino: u64) -> bool {
+        matches!(
+            self.kept(ino),
+            Some(Kept::Root | Kept::Origin(_) | Kept::Latest(_))
+        )
     }
 
     fn newest_time(&self, origin: Option<usize>) -> i64 {
@@ -315,22 +482,22 @@ impl View {
             .unwrap_or(0)
     }
 
-    fn attr_of(&self, ino: u64, entry: &Entry) -> Attr {
-        let (kind, size, mtime_ns, mode) = match entry {
-            Entry::Root => (Kind::Dir, 0, self.newest_time(None), 0o555),
-            Entry::Origin(i) => (Kind::Dir, 0, self.newest_time(Some(*i)), 0o555),
-            Entry::Latest(i) => {
+    fn attr_of(&self, ino: u64, kept: &Kept) -> Attr {
+        let (kind, size, mtime_ns, mode) = match kept {
+            Kept::Root => (Kind::Dir, 0, self.newest_time(None), 0o555),
+            Kept::Origin(i) => (Kind::Dir, 0, self.newest_time(Some(*i)), 0o555),
+            Kept::Latest(i) => {
                 let len = self.latest_target(*i).map_or(0, |t| t.len() as u64);
                 (Kind::Symlink, len, self.newest_time(Some(*i)), 0o777)
             }
-            Entry::Dir { mtime_ns, mode, .. } => (Kind::Dir, 0, *mtime_ns, *mode),
-            Entry::File {
+            Kept::Dir { mtime_ns, mode, .. } => (Kind::Dir, 0, *mtime_ns, *mode),
+            Kept::File {
                 size,
                 mtime_ns,
                 mode,
                 ..
             } => (Kind::File, *size, *mtime_ns, *mode),
-            Entry::Symlink { target, mtime_ns } => {
+            Kept::Symlink { target, mtime_ns } => {
                 (Kind::Symlink, target.len() as u64, *mtime_ns, 0o777)
             }
         };
@@ -377,49 +544,33 @@ impl View {
         Ok(tree)
     }
 
-    /// The entry of `name` in the directory at `dir_path` (modified at `dir_mtime_ns`).
-    fn child_entry(
-        origin: usize,
-        dir_path: &[u8],
-        dir_mtime_ns: i64,
-        name: &[u8],
-        node: &Node,
-    ) -> Entry {
-        let path = if dir_path.is_empty() {
-            name.to_vec()
-        } else {
-            let mut p = dir_path.to_vec();
-            p.push(b'/');
-            p.extend_from_slice(name);
-            p
-        };
+    /// The inode to keep for `node` in a directory of `origin` modified at `dir_mtime_ns`.
+    fn child_kept(origin: usize, dir_mtime_ns: i64, node: &Node) -> Kept {
         match node {
             Node::File {
                 size,
                 mtime_ns,
                 mode,
                 content,
-            } => Entry::File {
+            } => Kept::File {
                 size: *size,
                 mtime_ns: *mtime_ns,
                 mode: *mode,
                 content: *content,
                 origin,
-                path,
             },
             Node::Dir {
                 mtime_ns,
                 mode,
                 tree,
-            } => Entry::Dir {
+            } => Kept::Dir {
                 tree: *tree,
                 mtime_ns: *mtime_ns,
                 mode: *mode,
                 origin,
-                path,
             },
-            Node::Symlink { target } => Entry::Symlink {
-                target: target.clone(),
+            Node::Symlink { target } => Kept::Symlink {
+                target: target.as_slice().into(),
                 mtime_ns: dir_mtime_ns,
             },
         }
@@ -427,28 +578,26 @@ impl View {
 
     /// The entry named `name` in directory `parent`. `Ok(None)`: no such entry.
     pub fn lookup(&self, parent: u64, name: &[u8]) -> Result<Option<Attr>> {
-        let Some(entry) = self.entry(parent) else {
+        let Some(kept) = self.kept(parent) else {
             return Ok(None);
         };
-        if let Entry::Root | Entry::Origin(_) = entry {
+        if let Kept::Root | Kept::Origin(_) = kept {
             self.refresh()?;
         }
-        if let Some(&ino) = self
+        let known = self
             .inodes
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .children
-            .get(&(parent, name.to_vec()))
-        {
+            .child(parent, name);
+        if let Some(ino) = known {
             return Ok(self.attr(ino));
         }
-        let Entry::Dir {
+        let Kept::Dir {
             tree,
             origin,
-            path,
             mtime_ns,
             ..
-        } = entry
+        } = kept
         else {
             return Ok(None);
         };
@@ -456,24 +605,24 @@ impl View {
         let Some(child) = tree.get(name) else {
             return Ok(None);
         };
-        let entry = Self::child_entry(origin, &path, mtime_ns, name, &child.node);
+        let kept = Self::child_kept(origin, mtime_ns, &child.node);
         let ino = self
             .inodes
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .add(parent, name, entry.clone());
-        Ok(Some(self.attr_of(ino, &entry)))
+            .add(parent, name, kept.clone());
+        Ok(Some(self.attr_of(ino, &kept)))
     }
 
     /// The entries of directory `ino` (without `.` and `..`): name and attributes. `Ok(None)`:
     /// not a directory.
     pub fn list(&self, ino: u64) -> Result<Option<Listing>> {
-        let Some(entry) = self.entry(ino) else {
+        let Some(kept) = self.kept(ino) else {
             return Ok(None);
         };
         let mut out = Vec::new();
-        match entry {
-            Entry::Root => {
+        match kept {
+            Kept::Root => {
                 self.refresh()?;
                 for o in self.origins() {
                     if let Some(a) = self.attr(o.ino) {
@@ -481,7 +630,7 @@ impl View {
                     }
                 }
             }
-            Entry::Origin(i) => {
+            Kept::Origin(i) => {
                 self.refresh()?;
                 let Some(o) = self.origin(i) else {
                     return Ok(Some(out));
@@ -495,20 +644,18 @@ impl View {
                     }
                 }
             }
-            Entry::Dir {
+            Kept::Dir {
                 tree,
                 origin,
-                path,
                 mtime_ns,
                 ..
             } => {
                 let tree = self.tree(&tree)?;
                 let mut inodes = self.inodes.write().unwrap_or_else(PoisonError::into_inner);
                 for child in &tree.entries {
-                    let entry =
-                        Self::child_entry(origin, &path, mtime_ns, &child.name, &child.node);
-                    let child_ino = inodes.add(ino, &child.name, entry.clone());
-                    out.push((child.name.clone(), self.attr_of(child_ino, &entry)));
+                    let kept = Self::child_kept(origin, mtime_ns, &child.node);
+                    let child_ino = inodes.add(ino, &child.name, kept.clone());
+                    out.push((child.name.clone(), self.attr_of(child_ino, &kept)));
                 }
             }
             _ => return Ok(None),
@@ -564,5 +711,48 @@ mod tests {
         );
         assert_eq!(snapshot_dir_name(-1), "1969-12-31T23:59:59Z");
         assert_eq!(unique_name("a".into(), |n| n == "a" || n == "a.2"), "a.3");
+    }
+
+    fn dir(origin: usize) -> Kept {
+        Kept::Dir {
+            tree: TreeId::of_encoded(b""),
+            mtime_ns: 0,
+            mode: 0o755,
+            origin,
+        }
+    }
+
+    #[test]
+    fn inodes_rebuild_paths_and_tell_names_with_the_same_hash_apart() {
+        let mut inodes = Inodes::new();
+        let origin = inodes.add(ROOT, b"lib", Kept::Origin(0));
+        let snapshot = inodes.add(origin, b"2026-01-01T00:00:00Z", dir(0));
+        let artist = inodes.add(snapshot, b"Artist", dir(0));
+        let album = inodes.add(artist, b"Album", dir(0));
+        assert_eq!(
+            inodes.add(snapshot, b"Artist", dir(0)),
+            artist,
+            "given out once"
+        );
+        assert_eq!(inodes.path(snapshot), b"");
+        assert_eq!(inodes.path(artist), b"Artist");
+        assert_eq!(inodes.path(album), b"Artist/Album");
+        assert!(matches!(
+            inodes.entry(album),
+            Some(Entry::Dir { path, .. }) if path == b"Artist/Album"
+        ));
+
+        // "b" gets the hash "a" has under the same parent.
+        let a = inodes.add(album, b"a", dir(0));
+        let hash_of_b = inodes.hasher.hash_one(&b"b"[..]);
+        inodes.children.insert((album, hash_of_b), a);
+        assert_eq!(inodes.child(album, b"b"), None);
+        let b = inodes.add(album, b"b", dir(0));
+        assert_ne!(a, b);
+        assert_eq!(inodes.child(album, b"a"), Some(a));
+        assert_eq!(inodes.child(album, b"b"), Some(b));
+        assert_eq!(inodes.add(album, b"b", dir(0)), b);
+        assert_eq!(inodes.path(b), b"Artist/Album/b");
+        assert_eq!(inodes.child(artist, b"b"), None);
     }
 }

@@ -37,14 +37,15 @@ pub struct LocalOrigin {
     one_file_system: bool,
 }
 
-/// Runs `op`, retrying a few times with backoff when a network mount answers ESTALE/ENOTCONN.
+/// Runs a path lookup (`open`, `lstat`) again under [`Policy::READS`] when a network mount
+/// answers ESTALE/ENOTCONN: each try looks the path up afresh. Reads of an open file are
+/// retried by the [`super::Retrying`] wrapper, which opens the path again.
 fn retry_stale<T>(mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
-    let mut delay = Duration::from_millis(50);
-    for _ in 0..4 {
+    let policy = super::Policy::READS;
+    for attempt in 0..policy.retries {
         match op() {
             Err(e) if matches!(e.raw_os_error(), Some(libc::ESTALE | libc::ENOTCONN)) => {
-                std::thread::sleep(delay);
-                delay *= 2;
+                std::thread::sleep(policy.delay(attempt));
             }
             other => return other,
         }
@@ -369,7 +370,7 @@ struct LocalFile {
 
 impl io::Read for LocalFile {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        retry_stale(|| self.file.read(buf))
+        self.file.read(buf)
     }
 }
 
@@ -385,7 +386,7 @@ impl OriginFile for LocalFile {
     }
 
     fn read_exact_at(&mut self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        retry_stale(|| self.file.read_exact_at(buf, offset))
+        self.file.read_exact_at(buf, offset)
     }
 }
 

@@ -13,13 +13,14 @@
 pub(crate) mod local;
 mod mountinfo;
 pub mod registry;
-pub mod retry;
+pub mod retrying;
 pub mod sftp;
 mod spec;
 pub mod ssh;
 
 pub use local::LocalOrigin;
 pub use registry::{AgentHost, OpenOptions};
+pub use retrying::{Policy, Retrying};
 pub use sftp::SftpOrigin;
 pub use spec::OriginSpec;
 pub use ssh::SshSpec;
@@ -98,6 +99,65 @@ pub trait WritableOrigin: Origin {
     /// mode it had. Called once, when a sync ends, whatever its outcome.
     fn give_back(&self) -> crate::Result<()> {
         Ok(())
+    }
+}
+
+/// An opened origin, boxed, is an origin: wrappers such as [`Retrying`] take whatever the
+/// registry opened.
+impl<O: Origin + ?Sized> Origin for Box<O> {
+    fn url(&self) -> &str {
+        (**self).url()
+    }
+    fn display(&self, rel: &[u8]) -> PathBuf {
+        (**self).display(rel)
+    }
+    fn local_root(&self) -> Option<&std::path::Path> {
+        (**self).local_root()
+    }
+    fn walk(&self, visit: &mut dyn FnMut(WalkItem)) {
+        (**self).walk(visit)
+    }
+    fn open(&self, rel: &[u8]) -> crate::Result<Box<dyn OriginFile>> {
+        (**self).open(rel)
+    }
+    fn stat(&self, rel: &[u8]) -> crate::Result<Option<EntryStat>> {
+        (**self).stat(rel)
+    }
+}
+
+impl<O: WritableOrigin + ?Sized> WritableOrigin for Box<O> {
+    fn create_root(&self) -> crate::Result<()> {
+        (**self).create_root()
+    }
+    fn create_temp(&self, rel: &[u8]) -> crate::Result<Box<dyn TempFile>> {
+        (**self).create_temp(rel)
+    }
+    fn set_meta(&self, rel: &[u8], mode: u32, mtime_ns: i64) -> crate::Result<()> {
+        (**self).set_meta(rel, mode, mtime_ns)
+    }
+    fn create_dir(&self, rel: &[u8]) -> crate::Result<()> {
+        (**self).create_dir(rel)
+    }
+    fn symlink(&self, rel: &[u8], target: &[u8]) -> crate::Result<()> {
+        (**self).symlink(rel, target)
+    }
+    fn rename(&self, from: &[u8], to: &[u8]) -> crate::Result<()> {
+        (**self).rename(from, to)
+    }
+    fn remove(&self, rel: &[u8]) -> crate::Result<()> {
+        (**self).remove(rel)
+    }
+    fn sync_dir(&self, rel: &[u8]) -> crate::Result<()> {
+        (**self).sync_dir(rel)
+    }
+    fn open_up(&self, rel: &[u8]) -> crate::Result<()> {
+        (**self).open_up(rel)
+    }
+    fn lock(&self) -> crate::Result<Option<Box<dyn Send>>> {
+        (**self).lock()
+    }
+    fn give_back(&self) -> crate::Result<()> {
+        (**self).give_back()
     }
 }
 

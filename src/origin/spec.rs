@@ -14,7 +14,7 @@ use std::path::Path;
 
 use super::registry::{self, AgentHost, Location, OpenOptions};
 use super::ssh::transport::SshLocation;
-use super::{Origin, SshSpec, WritableOrigin};
+use super::{Origin, Policy, Retrying, SshSpec, WritableOrigin};
 use crate::error::Result;
 
 /// An origin argument, read by the transport that claims it; not opened yet.
@@ -70,14 +70,22 @@ impl OriginSpec {
             .map(|l| &l.spec)
     }
 
-    /// Opens the origin for reading (see [`Location::open`]).
+    /// Opens the origin for reading (see [`Location::open`]), its reads retried under
+    /// [`Policy::READS`] whatever the transport.
     pub fn open(&self, options: &OpenOptions) -> Result<Box<dyn Origin>> {
-        self.location.open(options)
+        Ok(Box::new(Retrying::new(
+            self.location.open(options)?,
+            Policy::READS,
+        )))
     }
 
-    /// Opens the origin as a sync's destination (see [`Location::open_writable`]).
+    /// Opens the origin as a sync's destination (see [`Location::open_writable`]), its reads
+    /// retried under [`Policy::READS`].
     pub fn open_writable(&self, options: &OpenOptions) -> Result<Box<dyn WritableOrigin>> {
-        self.location.open_writable(options)
+        Ok(Box::new(Retrying::new(
+            self.location.open_writable(options)?,
+            Policy::READS,
+        )))
     }
 }
 

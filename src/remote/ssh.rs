@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use crate::chunk::Chunker;
 use crate::error::{Error, Result};
-use crate::origin::retry::retrying;
 use crate::origin::ssh::{sftp_over, SshOptions, SshSession};
 use crate::origin::{Origin, SshSpec, WritableOrigin};
 use crate::repo::Repository;
@@ -40,8 +39,7 @@ pub enum Direction<'a> {
     Push(&'a dyn Origin),
 }
 
-/// Syncs between `remote` and an origin opened here, retrying transient failures
-/// ([`crate::origin::retry`]).
+/// Syncs between `remote` and an origin opened here, retrying transient failures.
 pub fn sync_remote(
     repo: &Repository,
     remote: &SshSpec,
@@ -51,9 +49,10 @@ pub fn sync_remote(
     remote_options: &RemoteOptions,
     sink: &dyn Sink,
 ) -> Result<SyncSummary> {
+    let mut attempt = 0;
     let mut resume = Resume::default();
-    retrying(remote_options.retries, || {
-        sync_once(
+    loop {
+        match sync_once(
             repo,
             remote,
             &direction,
@@ -62,9 +61,28 @@ pub fn sync_remote(
             remote_options,
             sink,
             &mut resume,
-        )
-    })
-    .map_err(crate::interrupt::explain)
+        ) {
+            Err(e) if e.is_transient() && attempt < remote_options.retries => {
+                crate::interrupt::check()?;
+                let delay = backoff(attempt);
+                tracing::warn!(
+                    "{e}; retrying in {:.1} s ({} of {})",
+                    delay.as_secs_f64(),
+                    attempt + 1,
+                    remote_options.retries
+                );
+                crate::interrupt::sleep(delay)?;
+                attempt += 1;
+            }
+            result => return result.map_err(crate::interrupt::explain),
+        }
+    }
+}
+
+/// Delays between attempts of a whole remote sync: up to 1 s, 2 s, 4 s… (at most 60 s), with
+/// full jitter, so that many clients of one server do not retry in step.
+fn backoff(attempt: u32) -> Duration {
+    crate::origin::Policy::connections(u32::MAX).delay(attempt)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -161,6 +179,20 @@ fn sync_once(
         Direction::Push(source) => {
             let destination = sftp_over(&session, &remote.path, true, None)?;
             sync(repo, *source, destination.as_ref(), chunker, options, sink)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_is_capped() {
+        for attempt in 0..10 {
+            let bound = (1u64 << attempt.min(6)).min(60) as f64;
+            let d = backoff(attempt).as_secs_f64();
+            assert!(d >= bound / 10.0 && d <= bound, "attempt {attempt}: {d}");
         }
     }
 }

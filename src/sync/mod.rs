@@ -15,7 +15,7 @@ use std::io::Write;
 use serde::Serialize;
 
 use crate::chunk::{matches_chunk, read_transformed, AssembleError, Assembler, Chunker};
-use crate::error::{Error, Result};
+use crate::error::{io_kind, Error, ErrorKind, Result};
 use crate::id::{ChunkId, ContentId, TreeId};
 use crate::origin::{Origin, OriginFile, WritableOrigin};
 use crate::repo::{OriginId, Repository};
@@ -172,7 +172,7 @@ impl ChunkSource for LocalSource<'_> {
             }
         }
         for (p, off) in candidates {
-            if read_verified(self.origin, &mut self.open, &p, off, chunk.id, buf) {
+            if read_verified(self.origin, &mut self.open, &p, off, chunk.id, buf)? {
                 return Ok(true);
             }
         }
@@ -422,7 +422,10 @@ fn missing_chunks(repo: &Repository, plan: &SyncPlan, dst: OriginId) -> Result<V
 }
 
 /// Reads chunk `id` at `offset` of `path` in `origin` into `buf`, keeping the last opened file
-/// in `open`; true when the bytes (normalized, for an Ogg page) hash to `id`.
+/// in `open`. `Ok(true)` when the bytes (normalized, for an Ogg page) hash to `id`; `Ok(false)`
+/// when the chunk is not there (no such file, other bytes, a file too short); an error only
+/// when the transport failed ([`crate::error::ErrorKind::Transient`], after the origin's own
+/// retries): that is not "chunk absent", and it stops the sync, to be retried whole.
 fn read_verified(
     origin: &dyn Origin,
     open: &mut Option<(Vec<u8>, Box<dyn OriginFile>)>,
@@ -430,27 +433,37 @@ fn read_verified(
     offset: u64,
     id: ChunkId,
     buf: &mut [u8],
-) -> bool {
+) -> Result<bool> {
     if open.as_ref().map(|(p, _)| p.as_slice()) != Some(path) {
         match origin.open(path) {
             Ok(f) => *open = Some((path.to_vec(), f)),
-            Err(_) => return false,
+            Err(e) if e.is_transient() => return Err(e),
+            Err(_) => return Ok(false),
         }
     }
     let Some((_, f)) = open else {
-        return false;
+        return Ok(false);
     };
-    if f.read_exact_at(buf, offset).is_ok() && matches_chunk(buf, id) {
-        return true;
+    match f.read_exact_at(buf, offset) {
+        Ok(()) if matches_chunk(buf, id) => return Ok(true),
+        Err(e) if io_kind(&e) == ErrorKind::Transient => {
+            *open = None;
+            return Err(Error::io(origin.display(path), e));
+        }
+        _ => {}
     }
     // A chunk of an Ogg header region is not a byte range of its file.
     let len = f.stat().map(|s| s.size).unwrap_or(0);
     match read_transformed(f, len, offset, buf.len()) {
         Ok(Some(bytes)) if ChunkId::of(&bytes) == id => {
             buf.copy_from_slice(&bytes);
-            true
+            Ok(true)
         }
-        _ => false,
+        Err(e) if io_kind(&e) == ErrorKind::Transient => {
+            *open = None;
+            Err(Error::io(origin.display(path), e))
+        }
+        _ => Ok(false),
     }
 }
 
@@ -701,7 +714,7 @@ impl Apply<'_> {
             local.push((loc.path, loc.offset));
         }
         for (p, off) in local {
-            if read_verified(self.destination, &mut self.open, &p, off, chunk.id, buf) {
+            if read_verified(self.destination, &mut self.open, &p, off, chunk.id, buf)? {
                 self.summary.bytes_reused += u64::from(chunk.len);
                 return Ok(());
             }

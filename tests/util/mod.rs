@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod editors;
+pub mod mount;
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};

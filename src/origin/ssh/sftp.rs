@@ -217,7 +217,10 @@ impl Sftp {
         let waiting = Arc::clone(&self.inner.handles).acquire_owned();
         match tokio::time::timeout(self.inner.shared.io_timeout, waiting).await {
             Ok(Ok(permit)) => Ok(permit),
-            Ok(Err(_)) => Err(io::Error::other("the SFTP session is closed")),
+            Ok(Err(_)) => Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "the SFTP session is closed",
+            )),
             Err(_) => Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 "too many SFTP files are open at once",

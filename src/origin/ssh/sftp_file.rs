@@ -77,7 +77,9 @@ impl SftpFile {
             .inner
             .shared
             .block_on(reply)?
-            .map_err(|e| io::Error::other(format!("sftp read: {e}")))?
+            .map_err(|e| {
+                io::Error::new(io::ErrorKind::ConnectionAborted, format!("sftp read: {e}"))
+            })?
             .map_err(|e| sftp_error("read", e))?;
         match data {
             Some(data) if data.len() > len as usize => Err(io::Error::new(

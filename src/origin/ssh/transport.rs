@@ -19,9 +19,9 @@ use std::sync::Arc;
 use super::{SshOptions, SshSession};
 use crate::error::{Error, Result};
 use crate::origin::registry::{AgentHost, Location, OpenOptions, Transport};
-use crate::origin::retry::retrying;
 use crate::origin::sftp::SftpOrigin;
 use crate::origin::{Origin, WritableOrigin};
+use crate::origin::{Policy, Retrying};
 
 /// The SSH transport's entry in the registry.
 pub(crate) static TRANSPORT: Transport = Transport {
@@ -65,11 +65,12 @@ pub fn ssh_options(options: &OpenOptions) -> SshOptions {
 /// fails for a transient reason.
 fn open_sftp(spec: &SshSpec, options: &OpenOptions, may_create: bool) -> Result<SftpOrigin> {
     let ssh = ssh_options(options);
-    retrying(options.retries, || {
-        let session = SshSession::connect(spec, &ssh)?;
-        SftpOrigin::over(&session, &spec.path, may_create)
-    })
-    .map_err(crate::interrupt::explain)
+    Policy::connections(options.retries)
+        .run(|| {
+            let session = SshSession::connect(spec, &ssh)?;
+            SftpOrigin::over(&session, &spec.path, may_create)
+        })
+        .map_err(crate::interrupt::explain)
 }
 
 impl Location for SshLocation {
@@ -107,7 +108,8 @@ impl SftpOrigin {
 /// The directory `root` over a new SFTP channel of an open `session`, for a sync that opened
 /// the session for the remote agent and falls back to SFTP. With `spool`, every file read is
 /// copied there, so a sync's writes take the chunks its scan read from the copy instead of
-/// the network; the copies go when the origin is dropped.
+/// the network; the copies go when the origin is dropped. Reads are retried
+/// ([`Retrying`]), as for every origin opened through [`crate::origin::OriginSpec`].
 pub fn sftp_over(
     session: &SshSession,
     root: &[u8],
@@ -115,10 +117,11 @@ pub fn sftp_over(
     spool: Option<std::path::PathBuf>,
 ) -> Result<Box<dyn WritableOrigin>> {
     let origin = SftpOrigin::over(session, root, may_create)?;
-    Ok(Box::new(match spool {
+    let origin = match spool {
         Some(dir) => origin.with_spool(dir),
         None => origin,
-    }))
+    };
+    Ok(Box::new(Retrying::new(origin, Policy::READS)))
 }
 
 fn parse_location(arg: &OsStr, scheme: Option<&str>) -> Result<Option<Box<dyn Location>>> {

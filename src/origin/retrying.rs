@@ -1,0 +1,412 @@
+//! Retrying: one retry policy, and the wrapper that applies it to any origin.
+//!
+//! [`Policy`] is the only backoff in musicfs: exponential, capped, with full jitter, so that
+//! many clients of one server do not retry in step. [`Retrying`] wraps any [`Origin`] and
+//! retries its reads that fail with a transient error ([`ErrorKind::Transient`]): an open or a
+//! `stat` is simply tried again (each looks the path up afresh), and an open file whose read
+//! fails (a stale NFS handle, a dropped connection) is looked up and opened again by its path,
+//! then read again at the same offset, as F8 asks. Only reads are retried: a write whose reply
+//! was lost may have happened, so writes are passed through and a failed sync is retried whole
+//! by its caller.
+
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{EntryStat, Origin, OriginFile, TempFile, WalkItem, WritableOrigin};
+use crate::error::{io_kind, ErrorKind, Result};
+
+/// How many times, and how long apart, an operation is tried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Policy {
+    /// Retries after the first try (0: none).
+    pub retries: u32,
+    /// The first delay's upper bound.
+    pub base: Duration,
+    /// No delay is longer than this.
+    pub cap: Duration,
+}
+
+impl Policy {
+    /// For reads from an origin: 4 retries from 50 ms (about 1.5 s at most in all), enough
+    /// for an NFS server's failover or a remounted share.
+    pub const READS: Policy = Policy {
+        retries: 4,
+        base: Duration::from_millis(50),
+        cap: Duration::from_secs(2),
+    };
+
+    /// For connections and whole remote syncs: `retries` retries, from up to 1 s, doubling
+    /// up to 60 s.
+    pub const fn connections(retries: u32) -> Policy {
+        Policy {
+            retries,
+            base: Duration::from_secs(1),
+            cap: Duration::from_secs(60),
+        }
+    }
+
+    /// How long to wait before retry `attempt` (0 for the first retry): a random delay up to
+    /// `base * 2^attempt`, capped ("full jitter"), and never less than a tenth of its bound.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let bound = self
+            .base
+            .saturating_mul(1u32 << attempt.min(16))
+            .min(self.cap);
+        bound.mul_f64(0.1 + 0.9 * random_fraction())
+    }
+
+    /// Runs `op` until it succeeds, fails with an error that is not transient, or the retries
+    /// are spent; waits between tries (ending early on a signal).
+    pub fn run<T>(&self, mut op: impl FnMut() -> Result<T>) -> Result<T> {
+        let mut attempt = 0;
+        loop {
+            match op() {
+                Err(e) if e.is_transient() && attempt < self.retries => {
+                    tracing::debug!("{e}; retrying");
+                    crate::interrupt::sleep(self.delay(attempt))?;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+/// A number in [0, 1), different on every call (not for cryptography).
+fn random_fraction() -> f64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let mut h = blake3::Hasher::new();
+    h.update(&nanos.to_le_bytes());
+    h.update(&COUNTER.fetch_add(1, Ordering::Relaxed).to_le_bytes());
+    h.update(&std::process::id().to_le_bytes());
+    let bytes = h.finalize();
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&bytes.as_bytes()[..8]);
+    (u64::from_le_bytes(word) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Any origin, its reads retried under a [`Policy`].
+pub struct Retrying<O> {
+    inner: Arc<O>,
+    policy: Policy,
+}
+
+impl<O> Retrying<O> {
+    /// Wraps `inner`, retrying its reads under `policy`.
+    pub fn new(inner: O, policy: Policy) -> Self {
+        Retrying {
+            inner: Arc::new(inner),
+            policy,
+        }
+    }
+
+    /// The wrapped origin.
+    pub fn inner(&self) -> &O {
+        &self.inner
+    }
+}
+
+impl<O: Origin + 'static> Origin for Retrying<O> {
+    fn url(&self) -> &str {
+        self.inner.url()
+    }
+
+    fn display(&self, rel: &[u8]) -> PathBuf {
+        self.inner.display(rel)
+    }
+
+    fn local_root(&self) -> Option<&Path> {
+        self.inner.local_root()
+    }
+
+    fn walk(&self, visit: &mut dyn FnMut(WalkItem)) {
+        self.inner.walk(visit)
+    }
+
+    fn open(&self, rel: &[u8]) -> Result<Box<dyn OriginFile>> {
+        let file = self.policy.run(|| self.inner.open(rel))?;
+        Ok(Box::new(RetryingFile {
+            origin: Arc::clone(&self.inner),
+            rel: rel.to_vec(),
+            file,
+            pos: 0,
+            policy: self.policy,
+        }))
+    }
+
+    fn stat(&self, rel: &[u8]) -> Result<Option<EntryStat>> {
+        self.policy.run(|| self.inner.stat(rel))
+    }
+}
+
+impl<O: WritableOrigin + 'static> WritableOrigin for Retrying<O> {
+    fn create_root(&self) -> Result<()> {
+        self.inner.create_root()
+    }
+    fn create_temp(&self, rel: &[u8]) -> Result<Box<dyn TempFile>> {
+        self.inner.create_temp(rel)
+    }
+    fn set_meta(&self, rel: &[u8], mode: u32, mtime_ns: i64) -> Result<()> {
+        self.inner.set_meta(rel, mode, mtime_ns)
+    }
+    fn create_dir(&self, rel: &[u8]) -> Result<()> {
+        self.inner.create_dir(rel)
+    }
+    fn symlink(&self, rel: &[u8], target: &[u8]) -> Result<()> {
+        self.inner.symlink(rel, target)
+    }
+    fn rename(&self, from: &[u8], to: &[u8]) -> Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn remove(&self, rel: &[u8]) -> Result<()> {
+        self.inner.remove(rel)
+    }
+    fn sync_dir(&self, rel: &[u8]) -> Result<()> {
+        self.inner.sync_dir(rel)
+    }
+    fn open_up(&self, rel: &[u8]) -> Result<()> {
+        self.inner.open_up(rel)
+    }
+    fn lock(&self) -> Result<Option<Box<dyn Send>>> {
+        self.inner.lock()
+    }
+    fn give_back(&self) -> Result<()> {
+        self.inner.give_back()
+    }
+}
+
+/// A file of a [`Retrying`] origin: a read that fails transiently opens the path again.
+struct RetryingFile<O> {
+    origin: Arc<O>,
+    rel: Vec<u8>,
+    file: Box<dyn OriginFile>,
+    /// Where `Read` is, to resume there in a file opened again.
+    pos: u64,
+    policy: Policy,
+}
+
+impl<O: Origin> RetryingFile<O> {
+    /// Runs `op` on the open file; after a transient failure, waits, opens the path again
+    /// and runs it on the new file.
+    fn again<T>(
+        &mut self,
+        mut op: impl FnMut(&mut dyn OriginFile) -> io::Result<T>,
+    ) -> io::Result<T> {
+        let mut attempt = 0;
+        loop {
+            let e = match op(&mut *self.file) {
+                Err(e) if io_kind(&e) == ErrorKind::Transient && attempt < self.policy.retries => e,
+                other => return other,
+            };
+            tracing::debug!(
+                "{}: {e}; opening it again",
+                self.origin.display(&self.rel).display()
+            );
+            crate::interrupt::sleep(self.policy.delay(attempt))
+                .map_err(|i| io::Error::new(io::ErrorKind::Interrupted, i.to_string()))?;
+            attempt += 1;
+            match self.origin.open(&self.rel) {
+                Ok(mut file) => {
+                    file.seek(SeekFrom::Start(self.pos))?;
+                    self.file = file;
+                }
+                Err(reopen) if reopen.is_transient() => {}
+                Err(reopen) => return Err(io::Error::other(reopen.to_string())),
+            }
+        }
+    }
+}
+
+impl<O: Origin> Read for RetryingFile<O> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.again(|f| f.read(buf))?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl<O: Origin> Seek for RetryingFile<O> {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        self.pos = self.again(|f| f.seek(to))?;
+        Ok(self.pos)
+    }
+}
+
+impl<O: Origin> OriginFile for RetryingFile<O> {
+    fn stat(&mut self) -> io::Result<EntryStat> {
+        self.again(|f| f.stat())
+    }
+
+    fn read_exact_at(&mut self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.again(|f| f.read_exact_at(buf, offset))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_grow_are_capped_and_jittered() {
+        let p = Policy {
+            retries: 10,
+            base: Duration::from_millis(100),
+            cap: Duration::from_secs(1),
+        };
+        for attempt in 0..10 {
+            let bound = Duration::from_millis(100 << attempt.min(4)).min(Duration::from_secs(1));
+            let d = p.delay(attempt);
+            assert!(d <= bound && d >= bound / 10, "{attempt}: {d:?}");
+        }
+        let many: std::collections::HashSet<Duration> = (0..50).map(|_| p.delay(3)).collect();
+        assert!(many.len() > 40, "no jitter: {many:?}");
+    }
+
+    #[test]
+    fn only_transient_errors_are_retried() {
+        let p = Policy {
+            retries: 3,
+            base: Duration::from_millis(1),
+            cap: Duration::from_millis(2),
+        };
+        let mut tries = 0;
+        let r: Result<()> = p.run(|| {
+            tries += 1;
+            Err(crate::Error::io(
+                "x",
+                io::Error::from_raw_os_error(libc::ESTALE),
+            ))
+        });
+        assert!(r.is_err());
+        assert_eq!(tries, 4);
+        let mut tries = 0;
+        let r: Result<()> = p.run(|| {
+            tries += 1;
+            Err(crate::Error::Locked {
+                path: "d".into(),
+                lock: "l".into(),
+            })
+        });
+        assert!(r.is_err());
+        assert_eq!(tries, 1, "a held lock is not retried");
+        let mut tries = 0;
+        let r = p.run(|| {
+            tries += 1;
+            if tries < 3 {
+                Err(crate::Error::io(
+                    "x",
+                    io::Error::from(io::ErrorKind::ConnectionReset),
+                ))
+            } else {
+                Ok(7)
+            }
+        });
+        assert_eq!(r.unwrap(), 7);
+    }
+
+    /// An origin whose opened files fail their first `fail` reads with ESTALE, as a file
+    /// handle of a failed-over NFS server does; opens are counted.
+    struct Stale {
+        inner: crate::origin::LocalOrigin,
+        fail: std::sync::Mutex<u32>,
+        opens: AtomicU64,
+    }
+
+    struct StaleFile {
+        inner: Box<dyn OriginFile>,
+        stale: bool,
+    }
+
+    impl Read for StaleFile {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.stale {
+                return Err(io::Error::from_raw_os_error(libc::ESTALE));
+            }
+            self.inner.read(buf)
+        }
+    }
+    impl Seek for StaleFile {
+        fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+            self.inner.seek(to)
+        }
+    }
+    impl OriginFile for StaleFile {
+        fn stat(&mut self) -> io::Result<EntryStat> {
+            self.inner.stat()
+        }
+        fn read_exact_at(&mut self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+            if self.stale {
+                return Err(io::Error::from_raw_os_error(libc::ESTALE));
+            }
+            self.inner.read_exact_at(buf, offset)
+        }
+    }
+
+    impl Origin for Stale {
+        fn url(&self) -> &str {
+            self.inner.url()
+        }
+        fn display(&self, rel: &[u8]) -> PathBuf {
+            self.inner.display(rel)
+        }
+        fn walk(&self, visit: &mut dyn FnMut(WalkItem)) {
+            self.inner.walk(visit)
+        }
+        fn open(&self, rel: &[u8]) -> Result<Box<dyn OriginFile>> {
+            self.opens.fetch_add(1, Ordering::Relaxed);
+            let mut fail = self.fail.lock().unwrap();
+            let stale = *fail > 0;
+            *fail = fail.saturating_sub(1);
+            Ok(Box::new(StaleFile {
+                inner: self.inner.open(rel)?,
+                stale,
+            }))
+        }
+        fn stat(&self, rel: &[u8]) -> Result<Option<EntryStat>> {
+            self.inner.stat(rel)
+        }
+    }
+
+    #[test]
+    fn a_stale_handle_is_opened_again_by_its_path_and_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(dir.path().join("f"), &bytes).unwrap();
+        let policy = Policy {
+            retries: 4,
+            base: Duration::from_millis(1),
+            cap: Duration::from_millis(2),
+        };
+        let stale = |fail| Stale {
+            inner: crate::origin::LocalOrigin::open(dir.path(), false).unwrap(),
+            fail: std::sync::Mutex::new(fail),
+            opens: AtomicU64::new(0),
+        };
+        // Two stale handles, then a good one: read_exact_at and Read both get the bytes.
+        let origin = Retrying::new(stale(2), policy);
+        let mut f = origin.open(b"f").unwrap();
+        let mut buf = vec![0u8; 1000];
+        f.read_exact_at(&mut buf, 5000).unwrap();
+        assert_eq!(buf, bytes[5000..6000]);
+        assert_eq!(origin.inner().opens.load(Ordering::Relaxed), 3);
+        let origin = Retrying::new(stale(1), policy);
+        let mut f = origin.open(b"f").unwrap();
+        f.seek(SeekFrom::Start(40_000)).unwrap();
+        let mut rest = Vec::new();
+        f.read_to_end(&mut rest).unwrap();
+        assert_eq!(rest, bytes[40_000..]);
+        // More stale handles than retries: the error comes back, still transient.
+        let origin = Retrying::new(stale(10), policy);
+        let mut f = origin.open(b"f").unwrap();
+        let e = f.read_exact_at(&mut buf, 0).unwrap_err();
+        assert_eq!(io_kind(&e), ErrorKind::Transient);
+        assert_eq!(origin.inner().opens.load(Ordering::Relaxed), 5);
+    }
+}
