@@ -155,12 +155,20 @@ _musicfs() {
             return 0
             ;;
         musicfs__subcmd__diff)
-            opts="-x -q -v -h --name-only --stat --one-file-system --repo --json --quiet --verbose --help"
+            opts="-x -q -v -h --name-only --stat --one-file-system --accept-new-host-key --retries --timeout --repo --json --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --retries)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --repo)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -449,12 +457,20 @@ _musicfs() {
             return 0
             ;;
         musicfs__subcmd__scan)
-            opts="-x -q -v -h --checksum --one-file-system --repo --json --quiet --verbose --help"
+            opts="-x -q -v -h --checksum --one-file-system --accept-new-host-key --retries --timeout --repo --json --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --retries)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --repo)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -503,7 +519,7 @@ _musicfs() {
             return 0
             ;;
         musicfs__subcmd__sync)
-            opts="-n -x -q -v -h --delete --dry-run --checksum --one-file-system --max-delete --accept-new-host-key --sftp --remote-musicfs --retries --timeout --repo --json --quiet --verbose --help"
+            opts="-n -x -q -v -h --delete --dry-run --checksum --one-file-system --max-delete --accept-new-host-key --retries --timeout --sftp --remote-musicfs --repo --json --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -513,15 +529,15 @@ _musicfs() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --remote-musicfs)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 --retries)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --remote-musicfs)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -537,12 +553,20 @@ _musicfs() {
             return 0
             ;;
         musicfs__subcmd__verify)
-            opts="-q -v -h --repo --json --quiet --verbose --help"
+            opts="-q -v -h --accept-new-host-key --retries --timeout --repo --json --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --retries)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --repo)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -31,9 +31,9 @@ complete -c musicfs -n "__fish_musicfs_needs_command" -s v -l verbose -d 'Print 
 complete -c musicfs -n "__fish_musicfs_needs_command" -s h -l help -d 'Print help'
 complete -c musicfs -n "__fish_musicfs_needs_command" -s V -l version -d 'Print version'
 complete -c musicfs -n "__fish_musicfs_needs_command" -f -a "init" -d 'Create a repository'
-complete -c musicfs -n "__fish_musicfs_needs_command" -f -a "scan" -d 'Index a directory into the repository (incremental)'
+complete -c musicfs -n "__fish_musicfs_needs_command" -f -a "scan" -d 'Index an origin into the repository (incremental)'
 complete -c musicfs -n "__fish_musicfs_needs_command" -f -a "sync" -d 'Make DST an exact copy of SRC, moving only missing chunks'
-complete -c musicfs -n "__fish_musicfs_needs_command" -f -a "verify" -d 'Prove repository objects and a directory\'s files against their snapshot'
+complete -c musicfs -n "__fish_musicfs_needs_command" -f -a "verify" -d 'Prove repository objects and an origin\'s files against their snapshot'
 complete -c musicfs -n "__fish_musicfs_needs_command" -f -a "diff" -d 'Show what changed between two snapshots, in files and in tags'
 complete -c musicfs -n "__fish_musicfs_needs_command" -f -a "snapshots" -d 'List snapshots'
 complete -c musicfs -n "__fish_musicfs_needs_command" -f -a "check" -d 'Check that the repository\'s index is whole'
@@ -48,17 +48,20 @@ complete -c musicfs -n "__fish_musicfs_using_subcommand init" -l json -d 'Print 
 complete -c musicfs -n "__fish_musicfs_using_subcommand init" -s q -l quiet -d 'Print only problems'
 complete -c musicfs -n "__fish_musicfs_using_subcommand init" -s v -l verbose -d 'Print every step'
 complete -c musicfs -n "__fish_musicfs_using_subcommand init" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c musicfs -n "__fish_musicfs_using_subcommand scan" -l retries -d 'Retries after a dropped connection or a timeout, with exponential backoff' -r
+complete -c musicfs -n "__fish_musicfs_using_subcommand scan" -l timeout -d 'Seconds allowed to connect, and to wait on a silent remote' -r
 complete -c musicfs -n "__fish_musicfs_using_subcommand scan" -l repo -d 'Repository directory, made by `musicfs init` [default: $XDG_DATA_HOME/musicfs, created on first use]' -r -F
 complete -c musicfs -n "__fish_musicfs_using_subcommand scan" -l checksum -d 'Read every file, even those whose size, times and inode are unchanged'
-complete -c musicfs -n "__fish_musicfs_using_subcommand scan" -s x -l one-file-system -d 'Don\'t cross file system boundaries: a directory on which another file system is mounted is recorded as an empty directory (a musicfs mount is always left out)'
+complete -c musicfs -n "__fish_musicfs_using_subcommand scan" -s x -l one-file-system -d 'Don\'t cross file system boundaries in a local directory: a directory on which another file system is mounted is recorded as an empty directory (a musicfs mount is always left out)'
+complete -c musicfs -n "__fish_musicfs_using_subcommand scan" -l accept-new-host-key -d 'Trust and remember the key of an SSH host that ~/.ssh/known_hosts does not know yet (a changed key is always refused)'
 complete -c musicfs -n "__fish_musicfs_using_subcommand scan" -l json -d 'Print JSON Lines (one object per line, each with a "type") on stdout'
 complete -c musicfs -n "__fish_musicfs_using_subcommand scan" -s q -l quiet -d 'Print only problems'
 complete -c musicfs -n "__fish_musicfs_using_subcommand scan" -s v -l verbose -d 'Print every step'
-complete -c musicfs -n "__fish_musicfs_using_subcommand scan" -s h -l help -d 'Print help'
+complete -c musicfs -n "__fish_musicfs_using_subcommand scan" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l max-delete -d 'With --delete: delete nothing (and exit 3) when the deletions would remove more than N files and symlinks, as a guard against a source that went missing' -r
-complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l remote-musicfs -d 'The musicfs command on the remote host, run by its shell [default: musicfs on the remote PATH, else SFTP]' -r
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l retries -d 'Retries after a dropped connection or a timeout, with exponential backoff' -r
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l timeout -d 'Seconds allowed to connect, and to wait on a silent remote' -r
+complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l remote-musicfs -d 'The musicfs command on the remote host, run by its shell [default: musicfs on the remote PATH, else SFTP]' -r
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l repo -d 'Repository directory, made by `musicfs init` [default: $XDG_DATA_HOME/musicfs, created on first use]' -r -F
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l delete -d 'Remove files and directories absent from SRC'
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -s n -l dry-run -d 'Print the plan and the bytes it would move; write nothing'
@@ -70,15 +73,21 @@ complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l json -d 'Print 
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -s q -l quiet -d 'Print only problems'
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -s v -l verbose -d 'Print every step'
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c musicfs -n "__fish_musicfs_using_subcommand verify" -l retries -d 'Retries after a dropped connection or a timeout, with exponential backoff' -r
+complete -c musicfs -n "__fish_musicfs_using_subcommand verify" -l timeout -d 'Seconds allowed to connect, and to wait on a silent remote' -r
 complete -c musicfs -n "__fish_musicfs_using_subcommand verify" -l repo -d 'Repository directory, made by `musicfs init` [default: $XDG_DATA_HOME/musicfs, created on first use]' -r -F
+complete -c musicfs -n "__fish_musicfs_using_subcommand verify" -l accept-new-host-key -d 'Trust and remember the key of an SSH host that ~/.ssh/known_hosts does not know yet (a changed key is always refused)'
 complete -c musicfs -n "__fish_musicfs_using_subcommand verify" -l json -d 'Print JSON Lines (one object per line, each with a "type") on stdout'
 complete -c musicfs -n "__fish_musicfs_using_subcommand verify" -s q -l quiet -d 'Print only problems'
 complete -c musicfs -n "__fish_musicfs_using_subcommand verify" -s v -l verbose -d 'Print every step'
 complete -c musicfs -n "__fish_musicfs_using_subcommand verify" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c musicfs -n "__fish_musicfs_using_subcommand diff" -l retries -d 'Retries after a dropped connection or a timeout, with exponential backoff' -r
+complete -c musicfs -n "__fish_musicfs_using_subcommand diff" -l timeout -d 'Seconds allowed to connect, and to wait on a silent remote' -r
 complete -c musicfs -n "__fish_musicfs_using_subcommand diff" -l repo -d 'Repository directory, made by `musicfs init` [default: $XDG_DATA_HOME/musicfs, created on first use]' -r -F
 complete -c musicfs -n "__fish_musicfs_using_subcommand diff" -l name-only -d 'Print only the changed paths, one per line (B\'s path; A\'s for a removed file)'
 complete -c musicfs -n "__fish_musicfs_using_subcommand diff" -l stat -d 'Print the counts per directory and class, then the summary'
-complete -c musicfs -n "__fish_musicfs_using_subcommand diff" -s x -l one-file-system -d 'Don\'t cross file system boundaries in a directory operand: a directory on which another file system is mounted is scanned as an empty directory (a musicfs mount is always left out)'
+complete -c musicfs -n "__fish_musicfs_using_subcommand diff" -s x -l one-file-system -d 'Don\'t cross file system boundaries in a local directory operand: a directory on which another file system is mounted is scanned as an empty directory (a musicfs mount is always left out)'
+complete -c musicfs -n "__fish_musicfs_using_subcommand diff" -l accept-new-host-key -d 'Trust and remember the key of an SSH host that ~/.ssh/known_hosts does not know yet (a changed key is always refused)'
 complete -c musicfs -n "__fish_musicfs_using_subcommand diff" -l json -d 'Print JSON Lines (one object per line, each with a "type") on stdout'
 complete -c musicfs -n "__fish_musicfs_using_subcommand diff" -s q -l quiet -d 'Print only problems'
 complete -c musicfs -n "__fish_musicfs_using_subcommand diff" -s v -l verbose -d 'Print every step'
@@ -127,9 +136,9 @@ complete -c musicfs -n "__fish_musicfs_using_subcommand completions" -s q -l qui
 complete -c musicfs -n "__fish_musicfs_using_subcommand completions" -s v -l verbose -d 'Print every step'
 complete -c musicfs -n "__fish_musicfs_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from init scan sync verify diff snapshots check repair-index mount inspect serve completions help" -f -a "init" -d 'Create a repository'
-complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from init scan sync verify diff snapshots check repair-index mount inspect serve completions help" -f -a "scan" -d 'Index a directory into the repository (incremental)'
+complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from init scan sync verify diff snapshots check repair-index mount inspect serve completions help" -f -a "scan" -d 'Index an origin into the repository (incremental)'
 complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from init scan sync verify diff snapshots check repair-index mount inspect serve completions help" -f -a "sync" -d 'Make DST an exact copy of SRC, moving only missing chunks'
-complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from init scan sync verify diff snapshots check repair-index mount inspect serve completions help" -f -a "verify" -d 'Prove repository objects and a directory\'s files against their snapshot'
+complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from init scan sync verify diff snapshots check repair-index mount inspect serve completions help" -f -a "verify" -d 'Prove repository objects and an origin\'s files against their snapshot'
 complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from init scan sync verify diff snapshots check repair-index mount inspect serve completions help" -f -a "diff" -d 'Show what changed between two snapshots, in files and in tags'
 complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from init scan sync verify diff snapshots check repair-index mount inspect serve completions help" -f -a "snapshots" -d 'List snapshots'
 complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from init scan sync verify diff snapshots check repair-index mount inspect serve completions help" -f -a "check" -d 'Check that the repository\'s index is whole'

@@ -577,7 +577,7 @@ fn name_of(path: &[u8]) -> &[u8] {
 mod tests {
     use super::*;
     use crate::chunk::{keeps_history, FastCdc};
-    use crate::origin::local::LocalOrigin;
+    use crate::origin::{OpenOptions, OriginSpec};
     use crate::report::NullSink;
 
     fn copy_fixtures(to: &std::path::Path) {
@@ -625,9 +625,18 @@ mod tests {
         let lib = dir.path().join("lib");
         copy_fixtures(&lib);
         let repo = Repository::init(&dir.path().join("repo")).unwrap().0;
-        let origin = LocalOrigin::open(&lib, false).unwrap();
+        let origin = OriginSpec::directory(&lib)
+            .open(&OpenOptions::default())
+            .unwrap();
         let chunker = FastCdc::default();
-        scan(&repo, &origin, &chunker, ScanOptions::default(), &NullSink).unwrap();
+        scan(
+            &repo,
+            origin.as_ref(),
+            &chunker,
+            ScanOptions::default(),
+            &NullSink,
+        )
+        .unwrap();
         let want = history_of(&lib);
         assert!(want.len() >= 20, "{want:?}");
         for (file, id) in &want {
@@ -640,7 +649,14 @@ mod tests {
 
         repo.forget_history();
         assert!(repo.kept_chunk(&want[0].1).unwrap().is_none());
-        let summary = scan(&repo, &origin, &chunker, ScanOptions::default(), &NullSink).unwrap();
+        let summary = scan(
+            &repo,
+            origin.as_ref(),
+            &chunker,
+            ScanOptions::default(),
+            &NullSink,
+        )
+        .unwrap();
         assert_eq!(
             summary.files_read, 0,
             "nothing changed, nothing is read whole"
@@ -665,7 +681,14 @@ mod tests {
         };
         let before = packs();
         assert!(before >= 2, "the first scan's pack and the rescan's");
-        scan(&repo, &origin, &chunker, ScanOptions::default(), &NullSink).unwrap();
+        scan(
+            &repo,
+            origin.as_ref(),
+            &chunker,
+            ScanOptions::default(),
+            &NullSink,
+        )
+        .unwrap();
         assert_eq!(packs(), before);
     }
 }

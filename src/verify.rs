@@ -22,7 +22,7 @@ use serde::Serialize;
 use crate::chunk::Chunker;
 use crate::error::{Error, Result};
 use crate::id::{AudioHash, ContentId};
-use crate::origin::{EntryStat, LocalOrigin, Origin};
+use crate::origin::{EntryStat, Origin};
 use crate::repo::{Repository, ScanEntry};
 use crate::report::{display_path, Event, Sink};
 use crate::scan::{read_file, unchanged};
@@ -168,7 +168,7 @@ struct Found {
 /// Verifies the repository's objects and, for each target, every file against its last snapshot.
 pub fn verify(
     repo: &Repository,
-    targets: &[LocalOrigin],
+    targets: &[&dyn Origin],
     chunker: &dyn Chunker,
     sink: &dyn Sink,
 ) -> Result<VerifySummary> {
@@ -220,7 +220,7 @@ pub fn verify(
                 if crate::interrupt::cause().is_some() {
                     return (0, Reading::Same);
                 }
-                let result = check_file(target, path, *size, content, chunker);
+                let result = check_file(*target, path, *size, content, chunker);
                 sink.advance(*size);
                 result
             })
@@ -245,7 +245,7 @@ pub fn verify(
 /// Re-reads one file: the bytes read, and how its content compares with the snapshot's
 /// (`content`, of `size` bytes).
 fn check_file(
-    target: &LocalOrigin,
+    target: &dyn Origin,
     path: &[u8],
     size: u64,
     content: &ContentId,

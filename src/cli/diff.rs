@@ -4,14 +4,14 @@ use anyhow::Context;
 use clap::Args;
 use serde::Serialize;
 
-use super::{exit, human, print_summary, GlobalArgs};
+use super::{exit, human, print_summary, ConnectArgs, GlobalArgs};
 use crate::chunk::FastCdc;
 use crate::diff::{self, text, Change, ChangeKind, Counts, EntryKind, FieldChange, Operand};
 use crate::report::{display_path, print_json, Event, JsonSink, Sink};
 
 #[derive(Debug, Args)]
 pub struct DiffArgs {
-    /// The old side: a directory, a snapshot id (or a unique prefix of 8 or more hex digits),
+    /// The old side: a directory or an SSH origin (read over SFTP), a snapshot id (or a unique prefix of 8 or more hex digits),
     /// or ORIGIN@TIME. Alone, the new side, compared with the snapshot taken before it
     #[arg(value_name = "A")]
     pub a: OsString,
@@ -24,11 +24,13 @@ pub struct DiffArgs {
     /// Print the counts per directory and class, then the summary
     #[arg(long)]
     pub stat: bool,
-    /// Don't cross file system boundaries in a directory operand: a directory on which
+    /// Don't cross file system boundaries in a local directory operand: a directory on which
     /// another file system is mounted is scanned as an empty directory (a musicfs mount is
     /// always left out)
     #[arg(short = 'x', long)]
     pub one_file_system: bool,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
 }
 
 /// One change as a JSON line.
@@ -102,7 +104,7 @@ pub fn run(global: &GlobalArgs, args: &DiffArgs) -> anyhow::Result<u8> {
         &repo,
         &a,
         b.as_ref(),
-        args.one_file_system,
+        &args.connect.open_options(args.one_file_system),
         &FastCdc::default(),
         sink.as_ref(),
     );

@@ -97,24 +97,33 @@ pub enum Command {
     /// --repo or MUSICFS_REPO must exist, so that a mistyped path fails instead of starting
     /// an empty repository.
     Init(init::InitArgs),
-    /// Index a directory into the repository (incremental)
+    /// Index an origin into the repository (incremental)
+    ///
+    /// ORIGIN is a directory or an SSH origin (host:path, user@host:path,
+    /// ssh://user@host:port/path or sftp://…). An SSH origin is listed and read over SFTP and
+    /// chunked here, since this machine's repository needs the bytes; SFTP gives no inode or
+    /// ctime and whole-second mtimes, so a file there is read again when its size, mtime or
+    /// mode changed. An argument of the form scheme://… whose scheme this build has no
+    /// transport for is refused (exit 2).
     Scan(scan::ScanArgs),
     /// Make DST an exact copy of SRC, moving only missing chunks
     ///
-    /// Either side may be an SSH origin: host:path, user@host:path or
-    /// ssh://user@host:port/path (a local name with a colon is written ./a:b). ~/.ssh/config
+    /// Either side may be an SSH origin: host:path, user@host:path,
+    /// ssh://user@host:port/path or sftp://user@host:port/path (a local name with a colon is
+    /// written ./a:b; file:///path is a local path too). A scheme:// this build has no
+    /// transport for is refused at once (exit 2). ~/.ssh/config
     /// (Host aliases, HostName, Port, User, IdentityFile), ssh-agent, key files and
     /// ~/.ssh/known_hosts are honoured; an unknown host key is refused unless
     /// --accept-new-host-key, a changed one always. When the remote host has musicfs on its
     /// PATH (or --remote-musicfs names it), `musicfs serve --stdio` runs there and only the
     /// chunks the destination lacks cross the network; otherwise, or with --sftp, files are
-    /// listed over SFTP and changed ones read whole. A dropped or silent connection is
+    /// listed over SFTP and changed ones read whole (sftp:// asks for SFTP too). A dropped or silent connection is
     /// retried (--retries, --timeout) and resumes where it stopped.
     Sync(sync::SyncArgs),
-    /// Prove repository objects and a directory's files against their snapshot
+    /// Prove repository objects and an origin's files against their snapshot
     ///
-    /// Re-hashes every stored chunk list and tree, then re-reads every file of DIR's latest
-    /// snapshot. A file whose content is the snapshot's is ok, even when touched. One whose
+    /// Re-hashes every stored chunk list and tree, then re-reads every file of ORIGIN's latest
+    /// snapshot (a directory, or an SSH origin read over SFTP). A file whose content is the snapshot's is ok, even when touched. One whose
     /// content differs is judged by its metadata: when its size, mtime, ctime, inode and mode
     /// are still those the last scan recorded, the content changed behind the file system's
     /// back (bit rot) and the file is damaged; when they changed, it was edited since the last
@@ -122,7 +131,7 @@ pub enum Command {
     /// tag editor that keeps the mtime, or `touch -r` after an edit, still leaves an edit. An
     /// edited file's audio is checked against the snapshot's audio hash: "tags edited, audio
     /// verified" when it is the same, "audio changed" (a re-encode) when not. A file no longer
-    /// there is missing. `musicfs scan DIR` makes the edits and deletions the new snapshot.
+    /// there is missing. `musicfs scan ORIGIN` makes the edits and deletions the new snapshot.
     ///
     /// Output: a line per file that is not ok (DAMAGED path: reason; edited path: reason;
     /// missing path; unreadable path: reason), then a summary counting each verdict. --json:
@@ -141,13 +150,13 @@ pub enum Command {
     /// tag field shows A's value → B's. So `musicfs diff ~/Music@2026-11-01 ~/Music` is what
     /// changed since the 1st of November, and `musicfs diff DST SRC` is what `musicfs sync SRC
     /// DST` would change at DST (`sync --dry-run SRC DST` lists the sync's own steps). With A
-    /// alone, compares the snapshot of A's origin taken before A (for a directory: its last
-    /// snapshot before this scan) with A. Each operand is a local directory (scanned
-    /// incrementally first, which records a snapshot), a snapshot id or a unique prefix of 8
-    /// or more hex digits (as `musicfs snapshots` prints them), or ORIGIN@TIME: the latest
-    /// snapshot of ORIGIN (a directory, or an origin name as recorded) at or before TIME (RFC
-    /// 3339, such as 2026-11-24T20:00:00Z, or a date, meaning the end of that day, UTC). SSH
-    /// origins are not operands.
+    /// alone, compares the snapshot of A's origin taken before A (for an origin: its last
+    /// snapshot before this scan) with A. Each operand is an origin, a local directory or an
+    /// SSH origin read over SFTP (scanned incrementally first, which records a snapshot), a
+    /// snapshot id or a unique prefix of 8 or more hex digits (as `musicfs snapshots` prints
+    /// them), or ORIGIN@TIME: the latest snapshot of ORIGIN (an origin, or an origin name as
+    /// recorded) at or before TIME (RFC 3339, such as 2026-11-24T20:00:00Z, or a date,
+    /// meaning the end of that day, UTC).
     ///
     /// Classes: added, removed (a path on one side only); modified (audio changed, or content
     /// changed where no audio hash is known; a symlink's new target); tags (same audio, tag
@@ -232,6 +241,35 @@ pub enum Command {
         /// The shell
         shell: clap_complete::Shell,
     },
+}
+
+/// How to reach a remote origin: flags of every command that takes one.
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// Trust and remember the key of an SSH host that ~/.ssh/known_hosts does not know yet
+    /// (a changed key is always refused)
+    #[arg(long)]
+    pub accept_new_host_key: bool,
+    /// Retries after a dropped connection or a timeout, with exponential backoff
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub retries: u32,
+    /// Seconds allowed to connect, and to wait on a silent remote
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub timeout: u64,
+}
+
+impl ConnectArgs {
+    /// The settings for opening origins, with `-x` as given.
+    fn open_options(&self, one_file_system: bool) -> crate::origin::OpenOptions {
+        let timeout = std::time::Duration::from_secs(self.timeout.max(1));
+        crate::origin::OpenOptions {
+            one_file_system,
+            accept_new_host_key: self.accept_new_host_key,
+            connect_timeout: timeout,
+            io_timeout: timeout,
+            retries: self.retries,
+        }
+    }
 }
 
 impl GlobalArgs {

@@ -3,38 +3,44 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
-use super::{exit, human, print_summary, GlobalArgs};
+use super::{exit, human, print_summary, ConnectArgs, GlobalArgs};
 use crate::chunk::FastCdc;
-use crate::origin::open_local;
+use crate::origin::OriginSpec;
 use crate::scan::{scan, ScanOptions};
 
 #[derive(Debug, Args)]
 pub struct ScanArgs {
-    /// The directory to index
-    pub dir: PathBuf,
+    /// The origin to index: a directory, or an SSH origin (host:path, user@host:path,
+    /// ssh://user@host:port/path), whose files are read over SFTP
+    #[arg(value_name = "ORIGIN")]
+    pub origin: PathBuf,
     /// Read every file, even those whose size, times and inode are unchanged
     #[arg(long)]
     pub checksum: bool,
-    /// Don't cross file system boundaries: a directory on which another file system is
-    /// mounted is recorded as an empty directory (a musicfs mount is always left out)
+    /// Don't cross file system boundaries in a local directory: a directory on which another
+    /// file system is mounted is recorded as an empty directory (a musicfs mount is always
+    /// left out)
     #[arg(short = 'x', long)]
     pub one_file_system: bool,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
 }
 
 pub fn run(global: &GlobalArgs, args: &ScanArgs) -> anyhow::Result<u8> {
-    let origin = open_local(&args.dir, false)?.one_file_system(args.one_file_system);
+    let origin = OriginSpec::parse(args.origin.as_os_str())?
+        .open(&args.connect.open_options(args.one_file_system))?;
     let repo = global.open_repo()?;
     let sink = global.sink();
     let summary = scan(
         &repo,
-        &origin,
+        origin.as_ref(),
         &FastCdc::default(),
         ScanOptions {
             checksum: args.checksum,
         },
         sink.as_ref(),
     )
-    .with_context(|| format!("scanning {}", args.dir.display()))?;
+    .with_context(|| format!("scanning {}", args.origin.display()))?;
     sink.finish();
     if global.json {
         print_summary(&summary)?;

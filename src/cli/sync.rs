@@ -1,20 +1,19 @@
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
 
-use super::{exit, human, print_summary, GlobalArgs};
+use super::{exit, human, print_summary, ConnectArgs, GlobalArgs};
 use crate::chunk::FastCdc;
-use crate::origin::ssh::SshOptions;
-use crate::origin::{LocalOrigin, OriginSpec, Policy, Retrying};
+use crate::origin::ssh::ssh_options;
+use crate::origin::OriginSpec;
 use crate::remote::{sync_remote, Direction, RemoteOptions};
 use crate::sync::{sync, SyncOptions};
 
 #[derive(Debug, Args)]
 pub struct SyncArgs {
     /// The source: a directory, or an SSH origin (host:path, user@host:path,
-    /// ssh://user@host:port/path)
+    /// ssh://user@host:port/path, sftp://… to skip the remote musicfs)
     pub src: PathBuf,
     /// The destination (created if missing): a directory, or an SSH origin
     pub dst: PathBuf,
@@ -36,10 +35,8 @@ pub struct SyncArgs {
     /// files and symlinks, as a guard against a source that went missing
     #[arg(long, value_name = "N")]
     pub max_delete: Option<u64>,
-    /// Trust and remember the key of an SSH host that ~/.ssh/known_hosts does not know yet
-    /// (a changed key is always refused)
-    #[arg(long)]
-    pub accept_new_host_key: bool,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
     /// Use SFTP even when the remote host has musicfs
     #[arg(long)]
     pub sftp: bool,
@@ -47,12 +44,6 @@ pub struct SyncArgs {
     /// remote PATH, else SFTP]
     #[arg(long, value_name = "COMMAND")]
     pub remote_musicfs: Option<String>,
-    /// Retries after a dropped connection or a timeout, with exponential backoff
-    #[arg(long, value_name = "N", default_value_t = 3)]
-    pub retries: u32,
-    /// Seconds allowed to connect, and to wait on a silent remote
-    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
-    pub timeout: u64,
 }
 
 pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
@@ -64,66 +55,58 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
         checksum: args.checksum,
         max_delete: args.max_delete,
     };
-    let remote_options = || RemoteOptions {
-        ssh: SshOptions {
-            accept_new_host_key: args.accept_new_host_key,
-            connect_timeout: Duration::from_secs(args.timeout.max(1)),
-            io_timeout: Duration::from_secs(args.timeout.max(1)),
-            ..SshOptions::from_env()
-        },
-        force_sftp: args.sftp,
+    let open = args.connect.open_options(args.one_file_system);
+    let remote_options = |sftp_only: bool| RemoteOptions {
+        ssh: ssh_options(&open),
+        force_sftp: args.sftp || sftp_only,
         remote_musicfs: args.remote_musicfs.clone(),
-        retries: args.retries,
+        retries: args.connect.retries,
     };
     let sink = global.sink_listing(args.dry_run);
     let chunker = FastCdc::default();
-    let result = match (&src, &dst) {
-        (OriginSpec::Local(src), OriginSpec::Local(dst)) => {
-            let source = Retrying::new(
-                LocalOrigin::open(src, false)?.one_file_system(args.one_file_system),
-                Policy::READS,
-            );
-            let destination = Retrying::new(
-                LocalOrigin::open(dst, true)?.one_file_system(args.one_file_system),
-                Policy::READS,
-            );
+    // A side with a remote agent host is synced through it (or SFTP, its fallback); any
+    // other pair of origins the registry opens is synced here.
+    let result = match (src.agent_host(), dst.agent_host()) {
+        (None, None) => {
+            let source = src.open(&open)?;
+            let destination = dst.open_writable(&open)?;
             let repo = global.open_repo()?;
             sync(
                 &repo,
-                &source,
-                &destination,
+                source.as_ref(),
+                destination.as_ref(),
                 &chunker,
                 options,
                 sink.as_ref(),
             )
         }
-        (OriginSpec::Ssh(remote), OriginSpec::Local(dst)) => {
-            let destination = LocalOrigin::open(dst, true)?.one_file_system(args.one_file_system);
+        (Some(remote), None) => {
+            let destination = dst.open_writable(&open)?;
             let repo = global.open_repo()?;
             sync_remote(
                 &repo,
-                remote,
-                Direction::Pull(&destination),
+                remote.ssh,
+                Direction::Pull(destination.as_ref()),
                 &chunker,
                 options,
-                &remote_options(),
+                &remote_options(remote.sftp_only),
                 sink.as_ref(),
             )
         }
-        (OriginSpec::Local(src), OriginSpec::Ssh(remote)) => {
-            let source = LocalOrigin::open(src, false)?.one_file_system(args.one_file_system);
+        (None, Some(remote)) => {
+            let source = src.open(&open)?;
             let repo = global.open_repo()?;
             sync_remote(
                 &repo,
-                remote,
-                Direction::Push(&source),
+                remote.ssh,
+                Direction::Push(source.as_ref()),
                 &chunker,
                 options,
-                &remote_options(),
+                &remote_options(remote.sftp_only),
                 sink.as_ref(),
             )
         }
-        (OriginSpec::Ssh(_), OriginSpec::Ssh(_)) => {
+        (Some(_), Some(_)) => {
             anyhow::bail!(
                 "{} and {}: one side of a sync must be local",
                 args.src.display(),

@@ -2,22 +2,29 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{exit, human, print_summary, GlobalArgs};
+use super::{exit, human, print_summary, ConnectArgs, GlobalArgs};
 use crate::chunk::FastCdc;
-use crate::origin::open_local;
+use crate::origin::OriginSpec;
 use crate::verify::verify;
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// A scanned or synced directory to check against its last snapshot
-    pub dir: Option<PathBuf>,
+    /// A scanned or synced origin to check against its last snapshot: a directory, or an SSH
+    /// origin (host:path, user@host:path, ssh://user@host:port/path), read over SFTP
+    #[arg(value_name = "ORIGIN")]
+    pub origin: Option<PathBuf>,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
 }
 
 pub fn run(global: &GlobalArgs, args: &VerifyArgs) -> anyhow::Result<u8> {
-    let targets = match &args.dir {
-        Some(dir) => vec![open_local(dir, false)?],
+    let targets = match &args.origin {
+        Some(origin) => {
+            vec![OriginSpec::parse(origin.as_os_str())?.open(&args.connect.open_options(false))?]
+        }
         None => Vec::new(),
     };
+    let targets: Vec<&dyn crate::origin::Origin> = targets.iter().map(AsRef::as_ref).collect();
     let repo = global.open_repo()?;
     let sink = global.sink();
     let summary = verify(&repo, &targets, &FastCdc::default(), sink.as_ref())?;

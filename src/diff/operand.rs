@@ -1,17 +1,18 @@
 //! What a `diff` operand names, and the snapshot it stands for.
 //!
-//! An operand is a local directory (scanned incrementally first, which records a snapshot as
+//! An operand is an origin (a local directory, or any origin the registry can open, such as an
+//! SSH origin read over SFTP; scanned incrementally first, which records a snapshot as
 //! `musicfs scan` would), a snapshot id (64 hex digits, or a unique prefix of at least 8, as
 //! `musicfs snapshots` prints them), or `ORIGIN@TIME`: the latest snapshot of ORIGIN taken at
-//! or before TIME. SSH origins are refused: a diff reads the repository of this machine.
+//! or before TIME.
 
-use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
+use std::ffi::{OsStr, OsString};
+use std::path::Path;
 
 use crate::chunk::Chunker;
 use crate::error::{Error, Result};
 use crate::id::{SnapshotId, TreeId};
-use crate::origin::{LocalOrigin, Origin, OriginSpec};
+use crate::origin::{OpenOptions, Origin, OriginSpec};
 use crate::repo::{OriginId, Repository};
 use crate::report::Sink;
 use crate::scan::{scan, ScanOptions};
@@ -23,13 +24,13 @@ pub const MIN_PREFIX: usize = 8;
 /// One side of a diff, as written.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Operand {
-    /// A local directory.
-    Directory(PathBuf),
+    /// An origin argument (a directory, an SSH origin…), as written; it reads as one.
+    Origin(OsString),
     /// A snapshot id or a prefix of one (lower-case hex).
     Snapshot(String),
     /// The latest snapshot of `origin` at or before `time_ns`.
     At {
-        /// A directory path, or an origin name as the repository records it.
+        /// An origin argument, or an origin name as the repository records it.
         origin: String,
         /// Nanoseconds since the epoch.
         time_ns: i64,
@@ -54,17 +55,19 @@ pub struct Side {
     pub unreadable: Vec<Vec<u8>>,
 }
 
-const OPERAND_KINDS: &str = "diff takes local directories, snapshot ids or ORIGIN@TIME";
-
 impl Operand {
-    /// Reads an operand. An existing local directory wins over the other readings.
+    /// Reads an operand. An existing local directory wins over the other readings; an
+    /// argument that reads as no snapshot is an origin, read through the registry (an
+    /// unknown `scheme://` is refused).
     pub fn parse(arg: &OsStr) -> Result<Operand> {
-        let spec = OriginSpec::parse(arg)?;
-        if let OriginSpec::Local(path) = &spec {
-            if path.is_dir() {
-                return Ok(Operand::Directory(path.clone()));
+        let spec = OriginSpec::parse(arg);
+        if let Ok(spec) = &spec {
+            if spec.local_dir().is_some_and(Path::is_dir) {
+                return Ok(Operand::Origin(arg.to_os_string()));
             }
         }
+        // `user@192.0.2.1:/music` is an origin, not a time after an `@`.
+        let remote = spec.as_ref().is_ok_and(|s| s.local_dir().is_none());
         let text = arg.to_string_lossy();
         if text.len() >= MIN_PREFIX
             && text.len() <= 64
@@ -74,7 +77,9 @@ impl Operand {
         }
         if let Some(at) = text.rfind('@') {
             let (origin, time) = (&text[..at], &text[at + 1..]);
-            if time.starts_with(|c: char| c.is_ascii_digit()) {
+            if time.starts_with(|c: char| c.is_ascii_digit())
+                && !(remote && parse_time(time).is_none())
+            {
                 let time_ns = parse_time(time).ok_or_else(|| {
                     Error::InvalidInput(format!(
                         "{text}: {time} is not a time (RFC 3339, such as 2026-11-24T20:00:00Z, or a date, such as 2026-11-24)"
@@ -91,34 +96,29 @@ impl Operand {
                 });
             }
         }
-        match spec {
-            OriginSpec::Local(path) => Ok(Operand::Directory(path)),
-            OriginSpec::Ssh(_) => Err(Error::InvalidInput(format!(
-                "{text}: {OPERAND_KINDS}, not SSH origins (a local path with a colon is written ./{text})"
-            ))),
-        }
+        spec?;
+        Ok(Operand::Origin(arg.to_os_string()))
     }
 }
 
 /// Resolves the sides of `diff A [B]`, old side first: with `b`, A's side and B's; without
 /// it, the snapshot of `a`'s origin taken before A (for a directory: its latest snapshot
-/// before this scan) and A's. Directories are scanned, both at once when both are
-/// directories; with `one_file_system`, without crossing into other mounted file systems
-/// ([`LocalOrigin::one_file_system`]).
+/// before this scan) and A's. Origins are opened with `options` and scanned, both at once
+/// when both are origins.
 pub fn resolve(
     repo: &Repository,
     a: &Operand,
     b: Option<&Operand>,
-    one_file_system: bool,
+    options: &OpenOptions,
     chunker: &dyn Chunker,
     sink: &dyn Sink,
 ) -> Result<(Side, Side)> {
     let Some(b) = b else {
-        return resolve_one(repo, a, one_file_system, chunker, sink);
+        return resolve_one(repo, a, options, chunker, sink);
     };
     let (a_side, b_side) = std::thread::scope(|s| {
-        let b_side = s.spawn(|| resolve_side(repo, b, one_file_system, chunker, sink));
-        let a_side = resolve_side(repo, a, one_file_system, chunker, sink);
+        let b_side = s.spawn(|| resolve_side(repo, b, options, chunker, sink));
+        let a_side = resolve_side(repo, a, options, chunker, sink);
         let b_side = b_side
             .join()
             .unwrap_or_else(|_| Err(Error::InvalidInput("the scan of B panicked".into())));
@@ -131,21 +131,20 @@ pub fn resolve(
 fn resolve_one(
     repo: &Repository,
     a: &Operand,
-    one_file_system: bool,
+    options: &OpenOptions,
     chunker: &dyn Chunker,
     sink: &dyn Sink,
 ) -> Result<(Side, Side)> {
     match a {
-        Operand::Directory(dir) => {
-            let origin = LocalOrigin::open(dir, false)?.one_file_system(one_file_system);
+        Operand::Origin(arg) => {
+            let origin = OriginSpec::parse(arg)?.open(options)?;
             let Some((_, before)) = repo.latest_snapshot(origin.url())? else {
+                let shown = arg.to_string_lossy();
                 return Err(Error::InvalidInput(format!(
-                    "{}: no earlier snapshot to compare with (run `musicfs scan {}` first, or give B)",
-                    dir.display(),
-                    dir.display()
+                    "{shown}: no earlier snapshot to compare with (run `musicfs scan {shown}` first, or give B)"
                 )));
             };
-            let new = scan_side(repo, &origin, chunker, sink)?;
+            let new = scan_side(repo, origin.as_ref(), chunker, sink)?;
             let mut old = record_side(&before, None);
             if old.snapshot == new.snapshot {
                 // The scan found the tree unchanged and recorded no new snapshot.
@@ -155,7 +154,7 @@ fn resolve_one(
         }
         _ => {
             let snapshots = repo.snapshots()?;
-            let index = find(&snapshots, a)?;
+            let index = find(&snapshots, a, options)?;
             let origin = &snapshots[index].1.origin;
             let Some(previous) = snapshots[..index]
                 .iter()
@@ -177,18 +176,18 @@ fn resolve_one(
 fn resolve_side(
     repo: &Repository,
     operand: &Operand,
-    one_file_system: bool,
+    options: &OpenOptions,
     chunker: &dyn Chunker,
     sink: &dyn Sink,
 ) -> Result<Side> {
     match operand {
-        Operand::Directory(dir) => {
-            let origin = LocalOrigin::open(dir, false)?.one_file_system(one_file_system);
-            scan_side(repo, &origin, chunker, sink)
+        Operand::Origin(arg) => {
+            let origin = OriginSpec::parse(arg)?.open(options)?;
+            scan_side(repo, origin.as_ref(), chunker, sink)
         }
         _ => {
             let snapshots = repo.snapshots()?;
-            let index = find(&snapshots, operand)?;
+            let index = find(&snapshots, operand, options)?;
             indexed_side(repo, &snapshots, index)
         }
     }
@@ -196,7 +195,7 @@ fn resolve_side(
 
 fn scan_side(
     repo: &Repository,
-    origin: &LocalOrigin,
+    origin: &dyn Origin,
     chunker: &dyn Chunker,
     sink: &dyn Sink,
 ) -> Result<Side> {
@@ -246,11 +245,15 @@ fn indexed_side(
 }
 
 /// The index in `snapshots` (oldest first) of the snapshot an operand names.
-fn find(snapshots: &[(SnapshotId, SnapshotRecord)], operand: &Operand) -> Result<usize> {
+fn find(
+    snapshots: &[(SnapshotId, SnapshotRecord)],
+    operand: &Operand,
+    options: &OpenOptions,
+) -> Result<usize> {
     match operand {
-        Operand::Directory(dir) => Err(Error::InvalidInput(format!(
-            "{}: a directory is scanned, not looked up",
-            dir.display()
+        Operand::Origin(arg) => Err(Error::InvalidInput(format!(
+            "{}: an origin is scanned, not looked up",
+            arg.to_string_lossy()
         ))),
         Operand::Snapshot(prefix) => {
             let found: Vec<usize> = (0..snapshots.len())
@@ -268,7 +271,7 @@ fn find(snapshots: &[(SnapshotId, SnapshotRecord)], operand: &Operand) -> Result
             }
         }
         Operand::At { origin, time_ns } => {
-            let name = origin_name(snapshots, origin);
+            let name = origin_name(snapshots, origin, options)?;
             let mut best: Option<usize> = None;
             let mut any = false;
             for (i, (_, r)) in snapshots.iter().enumerate() {
@@ -292,17 +295,30 @@ fn find(snapshots: &[(SnapshotId, SnapshotRecord)], operand: &Operand) -> Result
     }
 }
 
-/// The recorded origin name `origin` stands for: itself when some snapshot records it, else
-/// the canonical path of the directory it names (as `LocalOrigin::open` computes it).
-fn origin_name(snapshots: &[(SnapshotId, SnapshotRecord)], origin: &str) -> String {
+/// The recorded origin name `origin` stands for: itself when some snapshot records it; for a
+/// local directory, its canonical path (as the local transport names it); for another origin
+/// (an SSH host), the name the transport gives it once opened.
+fn origin_name(
+    snapshots: &[(SnapshotId, SnapshotRecord)],
+    origin: &str,
+    options: &OpenOptions,
+) -> Result<String> {
     if snapshots.iter().any(|(_, r)| r.origin == origin) {
-        return origin.to_string();
+        return Ok(origin.to_string());
     }
-    match std::fs::canonicalize(Path::new(origin)) {
+    let local = |path: &Path| match std::fs::canonicalize(path) {
         Ok(p) => p.to_string_lossy().into_owned(),
-        Err(_) => std::path::absolute(origin)
+        Err(_) => std::path::absolute(path)
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_else(|_| origin.to_string()),
+    };
+    match OriginSpec::parse(OsStr::new(origin)) {
+        Ok(spec) => match spec.local_dir() {
+            Some(path) => Ok(local(path)),
+            None => Ok(spec.open(options)?.url().to_string()),
+        },
+        // Not an origin this build can open (an unknown scheme): as written.
+        Err(_) => Ok(origin.to_string()),
     }
 }
 
@@ -438,7 +454,7 @@ mod tests {
         let d = dir.path().to_path_buf();
         assert_eq!(
             Operand::parse(d.as_os_str()).expect("dir"),
-            Operand::Directory(d.clone())
+            Operand::Origin(d.clone().into_os_string())
         );
         assert_eq!(
             Operand::parse(OsStr::new("DEADBEEF")).expect("id"),
@@ -456,13 +472,25 @@ mod tests {
             Operand::parse(OsStr::new("a@b@2026-11-24")).expect("at"),
             Operand::At { origin, .. } if origin == "a@b"
         ));
-        assert!(Operand::parse(OsStr::new("nas:/music")).is_err());
+        assert_eq!(
+            Operand::parse(OsStr::new("nas:/music")).expect("ssh"),
+            Operand::Origin("nas:/music".into())
+        );
+        assert_eq!(
+            Operand::parse(OsStr::new("me@192.0.2.1:/music")).expect("ssh"),
+            Operand::Origin("me@192.0.2.1:/music".into())
+        );
+        assert!(Operand::parse(OsStr::new("s3://bucket/music")).is_err());
+        assert!(matches!(
+            Operand::parse(OsStr::new("nas:/music@2026-11-24")).expect("at"),
+            Operand::At { origin, .. } if origin == "nas:/music"
+        ));
         assert!(Operand::parse(OsStr::new("/music@2026-99-99")).is_err());
         assert!(Operand::parse(OsStr::new("@2026-11-24")).is_err());
         // A short hex word is a path, not a snapshot prefix.
         assert_eq!(
             Operand::parse(OsStr::new("abc")).expect("path"),
-            Operand::Directory("abc".into())
+            Operand::Origin("abc".into())
         );
     }
 }

@@ -644,3 +644,102 @@ mod tests {
         assert!(b.lock().expect("lock once released").is_some());
     }
 }
+
+/// The local transport in the registry: a path (any argument no other transport claims), or
+/// `file:///absolute/path` (`file://localhost/…` too; `%XX` escapes decoded).
+pub(crate) static TRANSPORT: super::registry::Transport = super::registry::Transport {
+    name: "local",
+    schemes: &["file"],
+    parse: parse_location,
+};
+
+/// A local directory, as an origin argument names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct LocalLocation {
+    pub path: PathBuf,
+}
+
+fn parse_location(
+    arg: &std::ffi::OsStr,
+    scheme: Option<&str>,
+) -> Result<Option<Box<dyn super::registry::Location>>> {
+    let bytes = arg.as_bytes();
+    let path = match scheme {
+        None => bytes.to_vec(),
+        Some(_) => {
+            // `file://` + authority + absolute path; the authority may only be this host.
+            let rest = bytes.get("file://".len()..).unwrap_or_default();
+            let slash = rest.iter().position(|&b| b == b'/').ok_or_else(|| {
+                Error::InvalidInput(format!(
+                    "{}: a file:// origin needs an absolute path (file:///music)",
+                    arg.to_string_lossy()
+                ))
+            })?;
+            let host = &rest[..slash];
+            if !host.is_empty() && !host.eq_ignore_ascii_case(b"localhost") {
+                return Err(Error::InvalidInput(format!(
+                    "{}: a file:// origin is on this host (file:///path); use host:path for another",
+                    arg.to_string_lossy()
+                )));
+            }
+            percent_decoded(&rest[slash..])
+        }
+    };
+    Ok(Some(Box::new(LocalLocation {
+        path: PathBuf::from(std::ffi::OsString::from_vec(path)),
+    })))
+}
+
+/// `%XX` escapes replaced by their byte, as file managers write `file://` URLs
+/// (`file:///My%20Music`); a `%` not followed by two hex digits stays as it is.
+fn percent_decoded(path: &[u8]) -> Vec<u8> {
+    let hex = |b: u8| (b as char).to_digit(16);
+    let mut out = Vec::with_capacity(path.len());
+    let mut i = 0;
+    while i < path.len() {
+        let escaped = match (path[i], path.get(i + 1), path.get(i + 2)) {
+            (b'%', Some(&h), Some(&l)) => hex(h).zip(hex(l)).map(|(h, l)| (h * 16 + l) as u8),
+            _ => None,
+        };
+        match escaped {
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
+            }
+            None => {
+                out.push(path[i]);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+impl super::registry::Location for LocalLocation {
+    fn transport(&self) -> &'static str {
+        TRANSPORT.name
+    }
+
+    fn local_dir(&self) -> Option<&Path> {
+        Some(&self.path)
+    }
+
+    fn open(&self, options: &super::registry::OpenOptions) -> Result<Box<dyn Origin>> {
+        Ok(Box::new(
+            LocalOrigin::open(&self.path, false)?.one_file_system(options.one_file_system),
+        ))
+    }
+
+    fn open_writable(
+        &self,
+        options: &super::registry::OpenOptions,
+    ) -> Result<Box<dyn WritableOrigin>> {
+        Ok(Box::new(
+            LocalOrigin::open(&self.path, true)?.one_file_system(options.one_file_system),
+        ))
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}

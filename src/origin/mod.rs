@@ -5,32 +5,26 @@
 //! nothing of each other. Paths inside an origin are relative, `/`-separated byte strings.
 //! [`Origin`] is the read side every transport offers; [`WritableOrigin`] adds what a sync
 //! needs to change a destination safely (temporary files renamed into place).
+//!
+//! Each transport (`local`, `ssh`) registers itself in [`registry`]; an origin argument is
+//! read with [`OriginSpec::parse`] and opened through it, so code outside this module never
+//! names a transport.
 
 pub(crate) mod local;
 mod mountinfo;
+pub mod registry;
 pub mod retrying;
 pub mod sftp;
 mod spec;
 pub mod ssh;
 
 pub use local::LocalOrigin;
+pub use registry::{AgentHost, OpenOptions};
 pub use retrying::{Policy, Retrying};
 pub use sftp::SftpOrigin;
-pub use spec::{OriginSpec, SshSpec};
+pub use spec::OriginSpec;
+pub use ssh::SshSpec;
 use std::path::PathBuf;
-
-/// Opens an origin argument as a local directory, for the commands that take only those,
-/// refusing (with a clear message) the SSH forms that name a remote one.
-pub fn open_local(arg: &std::path::Path, may_create: bool) -> crate::Result<LocalOrigin> {
-    match OriginSpec::parse(arg.as_os_str())? {
-        OriginSpec::Local(path) => LocalOrigin::open(&path, may_create),
-        OriginSpec::Ssh(_) => Err(crate::Error::InvalidInput(format!(
-            "{}: this command takes a local directory; SSH origins are for sync (a local path with a colon is written ./{})",
-            arg.display(),
-            arg.display()
-        ))),
-    }
-}
 
 /// A file opened for reading.
 pub trait OriginFile: std::io::Read + std::io::Seek + Send {
@@ -105,6 +99,65 @@ pub trait WritableOrigin: Origin {
     /// mode it had. Called once, when a sync ends, whatever its outcome.
     fn give_back(&self) -> crate::Result<()> {
         Ok(())
+    }
+}
+
+/// An opened origin, boxed, is an origin: wrappers such as [`Retrying`] take whatever the
+/// registry opened.
+impl<O: Origin + ?Sized> Origin for Box<O> {
+    fn url(&self) -> &str {
+        (**self).url()
+    }
+    fn display(&self, rel: &[u8]) -> PathBuf {
+        (**self).display(rel)
+    }
+    fn local_root(&self) -> Option<&std::path::Path> {
+        (**self).local_root()
+    }
+    fn walk(&self, visit: &mut dyn FnMut(WalkItem)) {
+        (**self).walk(visit)
+    }
+    fn open(&self, rel: &[u8]) -> crate::Result<Box<dyn OriginFile>> {
+        (**self).open(rel)
+    }
+    fn stat(&self, rel: &[u8]) -> crate::Result<Option<EntryStat>> {
+        (**self).stat(rel)
+    }
+}
+
+impl<O: WritableOrigin + ?Sized> WritableOrigin for Box<O> {
+    fn create_root(&self) -> crate::Result<()> {
+        (**self).create_root()
+    }
+    fn create_temp(&self, rel: &[u8]) -> crate::Result<Box<dyn TempFile>> {
+        (**self).create_temp(rel)
+    }
+    fn set_meta(&self, rel: &[u8], mode: u32, mtime_ns: i64) -> crate::Result<()> {
+        (**self).set_meta(rel, mode, mtime_ns)
+    }
+    fn create_dir(&self, rel: &[u8]) -> crate::Result<()> {
+        (**self).create_dir(rel)
+    }
+    fn symlink(&self, rel: &[u8], target: &[u8]) -> crate::Result<()> {
+        (**self).symlink(rel, target)
+    }
+    fn rename(&self, from: &[u8], to: &[u8]) -> crate::Result<()> {
+        (**self).rename(from, to)
+    }
+    fn remove(&self, rel: &[u8]) -> crate::Result<()> {
+        (**self).remove(rel)
+    }
+    fn sync_dir(&self, rel: &[u8]) -> crate::Result<()> {
+        (**self).sync_dir(rel)
+    }
+    fn open_up(&self, rel: &[u8]) -> crate::Result<()> {
+        (**self).open_up(rel)
+    }
+    fn lock(&self) -> crate::Result<Option<Box<dyn Send>>> {
+        (**self).lock()
+    }
+    fn give_back(&self) -> crate::Result<()> {
+        (**self).give_back()
     }
 }
 

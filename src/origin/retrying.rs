@@ -38,6 +38,16 @@ impl Policy {
         cap: Duration::from_secs(2),
     };
 
+    /// For connections and whole remote syncs: `retries` retries, from up to 1 s, doubling
+    /// up to 60 s.
+    pub const fn connections(retries: u32) -> Policy {
+        Policy {
+            retries,
+            base: Duration::from_secs(1),
+            cap: Duration::from_secs(60),
+        }
+    }
+
     /// How long to wait before retry `attempt` (0 for the first retry): a random delay up to
     /// `base * 2^attempt`, capped ("full jitter"), and never less than a tenth of its bound.
     pub fn delay(&self, attempt: u32) -> Duration {

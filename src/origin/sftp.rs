@@ -49,6 +49,13 @@ pub struct SftpOrigin {
     spool: Option<Spool>,
 }
 
+/// The spool holds copies for this origin's life only.
+impl Drop for SftpOrigin {
+    fn drop(&mut self) {
+        self.clear_spool();
+    }
+}
+
 impl std::fmt::Debug for SftpOrigin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SftpOrigin")
@@ -198,7 +205,8 @@ impl SftpOrigin {
     }
 
     /// Copies every file [`Origin::open`] reads into `dir` (created when needed), so a later
-    /// sync can take the file's chunks from the copy; see [`SftpOrigin::spooled`].
+    /// sync can take the file's chunks from the copy; see [`SftpOrigin::spooled`]. The copies
+    /// are removed by [`SftpOrigin::clear_spool`], or when the origin is dropped.
     pub fn with_spool(mut self, dir: PathBuf) -> Self {
         self.spool = Some(Spool {
             dir,

@@ -1,182 +1,143 @@
-//! What an origin argument names, read the way rsync and scp read theirs.
+//! What an origin argument names, read through the registry of transports
+//! ([`super::registry`]) the way rsync and scp users expect:
 //!
-//! - `ssh://[user@]host[:port]/path` is an SSH origin.
+//! - `scheme://…` is read by the transport that registered the scheme (`ssh://`, `sftp://`,
+//!   `file://` in this build); another scheme is refused at once, naming the known ones.
 //! - `[user@]host:path` is an SSH origin when nothing before the first `:` is a `/`; an IPv6
 //!   host is written in brackets (`[::1]:music`). An empty path is the remote home directory.
 //! - Anything else is a local path; a local path with a `:` in its first component is written
 //!   `./name:with:colons` or absolute.
 
-use std::ffi::{OsStr, OsString};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::path::PathBuf;
+use std::ffi::OsStr;
+use std::fmt;
+use std::path::Path;
 
-use crate::error::{Error, Result};
+use super::registry::{self, AgentHost, Location, OpenOptions};
+use super::ssh::transport::SshLocation;
+use super::{Origin, Policy, Retrying, SshSpec, WritableOrigin};
+use crate::error::Result;
 
-/// Where an origin argument points.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum OriginSpec {
-    /// A local directory (NFS and SMB mounts included).
-    Local(PathBuf),
-    /// A directory on a host reached over SSH.
-    Ssh(SshSpec),
+/// An origin argument, read by the transport that claims it; not opened yet.
+pub struct OriginSpec {
+    location: Box<dyn Location>,
 }
 
-/// An SSH origin as written; `~/.ssh/config` may still change the host, port and user.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SshSpec {
-    /// The user, when given.
-    pub user: Option<String>,
-    /// The host name, alias or address (IPv6 without brackets).
-    pub host: String,
-    /// The port, when given (only in the `ssh://` form).
-    pub port: Option<u16>,
-    /// The remote path (empty: the remote home directory).
-    pub path: Vec<u8>,
+impl fmt::Debug for OriginSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.location.fmt(f)
+    }
 }
 
 impl OriginSpec {
-    /// Reads an origin argument.
+    /// Reads an origin argument. Errors: [`crate::Error::InvalidInput`] naming the argument,
+    /// for a scheme no transport of this build registered and for a malformed one.
     pub fn parse(arg: &OsStr) -> Result<OriginSpec> {
-        let bytes = arg.as_bytes();
-        let bad =
-            |why: &str| Error::InvalidInput(format!("{}: {why}", String::from_utf8_lossy(bytes)));
-        if let Some(rest) = bytes.strip_prefix(b"ssh://") {
-            let slash = rest.iter().position(|&b| b == b'/').unwrap_or(rest.len());
-            let (authority, path) = rest.split_at(slash);
-            let (user, host_port) = split_user(authority);
-            let (host, port) = split_port(host_port).ok_or_else(|| bad("bad port"))?;
-            let host = host_name(host).ok_or_else(|| bad("bad host name"))?;
-            // `ssh://host/music` names /music, as in a URL; `ssh://host/~/music` the home's.
-            let path = match path.strip_prefix(b"/~/") {
-                Some(home) => home.to_vec(),
-                None => path.to_vec(),
-            };
-            return Ok(OriginSpec::Ssh(SshSpec {
-                user: user_name(user).ok_or_else(|| bad("bad user name"))?,
-                host,
-                port,
-                path,
-            }));
+        Ok(OriginSpec {
+            location: registry::parse(arg)?,
+        })
+    }
+
+    /// The local directory `path`, taken as it is (never read as a URL or `host:path`): for
+    /// paths that come from elsewhere than a command line, such as a remote client.
+    pub fn directory(path: &Path) -> OriginSpec {
+        OriginSpec {
+            location: Box::new(super::local::LocalLocation {
+                path: path.to_path_buf(),
+            }),
         }
-        if let Some(colon) = remote_colon(bytes) {
-            let (authority, path) = (&bytes[..colon], &bytes[colon + 1..]);
-            let (user, host) = split_user(authority);
-            let host = host_name(host).ok_or_else(|| bad("bad host name"))?;
-            return Ok(OriginSpec::Ssh(SshSpec {
-                user: user_name(user).ok_or_else(|| bad("bad user name"))?,
-                host,
-                port: None,
-                path: path.to_vec(),
-            }));
-        }
-        Ok(OriginSpec::Local(PathBuf::from(OsString::from_vec(
-            bytes.to_vec(),
-        ))))
     }
-}
 
-/// The `:` that separates host from path in `[user@]host:path`, if the argument has that form.
-fn remote_colon(bytes: &[u8]) -> Option<usize> {
-    // A bracketed IPv6 host: `[::1]:path` or `user@[::1]:path`.
-    let host_start = bytes.iter().position(|&b| b == b'@').map_or(0, |at| at + 1);
-    if bytes.get(host_start) == Some(&b'[') {
-        let close = host_start + bytes[host_start..].iter().position(|&b| b == b']')?;
-        return (bytes.get(close + 1) == Some(&b':')).then_some(close + 1);
+    /// The name of the transport that read the argument.
+    pub fn transport(&self) -> &'static str {
+        self.location.transport()
     }
-    let colon = bytes.iter().position(|&b| b == b':')?;
-    (colon > 0 && !bytes[..colon].contains(&b'/')).then_some(colon)
-}
 
-fn split_user(authority: &[u8]) -> (Option<&[u8]>, &[u8]) {
-    match authority.iter().rposition(|&b| b == b'@') {
-        Some(at) => (Some(&authority[..at]), &authority[at + 1..]),
-        None => (None, authority),
+    /// The local directory the argument names, when it names one.
+    pub fn local_dir(&self) -> Option<&Path> {
+        self.location.local_dir()
     }
-}
 
-/// `host`, `host:port`, `[v6]`, `[v6]:port`.
-fn split_port(host_port: &[u8]) -> Option<(&[u8], Option<u16>)> {
-    let (host, port) = if host_port.starts_with(b"[") {
-        let close = host_port.iter().position(|&b| b == b']')?;
-        (&host_port[..=close], &host_port[close + 1..])
-    } else {
-        match host_port.iter().rposition(|&b| b == b':') {
-            Some(c) => (&host_port[..c], &host_port[c..]),
-            None => (host_port, &[][..]),
-        }
-    };
-    if port.is_empty() {
-        return Some((host, None));
+    /// The host where a sync may start the remote agent, when the transport has one.
+    pub fn agent_host(&self) -> Option<AgentHost<'_>> {
+        self.location.agent_host()
     }
-    let digits = std::str::from_utf8(port.strip_prefix(b":")?).ok()?;
-    Some((host, Some(digits.parse().ok().filter(|&p: &u16| p != 0)?)))
-}
 
-/// A host name or address: printable, no spaces, brackets stripped from IPv6.
-fn host_name(host: &[u8]) -> Option<String> {
-    let host = host
-        .strip_prefix(b"[")
-        .and_then(|h| h.strip_suffix(b"]"))
-        .unwrap_or(host);
-    let host = str_of(host)?;
-    let ok = !host.is_empty()
-        && !host.starts_with('-')
-        && host
-            .chars()
-            .all(|c| c.is_ascii_graphic() && !"@/[]".contains(c));
-    ok.then_some(host)
-}
-
-/// `None` when a user is given but is not a usable name; `Some(None)` when none is given.
-fn user_name(user: Option<&[u8]>) -> Option<Option<String>> {
-    match user {
-        None => Some(None),
-        Some(u) => str_of(u).filter(|u| !u.starts_with('-')).map(Some),
+    /// The SSH host and path, for an SSH origin.
+    pub fn ssh(&self) -> Option<&SshSpec> {
+        self.location
+            .as_any()
+            .downcast_ref::<SshLocation>()
+            .map(|l| &l.spec)
     }
-}
 
-fn str_of(bytes: &[u8]) -> Option<String> {
-    let s = std::str::from_utf8(bytes).ok()?;
-    (!s.is_empty() && !s.chars().any(|c| c.is_control() || c == ' ')).then(|| s.to_string())
+    /// Opens the origin for reading (see [`Location::open`]), its reads retried under
+    /// [`Policy::READS`] whatever the transport.
+    pub fn open(&self, options: &OpenOptions) -> Result<Box<dyn Origin>> {
+        Ok(Box::new(Retrying::new(
+            self.location.open(options)?,
+            Policy::READS,
+        )))
+    }
+
+    /// Opens the origin as a sync's destination (see [`Location::open_writable`]), its reads
+    /// retried under [`Policy::READS`].
+    pub fn open_writable(&self, options: &OpenOptions) -> Result<Box<dyn WritableOrigin>> {
+        Ok(Box::new(Retrying::new(
+            self.location.open_writable(options)?,
+            Policy::READS,
+        )))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
-    fn ssh(user: Option<&str>, host: &str, port: Option<u16>, path: &str) -> OriginSpec {
-        OriginSpec::Ssh(SshSpec {
+    fn ssh(user: Option<&str>, host: &str, port: Option<u16>, path: &str) -> SshSpec {
+        SshSpec {
             user: user.map(str::to_string),
             host: host.to_string(),
             port,
             path: path.as_bytes().to_vec(),
-        })
+        }
     }
 
     fn parse(s: &str) -> OriginSpec {
         OriginSpec::parse(OsStr::new(s)).unwrap()
     }
 
+    /// The SSH reading of `s`, which must be one.
+    fn ssh_of(s: &str) -> SshSpec {
+        let spec = parse(s);
+        assert_eq!(spec.transport(), "ssh", "{s}");
+        spec.ssh().cloned().unwrap()
+    }
+
     #[test]
     fn rsync_forms() {
-        assert_eq!(parse("nas:/music"), ssh(None, "nas", None, "/music"));
-        assert_eq!(parse("me@nas:music"), ssh(Some("me"), "nas", None, "music"));
-        assert_eq!(parse("nas:"), ssh(None, "nas", None, ""));
-        assert_eq!(parse("[::1]:m"), ssh(None, "::1", None, "m"));
+        assert_eq!(ssh_of("nas:/music"), ssh(None, "nas", None, "/music"));
         assert_eq!(
-            parse("me@[fe80::1]:/m"),
+            ssh_of("me@nas:music"),
+            ssh(Some("me"), "nas", None, "music")
+        );
+        assert_eq!(ssh_of("nas:"), ssh(None, "nas", None, ""));
+        assert_eq!(ssh_of("[::1]:m"), ssh(None, "::1", None, "m"));
+        assert_eq!(
+            ssh_of("me@[fe80::1]:/m"),
             ssh(Some("me"), "fe80::1", None, "/m")
         );
+        assert!(!parse("nas:/music").agent_host().unwrap().sftp_only);
     }
 
     #[test]
     fn url_form() {
         assert_eq!(
-            parse("ssh://me@nas:2222/srv/music"),
+            ssh_of("ssh://me@nas:2222/srv/music"),
             ssh(Some("me"), "nas", Some(2222), "/srv/music")
         );
-        assert_eq!(parse("ssh://nas/~/music"), ssh(None, "nas", None, "music"));
-        assert_eq!(parse("ssh://[::1]:22/m"), ssh(None, "::1", Some(22), "/m"));
+        assert_eq!(ssh_of("ssh://nas/~/music"), ssh(None, "nas", None, "music"));
+        assert_eq!(ssh_of("ssh://[::1]:22/m"), ssh(None, "::1", Some(22), "/m"));
         for bad in [
             "ssh://nas:0/m",
             "ssh://nas:x/m",
@@ -185,6 +146,22 @@ mod tests {
         ] {
             assert!(OriginSpec::parse(OsStr::new(bad)).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn sftp_urls_are_ssh_origins_read_over_sftp() {
+        assert_eq!(
+            ssh_of("sftp://me@nas:2222/srv/music"),
+            ssh(Some("me"), "nas", Some(2222), "/srv/music")
+        );
+        assert_eq!(ssh_of("SFTP://nas/~/m"), ssh(None, "nas", None, "m"));
+        assert!(parse("sftp://nas/m").agent_host().unwrap().sftp_only);
+        assert!(!parse("ssh://nas/m").agent_host().unwrap().sftp_only);
+        // The URL an SFTP origin is recorded under reads back as that origin.
+        assert_eq!(
+            ssh_of("sftp://root@127.0.0.1:2222/srv/music"),
+            ssh(Some("root"), "127.0.0.1", Some(2222), "/srv/music")
+        );
     }
 
     #[test]
@@ -197,12 +174,60 @@ mod tests {
             "../x:y",
             ":music",
             "",
+            "./s3://bucket/m",
+            "/abs/foo://x",
         ] {
-            assert_eq!(
-                parse(local),
-                OriginSpec::Local(PathBuf::from(local)),
-                "{local}"
+            let spec = parse(local);
+            assert_eq!(spec.transport(), "local", "{local}");
+            assert_eq!(spec.local_dir(), Some(Path::new(local)), "{local}");
+            assert!(spec.agent_host().is_none() && spec.ssh().is_none());
+        }
+    }
+
+    #[test]
+    fn file_urls_are_local_paths() {
+        assert_eq!(
+            parse("file:///srv/music").local_dir(),
+            Some(Path::new("/srv/music"))
+        );
+        assert_eq!(
+            parse("file://localhost/m").local_dir(),
+            Some(Path::new("/m"))
+        );
+        assert_eq!(
+            parse("file:///My%20Music/%C3%A9t%C3%A9%2x%").local_dir(),
+            Some(Path::new("/My Music/été%2x%"))
+        );
+        for bad in ["file://nas/m", "file://"] {
+            assert!(OriginSpec::parse(OsStr::new(bad)).is_err(), "{bad}");
+        }
+        assert_eq!(
+            OriginSpec::directory(Path::new("nas:m")).local_dir(),
+            Some(PathBuf::from("nas:m").as_path())
+        );
+    }
+
+    #[test]
+    fn unknown_schemes_are_refused_naming_the_scheme() {
+        for (arg, scheme) in [
+            ("s3://bucket/music", "s3://"),
+            ("smb://me@server/share/m", "smb://"),
+            ("nfs://server/export", "nfs://"),
+            ("foo://x/y", "foo://"),
+            ("HTTP://x", "http://"),
+        ] {
+            let e = OriginSpec::parse(OsStr::new(arg)).unwrap_err();
+            let message = e.to_string();
+            assert!(
+                matches!(e, crate::Error::InvalidInput(_)),
+                "{arg}: {message}"
             );
+            assert!(message.contains(scheme), "{arg}: {message}");
+            assert!(
+                message.contains("ssh://") && message.contains("sftp://"),
+                "{message}"
+            );
+            assert!(!message.contains('\n'), "{message}");
         }
     }
 

@@ -11,7 +11,7 @@ use super::source::{send, RemoteSource, Requests, Resume};
 use super::wire::{check_path, write_message, Message, HEARTBEAT, PROTOCOL_VERSION};
 use crate::chunk::Chunker;
 use crate::error::{Error, Result};
-use crate::origin::{LocalOrigin, Origin};
+use crate::origin::{OpenOptions, OriginSpec};
 use crate::repo::{Repository, FORMAT_VERSION};
 use crate::report::{Event, NullSink, Sink};
 use crate::sync::{sync_from, LocalSource, SyncOptions, SyncSource};
@@ -125,8 +125,8 @@ fn session(
     }
     match receive(&mut input)? {
         Message::Pull { path, checksum } => {
-            let origin = LocalOrigin::open(&directory(&path), false)?;
-            let mut source = LocalSource::new(repo, &origin, checksum);
+            let origin = OriginSpec::directory(&directory(&path)).open(&OpenOptions::default())?;
+            let mut source = LocalSource::new(repo, origin.as_ref(), checksum);
             let state = source.snapshot(repo, chunker, progress)?;
             write(&[Message::Source(super::wire::SourceInfo {
                 root: state.root,
@@ -156,7 +156,8 @@ fn session(
             for p in &source.unreadable {
                 check_path(p).map_err(protocol)?;
             }
-            let destination = LocalOrigin::open(&directory(&path), true)?;
+            let destination =
+                OriginSpec::directory(&directory(&path)).open_writable(&OpenOptions::default())?;
             let requests = Requests::new(Box::new(Shared(Arc::clone(output))));
             let input: Box<dyn Read + Send> = Box::new(input);
             let mut remote = RemoteSource::new(
@@ -170,7 +171,7 @@ fn session(
             let summary = sync_from(
                 repo,
                 &mut remote,
-                &destination,
+                destination.as_ref(),
                 chunker,
                 SyncOptions {
                     delete,

@@ -3,14 +3,12 @@
 //! and chunked here). Transient failures are retried with exponential backoff and jitter; a
 //! retry resumes, because every file already written was recorded with its chunks.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::chunk::Chunker;
 use crate::error::{Error, Result};
-use crate::origin::sftp::SftpOrigin;
-use crate::origin::ssh::{SshOptions, SshSession};
-use crate::origin::{LocalOrigin, Policy, Retrying, SshSpec};
+use crate::origin::ssh::{sftp_over, SshOptions, SshSession};
+use crate::origin::{Origin, SshSpec, WritableOrigin};
 use crate::repo::Repository;
 use crate::report::Sink;
 use crate::sync::{sync, SyncOptions, SyncSummary};
@@ -35,13 +33,13 @@ pub struct RemoteOptions {
 
 /// Which way a sync with a remote host goes.
 pub enum Direction<'a> {
-    /// The remote directory is the source; this local directory the destination.
-    Pull(&'a LocalOrigin),
-    /// This local directory is the source; the remote directory the destination.
-    Push(&'a LocalOrigin),
+    /// The remote directory is the source; this origin (opened here) the destination.
+    Pull(&'a dyn WritableOrigin),
+    /// This origin (opened here) is the source; the remote directory the destination.
+    Push(&'a dyn Origin),
 }
 
-/// Syncs between `remote` and a local directory, retrying transient failures.
+/// Syncs between `remote` and an origin opened here, retrying transient failures.
 pub fn sync_remote(
     repo: &Repository,
     remote: &SshSpec,
@@ -84,12 +82,7 @@ pub fn sync_remote(
 /// Delays between attempts of a whole remote sync: up to 1 s, 2 s, 4 s… (at most 60 s), with
 /// full jitter, so that many clients of one server do not retry in step.
 fn backoff(attempt: u32) -> Duration {
-    crate::origin::Policy {
-        retries: u32::MAX,
-        base: Duration::from_secs(1),
-        cap: Duration::from_secs(60),
-    }
-    .delay(attempt)
+    crate::origin::Policy::connections(u32::MAX).delay(attempt)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -172,24 +165,20 @@ fn sync_once(
             other => return other,
         }
     }
-    let sftp = Arc::new(session.sftp()?);
     match direction {
         Direction::Pull(destination) => {
-            let source = Retrying::new(
-                SftpOrigin::new(sftp, session.label(), &remote.path, false)?
-                    .with_spool(repo.root().join("spool")),
-                Policy::READS,
-            );
-            let result = sync(repo, &source, *destination, chunker, options, sink);
-            source.inner().clear_spool();
-            result
+            // The spooled copies go with the origin, at the end of this arm.
+            let source = sftp_over(
+                &session,
+                &remote.path,
+                false,
+                Some(repo.root().join("spool")),
+            )?;
+            sync(repo, source.as_ref(), *destination, chunker, options, sink)
         }
         Direction::Push(source) => {
-            let destination = Retrying::new(
-                SftpOrigin::new(sftp, session.label(), &remote.path, true)?,
-                Policy::READS,
-            );
-            sync(repo, *source, &destination, chunker, options, sink)
+            let destination = sftp_over(&session, &remote.path, true, None)?;
+            sync(repo, *source, destination.as_ref(), chunker, options, sink)
         }
     }
 }

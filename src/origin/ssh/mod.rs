@@ -16,7 +16,9 @@ mod hostkey;
 mod session;
 mod sftp;
 mod sftp_file;
+pub(crate) mod transport;
 
 pub use exec::{ExecChannel, ExecReader, ExecStatus, ExecWriter};
 pub use session::{SshOptions, SshSession};
 pub use sftp::{Sftp, SftpFile, SftpStat};
+pub use transport::{sftp_over, ssh_options, SshSpec};

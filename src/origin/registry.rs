@@ -1,0 +1,221 @@
+//! The registry of transports: which kinds of origin this build can reach, and how an origin
+//! argument is read.
+//!
+//! Each transport registers one [`Transport`]: its name, the URL schemes it answers
+//! (`scheme://…`) and a parse function that turns an argument into a [`Location`], the
+//! transport's own reading of it, which can then be opened as an [`Origin`] or a
+//! [`WritableOrigin`]. Callers ask the registry ([`crate::origin::OriginSpec::parse`]) and the
+//! location; they never name a transport.
+//!
+//! How an argument is read:
+//! 1. `scheme://…`, where the scheme is letters, digits, `+`, `-` and `.` starting with a
+//!    letter: the transport that registered the scheme (compared without case) reads it. A
+//!    scheme no transport of this build registered is refused at once, naming the schemes it
+//!    knows: it is never tried as a host name or a path.
+//! 2. Anything else is offered to the transports in the order of [`TRANSPORTS`]; the first
+//!    that recognises its form reads it. The local transport, which takes any path, comes
+//!    last.
+//!
+//! Adding a transport: one file under `src/origin/` with a `Location` and a `Transport`, and
+//! one line in [`TRANSPORTS`].
+//!
+//! Never does: connect, or touch the file system, while parsing.
+
+use std::any::Any;
+use std::ffi::OsStr;
+use std::fmt;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::time::Duration;
+
+use super::{Origin, SshSpec, WritableOrigin};
+use crate::error::{Error, Result};
+
+/// A transport's reader of origin arguments (see [`Transport::parse`]).
+pub type ParseFn = fn(arg: &OsStr, scheme: Option<&str>) -> Result<Option<Box<dyn Location>>>;
+
+/// What a transport registers.
+pub struct Transport {
+    /// The transport's name, for messages (`local`, `ssh`).
+    pub name: &'static str,
+    /// The URL schemes it reads (`ssh`, `sftp`), lower case.
+    pub schemes: &'static [&'static str],
+    /// Reads an argument. It is called with every argument whose scheme is one of `schemes`
+    /// (`scheme` is then that scheme, lower case), and with every argument that has no
+    /// `scheme://` (`scheme` is `None`). `Ok(None)`: not this transport's form (only
+    /// allowed without a scheme). Errors are [`Error::InvalidInput`] naming the argument.
+    /// It must not connect or touch the file system.
+    pub parse: ParseFn,
+}
+
+impl fmt::Debug for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Transport")
+            .field("name", &self.name)
+            .field("schemes", &self.schemes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Every transport of this build, in the order arguments without a scheme are offered to
+/// them. One line per transport.
+pub static TRANSPORTS: &[&Transport] =
+    &[&super::ssh::transport::TRANSPORT, &super::local::TRANSPORT];
+
+/// Settings for opening an origin. Each transport takes the ones that concern it.
+#[derive(Clone, Debug)]
+pub struct OpenOptions {
+    /// Local directories: don't cross file system boundaries (rsync's `-x`).
+    pub one_file_system: bool,
+    /// Network transports: trust and remember a host key not known yet (a changed key is
+    /// always refused).
+    pub accept_new_host_key: bool,
+    /// Network transports: limit for connecting.
+    pub connect_timeout: Duration,
+    /// Network transports: limit for waiting on a silent remote.
+    pub io_timeout: Duration,
+    /// Network transports: retries of a connection that failed for a transient reason,
+    /// with exponential backoff.
+    pub retries: u32,
+}
+
+impl Default for OpenOptions {
+    /// Stay on no file system; 15 s to connect, 60 s of silence, 3 retries.
+    fn default() -> Self {
+        OpenOptions {
+            one_file_system: false,
+            accept_new_host_key: false,
+            connect_timeout: Duration::from_secs(15),
+            io_timeout: Duration::from_secs(60),
+            retries: 3,
+        }
+    }
+}
+
+/// An SSH host on which a sync may run `musicfs serve` (the remote agent) and fall back to
+/// SFTP.
+#[derive(Clone, Copy, Debug)]
+pub struct AgentHost<'a> {
+    /// The host and the remote directory.
+    pub ssh: &'a SshSpec,
+    /// The argument asked for SFTP (`sftp://`): no agent is tried.
+    pub sftp_only: bool,
+}
+
+/// One transport's reading of an origin argument: what to open, not yet opened.
+pub trait Location: fmt::Debug + Send + Sync + Any {
+    /// The name of the transport that read it.
+    fn transport(&self) -> &'static str;
+    /// The local directory the argument names, when it names one. (`diff` lets an existing
+    /// directory win over reading its name as a snapshot id.)
+    fn local_dir(&self) -> Option<&Path> {
+        None
+    }
+    /// The host where a sync may start the remote agent, for transports that have one.
+    fn agent_host(&self) -> Option<AgentHost<'_>> {
+        None
+    }
+    /// Opens the origin for reading; its root must be an existing directory. Errors:
+    /// [`Error::InvalidInput`] when it is missing or not a directory,
+    /// [`Error::Unreachable`] (and the other connection errors) when it cannot be reached
+    /// after [`OpenOptions::retries`].
+    fn open(&self, options: &OpenOptions) -> Result<Box<dyn Origin>>;
+    /// Opens the origin as a sync's destination: a missing root is fine (the sync creates
+    /// it). Errors as [`Location::open`].
+    fn open_writable(&self, options: &OpenOptions) -> Result<Box<dyn WritableOrigin>>;
+    /// For the registry's tests and accessors.
+    fn as_any(&self) -> &dyn Any;
+}
+
+/// The scheme of `scheme://…`, lower case, if the argument has that form.
+pub(crate) fn url_scheme(arg: &[u8]) -> Option<String> {
+    let end = arg.windows(3).position(|w| w == b"://")?;
+    let scheme = &arg[..end];
+    let first = *scheme.first()?;
+    let valid = first.is_ascii_alphabetic()
+        && scheme
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+    valid.then(|| String::from_utf8_lossy(scheme).to_ascii_lowercase())
+}
+
+/// Every URL scheme this build knows, sorted.
+pub fn schemes() -> Vec<&'static str> {
+    let mut all: Vec<&'static str> = TRANSPORTS
+        .iter()
+        .flat_map(|t| t.schemes.iter().copied())
+        .collect();
+    all.sort_unstable();
+    all
+}
+
+/// Reads an argument through the registry (see the module documentation).
+pub(crate) fn parse(arg: &OsStr) -> Result<Box<dyn Location>> {
+    let bytes = arg.as_bytes();
+    if let Some(scheme) = url_scheme(bytes) {
+        let Some(transport) = TRANSPORTS
+            .iter()
+            .find(|t| t.schemes.contains(&scheme.as_str()))
+        else {
+            let known: Vec<String> = schemes().iter().map(|s| format!("{s}://")).collect();
+            return Err(Error::InvalidInput(format!(
+                "{}: no transport for {scheme}:// in this build (it knows {}, host:path and local paths; a local directory with this name is written ./{})",
+                arg.to_string_lossy(),
+                known.join(", "),
+                arg.to_string_lossy()
+            )));
+        };
+        return (transport.parse)(arg, Some(&scheme))?.ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "{}: not a {scheme}:// origin",
+                arg.to_string_lossy()
+            ))
+        });
+    }
+    for transport in TRANSPORTS {
+        if let Some(location) = (transport.parse)(arg, None)? {
+            return Ok(location);
+        }
+    }
+    Err(Error::InvalidInput(format!(
+        "{}: not an origin this build can read",
+        arg.to_string_lossy()
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schemes_are_url_schemes() {
+        assert_eq!(url_scheme(b"s3://bucket/m").as_deref(), Some("s3"));
+        assert_eq!(url_scheme(b"SSH://h/m").as_deref(), Some("ssh"));
+        assert_eq!(url_scheme(b"svn+ssh://h/m").as_deref(), Some("svn+ssh"));
+        for none in [
+            &b"./s3://b"[..],
+            b"/abs://x",
+            b"://x",
+            b"1x://y",
+            b"nas:/music",
+            b"a b://c",
+            b"music",
+        ] {
+            assert_eq!(url_scheme(none), None, "{}", String::from_utf8_lossy(none));
+        }
+    }
+
+    #[test]
+    fn every_scheme_has_one_transport() {
+        let all = schemes();
+        let mut unique = all.clone();
+        unique.dedup();
+        assert_eq!(all, unique);
+        for scheme in all {
+            assert_eq!(
+                url_scheme(format!("{scheme}://x").as_bytes()).as_deref(),
+                Some(scheme)
+            );
+        }
+    }
+}
