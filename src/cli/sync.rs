@@ -6,7 +6,7 @@ use clap::Args;
 use super::{exit, human, print_summary, ConnectArgs, GlobalArgs};
 use crate::chunk::FastCdc;
 use crate::origin::ssh::ssh_options;
-use crate::origin::OriginSpec;
+use crate::origin::{Budget, BwLimited, OriginSpec, WritableOrigin};
 use crate::remote::{sync_remote, Direction, RemoteOptions};
 use crate::sync::{sync, SyncOptions};
 
@@ -35,6 +35,12 @@ pub struct SyncArgs {
     /// files and symlinks, as a guard against a source that went missing
     #[arg(long, value_name = "N")]
     pub max_delete: Option<u64>,
+    /// Limit what crosses to or from the other side to RATE per second, all streams
+    /// together, as rsync reads it: 500K, 10M, 1.5M (K, M, G are powers of 1024; KB, MB
+    /// powers of 1000; no unit means K; 0 means no limit). In a local sync it limits what is
+    /// written into DST.
+    #[arg(long, value_name = "RATE", value_parser = crate::origin::bwlimit::rate_arg)]
+    pub bwlimit: Option<u64>,
     #[command(flatten)]
     pub connect: ConnectArgs,
     /// Use SFTP even when the remote host has musicfs
@@ -56,7 +62,9 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
         max_delete: args.max_delete,
     };
     let open = args.connect.open_options(args.one_file_system);
+    let budget = args.bwlimit.filter(|&r| r > 0).map(Budget::new);
     let remote_options = |sftp_only: bool| RemoteOptions {
+        bwlimit: budget.clone(),
         ssh: ssh_options(&open),
         force_sftp: args.sftp || sftp_only,
         remote_musicfs: args.remote_musicfs.clone(),
@@ -70,6 +78,10 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
         (None, None) => {
             let source = src.open(&open)?;
             let destination = dst.open_writable(&open)?;
+            let destination: Box<dyn WritableOrigin> = match &budget {
+                Some(budget) => Box::new(BwLimited::new(destination, budget.clone())),
+                None => destination,
+            };
             let repo = global.open_repo()?;
             sync(
                 &repo,

@@ -10,6 +10,7 @@
 //! read with [`OriginSpec::parse`] and opened through it, so code outside this module never
 //! names a transport.
 
+pub mod bwlimit;
 pub(crate) mod local;
 mod mountinfo;
 pub mod registry;
@@ -18,6 +19,7 @@ pub mod sftp;
 mod spec;
 pub mod ssh;
 
+pub use bwlimit::{Budget, BwLimited};
 pub use local::LocalOrigin;
 pub use registry::{AgentHost, OpenOptions};
 pub use retrying::{Policy, Retrying};

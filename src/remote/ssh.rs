@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use crate::chunk::Chunker;
 use crate::error::{Error, Result};
+use crate::origin::bwlimit::Limited;
 use crate::origin::ssh::{sftp_over, SshOptions, SshSession};
-use crate::origin::{Origin, SshSpec, WritableOrigin};
+use crate::origin::{BwLimited, Origin, SshSpec, WritableOrigin};
 use crate::repo::Repository;
 use crate::report::Sink;
 use crate::sync::{sync, SyncOptions, SyncSummary};
@@ -29,6 +30,8 @@ pub struct RemoteOptions {
     pub remote_musicfs: Option<String>,
     /// Retries after a transient failure.
     pub retries: u32,
+    /// `--bwlimit`: the run's budget for what crosses the connection.
+    pub bwlimit: Option<std::sync::Arc<crate::origin::Budget>>,
 }
 
 /// Which way a sync with a remote host goes.
@@ -108,10 +111,17 @@ fn sync_once(
             .as_deref()
             .unwrap_or("musicfs");
         let (input, output, status) = session.exec(&format!("{program} serve --stdio"))?.split();
-        let connection = Connection {
-            input: Box::new(input),
-            output: Box::new(output),
-            origin: origin.clone(),
+        let connection = match &remote_options.bwlimit {
+            Some(budget) => Connection {
+                input: Box::new(Limited::new(input, budget.clone())),
+                output: Box::new(Limited::new(output, budget.clone())),
+                origin: origin.clone(),
+            },
+            None => Connection {
+                input: Box::new(input),
+                output: Box::new(output),
+                origin: origin.clone(),
+            },
         };
         let result = match direction {
             Direction::Pull(destination) => pull(
@@ -174,10 +184,18 @@ fn sync_once(
                 false,
                 Some(repo.root().join("spool")),
             )?;
+            let source: Box<dyn Origin> = match &remote_options.bwlimit {
+                Some(budget) => Box::new(BwLimited::new(source, budget.clone())),
+                None => source,
+            };
             sync(repo, source.as_ref(), *destination, chunker, options, sink)
         }
         Direction::Push(source) => {
             let destination = sftp_over(&session, &remote.path, true, None)?;
+            let destination: Box<dyn WritableOrigin> = match &remote_options.bwlimit {
+                Some(budget) => Box::new(BwLimited::new(destination, budget.clone())),
+                None => destination,
+            };
             sync(repo, *source, destination.as_ref(), chunker, options, sink)
         }
     }
