@@ -519,13 +519,17 @@ _musicfs() {
             return 0
             ;;
         musicfs__subcmd__sync)
-            opts="-n -x -q -v -h --delete --dry-run --checksum --one-file-system --max-delete --accept-new-host-key --retries --timeout --sftp --remote-musicfs --repo --json --quiet --verbose --help"
+            opts="-n -x -q -v -h --delete --dry-run --checksum --one-file-system --max-delete --bwlimit --accept-new-host-key --retries --timeout --sftp --remote-musicfs --repo --json --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --max-delete)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --bwlimit)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -59,6 +59,7 @@ complete -c musicfs -n "__fish_musicfs_using_subcommand scan" -s q -l quiet -d '
 complete -c musicfs -n "__fish_musicfs_using_subcommand scan" -s v -l verbose -d 'Print every step'
 complete -c musicfs -n "__fish_musicfs_using_subcommand scan" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l max-delete -d 'With --delete: delete nothing (and exit 3) when the deletions would remove more than N files and symlinks, as a guard against a source that went missing' -r
+complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l bwlimit -d 'Limit what crosses to or from the other side to RATE per second, all streams together, as rsync reads it: 500K, 10M, 1.5M (K, M, G are powers of 1024; KB, MB powers of 1000; no unit means K; 0 means no limit). In a local sync it limits what is written into DST' -r
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l retries -d 'Retries after a dropped connection or a timeout, with exponential backoff' -r
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l timeout -d 'Seconds allowed to connect, and to wait on a silent remote' -r
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l remote-musicfs -d 'The musicfs command on the remote host, run by its shell [default: musicfs on the remote PATH, else SFTP]' -r

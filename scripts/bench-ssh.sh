@@ -38,6 +38,7 @@
 #   REPS=5           runs of the setup and no-change scenarios
 #   TOOLS="musicfs musicfs-sftp rsync"
 #   MUSICFS=PATH     musicfs binary under test (default: `cargo build --release` here)
+#   BWLIMIT=RATE     pass --bwlimit RATE to every tool (musicfs and rsync read it alike: 10M)
 #   OUT=FILE         also write the Markdown report to FILE
 #   KEEP=0           1: keep the work directory (its path is printed)
 #
@@ -53,7 +54,7 @@ scripts="$repo_root/scripts"
 
 # The command line, as the report prints it: the variables given, then the script.
 cmdline=""
-for v in ALBUMS TRACKS SECONDS_PER_TRACK FORMATS REPS TOOLS MUSICFS OUT KEEP; do
+for v in ALBUMS TRACKS SECONDS_PER_TRACK FORMATS REPS TOOLS MUSICFS BWLIMIT OUT KEEP; do
     [[ -n ${!v:-} ]] || continue
     val=${!v}
     [[ $val =~ [[:space:]] ]] && val="\"$val\""
@@ -69,6 +70,7 @@ REPS=${REPS:-5}
 TOOLS=${TOOLS:-musicfs musicfs-sftp rsync}
 OUT=${OUT:-}
 KEEP=${KEEP:-0}
+BWLIMIT=${BWLIMIT:-}
 
 say() { printf 'bench-ssh: %s\n' "$*" >&2; }
 die() { printf 'bench-ssh: %s\n' "$*" >&2; exit 1; }
@@ -310,10 +312,10 @@ tool_cmd() {
     local dst
     dst=$(dst_of "$1")
     case "$1" in
-        musicfs) cmd=("$musicfs" --json sync --delete "nas:$remote" "$dst") ;;
-        musicfs-sftp) cmd=("$musicfs" --json sync --delete --sftp "nas:$remote" "$dst") ;;
-        rsync) cmd=(rsync -a --delete -e "$rsh" "nas:$remote/" "$dst/") ;;
-        rsync-z) cmd=(rsync -a -z --delete -e "$rsh" "nas:$remote/" "$dst/") ;;
+        musicfs) cmd=("$musicfs" --json sync --delete ${BWLIMIT:+--bwlimit "$BWLIMIT"} "nas:$remote" "$dst") ;;
+        musicfs-sftp) cmd=("$musicfs" --json sync --delete --sftp ${BWLIMIT:+--bwlimit "$BWLIMIT"} "nas:$remote" "$dst") ;;
+        rsync) cmd=(rsync -a --delete ${BWLIMIT:+--bwlimit="$BWLIMIT"} -e "$rsh" "nas:$remote/" "$dst/") ;;
+        rsync-z) cmd=(rsync -a -z --delete ${BWLIMIT:+--bwlimit="$BWLIMIT"} -e "$rsh" "nas:$remote/" "$dst/") ;;
         ssh) cmd=("${ssh_cmd[@]}" nas true) ;;
         sftp) cmd=(sftp -F "$cfg" -o "UserKnownHostsFile=$home/.ssh/known_hosts" -b /dev/null nas) ;;
     esac

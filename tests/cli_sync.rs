@@ -871,3 +871,37 @@ fn a_chunk_written_earlier_in_the_run_is_not_fetched_again() {
     );
     assert!(util::num(&done, "bytes_transferred") < 1_300_000);
 }
+
+#[test]
+fn bwlimit_reads_rsyncs_rates_and_refuses_others() {
+    let t = TestRepo::new();
+    let src = t.fixtures("src");
+    let dst = t.path("dst");
+    for bad in ["fast", "10X", "-5"] {
+        let out = t
+            .cmd()
+            .arg("sync")
+            .arg(format!("--bwlimit={bad}"))
+            .arg(&src)
+            .arg(&dst)
+            .assert_exit(2);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("--bwlimit") && stderr.contains(bad),
+            "{bad}: {stderr}"
+        );
+        assert!(!dst.exists(), "{bad}: the destination was made");
+    }
+    // A limited sync is as exact as any other (its rate is measured in benchmarks.md).
+    for rate in ["50M", "0"] {
+        let d = t.path(&format!("dst-{rate}"));
+        t.cmd()
+            .arg("sync")
+            .args(["--bwlimit", rate])
+            .arg(&src)
+            .arg(&d)
+            .quiet()
+            .assert_exit(0);
+        assert_trees_equal(&src, &d);
+    }
+}

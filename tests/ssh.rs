@@ -604,3 +604,28 @@ fn a_pull_into_a_locked_destination_exits_4_without_retrying() {
     sync_json(&t, &sshd, &[&remote(&music), lib.to_str().unwrap()]);
     assert_trees_equal(&music, &lib);
 }
+
+/// `--bwlimit` over both remote paths: the agent's connection and the SFTP origin; the rate
+/// itself is measured in docs/benchmarks.md (`BWLIMIT=10M scripts/bench-ssh.sh`).
+#[test]
+fn limited_pulls_through_the_agent_and_sftp_are_exact() {
+    let t = TestRepo::new();
+    let sshd = sshd_with_agent(&t.path("remote-repo"));
+    let music = t.fixtures("music");
+    for (dir, extra) in [("via-agent", None), ("via-sftp", Some("--sftp"))] {
+        let lib = t.path(dir);
+        let mut args = vec!["--bwlimit", "20M"];
+        args.extend(extra);
+        let lib_arg = lib.to_str().unwrap().to_string();
+        let remote_arg = remote(&music);
+        args.push(&remote_arg);
+        args.push(&lib_arg);
+        let summary = sync_json(&t, &sshd, &args);
+        assert!(num(&summary, "bytes_transferred") > 0, "{dir}: {summary}");
+        // SFTP carries mtimes in whole seconds.
+        match extra {
+            None => assert_trees_equal(&music, &lib),
+            Some(_) => assert_trees_equal_to_the_second(&music, &lib),
+        }
+    }
+}
