@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
 use musicfs::chunk::FastCdc;
-use musicfs::origin::{EntryKind, LocalOrigin, Origin, SftpOrigin, WalkItem, WritableOrigin};
+use musicfs::origin::{
+    EntryKind, LocalOrigin, Origin, SftpOrigin, Spooled, WalkItem, WritableOrigin,
+};
 use musicfs::repo::Repository;
 use musicfs::report::NullSink;
 use musicfs::scan::{scan, ScanOptions};
@@ -312,7 +314,7 @@ fn spool_keeps_a_copy_of_each_file_read() {
     let data: Vec<u8> = (0..700_000u32).map(|i| (i % 256) as u8).collect();
     fs::write(root.join("d/song.flac"), &data).unwrap();
     let spool = t.path().join("spool");
-    let origin = server.origin(&root, false).with_spool(spool.clone());
+    let origin = Spooled::new(Box::new(server.origin(&root, false)), spool.clone());
     assert_eq!(origin.spooled(b"d/song.flac"), None);
 
     let mut file = origin.open(b"d/song.flac").unwrap();
@@ -339,8 +341,14 @@ fn spool_keeps_a_copy_of_each_file_read() {
     assert_eq!(all, b"shorter");
     assert_eq!(fs::read(&copy).unwrap(), b"shorter");
 
-    origin.clear_spool();
+    origin.clear();
     assert_eq!(origin.spooled(b"d/song.flac"), None);
+    assert!(!copy.exists());
+
+    // The copies go with the wrapper.
+    drop(origin.open(b"d/song.flac").unwrap());
+    let copy = origin.spooled(b"d/song.flac").expect("a spooled copy");
+    drop(origin);
     assert!(!copy.exists());
 }
 
@@ -446,9 +454,10 @@ fn rescans_read_only_changed_files() {
     let root = t.path().join("music");
     fixtures_at(&root);
     let repo = Repository::open(&t.path().join("repo")).unwrap();
-    let origin = server
-        .origin(&root, false)
-        .with_spool(t.path().join("spool"));
+    let origin = Spooled::new(
+        Box::new(server.origin(&root, false)),
+        t.path().join("spool"),
+    );
     let chunker = FastCdc::default();
     let files = walkdir::WalkDir::new(&root)
         .into_iter()
@@ -538,9 +547,7 @@ fn sync_pulls_a_tree_from_the_server() {
     std::os::unix::fs::symlink("../elsewhere", src.join("MP4 Quartet/link")).unwrap();
     let dst = t.path().join("dst");
     let repo = Repository::open(&t.path().join("repo")).unwrap();
-    let remote = server
-        .origin(&src, false)
-        .with_spool(t.path().join("spool"));
+    let remote = Spooled::new(Box::new(server.origin(&src, false)), t.path().join("spool"));
     let local = LocalOrigin::open(&dst, true).unwrap();
 
     let summary = run_sync(&repo, &remote, &local);

@@ -17,6 +17,7 @@ pub mod registry;
 pub mod retrying;
 pub mod sftp;
 mod spec;
+pub mod spooled;
 pub mod ssh;
 
 pub use bwlimit::{Budget, BwLimited};
@@ -25,6 +26,7 @@ pub use registry::{AgentHost, OpenOptions};
 pub use retrying::{Policy, Retrying};
 pub use sftp::SftpOrigin;
 pub use spec::OriginSpec;
+pub use spooled::Spooled;
 pub use ssh::SshSpec;
 use std::path::PathBuf;
 

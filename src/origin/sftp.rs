@@ -7,22 +7,16 @@
 //! root, so a hostile server cannot make a walk or a sync leave the tree.
 //!
 //! Reading a changed file costs a network read in the scan and another in the sync that copies
-//! it. With a spool ([`SftpOrigin::with_spool`]) the first read downloads the file into a local
-//! directory and is served from there; the sync then takes its chunks from
-//! [`SftpOrigin::spooled`] instead of the network.
+//! it; the `Spooled` wrapper (`origin::spooled`) saves the second.
 //!
 //! A server without the `fsync@openssh.com` extension cannot make a file or directory durable:
 //! `commit` and `sync_dir` then rely on the server's own writeback.
 
-use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::fs::{self, File};
 use std::io::{self, Read, Seek, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::ssh::{Sftp, SftpFile, SftpStat};
@@ -34,10 +28,6 @@ use crate::error::{Error, Result};
 
 /// Writes reach the server in requests of at least this many bytes (the last one aside).
 const WRITE_BUFFER: usize = 256 * 1024;
-/// Read size when downloading a file into the spool.
-const SPOOL_READ: usize = 256 * 1024;
-/// Downloads tried before a file that keeps changing is read directly instead.
-const SPOOL_ATTEMPTS: u32 = 3;
 
 /// A directory on an SFTP server, readable and writable.
 pub struct SftpOrigin {
@@ -46,36 +36,18 @@ pub struct SftpOrigin {
     /// Absolute, canonical when it existed at `new`; never ends with `/` unless it is `/`.
     root: Vec<u8>,
     url: String,
-    spool: Option<Spool>,
-}
-
-/// The spool holds copies for this origin's life only.
-impl Drop for SftpOrigin {
-    fn drop(&mut self) {
-        self.clear_spool();
-    }
 }
 
 impl std::fmt::Debug for SftpOrigin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SftpOrigin")
             .field("url", &self.url)
-            .field("spool", &self.spool.as_ref().map(|s| &s.dir))
             .finish_non_exhaustive()
     }
 }
 
 /// The entries of a directory still to visit, sorted.
 type Listing = std::vec::IntoIter<(Vec<u8>, SftpStat)>;
-
-/// Local copies of the remote files read so far.
-struct Spool {
-    dir: PathBuf,
-    /// Complete copies: relative path → the remote stat the copy was taken at.
-    copies: Mutex<HashMap<Vec<u8>, EntryStat>>,
-    /// Downloads started, to name partial copies.
-    downloads: AtomicU64,
-}
 
 /// Our stat record of an SFTP one.
 fn entry_stat(s: &SftpStat) -> EntryStat {
@@ -200,42 +172,7 @@ impl SftpOrigin {
             label: label.to_string(),
             root: absolute,
             url,
-            spool: None,
         })
-    }
-
-    /// Copies every file [`Origin::open`] reads into `dir` (created when needed), so a later
-    /// sync can take the file's chunks from the copy; see [`SftpOrigin::spooled`]. The copies
-    /// are removed by [`SftpOrigin::clear_spool`], or when the origin is dropped.
-    pub fn with_spool(mut self, dir: PathBuf) -> Self {
-        self.spool = Some(Spool {
-            dir,
-            copies: Mutex::new(HashMap::new()),
-            downloads: AtomicU64::new(0),
-        });
-        self
-    }
-
-    /// The local copy of `rel`, when one is complete: its bytes are those of the remote file
-    /// at the stat the last open reported.
-    pub fn spooled(&self, rel: &[u8]) -> Option<PathBuf> {
-        let spool = self.spool.as_ref()?;
-        let size = spool.copies.lock().ok()?.get(rel)?.size;
-        let path = spool.path(rel);
-        let meta = fs::metadata(&path).ok()?;
-        (meta.is_file() && meta.len() == size).then_some(path)
-    }
-
-    /// Removes every spooled copy.
-    pub fn clear_spool(&self) {
-        let Some(spool) = &self.spool else { return };
-        let Ok(mut copies) = spool.copies.lock() else {
-            return;
-        };
-        for rel in copies.keys() {
-            let _ = fs::remove_file(spool.path(rel));
-        }
-        copies.clear();
     }
 
     /// The root directory on the server.
@@ -344,135 +281,6 @@ impl SftpOrigin {
             target,
         }
     }
-
-    /// Downloads `rel` into the spool and opens the copy; `None` when the remote file kept
-    /// changing while it was copied (the caller then reads it directly).
-    fn spool_copy(
-        &self,
-        spool: &Spool,
-        rel: &[u8],
-        path: &[u8],
-        file: &mut SftpFile,
-        before: EntryStat,
-    ) -> Result<Option<SpooledFile>> {
-        if let Some(copy) = spool.reuse(rel, &before) {
-            return Ok(Some(copy));
-        }
-        fs::create_dir_all(&spool.dir).map_err(|e| Error::io(&spool.dir, e))?;
-        let target = spool.path(rel);
-        // Unique per download, so two opens of one file never write the same partial copy.
-        let part = spool.dir.join(format!(
-            "{}.{}.part",
-            blake3::hash(rel).to_hex(),
-            spool.downloads.fetch_add(1, Ordering::Relaxed)
-        ));
-        let result = self.download_stable(rel, path, file, before, &part);
-        let copy = match result {
-            Ok(Some(stat)) => {
-                let installed = fs::rename(&part, &target)
-                    .and_then(|()| File::open(&target))
-                    .map_err(|e| Error::io(&target, e));
-                installed.map(|local| (local, stat))
-            }
-            Ok(None) => {
-                let _ = fs::remove_file(&part);
-                return Ok(None);
-            }
-            Err(e) => Err(e),
-        };
-        let (local, stat) = copy.inspect_err(|_| {
-            let _ = fs::remove_file(&part);
-        })?;
-        if let Ok(mut copies) = spool.copies.lock() {
-            copies.insert(rel.to_vec(), stat.clone());
-        }
-        Ok(Some(SpooledFile { file: local, stat }))
-    }
-
-    /// Copies the remote file into `part` until a copy starts and ends at the same stat, which
-    /// it returns; `None` when the file changed during every attempt.
-    fn download_stable(
-        &self,
-        rel: &[u8],
-        path: &[u8],
-        file: &mut SftpFile,
-        mut before: EntryStat,
-        part: &std::path::Path,
-    ) -> Result<Option<EntryStat>> {
-        let shown = self.display(rel);
-        let remote = |e| Error::io(&shown, e);
-        for _ in 0..SPOOL_ATTEMPTS {
-            let complete = download(file, part, before.size).map_err(|e| match e {
-                Download::Local(e) => Error::io(part, e),
-                Download::Remote(e) => remote(e),
-            })?;
-            let after = file.fstat().map(|s| entry_stat(&s)).map_err(remote)?;
-            if complete && after == before {
-                return Ok(Some(after));
-            }
-            // The file changed while it was copied: copy it again from a fresh handle.
-            *file = self.sftp.open_read(path).map_err(remote)?;
-            before = file.fstat().map(|s| entry_stat(&s)).map_err(remote)?;
-        }
-        Ok(None)
-    }
-}
-
-impl Spool {
-    fn path(&self, rel: &[u8]) -> PathBuf {
-        self.dir.join(blake3::hash(rel).to_hex().as_str())
-    }
-
-    /// The existing copy of `rel`, when it was taken at `stat`.
-    fn reuse(&self, rel: &[u8], stat: &EntryStat) -> Option<SpooledFile> {
-        let mut copies = self.copies.lock().ok()?;
-        if copies.get(rel) != Some(stat) {
-            return None;
-        }
-        match File::open(self.path(rel)) {
-            Ok(file) if file.metadata().is_ok_and(|m| m.len() == stat.size) => Some(SpooledFile {
-                file,
-                stat: stat.clone(),
-            }),
-            _ => {
-                copies.remove(rel);
-                None
-            }
-        }
-    }
-}
-
-enum Download {
-    Local(io::Error),
-    Remote(io::Error),
-}
-
-/// Copies the remote file from offset 0 into `part`; `Ok(false)` when its length is not
-/// `size` (it changed).
-fn download(
-    file: &mut SftpFile,
-    part: &std::path::Path,
-    size: u64,
-) -> std::result::Result<bool, Download> {
-    let mut out = File::create(part).map_err(Download::Local)?;
-    file.seek(io::SeekFrom::Start(0))
-        .map_err(Download::Remote)?;
-    let mut buf = vec![0u8; SPOOL_READ];
-    let mut copied = 0u64;
-    loop {
-        let n = match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Download::Remote(e)),
-        };
-        copied += n as u64;
-        if copied > size {
-            return Ok(false);
-        }
-        out.write_all(&buf[..n]).map_err(Download::Local)?;
-    }
-    Ok(copied == size)
 }
 
 /// A remote file read over SFTP.
@@ -499,35 +307,6 @@ impl OriginFile for RemoteFile {
 
     fn read_exact_at(&mut self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         self.file.read_at(buf, offset)
-    }
-}
-
-/// A complete local copy of a remote file. Its bytes never change, so its stat is the remote
-/// stat the copy was taken at: a scan records exactly the bytes it chunked.
-struct SpooledFile {
-    file: File,
-    stat: EntryStat,
-}
-
-impl Read for SpooledFile {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.file.read(buf)
-    }
-}
-
-impl Seek for SpooledFile {
-    fn seek(&mut self, pos: io::SeekFrom) -> io::Result<u64> {
-        self.file.seek(pos)
-    }
-}
-
-impl OriginFile for SpooledFile {
-    fn stat(&mut self) -> io::Result<EntryStat> {
-        Ok(self.stat.clone())
-    }
-
-    fn read_exact_at(&mut self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        self.file.read_exact_at(buf, offset)
     }
 }
 
@@ -668,25 +447,13 @@ impl Origin for SftpOrigin {
         }
     }
 
-    /// Opens a regular file; with a spool, downloads it first and serves the local copy.
     fn open(&self, rel: &[u8]) -> Result<Box<dyn OriginFile>> {
         let path = self.remote_path(rel)?;
         let shown = || self.display(rel);
-        let mut file = self
+        let file = self
             .sftp
             .open_read(&path)
             .map_err(|e| Error::io(shown(), e))?;
-        if let Some(spool) = &self.spool {
-            let before = file
-                .fstat()
-                .map(|s| entry_stat(&s))
-                .map_err(|e| Error::io(shown(), e))?;
-            if before.kind == EntryKind::File {
-                if let Some(copy) = self.spool_copy(spool, rel, &path, &mut file, before)? {
-                    return Ok(Box::new(copy));
-                }
-            }
-        }
         Ok(Box::new(RemoteFile { file }))
     }
 

@@ -9,7 +9,7 @@ use crate::chunk::Chunker;
 use crate::error::{Error, Result};
 use crate::origin::bwlimit::Limited;
 use crate::origin::ssh::{sftp_over, SshOptions, SshSession};
-use crate::origin::{BwLimited, Origin, SshSpec, WritableOrigin};
+use crate::origin::{BwLimited, Origin, Spooled, SshSpec, WritableOrigin};
 use crate::repo::Repository;
 use crate::report::Sink;
 use crate::sync::{sync, SyncOptions, SyncSummary};
@@ -177,21 +177,18 @@ fn sync_once(
     }
     match direction {
         Direction::Pull(destination) => {
-            // The spooled copies go with the origin, at the end of this arm.
-            let source = sftp_over(
-                &session,
-                &remote.path,
-                false,
-                Some(repo.root().join("spool")),
-            )?;
+            // Spooled outside BwLimited: the budget is spent once per download, never on
+            // reads of the local copy. The copies go with the origin, at the end of this arm.
+            let source: Box<dyn Origin> = sftp_over(&session, &remote.path, false)?;
             let source: Box<dyn Origin> = match &remote_options.bwlimit {
                 Some(budget) => Box::new(BwLimited::new(source, budget.clone())),
                 None => source,
             };
-            sync(repo, source.as_ref(), *destination, chunker, options, sink)
+            let source = Spooled::new(source, repo.root().join("spool"));
+            sync(repo, &source, *destination, chunker, options, sink)
         }
         Direction::Push(source) => {
-            let destination = sftp_over(&session, &remote.path, true, None)?;
+            let destination = sftp_over(&session, &remote.path, true)?;
             let destination: Box<dyn WritableOrigin> = match &remote_options.bwlimit {
                 Some(budget) => Box::new(BwLimited::new(destination, budget.clone())),
                 None => destination,

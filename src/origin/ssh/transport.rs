@@ -106,21 +106,15 @@ impl SftpOrigin {
 }
 
 /// The directory `root` over a new SFTP channel of an open `session`, for a sync that opened
-/// the session for the remote agent and falls back to SFTP. With `spool`, every file read is
-/// copied there, so a sync's writes take the chunks its scan read from the copy instead of
-/// the network; the copies go when the origin is dropped. Reads are retried
-/// ([`Retrying`]), as for every origin opened through [`crate::origin::OriginSpec`].
+/// the session for the remote agent and falls back to SFTP. Reads are retried ([`Retrying`]),
+/// as for every origin opened through [`crate::origin::OriginSpec`]; a pull wraps the result
+/// in `Spooled`, so that its writes take the chunks its scan read from a local copy.
 pub fn sftp_over(
     session: &SshSession,
     root: &[u8],
     may_create: bool,
-    spool: Option<std::path::PathBuf>,
 ) -> Result<Box<dyn WritableOrigin>> {
     let origin = SftpOrigin::over(session, root, may_create)?;
-    let origin = match spool {
-        Some(dir) => origin.with_spool(dir),
-        None => origin,
-    };
     Ok(Box::new(Retrying::new(origin, Policy::READS)))
 }
 
