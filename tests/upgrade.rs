@@ -86,3 +86,48 @@ fn repair_index_salvages_a_damaged_format_2_index() {
     }
     assert!(survived > 0, "no damaged page left the snapshot to salvage");
 }
+
+/// The chunker's parameters live in `repo.toml`, and every command cuts files as they say.
+#[test]
+fn the_chunker_is_the_repositorys_and_bad_settings_are_refused() {
+    let t = TestRepo::new();
+    let lib = t.fixtures("lib");
+    t.cmd().arg("snapshots").stdout();
+    let written = fs::read_to_string(t.repo().join("repo.toml")).unwrap();
+    assert!(
+        written.contains("[chunker]") && written.contains("avg_size = 65536"),
+        "{written}"
+    );
+    t.cmd().arg("scan").arg(&lib).quiet().assert_exit(0);
+    let default_rows = t.cmd().arg("check").summary()["rows"]["chunk_locations"]
+        .as_u64()
+        .unwrap();
+
+    // Another repository, whose files are cut into chunks of 1 to 4 KiB.
+    let small = t.path("small");
+    util::init_repository(&small);
+    let toml = small.join("repo.toml");
+    let text = fs::read_to_string(&toml).unwrap();
+    let text = text
+        .replace("min_size = 16384", "min_size = 1024")
+        .replace("avg_size = 65536", "avg_size = 2048")
+        .replace("max_size = 262144", "max_size = 4096");
+    fs::write(&toml, &text).unwrap();
+    let cmd = || Musicfs::with_repo_as_is(&small, t.root());
+    cmd().arg("scan").arg(&lib).quiet().assert_exit(0);
+    let small_rows = cmd().arg("check").summary()["rows"]["chunk_locations"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        small_rows > 2 * default_rows,
+        "{small_rows} chunk locations with 2 KiB chunks, {default_rows} with 64 KiB ones"
+    );
+
+    fs::write(&toml, text.replace("fastcdc-2020", "rabin")).unwrap();
+    let out = cmd().arg("scan").arg(&lib).assert_exit(2);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("repo.toml") && stderr.contains("rabin"),
+        "{stderr}"
+    );
+}

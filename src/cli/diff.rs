@@ -5,7 +5,6 @@ use clap::Args;
 use serde::Serialize;
 
 use super::{exit, human, print_summary, ConnectArgs, GlobalArgs};
-use crate::chunk::FastCdc;
 use crate::diff::{self, text, Change, ChangeKind, Counts, EntryKind, FieldChange, Operand};
 use crate::report::{display_path, print_json, Event, JsonSink, Sink};
 
@@ -105,7 +104,7 @@ pub fn run(global: &GlobalArgs, args: &DiffArgs) -> anyhow::Result<u8> {
         &a,
         b.as_ref(),
         &args.connect.open_options(args.one_file_system),
-        &FastCdc::default(),
+        &repo.chunker(),
         sink.as_ref(),
     );
     sink.finish();

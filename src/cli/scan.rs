@@ -4,7 +4,6 @@ use anyhow::Context;
 use clap::Args;
 
 use super::{exit, human, print_summary, ConnectArgs, GlobalArgs};
-use crate::chunk::FastCdc;
 use crate::origin::OriginSpec;
 use crate::scan::{scan, ScanOptions};
 
@@ -34,7 +33,7 @@ pub fn run(global: &GlobalArgs, args: &ScanArgs) -> anyhow::Result<u8> {
     let summary = scan(
         &repo,
         origin.as_ref(),
-        &FastCdc::default(),
+        &repo.chunker(),
         ScanOptions {
             checksum: args.checksum,
         },

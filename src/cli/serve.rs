@@ -2,7 +2,6 @@ use anyhow::Context;
 use clap::Args;
 
 use super::{exit, GlobalArgs};
-use crate::chunk::FastCdc;
 use crate::repo::Repository;
 
 #[derive(Debug, Args)]
@@ -22,7 +21,7 @@ pub fn run(global: &GlobalArgs, _args: &ServeArgs) -> anyhow::Result<u8> {
         &repo,
         Box::new(std::io::stdin()),
         Box::new(std::io::stdout()),
-        &FastCdc::default(),
+        &repo.chunker(),
     )
     .context("serving a sync session")?;
     Ok(exit::OK)

@@ -4,7 +4,6 @@ use anyhow::Context;
 use clap::Args;
 
 use super::{exit, human, print_summary, ConnectArgs, GlobalArgs};
-use crate::chunk::FastCdc;
 use crate::origin::ssh::ssh_options;
 use crate::origin::{Budget, BwLimited, OriginSpec, WritableOrigin};
 use crate::remote::{sync_remote, Direction, RemoteOptions};
@@ -71,7 +70,6 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
         retries: args.connect.retries,
     };
     let sink = global.sink_listing(args.dry_run);
-    let chunker = FastCdc::default();
     // A side with a remote agent host is synced through it (or SFTP, its fallback); any
     // other pair of origins the registry opens is synced here.
     let result = match (src.agent_host(), dst.agent_host()) {
@@ -83,6 +81,7 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
                 None => destination,
             };
             let repo = global.open_repo()?;
+            let chunker = repo.chunker();
             sync(
                 &repo,
                 source.as_ref(),
@@ -95,6 +94,7 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
         (Some(remote), None) => {
             let destination = dst.open_writable(&open)?;
             let repo = global.open_repo()?;
+            let chunker = repo.chunker();
             sync_remote(
                 &repo,
                 remote.ssh,
@@ -108,6 +108,7 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
         (None, Some(remote)) => {
             let source = src.open(&open)?;
             let repo = global.open_repo()?;
+            let chunker = repo.chunker();
             sync_remote(
                 &repo,
                 remote.ssh,

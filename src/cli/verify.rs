@@ -3,7 +3,6 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::{exit, human, print_summary, ConnectArgs, GlobalArgs};
-use crate::chunk::FastCdc;
 use crate::origin::OriginSpec;
 use crate::verify::verify;
 
@@ -27,7 +26,7 @@ pub fn run(global: &GlobalArgs, args: &VerifyArgs) -> anyhow::Result<u8> {
     let targets: Vec<&dyn crate::origin::Origin> = targets.iter().map(AsRef::as_ref).collect();
     let repo = global.open_repo()?;
     let sink = global.sink();
-    let summary = verify(&repo, &targets, &FastCdc::default(), sink.as_ref())?;
+    let summary = verify(&repo, &targets, &repo.chunker(), sink.as_ref())?;
     sink.finish();
     if global.json {
         print_summary(&summary)?;

@@ -27,7 +27,9 @@ const INDEX_LOCK: &str = "index.lock";
 const MARKER_TEXT: &str = "\
 # A musicfs repository: index.redb is its index, locks/ holds its locks (docs/format.md).
 # This file marks the directory as a repository, so that a missing index.redb is reported
-# instead of silently replaced by an empty one. Nothing in it is read yet.
+# instead of silently replaced by an empty one. [chunker] is how the repository's files are
+# cut into chunks; every command reads it from here. Changing it makes new chunks that match
+# none of the old ones (docs/format.md).
 ";
 
 /// What a directory holds, as far as repositories go.
@@ -119,7 +121,11 @@ pub(super) fn write_marker(root: &Path) -> Result<()> {
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
         Err(e) => return Err(Error::io(path, e)),
     };
-    file.write_all(MARKER_TEXT.as_bytes())
+    let text = format!(
+        "{MARKER_TEXT}\n{}",
+        super::config::ChunkerConfig::default().to_toml()
+    );
+    file.write_all(text.as_bytes())
         .and_then(|()| file.sync_all())
         .map_err(|e| Error::io(path, e))
 }

@@ -9,6 +9,7 @@
 //! `verify` do. This module knows nothing of origins, scanning or syncing.
 
 mod check;
+mod config;
 mod history;
 mod layout;
 mod location;
@@ -21,6 +22,7 @@ mod tests;
 mod writer;
 
 pub use check::{check, CheckReport};
+pub use config::{ChunkerConfig, RepoConfig};
 pub use location::Location;
 pub use lock::DestinationLock;
 pub use objects::{LocalObjects, ObjectId, ObjectKind, ObjectStore};
@@ -102,6 +104,8 @@ pub struct Repository {
     _lock: Option<IndexLock>,
     /// Immutable objects (history packs), under `objects/`.
     objects: Box<dyn ObjectStore>,
+    /// `repo.toml`'s settings.
+    config: RepoConfig,
 }
 
 /// What [`Repository::open_with`] does when `root` holds no repository.
@@ -255,12 +259,14 @@ impl Repository {
     }
 
     fn with_database(root: &Path, db: Database, lock: Option<IndexLock>) -> Result<Self> {
+        let config = RepoConfig::read(&root.join(layout::MARKER))?;
         let repo = Repository {
             root: root.to_path_buf(),
             db: Some(db),
             damaged: AtomicBool::new(false),
             _lock: lock,
             objects: Box::new(LocalObjects::new(root.join(layout::OBJECTS))),
+            config,
         };
         crate::contain::set_last_words(
             Error::IndexDamaged {
@@ -403,6 +409,11 @@ impl Repository {
             path: self.root.clone(),
             what,
         }
+    }
+
+    /// The chunker this repository's files are cut with (`repo.toml`'s `[chunker]`).
+    pub fn chunker(&self) -> crate::chunk::FastCdc {
+        self.config.chunker.chunker()
     }
 
     /// The repository's object store (history packs).

@@ -1,0 +1,152 @@
+//! The repository's settings, in `repo.toml`: for now, the chunker's parameters.
+//!
+//! Chunk boundaries depend on the chunker's parameters, so every command that cuts files for a
+//! repository must cut them the way that repository's chunks were cut. They are written into
+//! `repo.toml` when a repository is created and read by every command from there. A
+//! `repo.toml` without them (written by an earlier release, which knew only these values) means
+//! the defaults. Bad settings are refused, naming the file, before anything is read or written.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::chunk::{FastCdc, AVG_SIZE, MAX_SIZE, MIN_SIZE};
+use crate::error::{Error, Result};
+
+/// The one chunking algorithm this build has: FastCDC 2020, normalization level 1, gear seed 0.
+pub const FASTCDC_2020: &str = "fastcdc-2020";
+
+/// `repo.toml`, as far as musicfs reads it.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RepoConfig {
+    /// `[chunker]`.
+    #[serde(default)]
+    pub chunker: ChunkerConfig,
+}
+
+/// `[chunker]`: how the repository's files are cut into chunks.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ChunkerConfig {
+    /// Only `"fastcdc-2020"`.
+    pub algorithm: String,
+    /// Smallest chunk, in bytes.
+    pub min_size: u32,
+    /// Target average chunk size, in bytes (a power of two).
+    pub avg_size: u32,
+    /// Largest chunk, in bytes.
+    pub max_size: u32,
+}
+
+impl Default for ChunkerConfig {
+    fn default() -> Self {
+        ChunkerConfig {
+            algorithm: FASTCDC_2020.to_string(),
+            min_size: MIN_SIZE as u32,
+            avg_size: AVG_SIZE as u32,
+            max_size: MAX_SIZE as u32,
+        }
+    }
+}
+
+impl ChunkerConfig {
+    /// The `[chunker]` section, as written into a new `repo.toml`.
+    pub fn to_toml(&self) -> String {
+        format!(
+            "[chunker]\nalgorithm = \"{}\"\nmin_size = {}\navg_size = {}\nmax_size = {}\n",
+            self.algorithm, self.min_size, self.avg_size, self.max_size
+        )
+    }
+
+    /// The chunker these settings describe.
+    pub fn chunker(&self) -> FastCdc {
+        FastCdc::with_sizes(
+            self.min_size as usize,
+            self.avg_size as usize,
+            self.max_size as usize,
+        )
+    }
+
+    fn check(&self) -> std::result::Result<(), String> {
+        if self.algorithm != FASTCDC_2020 {
+            return Err(format!(
+                "chunker algorithm {:?} is not known to this musicfs (it knows {FASTCDC_2020:?})",
+                self.algorithm
+            ));
+        }
+        let (min, avg, max) = (self.min_size, self.avg_size, self.max_size);
+        if !((64..=1 << 24).contains(&max) && min >= 64 && min < avg && avg < max) {
+            return Err(format!(
+                "chunk sizes min {min}, avg {avg}, max {max} must satisfy 64 <= min < avg < max <= 16 MiB"
+            ));
+        }
+        if !avg.is_power_of_two() {
+            return Err(format!("avg_size {avg} must be a power of two"));
+        }
+        Ok(())
+    }
+}
+
+impl RepoConfig {
+    /// Reads `path`, a `repo.toml`; a missing file means the defaults.
+    pub fn read(path: &Path) -> Result<RepoConfig> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(RepoConfig::default()),
+            Err(e) => return Err(Error::io(path, e)),
+        };
+        let bad = |why: String| Error::InvalidInput(format!("{}: {why}", path.display()));
+        let config: RepoConfig = toml::from_str(&text).map_err(|e| {
+            bad(e
+                .to_string()
+                .lines()
+                .next()
+                .unwrap_or("not valid TOML")
+                .to_string())
+        })?;
+        config.chunker.check().map_err(bad)?;
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(text: &str) -> Result<RepoConfig> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("repo.toml");
+        std::fs::write(&path, text).unwrap();
+        RepoConfig::read(&path)
+    }
+
+    #[test]
+    fn an_earlier_releases_comments_only_file_means_the_defaults() {
+        assert_eq!(read("# comments only\n").unwrap(), RepoConfig::default());
+        let written = ChunkerConfig::default().to_toml();
+        assert_eq!(read(&written).unwrap(), RepoConfig::default());
+    }
+
+    #[test]
+    fn other_sizes_are_read_and_bad_ones_refused_naming_the_file() {
+        let c = read("[chunker]\nalgorithm = \"fastcdc-2020\"\nmin_size = 4096\navg_size = 16384\nmax_size = 65536\n")
+            .unwrap();
+        assert_eq!(
+            (c.chunker.min_size, c.chunker.avg_size, c.chunker.max_size),
+            (4096, 16384, 65536)
+        );
+        for bad in [
+            "[chunker]\nalgorithm = \"rabin\"\nmin_size = 4096\navg_size = 16384\nmax_size = 65536\n",
+            "[chunker]\nalgorithm = \"fastcdc-2020\"\nmin_size = 40000\navg_size = 16384\nmax_size = 65536\n",
+            "[chunker]\nalgorithm = \"fastcdc-2020\"\nmin_size = 4096\navg_size = 20000\nmax_size = 65536\n",
+            "[chunker]\nalgorithm = \"fastcdc-2020\"\n",
+            "[chunkr]\n",
+            "not toml at all ===",
+        ] {
+            let e = read(bad).unwrap_err().to_string();
+            assert!(e.contains("repo.toml: "), "{bad:?}: {e}");
+            assert!(!e.contains('\n'), "{bad:?}: {e}");
+        }
+    }
+}
