@@ -14,7 +14,10 @@ mod support;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use musicfs::origin::{is_temporary, EntryKind, LocalOrigin, WalkItem, WritableOrigin};
+use musicfs::origin::{
+    is_temporary, EntryKind, LocalOrigin, Policy, Retrying, WalkItem, WritableOrigin,
+};
+use support::faulty::{Faults, Faulty};
 use support::sftp::SftpServer;
 
 // --- what a transport under test says of itself ---------------------------------------------
@@ -36,6 +39,9 @@ struct Properties {
     symlinks: bool,
     /// The longest name the origin takes, in bytes; a longer one is refused, creating nothing.
     name_max: usize,
+    /// Whether reads may fail (faults injected under a retrying wrapper): a read that loses
+    /// its handle while the file is replaced must then fail, never mix the two versions.
+    reads_may_fail: bool,
 }
 
 /// A transport under test: where its writable roots come from.
@@ -68,6 +74,7 @@ impl Transport for Local {
             non_utf8_names: true,
             symlinks: true,
             name_max: 255,
+            reads_may_fail: false,
         }
     }
 
@@ -103,6 +110,7 @@ impl Transport for Sftp {
             non_utf8_names: false,
             symlinks: true,
             name_max: 255,
+            reads_may_fail: false,
         }
     }
 
@@ -168,6 +176,16 @@ fn put_with(
 fn put(origin: &dyn WritableOrigin, rel: &[u8], bytes: &[u8]) {
     put_with(origin, rel, bytes, 0o644, MTIME)
         .unwrap_or_else(|e| panic!("write {}: {e}", show(rel)));
+}
+
+/// The whole content of a file, read from the start, or the error that stopped the read.
+fn try_get(origin: &dyn WritableOrigin, rel: &[u8]) -> io::Result<Vec<u8>> {
+    let mut file = origin
+        .open(rel)
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// The whole content of a file, read from the start.
@@ -534,12 +552,20 @@ fn commit_replaces_atomically(t: &dyn Transport) {
     let mut opened_before = reader.open(b"track.flac").unwrap();
 
     let committed = AtomicBool::new(false);
+    let reads_may_fail = t.properties().reads_may_fail;
     let reads = std::thread::scope(|scope| {
         let watcher = scope.spawn(|| {
             let mut reads = 0u32;
             loop {
                 let done = committed.load(Ordering::SeqCst);
-                let bytes = get(&*reader, b"track.flac");
+                let bytes = match try_get(&*reader, b"track.flac") {
+                    Ok(bytes) => bytes,
+                    Err(e) if reads_may_fail => {
+                        assert!(e.to_string().contains("changed while it was read"), "{e}");
+                        continue;
+                    }
+                    Err(e) => panic!("read track.flac: {e}"),
+                };
                 reads += 1;
                 assert!(
                     bytes == old || bytes == new,
@@ -569,12 +595,20 @@ fn commit_replaces_atomically(t: &dyn Transport) {
     );
     assert_eq!(walk(o), ["f track.flac 1300007"], "no temporary stays");
     let mut before = Vec::new();
-    opened_before.read_to_end(&mut before).unwrap();
-    assert!(
-        before == old,
-        "a file opened before the commit still reads the old bytes"
-    );
-    assert_eq!(opened_before.stat().unwrap().size, old.len() as u64);
+    match opened_before.read_to_end(&mut before) {
+        Ok(_) => {
+            assert!(
+                before == old,
+                "a file opened before the commit still reads the old bytes"
+            );
+            assert_eq!(opened_before.stat().unwrap().size, old.len() as u64);
+        }
+        // Its handle lost, the old file is gone: the read fails rather than go on in the new.
+        Err(e) if reads_may_fail => {
+            assert!(e.to_string().contains("changed while it was read"), "{e}")
+        }
+        Err(e) => panic!("reading a file opened before the commit: {e}"),
+    }
 }
 
 /// `discard` leaves nothing: no temporary, no target, and an existing target as it was.
@@ -988,10 +1022,91 @@ fn names_are_bytes(t: &dyn Transport) {
 
 // --- under injected faults ------------------------------------------------------------------
 //
-// Issue 15, point 5: `Retrying<O>` and the test-only `Faulty<O>` wrap any origin. They join
-// here as transports of their own (a `Transport` whose `open` wraps another's origin) with one
-// `conformance!` line each, so every check above also runs through them; the checks that need
-// faults (a drop mid-read is retried and a sync still ends exact) go in this section.
+// `Retrying` (origin::retrying) around the test-only `Faulty` (tests/support/faulty.rs) around
+// another transport is a transport of its own: every check above runs through it (the
+// `*_under_faults` lines at the end), with handles that drop mid-read, short reads and
+// stalls. The checks below need the faults themselves.
+
+/// The faults every `UnderFaults` transport injects.
+const FAULTS: Faults = Faults {
+    drop_every: 7,
+    short_reads: true,
+    stall_every: 13,
+};
+
+/// Retries quick enough for tests, and enough of them for `drop_every` above.
+const QUICK: Policy = Policy {
+    retries: 6,
+    base: std::time::Duration::from_millis(1),
+    cap: std::time::Duration::from_millis(5),
+};
+
+/// `Retrying(Faulty(T))`.
+struct UnderFaults<T> {
+    inner: T,
+}
+
+impl<T: Transport> UnderFaults<T> {
+    fn new(inner: T) -> Self {
+        UnderFaults { inner }
+    }
+}
+
+impl<T: Transport> Transport for UnderFaults<T> {
+    fn properties(&self) -> Properties {
+        Properties {
+            reads_may_fail: true,
+            ..self.inner.properties()
+        }
+    }
+
+    fn open(&self, name: &str, may_create: bool) -> musicfs::Result<Box<dyn WritableOrigin>> {
+        let faulty = Faulty::new(self.inner.open(name, may_create)?, FAULTS);
+        Ok(Box::new(Retrying::new(faulty, QUICK)))
+    }
+}
+
+/// A sync whose source drops its handles mid-read ends exact: every drop was retried by
+/// opening the file again, and no chunk was taken for absent.
+fn a_sync_from_a_source_that_drops_ends_exact(t: &dyn Transport) {
+    let src = t.open("src", true).unwrap();
+    src.create_root().unwrap();
+    let mut files = Vec::new();
+    for i in 0..12u32 {
+        let rel = format!("d{}/track {i:02}.flac", i % 3);
+        let data: Vec<u8> = (0..(150_000 + i * 37_000))
+            .map(|n| (n.wrapping_mul(2_654_435_761) >> 13) as u8 ^ i as u8)
+            .collect();
+        src.create_dir(format!("d{}", i % 3).as_bytes()).unwrap();
+        let mut tmp = src.create_temp(rel.as_bytes()).unwrap();
+        tmp.write_all(&data).unwrap();
+        tmp.commit(0o644, 1_700_000_000_000_000_000).unwrap();
+        files.push((rel, data));
+    }
+    let faulty = Faulty::new(t.open("src", false).unwrap(), FAULTS);
+    let drops = std::sync::Arc::clone(&faulty.drops);
+    let source = Retrying::new(faulty, QUICK);
+    let dir = scratch();
+    let repo = musicfs::repo::Repository::init(&dir.path().join("repo"))
+        .unwrap()
+        .0;
+    let destination = LocalOrigin::open(&dir.path().join("dst"), true).unwrap();
+    let summary = musicfs::sync::sync(
+        &repo,
+        &source,
+        &destination,
+        &repo.chunker(),
+        musicfs::sync::SyncOptions::default(),
+        &musicfs::report::NullSink,
+    )
+    .unwrap();
+    assert_eq!(summary.errors, 0, "{summary:?}");
+    assert!(drops.load(Ordering::Relaxed) > 0, "no fault was injected");
+    for (rel, data) in &files {
+        let got = std::fs::read(dir.path().join("dst").join(rel)).unwrap();
+        assert!(&got == data, "{rel} differs");
+    }
+}
 
 // --- the transports -------------------------------------------------------------------------
 
@@ -1036,3 +1151,20 @@ macro_rules! conformance {
 
 conformance!(local => Local::start());
 conformance!(sftp => Sftp::start());
+conformance!(local_under_faults => UnderFaults::new(Local::start()));
+conformance!(sftp_under_faults => UnderFaults::new(Sftp::start()));
+
+/// The checks that need faults, over each transport.
+mod faults {
+    use super::*;
+
+    #[test]
+    fn local_sync_from_a_source_that_drops_ends_exact() {
+        a_sync_from_a_source_that_drops_ends_exact(&Local::start());
+    }
+
+    #[test]
+    fn sftp_sync_from_a_source_that_drops_ends_exact() {
+        a_sync_from_a_source_that_drops_ends_exact(&Sftp::start());
+    }
+}

@@ -138,6 +138,7 @@ impl<O: Origin + 'static> Origin for Retrying<O> {
             file,
             pos: 0,
             policy: self.policy,
+            first: None,
         }))
     }
 
@@ -190,6 +191,16 @@ struct RetryingFile<O> {
     /// Where `Read` is, to resume there in a file opened again.
     pos: u64,
     policy: Policy,
+    /// The file's identity, from the caller's `stat()` (scans take it before reading) or
+    /// taken before the first `read`: a file opened again after a failure must match it, or a
+    /// stream would be spliced from two versions. `read_exact_at` alone takes none: its
+    /// callers (a sync's chunk reads) verify every chunk's hash instead.
+    first: Option<(u64, i64, u64)>,
+}
+
+/// What must not change between two handles of one file: size, mtime, inode.
+fn identity(s: &EntryStat) -> (u64, i64, u64) {
+    (s.size, s.mtime_ns, s.ino)
 }
 
 impl<O: Origin> RetryingFile<O> {
@@ -214,6 +225,16 @@ impl<O: Origin> RetryingFile<O> {
             attempt += 1;
             match self.origin.open(&self.rel) {
                 Ok(mut file) => {
+                    let now = file.stat().map(|s| identity(&s));
+                    match (self.first, now) {
+                        (Some(first), Ok(now)) if first != now => {
+                            return Err(io::Error::other(
+                                "changed while it was read (opened again after a failure)",
+                            ))
+                        }
+                        (None, Ok(now)) => self.first = Some(now),
+                        _ => {}
+                    }
                     file.seek(SeekFrom::Start(self.pos))?;
                     self.file = file;
                 }
@@ -226,6 +247,13 @@ impl<O: Origin> RetryingFile<O> {
 
 impl<O: Origin> Read for RetryingFile<O> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // A stream continued in a file opened again must be the same file: know what it is
+        // (one `stat`, unless the caller already asked for it).
+        if self.first.is_none() {
+            if let Ok(stat) = self.file.stat() {
+                self.first = Some(identity(&stat));
+            }
+        }
         let n = self.again(|f| f.read(buf))?;
         self.pos += n as u64;
         Ok(n)
@@ -241,7 +269,9 @@ impl<O: Origin> Seek for RetryingFile<O> {
 
 impl<O: Origin> OriginFile for RetryingFile<O> {
     fn stat(&mut self) -> io::Result<EntryStat> {
-        self.again(|f| f.stat())
+        let stat = self.again(|f| f.stat())?;
+        self.first.get_or_insert(identity(&stat));
+        Ok(stat)
     }
 
     fn read_exact_at(&mut self, buf: &mut [u8], offset: u64) -> io::Result<()> {

@@ -2,5 +2,6 @@
 
 #![allow(dead_code)]
 
+pub mod faulty;
 pub mod sftp;
 pub mod sshd;
