@@ -428,8 +428,18 @@ impl Reader {
         Ok(None)
     }
 
-    /// A plain chunk from any recorded location in any local origin, verified.
+    /// A plain chunk from any recorded location in any local origin, or from the history the
+    /// repository keeps, verified; kept in the cache.
     fn fetch_elsewhere(&self, file: &OpenFile, id: ChunkId, len: u32) -> Result<Vec<u8>> {
+        let bytes = self.chunk_anywhere(file, id, len)?;
+        self.cache
+            .insert(Key::Chunk(*id.as_bytes()), Arc::from(&bytes[..]));
+        Ok(bytes)
+    }
+
+    /// The chunk's bytes as its id names them (normalized, for Ogg pages) from any recorded
+    /// location in any local origin, else from the history the repository keeps.
+    fn chunk_anywhere(&self, file: &OpenFile, id: ChunkId, len: u32) -> Result<Vec<u8>> {
         let mut buf = vec![0u8; len as usize];
         for origin in self.view.origins() {
             let Some(oid) = self.view.repo().find_origin(&origin.url)? else {
@@ -444,49 +454,16 @@ impl Reader {
                 }
                 let Ok(f) = File::open(&path) else { continue };
                 // A chunk stored as normalized Ogg pages elsewhere matches once normalized,
-                // which is then exactly the plain chunk wanted here.
-                if f.read_exact_at(&mut buf, loc.offset).is_ok() && matches_chunk(&mut buf, id) {
-                    self.cache
-                        .insert(Key::Chunk(*id.as_bytes()), Arc::from(&buf[..]));
-                    return Ok(buf);
-                }
-            }
-        }
-        if let Some(bytes) = self.view.repo().kept_chunk(&id)? {
-            if bytes.len() == len as usize {
-                self.cache
-                    .insert(Key::Chunk(*id.as_bytes()), Arc::from(&bytes[..]));
-                return Ok(bytes);
-            }
-        }
-        Err(self.unavailable(file, id))
-    }
-
-    /// The chunk's bytes as its id names them (normalized, for Ogg pages) from the history
-    /// the repository keeps, or from any recorded location in any local origin.
-    fn chunk_anywhere(&self, file: &OpenFile, id: ChunkId, len: u32) -> Result<Vec<u8>> {
-        if let Some(bytes) = self.view.repo().kept_chunk(&id)? {
-            return Ok(bytes);
-        }
-        let mut buf = vec![0u8; len as usize];
-        for origin in self.view.origins() {
-            let Some(oid) = self.view.repo().find_origin(&origin.url)? else {
-                continue;
-            };
-            for loc in self.view.repo().chunk_locations(&id, oid)? {
-                let Some(path) = local_path(&origin.url, &loc.path) else {
-                    continue;
-                };
-                if loc.len != len {
-                    continue;
-                }
-                let Ok(f) = File::open(&path) else { continue };
+                // which is then exactly the chunk wanted.
                 if f.read_exact_at(&mut buf, loc.offset).is_ok() && matches_chunk(&mut buf, id) {
                     return Ok(buf);
                 }
             }
         }
-        Err(self.unavailable(file, id))
+        match self.view.repo().kept_chunk(&id)? {
+            Some(bytes) if bytes.len() == len as usize => Ok(bytes),
+            _ => Err(self.unavailable(file, id)),
+        }
     }
 
     /// The whole of a transformed content, rebuilt from its chunks wherever they are and
