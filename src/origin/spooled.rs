@@ -258,3 +258,57 @@ impl OriginFile for CopyFile {
         self.file.read_exact_at(buf, offset)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::origin::LocalOrigin;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    /// Many threads open the same files through one spool at once, many times, under a
+    /// deadline: each sees the whole file, and nothing waits on anything forever.
+    #[test]
+    fn concurrent_opens_of_one_spool_never_hang_and_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("lib");
+        fs::create_dir_all(&root).unwrap();
+        let files: Vec<(Vec<u8>, Vec<u8>)> = (0..3u32)
+            .map(|i| {
+                let data: Vec<u8> = (0..(300_000 + i * 70_001)).map(|n| (n ^ i) as u8).collect();
+                let name = format!("f{i}").into_bytes();
+                fs::write(root.join(format!("f{i}")), &data).unwrap();
+                (name, data)
+            })
+            .collect();
+        let spooled = Spooled::new(
+            Box::new(LocalOrigin::open(&root, false).unwrap()),
+            dir.path().join("spool"),
+        );
+        let (done, finished) = mpsc::channel();
+        std::thread::scope(|scope| {
+            for t in 0..8usize {
+                let (spooled, files, done) = (&spooled, &files, done.clone());
+                scope.spawn(move || {
+                    for round in 0..100usize {
+                        let (name, data) = &files[(t + round) % files.len()];
+                        let mut f = spooled.open(name).unwrap();
+                        let mut got = Vec::new();
+                        f.read_to_end(&mut got).unwrap();
+                        assert!(&got == data, "thread {t}, round {round}");
+                    }
+                    done.send(()).unwrap();
+                });
+            }
+            drop(done);
+            for _ in 0..8 {
+                finished
+                    .recv_timeout(Duration::from_secs(120))
+                    .expect("a reader hung on the spool");
+            }
+        });
+        for (name, _) in &files {
+            assert!(spooled.spooled(name).is_some());
+        }
+    }
+}
