@@ -9,6 +9,7 @@ pub mod failpoint;
 pub mod id;
 pub mod inspect;
 pub mod interrupt;
+pub mod locate;
 pub mod media;
 pub mod mount;
 pub mod repo;

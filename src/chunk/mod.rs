@@ -9,12 +9,14 @@
 mod fastcdc;
 pub mod oggpages;
 mod regions;
+mod verified;
 
 pub use self::fastcdc::{FastCdc, AVG_SIZE, MAX_SIZE, MIN_SIZE};
 pub use self::regions::{
-    chunk_file, chunk_plain, history_chunks, keeps_history, matches_chunk, read_transformed,
-    AssembleError, Assembler, Chunked,
+    chunk_file, chunk_plain, history_chunks, keeps_history, read_transformed, AssembleError,
+    Assembler, Chunked,
 };
+pub use self::verified::{Form, VerifiedChunk};
 
 use std::io::{self, Read};
 

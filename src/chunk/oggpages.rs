@@ -314,7 +314,7 @@ fn picture_values(packets: &[u8]) -> Vec<(usize, usize)> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A page of one stream with the given sequence number and payload, CRC set.

@@ -10,7 +10,7 @@
 use std::io::{self, Read, SeekFrom};
 
 use super::oggpages::{self, OggChunkError};
-use super::Chunker;
+use super::{Chunker, VerifiedChunk};
 use crate::id::{AudioHash, ChunkId, FileHash};
 use crate::media::{self, Format, Layout, RegionKind, Source, Transform};
 use crate::snapshot::{ChunkList, ChunkRef};
@@ -63,16 +63,14 @@ pub fn history_chunks(
                 let mut data = vec![0u8; chunk.len as usize];
                 source.seek(SeekFrom::Start(offset))?;
                 source.read_exact(&mut data)?;
-                if region.transform.is_some() && !matches_chunk(&mut data, chunk.id) {
-                    return Err(io::Error::other("the file changed"));
-                }
                 data
             }
         };
-        if ChunkId::of(&data) != chunk.id {
+        // Audio pages match once normalized, as the chunk's id names them.
+        let Some(data) = VerifiedChunk::check_read(chunk.id, data) else {
             return Err(io::Error::other("the file changed"));
-        }
-        out.push((chunk.id, data));
+        };
+        out.push((chunk.id, data.into_bytes()));
     }
     Ok(out)
 }
@@ -146,15 +144,18 @@ impl<'a> Assembler<'a> {
         }
     }
 
-    /// Takes the verified bytes of the chunk at file offset `offset` and hands the file's
-    /// bytes they stand for to `out`, in order (those of an Ogg header region all at once, when
-    /// its last chunk arrives). Chunks must come in order.
+    /// Takes the chunk at file offset `offset` and hands the file's bytes it stands for to
+    /// `out`, in order (those of an Ogg header region all at once, when its last chunk
+    /// arrives). Chunks must come in order. Only a [`VerifiedChunk`] is taken: the bytes that
+    /// reach `out` were hashed against their ids.
     pub fn chunk(
         &mut self,
         offset: u64,
-        data: &mut [u8],
+        chunk: VerifiedChunk,
         out: &mut dyn FnMut(&[u8]) -> io::Result<()>,
     ) -> Result<(), AssembleError> {
+        let mut bytes = chunk.into_canonical().into_bytes();
+        let data = &mut bytes[..];
         while self
             .list
             .regions
@@ -242,16 +243,6 @@ pub fn read_transformed(
     };
     let start = (offset - r.offset) as usize;
     Ok(Some(pages.bytes[start..start + size].to_vec()))
-}
-
-/// Checks bytes read from a file against the id of a chunk they should hold. Bytes of
-/// transformed regions are read as the file has them and match only once normalized, which
-/// happens in place when the plain bytes do not match.
-pub fn matches_chunk(data: &mut [u8], id: crate::id::ChunkId) -> bool {
-    if crate::id::ChunkId::of(data) == id {
-        return true;
-    }
-    data.starts_with(b"OggS") && oggpages::normalize(data) && crate::id::ChunkId::of(data) == id
 }
 
 /// Feeds every byte read through it to a hasher.

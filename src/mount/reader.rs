@@ -2,36 +2,40 @@
 //!
 //! A file's content is its `ChunkList`. For a read, the chunks covering the range are taken
 //! from the bounded cache or read from a file on disk, and each is hashed against its
-//! `ChunkId` before any of its bytes are returned. The first place tried is the file's own
-//! path in its origin (usually still holding the same content, so one `pread` covers a whole
-//! kernel read); a chunk that does not match there is looked for at every location the
-//! repository records for it, in every local origin.
+//! `ChunkId` (as a [`VerifiedChunk`]) before any of its bytes are returned. The first place
+//! tried is the file's own path in its origin (usually still holding the same content, so one
+//! `read_exact_at` covers a whole kernel read); a chunk that does not match there is looked for
+//! by `locate`: at every location the repository records for it, in every origin, then in the
+//! history the repository keeps.
+//!
+//! Origins are read through the registry, whatever their transport: each origin the
+//! repository records (the view lists them by URL) is opened on first need and kept
+//! (`locate::OriginPool`; one that cannot be opened is left alone for a minute), and files are
+//! read with `Origin::open` and `OriginFile::read_exact_at`. A local directory and an SFTP
+//! server serve chunks alike.
 //!
 //! Contents with a transformed region (Ogg) need more, because their chunks are not plain byte
 //! ranges of the file: audio pages are chunked with their sequence numbers and CRCs zeroed, and
 //! header pages are chunked as headers then bodies. Such a file is served from a live file
-//! whose whole-file hash (`ChunkList::file_hash`) was checked once for its current `stat`
-//! (size, mtime, ctime, inode); each chunk read from it is still checked: audio pages by
-//! hashing a normalized copy and returning the real bytes, a header region by normalizing it,
-//! hashing its chunks and checking that it rebuilds to the bytes read. This module never
-//! writes anywhere.
+//! whose whole-file hash (`ChunkList::file_hash`) was checked once for its current
+//! `EntryStat` (compared whole, whatever the transport puts in it); each chunk read from it is
+//! still checked: audio pages by hashing a normalized copy and returning the real bytes
+//! ([`VerifiedChunk::check_stored_pages`]), a header region by normalizing it, hashing its
+//! chunks and checking that it rebuilds to the bytes read. This module never writes anywhere.
 
-use std::collections::{HashMap, HashSet};
-use std::fs::File;
-use std::io::Read;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::cache::BoundedCache;
 use super::view::View;
-use crate::chunk::matches_chunk;
-use crate::chunk::oggpages;
+use crate::chunk::{oggpages, VerifiedChunk};
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, ContentId, FileHash};
+use crate::locate::{open_inside, LastOpen, Locator, OriginPool, Site};
 use crate::media::Transform;
-use crate::snapshot::ChunkList;
+use crate::origin::{EntryStat, OpenOptions, OriginFile};
+use crate::snapshot::{ChunkList, ChunkRef};
 
 /// Longest run of chunks read with one `pread`.
 const MAX_SPAN: u64 = 8 << 20;
@@ -85,39 +89,24 @@ impl Plan {
     }
 }
 
-/// What identifies a file's state on disk, to reuse a whole-file check.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-struct StatKey {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime_ns: i64,
-    ctime_ns: i64,
-}
+/// An opened file, shared by the reads of one open snapshot file.
+type SharedFile = Arc<Mutex<Box<dyn OriginFile>>>;
 
-impl StatKey {
-    fn of(meta: &std::fs::Metadata) -> StatKey {
-        StatKey {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            size: meta.size(),
-            mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
-            ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
-        }
-    }
-}
-
-/// A file on disk chunks are read from first.
+/// A file chunks are read from first, opened through its origin. Reads of one file take
+/// turns only for the read itself; hashing happens outside the lock.
 struct Source {
-    file: Arc<File>,
-    key: StatKey,
+    file: SharedFile,
+    /// The file's `stat` when it was opened (or proven by its whole-file hash).
+    stat: EntryStat,
 }
 
 /// A snapshot file opened through the mount.
 pub struct OpenFile {
     plan: Arc<Plan>,
-    /// The file's own path on disk, when its origin is local.
-    own: Option<PathBuf>,
+    /// The URL of the origin whose snapshot holds the file, as the repository records it.
+    origin: String,
+    /// The file's path in that origin.
+    path: Vec<u8>,
     /// The file's path as seen in the mount, which every error about it names.
     shown: PathBuf,
     /// Where chunks are read first; `None` until the first read.
@@ -131,28 +120,19 @@ impl OpenFile {
     }
 }
 
+/// Which file's whole-file hash matched which content: origin URL, path, file hash.
+type ProvenKey = (String, Vec<u8>, [u8; 32]);
+
 /// Reads files' bytes for the mount, proving each against its content's hashes.
 pub struct Reader {
     view: Arc<View>,
+    /// Every origin of the repository, opened through the registry on first need.
+    origins: OriginPool,
     cache: BoundedCache<Key>,
     plans: Mutex<HashMap<ContentId, Arc<Plan>>>,
-    /// Files whose whole-file hash matched a content, by their state then.
-    verified: Mutex<HashSet<(PathBuf, StatKey, [u8; 32])>>,
-}
-
-/// The path of `rel` in a local origin, or `None` when the origin is not a local directory or
-/// the path could leave it.
-fn local_path(origin: &str, rel: &[u8]) -> Option<PathBuf> {
-    if !origin.starts_with('/')
-        || rel.is_empty()
-        || rel.starts_with(b"/")
-        || rel
-            .split(|&b| b == b'/')
-            .any(|c| c == b".." || c.is_empty())
-    {
-        return None;
-    }
-    Some(Path::new(origin).join(std::ffi::OsStr::from_bytes(rel)))
+    /// Files whose whole-file hash matched a content, with their `stat` then: a file whose
+    /// `stat` is equal (the whole `EntryStat`) is taken as proven again.
+    verified: Mutex<HashMap<ProvenKey, EntryStat>>,
 }
 
 fn eio(path: &Path, what: &str) -> Error {
@@ -167,10 +147,23 @@ impl Reader {
     pub fn new(view: Arc<View>, cache_bytes: usize) -> Reader {
         Reader {
             view,
+            origins: OriginPool::new(OpenOptions::default()),
             cache: BoundedCache::new(cache_bytes),
             plans: Mutex::new(HashMap::new()),
-            verified: Mutex::new(HashSet::new()),
+            verified: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// A search of every origin the view knows, in its order, then of the repository's
+    /// history; origins are opened by the pool only when a location in them is read.
+    fn locator<'s>(&'s self, origins: &'s [super::view::OriginDir]) -> Result<Locator<'s>> {
+        let repo = self.view.repo();
+        let mut sites = Vec::with_capacity(origins.len());
+        for origin in origins {
+            let id = repo.find_origin(&origin.url)?;
+            sites.push(Site::pooled(&origin.url, id, &self.origins));
+        }
+        Ok(Locator::new(repo, sites, true))
     }
 
     fn plan(&self, id: &ContentId) -> Result<Arc<Plan>> {
@@ -211,7 +204,8 @@ impl Reader {
     ) -> Result<OpenFile> {
         Ok(OpenFile {
             plan: self.plan(content)?,
-            own: local_path(origin, path),
+            origin: origin.to_string(),
+            path: path.to_vec(),
             shown,
             source: Mutex::new(None),
         })
@@ -302,18 +296,23 @@ impl Reader {
             let start = plan.starts[c];
             let chunk = plan.list.chunks[c];
             let at = (start - span_start) as usize;
-            let bytes = &mut span[at..at + chunk.len as usize];
+            let bytes = &span[at..at + chunk.len as usize];
             let k =
                 key(c).ok_or_else(|| eio(&file.shown, "internal: header chunk in a plain run"))?;
-            let good = read_ok && self.check(bytes, chunk.id, &k);
+            // Audio pages are proven by a normalized copy, the real bytes kept.
+            let here = match k {
+                _ if !read_ok => None,
+                Key::Pages(..) => VerifiedChunk::check_stored_pages(chunk.id, bytes),
+                _ => VerifiedChunk::check(chunk.id, bytes),
+            };
             let fetched;
-            let bytes: &[u8] = if good {
-                bytes
-            } else if let Key::Chunk(_) = k {
-                fetched = self.fetch_elsewhere(file, chunk.id, chunk.len)?;
-                &fetched
-            } else {
-                return Err(self.unavailable(file, chunk.id));
+            let bytes: &[u8] = match (here, &k) {
+                (Some(found), _) => found.into_bytes(),
+                (None, Key::Chunk(_)) => {
+                    fetched = self.fetch_elsewhere(file, chunk)?;
+                    fetched.bytes()
+                }
+                (None, _) => return Err(self.unavailable(file, chunk.id)),
             };
             stop = take(bytes, start, out);
             // Keep what this read did not hand out whole: the next read needs the rest.
@@ -322,18 +321,6 @@ impl Reader {
             }
         }
         Ok(stop)
-    }
-
-    /// Whether `bytes`, read where the chunk should be, are it (for audio pages: once
-    /// normalized; the real bytes are left as they are).
-    fn check(&self, bytes: &[u8], id: ChunkId, key: &Key) -> bool {
-        match key {
-            Key::Pages(..) => {
-                let mut copy = bytes.to_vec();
-                oggpages::normalize(&mut copy) && ChunkId::of(&copy) == id
-            }
-            _ => ChunkId::of(bytes) == id,
-        }
     }
 
     fn unavailable(&self, file: &OpenFile, id: ChunkId) -> Error {
@@ -349,23 +336,21 @@ impl Reader {
         let Some(f) = self.source(file)? else {
             return Ok(false);
         };
+        let mut f = f.lock().unwrap_or_else(PoisonError::into_inner);
         Ok(f.read_exact_at(buf, offset).is_ok())
     }
 
     /// The file chunks are read from first: the file's own path for plain contents; for
     /// transformed ones, a file proven by its whole-file hash and unchanged since.
-    fn source(&self, file: &OpenFile) -> Result<Option<Arc<File>>> {
+    fn source(&self, file: &OpenFile) -> Result<Option<SharedFile>> {
         let mut slot = file.source.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(want) = file.plan.list.file_hash else {
             if slot.is_none() {
-                let opened = file.own.as_ref().and_then(|p| {
-                    let f = File::open(p).ok()?;
-                    let key = StatKey::of(&f.metadata().ok()?);
-                    Some(Source {
-                        file: Arc::new(f),
-                        key,
-                    })
-                });
+                let opened = self.open_own(file);
+                // A transport failure is not remembered: the next read tries again.
+                let Ok(opened) = opened else {
+                    return Ok(None);
+                };
                 *slot = Some(opened);
             }
             return Ok(slot
@@ -373,7 +358,13 @@ impl Reader {
                 .and_then(|s| s.as_ref().map(|s| s.file.clone())));
         };
         if let Some(Some(s)) = slot.as_ref() {
-            if s.file.metadata().map(|m| StatKey::of(&m)).ok() == Some(s.key) {
+            let now = s
+                .file
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .stat()
+                .ok();
+            if now.as_ref() == Some(&s.stat) {
                 return Ok(Some(s.file.clone()));
             }
         }
@@ -383,86 +374,91 @@ impl Reader {
         Ok(file_out)
     }
 
-    /// A file on disk holding exactly this content, proven by its whole-file hash: the file's
-    /// own path, else any file where the repository records the content's first chunk.
+    /// The file's own path in its origin, opened; `Ok(None)` when it is not there.
+    fn open_own(&self, file: &OpenFile) -> Result<Option<Source>> {
+        let Some(origin) = self.origins.get(&file.origin) else {
+            return Ok(None);
+        };
+        let Some(mut f) = open_inside(&*origin, &file.path)? else {
+            return Ok(None);
+        };
+        let Ok(stat) = f.stat() else {
+            return Ok(None);
+        };
+        Ok(Some(Source {
+            file: Arc::new(Mutex::new(f)),
+            stat,
+        }))
+    }
+
+    /// A file holding exactly this content, proven by its whole-file hash: the file's own
+    /// path, else any file where the repository records the content's first chunk, in any
+    /// origin.
     fn find_verified(&self, file: &OpenFile, want: FileHash) -> Result<Option<Source>> {
-        let mut candidates: Vec<PathBuf> = file.own.iter().cloned().collect();
+        let origins = self.view.origins();
+        let locator = self.locator(&origins)?;
+        let mut candidates: Vec<(usize, Vec<u8>)> = Vec::new();
+        if let Some(own) = locator.sites().iter().position(|s| s.url() == file.origin) {
+            candidates.push((own, file.path.clone()));
+        }
         if let Some(first) = file.plan.list.chunks.first() {
-            for origin in self.view.origins() {
-                let Some(oid) = self.view.repo().find_origin(&origin.url)? else {
-                    continue;
-                };
-                for loc in self.view.repo().chunk_locations(&first.id, oid)? {
-                    if let Some(p) = local_path(&origin.url, &loc.path) {
-                        if !candidates.contains(&p) {
-                            candidates.push(p);
-                        }
-                    }
+            for (site, path, _) in locator.locations(first)? {
+                if !candidates.iter().any(|(s, p)| *s == site && *p == path) {
+                    candidates.push((site, path));
                 }
             }
         }
-        for path in candidates {
-            let Ok(f) = File::open(&path) else { continue };
-            let Ok(meta) = f.metadata() else { continue };
-            let key = StatKey::of(&meta);
-            if key.size != file.plan.size() {
+        for (site, path) in candidates {
+            // A transport failure here only means this candidate is not used.
+            let Ok(Some(mut f)) = locator.open(site, &path) else {
+                continue;
+            };
+            let Ok(stat) = f.stat() else { continue };
+            if stat.size != file.plan.size() {
                 continue;
             }
-            let token = (path.clone(), key, *want.as_bytes());
+            let token = (
+                locator.sites()[site].url().to_string(),
+                path,
+                *want.as_bytes(),
+            );
             let known = self
                 .verified
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .contains(&token);
-            if known || whole_file_hash(&f).is_ok_and(|h| h == want) {
+                .get(&token)
+                == Some(&stat);
+            if known || whole_file_hash(f.as_mut(), stat.size).is_ok_and(|h| h == want) {
                 self.verified
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
-                    .insert(token);
+                    .insert(token, stat.clone());
                 return Ok(Some(Source {
-                    file: Arc::new(f),
-                    key,
+                    file: Arc::new(Mutex::new(f)),
+                    stat,
                 }));
             }
         }
         Ok(None)
     }
 
-    /// A plain chunk from any recorded location in any local origin, or from the history the
+    /// A plain chunk from any recorded location in any origin, or from the history the
     /// repository keeps, verified; kept in the cache.
-    fn fetch_elsewhere(&self, file: &OpenFile, id: ChunkId, len: u32) -> Result<Vec<u8>> {
-        let bytes = self.chunk_anywhere(file, id, len)?;
+    fn fetch_elsewhere(&self, file: &OpenFile, chunk: ChunkRef) -> Result<VerifiedChunk> {
+        let found = self.chunk_anywhere(file, chunk)?;
         self.cache
-            .insert(Key::Chunk(*id.as_bytes()), Arc::from(&bytes[..]));
-        Ok(bytes)
+            .insert(Key::Chunk(*chunk.id.as_bytes()), Arc::from(found.bytes()));
+        Ok(found)
     }
 
-    /// The chunk's bytes as its id names them (normalized, for Ogg pages) from any recorded
-    /// location in any local origin, else from the history the repository keeps.
-    fn chunk_anywhere(&self, file: &OpenFile, id: ChunkId, len: u32) -> Result<Vec<u8>> {
-        let mut buf = vec![0u8; len as usize];
-        for origin in self.view.origins() {
-            let Some(oid) = self.view.repo().find_origin(&origin.url)? else {
-                continue;
-            };
-            for loc in self.view.repo().chunk_locations(&id, oid)? {
-                let Some(path) = local_path(&origin.url, &loc.path) else {
-                    continue;
-                };
-                if loc.len != len {
-                    continue;
-                }
-                let Ok(f) = File::open(&path) else { continue };
-                // A chunk stored as normalized Ogg pages elsewhere matches once normalized,
-                // which is then exactly the chunk wanted.
-                if f.read_exact_at(&mut buf, loc.offset).is_ok() && matches_chunk(&mut buf, id) {
-                    return Ok(buf);
-                }
-            }
-        }
-        match self.view.repo().kept_chunk(&id)? {
-            Some(bytes) if bytes.len() == len as usize => Ok(bytes),
-            _ => Err(self.unavailable(file, id)),
+    /// The chunk as its id names it (normalized, for Ogg pages) from any recorded location in
+    /// any origin, else from the history the repository keeps (`locate`).
+    fn chunk_anywhere(&self, file: &OpenFile, chunk: ChunkRef) -> Result<VerifiedChunk> {
+        let origins = self.view.origins();
+        let locator = self.locator(&origins)?;
+        match locator.find(&mut LastOpen::default(), None, chunk)? {
+            Some(found) => Ok(found),
+            None => Err(self.unavailable(file, chunk.id)),
         }
     }
 
@@ -477,9 +473,9 @@ impl Reader {
         let mut whole = Vec::with_capacity(plan.size() as usize);
         let mut assembler = crate::chunk::Assembler::new(&plan.list);
         for (offset, chunk) in plan.list.with_offsets() {
-            let mut data = self.chunk_anywhere(file, chunk.id, chunk.len)?;
+            let found = self.chunk_anywhere(file, chunk)?;
             assembler
-                .chunk(offset, &mut data, &mut |b| {
+                .chunk(offset, found, &mut |b| {
                     whole.extend_from_slice(b);
                     Ok(())
                 })
@@ -519,7 +515,7 @@ impl Reader {
             let from = (plan.starts[c] - region.offset) as usize;
             let to = (plan.starts[c + 1] - region.offset) as usize;
             if to > pages.bytes.len()
-                || ChunkId::of(&pages.bytes[from..to]) != plan.list.chunks[c].id
+                || VerifiedChunk::check(plan.list.chunks[c].id, &pages.bytes[from..to]).is_none()
             {
                 return Err(bad());
             }
@@ -534,15 +530,16 @@ impl Reader {
     }
 }
 
-fn whole_file_hash(mut f: &File) -> std::io::Result<FileHash> {
+/// The whole-file hash of the first `size` bytes of `f`, read in pieces.
+fn whole_file_hash(f: &mut dyn OriginFile, size: u64) -> std::io::Result<FileHash> {
     let mut hasher = blake3::Hasher::new();
     let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
+    let mut at = 0u64;
+    while at < size {
+        let n = (size - at).min(buf.len() as u64) as usize;
+        f.read_exact_at(&mut buf[..n], at)?;
         hasher.update(&buf[..n]);
+        at += n as u64;
     }
     Ok(FileHash::of_hasher(&hasher))
 }

@@ -27,7 +27,6 @@ pub(crate) fn provide(
     sink: &dyn Sink,
 ) -> Result<Ended> {
     let lost = |e| lost(origin, e);
-    let mut buf = Vec::new();
     loop {
         crate::interrupt::check_signal()?;
         let Some(message) = receive(origin, input)? else {
@@ -54,17 +53,15 @@ pub(crate) fn provide(
                         write_message(output, &Message::NoChunk).map_err(lost)?;
                         continue;
                     }
-                    buf.resize(chunk.len as usize, 0);
-                    let reply = if chunks.read_chunk(b"", 0, chunk, &mut buf)? {
-                        sink.advance(u64::from(chunk.len));
-                        Message::Chunk(std::mem::take(&mut buf))
-                    } else {
-                        Message::NoChunk
+                    // Only verified bytes go on the wire, in the form the chunk's id names.
+                    let reply = match chunks.read_chunk(b"", 0, chunk)? {
+                        Some(found) => {
+                            sink.advance(u64::from(chunk.len));
+                            Message::Chunk(found.into_canonical().into_bytes())
+                        }
+                        None => Message::NoChunk,
                     };
                     write_message(output, &reply).map_err(lost)?;
-                    if let Message::Chunk(data) = reply {
-                        buf = data;
-                    }
                 }
             }
             Message::Event {

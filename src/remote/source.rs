@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use super::wire::{check_content, check_path, check_tree, lost, receive, write_message};
 use super::wire::{Message, SourceInfo, MAX_PATH};
-use crate::chunk::Chunker;
+use crate::chunk::{Chunker, VerifiedChunk};
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, ContentId, TreeId};
 use crate::repo::Repository;
@@ -34,17 +34,18 @@ const KEPT_BYTES: u64 = 32 << 20;
 /// the connection dropped (every finished file is recorded at the destination already).
 #[derive(Default)]
 pub struct Resume {
-    chunks: HashMap<ChunkId, Vec<u8>>,
+    chunks: HashMap<ChunkId, VerifiedChunk>,
     order: VecDeque<ChunkId>,
     bytes: u64,
 }
 
 impl Resume {
-    fn keep(&mut self, id: ChunkId, data: &[u8]) {
-        if self.chunks.contains_key(&id) || data.len() as u64 > KEPT_BYTES {
+    fn keep(&mut self, chunk: &VerifiedChunk) {
+        let id = chunk.id();
+        if self.chunks.contains_key(&id) || chunk.len() as u64 > KEPT_BYTES {
             return;
         }
-        while self.bytes + data.len() as u64 > KEPT_BYTES {
+        while self.bytes + chunk.len() as u64 > KEPT_BYTES {
             let Some(old) = self.order.pop_front() else {
                 break;
             };
@@ -52,12 +53,12 @@ impl Resume {
                 self.bytes -= gone.len() as u64;
             }
         }
-        self.bytes += data.len() as u64;
+        self.bytes += chunk.len() as u64;
         self.order.push_back(id);
-        self.chunks.insert(id, data.to_vec());
+        self.chunks.insert(id, chunk.clone());
     }
 
-    fn get(&self, id: &ChunkId) -> Option<&Vec<u8>> {
+    fn get(&self, id: &ChunkId) -> Option<&VerifiedChunk> {
         self.chunks.get(id)
     }
 }
@@ -107,7 +108,7 @@ pub struct RemoteSource {
     /// The snapshot, when it came with the session's first message (push).
     info: Option<SourceInfo>,
     /// Chunks received before they were needed.
-    stash: HashMap<ChunkId, Vec<u8>>,
+    stash: HashMap<ChunkId, VerifiedChunk>,
     /// Chunks requested (or to be requested) and not yet received.
     pending: HashSet<ChunkId>,
     /// Chunks the source said it could not read.
@@ -291,9 +292,10 @@ impl RemoteSource {
         writer.commit()
     }
 
-    /// Reads one chunk answer, matches it with the oldest request, verifies it and returns
-    /// its id and bytes (`None`: the source could not read it).
-    fn next_chunk(&mut self) -> Result<(ChunkRef, Option<Vec<u8>>)> {
+    /// Reads one chunk answer, matches it with the oldest request, verifies it on arrival and
+    /// returns it (`None`: the source could not read it). Bytes that are not the chunk asked
+    /// for break the protocol: nothing of them is kept.
+    fn next_chunk(&mut self) -> Result<(ChunkRef, Option<VerifiedChunk>)> {
         let message = self.receive()?;
         let front = match self.requests.lock() {
             Ok(mut r) => r.queue.pop_front(),
@@ -308,14 +310,17 @@ impl RemoteSource {
         }
         match message {
             Message::Chunk(data) => {
-                if data.len() != front.len as usize || ChunkId::of(&data) != front.id {
+                let verified = (data.len() == front.len as usize)
+                    .then(|| VerifiedChunk::check(front.id, data))
+                    .flatten();
+                let Some(verified) = verified else {
                     return Err(self.protocol(format!(
                         "chunk {} does not match its hash; nothing of it was written",
                         front.id.short()
                     )));
-                }
-                self.resume.keep(front.id, &data);
-                Ok((front, Some(data)))
+                };
+                self.resume.keep(&verified);
+                Ok((front, Some(verified)))
             }
             Message::NoChunk => Ok((front, None)),
             _ => Err(self.protocol("expected a chunk")),
@@ -402,25 +407,25 @@ impl ChunkSource for RemoteSource {
         Ok(())
     }
 
+    /// The chunk from what arrived ahead of need or on the previous connection, else asked
+    /// for (if it was not already) and awaited, stashing the other chunks that arrive first.
+    /// Every chunk was verified on arrival; `None` when the source said it cannot read it.
     fn read_chunk(
         &mut self,
         _path: &[u8],
         _offset: u64,
         chunk: ChunkRef,
-        buf: &mut [u8],
-    ) -> Result<bool> {
-        if let Some(data) = self.stash.remove(&chunk.id) {
-            buf.copy_from_slice(&data);
-            return Ok(true);
+    ) -> Result<Option<VerifiedChunk>> {
+        if let Some(found) = self.stash.remove(&chunk.id) {
+            return Ok(Some(found));
         }
-        if let Some(data) = self.resume.get(&chunk.id) {
-            if data.len() == buf.len() {
-                buf.copy_from_slice(data);
-                return Ok(true);
+        if let Some(found) = self.resume.get(&chunk.id) {
+            if found.len() == chunk.len as usize {
+                return Ok(Some(found.clone()));
             }
         }
         if self.unavailable.contains(&chunk.id) {
-            return Ok(false);
+            return Ok(None);
         }
         if !self.pending.contains(&chunk.id) {
             self.pending.insert(chunk.id);
@@ -432,16 +437,15 @@ impl ChunkSource for RemoteSource {
         loop {
             let (got, data) = self.next_chunk()?;
             match data {
-                Some(data) if got.id == chunk.id && data.len() == buf.len() => {
-                    buf.copy_from_slice(&data);
-                    return Ok(true);
+                Some(found) if got.id == chunk.id && found.len() == chunk.len as usize => {
+                    return Ok(Some(found));
                 }
-                Some(data) => {
-                    self.stash.insert(got.id, data);
+                Some(found) => {
+                    self.stash.insert(got.id, found);
                 }
                 None if got.id == chunk.id => {
                     self.unavailable.insert(got.id);
-                    return Ok(false);
+                    return Ok(None);
                 }
                 None => {
                     self.unavailable.insert(got.id);

@@ -14,10 +14,11 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use crate::chunk::{matches_chunk, read_transformed, AssembleError, Assembler, Chunker};
-use crate::error::{io_kind, Error, ErrorKind, Result};
+use crate::chunk::{AssembleError, Assembler, Chunker, VerifiedChunk};
+use crate::error::{Error, Result};
 use crate::id::{ChunkId, ContentId, TreeId};
-use crate::origin::{Origin, OriginFile, WritableOrigin};
+use crate::locate::{Hint, LastOpen, Locator, Site};
+use crate::origin::{Origin, WritableOrigin};
 use crate::repo::{OriginId, Repository};
 use crate::report::{display_path, Event, Sink};
 use crate::scan::{scan, scan_entry, ScanOptions};
@@ -83,16 +84,24 @@ pub trait ChunkSource {
     fn expect(&mut self, _chunks: &[ChunkRef]) -> Result<()> {
         Ok(())
     }
-    /// Fills `buf` (`chunk.len` bytes) with the chunk's bytes, verified against its id;
-    /// `Ok(false)` when this source cannot give them. `path` and `offset` say where the file
-    /// being built holds the chunk: the source's tree has it there most likely.
+    /// The bytes of `chunk`, proven against its id (a [`VerifiedChunk`], in either form: the
+    /// caller turns it canonical where it needs to). `path` and `offset` say where the file
+    /// being built holds the chunk: the source's tree has it there most likely (`path` empty:
+    /// no such hint).
+    ///
+    /// Contract: `Ok(None)` only when this source truly cannot give the chunk (no place holds
+    /// those bytes, or the other end said it has none); the caller may then look elsewhere or
+    /// report [`Error::ChunkUnavailable`]. A transport failure that the origin's own retries
+    /// did not overcome is an error ([`crate::error::ErrorKind::Transient`]), never `None`,
+    /// and so is a repository failure or a peer that breaks the protocol (sending bytes that
+    /// are not the chunk is one). Reading changes nothing at the source; asking again for the
+    /// same chunk is allowed and gives the same bytes or `None`.
     fn read_chunk(
         &mut self,
         path: &[u8],
         offset: u64,
         chunk: ChunkRef,
-        buf: &mut [u8],
-    ) -> Result<bool>;
+    ) -> Result<Option<VerifiedChunk>>;
 }
 
 /// What the source's snapshot holds.
@@ -116,7 +125,7 @@ pub struct LocalSource<'a> {
     origin: &'a dyn Origin,
     checksum: bool,
     origin_id: Option<OriginId>,
-    open: Option<(Vec<u8>, Box<dyn OriginFile>)>,
+    open: LastOpen,
 }
 
 impl<'a> LocalSource<'a> {
@@ -127,7 +136,7 @@ impl<'a> LocalSource<'a> {
             origin,
             checksum,
             origin_id: None,
-            open: None,
+            open: LastOpen::default(),
         }
     }
 }
@@ -155,28 +164,25 @@ impl SyncSource for LocalSource<'_> {
 }
 
 impl ChunkSource for LocalSource<'_> {
+    /// The same path and offset in the source first, then every location the repository
+    /// records for the chunk in the source (`locate`).
     fn read_chunk(
         &mut self,
         path: &[u8],
         offset: u64,
         chunk: ChunkRef,
-        buf: &mut [u8],
-    ) -> Result<bool> {
-        let mut candidates = Vec::new();
-        if !path.is_empty() {
-            candidates.push((path.to_vec(), offset));
-        }
-        if let Some(origin_id) = self.origin_id {
-            for loc in self.repo.chunk_locations(&chunk.id, origin_id)? {
-                candidates.push((loc.path, loc.offset));
-            }
-        }
-        for (p, off) in candidates {
-            if read_verified(self.origin, &mut self.open, &p, off, chunk.id, buf)? {
-                return Ok(true);
-            }
-        }
-        Ok(false)
+    ) -> Result<Option<VerifiedChunk>> {
+        let locator = Locator::new(
+            self.repo,
+            vec![Site::given(self.origin, self.origin_id)],
+            false,
+        );
+        let hint = Hint {
+            site: 0,
+            path,
+            offset,
+        };
+        locator.find(&mut self.open, Some(hint), chunk)
     }
 }
 
@@ -349,7 +355,7 @@ pub fn sync_from(
         destination,
         dst_origin,
         received: HashMap::new(),
-        open: None,
+        open: LastOpen::default(),
         summary,
         sink,
         recorded: Vec::new(),
@@ -421,52 +427,6 @@ fn missing_chunks(repo: &Repository, plan: &SyncPlan, dst: OriginId) -> Result<V
         .collect())
 }
 
-/// Reads chunk `id` at `offset` of `path` in `origin` into `buf`, keeping the last opened file
-/// in `open`. `Ok(true)` when the bytes (normalized, for an Ogg page) hash to `id`; `Ok(false)`
-/// when the chunk is not there (no such file, other bytes, a file too short); an error only
-/// when the transport failed ([`crate::error::ErrorKind::Transient`], after the origin's own
-/// retries): that is not "chunk absent", and it stops the sync, to be retried whole.
-fn read_verified(
-    origin: &dyn Origin,
-    open: &mut Option<(Vec<u8>, Box<dyn OriginFile>)>,
-    path: &[u8],
-    offset: u64,
-    id: ChunkId,
-    buf: &mut [u8],
-) -> Result<bool> {
-    if open.as_ref().map(|(p, _)| p.as_slice()) != Some(path) {
-        match origin.open(path) {
-            Ok(f) => *open = Some((path.to_vec(), f)),
-            Err(e) if e.is_transient() => return Err(e),
-            Err(_) => return Ok(false),
-        }
-    }
-    let Some((_, f)) = open else {
-        return Ok(false);
-    };
-    match f.read_exact_at(buf, offset) {
-        Ok(()) if matches_chunk(buf, id) => return Ok(true),
-        Err(e) if io_kind(&e) == ErrorKind::Transient => {
-            *open = None;
-            return Err(Error::io(origin.display(path), e));
-        }
-        _ => {}
-    }
-    // A chunk of an Ogg header region is not a byte range of its file.
-    let len = f.stat().map(|s| s.size).unwrap_or(0);
-    match read_transformed(f, len, offset, buf.len()) {
-        Ok(Some(bytes)) if ChunkId::of(&bytes) == id => {
-            buf.copy_from_slice(&bytes);
-            Ok(true)
-        }
-        Err(e) if io_kind(&e) == ErrorKind::Transient => {
-            *open = None;
-            Err(Error::io(origin.display(path), e))
-        }
-        _ => Ok(false),
-    }
-}
-
 fn plan_is_empty(plan: &SyncPlan) -> bool {
     plan.steps().next().is_none()
 }
@@ -517,7 +477,7 @@ struct Apply<'a> {
     /// Chunks written to the destination by this run, and where.
     received: HashMap<ChunkId, (Vec<u8>, u64)>,
     /// The last destination file opened for reading chunks.
-    open: Option<(Vec<u8>, Box<dyn OriginFile>)>,
+    open: LastOpen,
     summary: SyncSummary,
     sink: &'a dyn Sink,
     /// Destination files written, to record in the repository.
@@ -576,7 +536,7 @@ impl Apply<'_> {
         // A step replaces or removes what is at its paths: a handle kept open on one of them
         // would read the old file's bytes.
         if !matches!(step, Step::SetMeta { .. } | Step::CreateDir(_)) {
-            self.open = None;
+            self.open.forget();
         }
         let result = match step {
             Step::Remove { path, .. } => self.destination.remove(path),
@@ -644,7 +604,6 @@ impl Apply<'_> {
         let mut file = self.destination.create_temp(path)?;
         let target = self.destination.display(path);
         let result = (|| -> Result<()> {
-            let mut buf = Vec::new();
             let mut assembler = Assembler::new(&list);
             let failed = |e: AssembleError| match e {
                 AssembleError::Io(e) => Error::io(&target, e),
@@ -655,9 +614,9 @@ impl Apply<'_> {
             };
             for (offset, chunk) in list.with_offsets() {
                 crate::interrupt::check()?;
-                self.fetch(path, offset, chunk, &mut buf)?;
+                let verified = self.fetch(path, offset, chunk)?;
                 assembler
-                    .chunk(offset, &mut buf, &mut |bytes| file.write_all(bytes))
+                    .chunk(offset, verified, &mut |bytes| file.write_all(bytes))
                     .map_err(failed)?;
                 self.sink.advance(u64::from(chunk.len));
                 crate::failpoint::hit("write-chunk");
@@ -696,37 +655,35 @@ impl Apply<'_> {
         Ok(())
     }
 
-    /// Reads one chunk into `buf`, verified: from this run's writes, from the destination's
-    /// known chunks, else from the source (counted as transferred).
-    fn fetch(
-        &mut self,
-        path: &[u8],
-        offset: u64,
-        chunk: ChunkRef,
-        buf: &mut Vec<u8>,
-    ) -> Result<()> {
-        buf.resize(chunk.len as usize, 0);
-        let mut local = Vec::new();
-        if let Some(at) = self.received.get(&chunk.id) {
-            local.push(at.clone());
+    /// One chunk, verified: from this run's writes, from the destination's known chunks
+    /// (`locate`, the destination's recorded locations), else from the source (counted as
+    /// transferred).
+    fn fetch(&mut self, path: &[u8], offset: u64, chunk: ChunkRef) -> Result<VerifiedChunk> {
+        let written = self.received.get(&chunk.id).cloned();
+        let hint = written.as_ref().map(|(p, off)| Hint {
+            site: 0,
+            path: p,
+            offset: *off,
+        });
+        // `Site::given` takes the destination as the plain origin it also is.
+        let destination: &dyn Origin = self.destination;
+        let here = Locator::new(
+            self.repo,
+            vec![Site::given(destination, Some(self.dst_origin))],
+            false,
+        );
+        if let Some(found) = here.find(&mut self.open, hint, chunk)? {
+            self.summary.bytes_reused += u64::from(chunk.len);
+            return Ok(found);
         }
-        for loc in self.repo.chunk_locations(&chunk.id, self.dst_origin)? {
-            local.push((loc.path, loc.offset));
-        }
-        for (p, off) in local {
-            if read_verified(self.destination, &mut self.open, &p, off, chunk.id, buf)? {
-                self.summary.bytes_reused += u64::from(chunk.len);
-                return Ok(());
-            }
-        }
-        if self.source.read_chunk(path, offset, chunk, buf)? {
+        if let Some(found) = self.source.read_chunk(path, offset, chunk)? {
             self.summary.bytes_transferred += u64::from(chunk.len);
             self.summary.chunks_transferred += 1;
             // Later copies of this chunk come from the destination.
             self.received
                 .entry(chunk.id)
                 .or_insert((path.to_vec(), offset));
-            return Ok(());
+            return Ok(found);
         }
         Err(Error::ChunkUnavailable {
             path: self.destination.display(path),
