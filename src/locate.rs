@@ -451,7 +451,7 @@ mod tests {
     }
 
     #[test]
-    fn other_bytes_are_not_the_chunk_and_history_is_the_last_resort() {
+    fn other_bytes_at_a_location_are_not_the_chunk() {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path();
         std::fs::create_dir_all(root.join("lib")).expect("mkdir");
