@@ -501,12 +501,20 @@ _musicfs() {
             return 0
             ;;
         musicfs__subcmd__snapshots)
-            opts="-q -v -h --repo --json --quiet --verbose --help"
+            opts="-q -v -h --accept-new-host-key --retries --timeout --repo --json --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --retries)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --repo)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -93,11 +93,14 @@ complete -c musicfs -n "__fish_musicfs_using_subcommand diff" -l json -d 'Print 
 complete -c musicfs -n "__fish_musicfs_using_subcommand diff" -s q -l quiet -d 'Print only problems'
 complete -c musicfs -n "__fish_musicfs_using_subcommand diff" -s v -l verbose -d 'Print every step'
 complete -c musicfs -n "__fish_musicfs_using_subcommand diff" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c musicfs -n "__fish_musicfs_using_subcommand snapshots" -l retries -d 'Retries after a dropped connection or a timeout, with exponential backoff' -r
+complete -c musicfs -n "__fish_musicfs_using_subcommand snapshots" -l timeout -d 'Seconds allowed to connect, and to wait on a silent remote' -r
 complete -c musicfs -n "__fish_musicfs_using_subcommand snapshots" -l repo -d 'Repository directory, made by `musicfs init` [default: $XDG_DATA_HOME/musicfs, created on first use]' -r -F
+complete -c musicfs -n "__fish_musicfs_using_subcommand snapshots" -l accept-new-host-key -d 'Trust and remember the key of an SSH host that ~/.ssh/known_hosts does not know yet (a changed key is always refused)'
 complete -c musicfs -n "__fish_musicfs_using_subcommand snapshots" -l json -d 'Print JSON Lines (one object per line, each with a "type") on stdout'
 complete -c musicfs -n "__fish_musicfs_using_subcommand snapshots" -s q -l quiet -d 'Print only problems'
 complete -c musicfs -n "__fish_musicfs_using_subcommand snapshots" -s v -l verbose -d 'Print every step'
-complete -c musicfs -n "__fish_musicfs_using_subcommand snapshots" -s h -l help -d 'Print help'
+complete -c musicfs -n "__fish_musicfs_using_subcommand snapshots" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c musicfs -n "__fish_musicfs_using_subcommand check" -l repo -d 'Repository directory, made by `musicfs init` [default: $XDG_DATA_HOME/musicfs, created on first use]' -r -F
 complete -c musicfs -n "__fish_musicfs_using_subcommand check" -l json -d 'Print JSON Lines (one object per line, each with a "type") on stdout'
 complete -c musicfs -n "__fish_musicfs_using_subcommand check" -s q -l quiet -d 'Print only problems'

@@ -177,7 +177,14 @@ pub enum Command {
     /// read: the comparison is incomplete).
     Diff(diff::DiffArgs),
     /// List snapshots
-    Snapshots,
+    ///
+    /// One line per snapshot, oldest first: id, time (UTC), files, bytes and the origin as
+    /// the repository records it. With ORIGIN, only that origin's snapshots: ORIGIN is matched
+    /// as `snapshots` prints it, else read like the origin of `scan`: a directory by its
+    /// canonical path (it need not exist any more), an SSH origin (host:path, ssh://, sftp://)
+    /// by the name it gives once connected. A scheme this build has no transport for is
+    /// refused (exit 2).
+    Snapshots(snapshots::SnapshotsArgs),
     /// Check that the repository's index is whole
     ///
     /// Verifies the checksum of every page of index.redb, then reads and decodes every row
@@ -213,8 +220,11 @@ pub enum Command {
     /// extended attributes fail with EROFS. Sizes, mtimes and modes are the snapshot's;
     /// files belong to the user who mounted. Each chunk read is hashed against the
     /// snapshot before its bytes are returned, from the file's own path when it still holds
-    /// them, else from any location the repository records, else from the history the
-    /// repository keeps; a read that cannot be proven fails with EIO. Ogg files are served
+    /// them, else from any location the repository records in any of its origins, else from
+    /// the history the repository keeps; a read that cannot be proven fails with EIO. Origins
+    /// are read as scan reads them (a directory, or an SSH origin over SFTP, with
+    /// ~/.ssh/config and known_hosts), each opened on first need; one that cannot be reached
+    /// is logged once and tried again a minute later. Ogg files are served
     /// from a file whose whole hash matches, or rebuilt whole from their chunks.
     ///
     /// History: every scan keeps each file's tag, padding and container-structure chunks in
@@ -434,7 +444,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Verify(args) => verify::run(&cli.global, args),
         Command::Diff(args) => diff::run(&cli.global, args),
         Command::Init(args) => init::run(&cli.global, args),
-        Command::Snapshots => snapshots::run(&cli.global),
+        Command::Snapshots(args) => snapshots::run(&cli.global, args),
         Command::Check => check::run(&cli.global),
         Command::RepairIndex => repair::run(&cli.global),
         Command::Mount(args) => mount::run(&cli.global, args),

@@ -1,11 +1,55 @@
+use std::path::PathBuf;
+
+use clap::Args;
 use serde_json::json;
 
-use super::{exit, human, GlobalArgs};
+use super::{exit, human, ConnectArgs, GlobalArgs};
+use crate::origin::OriginSpec;
 use crate::report::print_json;
 
-pub fn run(global: &GlobalArgs) -> anyhow::Result<u8> {
+#[derive(Debug, Args)]
+pub struct SnapshotsArgs {
+    /// Only the snapshots of this origin: as `snapshots` prints it, a directory (by its
+    /// canonical path, whether it still exists or not), or an SSH origin (host:path,
+    /// user@host:path, ssh://user@host:port/path, sftp://…), connected to in order to learn
+    /// the name the repository records it by
+    #[arg(value_name = "ORIGIN")]
+    pub origin: Option<PathBuf>,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+pub fn run(global: &GlobalArgs, args: &SnapshotsArgs) -> anyhow::Result<u8> {
+    // Read through the registry first: a scheme no transport has is refused (exit 2) before
+    // anything is opened.
+    let spec = args
+        .origin
+        .as_ref()
+        .map(|o| OriginSpec::parse(o.as_os_str()))
+        .transpose()?;
     let repo = global.open_repo()?;
-    for (id, record) in repo.snapshots()? {
+    let snapshots = repo.snapshots()?;
+    let wanted = match (&args.origin, spec) {
+        (Some(arg), Some(spec)) => {
+            let given = arg.to_string_lossy();
+            if snapshots.iter().any(|(_, r)| r.origin == given) {
+                Some(given.into_owned())
+            } else if let Some(url) = spec.recorded_url() {
+                // A directory: its canonical path, whether it still exists or not.
+                Some(url)
+            } else {
+                // Another origin is recorded under what opening it says (an SSH origin's
+                // user, port and absolute path filled in).
+                let origin = spec.open(&args.connect.open_options(false))?;
+                Some(origin.url().to_string())
+            }
+        }
+        _ => None,
+    };
+    let chosen = snapshots
+        .into_iter()
+        .filter(|(_, r)| wanted.as_ref().is_none_or(|w| r.origin == *w));
+    for (id, record) in chosen {
         let secs = record.time_ns.div_euclid(1_000_000_000);
         if global.json {
             print_json(&json!({

@@ -57,6 +57,16 @@ impl OriginSpec {
         self.location.local_dir()
     }
 
+    /// The name the repository records this origin by, when it can be told without opening
+    /// it: a local directory's canonical path (its absolute path when it does not exist), as
+    /// [`Origin::url`] names it. `None`: open the origin and ask [`Origin::url`]. Reads the
+    /// file system; never connects.
+    pub fn recorded_url(&self) -> Option<String> {
+        let path = self.local_dir()?;
+        let resolved = std::fs::canonicalize(path).or_else(|_| std::path::absolute(path));
+        resolved.ok().map(|p| p.to_string_lossy().into_owned())
+    }
+
     /// The host where a sync may start the remote agent, when the transport has one.
     pub fn agent_host(&self) -> Option<AgentHost<'_>> {
         self.location.agent_host()
