@@ -62,7 +62,9 @@ pub fn open_inside(origin: &dyn Origin, rel: &[u8]) -> Result<Option<Box<dyn Ori
 /// [`OriginSpec::open`]) on first need and kept for later reads. An origin that cannot be
 /// opened is left alone for [`RETRY_UNREACHABLE`] before it is tried again, so an unreachable
 /// host costs one attempt a minute, not one per read; the first failure of each is logged as
-/// a warning.
+/// a warning. An origin whose reads fail for a transport reason (a dropped connection that
+/// its retries did not bring back) is forgotten by the [`Locator`] that met the failure, and
+/// opened again on the next need.
 pub struct OriginPool {
     options: OpenOptions,
     slots: Mutex<HashMap<String, Arc<Mutex<Slot>>>>,
@@ -76,6 +78,8 @@ enum Slot {
     Failed {
         at: Instant,
     },
+    /// Opened once, then dropped after a transport failure: opened again on the next need.
+    Forgotten,
 }
 
 impl OriginPool {
@@ -103,7 +107,7 @@ impl OriginPool {
             Slot::Open(origin) => return Some(origin.clone()),
             Slot::Failed { at } if at.elapsed() < RETRY_UNREACHABLE => return None,
             Slot::Failed { .. } => true,
-            Slot::NotYet => false,
+            Slot::NotYet | Slot::Forgotten => false,
         };
         let opened = OriginSpec::parse(OsStr::new(url)).and_then(|spec| spec.open(&self.options));
         match opened {
@@ -122,6 +126,25 @@ impl OriginPool {
                 }
                 *slot = Slot::Failed { at: Instant::now() };
                 None
+            }
+        }
+    }
+}
+
+impl OriginPool {
+    /// Drops the opened origin `url` (after a transport failure): the next [`OriginPool::get`]
+    /// opens it again. Readers still holding it keep their handle.
+    pub fn forget(&self, url: &str) {
+        let slot = self
+            .slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(url)
+            .cloned();
+        if let Some(slot) = slot {
+            let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
+            if matches!(*slot, Slot::Open(_)) {
+                *slot = Slot::Forgotten;
             }
         }
     }
@@ -189,6 +212,16 @@ impl<'a> Site<'a> {
             SiteOrigin::Given(o) => Some(OriginRef::Given(o)),
             SiteOrigin::Pooled(pool) => pool.get(self.url).map(OriginRef::Pooled),
         }
+    }
+
+    /// Passes `result` on; a transport failure makes a pooled origin open again next time.
+    fn after<T>(&self, result: Result<T>) -> Result<T> {
+        if let (Err(e), SiteOrigin::Pooled(pool)) = (&result, &self.origin) {
+            if e.is_transient() {
+                pool.forget(self.url);
+            }
+        }
+        result
     }
 }
 
@@ -292,10 +325,13 @@ impl<'a> Locator<'a> {
     /// Opens file `path` of site `site` for reading, as [`open_inside`] does; `Ok(None)` also
     /// when the site cannot be opened now.
     pub fn open(&self, site: usize, path: &[u8]) -> Result<Option<Box<dyn OriginFile>>> {
-        let Some(origin) = self.sites.get(site).and_then(Site::origin) else {
+        let Some(s) = self.sites.get(site) else {
             return Ok(None);
         };
-        open_inside(&*origin, path)
+        let Some(origin) = s.origin() else {
+            return Ok(None);
+        };
+        s.after(open_inside(&*origin, path))
     }
 
     /// Chunk `chunk` read at `offset` of `path` in site `site`, verified; the file is kept in
@@ -312,6 +348,16 @@ impl<'a> Locator<'a> {
         let Some(s) = self.sites.get(site) else {
             return Ok(None);
         };
+        s.after(Self::read_in(s, open, path, offset, chunk))
+    }
+
+    fn read_in(
+        s: &Site<'_>,
+        open: &mut LastOpen,
+        path: &[u8],
+        offset: u64,
+        chunk: ChunkRef,
+    ) -> Result<Option<VerifiedChunk>> {
         let kept = open
             .at
             .as_ref()
@@ -499,6 +545,10 @@ mod tests {
         let opened = pool.get(&other).expect("opens");
         let again = pool.get(&other).expect("kept");
         assert!(Arc::ptr_eq(&opened, &again));
+        // Forgotten after a transport failure, it is opened anew.
+        pool.forget(&other);
+        let reopened = pool.get(&other).expect("opens again");
+        assert!(!Arc::ptr_eq(&opened, &reopened));
         assert!(pool.get("foo://x/y").is_none());
     }
 }

@@ -95,6 +95,8 @@ type SharedFile = Arc<Mutex<Box<dyn OriginFile>>>;
 /// A file chunks are read from first, opened through its origin. Reads of one file take
 /// turns only for the read itself; hashing happens outside the lock.
 struct Source {
+    /// The URL of the origin the file is in.
+    origin: String,
     file: SharedFile,
     /// The file's `stat` when it was opened (or proven by its whole-file hash).
     stat: EntryStat,
@@ -333,16 +335,29 @@ impl Reader {
     /// Reads `buf.len()` bytes at `offset` from the open file's source; `Ok(false)` when
     /// there is no source or the read failed (the chunks are then looked for elsewhere).
     fn read_source(&self, file: &OpenFile, buf: &mut [u8], offset: u64) -> Result<bool> {
-        let Some(f) = self.source(file)? else {
+        let Some((origin, f)) = self.source(file)? else {
             return Ok(false);
         };
-        let mut f = f.lock().unwrap_or_else(PoisonError::into_inner);
-        Ok(f.read_exact_at(buf, offset).is_ok())
+        let read = f
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .read_exact_at(buf, offset);
+        match read {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                // A file whose connection broke is opened again by the next read.
+                if crate::error::io_kind(&e) == crate::error::ErrorKind::Transient {
+                    *file.source.lock().unwrap_or_else(PoisonError::into_inner) = None;
+                    self.origins.forget(&origin);
+                }
+                Ok(false)
+            }
+        }
     }
 
     /// The file chunks are read from first: the file's own path for plain contents; for
     /// transformed ones, a file proven by its whole-file hash and unchanged since.
-    fn source(&self, file: &OpenFile) -> Result<Option<SharedFile>> {
+    fn source(&self, file: &OpenFile) -> Result<Option<(String, SharedFile)>> {
         let mut slot = file.source.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(want) = file.plan.list.file_hash else {
             if slot.is_none() {
@@ -355,7 +370,7 @@ impl Reader {
             }
             return Ok(slot
                 .as_ref()
-                .and_then(|s| s.as_ref().map(|s| s.file.clone())));
+                .and_then(|s| s.as_ref().map(|s| (s.origin.clone(), s.file.clone()))));
         };
         if let Some(Some(s)) = slot.as_ref() {
             let now = s
@@ -365,27 +380,39 @@ impl Reader {
                 .stat()
                 .ok();
             if now.as_ref() == Some(&s.stat) {
-                return Ok(Some(s.file.clone()));
+                return Ok(Some((s.origin.clone(), s.file.clone())));
             }
         }
         let found = self.find_verified(file, want)?;
-        let file_out = found.as_ref().map(|s| s.file.clone());
+        let file_out = found.as_ref().map(|s| (s.origin.clone(), s.file.clone()));
         *slot = Some(found);
         Ok(file_out)
     }
 
-    /// The file's own path in its origin, opened; `Ok(None)` when it is not there.
+    /// The file's own path in its origin, opened; `Ok(None)` when it is not there. An
+    /// origin whose connection broke is opened again, once.
     fn open_own(&self, file: &OpenFile) -> Result<Option<Source>> {
-        let Some(origin) = self.origins.get(&file.origin) else {
-            return Ok(None);
+        let open = || -> Result<Option<Box<dyn OriginFile>>> {
+            match self.origins.get(&file.origin) {
+                Some(origin) => open_inside(&*origin, &file.path),
+                None => Ok(None),
+            }
         };
-        let Some(mut f) = open_inside(&*origin, &file.path)? else {
+        let opened = match open() {
+            Err(e) if e.is_transient() => {
+                self.origins.forget(&file.origin);
+                open()
+            }
+            other => other,
+        };
+        let Some(mut f) = opened? else {
             return Ok(None);
         };
         let Ok(stat) = f.stat() else {
             return Ok(None);
         };
         Ok(Some(Source {
+            origin: file.origin.clone(),
             file: Arc::new(Mutex::new(f)),
             stat,
         }))
@@ -429,11 +456,13 @@ impl Reader {
                 .get(&token)
                 == Some(&stat);
             if known || whole_file_hash(f.as_mut(), stat.size).is_ok_and(|h| h == want) {
+                let origin = token.0.clone();
                 self.verified
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .insert(token, stat.clone());
                 return Ok(Some(Source {
+                    origin,
                     file: Arc::new(Mutex::new(f)),
                     stat,
                 }));
