@@ -306,15 +306,9 @@ fn origin_name(
     if snapshots.iter().any(|(_, r)| r.origin == origin) {
         return Ok(origin.to_string());
     }
-    let local = |path: &Path| match std::fs::canonicalize(path) {
-        Ok(p) => p.to_string_lossy().into_owned(),
-        Err(_) => std::path::absolute(path)
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_else(|_| origin.to_string()),
-    };
     match OriginSpec::parse(OsStr::new(origin)) {
-        Ok(spec) => match spec.local_dir() {
-            Some(path) => Ok(local(path)),
+        Ok(spec) => match spec.recorded_url() {
+            Some(url) => Ok(url),
             None => Ok(spec.open(options)?.url().to_string()),
         },
         // Not an origin this build can open (an unknown scheme): as written.
