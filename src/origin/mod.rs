@@ -15,6 +15,7 @@ pub(crate) mod local;
 mod mountinfo;
 pub mod registry;
 pub mod retrying;
+pub mod runtime;
 pub mod sftp;
 mod spec;
 pub mod spooled;
