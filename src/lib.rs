@@ -11,6 +11,7 @@ pub mod inspect;
 pub mod interrupt;
 pub mod media;
 pub mod mount;
+pub mod relpath;
 pub mod repo;
 pub mod snapshot;
 

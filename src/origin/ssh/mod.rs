@@ -17,9 +17,11 @@ mod hostkey;
 mod session;
 mod sftp;
 mod sftp_file;
+mod sftp_origin;
 pub(crate) mod transport;
 
 pub use exec::{ExecChannel, ExecReader, ExecStatus, ExecWriter};
 pub use session::{SshOptions, SshSession};
 pub use sftp::{Sftp, SftpFile, SftpStat};
+pub use sftp_origin::SftpOrigin;
 pub use transport::{sftp_over, ssh_options, SshSpec};

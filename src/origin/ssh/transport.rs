@@ -16,10 +16,9 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 
-use super::{SshOptions, SshSession};
+use super::{SftpOrigin, SshOptions, SshSession};
 use crate::error::{Error, Result};
 use crate::origin::registry::{AgentHost, Location, OpenOptions, Transport};
-use crate::origin::sftp::SftpOrigin;
 use crate::origin::{Origin, WritableOrigin};
 use crate::origin::{Policy, Retrying};
 
