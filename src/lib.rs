@@ -16,9 +16,9 @@ pub mod repo;
 pub mod snapshot;
 
 pub use error::{Error, Result};
+pub mod agent;
 pub mod cli;
 pub mod origin;
-pub mod remote;
 pub mod report;
 pub mod scan;
 pub mod sync;

@@ -10,6 +10,7 @@
 //! read with [`OriginSpec::parse`] and opened through it, so code outside this module never
 //! names a transport.
 
+pub mod agent_link;
 pub mod bwlimit;
 pub(crate) mod local;
 mod mountinfo;
@@ -21,9 +22,10 @@ pub mod spooled;
 pub mod ssh;
 pub mod temp;
 
+pub use agent_link::{AgentConnection, AgentLink, AgentProcess, AgentStatus};
 pub use bwlimit::{Budget, BwLimited};
 pub use local::LocalOrigin;
-pub use registry::{AgentHost, OpenOptions};
+pub use registry::OpenOptions;
 pub use retrying::{Policy, Retrying};
 pub use spec::OriginSpec;
 pub use spooled::Spooled;
