@@ -26,7 +26,8 @@ use super::source::Resume;
 #[derive(Clone, Debug, Default)]
 pub struct RemoteOptions {
     /// Connection settings, which the link takes as its transport needs them (timeouts,
-    /// host-key policy).
+    /// host-key policy); `open.retries` is also how many times a whole sync is retried after a
+    /// transient failure.
     pub open: OpenOptions,
     /// Use the link's fallback origin even when the remote host has musicfs.
     pub force_fallback: bool,
@@ -34,8 +35,6 @@ pub struct RemoteOptions {
     /// `--rsync-path`, so `sudo musicfs` works); `None`: `musicfs` on the remote PATH, with
     /// the link's fallback when there is none.
     pub remote_musicfs: Option<String>,
-    /// Retries after a transient failure.
-    pub retries: u32,
     /// `--bwlimit`: the run's budget for what crosses the connection.
     pub bwlimit: Option<std::sync::Arc<crate::origin::Budget>>,
 }
@@ -72,14 +71,14 @@ pub fn sync_remote(
             sink,
             &mut resume,
         ) {
-            Err(e) if e.is_transient() && attempt < remote_options.retries => {
+            Err(e) if e.is_transient() && attempt < remote_options.open.retries => {
                 crate::interrupt::check()?;
                 let delay = backoff(attempt);
                 tracing::warn!(
                     "{e}; retrying in {:.1} s ({} of {})",
                     delay.as_secs_f64(),
                     attempt + 1,
-                    remote_options.retries
+                    remote_options.open.retries
                 );
                 crate::interrupt::sleep(delay)?;
                 attempt += 1;

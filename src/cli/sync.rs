@@ -66,7 +66,6 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
         open: open.clone(),
         force_fallback: args.sftp || link.fallback_only(),
         remote_musicfs: args.remote_musicfs.clone(),
-        retries: args.connect.retries,
     };
     let sink = global.sink_listing(args.dry_run);
     // A side with a link to a remote agent is synced through it (or the link's fallback
