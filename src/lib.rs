@@ -12,13 +12,14 @@ pub mod interrupt;
 pub mod locate;
 pub mod media;
 pub mod mount;
+pub mod relpath;
 pub mod repo;
 pub mod snapshot;
 
 pub use error::{Error, Result};
+pub mod agent;
 pub mod cli;
 pub mod origin;
-pub mod remote;
 pub mod report;
 pub mod scan;
 pub mod sync;

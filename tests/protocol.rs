@@ -7,9 +7,9 @@ mod util;
 
 use std::process::{Child, Command, Stdio};
 
+use musicfs::agent::{pull, push, Connection, Resume};
 use musicfs::chunk::FastCdc;
 use musicfs::origin::LocalOrigin;
-use musicfs::remote::{pull, push, Connection, Resume};
 use musicfs::repo::Repository;
 use musicfs::report::NullSink;
 use musicfs::sync::{SyncOptions, SyncSummary};
@@ -114,8 +114,8 @@ fn push_copies_exactly_and_moves_reuse_destination_chunks() {
 
 mod hostile {
     use super::*;
+    use musicfs::agent::wire::{read_message, write_message, Message, SourceInfo};
     use musicfs::id::TreeId;
-    use musicfs::remote::wire::{read_message, write_message, Message, SourceInfo};
     use musicfs::snapshot::{ChunkList, Tree};
     use std::os::unix::net::UnixStream;
 
@@ -140,8 +140,8 @@ mod hostile {
             let _hello = read_message(&mut input).unwrap();
             let _pull = read_message(&mut input).unwrap();
             let hello = Message::Hello {
-                magic: musicfs::remote::wire::MAGIC,
-                version: musicfs::remote::wire::PROTOCOL_VERSION,
+                magic: musicfs::agent::wire::MAGIC,
+                version: musicfs::agent::wire::PROTOCOL_VERSION,
                 format: musicfs::repo::FORMAT_VERSION,
             };
             let source = Message::Source(SourceInfo {
@@ -271,7 +271,7 @@ mod hostile {
 mod liveness {
     use super::hostile::{fake_server, fake_server_scanning, pull_from, pull_showing, serve_tree};
     use super::*;
-    use musicfs::remote::wire::Message;
+    use musicfs::agent::wire::Message;
     use std::sync::Mutex;
 
     /// Records the progress calls a sync makes.

@@ -17,7 +17,7 @@ pub fn run(global: &GlobalArgs, _args: &ServeArgs) -> anyhow::Result<u8> {
     // environment puts it (MUSICFS_REPO or the default): nobody typed that location, and
     // refusing it would fail every first sync with a new host.
     let repo = Repository::open(global.location()?.root())?;
-    crate::remote::serve(
+    crate::agent::serve(
         &repo,
         Box::new(std::io::stdin()),
         Box::new(std::io::stdout()),

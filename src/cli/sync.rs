@@ -4,9 +4,8 @@ use anyhow::Context;
 use clap::Args;
 
 use super::{exit, human, print_summary, ConnectArgs, GlobalArgs};
-use crate::origin::ssh::ssh_options;
-use crate::origin::{Budget, BwLimited, OriginSpec, WritableOrigin};
-use crate::remote::{sync_remote, Direction, RemoteOptions};
+use crate::agent::{sync_remote, Direction, RemoteOptions};
+use crate::origin::{AgentLink, Budget, BwLimited, OriginSpec, WritableOrigin};
 use crate::sync::{sync, SyncOptions};
 
 #[derive(Debug, Args)]
@@ -62,17 +61,16 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
     };
     let open = args.connect.open_options(args.one_file_system);
     let budget = args.bwlimit.filter(|&r| r > 0).map(Budget::new);
-    let remote_options = |sftp_only: bool| RemoteOptions {
+    let remote_options = |link: &dyn AgentLink| RemoteOptions {
         bwlimit: budget.clone(),
-        ssh: ssh_options(&open),
-        force_sftp: args.sftp || sftp_only,
+        open: open.clone(),
+        force_fallback: args.sftp || link.fallback_only(),
         remote_musicfs: args.remote_musicfs.clone(),
-        retries: args.connect.retries,
     };
     let sink = global.sink_listing(args.dry_run);
-    // A side with a remote agent host is synced through it (or SFTP, its fallback); any
-    // other pair of origins the registry opens is synced here.
-    let result = match (src.agent_host(), dst.agent_host()) {
+    // A side with a link to a remote agent is synced through it (or the link's fallback
+    // origin); any other pair of origins the registry opens is synced here.
+    let result = match (src.agent(), dst.agent()) {
         (None, None) => {
             let source = src.open(&open)?;
             let destination = dst.open_writable(&open)?;
@@ -97,11 +95,11 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
             let chunker = repo.chunker();
             sync_remote(
                 &repo,
-                remote.ssh,
+                remote,
                 Direction::Pull(destination.as_ref()),
                 &chunker,
                 options,
-                &remote_options(remote.sftp_only),
+                &remote_options(remote),
                 sink.as_ref(),
             )
         }
@@ -111,11 +109,11 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
             let chunker = repo.chunker();
             sync_remote(
                 &repo,
-                remote.ssh,
+                remote,
                 Direction::Push(source.as_ref()),
                 &chunker,
                 options,
-                &remote_options(remote.sftp_only),
+                &remote_options(remote),
                 sink.as_ref(),
             )
         }

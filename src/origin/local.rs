@@ -19,9 +19,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::mountinfo::LazyMountTable;
+use super::temp::temp_name;
 use super::{
     is_temporary, EntryKind, EntryStat, Origin, OriginFile, TempFile, WalkItem, WritableOrigin,
-    TEMP_PREFIX, TEMP_SUFFIX,
 };
 use crate::error::{Error, Result};
 
@@ -347,17 +347,7 @@ impl LocalOrigin {
         self.lend(&dir).map_err(|e| Error::io(&dir, e))?;
         let mut attempt = 0u32;
         loop {
-            let nonce = blake3::hash(
-                format!(
-                    "{}{:?}{}{attempt}",
-                    std::process::id(),
-                    SystemTime::now(),
-                    target.display()
-                )
-                .as_bytes(),
-            )
-            .to_hex();
-            let path = dir.join(format!("{TEMP_PREFIX}{}{TEMP_SUFFIX}", &nonce[..16]));
+            let path = dir.join(temp_name(target.as_os_str().as_bytes(), attempt));
             match OpenOptions::new()
                 .write(true)
                 .create_new(true)

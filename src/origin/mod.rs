@@ -10,25 +10,28 @@
 //! read with [`OriginSpec::parse`] and opened through it, so code outside this module never
 //! names a transport.
 
+pub mod agent_link;
 pub mod bwlimit;
 pub(crate) mod local;
 mod mountinfo;
 pub mod registry;
 pub mod retrying;
-pub mod sftp;
+pub mod runtime;
 mod spec;
 pub mod spooled;
 pub mod ssh;
+pub mod temp;
 
+pub use agent_link::{AgentConnection, AgentLink, AgentProcess, AgentStatus};
 pub use bwlimit::{Budget, BwLimited};
 pub use local::LocalOrigin;
-pub use registry::{AgentHost, OpenOptions};
+pub use registry::OpenOptions;
 pub use retrying::{Policy, Retrying};
-pub use sftp::SftpOrigin;
 pub use spec::OriginSpec;
 pub use spooled::Spooled;
-pub use ssh::SshSpec;
+pub use ssh::{SftpOrigin, SshSpec};
 use std::path::PathBuf;
+pub use temp::{is_temporary, TEMP_PREFIX, TEMP_SUFFIX};
 
 /// A file opened for reading.
 pub trait OriginFile: std::io::Read + std::io::Seek + Send {
@@ -220,11 +223,6 @@ pub enum WalkItem {
     },
 }
 
-/// Marks the temporary files a sync writes before renaming them into place.
-pub const TEMP_PREFIX: &str = ".musicfs-";
-/// Suffix of temporary files.
-pub const TEMP_SUFFIX: &str = ".tmp";
-
 /// Why `name` cannot be one component of a relative path, if it cannot: empty, `.`, `..`, or
 /// holding `/` or NUL. Names that come from elsewhere (an SFTP listing, a remote musicfs) pass
 /// this before they are used.
@@ -240,9 +238,4 @@ pub fn bad_name(name: &[u8]) -> Option<&'static str> {
     } else {
         None
     }
-}
-
-/// Whether a file name is one of our temporary files.
-pub fn is_temporary(name: &[u8]) -> bool {
-    name.starts_with(TEMP_PREFIX.as_bytes()) && name.ends_with(TEMP_SUFFIX.as_bytes())
 }

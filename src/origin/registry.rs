@@ -28,7 +28,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::Duration;
 
-use super::{Origin, SshSpec, WritableOrigin};
+use super::agent_link::AgentLink;
+use super::{Origin, WritableOrigin};
 use crate::error::{Error, Result};
 
 /// A transport's reader of origin arguments (see [`Transport::parse`]).
@@ -92,16 +93,6 @@ impl Default for OpenOptions {
     }
 }
 
-/// An SSH host on which a sync may run `musicfs serve` (the remote agent) and fall back to
-/// SFTP.
-#[derive(Clone, Copy, Debug)]
-pub struct AgentHost<'a> {
-    /// The host and the remote directory.
-    pub ssh: &'a SshSpec,
-    /// The argument asked for SFTP (`sftp://`): no agent is tried.
-    pub sftp_only: bool,
-}
-
 /// One transport's reading of an origin argument: what to open, not yet opened.
 pub trait Location: fmt::Debug + Send + Sync + Any {
     /// The name of the transport that read it.
@@ -111,8 +102,12 @@ pub trait Location: fmt::Debug + Send + Sync + Any {
     fn local_dir(&self) -> Option<&Path> {
         None
     }
-    /// The host where a sync may start the remote agent, for transports that have one.
-    fn agent_host(&self) -> Option<AgentHost<'_>> {
+    /// The link over which a sync may start the remote agent on the origin's host and open
+    /// its fallback (see [`AgentLink`]), for transports that reach a host that can run
+    /// commands; `None` (the default) for the others, which a sync opens with
+    /// [`Location::open`] and [`Location::open_writable`] and syncs in this process. Never
+    /// connects.
+    fn agent(&self) -> Option<&dyn AgentLink> {
         None
     }
     /// Opens the origin for reading; its root must be an existing directory. Errors:

@@ -12,9 +12,9 @@ use std::ffi::OsStr;
 use std::fmt;
 use std::path::Path;
 
-use super::registry::{self, AgentHost, Location, OpenOptions};
-use super::ssh::transport::SshLocation;
-use super::{Origin, Policy, Retrying, SshSpec, WritableOrigin};
+use super::agent_link::AgentLink;
+use super::registry::{self, Location, OpenOptions};
+use super::{Origin, Policy, Retrying, WritableOrigin};
 use crate::error::Result;
 
 /// An origin argument, read by the transport that claims it; not opened yet.
@@ -67,16 +67,18 @@ impl OriginSpec {
         resolved.ok().map(|p| p.to_string_lossy().into_owned())
     }
 
-    /// The host where a sync may start the remote agent, when the transport has one.
-    pub fn agent_host(&self) -> Option<AgentHost<'_>> {
-        self.location.agent_host()
+    /// The link over which a sync may start the remote agent, when the transport has one
+    /// (see [`Location::agent`]).
+    pub fn agent(&self) -> Option<&dyn AgentLink> {
+        self.location.agent()
     }
 
     /// The SSH host and path, for an SSH origin.
-    pub fn ssh(&self) -> Option<&SshSpec> {
+    #[cfg(test)]
+    fn ssh(&self) -> Option<&super::SshSpec> {
         self.location
             .as_any()
-            .downcast_ref::<SshLocation>()
+            .downcast_ref::<super::ssh::transport::SshLocation>()
             .map(|l| &l.spec)
     }
 
@@ -102,6 +104,7 @@ impl OriginSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::origin::SshSpec;
     use std::path::PathBuf;
 
     fn ssh(user: Option<&str>, host: &str, port: Option<u16>, path: &str) -> SshSpec {
@@ -137,7 +140,7 @@ mod tests {
             ssh_of("me@[fe80::1]:/m"),
             ssh(Some("me"), "fe80::1", None, "/m")
         );
-        assert!(!parse("nas:/music").agent_host().unwrap().sftp_only);
+        assert!(!parse("nas:/music").agent().unwrap().fallback_only());
     }
 
     #[test]
@@ -165,8 +168,8 @@ mod tests {
             ssh(Some("me"), "nas", Some(2222), "/srv/music")
         );
         assert_eq!(ssh_of("SFTP://nas/~/m"), ssh(None, "nas", None, "m"));
-        assert!(parse("sftp://nas/m").agent_host().unwrap().sftp_only);
-        assert!(!parse("ssh://nas/m").agent_host().unwrap().sftp_only);
+        assert!(parse("sftp://nas/m").agent().unwrap().fallback_only());
+        assert!(!parse("ssh://nas/m").agent().unwrap().fallback_only());
         // The URL an SFTP origin is recorded under reads back as that origin.
         assert_eq!(
             ssh_of("sftp://root@127.0.0.1:2222/srv/music"),
@@ -190,7 +193,7 @@ mod tests {
             let spec = parse(local);
             assert_eq!(spec.transport(), "local", "{local}");
             assert_eq!(spec.local_dir(), Some(Path::new(local)), "{local}");
-            assert!(spec.agent_host().is_none() && spec.ssh().is_none());
+            assert!(spec.agent().is_none() && spec.ssh().is_none());
         }
     }
 

@@ -1,11 +1,11 @@
 //! Exec channels as blocking byte streams: the remote command's stdout as a reader, its stdin
 //! as a writer, and its exit status and stderr on the side.
 //!
-//! A task on the session's runtime moves the channel's messages to the reader through a small
-//! bounded queue. When the reader stops reading, the queue and then russh's per-channel buffer
-//! fill up, and russh stops reading the connection: memory stays bounded, and every other
-//! channel of the same session waits too. Read stdout to its end before waiting for the exit
-//! status.
+//! A task of the session (on the shared runtime) moves the channel's messages to the reader
+//! through a small bounded queue. When the reader stops reading, the queue and then russh's
+//! per-channel buffer fill up, and russh stops reading the connection: memory stays bounded,
+//! and every other channel of the same session waits too. Read stdout to its end before
+//! waiting for the exit status.
 
 use std::io::{self, Read, Write};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};

@@ -1,5 +1,5 @@
-//! One SSH connection: options, connecting (config, host key, authentication) and the runtime
-//! every blocking call runs on.
+//! One SSH connection: options, connecting (config, host key, authentication), and the tasks
+//! it runs on the process's shared runtime (`origin::runtime`), which end with it.
 
 use std::fmt;
 use std::future::Future;
@@ -18,6 +18,7 @@ use super::exec::ExecChannel;
 use super::hostkey::HostKeyPolicy;
 use super::sftp::Sftp;
 use crate::error::{Error, Result};
+use crate::origin::runtime::{self, TaskGroup};
 use crate::origin::SshSpec;
 
 /// How to connect, and where the user's SSH files are.
@@ -59,9 +60,11 @@ impl Default for SshOptions {
     }
 }
 
-/// What the session, its channels and its SFTP handles share: the runtime and the limits.
+/// What the session, its channels and its SFTP handles share: the connection's tasks and the
+/// limits. The last of them to go drops it, which ends the connection: its tasks are aborted
+/// and its socket fails, so the reader russh runs for it ends and closes it.
 pub(crate) struct Shared {
-    runtime: Option<tokio::runtime::Runtime>,
+    tasks: TaskGroup,
     /// `user@host:port`.
     pub label: String,
     /// See [`SshOptions::io_timeout`].
@@ -69,20 +72,11 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Runs `future` to completion on the calling thread. Fails, instead of panicking, when the
-    /// caller is itself inside a tokio runtime, and shortly after a signal asked the process to
-    /// stop (see [`crate::interrupt`]).
+    /// Runs `future` to completion on the calling thread (see [`runtime::block_on`]): fails,
+    /// instead of panicking, when the caller is itself inside a tokio runtime, and shortly
+    /// after a signal asked the process to stop.
     pub fn block_on<F: Future>(&self, future: F) -> io::Result<F::Output> {
-        if tokio::runtime::Handle::try_current().is_ok() {
-            return Err(io::Error::other(
-                "a blocking SSH call was made from inside an async runtime",
-            ));
-        }
-        let runtime = self
-            .runtime
-            .as_ref()
-            .ok_or_else(|| io::Error::other("the SSH runtime has shut down"))?;
-        runtime.block_on(until_signalled(future))
+        runtime::block_on(future)
     }
 
     /// Like [`Shared::block_on`], failing with `TimedOut` after the I/O timeout.
@@ -97,58 +91,22 @@ impl Shared {
             })
     }
 
-    /// Starts `future` on the runtime and returns its handle.
+    /// Starts `future` as one of the connection's tasks and returns its handle.
     pub fn start<F>(&self, future: F) -> io::Result<tokio::task::JoinHandle<F::Output>>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let runtime = self
-            .runtime
-            .as_ref()
-            .ok_or_else(|| io::Error::other("the SSH runtime has shut down"))?;
-        Ok(runtime.spawn(future))
+        self.tasks.start(future)
     }
 
-    /// Starts `future` in the background without waiting for it (used by `Drop`s).
+    /// Starts `future` as one of the connection's tasks without waiting for it (used by
+    /// `Drop`s).
     pub fn spawn<F>(&self, future: F)
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        if let Some(runtime) = &self.runtime {
-            runtime.spawn(future);
-        }
-    }
-}
-
-/// How long an SSH operation may still run once a signal arrived: long enough for a short one
-/// (removing a temporary file) to finish, short enough that a wait on a silent remote does not
-/// keep the process alive.
-const GRACE_AFTER_SIGNAL: Duration = Duration::from_millis(500);
-
-/// Runs `future`, or gives up with an interrupted error [`GRACE_AFTER_SIGNAL`] after a signal.
-async fn until_signalled<F: Future>(future: F) -> io::Result<F::Output> {
-    let mut future = std::pin::pin!(future);
-    let mut signalled_at = None;
-    loop {
-        if let Ok(output) = tokio::time::timeout(crate::interrupt::POLL, future.as_mut()).await {
-            return Ok(output);
-        }
-        if let Some(cause) = crate::interrupt::signal() {
-            let at = *signalled_at.get_or_insert_with(std::time::Instant::now);
-            if at.elapsed() >= GRACE_AFTER_SIGNAL {
-                return Err(crate::interrupt::io_error(cause));
-            }
-        }
-    }
-}
-
-impl Drop for Shared {
-    fn drop(&mut self) {
-        // Never blocks, so the last owner may be dropped anywhere, even inside a runtime.
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
+        self.tasks.spawn(future)
     }
 }
 
@@ -216,17 +174,8 @@ impl SshSession {
     pub fn connect(spec: &SshSpec, options: &SshOptions) -> Result<SshSession> {
         let target = config::resolve(spec, &options.home)?;
         let label = format!("{}@{}:{}", target.user, target.host, target.port);
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("musicfs-ssh")
-            .enable_all()
-            .build()
-            .map_err(|e| Error::Unreachable {
-                origin: label.clone(),
-                message: format!("cannot start the SSH runtime: {e}"),
-            })?;
         let shared = Arc::new(Shared {
-            runtime: Some(runtime),
+            tasks: TaskGroup::new(),
             label: label.clone(),
             io_timeout: options.io_timeout,
         });
@@ -235,11 +184,18 @@ impl SshSession {
             message,
         };
         let limit = options.connect_timeout;
-        // The timer is created inside the runtime, where it must be.
-        let connecting =
-            async { tokio::time::timeout(limit, connect_async(&target, options, &label)).await };
+        // The timer is created inside the runtime, where it must be. The socket is guarded by
+        // the session's tasks: a connection given up (a timeout, an error) ends with them.
+        let connecting = async {
+            tokio::time::timeout(
+                limit,
+                connect_async(&target, options, &label, &shared.tasks),
+            )
+            .await
+        };
         let handle = match shared.block_on(connecting) {
-            // Called from inside an async runtime: a bug of the caller, not of the network.
+            // Called from inside an async runtime, or no runtime: a bug of the caller, or of
+            // the system, not of the network.
             Err(e) => return Err(Error::InvalidInput(format!("{label}: {e}"))),
             Ok(Err(_elapsed)) => {
                 return Err(unreachable(format!(
@@ -303,6 +259,7 @@ async fn connect_async(
     target: &Target,
     options: &SshOptions,
     label: &str,
+    tasks: &TaskGroup,
 ) -> Result<Handle<Client>> {
     let unreachable = |message: String| Error::Unreachable {
         origin: label.to_owned(),
@@ -333,7 +290,7 @@ async fn connect_async(
     let client = Client {
         policy: Arc::clone(&policy),
     };
-    let mut handle = russh::client::connect_stream(config, stream, client)
+    let mut handle = russh::client::connect_stream(config, tasks.guard(stream), client)
         .await
         .map_err(|e| match e {
             ClientError::HostKey(e) => e,

@@ -10,18 +10,18 @@
 //! `scan`, `verify` and `diff` read an SSH origin over SFTP: they chunk and hash the files in
 //! this process, against this machine's repository, so they need the bytes, which SFTP gives
 //! from any OpenSSH server without musicfs there. A sync first tries the remote agent
-//! (`crate::remote`), which needs only what the repository lacks.
+//! (`crate::agent`, over this transport's [`AgentLink`](crate::origin::AgentLink), in
+//! `link.rs`), which needs only what the repository lacks.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 
-use super::{SshOptions, SshSession};
+use super::{SftpOrigin, SshOptions, SshSession};
 use crate::error::{Error, Result};
-use crate::origin::registry::{AgentHost, Location, OpenOptions, Transport};
-use crate::origin::sftp::SftpOrigin;
-use crate::origin::{Origin, WritableOrigin};
-use crate::origin::{Policy, Retrying};
+use crate::origin::agent_link::AgentLink;
+use crate::origin::registry::{Location, OpenOptions, Transport};
+use crate::origin::{Origin, Policy, WritableOrigin};
 
 /// The SSH transport's entry in the registry.
 pub(crate) static TRANSPORT: Transport = Transport {
@@ -52,7 +52,7 @@ pub(crate) struct SshLocation {
 
 /// The session settings for `options`, with the user's home and ssh-agent from the
 /// environment.
-pub fn ssh_options(options: &OpenOptions) -> SshOptions {
+pub(crate) fn ssh_options(options: &OpenOptions) -> SshOptions {
     SshOptions {
         accept_new_host_key: options.accept_new_host_key,
         connect_timeout: options.connect_timeout,
@@ -78,11 +78,8 @@ impl Location for SshLocation {
         TRANSPORT.name
     }
 
-    fn agent_host(&self) -> Option<AgentHost<'_>> {
-        Some(AgentHost {
-            ssh: &self.spec,
-            sftp_only: self.sftp_only,
-        })
+    fn agent(&self) -> Option<&dyn AgentLink> {
+        Some(self)
     }
 
     fn open(&self, options: &OpenOptions) -> Result<Box<dyn Origin>> {
@@ -103,19 +100,6 @@ impl SftpOrigin {
     pub fn over(session: &SshSession, root: &[u8], may_create: bool) -> Result<SftpOrigin> {
         SftpOrigin::new(Arc::new(session.sftp()?), session.label(), root, may_create)
     }
-}
-
-/// The directory `root` over a new SFTP channel of an open `session`, for a sync that opened
-/// the session for the remote agent and falls back to SFTP. Reads are retried ([`Retrying`]),
-/// as for every origin opened through [`crate::origin::OriginSpec`]; a pull wraps the result
-/// in `Spooled`, so that its writes take the chunks its scan read from a local copy.
-pub fn sftp_over(
-    session: &SshSession,
-    root: &[u8],
-    may_create: bool,
-) -> Result<Box<dyn WritableOrigin>> {
-    let origin = SftpOrigin::over(session, root, may_create)?;
-    Ok(Box::new(Retrying::new(origin, Policy::READS)))
 }
 
 fn parse_location(arg: &OsStr, scheme: Option<&str>) -> Result<Option<Box<dyn Location>>> {

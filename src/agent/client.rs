@@ -17,7 +17,8 @@ use crate::sync::{sync_from, LocalSource, SyncOptions, SyncSource, SyncSummary};
 /// Blocks (of at most 64 KiB) of the server's messages read ahead in a push, at most.
 const PUSH_READ_AHEAD: usize = 1024;
 
-/// A byte stream to a `musicfs serve --stdio` (an SSH exec channel, or any pipe pair).
+/// A byte stream to a `musicfs serve --stdio` (a remote command's stdout and stdin, or any
+/// pipe pair).
 pub struct Connection {
     /// The server's output.
     pub input: Box<dyn Read + Send>,
@@ -150,7 +151,7 @@ pub fn push(
     }
     output.flush().map_err(lost)?;
     // The server's requests and reports are read ahead on a thread of their own. Read only
-    // between answers, they would fill the SSH channel's small queue while this end writes
+    // between answers, they would fill the link's small queue while this end writes
     // chunks, and a full queue stops the whole connection, the window updates the writing
     // waits for included: neither end would move again. What a server sends in a push is
     // small (requests for at most 32 MiB of chunks at a time, an event per file).

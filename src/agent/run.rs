@@ -1,15 +1,20 @@
-//! Syncing with an SSH origin: through `musicfs serve --stdio` on the remote host when it has
-//! musicfs, else through SFTP (listing and stat for change detection, changed files read whole
-//! and chunked here). Transient failures are retried with exponential backoff and jitter; a
-//! retry resumes, because every file already written was recorded with its chunks.
+//! Syncing with a remote origin over its transport's [`AgentLink`]: through `musicfs serve
+//! --stdio` on the remote host when it has musicfs, else through the link's fallback origin
+//! (listing and stat for change detection, changed files read whole and chunked here).
+//! Transient failures are retried with exponential backoff and jitter (`Policy::connections`);
+//! a retry resumes, because every file already written was recorded with its chunks.
+//!
+//! Never does: name a transport. What carries the bytes, and what the fallback is, is the
+//! link's business.
 
 use std::time::Duration;
 
 use crate::chunk::Chunker;
 use crate::error::{Error, Result};
 use crate::origin::bwlimit::Limited;
-use crate::origin::ssh::{sftp_over, SshOptions, SshSession};
-use crate::origin::{BwLimited, Origin, Spooled, SshSpec, WritableOrigin};
+use crate::origin::{
+    AgentLink, AgentProcess, BwLimited, OpenOptions, Origin, Spooled, WritableOrigin,
+};
 use crate::repo::Repository;
 use crate::report::Sink;
 use crate::sync::{sync, SyncOptions, SyncSummary};
@@ -20,16 +25,16 @@ use super::source::Resume;
 /// How to reach and talk to the remote end.
 #[derive(Clone, Debug, Default)]
 pub struct RemoteOptions {
-    /// Session settings: timeouts, home (for `~/.ssh`), agent, host-key policy.
-    pub ssh: SshOptions,
-    /// Use SFTP even when the remote host has musicfs.
-    pub force_sftp: bool,
+    /// Connection settings, which the link takes as its transport needs them (timeouts,
+    /// host-key policy); `open.retries` is also how many times a whole sync is retried after a
+    /// transient failure.
+    pub open: OpenOptions,
+    /// Use the link's fallback origin even when the remote host has musicfs.
+    pub force_fallback: bool,
     /// The remote musicfs command, run by the remote shell as written (as rsync's
     /// `--rsync-path`, so `sudo musicfs` works); `None`: `musicfs` on the remote PATH, with
-    /// SFTP as the fallback when there is none.
+    /// the link's fallback when there is none.
     pub remote_musicfs: Option<String>,
-    /// Retries after a transient failure.
-    pub retries: u32,
     /// `--bwlimit`: the run's budget for what crosses the connection.
     pub bwlimit: Option<std::sync::Arc<crate::origin::Budget>>,
 }
@@ -42,10 +47,11 @@ pub enum Direction<'a> {
     Push(&'a dyn Origin),
 }
 
-/// Syncs between `remote` and an origin opened here, retrying transient failures.
+/// Syncs between the remote directory `remote` reaches and an origin opened here, retrying
+/// transient failures with a new connection each time.
 pub fn sync_remote(
     repo: &Repository,
-    remote: &SshSpec,
+    remote: &dyn AgentLink,
     direction: Direction<'_>,
     chunker: &dyn Chunker,
     options: SyncOptions,
@@ -65,14 +71,14 @@ pub fn sync_remote(
             sink,
             &mut resume,
         ) {
-            Err(e) if e.is_transient() && attempt < remote_options.retries => {
+            Err(e) if e.is_transient() && attempt < remote_options.open.retries => {
                 crate::interrupt::check()?;
                 let delay = backoff(attempt);
                 tracing::warn!(
                     "{e}; retrying in {:.1} s ({} of {})",
                     delay.as_secs_f64(),
                     attempt + 1,
-                    remote_options.retries
+                    remote_options.open.retries
                 );
                 crate::interrupt::sleep(delay)?;
                 attempt += 1;
@@ -91,7 +97,7 @@ fn backoff(attempt: u32) -> Duration {
 #[allow(clippy::too_many_arguments)]
 fn sync_once(
     repo: &Repository,
-    remote: &SshSpec,
+    remote: &dyn AgentLink,
     direction: &Direction<'_>,
     chunker: &dyn Chunker,
     options: SyncOptions,
@@ -99,18 +105,19 @@ fn sync_once(
     sink: &dyn Sink,
     resume: &mut Resume,
 ) -> Result<SyncSummary> {
-    let session = SshSession::connect(remote, &remote_options.ssh)?;
-    let origin = format!(
-        "{}:{}",
-        session.label(),
-        String::from_utf8_lossy(&remote.path)
-    );
-    if !remote_options.force_sftp {
+    let link = remote.connect(&remote_options.open)?;
+    let origin = link.origin().to_owned();
+    let remote_dir = remote.remote_dir();
+    if !remote_options.force_fallback {
         let program = remote_options
             .remote_musicfs
             .as_deref()
             .unwrap_or("musicfs");
-        let (input, output, status) = session.exec(&format!("{program} serve --stdio"))?.split();
+        let AgentProcess {
+            input,
+            output,
+            status,
+        } = link.start_agent(&format!("{program} serve --stdio"))?;
         let connection = match &remote_options.bwlimit {
             Some(budget) => Connection {
                 input: Box::new(Limited::new(input, budget.clone())),
@@ -118,8 +125,8 @@ fn sync_once(
                 origin: origin.clone(),
             },
             None => Connection {
-                input: Box::new(input),
-                output: Box::new(output),
+                input,
+                output,
                 origin: origin.clone(),
             },
         };
@@ -127,7 +134,7 @@ fn sync_once(
             Direction::Pull(destination) => pull(
                 repo,
                 connection,
-                &remote.path,
+                remote_dir,
                 *destination,
                 chunker,
                 options,
@@ -135,20 +142,15 @@ fn sync_once(
                 resume,
             ),
             Direction::Push(source) => push(
-                repo,
-                *source,
-                connection,
-                &remote.path,
-                chunker,
-                options,
-                sink,
+                repo, *source, connection, remote_dir, chunker, options, sink,
             ),
         };
         match result {
             Err(Error::NoRemoteAgent { .. }) if remote_options.remote_musicfs.is_none() => {
                 tracing::info!(
-                    "{origin}: no musicfs on the remote PATH (exit status {:?}); using SFTP",
-                    status.exit_status(Duration::from_secs(2))
+                    "{origin}: no musicfs on the remote PATH (exit status {:?}); using {}",
+                    status.exit_status(Duration::from_secs(2)),
+                    remote.fallback_name()
                 );
             }
             Err(Error::NoRemoteAgent { origin, .. }) => {
@@ -179,7 +181,7 @@ fn sync_once(
         Direction::Pull(destination) => {
             // Spooled outside BwLimited: the budget is spent once per download, never on
             // reads of the local copy. The copies go with the origin, at the end of this arm.
-            let source: Box<dyn Origin> = sftp_over(&session, &remote.path, false)?;
+            let source = link.open_fallback()?;
             let source: Box<dyn Origin> = match &remote_options.bwlimit {
                 Some(budget) => Box::new(BwLimited::new(source, budget.clone())),
                 None => source,
@@ -188,7 +190,7 @@ fn sync_once(
             sync(repo, &source, *destination, chunker, options, sink)
         }
         Direction::Push(source) => {
-            let destination = sftp_over(&session, &remote.path, true)?;
+            let destination = link.open_fallback_writable()?;
             let destination: Box<dyn WritableOrigin> = match &remote_options.bwlimit {
                 Some(budget) => Box::new(BwLimited::new(destination, budget.clone())),
                 None => destination,

@@ -17,14 +17,15 @@ use std::io::{self, Read, Seek, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::SystemTime;
 
-use super::ssh::{Sftp, SftpFile, SftpStat};
-use super::{
-    bad_name, is_temporary, EntryKind, EntryStat, Origin, OriginFile, TempFile, WalkItem,
-    WritableOrigin, TEMP_PREFIX, TEMP_SUFFIX,
-};
+use super::sftp::{Sftp, SftpFile, SftpStat};
 use crate::error::{Error, Result};
+use crate::origin::temp::temp_name;
+use crate::origin::{
+    bad_name, is_temporary, EntryKind, EntryStat, Origin, OriginFile, TempFile, WalkItem,
+    WritableOrigin,
+};
+use crate::relpath::{join, parent};
 
 /// Writes reach the server in requests of at least this many bytes (the last one aside).
 const WRITE_BUFFER: usize = 256 * 1024;
@@ -68,25 +69,6 @@ fn invalid(message: impl Into<String>) -> io::Error {
 
 fn invalid_data(message: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, message.into())
-}
-
-/// `a/b`, or `b` when `a` is empty.
-fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
-    let mut path = Vec::with_capacity(dir.len() + 1 + name.len());
-    if !dir.is_empty() {
-        path.extend_from_slice(dir);
-        path.push(b'/');
-    }
-    path.extend_from_slice(name);
-    path
-}
-
-/// The directory part of a relative path (empty for the root's children).
-fn parent_of(rel: &[u8]) -> &[u8] {
-    match rel.iter().rposition(|&b| b == b'/') {
-        Some(i) => &rel[..i],
-        None => b"",
-    }
 }
 
 /// Whether a server error means the entry is not there.
@@ -206,23 +188,10 @@ impl SftpOrigin {
         rel: &[u8],
         mut make: impl FnMut(&[u8]) -> io::Result<T>,
     ) -> Result<(Vec<u8>, T)> {
-        let dir = parent_of(rel);
+        let dir = parent(rel);
         let mut attempt = 0u32;
         loop {
-            let nonce = blake3::hash(
-                format!(
-                    "{}{:?}{}{attempt}",
-                    std::process::id(),
-                    SystemTime::now(),
-                    String::from_utf8_lossy(rel)
-                )
-                .as_bytes(),
-            )
-            .to_hex();
-            let temp = join(
-                dir,
-                format!("{TEMP_PREFIX}{}{TEMP_SUFFIX}", &nonce[..16]).as_bytes(),
-            );
+            let temp = join(dir, temp_name(rel, attempt).as_bytes());
             let path = self.remote_path(&temp)?;
             match make(&path) {
                 Ok(made) => return Ok((temp, made)),
@@ -645,13 +614,5 @@ mod tests {
         assert_eq!(normalize_absolute(b"/srv/a/../music"), b"/srv/music");
         assert_eq!(normalize_absolute(b"/../.."), b"/");
         assert_eq!(normalize_absolute(b"/"), b"/");
-    }
-
-    #[test]
-    fn relative_paths_join_and_split() {
-        assert_eq!(join(b"", b"a"), b"a");
-        assert_eq!(join(b"a/b", b"c"), b"a/b/c");
-        assert_eq!(parent_of(b"a/b/c"), b"a/b");
-        assert_eq!(parent_of(b"c"), b"");
     }
 }
