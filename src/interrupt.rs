@@ -6,8 +6,8 @@
 //! each step of a sync, before each chunk of a file being written, between the files a scan or
 //! verify reads) and unwinds with [`Error::Interrupted`] through the error paths that already
 //! discard a temporary file or leave a batch uncommitted. Waits that could outlast the signal
-//! poll for it instead of blocking: [`sleep`], [`ReadAhead`] and the async runtime's waits (`origin::runtime::block_on`). A
-//! command therefore ends within a fraction of a second, with its destination holding old or
+//! poll for it instead of blocking: [`sleep`], [`ReadAhead`] and the async runtime's waits
+//! (`origin::runtime::block_on`). A command therefore ends within a fraction of a second, with its destination holding old or
 //! new files only. A second signal ends the process at once with the default action; only
 //! that, or SIGKILL, can leave a temporary file, which the next sync removes.
 //!
