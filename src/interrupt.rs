@@ -7,9 +7,10 @@
 //! verify reads) and unwinds with [`Error::Interrupted`] through the error paths that already
 //! discard a temporary file or leave a batch uncommitted. Waits that could outlast the signal
 //! poll for it instead of blocking: [`sleep`], [`ReadAhead`] and the async runtime's waits
-//! (`origin::runtime::block_on`). A command therefore ends within a fraction of a second, with its destination holding old or
-//! new files only. A second signal ends the process at once with the default action; only
-//! that, or SIGKILL, can leave a temporary file, which the next sync removes.
+//! (`origin::runtime::block_on`). A command therefore ends within a fraction of a second,
+//! with its destination holding old or new files only. A second signal ends the process at
+//! once with the default action; only that, or SIGKILL, can leave a temporary file, which the
+//! next sync removes.
 //!
 //! This module never installs handlers by itself: `mount` keeps its own (it unmounts on
 //! SIGINT, SIGTERM and SIGHUP), and a library caller decides for its own process.
