@@ -7,12 +7,10 @@ mod support;
 mod util;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use support::proxy::CountingProxy;
 use support::sshd::{Sshd, SshdOptions};
 use util::{assert_trees_equal, num, summary_of, Musicfs, TestRepo};
 
@@ -174,88 +172,6 @@ fn assert_trees_equal_to_the_second(a: &Path, b: &Path) {
             ..util::TreeCmp::default()
         },
     );
-}
-
-/// A TCP proxy in front of sshd that counts the bytes it forwards both ways.
-struct CountingProxy {
-    port: u16,
-    bytes: Arc<AtomicU64>,
-    /// Directions of connections still open.
-    open: Arc<AtomicU64>,
-}
-
-impl CountingProxy {
-    fn start(target: u16) -> CountingProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let bytes = Arc::new(AtomicU64::new(0));
-        let counter = Arc::clone(&bytes);
-        let open = Arc::new(AtomicU64::new(0));
-        let pumps = Arc::clone(&open);
-        std::thread::spawn(move || {
-            for client in listener.incoming() {
-                let Ok(client) = client else { return };
-                let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
-                    continue;
-                };
-                for (mut from, mut to) in [
-                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
-                    (server, client),
-                ] {
-                    let counter = Arc::clone(&counter);
-                    let pumps = Arc::clone(&pumps);
-                    pumps.fetch_add(1, Ordering::SeqCst);
-                    std::thread::spawn(move || {
-                        let mut buf = [0u8; 65536];
-                        while let Ok(n) = from.read(&mut buf) {
-                            if n == 0 || to.write_all(&buf[..n]).is_err() {
-                                break;
-                            }
-                            counter.fetch_add(n as u64, Ordering::SeqCst);
-                        }
-                        let _ = to.shutdown(std::net::Shutdown::Write);
-                        pumps.fetch_sub(1, Ordering::SeqCst);
-                    });
-                }
-            }
-        });
-        CountingProxy { port, bytes, open }
-    }
-
-    /// A proxy in front of `sshd`, with the `nas` alias of its client home pointed at it.
-    fn in_front_of(sshd: &Sshd) -> CountingProxy {
-        let proxy = CountingProxy::start(sshd.port());
-        let config = sshd.home().join(".ssh/config");
-        let text = std::fs::read_to_string(&config).unwrap();
-        std::fs::write(
-            &config,
-            text.replace(
-                &format!("Port {}", sshd.port()),
-                &format!("Port {}", proxy.port),
-            ),
-        )
-        .unwrap();
-        let line = sshd.known_hosts_line().replace(
-            &format!("[127.0.0.1]:{}", sshd.port()),
-            &format!("[127.0.0.1]:{}", proxy.port),
-        );
-        std::fs::write(sshd.home().join(".ssh/known_hosts"), format!("{line}\n")).unwrap();
-        proxy
-    }
-
-    /// Bytes forwarded since the last call, once every connection through the proxy has
-    /// closed (the client that made them has exited).
-    fn take(&self) -> u64 {
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while self.open.load(Ordering::SeqCst) > 0 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "connections through the proxy still open after 60 s"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        self.bytes.swap(0, Ordering::SeqCst)
-    }
 }
 
 #[test]

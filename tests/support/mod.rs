@@ -3,5 +3,6 @@
 #![allow(dead_code)]
 
 pub mod faulty;
+pub mod proxy;
 pub mod sftp;
 pub mod sshd;
