@@ -317,16 +317,18 @@ fn judge(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::origin::EntryKind;
+    use crate::origin::{ChangeKey, EntryKind};
 
     fn stat(size: u64, mtime_ns: i64, ctime_ns: i64) -> EntryStat {
         EntryStat {
             kind: EntryKind::File,
             size,
             mtime_ns,
-            ctime_ns,
-            dev: 1,
-            ino: 7,
+            change: ChangeKey::Posix {
+                dev: 1,
+                ino: 7,
+                ctime_ns,
+            },
             mode: 0o644,
         }
     }
@@ -388,7 +390,11 @@ mod tests {
         assert_eq!(v, Verdict::Edited(Audio::Unknown));
         // A new inode (a tag editor that writes a new file and renames it over the old one).
         let mut renamed = scanned.clone();
-        renamed.ino = 8;
+        renamed.change = ChangeKey::Posix {
+            dev: 1,
+            ino: 8,
+            ctime_ns: 20,
+        };
         let v = judged(found(renamed, content(3), audio(1)), Some(&recorded));
         assert_eq!(v, Verdict::Edited(Audio::Verified));
     }
