@@ -5,9 +5,12 @@
 //! recorded. Size and mtime prove nothing here: every file is read.
 //!
 //! A file whose content is not the snapshot's is then judged by its metadata. When its size,
-//! mtime, ctime, inode, device and mode are still those the last scan recorded with the
-//! content it read, the content changed behind the file system's back (bit rot, a write below
-//! the file system): the file is damaged. When they changed, the file was edited since (a tag
+//! mtime, mode and change key (`origin::ChangeKey`: ctime, inode and device on a POSIX file
+//! system) are still those the last scan recorded with the content it read, the content
+//! changed behind the file system's back (bit rot, a write below the file system): the file
+//! is damaged. On an origin whose entries carry no change key (`ChangeKey::None`), size, mtime
+//! and mode are all there is, so an edit that restored all three is reported as damage: the
+//! cautious reading. When they changed, the file was edited since (a tag
 //! editor, a re-encode, a restore), which is not damage; whether its audio hash is still the
 //! snapshot's tells a retag from new audio. The ctime carries the distinction: every write
 //! sets it and no user can set it back, so a tool that restores the mtime after an edit

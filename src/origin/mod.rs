@@ -44,8 +44,8 @@ pub trait OriginFile: std::io::Read + std::io::Seek + Send {
     /// Idempotent, changes nothing. The change key is the one [`Origin::stat`] would give
     /// the same file (so that a scan's record of it is comparable with a later walk).
     fn stat(&mut self) -> std::io::Result<EntryStat>;
-    /// Reads exactly `buf.len()` bytes at `offset`, wherever the `Read` position is (which
-    /// it may leave anywhere).
+    /// Reads exactly `buf.len()` bytes at `offset`, whatever the `Read` position, which it
+    /// leaves untouched.
     ///
     /// Idempotent. A file shorter than `offset + buf.len()` fails with `UnexpectedEof` and
     /// `buf` undefined; a transport failure is an error of its kind, never a short read
@@ -86,8 +86,10 @@ pub trait Origin: Send + Sync {
     /// [`WalkItem::Temporary`]. An origin without symlinks lists none; one without
     /// directories lists the prefixes of its keys as directories.
     fn walk(&self, visit: &mut dyn FnMut(WalkItem));
-    /// Opens a regular file for reading. `NotFound` when nothing is there; `Permanent` for
-    /// a directory or symlink (never followed). Idempotent: each call is a new handle.
+    /// Opens a regular file for reading. `NotFound` when nothing is there. Callers open only
+    /// entries a walk or [`Origin::stat`] showed to be regular files: what opening another
+    /// kind does is the transport's (it may fail at the open or at the first read).
+    /// Idempotent: each call is a new handle.
     fn open(&self, rel: &[u8]) -> crate::Result<Box<dyn OriginFile>>;
     /// `lstat` of an entry (`rel` empty: the root); `Ok(None)` when it does not exist (never
     /// a `NotFound` error). Idempotent.
