@@ -17,7 +17,8 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use musicfs::origin::{
-    is_temporary, ChangeKey, EntryKind, LocalOrigin, Policy, Retrying, WalkItem, WritableOrigin,
+    is_temporary, Capabilities, ChangeKey, EntryKind, LocalOrigin, Origin, Policy, Retrying,
+    WalkItem, WritableOrigin,
 };
 use support::faulty::{Faults, Faulty};
 use support::sftp::SftpServer;
@@ -1226,6 +1227,176 @@ conformance!(sftp => Sftp::start());
 conformance!(local_under_faults => UnderFaults::new(Local::start()));
 conformance!(sftp_under_faults => UnderFaults::new(Sftp::start()));
 
+// --- a sync follows the destination's capabilities ------------------------------------------
+
+/// A destination as `T` opens it, claiming no symlinks: `symlink` counts its calls (a sync
+/// must make none) and refuses.
+struct WithoutSymlinks {
+    inner: Box<dyn WritableOrigin>,
+    symlink_calls: std::sync::atomic::AtomicU32,
+}
+
+impl Origin for WithoutSymlinks {
+    fn url(&self) -> &str {
+        self.inner.url()
+    }
+    fn display(&self, rel: &[u8]) -> std::path::PathBuf {
+        self.inner.display(rel)
+    }
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            symlinks: false,
+            ..self.inner.capabilities()
+        }
+    }
+    fn walk(&self, visit: &mut dyn FnMut(WalkItem)) {
+        self.inner.walk(visit)
+    }
+    fn open(&self, rel: &[u8]) -> musicfs::Result<Box<dyn musicfs::origin::OriginFile>> {
+        self.inner.open(rel)
+    }
+    fn stat(&self, rel: &[u8]) -> musicfs::Result<Option<musicfs::origin::EntryStat>> {
+        self.inner.stat(rel)
+    }
+}
+
+impl WritableOrigin for WithoutSymlinks {
+    fn create_root(&self) -> musicfs::Result<()> {
+        self.inner.create_root()
+    }
+    fn create_temp(&self, rel: &[u8]) -> musicfs::Result<Box<dyn musicfs::origin::TempFile>> {
+        self.inner.create_temp(rel)
+    }
+    fn set_meta(&self, rel: &[u8], mode: u32, mtime_ns: i64) -> musicfs::Result<()> {
+        self.inner.set_meta(rel, mode, mtime_ns)
+    }
+    fn create_dir(&self, rel: &[u8]) -> musicfs::Result<()> {
+        self.inner.create_dir(rel)
+    }
+    fn symlink(&self, rel: &[u8], _target: &[u8]) -> musicfs::Result<()> {
+        self.symlink_calls.fetch_add(1, Ordering::Relaxed);
+        Err(musicfs::Error::io(
+            self.display(rel),
+            io::Error::new(io::ErrorKind::Unsupported, "no symlinks here"),
+        ))
+    }
+    fn rename(&self, from: &[u8], to: &[u8]) -> musicfs::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn remove(&self, rel: &[u8]) -> musicfs::Result<()> {
+        self.inner.remove(rel)
+    }
+    fn sync_dir(&self, rel: &[u8]) -> musicfs::Result<()> {
+        self.inner.sync_dir(rel)
+    }
+}
+
+/// The `action` of every step a sync reported.
+#[derive(Default)]
+struct Actions(std::sync::Mutex<Vec<String>>);
+
+impl musicfs::report::Sink for Actions {
+    fn event(&self, event: &musicfs::report::Event) {
+        if let musicfs::report::Event::Action { action, path, .. } = event {
+            self.0.lock().unwrap().push(format!("{action} {path}"));
+        }
+    }
+}
+
+/// A sync into the transport, as a destination claiming no symlinks: the source's symlink is
+/// reported as a problem and skipped (never written, not even as a file); the files arrive
+/// with their mtimes at the destination's resolution; and a second sync finds every mtime
+/// right at that resolution, so it writes and sets nothing, though the source's mtimes have
+/// nanoseconds the destination may not keep.
+fn a_sync_follows_the_destinations_capabilities(t: &dyn Transport) {
+    let dir = scratch();
+    let src_root = dir.path().join("src");
+    std::fs::create_dir_all(src_root.join("album")).unwrap();
+    let src = LocalOrigin::open(&src_root, false).unwrap();
+    for (i, rel) in ["album/a.flac", "album/b.flac", "c.flac"]
+        .iter()
+        .enumerate()
+    {
+        put_with(
+            &src,
+            rel.as_bytes(),
+            &pattern(40_000 + i, i as u32),
+            0o644,
+            MTIME,
+        )
+        .unwrap();
+    }
+    src.set_meta(b"album", 0o755, MTIME + 1).unwrap();
+    std::os::unix::fs::symlink("album/a.flac", src_root.join("link")).unwrap();
+
+    let destination = WithoutSymlinks {
+        inner: t.open("dst", true).unwrap(),
+        symlink_calls: Default::default(),
+    };
+    let repo = musicfs::repo::Repository::init(&dir.path().join("repo"))
+        .unwrap()
+        .0;
+    let sync = |actions: &Actions| {
+        musicfs::sync::sync(
+            &repo,
+            &src,
+            &destination,
+            &repo.chunker(),
+            musicfs::sync::SyncOptions::default(),
+            actions,
+        )
+        .unwrap()
+    };
+    let first = Actions::default();
+    let summary = sync(&first);
+    assert_eq!(summary.errors, 1, "the symlink, reported: {summary:?}");
+    assert_eq!(destination.symlink_calls.load(Ordering::Relaxed), 0);
+    assert_eq!(
+        destination.stat(b"link").unwrap(),
+        None,
+        "nothing in its place"
+    );
+    let o: &dyn WritableOrigin = &destination;
+    assert_eq!(
+        walk(o),
+        [
+            "d album",
+            "f album/a.flac 40000",
+            "f album/b.flac 40001",
+            "f c.flac 40002"
+        ]
+    );
+    let stat = o.stat(b"album/a.flac").unwrap().unwrap();
+    assert_eq!(stat.mtime_ns, stored(o, MTIME));
+    assert!(
+        !first
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|a| a.starts_with("symlink")),
+        "{:?}",
+        first.0.lock().unwrap()
+    );
+
+    let second = Actions::default();
+    let summary = sync(&second);
+    assert_eq!(
+        (
+            summary.errors,
+            summary.files_changed,
+            summary.bytes_transferred
+        ),
+        (1, 0, 0),
+        "{summary:?}"
+    );
+    assert_eq!(
+        *second.0.lock().unwrap(),
+        Vec::<String>::new(),
+        "nothing to write or set"
+    );
+}
+
 /// The checks that need faults, over each transport.
 mod faults {
     use super::*;
@@ -1238,5 +1409,15 @@ mod faults {
     #[test]
     fn sftp_sync_from_a_source_that_drops_ends_exact() {
         a_sync_from_a_source_that_drops_ends_exact(&Sftp::start());
+    }
+
+    #[test]
+    fn local_sync_follows_the_destinations_capabilities() {
+        a_sync_follows_the_destinations_capabilities(&Local::start());
+    }
+
+    #[test]
+    fn sftp_sync_follows_the_destinations_capabilities() {
+        a_sync_follows_the_destinations_capabilities(&Sftp::start());
     }
 }
