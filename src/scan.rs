@@ -1,8 +1,10 @@
 //! Indexing an origin into the repository, incrementally.
 //!
-//! A file is read again only when its size, mtime, ctime or inode changed since the last scan
-//! (or always, with `checksum`); a file found at a new path with the inode, size and mtime of
-//! one that vanished is a move and is not read either. Changed files are chunked in parallel on
+//! A file is read again only when its size, mtime, mode or change key (`origin::ChangeKey`:
+//! ctime and inode on a POSIX file system) changed since the last scan (or always, with
+//! `checksum`); on an origin whose identities are stable (`Capabilities::stable_identity`), a
+//! file found at a new path with the identity, size and mtime of one that vanished is a move
+//! and is not read either. Changed files are chunked in parallel on
 //! all cores, streaming; a file whose `fstat` differs after reading was being rewritten and is
 //! read again (three attempts), never recorded half-written. The result is a snapshot: a tree
 //! of [`Tree`]s whose root says in one hash whether anything changed.

@@ -60,7 +60,8 @@ pub type OriginId = u64;
 /// file must be read again.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScanEntry {
-    /// Stable number of this file within the repository; survives renames detected by inode.
+    /// Stable number of this file within the repository; survives renames detected by the
+    /// change key's identity.
     pub file_id: u64,
     /// Size in bytes.
     pub size: u64,
