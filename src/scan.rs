@@ -1,8 +1,10 @@
 //! Indexing an origin into the repository, incrementally.
 //!
-//! A file is read again only when its size, mtime, ctime or inode changed since the last scan
-//! (or always, with `checksum`); a file found at a new path with the inode, size and mtime of
-//! one that vanished is a move and is not read either. Changed files are chunked in parallel on
+//! A file is read again only when its size, mtime, mode or change key (`origin::ChangeKey`:
+//! ctime and inode on a POSIX file system) changed since the last scan (or always, with
+//! `checksum`); on an origin whose identities are stable (`Capabilities::stable_identity`), a
+//! file found at a new path with the identity, size and mtime of one that vanished is a move
+//! and is not read either. Changed files are chunked in parallel on
 //! all cores, streaming; a file whose `fstat` differs after reading was being rewritten and is
 //! read again (three attempts), never recorded half-written. The result is a snapshot: a tree
 //! of [`Tree`]s whose root says in one hash whether anything changed.
@@ -18,7 +20,7 @@ use crate::chunk::{chunk_file, history_chunks, Chunker};
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, ContentId, SnapshotId, TreeId};
 use crate::media::{self, Format};
-use crate::origin::{EntryKind, EntryStat, Origin, WalkItem};
+use crate::origin::{EntryKind, EntryStat, Identity, Origin, WalkItem};
 use crate::repo::{OriginId, Repository, ScanEntry};
 use crate::report::{display_path, Event, Sink};
 use crate::snapshot::{ChunkList, MediaRecord, Node, SnapshotRecord, Tree, TreeEntry};
@@ -115,11 +117,13 @@ pub fn scan(
         .filter(|w| w.stat.kind == EntryKind::File)
         .map(|w| w.path.as_slice())
         .collect();
-    // Files that vanished from their path, by inode: candidates for moves.
-    let mut vanished: HashMap<(u64, u64), &Vec<u8>> = previous
+    // Files that vanished from their path, by identity: candidates for moves, on an origin
+    // whose identities survive a rename. Elsewhere a moved file is read again at its new path.
+    let identities = origin.capabilities().stable_identity;
+    let mut vanished: HashMap<Identity, &Vec<u8>> = previous
         .iter()
-        .filter(|(path, e)| e.ino != 0 && !present.contains(path.as_slice()))
-        .map(|(path, e)| ((e.dev, e.ino), path))
+        .filter(|(path, _)| identities && !present.contains(path.as_slice()))
+        .filter_map(|(path, e)| Some((e.change.identity()?, path)))
         .collect();
 
     let mut plans: Vec<Option<Plan>> = Vec::with_capacity(walked.len());
@@ -132,19 +136,23 @@ pub fn scan(
         let plan = match prev {
             Some(p) if !options.checksum && unchanged(p, &w.stat) => Plan::Keep(p.clone()),
             Some(p) => Plan::Read(Some(p.clone())),
-            // Origins without inode numbers (SFTP) report 0: no move detection there.
-            None if w.stat.ino == 0 => Plan::Read(None),
-            None => match vanished.get(&(w.stat.dev, w.stat.ino)) {
-                // A rename changes the ctime, so a move is matched on inode, size and mtime.
-                Some(from)
+            None => match w
+                .stat
+                .change
+                .identity()
+                .and_then(|id| Some((id, vanished.get(&id)?)))
+            {
+                // A rename changes the ctime, so a move is matched on identity, size and
+                // mtime, and the new change key recorded.
+                Some((id, from))
                     if !options.checksum
                         && previous[*from].size == w.stat.size
                         && previous[*from].mtime_ns == w.stat.mtime_ns =>
                 {
                     let from = (*from).clone();
-                    vanished.remove(&(w.stat.dev, w.stat.ino));
+                    vanished.remove(&id);
                     let mut entry = previous[&from].clone();
-                    entry.ctime_ns = w.stat.ctime_ns;
+                    entry.change = w.stat.change.clone();
                     entry.mode = w.stat.mode;
                     Plan::Moved { from, entry }
                 }
@@ -386,22 +394,20 @@ pub(crate) fn scan_entry(stat: &EntryStat, content: ContentId) -> ScanEntry {
         file_id: 0,
         size: stat.size,
         mtime_ns: stat.mtime_ns,
-        ctime_ns: stat.ctime_ns,
-        dev: stat.dev,
-        ino: stat.ino,
+        change: stat.change.clone(),
         mode: stat.mode,
         content,
     }
 }
 
 /// Whether `stat` shows the metadata of `prev` (the scan key): nothing an incremental scan
-/// would read the file again for.
+/// would read the file again for. Size, mtime and mode equal, and the change keys equal as
+/// `origin::ChangeKey` defines it per variant (device, inode and ctime for a POSIX file
+/// system; the bytes of an opaque key; nothing more for a transport without one).
 pub(crate) fn unchanged(prev: &ScanEntry, stat: &EntryStat) -> bool {
     prev.size == stat.size
         && prev.mtime_ns == stat.mtime_ns
-        && prev.ctime_ns == stat.ctime_ns
-        && prev.ino == stat.ino
-        && prev.dev == stat.dev
+        && prev.change == stat.change
         && prev.mode == stat.mode
 }
 

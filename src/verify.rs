@@ -5,9 +5,12 @@
 //! recorded. Size and mtime prove nothing here: every file is read.
 //!
 //! A file whose content is not the snapshot's is then judged by its metadata. When its size,
-//! mtime, ctime, inode, device and mode are still those the last scan recorded with the
-//! content it read, the content changed behind the file system's back (bit rot, a write below
-//! the file system): the file is damaged. When they changed, the file was edited since (a tag
+//! mtime, mode and change key (`origin::ChangeKey`: ctime, inode and device on a POSIX file
+//! system) are still those the last scan recorded with the content it read, the content
+//! changed behind the file system's back (bit rot, a write below the file system): the file
+//! is damaged. On an origin whose entries carry no change key (`ChangeKey::None`), size, mtime
+//! and mode are all there is, so an edit that restored all three is reported as damage: the
+//! cautious reading. When they changed, the file was edited since (a tag
 //! editor, a re-encode, a restore), which is not damage; whether its audio hash is still the
 //! snapshot's tells a retag from new audio. The ctime carries the distinction: every write
 //! sets it and no user can set it back, so a tool that restores the mtime after an edit
@@ -317,16 +320,18 @@ fn judge(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::origin::EntryKind;
+    use crate::origin::{ChangeKey, EntryKind};
 
     fn stat(size: u64, mtime_ns: i64, ctime_ns: i64) -> EntryStat {
         EntryStat {
             kind: EntryKind::File,
             size,
             mtime_ns,
-            ctime_ns,
-            dev: 1,
-            ino: 7,
+            change: ChangeKey::Posix {
+                dev: 1,
+                ino: 7,
+                ctime_ns,
+            },
             mode: 0o644,
         }
     }
@@ -388,7 +393,11 @@ mod tests {
         assert_eq!(v, Verdict::Edited(Audio::Unknown));
         // A new inode (a tag editor that writes a new file and renames it over the old one).
         let mut renamed = scanned.clone();
-        renamed.ino = 8;
+        renamed.change = ChangeKey::Posix {
+            dev: 1,
+            ino: 8,
+            ctime_ns: 20,
+        };
         let v = judged(found(renamed, content(3), audio(1)), Some(&recorded));
         assert_eq!(v, Verdict::Edited(Audio::Verified));
     }

@@ -4,9 +4,11 @@
 //!
 //! Every check is a generic function of a [`Transport`]: it makes its trees with the origin's
 //! own methods and looks at them with the origin's own read side, so it holds for a transport
-//! whose files live nowhere this process can see. Where transports may differ (mtime
-//! resolution, inode numbers, which names they carry) the check asks the transport's
-//! [`Properties`], never its name. A transport joins the suite with one `conformance!` line at
+//! whose files live nowhere this process can see. Where transports may differ the check asks
+//! the origin's own `capabilities()` (mtime resolution, stable identity, atomic replace,
+//! symlinks), and checks that the transport does what they claim, or, for what capabilities
+//! do not say (which names it carries, mtimes before 1970), the transport's [`Properties`];
+//! never its name. A transport joins the suite with one `conformance!` line at
 //! the bottom of this file, which makes one test per check, named `<transport>::<check>`.
 
 mod support;
@@ -15,28 +17,23 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use musicfs::origin::{
-    is_temporary, EntryKind, LocalOrigin, Policy, Retrying, WalkItem, WritableOrigin,
+    is_temporary, Capabilities, ChangeKey, EntryKind, LocalOrigin, Origin, Policy, Retrying,
+    WalkItem, WritableOrigin,
 };
 use support::faulty::{Faults, Faulty};
 use support::sftp::SftpServer;
 
 // --- what a transport under test says of itself ---------------------------------------------
 
-/// What a transport documents about itself; the checks branch on these alone.
+/// What a transport documents about itself beyond its `Capabilities`; the checks branch on
+/// these and on the capabilities alone.
 #[derive(Clone, Copy, Debug)]
 struct Properties {
-    /// The step in which mtimes are stored: a stored mtime is the one given, rounded down to a
-    /// multiple of it.
-    mtime_resolution_ns: i64,
     /// Whether mtimes before 1970 can be stored (else setting one is refused, changing nothing).
     mtimes_before_1970: bool,
-    /// Whether stats carry device, inode number and ctime (else all three are 0).
-    inode_numbers: bool,
     /// Whether a name may be any bytes but `/` and NUL (else it must be UTF-8, and a name that
     /// is not is refused, creating nothing).
     non_utf8_names: bool,
-    /// Whether the origin holds symlinks (else `symlink` is refused, creating nothing).
-    symlinks: bool,
     /// The longest name the origin takes, in bytes; a longer one is refused, creating nothing.
     name_max: usize,
     /// Whether reads may fail (faults injected under a retrying wrapper): a read that loses
@@ -68,11 +65,8 @@ impl Local {
 impl Transport for Local {
     fn properties(&self) -> Properties {
         Properties {
-            mtime_resolution_ns: 1,
             mtimes_before_1970: true,
-            inode_numbers: true,
             non_utf8_names: true,
-            symlinks: true,
             name_max: 255,
             reads_may_fail: false,
         }
@@ -102,13 +96,10 @@ impl Sftp {
 impl Transport for Sftp {
     fn properties(&self) -> Properties {
         Properties {
-            // SFTP version 3 carries whole seconds, from 1970 to 2106, and no inode.
-            mtime_resolution_ns: 1_000_000_000,
+            // SFTP version 3 carries mtimes from 1970 to 2106.
             mtimes_before_1970: false,
-            inode_numbers: false,
             // Paths travel as UTF-8 strings.
             non_utf8_names: false,
-            symlinks: true,
             name_max: 255,
             reads_may_fail: false,
         }
@@ -150,10 +141,9 @@ fn second_client(t: &dyn Transport) -> Box<dyn WritableOrigin> {
     t.open("root", false).expect("open the root again")
 }
 
-/// `mtime_ns` as the transport stores it.
-fn stored(t: &dyn Transport, mtime_ns: i64) -> i64 {
-    let step = t.properties().mtime_resolution_ns;
-    mtime_ns - mtime_ns.rem_euclid(step)
+/// `mtime_ns` as the origin claims to store it: rounded down to its mtime resolution.
+fn stored(o: &dyn WritableOrigin, mtime_ns: i64) -> i64 {
+    o.capabilities().mtime_resolution.truncate(mtime_ns)
 }
 
 /// Writes `bytes` to `rel` through a temporary file, committed with `mode` and `mtime_ns`.
@@ -300,7 +290,7 @@ fn walk_is_depth_first_and_sorted_bytewise(t: &dyn Transport) {
         "f a0 2",
         "d empty",
     ];
-    if t.properties().symlinks {
+    if o.capabilities().symlinks {
         o.symlink(b"link-dangling", b"no/such/target").unwrap();
         o.symlink(b"link-dir", b"a").unwrap();
         expected.extend(["l link-dangling -> no/such/target", "l link-dir -> a"]);
@@ -355,7 +345,6 @@ fn walk_reports_a_directory_it_cannot_list_and_goes_on(t: &dyn Transport) {
 fn stat_reports_kind_size_mode_and_mtime(t: &dyn Transport) {
     let origin = empty_root(t);
     let o = &*origin;
-    let p = t.properties();
     put_with(o, b"song.flac", &[7; 1234], 0o640, MTIME).unwrap();
     o.create_dir(b"album").unwrap();
     o.set_meta(b"album", 0o750, MTIME + 1_000_000_000).unwrap();
@@ -363,16 +352,16 @@ fn stat_reports_kind_size_mode_and_mtime(t: &dyn Transport) {
     let file = o.stat(b"song.flac").unwrap().expect("the file is there");
     assert_eq!(
         (file.kind, file.size, file.mode, file.mtime_ns),
-        (EntryKind::File, 1234, 0o640, stored(t, MTIME))
+        (EntryKind::File, 1234, 0o640, stored(o, MTIME))
     );
     let dir = o.stat(b"album").unwrap().expect("the directory is there");
     assert_eq!(
         (dir.kind, dir.mode, dir.mtime_ns),
-        (EntryKind::Dir, 0o750, stored(t, MTIME + 1_000_000_000))
+        (EntryKind::Dir, 0o750, stored(o, MTIME + 1_000_000_000))
     );
     let root = o.stat(b"").unwrap().expect("the root is there");
     assert_eq!(root.kind, EntryKind::Dir);
-    if p.symlinks {
+    if o.capabilities().symlinks {
         o.symlink(b"link", b"song.flac").unwrap();
         let link = o.stat(b"link").unwrap().expect("the symlink is there");
         assert_eq!(
@@ -394,14 +383,14 @@ fn stat_reports_kind_size_mode_and_mtime(t: &dyn Transport) {
         assert_eq!(Some(stat), o.stat(&path).unwrap(), "{}", show(&path));
     });
 
-    if p.inode_numbers {
-        assert!(file.ino != 0 && dir.ino != 0 && file.ino != dir.ino);
-        assert_eq!(file.dev, dir.dev, "one root, one device");
-        assert!(file.ctime_ns != 0);
-    } else {
-        for stat in [&file, &dir, &root] {
-            assert_eq!((stat.dev, stat.ino, stat.ctime_ns), (0, 0, 0));
-        }
+    // An origin claiming stable identities gives each entry its own.
+    if o.capabilities().stable_identity {
+        let (f, d) = (file.change.identity(), dir.change.identity());
+        assert!(f.is_some() && d.is_some() && f != d, "{file:?} {dir:?}");
+        assert_eq!(f.map(|i| i.dev), d.map(|i| i.dev), "one root, one device");
+    }
+    if let ChangeKey::Posix { ctime_ns, .. } = file.change {
+        assert!(ctime_ns != 0);
     }
 }
 
@@ -525,7 +514,7 @@ fn commit_makes_the_target_appear_whole(t: &dyn Transport) {
     let stat = o.stat(b"album/track.flac").unwrap().expect("committed");
     assert_eq!(
         (stat.kind, stat.size, stat.mode, stat.mtime_ns),
-        (EntryKind::File, data.len() as u64, 0o640, stored(t, MTIME))
+        (EntryKind::File, data.len() as u64, 0o640, stored(o, MTIME))
     );
     assert!(get(o, b"album/track.flac") == data, "the committed bytes");
     assert_eq!(walk(o), ["d album", "f album/track.flac 1000003"]);
@@ -545,6 +534,10 @@ fn commit_makes_the_target_appear_whole(t: &dyn Transport) {
 fn commit_replaces_atomically(t: &dyn Transport) {
     let origin = empty_root(t);
     let o = &*origin;
+    if !o.capabilities().atomic_replace {
+        // Refused and the target kept: `capabilities_are_what_the_transport_does`.
+        return;
+    }
     let old = pattern(700_001, 3);
     let new = pattern(1_300_007, 4);
     put_with(o, b"track.flac", &old, 0o644, MTIME).unwrap();
@@ -591,7 +584,7 @@ fn commit_replaces_atomically(t: &dyn Transport) {
     let stat = o.stat(b"track.flac").unwrap().expect("replaced");
     assert_eq!(
         (stat.size, stat.mode, stat.mtime_ns),
-        (new.len() as u64, 0o600, stored(t, MTIME + 5_000_000_000))
+        (new.len() as u64, 0o600, stored(o, MTIME + 5_000_000_000))
     );
     assert_eq!(walk(o), ["f track.flac 1300007"], "no temporary stays");
     let mut before = Vec::new();
@@ -661,8 +654,13 @@ fn rename_moves_and_replaces(t: &dyn Transport) {
         (after.size, after.mode, after.mtime_ns),
         (before.size, before.mode, before.mtime_ns)
     );
-    if t.properties().inode_numbers {
-        assert_eq!(after.ino, before.ino, "the same file under a new name");
+    if o.capabilities().stable_identity {
+        assert!(before.change.identity().is_some());
+        assert_eq!(
+            after.change.identity(),
+            before.change.identity(),
+            "the same file under a new name"
+        );
     }
 
     o.rename(b"b/moved", b"b/two").unwrap();
@@ -684,7 +682,7 @@ fn rename_moves_and_replaces(t: &dyn Transport) {
 fn remove_takes_files_links_and_trees(t: &dyn Transport) {
     let origin = empty_root(t);
     let o = &*origin;
-    let symlinks = t.properties().symlinks;
+    let symlinks = o.capabilities().symlinks;
     o.create_dir(b"keep").unwrap();
     put(o, b"keep/file", b"k");
     o.create_dir(b"empty").unwrap();
@@ -744,18 +742,18 @@ fn mtimes_are_stored_to_the_transport_resolution(t: &dyn Transport) {
         let name = format!("f{i}");
         put_with(o, name.as_bytes(), b"x", 0o644, mtime).unwrap();
         let at_commit = o.stat(name.as_bytes()).unwrap().unwrap().mtime_ns;
-        assert_eq!(at_commit, stored(t, mtime), "commit with mtime {mtime}");
+        assert_eq!(at_commit, stored(o, mtime), "commit with mtime {mtime}");
         o.set_meta(name.as_bytes(), 0o644, mtime + 7).unwrap();
         let set = o.stat(name.as_bytes()).unwrap().unwrap().mtime_ns;
         assert_eq!(
             set,
-            stored(t, mtime + 7),
+            stored(o, mtime + 7),
             "set_meta with mtime {}",
             mtime + 7
         );
         o.set_meta(b"dir", 0o755, mtime).unwrap();
         let dir = o.stat(b"dir").unwrap().unwrap().mtime_ns;
-        assert_eq!(dir, stored(t, mtime), "a directory's mtime {mtime}");
+        assert_eq!(dir, stored(o, mtime), "a directory's mtime {mtime}");
     }
 
     let before_1970 = -86_400_000_000_000 - 1;
@@ -766,9 +764,9 @@ fn mtimes_are_stored_to_the_transport_resolution(t: &dyn Transport) {
         result.unwrap();
         set.unwrap();
         let stat = o.stat(b"old").unwrap().unwrap();
-        assert_eq!(stat.mtime_ns, stored(t, before_1970));
+        assert_eq!(stat.mtime_ns, stored(o, before_1970));
         let dir = o.stat(b"dir").unwrap().unwrap();
-        assert_eq!((dir.mode, dir.mtime_ns), (0o700, stored(t, before_1970)));
+        assert_eq!((dir.mode, dir.mtime_ns), (0o700, stored(o, before_1970)));
     } else {
         refused(result, "a commit with an mtime before 1970");
         refused(set, "set_meta with an mtime before 1970");
@@ -807,7 +805,7 @@ fn set_meta_stores_mode_bits(t: &dyn Transport) {
         let stat = o.stat(rel).unwrap().unwrap();
         assert_eq!(
             (stat.mode, stat.mtime_ns),
-            (mode, stored(t, MTIME)),
+            (mode, stored(o, MTIME)),
             "{} mode {mode:o}",
             show(rel)
         );
@@ -839,7 +837,7 @@ fn create_dir_makes_one_level(t: &dyn Transport) {
 fn symlink_creates_and_replaces(t: &dyn Transport) {
     let origin = empty_root(t);
     let o = &*origin;
-    if !t.properties().symlinks {
+    if !o.capabilities().symlinks {
         refused(
             o.symlink(b"link", b"target"),
             "a symlink where there are none",
@@ -904,6 +902,80 @@ fn sync_dir_keeps_entries(t: &dyn Transport) {
     o.sync_dir(b"album").unwrap();
     o.sync_dir(b"").unwrap();
     assert_eq!(walk(o), ["d album", "f album/b 1"]);
+}
+
+// --- capabilities ---------------------------------------------------------------------------
+
+/// What `capabilities()` claims is what the origin does: the same answer from every client;
+/// with atomic replace a commit and a rename over an existing entry succeed, without it they
+/// fail and leave the target as it was; a file rewritten with the same size, mtime and mode
+/// gets a new change key unless the origin has none to give (then the two stats are equal,
+/// the documented blind spot of `ChangeKey::None`).
+fn capabilities_are_what_the_transport_does(t: &dyn Transport) {
+    let origin = empty_root(t);
+    let o = &*origin;
+    let caps = o.capabilities();
+    assert_eq!(
+        caps,
+        second_client(t).capabilities(),
+        "every client says the same"
+    );
+    assert_eq!(caps, o.capabilities(), "constant");
+
+    put_with(o, b"a.flac", b"old bytes", 0o644, MTIME).unwrap();
+    let before = o.stat(b"a.flac").unwrap().expect("a.flac");
+    let replaced = put_with(o, b"a.flac", b"new bytes", 0o644, MTIME);
+    if caps.atomic_replace {
+        replaced.unwrap();
+        assert_eq!(get(o, b"a.flac"), b"new bytes");
+    } else {
+        refused(
+            replaced,
+            "a commit over an existing file without atomic replace",
+        );
+        assert_eq!(get(o, b"a.flac"), b"old bytes", "the target as it was");
+        assert_eq!(temporaries(o), Vec::<Vec<u8>>::new());
+    }
+    let after = o.stat(b"a.flac").unwrap().expect("a.flac");
+    if caps.atomic_replace {
+        assert_eq!(
+            (after.size, after.mtime_ns, after.mode),
+            (before.size, before.mtime_ns, before.mode),
+            "same size, mtime and mode"
+        );
+        match before.change {
+            ChangeKey::None => assert_eq!(after, before, "nothing tells the two apart"),
+            _ => assert_ne!(after.change, before.change, "new content, new change key"),
+        }
+    }
+
+    put(o, b"b.flac", b"b");
+    let renamed = o.rename(b"b.flac", b"a.flac");
+    if caps.atomic_replace {
+        renamed.unwrap();
+        assert_eq!(get(o, b"a.flac"), b"b");
+        assert_eq!(o.stat(b"b.flac").unwrap(), None);
+    } else {
+        refused(
+            renamed,
+            "a rename over an existing file without atomic replace",
+        );
+        assert_eq!(walk(o), ["f a.flac 9", "f b.flac 1"]);
+    }
+
+    // A change key's identity, where one is claimed stable, names one file: two files never
+    // share it, and a rename keeps it (checked in `rename_moves_and_replaces`).
+    if caps.stable_identity {
+        put(o, b"c.flac", b"c");
+        let ids: Vec<_> = [&b"a.flac"[..], b"c.flac"]
+            .iter()
+            .map(|rel| o.stat(rel).unwrap().expect("stat").change.identity())
+            .collect();
+        assert!(ids[0].is_some() && ids[0] != ids[1], "{ids:?}");
+    }
+    if caps.durable_commit {
+        o.sync_dir(b"").unwrap();
+    }
 }
 
 // --- names ----------------------------------------------------------------------------------
@@ -978,7 +1050,7 @@ fn names_are_bytes(t: &dyn Transport) {
         assert_eq!(get(o, &below), b"b", "{}", show(&below));
         assert_eq!(o.stat(name).unwrap().map(|s| s.kind), Some(EntryKind::Dir));
         o.remove(name).unwrap();
-        if p.symlinks {
+        if o.capabilities().symlinks {
             o.symlink(name, &inside).unwrap();
             let mut found = None;
             o.walk(&mut |item| {
@@ -1134,6 +1206,7 @@ macro_rules! conformance {
                 symlink_creates_and_replaces,
                 create_root_makes_missing_parents,
                 sync_dir_keeps_entries,
+                capabilities_are_what_the_transport_does,
                 names_are_bytes,
             );
         }
@@ -1154,6 +1227,176 @@ conformance!(sftp => Sftp::start());
 conformance!(local_under_faults => UnderFaults::new(Local::start()));
 conformance!(sftp_under_faults => UnderFaults::new(Sftp::start()));
 
+// --- a sync follows the destination's capabilities ------------------------------------------
+
+/// A destination as `T` opens it, claiming no symlinks: `symlink` counts its calls (a sync
+/// must make none) and refuses.
+struct WithoutSymlinks {
+    inner: Box<dyn WritableOrigin>,
+    symlink_calls: std::sync::atomic::AtomicU32,
+}
+
+impl Origin for WithoutSymlinks {
+    fn url(&self) -> &str {
+        self.inner.url()
+    }
+    fn display(&self, rel: &[u8]) -> std::path::PathBuf {
+        self.inner.display(rel)
+    }
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            symlinks: false,
+            ..self.inner.capabilities()
+        }
+    }
+    fn walk(&self, visit: &mut dyn FnMut(WalkItem)) {
+        self.inner.walk(visit)
+    }
+    fn open(&self, rel: &[u8]) -> musicfs::Result<Box<dyn musicfs::origin::OriginFile>> {
+        self.inner.open(rel)
+    }
+    fn stat(&self, rel: &[u8]) -> musicfs::Result<Option<musicfs::origin::EntryStat>> {
+        self.inner.stat(rel)
+    }
+}
+
+impl WritableOrigin for WithoutSymlinks {
+    fn create_root(&self) -> musicfs::Result<()> {
+        self.inner.create_root()
+    }
+    fn create_temp(&self, rel: &[u8]) -> musicfs::Result<Box<dyn musicfs::origin::TempFile>> {
+        self.inner.create_temp(rel)
+    }
+    fn set_meta(&self, rel: &[u8], mode: u32, mtime_ns: i64) -> musicfs::Result<()> {
+        self.inner.set_meta(rel, mode, mtime_ns)
+    }
+    fn create_dir(&self, rel: &[u8]) -> musicfs::Result<()> {
+        self.inner.create_dir(rel)
+    }
+    fn symlink(&self, rel: &[u8], _target: &[u8]) -> musicfs::Result<()> {
+        self.symlink_calls.fetch_add(1, Ordering::Relaxed);
+        Err(musicfs::Error::io(
+            self.display(rel),
+            io::Error::new(io::ErrorKind::Unsupported, "no symlinks here"),
+        ))
+    }
+    fn rename(&self, from: &[u8], to: &[u8]) -> musicfs::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn remove(&self, rel: &[u8]) -> musicfs::Result<()> {
+        self.inner.remove(rel)
+    }
+    fn sync_dir(&self, rel: &[u8]) -> musicfs::Result<()> {
+        self.inner.sync_dir(rel)
+    }
+}
+
+/// The `action` of every step a sync reported.
+#[derive(Default)]
+struct Actions(std::sync::Mutex<Vec<String>>);
+
+impl musicfs::report::Sink for Actions {
+    fn event(&self, event: &musicfs::report::Event) {
+        if let musicfs::report::Event::Action { action, path, .. } = event {
+            self.0.lock().unwrap().push(format!("{action} {path}"));
+        }
+    }
+}
+
+/// A sync into the transport, as a destination claiming no symlinks: the source's symlink is
+/// reported as a problem and skipped (never written, not even as a file); the files arrive
+/// with their mtimes at the destination's resolution; and a second sync finds every mtime
+/// right at that resolution, so it writes and sets nothing, though the source's mtimes have
+/// nanoseconds the destination may not keep.
+fn a_sync_follows_the_destinations_capabilities(t: &dyn Transport) {
+    let dir = scratch();
+    let src_root = dir.path().join("src");
+    std::fs::create_dir_all(src_root.join("album")).unwrap();
+    let src = LocalOrigin::open(&src_root, false).unwrap();
+    for (i, rel) in ["album/a.flac", "album/b.flac", "c.flac"]
+        .iter()
+        .enumerate()
+    {
+        put_with(
+            &src,
+            rel.as_bytes(),
+            &pattern(40_000 + i, i as u32),
+            0o644,
+            MTIME,
+        )
+        .unwrap();
+    }
+    src.set_meta(b"album", 0o755, MTIME + 1).unwrap();
+    std::os::unix::fs::symlink("album/a.flac", src_root.join("link")).unwrap();
+
+    let destination = WithoutSymlinks {
+        inner: t.open("dst", true).unwrap(),
+        symlink_calls: Default::default(),
+    };
+    let repo = musicfs::repo::Repository::init(&dir.path().join("repo"))
+        .unwrap()
+        .0;
+    let sync = |actions: &Actions| {
+        musicfs::sync::sync(
+            &repo,
+            &src,
+            &destination,
+            &repo.chunker(),
+            musicfs::sync::SyncOptions::default(),
+            actions,
+        )
+        .unwrap()
+    };
+    let first = Actions::default();
+    let summary = sync(&first);
+    assert_eq!(summary.errors, 1, "the symlink, reported: {summary:?}");
+    assert_eq!(destination.symlink_calls.load(Ordering::Relaxed), 0);
+    assert_eq!(
+        destination.stat(b"link").unwrap(),
+        None,
+        "nothing in its place"
+    );
+    let o: &dyn WritableOrigin = &destination;
+    assert_eq!(
+        walk(o),
+        [
+            "d album",
+            "f album/a.flac 40000",
+            "f album/b.flac 40001",
+            "f c.flac 40002"
+        ]
+    );
+    let stat = o.stat(b"album/a.flac").unwrap().unwrap();
+    assert_eq!(stat.mtime_ns, stored(o, MTIME));
+    assert!(
+        !first
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|a| a.starts_with("symlink")),
+        "{:?}",
+        first.0.lock().unwrap()
+    );
+
+    let second = Actions::default();
+    let summary = sync(&second);
+    assert_eq!(
+        (
+            summary.errors,
+            summary.files_changed,
+            summary.bytes_transferred
+        ),
+        (1, 0, 0),
+        "{summary:?}"
+    );
+    assert_eq!(
+        *second.0.lock().unwrap(),
+        Vec::<String>::new(),
+        "nothing to write or set"
+    );
+}
+
 /// The checks that need faults, over each transport.
 mod faults {
     use super::*;
@@ -1166,5 +1409,15 @@ mod faults {
     #[test]
     fn sftp_sync_from_a_source_that_drops_ends_exact() {
         a_sync_from_a_source_that_drops_ends_exact(&Sftp::start());
+    }
+
+    #[test]
+    fn local_sync_follows_the_destinations_capabilities() {
+        a_sync_follows_the_destinations_capabilities(&Local::start());
+    }
+
+    #[test]
+    fn sftp_sync_follows_the_destinations_capabilities() {
+        a_sync_follows_the_destinations_capabilities(&Sftp::start());
     }
 }

@@ -521,6 +521,7 @@ pub fn bytes_to_transfer(
         &PlanOptions {
             delete: false,
             unreadable: &[],
+            mtime_resolution: crate::origin::MtimeResolution::Nanosecond,
         },
     )?;
     if let Some(origin) = located {

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::{EntryStat, Origin, OriginFile, TempFile, WalkItem, WritableOrigin};
+use super::{Capabilities, EntryStat, Origin, OriginFile, TempFile, WalkItem, WritableOrigin};
 use crate::error::Result;
 
 /// Idle time that may be spent at once.
@@ -156,6 +156,10 @@ impl<O: ?Sized + Origin> Origin for BwLimited<O> {
     fn display(&self, rel: &[u8]) -> PathBuf {
         self.inner.display(rel)
     }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+
     fn local_root(&self) -> Option<&Path> {
         self.inner.local_root()
     }

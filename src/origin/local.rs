@@ -21,7 +21,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::mountinfo::LazyMountTable;
 use super::temp::temp_name;
 use super::{
-    is_temporary, EntryKind, EntryStat, Origin, OriginFile, TempFile, WalkItem, WritableOrigin,
+    is_temporary, Capabilities, ChangeKey, EntryKind, EntryStat, MtimeResolution, Origin,
+    OriginFile, TempFile, WalkItem, WritableOrigin,
 };
 use crate::error::{Error, Result};
 
@@ -78,9 +79,11 @@ pub(crate) fn entry_stat(meta: &fs::Metadata) -> EntryStat {
         kind,
         size: meta.len(),
         mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
-        ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
-        dev: meta.dev(),
-        ino: meta.ino(),
+        change: ChangeKey::Posix {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
+        },
         mode: meta.mode() & 0o7777,
     }
 }
@@ -260,8 +263,8 @@ impl LocalOrigin {
                         Ok(meta) => {
                             let stat = entry_stat(&meta);
                             let mount = stat.kind == EntryKind::Dir
-                                && top_dev.is_some_and(|d| d != stat.dev);
-                            if mount && mounts.is_musicfs(stat.dev) {
+                                && top_dev.is_some_and(|d| d != meta.dev());
+                            if mount && mounts.is_musicfs(meta.dev()) {
                                 tracing::debug!(
                                     "{}: a musicfs mount, left out",
                                     entry.path().display()
@@ -436,6 +439,19 @@ impl Origin for LocalOrigin {
 
     fn display(&self, rel: &[u8]) -> PathBuf {
         self.full_path(rel)
+    }
+
+    /// Everything: a POSIX file system renames over a target atomically, fsyncs files and
+    /// directories, keeps symlinks, directories, inode numbers and nanosecond mtimes.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            atomic_replace: true,
+            durable_commit: true,
+            symlinks: true,
+            directories: true,
+            stable_identity: true,
+            mtime_resolution: MtimeResolution::Nanosecond,
+        }
     }
 
     fn local_root(&self) -> Option<&Path> {

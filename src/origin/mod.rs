@@ -12,6 +12,7 @@
 
 pub mod agent_link;
 pub mod bwlimit;
+mod capability;
 pub(crate) mod local;
 mod mountinfo;
 pub mod registry;
@@ -24,6 +25,7 @@ pub mod temp;
 
 pub use agent_link::{AgentConnection, AgentLink, AgentProcess, AgentStatus};
 pub use bwlimit::{Budget, BwLimited};
+pub use capability::{Capabilities, ChangeKey, Identity, MtimeResolution};
 pub use local::LocalOrigin;
 pub use registry::OpenOptions;
 pub use retrying::{Policy, Retrying};
@@ -34,76 +36,154 @@ use std::path::PathBuf;
 pub use temp::{is_temporary, TEMP_PREFIX, TEMP_SUFFIX};
 
 /// A file opened for reading.
+///
+/// A handle reads the file it opened: what was at its path when [`Origin::open`] returned.
+/// Errors are [`std::io::Error`]s, classified by [`crate::error::io_kind`]: a read may fail
+/// transiently (a dropped connection, a stale NFS handle), which [`Retrying`] answers by
+/// opening the path again and checking the file's identity before it reads on.
 pub trait OriginFile: std::io::Read + std::io::Seek + Send {
     /// The open file's metadata now (compared before and after a read to catch rewrites).
+    ///
+    /// Idempotent, changes nothing. The change key is the one [`Origin::stat`] would give
+    /// the same file (so that a scan's record of it is comparable with a later walk).
     fn stat(&mut self) -> std::io::Result<EntryStat>;
-    /// Reads exactly `buf.len()` bytes at `offset`.
+    /// Reads exactly `buf.len()` bytes at `offset`, whatever the `Read` position, which it
+    /// leaves untouched.
+    ///
+    /// Idempotent. A file shorter than `offset + buf.len()` fails with `UnexpectedEof` and
+    /// `buf` undefined; a transport failure is an error of its kind, never a short read
+    /// reported as success. The bytes are not verified: callers that need a chunk's bytes
+    /// hash them.
     fn read_exact_at(&mut self, buf: &mut [u8], offset: u64) -> std::io::Result<()>;
 }
 
 /// A tree of files that can be listed and read.
+///
+/// Every method may be called any number of times, from several threads at once, and none
+/// changes the origin: all are idempotent, which is what lets one retry wrapper
+/// ([`Retrying`]) serve every transport. Paths are relative, `/`-separated, each component
+/// passing [`bad_name`]; the empty path is the root. Errors carry a kind
+/// ([`crate::Error::kind`]): `NotFound` when the entry is not there, `Transient` for
+/// failures that may pass (the connection dropped, a timeout, a stale handle), `Permanent`
+/// otherwise (permission denied, a protocol violation); reads never return `Locked`.
 pub trait Origin: Send + Sync {
-    /// The canonical name the repository knows this origin by.
+    /// The canonical name the repository knows this origin by: the same tree opened twice
+    /// gives the same string. Cannot fail.
     fn url(&self) -> &str;
-    /// A path for messages: the entry `rel` as the user would find it.
+    /// A path for messages: the entry `rel` as the user would find it. Touches nothing.
     fn display(&self, rel: &[u8]) -> PathBuf;
-    /// The local directory, for a local origin.
+    /// What this origin can do. Constant for the life of the value (a transport that
+    /// learns its server's extensions when the session starts fixes them then); wrappers
+    /// return their inner origin's. Callers decide by this, never by the transport.
+    fn capabilities(&self) -> Capabilities;
+    /// The origin's directory on this machine, when it is one. Only for questions about
+    /// local paths as such (whether two local trees overlap); never to decide how to read
+    /// or write (ask [`Origin::capabilities`]).
     fn local_root(&self) -> Option<&std::path::Path> {
         None
     }
-    /// Walks the tree depth first, names sorted bytewise, symlinks not followed.
+    /// Walks the tree depth first, names sorted bytewise, symlinks not followed, each entry
+    /// given with its [`EntryStat`] (its change key as [`Origin::stat`] gives it). Never
+    /// fails as a whole: an entry or directory that cannot be read is a
+    /// [`WalkItem::Problem`] and the walk goes on; our own temporary files are
+    /// [`WalkItem::Temporary`]. An origin without symlinks lists none; one without
+    /// directories lists the prefixes of its keys as directories.
     fn walk(&self, visit: &mut dyn FnMut(WalkItem));
-    /// Opens a regular file for reading.
+    /// Opens a regular file for reading. `NotFound` when nothing is there. Callers open only
+    /// entries a walk or [`Origin::stat`] showed to be regular files: what opening another
+    /// kind does is the transport's (it may fail at the open or at the first read).
+    /// Idempotent: each call is a new handle.
     fn open(&self, rel: &[u8]) -> crate::Result<Box<dyn OriginFile>>;
-    /// `lstat` of an entry (`rel` empty: the root); `None` when it does not exist.
+    /// `lstat` of an entry (`rel` empty: the root); `Ok(None)` when it does not exist (never
+    /// a `NotFound` error). Idempotent.
     fn stat(&self, rel: &[u8]) -> crate::Result<Option<EntryStat>>;
 }
 
 /// A file being written under a temporary name next to its target.
+///
+/// Until [`TempFile::commit`] returns `Ok`, the target is untouched: a crash, an error or a
+/// dropped value leaves at most a temporary file (named with [`TEMP_PREFIX`] and
+/// [`TEMP_SUFFIX`], listed by the next walk as [`WalkItem::Temporary`] and removed by the
+/// next sync). Writes are buffered: a write error may surface only at `commit`.
 pub trait TempFile: std::io::Write + Send {
-    /// Makes the file durable with its final mode and mtime, then renames it over its target
-    /// in one atomic step.
+    /// Gives the file its final mode and mtime (truncated to the origin's mtime
+    /// resolution), makes it durable (only with [`Capabilities::durable_commit`]; without,
+    /// the server's own writeback), then renames it over its target in one atomic step
+    /// (with [`Capabilities::atomic_replace`]; without it, a commit over an existing target
+    /// fails and the target stays as it was). Not idempotent: called once. On error the
+    /// temporary file is removed (best effort) and the target is the old one or, for a
+    /// failure after the rename, the new one; never a mix. Errors: `Transient` when the
+    /// connection failed, `Permanent` for a full disk or permission denied.
     fn commit(self: Box<Self>, mode: u32, mtime_ns: i64) -> crate::Result<()>;
-    /// Removes the temporary file (best effort: the next sync removes leftovers).
+    /// Removes the temporary file (best effort: the next sync removes leftovers). Never
+    /// touches the target.
     fn discard(self: Box<Self>);
 }
 
 /// An origin a sync can change.
+///
+/// Contracts shared by every method: a path's parent directory exists (the sync creates
+/// directories first); a method that fails has changed nothing visible at its target, or
+/// finished it (never half an entry under a final name). `Transient` errors may be retried
+/// by calling the method again: every method but [`WritableOrigin::create_temp`] is
+/// idempotent (a second call finds the work done). `Unsupported` when the origin lacks the
+/// capability a method needs; `Locked` only from [`WritableOrigin::lock`].
 pub trait WritableOrigin: Origin {
-    /// Creates the root directory if it does not exist.
+    /// Creates the root directory, and its missing parents, if it does not exist.
+    /// Idempotent.
     fn create_root(&self) -> crate::Result<()>;
-    /// Starts a new temporary file that will replace `rel`.
+    /// Starts a new temporary file that will replace `rel` on [`TempFile::commit`]. Each
+    /// call creates a new temporary (never reusing or truncating another), so it is not
+    /// idempotent, but a failed or abandoned one is harmless.
     fn create_temp(&self, rel: &[u8]) -> crate::Result<Box<dyn TempFile>>;
-    /// Sets mode and mtime of an existing file or directory.
+    /// Sets mode and mtime of an existing file or directory (the mtime truncated to the
+    /// origin's resolution). Idempotent; not atomic (mode then mtime); `NotFound` when the
+    /// entry is missing.
     fn set_meta(&self, rel: &[u8], mode: u32, mtime_ns: i64) -> crate::Result<()>;
-    /// Creates a directory whose parent exists (an existing one is fine).
+    /// Creates a directory whose parent exists; an existing directory is fine (idempotent).
+    /// An origin without [`Capabilities::directories`] creates nothing and returns `Ok`:
+    /// the directory will exist through the files written below it.
     fn create_dir(&self, rel: &[u8]) -> crate::Result<()>;
-    /// Creates or replaces a symlink, atomically.
+    /// Creates or replaces a symlink: made under a temporary name and renamed over `rel`, so
+    /// with [`Capabilities::atomic_replace`] `rel` names the old entry or the new link, never
+    /// nothing (without it, replacing an existing entry fails). Idempotent. An
+    /// origin without [`Capabilities::symlinks`] fails with `Unsupported` and writes
+    /// nothing (a sync checks the capability first and reports the link as a problem).
     fn symlink(&self, rel: &[u8], target: &[u8]) -> crate::Result<()>;
-    /// Renames an entry, replacing whatever is at `to`.
+    /// Renames an entry, replacing whatever is at `to` in one step (with
+    /// [`Capabilities::atomic_replace`]; without it, fails when `to` exists and changes
+    /// nothing). Not durable until [`WritableOrigin::sync_dir`] of both parents. `NotFound`
+    /// when `from` is missing (so a repeated call after success fails: callers that retry
+    /// check `to` first).
     fn rename(&self, from: &[u8], to: &[u8]) -> crate::Result<()>;
-    /// Removes a file, symlink or whole directory tree; a missing entry is fine.
+    /// Removes a file, symlink or whole directory tree; a missing entry is fine
+    /// (idempotent). A tree is removed bottom up, so a failure leaves a smaller tree.
     fn remove(&self, rel: &[u8]) -> crate::Result<()>;
-    /// Makes a directory's entries durable (after renames into it).
+    /// Makes a directory's entries durable (after renames into it): once it returns `Ok`, a
+    /// power cut cannot bring back the old names. Idempotent. An origin without
+    /// [`Capabilities::durable_commit`] returns `Ok` having done nothing it can promise.
     fn sync_dir(&self, rel: &[u8]) -> crate::Result<()>;
     /// Makes the directory `rel`, when this process owns it, readable, writable and
     /// searchable for the rest of the sync, as every method of this trait also does on its
     /// own with the directories it works in: a directory copied with a read-only mode (0555,
     /// 0000) must not stop the next sync. [`WritableOrigin::set_meta`] gives a directory its
-    /// final mode; [`WritableOrigin::give_back`] restores the rest.
+    /// final mode; [`WritableOrigin::give_back`] restores the rest. Idempotent; an origin
+    /// without modes (or without directories) does nothing.
     fn open_up(&self, _rel: &[u8]) -> crate::Result<()> {
         Ok(())
     }
     /// Takes an exclusive lock on the origin itself, held until the returned guard is
     /// dropped, so that two syncs into one destination exclude each other whatever
-    /// repositories they use; fails at once with [`crate::Error::Locked`] when another holder
-    /// has it. It must create nothing inside the origin. `None`: the transport has no such
-    /// lock, and the repository's lock alone keeps syncs apart. The root exists.
+    /// repositories they use; fails at once with [`crate::Error::Locked`] (kind `Locked`,
+    /// never retried) when another holder has it. It must create nothing inside the origin.
+    /// `None`: the transport has no such lock, and the repository's lock alone keeps syncs
+    /// apart. The root exists.
     fn lock(&self) -> crate::Result<Option<Box<dyn Send>>> {
         Ok(None)
     }
     /// Gives every directory opened up by this origin, and not given its mode since, the
-    /// mode it had. Called once, when a sync ends, whatever its outcome.
+    /// mode it had. Called once, when a sync ends, whatever its outcome; a second call
+    /// finds nothing to give back.
     fn give_back(&self) -> crate::Result<()> {
         Ok(())
     }
@@ -117,6 +197,9 @@ impl<O: Origin + ?Sized> Origin for Box<O> {
     }
     fn display(&self, rel: &[u8]) -> PathBuf {
         (**self).display(rel)
+    }
+    fn capabilities(&self) -> Capabilities {
+        (**self).capabilities()
     }
     fn local_root(&self) -> Option<&std::path::Path> {
         (**self).local_root()
@@ -190,12 +273,9 @@ pub struct EntryStat {
     pub size: u64,
     /// Modification time, ns since the epoch.
     pub mtime_ns: i64,
-    /// Inode change time, ns since the epoch.
-    pub ctime_ns: i64,
-    /// Device number.
-    pub dev: u64,
-    /// Inode number.
-    pub ino: u64,
+    /// What tells, without reading, that the content may have changed (and, with
+    /// [`Capabilities::stable_identity`], which file this is whatever its path).
+    pub change: ChangeKey,
     /// Permission bits.
     pub mode: u32,
 }

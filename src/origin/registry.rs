@@ -94,11 +94,17 @@ impl Default for OpenOptions {
 }
 
 /// One transport's reading of an origin argument: what to open, not yet opened.
+///
+/// A location is plain data: making one (a transport's parse function) touches neither the
+/// network nor the file system, and every method but the two `open`s is a pure accessor. Each
+/// `open` is a new origin (a new connection, where the transport has connections), so both
+/// may be called any number of times; neither creates anything at the location.
 pub trait Location: fmt::Debug + Send + Sync + Any {
-    /// The name of the transport that read it.
+    /// The name of the transport that read it. Cannot fail.
     fn transport(&self) -> &'static str;
     /// The local directory the argument names, when it names one. (`diff` lets an existing
-    /// directory win over reading its name as a snapshot id.)
+    /// directory win over reading its name as a snapshot id.) Only about local paths as
+    /// such; what an opened origin can do is its `capabilities()`.
     fn local_dir(&self) -> Option<&Path> {
         None
     }
@@ -110,13 +116,17 @@ pub trait Location: fmt::Debug + Send + Sync + Any {
     fn agent(&self) -> Option<&dyn AgentLink> {
         None
     }
-    /// Opens the origin for reading; its root must be an existing directory. Errors:
-    /// [`Error::InvalidInput`] when it is missing or not a directory,
-    /// [`Error::Unreachable`] (and the other connection errors) when it cannot be reached
-    /// after [`OpenOptions::retries`].
+    /// Opens the origin for reading; its root must be an existing directory. Connecting is
+    /// retried (transient failures, [`OpenOptions::retries`] times) before it returns.
+    /// Errors: [`Error::InvalidInput`] (kind `Permanent`) when the root is missing or not a
+    /// directory, [`Error::Unreachable`] (kind `Transient`) and the other connection errors
+    /// when it cannot be reached; never `Locked`. The origin returned states its
+    /// capabilities; a transport lacking one still opens.
     fn open(&self, options: &OpenOptions) -> Result<Box<dyn Origin>>;
-    /// Opens the origin as a sync's destination: a missing root is fine (the sync creates
-    /// it). Errors as [`Location::open`].
+    /// Opens the origin as a sync's destination: a missing root is fine (the sync creates it
+    /// with [`WritableOrigin::create_root`]); nothing is created here. Errors as
+    /// [`Location::open`]; a transport that cannot write at all fails with kind
+    /// `Unsupported`.
     fn open_writable(&self, options: &OpenOptions) -> Result<Box<dyn WritableOrigin>>;
     /// For the registry's tests and accessors.
     fn as_any(&self) -> &dyn Any;

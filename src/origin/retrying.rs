@@ -15,7 +15,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{EntryStat, Origin, OriginFile, TempFile, WalkItem, WritableOrigin};
+use super::{
+    Capabilities, EntryStat, Identity, Origin, OriginFile, TempFile, WalkItem, WritableOrigin,
+};
 use crate::error::{io_kind, ErrorKind, Result};
 
 /// How many times, and how long apart, an operation is tried.
@@ -122,6 +124,10 @@ impl<O: Origin + 'static> Origin for Retrying<O> {
         self.inner.display(rel)
     }
 
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+
     fn local_root(&self) -> Option<&Path> {
         self.inner.local_root()
     }
@@ -195,12 +201,14 @@ struct RetryingFile<O> {
     /// taken before the first `read`: a file opened again after a failure must match it, or a
     /// stream would be spliced from two versions. `read_exact_at` alone takes none: its
     /// callers (a sync's chunk reads) verify every chunk's hash instead.
-    first: Option<(u64, i64, u64)>,
+    first: Option<(u64, i64, Option<Identity>)>,
 }
 
-/// What must not change between two handles of one file: size, mtime, inode.
-fn identity(s: &EntryStat) -> (u64, i64, u64) {
-    (s.size, s.mtime_ns, s.ino)
+/// What must not change between two handles of one file: size, mtime and the change key's
+/// identity (device and inode, where the transport has them). Not the whole change key: a
+/// POSIX ctime moves with a `chmod` that leaves the bytes alone.
+fn identity(s: &EntryStat) -> (u64, i64, Option<Identity>) {
+    (s.size, s.mtime_ns, s.change.identity())
 }
 
 impl<O: Origin> RetryingFile<O> {
@@ -385,6 +393,9 @@ mod tests {
         }
         fn display(&self, rel: &[u8]) -> PathBuf {
             self.inner.display(rel)
+        }
+        fn capabilities(&self) -> Capabilities {
+            self.inner.capabilities()
         }
         fn walk(&self, visit: &mut dyn FnMut(WalkItem)) {
             self.inner.walk(visit)

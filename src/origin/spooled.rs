@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-use super::{EntryKind, EntryStat, Origin, OriginFile, WalkItem};
+use super::{Capabilities, EntryKind, EntryStat, Origin, OriginFile, WalkItem};
 use crate::error::{Error, Result};
 
 /// Read size when downloading a file into the spool.
@@ -173,6 +173,10 @@ impl<O: ?Sized + Origin> Origin for Spooled<O> {
     fn display(&self, rel: &[u8]) -> PathBuf {
         self.inner.display(rel)
     }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+
     fn local_root(&self) -> Option<&Path> {
         self.inner.local_root()
     }

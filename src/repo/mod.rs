@@ -19,6 +19,7 @@ mod repair;
 mod tables;
 #[cfg(test)]
 mod tests;
+mod upgrade;
 mod writer;
 
 pub use check::{check, CheckReport};
@@ -38,12 +39,13 @@ use serde::{Deserialize, Serialize};
 use crate::contain;
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, ContentId, SnapshotId, TreeId};
+use crate::origin::ChangeKey;
 use crate::snapshot::{decode, ChunkList, MediaRecord, SnapshotRecord, Tree};
 use layout::{IndexLock, Survey};
 use tables::*;
 
 /// The repository format this build reads and writes.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 
 /// The oldest format this build upgrades in place.
 pub const OLDEST_UPGRADED: u32 = 2;
@@ -58,18 +60,17 @@ pub type OriginId = u64;
 /// file must be read again.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScanEntry {
-    /// Stable number of this file within the repository; survives renames detected by inode.
+    /// Stable number of this file within the repository; survives renames detected by the
+    /// change key's identity.
     pub file_id: u64,
     /// Size in bytes.
     pub size: u64,
     /// Modification time, ns since the epoch.
     pub mtime_ns: i64,
-    /// Inode change time, ns since the epoch: catches editors that restore the mtime.
-    pub ctime_ns: i64,
-    /// Device number.
-    pub dev: u64,
-    /// Inode number.
-    pub ino: u64,
+    /// The change key the origin gave (`origin::ChangeKey`): for a POSIX file system the
+    /// ctime, which catches editors that restore the mtime, and the inode, which survives
+    /// renames. Stored as a compact enum (format 4; formats 2 and 3 had three plain fields).
+    pub change: ChangeKey,
     /// Permission bits.
     pub mode: u32,
     /// The content read at that time.
@@ -298,8 +299,10 @@ impl Repository {
                             .map_err(|e| self.err(e))?;
                     }
                     Some(v) if v == u64::from(FORMAT_VERSION) => {}
-                    // Format 2 lacks only the history tables, which are created below (empty:
-                    // the next scan of each origin fills them from the files as they are).
+                    // 2 → 3: format 2 lacks only the history tables, which are created below
+                    // (empty: the next scan of each origin fills them from the files as they
+                    // are). 3 → 4: the scan state's change keys are rewritten. One
+                    // transaction does both, so the index is at one format or the other.
                     Some(v)
                         if (u64::from(OLDEST_UPGRADED)..u64::from(FORMAT_VERSION)).contains(&v) =>
                     {
@@ -307,6 +310,8 @@ impl Repository {
                             "repository {}: upgrading format {v} to {FORMAT_VERSION}",
                             self.root.display()
                         );
+                        let rows = upgrade::scan_state_to_v4(&txn, v).map_err(|e| self.err(e))?;
+                        tracing::debug!("{rows} scan-state rows given change keys");
                         meta.insert("format", u64::from(FORMAT_VERSION))
                             .map_err(|e| self.err(e))?;
                     }

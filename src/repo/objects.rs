@@ -79,14 +79,21 @@ impl ObjectKind {
 ///   may or may not be listed.
 /// - `remove` is idempotent: removing an absent object succeeds.
 /// - Every method may be called from several threads and processes at once.
+/// - Errors carry a kind ([`Error::kind`]): `NotFound` only from `read` of an absent object,
+///   `Transient` when the store may answer later (a dropped connection, a timeout: the same
+///   call may be made again, every method being idempotent), `Permanent` otherwise (a full
+///   disk, permission denied); never `Locked` (the repository's locks are the index's).
 pub trait ObjectStore: Send + Sync {
-    /// Stores `bytes` as object `id` of `kind`.
+    /// Stores `bytes` as object `id` of `kind`: all-or-nothing, durable when it returns,
+    /// idempotent.
     fn put(&self, kind: ObjectKind, id: &ObjectId, bytes: &[u8]) -> Result<()>;
-    /// Reads `len` bytes at `offset` of object `id` of `kind`.
+    /// Reads `len` bytes at `offset` of object `id` of `kind`, unverified; `NotFound` when
+    /// the object is absent. Idempotent.
     fn read(&self, kind: ObjectKind, id: &ObjectId, offset: u64, len: usize) -> Result<Vec<u8>>;
-    /// The ids of every object of `kind`.
+    /// The ids of every object of `kind`, in no order; an empty kind is an empty list.
+    /// Idempotent.
     fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectId>>;
-    /// Removes object `id` of `kind`.
+    /// Removes object `id` of `kind`; an absent object is fine (idempotent).
     fn remove(&self, kind: ObjectKind, id: &ObjectId) -> Result<()>;
 }
 

@@ -38,7 +38,8 @@ use serde::Serialize;
 use super::check::{check_locked, valid_content, valid_tree};
 use super::layout::{self, IndexLock, IndexState, Survey};
 use super::tables::*;
-use super::{redb_error, Repository, ScanEntry, FORMAT_VERSION};
+use super::upgrade::decode_scan_entry;
+use super::{redb_error, Repository, FORMAT_VERSION};
 use crate::contain;
 use crate::error::{Error, Result};
 use crate::id::TreeId;
@@ -375,14 +376,17 @@ fn salvage(
     let err = |e: redb::Error| redb_error(root, e);
     // A format this build cannot read is not salvaged: its rows mean something else.
     let mut other_format = false;
+    let mut format = None;
     source.rows(META, |key, value| {
         match key {
             "next_origin" => counters.next_origin = counters.next_origin.max(value),
             "next_file" => counters.next_file = counters.next_file.max(value),
-            // Format 2's tables are format 3's less the history ones.
+            // Format 2's tables are format 3's less the history ones; format 3's scan rows
+            // are read as what they are and written as format 4's.
             "format" => {
                 other_format = !(u64::from(super::OLDEST_UPGRADED)..=u64::from(FORMAT_VERSION))
-                    .contains(&value)
+                    .contains(&value);
+                format = Some(value);
             }
             _ => {}
         }
@@ -461,7 +465,7 @@ fn salvage(
         let mut file_ids = HashSet::new();
         let mut kept = 0;
         let found = source.rows(SCAN, |(origin, path), bytes| {
-            let Some(entry) = decode::<ScanEntry>(bytes) else {
+            let Some(entry) = decode_scan_entry(bytes, format) else {
                 return Ok(());
             };
             if !origins.contains(&origin) || file_ids.contains(&entry.file_id) {

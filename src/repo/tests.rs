@@ -31,9 +31,11 @@ fn populated(root: &Path, files: u64) -> Repository {
             file_id: 0,
             size: list.size(),
             mtime_ns: 1,
-            ctime_ns: 1,
-            dev: 1,
-            ino: n,
+            change: crate::origin::ChangeKey::Posix {
+                dev: 1,
+                ino: n,
+                ctime_ns: 1,
+            },
             mode: 0o644,
             content,
         };
@@ -286,4 +288,53 @@ fn a_damaged_index_that_needs_crash_recovery_is_read_through_a_copy() {
         bytes,
         "the damaged index was written"
     );
+}
+
+/// The scan state of the committed format-3 fixture is carried over by the upgrade: each row
+/// keeps its file id, size, mtime and mode and gets the POSIX change key of the inode, device
+/// and ctime format 3 recorded, so a file whose `lstat` is what format 3 saw is not read again.
+#[test]
+fn a_format_3_scan_state_is_carried_over_with_posix_change_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("v3");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/repo-v3");
+    fs::create_dir_all(&root).unwrap();
+    for name in ["index.redb", "repo.toml"] {
+        fs::copy(fixture.join(name), root.join(name)).unwrap();
+    }
+    let repo = Repository::open_existing(&root).unwrap();
+    let origin = repo.find_origin("/tmp/v3fx/lib").unwrap().expect("origin");
+    let state = repo.scan_state(origin).unwrap();
+    assert_eq!(state.len(), 12);
+    let mut inodes = std::collections::HashSet::new();
+    for (path, entry) in &state {
+        let crate::origin::ChangeKey::Posix { dev, ino, ctime_ns } = entry.change else {
+            panic!("{}: {:?}", String::from_utf8_lossy(path), entry.change)
+        };
+        assert!(dev != 0 && ino != 0 && ctime_ns > 0, "{entry:?}");
+        assert!(inodes.insert(ino), "one inode per file");
+        assert!(entry.size > 0 && entry.mode != 0);
+        let seen = crate::origin::EntryStat {
+            kind: crate::origin::EntryKind::File,
+            size: entry.size,
+            mtime_ns: entry.mtime_ns,
+            change: entry.change.clone(),
+            mode: entry.mode,
+        };
+        assert!(crate::scan::unchanged(entry, &seen));
+        let touched = crate::origin::EntryStat {
+            change: crate::origin::ChangeKey::Posix {
+                dev,
+                ino,
+                ctime_ns: ctime_ns + 1,
+            },
+            ..seen
+        };
+        assert!(
+            !crate::scan::unchanged(entry, &touched),
+            "a new ctime is a change"
+        );
+    }
+    let ids: std::collections::HashSet<u64> = state.iter().map(|(_, e)| e.file_id).collect();
+    assert_eq!(ids.len(), 12, "file ids kept");
 }

@@ -308,6 +308,7 @@ pub fn sync_from(
             &PlanOptions {
                 delete,
                 unreadable: &src_state.unreadable,
+                mtime_resolution: destination.capabilities().mtime_resolution,
             },
         )
     };
@@ -377,7 +378,8 @@ pub fn sync_from(
         .root_meta
         .filter(|_| !src_state.unreadable.iter().any(|u| u.is_empty()));
     if let (Some((mode, mtime_ns)), Some(d)) = (root_meta, destination.stat(b"")?) {
-        if mode != d.mode || mtime_ns != d.mtime_ns {
+        let resolution = destination.capabilities().mtime_resolution;
+        if mode != d.mode || !resolution.same(mtime_ns, d.mtime_ns) {
             destination.set_meta(b"", mode, mtime_ns)?;
         }
     }
@@ -516,9 +518,14 @@ impl Apply<'_> {
     }
 
     /// Fsyncs every directory that received a renamed entry, so that a power cut after the
-    /// sync cannot bring back the old names.
+    /// sync cannot bring back the old names. A destination without durable commit has no
+    /// such fsync to offer: its server's writeback is all there is.
     fn sync_dirs(&mut self) {
-        for dir in std::mem::take(&mut self.dirty_dirs) {
+        let dirs = std::mem::take(&mut self.dirty_dirs);
+        if !self.destination.capabilities().durable_commit {
+            return;
+        }
+        for dir in dirs {
             if let Err(e) = self.destination.sync_dir(&dir) {
                 self.summary.errors += 1;
                 self.sink.event(&Event::Problem {
@@ -553,7 +560,7 @@ impl Apply<'_> {
                 mode,
                 mtime_ns,
             } => self.destination.set_meta(path, *mode, *mtime_ns),
-            Step::Symlink { path, target } => self.destination.symlink(path, target),
+            Step::Symlink { path, target } => self.symlink(path, target),
             Step::Rename {
                 from,
                 to,
@@ -637,6 +644,21 @@ impl Apply<'_> {
         }
         self.recorded.push((path.to_vec(), *content));
         Ok(())
+    }
+
+    /// Creates a symlink where the destination has them. Elsewhere the link is reported as a
+    /// problem and skipped: a link is never written as a file holding its target.
+    fn symlink(&mut self, path: &[u8], target: &[u8]) -> Result<()> {
+        if !self.destination.capabilities().symlinks {
+            return Err(Error::io(
+                self.destination.display(path),
+                std::io::Error::new(
+                    std::io::ErrorKind::Unsupported,
+                    "the destination cannot hold symlinks: skipped",
+                ),
+            ));
+        }
+        self.destination.symlink(path, target)
     }
 
     /// Moves a destination file about to be deleted into the place of a new one with the same

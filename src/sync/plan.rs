@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::id::{ChunkId, ContentId, TreeId};
+use crate::origin::MtimeResolution;
 use crate::repo::{OriginId, Repository};
 use crate::snapshot::{Node, Tree};
 
@@ -130,6 +131,10 @@ pub struct PlanOptions<'a> {
     pub delete: bool,
     /// Source paths that could not be read: their destination entries are left alone.
     pub unreadable: &'a [Vec<u8>],
+    /// How finely the destination keeps mtimes: a destination mtime equal to the source's at
+    /// this resolution is right (an SFTP server keeps whole seconds, and setting the
+    /// nanoseconds again would change nothing).
+    pub mtime_resolution: MtimeResolution,
 }
 
 /// What the destination repository knows: used to count bytes.
@@ -497,7 +502,7 @@ fn update(
                 } else {
                     out.files.push(write);
                 }
-            } else if mode != d_mode || mtime_ns != d_mtime {
+            } else if mode != d_mode || !options.mtime_resolution.same(*mtime_ns, *d_mtime) {
                 out.files.push(Step::SetMeta {
                     path: path.to_vec(),
                     mode: *mode,
@@ -521,7 +526,7 @@ fn update(
             },
         ) => {
             let below = compare(repo, Some(*tree), Some(*d_tree), path, options, out)?;
-            if below || mode != d_mode || mtime_ns != d_mtime {
+            if below || mode != d_mode || !options.mtime_resolution.same(*mtime_ns, *d_mtime) {
                 out.directory_meta.push(Step::SetMeta {
                     path: path.to_vec(),
                     mode: *mode,

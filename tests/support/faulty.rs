@@ -112,6 +112,9 @@ impl Origin for Faulty {
     fn display(&self, rel: &[u8]) -> PathBuf {
         self.inner.display(rel)
     }
+    fn capabilities(&self) -> musicfs::origin::Capabilities {
+        self.inner.capabilities()
+    }
     fn local_root(&self) -> Option<&std::path::Path> {
         self.inner.local_root()
     }

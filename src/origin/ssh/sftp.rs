@@ -368,6 +368,11 @@ impl Sftp {
         })
     }
 
+    /// Whether the server offers `posix-rename@openssh.com` and `fsync@openssh.com`.
+    pub fn extensions(&self) -> (bool, bool) {
+        (self.inner.posix_rename, self.inner.fsync)
+    }
+
     /// Renames `from` to `to`, atomically replacing `to` if it exists (`posix-rename@openssh.com`;
     /// without that extension, a plain SFTP rename, which fails if `to` exists).
     pub fn rename_over(&self, from: &[u8], to: &[u8]) -> io::Result<()> {

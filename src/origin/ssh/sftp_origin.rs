@@ -1,7 +1,8 @@
 //! A directory on an SFTP server.
 //!
-//! SFTP gives no inode, device or ctime, and mtimes in whole seconds: stats carry 0 for the
-//! first three, so a scan compares size, mtime and mode and does no move detection here. Every
+//! SFTP gives no inode, device or ctime, and mtimes in whole seconds: stats carry no change
+//! key ([`ChangeKey::None`]) and the origin claims no stable identity, so a scan compares
+//! size, mtime and mode and does no move detection here. Every
 //! name the server lists is checked before it becomes part of a path (no `/`, no NUL, not `.`
 //! or `..`), and every path this origin sends is built from checked relative paths under the
 //! root, so a hostile server cannot make a walk or a sync leave the tree.
@@ -22,8 +23,8 @@ use super::sftp::{Sftp, SftpFile, SftpStat};
 use crate::error::{Error, Result};
 use crate::origin::temp::temp_name;
 use crate::origin::{
-    bad_name, is_temporary, EntryKind, EntryStat, Origin, OriginFile, TempFile, WalkItem,
-    WritableOrigin,
+    bad_name, is_temporary, Capabilities, ChangeKey, EntryKind, EntryStat, MtimeResolution, Origin,
+    OriginFile, TempFile, WalkItem, WritableOrigin,
 };
 use crate::relpath::{join, parent};
 
@@ -56,9 +57,7 @@ fn entry_stat(s: &SftpStat) -> EntryStat {
         kind: s.kind,
         size: s.size,
         mtime_ns: s.mtime_ns,
-        ctime_ns: 0,
-        dev: 0,
-        ino: 0,
+        change: ChangeKey::None,
         mode: s.mode & 0o7777,
     }
 }
@@ -364,6 +363,22 @@ impl TempFile for RemoteTemp {
 impl Origin for SftpOrigin {
     fn url(&self) -> &str {
         &self.url
+    }
+
+    /// Atomic replace with `posix-rename@openssh.com` (a plain SFTP rename fails over an
+    /// existing target), durable commit with `fsync@openssh.com`, as the server offered
+    /// them when the session started; symlinks and directories always; no stable identity
+    /// (SFTP carries no inode) and whole-second mtimes (version 3 attributes).
+    fn capabilities(&self) -> Capabilities {
+        let (posix_rename, fsync) = self.sftp.extensions();
+        Capabilities {
+            atomic_replace: posix_rename,
+            durable_commit: fsync,
+            symlinks: true,
+            directories: true,
+            stable_identity: false,
+            mtime_resolution: MtimeResolution::Second,
+        }
     }
 
     /// `label:/root/rel`.
