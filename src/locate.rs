@@ -31,7 +31,8 @@ use std::time::{Duration, Instant};
 
 use crate::chunk::{read_transformed, VerifiedChunk};
 use crate::error::{io_kind, Error, ErrorKind, Result};
-use crate::origin::{bad_name, OpenOptions, Origin, OriginFile, OriginSpec};
+use crate::origin::{OpenOptions, Origin, OriginFile, OriginSpec};
+use crate::relpath::RelPath;
 use crate::repo::{OriginId, Repository};
 use crate::snapshot::ChunkRef;
 
@@ -41,7 +42,7 @@ pub const RETRY_UNREACHABLE: Duration = Duration::from_secs(60);
 /// Whether `rel` is a path inside an origin: not empty, relative, and made of names only
 /// (no `.`, `..` or empty components, no NUL).
 pub fn is_inside(rel: &[u8]) -> bool {
-    !rel.is_empty() && rel.split(|&b| b == b'/').all(|c| bad_name(c).is_none())
+    RelPath::new(rel).is_ok_and(|p| !p.is_root())
 }
 
 /// Opens the regular file `rel` of `origin` for reading. `Ok(None)` when the file cannot be

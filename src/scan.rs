@@ -515,7 +515,7 @@ impl TreeBuilder {
         if self.stack.is_empty() {
             self.stack.push((Vec::new(), None, Vec::new()));
         }
-        let parent = parent_of(path);
+        let parent = crate::relpath::parent(path);
         while self.stack.len() > 1
             && self
                 .stack
@@ -524,7 +524,7 @@ impl TreeBuilder {
         {
             self.close(writer)?;
         }
-        let name = name_of(path).to_vec();
+        let name = crate::relpath::name(path).to_vec();
         match node {
             Some(node) => {
                 if let Some(top) = self.stack.last_mut() {
@@ -545,7 +545,7 @@ impl TreeBuilder {
         let tree = writer.put_tree(&Tree { entries })?;
         if let (Some(stat), Some(parent)) = (stat, self.stack.last_mut()) {
             parent.2.push(TreeEntry {
-                name: name_of(&path).to_vec(),
+                name: crate::relpath::name(&path).to_vec(),
                 node: Node::Dir {
                     mtime_ns: stat.mtime_ns,
                     mode: stat.mode,
@@ -562,20 +562,6 @@ impl TreeBuilder {
         }
         let entries = self.stack.pop().map(|s| s.2).unwrap_or_default();
         writer.put_tree(&Tree { entries })
-    }
-}
-
-fn parent_of(path: &[u8]) -> &[u8] {
-    match path.iter().rposition(|&b| b == b'/') {
-        Some(i) => &path[..i],
-        None => &[],
-    }
-}
-
-fn name_of(path: &[u8]) -> &[u8] {
-    match path.iter().rposition(|&b| b == b'/') {
-        Some(i) => &path[i + 1..],
-        None => path,
     }
 }
 

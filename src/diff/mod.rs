@@ -261,15 +261,15 @@ impl Walk<'_> {
                 (Some(x), Some(y)) if x.name == y.name => {
                     i += 1;
                     j += 1;
-                    self.both(&join(prefix, &x.name), &x.node, &y.node)?;
+                    self.both(&crate::relpath::join(prefix, &x.name), &x.node, &y.node)?;
                 }
                 (Some(x), y) if y.is_none_or(|y| x.name < y.name) => {
                     i += 1;
-                    self.one_side(join(prefix, &x.name), &x.node, Only::New)?;
+                    self.one_side(crate::relpath::join(prefix, &x.name), &x.node, Only::New)?;
                 }
                 (_, Some(y)) => {
                     j += 1;
-                    self.one_side(join(prefix, &y.name), &y.node, Only::Old)?;
+                    self.one_side(crate::relpath::join(prefix, &y.name), &y.node, Only::Old)?;
                 }
                 (Some(_), None) => break,
             }
@@ -298,7 +298,7 @@ impl Walk<'_> {
                     self.changes.push(Change::new(kind, dir));
                 }
                 for entry in tree.entries {
-                    self.one_side(join(&path, &entry.name), &entry.node, side)?;
+                    self.one_side(crate::relpath::join(&path, &entry.name), &entry.node, side)?;
                 }
             }
         }
@@ -480,18 +480,6 @@ fn file_content(node: &Node) -> Option<ContentId> {
     match node {
         Node::File { content, .. } => Some(*content),
         _ => None,
-    }
-}
-
-fn join(prefix: &[u8], name: &[u8]) -> Vec<u8> {
-    if prefix.is_empty() {
-        name.to_vec()
-    } else {
-        let mut p = Vec::with_capacity(prefix.len() + 1 + name.len());
-        p.extend_from_slice(prefix);
-        p.push(b'/');
-        p.extend_from_slice(name);
-        p
     }
 }
 

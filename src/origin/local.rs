@@ -25,6 +25,7 @@ use super::{
     OriginFile, TempFile, WalkItem, WritableOrigin,
 };
 use crate::error::{Error, Result};
+use crate::relpath::RelPath;
 
 /// A directory on a local filesystem.
 #[derive(Clone, Debug)]
@@ -335,6 +336,22 @@ impl LocalOrigin {
         }
     }
 
+    /// The absolute path of `rel`, which must be a [`RelPath`]: a path that could leave the
+    /// root (`..`, an empty component, a leading `/`) is refused with `InvalidInput`, whoever
+    /// passes it.
+    fn resolve(&self, rel: &[u8]) -> Result<PathBuf> {
+        match RelPath::new(rel) {
+            Ok(_) => Ok(self.full_path(rel)),
+            Err(why) => Err(Error::io(
+                self.full_path(rel),
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("not a relative path: it contains {why}"),
+                ),
+            )),
+        }
+    }
+
     fn relative(&self, path: &Path) -> Vec<u8> {
         path.strip_prefix(&self.root)
             .unwrap_or(path)
@@ -345,7 +362,7 @@ impl LocalOrigin {
 
     /// Creates a new temporary file next to where `rel` will live.
     fn new_temp(&self, rel: &[u8]) -> Result<(PathBuf, File)> {
-        let target = self.full_path(rel);
+        let target = self.resolve(rel)?;
         let dir = target.parent().unwrap_or(&self.root).to_path_buf();
         self.lend(&dir).map_err(|e| Error::io(&dir, e))?;
         let mut attempt = 0u32;
@@ -465,13 +482,13 @@ impl Origin for LocalOrigin {
     }
 
     fn open(&self, rel: &[u8]) -> Result<Box<dyn OriginFile>> {
-        let path = self.full_path(rel);
+        let path = self.resolve(rel)?;
         let file = retry_stale(|| File::open(&path)).map_err(|e| Error::io(&path, e))?;
         Ok(Box::new(LocalFile { file }))
     }
 
     fn stat(&self, rel: &[u8]) -> Result<Option<EntryStat>> {
-        let path = self.full_path(rel);
+        let path = self.resolve(rel)?;
         match retry_stale(|| fs::symlink_metadata(&path)) {
             Ok(m) => Ok(Some(entry_stat(&m))),
             Err(e) if is_absent(&e) => Ok(None),
@@ -490,7 +507,7 @@ impl WritableOrigin for LocalOrigin {
         let (path, file) = self.new_temp(rel)?;
         Ok(Box::new(LocalTemp {
             path,
-            target: self.full_path(rel),
+            target: self.resolve(rel)?,
             file,
         }))
     }
@@ -498,7 +515,7 @@ impl WritableOrigin for LocalOrigin {
     /// Sets mode and mtime of an existing file or directory, by path: neither needs the
     /// entry to be readable (a 0000 directory gets its mtime too).
     fn set_meta(&self, rel: &[u8], mode: u32, mtime_ns: i64) -> Result<()> {
-        let path = self.full_path(rel);
+        let path = self.resolve(rel)?;
         fs::set_permissions(&path, fs::Permissions::from_mode(mode))
             .map_err(|e| Error::io(&path, e))?;
         self.settled(&path);
@@ -519,7 +536,7 @@ impl WritableOrigin for LocalOrigin {
     /// Creates a directory (its parent exists); an existing directory is fine, anything else
     /// in its place (a file, a symlink) is refused.
     fn create_dir(&self, rel: &[u8]) -> Result<()> {
-        let path = self.full_path(rel);
+        let path = self.resolve(rel)?;
         self.lend_parent(&path).map_err(|e| Error::io(&path, e))?;
         match fs::create_dir(&path) {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
@@ -535,7 +552,7 @@ impl WritableOrigin for LocalOrigin {
 
     /// Creates or replaces a symlink, atomically through a temporary name.
     fn symlink(&self, rel: &[u8], target: &[u8]) -> Result<()> {
-        let final_path = self.full_path(rel);
+        let final_path = self.resolve(rel)?;
         let (temp, file) = self.new_temp(rel)?;
         drop(file);
         fs::remove_file(&temp).map_err(|e| Error::io(&temp, e))?;
@@ -549,7 +566,7 @@ impl WritableOrigin for LocalOrigin {
 
     /// Renames an entry within the origin, replacing whatever is at `to`.
     fn rename(&self, from: &[u8], to: &[u8]) -> Result<()> {
-        let (from, to) = (self.full_path(from), self.full_path(to));
+        let (from, to) = (self.resolve(from)?, self.resolve(to)?);
         self.lend_parent(&from).map_err(|e| Error::io(&from, e))?;
         self.lend_parent(&to).map_err(|e| Error::io(&to, e))?;
         fs::rename(&from, &to).map_err(|e| Error::io(&from, e))
@@ -557,7 +574,7 @@ impl WritableOrigin for LocalOrigin {
 
     /// Removes a file, symlink or whole directory tree.
     fn remove(&self, rel: &[u8]) -> Result<()> {
-        let path = self.full_path(rel);
+        let path = self.resolve(rel)?;
         let result = match fs::symlink_metadata(&path) {
             Ok(m) if m.is_dir() => self.lend_parent(&path).and_then(|()| {
                 let parent = path.parent().unwrap_or(&self.root);
@@ -598,7 +615,7 @@ impl WritableOrigin for LocalOrigin {
     }
 
     fn open_up(&self, rel: &[u8]) -> Result<()> {
-        let path = self.full_path(rel);
+        let path = self.resolve(rel)?;
         self.lend(&path).map_err(|e| Error::io(&path, e))
     }
 
@@ -619,7 +636,7 @@ impl WritableOrigin for LocalOrigin {
 
     /// Flushes a directory's entries (after renames into it).
     fn sync_dir(&self, rel: &[u8]) -> Result<()> {
-        let path = self.full_path(rel);
+        let path = self.resolve(rel)?;
         File::open(&path)
             .and_then(|d| d.sync_all())
             .map_err(|e| Error::io(&path, e))
@@ -629,6 +646,34 @@ impl WritableOrigin for LocalOrigin {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_that_could_leave_the_root_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        fs::create_dir(&root).unwrap();
+        fs::write(dir.path().join("secret"), b"outside").unwrap();
+        fs::write(root.join("inside"), b"inside").unwrap();
+        let origin = LocalOrigin::open(&root, false).unwrap();
+        let origin: &dyn WritableOrigin = &origin;
+        for bad in [
+            &b"../secret"[..],
+            b"/etc/passwd",
+            b"a//b",
+            b"./inside",
+            b"inside/..",
+        ] {
+            let shown = String::from_utf8_lossy(bad);
+            assert!(origin.open(bad).is_err(), "{shown}");
+            assert!(origin.stat(bad).is_err(), "{shown}");
+            assert!(origin.create_temp(bad).is_err(), "{shown}");
+            assert!(origin.remove(bad).is_err(), "{shown}");
+            assert!(origin.rename(b"inside", bad).is_err(), "{shown}");
+        }
+        assert_eq!(fs::read(dir.path().join("secret")).unwrap(), b"outside");
+        assert_eq!(fs::read(root.join("inside")).unwrap(), b"inside");
+        assert!(origin.open(b"inside").is_ok());
+    }
 
     #[test]
     fn destination_lock_excludes_a_second_holder_and_creates_nothing() {

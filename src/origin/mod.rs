@@ -303,19 +303,4 @@ pub enum WalkItem {
     },
 }
 
-/// Why `name` cannot be one component of a relative path, if it cannot: empty, `.`, `..`, or
-/// holding `/` or NUL. Names that come from elsewhere (an SFTP listing, a remote musicfs) pass
-/// this before they are used.
-pub fn bad_name(name: &[u8]) -> Option<&'static str> {
-    if name.is_empty() {
-        Some("an empty name")
-    } else if name == b"." || name == b".." {
-        Some("a `.` or `..` entry")
-    } else if name.contains(&b'/') {
-        Some("a name containing `/`")
-    } else if name.contains(&0) {
-        Some("a name containing NUL")
-    } else {
-        None
-    }
-}
+pub use crate::relpath::bad_name;

@@ -318,7 +318,12 @@ fn collect_files(
         Node::Dir { tree, .. } => {
             let mut n = 0;
             for entry in repo.tree(tree)?.entries {
-                n += collect_files(repo, &join(path, &entry.name), &entry.node, found)?;
+                n += collect_files(
+                    repo,
+                    &crate::relpath::join(path, &entry.name),
+                    &entry.node,
+                    found,
+                )?;
             }
             Ok(n)
         }
@@ -336,17 +341,6 @@ fn count_files(repo: &Repository, node: &Node) -> Result<u64> {
             }
             Ok(n)
         }
-    }
-}
-
-fn join(prefix: &[u8], name: &[u8]) -> Vec<u8> {
-    if prefix.is_empty() {
-        name.to_vec()
-    } else {
-        let mut p = prefix.to_vec();
-        p.push(b'/');
-        p.extend_from_slice(name);
-        p
     }
 }
 
@@ -397,7 +391,7 @@ fn compare(
         match (order, s, d) {
             (std::cmp::Ordering::Less, Some(s), _) => {
                 i += 1;
-                let path = join(prefix, &s.name);
+                let path = crate::relpath::join(prefix, &s.name);
                 if !unreadable(&path, options) {
                     changed = true;
                     add(repo, &path, &s.node, options, out)?;
@@ -405,7 +399,7 @@ fn compare(
             }
             (std::cmp::Ordering::Greater, _, Some(d)) => {
                 j += 1;
-                let path = join(prefix, &d.name);
+                let path = crate::relpath::join(prefix, &d.name);
                 if options.delete && !protected(&path, options.unreadable) {
                     changed = true;
                     remove(repo, path, &d.node, out)?;
@@ -414,7 +408,7 @@ fn compare(
             (_, Some(s), Some(d)) => {
                 i += 1;
                 j += 1;
-                let path = join(prefix, &s.name);
+                let path = crate::relpath::join(prefix, &s.name);
                 if !unreadable(&path, options) {
                     changed |= update(repo, &path, &s.node, &d.node, options, out)?;
                 }

@@ -26,7 +26,7 @@ use crate::origin::{
     bad_name, is_temporary, Capabilities, ChangeKey, EntryKind, EntryStat, MtimeResolution, Origin,
     OriginFile, TempFile, WalkItem, WritableOrigin,
 };
-use crate::relpath::{join, parent};
+use crate::relpath::{join, parent, RelPath};
 
 /// Writes reach the server in requests of at least this many bytes (the last one aside).
 const WRITE_BUFFER: usize = 256 * 1024;
@@ -166,7 +166,7 @@ impl SftpOrigin {
         if rel.is_empty() {
             return Ok(self.root.clone());
         }
-        if let Some(why) = rel.split(|&b| b == b'/').find_map(bad_name) {
+        if let Err(why) = RelPath::new(rel) {
             return Err(Error::io(
                 self.display(rel),
                 invalid(format!("not a relative path: it contains {why}")),
