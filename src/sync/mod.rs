@@ -66,6 +66,14 @@ pub struct SyncSummary {
 pub trait SyncSource: ChunkSource {
     /// Makes the source's snapshot available in `repo` (by scanning it, or by fetching its
     /// trees from a remote end) and describes it.
+    ///
+    /// Contract: called once per sync, before any [`ChunkSource::read_chunk`]. When it
+    /// returns, the root tree and every tree and chunk list below it are in `repo`, so planning
+    /// needs nothing more from the source. It never writes to the source's files. Paths it
+    /// could not read are listed in [`SourceState::unreadable`], not errors; an error means no
+    /// usable snapshot: a transport failure ([`crate::error::ErrorKind::Transient`], which the
+    /// caller may retry whole: what was stored stays stored, so a retry resumes), a held lock
+    /// ([`crate::error::ErrorKind::Locked`]), an interrupt, or a repository failure.
     fn snapshot(
         &mut self,
         repo: &Repository,
@@ -76,11 +84,16 @@ pub trait SyncSource: ChunkSource {
 
 /// Where a sync reads the chunks the destination lacks.
 pub trait ChunkSource {
-    /// Whether [`ChunkSource::expect`] helps (a remote source requests chunks ahead).
+    /// Whether [`ChunkSource::expect`] helps (a remote source requests chunks ahead). Constant
+    /// for a source; the default is `false`.
     fn prefetches(&self) -> bool {
         false
     }
-    /// The chunks the sync will ask for, in the order it will ask, each once.
+    /// The chunks the sync will ask for, in the order it will ask, each once; called at most
+    /// once, before the first [`ChunkSource::read_chunk`], and only when
+    /// [`ChunkSource::prefetches`]. A hint: the caller may ask for fewer (a step that failed)
+    /// and the source must still answer asks in any order. Errors as `read_chunk`'s. The
+    /// default does nothing.
     fn expect(&mut self, _chunks: &[ChunkRef]) -> Result<()> {
         Ok(())
     }
