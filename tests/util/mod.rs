@@ -262,8 +262,7 @@ impl Musicfs {
 
     /// Run and return the output, whatever the exit code.
     pub fn output(&self) -> Output {
-        self.command()
-            .output()
+        busy_retried(|| self.command().output())
             .unwrap_or_else(|e| panic!("failed to run {}: {e}", self.describe()))
     }
 
@@ -304,10 +303,28 @@ impl Musicfs {
 
     /// Spawn without waiting (stdout discarded so a full pipe cannot block it; stderr piped).
     pub fn spawn(&self) -> Child {
-        let mut c = self.command();
-        c.stdout(Stdio::null()).stderr(Stdio::piped());
-        c.spawn()
-            .unwrap_or_else(|e| panic!("failed to spawn {}: {e}", self.describe()))
+        busy_retried(|| {
+            let mut c = self.command();
+            c.stdout(Stdio::null()).stderr(Stdio::piped());
+            c.spawn()
+        })
+        .unwrap_or_else(|e| panic!("failed to spawn {}: {e}", self.describe()))
+    }
+}
+
+/// Runs `start` again while it fails with ETXTBSY. A binary just copied for the unprivileged
+/// runs can be "busy" for a moment: a child another test thread forked while the copy's
+/// descriptor was open holds that descriptor until it execs.
+fn busy_retried<T>(mut start: impl FnMut() -> std::io::Result<T>) -> std::io::Result<T> {
+    let mut tries = 0;
+    loop {
+        match start() {
+            Err(e) if e.raw_os_error() == Some(26) && tries < 200 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return other,
+        }
     }
 }
 
