@@ -1,3 +1,4 @@
+use super::reader::{host_matches, pattern_list_matches};
 use super::*;
 
 fn spec(user: Option<&str>, host: &str, port: Option<u16>) -> SshSpec {
