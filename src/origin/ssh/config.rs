@@ -317,7 +317,8 @@ fn apply(reader: &Reader<'_>, spec: &SshSpec, home: &Path) -> Read<Target> {
             files.push(path_value(d, value)?);
         }
     }
-    if files.is_empty() {
+    // `IdentityFile none` alone means no key files at all; no IdentityFile, the defaults.
+    if identity_files.is_empty() {
         files = DEFAULT_IDENTITIES
             .iter()
             .map(|name| home.join(".ssh").join(name))

@@ -246,3 +246,10 @@ fn host_key_settings() {
     assert_eq!(t.server_alive_interval, Some(Duration::from_secs(5)));
     assert_eq!(t.server_alive_count_max, Some(2));
 }
+
+#[test]
+fn identity_file_none_means_no_key_files() {
+    let home = home_with_config("Host nas\n  IdentityFile none\n");
+    let t = resolve(&spec(Some("u"), "nas", None), home.path()).expect("resolve");
+    assert!(t.identity_files.is_empty());
+}
