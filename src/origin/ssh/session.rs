@@ -423,7 +423,12 @@ async fn establish(
         .await
         .map_err(|e| match e {
             ClientError::HostKey(e) => e,
-            ClientError::Ssh(e) => unreachable(format!("SSH handshake failed: {e}")),
+            ClientError::Ssh(e) => unreachable(match &target.proxy {
+                Proxy::Command(command) => {
+                    format!("SSH handshake over the ProxyCommand {command:?} failed: {e}")
+                }
+                _ => format!("SSH handshake failed: {e}"),
+            }),
         })?;
     let agent = match &target.agent {
         AgentChoice::Default => options.agent_socket.clone(),
