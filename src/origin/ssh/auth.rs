@@ -1,4 +1,5 @@
-//! Public key authentication: keys held by ssh-agent first, then key files.
+//! Public key authentication: keys held by ssh-agent first, then key files. With
+//! `IdentitiesOnly`, only the agent keys whose public half belongs to one of the key files.
 //!
 //! Key files are read without a passphrase; an encrypted one is skipped, and the error says to
 //! load it into ssh-agent. Nothing here logs or reports key material: only file paths, key
@@ -10,14 +11,17 @@ use std::sync::Arc;
 use russh::client::{AuthResult, Handle, Handler};
 use russh::keys::agent::client::AgentClient;
 use russh::keys::agent::AgentIdentity;
-use russh::keys::{HashAlg, PrivateKeyWithHashAlg};
+use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKey};
 
 /// Authenticates `user` on `handle`. On failure, returns a message saying what was tried.
+/// `identities_only`: offer only the agent keys that are one of `identity_files` (found from
+/// `FILE.pub`, or from the unencrypted private key).
 pub(crate) async fn authenticate<H: Handler>(
     handle: &mut Handle<H>,
     user: &str,
     agent_socket: Option<&Path>,
     identity_files: &[PathBuf],
+    identities_only: bool,
 ) -> Result<(), String> {
     let mut tried = Vec::new();
     let mut notes = Vec::new();
@@ -27,7 +31,8 @@ pub(crate) async fn authenticate<H: Handler>(
     };
 
     if let Some(socket) = agent_socket {
-        match try_agent(handle, user, socket, rsa_hash).await {
+        let allowed = identities_only.then(|| public_keys(identity_files));
+        match try_agent(handle, user, socket, rsa_hash, allowed.as_deref()).await {
             Ok(true) => return Ok(()),
             Ok(false) => tried.push(format!("the keys in ssh-agent ({})", socket.display())),
             Err(note) => notes.push(note),
@@ -73,13 +78,32 @@ pub(crate) async fn authenticate<H: Handler>(
     Err(message)
 }
 
-/// Offers each key the agent holds. `Ok(false)`: none was accepted; `Err`: the agent could not
-/// be used (a note for the final message).
+/// The public keys of `files`: `FILE.pub`, or the public half of an unencrypted `FILE`.
+fn public_keys(files: &[PathBuf]) -> Vec<PublicKey> {
+    files
+        .iter()
+        .filter_map(|path| {
+            let mut public = path.clone().into_os_string();
+            public.push(".pub");
+            russh::keys::load_public_key(PathBuf::from(public))
+                .ok()
+                .or_else(|| {
+                    russh::keys::load_secret_key(path, None)
+                        .ok()
+                        .map(|key| key.public_key().clone())
+                })
+        })
+        .collect()
+}
+
+/// Offers each key the agent holds (only those in `allowed`, when given). `Ok(false)`: none
+/// was accepted; `Err`: the agent could not be used (a note for the final message).
 async fn try_agent<H: Handler>(
     handle: &mut Handle<H>,
     user: &str,
     socket: &Path,
     rsa_hash: Option<HashAlg>,
+    allowed: Option<&[PublicKey]>,
 ) -> Result<bool, String> {
     let unusable = |e: &dyn std::fmt::Display| {
         format!("ssh-agent at {} cannot be used: {e}", socket.display())
@@ -92,6 +116,9 @@ async fn try_agent<H: Handler>(
         let AgentIdentity::PublicKey { key, .. } = identity else {
             continue;
         };
+        if allowed.is_some_and(|allowed| !allowed.contains(&key)) {
+            continue;
+        }
         tracing::debug!(
             fingerprint = %key.fingerprint(HashAlg::Sha256),
             "trying ssh-agent key"

@@ -1,13 +1,15 @@
-//! Host key checking against `<home>/.ssh/known_hosts`, as OpenSSH's
+//! Host key checking against `known_hosts` files (`<home>/.ssh/known_hosts`, or the
+//! configuration's `UserKnownHostsFile` and `GlobalKnownHostsFile`), as OpenSSH's
 //! `StrictHostKeyChecking=yes` (or `accept-new`) does it.
 //!
-//! A host is looked up as `host` on port 22 and as `[host]:port` otherwise, in plain and hashed
-//! (`|1|…`) entries. A key that matches no entry while the host has entries is a changed key,
+//! A host is looked up as `host` on port 22 and as `[host]:port` otherwise (under its
+//! `HostKeyAlias` alone when it has one), in plain and hashed (`|1|…`) entries of every file;
+//! a new key is learnt into the first user file. A key that matches no entry while the host has entries is a changed key,
 //! whatever its algorithm: accepting it would let an attacker downgrade to a key type we have
 //! never seen. A changed key is refused even when new keys are accepted.
 
 use std::borrow::Cow;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use russh::keys::known_hosts::{known_host_keys_path, learn_known_hosts_path};
 use russh::keys::{Algorithm, HashAlg, PublicKey};
@@ -17,11 +19,14 @@ use crate::error::Error;
 /// What to do with the key a host presents.
 #[derive(Debug)]
 pub(crate) struct HostKeyPolicy {
-    /// The `known_hosts` file.
-    pub known_hosts: PathBuf,
-    /// The host name or address connected to (after `~/.ssh/config`).
+    /// The `known_hosts` files to check, in order.
+    pub known_hosts: Vec<PathBuf>,
+    /// The file new keys are learnt into (`None`: they are accepted without being recorded).
+    pub learn_into: Option<PathBuf>,
+    /// The host name or address connected to (after `~/.ssh/config`), or its
+    /// `HostKeyAlias`.
     pub host: String,
-    /// The port connected to.
+    /// The port connected to (22 for an alias, which is looked up without a port).
     pub port: u16,
     /// Learn keys of unknown hosts instead of refusing them.
     pub accept_new: bool,
@@ -44,28 +49,29 @@ impl HostKeyPolicy {
         }
     }
 
-    /// The keys recorded for this host, with their line numbers.
-    fn recorded(&self) -> Result<Vec<(usize, PublicKey)>, Error> {
-        let keys = known_host_keys_path(&self.host, self.port, &self.known_hosts)
-            .map_err(|e| self.error(format!("cannot read {}: {e}", self.known_hosts.display())))?;
-        if keys.is_empty() {
-            return Ok(keys);
-        }
-        // russh numbers the lines that are not comments; translate to file line numbers.
-        let text = std::fs::read_to_string(&self.known_hosts).unwrap_or_default();
-        let numbers: Vec<usize> = text
-            .lines()
-            .enumerate()
-            .filter(|(_, line)| !line.starts_with('#'))
-            .map(|(index, _)| index + 1)
-            .collect();
-        Ok(keys
-            .into_iter()
-            .map(|(n, key)| {
+    /// The keys recorded for this host, with their files and line numbers.
+    fn recorded(&self) -> Result<Vec<(&Path, usize, PublicKey)>, Error> {
+        let mut all = Vec::new();
+        for file in &self.known_hosts {
+            let keys = known_host_keys_path(&self.host, self.port, file)
+                .map_err(|e| self.error(format!("cannot read {}: {e}", file.display())))?;
+            if keys.is_empty() {
+                continue;
+            }
+            // russh numbers the lines that are not comments; translate to file line numbers.
+            let text = std::fs::read_to_string(file).unwrap_or_default();
+            let numbers: Vec<usize> = text
+                .lines()
+                .enumerate()
+                .filter(|(_, line)| !line.starts_with('#'))
+                .map(|(index, _)| index + 1)
+                .collect();
+            all.extend(keys.into_iter().map(|(n, key)| {
                 let line = n.checked_sub(1).and_then(|i| numbers.get(i)).copied();
-                (line.unwrap_or(n), key)
-            })
-            .collect())
+                (file.as_path(), line.unwrap_or(n), key)
+            }));
+        }
+        Ok(all)
     }
 
     /// Host key algorithms in the order to offer them: those recorded for this host first, so
@@ -75,7 +81,7 @@ impl HostKeyPolicy {
             .recorded()
             .unwrap_or_default()
             .iter()
-            .map(|(_, key)| key.algorithm())
+            .map(|(_, _, key)| key.algorithm())
             .collect();
         let same =
             |a: &Algorithm, b: &Algorithm| a == b || (a.clone().is_rsa() && b.clone().is_rsa());
@@ -92,33 +98,41 @@ impl HostKeyPolicy {
     pub fn check(&self, key: &PublicKey) -> Result<(), Error> {
         let recorded = self.recorded()?;
         let fingerprint = key.fingerprint(HashAlg::Sha256);
-        if recorded.iter().any(|(_, known)| known == key) {
+        if recorded.iter().any(|(_, _, known)| known == key) {
             tracing::debug!(host = %self.host_label(), %fingerprint, "host key known");
             return Ok(());
         }
-        if let Some((line, known)) = recorded.first() {
+        if let Some((file, line, known)) = recorded.first() {
             return Err(self.error(format!(
                 "THE HOST KEY HAS CHANGED: the server offers {} key {fingerprint}, but {}:{line} \
                  records {} key {}. Someone may be intercepting the connection. If the host was \
                  reinstalled, remove that line and connect again.",
                 key.algorithm(),
-                self.known_hosts.display(),
+                file.display(),
                 known.algorithm(),
                 known.fingerprint(HashAlg::Sha256),
             )));
         }
+        let where_to = self
+            .learn_into
+            .as_ref()
+            .map(|file| file.display().to_string())
+            .unwrap_or_else(|| "a known_hosts file".into());
         if !self.accept_new {
             return Err(self.error(format!(
                 "unknown host key ({} {fingerprint}). Check it, then pass \
-                 --accept-new-host-key to record it, or add it to {}",
+                 --accept-new-host-key to record it, or add it to {where_to}",
                 key.algorithm(),
-                self.known_hosts.display()
             )));
         }
-        learn_known_hosts_path(&self.host, self.port, key, &self.known_hosts).map_err(|e| {
+        let Some(file) = &self.learn_into else {
+            tracing::debug!(host = %self.host_label(), %fingerprint, "new host key accepted, not recorded (UserKnownHostsFile none)");
+            return Ok(());
+        };
+        learn_known_hosts_path(&self.host, self.port, key, file).map_err(|e| {
             self.error(format!(
                 "cannot record the new host key in {}: {e}",
-                self.known_hosts.display()
+                file.display()
             ))
         })?;
         tracing::debug!(host = %self.host_label(), %fingerprint, "new host key recorded");
@@ -139,7 +153,8 @@ mod tests {
 
     fn policy(dir: &tempfile::TempDir, port: u16, accept_new: bool) -> HostKeyPolicy {
         HostKeyPolicy {
-            known_hosts: dir.path().join("known_hosts"),
+            known_hosts: vec![dir.path().join("nothing"), dir.path().join("known_hosts")],
+            learn_into: Some(dir.path().join("known_hosts")),
             host: "nas.lan".into(),
             port,
             accept_new,

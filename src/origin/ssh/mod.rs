@@ -11,10 +11,12 @@
 //! trust what the remote sends (no panics, bounded memory).
 
 mod auth;
-mod config;
+pub(crate) mod config;
 mod exec;
 mod hostkey;
+mod keywords;
 mod link;
+mod proxy;
 mod session;
 mod sftp;
 mod sftp_file;

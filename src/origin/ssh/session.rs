@@ -11,11 +11,13 @@ use std::time::Duration;
 use russh::client::{Config, Handle, Handler};
 use russh::keys::PublicKeyOrCertificate;
 use russh::Preferred;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::auth;
-use super::config::{self, Target};
+use super::config::{self, AddressFamily, AgentChoice, Proxy, Target};
 use super::exec::ExecChannel;
 use super::hostkey::HostKeyPolicy;
+use super::proxy;
 use super::sftp::Sftp;
 use crate::error::{Error, Result};
 use crate::origin::runtime::{self, TaskGroup};
@@ -165,14 +167,24 @@ impl fmt::Debug for SshSession {
 }
 
 impl SshSession {
-    /// Resolves `spec` through `<home>/.ssh/config`, connects, checks the host key against
-    /// `<home>/.ssh/known_hosts` and authenticates (ssh-agent keys, then key files).
+    /// Resolves `spec` through `<home>/.ssh/config`, connects (directly, through the
+    /// `ProxyJump` hosts, each checked and authenticated in turn, or over the `ProxyCommand`),
+    /// checks the host key against the `known_hosts` files and authenticates (ssh-agent keys,
+    /// then key files). Jump hosts and the proxy command live as long as the session and
+    /// what was opened from it, and end with them. `ConnectTimeout` bounds the whole, chain
+    /// included.
     ///
-    /// Errors: [`Error::Unreachable`] when the host cannot be reached in time,
+    /// Errors: [`Error::Unreachable`] when the host (or a jump host) cannot be reached in time,
     /// [`Error::HostKey`] for an unknown or changed host key, [`Error::InvalidInput`] when
-    /// authentication fails or the configuration cannot be read.
+    /// authentication fails, the configuration cannot be read, or it uses a keyword the
+    /// built-in client refuses (named with its file and line; see `docs/ssh-config.md`).
     pub fn connect(spec: &SshSpec, options: &SshOptions) -> Result<SshSession> {
+        // Everything the chain of hosts needs is checked before anything is connected.
+        if let Some(refusal) = config::unsupported(spec, &options.home)? {
+            return Err(refusal.into());
+        }
         let target = config::resolve(spec, &options.home)?;
+        let limit = target.connect_timeout.unwrap_or(options.connect_timeout);
         let label = format!("{}@{}:{}", target.user, target.host, target.port);
         let shared = Arc::new(Shared {
             tasks: TaskGroup::new(),
@@ -183,15 +195,10 @@ impl SshSession {
             origin: label.clone(),
             message,
         };
-        let limit = options.connect_timeout;
         // The timer is created inside the runtime, where it must be. The socket is guarded by
         // the session's tasks: a connection given up (a timeout, an error) ends with them.
         let connecting = async {
-            tokio::time::timeout(
-                limit,
-                connect_async(&target, options, &label, &shared.tasks),
-            )
-            .await
+            tokio::time::timeout(limit, establish(&target, options, &label, &shared.tasks, 0)).await
         };
         let handle = match shared.block_on(connecting) {
             // Called from inside an async runtime, or no runtime: a bug of the caller, or of
@@ -254,53 +261,186 @@ impl SshSession {
     }
 }
 
-/// TCP connection, handshake with host key check, authentication.
-async fn connect_async(
+/// A byte stream an SSH session can run over: a TCP socket, a `ProxyCommand`'s pipes, or a
+/// channel of a jump host's session.
+trait Carrier: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Carrier for T {}
+
+/// Keeps `value` (a jump host's session, a `ProxyCommand`) alive as long as `tasks`: it is
+/// dropped when the group is.
+fn keep<T: Send + 'static>(tasks: &TaskGroup, value: T) -> Result<()> {
+    tasks
+        .start(async move {
+            let _kept = value;
+            std::future::pending::<()>().await
+        })
+        .map(drop)
+        .map_err(|e| Error::InvalidInput(e.to_string()))
+}
+
+/// The stream to `target`: TCP, a `ProxyCommand`, or a `direct-tcpip` channel through its
+/// jump hosts (each connected, checked and authenticated as a target of its own).
+async fn carrier(
     target: &Target,
     options: &SshOptions,
     label: &str,
     tasks: &TaskGroup,
+    hops: usize,
+) -> Result<Box<dyn Carrier>> {
+    let unreachable = |message: String| Error::Unreachable {
+        origin: label.to_owned(),
+        message,
+    };
+    match &target.proxy {
+        Proxy::Direct => {
+            let addresses = tokio::net::lookup_host((target.host.as_str(), target.port))
+                .await
+                .map_err(|e| unreachable(format!("cannot resolve {}: {e}", target.host)))?;
+            let mut last = None;
+            for address in addresses {
+                let wanted = match target.address_family {
+                    AddressFamily::Any => true,
+                    AddressFamily::Inet => address.is_ipv4(),
+                    AddressFamily::Inet6 => address.is_ipv6(),
+                };
+                if !wanted {
+                    continue;
+                }
+                match tokio::net::TcpStream::connect(address).await {
+                    Ok(stream) => {
+                        let _ = stream.set_nodelay(true);
+                        return Ok(Box::new(tasks.guard(stream)));
+                    }
+                    Err(e) => last = Some(e),
+                }
+            }
+            Err(unreachable(match last {
+                Some(e) => format!("cannot connect: {e}"),
+                None => format!("{} has no address of the wanted family", target.host),
+            }))
+        }
+        Proxy::Command(command) => {
+            let (stream, child) = proxy::spawn(command).map_err(|e| {
+                unreachable(format!("cannot run the ProxyCommand {command:?}: {e}"))
+            })?;
+            tracing::debug!(session = %label, command, "ProxyCommand started");
+            keep(tasks, child)?;
+            Ok(Box::new(tasks.guard(stream)))
+        }
+        Proxy::Jump(chain) => {
+            let Some((last, before)) = chain.split_last() else {
+                return Err(unreachable("ProxyJump names no host".into()));
+            };
+            if hops + chain.len() > config::MAX_HOPS {
+                return Err(Error::InvalidInput(format!(
+                    "{label}: more than {} jump hosts (a ProxyJump loop?)",
+                    config::MAX_HOPS
+                )));
+            }
+            let mut jump = config::resolve(last, &options.home)?;
+            // The hops before the last reach it; the first one is reached as it is configured.
+            if !before.is_empty() {
+                jump.proxy = Proxy::Jump(before.to_vec());
+            }
+            let jump_label = format!("{}@{}:{}", jump.user, jump.host, jump.port);
+            let handle = Box::pin(establish(&jump, options, &jump_label, tasks, hops + 1)).await?;
+            let channel = handle
+                .channel_open_direct_tcpip(
+                    target.host.as_str(),
+                    u32::from(target.port),
+                    "127.0.0.1",
+                    0,
+                )
+                .await
+                .map_err(|e| {
+                    unreachable(format!(
+                        "the jump host {jump_label} could not connect to {}:{}: {e}",
+                        target.host, target.port
+                    ))
+                })?;
+            tracing::debug!(session = %label, jump = %jump_label, "through jump host");
+            keep(tasks, handle)?;
+            Ok(Box::new(channel.into_stream()))
+        }
+    }
+}
+
+/// Connection, handshake with host key check, authentication.
+async fn establish(
+    target: &Target,
+    options: &SshOptions,
+    label: &str,
+    tasks: &TaskGroup,
+    hops: usize,
 ) -> Result<Handle<Client>> {
     let unreachable = |message: String| Error::Unreachable {
         origin: label.to_owned(),
         message,
     };
+    let (host, port) = match &target.host_key_alias {
+        Some(alias) => (alias.clone(), 22),
+        None => (target.host.clone(), target.port),
+    };
     let policy = Arc::new(HostKeyPolicy {
-        known_hosts: options.home.join(".ssh").join("known_hosts"),
-        host: target.host.clone(),
-        port: target.port,
-        accept_new: options.accept_new_host_key,
+        known_hosts: target
+            .known_hosts
+            .iter()
+            .chain(&target.global_known_hosts)
+            .cloned()
+            .collect(),
+        learn_into: target.known_hosts.first().cloned(),
+        host,
+        port,
+        accept_new: options.accept_new_host_key || target.accept_new == Some(true),
     });
-    // Keepalives end a dead connection after about one I/O timeout, waking every waiter.
-    let keepalive = (options.io_timeout / 4).max(Duration::from_secs(1));
+    // Keepalives end a dead connection after about one I/O timeout, waking every waiter,
+    // unless the configuration sets its own (ServerAliveInterval 0: none).
+    let (keepalive_interval, keepalive_max) = match target.server_alive_interval {
+        Some(interval) if interval.is_zero() => (None, 0),
+        Some(interval) => (Some(interval), target.server_alive_count_max.unwrap_or(3)),
+        None => (
+            Some((options.io_timeout / 4).max(Duration::from_secs(1))),
+            target.server_alive_count_max.unwrap_or(4),
+        ),
+    };
     let config = Arc::new(Config {
         preferred: Preferred {
             key: policy.preferred_algorithms(&Preferred::DEFAULT.key),
             ..Preferred::DEFAULT
         },
-        keepalive_interval: Some(keepalive),
-        keepalive_max: 4,
+        keepalive_interval,
+        keepalive_max,
         nodelay: true,
         channel_buffer_size: 32,
         ..Config::default()
     });
-    let stream = tokio::net::TcpStream::connect((target.host.as_str(), target.port))
-        .await
-        .map_err(|e| unreachable(format!("cannot connect: {e}")))?;
+    let stream = carrier(target, options, label, tasks, hops).await?;
     let client = Client {
         policy: Arc::clone(&policy),
     };
-    let mut handle = russh::client::connect_stream(config, tasks.guard(stream), client)
+    let mut handle = russh::client::connect_stream(config, stream, client)
         .await
         .map_err(|e| match e {
             ClientError::HostKey(e) => e,
-            ClientError::Ssh(e) => unreachable(format!("SSH handshake failed: {e}")),
+            ClientError::Ssh(e) => unreachable(match &target.proxy {
+                Proxy::Command(command) => {
+                    format!("SSH handshake over the ProxyCommand {command:?} failed: {e}")
+                }
+                _ => format!("SSH handshake failed: {e}"),
+            }),
         })?;
+    let agent = match &target.agent {
+        AgentChoice::Default => options.agent_socket.clone(),
+        AgentChoice::Disabled => None,
+        AgentChoice::Socket(path) => Some(path.clone()),
+    };
     auth::authenticate(
         &mut handle,
         &target.user,
-        options.agent_socket.as_deref(),
+        agent.as_deref(),
         &target.identity_files,
+        target.identities_only,
     )
     .await
     .map_err(|message| Error::InvalidInput(format!("{label}: {message}")))?;
