@@ -13,7 +13,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{
     Capabilities, EntryStat, Identity, Origin, OriginFile, TempFile, WalkItem, WritableOrigin,
@@ -58,6 +58,13 @@ impl Policy {
             .saturating_mul(1u32 << attempt.min(16))
             .min(self.cap);
         bound.mul_f64(0.1 + 0.9 * random_fraction())
+    }
+
+    /// Whether retry `attempt` (0 for the first retry) may still be made under a time budget:
+    /// the retries are not spent (`cap`, when given: `--retries`) and less than `budget` has
+    /// passed since `since` (the first failure, or the last progress after it). Pure.
+    pub fn within(attempt: u32, cap: Option<u32>, budget: Duration, since: Instant) -> bool {
+        cap.is_none_or(|cap| attempt < cap) && since.elapsed() < budget
     }
 
     /// Runs `op` until it succeeds, fails with an error that is not transient, or the retries
@@ -284,6 +291,153 @@ impl<O: Origin> OriginFile for RetryingFile<O> {
 
     fn read_exact_at(&mut self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         self.again(|f| f.read_exact_at(buf, offset))
+    }
+}
+
+/// Any origin reached over one connection, which stops at the first transient failure: that
+/// failure is kept, and every later call fails with it at once, without touching the
+/// connection again. A sync over a link that dropped then ends quickly with one transient
+/// error (which its caller retries whole, with a new connection) instead of one problem per
+/// remaining file, each waiting for its own timeout.
+///
+/// Contract: until the first transient error, every call is the inner origin's, unchanged.
+/// After it, [`Breaker::tripped`] returns it, `open`, `stat` and the writes fail with it
+/// (kind `Transient`), and `walk` visits nothing more. Errors of other kinds pass through
+/// and trip nothing. A walk whose entries report problems asks the root's `stat`, so that a
+/// listing cut short by the connection trips the breaker too. Reads of a file already open
+/// are the file's own: put the breaker outside [`super::Spooled`], whose opens download
+/// whole files, so that a read failing there is an open failing here.
+pub struct Breaker<O> {
+    inner: O,
+    /// The first transient failure, as a message.
+    tripped: std::sync::Mutex<Option<String>>,
+}
+
+impl<O> Breaker<O> {
+    /// Wraps `inner`.
+    pub fn new(inner: O) -> Self {
+        Breaker {
+            inner,
+            tripped: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The first transient failure met, if any.
+    pub fn tripped(&self) -> Option<String> {
+        self.tripped
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The wrapped origin.
+    pub fn into_inner(self) -> O {
+        self.inner
+    }
+}
+
+impl<O: Origin> Breaker<O> {
+    /// The error every call fails with once tripped.
+    fn refuse(&self) -> Result<()> {
+        match self.tripped() {
+            Some(message) => Err(crate::Error::Unreachable {
+                origin: self.inner.url().to_owned(),
+                message,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs `op` unless tripped; trips on its transient failure.
+    fn guard<T>(&self, op: impl FnOnce() -> Result<T>) -> Result<T> {
+        self.refuse()?;
+        let result = op();
+        if let Err(e) = &result {
+            if e.is_transient() {
+                let mut tripped = self
+                    .tripped
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                tripped.get_or_insert_with(|| e.to_string());
+            }
+        }
+        result
+    }
+}
+
+impl<O: Origin> Origin for Breaker<O> {
+    fn url(&self) -> &str {
+        self.inner.url()
+    }
+    fn display(&self, rel: &[u8]) -> PathBuf {
+        self.inner.display(rel)
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    fn local_root(&self) -> Option<&Path> {
+        self.inner.local_root()
+    }
+    fn walk(&self, visit: &mut dyn FnMut(WalkItem)) {
+        if self.refuse().is_err() {
+            return;
+        }
+        let mut problems = false;
+        self.inner.walk(&mut |item| {
+            if self.tripped().is_some() {
+                return;
+            }
+            if matches!(item, WalkItem::Problem { .. }) && !problems {
+                problems = true;
+                // Was it the connection? Then the rest of the listing is not to be trusted.
+                if self.guard(|| self.inner.stat(b"")).is_err() && self.tripped().is_some() {
+                    return;
+                }
+            }
+            visit(item)
+        });
+    }
+    fn open(&self, rel: &[u8]) -> Result<Box<dyn OriginFile>> {
+        self.guard(|| self.inner.open(rel))
+    }
+    fn stat(&self, rel: &[u8]) -> Result<Option<EntryStat>> {
+        self.guard(|| self.inner.stat(rel))
+    }
+}
+
+impl<O: WritableOrigin> WritableOrigin for Breaker<O> {
+    fn create_root(&self) -> Result<()> {
+        self.guard(|| self.inner.create_root())
+    }
+    fn create_temp(&self, rel: &[u8]) -> Result<Box<dyn TempFile>> {
+        self.guard(|| self.inner.create_temp(rel))
+    }
+    fn set_meta(&self, rel: &[u8], mode: u32, mtime_ns: i64) -> Result<()> {
+        self.guard(|| self.inner.set_meta(rel, mode, mtime_ns))
+    }
+    fn create_dir(&self, rel: &[u8]) -> Result<()> {
+        self.guard(|| self.inner.create_dir(rel))
+    }
+    fn symlink(&self, rel: &[u8], target: &[u8]) -> Result<()> {
+        self.guard(|| self.inner.symlink(rel, target))
+    }
+    fn rename(&self, from: &[u8], to: &[u8]) -> Result<()> {
+        self.guard(|| self.inner.rename(from, to))
+    }
+    fn remove(&self, rel: &[u8]) -> Result<()> {
+        self.guard(|| self.inner.remove(rel))
+    }
+    fn sync_dir(&self, rel: &[u8]) -> Result<()> {
+        self.guard(|| self.inner.sync_dir(rel))
+    }
+    fn open_up(&self, rel: &[u8]) -> Result<()> {
+        self.guard(|| self.inner.open_up(rel))
+    }
+    fn lock(&self) -> Result<Option<Box<dyn Send>>> {
+        self.guard(|| self.inner.lock())
+    }
+    fn give_back(&self) -> Result<()> {
+        self.inner.give_back()
     }
 }
 

@@ -15,6 +15,7 @@ mod config;
 mod exec;
 mod hostkey;
 mod link;
+mod rsh;
 mod session;
 mod sftp;
 mod sftp_file;
