@@ -265,3 +265,51 @@ fn an_ssh_that_cannot_connect_exits_5_with_one_line_within_seconds() {
     let left = ssh_processes(&sshd);
     assert!(left.is_empty(), "ssh processes left behind: {left:?}");
 }
+
+#[test]
+fn an_interrupted_rsh_pull_exits_130_and_leaves_no_ssh_behind() {
+    let t = TestRepo::new();
+    let sshd = Sshd::with_agent(&bin_dir(), &t.path("remote-repo"));
+    let music = t.mkdir("music");
+    util::genlib_create(&music, 30, 5, 1 << 20);
+    for sftp in [false, true] {
+        let lib = t.path(if sftp { "lib-sftp" } else { "lib" });
+        let mut cmd = Musicfs::new(t.repo(), &sshd.home());
+        cmd.args(["sync", "--bwlimit", "3M", "--rsh", &ssh_command(&sshd)]);
+        if sftp {
+            cmd.arg("--sftp");
+        }
+        cmd.args([&remote(&music), lib.to_str().unwrap()]);
+        let mut child = cmd.spawn();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        // At work: files landed (agent), or files downloaded into the spool (SFTP, which
+        // writes once it has scanned).
+        let spool = t.repo().join("spool");
+        let at_work = || {
+            let spooled = std::fs::read_dir(&spool).map_or(0, |d| d.count());
+            if sftp {
+                spooled >= 3
+            } else {
+                lib.exists()
+            }
+        };
+        while ssh_processes(&sshd).is_empty() || !at_work() {
+            assert!(Instant::now() < deadline, "the sync did not start in 60 s");
+            assert!(child.try_wait().unwrap().is_none(), "the sync ended early");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        )
+        .unwrap();
+        let status = util::wait_timeout(&mut child, Duration::from_secs(30))
+            .expect("the interrupted sync did not exit");
+        assert_eq!(status.code(), Some(130), "sftp {sftp}");
+        let left = ssh_processes(&sshd);
+        assert!(
+            left.is_empty(),
+            "sftp {sftp}: ssh processes left behind: {left:?}"
+        );
+    }
+}

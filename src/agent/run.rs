@@ -348,9 +348,13 @@ fn sync_once(
     // The fallback: a transient failure trips the breaker, which ends the attempt with one
     // transient error (retried whole) instead of one problem per remaining file.
     let dropped = |breaker: Option<String>, result: Result<SyncSummary>| match breaker {
+        // The message names a path of the origin: said once, after it.
         Some(message) => Err(Error::Unreachable {
             origin: origin.clone(),
-            message,
+            message: match message.strip_prefix(origin.as_str()) {
+                Some(rest) => rest.trim_start_matches(['/', ':', ' ']).to_owned(),
+                None => message,
+            },
         }),
         None => result,
     };
