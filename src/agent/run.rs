@@ -19,8 +19,7 @@ use crate::origin::bwlimit::Limited;
 use crate::origin::retrying::Breaker;
 use crate::origin::spooled::Spool;
 use crate::origin::{
-    AgentLink, AgentProcess, BwLimited, OpenOptions, Origin, Policy, Spooled, WalkItem,
-    WritableOrigin,
+    AgentLink, AgentProcess, BwLimited, OpenOptions, Origin, Policy, Spooled, WritableOrigin,
 };
 use crate::repo::Repository;
 use crate::report::{Event, Sink};
@@ -84,7 +83,7 @@ pub fn sync_remote(
     let mut reached_at: Option<Instant> = None;
     let tally = Tally::new(sink);
     loop {
-        let before = tally.take();
+        tally.start();
         let result = sync_once(
             repo,
             remote,
@@ -107,7 +106,7 @@ pub fn sync_remote(
         match result {
             Err(e) if retry => {
                 crate::interrupt::check()?;
-                tally.keep(before);
+                tally.keep();
                 let delay = backoff(attempt);
                 tracing::warn!(
                     "{e}; retrying in {:.1} s (retry {}{})",
@@ -166,8 +165,8 @@ struct Tally<'a> {
     sink: &'a dyn Sink,
     current: Mutex<Done>,
     earlier: Mutex<Done>,
-    /// The current attempt's link dropped.
-    dropped: AtomicBool,
+    /// The current attempt's link dropped (raised by the fallback's `Breaker`).
+    dropped: Arc<AtomicBool>,
 }
 
 impl<'a> Tally<'a> {
@@ -176,18 +175,23 @@ impl<'a> Tally<'a> {
             sink,
             current: Mutex::new(Done::default()),
             earlier: Mutex::new(Done::default()),
-            dropped: AtomicBool::new(false),
+            dropped: Arc::new(AtomicBool::new(false)),
         }
     }
 
-    /// Starts an attempt: returns what the last one did, and counts from zero.
-    fn take(&self) -> Done {
+    /// Starts an attempt: counts from zero.
+    fn start(&self) {
         self.dropped.store(false, Ordering::SeqCst);
-        std::mem::take(&mut *self.current.lock().unwrap_or_else(PoisonError::into_inner))
+        *self.current.lock().unwrap_or_else(PoisonError::into_inner) = Done::default();
+    }
+
+    /// The flag that silences problems for the rest of the attempt.
+    fn dropped(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.dropped)
     }
 
     /// The attempt that just failed counts towards the run.
-    fn keep(&self, _before: Done) {
+    fn keep(&self) {
         let done = *self.current.lock().unwrap_or_else(PoisonError::into_inner);
         let mut earlier = self.earlier.lock().unwrap_or_else(PoisonError::into_inner);
         earlier.files_changed += done.files_changed;
@@ -373,12 +377,8 @@ fn sync_once(
                 .spool
                 .take()
                 .unwrap_or_else(|| Spool::new(repo.root().join("spool")));
-            let source = Breaker::new(Spooled::over(spool, source));
-            let watched = Watched {
-                breaker: &source,
-                tally,
-            };
-            let result = sync(repo, &watched, *destination, chunker, options, sink);
+            let source = Breaker::new(Spooled::over(spool, source)).signalling(tally.dropped());
+            let result = sync(repo, &source, *destination, chunker, options, sink);
             let tripped = source.tripped();
             run.spool = Some(source.into_inner().into_spool());
             dropped(tripped, result)
@@ -390,94 +390,10 @@ fn sync_once(
                 Some(budget) => Box::new(BwLimited::new(destination, budget.clone())),
                 None => destination,
             };
-            let destination = Breaker::new(destination);
-            let watched = Watched {
-                breaker: &destination,
-                tally,
-            };
-            let result = sync(repo, *source, &watched, chunker, options, sink);
+            let destination = Breaker::new(destination).signalling(tally.dropped());
+            let result = sync(repo, *source, &destination, chunker, options, sink);
             dropped(destination.tripped(), result)
         }
-    }
-}
-
-/// A breaker-guarded origin that tells the tally when it trips, so that the problems which
-/// follow are not reported one by one.
-struct Watched<'a, O> {
-    breaker: &'a Breaker<O>,
-    tally: &'a Tally<'a>,
-}
-
-impl<O> Watched<'_, O> {
-    fn note<T>(&self, result: Result<T>) -> Result<T>
-    where
-        O: Origin,
-    {
-        if self.breaker.tripped().is_some() {
-            self.tally.dropped.store(true, Ordering::SeqCst);
-        }
-        result
-    }
-}
-
-impl<O: Origin> Origin for Watched<'_, O> {
-    fn url(&self) -> &str {
-        self.breaker.url()
-    }
-    fn display(&self, rel: &[u8]) -> std::path::PathBuf {
-        self.breaker.display(rel)
-    }
-    fn capabilities(&self) -> crate::origin::Capabilities {
-        self.breaker.capabilities()
-    }
-    fn local_root(&self) -> Option<&std::path::Path> {
-        self.breaker.local_root()
-    }
-    fn walk(&self, visit: &mut dyn FnMut(WalkItem)) {
-        self.breaker.walk(visit);
-        let _ = self.note(Ok(()));
-    }
-    fn open(&self, rel: &[u8]) -> Result<Box<dyn crate::origin::OriginFile>> {
-        self.note(self.breaker.open(rel))
-    }
-    fn stat(&self, rel: &[u8]) -> Result<Option<crate::origin::EntryStat>> {
-        self.note(self.breaker.stat(rel))
-    }
-}
-
-impl<O: WritableOrigin> WritableOrigin for Watched<'_, O> {
-    fn create_root(&self) -> Result<()> {
-        self.note(self.breaker.create_root())
-    }
-    fn create_temp(&self, rel: &[u8]) -> Result<Box<dyn crate::origin::TempFile>> {
-        self.note(self.breaker.create_temp(rel))
-    }
-    fn set_meta(&self, rel: &[u8], mode: u32, mtime_ns: i64) -> Result<()> {
-        self.note(self.breaker.set_meta(rel, mode, mtime_ns))
-    }
-    fn create_dir(&self, rel: &[u8]) -> Result<()> {
-        self.note(self.breaker.create_dir(rel))
-    }
-    fn symlink(&self, rel: &[u8], target: &[u8]) -> Result<()> {
-        self.note(self.breaker.symlink(rel, target))
-    }
-    fn rename(&self, from: &[u8], to: &[u8]) -> Result<()> {
-        self.note(self.breaker.rename(from, to))
-    }
-    fn remove(&self, rel: &[u8]) -> Result<()> {
-        self.note(self.breaker.remove(rel))
-    }
-    fn sync_dir(&self, rel: &[u8]) -> Result<()> {
-        self.note(self.breaker.sync_dir(rel))
-    }
-    fn open_up(&self, rel: &[u8]) -> Result<()> {
-        self.note(self.breaker.open_up(rel))
-    }
-    fn lock(&self) -> Result<Option<Box<dyn Send>>> {
-        self.note(self.breaker.lock())
-    }
-    fn give_back(&self) -> Result<()> {
-        self.breaker.give_back()
     }
 }
 

@@ -62,7 +62,7 @@ impl Policy {
 
     /// Whether retry `attempt` (0 for the first retry) may still be made under a time budget:
     /// the retries are not spent (`cap`, when given: `--retries`) and less than `budget` has
-    /// passed since `since` (the first failure, or the last progress after it). Pure.
+    /// passed since `since` (the first failure, or the last progress after it). Reads the clock, nothing else.
     pub fn within(attempt: u32, cap: Option<u32>, budget: Duration, since: Instant) -> bool {
         cap.is_none_or(|cap| attempt < cap) && since.elapsed() < budget
     }
@@ -302,8 +302,10 @@ impl<O: Origin> OriginFile for RetryingFile<O> {
 ///
 /// Contract: until the first transient error, every call is the inner origin's, unchanged.
 /// After it, [`Breaker::tripped`] returns it, `open`, `stat` and the writes fail with it
-/// (kind `Transient`), and `walk` visits nothing more. Errors of other kinds pass through
-/// and trip nothing. A walk whose entries report problems asks the root's `stat`, so that a
+/// ([`crate::Error::Unreachable`], kind `Transient`), and `walk` visits nothing more. Only a
+/// connection's failures trip it (`Unreachable`, and I/O errors of a transient kind: a
+/// timeout, a closed session); other errors, a file that kept changing included, pass
+/// through and trip nothing. A walk whose entries report problems asks the root's `stat`, so that a
 /// listing cut short by the connection trips the breaker too. Reads of a file already open
 /// are the file's own: put the breaker outside [`super::Spooled`], whose opens download
 /// whole files, so that a read failing there is an open failing here.
@@ -311,6 +313,8 @@ pub struct Breaker<O> {
     inner: O,
     /// The first transient failure, as a message.
     tripped: std::sync::Mutex<Option<String>>,
+    /// Raised when it trips, for whoever reports what follows (see [`Breaker::signalling`]).
+    signal: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl<O> Breaker<O> {
@@ -319,6 +323,16 @@ impl<O> Breaker<O> {
         Breaker {
             inner,
             tripped: std::sync::Mutex::new(None),
+            signal: None,
+        }
+    }
+
+    /// Also raises `signal` when it trips (a sink that stops reporting the problems which
+    /// follow a dropped connection watches it).
+    pub fn signalling(self, signal: Arc<std::sync::atomic::AtomicBool>) -> Self {
+        Breaker {
+            signal: Some(signal),
+            ..self
         }
     }
 
@@ -352,13 +366,23 @@ impl<O: Origin> Breaker<O> {
     fn guard<T>(&self, op: impl FnOnce() -> Result<T>) -> Result<T> {
         self.refuse()?;
         let result = op();
+        // A connection's failures only: a file that kept changing is transient too, but
+        // says nothing about the connection.
+        let connection = |e: &crate::Error| match e {
+            crate::Error::Unreachable { .. } => true,
+            crate::Error::Io { source, .. } => io_kind(source) == ErrorKind::Transient,
+            _ => false,
+        };
         if let Err(e) = &result {
-            if e.is_transient() {
+            if connection(e) {
                 let mut tripped = self
                     .tripped
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
                 tripped.get_or_insert_with(|| e.to_string());
+                if let Some(signal) = &self.signal {
+                    signal.store(true, Ordering::SeqCst);
+                }
             }
         }
         result
@@ -603,5 +627,100 @@ mod tests {
         let e = f.read_exact_at(&mut buf, 0).unwrap_err();
         assert_eq!(io_kind(&e), ErrorKind::Transient);
         assert_eq!(origin.inner().opens.load(Ordering::Relaxed), 5);
+    }
+
+    #[test]
+    fn a_time_budget_ends_retries_and_a_cap_too() {
+        let now = Instant::now();
+        assert!(Policy::within(100, None, Duration::from_secs(60), now));
+        assert!(!Policy::within(3, Some(3), Duration::from_secs(60), now));
+        assert!(Policy::within(2, Some(3), Duration::from_secs(60), now));
+        let long_ago = now - Duration::from_secs(61);
+        assert!(!Policy::within(0, None, Duration::from_secs(60), long_ago));
+    }
+
+    /// An origin whose connection drops after `ok` opens: every later call fails with a
+    /// closed session; calls are counted.
+    struct Dropping {
+        inner: crate::origin::LocalOrigin,
+        ok: u64,
+        calls: AtomicU64,
+    }
+
+    impl Dropping {
+        fn call(&self) -> Result<()> {
+            if self.calls.fetch_add(1, Ordering::SeqCst) < self.ok {
+                return Ok(());
+            }
+            Err(crate::Error::io(
+                "nas:/music/x",
+                io::Error::new(
+                    io::ErrorKind::ConnectionAborted,
+                    "sftp read: session closed",
+                ),
+            ))
+        }
+    }
+
+    impl Origin for Dropping {
+        fn url(&self) -> &str {
+            self.inner.url()
+        }
+        fn display(&self, rel: &[u8]) -> PathBuf {
+            self.inner.display(rel)
+        }
+        fn capabilities(&self) -> Capabilities {
+            self.inner.capabilities()
+        }
+        fn walk(&self, visit: &mut dyn FnMut(WalkItem)) {
+            self.inner.walk(visit)
+        }
+        fn open(&self, rel: &[u8]) -> Result<Box<dyn OriginFile>> {
+            self.call()?;
+            self.inner.open(rel)
+        }
+        fn stat(&self, rel: &[u8]) -> Result<Option<EntryStat>> {
+            self.call()?;
+            self.inner.stat(rel)
+        }
+    }
+
+    #[test]
+    fn a_breaker_stops_at_the_first_dropped_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a"), b"a").unwrap();
+        let signal = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let breaker = Breaker::new(Dropping {
+            inner: crate::origin::LocalOrigin::open(dir.path(), false).unwrap(),
+            ok: 2,
+            calls: AtomicU64::new(0),
+        })
+        .signalling(Arc::clone(&signal));
+        assert!(breaker.open(b"a").is_ok());
+        assert!(breaker.stat(b"a").unwrap().is_some());
+        assert!(breaker.tripped().is_none());
+        let err = breaker.open(b"a").err().expect("the connection dropped");
+        assert!(err.is_transient());
+        assert!(signal.load(Ordering::SeqCst));
+        let first = breaker.tripped().expect("tripped");
+        assert!(first.contains("session closed"), "{first}");
+        // Every later call fails at once, without reaching the inner origin.
+        for _ in 0..100 {
+            let again = breaker.stat(b"a").expect_err("still tripped");
+            assert!(again.is_transient(), "{again}");
+        }
+        let mut visited = 0;
+        breaker.walk(&mut |_| visited += 1);
+        assert_eq!(visited, 0);
+        assert_eq!(breaker.into_inner().calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn a_breaker_lets_other_errors_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let breaker = Breaker::new(crate::origin::LocalOrigin::open(dir.path(), false).unwrap());
+        assert!(breaker.open(b"missing").is_err());
+        assert!(breaker.tripped().is_none());
+        assert_eq!(breaker.stat(b"missing").unwrap(), None);
     }
 }

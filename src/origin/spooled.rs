@@ -363,4 +363,37 @@ mod tests {
             assert!(spooled.spooled(name).is_some());
         }
     }
+
+    /// A spool taken from one wrapper into the next (a sync retried with a new connection)
+    /// keeps its copies, serves them, and removes them when the last owner goes.
+    #[test]
+    fn a_spool_outlives_its_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("lib");
+        fs::create_dir_all(&root).unwrap();
+        fs::write(root.join("song"), vec![7u8; 100_000]).unwrap();
+        let spool_dir = dir.path().join("spool");
+        let first = Spooled::new(
+            Box::new(LocalOrigin::open(&root, false).unwrap()),
+            spool_dir.clone(),
+        );
+        let mut got = Vec::new();
+        first.open(b"song").unwrap().read_to_end(&mut got).unwrap();
+        assert_eq!(got.len(), 100_000);
+        let copy = first.spooled(b"song").expect("spooled");
+        let spool = first.into_spool();
+        assert_eq!(spool.len(), 1);
+        assert!(copy.exists(), "the copy went with the first connection");
+        let second = Spooled::over(spool, Box::new(LocalOrigin::open(&root, false).unwrap()));
+        assert_eq!(second.spooled(b"song"), Some(copy.clone()));
+        let mut again = Vec::new();
+        second
+            .open(b"song")
+            .unwrap()
+            .read_to_end(&mut again)
+            .unwrap();
+        assert_eq!(again, got);
+        drop(second);
+        assert!(!copy.exists(), "the copy outlived the spool");
+    }
 }
