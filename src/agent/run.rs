@@ -75,6 +75,8 @@ pub fn sync_remote(
 ) -> Result<SyncSummary> {
     let open = &remote_options.open;
     let mut attempt = 0;
+    // The backoff's exponent: from the start again after an attempt that reached the host.
+    let mut step = 0;
     let mut run = Run {
         resume: Resume::default(),
         spool: None,
@@ -96,6 +98,7 @@ pub fn sync_remote(
         );
         if run.reached.swap(false, Ordering::SeqCst) {
             reached_at = Some(Instant::now());
+            step = 0;
         }
         let retry = match (&result, reached_at) {
             (Err(e), _) if !e.is_transient() => false,
@@ -107,7 +110,11 @@ pub fn sync_remote(
             Err(e) if retry => {
                 crate::interrupt::check()?;
                 tally.keep();
-                let delay = backoff(attempt);
+                // Never past the end of the budget: the last try is made in it.
+                let delay = match reached_at {
+                    Some(at) => backoff(step).min(open.retry_for.saturating_sub(at.elapsed())),
+                    None => backoff(step),
+                };
                 tracing::warn!(
                     "{e}; retrying in {:.1} s (retry {}{})",
                     delay.as_secs_f64(),
@@ -123,6 +130,7 @@ pub fn sync_remote(
                 );
                 crate::interrupt::sleep(delay)?;
                 attempt += 1;
+                step += 1;
             }
             Ok(mut summary) => {
                 let earlier = tally.earlier();
