@@ -2,7 +2,8 @@
 //! client as COMMAND: pull and push through the remote agent and through SFTP, `MUSICFS_RSH`,
 //! `scan` over SFTP, `ControlMaster` connection sharing (the second sync opens no new TCP
 //! connection, by the proxy's count), an `ssh` that cannot connect (exit 5, one line, within
-//! seconds), and no `ssh` process left behind.
+//! seconds), OpenSSH's host-key check (refused: exit 5 at once; `--accept-new-host-key` passed on),
+//! and no `ssh` process left behind, after a sync or SIGINT.
 //!
 //! OpenSSH reads `~/.ssh` from the password database, not from `HOME`: the command names the
 //! test's client home with `-F` and `UserKnownHostsFile`.
@@ -312,4 +313,43 @@ fn an_interrupted_rsh_pull_exits_130_and_leaves_no_ssh_behind() {
             "sftp {sftp}: ssh processes left behind: {left:?}"
         );
     }
+}
+
+#[test]
+fn openssh_checks_host_keys_and_accept_new_reaches_it() {
+    let t = TestRepo::new();
+    let sshd = Sshd::start(SshdOptions {
+        known_host: false,
+        ..SshdOptions::default()
+    });
+    let dir = t.mkdir("remote-dir");
+    std::fs::write(dir.join("a.flac"), b"fLaC and more").unwrap();
+    let lib = t.path("lib");
+    let mut refused = Musicfs::new(t.repo(), &sshd.home());
+    refused.args(["sync", "--sftp", "--rsh", &ssh_command(&sshd)]);
+    refused.args([&remote(&dir), lib.to_str().unwrap()]);
+    let started = Instant::now();
+    let out = refused.assert_exit(5);
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("nas-openssh") && last.contains("Host key verification failed"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("retrying"),
+        "a refused host key was retried: {stderr}"
+    );
+    let mut accepted = Musicfs::new(t.repo(), &sshd.home());
+    accepted.args([
+        "sync",
+        "--sftp",
+        "--accept-new-host-key",
+        "--rsh",
+        &ssh_command(&sshd),
+    ]);
+    accepted.args([&remote(&dir), lib.to_str().unwrap()]);
+    accepted.assert_exit(0);
+    assert_same(&dir, &lib);
 }
