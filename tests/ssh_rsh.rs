@@ -2,8 +2,8 @@
 //! client as COMMAND: pull and push through the remote agent and through SFTP, `MUSICFS_RSH`,
 //! `scan` over SFTP, `ControlMaster` connection sharing (the second sync opens no new TCP
 //! connection, by the proxy's count), an `ssh` that cannot connect (exit 5, one line, within
-//! seconds), OpenSSH's host-key check (refused: exit 5 at once; `--accept-new-host-key` passed on),
-//! and no `ssh` process left behind, after a sync or SIGINT.
+//! seconds), OpenSSH's host-key check (refused: exit 5 at once; `--accept-new-host-key` passed
+//! on), and no `ssh` process left behind, after a sync or SIGINT.
 //!
 //! OpenSSH reads `~/.ssh` from the password database, not from `HOME`: the command names the
 //! test's client home with `-F` and `UserKnownHostsFile`.
