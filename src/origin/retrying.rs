@@ -62,7 +62,8 @@ impl Policy {
 
     /// Whether retry `attempt` (0 for the first retry) may still be made under a time budget:
     /// the retries are not spent (`cap`, when given: `--retries`) and less than `budget` has
-    /// passed since `since` (the first failure, or the last progress after it). Reads the clock, nothing else.
+    /// passed since `since` (the first failure, or the last progress after it). Reads the
+    /// clock, nothing else.
     pub fn within(attempt: u32, cap: Option<u32>, budget: Duration, since: Instant) -> bool {
         cap.is_none_or(|cap| attempt < cap) && since.elapsed() < budget
     }
