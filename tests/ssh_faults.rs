@@ -3,7 +3,8 @@
 //! of old. With `--retry-for`, a pull through the remote agent and a pull through SFTP both
 //! ride it out: they end exact with exit 0, the SFTP one fetches no file twice (its spool is
 //! kept across attempts; bytes counted by the proxy), and each summary counts the whole run.
-//! Over the built-in client and over `--rsh ssh`.
+//! Over the built-in client and over `--rsh ssh`; and a push over SFTP, whose uploads stop at
+//! the drop and resume.
 
 mod support;
 mod util;
@@ -51,12 +52,28 @@ fn pull_through_a_drop(
     lib: &Path,
     extra: &[&str],
 ) -> (serde_json::Value, u64) {
+    sync_through_a_drop(t, sshd, proxy, music, lib, extra, false)
+}
+
+/// [`pull_through_a_drop`], or with `push` the other way: `lib` is then the remote copy.
+fn sync_through_a_drop(
+    t: &TestRepo,
+    sshd: &Sshd,
+    proxy: &CountingProxy,
+    music: &Path,
+    lib: &Path,
+    extra: &[&str],
+    push: bool,
+) -> (serde_json::Value, u64) {
     let mut cmd = Musicfs::new(t.repo(), &sshd.home());
     cmd.json()
         .args(["sync", "--timeout", "3", "--retry-for", "60s"])
-        .args(extra)
-        .arg(format!("nas:{}", music.display()))
-        .arg(lib);
+        .args(extra);
+    if push {
+        cmd.arg(music).arg(format!("nas:{}", lib.display()));
+    } else {
+        cmd.arg(format!("nas:{}", music.display())).arg(lib);
+    }
     let mut child = cmd
         .command()
         .stdout(std::process::Stdio::piped())
@@ -169,4 +186,28 @@ fn an_sftp_pull_rides_out_a_drop_and_keeps_what_it_spooled() {
             "rsh {rsh}: the summary does not count the whole run: {summary}"
         );
     }
+}
+
+#[test]
+fn an_sftp_push_rides_out_a_drop() {
+    let t = TestRepo::new();
+    let sshd = Sshd::start(SshdOptions {
+        set_env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+        ..SshdOptions::default()
+    });
+    let proxy = CountingProxy::in_front_of(&sshd);
+    let music = library(&t);
+    let pushed = t.path("pushed");
+    let (summary, wire) =
+        sync_through_a_drop(&t, &sshd, &proxy, &music, &pushed, &["--sftp"], true);
+    let total = util::tree_bytes(&music);
+    // Not asserted: the interrupted push carries about 2.6 times the library here, against
+    // 1.05 times for an uninterrupted one, so what the first attempt wrote is read back or
+    // sent again (not analysed yet). What is checked is that it resumes and ends exact.
+    eprintln!("push: library {total} B, {wire} B through the proxy");
+    assert_eq!(
+        num(&summary, "files_changed"),
+        util::files_in(&music).len() as u64,
+        "the summary does not count the whole run: {summary}"
+    );
 }

@@ -306,16 +306,52 @@ impl<O: Origin> OriginFile for RetryingFile<O> {
 /// ([`crate::Error::Unreachable`], kind `Transient`), and `walk` visits nothing more. Only a
 /// connection's failures trip it (`Unreachable`, and I/O errors of a transient kind: a
 /// timeout, a closed session); other errors, a file that kept changing included, pass
-/// through and trip nothing. A walk whose entries report problems asks the root's `stat`, so that a
-/// listing cut short by the connection trips the breaker too. Reads of a file already open
+/// through and trip nothing. A walk whose entries report problems asks the root's `stat`, so
+/// that a listing cut short by the connection trips the breaker too. Reads of a file already open
 /// are the file's own: put the breaker outside [`super::Spooled`], whose opens download
-/// whole files, so that a read failing there is an open failing here.
+/// whole files, so that a read failing there is an open failing here. A temporary file it
+/// hands out trips it when its commit fails for the connection, and refuses writes and
+/// commits once it has tripped (the target is then untouched, as `TempFile` promises).
 pub struct Breaker<O> {
     inner: O,
+    trip: Trip,
+}
+
+/// A breaker's state, shared with the temporary files it hands out.
+#[derive(Clone, Default)]
+struct Trip {
     /// The first transient failure, as a message.
-    tripped: std::sync::Mutex<Option<String>>,
+    tripped: Arc<std::sync::Mutex<Option<String>>>,
     /// Raised when it trips, for whoever reports what follows (see [`Breaker::signalling`]).
     signal: Option<Arc<std::sync::atomic::AtomicBool>>,
+}
+
+impl Trip {
+    fn tripped(&self) -> Option<String> {
+        self.tripped
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Trips on a connection's failure (not on a file that kept changing, which is transient
+    /// too but says nothing about the connection).
+    fn note(&self, e: &crate::Error) {
+        let connection = match e {
+            crate::Error::Unreachable { .. } => true,
+            crate::Error::Io { source, .. } => io_kind(source) == ErrorKind::Transient,
+            _ => false,
+        };
+        if connection {
+            self.tripped
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get_or_insert_with(|| e.to_string());
+            if let Some(signal) = &self.signal {
+                signal.store(true, Ordering::SeqCst);
+            }
+        }
+    }
 }
 
 impl<O> Breaker<O> {
@@ -323,8 +359,7 @@ impl<O> Breaker<O> {
     pub fn new(inner: O) -> Self {
         Breaker {
             inner,
-            tripped: std::sync::Mutex::new(None),
-            signal: None,
+            trip: Trip::default(),
         }
     }
 
@@ -332,17 +367,17 @@ impl<O> Breaker<O> {
     /// follow a dropped connection watches it).
     pub fn signalling(self, signal: Arc<std::sync::atomic::AtomicBool>) -> Self {
         Breaker {
-            signal: Some(signal),
-            ..self
+            trip: Trip {
+                signal: Some(signal),
+                ..self.trip
+            },
+            inner: self.inner,
         }
     }
 
     /// The first transient failure met, if any.
     pub fn tripped(&self) -> Option<String> {
-        self.tripped
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        self.trip.tripped()
     }
 
     /// The wrapped origin.
@@ -367,24 +402,8 @@ impl<O: Origin> Breaker<O> {
     fn guard<T>(&self, op: impl FnOnce() -> Result<T>) -> Result<T> {
         self.refuse()?;
         let result = op();
-        // A connection's failures only: a file that kept changing is transient too, but
-        // says nothing about the connection.
-        let connection = |e: &crate::Error| match e {
-            crate::Error::Unreachable { .. } => true,
-            crate::Error::Io { source, .. } => io_kind(source) == ErrorKind::Transient,
-            _ => false,
-        };
         if let Err(e) = &result {
-            if connection(e) {
-                let mut tripped = self
-                    .tripped
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                tripped.get_or_insert_with(|| e.to_string());
-                if let Some(signal) = &self.signal {
-                    signal.store(true, Ordering::SeqCst);
-                }
-            }
+            self.trip.note(e);
         }
         result
     }
@@ -435,7 +454,12 @@ impl<O: WritableOrigin> WritableOrigin for Breaker<O> {
         self.guard(|| self.inner.create_root())
     }
     fn create_temp(&self, rel: &[u8]) -> Result<Box<dyn TempFile>> {
-        self.guard(|| self.inner.create_temp(rel))
+        let file = self.guard(|| self.inner.create_temp(rel))?;
+        Ok(Box::new(BreakerTemp {
+            inner: file,
+            trip: self.trip.clone(),
+            origin: self.inner.url().to_owned(),
+        }))
     }
     fn set_meta(&self, rel: &[u8], mode: u32, mtime_ns: i64) -> Result<()> {
         self.guard(|| self.inner.set_meta(rel, mode, mtime_ns))
@@ -463,6 +487,58 @@ impl<O: WritableOrigin> WritableOrigin for Breaker<O> {
     }
     fn give_back(&self) -> Result<()> {
         self.inner.give_back()
+    }
+}
+
+/// A temporary file of a [`Breaker`] origin: a commit that fails because the connection did
+/// trips the breaker; writes and commits after it fail at once.
+struct BreakerTemp {
+    inner: Box<dyn TempFile>,
+    trip: Trip,
+    origin: String,
+}
+
+impl BreakerTemp {
+    fn refused(&self) -> Option<io::Error> {
+        self.trip
+            .tripped()
+            .map(|message| io::Error::new(io::ErrorKind::ConnectionAborted, message))
+    }
+}
+
+impl io::Write for BreakerTemp {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if let Some(e) = self.refused() {
+            return Err(e);
+        }
+        self.inner.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        if let Some(e) = self.refused() {
+            return Err(e);
+        }
+        self.inner.flush()
+    }
+}
+
+impl TempFile for BreakerTemp {
+    fn commit(self: Box<Self>, mode: u32, mtime_ns: i64) -> Result<()> {
+        if let Some(message) = self.trip.tripped() {
+            self.inner.discard();
+            return Err(crate::Error::Unreachable {
+                origin: self.origin,
+                message,
+            });
+        }
+        let trip = self.trip.clone();
+        let result = self.inner.commit(mode, mtime_ns);
+        if let Err(e) = &result {
+            trip.note(e);
+        }
+        result
+    }
+    fn discard(self: Box<Self>) {
+        self.inner.discard()
     }
 }
 
