@@ -204,7 +204,7 @@ fn an_sftp_push_rides_out_a_drop() {
     // Not asserted: the interrupted push carries about 2.6 times the library here, against
     // 1.05 times for an uninterrupted one, so what the first attempt wrote is read back or
     // sent again (not analysed yet). What is checked is that it resumes and ends exact.
-    eprintln!("push: library {total} B, {wire} B through the proxy");
+    eprintln!("push: library {total} B, {wire} B through the proxy; {summary}");
     assert_eq!(
         num(&summary, "files_changed"),
         util::files_in(&music).len() as u64,
