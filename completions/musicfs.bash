@@ -155,7 +155,7 @@ _musicfs() {
             return 0
             ;;
         musicfs__subcmd__diff)
-            opts="-x -q -v -h --name-only --stat --one-file-system --accept-new-host-key --retries --timeout --repo --json --quiet --verbose --help"
+            opts="-x -e -q -v -h --name-only --stat --one-file-system --accept-new-host-key --retries --retry-for --timeout --rsh --repo --json --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -165,7 +165,19 @@ _musicfs() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --retry-for)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --rsh)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -e)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -457,7 +469,7 @@ _musicfs() {
             return 0
             ;;
         musicfs__subcmd__scan)
-            opts="-x -q -v -h --checksum --one-file-system --accept-new-host-key --retries --timeout --repo --json --quiet --verbose --help"
+            opts="-x -e -q -v -h --checksum --one-file-system --accept-new-host-key --retries --retry-for --timeout --rsh --repo --json --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -467,7 +479,19 @@ _musicfs() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --retry-for)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --rsh)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -e)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -501,7 +525,7 @@ _musicfs() {
             return 0
             ;;
         musicfs__subcmd__snapshots)
-            opts="-q -v -h --accept-new-host-key --retries --timeout --repo --json --quiet --verbose --help"
+            opts="-e -q -v -h --accept-new-host-key --retries --retry-for --timeout --rsh --repo --json --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -511,7 +535,19 @@ _musicfs() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --retry-for)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --rsh)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -e)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -527,7 +563,7 @@ _musicfs() {
             return 0
             ;;
         musicfs__subcmd__sync)
-            opts="-n -x -q -v -h --delete --dry-run --checksum --one-file-system --max-delete --bwlimit --accept-new-host-key --retries --timeout --sftp --remote-musicfs --repo --json --quiet --verbose --help"
+            opts="-n -x -e -q -v -h --delete --dry-run --checksum --one-file-system --max-delete --bwlimit --accept-new-host-key --retries --retry-for --timeout --rsh --sftp --remote-musicfs --repo --json --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -545,7 +581,19 @@ _musicfs() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --retry-for)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --rsh)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -e)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -565,7 +613,7 @@ _musicfs() {
             return 0
             ;;
         musicfs__subcmd__verify)
-            opts="-q -v -h --accept-new-host-key --retries --timeout --repo --json --quiet --verbose --help"
+            opts="-e -q -v -h --accept-new-host-key --retries --retry-for --timeout --rsh --repo --json --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -575,7 +623,19 @@ _musicfs() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --retry-for)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --rsh)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -e)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -26,6 +26,8 @@
 # Tools (TOOLS, default "musicfs musicfs-sftp rsync"):
 #   musicfs        musicfs --json sync --delete nas:REMOTE DST   (remote `musicfs serve` agent)
 #   musicfs-sftp   the same with --sftp (SFTP fallback, no remote agent)
+#   musicfs-rsh    musicfs with --rsh "ssh -F CFG ..." (the system OpenSSH as the client)
+#   musicfs-rsh-sftp  the same with --sftp
 #   rsync          rsync -a --delete -e "ssh -F CFG ..." nas:REMOTE/ DST/
 #   rsync-z        the same with -z (not in the default set)
 #
@@ -112,9 +114,9 @@ read -r -a tools <<<"$TOOLS"
 want_musicfs=0
 for t in "${tools[@]}"; do
     case "$t" in
-        musicfs|musicfs-sftp) want_musicfs=1 ;;
+        musicfs|musicfs-sftp|musicfs-rsh|musicfs-rsh-sftp) want_musicfs=1 ;;
         rsync|rsync-z) ;;
-        *) die "unknown tool '$t' (musicfs, musicfs-sftp, rsync, rsync-z)" ;;
+        *) die "unknown tool '$t' (musicfs, musicfs-sftp, musicfs-rsh, musicfs-rsh-sftp, rsync, rsync-z)" ;;
     esac
 done
 
@@ -314,6 +316,8 @@ tool_cmd() {
     case "$1" in
         musicfs) cmd=("$musicfs" --json sync --delete ${BWLIMIT:+--bwlimit "$BWLIMIT"} "nas:$remote" "$dst") ;;
         musicfs-sftp) cmd=("$musicfs" --json sync --delete --sftp ${BWLIMIT:+--bwlimit "$BWLIMIT"} "nas:$remote" "$dst") ;;
+        musicfs-rsh) cmd=("$musicfs" --json sync --delete --rsh "$rsh" ${BWLIMIT:+--bwlimit "$BWLIMIT"} "nas:$remote" "$dst") ;;
+        musicfs-rsh-sftp) cmd=("$musicfs" --json sync --delete --sftp --rsh "$rsh" ${BWLIMIT:+--bwlimit "$BWLIMIT"} "nas:$remote" "$dst") ;;
         rsync) cmd=(rsync -a --delete ${BWLIMIT:+--bwlimit="$BWLIMIT"} -e "$rsh" "nas:$remote/" "$dst/") ;;
         rsync-z) cmd=(rsync -a -z --delete ${BWLIMIT:+--bwlimit="$BWLIMIT"} -e "$rsh" "nas:$remote/" "$dst/") ;;
         ssh) cmd=("${ssh_cmd[@]}" nas true) ;;

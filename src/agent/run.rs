@@ -1,22 +1,28 @@
 //! Syncing with a remote origin over its transport's [`AgentLink`]: through `musicfs serve
 //! --stdio` on the remote host when it has musicfs, else through the link's fallback origin
 //! (listing and stat for change detection, changed files read whole and chunked here).
-//! Transient failures are retried with exponential backoff and jitter (`Policy::connections`);
-//! a retry resumes, because every file already written was recorded with its chunks.
+//! Transient failures are retried with exponential backoff and jitter (`Policy`), for as long
+//! as `--retry-for` allows once the host has answered; a retry resumes, because every file
+//! already written was recorded with its chunks and the fallback's downloads are kept.
 //!
 //! Never does: name a transport. What carries the bytes, and what the fallback is, is the
 //! link's business.
 
-use std::time::Duration;
+use std::io::Read;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use crate::chunk::Chunker;
 use crate::error::{Error, Result};
 use crate::origin::bwlimit::Limited;
+use crate::origin::retrying::Breaker;
+use crate::origin::spooled::Spool;
 use crate::origin::{
-    AgentLink, AgentProcess, BwLimited, OpenOptions, Origin, Spooled, WritableOrigin,
+    AgentLink, AgentProcess, BwLimited, OpenOptions, Origin, Policy, Spooled, WritableOrigin,
 };
 use crate::repo::Repository;
-use crate::report::Sink;
+use crate::report::{Event, Sink};
 use crate::sync::{sync, SyncOptions, SyncSummary};
 
 use super::client::{pull, push, Connection};
@@ -26,8 +32,9 @@ use super::source::Resume;
 #[derive(Clone, Debug, Default)]
 pub struct RemoteOptions {
     /// Connection settings, which the link takes as its transport needs them (timeouts,
-    /// host-key policy); `open.retries` is also how many times a whole sync is retried after a
-    /// transient failure.
+    /// host-key policy, the remote shell); `open.retries`, `open.retry_for` and
+    /// `open.max_retries` also say how a whole sync is retried after a transient failure
+    /// (see [`sync_remote`]).
     pub open: OpenOptions,
     /// Use the link's fallback origin even when the remote host has musicfs.
     pub force_fallback: bool,
@@ -49,6 +56,14 @@ pub enum Direction<'a> {
 
 /// Syncs between the remote directory `remote` reaches and an origin opened here, retrying
 /// transient failures with a new connection each time.
+///
+/// Retries: while the host has never answered in this run (a wrong port, a host that is
+/// down), `open.retries` times, quickly; once it has, with capped exponential backoff and
+/// jitter until `open.retry_for` has passed since the last attempt that reached it (and at
+/// most `open.max_retries` times when given). Each retry resumes: files already written were
+/// recorded, chunks received stay known (`Resume`), and the fallback's spool of downloaded
+/// files is kept from one attempt to the next. The summary counts the whole run: the files
+/// changed and bytes moved by failed attempts are added to the last attempt's.
 pub fn sync_remote(
     repo: &Repository,
     remote: &dyn AgentLink,
@@ -58,32 +73,72 @@ pub fn sync_remote(
     remote_options: &RemoteOptions,
     sink: &dyn Sink,
 ) -> Result<SyncSummary> {
+    let open = &remote_options.open;
     let mut attempt = 0;
-    let mut resume = Resume::default();
+    // The backoff's exponent: from the start again after an attempt that reached the host.
+    let mut step = 0;
+    let mut run = Run {
+        resume: Resume::default(),
+        spool: None,
+        reached: Arc::new(AtomicBool::new(false)),
+    };
+    let mut reached_at: Option<Instant> = None;
+    let tally = Tally::new(sink);
     loop {
-        match sync_once(
+        tally.start();
+        let result = sync_once(
             repo,
             remote,
             &direction,
             chunker,
             options,
             remote_options,
-            sink,
-            &mut resume,
-        ) {
-            Err(e) if e.is_transient() && attempt < remote_options.open.retries => {
+            &tally,
+            &mut run,
+        );
+        if run.reached.swap(false, Ordering::SeqCst) {
+            reached_at = Some(Instant::now());
+            step = 0;
+        }
+        let retry = match (&result, reached_at) {
+            (Err(e), _) if !e.is_transient() => false,
+            (Err(_), None) => attempt < open.retries,
+            (Err(_), Some(at)) => Policy::within(attempt, open.max_retries, open.retry_for, at),
+            (Ok(_), _) => false,
+        };
+        match result {
+            Err(e) if retry => {
                 crate::interrupt::check()?;
-                let delay = backoff(attempt);
+                tally.keep();
+                // Never past the end of the budget: the last try is made in it.
+                let delay = match reached_at {
+                    Some(at) => backoff(step).min(open.retry_for.saturating_sub(at.elapsed())),
+                    None => backoff(step),
+                };
                 tracing::warn!(
-                    "{e}; retrying in {:.1} s ({} of {})",
+                    "{e}; retrying in {:.1} s (retry {}{})",
                     delay.as_secs_f64(),
                     attempt + 1,
-                    remote_options.open.retries
+                    match (reached_at, open.max_retries) {
+                        (None, _) => format!(" of {}", open.retries),
+                        (Some(_), Some(cap)) => format!(" of {cap}"),
+                        (Some(at), None) => format!(
+                            ", for {} s more",
+                            open.retry_for.saturating_sub(at.elapsed()).as_secs()
+                        ),
+                    }
                 );
                 crate::interrupt::sleep(delay)?;
                 attempt += 1;
+                step += 1;
             }
-            result => return result.map_err(crate::interrupt::explain),
+            Ok(mut summary) => {
+                let earlier = tally.earlier();
+                summary.files_changed += earlier.files_changed;
+                summary.bytes_transferred += earlier.bytes_transferred;
+                return Ok(summary);
+            }
+            Err(e) => return Err(crate::interrupt::explain(e)),
         }
     }
 }
@@ -91,7 +146,115 @@ pub fn sync_remote(
 /// Delays between attempts of a whole remote sync: up to 1 s, 2 s, 4 s… (at most 60 s), with
 /// full jitter, so that many clients of one server do not retry in step.
 fn backoff(attempt: u32) -> Duration {
-    crate::origin::Policy::connections(u32::MAX).delay(attempt)
+    Policy::connections(u32::MAX).delay(attempt)
+}
+
+/// What one attempt hands to the next.
+struct Run {
+    /// Chunks received lately, not asked for again.
+    resume: Resume,
+    /// The fallback's downloaded files.
+    spool: Option<Spool>,
+    /// Set when an attempt reached the host (the agent answered, or the fallback opened).
+    reached: Arc<AtomicBool>,
+}
+
+/// What failed attempts did, from the events of their steps.
+#[derive(Clone, Copy, Debug, Default)]
+struct Done {
+    files_changed: u64,
+    bytes_transferred: u64,
+}
+
+/// The sink of a remote sync: passes every event on, counts the steps done by the current
+/// attempt, and keeps quiet about the problems that follow a dropped link (one transient
+/// error ends the attempt; the files it could not reach are no problems of their own).
+struct Tally<'a> {
+    sink: &'a dyn Sink,
+    current: Mutex<Done>,
+    earlier: Mutex<Done>,
+    /// The current attempt's link dropped (raised by the fallback's `Breaker`).
+    dropped: Arc<AtomicBool>,
+}
+
+impl<'a> Tally<'a> {
+    fn new(sink: &'a dyn Sink) -> Self {
+        Tally {
+            sink,
+            current: Mutex::new(Done::default()),
+            earlier: Mutex::new(Done::default()),
+            dropped: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Starts an attempt: counts from zero.
+    fn start(&self) {
+        self.dropped.store(false, Ordering::SeqCst);
+        *self.current.lock().unwrap_or_else(PoisonError::into_inner) = Done::default();
+    }
+
+    /// The flag that silences problems for the rest of the attempt.
+    fn dropped(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.dropped)
+    }
+
+    /// The attempt that just failed counts towards the run.
+    fn keep(&self) {
+        let done = *self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut earlier = self.earlier.lock().unwrap_or_else(PoisonError::into_inner);
+        earlier.files_changed += done.files_changed;
+        earlier.bytes_transferred += done.bytes_transferred;
+    }
+
+    fn earlier(&self) -> Done {
+        *self.earlier.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Sink for Tally<'_> {
+    fn event(&self, event: &Event) {
+        match event {
+            Event::Action {
+                action,
+                bytes_transferred,
+                ..
+            } => {
+                let mut done = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+                if matches!(*action, "write" | "move" | "symlink") {
+                    done.files_changed += 1;
+                }
+                done.bytes_transferred += bytes_transferred;
+            }
+            Event::Problem { .. } if self.dropped.load(Ordering::SeqCst) => return,
+            _ => {}
+        }
+        self.sink.event(event)
+    }
+    fn phase(&self, name: &str, files: u64, bytes: u64) {
+        self.sink.phase(name, files, bytes)
+    }
+    fn advance(&self, bytes: u64) {
+        self.sink.advance(bytes)
+    }
+    fn finish(&self) {
+        self.sink.finish()
+    }
+}
+
+/// The agent's output, noting that the host answered once something arrives.
+struct Answered {
+    input: Box<dyn Read + Send>,
+    reached: Arc<AtomicBool>,
+}
+
+impl Read for Answered {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.input.read(buf)?;
+        if n > 0 {
+            self.reached.store(true, Ordering::Relaxed);
+        }
+        Ok(n)
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -102,9 +265,10 @@ fn sync_once(
     chunker: &dyn Chunker,
     options: SyncOptions,
     remote_options: &RemoteOptions,
-    sink: &dyn Sink,
-    resume: &mut Resume,
+    tally: &Tally<'_>,
+    run: &mut Run,
 ) -> Result<SyncSummary> {
+    let sink: &dyn Sink = tally;
     let link = remote.connect(&remote_options.open)?;
     let origin = link.origin().to_owned();
     let remote_dir = remote.remote_dir();
@@ -118,6 +282,10 @@ fn sync_once(
             output,
             status,
         } = link.start_agent(&format!("{program} serve --stdio"))?;
+        let input: Box<dyn Read + Send> = Box::new(Answered {
+            input,
+            reached: Arc::clone(&run.reached),
+        });
         let connection = match &remote_options.bwlimit {
             Some(budget) => Connection {
                 input: Box::new(Limited::new(input, budget.clone())),
@@ -139,13 +307,25 @@ fn sync_once(
                 chunker,
                 options,
                 sink,
-                resume,
+                &mut run.resume,
             ),
             Direction::Push(source) => push(
                 repo, *source, connection, remote_dir, chunker, options, sink,
             ),
         };
         match result {
+            // The stream ended because the link failed (a local client that could not
+            // connect), not because the host lacks musicfs.
+            Err(Error::NoRemoteAgent { .. })
+                if status.link_failure(Duration::from_secs(2)).is_some() =>
+            {
+                return Err(status.link_failure(Duration::ZERO).unwrap_or_else(|| {
+                    Error::Unreachable {
+                        origin: origin.clone(),
+                        message: "the link failed".into(),
+                    }
+                }));
+            }
             Err(Error::NoRemoteAgent { .. }) if remote_options.remote_musicfs.is_none() => {
                 tracing::info!(
                     "{origin}: no musicfs on the remote PATH (exit status {:?}); using {}",
@@ -177,25 +357,50 @@ fn sync_once(
             other => return other,
         }
     }
+    // The fallback: a transient failure trips the breaker, which ends the attempt with one
+    // transient error (retried whole) instead of one problem per remaining file.
+    let dropped = |breaker: Option<String>, result: Result<SyncSummary>| match breaker {
+        // The message names a path of the origin: said once, after it.
+        Some(message) => Err(Error::Unreachable {
+            origin: origin.clone(),
+            message: match message.strip_prefix(origin.as_str()) {
+                Some(rest) => rest.trim_start_matches(['/', ':', ' ']).to_owned(),
+                None => message,
+            },
+        }),
+        None => result,
+    };
     match direction {
         Direction::Pull(destination) => {
             // Spooled outside BwLimited: the budget is spent once per download, never on
-            // reads of the local copy. The copies go with the origin, at the end of this arm.
+            // reads of the local copy. The breaker outside both: a download that fails is an
+            // open that fails.
             let source = link.open_fallback()?;
+            run.reached.store(true, Ordering::SeqCst);
             let source: Box<dyn Origin> = match &remote_options.bwlimit {
                 Some(budget) => Box::new(BwLimited::new(source, budget.clone())),
                 None => source,
             };
-            let source = Spooled::new(source, repo.root().join("spool"));
-            sync(repo, &source, *destination, chunker, options, sink)
+            let spool = run
+                .spool
+                .take()
+                .unwrap_or_else(|| Spool::new(repo.root().join("spool")));
+            let source = Breaker::new(Spooled::over(spool, source)).signalling(tally.dropped());
+            let result = sync(repo, &source, *destination, chunker, options, sink);
+            let tripped = source.tripped();
+            run.spool = Some(source.into_inner().into_spool());
+            dropped(tripped, result)
         }
         Direction::Push(source) => {
             let destination = link.open_fallback_writable()?;
+            run.reached.store(true, Ordering::SeqCst);
             let destination: Box<dyn WritableOrigin> = match &remote_options.bwlimit {
                 Some(budget) => Box::new(BwLimited::new(destination, budget.clone())),
                 None => destination,
             };
-            sync(repo, *source, destination.as_ref(), chunker, options, sink)
+            let destination = Breaker::new(destination).signalling(tally.dropped());
+            let result = sync(repo, *source, &destination, chunker, options, sink);
+            dropped(destination.tripped(), result)
         }
     }
 }

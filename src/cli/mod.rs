@@ -260,12 +260,30 @@ pub struct ConnectArgs {
     /// (a changed key is always refused)
     #[arg(long)]
     pub accept_new_host_key: bool,
-    /// Retries after a dropped connection or a timeout, with exponential backoff
-    #[arg(long, value_name = "N", default_value_t = 3)]
-    pub retries: u32,
+    /// At most N retries after a dropped connection or a timeout [default: 3 while the host
+    /// has never answered; then no cap but --retry-for]
+    #[arg(long, value_name = "N")]
+    pub retries: Option<u32>,
+    /// Once the host has answered, keep retrying a sync that failed for a transient reason
+    /// (a dropped link, a timeout) with capped exponential backoff until DURATION has passed
+    /// since the last attempt that reached it: 90s, 10m, 1h
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = duration_arg)]
+    pub retry_for: std::time::Duration,
     /// Seconds allowed to connect, and to wait on a silent remote
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     pub timeout: u64,
+    /// Reach SSH hosts by running COMMAND (the system OpenSSH: ssh) instead of the built-in
+    /// client, as rsync's -e: `COMMAND [-p PORT] [-l USER] host musicfs serve --stdio`, and
+    /// `COMMAND -s host sftp` for SFTP. COMMAND is split as a shell would split it, without
+    /// running a shell. Every ~/.ssh/config directive, ControlMaster, ProxyJump and
+    /// OpenSSH's own host-key checking then apply
+    #[arg(short = 'e', long = "rsh", value_name = "COMMAND", env = "MUSICFS_RSH")]
+    pub rsh: Option<String>,
+}
+
+/// Reads a `--retry-for` duration (`90s`, `10m`, `1h30m`).
+fn duration_arg(text: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("{e} (write it as 90s, 10m or 1h)"))
 }
 
 impl ConnectArgs {
@@ -277,7 +295,10 @@ impl ConnectArgs {
             accept_new_host_key: self.accept_new_host_key,
             connect_timeout: timeout,
             io_timeout: timeout,
-            retries: self.retries,
+            retries: self.retries.unwrap_or(3),
+            retry_for: self.retry_for,
+            max_retries: self.retries,
+            remote_shell: self.rsh.clone().filter(|c| !c.trim().is_empty()),
         }
     }
 }

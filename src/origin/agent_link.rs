@@ -24,6 +24,10 @@ use crate::error::Result;
 pub const COMMAND_NOT_FOUND: u32 = 127;
 
 /// A way to reach the host of a remote origin, where a sync may run the agent.
+///
+/// The same link may reach the host in more than one way (SSH: the built-in client, or a
+/// local command such as OpenSSH's `ssh` when [`OpenOptions::remote_shell`] is set); the
+/// choice is made in `connect`, from the options, and nothing above the link sees it.
 pub trait AgentLink: fmt::Debug + Send + Sync {
     /// The remote directory, as the agent is to be asked for it: the path as the argument
     /// wrote it (relative paths are relative to the remote home).
@@ -107,4 +111,16 @@ pub trait AgentStatus: Send {
     /// The end of what the agent wrote to stderr (a few KiB at most), as text; empty when it
     /// wrote nothing or the link cannot tell. Never waits.
     fn stderr_tail(&self) -> String;
+
+    /// Why the link itself failed, when the agent's stream ended because of the link and not
+    /// of the agent: a local client (`--rsh`) that exited with its own error status, waiting
+    /// up to `wait` for it to end. The error names the host and says what the client said:
+    /// [`crate::Error::Unreachable`] (transient), or [`crate::Error::HostKey`]. A caller
+    /// that met the end of the agent's output before its greeting asks this before deciding
+    /// that the host has no agent. `None` (the default) for links whose connection failures
+    /// surface when connecting, or when the link did not fail. Never fails; may be called
+    /// any number of times.
+    fn link_failure(&self, _wait: Duration) -> Option<crate::Error> {
+        None
+    }
 }

@@ -76,12 +76,23 @@ pub struct OpenOptions {
     /// Network transports: limit for waiting on a silent remote.
     pub io_timeout: Duration,
     /// Network transports: retries of a connection that failed for a transient reason,
-    /// with exponential backoff.
+    /// with exponential backoff, while the host has not answered once in this run.
     pub retries: u32,
+    /// A sync whose host answered at least once: how long it keeps retrying after a
+    /// transient failure, counted from the last attempt that reached the host.
+    pub retry_for: Duration,
+    /// A cap on those retries as well (`--retries` given), `None`: only `retry_for` limits
+    /// them.
+    pub max_retries: Option<u32>,
+    /// Transports that reach a host through a command (SSH): the local command to run
+    /// instead of the built-in client (`--rsh`, rsync's `-e`), as the user wrote it, split
+    /// with shell-words rules and never run through a shell. `None`: the built-in client.
+    pub remote_shell: Option<String>,
 }
 
 impl Default for OpenOptions {
-    /// Stay on no file system; 15 s to connect, 60 s of silence, 3 retries.
+    /// Stay on no file system; 15 s to connect, 60 s of silence, 3 retries of a first
+    /// connection, 5 minutes of retries once the host answered; the built-in SSH client.
     fn default() -> Self {
         OpenOptions {
             one_file_system: false,
@@ -89,6 +100,9 @@ impl Default for OpenOptions {
             connect_timeout: Duration::from_secs(15),
             io_timeout: Duration::from_secs(60),
             retries: 3,
+            retry_for: Duration::from_secs(300),
+            max_retries: None,
+            remote_shell: None,
         }
     }
 }

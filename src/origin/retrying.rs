@@ -13,7 +13,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{
     Capabilities, EntryStat, Identity, Origin, OriginFile, TempFile, WalkItem, WritableOrigin,
@@ -58,6 +58,14 @@ impl Policy {
             .saturating_mul(1u32 << attempt.min(16))
             .min(self.cap);
         bound.mul_f64(0.1 + 0.9 * random_fraction())
+    }
+
+    /// Whether retry `attempt` (0 for the first retry) may still be made under a time budget:
+    /// the retries are not spent (`cap`, when given: `--retries`) and less than `budget` has
+    /// passed since `since` (the first failure, or the last progress after it). Reads the
+    /// clock, nothing else.
+    pub fn within(attempt: u32, cap: Option<u32>, budget: Duration, since: Instant) -> bool {
+        cap.is_none_or(|cap| attempt < cap) && since.elapsed() < budget
     }
 
     /// Runs `op` until it succeeds, fails with an error that is not transient, or the retries
@@ -287,6 +295,253 @@ impl<O: Origin> OriginFile for RetryingFile<O> {
     }
 }
 
+/// Any origin reached over one connection, which stops at the first transient failure: that
+/// failure is kept, and every later call fails with it at once, without touching the
+/// connection again. A sync over a link that dropped then ends quickly with one transient
+/// error (which its caller retries whole, with a new connection) instead of one problem per
+/// remaining file, each waiting for its own timeout.
+///
+/// Contract: until the first transient error, every call is the inner origin's, unchanged.
+/// After it, [`Breaker::tripped`] returns it, `open`, `stat` and the writes fail with it
+/// ([`crate::Error::Unreachable`], kind `Transient`), and `walk` visits nothing more. Only a
+/// connection's failures trip it (`Unreachable`, and I/O errors of a transient kind: a
+/// timeout, a closed session); other errors, a file that kept changing included, pass
+/// through and trip nothing. A walk whose entries report problems asks the root's `stat`, so
+/// that a listing cut short by the connection trips the breaker too. Reads of a file already open
+/// are the file's own: put the breaker outside [`super::Spooled`], whose opens download
+/// whole files, so that a read failing there is an open failing here. A temporary file it
+/// hands out trips it when its commit fails for the connection, and refuses writes and
+/// commits once it has tripped (the target is then untouched, as `TempFile` promises).
+pub struct Breaker<O> {
+    inner: O,
+    trip: Trip,
+}
+
+/// A breaker's state, shared with the temporary files it hands out.
+#[derive(Clone, Default)]
+struct Trip {
+    /// The first transient failure, as a message.
+    tripped: Arc<std::sync::Mutex<Option<String>>>,
+    /// Raised when it trips, for whoever reports what follows (see [`Breaker::signalling`]).
+    signal: Option<Arc<std::sync::atomic::AtomicBool>>,
+}
+
+impl Trip {
+    fn tripped(&self) -> Option<String> {
+        self.tripped
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Trips on a connection's failure (not on a file that kept changing, which is transient
+    /// too but says nothing about the connection).
+    fn note(&self, e: &crate::Error) {
+        let connection = match e {
+            crate::Error::Unreachable { .. } => true,
+            crate::Error::Io { source, .. } => io_kind(source) == ErrorKind::Transient,
+            _ => false,
+        };
+        if connection {
+            self.tripped
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get_or_insert_with(|| e.to_string());
+            if let Some(signal) = &self.signal {
+                signal.store(true, Ordering::SeqCst);
+            }
+        }
+    }
+}
+
+impl<O> Breaker<O> {
+    /// Wraps `inner`.
+    pub fn new(inner: O) -> Self {
+        Breaker {
+            inner,
+            trip: Trip::default(),
+        }
+    }
+
+    /// Also raises `signal` when it trips (a sink that stops reporting the problems which
+    /// follow a dropped connection watches it).
+    pub fn signalling(self, signal: Arc<std::sync::atomic::AtomicBool>) -> Self {
+        Breaker {
+            trip: Trip {
+                signal: Some(signal),
+                ..self.trip
+            },
+            inner: self.inner,
+        }
+    }
+
+    /// The first transient failure met, if any.
+    pub fn tripped(&self) -> Option<String> {
+        self.trip.tripped()
+    }
+
+    /// The wrapped origin.
+    pub fn into_inner(self) -> O {
+        self.inner
+    }
+}
+
+impl<O: Origin> Breaker<O> {
+    /// The error every call fails with once tripped.
+    fn refuse(&self) -> Result<()> {
+        match self.tripped() {
+            Some(message) => Err(crate::Error::Unreachable {
+                origin: self.inner.url().to_owned(),
+                message,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs `op` unless tripped; trips on its transient failure.
+    fn guard<T>(&self, op: impl FnOnce() -> Result<T>) -> Result<T> {
+        self.refuse()?;
+        let result = op();
+        if let Err(e) = &result {
+            self.trip.note(e);
+        }
+        result
+    }
+}
+
+impl<O: Origin> Origin for Breaker<O> {
+    fn url(&self) -> &str {
+        self.inner.url()
+    }
+    fn display(&self, rel: &[u8]) -> PathBuf {
+        self.inner.display(rel)
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    fn local_root(&self) -> Option<&Path> {
+        self.inner.local_root()
+    }
+    fn walk(&self, visit: &mut dyn FnMut(WalkItem)) {
+        if self.refuse().is_err() {
+            return;
+        }
+        let mut problems = false;
+        self.inner.walk(&mut |item| {
+            if self.tripped().is_some() {
+                return;
+            }
+            if matches!(item, WalkItem::Problem { .. }) && !problems {
+                problems = true;
+                // Was it the connection? Then the rest of the listing is not to be trusted.
+                if self.guard(|| self.inner.stat(b"")).is_err() && self.tripped().is_some() {
+                    return;
+                }
+            }
+            visit(item)
+        });
+    }
+    fn open(&self, rel: &[u8]) -> Result<Box<dyn OriginFile>> {
+        self.guard(|| self.inner.open(rel))
+    }
+    fn stat(&self, rel: &[u8]) -> Result<Option<EntryStat>> {
+        self.guard(|| self.inner.stat(rel))
+    }
+}
+
+impl<O: WritableOrigin> WritableOrigin for Breaker<O> {
+    fn create_root(&self) -> Result<()> {
+        self.guard(|| self.inner.create_root())
+    }
+    fn create_temp(&self, rel: &[u8]) -> Result<Box<dyn TempFile>> {
+        let file = self.guard(|| self.inner.create_temp(rel))?;
+        Ok(Box::new(BreakerTemp {
+            inner: file,
+            trip: self.trip.clone(),
+            origin: self.inner.url().to_owned(),
+        }))
+    }
+    fn set_meta(&self, rel: &[u8], mode: u32, mtime_ns: i64) -> Result<()> {
+        self.guard(|| self.inner.set_meta(rel, mode, mtime_ns))
+    }
+    fn create_dir(&self, rel: &[u8]) -> Result<()> {
+        self.guard(|| self.inner.create_dir(rel))
+    }
+    fn symlink(&self, rel: &[u8], target: &[u8]) -> Result<()> {
+        self.guard(|| self.inner.symlink(rel, target))
+    }
+    fn rename(&self, from: &[u8], to: &[u8]) -> Result<()> {
+        self.guard(|| self.inner.rename(from, to))
+    }
+    fn remove(&self, rel: &[u8]) -> Result<()> {
+        self.guard(|| self.inner.remove(rel))
+    }
+    fn sync_dir(&self, rel: &[u8]) -> Result<()> {
+        self.guard(|| self.inner.sync_dir(rel))
+    }
+    fn open_up(&self, rel: &[u8]) -> Result<()> {
+        self.guard(|| self.inner.open_up(rel))
+    }
+    fn lock(&self) -> Result<Option<Box<dyn Send>>> {
+        self.guard(|| self.inner.lock())
+    }
+    fn give_back(&self) -> Result<()> {
+        self.inner.give_back()
+    }
+}
+
+/// A temporary file of a [`Breaker`] origin: a commit that fails because the connection did
+/// trips the breaker; writes and commits after it fail at once.
+struct BreakerTemp {
+    inner: Box<dyn TempFile>,
+    trip: Trip,
+    origin: String,
+}
+
+impl BreakerTemp {
+    fn refused(&self) -> Option<io::Error> {
+        self.trip
+            .tripped()
+            .map(|message| io::Error::new(io::ErrorKind::ConnectionAborted, message))
+    }
+}
+
+impl io::Write for BreakerTemp {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if let Some(e) = self.refused() {
+            return Err(e);
+        }
+        self.inner.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        if let Some(e) = self.refused() {
+            return Err(e);
+        }
+        self.inner.flush()
+    }
+}
+
+impl TempFile for BreakerTemp {
+    fn commit(self: Box<Self>, mode: u32, mtime_ns: i64) -> Result<()> {
+        if let Some(message) = self.trip.tripped() {
+            self.inner.discard();
+            return Err(crate::Error::Unreachable {
+                origin: self.origin,
+                message,
+            });
+        }
+        let trip = self.trip.clone();
+        let result = self.inner.commit(mode, mtime_ns);
+        if let Err(e) = &result {
+            trip.note(e);
+        }
+        result
+    }
+    fn discard(self: Box<Self>) {
+        self.inner.discard()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -449,5 +704,100 @@ mod tests {
         let e = f.read_exact_at(&mut buf, 0).unwrap_err();
         assert_eq!(io_kind(&e), ErrorKind::Transient);
         assert_eq!(origin.inner().opens.load(Ordering::Relaxed), 5);
+    }
+
+    #[test]
+    fn a_time_budget_ends_retries_and_a_cap_too() {
+        let now = Instant::now();
+        assert!(Policy::within(100, None, Duration::from_secs(60), now));
+        assert!(!Policy::within(3, Some(3), Duration::from_secs(60), now));
+        assert!(Policy::within(2, Some(3), Duration::from_secs(60), now));
+        let long_ago = now - Duration::from_secs(61);
+        assert!(!Policy::within(0, None, Duration::from_secs(60), long_ago));
+    }
+
+    /// An origin whose connection drops after `ok` opens: every later call fails with a
+    /// closed session; calls are counted.
+    struct Dropping {
+        inner: crate::origin::LocalOrigin,
+        ok: u64,
+        calls: AtomicU64,
+    }
+
+    impl Dropping {
+        fn call(&self) -> Result<()> {
+            if self.calls.fetch_add(1, Ordering::SeqCst) < self.ok {
+                return Ok(());
+            }
+            Err(crate::Error::io(
+                "nas:/music/x",
+                io::Error::new(
+                    io::ErrorKind::ConnectionAborted,
+                    "sftp read: session closed",
+                ),
+            ))
+        }
+    }
+
+    impl Origin for Dropping {
+        fn url(&self) -> &str {
+            self.inner.url()
+        }
+        fn display(&self, rel: &[u8]) -> PathBuf {
+            self.inner.display(rel)
+        }
+        fn capabilities(&self) -> Capabilities {
+            self.inner.capabilities()
+        }
+        fn walk(&self, visit: &mut dyn FnMut(WalkItem)) {
+            self.inner.walk(visit)
+        }
+        fn open(&self, rel: &[u8]) -> Result<Box<dyn OriginFile>> {
+            self.call()?;
+            self.inner.open(rel)
+        }
+        fn stat(&self, rel: &[u8]) -> Result<Option<EntryStat>> {
+            self.call()?;
+            self.inner.stat(rel)
+        }
+    }
+
+    #[test]
+    fn a_breaker_stops_at_the_first_dropped_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a"), b"a").unwrap();
+        let signal = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let breaker = Breaker::new(Dropping {
+            inner: crate::origin::LocalOrigin::open(dir.path(), false).unwrap(),
+            ok: 2,
+            calls: AtomicU64::new(0),
+        })
+        .signalling(Arc::clone(&signal));
+        assert!(breaker.open(b"a").is_ok());
+        assert!(breaker.stat(b"a").unwrap().is_some());
+        assert!(breaker.tripped().is_none());
+        let err = breaker.open(b"a").err().expect("the connection dropped");
+        assert!(err.is_transient());
+        assert!(signal.load(Ordering::SeqCst));
+        let first = breaker.tripped().expect("tripped");
+        assert!(first.contains("session closed"), "{first}");
+        // Every later call fails at once, without reaching the inner origin.
+        for _ in 0..100 {
+            let again = breaker.stat(b"a").expect_err("still tripped");
+            assert!(again.is_transient(), "{again}");
+        }
+        let mut visited = 0;
+        breaker.walk(&mut |_| visited += 1);
+        assert_eq!(visited, 0);
+        assert_eq!(breaker.into_inner().calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn a_breaker_lets_other_errors_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let breaker = Breaker::new(crate::origin::LocalOrigin::open(dir.path(), false).unwrap());
+        assert!(breaker.open(b"missing").is_err());
+        assert!(breaker.tripped().is_none());
+        assert_eq!(breaker.stat(b"missing").unwrap(), None);
     }
 }

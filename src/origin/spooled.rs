@@ -6,7 +6,7 @@
 //! copy, to the scan and to every later open while the remote file's stat is unchanged. The
 //! copy's stat is the remote stat it was taken at, so a scan records exactly the bytes it
 //! chunked. A file that keeps changing while it is copied is served directly instead. The
-//! copies live as long as the wrapper: dropping it removes them.
+//! copies live as long as the wrapper, or the [`Spool`] taken from it: dropping it removes them.
 //!
 //! Put it outside the wrappers that should see only remote reads: `Spooled(BwLimited(o))`
 //! charges the bandwidth budget once per download, never for reads of the copy.
@@ -29,33 +29,82 @@ const ATTEMPTS: u32 = 3;
 
 /// Any origin, its files read once into a local spool directory.
 pub struct Spooled<O: ?Sized> {
+    spool: Spool,
+    inner: Box<O>,
+}
+
+/// The local copies of a [`Spooled`] origin, which can outlive it: a sync retried with a new
+/// connection takes the spool of the failed attempt ([`Spooled::into_spool`]) into the next
+/// one ([`Spooled::over`]), so that files already downloaded are not downloaded again. A copy
+/// is served only while the remote stat still matches the one it was taken at, so a spool
+/// carried over never serves stale bytes. Dropping it removes every copy.
+pub struct Spool {
     dir: PathBuf,
     /// Complete copies: relative path → the stat the copy was taken at.
     copies: Mutex<HashMap<Vec<u8>, EntryStat>>,
     /// Downloads started, to name partial copies.
     downloads: AtomicU64,
-    inner: Box<O>,
+}
+
+impl Spool {
+    /// An empty spool keeping its copies in `dir` (created when needed).
+    pub fn new(dir: PathBuf) -> Spool {
+        Spool {
+            dir,
+            copies: Mutex::new(HashMap::new()),
+            downloads: AtomicU64::new(0),
+        }
+    }
+
+    /// How many complete copies it holds.
+    pub fn len(&self) -> usize {
+        self.copies
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// Whether it holds no copy.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        let mut copies = self.copies.lock().unwrap_or_else(PoisonError::into_inner);
+        for rel in copies.keys() {
+            let _ = fs::remove_file(self.dir.join(blake3::hash(rel).to_hex().as_str()));
+        }
+        copies.clear();
+    }
 }
 
 impl<O: ?Sized> Spooled<O> {
     /// Wraps `inner`, keeping copies in `dir` (created when needed).
     pub fn new(inner: Box<O>, dir: PathBuf) -> Self {
-        Spooled {
-            dir,
-            copies: Mutex::new(HashMap::new()),
-            downloads: AtomicU64::new(0),
-            inner,
-        }
+        Spooled::over(Spool::new(dir), inner)
+    }
+
+    /// Wraps `inner` with the copies of `spool` (taken from an earlier connection to the same
+    /// directory).
+    pub fn over(spool: Spool, inner: Box<O>) -> Self {
+        Spooled { spool, inner }
+    }
+
+    /// Its copies, kept for another connection; the inner origin is dropped.
+    pub fn into_spool(self) -> Spool {
+        self.spool
     }
 
     fn path(&self, rel: &[u8]) -> PathBuf {
-        self.dir.join(blake3::hash(rel).to_hex().as_str())
+        self.spool.dir.join(blake3::hash(rel).to_hex().as_str())
     }
 
     /// The local copy of `rel`, when one is complete: its bytes are those of the file at the
     /// stat the last open reported.
     pub fn spooled(&self, rel: &[u8]) -> Option<PathBuf> {
-        let size = self.copies.lock().ok()?.get(rel)?.size;
+        let size = self.spool.copies.lock().ok()?.get(rel)?.size;
         let path = self.path(rel);
         let meta = fs::metadata(&path).ok()?;
         (meta.is_file() && meta.len() == size).then_some(path)
@@ -63,7 +112,11 @@ impl<O: ?Sized> Spooled<O> {
 
     /// Removes every copy.
     pub fn clear(&self) {
-        let mut copies = self.copies.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut copies = self
+            .spool
+            .copies
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         for rel in copies.keys() {
             let _ = fs::remove_file(self.path(rel));
         }
@@ -72,7 +125,7 @@ impl<O: ?Sized> Spooled<O> {
 
     /// The existing copy of `rel`, when it was taken at `stat`.
     fn reuse(&self, rel: &[u8], stat: &EntryStat) -> Option<CopyFile> {
-        let mut copies = self.copies.lock().ok()?;
+        let mut copies = self.spool.copies.lock().ok()?;
         if copies.get(rel) != Some(stat) {
             return None;
         }
@@ -89,12 +142,6 @@ impl<O: ?Sized> Spooled<O> {
     }
 }
 
-impl<O: ?Sized> Drop for Spooled<O> {
-    fn drop(&mut self) {
-        self.clear();
-    }
-}
-
 impl<O: ?Sized + Origin> Spooled<O> {
     /// Downloads `rel` into the spool and opens the copy; `None` when the file kept changing
     /// while it was copied (the caller then reads it directly, from `file`).
@@ -107,13 +154,13 @@ impl<O: ?Sized + Origin> Spooled<O> {
         if let Some(copy) = self.reuse(rel, &before) {
             return Ok(Some(copy));
         }
-        fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
+        fs::create_dir_all(&self.spool.dir).map_err(|e| Error::io(&self.spool.dir, e))?;
         let target = self.path(rel);
         // Unique per download, so two opens of one file never write the same partial copy.
-        let part = self.dir.join(format!(
+        let part = self.spool.dir.join(format!(
             "{}.{}.part",
             blake3::hash(rel).to_hex(),
-            self.downloads.fetch_add(1, Ordering::Relaxed)
+            self.spool.downloads.fetch_add(1, Ordering::Relaxed)
         ));
         let copied = self
             .download_stable(rel, file, before, &part)
@@ -131,7 +178,8 @@ impl<O: ?Sized + Origin> Spooled<O> {
             let _ = fs::remove_file(&part);
             return Ok(None);
         };
-        self.copies
+        self.spool
+            .copies
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(rel.to_vec(), stat.clone());
@@ -314,5 +362,38 @@ mod tests {
         for (name, _) in &files {
             assert!(spooled.spooled(name).is_some());
         }
+    }
+
+    /// A spool taken from one wrapper into the next (a sync retried with a new connection)
+    /// keeps its copies, serves them, and removes them when the last owner goes.
+    #[test]
+    fn a_spool_outlives_its_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("lib");
+        fs::create_dir_all(&root).unwrap();
+        fs::write(root.join("song"), vec![7u8; 100_000]).unwrap();
+        let spool_dir = dir.path().join("spool");
+        let first = Spooled::new(
+            Box::new(LocalOrigin::open(&root, false).unwrap()),
+            spool_dir.clone(),
+        );
+        let mut got = Vec::new();
+        first.open(b"song").unwrap().read_to_end(&mut got).unwrap();
+        assert_eq!(got.len(), 100_000);
+        let copy = first.spooled(b"song").expect("spooled");
+        let spool = first.into_spool();
+        assert_eq!(spool.len(), 1);
+        assert!(copy.exists(), "the copy went with the first connection");
+        let second = Spooled::over(spool, Box::new(LocalOrigin::open(&root, false).unwrap()));
+        assert_eq!(second.spooled(b"song"), Some(copy.clone()));
+        let mut again = Vec::new();
+        second
+            .open(b"song")
+            .unwrap()
+            .read_to_end(&mut again)
+            .unwrap();
+        assert_eq!(again, got);
+        drop(second);
+        assert!(!copy.exists(), "the copy outlived the spool");
     }
 }

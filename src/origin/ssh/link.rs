@@ -1,10 +1,12 @@
 //! The SSH transport's [`AgentLink`]: the remote agent on an exec channel, and SFTP on the
-//! same session as its fallback.
+//! same session as its fallback; or, with a remote shell (`--rsh`), both through a local
+//! command (`rsh.rs`).
 
 use std::time::Duration;
 
 use super::exec::ExecStatus;
-use super::transport::{ssh_options, SshLocation};
+use super::rsh::ShellConnection;
+use super::transport::{remote_shell, ssh_options, SshLocation};
 use super::{SftpOrigin, SshSession};
 use crate::error::Result;
 use crate::origin::agent_link::{AgentConnection, AgentLink, AgentProcess, AgentStatus};
@@ -25,6 +27,9 @@ impl AgentLink for SshLocation {
     }
 
     fn connect(&self, options: &OpenOptions) -> Result<Box<dyn AgentConnection>> {
+        if let Some(shell) = remote_shell(&self.spec, options)? {
+            return Ok(Box::new(ShellConnection::new(shell, &self.spec, options)));
+        }
         let session = SshSession::connect(&self.spec, &ssh_options(options))?;
         let origin = format!(
             "{}:{}",

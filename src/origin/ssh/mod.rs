@@ -17,6 +17,7 @@ mod hostkey;
 mod keywords;
 mod link;
 mod proxy;
+mod rsh;
 mod session;
 mod sftp;
 mod sftp_file;

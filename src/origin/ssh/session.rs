@@ -74,6 +74,16 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The tasks and limits of a connection that is not a russh session (the SFTP of
+    /// `--rsh`, over a local command's pipes).
+    pub(crate) fn detached(label: String, io_timeout: Duration) -> Arc<Shared> {
+        Arc::new(Shared {
+            tasks: TaskGroup::new(),
+            label,
+            io_timeout,
+        })
+    }
+
     /// Runs `future` to completion on the calling thread (see [`runtime::block_on`]): fails,
     /// instead of panicking, when the caller is itself inside a tokio runtime, and shortly
     /// after a signal asked the process to stop.

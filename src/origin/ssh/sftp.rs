@@ -81,6 +81,9 @@ pub(super) struct Inner {
     pub(super) read_len: u32,
     pub(super) write_len: u32,
     pub(super) handles: Arc<Semaphore>,
+    /// Whatever must live as long as the session: the local process at the far end of a
+    /// stream that is not a russh channel (dropped last).
+    pub(super) _keep: Option<Box<dyn Send + Sync>>,
 }
 
 /// An SFTP session. Usable from several threads at once; every call blocks.
@@ -160,13 +163,26 @@ fn put_string(out: &mut Vec<u8>, value: &str) -> io::Result<()> {
 
 impl Sftp {
     pub(crate) fn start(channel: Channel<Msg>, shared: Arc<Shared>) -> io::Result<Sftp> {
+        Sftp::start_over(channel.into_stream(), shared, None)
+    }
+
+    /// SFTP over any byte stream to an SFTP server (a russh channel, a local command's
+    /// pipes); `keep` lives as long as the session.
+    pub(crate) fn start_over<S>(
+        stream: S,
+        shared: Arc<Shared>,
+        keep: Option<Box<dyn Send + Sync>>,
+    ) -> io::Result<Sftp>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let config = russh_sftp::client::Config {
             max_packet_len: MAX_PACKET,
             request_timeout_secs: shared.io_timeout.as_secs().max(1),
             ..Default::default()
         };
         let started = shared.block_on_timeout(async {
-            let mut raw = RawSftpSession::new_with_config(channel.into_stream(), config);
+            let mut raw = RawSftpSession::new_with_config(stream, config);
             let version = raw.init().await.map_err(|e| sftp_error("init", e))?;
             let has =
                 |name: &str, ver: &str| version.extensions.get(name).is_some_and(|v| v == ver);
@@ -190,8 +206,13 @@ impl Sftp {
                 read_len: request(limits.and_then(|l| l.read_len), DEFAULT_READ).max(1),
                 write_len: request(limits.and_then(|l| l.write_len), DEFAULT_WRITE).max(1),
                 handles: Arc::new(Semaphore::new(MAX_HANDLES)),
+                _keep: None,
             })
         })??;
+        let started = Inner {
+            _keep: keep,
+            ..started
+        };
         tracing::debug!(
             session = %started.shared.label,
             read_len = started.read_len,
