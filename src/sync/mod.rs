@@ -18,7 +18,7 @@ use crate::chunk::{AssembleError, Assembler, Chunker, VerifiedChunk};
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, ContentId, TreeId};
 use crate::locate::{Hint, LastOpen, Locator, Site};
-use crate::origin::{Origin, WritableOrigin};
+use crate::origin::{EntryStat, Origin, WritableOrigin};
 use crate::repo::{OriginId, Repository};
 use crate::report::{display_path, Event, Sink};
 use crate::scan::{scan, scan_entry, ScanOptions};
@@ -496,13 +496,28 @@ struct Apply<'a> {
     summary: SyncSummary,
     sink: &'a dyn Sink,
     /// Destination files written, to record in the repository.
-    recorded: Vec<(Vec<u8>, ContentId)>,
+    /// Each with its stat taken just after it was committed (`None` when that failed).
+    recorded: Vec<(Vec<u8>, ContentId, Option<EntryStat>)>,
     /// Directories that received renamed entries and must be fsynced.
     dirty_dirs: std::collections::BTreeSet<Vec<u8>>,
 }
 
 impl Apply<'_> {
+    /// Carries out `plan`. However it ends (an interrupt, a transport failure that stops the
+    /// sync to be retried, a repository error), the files written so far are recorded first,
+    /// so that the retry or the next run finds them unchanged by their stat and neither reads
+    /// them back nor writes them again.
     fn run(&mut self, plan: &SyncPlan) -> Result<()> {
+        let result = self.run_steps(plan);
+        if result.is_err() && !self.recorded.is_empty() {
+            if let Err(e) = self.record() {
+                tracing::warn!("recording the files written before the sync stopped: {e}");
+            }
+        }
+        result
+    }
+
+    fn run_steps(&mut self, plan: &SyncPlan) -> Result<()> {
         for step in &plan.early_deletions {
             crate::failpoint::hit("early-deletion");
             self.step(step)?;
@@ -655,7 +670,7 @@ impl Apply<'_> {
                 .entry(chunk.id)
                 .or_insert((path.to_vec(), offset));
         }
-        self.recorded.push((path.to_vec(), *content));
+        self.note_written(path, content);
         Ok(())
     }
 
@@ -686,7 +701,7 @@ impl Apply<'_> {
     ) -> Result<()> {
         self.destination.set_meta(from, mode, mtime_ns)?;
         self.destination.rename(from, to)?;
-        self.recorded.push((to.to_vec(), *content));
+        self.note_written(to, content);
         Ok(())
     }
 
@@ -726,6 +741,13 @@ impl Apply<'_> {
         })
     }
 
+    /// Notes a file just committed at `path`, with its stat now: a sync stopped by a broken
+    /// connection can still record it ([`Apply::run`]).
+    fn note_written(&mut self, path: &[u8], content: &ContentId) {
+        let stat = self.destination.stat(path).ok().flatten();
+        self.recorded.push((path.to_vec(), *content, stat));
+    }
+
     /// Records written destination files in the repository, so the next scan skips them.
     fn record(&mut self) -> Result<()> {
         if self.recorded.is_empty() {
@@ -733,8 +755,12 @@ impl Apply<'_> {
         }
         let files = self.recorded.len();
         let mut writer = self.repo.writer()?;
-        for (path, content) in self.recorded.drain(..) {
-            if let Some(stat) = self.destination.stat(&path)? {
+        for (path, content, stat) in self.recorded.drain(..) {
+            let stat = match stat {
+                Some(stat) => Some(stat),
+                None => self.destination.stat(&path)?,
+            };
+            if let Some(stat) = stat {
                 let entry = scan_entry(&stat, content);
                 let previous = writer.scan_entry(self.dst_origin, &path)?;
                 writer.record_file(self.dst_origin, &path, entry, previous.as_ref())?;
