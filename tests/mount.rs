@@ -720,13 +720,28 @@ fn a_symlink_shows_its_directorys_recorded_mtime() {
     assert_eq!(fs::metadata(&through).expect("stat").mtime(), 1_700_000_000);
 }
 
+/// Unmounts, trying again for up to 5 s while the kernel still counts the mount busy (a
+/// descriptor of a file just read through it can outlive its `close` for a moment, as can
+/// one inherited by a child another test thread is forking).
 fn fusermount_u(mountpoint: &Path) {
-    let status = Command::new("fusermount3")
-        .arg("-u")
-        .arg(mountpoint)
-        .status()
-        .expect("fusermount3");
-    assert!(status.success(), "fusermount3 -u {}", mountpoint.display());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let out = Command::new("fusermount3")
+            .arg("-u")
+            .arg(mountpoint)
+            .output()
+            .expect("fusermount3");
+        if out.status.success() {
+            return;
+        }
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("busy") && Instant::now() < deadline,
+            "fusermount3 -u {}: {err}",
+            mountpoint.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Processes whose command line names `path`.
