@@ -442,3 +442,65 @@ fn a_full_sync_over_proxy_jump_ends_exact() {
         "{through} bytes through the bastion, {summary}"
     );
 }
+
+/// The same bastion with OpenSSH as the client (`--rsh ssh`): `ProxyJump` is then OpenSSH's
+/// own, and the bastion's proxy proves that the sync went through it.
+#[test]
+fn a_full_sync_over_proxy_jump_with_rsh_ssh_ends_exact() {
+    let t = TestRepo::new();
+    let bin_dir = util::bin().parent().unwrap().to_path_buf();
+    let target = Sshd::with_agent(&bin_dir, &t.path("remote-repo"));
+    let (bastion, proxy) = bastion_for(&target);
+    let key = target.client_key();
+    // OpenSSH reads ~ from the password database, so everything is named by absolute path,
+    // and the jump host's settings live in the file (`-o` options apply to the target only).
+    let known = target.dir().join("rsh_known_hosts");
+    fs::write(
+        &known,
+        format!(
+            "{}\n[127.0.0.1]:{} {}\n",
+            target.known_hosts_line(),
+            proxy.port,
+            host_key(&bastion)
+        ),
+    )
+    .unwrap();
+    let config = target.dir().join("rsh_config");
+    fs::write(
+        &config,
+        format!(
+            "Host nas-openssh\n    HostName 127.0.0.1\n    Port {}\n    User root\n    \
+             IdentityFile {}\n    ProxyJump bastion-openssh\n\
+             Host bastion-openssh\n    HostName 127.0.0.1\n    Port {}\n    User root\n    \
+             IdentityFile {}\n\
+             Host *\n    UserKnownHostsFile {}\n    StrictHostKeyChecking yes\n",
+            target.port(),
+            key.display(),
+            proxy.port,
+            key.display(),
+            known.display()
+        ),
+    )
+    .unwrap();
+    let music = t.fixtures("music");
+    let lib = t.path("lib");
+    let out = Musicfs::new(t.repo(), &target.home())
+        .json()
+        .args(["sync", "--delete", "--rsh"])
+        .arg(format!("ssh -F '{}'", config.display()))
+        .arg(format!("nas-openssh:{}", music.display()))
+        .arg(&lib)
+        .assert_exit(0);
+    let summary = summary_of(&out);
+    assert_trees_equal(&music, &lib);
+    assert!(
+        t.path("remote-repo").join("index.redb").exists(),
+        "the remote agent did not run"
+    );
+    let through = proxy.take();
+    assert!(proxy.connections() >= 1, "no connection to the bastion");
+    assert!(
+        through > num(&summary, "bytes_transferred"),
+        "{through} bytes through the bastion, {summary}"
+    );
+}
