@@ -425,7 +425,7 @@ _musicfs() {
             return 0
             ;;
         musicfs__subcmd__mount)
-            opts="-f -q -v -h --foreground --nonempty --allow-other --allow-root --cache-size --log-file --report-ready --repo --json --quiet --verbose --help"
+            opts="-f -e -q -v -h --foreground --nonempty --allow-other --allow-root --cache-size --log-file --accept-new-host-key --retries --retry-for --timeout --rsh --report-ready --repo --json --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -436,6 +436,26 @@ _musicfs() {
                     return 0
                     ;;
                 --log-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --retries)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --retry-for)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --rsh)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -e)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -123,11 +123,16 @@ complete -c musicfs -n "__fish_musicfs_using_subcommand repair-index" -s v -l ve
 complete -c musicfs -n "__fish_musicfs_using_subcommand repair-index" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c musicfs -n "__fish_musicfs_using_subcommand mount" -l cache-size -d 'Memory for verified chunks, in MiB' -r
 complete -c musicfs -n "__fish_musicfs_using_subcommand mount" -l log-file -d 'Log warnings to FILE (kept below 4 MiB, the older half in FILE.1) [default for a detached mount: $XDG_STATE_HOME/musicfs/mount-MOUNTPOINT.log, or under ~/.local/state/musicfs; with --foreground: stderr]' -r -F
+complete -c musicfs -n "__fish_musicfs_using_subcommand mount" -l retries -d 'At most N retries after a dropped connection or a timeout [default: 3 while the host has never answered; then no cap but --retry-for]' -r
+complete -c musicfs -n "__fish_musicfs_using_subcommand mount" -l retry-for -d 'Once the host has answered, keep retrying a sync that failed for a transient reason (a dropped link, a timeout) with capped exponential backoff until DURATION has passed since the last attempt that reached it: 90s, 10m, 1h' -r
+complete -c musicfs -n "__fish_musicfs_using_subcommand mount" -l timeout -d 'Seconds allowed to connect, and to wait on a silent remote' -r
+complete -c musicfs -n "__fish_musicfs_using_subcommand mount" -s e -l rsh -d 'Reach SSH hosts by running COMMAND (the system OpenSSH: ssh) instead of the built-in client, as rsync\'s -e: `COMMAND [-p PORT] [-l USER] host musicfs serve --stdio`, and `COMMAND -s host sftp` for SFTP. COMMAND is split as a shell would split it, without running a shell. Every ~/.ssh/config directive, ControlMaster, ProxyJump and OpenSSH\'s own host-key checking then apply' -r
 complete -c musicfs -n "__fish_musicfs_using_subcommand mount" -l repo -d 'Repository directory, made by `musicfs init` [default: $XDG_DATA_HOME/musicfs, created on first use]' -r -F
 complete -c musicfs -n "__fish_musicfs_using_subcommand mount" -s f -l foreground -d 'Stay in the foreground (otherwise the mount is served by a detached process)'
 complete -c musicfs -n "__fish_musicfs_using_subcommand mount" -l nonempty -d 'Mount even if MOUNTPOINT is not empty (its files are hidden until unmounted)'
 complete -c musicfs -n "__fish_musicfs_using_subcommand mount" -l allow-other -d 'Let every user read the mount, as file modes allow (FUSE\'s allow_other; a user other than root needs `user_allow_other` in /etc/fuse.conf)'
 complete -c musicfs -n "__fish_musicfs_using_subcommand mount" -l allow-root -d 'Let root read the mount too (FUSE\'s allow_root; a user other than root needs `user_allow_other` in /etc/fuse.conf)'
+complete -c musicfs -n "__fish_musicfs_using_subcommand mount" -l accept-new-host-key -d 'Trust and remember the key of an SSH host that ~/.ssh/known_hosts does not know yet (a changed key is always refused)'
 complete -c musicfs -n "__fish_musicfs_using_subcommand mount" -l report-ready -d 'Once mounted, write `ready DEVICE` on stdout (how a detached server reports)'
 complete -c musicfs -n "__fish_musicfs_using_subcommand mount" -l json -d 'Print JSON Lines (one object per line, each with a "type") on stdout'
 complete -c musicfs -n "__fish_musicfs_using_subcommand mount" -s q -l quiet -d 'Print only problems'

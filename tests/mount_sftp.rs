@@ -30,9 +30,17 @@ struct Mounted {
 
 impl Mounted {
     fn start(t: &TestRepo, sshd: &Sshd, mountpoint: &Path) -> Mounted {
+        Mounted::start_with(t, sshd, mountpoint, &[])
+    }
+
+    /// As [`Mounted::start`], with more arguments to `mount`.
+    fn start_with(t: &TestRepo, sshd: &Sshd, mountpoint: &Path, extra: &[&str]) -> Mounted {
         require_tool("fusermount3", "fuse3");
         let mut cmd = musicfs(t, sshd);
-        cmd.arg("mount").arg("--foreground").arg(mountpoint);
+        cmd.arg("mount")
+            .arg("--foreground")
+            .args(extra)
+            .arg(mountpoint);
         let mut command = cmd.command();
         let child = command
             .env("MUSICFS_LOG", "musicfs=warn")
@@ -180,4 +188,49 @@ fn files_of_an_sftp_origin_read_back_exactly_through_the_mount() {
         .collect();
     assert_eq!(unreachable.len(), 1, "{err}");
     assert!(unreachable[0].contains(&url), "{err}");
+}
+
+/// `mount --rsh COMMAND` reaches SFTP origins through that command (the system OpenSSH here),
+/// as `sync` does: with the built-in client's known_hosts emptied, only OpenSSH, given its own
+/// copy, can reach the server.
+#[test]
+fn the_mount_reaches_sftp_origins_through_rsh() {
+    let t = TestRepo::new();
+    let sshd = Sshd::start(SshdOptions::default());
+    let lib = t.fixtures("lib");
+    let mut scan = musicfs(&t, &sshd);
+    scan.json()
+        .arg("scan")
+        .arg(format!("nas:{}", lib.display()));
+    let url = summary_of(&scan.assert_exit(0))["origin"]
+        .as_str()
+        .expect("origin")
+        .to_string();
+    let known = sshd.dir().join("rsh_known_hosts");
+    fs::write(&known, format!("{}\n", sshd.known_hosts_line())).unwrap();
+    fs::write(sshd.home().join(".ssh/known_hosts"), "").unwrap();
+    let config = sshd.dir().join("rsh_config");
+    fs::write(
+        &config,
+        format!(
+            "Host *\n    IdentityFile {}\n    UserKnownHostsFile {}\n    StrictHostKeyChecking yes\n",
+            sshd.client_key().display(),
+            known.display()
+        ),
+    )
+    .unwrap();
+    let rsh = format!("ssh -F '{}'", config.display());
+
+    let mnt = t.mkdir("mnt");
+    let m = Mounted::start_with(&t, &sshd, &mnt, &["--rsh", &rsh]);
+    let latest = mnt
+        .join(musicfs::mount::origin_dir_name(&url))
+        .join("latest");
+    for rel in files(&lib) {
+        let want = fs::read(lib.join(&rel)).expect("read the library");
+        let got = fs::read(latest.join(&rel)).expect("read through the mount");
+        assert!(want == got, "{} differs through the mount", rel.display());
+    }
+    let err = m.unmount(&mnt);
+    assert!(!err.contains("WARN"), "{err}");
 }

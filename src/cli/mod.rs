@@ -287,6 +287,29 @@ fn duration_arg(text: &str) -> Result<std::time::Duration, String> {
 }
 
 impl ConnectArgs {
+    /// The flags that give these settings again, for a process started with them (a
+    /// detached mount). `--rsh` from `MUSICFS_RSH` reaches it through the environment too.
+    fn argv(&self) -> Vec<std::ffi::OsString> {
+        let mut argv: Vec<std::ffi::OsString> = vec![
+            "--timeout".into(),
+            self.timeout.to_string().into(),
+            "--retry-for".into(),
+            humantime::format_duration(self.retry_for)
+                .to_string()
+                .into(),
+        ];
+        if self.accept_new_host_key {
+            argv.push("--accept-new-host-key".into());
+        }
+        if let Some(n) = self.retries {
+            argv.extend(["--retries".into(), n.to_string().into()]);
+        }
+        if let Some(rsh) = &self.rsh {
+            argv.extend(["--rsh".into(), rsh.into()]);
+        }
+        argv
+    }
+
     /// The settings for opening origins, with `-x` as given.
     fn open_options(&self, one_file_system: bool) -> crate::origin::OpenOptions {
         let timeout = std::time::Duration::from_secs(self.timeout.max(1));

@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::Args;
 use serde_json::json;
 
-use super::{exit, GlobalArgs};
+use super::{exit, ConnectArgs, GlobalArgs};
 use crate::mount::{
     check_may_share, default_log_file, mount, shell_quoted, spawn_detached, Access, MountOptions,
 };
@@ -37,6 +37,8 @@ pub struct MountArgs {
     /// ~/.local/state/musicfs; with --foreground: stderr]
     #[arg(long, value_name = "FILE")]
     pub log_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
     /// Once mounted, write `ready DEVICE` on stdout (how a detached server reports)
     #[arg(long, hide = true, requires = "foreground")]
     pub report_ready: bool,
@@ -53,6 +55,7 @@ pub fn run(global: &GlobalArgs, args: &MountArgs) -> anyhow::Result<u8> {
         } else {
             Access::Owner
         },
+        origins: args.connect.open_options(false),
         ..MountOptions::default()
     };
     if !args.foreground {
@@ -91,6 +94,7 @@ pub fn run(global: &GlobalArgs, args: &MountArgs) -> anyhow::Result<u8> {
             None => default_log_file(&args.mountpoint)
                 .context("no place for the mount's log: set --log-file, XDG_STATE_HOME or HOME")?,
         };
+        argv.extend(args.connect.argv());
         argv.push("--log-file".into());
         argv.push(log.clone().into());
         argv.push(args.mountpoint.clone().into());

@@ -44,17 +44,18 @@ pub struct MusicFs {
 }
 
 impl MusicFs {
-    /// A filesystem over `view` mounted on `mountpoint`, with a chunk cache of `cache_bytes`;
-    /// files belong to `uid`:`gid`.
+    /// A filesystem over `view` mounted on `mountpoint`, with a chunk cache of `cache_bytes`,
+    /// reaching origins with `origins`; files belong to `uid`:`gid`.
     pub fn new(
         view: Arc<View>,
         mountpoint: &Path,
         cache_bytes: usize,
+        origins: crate::origin::OpenOptions,
         uid: u32,
         gid: u32,
     ) -> MusicFs {
         MusicFs {
-            reader: Reader::new(view.clone(), cache_bytes),
+            reader: Reader::new(view.clone(), cache_bytes, origins),
             view,
             open: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),

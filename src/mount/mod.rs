@@ -42,7 +42,7 @@ use crate::repo::Repository;
 use mountpoint::{connection_alive, top_mount, FS_NAME};
 
 /// How to mount.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct MountOptions {
     /// Bytes of verified chunks kept in memory.
     pub cache_bytes: usize,
@@ -52,6 +52,8 @@ pub struct MountOptions {
     pub nonempty: bool,
     /// Who besides the mounting user may use the mount.
     pub access: Access,
+    /// How origins are reached when a chunk is read from them (`--timeout`, `--rsh`, …).
+    pub origins: crate::origin::OpenOptions,
 }
 
 /// Who may use a mount. FUSE lets only the user who mounted in, not even root, unless asked.
@@ -76,6 +78,7 @@ impl Default for MountOptions {
                 .unwrap_or(4),
             nonempty: false,
             access: Access::Owner,
+            origins: crate::origin::OpenOptions::default(),
         }
     }
 }
@@ -120,6 +123,7 @@ pub fn mount(
         view,
         &path,
         options.cache_bytes,
+        options.origins.clone(),
         nix::unistd::getuid().as_raw(),
         nix::unistd::getgid().as_raw(),
     );

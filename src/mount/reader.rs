@@ -146,10 +146,10 @@ fn eio(path: &Path, what: &str) -> Error {
 
 impl Reader {
     /// A reader whose chunk cache holds at most `cache_bytes`.
-    pub fn new(view: Arc<View>, cache_bytes: usize) -> Reader {
+    pub fn new(view: Arc<View>, cache_bytes: usize, origins: OpenOptions) -> Reader {
         Reader {
             view,
-            origins: OriginPool::new(OpenOptions::default()),
+            origins: OriginPool::new(origins),
             cache: BoundedCache::new(cache_bytes),
             plans: Mutex::new(HashMap::new()),
             verified: Mutex::new(HashMap::new()),

@@ -509,9 +509,11 @@ impl Apply<'_> {
     /// them back nor writes them again.
     fn run(&mut self, plan: &SyncPlan) -> Result<()> {
         let result = self.run_steps(plan);
-        if result.is_err() && !self.recorded.is_empty() {
+        let repository_failed = matches!(result, Err(Error::IndexDamaged { .. }));
+        if result.is_err() && !repository_failed && !self.recorded.is_empty() {
+            // Best effort: the error that stopped the sync is the one to report.
             if let Err(e) = self.record() {
-                tracing::warn!("recording the files written before the sync stopped: {e}");
+                tracing::debug!("recording the files written before the sync stopped: {e}");
             }
         }
         result
