@@ -7,12 +7,45 @@ use std::fs;
 
 use util::{copy_tree, fixtures_audio, manifest_dir, num, Musicfs, TestRepo};
 
-/// A copy of the format-2 repository fixture, and a command builder for it.
-fn format_2(t: &TestRepo) -> (std::path::PathBuf, impl Fn() -> Musicfs + '_) {
-    let repo = t.path("v2");
-    copy_tree(&manifest_dir().join("fixtures/repo-v2"), &repo);
+/// A copy of the repository fixture of format `version` (`fixtures/repo-vN`), and a command
+/// builder for it.
+fn fixture_repo(t: &TestRepo, version: u32) -> (std::path::PathBuf, impl Fn() -> Musicfs + '_) {
+    let repo = t.path(&format!("v{version}"));
+    copy_tree(
+        &manifest_dir().join(format!("fixtures/repo-v{version}")),
+        &repo,
+    );
     let r = repo.clone();
     (repo, move || Musicfs::with_repo_as_is(&r, t.root()))
+}
+
+fn format_2(t: &TestRepo) -> (std::path::PathBuf, impl Fn() -> Musicfs + '_) {
+    fixture_repo(t, 2)
+}
+
+fn format_3(t: &TestRepo) -> (std::path::PathBuf, impl Fn() -> Musicfs + '_) {
+    fixture_repo(t, 3)
+}
+
+/// Overwrites one page at a time of the format-`version` fixture's index (page 0, the
+/// header, left alone), runs `repair-index` on it and hands `check`'s report to `judge`.
+fn each_damaged_page(t: &TestRepo, version: u32, mut judge: impl FnMut(&serde_json::Value)) {
+    const PAGE: usize = 4096;
+    let pristine =
+        fs::read(manifest_dir().join(format!("fixtures/repo-v{version}/index.redb"))).unwrap();
+    for page in 1..pristine.len() / PAGE {
+        let (repo, cmd) = fixture_repo(t, version);
+        let mut bytes = pristine.clone();
+        for (i, b) in bytes[page * PAGE..(page + 1) * PAGE].iter_mut().enumerate() {
+            *b = (i as u8).wrapping_mul(151).wrapping_add(page as u8);
+        }
+        fs::write(repo.join("index.redb"), &bytes).unwrap();
+        cmd().arg("repair-index").quiet().assert_exit(0);
+        let report = cmd().arg("check").summary();
+        assert_eq!(report["healthy"], true, "page {page}: {report}");
+        judge(&report);
+        fs::remove_dir_all(&repo).unwrap();
+    }
 }
 
 #[test]
@@ -59,14 +92,6 @@ fn a_format_2_repository_is_upgraded_and_keeps_its_snapshots() {
         "{report}"
     );
     assert_eq!(report["rows"]["history"], 13, "{report}");
-}
-
-/// A copy of the format-3 repository fixture, and a command builder for it.
-fn format_3(t: &TestRepo) -> (std::path::PathBuf, impl Fn() -> Musicfs + '_) {
-    let repo = t.path("v3");
-    copy_tree(&manifest_dir().join("fixtures/repo-v3"), &repo);
-    let r = repo.clone();
-    (repo, move || Musicfs::with_repo_as_is(&r, t.root()))
 }
 
 #[test]
@@ -132,26 +157,14 @@ fn repair_index_salvages_a_damaged_format_3_index() {
     // As for format 2: one page at a time of the format-3 index is overwritten, and
     // repair-index must read its scan-state rows as the format-3 rows they are (three plain
     // fields where format 4 has a change key), not drop them as undecodable.
-    const PAGE: usize = 4096;
     let t = TestRepo::new();
-    let pristine = fs::read(manifest_dir().join("fixtures/repo-v3/index.redb")).unwrap();
     let (mut survived, mut scan_rows) = (0, 0);
-    for page in 1..pristine.len() / PAGE {
-        let (repo, cmd) = format_3(&t);
-        let mut bytes = pristine.clone();
-        for (i, b) in bytes[page * PAGE..(page + 1) * PAGE].iter_mut().enumerate() {
-            *b = (i as u8).wrapping_mul(151).wrapping_add(page as u8);
-        }
-        fs::write(repo.join("index.redb"), &bytes).unwrap();
-        cmd().arg("repair-index").quiet().assert_exit(0);
-        let report = cmd().arg("check").summary();
-        assert_eq!(report["healthy"], true, "page {page}: {report}");
+    each_damaged_page(&t, 3, |report| {
         if report["rows"]["snapshots"].as_u64() >= Some(1) {
             survived += 1;
         }
         scan_rows = scan_rows.max(report["rows"]["scan"].as_u64().unwrap_or(0));
-        fs::remove_dir_all(&repo).unwrap();
-    }
+    });
     assert!(survived > 0, "no damaged page left a snapshot to salvage");
     assert_eq!(
         scan_rows, 12,
@@ -163,25 +176,13 @@ fn repair_index_salvages_a_damaged_format_3_index() {
 fn repair_index_salvages_a_damaged_format_2_index() {
     // One page at a time of the format-2 index is overwritten: repair-index must salvage the
     // rows it can read as the format-2 rows they are, not throw them away as another format's.
-    const PAGE: usize = 4096;
     let t = TestRepo::new();
-    let pristine = fs::read(manifest_dir().join("fixtures/repo-v2/index.redb")).unwrap();
     let mut survived = 0;
-    for page in 1..pristine.len() / PAGE {
-        let (repo, cmd) = format_2(&t);
-        let mut bytes = pristine.clone();
-        for (i, b) in bytes[page * PAGE..(page + 1) * PAGE].iter_mut().enumerate() {
-            *b = (i as u8).wrapping_mul(151).wrapping_add(page as u8);
-        }
-        fs::write(repo.join("index.redb"), &bytes).unwrap();
-        cmd().arg("repair-index").quiet().assert_exit(0);
-        let report = cmd().arg("check").summary();
-        assert_eq!(report["healthy"], true, "page {page}: {report}");
+    each_damaged_page(&t, 2, |report| {
         if report["rows"]["snapshots"] == 1 {
             survived += 1;
         }
-        fs::remove_dir_all(&repo).unwrap();
-    }
+    });
     assert!(survived > 0, "no damaged page left the snapshot to salvage");
 }
 
