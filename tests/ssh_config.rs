@@ -13,29 +13,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use musicfs::origin::ssh::{SshOptions, SshSession};
-use musicfs::origin::SshSpec;
 use support::proxy::CountingProxy;
-use support::sshd::{keygen, Sshd, SshdOptions};
+use support::sshd::{client_options as options, client_spec as spec, keygen, Sshd, SshdOptions};
 use util::{assert_trees_equal, num, summary_of, Musicfs, TestRepo};
-
-fn spec(host: &str) -> SshSpec {
-    SshSpec {
-        user: None,
-        host: host.to_owned(),
-        port: None,
-        path: Vec::new(),
-    }
-}
-
-fn options(home: &Path) -> SshOptions {
-    SshOptions {
-        home: home.to_owned(),
-        agent_socket: None,
-        connect_timeout: Duration::from_secs(10),
-        io_timeout: Duration::from_secs(20),
-        ..SshOptions::default()
-    }
-}
 
 /// Runs `command` on `host` and returns its stdout.
 fn run(home: &Path, host: &str, command: &str) -> Vec<u8> {

@@ -14,26 +14,7 @@ use musicfs::origin::ssh::{
 };
 use musicfs::origin::{EntryKind, SshSpec};
 use musicfs::Error;
-use support::sshd::{keygen, Sshd, SshdOptions};
-
-fn spec(host: &str) -> SshSpec {
-    SshSpec {
-        user: None,
-        host: host.to_owned(),
-        port: None,
-        path: Vec::new(),
-    }
-}
-
-fn options(home: &Path) -> SshOptions {
-    SshOptions {
-        home: home.to_owned(),
-        agent_socket: None,
-        connect_timeout: Duration::from_secs(10),
-        io_timeout: Duration::from_secs(20),
-        ..SshOptions::default()
-    }
-}
+use support::sshd::{client_options as options, client_spec as spec, keygen, Sshd, SshdOptions};
 
 fn connect(sshd: &Sshd) -> SshSession {
     SshSession::connect(&spec("nas"), &options(&sshd.home())).expect("connect to nas")

@@ -294,3 +294,25 @@ impl Drop for Sshd {
         self.kill();
     }
 }
+
+/// The origin spec of `host` as a client names it: no user, port or path of its own.
+pub fn client_spec(host: &str) -> musicfs::origin::SshSpec {
+    musicfs::origin::SshSpec {
+        user: None,
+        host: host.to_owned(),
+        port: None,
+        path: Vec::new(),
+    }
+}
+
+/// Built-in client settings for a client whose home is `home`: no ssh-agent, 10 s to
+/// connect, 20 s of silence.
+pub fn client_options(home: &Path) -> musicfs::origin::ssh::SshOptions {
+    musicfs::origin::ssh::SshOptions {
+        home: home.to_owned(),
+        agent_socket: None,
+        connect_timeout: Duration::from_secs(10),
+        io_timeout: Duration::from_secs(20),
+        ..musicfs::origin::ssh::SshOptions::default()
+    }
+}
