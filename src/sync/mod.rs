@@ -756,19 +756,25 @@ impl Apply<'_> {
             return Ok(());
         }
         let files = self.recorded.len();
-        let mut writer = self.repo.writer()?;
-        for (path, content, stat) in self.recorded.drain(..) {
+        // Stats first, with no write transaction open (a stat may cross the network); the
+        // list is kept whole until every one is known.
+        let mut rows = Vec::with_capacity(files);
+        for (path, content, stat) in &self.recorded {
             let stat = match stat {
-                Some(stat) => Some(stat),
-                None => self.destination.stat(&path)?,
+                Some(stat) => Some(stat.clone()),
+                None => self.destination.stat(path)?,
             };
             if let Some(stat) = stat {
-                let entry = scan_entry(&stat, content);
-                let previous = writer.scan_entry(self.dst_origin, &path)?;
-                writer.record_file(self.dst_origin, &path, entry, previous.as_ref())?;
+                rows.push((path, scan_entry(&stat, *content)));
             }
         }
+        let mut writer = self.repo.writer()?;
+        for (path, entry) in rows {
+            let previous = writer.scan_entry(self.dst_origin, path)?;
+            writer.record_file(self.dst_origin, path, entry, previous.as_ref())?;
+        }
         writer.commit()?;
+        self.recorded.clear();
         for _ in 0..files {
             crate::failpoint::hit("record");
         }
