@@ -212,6 +212,33 @@ fn a_sync_where_nothing_changed_costs_at_most_4_kib_beyond_the_ssh_setup() {
     );
 }
 
+/// A scan over SFTP reads each file about once: the audio parsers seek (a header, then the
+/// end), and a read-ahead that ran megabytes past each seek would make the network carry the
+/// library many times over (every byte requested crosses, read or not). Bytes counted by the
+/// proxy; 40 generated tracks of about 1 MiB.
+#[test]
+fn a_scan_over_sftp_reads_each_file_about_once() {
+    let t = TestRepo::new();
+    let sshd = sshd_without_agent();
+    let proxy = CountingProxy::in_front_of(&sshd);
+    let music = t.mkdir("music");
+    util::genlib_create(&music, 40, 11, 1 << 20);
+    let library = util::tree_bytes(&music);
+    let out = musicfs(&t, &sshd)
+        .args(["scan", &remote(&music)])
+        .assert_exit(0);
+    let wire = proxy.take();
+    eprintln!(
+        "scan over SFTP: library {library} B, {wire} B through the proxy ({:.2}×); {}",
+        wire as f64 / library as f64,
+        String::from_utf8_lossy(&out.stdout).trim()
+    );
+    assert!(
+        wire < library + library / 10 + 64 * 1024,
+        "a scan over SFTP moved {wire} B for a library of {library} B"
+    );
+}
+
 /// Files under their final name in `dir`, counted while a sync writes into it.
 fn finished_files(dir: &Path) -> usize {
     walkdir::WalkDir::new(dir)

@@ -201,15 +201,20 @@ fn an_sftp_push_rides_out_a_drop() {
     let (summary, wire) =
         sync_through_a_drop(&t, &sshd, &proxy, &music, &pushed, &["--sftp"], true);
     let total = util::tree_bytes(&music);
-    // Not asserted yet: what crosses depends on where the drop falls. The files the first
-    // attempt wrote are now recorded when it stops (1.07 times the library in one run, against
-    // 1.05 uninterrupted), but a drop elsewhere still costs about 2.6 times (seen in another
-    // run): some of what the first attempt wrote is read back or sent again. Checked here: it
-    // resumes, ends exact, and counts the whole run.
     eprintln!("push: library {total} B, {wire} B through the proxy; {summary}");
-    assert_eq!(
-        num(&summary, "files_changed"),
-        util::files_in(&music).len() as u64,
+    // What the first attempt wrote is recorded when it stops (with the stat its commit gave
+    // a file whose own stat was cut off), so the retry neither sends it again nor reads it
+    // back; a file renamed into place just as the link dropped is read back once.
+    assert!(
+        wire < total + total / 2,
+        "the push moved {wire} B for a library of {total} B"
+    );
+    // A file whose commit was cut off may be found in place by the retry, which then has
+    // nothing to write for it.
+    let files = util::files_in(&music).len() as u64;
+    let changed = num(&summary, "files_changed");
+    assert!(
+        changed == files || changed + 1 == files,
         "the summary does not count the whole run: {summary}"
     );
 }

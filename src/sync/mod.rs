@@ -18,7 +18,7 @@ use crate::chunk::{AssembleError, Assembler, Chunker, VerifiedChunk};
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, ContentId, TreeId};
 use crate::locate::{Hint, LastOpen, Locator, Site};
-use crate::origin::{EntryStat, Origin, WritableOrigin};
+use crate::origin::{ChangeKey, EntryKind, EntryStat, Origin, WritableOrigin};
 use crate::repo::{OriginId, Repository};
 use crate::report::{display_path, Event, Sink};
 use crate::scan::{scan, scan_entry, ScanOptions};
@@ -495,9 +495,9 @@ struct Apply<'a> {
     open: LastOpen,
     summary: SyncSummary,
     sink: &'a dyn Sink,
-    /// Destination files written, to record in the repository.
-    /// Each with its stat taken just after it was committed (`None` when that failed).
-    recorded: Vec<(Vec<u8>, ContentId, Option<EntryStat>)>,
+    /// Destination files written, to record in the repository, each with its stat taken just
+    /// after it was committed (or, when that stat failed, the one the commit gave it).
+    recorded: Vec<(Vec<u8>, ContentId, EntryStat)>,
     /// Directories that received renamed entries and must be fsynced.
     dirty_dirs: std::collections::BTreeSet<Vec<u8>>,
 }
@@ -672,7 +672,7 @@ impl Apply<'_> {
                 .entry(chunk.id)
                 .or_insert((path.to_vec(), offset));
         }
-        self.note_written(path, content);
+        self.note_written(path, content, list.size(), mode, mtime_ns);
         Ok(())
     }
 
@@ -703,7 +703,8 @@ impl Apply<'_> {
     ) -> Result<()> {
         self.destination.set_meta(from, mode, mtime_ns)?;
         self.destination.rename(from, to)?;
-        self.note_written(to, content);
+        let size = self.repo.content(content)?.size();
+        self.note_written(to, content, size, mode, mtime_ns);
         Ok(())
     }
 
@@ -744,9 +745,34 @@ impl Apply<'_> {
     }
 
     /// Notes a file just committed at `path`, with its stat now: a sync stopped by a broken
-    /// connection can still record it ([`Apply::run`]).
-    fn note_written(&mut self, path: &[u8], content: &ContentId) {
-        let stat = self.destination.stat(path).ok().flatten();
+    /// connection can still record it ([`Apply::run`]). When that stat fails (the connection
+    /// broke just after the commit), the file is noted with what the commit gave it: its
+    /// size, mode and mtime at the destination's resolution, and no change key. Where the
+    /// destination has no change keys (SFTP) that is what its next walk shows, so the file is
+    /// neither read back nor sent again; where it has them, the next scan finds a different
+    /// key and reads the file, which is only slower.
+    fn note_written(
+        &mut self,
+        path: &[u8],
+        content: &ContentId,
+        size: u64,
+        mode: u32,
+        mtime_ns: i64,
+    ) {
+        let stat = match self.destination.stat(path) {
+            Ok(Some(stat)) => stat,
+            _ => EntryStat {
+                kind: EntryKind::File,
+                size,
+                mtime_ns: self
+                    .destination
+                    .capabilities()
+                    .mtime_resolution
+                    .truncate(mtime_ns),
+                change: ChangeKey::None,
+                mode: mode & 0o7777,
+            },
+        };
         self.recorded.push((path.to_vec(), *content, stat));
     }
 
@@ -756,20 +782,11 @@ impl Apply<'_> {
             return Ok(());
         }
         let files = self.recorded.len();
-        // Stats first, with no write transaction open (a stat may cross the network); the
-        // list is kept whole until every one is known.
-        let mut rows = Vec::with_capacity(files);
-        for (path, content, stat) in &self.recorded {
-            let stat = match stat {
-                Some(stat) => Some(stat.clone()),
-                None => self.destination.stat(path)?,
-            };
-            if let Some(stat) = stat {
-                rows.push((path, scan_entry(&stat, *content)));
-            }
-        }
+        // The stats were taken at each commit, so no network call waits inside the write
+        // transaction.
         let mut writer = self.repo.writer()?;
-        for (path, entry) in rows {
+        for (path, content, stat) in &self.recorded {
+            let entry = scan_entry(stat, *content);
             let previous = writer.scan_entry(self.dst_origin, path)?;
             writer.record_file(self.dst_origin, path, entry, previous.as_ref())?;
         }

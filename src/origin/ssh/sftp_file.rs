@@ -11,6 +11,16 @@ use tokio::task::JoinHandle;
 
 use super::sftp::{sftp_error, Inner, SftpStat, READ_DEPTH, WRITE_DEPTH};
 
+/// How far a read may run ahead of the position after an open or a seek elsewhere. Every
+/// byte requested crosses the network whether it is read or not (dropping a request does not
+/// stop the server's reply), so a reader that jumps about (an audio parser looking at a
+/// header, then the end) asks for little, and one that reads on earns a deeper pipeline, as
+/// TCP's slow start does.
+const FIRST_WINDOW: u64 = 32 * 1024;
+
+/// How many replies an open file keeps for reading again (at most 2 MiB with 256 KiB replies).
+const RECENT: usize = 8;
+
 /// What one read request brought back: data, or `None` at end of file.
 type ReadReply = Result<Option<Vec<u8>>, SftpError>;
 
@@ -23,7 +33,7 @@ pub struct SftpFile {
     /// Position of the next `read` or `write`.
     pos: u64,
     /// Data read ahead; `buffer[buffer_used..]` is at `pos`.
-    buffer: Vec<u8>,
+    buffer: Arc<Vec<u8>>,
     buffer_used: usize,
     /// Reads in flight, in file order: (offset, length, reply).
     reads: VecDeque<(u64, u32, JoinHandle<ReadReply>)>,
@@ -31,6 +41,13 @@ pub struct SftpFile {
     next_read: u64,
     /// The server said end of file at `pos`.
     eof: bool,
+    /// The last replies read, newest last, at most [`RECENT`] of them: a parser that seeks
+    /// back (to a header it looked at, or 8 KiB behind where it is) reads them again from
+    /// here instead of over the network.
+    recent: VecDeque<(u64, Arc<Vec<u8>>)>,
+    /// Bytes that may be requested ahead of `pos`: [`FIRST_WINDOW`] after an open or a seek
+    /// elsewhere, doubled by each reply read in order, up to `READ_DEPTH` requests.
+    window: u64,
     /// Writes in flight.
     writes: VecDeque<JoinHandle<Result<(), SftpError>>>,
 }
@@ -51,11 +68,13 @@ impl SftpFile {
             handle,
             permit: Some(permit),
             pos: 0,
-            buffer: Vec::new(),
+            buffer: Arc::default(),
             buffer_used: 0,
+            recent: VecDeque::new(),
             reads: VecDeque::new(),
             next_read: 0,
             eof: false,
+            window: FIRST_WINDOW,
             writes: VecDeque::new(),
         }
     }
@@ -97,9 +116,33 @@ impl SftpFile {
         for (_, _, reply) in self.reads.drain(..) {
             reply.abort();
         }
-        self.buffer.clear();
+        self.buffer = Arc::default();
         self.buffer_used = 0;
         self.eof = false;
+        self.window = FIRST_WINDOW;
+    }
+
+    /// Makes a kept reply that holds the position the buffer; whether there was one.
+    fn reuse_recent(&mut self) -> bool {
+        let pos = self.pos;
+        let found = self
+            .recent
+            .iter()
+            .rev()
+            .find(|(offset, data)| *offset <= pos && pos < offset + data.len() as u64);
+        match found {
+            Some((offset, data)) => {
+                self.buffer_used = (pos - offset) as usize;
+                self.buffer = Arc::clone(data);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The most that may be in flight ahead of the position.
+    fn max_window(&self) -> u64 {
+        u64::from(self.inner.read_len) * READ_DEPTH as u64
     }
 
     /// Waits for every write in flight; the first failure is returned.
@@ -190,7 +233,8 @@ impl SftpFile {
 }
 
 impl Read for SftpFile {
-    /// Reads from the position, keeping up to 8 requests (2 MiB) in flight ahead of it.
+    /// Reads from the position, keeping requests in flight ahead of it: up to 8 (2 MiB) for
+    /// a file read on in order, less after a seek (see [`FIRST_WINDOW`]).
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);
@@ -200,11 +244,15 @@ impl Read for SftpFile {
             if self.eof {
                 return Ok(0);
             }
+            if self.reuse_recent() {
+                break;
+            }
             if self.reads.is_empty() {
                 self.next_read = self.pos;
             }
-            while self.reads.len() < READ_DEPTH {
-                let len = self.inner.read_len;
+            let limit = self.pos + self.window;
+            while self.reads.len() < READ_DEPTH && self.next_read < limit {
+                let len = u64::from(self.inner.read_len).min(self.window) as u32;
                 let reply = self.send_read(self.next_read, len)?;
                 self.reads.push_back((self.next_read, len, reply));
                 self.next_read += u64::from(len);
@@ -219,27 +267,33 @@ impl Read for SftpFile {
                     return Err(e);
                 }
             };
-            match data {
-                Some(data) => {
-                    if data.len() < len as usize || offset != self.pos {
-                        // Requests after a short reply start at the wrong offset.
-                        for (_, _, reply) in self.reads.drain(..) {
-                            reply.abort();
-                        }
-                    }
-                    if offset != self.pos {
-                        continue;
-                    }
-                    self.buffer = data;
-                    self.buffer_used = 0;
-                }
-                None => {
-                    for (_, _, reply) in self.reads.drain(..) {
-                        reply.abort();
-                    }
-                    self.eof = true;
-                }
+            if offset > self.pos {
+                // A gap (after a short reply): ask again from the position.
+                self.drop_reads();
+                continue;
             }
+            let Some(data) = data else {
+                self.drop_reads();
+                self.eof = true;
+                continue;
+            };
+            if data.len() < len as usize {
+                // Requests after a short reply start past its end.
+                self.drop_reads();
+            }
+            let end = offset + data.len() as u64;
+            if end <= self.pos {
+                // Bytes before a seek forward within what was in flight.
+                continue;
+            }
+            let data = Arc::new(data);
+            if self.recent.len() == RECENT {
+                self.recent.pop_front();
+            }
+            self.recent.push_back((offset, Arc::clone(&data)));
+            self.buffer_used = (self.pos - offset) as usize;
+            self.buffer = data;
+            self.window = (self.window * 2).min(self.max_window());
         }
         let available = &self.buffer[self.buffer_used..];
         let n = buf.len().min(available.len());
@@ -247,6 +301,15 @@ impl Read for SftpFile {
         self.buffer_used += n;
         self.pos += n as u64;
         Ok(n)
+    }
+}
+
+impl SftpFile {
+    /// Drops the reads in flight, keeping the window.
+    fn drop_reads(&mut self) {
+        for (_, _, reply) in self.reads.drain(..) {
+            reply.abort();
+        }
     }
 }
 
@@ -260,6 +323,8 @@ impl Write for SftpFile {
         if !self.reads.is_empty() || self.buffer_used < self.buffer.len() {
             self.forget_reads();
         }
+        // What was read is no longer what the file holds.
+        self.recent.clear();
         if self.writes.len() >= WRITE_DEPTH {
             if let Some(write) = self.writes.pop_front() {
                 self.inner
@@ -302,7 +367,22 @@ impl Seek for SftpFile {
                 .checked_add_signed(delta)
                 .ok_or_else(invalid)?,
         };
-        if target != self.pos {
+        let buffer_start = self.pos - self.buffer_used as u64;
+        let buffer_end = buffer_start + self.buffer.len() as u64;
+        if target == self.pos {
+            return Ok(target);
+        }
+        if buffer_start <= target && target < buffer_end {
+            // Within the reply being read.
+            self.buffer_used = (target - buffer_start) as usize;
+            self.pos = target;
+        } else if target > self.pos && target < self.next_read && !self.reads.is_empty() {
+            // Within the requests in flight: their replies up to it are passed over.
+            self.buffer = Arc::default();
+            self.buffer_used = 0;
+            self.pos = target;
+        } else {
+            // Elsewhere: what is in flight is of no use, the kept replies may be.
             self.forget_reads();
             self.pos = target;
         }
