@@ -22,6 +22,9 @@ _musicfs() {
             musicfs,completions)
                 cmd="musicfs__subcmd__completions"
                 ;;
+            musicfs,config)
+                cmd="musicfs__subcmd__config"
+                ;;
             musicfs,diff)
                 cmd="musicfs__subcmd__diff"
                 ;;
@@ -60,6 +63,9 @@ _musicfs() {
                 ;;
             musicfs__subcmd__help,completions)
                 cmd="musicfs__subcmd__help__subcmd__completions"
+                ;;
+            musicfs__subcmd__help,config)
+                cmd="musicfs__subcmd__help__subcmd__config"
                 ;;
             musicfs__subcmd__help,diff)
                 cmd="musicfs__subcmd__help__subcmd__diff"
@@ -101,7 +107,7 @@ _musicfs() {
 
     case "${cmd}" in
         musicfs)
-            opts="-q -v -h -V --repo --json --quiet --verbose --help --version init scan sync verify diff snapshots check repair-index mount inspect serve completions help"
+            opts="-q -v -h -V --repo --json --quiet --verbose --help --version init scan sync verify diff snapshots check repair-index mount inspect serve config completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -138,6 +144,24 @@ _musicfs() {
             ;;
         musicfs__subcmd__completions)
             opts="-q -v -h --repo --json --quiet --verbose --help bash elvish fish powershell zsh"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --repo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        musicfs__subcmd__config)
+            opts="-q -v -h --repo --json --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -193,7 +217,7 @@ _musicfs() {
             return 0
             ;;
         musicfs__subcmd__help)
-            opts="init scan sync verify diff snapshots check repair-index mount inspect serve completions help"
+            opts="init scan sync verify diff snapshots check repair-index mount inspect serve config completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -221,6 +245,20 @@ _musicfs() {
             return 0
             ;;
         musicfs__subcmd__help__subcmd__completions)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        musicfs__subcmd__help__subcmd__config)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

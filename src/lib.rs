@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod chunk;
+pub mod config;
 mod contain;
 pub mod diff;
 pub mod error;

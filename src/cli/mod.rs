@@ -1,6 +1,7 @@
 //! The command line: parsing and printing only; the work is in the library.
 
 mod check;
+mod config;
 mod diff;
 mod init;
 mod inspect;
@@ -8,6 +9,7 @@ mod mount;
 mod repair;
 mod scan;
 mod serve;
+mod settings;
 mod snapshots;
 mod sync;
 mod verify;
@@ -246,6 +248,21 @@ pub enum Command {
     Inspect(inspect::InspectArgs),
     /// The remote end of an SSH sync (started by musicfs itself)
     Serve(serve::ServeArgs),
+    /// Print the effective settings, and where each comes from
+    ///
+    /// Settings come from, highest precedence first: the command line, the environment
+    /// (MUSICFS_REPO, MUSICFS_TIMEOUT, MUSICFS_RETRIES, MUSICFS_RETRY_FOR, MUSICFS_RSH,
+    /// MUSICFS_BWLIMIT, MUSICFS_REMOTE_MUSICFS), the configuration file
+    /// ($XDG_CONFIG_HOME/musicfs/config.toml, else ~/.config/musicfs/config.toml, or the file
+    /// MUSICFS_CONFIG names), and the built-in defaults. In the file, `repo` names the
+    /// repository, [defaults] holds defaults for flags (timeout, retries, retry_for, rsh,
+    /// accept_new_host_key, bwlimit, sftp, remote_musicfs, one_file_system, checksum,
+    /// max_delete), and each [origin.NAME] table names an origin (url = "nas:/music") with
+    /// its own settings, which come before [defaults] when NAME is given wherever an origin
+    /// is (`musicfs sync nas ./lib`, `musicfs diff nas@2026-11-01 nas`). With NAME, the
+    /// settings a command given that origin would use. A malformed file is an error naming
+    /// the file, line and key (exit 2), for every command that reads it.
+    Config(config::ConfigArgs),
     /// Print shell completions
     Completions {
         /// The shell
@@ -262,16 +279,16 @@ pub struct ConnectArgs {
     pub accept_new_host_key: bool,
     /// At most N retries after a dropped connection or a timeout [default: 3 while the host
     /// has never answered; then no cap but --retry-for]
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", env = "MUSICFS_RETRIES")]
     pub retries: Option<u32>,
     /// Once the host has answered, keep retrying a sync that failed for a transient reason
     /// (a dropped link, a timeout) with capped exponential backoff until DURATION has passed
-    /// since the last attempt that reached it: 90s, 10m, 1h
-    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = duration_arg)]
-    pub retry_for: std::time::Duration,
-    /// Seconds allowed to connect, and to wait on a silent remote
-    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
-    pub timeout: u64,
+    /// since the last attempt that reached it: 90s, 10m, 1h [default: 5m]
+    #[arg(long, value_name = "DURATION", env = "MUSICFS_RETRY_FOR", value_parser = duration_arg)]
+    pub retry_for: Option<std::time::Duration>,
+    /// Seconds allowed to connect, and to wait on a silent remote [default: 30]
+    #[arg(long, value_name = "SECONDS", env = "MUSICFS_TIMEOUT")]
+    pub timeout: Option<u64>,
     /// Reach SSH hosts by running COMMAND (the system OpenSSH: ssh) instead of the built-in
     /// client, as rsync's -e: `COMMAND [-p PORT] [-l USER] host musicfs serve --stdio`, and
     /// `COMMAND -s host sftp` for SFTP. COMMAND is split as a shell would split it, without
@@ -286,15 +303,28 @@ fn duration_arg(text: &str) -> Result<std::time::Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{e} (write it as 90s, 10m or 1h)"))
 }
 
+/// `--timeout` when neither the command line, the environment nor the configuration sets it.
+pub const DEFAULT_TIMEOUT_SECS: u64 = 30;
+/// `--retry-for` when neither the command line, the environment nor the configuration sets it.
+pub const DEFAULT_RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(300);
+
 impl ConnectArgs {
+    fn timeout(&self) -> u64 {
+        self.timeout.unwrap_or(DEFAULT_TIMEOUT_SECS)
+    }
+
+    fn retry_for(&self) -> std::time::Duration {
+        self.retry_for.unwrap_or(DEFAULT_RETRY_FOR)
+    }
+
     /// The flags that give these settings again, for a process started with them (a
-    /// detached mount). `--rsh` from `MUSICFS_RSH` reaches it through the environment too.
+    /// detached mount), the configuration file's part included.
     fn argv(&self) -> Vec<std::ffi::OsString> {
         let mut argv: Vec<std::ffi::OsString> = vec![
             "--timeout".into(),
-            self.timeout.to_string().into(),
+            self.timeout().to_string().into(),
             "--retry-for".into(),
-            humantime::format_duration(self.retry_for)
+            humantime::format_duration(self.retry_for())
                 .to_string()
                 .into(),
         ];
@@ -312,14 +342,14 @@ impl ConnectArgs {
 
     /// The settings for opening origins, with `-x` as given.
     fn open_options(&self, one_file_system: bool) -> crate::origin::OpenOptions {
-        let timeout = std::time::Duration::from_secs(self.timeout.max(1));
+        let timeout = std::time::Duration::from_secs(self.timeout().max(1));
         crate::origin::OpenOptions {
             one_file_system,
             accept_new_host_key: self.accept_new_host_key,
             connect_timeout: timeout,
             io_timeout: timeout,
             retries: self.retries.unwrap_or(3),
-            retry_for: self.retry_for,
+            retry_for: self.retry_for(),
             max_retries: self.retries,
             remote_shell: self.rsh.clone().filter(|c| !c.trim().is_empty()),
         }
@@ -359,7 +389,18 @@ impl GlobalArgs {
 /// Parses the arguments, runs the command and returns its exit code.
 pub fn main() -> ExitCode {
     use tracing_subscriber::fmt::writer::BoxMakeWriter;
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    // Read before anything else is done: a malformed file stops every command that reads it,
+    // so a setting is never silently dropped.
+    if reads_configuration(&cli.command) {
+        let applied = crate::config::Config::load()
+            .map_err(|e| anyhow::Error::new(Error::InvalidInput(e.to_string())))
+            .and_then(|config| settings::apply(&mut cli, &config));
+        if let Err(e) = applied {
+            say(&one_line(&e));
+            return ExitCode::from(exit_code_of(&e));
+        }
+    }
     // Other crates' diagnostics are about the files they read (lofty warns, for instance, when
     // it estimates an MP3's duration from its bitrate), not about the work: they are shown
     // only when asked for with MUSICFS_LOG.
@@ -412,6 +453,15 @@ pub fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// Whether `command` reads the configuration file: all but the remote end of a sync (whose
+/// settings come from its client) and the ones that print what does not depend on it.
+fn reads_configuration(command: &Command) -> bool {
+    !matches!(
+        command,
+        Command::Serve(_) | Command::Completions { .. } | Command::Config(_)
+    )
 }
 
 /// Prints `musicfs: LINE` on stderr, if there still is one: a `serve` whose client went away
@@ -494,6 +544,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Mount(args) => mount::run(&cli.global, args),
         Command::Inspect(args) => inspect::run(&cli.global, args),
         Command::Serve(args) => serve::run(&cli.global, args),
+        Command::Config(args) => config::run(&cli.global, args),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(*shell, &mut cmd, "musicfs", &mut std::io::stdout());

@@ -37,7 +37,7 @@ pub struct SyncArgs {
     /// together, as rsync reads it: 500K, 10M, 1.5M (K, M, G are powers of 1024; KB, MB
     /// powers of 1000; no unit means K; 0 means no limit). In a local sync it limits what is
     /// written into DST.
-    #[arg(long, value_name = "RATE", value_parser = crate::origin::bwlimit::rate_arg)]
+    #[arg(long, value_name = "RATE", env = "MUSICFS_BWLIMIT", value_parser = crate::origin::bwlimit::rate_arg)]
     pub bwlimit: Option<u64>,
     #[command(flatten)]
     pub connect: ConnectArgs,
@@ -46,7 +46,7 @@ pub struct SyncArgs {
     pub sftp: bool,
     /// The musicfs command on the remote host, run by its shell [default: musicfs on the
     /// remote PATH, else SFTP]
-    #[arg(long, value_name = "COMMAND")]
+    #[arg(long, value_name = "COMMAND", env = "MUSICFS_REMOTE_MUSICFS")]
     pub remote_musicfs: Option<String>,
 }
 

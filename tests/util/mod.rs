@@ -238,7 +238,18 @@ impl Musicfs {
         c.args(&self.globals);
         c.args(&self.args);
         // Never let the binary find the user's repository or configuration.
-        c.env_remove("MUSICFS_REPO");
+        for var in [
+            "MUSICFS_REPO",
+            "MUSICFS_CONFIG",
+            "MUSICFS_RSH",
+            "MUSICFS_TIMEOUT",
+            "MUSICFS_RETRIES",
+            "MUSICFS_RETRY_FOR",
+            "MUSICFS_BWLIMIT",
+            "MUSICFS_REMOTE_MUSICFS",
+        ] {
+            c.env_remove(var);
+        }
         c.env_remove("SSH_AUTH_SOCK");
         c.env("HOME", &self.home);
         c.env("XDG_CONFIG_HOME", self.home.join(".config"));
