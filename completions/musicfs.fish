@@ -106,6 +106,7 @@ complete -c musicfs -n "__fish_musicfs_using_subcommand snapshots" -l retry-for 
 complete -c musicfs -n "__fish_musicfs_using_subcommand snapshots" -l timeout -d 'Seconds allowed to connect, and to wait on a silent remote' -r
 complete -c musicfs -n "__fish_musicfs_using_subcommand snapshots" -s e -l rsh -d 'Reach SSH hosts by running COMMAND (the system OpenSSH: ssh) instead of the built-in client, as rsync\'s -e: `COMMAND [-p PORT] [-l USER] host musicfs serve --stdio`, and `COMMAND -s host sftp` for SFTP. COMMAND is split as a shell would split it, without running a shell. Every ~/.ssh/config directive, ControlMaster, ProxyJump and OpenSSH\'s own host-key checking then apply' -r
 complete -c musicfs -n "__fish_musicfs_using_subcommand snapshots" -l repo -d 'Repository directory, made by `musicfs init` [default: $XDG_DATA_HOME/musicfs, created on first use]' -r -F
+complete -c musicfs -n "__fish_musicfs_using_subcommand snapshots" -l utc -d 'Print times in UTC (2026-11-24 20:13:05Z) instead of the local time zone (TZ, else /etc/localtime) with its offset (2026-11-24 21:13:05+01:00)'
 complete -c musicfs -n "__fish_musicfs_using_subcommand snapshots" -l accept-new-host-key -d 'Trust and remember the key of an SSH host that ~/.ssh/known_hosts does not know yet (a changed key is always refused)'
 complete -c musicfs -n "__fish_musicfs_using_subcommand snapshots" -l json -d 'Print JSON Lines (one object per line, each with a "type") on stdout'
 complete -c musicfs -n "__fish_musicfs_using_subcommand snapshots" -s q -l quiet -d 'Print only problems'

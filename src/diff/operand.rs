@@ -3,8 +3,8 @@
 //! An operand is an origin (a local directory, or any origin the registry can open, such as an
 //! SSH origin read over SFTP; scanned incrementally first, which records a snapshot as
 //! `musicfs scan` would), a snapshot id (64 hex digits, or a unique prefix of at least 8, as
-//! `musicfs snapshots` prints them), or `ORIGIN@TIME`: the latest snapshot of ORIGIN taken at
-//! or before TIME.
+//! `musicfs snapshots` prints them), or `ORIGIN@TIME` (its forms in `docs/time.md`): the latest
+//! snapshot of ORIGIN taken at or before the end of TIME.
 
 use std::ffi::{OsStr, OsString};
 use std::path::Path;
@@ -294,20 +294,25 @@ fn find(
         Operand::At { origin, time_ns } => {
             let name = origin_name(snapshots, origin, options)?;
             let mut best: Option<usize> = None;
-            let mut any = false;
+            let mut first: Option<i64> = None;
             for (i, (_, r)) in snapshots.iter().enumerate() {
                 if r.origin != name {
                     continue;
                 }
-                any = true;
+                first = Some(first.map_or(r.time_ns, |f| f.min(r.time_ns)));
                 if r.time_ns <= *time_ns && best.is_none_or(|b| r.time_ns >= snapshots[b].1.time_ns)
                 {
                     best = Some(i);
                 }
             }
             best.ok_or_else(|| {
-                Error::InvalidInput(if any {
-                    format!("{origin}: no snapshot at or before that time")
+                let zone = Zone::local();
+                Error::InvalidInput(if let Some(first) = first {
+                    format!(
+                        "{origin}: no snapshot at or before {} (the first is from {})",
+                        zone.format(*time_ns),
+                        zone.format(first)
+                    )
                 } else {
                     format!("{origin}: no snapshot of this origin (see `musicfs snapshots`)")
                 })
