@@ -369,6 +369,7 @@ fn a_bad_time_exits_2_naming_the_argument() {
 
 #[test]
 fn an_ambiguous_prefix_exits_2_listing_the_matches() {
+    need_tzdata();
     let t = TestRepo::new();
     let roots = roots(&t, 1);
     // Two snapshot records whose ids share their first 8 hex digits (a birthday search:

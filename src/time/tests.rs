@@ -153,6 +153,16 @@ fn days_are_calendar_days_across_a_change_of_clocks() {
         parse("2026-03-29T02:30:00.0", now, &paris),
         Ok(1_774_747_800 * S)
     );
+    // 02:30 on 2026-10-25 happened twice: the first, at +02:00 (00:30Z); an offset picks the
+    // second.
+    assert_eq!(
+        parse("2026-10-25 02:30:00.0", now, &paris),
+        Ok(1_792_888_200 * S)
+    );
+    assert_eq!(
+        parse("2026-10-25 02:30:00.0+01:00", now, &paris),
+        Ok(1_792_891_800 * S)
+    );
 }
 
 #[test]
