@@ -583,7 +583,7 @@ _musicfs() {
             return 0
             ;;
         musicfs__subcmd__snapshots)
-            opts="-e -q -v -h --accept-new-host-key --retries --retry-for --timeout --rsh --repo --json --quiet --verbose --help"
+            opts="-e -q -v -h --utc --accept-new-host-key --retries --retry-for --timeout --rsh --repo --json --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

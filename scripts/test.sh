@@ -30,6 +30,7 @@ for tool in python3:python3 ffmpeg:ffmpeg id3v2:id3v2 metaflac:flac vorbiscommen
     filefrag:e2fsprogs getfacl:acl setfacl:acl; do
     command -v "${tool%%:*}" >/dev/null || need+=("${tool#*:}")
 done
+[[ -e /usr/share/zoneinfo/Europe/Paris ]] || need+=(tzdata) # TZ=Europe/Paris in time_cli.rs
 if ! command -v python3 >/dev/null || ! python3 -m pip --version >/dev/null 2>&1; then
     need+=(python3-pip)
 fi

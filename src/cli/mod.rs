@@ -157,8 +157,12 @@ pub enum Command {
     /// SSH origin read over SFTP (scanned incrementally first, which records a snapshot), a
     /// snapshot id or a unique prefix of 8 or more hex digits (as `musicfs snapshots` prints
     /// them), or ORIGIN@TIME: the latest snapshot of ORIGIN (an origin, or an origin name as
-    /// recorded) at or before TIME (RFC 3339, such as 2026-11-24T20:00:00Z, or a date,
-    /// meaning the end of that day, UTC).
+    /// recorded) taken at or before the end of TIME. TIME is RFC 3339
+    /// (2026-11-24T20:00:00Z, 2026-11-24T21:00:00+01:00), a local date or time in the TZ zone
+    /// (2026-11-24, meaning that whole day; 2026-11-24 20:00, that minute; quote the space),
+    /// now, today, yesterday, or an age (90s, 90m, 2h, 3d, 1w ago). A time as `musicfs
+    /// snapshots` prints it picks that snapshot. A prefix that matches several snapshots is
+    /// refused with the matches listed (exit 2).
     ///
     /// Classes: added, removed (a path on one side only); modified (audio changed, or content
     /// changed where no audio hash is known; a symlink's new target); tags (same audio, tag
@@ -180,8 +184,10 @@ pub enum Command {
     Diff(diff::DiffArgs),
     /// List snapshots
     ///
-    /// One line per snapshot, oldest first: id, time (UTC), files, bytes and the origin as
-    /// the repository records it. With ORIGIN, only that origin's snapshots: ORIGIN is matched
+    /// One line per snapshot, oldest first: id, time (local, with its offset: TZ, else
+    /// /etc/localtime; --utc for UTC), files, bytes and the origin as the repository records
+    /// it. --json: {"type": "snapshot", "id", "origin", "time" (Unix seconds), "root",
+    /// "files", "bytes"}. With ORIGIN, only that origin's snapshots: ORIGIN is matched
     /// as `snapshots` prints it, else read like the origin of `scan`: a directory by its
     /// canonical path (it need not exist any more), an SSH origin (host:path, ssh://, sftp://)
     /// by the name it gives once connected. A scheme this build has no transport for is

@@ -6,6 +6,7 @@ use serde_json::json;
 use super::{exit, human, ConnectArgs, GlobalArgs};
 use crate::origin::OriginSpec;
 use crate::report::print_json;
+use crate::time::Zone;
 
 #[derive(Debug, Args)]
 pub struct SnapshotsArgs {
@@ -15,6 +16,10 @@ pub struct SnapshotsArgs {
     /// the name the repository records it by
     #[arg(value_name = "ORIGIN")]
     pub origin: Option<PathBuf>,
+    /// Print times in UTC (2026-11-24 20:13:05Z) instead of the local time zone (TZ, else
+    /// /etc/localtime) with its offset (2026-11-24 21:13:05+01:00)
+    #[arg(long)]
+    pub utc: bool,
     #[command(flatten)]
     pub connect: ConnectArgs,
 }
@@ -49,6 +54,7 @@ pub fn run(global: &GlobalArgs, args: &SnapshotsArgs) -> anyhow::Result<u8> {
     let chosen = snapshots
         .into_iter()
         .filter(|(_, r)| wanted.as_ref().is_none_or(|w| r.origin == *w));
+    let zone = if args.utc { Zone::utc() } else { Zone::local() };
     for (id, record) in chosen {
         let secs = record.time_ns.div_euclid(1_000_000_000);
         if global.json {
@@ -65,7 +71,7 @@ pub fn run(global: &GlobalArgs, args: &SnapshotsArgs) -> anyhow::Result<u8> {
             println!(
                 "{}  {}  {:>7} files  {:>10}  {}",
                 id.short(),
-                utc(secs),
+                zone.format(record.time_ns),
                 record.files,
                 human(record.bytes),
                 record.origin
@@ -73,22 +79,4 @@ pub fn run(global: &GlobalArgs, args: &SnapshotsArgs) -> anyhow::Result<u8> {
         }
     }
     Ok(exit::OK)
-}
-
-/// `YYYY-MM-DD HH:MM:SS` (UTC) of a Unix time.
-fn utc(secs: i64) -> String {
-    crate::time::Civil::of_unix(secs).format(' ')
-}
-
-#[cfg(test)]
-mod tests {
-    use super::utc;
-
-    #[test]
-    fn utc_dates() {
-        assert_eq!(utc(0), "1970-01-01 00:00:00");
-        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00");
-        assert_eq!(utc(1_795_545_199), "2026-11-24 18:33:19");
-        assert_eq!(utc(-1), "1969-12-31 23:59:59");
-    }
 }

@@ -3,8 +3,8 @@
 //! An operand is an origin (a local directory, or any origin the registry can open, such as an
 //! SSH origin read over SFTP; scanned incrementally first, which records a snapshot as
 //! `musicfs scan` would), a snapshot id (64 hex digits, or a unique prefix of at least 8, as
-//! `musicfs snapshots` prints them), or `ORIGIN@TIME`: the latest snapshot of ORIGIN taken at
-//! or before TIME.
+//! `musicfs snapshots` prints them), or `ORIGIN@TIME` (its forms in `docs/time.md`): the latest
+//! snapshot of ORIGIN taken at or before the end of TIME.
 
 use std::ffi::{OsStr, OsString};
 use std::path::Path;
@@ -17,6 +17,7 @@ use crate::repo::{OriginId, Repository};
 use crate::report::Sink;
 use crate::scan::{scan, ScanOptions};
 use crate::snapshot::SnapshotRecord;
+use crate::time::{self, Zone};
 
 /// The shortest snapshot id prefix accepted.
 pub const MIN_PREFIX: usize = 8;
@@ -56,18 +57,34 @@ pub struct Side {
 }
 
 impl Operand {
-    /// Reads an operand. An existing local directory wins over the other readings; an
-    /// argument that reads as no snapshot is an origin, read through the registry (an
-    /// unknown `scheme://` is refused).
+    /// Reads an operand, with `ORIGIN@TIME` in the user's zone and relative to now. An
+    /// existing local directory wins over the other readings; an argument that reads as no
+    /// snapshot is an origin, read through the registry (an unknown `scheme://` is refused).
     pub fn parse(arg: &OsStr) -> Result<Operand> {
+        Operand::parse_at(arg, time::now_ns(), &Zone::local())
+    }
+
+    /// [`Operand::parse`] with the time it is now and the zone a local time is in.
+    ///
+    /// The text after the last `@` is a time when it reads as one (`time::parse`); else the
+    /// argument is an origin, so `user@host:/music` stays one. Text after an `@` that starts
+    /// with a digit or is a word of the time forms (`now`, `today`, `yesterday`) must read as a
+    /// time, except after a remote origin's `user@` (`me@192.0.2.1:/music`); so must any
+    /// other word after the `@` of a local path that does not exist (`~/Music@yesterdy`), which
+    /// would otherwise be reported as a missing directory.
+    pub fn parse_at(arg: &OsStr, now_ns: i64, zone: &Zone) -> Result<Operand> {
         let spec = OriginSpec::parse(arg);
         if let Ok(spec) = &spec {
             if spec.local_dir().is_some_and(Path::is_dir) {
                 return Ok(Operand::Origin(arg.to_os_string()));
             }
         }
-        // `user@192.0.2.1:/music` is an origin, not a time after an `@`.
         let remote = spec.as_ref().is_ok_and(|s| s.local_dir().is_none());
+        let missing_local = spec
+            .as_ref()
+            .ok()
+            .and_then(|s| s.local_dir())
+            .is_some_and(|p| !p.exists());
         let text = arg.to_string_lossy();
         if text.len() >= MIN_PREFIX
             && text.len() <= 64
@@ -77,13 +94,16 @@ impl Operand {
         }
         if let Some(at) = text.rfind('@') {
             let (origin, time) = (&text[..at], &text[at + 1..]);
-            if time.starts_with(|c: char| c.is_ascii_digit())
-                && !(remote && parse_time(time).is_none())
-            {
-                let time_ns = parse_time(time).ok_or_else(|| {
-                    Error::InvalidInput(format!(
-                        "{text}: {time} is not a time (RFC 3339, such as 2026-11-24T20:00:00Z, or a date, such as 2026-11-24)"
-                    ))
+            let parsed = time::parse(time, now_ns, zone);
+            let word = time.starts_with(|c: char| c.is_ascii_digit())
+                || ["now", "today", "yesterday"]
+                    .iter()
+                    .any(|w| time.eq_ignore_ascii_case(w));
+            let stray = missing_local && !time.is_empty() && !time.contains('/');
+            if parsed.is_ok() || (!remote && (word || stray)) {
+                let time_ns = parsed.map_err(|e| {
+                    let also = if word { "" } else { "; and no such directory" };
+                    Error::InvalidInput(format!("{text}: {time}: {e}{also}"))
                 })?;
                 if origin.is_empty() {
                     return Err(Error::InvalidInput(format!(
@@ -265,34 +285,77 @@ fn find(
                     "{prefix}: no such snapshot, and no such directory (see `musicfs snapshots`)"
                 ))),
                 many => Err(Error::InvalidInput(format!(
-                    "{prefix}: ambiguous, {} snapshots start with it; give more digits",
-                    many.len()
+                    "{prefix}: ambiguous, {} snapshots start with it: {}; give more digits",
+                    many.len(),
+                    candidates(snapshots, many, &Zone::local())
                 ))),
             }
         }
         Operand::At { origin, time_ns } => {
             let name = origin_name(snapshots, origin, options)?;
             let mut best: Option<usize> = None;
-            let mut any = false;
+            let mut first: Option<i64> = None;
             for (i, (_, r)) in snapshots.iter().enumerate() {
                 if r.origin != name {
                     continue;
                 }
-                any = true;
+                first = Some(first.map_or(r.time_ns, |f| f.min(r.time_ns)));
                 if r.time_ns <= *time_ns && best.is_none_or(|b| r.time_ns >= snapshots[b].1.time_ns)
                 {
                     best = Some(i);
                 }
             }
             best.ok_or_else(|| {
-                Error::InvalidInput(if any {
-                    format!("{origin}: no snapshot at or before that time")
+                let zone = Zone::local();
+                Error::InvalidInput(if let Some(first) = first {
+                    format!(
+                        "{origin}: no snapshot at or before {} (the first is from {})",
+                        zone.format(*time_ns),
+                        zone.format(first)
+                    )
                 } else {
                     format!("{origin}: no snapshot of this origin (see `musicfs snapshots`)")
                 })
             })
         }
     }
+}
+
+/// The snapshots at `found` as an ambiguous prefix's error lists them: each id to as many
+/// digits as tell them apart, with its time and origin (the first ten, then how many more).
+fn candidates(snapshots: &[(SnapshotId, SnapshotRecord)], found: &[usize], zone: &Zone) -> String {
+    const SHOWN: usize = 10;
+    let mut ids: Vec<String> = found.iter().map(|&i| snapshots[i].0.to_hex()).collect();
+    ids.sort();
+    let common = ids
+        .windows(2)
+        .map(|w| {
+            w[0].bytes()
+                .zip(w[1].bytes())
+                .take_while(|(a, b)| a == b)
+                .count()
+        })
+        .max()
+        .unwrap_or(0);
+    let digits = (common + 1).max(MIN_PREFIX);
+    let mut shown: Vec<String> = found
+        .iter()
+        .take(SHOWN)
+        .map(|&i| {
+            let (id, record) = &snapshots[i];
+            let hex = id.to_hex();
+            format!(
+                "{} ({}, {})",
+                &hex[..digits.min(hex.len())],
+                zone.format(record.time_ns),
+                record.origin
+            )
+        })
+        .collect();
+    if found.len() > SHOWN {
+        shown.push(format!("and {} more", found.len() - SHOWN));
+    }
+    shown.join(", ")
 }
 
 /// The recorded origin name `origin` stands for: itself when some snapshot records it; for a
@@ -316,129 +379,22 @@ fn origin_name(
     }
 }
 
-/// Reads an RFC 3339 time (`2026-11-24T20:00:00Z`, `2026-11-24T21:00:00.5+01:00`; `t`, `z`
-/// or a space are accepted, and no offset means UTC) or a date (`2026-11-24`: the end of that
-/// day, UTC, so that the day's snapshots count). Returns ns since the epoch.
-pub fn parse_time(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    let digits = |r: std::ops::Range<usize>| -> Option<i64> {
-        let part = b.get(r)?;
-        if part.is_empty() || !part.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        std::str::from_utf8(part).ok()?.parse().ok()
-    };
-    let year = digits(0..4)?;
-    let month = digits(5..7)?;
-    let day = digits(8..10)?;
-    if b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') {
-        return None;
-    }
-    if !(1..=12).contains(&month) || day < 1 || day > crate::time::days_in_month(year, month) {
-        return None;
-    }
-    let days = crate::time::days_from_civil(year, month, day);
-    if b.len() == 10 {
-        return Some(to_ns(days * 86_400 + 86_399, 999_999_999));
-    }
-    if !matches!(b.get(10), Some(b'T' | b't' | b' ')) || b.get(13) != Some(&b':') {
-        return None;
-    }
-    let hour = digits(11..13)?;
-    let minute = digits(14..16)?;
-    let mut i = 16;
-    let mut second = 0;
-    let mut nanos = 0i64;
-    if b.get(i) == Some(&b':') {
-        second = digits(i + 1..i + 3)?;
-        i += 3;
-        if b.get(i) == Some(&b'.') {
-            let start = i + 1;
-            i = start;
-            while b.get(i).is_some_and(u8::is_ascii_digit) {
-                i += 1;
-            }
-            let frac = &s[start..i];
-            if frac.is_empty() {
-                return None;
-            }
-            let mut padded: String = frac.chars().take(9).collect();
-            while padded.len() < 9 {
-                padded.push('0');
-            }
-            nanos = padded.parse().ok()?;
-        }
-    }
-    if hour > 23 || minute > 59 || second > 60 {
-        return None;
-    }
-    let offset = match &s[i..] {
-        "" | "Z" | "z" => 0,
-        rest => {
-            let r = rest.as_bytes();
-            let sign = match r.first() {
-                Some(b'+') => 1,
-                Some(b'-') => -1,
-                _ => return None,
-            };
-            if r.len() != 6 || r[3] != b':' {
-                return None;
-            }
-            let oh = digits(i + 1..i + 3)?;
-            let om = digits(i + 4..i + 6)?;
-            if oh > 23 || om > 59 {
-                return None;
-            }
-            sign * (oh * 3600 + om * 60)
-        }
-    };
-    // A leap second counts as the last second of its minute.
-    let secs = days * 86_400 + hour * 3600 + minute * 60 + second.min(59) - offset;
-    Some(to_ns(secs, nanos))
-}
-
-/// Nanoseconds of a time in seconds; times past 2262 (the end of an `i64` of nanoseconds)
-/// are the latest time there is, which every snapshot precedes.
-fn to_ns(secs: i64, nanos: i64) -> i64 {
-    secs.saturating_mul(1_000_000_000).saturating_add(nanos)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const S: i64 = 1_000_000_000;
+    /// 2026-11-24T18:33:19Z.
+    const NOW: i64 = 1_795_545_199 * S;
 
-    #[test]
-    fn times() {
-        assert_eq!(parse_time("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(parse_time("2026-11-24T18:33:19Z"), Some(1_795_545_199 * S));
-        assert_eq!(parse_time("2026-11-24 18:33:19"), Some(1_795_545_199 * S));
-        assert_eq!(
-            parse_time("2026-11-24T19:33:19+01:00"),
-            Some(1_795_545_199 * S)
-        );
-        assert_eq!(
-            parse_time("2026-11-24T18:33:19.25Z"),
-            Some(1_795_545_199 * S + 250_000_000)
-        );
-        assert_eq!(parse_time("2000-02-29T00:00Z"), Some(951_782_400 * S));
-        assert_eq!(
-            parse_time("2000-02-29"),
-            Some((951_782_400 + 86_400) * S - 1)
-        );
-        for bad in [
-            "2026-13-01",
-            "2026-02-30",
-            "2026-11-24T25:00:00Z",
-            "2026-11-24X",
-            "2026-11-24T20:00:00+0100",
-            "2026-1-24",
-            "20261124",
-            "2026-11-24T20:00:00.Z",
-            "",
-        ] {
-            assert_eq!(parse_time(bad), None, "{bad}");
+    fn parse(arg: &str) -> Result<Operand> {
+        Operand::parse_at(OsStr::new(arg), NOW, &Zone::utc())
+    }
+
+    fn at(origin: &str, time: &str) -> Operand {
+        Operand::At {
+            origin: origin.into(),
+            time_ns: time::parse(time, NOW, &Zone::utc()).expect(time),
         }
     }
 
@@ -450,41 +406,73 @@ mod tests {
             Operand::parse(d.as_os_str()).expect("dir"),
             Operand::Origin(d.clone().into_os_string())
         );
+        // A directory whose name holds an @ and a time is a directory.
+        let odd = d.join("a@yesterday");
+        std::fs::create_dir(&odd).expect("mkdir");
         assert_eq!(
-            Operand::parse(OsStr::new("DEADBEEF")).expect("id"),
+            Operand::parse(odd.as_os_str()).expect("dir"),
+            Operand::Origin(odd.clone().into_os_string())
+        );
+        assert_eq!(
+            parse("DEADBEEF").expect("id"),
             Operand::Snapshot("deadbeef".into())
         );
-        assert_eq!(
-            Operand::parse(OsStr::new("/music@2026-11-24T20:00:00Z")).expect("at"),
-            Operand::At {
-                origin: "/music".into(),
-                time_ns: parse_time("2026-11-24T20:00:00Z").expect("time"),
-            }
-        );
-        // The last @ separates the time, so an origin may hold one.
-        assert!(matches!(
-            Operand::parse(OsStr::new("a@b@2026-11-24")).expect("at"),
-            Operand::At { origin, .. } if origin == "a@b"
-        ));
-        assert_eq!(
-            Operand::parse(OsStr::new("nas:/music")).expect("ssh"),
-            Operand::Origin("nas:/music".into())
-        );
-        assert_eq!(
-            Operand::parse(OsStr::new("me@192.0.2.1:/music")).expect("ssh"),
-            Operand::Origin("me@192.0.2.1:/music".into())
-        );
-        assert!(Operand::parse(OsStr::new("s3://bucket/music")).is_err());
-        assert!(matches!(
-            Operand::parse(OsStr::new("nas:/music@2026-11-24")).expect("at"),
-            Operand::At { origin, .. } if origin == "nas:/music"
-        ));
-        assert!(Operand::parse(OsStr::new("/music@2026-99-99")).is_err());
-        assert!(Operand::parse(OsStr::new("@2026-11-24")).is_err());
+        for (arg, origin, time) in [
+            (
+                "/music@2026-11-24T20:00:00Z",
+                "/music",
+                "2026-11-24T20:00:00Z",
+            ),
+            ("/music@2026-11-24 20:00", "/music", "2026-11-24 20:00"),
+            ("/music@yesterday", "/music", "yesterday"),
+            ("/music@Today", "/music", "today"),
+            ("/music@now", "/music", "now"),
+            ("/music@3d", "/music", "3d"),
+            ("/music@90m", "/music", "90m"),
+            // The last @ separates the time, so an origin may hold one.
+            ("a@b@2026-11-24", "a@b", "2026-11-24"),
+            ("nas@yesterday", "nas", "yesterday"),
+            ("nas:/music@2026-11-24", "nas:/music", "2026-11-24"),
+            ("me@nas:/music@1w", "me@nas:/music", "1w"),
+            (
+                "ssh://me@nas:2222/music@2h",
+                "ssh://me@nas:2222/music",
+                "2h",
+            ),
+        ] {
+            assert_eq!(parse(arg).expect(arg), at(origin, time), "{arg}");
+        }
+        // An SSH origin's user@ is not a time.
+        for arg in [
+            "nas:/music",
+            "me@192.0.2.1:/music",
+            "me@today:/music",
+            "me@3d:/music",
+            "ssh://me@nas/music",
+        ] {
+            assert_eq!(parse(arg).expect(arg), Operand::Origin(arg.into()), "{arg}");
+        }
+        assert!(parse("s3://bucket/music").is_err());
+        // Bad times name the argument.
+        for arg in [
+            "/music@2026-99-99",
+            "/music@2026-02-30",
+            "/music@3y",
+            "/music@yesterdy",
+            "./lib@noon",
+            "nas@tomorrow",
+        ] {
+            let e = parse(arg).expect_err(arg).to_string();
+            assert!(e.starts_with(&format!("{arg}: ")), "{e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
+        assert!(parse("/music@yesterdy")
+            .expect_err("typo")
+            .to_string()
+            .contains("no such directory"));
+        assert!(parse("@2026-11-24").is_err());
+        assert!(parse("@now").is_err());
         // A short hex word is a path, not a snapshot prefix.
-        assert_eq!(
-            Operand::parse(OsStr::new("abc")).expect("path"),
-            Operand::Origin("abc".into())
-        );
+        assert_eq!(parse("abc").expect("path"), Operand::Origin("abc".into()));
     }
 }
