@@ -9,10 +9,14 @@
 #   no-change   after the same sync again
 #   retag       after `genlib.py retag --fraction 0.1` and a sync
 #   reorganise  after `genlib.py reorganise` and `sync --delete`
+#   gc alone    after `musicfs gc` with every snapshot kept (compaction, nothing forgotten)
 #   forget      after `musicfs forget --keep-last 1`
 #   gc          after `musicfs gc`
-# and then checks that nothing was lost: `verify DST` exits 0, a rescan of SRC reads no file,
-# and a sync moves nothing.
+# then checks that nothing was lost (`verify DST` exits 0, a rescan of SRC reads no file, a
+# sync moves nothing), and records one more step:
+#   retag after gc  after another `genlib.py retag --fraction 0.1` and a sync: the first
+#                   writes after a compaction grow index.redb again (redb doubles a file
+#                   with no free page when it needs one)
 #
 # Environment:
 #   FILES=1000          files in the library (~2.1 GB at MEAN_SIZE=2M)
@@ -79,6 +83,8 @@ record "retag (10 %)"
 python3 "$scripts/genlib.py" reorganise "$src"
 sync_logged reorganise --delete
 record reorganise
+m --json gc >"$WORK/logs/gc-alone.json"
+record "gc, every snapshot kept"
 m --json forget --keep-last 1 >"$WORK/logs/forget.json"
 record "forget --keep-last 1"
 start=$(date +%s.%N)
@@ -94,6 +100,9 @@ read_after=$(m --json scan "$src" | tail -1 | python3 -c 'import json,sys; print
 moved=$(m --json sync "$src" "$dst" | tail -1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["bytes_transferred"])')
 [[ "$moved" == 0 ]] || die "the sync after gc moved $moved bytes"
 say "after gc: verify DST ok, a rescan of SRC read 0 files, a sync moved 0 bytes"
+python3 "$scripts/genlib.py" retag "$src" --fraction 0.1 --seed "$((SEED + 2))"
+sync_logged retag-after-gc
+record "retag (10 %) after gc"
 
 {
   echo "| step | library bytes | repository bytes (du -sb) | % of library | index.redb bytes | % of library |"

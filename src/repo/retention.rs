@@ -211,7 +211,7 @@ pub fn apply(times: &[i64], policy: &Policy, zone: &TimeZone) -> Vec<Verdict> {
         .collect();
     let oldest = order.len().saturating_sub(1);
     for (nr, &index) in order.iter().enumerate() {
-        let time = zoned(times[index], zone);
+        let time = local_time(times[index], zone);
         for bucket in &mut buckets {
             if bucket.left == Some(0) {
                 continue;
@@ -233,12 +233,9 @@ pub fn apply(times: &[i64], policy: &Policy, zone: &TimeZone) -> Vec<Verdict> {
     verdicts
 }
 
-/// `ns` in `zone`; a time beyond jiff's range (years ±9999) is taken at that range's end.
+/// `ns` (nanoseconds since the epoch) in `zone`, as the buckets see it; a time beyond jiff's
+/// range (years ±9999) is taken at that range's end.
 pub fn local_time(ns: i64, zone: &TimeZone) -> jiff::ZonedDateTime {
-    zoned(ns, zone)
-}
-
-fn zoned(ns: i64, zone: &TimeZone) -> jiff::ZonedDateTime {
     let ts = Timestamp::from_nanosecond(i128::from(ns)).unwrap_or(if ns < 0 {
         Timestamp::MIN
     } else {
