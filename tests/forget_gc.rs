@@ -44,7 +44,8 @@ fn expect_exit(out: &Output, code: i32, what: &str) {
     );
 }
 
-/// The bytes of day `n`'s history chunk (a stand-in for a tag block).
+/// The bytes of the history chunk (a stand-in for a tag block) of the snapshot taken on day
+/// `n` since the epoch.
 fn tag_bytes(origin: &str, n: i64) -> Vec<u8> {
     format!("{origin} tag block of day {n}: TITLE=Day {n}")
         .repeat(4)
@@ -87,7 +88,7 @@ fn record_days(repo: &Repository, origin: &str, start: i64, days: i64) -> TreeId
                 }],
             })
             .expect("album tree");
-        let bytes = tag_bytes(origin, n);
+        let bytes = tag_bytes(origin, (start + n * DAY_NS) / DAY_NS);
         let list = one_chunk(&bytes);
         let content = writer.put_content(&list).expect("content");
         writer
@@ -416,7 +417,7 @@ fn gc_removes_exactly_what_no_kept_snapshot_refers_to() {
         }
     }
     assert!(repo.has_tree(&album).expect("has"));
-    let gone = one_chunk(&tag_bytes(LIBRARY, 100));
+    let gone = one_chunk(&tag_bytes(LIBRARY, JAN_1_2025_NOON / DAY_NS + 100));
     assert!(!repo.has_content(&gone.content_id()).expect("has"));
     assert_eq!(repo.kept_chunk(&gone.chunks[0].id).expect("read"), None);
     let (n, _, _) = repo.history_usage().expect("usage");
@@ -704,4 +705,85 @@ fn forget_and_gc_after_churn_leave_the_next_scan_and_sync_nothing_to_read() {
     // The latest snapshot of each origin survived, as diff, verify and the mount read it.
     let out = summary_of(&t.cmd().json().arg("check").assert_exit(0));
     assert_eq!(out["healthy"], true);
+}
+
+#[test]
+fn the_last_recorded_snapshot_is_kept_even_when_a_clock_made_it_look_older() {
+    let t = TestRepo::new();
+    let repo = Repository::open_existing(t.repo()).expect("open");
+    // Day 10, then day 20, then (a clock set back) day 5, recorded last.
+    for day in [10, 20, 5] {
+        record_days(&repo, LIBRARY, JAN_1_2025_NOON + day * DAY_NS, 1);
+    }
+    drop(repo);
+    let mut cmd = t.cmd();
+    cmd.json().args(["forget", "--keep-last", "1"]);
+    let out = run_in(&cmd, "UTC");
+    expect_exit(&out, 0, "forget");
+    let kept = kept_dates(&parse_json_lines(&out.stdout), LIBRARY);
+    assert_eq!(
+        kept,
+        [
+            ("2025-01-21".to_string(), vec!["last snapshot".to_string()]),
+            (
+                "2025-01-06".to_string(),
+                vec!["latest snapshot of its origin".to_string()]
+            ),
+        ]
+    );
+    let repo = Repository::open_existing(t.repo()).expect("open");
+    let latest = repo.latest_snapshot(LIBRARY).expect("latest").expect("one");
+    assert_eq!(date(latest.1.time_ns / 1_000_000_000), "2025-01-06");
+}
+
+#[test]
+fn gc_drops_file_rows_and_locations_no_scan_entry_names() {
+    use musicfs::origin::ChangeKey;
+    use musicfs::repo::ScanEntry;
+    let t = TestRepo::new();
+    let repo = Repository::open_existing(t.repo()).expect("open");
+    let origin = repo.origin_id(LIBRARY).expect("origin");
+    let bytes = tag_bytes(LIBRARY, 1);
+    let list = one_chunk(&bytes);
+    let mut writer = repo.writer().expect("writer");
+    let content = writer.put_content(&list).expect("content");
+    for path in [&b"kept.mp3"[..], b"gone.mp3"] {
+        let entry = ScanEntry {
+            file_id: 0,
+            size: bytes.len() as u64,
+            mtime_ns: 0,
+            change: ChangeKey::None,
+            mode: 0o644,
+            content,
+        };
+        writer
+            .record_file(origin, path, entry, None)
+            .expect("record");
+    }
+    // The scan entry goes, as when a file is moved, but no new path takes its file id: its
+    // file row and chunk location are left naming nothing.
+    writer
+        .forget_path(origin, b"gone.mp3")
+        .expect("forget path");
+    writer.commit().expect("commit");
+    assert_eq!(
+        repo.chunk_locations(&list.chunks[0].id, origin)
+            .expect("locations")
+            .len(),
+        2
+    );
+    drop(repo);
+    let report = t.cmd().arg("gc").summary();
+    assert_eq!(report["removed"]["files"], 1, "{report}");
+    assert_eq!(report["removed"]["chunk_locations"], 1, "{report}");
+    assert_eq!(
+        report["removed"]["contents"], 0,
+        "a scan entry holds it: {report}"
+    );
+    let repo = Repository::open_existing(t.repo()).expect("open");
+    let left = repo
+        .chunk_locations(&list.chunks[0].id, origin)
+        .expect("locations");
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].path, b"kept.mp3");
 }

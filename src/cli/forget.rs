@@ -138,7 +138,7 @@ fn print_text(report: &ForgetReport, zone: &TimeZone) {
             "snapshots of {} (days and weeks in {zone_name}):",
             origin.origin
         );
-        println!("keep {} snapshots:", origin.keep.len());
+        println!("keep {}:", snapshots(origin.keep.len()));
         origin.keep.iter().for_each(|j| println!("{}", line(j)));
         if !origin.remove.is_empty() {
             let verb = if report.dry_run {
@@ -146,19 +146,27 @@ fn print_text(report: &ForgetReport, zone: &TimeZone) {
             } else {
                 "remove"
             };
-            println!("{verb} {} snapshots:", origin.remove.len());
+            println!("{verb} {}:", snapshots(origin.remove.len()));
             origin.remove.iter().for_each(|j| println!("{}", line(j)));
         }
         kept += origin.keep.len();
         removed += origin.remove.len();
     }
+    let kept = snapshots(kept);
     if report.dry_run {
-        println!("dry run: {kept} snapshots kept, {removed} would be removed; nothing removed");
+        println!("dry run: {kept} kept, {removed} would be removed; nothing removed");
     } else if removed > 0 {
-        println!(
-            "{kept} snapshots kept, {removed} removed; musicfs gc frees what only they referred to"
-        );
+        println!("{kept} kept, {removed} removed; musicfs gc frees what only they referred to");
     } else {
-        println!("{kept} snapshots kept, none removed");
+        println!("{kept} kept, none removed");
+    }
+}
+
+/// `1 snapshot`, `2 snapshots`.
+fn snapshots(n: usize) -> String {
+    if n == 1 {
+        "1 snapshot".into()
+    } else {
+        format!("{n} snapshots")
     }
 }
