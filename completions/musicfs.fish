@@ -36,6 +36,8 @@ complete -c musicfs -n "__fish_musicfs_needs_command" -f -a "sync" -d 'Make DST 
 complete -c musicfs -n "__fish_musicfs_needs_command" -f -a "verify" -d 'Prove repository objects and an origin\'s files against their snapshot'
 complete -c musicfs -n "__fish_musicfs_needs_command" -f -a "diff" -d 'Show what changed between two snapshots, in files and in tags'
 complete -c musicfs -n "__fish_musicfs_needs_command" -f -a "snapshots" -d 'List snapshots'
+complete -c musicfs -n "__fish_musicfs_needs_command" -f -a "forget" -d 'Remove snapshots according to a retention policy (restic\'s --keep-* rules)'
+complete -c musicfs -n "__fish_musicfs_needs_command" -f -a "gc" -d 'Remove what no snapshot refers to, and compact the index'
 complete -c musicfs -n "__fish_musicfs_needs_command" -f -a "check" -d 'Check that the repository\'s index is whole'
 complete -c musicfs -n "__fish_musicfs_needs_command" -f -a "repair-index" -d 'Rebuild a damaged index from what can still be read of it'
 complete -c musicfs -n "__fish_musicfs_needs_command" -f -a "mount" -d 'Mount every snapshot read-only (FUSE)'
@@ -113,6 +115,29 @@ complete -c musicfs -n "__fish_musicfs_using_subcommand snapshots" -l json -d 'P
 complete -c musicfs -n "__fish_musicfs_using_subcommand snapshots" -s q -l quiet -d 'Print only problems'
 complete -c musicfs -n "__fish_musicfs_using_subcommand snapshots" -s v -l verbose -d 'Print every step'
 complete -c musicfs -n "__fish_musicfs_using_subcommand snapshots" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c musicfs -n "__fish_musicfs_using_subcommand forget" -s l -l keep-last -d 'Keep the N newest snapshots' -r
+complete -c musicfs -n "__fish_musicfs_using_subcommand forget" -s H -l keep-hourly -d 'Keep the newest snapshot of each of the last N hours that have one' -r
+complete -c musicfs -n "__fish_musicfs_using_subcommand forget" -s d -l keep-daily -d 'Keep the newest snapshot of each of the last N days that have one' -r
+complete -c musicfs -n "__fish_musicfs_using_subcommand forget" -s w -l keep-weekly -d 'Keep the newest snapshot of each of the last N ISO weeks (Monday to Sunday) that have one' -r
+complete -c musicfs -n "__fish_musicfs_using_subcommand forget" -s m -l keep-monthly -d 'Keep the newest snapshot of each of the last N months that have one' -r
+complete -c musicfs -n "__fish_musicfs_using_subcommand forget" -s y -l keep-yearly -d 'Keep the newest snapshot of each of the last N years that have one' -r
+complete -c musicfs -n "__fish_musicfs_using_subcommand forget" -l retries -d 'At most N retries after a dropped connection or a timeout [default: 3 while the host has never answered; then no cap but --retry-for]' -r
+complete -c musicfs -n "__fish_musicfs_using_subcommand forget" -l retry-for -d 'Once the host has answered, keep retrying a sync that failed for a transient reason (a dropped link, a timeout) with capped exponential backoff until DURATION has passed since the last attempt that reached it: 90s, 10m, 1h [default: 5m]' -r
+complete -c musicfs -n "__fish_musicfs_using_subcommand forget" -l timeout -d 'Seconds allowed to connect, and to wait on a silent remote [default: 30]' -r
+complete -c musicfs -n "__fish_musicfs_using_subcommand forget" -s e -l rsh -d 'Reach SSH hosts by running COMMAND (the system OpenSSH: ssh) instead of the built-in client, as rsync\'s -e: `COMMAND [-p PORT] [-l USER] host musicfs serve --stdio`, and `COMMAND -s host sftp` for SFTP. COMMAND is split as a shell would split it, without running a shell. Every ~/.ssh/config directive, ControlMaster, ProxyJump and OpenSSH\'s own host-key checking then apply' -r
+complete -c musicfs -n "__fish_musicfs_using_subcommand forget" -l repo -d 'Repository directory, made by `musicfs init` [default: $XDG_DATA_HOME/musicfs, created on first use]' -r -F
+complete -c musicfs -n "__fish_musicfs_using_subcommand forget" -s n -l dry-run -d 'Print what would be kept and removed; remove nothing'
+complete -c musicfs -n "__fish_musicfs_using_subcommand forget" -l accept-new-host-key -d 'Trust and remember the key of an SSH host that ~/.ssh/known_hosts does not know yet (a changed key is always refused)'
+complete -c musicfs -n "__fish_musicfs_using_subcommand forget" -l json -d 'Print JSON Lines (one object per line, each with a "type") on stdout'
+complete -c musicfs -n "__fish_musicfs_using_subcommand forget" -s q -l quiet -d 'Print only problems'
+complete -c musicfs -n "__fish_musicfs_using_subcommand forget" -s v -l verbose -d 'Print every step'
+complete -c musicfs -n "__fish_musicfs_using_subcommand forget" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c musicfs -n "__fish_musicfs_using_subcommand gc" -l repo -d 'Repository directory, made by `musicfs init` [default: $XDG_DATA_HOME/musicfs, created on first use]' -r -F
+complete -c musicfs -n "__fish_musicfs_using_subcommand gc" -s n -l dry-run -d 'Print what would be removed; change nothing (and do not compact)'
+complete -c musicfs -n "__fish_musicfs_using_subcommand gc" -l json -d 'Print JSON Lines (one object per line, each with a "type") on stdout'
+complete -c musicfs -n "__fish_musicfs_using_subcommand gc" -s q -l quiet -d 'Print only problems'
+complete -c musicfs -n "__fish_musicfs_using_subcommand gc" -s v -l verbose -d 'Print every step'
+complete -c musicfs -n "__fish_musicfs_using_subcommand gc" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c musicfs -n "__fish_musicfs_using_subcommand check" -l repo -d 'Repository directory, made by `musicfs init` [default: $XDG_DATA_HOME/musicfs, created on first use]' -r -F
 complete -c musicfs -n "__fish_musicfs_using_subcommand check" -l json -d 'Print JSON Lines (one object per line, each with a "type") on stdout'
 complete -c musicfs -n "__fish_musicfs_using_subcommand check" -s q -l quiet -d 'Print only problems'
@@ -161,17 +186,19 @@ complete -c musicfs -n "__fish_musicfs_using_subcommand completions" -l json -d 
 complete -c musicfs -n "__fish_musicfs_using_subcommand completions" -s q -l quiet -d 'Print only problems'
 complete -c musicfs -n "__fish_musicfs_using_subcommand completions" -s v -l verbose -d 'Print every step'
 complete -c musicfs -n "__fish_musicfs_using_subcommand completions" -s h -l help -d 'Print help'
-complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from init scan sync verify diff snapshots check repair-index mount inspect serve config completions help" -f -a "init" -d 'Create a repository'
-complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from init scan sync verify diff snapshots check repair-index mount inspect serve config completions help" -f -a "scan" -d 'Index an origin into the repository (incremental)'
-complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from init scan sync verify diff snapshots check repair-index mount inspect serve config completions help" -f -a "sync" -d 'Make DST an exact copy of SRC, moving only missing chunks'
-complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from init scan sync verify diff snapshots check repair-index mount inspect serve config completions help" -f -a "verify" -d 'Prove repository objects and an origin\'s files against their snapshot'
-complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from init scan sync verify diff snapshots check repair-index mount inspect serve config completions help" -f -a "diff" -d 'Show what changed between two snapshots, in files and in tags'
-complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from init scan sync verify diff snapshots check repair-index mount inspect serve config completions help" -f -a "snapshots" -d 'List snapshots'
-complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from init scan sync verify diff snapshots check repair-index mount inspect serve config completions help" -f -a "check" -d 'Check that the repository\'s index is whole'
-complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from init scan sync verify diff snapshots check repair-index mount inspect serve config completions help" -f -a "repair-index" -d 'Rebuild a damaged index from what can still be read of it'
-complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from init scan sync verify diff snapshots check repair-index mount inspect serve config completions help" -f -a "mount" -d 'Mount every snapshot read-only (FUSE)'
-complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from init scan sync verify diff snapshots check repair-index mount inspect serve config completions help" -f -a "inspect" -d 'Show a file\'s container, regions, chunks, audio hash and tags'
-complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from init scan sync verify diff snapshots check repair-index mount inspect serve config completions help" -f -a "serve" -d 'The remote end of an SSH sync (started by musicfs itself)'
-complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from init scan sync verify diff snapshots check repair-index mount inspect serve config completions help" -f -a "config" -d 'Print the effective settings, and where each comes from'
-complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from init scan sync verify diff snapshots check repair-index mount inspect serve config completions help" -f -a "completions" -d 'Print shell completions'
-complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from init scan sync verify diff snapshots check repair-index mount inspect serve config completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from init scan sync verify diff snapshots forget gc check repair-index mount inspect serve config completions help" -f -a "init" -d 'Create a repository'
+complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from init scan sync verify diff snapshots forget gc check repair-index mount inspect serve config completions help" -f -a "scan" -d 'Index an origin into the repository (incremental)'
+complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from init scan sync verify diff snapshots forget gc check repair-index mount inspect serve config completions help" -f -a "sync" -d 'Make DST an exact copy of SRC, moving only missing chunks'
+complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from init scan sync verify diff snapshots forget gc check repair-index mount inspect serve config completions help" -f -a "verify" -d 'Prove repository objects and an origin\'s files against their snapshot'
+complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from init scan sync verify diff snapshots forget gc check repair-index mount inspect serve config completions help" -f -a "diff" -d 'Show what changed between two snapshots, in files and in tags'
+complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from init scan sync verify diff snapshots forget gc check repair-index mount inspect serve config completions help" -f -a "snapshots" -d 'List snapshots'
+complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from init scan sync verify diff snapshots forget gc check repair-index mount inspect serve config completions help" -f -a "forget" -d 'Remove snapshots according to a retention policy (restic\'s --keep-* rules)'
+complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from init scan sync verify diff snapshots forget gc check repair-index mount inspect serve config completions help" -f -a "gc" -d 'Remove what no snapshot refers to, and compact the index'
+complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from init scan sync verify diff snapshots forget gc check repair-index mount inspect serve config completions help" -f -a "check" -d 'Check that the repository\'s index is whole'
+complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from init scan sync verify diff snapshots forget gc check repair-index mount inspect serve config completions help" -f -a "repair-index" -d 'Rebuild a damaged index from what can still be read of it'
+complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from init scan sync verify diff snapshots forget gc check repair-index mount inspect serve config completions help" -f -a "mount" -d 'Mount every snapshot read-only (FUSE)'
+complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from init scan sync verify diff snapshots forget gc check repair-index mount inspect serve config completions help" -f -a "inspect" -d 'Show a file\'s container, regions, chunks, audio hash and tags'
+complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from init scan sync verify diff snapshots forget gc check repair-index mount inspect serve config completions help" -f -a "serve" -d 'The remote end of an SSH sync (started by musicfs itself)'
+complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from init scan sync verify diff snapshots forget gc check repair-index mount inspect serve config completions help" -f -a "config" -d 'Print the effective settings, and where each comes from'
+complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from init scan sync verify diff snapshots forget gc check repair-index mount inspect serve config completions help" -f -a "completions" -d 'Print shell completions'
+complete -c musicfs -n "__fish_musicfs_using_subcommand help; and not __fish_seen_subcommand_from init scan sync verify diff snapshots forget gc check repair-index mount inspect serve config completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

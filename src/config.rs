@@ -281,11 +281,7 @@ pub fn valid_name(name: &str) -> bool {
 type Invalid<'a> = dyn Fn(Option<std::ops::Range<usize>>, &str, String) -> ConfigError + 'a;
 
 /// Checks the values of a settings table.
-fn settings(
-    raw: RawSettings,
-    table: &str,
-    invalid: &Invalid<'_>,
-) -> Result<Settings, ConfigError> {
+fn settings(raw: RawSettings, table: &str, invalid: &Invalid<'_>) -> Result<Settings, ConfigError> {
     let bwlimit = match raw.bwlimit {
         Some(rate) => Some(
             crate::origin::bwlimit::parse_rate(rate.get_ref())

@@ -4,7 +4,8 @@
 //! `MUSICFS_FAILPOINT=NAME[:N]` arms the point `NAME`: the `N`th time (default 1) the process
 //! reaches it, it sends itself SIGKILL, as `kill -9` or a power cut would stop it, with no
 //! chance to clean up. Unset, as it is for every user, a point costs one check of a value read
-//! once. The names, in the order a sync meets them, are listed in [`POINTS`].
+//! once. The names, in the order a sync meets them, are listed in [`POINTS`]; gc's in
+//! [`GC_POINTS`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -31,6 +32,14 @@ pub const POINTS: &[&str] = &[
     "directory-meta",
     // Before the destination's final scan and snapshot.
     "final-scan",
+];
+
+/// The points of `musicfs gc`, in the order it reaches them (`tests/forget_gc.rs`).
+pub const GC_POINTS: &[&str] = &[
+    // New history packs put, the sweep not yet committed.
+    "gc-commit",
+    // The sweep committed, old packs not yet removed, the index not yet compacted.
+    "gc-committed",
 ];
 
 fn armed() -> Option<&'static (String, u64)> {

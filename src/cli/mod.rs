@@ -3,6 +3,8 @@
 mod check;
 mod config;
 mod diff;
+mod forget;
+mod gc;
 mod init;
 mod inspect;
 mod mount;
@@ -36,7 +38,7 @@ pub mod exit {
     /// Some files could not be transferred (or verified); the rest was.
     pub const PARTIAL: u8 = 3;
     /// Another sync holds the destination's lock, or the index is locked by (or against)
-    /// `repair-index`.
+    /// `repair-index` or `gc`.
     pub const LOCKED: u8 = 4;
     /// An origin could not be reached.
     pub const UNREACHABLE: u8 = 5;
@@ -57,7 +59,7 @@ Examples:
 Exit codes: 0 success or no differences, 1 differences or damage found, 2 usage or input
 error (a damaged, missing or empty index: musicfs repair-index), 3 partial (some files could
 not be transferred or read), 4 destination locked by another sync, or index in use during
-repair-index, 5 origin unreachable, 130 interrupted by SIGINT, 143 by SIGTERM (temporary files
+repair-index or gc, 5 origin unreachable, 130 interrupted by SIGINT, 143 by SIGTERM (temporary files
 removed; a second signal ends at once).";
 
 /// Content-addressed sync for music libraries.
@@ -193,6 +195,39 @@ pub enum Command {
     /// by the name it gives once connected. A scheme this build has no transport for is
     /// refused (exit 2).
     Snapshots(snapshots::SnapshotsArgs),
+    /// Remove snapshots according to a retention policy (restic's --keep-* rules)
+    ///
+    /// Judges the snapshots of each origin on its own (only ORIGIN's when given), as restic's
+    /// forget does: --keep-last N keeps the N newest; --keep-hourly, --keep-daily,
+    /// --keep-weekly, --keep-monthly and --keep-yearly N keep the newest snapshot of each of
+    /// the last N hours, days, ISO weeks, months or years that hold one (a period without a
+    /// snapshot is not counted), in the local time zone (TZ). When a rule still has count left
+    /// at the oldest snapshot, that one is kept too ("oldest daily snapshot"). N may be
+    /// `unlimited`. A snapshot kept by any rule is kept, with every rule as a reason. The
+    /// latest snapshot recorded of each origin, which verify, diff and the mount's `latest`
+    /// read, is always kept. Scan state is never touched, so the next scan and sync read
+    /// nothing again. At least one rule is required (exit 2). Only snapshot records are
+    /// removed; `musicfs gc` then frees what nothing refers to any more.
+    ///
+    /// Output: per origin, the snapshots kept with their reasons and those removed, then a
+    /// summary. --json: {"type": "keep" | "remove", "id", "origin", "time", "files", "bytes",
+    /// "reasons"} per snapshot, then {"type": "summary", "kept", "removed", "dry_run"}.
+    Forget(forget::ForgetArgs),
+    /// Remove what no snapshot refers to, and compact the index
+    ///
+    /// Keeps every tree, chunk list, media record and history chunk that a snapshot or an
+    /// origin's scan state refers to, and removes the rest, with the file and location rows of
+    /// files no longer scanned; rewrites history packs without their dead chunks, removes
+    /// packs nothing refers to, then compacts index.redb, which never shrinks by itself.
+    /// Run it after `musicfs forget`. It holds the repository exclusively: it fails at once
+    /// (exit 4) while a scan, sync, mount or serve has the repository open, and they fail the
+    /// same way while it runs. A crash leaves the index whole; the next gc finishes the job.
+    ///
+    /// Output: the rows and packs removed, index.redb's size and the repository's before and
+    /// after. --json: {"type": "summary", "repository", "dry_run", "snapshots", "removed": {table:
+    /// rows}, "packs_removed", "packs_rewritten", "pack_bytes_freed", "index_bytes_before",
+    /// "index_bytes_after", "bytes_before", "bytes_after", "bytes_freed"}.
+    Gc(gc::GcArgs),
     /// Check that the repository's index is whole
     ///
     /// Verifies the checksum of every page of index.redb, then reads and decodes every row
@@ -545,6 +580,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Diff(args) => diff::run(&cli.global, args),
         Command::Init(args) => init::run(&cli.global, args),
         Command::Snapshots(args) => snapshots::run(&cli.global, args),
+        Command::Forget(args) => forget::run(&cli.global, args),
+        Command::Gc(args) => gc::run(&cli.global, args),
         Command::Check => check::run(&cli.global),
         Command::RepairIndex => repair::run(&cli.global),
         Command::Mount(args) => mount::run(&cli.global, args),

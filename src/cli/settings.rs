@@ -66,6 +66,12 @@ pub(super) fn apply(cli: &mut Cli, config: &Config) -> anyhow::Result<()> {
             }
             fill_connect(&mut args.connect, &Chain::new(config, &named));
         }
+        Command::Forget(args) => {
+            if let Some(origin) = &mut args.origin {
+                expand_path(config, origin, &mut named)?;
+            }
+            fill_connect(&mut args.connect, &Chain::new(config, &named));
+        }
         Command::Mount(args) => fill_connect(&mut args.connect, &Chain::new(config, &[])),
         Command::Init(_)
         | Command::Check
@@ -73,6 +79,7 @@ pub(super) fn apply(cli: &mut Cli, config: &Config) -> anyhow::Result<()> {
         | Command::Inspect(_)
         | Command::Serve(_)
         | Command::Config(_)
+        | Command::Gc(_)
         | Command::Completions { .. } => {}
     }
     Ok(())

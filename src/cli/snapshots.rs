@@ -4,8 +4,10 @@ use clap::Args;
 use serde_json::json;
 
 use super::{exit, human, ConnectArgs, GlobalArgs};
+use crate::id::SnapshotId;
 use crate::origin::OriginSpec;
 use crate::report::print_json;
+use crate::snapshot::SnapshotRecord;
 use crate::time::Zone;
 
 #[derive(Debug, Args)]
@@ -35,20 +37,7 @@ pub fn run(global: &GlobalArgs, args: &SnapshotsArgs) -> anyhow::Result<u8> {
     let repo = global.open_repo()?;
     let snapshots = repo.snapshots()?;
     let wanted = match (&args.origin, spec) {
-        (Some(arg), Some(spec)) => {
-            let given = arg.to_string_lossy();
-            if snapshots.iter().any(|(_, r)| r.origin == given) {
-                Some(given.into_owned())
-            } else if let Some(url) = spec.recorded_url() {
-                // A directory: its canonical path, whether it still exists or not.
-                Some(url)
-            } else {
-                // Another origin is recorded under what opening it says (an SSH origin's
-                // user, port and absolute path filled in).
-                let origin = spec.open(&args.connect.open_options(false))?;
-                Some(origin.url().to_string())
-            }
-        }
+        (Some(arg), Some(spec)) => Some(recorded_origin(arg, &spec, &snapshots, &args.connect)?),
         _ => None,
     };
     let chosen = snapshots
@@ -79,4 +68,25 @@ pub fn run(global: &GlobalArgs, args: &SnapshotsArgs) -> anyhow::Result<u8> {
         }
     }
     Ok(exit::OK)
+}
+
+/// The name the repository records the origin `arg` (read as `spec`) under: `arg` itself when
+/// a snapshot is recorded so, else a directory's canonical path (whether it still exists or
+/// not), else the URL the origin gives once opened (an SSH origin's user, port and absolute
+/// path filled in). `forget ORIGIN` matches its argument the same way.
+pub(super) fn recorded_origin(
+    arg: &std::path::Path,
+    spec: &OriginSpec,
+    snapshots: &[(SnapshotId, SnapshotRecord)],
+    connect: &ConnectArgs,
+) -> anyhow::Result<String> {
+    let given = arg.to_string_lossy();
+    if snapshots.iter().any(|(_, r)| r.origin == given) {
+        Ok(given.into_owned())
+    } else if let Some(url) = spec.recorded_url() {
+        Ok(url)
+    } else {
+        let origin = spec.open(&connect.open_options(false))?;
+        Ok(origin.url().to_string())
+    }
 }

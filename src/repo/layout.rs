@@ -149,25 +149,26 @@ pub(super) fn damaged_name(root: &Path, unix_secs: i64) -> PathBuf {
 }
 
 /// A held `locks/index.lock`: shared by every open repository, exclusive while `repair-index`
-/// replaces the index. An advisory `flock`, dropped by the kernel with its holder.
+/// replaces the index or `gc` compacts it. An advisory `flock`, dropped by the kernel with its holder.
 #[derive(Debug)]
 pub(super) struct IndexLock {
     _file: File,
 }
 
 impl IndexLock {
-    /// Takes the lock shared; fails at once while `repair-index` holds it.
+    /// Takes the lock shared; fails at once while `repair-index` or `gc` holds it.
     pub(super) fn shared(root: &Path) -> Result<IndexLock> {
-        Self::take(root, false)
+        Self::take(root, None)
     }
 
-    /// Takes the lock exclusively; fails at once while any other musicfs process has the
-    /// repository open.
-    pub(super) fn exclusive(root: &Path) -> Result<IndexLock> {
-        Self::take(root, true)
+    /// Takes the lock exclusively for `command` (`repair-index`, `gc`); fails at once while
+    /// any other musicfs process has the repository open.
+    pub(super) fn exclusive(root: &Path, command: &str) -> Result<IndexLock> {
+        Self::take(root, Some(command))
     }
 
-    fn take(root: &Path, exclusive: bool) -> Result<IndexLock> {
+    fn take(root: &Path, exclusive_for: Option<&str>) -> Result<IndexLock> {
+        let exclusive = exclusive_for.is_some();
         make_locks_dir(root)?;
         let path = root.join(LOCKS).join(INDEX_LOCK);
         let file = OpenOptions::new()
@@ -185,14 +186,14 @@ impl IndexLock {
             Ok(()) => Ok(IndexLock { _file: file }),
             Err(TryLockError::WouldBlock) => Err(Error::IndexLocked {
                 path: root.to_path_buf(),
-                reason: if exclusive {
-                    "the index is in use by another musicfs process (a scan, sync, mount or \
-                     serve); stop it, then run musicfs repair-index again"
-                        .into()
-                } else {
-                    "musicfs repair-index is rebuilding the index; try again when it has \
-                     finished"
-                        .into()
+                reason: match exclusive_for {
+                    Some(command) => format!(
+                        "the index is in use by another musicfs process (a scan, sync, mount or \
+                         serve); stop it, then run musicfs {command} again"
+                    ),
+                    None => "musicfs repair-index or gc holds the index; try again when it has \
+                             finished"
+                        .into(),
                 },
             }),
             Err(TryLockError::Error(e)) => Err(Error::io(&path, e)),
@@ -259,11 +260,11 @@ mod tests {
         let open = IndexLock::shared(dir.path()).unwrap();
         let also_open = IndexLock::shared(dir.path()).unwrap();
         assert!(matches!(
-            IndexLock::exclusive(dir.path()),
+            IndexLock::exclusive(dir.path(), "repair-index"),
             Err(Error::IndexLocked { .. })
         ));
         drop((open, also_open));
-        let repairing = IndexLock::exclusive(dir.path()).unwrap();
+        let repairing = IndexLock::exclusive(dir.path(), "repair-index").unwrap();
         assert!(matches!(
             IndexLock::shared(dir.path()),
             Err(Error::IndexLocked { .. })

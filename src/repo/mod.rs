@@ -10,12 +10,14 @@
 
 mod check;
 mod config;
+mod gc;
 mod history;
 mod layout;
 mod location;
 mod lock;
 mod objects;
 mod repair;
+pub mod retention;
 mod tables;
 #[cfg(test)]
 mod tests;
@@ -24,6 +26,7 @@ mod writer;
 
 pub use check::{check, CheckReport};
 pub use config::{ChunkerConfig, RepoConfig};
+pub use gc::{gc, ForgetReport, GcReport, Judged, OriginForget, LATEST_REASON};
 pub use location::Location;
 pub use lock::DestinationLock;
 pub use objects::{LocalObjects, ObjectId, ObjectKind, ObjectStore};
@@ -125,6 +128,18 @@ fn db_error(root: &Path, e: impl std::fmt::Display) -> Error {
         path: root.to_path_buf(),
         message: e.to_string(),
     }
+}
+
+/// Bytes the files under `root` occupy.
+fn disk_usage_of(root: &Path) -> Result<u64> {
+    let mut total = 0;
+    for entry in walkdir::WalkDir::new(root) {
+        let entry = entry.map_err(|e| db_error(root, e))?;
+        if entry.file_type().is_file() {
+            total += entry.metadata().map_err(|e| db_error(root, e))?.len();
+        }
+    }
+    Ok(total)
 }
 
 /// The library error for a redb error: corruption (including a file that is not a redb
@@ -651,14 +666,7 @@ impl Repository {
 
     /// Bytes the repository occupies on disk.
     pub fn disk_usage(&self) -> Result<u64> {
-        let mut total = 0;
-        for entry in walkdir::WalkDir::new(&self.root) {
-            let entry = entry.map_err(|e| db_error(&self.root, e))?;
-            if entry.file_type().is_file() {
-                total += entry.metadata().map_err(|e| db_error(&self.root, e))?.len();
-            }
-        }
-        Ok(total)
+        disk_usage_of(&self.root)
     }
 
     /// Every stored chunk list and tree, re-hashed against its id; returns the number checked

@@ -93,6 +93,8 @@ pub trait ObjectStore: Send + Sync {
     /// The ids of every object of `kind`, in no order; an empty kind is an empty list.
     /// Idempotent.
     fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectId>>;
+    /// The size in bytes of object `id` of `kind`; `NotFound` when it is absent. Idempotent.
+    fn size(&self, kind: ObjectKind, id: &ObjectId) -> Result<u64>;
     /// Removes object `id` of `kind`; an absent object is fine (idempotent).
     fn remove(&self, kind: ObjectKind, id: &ObjectId) -> Result<()>;
 }
@@ -194,6 +196,13 @@ impl ObjectStore for LocalObjects {
         Ok(ids)
     }
 
+    fn size(&self, kind: ObjectKind, id: &ObjectId) -> Result<u64> {
+        let path = self.path(kind, id);
+        fs::metadata(&path)
+            .map(|m| m.len())
+            .map_err(|e| Error::io(&path, e))
+    }
+
     fn remove(&self, kind: ObjectKind, id: &ObjectId) -> Result<()> {
         let path = self.path(kind, id);
         match fs::remove_file(&path) {
@@ -219,6 +228,10 @@ mod tests {
         // Idempotent: a second put of the same object succeeds.
         store.put(ObjectKind::Pack, &id, &bytes).unwrap();
         assert_eq!(store.read(ObjectKind::Pack, &id, 4, 4).unwrap(), b"pack");
+        assert_eq!(
+            store.size(ObjectKind::Pack, &id).unwrap(),
+            bytes.len() as u64
+        );
         assert_eq!(store.list(ObjectKind::Pack).unwrap(), vec![id]);
         // No temporary file is left beside the object.
         let fan = dir.path().join("objects/packs").join(&id.hex()[..2]);
@@ -234,6 +247,7 @@ mod tests {
             matches!(gone, Error::Io { ref source, .. } if source.kind() == io::ErrorKind::NotFound)
         );
         assert!(store.list(ObjectKind::Pack).unwrap().is_empty());
+        assert!(store.size(ObjectKind::Pack, &id).is_err());
     }
 
     #[test]

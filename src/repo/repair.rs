@@ -81,7 +81,7 @@ pub fn repair_index(root: &Path) -> Result<RepairReport> {
             path: root.to_path_buf(),
         });
     }
-    let lock = IndexLock::exclusive(root)?;
+    let lock = IndexLock::exclusive(root, "repair-index")?;
     let state = layout::index_state(root)?;
     let mut report = RepairReport {
         repository: root.to_path_buf(),
