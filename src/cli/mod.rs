@@ -2,6 +2,7 @@
 
 mod check;
 mod diff;
+mod filter_args;
 mod init;
 mod inspect;
 mod mount;
@@ -322,6 +323,7 @@ impl ConnectArgs {
             retry_for: self.retry_for,
             max_retries: self.retries,
             remote_shell: self.rsh.clone().filter(|c| !c.trim().is_empty()),
+            filter: crate::filter::Filter::none(),
         }
     }
 }

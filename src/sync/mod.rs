@@ -321,6 +321,7 @@ pub fn sync_from(
             &PlanOptions {
                 delete,
                 unreadable: &src_state.unreadable,
+                excluded: dst_scan.as_ref().map_or(&[][..], |d| &d.excluded[..]),
                 mtime_resolution: destination.capabilities().mtime_resolution,
             },
         )

@@ -131,6 +131,10 @@ pub struct PlanOptions<'a> {
     pub delete: bool,
     /// Source paths that could not be read: their destination entries are left alone.
     pub unreadable: &'a [Vec<u8>],
+    /// Destination paths its filter excluded (absent from its tree): never deleted, so a
+    /// directory to be deleted that holds one loses only its other entries, and one to be
+    /// replaced by a file or symlink is left as it is.
+    pub excluded: &'a [Vec<u8>],
     /// How finely the destination keeps mtimes: a destination mtime equal to the source's at
     /// this resolution is right (an SFTP server keeps whole seconds, and setting the
     /// nanoseconds again would change nothing).
@@ -352,6 +356,11 @@ fn protected(path: &[u8], unreadable: &[Vec<u8>]) -> bool {
         .any(|u| path == u.as_slice() || is_below(path, u) || is_below(u, path))
 }
 
+/// Whether the destination directory `path` holds an entry its filter excluded.
+fn holds_excluded(path: &[u8], options: &PlanOptions<'_>) -> bool {
+    options.excluded.iter().any(|e| is_below(e, path))
+}
+
 /// Whether the source could not read this very entry: what it has of it (an empty directory,
 /// its mode) is not the truth, so the destination's copy is neither created nor changed.
 fn unreadable(path: &[u8], options: &PlanOptions<'_>) -> bool {
@@ -402,7 +411,13 @@ fn compare(
                 let path = crate::relpath::join(prefix, &d.name);
                 if options.delete && !protected(&path, options.unreadable) {
                     changed = true;
-                    remove(repo, path, &d.node, out)?;
+                    match &d.node {
+                        // Empty it, keeping what the filter excluded (and so the directory).
+                        Node::Dir { tree, .. } if holds_excluded(&path, options) => {
+                            compare(repo, None, Some(*tree), &path, options, out)?;
+                        }
+                        _ => remove(repo, path, &d.node, out)?,
+                    }
                 }
             }
             (_, Some(s), Some(d)) => {
@@ -539,6 +554,13 @@ fn update(
                 target: target.clone(),
             });
             Ok(true)
+        }
+        (_, Node::Dir { .. }) if holds_excluded(path, options) => {
+            tracing::warn!(
+                "{}: not replaced, the directory holds excluded entries (--delete-excluded deletes them)",
+                String::from_utf8_lossy(path)
+            );
+            Ok(false)
         }
         _ => {
             out.removals_first.push(Step::Remove {
