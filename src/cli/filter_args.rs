@@ -72,7 +72,7 @@ impl clap::Args for FilterArgs {
                 .long("exclude")
                 .value_name("PATTERN")
                 .action(ArgAction::Append)
-                .help("Leave out entries matching PATTERN (rsync's rules: see FILTERS)")
+                .help("Leave out entries matching PATTERN (rsync's rules, --help tells them)")
                 .long_help(
                     "Leave out entries matching PATTERN, and everything below an excluded \
                      directory, which is never read. Rules apply in the order given across \
