@@ -541,3 +541,100 @@ fn the_remote_end_walks_through_the_filters() {
         assert_eq!(tree(&all), tree(&src), "{name}");
     }
 }
+
+// --- the protocol -------------------------------------------------------------------------
+
+/// Sends `messages` to a `musicfs serve --stdio` and returns every message it answers with
+/// until it closes its output.
+fn serve_answers(t: &TestRepo, messages: &[musicfs::agent::wire::Message]) -> Vec<String> {
+    use musicfs::agent::wire::{read_message, write_message, Message};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(util::bin())
+        .args(["serve", "--stdio"])
+        .env("MUSICFS_REPO", t.path("remote-repo"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    for m in messages {
+        write_message(&mut input, m).unwrap();
+    }
+    let mut output = child.stdout.take().unwrap();
+    let mut answers = Vec::new();
+    while let Ok(Some(message)) = read_message(&mut output) {
+        let done = matches!(message, Message::Source(_) | Message::Failed(_));
+        answers.push(match message {
+            Message::Hello { version, .. } => format!("Hello {version}"),
+            Message::Source(info) => format!("Source {} files", info.files),
+            Message::Failed(why) => format!("Failed {why}"),
+            other => format!("{other:?}"),
+        });
+        if done {
+            break;
+        }
+    }
+    drop(input);
+    child.wait().unwrap();
+    answers
+}
+
+#[test]
+fn the_server_answers_in_the_clients_protocol_and_checks_the_filter() {
+    use musicfs::agent::wire::{Message, MAGIC, PROTOCOL_VERSION};
+    use musicfs::filter::{FilterSpec, Rule};
+    let t = TestRepo::new();
+    let src = t.path("src");
+    put(&src, "album/01.flac", "one");
+    put(&src, "album/.DS_Store", "litter");
+    put(&src, "album/cover.jpg", "jpg");
+    let hello = |version| Message::Hello {
+        magic: MAGIC,
+        version,
+        format: musicfs::repo::FORMAT_VERSION,
+    };
+    let pull = Message::Pull {
+        path: src.to_str().unwrap().as_bytes().to_vec(),
+        checksum: false,
+    };
+    // A client of protocol 2 sends no filter: it is served in protocol 2, unfiltered.
+    assert_eq!(
+        serve_answers(&t, &[hello(2), pull.clone()]),
+        ["Hello 2", "Source 3 files"]
+    );
+    let filter = |rules: Vec<Rule>| {
+        Message::Filter(FilterSpec {
+            rules,
+            default_excludes: true,
+        })
+    };
+    assert_eq!(
+        serve_answers(
+            &t,
+            &[
+                hello(PROTOCOL_VERSION),
+                filter(vec![Rule::exclude("*.jpg")]),
+                pull.clone()
+            ]
+        ),
+        [format!("Hello {PROTOCOL_VERSION}"), "Source 1 files".into()]
+    );
+    let refused = serve_answers(
+        &t,
+        &[
+            hello(PROTOCOL_VERSION),
+            filter(vec![Rule::exclude("a[")]),
+            pull.clone(),
+        ],
+    );
+    assert!(
+        refused.len() == 2 && refused[1].contains("\"a[\""),
+        "a bad pattern is refused by name: {refused:?}"
+    );
+    let refused = serve_answers(&t, &[hello(2), filter(Vec::new()), pull]);
+    assert!(
+        refused.len() == 2 && refused[1].starts_with("Failed"),
+        "protocol 2 has no Filter: {refused:?}"
+    );
+}
