@@ -353,6 +353,33 @@ fn delete_spares_what_the_filters_exclude_unless_delete_excluded() {
     );
 }
 
+/// A DST directory that SRC replaced by a file is not removed when it holds an excluded entry:
+/// the sync is partial (exit 3) and says why; --delete-excluded replaces it.
+#[test]
+fn a_directory_holding_excluded_entries_is_not_replaced() {
+    let t = TestRepo::new();
+    let src = t.path("src");
+    put(&src, "x", "now a file");
+    put(&src, "y.flac", "y");
+    let dst = t.path("dst");
+    put(&dst, "x/.DS_Store", "finder");
+    put(&dst, "x/a.flac", "a");
+    let out = t.cmd().arg("sync").arg(&src).arg(&dst).assert_exit(3);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{}: not replaced", dst.join("x").display())),
+        "{stderr}"
+    );
+    assert_eq!(tree(&dst), ["x", "x/.DS_Store", "x/a.flac", "y.flac"]);
+    t.cmd()
+        .args(["sync", "--delete-excluded"])
+        .arg(&src)
+        .arg(&dst)
+        .assert_exit(0);
+    assert_eq!(tree(&dst), ["x", "y.flac"]);
+    assert_eq!(fs::read_to_string(dst.join("x")).unwrap(), "now a file");
+}
+
 #[test]
 fn scan_records_only_what_the_filters_include() {
     let t = TestRepo::new();

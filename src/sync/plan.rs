@@ -92,6 +92,9 @@ pub struct SyncPlan {
     pub deletions: Vec<Step>,
     /// Directory modes and mtimes, children before parents: run last.
     pub directory_meta: Vec<Step>,
+    /// Destination directories the source replaced by a file or symlink, left as they are
+    /// because they hold entries the destination's filter excluded.
+    pub kept_for_excluded: Vec<Vec<u8>>,
     /// Regular files among the deletions, by content, while planning.
     deleted_files: HashMap<ContentId, Vec<Vec<u8>>>,
     /// The contents of the regular files below each deletion, in `deletions` order.
@@ -556,10 +559,7 @@ fn update(
             Ok(true)
         }
         (_, Node::Dir { .. }) if holds_excluded(path, options) => {
-            tracing::warn!(
-                "{}: not replaced, the directory holds excluded entries (--delete-excluded deletes them)",
-                String::from_utf8_lossy(path)
-            );
+            out.kept_for_excluded.push(path.to_vec());
             Ok(false)
         }
         _ => {
