@@ -145,6 +145,64 @@ mod tests {
         }
     }
 
+    /// A walk that lists `a/`, fails to list it, then gives what a broken transport might.
+    struct Scripted(LocalOrigin);
+
+    impl Origin for Scripted {
+        fn url(&self) -> &str {
+            self.0.url()
+        }
+        fn display(&self, rel: &[u8]) -> PathBuf {
+            self.0.display(rel)
+        }
+        fn capabilities(&self) -> Capabilities {
+            self.0.capabilities()
+        }
+        fn walk(&self, visit: &mut dyn FnMut(WalkItem)) {
+            let stat = |kind| EntryStat {
+                kind,
+                size: 0,
+                mtime_ns: 0,
+                change: crate::origin::ChangeKey::None,
+                mode: 0o755,
+            };
+            use crate::origin::EntryKind::{Dir, File};
+            visit(WalkItem::Entry {
+                path: b"a".to_vec(),
+                stat: stat(Dir),
+                target: None,
+            });
+            visit(WalkItem::Problem {
+                path: b"a".to_vec(),
+                message: "Permission denied".into(),
+            });
+            visit(WalkItem::Problem {
+                path: b"a/x".to_vec(),
+                message: "Permission denied".into(),
+            });
+            visit(WalkItem::Entry {
+                path: b"ab".to_vec(),
+                stat: stat(File),
+                target: None,
+            });
+        }
+        fn open(&self, rel: &[u8]) -> Result<Box<dyn OriginFile>> {
+            self.0.open(rel)
+        }
+        fn stat(&self, rel: &[u8]) -> Result<Option<EntryStat>> {
+            self.0.stat(rel)
+        }
+    }
+
+    #[test]
+    fn the_default_drops_the_problems_of_an_excluded_directory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let local = LocalOrigin::open(dir.path(), false).expect("open");
+        let filter = Filter::new(vec![Rule::exclude("/a/")], false).expect("valid");
+        let filtered = Filtered::new(Scripted(local), filter);
+        assert_eq!(walked(&filtered), ["x a", "e ab"]);
+    }
+
     #[test]
     fn the_default_and_the_local_walk_filter_alike() {
         let dir = tempfile::tempdir().expect("tempdir");

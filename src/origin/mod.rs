@@ -110,7 +110,8 @@ pub trait Origin: Send + Sync {
                 | WalkItem::Excluded(path) => path,
             };
             if let Some(dir) = &skipped {
-                if crate::filter::is_below(path, dir) {
+                // Below the excluded directory, or a problem listing it.
+                if path == dir || crate::filter::is_below(path, dir) {
                     return;
                 }
                 skipped = None;
@@ -335,8 +336,9 @@ pub enum WalkItem {
     },
     /// A temporary file left by an interrupted sync.
     Temporary(Vec<u8>),
-    /// An entry a filter excludes ([`Origin::walk_filtered`]), with its path: it was not
-    /// stat'ed, and a directory was not entered. A sync leaves it alone at its destination.
+    /// An entry a filter excludes ([`Origin::walk_filtered`]), with its path; nothing below
+    /// it is given (a transport that prunes neither stat'ed it nor entered it). A sync leaves
+    /// it alone at its destination.
     Excluded(Vec<u8>),
     /// An entry that could not be read; the walk goes on.
     Problem {
