@@ -12,8 +12,8 @@
 //! root, with rsync's anchoring: a leading `/` anchors the pattern at the root; a trailing `/`
 //! matches directories only; a pattern with no other `/` and no `**` matches the entry's name
 //! at any depth; one with a `/` or a `**` matches the end of the path at a component boundary;
-//! `*` and `?` never match a `/`, `**` does; a trailing `/***` matches the directory and
-//! everything below it.
+//! `*` and `?` never match a `/`, `**` does when it is a whole component (inside one it is
+//! `*`); a trailing `/***` matches the directory and everything below it.
 //!
 //! Never does: touch an origin or the file system (`--exclude-from` files are read by the
 //! command line), or treat a path as text (paths are bytes; a pattern is UTF-8).
@@ -390,6 +390,10 @@ mod tests {
         let tail = filter(&[("dir/**", false)]);
         assert!(tail.excludes(b"dir/a/b", false));
         assert!(!tail.excludes(b"dir", true));
+        // Inside a component, `**` is `*`: it does not cross a `/`.
+        let inside = filter(&[("/foo**bar", false)]);
+        assert!(inside.excludes(b"fooxbar", false));
+        assert!(!inside.excludes(b"foo/x/bar", false));
         let tree = filter(&[("dir/***", false)]);
         assert!(tree.excludes(b"dir", true));
         assert!(tree.excludes(b"x/dir/a", false));
