@@ -567,6 +567,14 @@ fn the_remote_end_walks_through_the_filters() {
         // Every name (SFTP keeps whole-second mtimes, so only names are compared).
         assert_eq!(tree(&all), tree(&src), "{name}");
     }
+    // A scan of an SSH origin (over SFTP) records what the filters include.
+    let src = t.path("src-agent");
+    let mut cmd = Musicfs::new(t.repo(), &sshd.home());
+    cmd.json()
+        .args(["scan", "--exclude", "*.txt"])
+        .arg(remote(&src));
+    let scanned = summary_of(&cmd.assert_exit(0));
+    assert_eq!(num(&scanned, "files"), 2, "{scanned}");
 }
 
 // --- the protocol -------------------------------------------------------------------------
