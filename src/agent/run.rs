@@ -35,9 +35,9 @@ use crate::origin::Filtered;
 pub struct RemoteOptions {
     /// Connection settings, which the link takes as its transport needs them (timeouts,
     /// host-key policy, the remote shell); `open.filter` is the remote directory's filter,
-    /// sent to the remote agent or put around the fallback origin; `open.retries`, `open.retry_for` and
-    /// `open.max_retries` also say how a whole sync is retried after a transient failure
-    /// (see [`sync_remote`]).
+    /// sent to the remote agent or put around the fallback origin; `open.retries`,
+    /// `open.retry_for` and `open.max_retries` also say how a whole sync is retried after a
+    /// transient failure (see [`sync_remote`]).
     pub open: OpenOptions,
     /// Use the link's fallback origin even when the remote host has musicfs.
     pub force_fallback: bool,
