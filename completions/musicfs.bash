@@ -191,12 +191,24 @@ _musicfs() {
             return 0
             ;;
         musicfs__subcmd__diff)
-            opts="-x -e -q -v -h --name-only --stat --one-file-system --accept-new-host-key --retries --retry-for --timeout --rsh --repo --json --quiet --verbose --help"
+            opts="-x -e -q -v -h --name-only --stat --one-file-system --exclude --include --exclude-from --no-default-excludes --accept-new-host-key --retries --retry-for --timeout --rsh --repo --json --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --exclude)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --include)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --exclude-from)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --retries)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -671,12 +683,24 @@ _musicfs() {
             return 0
             ;;
         musicfs__subcmd__scan)
-            opts="-x -e -q -v -h --checksum --one-file-system --accept-new-host-key --retries --retry-for --timeout --rsh --repo --json --quiet --verbose --help"
+            opts="-x -e -q -v -h --checksum --one-file-system --exclude --include --exclude-from --no-default-excludes --accept-new-host-key --retries --retry-for --timeout --rsh --repo --json --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --exclude)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --include)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --exclude-from)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --retries)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -765,7 +789,7 @@ _musicfs() {
             return 0
             ;;
         musicfs__subcmd__sync)
-            opts="-n -x -e -q -v -h --delete --dry-run --checksum --one-file-system --max-delete --bwlimit --accept-new-host-key --retries --retry-for --timeout --rsh --sftp --remote-musicfs --repo --json --quiet --verbose --help"
+            opts="-n -x -e -q -v -h --delete --delete-excluded --dry-run --checksum --one-file-system --max-delete --bwlimit --exclude --include --exclude-from --no-default-excludes --accept-new-host-key --retries --retry-for --timeout --rsh --sftp --remote-musicfs --repo --json --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -776,6 +800,18 @@ _musicfs() {
                     return 0
                     ;;
                 --bwlimit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --exclude)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --include)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --exclude-from)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -51,6 +51,9 @@ complete -c musicfs -n "__fish_musicfs_using_subcommand init" -l json -d 'Print 
 complete -c musicfs -n "__fish_musicfs_using_subcommand init" -s q -l quiet -d 'Print only problems'
 complete -c musicfs -n "__fish_musicfs_using_subcommand init" -s v -l verbose -d 'Print every step'
 complete -c musicfs -n "__fish_musicfs_using_subcommand init" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c musicfs -n "__fish_musicfs_using_subcommand scan" -l exclude -d 'Leave out entries matching PATTERN (rsync\'s rules, --help tells them)' -r
+complete -c musicfs -n "__fish_musicfs_using_subcommand scan" -l include -d 'Keep entries matching PATTERN, whatever later rules say' -r
+complete -c musicfs -n "__fish_musicfs_using_subcommand scan" -l exclude-from -d 'Read exclude patterns from FILE (- for standard input), one per line; blank lines and lines starting with # or ; are skipped, and a line starting with "+ " or "- " is an include or exclude rule' -r -F
 complete -c musicfs -n "__fish_musicfs_using_subcommand scan" -l retries -d 'At most N retries after a dropped connection or a timeout [default: 3 while the host has never answered; then no cap but --retry-for]' -r
 complete -c musicfs -n "__fish_musicfs_using_subcommand scan" -l retry-for -d 'Once the host has answered, keep retrying a sync that failed for a transient reason (a dropped link, a timeout) with capped exponential backoff until DURATION has passed since the last attempt that reached it: 90s, 10m, 1h [default: 5m]' -r
 complete -c musicfs -n "__fish_musicfs_using_subcommand scan" -l timeout -d 'Seconds allowed to connect, and to wait on a silent remote [default: 30]' -r
@@ -58,6 +61,7 @@ complete -c musicfs -n "__fish_musicfs_using_subcommand scan" -s e -l rsh -d 'Re
 complete -c musicfs -n "__fish_musicfs_using_subcommand scan" -l repo -d 'Repository directory, made by `musicfs init` [default: $XDG_DATA_HOME/musicfs, created on first use]' -r -F
 complete -c musicfs -n "__fish_musicfs_using_subcommand scan" -l checksum -d 'Read every file, even those whose size, times and inode are unchanged'
 complete -c musicfs -n "__fish_musicfs_using_subcommand scan" -s x -l one-file-system -d 'Don\'t cross file system boundaries in a local directory: a directory on which another file system is mounted is recorded as an empty directory (a musicfs mount is always left out)'
+complete -c musicfs -n "__fish_musicfs_using_subcommand scan" -l no-default-excludes -d 'Don\'t leave out operating-system litter, which is excluded by default after the other rules (names at any depth, case ignored): .DS_Store ._* .AppleDouble Thumbs.db desktop.ini $RECYCLE.BIN @eaDir'
 complete -c musicfs -n "__fish_musicfs_using_subcommand scan" -l accept-new-host-key -d 'Trust and remember the key of an SSH host that ~/.ssh/known_hosts does not know yet (a changed key is always refused)'
 complete -c musicfs -n "__fish_musicfs_using_subcommand scan" -l json -d 'Print JSON Lines (one object per line, each with a "type") on stdout'
 complete -c musicfs -n "__fish_musicfs_using_subcommand scan" -s q -l quiet -d 'Print only problems'
@@ -65,16 +69,21 @@ complete -c musicfs -n "__fish_musicfs_using_subcommand scan" -s v -l verbose -d
 complete -c musicfs -n "__fish_musicfs_using_subcommand scan" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l max-delete -d 'With --delete: delete nothing (and exit 3) when the deletions would remove more than N files and symlinks, as a guard against a source that went missing' -r
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l bwlimit -d 'Limit what crosses to or from the other side to RATE per second, all streams together, as rsync reads it: 500K, 10M, 1.5M (K, M, G are powers of 1024; KB, MB powers of 1000; no unit means K; 0 means no limit). In a local sync it limits what is written into DST' -r
+complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l exclude -d 'Leave out entries matching PATTERN (rsync\'s rules, --help tells them)' -r
+complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l include -d 'Keep entries matching PATTERN, whatever later rules say' -r
+complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l exclude-from -d 'Read exclude patterns from FILE (- for standard input), one per line; blank lines and lines starting with # or ; are skipped, and a line starting with "+ " or "- " is an include or exclude rule' -r -F
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l retries -d 'At most N retries after a dropped connection or a timeout [default: 3 while the host has never answered; then no cap but --retry-for]' -r
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l retry-for -d 'Once the host has answered, keep retrying a sync that failed for a transient reason (a dropped link, a timeout) with capped exponential backoff until DURATION has passed since the last attempt that reached it: 90s, 10m, 1h [default: 5m]' -r
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l timeout -d 'Seconds allowed to connect, and to wait on a silent remote [default: 30]' -r
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -s e -l rsh -d 'Reach SSH hosts by running COMMAND (the system OpenSSH: ssh) instead of the built-in client, as rsync\'s -e: `COMMAND [-p PORT] [-l USER] host musicfs serve --stdio`, and `COMMAND -s host sftp` for SFTP. COMMAND is split as a shell would split it, without running a shell. Every ~/.ssh/config directive, ControlMaster, ProxyJump and OpenSSH\'s own host-key checking then apply' -r
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l remote-musicfs -d 'The musicfs command on the remote host, run by its shell [default: musicfs on the remote PATH, else SFTP]' -r
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l repo -d 'Repository directory, made by `musicfs init` [default: $XDG_DATA_HOME/musicfs, created on first use]' -r -F
-complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l delete -d 'Remove files and directories absent from SRC'
+complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l delete -d 'Remove files and directories absent from SRC (entries the filters exclude at DST are kept, and so are the directories that hold them)'
+complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l delete-excluded -d 'Also delete what the filters exclude at DST (implies --delete), as rsync\'s --delete-excluded: DST is walked without the filters'
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -s n -l dry-run -d 'Print the plan and the bytes it would move; write nothing'
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l checksum -d 'Read every source file, even those whose metadata is unchanged'
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -s x -l one-file-system -d 'Don\'t cross file system boundaries in a local SRC or DST: a mount point is copied as an empty directory, and --delete deletes nothing inside one (a musicfs mount is always left out)'
+complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l no-default-excludes -d 'Don\'t leave out operating-system litter, which is excluded by default after the other rules (names at any depth, case ignored): .DS_Store ._* .AppleDouble Thumbs.db desktop.ini $RECYCLE.BIN @eaDir'
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l accept-new-host-key -d 'Trust and remember the key of an SSH host that ~/.ssh/known_hosts does not know yet (a changed key is always refused)'
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l sftp -d 'Use SFTP even when the remote host has musicfs'
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l json -d 'Print JSON Lines (one object per line, each with a "type") on stdout'
@@ -91,6 +100,9 @@ complete -c musicfs -n "__fish_musicfs_using_subcommand verify" -l json -d 'Prin
 complete -c musicfs -n "__fish_musicfs_using_subcommand verify" -s q -l quiet -d 'Print only problems'
 complete -c musicfs -n "__fish_musicfs_using_subcommand verify" -s v -l verbose -d 'Print every step'
 complete -c musicfs -n "__fish_musicfs_using_subcommand verify" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c musicfs -n "__fish_musicfs_using_subcommand diff" -l exclude -d 'Leave out entries matching PATTERN (rsync\'s rules, --help tells them)' -r
+complete -c musicfs -n "__fish_musicfs_using_subcommand diff" -l include -d 'Keep entries matching PATTERN, whatever later rules say' -r
+complete -c musicfs -n "__fish_musicfs_using_subcommand diff" -l exclude-from -d 'Read exclude patterns from FILE (- for standard input), one per line; blank lines and lines starting with # or ; are skipped, and a line starting with "+ " or "- " is an include or exclude rule' -r -F
 complete -c musicfs -n "__fish_musicfs_using_subcommand diff" -l retries -d 'At most N retries after a dropped connection or a timeout [default: 3 while the host has never answered; then no cap but --retry-for]' -r
 complete -c musicfs -n "__fish_musicfs_using_subcommand diff" -l retry-for -d 'Once the host has answered, keep retrying a sync that failed for a transient reason (a dropped link, a timeout) with capped exponential backoff until DURATION has passed since the last attempt that reached it: 90s, 10m, 1h [default: 5m]' -r
 complete -c musicfs -n "__fish_musicfs_using_subcommand diff" -l timeout -d 'Seconds allowed to connect, and to wait on a silent remote [default: 30]' -r
@@ -99,6 +111,7 @@ complete -c musicfs -n "__fish_musicfs_using_subcommand diff" -l repo -d 'Reposi
 complete -c musicfs -n "__fish_musicfs_using_subcommand diff" -l name-only -d 'Print only the changed paths, one per line (B\'s path; A\'s for a removed file)'
 complete -c musicfs -n "__fish_musicfs_using_subcommand diff" -l stat -d 'Print the counts per directory and class, then the summary'
 complete -c musicfs -n "__fish_musicfs_using_subcommand diff" -s x -l one-file-system -d 'Don\'t cross file system boundaries in a local directory operand: a directory on which another file system is mounted is scanned as an empty directory (a musicfs mount is always left out)'
+complete -c musicfs -n "__fish_musicfs_using_subcommand diff" -l no-default-excludes -d 'Don\'t leave out operating-system litter, which is excluded by default after the other rules (names at any depth, case ignored): .DS_Store ._* .AppleDouble Thumbs.db desktop.ini $RECYCLE.BIN @eaDir'
 complete -c musicfs -n "__fish_musicfs_using_subcommand diff" -l accept-new-host-key -d 'Trust and remember the key of an SSH host that ~/.ssh/known_hosts does not know yet (a changed key is always refused)'
 complete -c musicfs -n "__fish_musicfs_using_subcommand diff" -l json -d 'Print JSON Lines (one object per line, each with a "type") on stdout'
 complete -c musicfs -n "__fish_musicfs_using_subcommand diff" -s q -l quiet -d 'Print only problems'

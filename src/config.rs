@@ -75,6 +75,7 @@ struct RawSettings {
     one_file_system: Option<bool>,
     checksum: Option<bool>,
     max_delete: Option<u64>,
+    exclude: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -112,6 +113,8 @@ pub struct Settings {
     pub checksum: Option<bool>,
     /// `--max-delete`.
     pub max_delete: Option<u64>,
+    /// `--exclude` patterns, added after the command line's rules.
+    pub exclude: Vec<String>,
 }
 
 /// An origin named in the file.
@@ -300,7 +303,26 @@ fn settings(raw: RawSettings, table: &str, invalid: &Invalid<'_>) -> Result<Sett
         })?),
         None => None,
     };
+    let exclude = match raw.exclude {
+        Some(list) => {
+            let span = list.span();
+            let patterns = list.into_inner();
+            for pattern in &patterns {
+                let rule = crate::filter::Rule::exclude(pattern.clone());
+                crate::filter::Filter::new(vec![rule], false).map_err(|e| {
+                    invalid(
+                        Some(span.clone()),
+                        &format!("{table}.exclude"),
+                        e.to_string(),
+                    )
+                })?;
+            }
+            patterns
+        }
+        None => Vec::new(),
+    };
     Ok(Settings {
+        exclude,
         timeout: raw.timeout,
         retries: raw.retries,
         retry_for,
@@ -404,6 +426,7 @@ remote_musicfs = "/opt/bin/musicfs"
 one_file_system = true
 checksum = true
 max_delete = 100
+exclude = ["*.tmp", "/Incoming/"]
 
 [origin.nas]
 url = "nas:/music"
@@ -425,6 +448,7 @@ sftp = true
         assert_eq!(d.one_file_system, Some(true));
         assert_eq!(d.checksum, Some(true));
         assert_eq!(d.max_delete, Some(100));
+        assert_eq!(d.exclude, ["*.tmp", "/Incoming/"]);
         let nas = c.origin("nas").expect("nas");
         assert_eq!(nas.url, "nas:/music");
         assert_eq!(nas.settings.bwlimit, Some(500 * 1024));
@@ -468,6 +492,14 @@ sftp = true
                 "/c/config.toml:3: origin.nas.bwlimt:",
             ),
             ("colour = true\n", "/c/config.toml:1: colour:"),
+            (
+                "[defaults]\nexclude = [\"a[\"]\n",
+                "/c/config.toml:2: defaults.exclude:",
+            ),
+            (
+                "[defaults]\nexclude = \"*.tmp\"\n",
+                "/c/config.toml:2: defaults.exclude:",
+            ),
             ("[defaults\n", "/c/config.toml:1: -:"),
         ];
         for (text, start) in cases {

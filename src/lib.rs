@@ -7,6 +7,7 @@ mod contain;
 pub mod diff;
 pub mod error;
 pub mod failpoint;
+pub mod filter;
 pub mod id;
 pub mod inspect;
 pub mod interrupt;

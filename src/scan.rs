@@ -63,6 +63,10 @@ pub struct ScanSummary {
     /// Temporary files of an interrupted sync found in the tree.
     #[serde(skip)]
     pub temporaries: Vec<Vec<u8>>,
+    /// Entries the origin's filter left out (not stat'ed, directories not entered): not in
+    /// the snapshot, and left alone by a sync into this origin.
+    #[serde(skip)]
+    pub excluded: Vec<Vec<u8>>,
 }
 
 struct Walked {
@@ -97,10 +101,15 @@ pub fn scan(
     let mut walked = Vec::new();
     let mut unreadable = Vec::new();
     let mut temporaries = Vec::new();
+    let mut excluded = Vec::new();
     origin.walk(&mut |item| match item {
         _ if crate::interrupt::cause().is_some() => {}
         WalkItem::Entry { path, stat, target } => walked.push(Walked { path, stat, target }),
         WalkItem::Temporary(path) => temporaries.push(path),
+        WalkItem::Excluded(path) => {
+            tracing::debug!("{}: excluded", origin.display(&path).display());
+            excluded.push(path);
+        }
         WalkItem::Problem { path, message } => {
             sink.event(&Event::Problem {
                 path: origin.display(&path).to_string_lossy().into_owned(),
@@ -384,6 +393,7 @@ pub fn scan(
         origin_id,
         unreadable,
         temporaries,
+        excluded,
     })
 }
 

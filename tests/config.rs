@@ -203,8 +203,9 @@ fn a_named_origin_works_wherever_an_origin_is_taken() {
     let music = home.t.mkdir("music");
     std::fs::create_dir_all(music.join("Album")).unwrap();
     std::fs::write(music.join("Album/01.flac"), b"not really audio").unwrap();
+    std::fs::write(music.join("Album/01.flac.part"), b"an unfinished download").unwrap();
     home.write_config(&format!(
-        "[origin.library]\nurl = \"{}\"\nchecksum = true\n",
+        "[origin.library]\nurl = \"{}\"\nchecksum = true\nexclude = [\"*.part\"]\n",
         music.display()
     ));
     let repo = home.t.repo();
@@ -220,6 +221,8 @@ fn a_named_origin_works_wherever_an_origin_is_taken() {
         std::fs::read(out_dir.join("Album/01.flac")).unwrap(),
         b"not really audio"
     );
+    // The origin's own exclude list applies.
+    assert!(!out_dir.join("Album/01.flac.part").exists());
     // scan, snapshots and diff take the name too.
     for args in [
         vec!["scan", "library"],

@@ -208,22 +208,26 @@ fn temp_named(rel: &[u8]) -> String {
 /// `p path` (a problem).
 fn walk(origin: &dyn WritableOrigin) -> Vec<String> {
     let mut lines = Vec::new();
-    origin.walk(&mut |item| {
-        lines.push(match item {
-            WalkItem::Entry { path, stat, target } => match (stat.kind, target) {
-                (EntryKind::Dir, None) => format!("d {}", show(&path)),
-                (EntryKind::File, None) => format!("f {} {}", show(&path), stat.size),
-                (EntryKind::Symlink, Some(target)) => {
-                    format!("l {} -> {}", show(&path), show(&target))
-                }
-                (EntryKind::Other, None) => format!("o {}", show(&path)),
-                (kind, target) => format!("BAD {} {kind:?} {target:?}", show(&path)),
-            },
-            WalkItem::Temporary(path) => format!("t {}", temp_named(&path)),
-            WalkItem::Problem { path, .. } => format!("p {}", show(&path)),
-        })
-    });
+    origin.walk(&mut |item| lines.push(walk_line(item)));
     lines
+}
+
+/// [`walk`]'s line for one item; `x path` for an entry a filter excluded.
+fn walk_line(item: WalkItem) -> String {
+    match item {
+        WalkItem::Entry { path, stat, target } => match (stat.kind, target) {
+            (EntryKind::Dir, None) => format!("d {}", show(&path)),
+            (EntryKind::File, None) => format!("f {} {}", show(&path), stat.size),
+            (EntryKind::Symlink, Some(target)) => {
+                format!("l {} -> {}", show(&path), show(&target))
+            }
+            (EntryKind::Other, None) => format!("o {}", show(&path)),
+            (kind, target) => format!("BAD {} {kind:?} {target:?}", show(&path)),
+        },
+        WalkItem::Temporary(path) => format!("t {}", temp_named(&path)),
+        WalkItem::Excluded(path) => format!("x {}", show(&path)),
+        WalkItem::Problem { path, .. } => format!("p {}", show(&path)),
+    }
 }
 
 /// The paths of the temporaries the walk finds.
@@ -302,6 +306,46 @@ fn walk_is_depth_first_and_sorted_bytewise(t: &dyn Transport) {
     assert_eq!(walk(o), expected);
 }
 
+/// A filtered walk gives each excluded entry once, as excluded, and nothing below an excluded
+/// directory (a trailing `/` matches directories only: a file of that name stays); our
+/// temporary files are temporaries whatever the filter says, so a sync still removes them.
+fn walk_filtered_leaves_out_what_the_filter_excludes(t: &dyn Transport) {
+    use musicfs::filter::{Filter, Rule};
+    let origin = empty_root(t);
+    let o = &*origin;
+    for dir in [&b"a"[..], b"a/skip", b"a/skip/deep", b"b"] {
+        o.create_dir(dir).unwrap();
+    }
+    put(o, b"a/skip/deep/x", b"x");
+    put(o, b"a/keep.flac", b"1");
+    put(o, b"a/z.o", b"22");
+    put(o, b"b/.DS_Store", b"333");
+    put(o, b"b/skip", b"a file");
+    let rules = vec![
+        Rule::exclude("skip/"),
+        Rule::exclude("*.o"),
+        Rule::exclude("*.tmp"),
+    ];
+    let filter = Filter::new(rules, true).unwrap();
+    let pending = o.create_temp(b"a/keep.flac").unwrap();
+    let mut lines = Vec::new();
+    o.walk_filtered(&filter, &mut |item| lines.push(walk_line(item)));
+    pending.discard();
+    assert_eq!(
+        lines,
+        [
+            "d a",
+            "t a/TEMP",
+            "f a/keep.flac 1",
+            "x a/skip",
+            "x a/z.o",
+            "d b",
+            "x b/.DS_Store",
+            "f b/skip 6",
+        ]
+    );
+}
+
 /// An entry that cannot be read is reported as a problem, with its path, and the walk goes on.
 /// Tests run as root, whom no mode stops, so the directory vanishes instead, between its own
 /// entry and the visit of its content: a transport that lists the directory then finds it gone
@@ -324,6 +368,7 @@ fn walk_reports_a_directory_it_cannot_list_and_goes_on(t: &dyn Transport) {
         lines.push(match item {
             WalkItem::Entry { path, .. } => format!("entry {}", show(&path)),
             WalkItem::Temporary(path) => format!("temporary {}", show(&path)),
+            WalkItem::Excluded(path) => format!("excluded {}", show(&path)),
             WalkItem::Problem { path, message } => {
                 assert!(!message.is_empty(), "a problem says what went wrong");
                 format!("problem {}", show(&path))
@@ -1192,6 +1237,7 @@ macro_rules! conformance {
             conformance!(@checks $start;
                 walk_is_depth_first_and_sorted_bytewise,
                 walk_reports_a_directory_it_cannot_list_and_goes_on,
+                walk_filtered_leaves_out_what_the_filter_excludes,
                 stat_reports_kind_size_mode_and_mtime,
                 reads_at_offsets_and_seeks,
                 commit_makes_the_target_appear_whole,

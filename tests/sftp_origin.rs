@@ -99,6 +99,7 @@ fn walk_lines(origin: &dyn Origin) -> Vec<String> {
                 target.map(|t| String::from_utf8_lossy(&t).into_owned())
             ),
             WalkItem::Temporary(path) => format!("temporary {}", String::from_utf8_lossy(&path)),
+            WalkItem::Excluded(path) => format!("excluded {}", String::from_utf8_lossy(&path)),
             WalkItem::Problem { path, message } => {
                 format!("problem {}: {message}", String::from_utf8_lossy(&path))
             }
@@ -253,6 +254,7 @@ fn unreadable_directory_is_a_problem_and_the_walk_goes_on() {
         lines.push(match item {
             WalkItem::Entry { path, .. } => format!("entry {}", String::from_utf8_lossy(&path)),
             WalkItem::Temporary(path) => format!("temporary {}", String::from_utf8_lossy(&path)),
+            WalkItem::Excluded(path) => format!("excluded {}", String::from_utf8_lossy(&path)),
             WalkItem::Problem { path, .. } => format!("problem {}", String::from_utf8_lossy(&path)),
         });
     });

@@ -8,6 +8,7 @@ use super::source::{send, RemoteSource, Requests, Resume};
 use super::wire::{read_message, Message, SourceInfo, MAGIC, PROTOCOL_VERSION};
 use crate::chunk::Chunker;
 use crate::error::{Error, Result};
+use crate::filter::Filter;
 use crate::interrupt::ReadAhead;
 use crate::origin::{Origin, WritableOrigin};
 use crate::repo::{Repository, FORMAT_VERSION};
@@ -30,9 +31,14 @@ pub struct Connection {
 
 /// This end's greeting.
 pub(crate) fn hello() -> Message {
+    hello_in(PROTOCOL_VERSION)
+}
+
+/// A greeting in protocol `version` (a server answers in the client's).
+pub(crate) fn hello_in(version: u32) -> Message {
     Message::Hello {
         magic: MAGIC,
-        version: PROTOCOL_VERSION,
+        version,
         format: FORMAT_VERSION,
     }
 }
@@ -65,6 +71,11 @@ fn greeting(origin: &str, input: &mut dyn Read) -> Result<()> {
     }
 }
 
+/// The `Filter` message for the server's walk, when there is a filter to send.
+fn filter_message(filter: &Filter) -> Option<Message> {
+    (!filter.is_empty()).then(|| Message::Filter(filter.spec().clone()))
+}
+
 /// Makes `destination` a copy of the server's directory `remote_path`. `resume` carries the
 /// chunks received lately from one attempt to the next: a retry after a dropped connection
 /// does not ask for them again.
@@ -79,6 +90,33 @@ pub fn pull(
     sink: &dyn Sink,
     resume: &mut Resume,
 ) -> Result<SyncSummary> {
+    pull_filtered(
+        repo,
+        connection,
+        remote_path,
+        &Filter::none(),
+        destination,
+        chunker,
+        options,
+        sink,
+        resume,
+    )
+}
+
+/// [`pull`], the server's directory walked through `filter` (sent in a `Filter` message):
+/// what it excludes there is never read, and is not part of the source.
+#[allow(clippy::too_many_arguments)]
+pub fn pull_filtered(
+    repo: &Repository,
+    connection: Connection,
+    remote_path: &[u8],
+    filter: &Filter,
+    destination: &dyn WritableOrigin,
+    chunker: &dyn Chunker,
+    options: SyncOptions,
+    sink: &dyn Sink,
+    resume: &mut Resume,
+) -> Result<SyncSummary> {
     let Connection {
         input,
         output,
@@ -86,17 +124,15 @@ pub fn pull(
     } = connection;
     let lost = |e| super::wire::lost(&origin, e);
     let requests = Requests::new(output);
-    send(
-        &requests,
-        &[
-            hello(),
-            Message::Pull {
-                path: remote_path.to_vec(),
-                checksum: options.checksum,
-            },
-        ],
-    )
-    .map_err(lost)?;
+    let messages: Vec<Message> = [Some(hello()), filter_message(filter)]
+        .into_iter()
+        .flatten()
+        .chain([Message::Pull {
+            path: remote_path.to_vec(),
+            checksum: options.checksum,
+        }])
+        .collect();
+    send(&requests, &messages).map_err(lost)?;
     let mut input = BufReader::with_capacity(1 << 20, input);
     greeting(&origin, &mut input)?;
     let mut source = RemoteSource::new(
@@ -125,6 +161,31 @@ pub fn push(
     options: SyncOptions,
     sink: &dyn Sink,
 ) -> Result<SyncSummary> {
+    push_filtered(
+        repo,
+        source,
+        connection,
+        remote_path,
+        &Filter::none(),
+        chunker,
+        options,
+        sink,
+    )
+}
+
+/// [`push`], the server's directory walked through `filter` (sent in a `Filter` message):
+/// what it excludes there is neither in its snapshot nor deleted.
+#[allow(clippy::too_many_arguments)]
+pub fn push_filtered(
+    repo: &Repository,
+    source: &dyn Origin,
+    connection: Connection,
+    remote_path: &[u8],
+    filter: &Filter,
+    chunker: &dyn Chunker,
+    options: SyncOptions,
+    sink: &dyn Sink,
+) -> Result<SyncSummary> {
     let Connection {
         input,
         mut output,
@@ -146,7 +207,10 @@ pub fn push(
             root_meta: state.root_meta,
         },
     };
-    for m in [hello(), push] {
+    for m in [Some(hello()), filter_message(filter), Some(push)]
+        .into_iter()
+        .flatten()
+    {
         super::wire::write_message(&mut output, &m).map_err(lost)?;
     }
     output.flush().map_err(lost)?;

@@ -18,7 +18,7 @@ mod serve;
 mod source;
 pub mod wire;
 
-pub use client::{pull, push, Connection};
+pub use client::{pull, pull_filtered, push, push_filtered, Connection};
 pub use run::{sync_remote, Direction, RemoteOptions};
 pub use serve::serve;
 pub use source::{RemoteSource, Resume};

@@ -137,5 +137,6 @@ pub(crate) fn name_of(message: &Message) -> &'static str {
         Message::Bye => "Bye",
         Message::Failed(_) => "Failed",
         Message::Working { .. } => "Working",
+        Message::Filter(_) => "Filter",
     }
 }

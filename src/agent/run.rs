@@ -25,16 +25,19 @@ use crate::repo::Repository;
 use crate::report::{Event, Sink};
 use crate::sync::{sync, SyncOptions, SyncSummary};
 
-use super::client::{pull, push, Connection};
+use super::client::{pull_filtered, push_filtered, Connection};
 use super::source::Resume;
+use crate::filter::Filter;
+use crate::origin::Filtered;
 
 /// How to reach and talk to the remote end.
 #[derive(Clone, Debug, Default)]
 pub struct RemoteOptions {
     /// Connection settings, which the link takes as its transport needs them (timeouts,
-    /// host-key policy, the remote shell); `open.retries`, `open.retry_for` and
-    /// `open.max_retries` also say how a whole sync is retried after a transient failure
-    /// (see [`sync_remote`]).
+    /// host-key policy, the remote shell); `open.filter` is the remote directory's filter,
+    /// sent to the remote agent or put around the fallback origin; `open.retries`,
+    /// `open.retry_for` and `open.max_retries` also say how a whole sync is retried after a
+    /// transient failure (see [`sync_remote`]).
     pub open: OpenOptions,
     /// Use the link's fallback origin even when the remote host has musicfs.
     pub force_fallback: bool,
@@ -299,18 +302,26 @@ fn sync_once(
             },
         };
         let result = match direction {
-            Direction::Pull(destination) => pull(
+            Direction::Pull(destination) => pull_filtered(
                 repo,
                 connection,
                 remote_dir,
+                &remote_options.open.filter,
                 *destination,
                 chunker,
                 options,
                 sink,
                 &mut run.resume,
             ),
-            Direction::Push(source) => push(
-                repo, *source, connection, remote_dir, chunker, options, sink,
+            Direction::Push(source) => push_filtered(
+                repo,
+                *source,
+                connection,
+                remote_dir,
+                &remote_options.open.filter,
+                chunker,
+                options,
+                sink,
             ),
         };
         match result {
@@ -375,7 +386,7 @@ fn sync_once(
             // Spooled outside BwLimited: the budget is spent once per download, never on
             // reads of the local copy. The breaker outside both: a download that fails is an
             // open that fails.
-            let source = link.open_fallback()?;
+            let source = filtered(link.open_fallback()?, &remote_options.open.filter);
             run.reached.store(true, Ordering::SeqCst);
             let source: Box<dyn Origin> = match &remote_options.bwlimit {
                 Some(budget) => Box::new(BwLimited::new(source, budget.clone())),
@@ -392,7 +403,8 @@ fn sync_once(
             dropped(tripped, result)
         }
         Direction::Push(source) => {
-            let destination = link.open_fallback_writable()?;
+            let destination =
+                filtered_writable(link.open_fallback_writable()?, &remote_options.open.filter);
             run.reached.store(true, Ordering::SeqCst);
             let destination: Box<dyn WritableOrigin> = match &remote_options.bwlimit {
                 Some(budget) => Box::new(BwLimited::new(destination, budget.clone())),
@@ -402,6 +414,22 @@ fn sync_once(
             let result = sync(repo, *source, &destination, chunker, options, sink);
             dropped(destination.tripped(), result)
         }
+    }
+}
+
+/// The fallback origin, its walk filtered as the remote agent's would be.
+fn filtered(origin: Box<dyn Origin>, filter: &Filter) -> Box<dyn Origin> {
+    match filter.is_empty() {
+        true => origin,
+        false => Box::new(Filtered::new(origin, filter.clone())),
+    }
+}
+
+/// [`filtered`] for a destination.
+fn filtered_writable(origin: Box<dyn WritableOrigin>, filter: &Filter) -> Box<dyn WritableOrigin> {
+    match filter.is_empty() {
+        true => origin,
+        false => Box::new(Filtered::new(origin, filter.clone())),
     }
 }
 

@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 
 use super::provider::{name_of, provide};
 use super::source::{send, RemoteSource, Requests, Resume};
-use super::wire::{check_path, write_message, Message, HEARTBEAT, PROTOCOL_VERSION};
+use super::wire::{
+    check_path, write_message, Message, HEARTBEAT, OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION,
+};
 use crate::chunk::Chunker;
 use crate::error::{Error, Result};
 use crate::origin::{OpenOptions, OriginSpec};
@@ -37,10 +39,13 @@ pub fn serve(
         let output = Arc::clone(&output);
         let progress = Arc::clone(&progress);
         std::thread::spawn(move || {
-            // Starts after this end's greeting, which `session` sends first.
+            // Only after this end's greeting, which `session` sends once it has the client's.
             while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
                 stopped.recv_timeout(HEARTBEAT)
             {
+                if !progress.greeted.load(Ordering::Relaxed) {
+                    continue;
+                }
                 let working = Message::Working {
                     done: progress.done.load(Ordering::Relaxed),
                     total: progress.total.load(Ordering::Relaxed),
@@ -108,24 +113,46 @@ fn session(
         }
         out.flush().map_err(lost)
     };
-    write(&[super::client::hello()])?;
-    match receive(&mut input)? {
+    // The client's greeting first, so that this end answers in the client's version (a
+    // client sends its greeting and request together, without waiting for ours). A client
+    // this end cannot serve gets this end's own version, which its error names.
+    let version = match receive(&mut input)? {
         Message::Hello {
             magic,
             version,
             format,
         } if magic == super::wire::MAGIC => {
-            if version != PROTOCOL_VERSION || format != FORMAT_VERSION {
+            if !(OLDEST_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&version)
+                || format != FORMAT_VERSION
+            {
+                write(&[super::client::hello()])?;
                 return Err(protocol(format!(
-                    "the client speaks protocol {version} with repository format {format}; this musicfs speaks protocol {PROTOCOL_VERSION} with format {FORMAT_VERSION}"
+                    "the client speaks protocol {version} with repository format {format}; this musicfs speaks protocols {OLDEST_PROTOCOL_VERSION} to {PROTOCOL_VERSION} with format {FORMAT_VERSION}"
                 )));
             }
+            version
         }
-        _ => return Err(protocol("no handshake")),
+        _ => {
+            write(&[super::client::hello()])?;
+            return Err(protocol("no handshake"));
+        }
+    };
+    write(&[super::client::hello_in(version)])?;
+    progress.greeted.store(true, Ordering::Relaxed);
+    let mut request = receive(&mut input)?;
+    let mut options = OpenOptions::default();
+    if let Message::Filter(spec) = &request {
+        if version < 3 {
+            return Err(protocol(format!("Filter in protocol {version}")));
+        }
+        options.filter = spec
+            .compile()
+            .map_err(|e| protocol(format!("Filter: {e}")))?;
+        request = receive(&mut input)?;
     }
-    match receive(&mut input)? {
+    match request {
         Message::Pull { path, checksum } => {
-            let origin = OriginSpec::directory(&directory(&path)).open(&OpenOptions::default())?;
+            let origin = OriginSpec::directory(&directory(&path)).open(&options)?;
             let mut source = LocalSource::new(repo, origin.as_ref(), checksum);
             let state = source.snapshot(repo, chunker, progress)?;
             write(&[Message::Source(super::wire::SourceInfo {
@@ -156,8 +183,7 @@ fn session(
             for p in &source.unreadable {
                 check_path(p).map_err(protocol)?;
             }
-            let destination =
-                OriginSpec::directory(&directory(&path)).open_writable(&OpenOptions::default())?;
+            let destination = OriginSpec::directory(&directory(&path)).open_writable(&options)?;
             let requests = Requests::new(Box::new(Shared(Arc::clone(output))));
             let input: Box<dyn Read + Send> = Box::new(input);
             let mut remote = RemoteSource::new(
@@ -196,6 +222,8 @@ fn session(
 struct ScanProgress {
     done: AtomicU64,
     total: AtomicU64,
+    /// This end has sent its greeting: the heartbeat may speak.
+    greeted: std::sync::atomic::AtomicBool,
 }
 
 impl Sink for ScanProgress {

@@ -9,8 +9,14 @@ use crate::id::{ContentId, TreeId};
 use crate::snapshot::{ChunkList, ChunkRef, Node, Tree};
 use crate::sync::SyncSummary;
 
-/// The protocol version this build speaks. Both ends must speak the same.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// The protocol version this build speaks, and sends as a client. A server answers a
+/// client of any version from [`OLDEST_PROTOCOL_VERSION`] on in the client's version; a
+/// client needs the server to answer in its own.
+pub const PROTOCOL_VERSION: u32 = 3;
+
+/// The oldest client version a server still serves: version 2 lacks only the `Filter`
+/// message, which such a client never sends.
+pub const OLDEST_PROTOCOL_VERSION: u32 = 2;
 
 /// The first bytes of every session, so a stray shell banner is recognised as such.
 pub const MAGIC: [u8; 8] = *b"musicfs\0";
@@ -118,6 +124,9 @@ pub enum Message {
         /// Bytes the scan has to read.
         total: u64,
     },
+    /// Client (protocol 3), between `Hello` and `Pull` or `Push`, when there are rules: what
+    /// the server's walk of its directory leaves out. Without it, nothing is.
+    Filter(crate::filter::FilterSpec),
 }
 
 /// How often the server says it is still working.

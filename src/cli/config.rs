@@ -117,6 +117,12 @@ fn setting_table() -> Vec<Setting> {
             default: || json!(false),
         },
         Setting {
+            key: "exclude",
+            env: None,
+            from_file: |s| (!s.exclude.is_empty()).then(|| json!(s.exclude)),
+            default: || json!([]),
+        },
+        Setting {
             key: "max_delete",
             env: None,
             from_file: |s| some(s.max_delete),

@@ -4,8 +4,10 @@ use anyhow::Context;
 use clap::Args;
 use serde::Serialize;
 
+use super::filter_args::FilterArgs;
 use super::{exit, human, print_summary, ConnectArgs, GlobalArgs};
 use crate::diff::{self, text, Change, ChangeKind, Counts, EntryKind, FieldChange, Operand};
+use crate::origin::OpenOptions;
 use crate::report::{display_path, print_json, Event, JsonSink, Sink};
 
 #[derive(Debug, Args)]
@@ -28,6 +30,8 @@ pub struct DiffArgs {
     /// always left out)
     #[arg(short = 'x', long)]
     pub one_file_system: bool,
+    #[command(flatten)]
+    pub filter: FilterArgs,
     #[command(flatten)]
     pub connect: ConnectArgs,
 }
@@ -80,6 +84,7 @@ impl Sink for ProblemsOnly {
 }
 
 pub fn run(global: &GlobalArgs, args: &DiffArgs) -> anyhow::Result<u8> {
+    let filter = args.filter.filter()?;
     let a = Operand::parse(&args.a)?;
     let b = args.b.as_deref().map(Operand::parse).transpose()?;
     let repo = global.open_repo()?;
@@ -103,7 +108,10 @@ pub fn run(global: &GlobalArgs, args: &DiffArgs) -> anyhow::Result<u8> {
         &repo,
         &a,
         b.as_ref(),
-        &args.connect.open_options(args.one_file_system),
+        &OpenOptions {
+            filter: filter.clone(),
+            ..args.connect.open_options(args.one_file_system)
+        },
         &repo.chunker(),
         sink.as_ref(),
     );
@@ -118,8 +126,11 @@ pub fn run(global: &GlobalArgs, args: &DiffArgs) -> anyhow::Result<u8> {
         ChangeKind::Added => !under_any(&c.path, &old.unreadable),
         _ => true,
     });
-    let bytes = diff::bytes_to_transfer(&repo, old.root, new.root, old.located, &changes)
-        .with_context(|| label.clone())?;
+    // A snapshot operand holds what its scan's filter let in; compare what this one does.
+    diff::retain_included(&mut changes, &filter);
+    let bytes =
+        diff::bytes_to_transfer_within(&repo, old.root, new.root, old.located, &changes, &filter)
+            .with_context(|| label.clone())?;
     let counts = Counts::of(&changes);
     if global.json {
         for change in &changes {

@@ -3,6 +3,7 @@
 mod check;
 mod config;
 mod diff;
+mod filter_args;
 mod forget;
 mod gc;
 mod init;
@@ -393,6 +394,7 @@ impl ConnectArgs {
             retry_for: self.retry_for(),
             max_retries: self.retries,
             remote_shell: self.rsh.clone().filter(|c| !c.trim().is_empty()),
+            filter: crate::filter::Filter::none(),
         }
     }
 }

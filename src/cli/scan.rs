@@ -3,8 +3,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
+use super::filter_args::FilterArgs;
 use super::{exit, human, print_summary, ConnectArgs, GlobalArgs};
-use crate::origin::OriginSpec;
+use crate::origin::{OpenOptions, OriginSpec};
 use crate::scan::{scan, ScanOptions};
 
 #[derive(Debug, Args)]
@@ -22,12 +23,17 @@ pub struct ScanArgs {
     #[arg(short = 'x', long)]
     pub one_file_system: bool,
     #[command(flatten)]
+    pub filter: FilterArgs,
+    #[command(flatten)]
     pub connect: ConnectArgs,
 }
 
 pub fn run(global: &GlobalArgs, args: &ScanArgs) -> anyhow::Result<u8> {
-    let origin = OriginSpec::parse(args.origin.as_os_str())?
-        .open(&args.connect.open_options(args.one_file_system))?;
+    let options = OpenOptions {
+        filter: args.filter.filter()?,
+        ..args.connect.open_options(args.one_file_system)
+    };
+    let origin = OriginSpec::parse(args.origin.as_os_str())?.open(&options)?;
     let repo = global.open_repo()?;
     let sink = global.sink();
     let summary = scan(

@@ -9,6 +9,7 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
+use super::filter_args::{FilterArgs, RuleArg};
 use super::{Cli, Command, ConnectArgs};
 use crate::config::{valid_name, Config, NamedOrigin, Settings};
 use crate::error::Error;
@@ -25,6 +26,7 @@ pub(super) fn apply(cli: &mut Cli, config: &Config) -> anyhow::Result<()> {
             expand_path(config, &mut args.dst, &mut named)?;
             let chain = Chain::new(config, &named);
             fill_connect(&mut args.connect, &chain);
+            chain.add_excludes(&mut args.filter);
             if args.bwlimit.is_none() {
                 args.bwlimit = chain.bwlimit();
             }
@@ -42,6 +44,7 @@ pub(super) fn apply(cli: &mut Cli, config: &Config) -> anyhow::Result<()> {
             expand_path(config, &mut args.origin, &mut named)?;
             let chain = Chain::new(config, &named);
             fill_connect(&mut args.connect, &chain);
+            chain.add_excludes(&mut args.filter);
             args.checksum |= chain.get(|s| s.checksum).unwrap_or(false);
             args.one_file_system |= chain.get(|s| s.one_file_system).unwrap_or(false);
         }
@@ -58,6 +61,7 @@ pub(super) fn apply(cli: &mut Cli, config: &Config) -> anyhow::Result<()> {
             }
             let chain = Chain::new(config, &named);
             fill_connect(&mut args.connect, &chain);
+            chain.add_excludes(&mut args.filter);
             args.one_file_system |= chain.get(|s| s.one_file_system).unwrap_or(false);
         }
         Command::Snapshots(args) => {
@@ -105,6 +109,16 @@ impl<'a> Chain<'a> {
     /// The first table's value of the setting `get` reads.
     pub(super) fn get<T>(&self, get: impl Fn(&Settings) -> Option<T>) -> Option<T> {
         self.tables.iter().find_map(|s| get(s))
+    }
+
+    /// Adds every table's `exclude` patterns after the command line's rules (exclusions add
+    /// up: the origin's, then `[defaults]`'s).
+    fn add_excludes(&self, filter: &mut FilterArgs) {
+        for table in &self.tables {
+            filter
+                .rules
+                .extend(table.exclude.iter().cloned().map(RuleArg::Exclude));
+        }
     }
 
     /// The bandwidth limit: the smallest any named origin sets (a limit protects a link, and

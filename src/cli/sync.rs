@@ -3,9 +3,11 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
+use super::filter_args::FilterArgs;
 use super::{exit, human, print_summary, ConnectArgs, GlobalArgs};
 use crate::agent::{sync_remote, Direction, RemoteOptions};
-use crate::origin::{AgentLink, Budget, BwLimited, OriginSpec, WritableOrigin};
+use crate::filter::Filter;
+use crate::origin::{AgentLink, Budget, BwLimited, OpenOptions, OriginSpec, WritableOrigin};
 use crate::sync::{sync, SyncOptions};
 
 #[derive(Debug, Args)]
@@ -15,9 +17,14 @@ pub struct SyncArgs {
     pub src: PathBuf,
     /// The destination (created if missing): a directory, or an SSH origin
     pub dst: PathBuf,
-    /// Remove files and directories absent from SRC
+    /// Remove files and directories absent from SRC (entries the filters exclude at DST are
+    /// kept, and so are the directories that hold them)
     #[arg(long)]
     pub delete: bool,
+    /// Also delete what the filters exclude at DST (implies --delete), as rsync's
+    /// --delete-excluded: DST is walked without the filters
+    #[arg(long)]
+    pub delete_excluded: bool,
     /// Print the plan and the bytes it would move; write nothing
     #[arg(short = 'n', long)]
     pub dry_run: bool,
@@ -40,6 +47,8 @@ pub struct SyncArgs {
     #[arg(long, value_name = "RATE", env = "MUSICFS_BWLIMIT", value_parser = crate::origin::bwlimit::rate_arg)]
     pub bwlimit: Option<u64>,
     #[command(flatten)]
+    pub filter: FilterArgs,
+    #[command(flatten)]
     pub connect: ConnectArgs,
     /// Use SFTP even when the remote host has musicfs
     #[arg(long)]
@@ -54,14 +63,29 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
     let src = OriginSpec::parse(args.src.as_os_str())?;
     let dst = OriginSpec::parse(args.dst.as_os_str())?;
     let options = SyncOptions {
-        delete: args.delete,
+        delete: args.delete || args.delete_excluded,
         dry_run: args.dry_run,
         checksum: args.checksum,
         max_delete: args.max_delete,
     };
-    let open = args.connect.open_options(args.one_file_system);
+    // SRC is walked through the filters; DST too, so that what they exclude there is
+    // neither in its snapshot nor deleted, unless --delete-excluded.
+    let filter = args.filter.filter()?;
+    let src_open = OpenOptions {
+        filter: filter.clone(),
+        ..args.connect.open_options(args.one_file_system)
+    };
+    let dst_open = OpenOptions {
+        filter: if args.delete_excluded {
+            Filter::none()
+        } else {
+            filter
+        },
+        ..args.connect.open_options(args.one_file_system)
+    };
     let budget = args.bwlimit.filter(|&r| r > 0).map(Budget::new);
-    let remote_options = |link: &dyn AgentLink| RemoteOptions {
+    // The remote side's options: its filter is sent to the remote agent.
+    let remote_options = |link: &dyn AgentLink, open: &OpenOptions| RemoteOptions {
         bwlimit: budget.clone(),
         open: open.clone(),
         force_fallback: args.sftp || link.fallback_only(),
@@ -72,8 +96,8 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
     // origin); any other pair of origins the registry opens is synced here.
     let result = match (src.agent(), dst.agent()) {
         (None, None) => {
-            let source = src.open(&open)?;
-            let destination = dst.open_writable(&open)?;
+            let source = src.open(&src_open)?;
+            let destination = dst.open_writable(&dst_open)?;
             let destination: Box<dyn WritableOrigin> = match &budget {
                 Some(budget) => Box::new(BwLimited::new(destination, budget.clone())),
                 None => destination,
@@ -90,7 +114,7 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
             )
         }
         (Some(remote), None) => {
-            let destination = dst.open_writable(&open)?;
+            let destination = dst.open_writable(&dst_open)?;
             let repo = global.open_repo()?;
             let chunker = repo.chunker();
             sync_remote(
@@ -99,12 +123,12 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
                 Direction::Pull(destination.as_ref()),
                 &chunker,
                 options,
-                &remote_options(remote),
+                &remote_options(remote, &src_open),
                 sink.as_ref(),
             )
         }
         (None, Some(remote)) => {
-            let source = src.open(&open)?;
+            let source = src.open(&src_open)?;
             let repo = global.open_repo()?;
             let chunker = repo.chunker();
             sync_remote(
@@ -113,7 +137,7 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
                 Direction::Push(source.as_ref()),
                 &chunker,
                 options,
-                &remote_options(remote),
+                &remote_options(remote, &dst_open),
                 sink.as_ref(),
             )
         }

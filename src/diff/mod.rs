@@ -25,6 +25,7 @@ pub use fields::{diff_tags, FieldChange};
 pub use operand::{resolve, Operand, Side};
 
 use crate::error::Result;
+use crate::filter::Filter;
 use crate::id::{AudioHash, ChunkId, ContentId, TreeId};
 use crate::media::tags::Tags;
 use crate::media::RegionKind;
@@ -499,19 +500,37 @@ pub fn bytes_to_transfer(
     located: Option<OriginId>,
     changes: &[Change],
 ) -> Result<u64> {
+    bytes_to_transfer_within(repo, old, new, located, changes, &Filter::none())
+}
+
+/// [`bytes_to_transfer`] for the files of B that `filter` includes (a snapshot recorded
+/// without the filter may hold files a sync with it would leave out).
+pub fn bytes_to_transfer_within(
+    repo: &Repository,
+    old: TreeId,
+    new: TreeId,
+    located: Option<OriginId>,
+    changes: &[Change],
+    filter: &Filter,
+) -> Result<u64> {
     if new == old {
         return Ok(0);
     }
-    let steps = plan::plan(
+    let mut steps = plan::plan(
         repo,
         new,
         Some(old),
         &PlanOptions {
             delete: false,
             unreadable: &[],
+            excluded: &[],
             mtime_resolution: crate::origin::MtimeResolution::Nanosecond,
         },
     )?;
+    steps.files.retain(|step| match step {
+        Step::Write { path, .. } => !filter.excludes_path(path, false),
+        _ => true,
+    });
     if let Some(origin) = located {
         return Ok(plan::cost(repo, &steps, origin)?.bytes_transferred);
     }
@@ -530,6 +549,23 @@ pub fn bytes_to_transfer(
         }
     }
     Ok(bytes)
+}
+
+/// Drops the changes at paths `filter` leaves out: an operand that is a snapshot recorded
+/// without the filter (or with another) is compared as the filter would have recorded it. An
+/// origin operand is scanned through the filter already.
+pub fn retain_included(changes: &mut Vec<Change>, filter: &Filter) {
+    if filter.is_empty() {
+        return;
+    }
+    changes.retain(|change| {
+        let is_dir = change.path.ends_with(b"/");
+        let either_dir = change
+            .kinds
+            .is_some_and(|(a, b)| a == EntryKind::Directory || b == EntryKind::Directory);
+        !(filter.excludes_path(&change.path, is_dir)
+            || either_dir && filter.excludes_path(&change.path, true))
+    });
 }
 
 #[cfg(test)]

@@ -166,6 +166,9 @@ impl<O: ?Sized + Origin> Origin for BwLimited<O> {
     fn walk(&self, visit: &mut dyn FnMut(WalkItem)) {
         self.inner.walk(visit)
     }
+    fn walk_filtered(&self, filter: &crate::filter::Filter, visit: &mut dyn FnMut(WalkItem)) {
+        self.inner.walk_filtered(filter, visit)
+    }
     fn open(&self, rel: &[u8]) -> Result<Box<dyn OriginFile>> {
         Ok(Box::new(LimitedFile {
             inner: self.inner.open(rel)?,

@@ -25,7 +25,11 @@ use super::{
     OriginFile, TempFile, WalkItem, WritableOrigin,
 };
 use crate::error::{Error, Result};
+use crate::filter::Filter;
 use crate::relpath::RelPath;
+
+/// A name a directory listing gave, with its kind when the listing told it.
+type Listed = (std::ffi::OsString, Option<fs::FileType>);
 
 /// A directory on a local filesystem.
 #[derive(Clone, Debug)]
@@ -235,91 +239,119 @@ impl LocalOrigin {
         fs::remove_dir(dir)
     }
 
-    /// Walks the entries below `top` that are on `top`'s file system; each directory met on
-    /// another one is left out (a musicfs mount), listed empty (`one_file_system`), or
-    /// walked in turn, right after its own entry, so the order stays depth first.
-    fn walk_within(
-        &self,
-        top: &Path,
-        mounts: &mut LazyMountTable,
-        visit: &mut dyn FnMut(WalkItem),
-    ) {
-        // walkdir's `same_file_system` compares with the device of `top`, and stats before
-        // it opens a directory: a mount is never listed unless we walk it here.
-        let top_dev = fs::metadata(top).map(|m| m.dev()).ok();
-        let walker = walkdir::WalkDir::new(top)
-            .min_depth(1)
-            .follow_links(false)
-            .same_file_system(true)
-            .sort_by_file_name();
-        for item in walker {
-            match item {
-                Ok(entry) => {
-                    let rel = self.relative(entry.path());
-                    if entry.file_type().is_file() && is_temporary(entry.file_name().as_bytes()) {
-                        visit(WalkItem::Temporary(rel));
-                        continue;
-                    }
-                    match entry.metadata() {
-                        Ok(meta) => {
-                            let stat = entry_stat(&meta);
-                            let mount = stat.kind == EntryKind::Dir
-                                && top_dev.is_some_and(|d| d != meta.dev());
-                            if mount && mounts.is_musicfs(meta.dev()) {
-                                tracing::debug!(
-                                    "{}: a musicfs mount, left out",
-                                    entry.path().display()
-                                );
-                                continue;
-                            }
-                            let target = if stat.kind == EntryKind::Symlink {
-                                match fs::read_link(entry.path()) {
-                                    Ok(t) => Some(t.into_os_string().into_vec()),
-                                    Err(e) => {
-                                        visit(WalkItem::Problem {
-                                            path: rel,
-                                            message: e.to_string(),
-                                        });
-                                        continue;
-                                    }
-                                }
-                            } else {
-                                None
-                            };
-                            visit(WalkItem::Entry {
-                                path: rel,
-                                stat,
-                                target,
-                            });
-                            if mount {
-                                if self.one_file_system {
-                                    tracing::debug!(
-                                        "{}: another file system, not entered (--one-file-system)",
-                                        entry.path().display()
-                                    );
-                                } else {
-                                    self.walk_within(entry.path(), mounts, visit);
-                                }
-                            }
-                        }
-                        Err(e) => visit(WalkItem::Problem {
+    /// Walks the tree below the root, depth first, names sorted bytewise, leaving out what
+    /// `filter` excludes before it stats or lists it. A directory on another file system than
+    /// its parent is left out (a musicfs mount), listed but not entered (`one_file_system`),
+    /// or entered like any other. A stack, not recursion, so deep trees cannot overflow it.
+    fn walk_within(&self, filter: &Filter, visit: &mut dyn FnMut(WalkItem)) {
+        let mut mounts = LazyMountTable::default();
+        let root_dev = fs::metadata(&self.root).map(|m| m.dev()).ok();
+        let mut stack: Vec<(PathBuf, Option<u64>, std::vec::IntoIter<Listed>)> = Vec::new();
+        if let Some(entries) = self.list(&self.root, visit) {
+            stack.push((self.root.clone(), root_dev, entries));
+        }
+        while let Some((dir, parent_dev, entries)) = stack.last_mut() {
+            if crate::interrupt::cause().is_some() {
+                return;
+            }
+            let parent_dev = *parent_dev;
+            let Some((name, file_type)) = entries.next() else {
+                stack.pop();
+                continue;
+            };
+            let path = dir.join(&name);
+            let rel = self.relative(&path);
+            if file_type.is_some_and(|t| t.is_file()) && is_temporary(name.as_bytes()) {
+                visit(WalkItem::Temporary(rel));
+                continue;
+            }
+            // The kind from the directory listing (d_type), so an excluded entry is never
+            // stat'ed, let alone listed.
+            if filter.excludes(&rel, file_type.is_some_and(|t| t.is_dir())) {
+                visit(WalkItem::Excluded(rel));
+                continue;
+            }
+            let meta = match fs::symlink_metadata(&path) {
+                Ok(meta) => meta,
+                Err(e) => {
+                    visit(WalkItem::Problem {
+                        path: rel,
+                        message: e.to_string(),
+                    });
+                    continue;
+                }
+            };
+            let stat = entry_stat(&meta);
+            let mount = stat.kind == EntryKind::Dir && parent_dev.is_some_and(|d| d != meta.dev());
+            if mount && mounts.is_musicfs(meta.dev()) {
+                tracing::debug!("{}: a musicfs mount, left out", path.display());
+                continue;
+            }
+            let target = if stat.kind == EntryKind::Symlink {
+                match fs::read_link(&path) {
+                    Ok(t) => Some(t.into_os_string().into_vec()),
+                    Err(e) => {
+                        visit(WalkItem::Problem {
                             path: rel,
                             message: e.to_string(),
-                        }),
+                        });
+                        continue;
                     }
                 }
-                Err(e) => {
-                    let path = e.path().map(|p| self.relative(p)).unwrap_or_default();
-                    visit(WalkItem::Problem {
-                        path,
-                        message: e
-                            .io_error()
-                            .map(|io| io.to_string())
-                            .unwrap_or_else(|| e.to_string()),
-                    });
-                }
+            } else {
+                None
+            };
+            let is_dir = stat.kind == EntryKind::Dir;
+            visit(WalkItem::Entry {
+                path: rel,
+                stat,
+                target,
+            });
+            if !is_dir {
+                continue;
+            }
+            if mount && self.one_file_system {
+                tracing::debug!(
+                    "{}: another file system, not entered (--one-file-system)",
+                    path.display()
+                );
+                continue;
+            }
+            if let Some(children) = self.list(&path, visit) {
+                stack.push((path, Some(meta.dev()), children));
             }
         }
+    }
+
+    /// The names in the directory `dir`, sorted, each with its kind as the listing gives it;
+    /// `None`, after a problem given to `visit`, when it cannot be listed (an entry that
+    /// cannot be read is a problem too). The directory is closed when it returns: a deep walk
+    /// holds no descriptor per level.
+    fn list(
+        &self,
+        dir: &Path,
+        visit: &mut dyn FnMut(WalkItem),
+    ) -> Option<std::vec::IntoIter<Listed>> {
+        let problem = |e: io::Error| WalkItem::Problem {
+            path: self.relative(dir),
+            message: e.to_string(),
+        };
+        let listing = match fs::read_dir(dir) {
+            Ok(listing) => listing,
+            Err(e) => {
+                visit(problem(e));
+                return None;
+            }
+        };
+        let mut entries = Vec::new();
+        for entry in listing {
+            match entry {
+                Ok(entry) => entries.push((entry.file_name(), entry.file_type().ok())),
+                Err(e) => visit(problem(e)),
+            }
+        }
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        Some(entries.into_iter())
     }
 
     /// The root directory.
@@ -478,7 +510,11 @@ impl Origin for LocalOrigin {
     /// Walks the tree depth first, names sorted bytewise, symlinks not followed; mounts
     /// inside it as the module documentation says.
     fn walk(&self, visit: &mut dyn FnMut(WalkItem)) {
-        self.walk_within(&self.root, &mut LazyMountTable::default(), visit);
+        self.walk_within(&Filter::none(), visit);
+    }
+
+    fn walk_filtered(&self, filter: &Filter, visit: &mut dyn FnMut(WalkItem)) {
+        self.walk_within(filter, visit);
     }
 
     fn open(&self, rel: &[u8]) -> Result<Box<dyn OriginFile>> {

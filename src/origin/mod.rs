@@ -13,6 +13,7 @@
 pub mod agent_link;
 pub mod bwlimit;
 mod capability;
+pub mod filtered;
 pub(crate) mod local;
 mod mountinfo;
 pub mod registry;
@@ -23,9 +24,11 @@ pub mod spooled;
 pub mod ssh;
 pub mod temp;
 
+use crate::filter::Filter;
 pub use agent_link::{AgentConnection, AgentLink, AgentProcess, AgentStatus};
 pub use bwlimit::{Budget, BwLimited};
 pub use capability::{Capabilities, ChangeKey, Identity, MtimeResolution};
+pub use filtered::Filtered;
 pub use local::LocalOrigin;
 pub use registry::OpenOptions;
 pub use retrying::{Policy, Retrying};
@@ -89,6 +92,42 @@ pub trait Origin: Send + Sync {
     /// [`WalkItem::Temporary`]. An origin without symlinks lists none; one without
     /// directories lists the prefixes of its keys as directories.
     fn walk(&self, visit: &mut dyn FnMut(WalkItem));
+    /// [`Origin::walk`], leaving out what `filter` excludes: each excluded entry is given as
+    /// [`WalkItem::Excluded`] instead, and nothing below an excluded directory is given at
+    /// all. An empty filter gives what `walk` gives. Transports override it to ask the filter
+    /// before they stat an entry or list a directory, so an excluded tree is never read; the
+    /// default walks everything and drops what the filter excludes (correct, not cheaper).
+    fn walk_filtered(&self, filter: &Filter, visit: &mut dyn FnMut(WalkItem)) {
+        if filter.is_empty() {
+            return self.walk(visit);
+        }
+        let mut skipped: Option<Vec<u8>> = None;
+        self.walk(&mut |item| {
+            let path = match &item {
+                WalkItem::Entry { path, .. }
+                | WalkItem::Temporary(path)
+                | WalkItem::Problem { path, .. }
+                | WalkItem::Excluded(path) => path,
+            };
+            if let Some(dir) = &skipped {
+                // Below the excluded directory, or a problem listing it.
+                if path == dir || crate::filter::is_below(path, dir) {
+                    return;
+                }
+                skipped = None;
+            }
+            if let WalkItem::Entry { path, stat, .. } = &item {
+                let is_dir = stat.kind == EntryKind::Dir;
+                if filter.excludes(path, is_dir) {
+                    if is_dir {
+                        skipped = Some(path.clone());
+                    }
+                    return visit(WalkItem::Excluded(path.clone()));
+                }
+            }
+            visit(item)
+        });
+    }
     /// Opens a regular file for reading. `NotFound` when nothing is there. Callers open only
     /// entries a walk or [`Origin::stat`] showed to be regular files: what opening another
     /// kind does is the transport's (it may fail at the open or at the first read).
@@ -207,6 +246,9 @@ impl<O: Origin + ?Sized> Origin for Box<O> {
     fn walk(&self, visit: &mut dyn FnMut(WalkItem)) {
         (**self).walk(visit)
     }
+    fn walk_filtered(&self, filter: &Filter, visit: &mut dyn FnMut(WalkItem)) {
+        (**self).walk_filtered(filter, visit)
+    }
     fn open(&self, rel: &[u8]) -> crate::Result<Box<dyn OriginFile>> {
         (**self).open(rel)
     }
@@ -294,6 +336,10 @@ pub enum WalkItem {
     },
     /// A temporary file left by an interrupted sync.
     Temporary(Vec<u8>),
+    /// An entry a filter excludes ([`Origin::walk_filtered`]), with its path; nothing below
+    /// it is given (a transport that prunes neither stat'ed it nor entered it). A sync leaves
+    /// it alone at its destination.
+    Excluded(Vec<u8>),
     /// An entry that could not be read; the walk goes on.
     Problem {
         /// Relative path.

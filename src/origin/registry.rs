@@ -88,11 +88,16 @@ pub struct OpenOptions {
     /// instead of the built-in client (`--rsh`, rsync's `-e`), as the user wrote it, split
     /// with shell-words rules and never run through a shell. `None`: the built-in client.
     pub remote_shell: Option<String>,
+    /// What the origin's walk leaves out (`--exclude`, `--include`, the built-in litter
+    /// list): [`crate::origin::OriginSpec`] wraps the origin in a
+    /// [`crate::origin::Filtered`]; a remote agent is sent it. Empty: nothing.
+    pub filter: crate::filter::Filter,
 }
 
 impl Default for OpenOptions {
     /// Stay on no file system; 15 s to connect, 60 s of silence, 3 retries of a first
-    /// connection, 5 minutes of retries once the host answered; the built-in SSH client.
+    /// connection, 5 minutes of retries once the host answered; the built-in SSH client; no
+    /// filter.
     fn default() -> Self {
         OpenOptions {
             one_file_system: false,
@@ -103,6 +108,7 @@ impl Default for OpenOptions {
             retry_for: Duration::from_secs(300),
             max_retries: None,
             remote_shell: None,
+            filter: crate::filter::Filter::none(),
         }
     }
 }

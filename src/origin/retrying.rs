@@ -143,6 +143,9 @@ impl<O: Origin + 'static> Origin for Retrying<O> {
     fn walk(&self, visit: &mut dyn FnMut(WalkItem)) {
         self.inner.walk(visit)
     }
+    fn walk_filtered(&self, filter: &crate::filter::Filter, visit: &mut dyn FnMut(WalkItem)) {
+        self.inner.walk_filtered(filter, visit)
+    }
 
     fn open(&self, rel: &[u8]) -> Result<Box<dyn OriginFile>> {
         let file = self.policy.run(|| self.inner.open(rel))?;
@@ -423,11 +426,14 @@ impl<O: Origin> Origin for Breaker<O> {
         self.inner.local_root()
     }
     fn walk(&self, visit: &mut dyn FnMut(WalkItem)) {
+        self.walk_filtered(&crate::filter::Filter::none(), visit)
+    }
+    fn walk_filtered(&self, filter: &crate::filter::Filter, visit: &mut dyn FnMut(WalkItem)) {
         if self.refuse().is_err() {
             return;
         }
         let mut problems = false;
-        self.inner.walk(&mut |item| {
+        self.inner.walk_filtered(filter, &mut |item| {
             if self.tripped().is_some() {
                 return;
             }

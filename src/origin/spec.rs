@@ -14,7 +14,7 @@ use std::path::Path;
 
 use super::agent_link::AgentLink;
 use super::registry::{self, Location, OpenOptions};
-use super::{Origin, Policy, Retrying, WritableOrigin};
+use super::{Filtered, Origin, Policy, Retrying, WritableOrigin};
 use crate::error::Result;
 
 /// An origin argument, read by the transport that claims it; not opened yet.
@@ -83,21 +83,24 @@ impl OriginSpec {
     }
 
     /// Opens the origin for reading (see [`Location::open`]), its reads retried under
-    /// [`Policy::READS`] whatever the transport.
+    /// [`Policy::READS`] whatever the transport, its walk filtered by
+    /// [`OpenOptions::filter`].
     pub fn open(&self, options: &OpenOptions) -> Result<Box<dyn Origin>> {
-        Ok(Box::new(Retrying::new(
-            self.location.open(options)?,
-            Policy::READS,
-        )))
+        let origin = Retrying::new(self.location.open(options)?, Policy::READS);
+        Ok(match options.filter.is_empty() {
+            true => Box::new(origin),
+            false => Box::new(Filtered::new(origin, options.filter.clone())),
+        })
     }
 
     /// Opens the origin as a sync's destination (see [`Location::open_writable`]), its reads
-    /// retried under [`Policy::READS`].
+    /// retried under [`Policy::READS`], its walk filtered by [`OpenOptions::filter`].
     pub fn open_writable(&self, options: &OpenOptions) -> Result<Box<dyn WritableOrigin>> {
-        Ok(Box::new(Retrying::new(
-            self.location.open_writable(options)?,
-            Policy::READS,
-        )))
+        let origin = Retrying::new(self.location.open_writable(options)?, Policy::READS);
+        Ok(match options.filter.is_empty() {
+            true => Box::new(origin),
+            false => Box::new(Filtered::new(origin, options.filter.clone())),
+        })
     }
 }
 

@@ -231,6 +231,9 @@ impl<O: ?Sized + Origin> Origin for Spooled<O> {
     fn walk(&self, visit: &mut dyn FnMut(WalkItem)) {
         self.inner.walk(visit)
     }
+    fn walk_filtered(&self, filter: &crate::filter::Filter, visit: &mut dyn FnMut(WalkItem)) {
+        self.inner.walk_filtered(filter, visit)
+    }
 
     /// Opens a regular file's local copy, downloading it first when there is none for its
     /// current stat.

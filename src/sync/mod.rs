@@ -321,11 +321,20 @@ pub fn sync_from(
             &PlanOptions {
                 delete,
                 unreadable: &src_state.unreadable,
+                excluded: dst_scan.as_ref().map_or(&[][..], |d| &d.excluded[..]),
                 mtime_resolution: destination.capabilities().mtime_resolution,
             },
         )
     };
     let mut plan = plan_with(delete)?;
+    // As rsync's "cannot delete non-empty directory": the source's file is not written there.
+    for path in &plan.kept_for_excluded {
+        summary.errors += 1;
+        sink.event(&Event::Problem {
+            path: destination.display(path).display().to_string(),
+            message: "not replaced: the directory holds entries the filters exclude (--delete-excluded deletes them)".into(),
+        });
+    }
     plan::free_space_first(repo, &mut plan, dst_origin)?;
     if let Some(max) = options.max_delete {
         let count = plan.files_deleted();

@@ -92,6 +92,9 @@ pub struct SyncPlan {
     pub deletions: Vec<Step>,
     /// Directory modes and mtimes, children before parents: run last.
     pub directory_meta: Vec<Step>,
+    /// Destination directories the source replaced by a file or symlink, left as they are
+    /// because they hold entries the destination's filter excluded.
+    pub kept_for_excluded: Vec<Vec<u8>>,
     /// Regular files among the deletions, by content, while planning.
     deleted_files: HashMap<ContentId, Vec<Vec<u8>>>,
     /// The contents of the regular files below each deletion, in `deletions` order.
@@ -131,6 +134,10 @@ pub struct PlanOptions<'a> {
     pub delete: bool,
     /// Source paths that could not be read: their destination entries are left alone.
     pub unreadable: &'a [Vec<u8>],
+    /// Destination paths its filter excluded (absent from its tree): never deleted, so a
+    /// directory to be deleted that holds one loses only its other entries, and one to be
+    /// replaced by a file or symlink is left as it is.
+    pub excluded: &'a [Vec<u8>],
     /// How finely the destination keeps mtimes: a destination mtime equal to the source's at
     /// this resolution is right (an SFTP server keeps whole seconds, and setting the
     /// nanoseconds again would change nothing).
@@ -352,6 +359,11 @@ fn protected(path: &[u8], unreadable: &[Vec<u8>]) -> bool {
         .any(|u| path == u.as_slice() || is_below(path, u) || is_below(u, path))
 }
 
+/// Whether the destination directory `path` holds an entry its filter excluded.
+fn holds_excluded(path: &[u8], options: &PlanOptions<'_>) -> bool {
+    options.excluded.iter().any(|e| is_below(e, path))
+}
+
 /// Whether the source could not read this very entry: what it has of it (an empty directory,
 /// its mode) is not the truth, so the destination's copy is neither created nor changed.
 fn unreadable(path: &[u8], options: &PlanOptions<'_>) -> bool {
@@ -402,7 +414,13 @@ fn compare(
                 let path = crate::relpath::join(prefix, &d.name);
                 if options.delete && !protected(&path, options.unreadable) {
                     changed = true;
-                    remove(repo, path, &d.node, out)?;
+                    match &d.node {
+                        // Empty it, keeping what the filter excluded (and so the directory).
+                        Node::Dir { tree, .. } if holds_excluded(&path, options) => {
+                            compare(repo, None, Some(*tree), &path, options, out)?;
+                        }
+                        _ => remove(repo, path, &d.node, out)?,
+                    }
                 }
             }
             (_, Some(s), Some(d)) => {
@@ -539,6 +557,10 @@ fn update(
                 target: target.clone(),
             });
             Ok(true)
+        }
+        (_, Node::Dir { .. }) if holds_excluded(path, options) => {
+            out.kept_for_excluded.push(path.to_vec());
+            Ok(false)
         }
         _ => {
             out.removals_first.push(Step::Remove {

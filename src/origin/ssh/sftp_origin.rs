@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use super::sftp::{Sftp, SftpFile, SftpStat};
 use crate::error::{Error, Result};
+use crate::filter::Filter;
 use crate::origin::temp::temp_name;
 use crate::origin::{
     bad_name, is_temporary, Capabilities, ChangeKey, EntryKind, EntryStat, MtimeResolution, Origin,
@@ -400,6 +401,12 @@ impl Origin for SftpOrigin {
     /// whose listing fails or holds a name that cannot be a path component is reported as a
     /// problem, with none of its entries.
     fn walk(&self, visit: &mut dyn FnMut(WalkItem)) {
+        self.walk_filtered(&Filter::none(), visit)
+    }
+
+    /// Asks the filter of each name the listing gives, with the kind the listing gives, so an
+    /// excluded entry costs no `readlink` and an excluded directory is never listed.
+    fn walk_filtered(&self, filter: &Filter, visit: &mut dyn FnMut(WalkItem)) {
         // Open directories, each with the entries still to visit; a stack, not recursion, so
         // a hostile server's endless nesting cannot overflow ours.
         let mut stack: Vec<(Vec<u8>, Listing)> = Vec::new();
@@ -416,6 +423,12 @@ impl Origin for SftpOrigin {
                 continue;
             };
             let rel = join(dir, &name);
+            if !(stat.kind == EntryKind::File && is_temporary(&name))
+                && filter.excludes(&rel, stat.kind == EntryKind::Dir)
+            {
+                visit(WalkItem::Excluded(rel));
+                continue;
+            }
             if stat.kind != EntryKind::Dir {
                 visit(self.walk_item(rel, &name, &stat));
                 continue;
