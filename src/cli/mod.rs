@@ -3,6 +3,7 @@
 mod check;
 mod config;
 mod diff;
+mod examples;
 mod filter_args;
 mod forget;
 mod gc;
@@ -51,17 +52,61 @@ pub mod exit {
     pub const TERMINATED: u8 = 143;
 }
 
-const AFTER_HELP: &str = "\
-Examples:
+/// The exit codes, in one paragraph: the end of `musicfs --help` and every man page's EXIT
+/// STATUS section.
+macro_rules! exit_status_text {
+    () => {
+        "Exit codes: 0 success or no differences, 1 differences or damage found, 2 usage or input \
+error (a damaged, missing or empty index: musicfs repair-index), 3 partial (some files could \
+not be transferred or read), 4 destination locked by another sync, or index in use during \
+repair-index or gc, 5 origin unreachable, 130 interrupted by SIGINT, 143 by SIGTERM (temporary \
+files removed; a second signal ends at once)."
+    };
+}
+
+/// [`exit_status_text`], for the man pages.
+pub const EXIT_STATUS: &str = exit_status_text!();
+
+/// The environment variables musicfs reads, for the man pages: name, meaning.
+pub const ENVIRONMENT: &[(&str, &str)] = &[
+    ("MUSICFS_REPO", "The repository directory, as --repo."),
+    (
+        "MUSICFS_CONFIG",
+        "The configuration file, instead of $XDG_CONFIG_HOME/musicfs/config.toml.",
+    ),
+    (
+        "MUSICFS_RSH",
+        "The command that reaches SSH hosts, as -e/--rsh.",
+    ),
+    ("MUSICFS_TIMEOUT", "As --timeout."),
+    ("MUSICFS_RETRIES", "As --retries."),
+    ("MUSICFS_RETRY_FOR", "As --retry-for."),
+    ("MUSICFS_BWLIMIT", "As --bwlimit."),
+    ("MUSICFS_REMOTE_MUSICFS", "As --remote-musicfs."),
+    (
+        "MUSICFS_LOG",
+        "A tracing filter for diagnostics on stderr (musicfs=debug), beyond -v.",
+    ),
+    (
+        "XDG_CONFIG_HOME, XDG_DATA_HOME, HOME",
+        "Where the configuration file and the default repository are.",
+    ),
+    (
+        "TZ",
+        "The time zone of listed and parsed times (else /etc/localtime).",
+    ),
+];
+
+const AFTER_HELP: &str = concat!(
+    "Examples:
   musicfs sync /mnt/nas/music ~/Music          mirror a library
   musicfs sync --delete --dry-run SRC DST      show what a mirror would do
   musicfs verify ~/Music                       prove every file against its snapshot
+  musicfs config                               the effective settings and their sources
 
-Exit codes: 0 success or no differences, 1 differences or damage found, 2 usage or input
-error (a damaged, missing or empty index: musicfs repair-index), 3 partial (some files could
-not be transferred or read), 4 destination locked by another sync, or index in use during
-repair-index or gc, 5 origin unreachable, 130 interrupted by SIGINT, 143 by SIGTERM (temporary files
-removed; a second signal ends at once).";
+",
+    exit_status_text!()
+);
 
 /// Content-addressed sync for music libraries.
 #[derive(Debug, Parser)]
@@ -101,6 +146,7 @@ pub enum Command {
     /// repository already there is left as it is; any other directory must be empty. Only the default location is created without it: a repository named by
     /// --repo or MUSICFS_REPO must exist, so that a mistyped path fails instead of starting
     /// an empty repository.
+    #[command(after_help = examples::INIT)]
     Init(init::InitArgs),
     /// Index an origin into the repository (incremental)
     ///
@@ -110,6 +156,7 @@ pub enum Command {
     /// ctime and whole-second mtimes, so a file there is read again when its size, mtime or
     /// mode changed. An argument of the form scheme://… whose scheme this build has no
     /// transport for is refused (exit 2).
+    #[command(after_help = examples::SCAN)]
     Scan(scan::ScanArgs),
     /// Make DST an exact copy of SRC, moving only missing chunks
     ///
@@ -124,6 +171,7 @@ pub enum Command {
     /// chunks the destination lacks cross the network; otherwise, or with --sftp, files are
     /// listed over SFTP and changed ones read whole (sftp:// asks for SFTP too). A dropped or silent connection is
     /// retried (--retries, --timeout) and resumes where it stopped.
+    #[command(after_help = examples::SYNC)]
     Sync(sync::SyncArgs),
     /// Prove repository objects and an origin's files against their snapshot
     ///
@@ -147,6 +195,7 @@ pub enum Command {
     ///
     /// Exit status: 0 no damage (edited, missing and touched files are not damage), 1 damage
     /// found, 2 error, 3 no damage but a file could not be read.
+    #[command(after_help = examples::VERIFY)]
     Verify(verify::VerifyArgs),
     /// Show what changed between two snapshots, in files and in tags
     ///
@@ -184,6 +233,7 @@ pub enum Command {
     ///
     /// Exit status: 0 no differences, 1 differences, 2 error (or a file a scan could not
     /// read: the comparison is incomplete).
+    #[command(after_help = examples::DIFF)]
     Diff(diff::DiffArgs),
     /// List snapshots
     ///
@@ -195,6 +245,7 @@ pub enum Command {
     /// canonical path (it need not exist any more), an SSH origin (host:path, ssh://, sftp://)
     /// by the name it gives once connected. A scheme this build has no transport for is
     /// refused (exit 2).
+    #[command(after_help = examples::SNAPSHOTS)]
     Snapshots(snapshots::SnapshotsArgs),
     /// Remove snapshots according to a retention policy (restic's --keep-* rules)
     ///
@@ -213,6 +264,7 @@ pub enum Command {
     /// Output: per origin, the snapshots kept with their reasons and those removed, then a
     /// summary. --json: {"type": "keep" | "remove", "id", "origin", "time", "files", "bytes",
     /// "reasons"} per snapshot, then {"type": "summary", "kept", "removed", "dry_run"}.
+    #[command(after_help = examples::FORGET)]
     Forget(forget::ForgetArgs),
     /// Remove what no snapshot refers to, and compact the index
     ///
@@ -228,6 +280,7 @@ pub enum Command {
     /// after. --json: {"type": "summary", "repository", "dry_run", "snapshots", "removed": {table:
     /// rows}, "packs_removed", "packs_rewritten", "pack_bytes_freed", "index_bytes_before",
     /// "index_bytes_after", "bytes_before", "bytes_after", "bytes_freed"}.
+    #[command(after_help = examples::GC)]
     Gc(gc::GcArgs),
     /// Check that the repository's index is whole
     ///
@@ -239,6 +292,7 @@ pub enum Command {
     ///
     /// Exit status: 0 the index is whole, 1 it is damaged, missing or empty, 2 error (no
     /// repository there, for instance).
+    #[command(after_help = examples::CHECK)]
     Check,
     /// Rebuild a damaged index from what can still be read of it
     ///
@@ -250,6 +304,7 @@ pub enum Command {
     /// again the files whose scan state was lost. A missing or empty index is replaced by a
     /// new, empty one. Refused while another musicfs process (a scan, sync, mount or serve)
     /// has the repository open (exit 4).
+    #[command(after_help = examples::REPAIR_INDEX)]
     RepairIndex,
     /// Mount every snapshot read-only (FUSE)
     ///
@@ -285,10 +340,13 @@ pub enum Command {
     /// MOUNTPOINT`, or send SIGINT/SIGTERM to the serving process; with files still open
     /// the mount is detached at once and they are served until closed. A mountpoint left
     /// stale by a killed process is reported (exit 2) with the command that clears it.
+    #[command(after_help = examples::MOUNT)]
     Mount(mount::MountArgs),
     /// Show a file's container, regions, chunks, audio hash and tags
+    #[command(after_help = examples::INSPECT)]
     Inspect(inspect::InspectArgs),
     /// The remote end of an SSH sync (started by musicfs itself)
+    #[command(after_help = examples::SERVE)]
     Serve(serve::ServeArgs),
     /// Print the effective settings, and where each comes from
     ///
@@ -304,8 +362,10 @@ pub enum Command {
     /// is (`musicfs sync nas ./lib`, `musicfs diff nas@2026-11-01 nas`). With NAME, the
     /// settings a command given that origin would use. A malformed file is an error naming
     /// the file, line and key (exit 2), for every command that reads it.
+    #[command(after_help = examples::CONFIG)]
     Config(config::ConfigArgs),
     /// Print shell completions
+    #[command(after_help = examples::COMPLETIONS)]
     Completions {
         /// The shell
         shell: clap_complete::Shell,
@@ -432,7 +492,15 @@ impl GlobalArgs {
 /// Parses the arguments, runs the command and returns its exit code.
 pub fn main() -> ExitCode {
     use tracing_subscriber::fmt::writer::BoxMakeWriter;
-    let mut cli = Cli::parse();
+    // Built once per process: clap takes a `&'static str`.
+    let version: &'static str = Box::leak(version_text().into_boxed_str());
+    let matches = <Cli as clap::CommandFactory>::command()
+        .version(version)
+        .get_matches();
+    let mut cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     // Read before anything else is done: a malformed file stops every command that reads it,
     // so a setting is never silently dropped.
     if reads_configuration(&cli.command) {
@@ -496,6 +564,18 @@ pub fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// `--version`: the release, and the formats it reads and writes.
+fn version_text() -> String {
+    format!(
+        "{} (repository format {}, upgrades formats 2 and 3; agent protocol {}, serves {}-{})",
+        env!("CARGO_PKG_VERSION"),
+        crate::repo::FORMAT_VERSION,
+        crate::agent::wire::PROTOCOL_VERSION,
+        crate::agent::wire::OLDEST_PROTOCOL_VERSION,
+        crate::agent::wire::PROTOCOL_VERSION,
+    )
 }
 
 /// Whether `command` reads the configuration file: all but the remote end of a sync (whose

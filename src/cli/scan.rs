@@ -15,7 +15,7 @@ pub struct ScanArgs {
     #[arg(value_name = "ORIGIN")]
     pub origin: PathBuf,
     /// Read every file, even those whose size, times and inode are unchanged
-    #[arg(long)]
+    #[arg(short = 'c', long)]
     pub checksum: bool,
     /// Don't cross file system boundaries in a local directory: a directory on which another
     /// file system is mounted is recorded as an empty directory (a musicfs mount is always

@@ -29,7 +29,7 @@ pub struct SyncArgs {
     #[arg(short = 'n', long)]
     pub dry_run: bool,
     /// Read every source file, even those whose metadata is unchanged
-    #[arg(long)]
+    #[arg(short = 'c', long)]
     pub checksum: bool,
     /// Don't cross file system boundaries in a local SRC or DST: a mount point is copied as
     /// an empty directory, and --delete deletes nothing inside one (a musicfs mount is
