@@ -64,7 +64,7 @@ files removed; a second signal ends at once)."
     };
 }
 
-/// [`exit_status_text`], for the man pages.
+/// The exit codes paragraph, for the man pages.
 pub const EXIT_STATUS: &str = exit_status_text!();
 
 /// The environment variables musicfs reads, for the man pages: name, meaning.
@@ -355,10 +355,10 @@ pub enum Command {
     /// MUSICFS_BWLIMIT, MUSICFS_REMOTE_MUSICFS), the configuration file
     /// ($XDG_CONFIG_HOME/musicfs/config.toml, else ~/.config/musicfs/config.toml, or the file
     /// MUSICFS_CONFIG names), and the built-in defaults. In the file, `repo` names the
-    /// repository, [defaults] holds defaults for flags (timeout, retries, retry_for, rsh,
+    /// repository, the table named defaults holds defaults for flags (timeout, retries, retry_for, rsh,
     /// accept_new_host_key, bwlimit, sftp, remote_musicfs, one_file_system, checksum,
     /// max_delete), and each [origin.NAME] table names an origin (url = "nas:/music") with
-    /// its own settings, which come before [defaults] when NAME is given wherever an origin
+    /// its own settings, which come before the defaults table when NAME is given wherever an origin
     /// is (`musicfs sync nas ./lib`, `musicfs diff nas@2026-11-01 nas`). With NAME, the
     /// settings a command given that origin would use. A malformed file is an error naming
     /// the file, line and key (exit 2), for every command that reads it.

@@ -234,7 +234,7 @@ impl SftpFile {
 
 impl Read for SftpFile {
     /// Reads from the position, keeping requests in flight ahead of it: up to 8 (2 MiB) for
-    /// a file read on in order, less after a seek (see [`FIRST_WINDOW`]).
+    /// a file read on in order, less after a seek (see `FIRST_WINDOW`).
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);
