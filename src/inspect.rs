@@ -51,6 +51,9 @@ pub struct FileReport {
     pub regions: Vec<RegionReport>,
     /// Tags and audio properties, when they could be read.
     pub tags: Option<MediaInfo>,
+    /// Why a file that announces a container was read as opaque (truncated, malformed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 /// Reads and describes the file at `path`.
@@ -59,6 +62,7 @@ pub fn inspect(path: &Path, chunker: &dyn Chunker) -> Result<FileReport> {
     let size = file.metadata().map_err(|e| Error::io(path, e))?.len();
     let chunked = chunk_file(&mut file, size, chunker).map_err(|e| Error::io(path, e))?;
     let list = chunked.list;
+    let problem = crate::media::diagnose(&mut file, size).map_err(|e| Error::io(path, e))?;
     let tags = if list.format == Format::Opaque {
         None
     } else {
@@ -91,5 +95,6 @@ pub fn inspect(path: &Path, chunker: &dyn Chunker) -> Result<FileReport> {
         audio_hash: chunked.audio_hash,
         regions,
         tags,
+        problem,
     })
 }

@@ -316,26 +316,7 @@ pub type ParseResult = Result<Vec<Mark>, ParseError>;
 /// Never fails: an unknown or malformed file is opaque. I/O errors are returned, since they
 /// say nothing about the format.
 pub fn detect(source: &mut dyn Source, len: u64) -> io::Result<Layout> {
-    let mut head = [0u8; 12];
-    source.seek(SeekFrom::Start(0))?;
-    let n = read_up_to(source, &mut head)?;
-    let head = &head[..n];
-    let format = if head.starts_with(b"fLaC") {
-        Format::Flac
-    } else if head.starts_with(b"OggS") {
-        Format::Ogg
-    } else if head.len() >= 8 && &head[4..8] == b"ftyp" {
-        Format::Mp4
-    } else if head.len() >= 12 && head.starts_with(b"RIFF") && &head[8..12] == b"WAVE" {
-        Format::Wav
-    } else if head.len() >= 12
-        && head.starts_with(b"FORM")
-        && (&head[8..12] == b"AIFF" || &head[8..12] == b"AIFC")
-    {
-        Format::Aiff
-    } else if mp3::looks_like(head) {
-        Format::Mp3
-    } else {
+    let Some(format) = sniff(source)? else {
         return Ok(Layout::opaque(len));
     };
     source.seek(SeekFrom::Start(0))?;
@@ -344,6 +325,53 @@ pub fn detect(source: &mut dyn Source, len: u64) -> io::Result<Layout> {
         Err(ParseError::Io(e)) if e.kind() != io::ErrorKind::UnexpectedEof => Err(e),
         Err(_) => Ok(Layout::opaque(len)),
     }
+}
+
+/// The container a file's first bytes announce, if any.
+fn sniff(source: &mut dyn Source) -> io::Result<Option<Format>> {
+    let mut head = [0u8; 12];
+    source.seek(SeekFrom::Start(0))?;
+    let n = read_up_to(source, &mut head)?;
+    let head = &head[..n];
+    Ok(if head.starts_with(b"fLaC") {
+        Some(Format::Flac)
+    } else if head.starts_with(b"OggS") {
+        Some(Format::Ogg)
+    } else if head.len() >= 8 && &head[4..8] == b"ftyp" {
+        Some(Format::Mp4)
+    } else if head.len() >= 12 && head.starts_with(b"RIFF") && &head[8..12] == b"WAVE" {
+        Some(Format::Wav)
+    } else if head.len() >= 12
+        && head.starts_with(b"FORM")
+        && (&head[8..12] == b"AIFF" || &head[8..12] == b"AIFC")
+    {
+        Some(Format::Aiff)
+    } else if mp3::looks_like(head) {
+        Some(Format::Mp3)
+    } else {
+        None
+    })
+}
+
+/// Why a file whose first bytes announce a container could not be parsed as one (it is then
+/// chunked as opaque): `None` when it parses, or announces none. For `inspect`.
+pub fn diagnose(source: &mut dyn Source, len: u64) -> io::Result<Option<String>> {
+    let Some(format) = sniff(source)? else {
+        return Ok(None);
+    };
+    source.seek(SeekFrom::Start(0))?;
+    Ok(match parse_marks(format, source, len) {
+        Ok(_) => None,
+        Err(ParseError::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof => Some(format!(
+            "starts as {} but ends early: truncated, read as an opaque file",
+            format.name()
+        )),
+        Err(ParseError::Io(e)) => return Err(e),
+        Err(ParseError::Malformed(why)) => Some(format!(
+            "starts as {} but does not parse as one ({why}): damaged or truncated, read as an opaque file",
+            format.name()
+        )),
+    })
 }
 
 /// Runs the parser of `format` from the source's current position (its start).
