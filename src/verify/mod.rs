@@ -16,6 +16,9 @@
 //! sets it and no user can set it back, so a tool that restores the mtime after an edit
 //! (`touch -r`, Picard, mp3tag) still leaves an edit. A file whose content is the snapshot's
 //! is fine whatever its metadata say (it was touched).
+//!
+//! [`verify_and_repair`] (`verify --repair-from`) then rebuilds each damaged file from good
+//! chunks, never an edited or missing one (`repair.rs`).
 
 mod repair;
 
