@@ -399,6 +399,23 @@ fn an_unreachable_or_unknown_origin_to_repair_from_touches_nothing() {
     );
     assert_eq!(err.lines().count(), 1, "{err}");
 
+    // A name from the configuration file is the origin it names.
+    let config = t.mkdir(".config/musicfs").join("config.toml");
+    fs::write(
+        &config,
+        format!("[origin.backup]\nurl = \"{unreachable}\"\nretries = 0\ntimeout = 5\n"),
+    )
+    .unwrap();
+    let out = t
+        .cmd()
+        .arg("verify")
+        .arg(&lib)
+        .args(["--repair-from", "backup"])
+        .assert_exit(5);
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("127.0.0.1"), "{err}");
+    fs::remove_file(&config).unwrap();
+
     let out = t
         .cmd()
         .arg("verify")
