@@ -371,7 +371,8 @@ fn a_mirror_with_another_layout_is_read_where_the_repository_recorded_its_chunks
 }
 
 /// An unreachable origin to repair from stops the command before anything is verified (exit
-/// 5); an unknown scheme is a usage error (exit 2), and so is --repair-from without ORIGIN.
+/// 5); an unknown scheme is a usage error (exit 2), and so is --repair-from without ORIGIN or
+/// naming ORIGIN itself; a sync's lock on ORIGIN stops it at once (exit 4).
 #[test]
 fn an_unreachable_or_unknown_origin_to_repair_from_touches_nothing() {
     let t = TestRepo::new();
@@ -431,6 +432,32 @@ fn an_unreachable_or_unknown_origin_to_repair_from_touches_nothing() {
         .arg("--repair-from")
         .arg(&lib)
         .assert_exit(2);
+    // A sync into the origin holds its lock: the repair waits for nothing and changes
+    // nothing (exit 4), while a plain verify, which writes nothing, still runs.
+    let mirror = t.fixtures("mirror");
+    let held = File::open(&lib).unwrap();
+    held.try_lock().unwrap();
+    let out = t
+        .cmd()
+        .arg("verify")
+        .arg(&lib)
+        .arg("--repair-from")
+        .arg(&mirror)
+        .assert_exit(4);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("another musicfs sync is running"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout.is_empty());
+    t.cmd().arg("verify").arg(&lib).assert_exit(0);
+    drop(held);
+    t.cmd()
+        .arg("verify")
+        .arg(&lib)
+        .arg("--repair-from")
+        .arg(&mirror)
+        .assert_exit(0);
     // Repairing from the origin itself is refused too.
     let out = t
         .cmd()
