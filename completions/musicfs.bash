@@ -851,12 +851,16 @@ _musicfs() {
             return 0
             ;;
         musicfs__subcmd__verify)
-            opts="-e -q -v -h --accept-new-host-key --retries --retry-for --timeout --rsh --repo --json --quiet --verbose --help"
+            opts="-e -q -v -h --repair-from --accept-new-host-key --retries --retry-for --timeout --rsh --repo --json --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --repair-from)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --retries)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

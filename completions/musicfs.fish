@@ -90,6 +90,7 @@ complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l json -d 'Print 
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -s q -l quiet -d 'Print only problems'
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -s v -l verbose -d 'Print every step'
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c musicfs -n "__fish_musicfs_using_subcommand verify" -l repair-from -d 'Rebuild each damaged file of ORIGIN from good chunks: the file\'s undamaged chunks, then the same path in this origin (a mirror: a directory, an SSH origin or a configured name), any location the repository records, and its history; each rebuilt file is read back whole before it replaces the damaged one. Edited and missing files are left alone' -r -F
 complete -c musicfs -n "__fish_musicfs_using_subcommand verify" -l retries -d 'At most N retries after a dropped connection or a timeout [default: 3 while the host has never answered; then no cap but --retry-for]' -r
 complete -c musicfs -n "__fish_musicfs_using_subcommand verify" -l retry-for -d 'Once the host has answered, keep retrying a sync that failed for a transient reason (a dropped link, a timeout) with capped exponential backoff until DURATION has passed since the last attempt that reached it: 90s, 10m, 1h [default: 5m]' -r
 complete -c musicfs -n "__fish_musicfs_using_subcommand verify" -l timeout -d 'Seconds allowed to connect, and to wait on a silent remote [default: 30]' -r

@@ -64,6 +64,18 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// A damaged file rebuilt from good chunks and put back in place (`verify --repair-from`).
+    Repaired {
+        /// Relative path.
+        path: String,
+    },
+    /// A damaged file that could not be rebuilt; it was left as it was.
+    Unrepaired {
+        /// Relative path.
+        path: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Where events go. Implementations must be cheap: the engine calls them from worker threads.
@@ -134,6 +146,8 @@ impl Sink for TextSink {
                 println!("edited {path}: {reason}")
             }
             Event::Missing { path } if !self.quiet => println!("missing {path}"),
+            Event::Unrepaired { path, reason } => println!("unrepaired {path}: {reason}"),
+            Event::Repaired { path } if !self.quiet => println!("repaired {path}"),
             Event::Action { action, path, .. } if self.actions && !self.quiet => {
                 println!("{action:>7} {path}")
             }

@@ -291,7 +291,9 @@ impl Sink for Forward {
             | Event::Damaged { .. }
             | Event::Edited { .. }
             | Event::Missing { .. }
-            | Event::Unreadable { .. } => return,
+            | Event::Unreadable { .. }
+            | Event::Repaired { .. }
+            | Event::Unrepaired { .. } => return,
         };
         let _ = send(&self.0, &[message]);
     }

@@ -28,7 +28,9 @@ pub const VERIFY: &str = "\
 Examples:
   musicfs verify ~/Music               re-read every file against its snapshot
   musicfs --json verify ~/Music        one JSON line per file that is not ok, then a summary
-  musicfs verify                       only the repository's objects";
+  musicfs verify                       only the repository's objects
+  musicfs verify ~/Music --repair-from nas:/music
+                                       rebuild damaged files from a mirror's good chunks";
 
 pub const DIFF: &str = "\
 Examples:

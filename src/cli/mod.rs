@@ -186,15 +186,30 @@ pub enum Command {
     /// verified" when it is the same, "audio changed" (a re-encode) when not. A file no longer
     /// there is missing. `musicfs scan ORIGIN` makes the edits and deletions the new snapshot.
     ///
-    /// Output: a line per file that is not ok (DAMAGED path: reason; edited path: reason;
-    /// missing path; unreadable path: reason), then a summary counting each verdict. --json:
-    /// {"type": "damaged" | "edited" | "missing" | "unreadable", "path", "reason", and for
-    /// edits "audio": "verified" | "changed" | "unknown"}, then {"type": "summary",
-    /// "objects_checked", "files_checked", "bytes_checked", "ok", "edited", "missing",
-    /// "unreadable", "damaged"}.
+    /// With --repair-from FROM (a directory, an SSH origin or a configured name: another copy
+    /// of the library), each damaged file is rebuilt from chunks proven against their hashes:
+    /// the chunks the damage spared from the file itself, the others from the same path in
+    /// FROM, from wherever the repository records them in FROM or any origin it knows, or
+    /// from the history it keeps (tags, padding). The rebuilt file is written under a
+    /// temporary name with the mode and mtime the scan recorded, read back and checked whole,
+    /// then renamed over the damaged file and recorded, so the next scan does not read it
+    /// again. Edited and missing files are never touched (`musicfs sync` brings missing ones
+    /// back); a file that cannot be rebuilt is left as it was. A sync into ORIGIN is locked
+    /// out meanwhile (exit 4 if one runs). FROM is opened before anything is verified: one
+    /// that cannot be reached exits 5, a scheme this build has no transport for 2.
     ///
-    /// Exit status: 0 no damage (edited, missing and touched files are not damage), 1 damage
-    /// found, 2 error, 3 no damage but a file could not be read.
+    /// Output: a line per file that is not ok (DAMAGED path: reason; edited path: reason;
+    /// missing path; unreadable path: reason), with --repair-from a line per damaged file
+    /// (repaired path; unrepaired path: reason), then a summary counting each verdict.
+    /// --json: {"type": "damaged" | "edited" | "missing" | "unreadable" | "repaired" |
+    /// "unrepaired", "path", "reason", and for edits "audio": "verified" | "changed" |
+    /// "unknown"}, then {"type": "summary", "objects_checked", "files_checked",
+    /// "bytes_checked", "ok", "edited", "missing", "unreadable", "damaged", "repaired",
+    /// "unrepaired"}.
+    ///
+    /// Exit status: 0 no damage, or every damaged file repaired (edited, missing and touched
+    /// files are not damage), 1 damage found and left, 2 error, 3 no damage left but a file
+    /// could not be read, 4 ORIGIN locked by a sync (with --repair-from), 5 FROM unreachable.
     #[command(after_help = examples::VERIFY)]
     Verify(verify::VerifyArgs),
     /// Show what changed between two snapshots, in files and in tags

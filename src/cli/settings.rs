@@ -52,6 +52,9 @@ pub(super) fn apply(cli: &mut Cli, config: &Config) -> anyhow::Result<()> {
             if let Some(origin) = &mut args.origin {
                 expand_path(config, origin, &mut named)?;
             }
+            if let Some(from) = &mut args.repair_from {
+                expand_path(config, from, &mut named)?;
+            }
             fill_connect(&mut args.connect, &Chain::new(config, &named));
         }
         Command::Diff(args) => {

@@ -16,6 +16,11 @@
 //! sets it and no user can set it back, so a tool that restores the mtime after an edit
 //! (`touch -r`, Picard, mp3tag) still leaves an edit. A file whose content is the snapshot's
 //! is fine whatever its metadata say (it was touched).
+//!
+//! [`verify_and_repair`] (`verify --repair-from`) then rebuilds each damaged file from good
+//! chunks, never an edited or missing one (`repair.rs`).
+
+mod repair;
 
 use std::collections::HashMap;
 
@@ -30,6 +35,8 @@ use crate::repo::{Repository, ScanEntry};
 use crate::report::{display_path, Event, Sink};
 use crate::scan::{read_file, unchanged};
 use crate::snapshot::Node;
+
+pub use repair::{verify_and_repair, RepairFrom};
 
 /// What verification found.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -51,6 +58,10 @@ pub struct VerifySummary {
     /// Files whose content changed behind unchanged metadata, and repository objects that do
     /// not match their id.
     pub damaged: u64,
+    /// Damaged files rebuilt from good chunks (`--repair-from`); always 0 without it.
+    pub repaired: u64,
+    /// Damaged files a repair could not rebuild; always 0 without `--repair-from`.
+    pub unrepaired: u64,
 }
 
 impl VerifySummary {
@@ -176,6 +187,15 @@ pub fn verify(
     sink: &dyn Sink,
 ) -> Result<VerifySummary> {
     let mut summary = VerifySummary::default();
+    verify_objects(repo, sink, &mut summary)?;
+    for target in targets {
+        verify_target(repo, *target, chunker, sink, &mut summary)?;
+    }
+    Ok(summary)
+}
+
+/// Re-hashes the repository's stored objects, reporting each that does not match its id.
+fn verify_objects(repo: &Repository, sink: &dyn Sink, summary: &mut VerifySummary) -> Result<()> {
     let (checked, damaged) = repo.check_objects()?;
     crate::interrupt::check()?;
     summary.objects_checked = checked;
@@ -186,63 +206,125 @@ pub fn verify(
             reason: format!("{what} does not match its hash"),
         });
     }
-    for target in targets {
-        let Some((_, snapshot)) = repo.latest_snapshot(target.url())? else {
-            return Err(Error::InvalidInput(format!(
-                "{}: no snapshot to verify against (run `musicfs scan` or sync into it first)",
-                target.url()
-            )));
-        };
-        // What the last scan saw of each file: its metadata with the content it read.
-        let recorded: HashMap<Vec<u8>, ScanEntry> = match repo.find_origin(target.url())? {
-            Some(origin) => repo.scan_state(origin)?.into_iter().collect(),
-            None => HashMap::new(),
-        };
-        sink.phase("verifying", snapshot.files, snapshot.bytes);
-        // Every file of the snapshot, in tree order, then re-read on all cores.
-        let mut files = Vec::new();
-        let mut stack = vec![(Vec::new(), snapshot.root)];
-        while let Some((prefix, tree_id)) = stack.pop() {
-            for entry in repo.tree(&tree_id)?.entries {
-                let path = if prefix.is_empty() {
-                    entry.name.clone()
-                } else {
-                    [prefix.as_slice(), b"/", &entry.name].concat()
-                };
-                match entry.node {
-                    Node::Dir { tree, .. } => stack.push((path, tree)),
-                    Node::Symlink { .. } => {}
-                    Node::File { size, content, .. } => files.push((path, size, content)),
-                }
-            }
-        }
-        let checked: Vec<(u64, Reading)> = files
-            .par_iter()
-            .map(|(path, size, content)| {
-                // Once asked to stop, the files left are skipped; nothing is reported.
-                if crate::interrupt::cause().is_some() {
-                    return (0, Reading::Same);
-                }
-                let result = check_file(*target, path, *size, content, chunker);
-                sink.advance(*size);
-                result
-            })
-            .collect();
-        // Skipped files were never read: none of them is judged.
-        crate::interrupt::check()?;
-        for ((path, _, _), (bytes, reading)) in files.iter().zip(checked) {
-            summary.files_checked += 1;
-            summary.bytes_checked += bytes;
-            let verdict = judge(reading, recorded.get(path), |content| {
-                Ok(repo.media(content)?.and_then(|m| m.audio_hash))
-            })?;
-            summary.count(&verdict);
-            if let Some(event) = verdict.event(display_path(path)) {
-                sink.event(&event);
+    Ok(())
+}
+
+/// A regular file of a snapshot.
+#[derive(Clone, Debug)]
+struct SnapshotFile {
+    path: Vec<u8>,
+    size: u64,
+    mtime_ns: i64,
+    mode: u32,
+    content: ContentId,
+}
+
+/// A file verify found damaged, with what a repair needs to rebuild it.
+#[derive(Clone, Debug)]
+pub(crate) struct DamagedFile {
+    /// Relative path in the target.
+    pub path: Vec<u8>,
+    /// The content to rebuild: the one the last scan read with the metadata the file still
+    /// has, else (no scan record) the snapshot's.
+    pub content: ContentId,
+    /// The mode and mtime the file had with that content.
+    pub mode: u32,
+    pub mtime_ns: i64,
+    /// The file's metadata when verify read it: a repair replaces the file only while they
+    /// are unchanged (an edit made since is the user's).
+    pub stat: EntryStat,
+}
+
+/// Verifies every file of `target` against its last snapshot, counting and reporting each
+/// verdict; returns the damaged files.
+fn verify_target(
+    repo: &Repository,
+    target: &dyn Origin,
+    chunker: &dyn Chunker,
+    sink: &dyn Sink,
+    summary: &mut VerifySummary,
+) -> Result<Vec<DamagedFile>> {
+    let Some((_, snapshot)) = repo.latest_snapshot(target.url())? else {
+        return Err(Error::InvalidInput(format!(
+            "{}: no snapshot to verify against (run `musicfs scan` or sync into it first)",
+            target.url()
+        )));
+    };
+    // What the last scan saw of each file: its metadata with the content it read.
+    let recorded: HashMap<Vec<u8>, ScanEntry> = match repo.find_origin(target.url())? {
+        Some(origin) => repo.scan_state(origin)?.into_iter().collect(),
+        None => HashMap::new(),
+    };
+    sink.phase("verifying", snapshot.files, snapshot.bytes);
+    // Every file of the snapshot, in tree order, then re-read on all cores.
+    let mut files = Vec::new();
+    let mut stack = vec![(Vec::new(), snapshot.root)];
+    while let Some((prefix, tree_id)) = stack.pop() {
+        for entry in repo.tree(&tree_id)?.entries {
+            let path = if prefix.is_empty() {
+                entry.name.clone()
+            } else {
+                [prefix.as_slice(), b"/", &entry.name].concat()
+            };
+            match entry.node {
+                Node::Dir { tree, .. } => stack.push((path, tree)),
+                Node::Symlink { .. } => {}
+                Node::File {
+                    size,
+                    mtime_ns,
+                    mode,
+                    content,
+                } => files.push(SnapshotFile {
+                    path,
+                    size,
+                    mtime_ns,
+                    mode,
+                    content,
+                }),
             }
         }
     }
-    Ok(summary)
+    let checked: Vec<(u64, Reading)> = files
+        .par_iter()
+        .map(|file| {
+            // Once asked to stop, the files left are skipped; nothing is reported.
+            if crate::interrupt::cause().is_some() {
+                return (0, Reading::Same);
+            }
+            let result = check_file(target, &file.path, file.size, &file.content, chunker);
+            sink.advance(file.size);
+            result
+        })
+        .collect();
+    // Skipped files were never read: none of them is judged.
+    crate::interrupt::check()?;
+    let mut damaged = Vec::new();
+    for (file, (bytes, reading)) in files.into_iter().zip(checked) {
+        summary.files_checked += 1;
+        summary.bytes_checked += bytes;
+        let stat = match &reading {
+            Reading::Different(found) => Some(found.stat.clone()),
+            _ => None,
+        };
+        let entry = recorded.get(&file.path);
+        let verdict = judge(reading, entry, |content| {
+            Ok(repo.media(content)?.and_then(|m| m.audio_hash))
+        })?;
+        summary.count(&verdict);
+        if let Some(event) = verdict.event(display_path(&file.path)) {
+            sink.event(&event);
+        }
+        if let (Verdict::Damaged(_), Some(stat)) = (&verdict, stat) {
+            damaged.push(DamagedFile {
+                content: entry.map_or(file.content, |e| e.content),
+                mode: entry.map_or(file.mode, |e| e.mode),
+                mtime_ns: entry.map_or(file.mtime_ns, |e| e.mtime_ns),
+                path: file.path,
+                stat,
+            });
+        }
+    }
+    Ok(damaged)
 }
 
 /// Re-reads one file: the bytes read, and how its content compares with the snapshot's
