@@ -16,7 +16,9 @@ use crate::sync::{sync, SyncOptions, SyncSummary};
 #[derive(Debug, Args)]
 pub struct SyncArgs {
     /// The source: a directory, or an SSH origin (host:path, user@host:path,
-    /// ssh://user@host:port/path, sftp://… to skip the remote musicfs)
+    /// ssh://user@host:port/path, sftp://… to skip the remote musicfs); or a snapshot to
+    /// restore: its id, a unique prefix of 8 or more hex digits, or ORIGIN@TIME (an existing
+    /// directory is always the directory)
     pub src: PathBuf,
     /// The destination (created if missing): a directory, or an SSH origin
     pub dst: PathBuf,
@@ -31,7 +33,8 @@ pub struct SyncArgs {
     /// Print the plan and the bytes it would move; write nothing
     #[arg(short = 'n', long)]
     pub dry_run: bool,
-    /// Read every source file, even those whose metadata is unchanged
+    /// Read every source file, even those whose metadata is unchanged (an origin SRC; a
+    /// snapshot is not read)
     #[arg(long)]
     pub checksum: bool,
     /// Don't cross file system boundaries in a local SRC or DST: a mount point is copied as
