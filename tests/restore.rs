@@ -1,8 +1,10 @@
 //! `musicfs sync SNAPSHOT DST` and `musicfs sync ORIGIN@TIME DST`: a snapshot restored into a
 //! directory, its chunks taken from wherever the repository records them (the origin's files,
 //! another origin's copies, the kept history for tags a real tag editor has since rewritten),
-//! through the real binary.
+//! through the real binary; into a local directory, and into an SSH destination written over
+//! SFTP (a real OpenSSH server on 127.0.0.1).
 
+mod support;
 mod util;
 
 use std::fs;
@@ -10,6 +12,7 @@ use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use support::sshd::{Sshd, SshdOptions};
 use util::editors::{id3v2_title, metaflac_title, DAWN, DUSK, SINE, STATIC};
 use util::*;
 
@@ -333,4 +336,43 @@ fn a_named_origin_at_a_time_restores() {
         .summary();
     assert_eq!(num(&s, "errors"), 0, "{s}");
     assert_trees_equal(&expected, &out);
+}
+
+#[test]
+fn a_snapshot_restores_into_an_ssh_destination_over_sftp() {
+    let t = TestRepo::new();
+    let sshd = Sshd::start(SshdOptions::default());
+    let cmd = || Musicfs::new(t.repo(), &sshd.home());
+    let lib = library(&t, "lib");
+    let first = cmd().arg("scan").arg(&lib).summary()["snapshot"]
+        .as_str()
+        .expect("snapshot id")
+        .to_string();
+    let expected = t.path("expected");
+    copy_tree(&lib, &expected);
+    let mirror = t.path("mirror");
+    cmd().arg("sync").arg(&lib).arg(&mirror).summary();
+    change(&lib);
+    cmd().arg("scan").arg(&lib).summary();
+
+    let out = t.path("out");
+    fs::create_dir(&out).expect("mkdir");
+    fs::write(out.join("stray.txt"), b"only there").expect("write");
+    let remote = format!("nas:{}", out.display());
+    let s = cmd()
+        .arg("sync")
+        .arg("--delete")
+        .arg(&first[..12])
+        .arg(&remote)
+        .summary();
+    assert_eq!(num(&s, "errors"), 0, "{s}");
+    // SFTP carries mtimes to the second.
+    assert_trees_equal_with(
+        &expected,
+        &out,
+        TreeCmp {
+            mtime_seconds_only: true,
+            ..TreeCmp::default()
+        },
+    );
 }
