@@ -376,3 +376,33 @@ fn a_snapshot_restores_into_an_ssh_destination_over_sftp() {
         },
     );
 }
+
+#[test]
+fn an_origin_rolled_back_in_place_takes_only_its_old_tags_from_history() {
+    let t = TestRepo::new();
+    let lib = t.fixtures("lib");
+    let first = scan(&t, &lib);
+    let expected = t.path("expected");
+    copy_tree(&lib, &expected);
+    let when = snapshot_time(&t, &first);
+    next_second(when);
+    id3v2_title(&lib.join(DAWN), "Dawn (remastered)");
+    metaflac_title(&lib.join(SINE), "Pure Sine (live)");
+    fs::write(lib.join("new.txt"), b"added later\n").expect("write");
+    scan(&t, &lib);
+    let at = format!("{}@{}", lib.display(), rfc3339(when));
+    let s = t
+        .cmd()
+        .arg("sync")
+        .arg("--delete")
+        .arg(&at)
+        .arg(&lib)
+        .summary();
+    assert_trees_equal(&expected, &lib);
+    assert_eq!(num(&s, "files_changed"), 2, "{s}");
+    assert_eq!(num(&s, "files_deleted"), 1, "{s}");
+    // The audio is rebuilt from the files themselves; only the two old tag blocks come from
+    // the repository's history.
+    assert!(num(&s, "bytes_transferred") < 10_000, "{s}");
+    assert!(num(&s, "bytes_reused") > 0, "{s}");
+}
