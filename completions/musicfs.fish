@@ -81,7 +81,7 @@ complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l repo -d 'Reposi
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l delete -d 'Remove files and directories absent from SRC (entries the filters exclude at DST are kept, and so are the directories that hold them)'
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l delete-excluded -d 'Also delete what the filters exclude at DST (implies --delete), as rsync\'s --delete-excluded: DST is walked without the filters'
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -s n -l dry-run -d 'Print the plan and the bytes it would move; write nothing'
-complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -s c -l checksum -d 'Read every source file, even those whose metadata is unchanged'
+complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -s c -l checksum -d 'Read every source file, even those whose metadata is unchanged (an origin SRC; a snapshot is not read)'
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -s x -l one-file-system -d 'Don\'t cross file system boundaries in a local SRC or DST: a mount point is copied as an empty directory, and --delete deletes nothing inside one (a musicfs mount is always left out)'
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l no-default-excludes -d 'Don\'t leave out operating-system litter, which is excluded by default after the other rules (names at any depth, case ignored): .DS_Store ._* .AppleDouble Thumbs.db desktop.ini $RECYCLE.BIN @eaDir'
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l accept-new-host-key -d 'Trust and remember the key of an SSH host that ~/.ssh/known_hosts does not know yet (a changed key is always refused)'

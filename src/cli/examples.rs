@@ -22,7 +22,8 @@ Examples:
                                                from cron: delete nothing if SRC seems gone
   musicfs sync ~/Music nas:/backup/music       push to an SSH host
   musicfs sync -e ssh nas:/music ~/Music       through the system OpenSSH (ProxyJump, ...)
-  musicfs sync --bwlimit 2M nas ~/Music        a named origin ([origin.nas] in config.toml)";
+  musicfs sync --bwlimit 2M nas ~/Music        a named origin ([origin.nas] in config.toml)
+  musicfs sync ~/Music@yesterday /tmp/music    restore a snapshot (or its id, 3f2a9c1e)";
 
 pub const VERIFY: &str = "\
 Examples:

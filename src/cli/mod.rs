@@ -101,6 +101,7 @@ const AFTER_HELP: &str = concat!(
     "Examples:
   musicfs sync /mnt/nas/music ~/Music          mirror a library
   musicfs sync --delete --dry-run SRC DST      show what a mirror would do
+  musicfs sync ~/Music@yesterday /tmp/music    restore yesterday's snapshot
   musicfs verify ~/Music                       prove every file against its snapshot
   musicfs config                               the effective settings and their sources
 
@@ -171,6 +172,13 @@ pub enum Command {
     /// chunks the destination lacks cross the network; otherwise, or with --sftp, files are
     /// listed over SFTP and changed ones read whole (sftp:// asks for SFTP too). A dropped or silent connection is
     /// retried (--retries, --timeout) and resumes where it stopped.
+    ///
+    /// Restore: SRC may be a snapshot, as diff reads one: its id, a unique prefix of 8 or more
+    /// hex digits (see `musicfs snapshots`), or ORIGIN@TIME (the latest snapshot of ORIGIN at
+    /// or before TIME). DST then gets that snapshot's tree, written as any sync writes it;
+    /// each chunk is read from the snapshot's origin, any other origin the repository
+    /// records, or the history it keeps (older tags). A file with a chunk found nowhere is a
+    /// problem (exit 3), the rest is restored. An SSH DST is written over SFTP.
     #[command(after_help = examples::SYNC)]
     Sync(sync::SyncArgs),
     /// Prove repository objects and an origin's files against their snapshot

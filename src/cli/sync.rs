@@ -6,14 +6,19 @@ use clap::Args;
 use super::filter_args::FilterArgs;
 use super::{exit, human, print_summary, ConnectArgs, GlobalArgs};
 use crate::agent::{sync_remote, Direction, RemoteOptions};
+use crate::diff::operand::{lookup, Operand};
 use crate::filter::Filter;
 use crate::origin::{AgentLink, Budget, BwLimited, OpenOptions, OriginSpec, WritableOrigin};
-use crate::sync::{sync, SyncOptions};
+use crate::report::Sink;
+use crate::sync::restore::restore;
+use crate::sync::{sync, SyncOptions, SyncSummary};
 
 #[derive(Debug, Args)]
 pub struct SyncArgs {
     /// The source: a directory, or an SSH origin (host:path, user@host:path,
-    /// ssh://user@host:port/path, sftp://… to skip the remote musicfs)
+    /// ssh://user@host:port/path, sftp://… to skip the remote musicfs); or a snapshot to
+    /// restore: its id, a unique prefix of 8 or more hex digits, or ORIGIN@TIME (an existing
+    /// directory is always the directory)
     pub src: PathBuf,
     /// The destination (created if missing): a directory, or an SSH origin
     pub dst: PathBuf,
@@ -28,7 +33,8 @@ pub struct SyncArgs {
     /// Print the plan and the bytes it would move; write nothing
     #[arg(short = 'n', long)]
     pub dry_run: bool,
-    /// Read every source file, even those whose metadata is unchanged
+    /// Read every source file, even those whose metadata is unchanged (an origin SRC; a
+    /// snapshot is not read)
     #[arg(short = 'c', long)]
     pub checksum: bool,
     /// Don't cross file system boundaries in a local SRC or DST: a mount point is copied as
@@ -60,7 +66,9 @@ pub struct SyncArgs {
 }
 
 pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
-    let src = OriginSpec::parse(args.src.as_os_str())?;
+    // SRC is read as diff reads an operand: an existing directory is an origin, and so is
+    // anything that names no snapshot; a snapshot id (or prefix) or ORIGIN@TIME is restored.
+    let operand = Operand::parse(args.src.as_os_str())?;
     let dst = OriginSpec::parse(args.dst.as_os_str())?;
     let options = SyncOptions {
         delete: args.delete || args.delete_excluded,
@@ -84,70 +92,39 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
         ..args.connect.open_options(args.one_file_system)
     };
     let budget = args.bwlimit.filter(|&r| r > 0).map(Budget::new);
-    // The remote side's options: its filter is sent to the remote agent.
-    let remote_options = |link: &dyn AgentLink, open: &OpenOptions| RemoteOptions {
-        bwlimit: budget.clone(),
-        open: open.clone(),
-        force_fallback: args.sftp || link.fallback_only(),
-        remote_musicfs: args.remote_musicfs.clone(),
-    };
     let sink = global.sink_listing(args.dry_run);
-    // A side with a link to a remote agent is synced through it (or the link's fallback
-    // origin); any other pair of origins the registry opens is synced here.
-    let result = match (src.agent(), dst.agent()) {
-        (None, None) => {
-            let source = src.open(&src_open)?;
-            let destination = dst.open_writable(&dst_open)?;
-            let destination: Box<dyn WritableOrigin> = match &budget {
-                Some(budget) => Box::new(BwLimited::new(destination, budget.clone())),
-                None => destination,
-            };
-            let repo = global.open_repo()?;
-            let chunker = repo.chunker();
-            sync(
-                &repo,
-                source.as_ref(),
-                destination.as_ref(),
-                &chunker,
-                options,
-                sink.as_ref(),
-            )
-        }
-        (Some(remote), None) => {
-            let destination = dst.open_writable(&dst_open)?;
-            let repo = global.open_repo()?;
-            let chunker = repo.chunker();
-            sync_remote(
-                &repo,
-                remote,
-                Direction::Pull(destination.as_ref()),
-                &chunker,
-                options,
-                &remote_options(remote, &src_open),
-                sink.as_ref(),
-            )
-        }
-        (None, Some(remote)) => {
-            let source = src.open(&src_open)?;
-            let repo = global.open_repo()?;
-            let chunker = repo.chunker();
-            sync_remote(
-                &repo,
-                remote,
-                Direction::Push(source.as_ref()),
-                &chunker,
-                options,
-                &remote_options(remote, &dst_open),
-                sink.as_ref(),
-            )
-        }
-        (Some(_), Some(_)) => {
-            anyhow::bail!(
-                "{} and {}: one side of a sync must be local",
-                args.src.display(),
-                args.dst.display()
-            )
-        }
+    let result = if matches!(operand, Operand::Origin(_)) {
+        sync_origin(
+            global,
+            args,
+            &dst,
+            options,
+            &src_open,
+            &dst_open,
+            &budget,
+            sink.as_ref(),
+        )?
+    } else {
+        // A snapshot's chunks are read here, from wherever the repository records them, so
+        // an SSH destination is written over SFTP: a remote musicfs would have nothing to add.
+        let repo = global.open_repo()?;
+        let origins = args.connect.open_options(false);
+        let side = lookup(&repo, &operand, &origins)?;
+        let destination = dst.open_writable(&dst_open)?;
+        let destination: Box<dyn WritableOrigin> = match &budget {
+            Some(budget) => Box::new(BwLimited::new(destination, budget.clone())),
+            None => destination,
+        };
+        let chunker = repo.chunker();
+        restore(
+            &repo,
+            side.snapshot,
+            destination.as_ref(),
+            &chunker,
+            options,
+            origins,
+            sink.as_ref(),
+        )
     };
     sink.finish();
     let summary = result
@@ -176,5 +153,84 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
         exit::PARTIAL
     } else {
         exit::OK
+    })
+}
+
+/// Syncs the origin SRC into DST: through a remote agent when one side has a link to one (or
+/// through that link's fallback origin), else both opened through the registry and synced
+/// here.
+#[allow(clippy::too_many_arguments)]
+fn sync_origin(
+    global: &GlobalArgs,
+    args: &SyncArgs,
+    dst: &OriginSpec,
+    options: SyncOptions,
+    src_open: &OpenOptions,
+    dst_open: &OpenOptions,
+    budget: &Option<std::sync::Arc<Budget>>,
+    sink: &dyn Sink,
+) -> anyhow::Result<crate::error::Result<SyncSummary>> {
+    let src = OriginSpec::parse(args.src.as_os_str())?;
+    // The remote side's options: its filter is sent to the remote agent.
+    let remote_options = |link: &dyn AgentLink, open: &OpenOptions| RemoteOptions {
+        bwlimit: budget.clone(),
+        open: open.clone(),
+        force_fallback: args.sftp || link.fallback_only(),
+        remote_musicfs: args.remote_musicfs.clone(),
+    };
+    Ok(match (src.agent(), dst.agent()) {
+        (None, None) => {
+            let source = src.open(src_open)?;
+            let destination = dst.open_writable(dst_open)?;
+            let destination: Box<dyn WritableOrigin> = match budget {
+                Some(budget) => Box::new(BwLimited::new(destination, budget.clone())),
+                None => destination,
+            };
+            let repo = global.open_repo()?;
+            let chunker = repo.chunker();
+            sync(
+                &repo,
+                source.as_ref(),
+                destination.as_ref(),
+                &chunker,
+                options,
+                sink,
+            )
+        }
+        (Some(remote), None) => {
+            let destination = dst.open_writable(dst_open)?;
+            let repo = global.open_repo()?;
+            let chunker = repo.chunker();
+            sync_remote(
+                &repo,
+                remote,
+                Direction::Pull(destination.as_ref()),
+                &chunker,
+                options,
+                &remote_options(remote, src_open),
+                sink,
+            )
+        }
+        (None, Some(remote)) => {
+            let source = src.open(src_open)?;
+            let repo = global.open_repo()?;
+            let chunker = repo.chunker();
+            sync_remote(
+                &repo,
+                remote,
+                Direction::Push(source.as_ref()),
+                &chunker,
+                options,
+                &remote_options(remote, dst_open),
+                sink,
+            )
+        }
+        (Some(_), Some(_)) => {
+            anyhow::bail!(
+                "{} and {}: one side of a sync must be local",
+                args.src.display(),
+                args.dst.display()
+            )
+        }
     })
 }

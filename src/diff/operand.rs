@@ -205,12 +205,17 @@ fn resolve_side(
             let origin = OriginSpec::parse(arg)?.open(options)?;
             scan_side(repo, origin.as_ref(), chunker, sink)
         }
-        _ => {
-            let snapshots = repo.snapshots()?;
-            let index = find(&snapshots, operand, options)?;
-            indexed_side(repo, &snapshots, index)
-        }
+        _ => lookup(repo, operand, options),
     }
+}
+
+/// The recorded snapshot a snapshot id (or unique prefix) or `ORIGIN@TIME` names, with the
+/// messages `diff` gives for an unknown or ambiguous prefix and a time before every snapshot
+/// ([`Error::InvalidInput`]). An origin operand is refused: it is scanned, not looked up.
+pub fn lookup(repo: &Repository, operand: &Operand, options: &OpenOptions) -> Result<Side> {
+    let snapshots = repo.snapshots()?;
+    let index = find(&snapshots, operand, options)?;
+    indexed_side(repo, &snapshots, index)
 }
 
 fn scan_side(

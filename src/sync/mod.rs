@@ -5,9 +5,11 @@
 //! under a temporary name in its target directory, each chunk re-hashed before its bytes land,
 //! then fsynced, given its mode and mtime, and renamed into place: a file under its final name
 //! is always either the old or the new one. Chunks come from the destination itself when it
-//! has them (moved and duplicated files), else from the source.
+//! has them (moved and duplicated files), else from the source. The source is an origin
+//! scanned here ([`LocalSource`]), a remote agent's, or a recorded snapshot ([`restore`]).
 
 pub mod plan;
+pub mod restore;
 
 use std::collections::HashMap;
 use std::io::Write;
