@@ -291,7 +291,8 @@ impl Sink for Forward {
             | Event::Damaged { .. }
             | Event::Edited { .. }
             | Event::Missing { .. }
-            | Event::Unreadable { .. } => return,
+            | Event::Unreadable { .. }
+            | Event::Retry { .. } => return,
         };
         let _ = send(&self.0, &[message]);
     }

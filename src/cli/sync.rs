@@ -4,9 +4,10 @@ use anyhow::Context;
 use clap::Args;
 
 use super::filter_args::FilterArgs;
-use super::{exit, human, print_summary, ConnectArgs, GlobalArgs};
+use super::{exit, human, note_run, print_summary, started_ns, timing, ConnectArgs, GlobalArgs};
 use crate::agent::{sync_remote, Direction, RemoteOptions};
 use crate::filter::Filter;
+use crate::id::SnapshotId;
 use crate::origin::{AgentLink, Budget, BwLimited, OpenOptions, OriginSpec, WritableOrigin};
 use crate::sync::{sync, SyncOptions};
 
@@ -94,30 +95,38 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
     let sink = global.sink_listing(args.dry_run);
     // A side with a link to a remote agent is synced through it (or the link's fallback
     // origin); any other pair of origins the registry opens is synced here.
-    let result = match (src.agent(), dst.agent()) {
+    // The repository and the names its snapshots give each side opened here (a remote side's
+    // is the one other origin this run records), for the summary.
+    let (result, repo, src_url, dst_url) = match (src.agent(), dst.agent()) {
         (None, None) => {
             let source = src.open(&src_open)?;
             let destination = dst.open_writable(&dst_open)?;
+            let urls = (
+                Some(source.url().to_string()),
+                Some(destination.url().to_string()),
+            );
             let destination: Box<dyn WritableOrigin> = match &budget {
                 Some(budget) => Box::new(BwLimited::new(destination, budget.clone())),
                 None => destination,
             };
             let repo = global.open_repo()?;
             let chunker = repo.chunker();
-            sync(
+            let result = sync(
                 &repo,
                 source.as_ref(),
                 destination.as_ref(),
                 &chunker,
                 options,
                 sink.as_ref(),
-            )
+            );
+            (result, repo, urls.0, urls.1)
         }
         (Some(remote), None) => {
             let destination = dst.open_writable(&dst_open)?;
+            let dst_url = Some(destination.url().to_string());
             let repo = global.open_repo()?;
             let chunker = repo.chunker();
-            sync_remote(
+            let result = sync_remote(
                 &repo,
                 remote,
                 Direction::Pull(destination.as_ref()),
@@ -125,13 +134,15 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
                 options,
                 &remote_options(remote, &src_open),
                 sink.as_ref(),
-            )
+            );
+            (result, repo, None, dst_url)
         }
         (None, Some(remote)) => {
             let source = src.open(&src_open)?;
+            let src_url = Some(source.url().to_string());
             let repo = global.open_repo()?;
             let chunker = repo.chunker();
-            sync_remote(
+            let result = sync_remote(
                 &repo,
                 remote,
                 Direction::Push(source.as_ref()),
@@ -139,7 +150,8 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
                 options,
                 &remote_options(remote, &dst_open),
                 sink.as_ref(),
-            )
+            );
+            (result, repo, src_url, None)
         }
         (Some(_), Some(_)) => {
             anyhow::bail!(
@@ -152,11 +164,39 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
     sink.finish();
     let summary = result
         .with_context(|| format!("syncing {} to {}", args.src.display(), args.dst.display()))?;
+    let (src_snapshot, dst_snapshot) =
+        recorded_snapshots(&repo, src_url.as_deref(), dst_url.as_deref());
+    let src_text = args.src.display().to_string();
+    let dst_text = args.dst.display().to_string();
+    note_run(format!(
+        "{} files, {} changed, {} deleted, {} moved{}",
+        summary.files_total,
+        summary.files_changed,
+        summary.files_deleted,
+        human(summary.bytes_transferred),
+        if summary.errors > 0 {
+            format!(", {} errors", summary.errors)
+        } else {
+            String::new()
+        }
+    ));
     if global.json {
-        print_summary(&summary)?;
+        let mut value = serde_json::to_value(&summary)?;
+        value["src"] = serde_json::json!(src_text);
+        value["dst"] = serde_json::json!(dst_text);
+        value["src_snapshot"] = serde_json::json!(src_snapshot.map(|id| id.to_hex()));
+        value["dst_snapshot"] = serde_json::json!(dst_snapshot.map(|id| id.to_hex()));
+        print_summary(&value)?;
     } else if !global.quiet {
+        let snapshots = match (src_snapshot, dst_snapshot) {
+            (None, None) => String::new(),
+            (src, dst) => {
+                let short = |id: Option<SnapshotId>| id.map_or("-".to_string(), |id| id.short());
+                format!("; snapshots {} -> {}", short(src), short(dst))
+            }
+        };
         println!(
-            "{}{} files ({}): {} changed, {} deleted; {} from source in {} chunks, {} reused from destination{}",
+            "{}{src_text} -> {dst_text}: {} files ({}): {} changed, {} deleted; {} from source in {} chunks, {} reused from destination{}{snapshots}{}",
             if summary.dry_run { "dry run: " } else { "" },
             summary.files_total,
             human(summary.bytes_total),
@@ -169,7 +209,8 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
                 format!("; {} errors", summary.errors)
             } else {
                 String::new()
-            }
+            },
+            timing(summary.bytes_transferred + summary.bytes_reused)
         );
     }
     Ok(if summary.errors > 0 {
@@ -177,4 +218,31 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
     } else {
         exit::OK
     })
+}
+
+/// The snapshots that describe SRC and DST after this run: the latest recorded of each side
+/// opened here (its scan recorded it, or found it unchanged), and for the remote side, the
+/// latest of any other origin recorded since the command started. `None` for a side without
+/// one (a dry run into a destination that does not exist yet), or when the repository cannot
+/// say.
+fn recorded_snapshots(
+    repo: &crate::repo::Repository,
+    src: Option<&str>,
+    dst: Option<&str>,
+) -> (Option<SnapshotId>, Option<SnapshotId>) {
+    let Ok(snapshots) = repo.snapshots() else {
+        return (None, None);
+    };
+    let started = started_ns();
+    let latest = |side: Option<&str>, other: Option<&str>| {
+        snapshots
+            .iter()
+            .rev()
+            .find(|(_, r)| match side {
+                Some(url) => r.origin == url,
+                None => r.time_ns >= started && other.is_some_and(|o| r.origin != o),
+            })
+            .map(|(id, _)| *id)
+    };
+    (latest(src, dst), latest(dst, src))
 }
