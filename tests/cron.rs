@@ -359,9 +359,9 @@ fn the_progress_bar_shows_each_stage_from_zero_with_files_done() {
     // A first sync reads the whole library once: the scanning stage's total is its size.
     let library = frames
         .iter()
-        .filter(|f| f.starts_with("scanning") && f.contains("/12 files"))
+        .rev()
+        .find(|f| f.starts_with("scanning") && f.contains("/12 files"))
         .map(|f| bytes_of(f).1)
-        .last()
         .unwrap_or_else(|| panic!("no scanning stage drawn: {frames:#?}"));
     let writing: Vec<&String> = frames.iter().filter(|f| f.starts_with("writing")).collect();
     assert!(!writing.is_empty(), "no writing stage drawn: {frames:#?}");

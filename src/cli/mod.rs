@@ -150,7 +150,7 @@ pub enum Command {
     /// {"type": "damaged" | "edited" | "missing" | "unreadable", "path", "reason", and for
     /// edits "audio": "verified" | "changed" | "unknown"}, then {"type": "summary",
     /// "objects_checked", "files_checked", "bytes_checked", "ok", "edited", "missing",
-    /// "unreadable", "damaged"}.
+    /// "unreadable", "damaged", "duration_s"}.
     ///
     /// Exit status: 0 no damage (edited, missing and touched files are not damage), 1 damage
     /// found, 2 error, 3 no damage but a file could not be read.
@@ -187,7 +187,7 @@ pub enum Command {
     /// sync B A` would move); --stat prints counts per directory; --name-only the paths alone
     /// (no summary); --json one object per change ({"type": class, "path", "from" for moves,
     /// "fields": [{"field", "before", "after"}] for tag changes}) and a last {"type":
-    /// "summary", "counts", "changes", "bytes_to_transfer"}.
+    /// "summary", "counts", "changes", "bytes_to_transfer", "duration_s"}.
     ///
     /// Exit status: 0 no differences, 1 differences, 2 error (or a file a scan could not
     /// read: the comparison is incomplete).
@@ -219,7 +219,8 @@ pub enum Command {
     ///
     /// Output: per origin, the snapshots kept with their reasons and those removed, then a
     /// summary. --json: {"type": "keep" | "remove", "id", "origin", "time", "files", "bytes",
-    /// "reasons"} per snapshot, then {"type": "summary", "kept", "removed", "dry_run"}.
+    /// "reasons"} per snapshot, then {"type": "summary", "kept", "removed", "dry_run",
+    /// "duration_s"}.
     Forget(forget::ForgetArgs),
     /// Remove what no snapshot refers to, and compact the index
     ///
@@ -234,7 +235,7 @@ pub enum Command {
     /// Output: the rows and packs removed, index.redb's size and the repository's before and
     /// after. --json: {"type": "summary", "repository", "dry_run", "snapshots", "removed": {table:
     /// rows}, "packs_removed", "packs_rewritten", "pack_bytes_freed", "index_bytes_before",
-    /// "index_bytes_after", "bytes_before", "bytes_after", "bytes_freed"}.
+    /// "index_bytes_after", "bytes_before", "bytes_after", "bytes_freed", "duration_s"}.
     Gc(gc::GcArgs),
     /// Check that the repository's index is whole
     ///
