@@ -183,12 +183,30 @@ pub trait Sink: Send + Sync {
     fn finish(&self) {}
 }
 
-/// Prints every event as one JSON object per line on stdout.
+/// Prints every event as one JSON object per line on stdout; a retry notice is said on stderr
+/// too.
 pub struct JsonSink;
 
 impl Sink for JsonSink {
     fn event(&self, event: &Event) {
         print_json(event);
+        // A notice for whoever watches stderr (or reads the log file) as well.
+        if let Event::Retry {
+            reason,
+            delay_s,
+            attempt,
+            max_attempts,
+            seconds_left,
+        } = event
+        {
+            say(&Event::retry_line(
+                reason,
+                *delay_s,
+                *attempt,
+                *max_attempts,
+                *seconds_left,
+            ));
+        }
     }
 }
 
@@ -331,18 +349,25 @@ impl Sink for ProgressSink {
     }
 
     fn phase(&self, name: &str, files: u64, bytes: u64) {
+        // No work (a scan that reads nothing) changes nothing on the display.
+        if files == 0 && bytes == 0 {
+            return;
+        }
         let mut count = self.files.lock().unwrap_or_else(PoisonError::into_inner);
         let length = self.bar.length().unwrap_or(0);
-        if self.bar.position() >= length {
-            // The work announced so far is done: a new stage.
-            self.bar.set_length(0);
-            self.bar.reset();
-            *count = FileCount::default();
-        }
-        count.total += files;
         self.bar.set_message(name.to_string());
-        self.bar.inc_length(bytes);
-        self.show_files(&count);
+        if self.bar.position() >= length {
+            // The work announced so far is done: a new stage, from zero.
+            *count = FileCount::default();
+            count.total = files;
+            self.show_files(&count);
+            self.bar.reset();
+            self.bar.set_length(bytes);
+        } else {
+            count.total += files;
+            self.show_files(&count);
+            self.bar.inc_length(bytes);
+        }
     }
 
     fn advance(&self, bytes: u64) {

@@ -200,6 +200,13 @@ fn retry_notices_are_messages_and_json_events() {
         .args(["sync", "--retries", "1", "--timeout", "2", UNREACHABLE])
         .arg(&dst);
     let out = json.assert_exit(5);
+    let err = stderr_of(&out);
+    assert!(
+        err.lines()
+            .next()
+            .is_some_and(|l| l.contains("; retrying in ")),
+        "said on stderr too: {err}"
+    );
     let events = parse_json_lines(&out.stdout);
     assert_eq!(events.len(), 1, "{events:?}");
     let retry = &events[0];
