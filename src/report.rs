@@ -406,3 +406,21 @@ impl Sink for NullSink {
 pub fn display_path(path: &[u8]) -> String {
     String::from_utf8_lossy(path).into_owned()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Event;
+
+    #[test]
+    fn a_retry_notice_says_its_budget() {
+        let reason = "nas: connection lost";
+        assert_eq!(
+            Event::retry_line(reason, 2.0, 3, Some(3), None),
+            "nas: connection lost; retrying in 2.0 s (attempt 3 of 3)"
+        );
+        assert_eq!(
+            Event::retry_line(reason, 2.04, 3, None, Some(250)),
+            "nas: connection lost; retrying in 2.0 s (attempt 3, 4m 10s left)"
+        );
+    }
+}
