@@ -119,13 +119,17 @@ _musicfs() {
 
     case "${cmd}" in
         musicfs)
-            opts="-q -v -h -V --repo --json --quiet --verbose --help --version init scan sync verify diff snapshots forget gc check repair-index mount inspect serve config completions help"
+            opts="-q -v -h -V --repo --json --quiet --verbose --log-file --help --version init scan sync verify diff snapshots forget gc check repair-index mount inspect serve config completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --repo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -137,13 +141,17 @@ _musicfs() {
             return 0
             ;;
         musicfs__subcmd__check)
-            opts="-q -v -h --repo --json --quiet --verbose --help"
+            opts="-q -v -h --repo --json --quiet --verbose --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --repo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -155,13 +163,17 @@ _musicfs() {
             return 0
             ;;
         musicfs__subcmd__completions)
-            opts="-q -v -h --repo --json --quiet --verbose --help bash elvish fish powershell zsh"
+            opts="-q -v -h --repo --json --quiet --verbose --log-file --help bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --repo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -173,13 +185,17 @@ _musicfs() {
             return 0
             ;;
         musicfs__subcmd__config)
-            opts="-q -v -h --repo --json --quiet --verbose --help"
+            opts="-q -v -h --repo --json --quiet --verbose --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --repo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -191,7 +207,7 @@ _musicfs() {
             return 0
             ;;
         musicfs__subcmd__diff)
-            opts="-x -e -q -v -h --name-only --stat --one-file-system --exclude --include --exclude-from --no-default-excludes --accept-new-host-key --retries --retry-for --timeout --rsh --repo --json --quiet --verbose --help"
+            opts="-x -e -q -v -h --name-only --stat --one-file-system --exclude --include --exclude-from --no-default-excludes --accept-new-host-key --retries --retry-for --timeout --rsh --repo --json --quiet --verbose --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -233,6 +249,10 @@ _musicfs() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --log-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -241,7 +261,7 @@ _musicfs() {
             return 0
             ;;
         musicfs__subcmd__forget)
-            opts="-l -H -d -w -m -y -n -e -q -v -h --keep-last --keep-hourly --keep-daily --keep-weekly --keep-monthly --keep-yearly --dry-run --accept-new-host-key --retries --retry-for --timeout --rsh --repo --json --quiet --verbose --help"
+            opts="-l -H -d -w -m -y -n -e -q -v -h --keep-last --keep-hourly --keep-daily --keep-weekly --keep-monthly --keep-yearly --dry-run --accept-new-host-key --retries --retry-for --timeout --rsh --repo --json --quiet --verbose --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -319,6 +339,10 @@ _musicfs() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --log-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -327,13 +351,17 @@ _musicfs() {
             return 0
             ;;
         musicfs__subcmd__gc)
-            opts="-n -q -v -h --dry-run --repo --json --quiet --verbose --help"
+            opts="-n -q -v -h --dry-run --repo --json --quiet --verbose --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --repo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -583,13 +611,17 @@ _musicfs() {
             return 0
             ;;
         musicfs__subcmd__init)
-            opts="-q -v -h --repo --json --quiet --verbose --help"
+            opts="-q -v -h --repo --json --quiet --verbose --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --repo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -601,13 +633,17 @@ _musicfs() {
             return 0
             ;;
         musicfs__subcmd__inspect)
-            opts="-q -v -h --repo --json --quiet --verbose --help"
+            opts="-q -v -h --repo --json --quiet --verbose --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --repo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -619,17 +655,13 @@ _musicfs() {
             return 0
             ;;
         musicfs__subcmd__mount)
-            opts="-f -e -q -v -h --foreground --nonempty --allow-other --allow-root --cache-size --log-file --accept-new-host-key --retries --retry-for --timeout --rsh --report-ready --repo --json --quiet --verbose --help"
+            opts="-f -e -q -v -h --foreground --nonempty --allow-other --allow-root --cache-size --accept-new-host-key --retries --retry-for --timeout --rsh --report-ready --repo --json --quiet --verbose --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --cache-size)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --log-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -657,6 +689,10 @@ _musicfs() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --log-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -665,13 +701,17 @@ _musicfs() {
             return 0
             ;;
         musicfs__subcmd__repair__subcmd__index)
-            opts="-q -v -h --repo --json --quiet --verbose --help"
+            opts="-q -v -h --repo --json --quiet --verbose --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --repo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -683,7 +723,7 @@ _musicfs() {
             return 0
             ;;
         musicfs__subcmd__scan)
-            opts="-c -x -e -q -v -h --checksum --one-file-system --exclude --include --exclude-from --no-default-excludes --accept-new-host-key --retries --retry-for --timeout --rsh --repo --json --quiet --verbose --help"
+            opts="-c -x -e -q -v -h --checksum --one-file-system --exclude --include --exclude-from --no-default-excludes --accept-new-host-key --retries --retry-for --timeout --rsh --repo --json --quiet --verbose --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -725,6 +765,10 @@ _musicfs() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --log-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -733,13 +777,17 @@ _musicfs() {
             return 0
             ;;
         musicfs__subcmd__serve)
-            opts="-q -v -h --stdio --repo --json --quiet --verbose --help"
+            opts="-q -v -h --stdio --repo --json --quiet --verbose --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --repo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -751,7 +799,7 @@ _musicfs() {
             return 0
             ;;
         musicfs__subcmd__snapshots)
-            opts="-e -q -v -h --utc --accept-new-host-key --retries --retry-for --timeout --rsh --repo --json --quiet --verbose --help"
+            opts="-e -q -v -h --utc --accept-new-host-key --retries --retry-for --timeout --rsh --repo --json --quiet --verbose --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -781,6 +829,10 @@ _musicfs() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --log-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -789,7 +841,7 @@ _musicfs() {
             return 0
             ;;
         musicfs__subcmd__sync)
-            opts="-n -c -x -e -q -v -h --delete --delete-excluded --dry-run --checksum --one-file-system --max-delete --bwlimit --exclude --include --exclude-from --no-default-excludes --accept-new-host-key --retries --retry-for --timeout --rsh --sftp --remote-musicfs --repo --json --quiet --verbose --help"
+            opts="-n -c -x -e -q -v -h --delete --delete-excluded --dry-run --checksum --one-file-system --max-delete --bwlimit --exclude --include --exclude-from --no-default-excludes --accept-new-host-key --retries --retry-for --timeout --rsh --sftp --remote-musicfs --repo --json --quiet --verbose --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -843,6 +895,10 @@ _musicfs() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --log-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -851,7 +907,7 @@ _musicfs() {
             return 0
             ;;
         musicfs__subcmd__verify)
-            opts="-e -q -v -h --repair-from --accept-new-host-key --retries --retry-for --timeout --rsh --repo --json --quiet --verbose --help"
+            opts="-e -q -v -h --repair-from --accept-new-host-key --retries --retry-for --timeout --rsh --repo --json --quiet --verbose --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -882,6 +938,10 @@ _musicfs() {
                     return 0
                     ;;
                 --repo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -2,9 +2,13 @@
 //!
 //! The engine emits [`Event`]s and never prints; the command line picks a printer: JSON Lines
 //! (each object tagged with its `type`) or text. stdout carries results, stderr problems.
+//! What stderr shows can be appended to a log file as well (`--log-file`, [`open_log`]),
+//! each line stamped with the time, for runs from cron.
 
+use std::fs::File;
 use std::io::Write;
-use std::sync::Mutex;
+use std::path::Path;
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use serde::Serialize;
 
@@ -76,6 +80,99 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// A remote sync failed for a transient reason and is tried again.
+    Retry {
+        /// Why the attempt failed, naming the origin.
+        reason: String,
+        /// The wait before the next attempt, in seconds.
+        delay_s: f64,
+        /// The number of the retry about to be made, from 1.
+        attempt: u32,
+        /// The most retries this run makes, when capped by a count.
+        max_attempts: Option<u32>,
+        /// The seconds of `--retry-for` left, when the budget is a time.
+        seconds_left: Option<u64>,
+    },
+}
+
+impl Event {
+    /// The one line a retry notice is for people: `nas: connection lost; retrying in 2 s
+    /// (attempt 3 of 3)` or `… (attempt 3, 4m 10s left)`.
+    fn retry_line(
+        reason: &str,
+        delay_s: f64,
+        attempt: u32,
+        max_attempts: Option<u32>,
+        seconds_left: Option<u64>,
+    ) -> String {
+        let budget = match (max_attempts, seconds_left) {
+            (Some(max), _) => format!(" of {max}"),
+            (None, Some(left)) => format!(
+                ", {} left",
+                humantime::format_duration(std::time::Duration::from_secs(left))
+            ),
+            (None, None) => String::new(),
+        };
+        format!("{reason}; retrying in {delay_s:.1} s (attempt {attempt}{budget})")
+    }
+}
+
+/// The log file every line for stderr is copied to, once opened.
+static LOG: OnceLock<Mutex<File>> = OnceLock::new();
+
+/// Opens `path` for appending (creating it) as the process's log: from now on every line
+/// [`say`] prints, and every diagnostic written through [`LogWriter`], is appended there
+/// too. Called once, before any work; a second call changes nothing.
+pub fn open_log(path: &Path) -> std::io::Result<()> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    let _ = LOG.set(Mutex::new(file));
+    Ok(())
+}
+
+/// Appends `line` to the log file, if there is one, after the time in UTC
+/// (`2026-12-03T05:00:00Z line`). A log that cannot be written is not worth failing the
+/// work for.
+pub fn log_line(line: &str) {
+    if let Some(log) = LOG.get() {
+        let secs = crate::time::now_ns().div_euclid(1_000_000_000);
+        let stamp = crate::time::Civil::of_unix(secs).format('T');
+        let mut file = log.lock().unwrap_or_else(PoisonError::into_inner);
+        let _ = writeln!(file, "{stamp}Z {line}");
+    }
+}
+
+/// Prints `musicfs: LINE` on stderr (if there still is one: a `serve` whose client went away
+/// has lost it, and must not panic over that), and appends it to the log file.
+pub fn say(line: &str) {
+    let line = format!("musicfs: {line}");
+    let _ = writeln!(std::io::stderr(), "{line}");
+    log_line(&line);
+}
+
+/// Diagnostics (`tracing`) for the log file: the same text as on stderr, which already
+/// starts with its time. Writes nothing while no log is open.
+pub struct LogWriter;
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Some(log) = LOG.get() {
+            let mut file = log.lock().unwrap_or_else(PoisonError::into_inner);
+            let _ = file.write_all(buf);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Whether a log file is open.
+pub fn logging() -> bool {
+    LOG.get().is_some()
 }
 
 /// Where events go. Implementations must be cheap: the engine calls them from worker threads.
@@ -90,16 +187,38 @@ pub trait Sink: Send + Sync {
     /// `bytes` more bytes of the current work are done.
     fn advance(&self, _bytes: u64) {}
 
+    /// `files` more files of the current work are done, for work whose events do not say so
+    /// (a file read or written is counted from its event).
+    fn files_done(&self, _files: u64) {}
+
     /// The work is over: clear any live display before the summary is printed.
     fn finish(&self) {}
 }
 
-/// Prints every event as one JSON object per line on stdout.
+/// Prints every event as one JSON object per line on stdout; a retry notice is said on stderr
+/// too.
 pub struct JsonSink;
 
 impl Sink for JsonSink {
     fn event(&self, event: &Event) {
         print_json(event);
+        // A notice for whoever watches stderr (or reads the log file) as well.
+        if let Event::Retry {
+            reason,
+            delay_s,
+            attempt,
+            max_attempts,
+            seconds_left,
+        } = event
+        {
+            say(&Event::retry_line(
+                reason,
+                *delay_s,
+                *attempt,
+                *max_attempts,
+                *seconds_left,
+            ));
+        }
     }
 }
 
@@ -139,7 +258,7 @@ impl Sink for TextSink {
     fn event(&self, event: &Event) {
         let _guard = self.lock.lock();
         match event {
-            Event::Problem { path, message } => eprintln!("musicfs: {path}: {message}"),
+            Event::Problem { path, message } => say(&format!("{path}: {message}")),
             Event::Damaged { path, reason } => println!("DAMAGED {path}: {reason}"),
             Event::Unreadable { path, reason } => println!("unreadable {path}: {reason}"),
             Event::Edited { path, reason, .. } if !self.quiet => {
@@ -152,8 +271,22 @@ impl Sink for TextSink {
                 println!("{action:>7} {path}")
             }
             Event::FileRead { path, bytes } if self.verbose && !self.quiet => {
-                eprintln!("   read {path} ({bytes} bytes)")
+                eprintln!("   read {path} ({bytes} bytes)");
+                log_line(&format!("   read {path} ({bytes} bytes)"));
             }
+            Event::Retry {
+                reason,
+                delay_s,
+                attempt,
+                max_attempts,
+                seconds_left,
+            } if !self.quiet => say(&Event::retry_line(
+                reason,
+                *delay_s,
+                *attempt,
+                *max_attempts,
+                *seconds_left,
+            )),
             _ => {}
         }
     }
@@ -161,9 +294,22 @@ impl Sink for TextSink {
 
 /// Text output with a progress bar on stderr while files are read or written. The bar is
 /// drawn only when stderr is a terminal; events are printed around it.
+///
+/// The bar shows one stage of the work at a time: phases that overlap (a sync's two scans)
+/// add up, and a phase that begins once all the work announced before it is done (a sync's
+/// writing, after its scans) starts the bar again from zero with its own totals. Files done
+/// are counted from the events (a file read, a file written) and from [`Sink::files_done`].
 pub struct ProgressSink {
     inner: TextSink,
     bar: indicatif::ProgressBar,
+    files: Mutex<FileCount>,
+}
+
+/// Files of the current stage: done and announced.
+#[derive(Default)]
+struct FileCount {
+    done: u64,
+    total: u64,
 }
 
 impl ProgressSink {
@@ -174,27 +320,78 @@ impl ProgressSink {
             indicatif::ProgressDrawTarget::stderr_with_hz(10),
         );
         let style = indicatif::ProgressStyle::with_template(
-            "{msg:>12} [{wide_bar}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} {eta}",
+            "{msg:>10} [{wide_bar}] {prefix} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} {eta}",
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
         .progress_chars("=> ");
         bar.set_style(style);
-        ProgressSink { inner, bar }
+        ProgressSink {
+            inner,
+            bar,
+            files: Mutex::new(FileCount::default()),
+        }
+    }
+
+    /// Shows the files done of the stage's total (`12/120 files`), or nothing when the stage
+    /// announced no files.
+    fn show_files(&self, files: &FileCount) {
+        if files.total > 0 {
+            self.bar.set_prefix(format!(
+                "{}/{} files",
+                files.done.min(files.total),
+                files.total
+            ));
+        } else {
+            self.bar.set_prefix("");
+        }
     }
 }
 
 impl Sink for ProgressSink {
     fn event(&self, event: &Event) {
         self.bar.suspend(|| self.inner.event(event));
+        if matches!(
+            event,
+            Event::FileRead { .. }
+                | Event::Action {
+                    action: "write",
+                    ..
+                }
+        ) {
+            self.files_done(1);
+        }
     }
 
-    fn phase(&self, name: &str, _files: u64, bytes: u64) {
+    fn phase(&self, name: &str, files: u64, bytes: u64) {
+        // No work (a scan that reads nothing) changes nothing on the display.
+        if files == 0 && bytes == 0 {
+            return;
+        }
+        let mut count = self.files.lock().unwrap_or_else(PoisonError::into_inner);
+        let length = self.bar.length().unwrap_or(0);
         self.bar.set_message(name.to_string());
-        self.bar.inc_length(bytes);
+        if self.bar.position() >= length {
+            // The work announced so far is done: a new stage, from zero.
+            *count = FileCount::default();
+            count.total = files;
+            self.show_files(&count);
+            self.bar.reset();
+            self.bar.set_length(bytes);
+        } else {
+            count.total += files;
+            self.show_files(&count);
+            self.bar.inc_length(bytes);
+        }
     }
 
     fn advance(&self, bytes: u64) {
         self.bar.inc(bytes);
+    }
+
+    fn files_done(&self, files: u64) {
+        let mut count = self.files.lock().unwrap_or_else(PoisonError::into_inner);
+        count.done += files;
+        self.show_files(&count);
     }
 
     fn finish(&self) {
@@ -222,4 +419,22 @@ impl Sink for NullSink {
 /// Lossy display of a relative path.
 pub fn display_path(path: &[u8]) -> String {
     String::from_utf8_lossy(path).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Event;
+
+    #[test]
+    fn a_retry_notice_says_its_budget() {
+        let reason = "nas: connection lost";
+        assert_eq!(
+            Event::retry_line(reason, 2.0, 3, Some(3), None),
+            "nas: connection lost; retrying in 2.0 s (attempt 3 of 3)"
+        );
+        assert_eq!(
+            Event::retry_line(reason, 2.04, 3, None, Some(250)),
+            "nas: connection lost; retrying in 2.0 s (attempt 3, 4m 10s left)"
+        );
+    }
 }

@@ -118,19 +118,28 @@ pub fn sync_remote(
                     Some(at) => backoff(step).min(open.retry_for.saturating_sub(at.elapsed())),
                     None => backoff(step),
                 };
-                tracing::warn!(
-                    "{e}; retrying in {:.1} s (retry {}{})",
+                // A notice for the user (text or JSON, through the sink), and a diagnostic
+                // for -v.
+                let (max_attempts, seconds_left) = match (reached_at, open.max_retries) {
+                    (None, _) => (Some(open.retries), None),
+                    (Some(_), Some(cap)) => (Some(cap), None),
+                    (Some(at), None) => (
+                        None,
+                        Some(open.retry_for.saturating_sub(at.elapsed()).as_secs()),
+                    ),
+                };
+                tracing::debug!(
+                    "{e}; retrying in {:.1} s (retry {})",
                     delay.as_secs_f64(),
-                    attempt + 1,
-                    match (reached_at, open.max_retries) {
-                        (None, _) => format!(" of {}", open.retries),
-                        (Some(_), Some(cap)) => format!(" of {cap}"),
-                        (Some(at), None) => format!(
-                            ", for {} s more",
-                            open.retry_for.saturating_sub(at.elapsed()).as_secs()
-                        ),
-                    }
+                    attempt + 1
                 );
+                sink.event(&Event::Retry {
+                    reason: e.to_string(),
+                    delay_s: delay.as_secs_f64(),
+                    attempt: attempt + 1,
+                    max_attempts,
+                    seconds_left,
+                });
                 crate::interrupt::sleep(delay)?;
                 attempt += 1;
                 step += 1;
@@ -238,6 +247,9 @@ impl Sink for Tally<'_> {
     }
     fn advance(&self, bytes: u64) {
         self.sink.advance(bytes)
+    }
+    fn files_done(&self, files: u64) {
+        self.sink.files_done(files)
     }
     fn finish(&self) {
         self.sink.finish()

@@ -293,7 +293,8 @@ impl Sink for Forward {
             | Event::Missing { .. }
             | Event::Unreadable { .. }
             | Event::Repaired { .. }
-            | Event::Unrepaired { .. } => return,
+            | Event::Unrepaired { .. }
+            | Event::Retry { .. } => return,
         };
         let _ = send(&self.0, &[message]);
     }

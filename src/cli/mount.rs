@@ -32,11 +32,6 @@ pub struct MountArgs {
     /// Memory for verified chunks, in MiB
     #[arg(long, value_name = "MIB", default_value_t = 128)]
     pub cache_size: usize,
-    /// Log warnings to FILE (kept below 4 MiB, the older half in FILE.1) [default for a
-    /// detached mount: $XDG_STATE_HOME/musicfs/mount-MOUNTPOINT.log, or under
-    /// ~/.local/state/musicfs; with --foreground: stderr]
-    #[arg(long, value_name = "FILE")]
-    pub log_file: Option<PathBuf>,
     #[command(flatten)]
     pub connect: ConnectArgs,
     /// Once mounted, write `ready DEVICE` on stdout (how a detached server reports)
@@ -89,7 +84,8 @@ pub fn run(global: &GlobalArgs, args: &MountArgs) -> anyhow::Result<u8> {
         if args.allow_root {
             argv.push("--allow-root".into());
         }
-        let log = match &args.log_file {
+        // The global --log-file names the mount's log.
+        let log = match &global.log_file {
             Some(log) => std::path::absolute(log).context("finding the log file")?,
             None => default_log_file(&args.mountpoint)
                 .context("no place for the mount's log: set --log-file, XDG_STATE_HOME or HOME")?,
@@ -120,7 +116,11 @@ pub fn run(global: &GlobalArgs, args: &MountArgs) -> anyhow::Result<u8> {
     let (quiet, json) = (global.quiet, global.json);
     mount(repo, &args.mountpoint, options, |mounted| {
         if json {
-            print_mounted(&mounted.path, std::process::id(), args.log_file.as_deref());
+            print_mounted(
+                &mounted.path,
+                std::process::id(),
+                global.log_file.as_deref(),
+            );
         } else if !quiet {
             eprintln!(
                 "musicfs: mounted on {}; Ctrl-C, SIGTERM or `fusermount3 -u` unmounts",

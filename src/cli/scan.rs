@@ -4,7 +4,7 @@ use anyhow::Context;
 use clap::Args;
 
 use super::filter_args::FilterArgs;
-use super::{exit, human, print_summary, ConnectArgs, GlobalArgs};
+use super::{exit, human, note_run, print_summary, timing, ConnectArgs, GlobalArgs};
 use crate::origin::{OpenOptions, OriginSpec};
 use crate::scan::{scan, ScanOptions};
 
@@ -47,11 +47,19 @@ pub fn run(global: &GlobalArgs, args: &ScanArgs) -> anyhow::Result<u8> {
     )
     .with_context(|| format!("scanning {}", args.origin.display()))?;
     sink.finish();
+    note_run(format!(
+        "{} files, {} read ({}), {} problems, snapshot {}",
+        summary.files,
+        summary.files_read,
+        human(summary.bytes_read),
+        summary.problems,
+        summary.snapshot.short()
+    ));
     if global.json {
         print_summary(&summary)?;
     } else if !global.quiet {
         println!(
-            "scanned {}: {} files, {}; read {} files ({}), {} moved, {} problems; snapshot {}",
+            "scanned {}: {} files, {}; read {} files ({}), {} moved, {} problems; snapshot {}{}",
             summary.origin,
             summary.files,
             human(summary.bytes),
@@ -59,7 +67,8 @@ pub fn run(global: &GlobalArgs, args: &ScanArgs) -> anyhow::Result<u8> {
             human(summary.bytes_read),
             summary.files_moved,
             summary.problems,
-            summary.snapshot.short()
+            summary.snapshot.short(),
+            timing(summary.bytes_read)
         );
     }
     Ok(if summary.problems > 0 {

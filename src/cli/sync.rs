@@ -4,10 +4,11 @@ use anyhow::Context;
 use clap::Args;
 
 use super::filter_args::FilterArgs;
-use super::{exit, human, print_summary, ConnectArgs, GlobalArgs};
+use super::{exit, human, note_run, print_summary, started_ns, timing, ConnectArgs, GlobalArgs};
 use crate::agent::{sync_remote, Direction, RemoteOptions};
 use crate::diff::operand::{lookup, Operand};
 use crate::filter::Filter;
+use crate::id::SnapshotId;
 use crate::origin::{AgentLink, Budget, BwLimited, OpenOptions, OriginSpec, WritableOrigin};
 use crate::report::Sink;
 use crate::sync::restore::restore;
@@ -93,7 +94,10 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
     };
     let budget = args.bwlimit.filter(|&r| r > 0).map(Budget::new);
     let sink = global.sink_listing(args.dry_run);
-    let result = if matches!(operand, Operand::Origin(_)) {
+    // The repository and the names its snapshots give each side opened here (a remote side's
+    // is the one other origin this run records), for the summary.
+    let mut restored = None;
+    let (result, repo, src_url, dst_url) = if matches!(operand, Operand::Origin(_)) {
         sync_origin(
             global,
             args,
@@ -116,7 +120,8 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
             None => destination,
         };
         let chunker = repo.chunker();
-        restore(
+        let dst_url = Some(destination.url().to_string());
+        let result = restore(
             &repo,
             side.snapshot,
             destination.as_ref(),
@@ -124,16 +129,48 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
             options,
             origins,
             sink.as_ref(),
-        )
+        );
+        restored = Some(side.snapshot);
+        (result, repo, None, dst_url)
     };
     sink.finish();
     let summary = result
         .with_context(|| format!("syncing {} to {}", args.src.display(), args.dst.display()))?;
+    let (src_snapshot, dst_snapshot) =
+        recorded_snapshots(&repo, src_url.as_deref(), dst_url.as_deref());
+    // A restore's source is the snapshot it wrote.
+    let src_snapshot = restored.or(src_snapshot);
+    let src_text = args.src.display().to_string();
+    let dst_text = args.dst.display().to_string();
+    note_run(format!(
+        "{} files, {} changed, {} deleted, {} moved{}",
+        summary.files_total,
+        summary.files_changed,
+        summary.files_deleted,
+        human(summary.bytes_transferred),
+        if summary.errors > 0 {
+            format!(", {} errors", summary.errors)
+        } else {
+            String::new()
+        }
+    ));
     if global.json {
-        print_summary(&summary)?;
+        let mut value = serde_json::to_value(&summary)?;
+        value["src"] = serde_json::json!(src_text);
+        value["dst"] = serde_json::json!(dst_text);
+        value["src_snapshot"] = serde_json::json!(src_snapshot.map(|id| id.to_hex()));
+        value["dst_snapshot"] = serde_json::json!(dst_snapshot.map(|id| id.to_hex()));
+        print_summary(&value)?;
     } else if !global.quiet {
+        let snapshots = match (src_snapshot, dst_snapshot) {
+            (None, None) => String::new(),
+            (src, dst) => {
+                let short = |id: Option<SnapshotId>| id.map_or("-".to_string(), |id| id.short());
+                format!("; snapshots {} -> {}", short(src), short(dst))
+            }
+        };
         println!(
-            "{}{} files ({}): {} changed, {} deleted; {} from source in {} chunks, {} reused from destination{}",
+            "{}{src_text} -> {dst_text}: {} files ({}): {} changed, {} deleted; {} from source in {} chunks, {} reused from destination{}{snapshots}{}",
             if summary.dry_run { "dry run: " } else { "" },
             summary.files_total,
             human(summary.bytes_total),
@@ -146,7 +183,8 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
                 format!("; {} errors", summary.errors)
             } else {
                 String::new()
-            }
+            },
+            timing(summary.bytes_transferred + summary.bytes_reused)
         );
     }
     Ok(if summary.errors > 0 {
@@ -155,6 +193,15 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
         exit::OK
     })
 }
+
+/// What [`sync_origin`] gives back: the sync's result, the repository it used, and the names
+/// the repository knows SRC and DST by (`None` for a side reached through a remote agent).
+type Synced = (
+    crate::error::Result<SyncSummary>,
+    crate::repo::Repository,
+    Option<String>,
+    Option<String>,
+);
 
 /// Syncs the origin SRC into DST: through a remote agent when one side has a link to one (or
 /// through that link's fallback origin), else both opened through the registry and synced
@@ -169,7 +216,7 @@ fn sync_origin(
     dst_open: &OpenOptions,
     budget: &Option<std::sync::Arc<Budget>>,
     sink: &dyn Sink,
-) -> anyhow::Result<crate::error::Result<SyncSummary>> {
+) -> anyhow::Result<Synced> {
     let src = OriginSpec::parse(args.src.as_os_str())?;
     // The remote side's options: its filter is sent to the remote agent.
     let remote_options = |link: &dyn AgentLink, open: &OpenOptions| RemoteOptions {
@@ -182,26 +229,32 @@ fn sync_origin(
         (None, None) => {
             let source = src.open(src_open)?;
             let destination = dst.open_writable(dst_open)?;
+            let urls = (
+                Some(source.url().to_string()),
+                Some(destination.url().to_string()),
+            );
             let destination: Box<dyn WritableOrigin> = match budget {
                 Some(budget) => Box::new(BwLimited::new(destination, budget.clone())),
                 None => destination,
             };
             let repo = global.open_repo()?;
             let chunker = repo.chunker();
-            sync(
+            let result = sync(
                 &repo,
                 source.as_ref(),
                 destination.as_ref(),
                 &chunker,
                 options,
                 sink,
-            )
+            );
+            (result, repo, urls.0, urls.1)
         }
         (Some(remote), None) => {
             let destination = dst.open_writable(dst_open)?;
+            let dst_url = Some(destination.url().to_string());
             let repo = global.open_repo()?;
             let chunker = repo.chunker();
-            sync_remote(
+            let result = sync_remote(
                 &repo,
                 remote,
                 Direction::Pull(destination.as_ref()),
@@ -209,13 +262,15 @@ fn sync_origin(
                 options,
                 &remote_options(remote, src_open),
                 sink,
-            )
+            );
+            (result, repo, None, dst_url)
         }
         (None, Some(remote)) => {
             let source = src.open(src_open)?;
+            let src_url = Some(source.url().to_string());
             let repo = global.open_repo()?;
             let chunker = repo.chunker();
-            sync_remote(
+            let result = sync_remote(
                 &repo,
                 remote,
                 Direction::Push(source.as_ref()),
@@ -223,7 +278,8 @@ fn sync_origin(
                 options,
                 &remote_options(remote, dst_open),
                 sink,
-            )
+            );
+            (result, repo, src_url, None)
         }
         (Some(_), Some(_)) => {
             anyhow::bail!(
@@ -233,4 +289,31 @@ fn sync_origin(
             )
         }
     })
+}
+
+/// The snapshots that describe SRC and DST after this run: the latest recorded of each side
+/// opened here (its scan recorded it, or found it unchanged), and for the remote side, the
+/// latest of any other origin recorded since the command started. `None` for a side without
+/// one (a dry run into a destination that does not exist yet), or when the repository cannot
+/// say.
+fn recorded_snapshots(
+    repo: &crate::repo::Repository,
+    src: Option<&str>,
+    dst: Option<&str>,
+) -> (Option<SnapshotId>, Option<SnapshotId>) {
+    let Ok(snapshots) = repo.snapshots() else {
+        return (None, None);
+    };
+    let started = started_ns();
+    let latest = |side: Option<&str>, other: Option<&str>| {
+        snapshots
+            .iter()
+            .rev()
+            .find(|(_, r)| match side {
+                Some(url) => r.origin == url,
+                None => r.time_ns >= started && other.is_some_and(|o| r.origin != o),
+            })
+            .map(|(id, _)| *id)
+    };
+    (latest(src, dst), latest(dst, src))
 }

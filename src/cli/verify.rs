@@ -3,8 +3,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
-use super::{exit, human, print_summary, ConnectArgs, GlobalArgs};
+use super::{exit, human, note_run, print_summary, timing, ConnectArgs, GlobalArgs};
 use crate::origin::OriginSpec;
+use crate::report::{Event, Sink};
 use crate::verify::{verify, verify_and_repair, RepairFrom, VerifySummary};
 
 #[derive(Debug, Args)]
@@ -41,8 +42,13 @@ pub fn run(global: &GlobalArgs, args: &VerifyArgs) -> anyhow::Result<u8> {
                 origin: from.as_ref(),
                 options: options.clone(),
             };
-            let summary =
-                verify_and_repair(&repo, target.as_ref(), &repair, &repo.chunker(), &*sink)?;
+            let summary = verify_and_repair(
+                &repo,
+                target.as_ref(),
+                &repair,
+                &repo.chunker(),
+                &PerFile(&*sink),
+            )?;
             sink.finish();
             summary
         }
@@ -55,11 +61,20 @@ pub fn run(global: &GlobalArgs, args: &VerifyArgs) -> anyhow::Result<u8> {
                 targets.iter().map(AsRef::as_ref).collect();
             let repo = global.open_repo()?;
             let sink = global.sink();
-            let summary = verify(&repo, &targets, &repo.chunker(), sink.as_ref())?;
+            let summary = verify(&repo, &targets, &repo.chunker(), &PerFile(sink.as_ref()))?;
             sink.finish();
             summary
         }
     };
+    note_run(format!(
+        "{} files checked, {} edited, {} missing, {} unreadable, {} damaged, {} repaired",
+        summary.files_checked,
+        summary.edited,
+        summary.missing,
+        summary.unreadable,
+        summary.damaged,
+        summary.repaired
+    ));
     if global.json {
         print_summary(&summary)?;
     } else if !global.quiet {
@@ -93,5 +108,26 @@ fn text(summary: &VerifySummary, repairing: bool) -> String {
             summary.repaired, summary.unrepaired
         ));
     }
+    line.push_str(&timing(summary.bytes_checked));
     line
+}
+
+/// Verification advances once per file it checks (ok or not): the progress display counts
+/// each advance as a file done.
+struct PerFile<'a>(&'a dyn Sink);
+
+impl Sink for PerFile<'_> {
+    fn event(&self, event: &Event) {
+        self.0.event(event)
+    }
+    fn phase(&self, name: &str, files: u64, bytes: u64) {
+        self.0.phase(name, files, bytes)
+    }
+    fn advance(&self, bytes: u64) {
+        self.0.advance(bytes);
+        self.0.files_done(1);
+    }
+    fn finish(&self) {
+        self.0.finish()
+    }
 }
