@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod editors;
+pub mod ext4;
 pub mod mount;
 
 use std::collections::BTreeMap;
