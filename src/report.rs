@@ -117,6 +117,16 @@ impl Event {
     }
 }
 
+/// `text` as it is, or in double quotes with escapes when it holds control characters (a
+/// newline in a tag would otherwise fake a line of output), as `ls` and git quote names.
+pub fn quoted(text: &str) -> String {
+    if text.chars().any(char::is_control) || text.starts_with(' ') || text.ends_with(' ') {
+        format!("{text:?}")
+    } else {
+        text.to_string()
+    }
+}
+
 /// The log file every line for stderr is copied to, once opened.
 static LOG: OnceLock<Mutex<File>> = OnceLock::new();
 

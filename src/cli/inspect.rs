@@ -7,7 +7,7 @@ use super::{exit, human, GlobalArgs};
 use crate::chunk::FastCdc;
 use crate::inspect::{inspect, FileReport};
 use crate::media::tags::MediaInfo;
-use crate::report::print_json;
+use crate::report::{print_json, quoted};
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
@@ -141,16 +141,6 @@ fn tag_lines(info: &MediaInfo) -> Vec<String> {
         lines.push(format!("stream: {}", parts.join(", ")));
     }
     lines
-}
-
-/// `text` as it is, or in double quotes with escapes when it holds control characters (a
-/// newline in a tag would otherwise fake a line of output), as `ls` and git quote names.
-fn quoted(text: &str) -> String {
-    if text.chars().any(char::is_control) || text.starts_with(' ') || text.ends_with(' ') {
-        format!("{text:?}")
-    } else {
-        text.to_string()
-    }
 }
 
 #[cfg(test)]
