@@ -21,7 +21,8 @@ pub struct RegionReport {
     pub kind: &'static str,
     /// Offset in the file.
     pub offset: u64,
-    /// Length.
+    /// Length (`bytes` in JSON, as every size).
+    #[serde(rename = "bytes")]
     pub len: u64,
     /// `ogg-pages` when the region is chunked as normalized Ogg pages.
     pub transform: Option<&'static str>,
@@ -34,7 +35,8 @@ pub struct RegionReport {
 pub struct ChunkReport {
     /// BLAKE3 of its bytes (for transformed regions, of the normalized bytes).
     pub id: ChunkId,
-    /// Length.
+    /// Length (`bytes` in JSON).
+    #[serde(rename = "bytes")]
     pub len: u32,
 }
 
@@ -43,7 +45,8 @@ pub struct ChunkReport {
 pub struct FileReport {
     /// Container format.
     pub format: &'static str,
-    /// Size in bytes.
+    /// Size in bytes (`bytes` in JSON).
+    #[serde(rename = "bytes")]
     pub size: u64,
     /// BLAKE3 of the audio stream.
     pub audio_hash: Option<AudioHash>,

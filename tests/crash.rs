@@ -176,7 +176,7 @@ fn assert_exact(src: &Path, dst: &Path) {
 fn assert_verified(t: &TestRepo, dst: &Path) {
     let summary = t.cmd().arg("verify").arg(dst).summary();
     assert_eq!(
-        num(&summary, "files_checked"),
+        num(&summary, "files"),
         files_in(dst).len() as u64,
         "verify checked every file: {summary}"
     );

@@ -117,7 +117,13 @@ fn one_operand_snapshot_ids_and_times() {
         1
     );
 
-    let snapshots = t.cmd().arg("snapshots").json_lines();
+    let snapshots: Vec<_> = t
+        .cmd()
+        .arg("snapshots")
+        .json_lines()
+        .into_iter()
+        .filter(|v| v["type"] == "snapshot")
+        .collect();
     assert_eq!(snapshots.len(), 2);
     let first = snapshots[0]["id"].as_str().expect("id").to_string();
     let second = snapshots[1]["id"].as_str().expect("id").to_string();

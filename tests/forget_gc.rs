@@ -252,8 +252,8 @@ fn a_year_of_daily_snapshots_is_kept_as_restics_policy_says() {
     let dry = forget(true);
     assert_eq!(kept_dates(&dry, LIBRARY), expected);
     let summary = dry.last().expect("summary");
-    assert_eq!(summary["kept"], 22);
-    assert_eq!(summary["removed"], 343);
+    assert_eq!(summary["snapshots_kept"], 22);
+    assert_eq!(summary["snapshots_removed"], 343);
     assert_eq!(summary["dry_run"], true);
     assert_eq!(
         snapshot_count(&t, LIBRARY),
@@ -273,7 +273,7 @@ fn a_year_of_daily_snapshots_is_kept_as_restics_policy_says() {
     // Applied again, the policy keeps what it kept.
     let again = forget(false);
     assert_eq!(kept_dates(&again, LIBRARY), expected);
-    assert_eq!(again.last().expect("summary")["removed"], 0);
+    assert_eq!(again.last().expect("summary")["snapshots_removed"], 0);
 
     // Every origin when none is named: OTHER's 3 days, keep-last 1.
     let mut cmd = t.cmd();
@@ -313,7 +313,7 @@ fn days_are_local_days() {
         .args(["forget", LIBRARY, "--keep-daily", "1", "--dry-run"]);
     let utc = parse_json_lines(&run_in(&cmd, "UTC").stdout);
     assert_eq!(kept_dates(&utc, LIBRARY).len(), 1);
-    assert_eq!(utc.last().expect("summary")["removed"], 1);
+    assert_eq!(utc.last().expect("summary")["snapshots_removed"], 1);
     // keep-daily 2: in UTC two days, each its own bucket; at UTC-5 (a POSIX TZ, read without
     // a time zone database) one day, whose older snapshot is kept as the oldest.
     let mut cmd = t.cmd();

@@ -186,7 +186,7 @@ fn scan_verify_and_diff_an_sftp_origin() {
 
     // verify re-reads every file over SFTP.
     let (lines, summary) = json_run(musicfs(&t, &sshd).args(["verify", &origin]), 0);
-    assert_eq!(num(&summary, "files_checked"), files);
+    assert_eq!(num(&summary, "files"), files);
     assert_eq!(num(&summary, "ok"), files);
     assert_eq!(lines.len(), 1, "{lines:?}");
 

@@ -210,7 +210,7 @@ fn repair_index_keeps_the_damaged_file_and_the_next_sync_is_exact() {
     s.cmd().arg("check").assert_exit(0);
     let dst = s.t.path("after-repair");
     let first = s.t.cmd().arg("sync").arg(&s.lib).arg(&dst).summary();
-    assert_eq!(num(&first, "errors"), 0, "{first}");
+    assert_eq!(num(&first, "problems"), 0, "{first}");
     assert_trees_equal(&s.lib, &dst);
     let again = s.t.cmd().arg("sync").arg(&s.lib).arg(&dst).summary();
     assert_eq!(num(&again, "files_changed"), 0, "{again}");

@@ -107,13 +107,9 @@ fn a_snapshot_restores_exactly_by_id_prefix_after_the_origin_changed() {
     let out = t.path("out");
     let s = t.cmd().arg("sync").arg(&first[..10]).arg(&out).summary();
     assert_trees_equal(&expected, &out);
-    assert_eq!(num(&s, "errors"), 0, "{s}");
-    assert_eq!(
-        num(&s, "files_total"),
-        files_in(&expected).len() as u64,
-        "{s}"
-    );
-    assert_eq!(num(&s, "bytes_total"), tree_bytes(&expected), "{s}");
+    assert_eq!(num(&s, "problems"), 0, "{s}");
+    assert_eq!(num(&s, "files"), files_in(&expected).len() as u64, "{s}");
+    assert_eq!(num(&s, "bytes"), tree_bytes(&expected), "{s}");
     // Nothing of the sync's own is left in DST.
     assert!(list_tree(&out)
         .iter()
@@ -193,7 +189,7 @@ fn origin_at_time_restores_the_snapshot_of_that_time_and_delete_removes_the_rest
 
     // Without --delete, what the snapshot lacks stays.
     let s = t.cmd().arg("sync").arg(&at).arg(&dst).summary();
-    assert_eq!(num(&s, "errors"), 0, "{s}");
+    assert_eq!(num(&s, "problems"), 0, "{s}");
     assert!(dst.join("stray.txt").exists());
     assert!(dst.join("new.txt").exists());
     // With it, DST is exactly the snapshot.
@@ -266,7 +262,7 @@ fn a_chunk_found_nowhere_fails_its_file_and_the_rest_is_restored() {
         "{problems:?}"
     );
     let s = summary_of(&run);
-    assert_eq!(num(&s, "errors"), 1, "{s}");
+    assert_eq!(num(&s, "problems"), 1, "{s}");
     // The rest is there, whole; the lost file is absent, not torn.
     assert!(!out.join("sub/lost.bin").exists());
     fs::remove_file(expected.join("sub/lost.bin")).expect("remove");
@@ -334,7 +330,7 @@ fn a_named_origin_at_a_time_restores() {
         .arg(format!("music@{}", rfc3339(when)))
         .arg(&out)
         .summary();
-    assert_eq!(num(&s, "errors"), 0, "{s}");
+    assert_eq!(num(&s, "problems"), 0, "{s}");
     assert_trees_equal(&expected, &out);
 }
 
@@ -365,7 +361,7 @@ fn a_snapshot_restores_into_an_ssh_destination_over_sftp() {
         .arg(&first[..12])
         .arg(&remote)
         .summary();
-    assert_eq!(num(&s, "errors"), 0, "{s}");
+    assert_eq!(num(&s, "problems"), 0, "{s}");
     // SFTP carries mtimes to the second.
     assert_trees_equal_with(
         &expected,

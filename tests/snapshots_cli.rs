@@ -12,7 +12,11 @@ use util::{summary_of, Musicfs, TestRepo};
 
 /// The origins of the snapshots `args` lists, in order, from `--json` output.
 fn listed(cmd: &mut Musicfs) -> Vec<String> {
-    cmd.json_lines()
+    let lines = cmd.json_lines();
+    let (summary, snapshots) = lines.split_last().expect("a summary line");
+    assert_eq!(summary["type"], "summary", "{summary}");
+    assert_eq!(summary["snapshots"], snapshots.len(), "{summary}");
+    snapshots
         .iter()
         .map(|v: &Value| {
             assert_eq!(v["type"], "snapshot", "{v}");
@@ -62,7 +66,10 @@ fn an_origin_argument_lists_only_that_origins_snapshots() {
         .output()
         .expect("run musicfs snapshots");
     assert_eq!(out.status.code(), Some(0), "{out:?}");
-    let origins: Vec<Value> = util::parse_json_lines(&out.stdout);
+    let origins: Vec<Value> = util::parse_json_lines(&out.stdout)
+        .into_iter()
+        .filter(|v: &Value| v["type"] == "snapshot")
+        .collect();
     assert_eq!(origins.len(), 1, "{origins:?}");
     assert_eq!(origins[0]["origin"].as_str(), Some(b_url.as_str()));
     let file_url = format!("file://{}", a.display());

@@ -67,9 +67,13 @@ impl<'a> ChangeLine<'a> {
 
 #[derive(Serialize)]
 struct Summary {
+    a: String,
+    b: Option<String>,
     counts: Counts,
     changes: u64,
     bytes_to_transfer: u64,
+    /// Paths a scan could not read: the comparison is incomplete there.
+    problems: u64,
 }
 
 /// With `--json`, scans report only their problems: the output is the changes.
@@ -137,9 +141,12 @@ pub fn run(global: &GlobalArgs, args: &DiffArgs) -> anyhow::Result<u8> {
             print_json(&ChangeLine::of(change));
         }
         print_summary(&Summary {
+            a: args.a.to_string_lossy().into_owned(),
+            b: args.b.as_deref().map(|b| b.to_string_lossy().into_owned()),
             counts,
             changes: counts.total(),
             bytes_to_transfer: bytes,
+            problems: (old.unreadable.len() + new.unreadable.len()) as u64,
         })?;
     } else if args.name_only {
         for change in &changes {

@@ -117,8 +117,8 @@ fn print_json_report(report: &ForgetReport) {
         removed += origin.remove.len();
     }
     let _ = print_summary(&json!({
-        "kept": kept,
-        "removed": removed,
+        "snapshots_kept": kept,
+        "snapshots_removed": removed,
         "dry_run": report.dry_run,
     }));
 }

@@ -46,11 +46,10 @@ pub fn run(global: &GlobalArgs, args: &InspectArgs) -> anyhow::Result<u8> {
         print_text(path, &report, global.quiet);
     }
     if global.json {
-        print_json(&json!({
-            "type": "summary",
+        super::print_summary(&json!({
             "files": args.files.len() as u64 - failed,
             "problems": failed,
-        }));
+        }))?;
     }
     Ok(if failed > 0 { exit::PARTIAL } else { exit::OK })
 }

@@ -270,7 +270,7 @@ pub enum Command {
     /// One line per snapshot, oldest first: id, time (local, with its offset: TZ, else
     /// /etc/localtime; --utc for UTC), files, bytes and the origin as the repository records
     /// it. --json: {"type": "snapshot", "id", "origin", "time" (Unix seconds), "root",
-    /// "files", "bytes"}. With ORIGIN, only that origin's snapshots: ORIGIN is matched
+    /// "files", "bytes"} per snapshot, then a summary (docs/json.md). With ORIGIN, only that origin's snapshots: ORIGIN is matched
     /// as `snapshots` prints it, else read like the origin of `scan`: a directory by its
     /// canonical path (it need not exist any more), an SSH origin (host:path, ssh://, sftp://)
     /// by the name it gives once connected. A scheme this build has no transport for is
@@ -293,8 +293,8 @@ pub enum Command {
     ///
     /// Output: per origin, the snapshots kept with their reasons and those removed, then a
     /// summary. --json: {"type": "keep" | "remove", "id", "origin", "time", "files", "bytes",
-    /// "reasons"} per snapshot, then {"type": "summary", "kept", "removed", "dry_run",
-    /// "duration_s"}.
+    /// "reasons"} per snapshot, then {"type": "summary", "snapshots_kept",
+    /// "snapshots_removed", "dry_run", …} (docs/json.md).
     #[command(after_help = examples::FORGET)]
     Forget(forget::ForgetArgs),
     /// Remove what no snapshot refers to, and compact the index
@@ -536,6 +536,9 @@ pub(crate) fn started_ns() -> i64 {
     *STARTED_NS.get_or_init(crate::time::now_ns)
 }
 
+/// The subcommand's name, for the `command` of its JSON summary.
+static COMMAND: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 /// What the command did, in a few words, for the log file's line about the run.
 static DID: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
 
@@ -568,6 +571,7 @@ pub fn main() -> ExitCode {
     let matches = Cli::command().version(version).get_matches();
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let name = matches.subcommand_name().unwrap_or("musicfs").to_string();
+    let _ = COMMAND.set(name.clone());
     let mounting = matches!(cli.command, Command::Mount(_));
     // The log file is opened before anything is done, so that a run that cannot log does
     // nothing. A mount keeps a log of its own, which rotates itself (below).
@@ -622,8 +626,10 @@ fn run_logged(cli: &mut Cli) -> u8 {
             .map_err(|e| anyhow::Error::new(Error::InvalidInput(e.to_string())))
             .and_then(|config| settings::apply(cli, &config));
         if let Err(e) = applied {
-            say(&one_line(&e));
-            return exit_code_of(&e);
+            let (line, code) = (one_line(&e), exit_code_of(&e));
+            say(&line);
+            print_json_error(cli.global.json, &line, code);
+            return code;
         }
     }
     // Other crates' diagnostics are about the files they read (lofty warns, for instance, when
@@ -666,20 +672,28 @@ fn run_logged(cli: &mut Cli) -> u8 {
         )
         .try_init();
     let after_interruption = after_interruption(&cli.command);
+    // `serve` speaks its protocol on stdout: nothing else may go there.
+    let json = cli.global.json && !matches!(cli.command, Command::Serve(_));
     match run(cli) {
         Ok(code) => code,
         Err(e) => match interruption(&e) {
             Some(cause) => {
-                say(&format!("interrupted by {cause}{after_interruption}"));
-                match cause {
+                let line = format!("interrupted by {cause}{after_interruption}");
+                say(&line);
+                let code = match cause {
                     Cause::Interrupt => exit::INTERRUPTED,
                     Cause::Terminate => exit::TERMINATED,
                     Cause::Hangup => exit::HANGUP,
-                }
+                };
+                print_json_error(json, &line, code);
+                code
             }
             None => {
-                say(&with_lock_holder(one_line(&e), &e));
-                exit_code_of(&e)
+                let line = with_lock_holder(one_line(&e), &e);
+                say(&line);
+                let code = exit_code_of(&e);
+                print_json_error(json, &line, code);
+                code
             }
         },
     }
@@ -830,20 +844,50 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
         Command::Config(args) => config::run(&cli.global, args),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(*shell, &mut cmd, "musicfs", &mut std::io::stdout());
+            if cli.global.json {
+                let mut script = Vec::new();
+                clap_complete::generate(*shell, &mut cmd, "musicfs", &mut script);
+                crate::report::print_json(&serde_json::json!({
+                    "type": "completions",
+                    "shell": shell.to_string(),
+                    "script": String::from_utf8_lossy(&script),
+                }));
+            } else {
+                clap_complete::generate(*shell, &mut cmd, "musicfs", &mut std::io::stdout());
+            }
             Ok(exit::OK)
         }
     }
 }
 
 /// Prints a command's summary as its last JSON line, `{"type":"summary", ...}`, with the
-/// seconds the command took (`duration_s`).
+/// command's name (`command`), the seconds it took (`duration_s`) and how many things went
+/// wrong (`problems`, 0 unless the summary counts some): the fields every summary has
+/// (`docs/json.md`).
 pub(crate) fn print_summary<T: serde::Serialize>(summary: &T) -> anyhow::Result<()> {
     let mut value = serde_json::to_value(summary)?;
     value["type"] = serde_json::json!("summary");
+    value["command"] = serde_json::json!(COMMAND.get().map_or("musicfs", String::as_str));
     value["duration_s"] = serde_json::json!(round_ms(elapsed().as_secs_f64()));
+    if value.get("problems").is_none() {
+        value["problems"] = serde_json::json!(0);
+    }
     crate::report::print_json(&value);
     Ok(())
+}
+
+/// With `--json`, a command that fails prints `{"type":"error", ...}` as its last line on
+/// stdout, besides the line on stderr: the message and the exit code.
+fn print_json_error(json: bool, message: &str, code: u8) {
+    if json {
+        crate::report::print_json(&serde_json::json!({
+            "type": "error",
+            "command": COMMAND.get().map_or("musicfs", String::as_str),
+            "message": message,
+            "exit_code": code,
+            "duration_s": round_ms(elapsed().as_secs_f64()),
+        }));
+    }
 }
 
 /// Seconds rounded to the millisecond, for JSON.

@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use clap::Args;
 use serde_json::json;
 
-use super::{exit, human, ConnectArgs, GlobalArgs};
+use super::{exit, human, print_summary, ConnectArgs, GlobalArgs};
 use crate::id::SnapshotId;
 use crate::origin::OriginSpec;
 use crate::report::print_json;
@@ -44,7 +44,9 @@ pub fn run(global: &GlobalArgs, args: &SnapshotsArgs) -> anyhow::Result<u8> {
         .into_iter()
         .filter(|(_, r)| wanted.as_ref().is_none_or(|w| r.origin == *w));
     let zone = if args.utc { Zone::utc() } else { Zone::local() };
+    let mut listed = 0u64;
     for (id, record) in chosen {
+        listed += 1;
         let secs = record.time_ns.div_euclid(1_000_000_000);
         if global.json {
             print_json(&json!({
@@ -66,6 +68,9 @@ pub fn run(global: &GlobalArgs, args: &SnapshotsArgs) -> anyhow::Result<u8> {
                 record.origin
             );
         }
+    }
+    if global.json {
+        print_summary(&json!({ "snapshots": listed }))?;
     }
     Ok(exit::OK)
 }

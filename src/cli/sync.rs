@@ -155,12 +155,21 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
         }
     ));
     if global.json {
-        let mut value = serde_json::to_value(&summary)?;
-        value["src"] = serde_json::json!(src_text);
-        value["dst"] = serde_json::json!(dst_text);
-        value["src_snapshot"] = serde_json::json!(src_snapshot.map(|id| id.to_hex()));
-        value["dst_snapshot"] = serde_json::json!(dst_snapshot.map(|id| id.to_hex()));
-        print_summary(&value)?;
+        print_summary(&serde_json::json!({
+            "src": src_text,
+            "dst": dst_text,
+            "src_snapshot": src_snapshot.map(|id| id.to_hex()),
+            "dst_snapshot": dst_snapshot.map(|id| id.to_hex()),
+            "files": summary.files_total,
+            "bytes": summary.bytes_total,
+            "files_changed": summary.files_changed,
+            "files_deleted": summary.files_deleted,
+            "bytes_transferred": summary.bytes_transferred,
+            "chunks_transferred": summary.chunks_transferred,
+            "bytes_reused": summary.bytes_reused,
+            "problems": summary.errors,
+            "dry_run": summary.dry_run,
+        }))?;
     } else if !global.quiet {
         let snapshots = match (src_snapshot, dst_snapshot) {
             (None, None) => String::new(),

@@ -76,7 +76,21 @@ pub fn run(global: &GlobalArgs, args: &VerifyArgs) -> anyhow::Result<u8> {
         summary.repaired
     ));
     if global.json {
-        print_summary(&summary)?;
+        print_summary(&serde_json::json!({
+            "objects_checked": summary.objects_checked,
+            "files": summary.files_checked,
+            "bytes": summary.bytes_checked,
+            "ok": summary.ok,
+            "edited": summary.edited,
+            "missing": summary.missing,
+            "unreadable": summary.unreadable,
+            "damaged": summary.damaged,
+            "repaired": summary.repaired,
+            "unrepaired": summary.unrepaired,
+            // What verify could not prove: every file it names, less those repaired.
+            "problems": summary.missing + summary.unreadable
+                + summary.damaged.saturating_sub(summary.repaired),
+        }))?;
     } else if !global.quiet {
         println!("{}", text(&summary, args.repair_from.is_some()));
     }
