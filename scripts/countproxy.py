@@ -15,6 +15,10 @@ command per line:
     peek   reply the same line at once, without waiting or resetting
     quit   reply "bye" and stop the proxy
 
+With --http the reply has a fifth field, REQS: the HTTP/1.x requests the clients sent (request
+lines seen at the start of a line in the client->server stream; a body that happens to hold one
+would be counted too, which audio, pictures and XML do not). For benchmarks of S3 clients.
+
 A benchmark does `take` before a measured command (to discard anything earlier) and `take`
 after it: the second reply is that command's traffic. Waiting for the connections to close
 makes the count complete: the last bytes of a session (the server's channel close) may still
@@ -28,10 +32,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import signal
 import sys
 
 BUF = 256 * 1024
+REQUEST = re.compile(rb"(?:^|\r\n)(?:GET|PUT|POST|HEAD|DELETE|OPTIONS|PATCH) [^ \r\n]+ HTTP/1\.[01]\r\n")
 
 
 class Counters:
@@ -40,17 +46,38 @@ class Counters:
         self.down = 0
         self.conns = 0
         self.open = 0
+        self.requests = 0
+        self.http = False
         self.idle = asyncio.Event()
         self.idle.set()
 
     def line(self) -> str:
-        return f"{self.up} {self.down} {self.conns} {self.open}\n"
+        reqs = f" {self.requests}" if self.http else ""
+        return f"{self.up} {self.down} {self.conns} {self.open}{reqs}\n"
 
     def reset(self) -> None:
-        self.up = self.down = self.conns = 0
+        self.up = self.down = self.conns = self.requests = 0
 
 
-async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, count, abort) -> None:
+class RequestCounter:
+    """Counts request lines in one connection's client->server stream, across reads."""
+
+    def __init__(self, counters: Counters) -> None:
+        self.c = counters
+        self.tail = b"\r\n"
+
+    def feed(self, data: bytes) -> None:
+        # A request line may be cut between two reads: search the end of the previous read
+        # too, counting only matches that end in this one.
+        window = self.tail + data
+        for m in REQUEST.finditer(window):
+            if m.end() > len(self.tail):
+                self.c.requests += 1
+        self.tail = window[-8192:]
+
+
+async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, count, abort,
+               requests: RequestCounter | None = None) -> None:
     """Copy reader to writer until EOF, then half-close writer; on an error, abort both ends."""
     try:
         while True:
@@ -58,6 +85,8 @@ async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, count
             if not data:
                 break
             count(len(data))
+            if requests is not None:
+                requests.feed(data)
             writer.write(data)
             await writer.drain()
         if writer.can_write_eof():
@@ -72,6 +101,7 @@ def main() -> int:
     ap.add_argument("--target-port", type=int, required=True)
     ap.add_argument("--target-host", default="127.0.0.1")
     ap.add_argument("--listen-host", default="127.0.0.1")
+    ap.add_argument("--http", action="store_true", help="also count HTTP requests (REQS)")
     args = ap.parse_args()
     try:
         asyncio.run(serve(args))
@@ -82,6 +112,7 @@ def main() -> int:
 
 async def serve(args) -> None:
     c = Counters()
+    c.http = args.http
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -109,7 +140,8 @@ async def serve(args) -> None:
                 cwriter.transport.abort()
                 swriter.transport.abort()
 
-            await asyncio.gather(pump(creader, swriter, add_up, abort),
+            requests = RequestCounter(c) if args.http else None
+            await asyncio.gather(pump(creader, swriter, add_up, abort, requests),
                                  pump(sreader, cwriter, add_down, abort))
         finally:
             for w in (cwriter, swriter):
