@@ -49,7 +49,7 @@ fn full_destination_fails_cleanly_then_frees_space_before_writing() {
         .arg(&dst)
         .assert_exit(3);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("No space left on device"), "{stderr}");
+    assert!(stderr.contains("no space left on device"), "{stderr}");
     assert_eq!(
         temporaries(&dst),
         Vec::<PathBuf>::new(),

@@ -17,12 +17,12 @@ use std::io::Write;
 use serde::Serialize;
 
 use crate::chunk::{AssembleError, Assembler, Chunker, VerifiedChunk};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::id::{ChunkId, ContentId, TreeId};
 use crate::locate::{Hint, LastOpen, Locator, Site};
 use crate::origin::{ChangeKey, EntryKind, EntryStat, Origin, WritableOrigin};
 use crate::repo::{OriginId, Repository};
-use crate::report::{display_path, Event, Sink};
+use crate::report::{display_path, Event, Fault, Side, Sink};
 use crate::scan::{scan, scan_entry, ScanOptions};
 use crate::snapshot::ChunkRef;
 use plan::{PlanOptions, Step, SyncPlan};
@@ -82,6 +82,13 @@ pub trait SyncSource: ChunkSource {
         chunker: &dyn Chunker,
         sink: &dyn Sink,
     ) -> Result<SourceState>;
+
+    /// The source's root as messages name it (`/music`, `nas:/music`), to which a relative
+    /// path is joined with `/` to name a file of the source in a problem; `None` (the
+    /// default) names such files by their relative path.
+    fn shown_root(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Where a sync reads the chunks the destination lacks.
@@ -176,6 +183,10 @@ impl SyncSource for LocalSource<'_> {
             root_meta: self.origin.stat(b"")?.map(|s| (s.mode, s.mtime_ns)),
         })
     }
+
+    fn shown_root(&self) -> Option<String> {
+        Some(self.origin.display(b"").to_string_lossy().into_owned())
+    }
 }
 
 impl ChunkSource for LocalSource<'_> {
@@ -243,20 +254,41 @@ pub fn sync_from(
         Some(repo.lock_destination(destination.url())?)
     };
     let dst_exists = destination.stat(b"")?.is_some();
+    if !options.dry_run {
+        check_writable(destination, dst_exists)?;
+    }
     let dst_lock = if dst_exists && !options.dry_run {
         Some(destination.lock()?)
     } else {
         None
     };
+    let dst_shown = shown_root(destination);
+    let src_sink = Sided {
+        inner: sink,
+        side: Side::Src,
+        root: source.shown_root(),
+    };
+    let dst_sink = Sided {
+        inner: sink,
+        side: Side::Dst,
+        root: Some(dst_shown.clone()),
+    };
     let (src_state, dst_scan) = std::thread::scope(|s| {
         let dst = s.spawn(|| {
             if dst_exists {
-                scan(repo, destination, chunker, ScanOptions::default(), sink).map(Some)
+                scan(
+                    repo,
+                    destination,
+                    chunker,
+                    ScanOptions::default(),
+                    &dst_sink,
+                )
+                .map(Some)
             } else {
                 Ok(None)
             }
         });
-        let src = source.snapshot(repo, chunker, sink);
+        let src = source.snapshot(repo, chunker, &src_sink);
         (
             src,
             dst.join()
@@ -279,7 +311,7 @@ pub fn sync_from(
                 destination,
                 chunker,
                 ScanOptions::default(),
-                sink,
+                &dst_sink,
             )?);
         }
     }
@@ -303,7 +335,11 @@ pub fn sync_from(
     if options.delete && !delete {
         summary.errors += 1;
         sink.event(&Event::Problem {
-            path: destination.display(b"").display().to_string(),
+            path: String::new(),
+            fault: Some(Fault {
+                side: Side::Dst,
+                shown: dst_shown.clone(),
+            }),
             message: format!(
                 "deletions skipped: {} source {} could not be read",
                 src_state.unreadable.len(),
@@ -333,7 +369,11 @@ pub fn sync_from(
     for path in &plan.kept_for_excluded {
         summary.errors += 1;
         sink.event(&Event::Problem {
-            path: destination.display(path).display().to_string(),
+            path: display_path(path),
+            fault: Some(Fault {
+                side: Side::Dst,
+                shown: shown(destination, path),
+            }),
             message: "not replaced: the directory holds entries the filters exclude (--delete-excluded deletes them)".into(),
         });
     }
@@ -343,7 +383,11 @@ pub fn sync_from(
         if count > max {
             summary.errors += 1;
             sink.event(&Event::Problem {
-                path: destination.display(b"").display().to_string(),
+                path: String::new(),
+                fault: Some(Fault {
+                    side: Side::Dst,
+                    shown: dst_shown.clone(),
+                }),
                 message: format!(
                     "deletions skipped: they would remove {count} files, more than --max-delete {max}"
                 ),
@@ -385,6 +429,8 @@ pub fn sync_from(
         sink,
         recorded: Vec::new(),
         dirty_dirs: Default::default(),
+        src_root: src_sink.root.clone(),
+        source_failed: false,
     };
     let mut to_write = (0u64, 0u64);
     for step in &plan.files {
@@ -412,7 +458,13 @@ pub fn sync_from(
     if !plan_is_empty(&plan) {
         // Record the destination as it now is; written files were recorded with their stat,
         // so this reads nothing.
-        scan(repo, destination, chunker, ScanOptions::default(), sink)?;
+        scan(
+            repo,
+            destination,
+            chunker,
+            ScanOptions::default(),
+            &dst_sink,
+        )?;
     }
     Ok(summary)
 }
@@ -426,6 +478,140 @@ impl Drop for GiveBack<'_> {
         if let Err(e) = self.0.give_back() {
             tracing::warn!("{e}");
         }
+    }
+}
+
+/// The name a probe of the destination's writability writes next to: never created itself
+/// (`create_temp` writes a temporary file beside it, which the probe removes).
+const PROBE: &[u8] = b"musicfs-write-check";
+
+/// Fails at once, with one line naming DST and what to do, when the destination cannot be
+/// written: its root, when it exists, must take a new file (a temporary file, created and
+/// removed through the transport, so the check means the same on every transport); when it
+/// does not, it must be possible to create it. Nothing is read from the source before this
+/// check, and a failure of it is not one error per file. A transient failure (a stale
+/// mount, a dropped connection) stays transient, to be retried.
+fn check_writable(destination: &dyn WritableOrigin, exists: bool) -> Result<()> {
+    let probe = || -> Result<()> {
+        if !exists {
+            destination.create_root()?;
+        }
+        destination.create_temp(PROBE)?.discard();
+        Ok(())
+    };
+    match probe() {
+        Ok(()) => Ok(()),
+        Err(e) if matches!(e.kind(), ErrorKind::Transient | ErrorKind::Locked) => Err(e),
+        Err(Error::Io { source, .. }) => Err(Error::NotWritable {
+            path: destination.display(b""),
+            reason: writability_reason(&source, exists),
+        }),
+        Err(Error::Interrupted { cause }) => Err(Error::Interrupted { cause }),
+        Err(e) => Err(Error::NotWritable {
+            path: destination.display(b""),
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// Why a destination cannot be written, and what to do, for [`check_writable`].
+fn writability_reason(e: &std::io::Error, exists: bool) -> String {
+    let what = if exists {
+        "check the owner and mode of this directory, or choose a destination this user can write"
+    } else {
+        "it does not exist and cannot be created: check the owner and mode of its parent directory"
+    };
+    match e.raw_os_error() {
+        Some(libc::EACCES | libc::EPERM) => format!("permission denied; {what}"),
+        _ => crate::error::io_reason(e),
+    }
+}
+
+/// A destination path as messages name it.
+fn shown(destination: &dyn WritableOrigin, rel: &[u8]) -> String {
+    destination.display(rel).to_string_lossy().into_owned()
+}
+
+/// The destination's root as messages name it.
+fn shown_root(destination: &dyn WritableOrigin) -> String {
+    shown(destination, b"")
+}
+
+/// `rel` under a side's `root` as messages name it: joined with `/`, the root alone for the
+/// root, the relative path when the side has no root to show.
+fn shown_under(root: Option<&str>, rel: &str) -> String {
+    match (root, rel.is_empty()) {
+        (Some(root), true) => root.to_string(),
+        (Some(root), false) => format!("{}/{rel}", root.trim_end_matches('/')),
+        (None, true) => ".".to_string(),
+        (None, false) => rel.to_string(),
+    }
+}
+
+/// `message` without a leading `shown: ` (an error that names the same file the problem
+/// line names already), and without any `(os error N)`.
+fn reason_for(shown: &str, message: &str) -> String {
+    let reason = message
+        .strip_prefix(shown)
+        .and_then(|rest| rest.strip_prefix(": "))
+        .unwrap_or(message);
+    crate::error::without_os_error(reason)
+}
+
+/// Passes events on, marking each problem with the side of the sync it is on and naming its
+/// file as that side shows it: a scan reports problems without knowing it is part of a sync.
+/// A problem's path becomes relative to the side's root, as JSON gives it.
+struct Sided<'a> {
+    inner: &'a dyn Sink,
+    side: Side,
+    /// The side's root as messages name it.
+    root: Option<String>,
+}
+
+impl Sink for Sided<'_> {
+    fn event(&self, event: &Event) {
+        let Event::Problem {
+            path,
+            message,
+            fault: None,
+        } = event
+        else {
+            return self.inner.event(event);
+        };
+        let root = self.root.as_deref();
+        let rel = match root {
+            Some(root) if path == root => "",
+            Some(root) => path
+                .strip_prefix(root)
+                .and_then(|rest| rest.strip_prefix('/'))
+                .unwrap_or(path),
+            None => path,
+        };
+        let shown = shown_under(root, rel);
+        self.inner.event(&Event::Problem {
+            path: rel.to_string(),
+            message: reason_for(&shown, message),
+            fault: Some(Fault {
+                side: self.side,
+                shown,
+            }),
+        });
+    }
+
+    fn phase(&self, name: &str, files: u64, bytes: u64) {
+        self.inner.phase(name, files, bytes);
+    }
+
+    fn advance(&self, bytes: u64) {
+        self.inner.advance(bytes);
+    }
+
+    fn files_done(&self, files: u64) {
+        self.inner.files_done(files);
+    }
+
+    fn finish(&self) {
+        self.inner.finish();
     }
 }
 
@@ -511,6 +697,10 @@ struct Apply<'a> {
     recorded: Vec<(Vec<u8>, ContentId, EntryStat)>,
     /// Directories that received renamed entries and must be fsynced.
     dirty_dirs: std::collections::BTreeSet<Vec<u8>>,
+    /// The source's root as messages name it.
+    src_root: Option<String>,
+    /// Whether the current step failed at the source (a chunk it could not give).
+    source_failed: bool,
 }
 
 impl Apply<'_> {
@@ -569,9 +759,14 @@ impl Apply<'_> {
         for dir in dirs {
             if let Err(e) = self.destination.sync_dir(&dir) {
                 self.summary.errors += 1;
+                let shown = shown(self.destination, &dir);
                 self.sink.event(&Event::Problem {
                     path: display_path(&dir),
-                    message: e.to_string(),
+                    message: reason_for(&shown, &e.to_string()),
+                    fault: Some(Fault {
+                        side: Side::Dst,
+                        shown,
+                    }),
                 });
             }
         }
@@ -580,6 +775,7 @@ impl Apply<'_> {
     /// Runs one step; a failure of one file is reported and the sync goes on.
     fn step(&mut self, step: &Step) -> Result<()> {
         crate::interrupt::check()?;
+        self.source_failed = false;
         let before = self.summary.bytes_transferred;
         // A step replaces or removes what is at its paths: a handle kept open on one of them
         // would read the old file's bytes.
@@ -638,9 +834,17 @@ impl Apply<'_> {
             Err(e) => {
                 crate::interrupt::check()?;
                 self.summary.errors += 1;
+                let path = step_path(step);
+                let (side, shown) = if self.source_failed {
+                    let rel = display_path(path);
+                    (Side::Src, shown_under(self.src_root.as_deref(), &rel))
+                } else {
+                    (Side::Dst, shown(self.destination, path))
+                };
                 self.sink.event(&Event::Problem {
-                    path: display_path(step_path(step)),
-                    message: e.to_string(),
+                    path: display_path(path),
+                    message: reason_for(&shown, &e.to_string()),
+                    fault: Some(Fault { side, shown }),
                 });
                 Ok(())
             }
@@ -740,7 +944,9 @@ impl Apply<'_> {
             self.summary.bytes_reused += u64::from(chunk.len);
             return Ok(found);
         }
-        if let Some(found) = self.source.read_chunk(path, offset, chunk)? {
+        let from_source = self.source.read_chunk(path, offset, chunk);
+        self.source_failed = !matches!(from_source, Ok(Some(_)));
+        if let Some(found) = from_source? {
             self.summary.bytes_transferred += u64::from(chunk.len);
             self.summary.chunks_transferred += 1;
             // Later copies of this chunk come from the destination.
