@@ -149,10 +149,10 @@ impl Event {
                 "{} {}: {}",
                 fault.side.label(),
                 quoted(&fault.shown),
-                quoted(message)
+                reason(message)
             ),
-            None if path.is_empty() => quoted(message),
-            None => format!("{}: {}", quoted(path), quoted(message)),
+            None if path.is_empty() => reason(message),
+            None => format!("{}: {}", quoted(path), reason(message)),
         }
     }
 
@@ -185,6 +185,12 @@ pub fn quoted(text: &str) -> String {
     } else {
         text.to_string()
     }
+}
+
+/// A reason for a text line: quoted when it holds control characters, and without the
+/// `(os error N)` a system error's text carries (`error::without_os_error`).
+fn reason(text: &str) -> String {
+    quoted(&crate::error::without_os_error(text))
 }
 
 /// The log file every line for stderr is copied to, once opened.
@@ -282,7 +288,7 @@ impl Sink for JsonSink {
         } = event
         {
             say(&Event::retry_line(
-                reason,
+                &self::reason(reason),
                 *delay_s,
                 *attempt,
                 *max_attempts,
@@ -333,18 +339,18 @@ impl Sink for TextSink {
                 message,
                 fault,
             } => say(&Event::problem_line(path, message, fault.as_ref())),
-            Event::Damaged { path, reason } => {
-                println!("DAMAGED {}: {}", quoted(path), quoted(reason))
+            Event::Damaged { path, reason: why } => {
+                println!("DAMAGED {}: {}", quoted(path), reason(why))
             }
-            Event::Unreadable { path, reason } => {
-                println!("unreadable {}: {}", quoted(path), quoted(reason))
+            Event::Unreadable { path, reason: why } => {
+                println!("unreadable {}: {}", quoted(path), reason(why))
             }
-            Event::Edited { path, reason, .. } if !self.quiet => {
-                println!("edited {}: {}", quoted(path), quoted(reason))
-            }
+            Event::Edited {
+                path, reason: why, ..
+            } if !self.quiet => println!("edited {}: {}", quoted(path), reason(why)),
             Event::Missing { path } if !self.quiet => println!("missing {}", quoted(path)),
-            Event::Unrepaired { path, reason } => {
-                println!("unrepaired {}: {}", quoted(path), quoted(reason))
+            Event::Unrepaired { path, reason: why } => {
+                println!("unrepaired {}: {}", quoted(path), reason(why))
             }
             Event::Repaired { path } if !self.quiet => println!("repaired {}", quoted(path)),
             Event::Action { action, path, .. } if self.actions && !self.quiet => {
@@ -356,13 +362,13 @@ impl Sink for TextSink {
                 log_line(&line);
             }
             Event::Retry {
-                reason,
+                reason: why,
                 delay_s,
                 attempt,
                 max_attempts,
                 seconds_left,
             } if !self.quiet => say(&Event::retry_line(
-                &quoted(reason),
+                &reason(why),
                 *delay_s,
                 *attempt,
                 *max_attempts,

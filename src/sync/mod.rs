@@ -246,22 +246,27 @@ pub fn sync_from(
 ) -> Result<SyncSummary> {
     // Two locks: the repository's, and one on the destination itself (where the transport
     // has one), so that syncs using different repositories exclude each other too. A
-    // destination that does not exist yet is locked once it has been created, before
-    // anything is written into it.
+    // destination that does not exist yet is created by the check that it can be written,
+    // and locked at once, before anything is read from the source.
     let _repo_lock = if options.dry_run {
         None
     } else {
         Some(repo.lock_destination(destination.url())?)
     };
     let dst_exists = destination.stat(b"")?.is_some();
-    if !options.dry_run {
-        check_writable(destination, dst_exists)?;
-    }
-    let dst_lock = if dst_exists && !options.dry_run {
+    let mut dst_lock = if dst_exists && !options.dry_run {
         Some(destination.lock()?)
     } else {
         None
     };
+    // After the lock: a destination another sync holds is left untouched. A destination the
+    // check created is locked at once.
+    if !options.dry_run {
+        check_writable(destination, dst_exists)?;
+        if dst_lock.is_none() {
+            dst_lock = Some(destination.lock()?);
+        }
+    }
     let dst_shown = shown_root(destination);
     let src_sink = Sided {
         inner: sink,
@@ -496,8 +501,11 @@ fn check_writable(destination: &dyn WritableOrigin, exists: bool) -> Result<()> 
         if !exists {
             destination.create_root()?;
         }
-        destination.create_temp(PROBE)?.discard();
-        Ok(())
+        let written = destination.create_temp(PROBE).map(|temp| temp.discard());
+        // A root this process owns may have been lent `u+rwx` to take the probe: its mode is
+        // given back now, whatever happens before the sync's own lending begins.
+        destination.give_back()?;
+        written
     };
     match probe() {
         Ok(()) => Ok(()),
@@ -556,6 +564,19 @@ fn reason_for(shown: &str, message: &str) -> String {
         .and_then(|rest| rest.strip_prefix(": "))
         .unwrap_or(message);
     crate::error::without_os_error(reason)
+}
+
+/// What a failed step's error says, for its problem line: as [`reason_for`], and an I/O
+/// error on a temporary file (a transport that names it) reduced to its reason, since the
+/// line names the real file.
+fn reason_for_error(shown: &str, e: &Error) -> String {
+    if let Error::Io { path, source } = e {
+        let name = path.file_name().map(|n| n.as_encoded_bytes());
+        if name.is_some_and(crate::origin::is_temporary) {
+            return crate::error::io_reason(source);
+        }
+    }
+    reason_for(shown, &e.to_string())
 }
 
 /// Passes events on, marking each problem with the side of the sync it is on and naming its
@@ -762,7 +783,7 @@ impl Apply<'_> {
                 let shown = shown(self.destination, &dir);
                 self.sink.event(&Event::Problem {
                     path: display_path(&dir),
-                    message: reason_for(&shown, &e.to_string()),
+                    message: reason_for_error(&shown, &e),
                     fault: Some(Fault {
                         side: Side::Dst,
                         shown,
@@ -843,7 +864,7 @@ impl Apply<'_> {
                 };
                 self.sink.event(&Event::Problem {
                     path: display_path(path),
-                    message: reason_for(&shown, &e.to_string()),
+                    message: reason_for_error(&shown, &e),
                     fault: Some(Fault { side, shown }),
                 });
                 Ok(())
@@ -1015,5 +1036,83 @@ impl Apply<'_> {
         // The repository now knows where those chunks are.
         self.received.clear();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Keeps the events it is given.
+    #[derive(Default)]
+    struct Kept(Mutex<Vec<Event>>);
+
+    impl Sink for Kept {
+        fn event(&self, event: &Event) {
+            self.0.lock().unwrap().push(event.clone());
+        }
+    }
+
+    #[test]
+    fn a_temporary_name_never_reaches_a_problem() {
+        let e = Error::io(
+            "nas:/music/Album/.musicfs-0123456789abcdef.tmp",
+            std::io::Error::from_raw_os_error(libc::EACCES),
+        );
+        let reason = reason_for_error("nas:/music/Album/01.flac", &e);
+        assert!(reason.starts_with("permission denied; check"), "{reason}");
+        let e = Error::io(
+            "/lib/a.mp3",
+            std::io::Error::from_raw_os_error(libc::ENOSPC),
+        );
+        let reason = reason_for_error("/lib/a.mp3", &e);
+        assert!(reason.starts_with("no space left on device; "), "{reason}");
+        // An error about another path keeps it.
+        let reason = reason_for_error(
+            "/lib/a.mp3",
+            &Error::io("/lib", std::io::Error::from_raw_os_error(libc::EIO)),
+        );
+        assert!(reason.starts_with("/lib: input/output error"), "{reason}");
+    }
+
+    #[test]
+    fn a_scan_problem_gets_its_side_and_a_relative_path() {
+        let kept = Kept::default();
+        let sided = Sided {
+            inner: &kept,
+            side: Side::Src,
+            root: Some("/music".into()),
+        };
+        sided.event(&Event::problem("/music/a", "permission denied"));
+        sided.event(&Event::problem(
+            "b.flac",
+            "/music/b.flac: gone (os error 2)",
+        ));
+        sided.event(&Event::problem("/music", "permission denied"));
+        let kept = kept.0.into_inner().unwrap();
+        let seen: Vec<(String, String, String)> = kept
+            .iter()
+            .map(|e| match e {
+                Event::Problem {
+                    path,
+                    message,
+                    fault: Some(fault),
+                } => {
+                    assert_eq!(fault.side, Side::Src);
+                    (path.clone(), fault.shown.clone(), message.clone())
+                }
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        let want = [
+            ("a", "/music/a", "permission denied"),
+            ("b.flac", "/music/b.flac", "gone"),
+            ("", "/music", "permission denied"),
+        ];
+        for (got, want) in seen.iter().zip(want) {
+            assert_eq!((got.0.as_str(), got.1.as_str(), got.2.as_str()), want);
+        }
     }
 }
