@@ -375,3 +375,34 @@ fn an_ambiguous_prefix_is_refused_by_sync_and_diff() {
     }
     assert!(!out_dir.exists(), "nothing restored");
 }
+
+/// A shared destination this user may write into but does not own (root's 0777 directory):
+/// every file is written, and the root's mode and mtime, which only its owner may set, are one
+/// problem at DST (exit 3), as rsync's "failed to set times", not a failed sync.
+#[test]
+fn a_shared_destination_root_is_one_problem_not_a_failure() {
+    if !nix::unistd::geteuid().is_root() {
+        panic!("this test makes root-owned directories: run it as root");
+    }
+    let t = TestRepo::unprivileged();
+    t.sh_unprivileged("mkdir -p src/album; echo 1 > src/album/a.flac; chmod 700 src");
+    let dst = t.mkdir("shared");
+    std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = t
+        .cmd_unprivileged()
+        .arg("sync")
+        .arg(t.path("src"))
+        .arg(&dst)
+        .assert_exit(3);
+    let stderr = stderr_of(&out);
+    assert_actionable(&stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "DST {}: its mode and mtime were not set: operation not permitted",
+            dst.display()
+        )),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(dst.join("album/a.flac")).unwrap(), b"1\n");
+}

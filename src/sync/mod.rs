@@ -446,7 +446,7 @@ pub fn sync_from(
     }
     sink.phase("writing", to_write.0, to_write.1);
     apply.run(&plan)?;
-    let summary = apply.summary;
+    let mut summary = apply.summary;
     // The roots' own mode and mtime are not part of the trees; copy them as `rsync -a` does,
     // unless the source's root could not be listed (its mode is then no truth to copy).
     let root_meta = src_state
@@ -455,7 +455,26 @@ pub fn sync_from(
     if let (Some((mode, mtime_ns)), Some(d)) = (root_meta, destination.stat(b"")?) {
         let resolution = destination.capabilities().mtime_resolution;
         if mode != d.mode || !resolution.same(mtime_ns, d.mtime_ns) {
-            destination.set_meta(b"", mode, mtime_ns)?;
+            match destination.set_meta(b"", mode, mtime_ns) {
+                // A root this user may write into but does not own (a shared 0777
+                // directory) keeps its own mode and mtime: every file was written, so this is
+                // one problem at DST, as rsync's "failed to set times", not a failed sync.
+                Err(e @ Error::Io { .. }) if e.kind() == ErrorKind::Permanent => {
+                    summary.errors += 1;
+                    sink.event(&Event::Problem {
+                        path: String::new(),
+                        message: format!(
+                            "its mode and mtime were not set: {}",
+                            reason_for_error(&dst_shown, &e)
+                        ),
+                        fault: Some(Fault {
+                            side: Side::Dst,
+                            shown: dst_shown.clone(),
+                        }),
+                    });
+                }
+                other => other?,
+            }
         }
     }
     destination.give_back()?;
