@@ -301,7 +301,20 @@ pub fn sync_from(
         )
     });
     let _give_back = GiveBack(destination);
-    let src_state = src_state?;
+    let src_state = match src_state {
+        Ok(state) => state,
+        Err(e) => {
+            // The source gave no snapshot (unreachable, hostile, interrupted): a destination
+            // this sync created for its check holds nothing (the probe was removed and no
+            // other sync could enter it under the lock), and is removed again.
+            if !dst_exists && !options.dry_run {
+                if let Err(removing) = destination.remove(b"") {
+                    tracing::debug!("removing the empty destination again: {removing}");
+                }
+            }
+            return Err(e);
+        }
+    };
     let mut dst_scan = dst_scan?;
     // A destination directory this process cannot read (a copy of a 0000 or 0300 directory)
     // is opened up, when it is ours, and the destination scanned again: it cannot be synced
