@@ -11,8 +11,8 @@ use std::path::PathBuf;
 /// Everything that can go wrong in the library.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// An I/O error on a named file or directory.
-    #[error("{path}: {source}")]
+    /// An I/O error on a named file or directory, worded for people ([`io_reason`]).
+    #[error("{}: {}", shown(path), io_reason(source))]
     Io {
         /// The file or directory involved.
         path: PathBuf,
@@ -104,6 +104,15 @@ pub enum Error {
         origin: String,
         /// Why.
         message: String,
+    },
+    /// A sync's destination cannot be written: found once, before anything is read from the
+    /// source.
+    #[error("DST {}: cannot write here: {reason}", shown(path))]
+    NotWritable {
+        /// The destination, as its origin displays it.
+        path: PathBuf,
+        /// Why, and what to do.
+        reason: String,
     },
     /// Bad input from the user: an argument, a path, a snapshot name.
     #[error("{0}")]
@@ -229,6 +238,80 @@ pub enum ErrorKind {
     Locked,
 }
 
+/// A path for a message: never empty (the current directory shows as `.`).
+fn shown(path: &std::path::Path) -> std::path::Display<'_> {
+    if path.as_os_str().is_empty() {
+        std::path::Path::new(".").display()
+    } else {
+        path.display()
+    }
+}
+
+/// An I/O error worded for people: the system's reason in lower case without its
+/// `(os error N)`, and, for the failures a user can do something about, what to do
+/// (`permission denied; check the owner and mode of this path and of its directory`).
+pub fn io_reason(e: &io::Error) -> String {
+    let reason = lower_first(&without_os_error(&e.to_string()));
+    let advice = match e.raw_os_error() {
+        Some(libc::EACCES | libc::EPERM) => {
+            "check the owner and mode of this path and of its directory"
+        }
+        Some(libc::ENOSPC | libc::EDQUOT) => {
+            "free space on that device and run again: nothing is lost, the next run goes on from here"
+        }
+        Some(libc::EROFS) => "it is mounted read-only: remount it read-write, or choose another place",
+        Some(libc::ENOENT) => "it is not there (removed or renamed meanwhile?)",
+        Some(libc::ENOTDIR) => "a part of this path is a file where a directory is expected",
+        Some(libc::EISDIR) => "a directory stands where a file is expected",
+        Some(libc::EMFILE | libc::ENFILE) => {
+            "raise the limit of open files (ulimit -n) and run again"
+        }
+        Some(libc::ESTALE | libc::ENOTCONN) => {
+            "the network mount is gone: remount it and run again"
+        }
+        Some(libc::EIO) => {
+            "the device reports a read or write error: check it (dmesg), and copy this file from elsewhere"
+        }
+        _ => "",
+    };
+    if advice.is_empty() {
+        reason
+    } else {
+        format!("{reason}; {advice}")
+    }
+}
+
+/// `text` without the ` (os error N)` the standard library appends to a system error, wherever
+/// it occurs.
+pub fn without_os_error(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(" (os error ") {
+        let after = &rest[at + " (os error ".len()..];
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        if digits > 0 && after[digits..].starts_with(')') {
+            out.push_str(&rest[..at]);
+            rest = &after[digits + 1..];
+        } else {
+            out.push_str(&rest[..at + 1]);
+            rest = &rest[at + 1..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `text` with its first letter in lower case, unless it starts an acronym (`I/O`).
+fn lower_first(text: &str) -> String {
+    let mut chars = text.chars();
+    match (chars.next(), chars.next()) {
+        (Some(first), Some(second)) if first.is_uppercase() && second.is_lowercase() => {
+            first.to_lowercase().chain(text.chars().skip(1)).collect()
+        }
+        _ => text.to_string(),
+    }
+}
+
 /// The kind of an I/O error.
 pub fn io_kind(e: &io::Error) -> ErrorKind {
     match e.raw_os_error() {
@@ -268,3 +351,64 @@ pub fn io_kind(e: &io::Error) -> ErrorKind {
 
 /// The library's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_are_worded_without_their_number() {
+        let denied = io::Error::from_raw_os_error(libc::EACCES);
+        assert_eq!(
+            io_reason(&denied),
+            "permission denied; check the owner and mode of this path and of its directory"
+        );
+        let full = Error::io("/lib/a.mp3", io::Error::from_raw_os_error(libc::ENOSPC));
+        let text = full.to_string();
+        assert!(
+            text.starts_with("/lib/a.mp3: no space left on device; free space"),
+            "{text}"
+        );
+        for code in [
+            libc::EROFS,
+            libc::EMFILE,
+            libc::ESTALE,
+            libc::EIO,
+            libc::ENOTDIR,
+            1000,
+        ] {
+            let text = io_reason(&io::Error::from_raw_os_error(code));
+            assert!(!text.contains("os error"), "{text}");
+            assert!(
+                !text.starts_with(char::is_uppercase) || text.starts_with("I/O"),
+                "{text}"
+            );
+        }
+        assert!(
+            io_reason(&io::Error::from_raw_os_error(libc::EIO)).starts_with("input/output error;")
+        );
+        assert!(io_reason(&io::Error::from_raw_os_error(libc::EMFILE)).contains("ulimit -n"));
+    }
+
+    #[test]
+    fn an_empty_path_shows_as_the_current_directory() {
+        let e = Error::io("", io::Error::from_raw_os_error(libc::EACCES));
+        assert!(e.to_string().starts_with(".: permission denied"), "{e}");
+    }
+
+    #[test]
+    fn only_the_os_error_suffix_goes() {
+        assert_eq!(
+            without_os_error("a: Broken pipe (os error 32): b"),
+            "a: Broken pipe: b"
+        );
+        assert_eq!(
+            without_os_error("Permission denied (os error 13)"),
+            "Permission denied"
+        );
+        assert_eq!(
+            without_os_error("I/O thing (os error x)"),
+            "I/O thing (os error x)"
+        );
+    }
+}

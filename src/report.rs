@@ -22,6 +22,10 @@ pub enum Event {
         path: String,
         /// What went wrong.
         message: String,
+        /// In a sync, which side is at fault (`"side": "src"` or `"dst"` in JSON) and the
+        /// file as that side shows it; `None` elsewhere, and then absent from JSON.
+        #[serde(flatten, skip_serializing_if = "Option::is_none")]
+        fault: Option<Fault>,
     },
     /// A file was read and chunked during a scan.
     FileRead {
@@ -95,7 +99,63 @@ pub enum Event {
     },
 }
 
+/// The side of a sync where something went wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    /// The source: a file or directory could not be read there.
+    Src,
+    /// The destination: a file or directory could not be written there.
+    Dst,
+}
+
+impl Side {
+    /// `SRC` or `DST`, as the command line names the two arguments.
+    pub fn label(self) -> &'static str {
+        match self {
+            Side::Src => "SRC",
+            Side::Dst => "DST",
+        }
+    }
+}
+
+/// Where a sync's problem lies: its side, and the file as that side's origin displays it
+/// (`Origin::display`), for text; JSON carries only the side (its `path` is relative).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Fault {
+    /// The side at fault.
+    pub side: Side,
+    /// The file as its origin displays it: `/music/a.mp3`, `nas:/music/a.mp3`.
+    #[serde(skip)]
+    pub shown: String,
+}
+
 impl Event {
+    /// A problem outside a sync (no side).
+    pub fn problem(path: impl Into<String>, message: impl Into<String>) -> Event {
+        Event::Problem {
+            path: path.into(),
+            message: message.into(),
+            fault: None,
+        }
+    }
+
+    /// The text line of a problem: `DST /lib/a.mp3: permission denied; …` in a sync,
+    /// `path: message` elsewhere, the message alone when there is no path; names and reasons
+    /// quoted when they hold control characters.
+    fn problem_line(path: &str, message: &str, fault: Option<&Fault>) -> String {
+        match fault {
+            Some(fault) => format!(
+                "{} {}: {}",
+                fault.side.label(),
+                quoted(&fault.shown),
+                reason(message)
+            ),
+            None if path.is_empty() => reason(message),
+            None => format!("{}: {}", quoted(path), reason(message)),
+        }
+    }
+
     /// The one line a retry notice is for people: `nas: connection lost; retrying in 2 s
     /// (attempt 3 of 3)` or `… (attempt 3, 4m 10s left)`.
     fn retry_line(
@@ -125,6 +185,12 @@ pub fn quoted(text: &str) -> String {
     } else {
         text.to_string()
     }
+}
+
+/// A reason for a text line: quoted when it holds control characters, and without the
+/// `(os error N)` a system error's text carries (`error::without_os_error`).
+fn reason(text: &str) -> String {
+    quoted(&crate::error::without_os_error(text))
 }
 
 /// The log file every line for stderr is copied to, once opened.
@@ -222,7 +288,7 @@ impl Sink for JsonSink {
         } = event
         {
             say(&Event::retry_line(
-                reason,
+                &self::reason(reason),
                 *delay_s,
                 *attempt,
                 *max_attempts,
@@ -268,30 +334,41 @@ impl Sink for TextSink {
     fn event(&self, event: &Event) {
         let _guard = self.lock.lock();
         match event {
-            Event::Problem { path, message } => say(&format!("{path}: {message}")),
-            Event::Damaged { path, reason } => println!("DAMAGED {path}: {reason}"),
-            Event::Unreadable { path, reason } => println!("unreadable {path}: {reason}"),
-            Event::Edited { path, reason, .. } if !self.quiet => {
-                println!("edited {path}: {reason}")
+            Event::Problem {
+                path,
+                message,
+                fault,
+            } => say(&Event::problem_line(path, message, fault.as_ref())),
+            Event::Damaged { path, reason: why } => {
+                println!("DAMAGED {}: {}", quoted(path), reason(why))
             }
-            Event::Missing { path } if !self.quiet => println!("missing {path}"),
-            Event::Unrepaired { path, reason } => println!("unrepaired {path}: {reason}"),
-            Event::Repaired { path } if !self.quiet => println!("repaired {path}"),
+            Event::Unreadable { path, reason: why } => {
+                println!("unreadable {}: {}", quoted(path), reason(why))
+            }
+            Event::Edited {
+                path, reason: why, ..
+            } if !self.quiet => println!("edited {}: {}", quoted(path), reason(why)),
+            Event::Missing { path } if !self.quiet => println!("missing {}", quoted(path)),
+            Event::Unrepaired { path, reason: why } => {
+                println!("unrepaired {}: {}", quoted(path), reason(why))
+            }
+            Event::Repaired { path } if !self.quiet => println!("repaired {}", quoted(path)),
             Event::Action { action, path, .. } if self.actions && !self.quiet => {
-                println!("{action:>7} {path}")
+                println!("{action:>7} {}", quoted(path))
             }
             Event::FileRead { path, bytes } if self.verbose && !self.quiet => {
-                eprintln!("   read {path} ({bytes} bytes)");
-                log_line(&format!("   read {path} ({bytes} bytes)"));
+                let line = format!("   read {} ({bytes} bytes)", quoted(path));
+                eprintln!("{line}");
+                log_line(&line);
             }
             Event::Retry {
-                reason,
+                reason: why,
                 delay_s,
                 attempt,
                 max_attempts,
                 seconds_left,
             } if !self.quiet => say(&Event::retry_line(
-                reason,
+                &reason(why),
                 *delay_s,
                 *attempt,
                 *max_attempts,
@@ -433,7 +510,33 @@ pub fn display_path(path: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::Event;
+    use super::{Event, Fault, Side};
+
+    #[test]
+    fn a_sync_problem_names_its_side_and_quotes_control_characters() {
+        let fault = Fault {
+            side: Side::Dst,
+            shown: "/lib/a\nb.mp3".into(),
+        };
+        let line = Event::problem_line("a\nb.mp3", "permission denied", Some(&fault));
+        assert_eq!(line, "DST \"/lib/a\\nb.mp3\": permission denied");
+        assert_eq!(Event::problem_line("", "no space", None), "no space");
+        let json = serde_json::to_value(Event::Problem {
+            path: "a.mp3".into(),
+            message: "m".into(),
+            fault: Some(Fault {
+                side: Side::Src,
+                shown: "/music/a.mp3".into(),
+            }),
+        })
+        .unwrap();
+        assert_eq!(json["side"], "src");
+        assert_eq!(json["path"], "a.mp3");
+        assert!(json.get("shown").is_none(), "{json}");
+        let plain = serde_json::to_value(Event::problem("p", "m")).unwrap();
+        assert!(plain.get("side").is_none(), "{plain}");
+        assert_eq!(plain["type"], "problem");
+    }
 
     #[test]
     fn a_retry_notice_says_its_budget() {

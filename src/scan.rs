@@ -114,6 +114,7 @@ pub fn scan(
             sink.event(&Event::Problem {
                 path: origin.display(&path).to_string_lossy().into_owned(),
                 message,
+                fault: None,
             });
             unreadable.push(path);
         }
@@ -302,6 +303,7 @@ pub fn scan(
                             sink.event(&Event::Problem {
                                 path: display_path(path),
                                 message: e.to_string(),
+                                fault: None,
                             });
                             if let Some(Plan::Read(Some(prev))) = &plans[i] {
                                 writer.remove_file(origin_id, path, prev)?;

@@ -15,7 +15,7 @@ use jiff::{Span, Timestamp};
 /// The forms [`parse`] accepts, for error messages.
 pub const FORMS: &str = "write RFC 3339 (2026-11-24T20:00:00Z, 2026-11-24T21:00:00+01:00), \
 a local date or time (2026-11-24, 2026-11-24 20:00, 2026-11-24T20:00:05), now, today, \
-yesterday, or an age (90s, 90m, 2h, 3d, 1w)";
+yesterday, latest (the newest snapshot), or an age (90s, 90m, 2h, 3d, 1w)";
 
 /// Why a time was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -184,6 +184,8 @@ pub fn parse(text: &str, now_ns: i64, zone: &Zone) -> Result<i64, TimeError> {
     let word = text.to_ascii_lowercase();
     match word.as_str() {
         "now" => return Ok(now_ns),
+        // restic's word for the newest snapshot: the end of all time, later than every one.
+        "latest" => return Ok(i64::MAX),
         "today" | "yesterday" => {
             let mut day = zone.tz.to_datetime(now).date();
             if word == "yesterday" {

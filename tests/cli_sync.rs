@@ -757,7 +757,7 @@ fn full_disk_fails_files_cleanly_and_loses_nothing() {
         .collect();
     let out = t.cmd().arg("sync").arg(&src).arg(&dst).assert_exit(3);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("No space left on device"), "{err}");
+    assert!(err.contains("no space left on device"), "{err}");
     // No temporary file is left, and every file that made it is whole.
     let mut written = 0;
     for (rel, path) in files_in(&dst) {

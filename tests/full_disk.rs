@@ -49,7 +49,20 @@ fn full_destination_fails_cleanly_then_frees_space_before_writing() {
         .arg(&dst)
         .assert_exit(3);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("No space left on device"), "{stderr}");
+    assert!(stderr.contains("no space left on device"), "{stderr}");
+    // Each failed file is named at DST, with what to do, never by its temporary name.
+    assert!(
+        stderr.contains(&format!("DST {}/", dst.display())),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("free space on that device and run again"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("os error") && !stderr.contains(".musicfs-"),
+        "{stderr}"
+    );
     assert_eq!(
         temporaries(&dst),
         Vec::<PathBuf>::new(),

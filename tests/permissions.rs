@@ -76,7 +76,10 @@ fn unreadable_source_directory_is_left_alone_then_synced() {
     let out = sync(&t, &src, &dst, &[], 3);
     let stderr = stderr_of(&out);
     assert!(
-        stderr.contains(&format!("{}: Permission denied", src.join("a").display())),
+        stderr.contains(&format!(
+            "SRC {}: permission denied",
+            src.join("a").display()
+        )),
         "the unreadable directory is named: {stderr}"
     );
     assert!(stderr.contains("deletions skipped"), "{stderr}");
@@ -129,7 +132,7 @@ fn unreadable_source_root_deletes_nothing() {
     let out = sync(&t, &src, &dst, &[], 3);
     let stderr = stderr_of(&out);
     assert!(
-        stderr.contains(&format!("{}: Permission denied", src.display())),
+        stderr.contains(&format!("SRC {}: permission denied", src.display())),
         "the source is named: {stderr}"
     );
     assert_eq!(list_tree(&dst), before, "nothing deleted");

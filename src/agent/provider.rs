@@ -108,6 +108,7 @@ fn remote_event(kind: &str, path: &[u8], message: String, bytes: u64) -> Event {
                 } else {
                     message
                 },
+                fault: None,
             }
         }
     };

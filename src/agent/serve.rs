@@ -271,7 +271,7 @@ struct Forward(Arc<Mutex<Requests>>);
 impl Sink for Forward {
     fn event(&self, event: &Event) {
         let message = match event {
-            Event::Problem { path, message } => Message::Event {
+            Event::Problem { path, message, .. } => Message::Event {
                 kind: "problem".into(),
                 path: path.as_bytes().to_vec(),
                 message: message.clone(),

@@ -13,6 +13,7 @@ pub fn run(global: &GlobalArgs) -> anyhow::Result<u8> {
         sink.event(&Event::Problem {
             path: index.clone(),
             message: problem.clone(),
+            fault: None,
         });
     }
     let unlisted = report.problem_count - report.problems.len() as u64;
@@ -20,6 +21,7 @@ pub fn run(global: &GlobalArgs) -> anyhow::Result<u8> {
         sink.event(&Event::Problem {
             path: index.clone(),
             message: format!("and {unlisted} more problems"),
+            fault: None,
         });
     }
     sink.finish();

@@ -763,7 +763,7 @@ fn reads_configuration(command: &Command) -> bool {
 
 /// Prints `musicfs: LINE` on stderr (and in the log file).
 fn say(line: &str) {
-    crate::report::say(line);
+    crate::report::say(&crate::error::without_os_error(line));
 }
 
 /// What an interrupted command leaves behind, for its one line on stderr.
@@ -789,12 +789,16 @@ fn interruption(e: &anyhow::Error) -> Option<Cause> {
 }
 
 /// The error's chain on one line, each cause once: library errors already end with their
-/// source's message, which the chain would otherwise repeat.
+/// source's message, which the chain would otherwise repeat. An I/O error is worded for people
+/// (`crate::error::io_reason`), and no `(os error N)` is left on the line.
 fn one_line(e: &anyhow::Error) -> String {
     let mut line = String::new();
     for link in e.chain() {
-        let text = link.to_string();
-        if line.ends_with(&text) {
+        let text = match link.downcast_ref::<std::io::Error>() {
+            Some(io) => crate::error::io_reason(io),
+            None => link.to_string(),
+        };
+        if line.ends_with(&text) || (link.is::<std::io::Error>() && line.contains(&text)) {
             continue;
         }
         if !line.is_empty() {
@@ -802,7 +806,7 @@ fn one_line(e: &anyhow::Error) -> String {
         }
         line.push_str(&text);
     }
-    line
+    crate::error::without_os_error(&line)
 }
 
 fn exit_code_of(e: &anyhow::Error) -> u8 {

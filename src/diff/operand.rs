@@ -101,8 +101,15 @@ impl Operand {
                     .any(|w| time.eq_ignore_ascii_case(w));
             let stray = missing_local && !time.is_empty() && !time.contains('/');
             if parsed.is_ok() || (!remote && (word || stray)) {
+                // A bad time after an existing directory is about the time alone.
+                let origin_is_dir = OriginSpec::parse(OsStr::new(origin))
+                    .is_ok_and(|s| s.local_dir().is_some_and(Path::is_dir));
                 let time_ns = parsed.map_err(|e| {
-                    let also = if word { "" } else { "; and no such directory" };
+                    let also = if word || origin_is_dir {
+                        ""
+                    } else {
+                        "; and no such directory"
+                    };
                     Error::InvalidInput(format!("{text}: {time}: {e}{also}"))
                 })?;
                 if origin.is_empty() {

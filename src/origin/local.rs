@@ -122,7 +122,7 @@ impl LocalOrigin {
             Err(e) => {
                 return Err(Error::Unreachable {
                     origin: root.display().to_string(),
-                    message: e.to_string(),
+                    message: crate::error::io_reason(&e),
                 })
             }
         };
@@ -276,7 +276,7 @@ impl LocalOrigin {
                 Err(e) => {
                     visit(WalkItem::Problem {
                         path: rel,
-                        message: e.to_string(),
+                        message: crate::error::io_reason(&e),
                     });
                     continue;
                 }
@@ -293,7 +293,7 @@ impl LocalOrigin {
                     Err(e) => {
                         visit(WalkItem::Problem {
                             path: rel,
-                            message: e.to_string(),
+                            message: crate::error::io_reason(&e),
                         });
                         continue;
                     }
@@ -334,7 +334,7 @@ impl LocalOrigin {
     ) -> Option<std::vec::IntoIter<Listed>> {
         let problem = |e: io::Error| WalkItem::Problem {
             path: self.relative(dir),
-            message: e.to_string(),
+            message: crate::error::io_reason(&e),
         };
         let listing = match fs::read_dir(dir) {
             Ok(listing) => listing,
@@ -392,11 +392,12 @@ impl LocalOrigin {
             .to_vec()
     }
 
-    /// Creates a new temporary file next to where `rel` will live.
+    /// Creates a new temporary file next to where `rel` will live. Its errors name the file
+    /// it stands for, never the temporary name, which means nothing to the user.
     fn new_temp(&self, rel: &[u8]) -> Result<(PathBuf, File)> {
         let target = self.resolve(rel)?;
         let dir = target.parent().unwrap_or(&self.root).to_path_buf();
-        self.lend(&dir).map_err(|e| Error::io(&dir, e))?;
+        self.lend(&dir).map_err(|e| Error::io(&target, e))?;
         let mut attempt = 0u32;
         loop {
             let path = dir.join(temp_name(target.as_os_str().as_bytes(), attempt));
@@ -408,7 +409,7 @@ impl LocalOrigin {
             {
                 Ok(f) => return Ok((path, f)),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 8 => attempt += 1,
-                Err(e) => return Err(Error::io(&path, e)),
+                Err(e) => return Err(Error::io(&target, e)),
             }
         }
     }
@@ -462,7 +463,7 @@ impl TempFile for LocalTemp {
     fn commit(self: Box<Self>, mode: u32, mtime_ns: i64) -> Result<()> {
         let LocalTemp { path, target, file } = *self;
         let result = (|| {
-            let io_err = |e| Error::io(&path, e);
+            let io_err = |e| Error::io(&target, e);
             file.sync_all().map_err(io_err)?;
             file.set_permissions(fs::Permissions::from_mode(mode))
                 .map_err(io_err)?;
@@ -591,9 +592,9 @@ impl WritableOrigin for LocalOrigin {
         let final_path = self.resolve(rel)?;
         let (temp, file) = self.new_temp(rel)?;
         drop(file);
-        fs::remove_file(&temp).map_err(|e| Error::io(&temp, e))?;
+        fs::remove_file(&temp).map_err(|e| Error::io(&final_path, e))?;
         std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(target), &temp)
-            .map_err(|e| Error::io(&temp, e))?;
+            .map_err(|e| Error::io(&final_path, e))?;
         fs::rename(&temp, &final_path).map_err(|e| {
             let _ = fs::remove_file(&temp);
             Error::io(&final_path, e)

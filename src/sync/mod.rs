@@ -17,12 +17,12 @@ use std::io::Write;
 use serde::Serialize;
 
 use crate::chunk::{AssembleError, Assembler, Chunker, VerifiedChunk};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::id::{ChunkId, ContentId, TreeId};
 use crate::locate::{Hint, LastOpen, Locator, Site};
 use crate::origin::{ChangeKey, EntryKind, EntryStat, Origin, WritableOrigin};
 use crate::repo::{OriginId, Repository};
-use crate::report::{display_path, Event, Sink};
+use crate::report::{display_path, Event, Fault, Side, Sink};
 use crate::scan::{scan, scan_entry, ScanOptions};
 use crate::snapshot::ChunkRef;
 use plan::{PlanOptions, Step, SyncPlan};
@@ -82,6 +82,13 @@ pub trait SyncSource: ChunkSource {
         chunker: &dyn Chunker,
         sink: &dyn Sink,
     ) -> Result<SourceState>;
+
+    /// The source's root as messages name it (`/music`, `nas:/music`), to which a relative
+    /// path is joined with `/` to name a file of the source in a problem; `None` (the
+    /// default) names such files by their relative path.
+    fn shown_root(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Where a sync reads the chunks the destination lacks.
@@ -176,6 +183,10 @@ impl SyncSource for LocalSource<'_> {
             root_meta: self.origin.stat(b"")?.map(|s| (s.mode, s.mtime_ns)),
         })
     }
+
+    fn shown_root(&self) -> Option<String> {
+        Some(self.origin.display(b"").to_string_lossy().into_owned())
+    }
 }
 
 impl ChunkSource for LocalSource<'_> {
@@ -235,28 +246,54 @@ pub fn sync_from(
 ) -> Result<SyncSummary> {
     // Two locks: the repository's, and one on the destination itself (where the transport
     // has one), so that syncs using different repositories exclude each other too. A
-    // destination that does not exist yet is locked once it has been created, before
-    // anything is written into it.
+    // destination that does not exist yet is created by the check that it can be written,
+    // and locked at once, before anything is read from the source.
     let _repo_lock = if options.dry_run {
         None
     } else {
         Some(repo.lock_destination(destination.url())?)
     };
     let dst_exists = destination.stat(b"")?.is_some();
-    let dst_lock = if dst_exists && !options.dry_run {
+    let mut dst_lock = if dst_exists && !options.dry_run {
         Some(destination.lock()?)
     } else {
         None
     };
+    // After the lock: a destination another sync holds is left untouched. A destination the
+    // check created is locked at once.
+    if !options.dry_run {
+        check_writable(destination, dst_exists)?;
+        if dst_lock.is_none() {
+            dst_lock = Some(destination.lock()?);
+        }
+    }
+    let dst_shown = shown_root(destination);
+    let src_sink = Sided {
+        inner: sink,
+        side: Side::Src,
+        root: source.shown_root(),
+    };
+    let dst_sink = Sided {
+        inner: sink,
+        side: Side::Dst,
+        root: Some(dst_shown.clone()),
+    };
     let (src_state, dst_scan) = std::thread::scope(|s| {
         let dst = s.spawn(|| {
             if dst_exists {
-                scan(repo, destination, chunker, ScanOptions::default(), sink).map(Some)
+                scan(
+                    repo,
+                    destination,
+                    chunker,
+                    ScanOptions::default(),
+                    &dst_sink,
+                )
+                .map(Some)
             } else {
                 Ok(None)
             }
         });
-        let src = source.snapshot(repo, chunker, sink);
+        let src = source.snapshot(repo, chunker, &src_sink);
         (
             src,
             dst.join()
@@ -264,7 +301,20 @@ pub fn sync_from(
         )
     });
     let _give_back = GiveBack(destination);
-    let src_state = src_state?;
+    let src_state = match src_state {
+        Ok(state) => state,
+        Err(e) => {
+            // The source gave no snapshot (unreachable, hostile, interrupted): a destination
+            // this sync created for its check holds nothing (the probe was removed and no
+            // other sync could enter it under the lock), and is removed again.
+            if !dst_exists && !options.dry_run {
+                if let Err(removing) = destination.remove(b"") {
+                    tracing::debug!("removing the empty destination again: {removing}");
+                }
+            }
+            return Err(e);
+        }
+    };
     let mut dst_scan = dst_scan?;
     // A destination directory this process cannot read (a copy of a 0000 or 0300 directory)
     // is opened up, when it is ours, and the destination scanned again: it cannot be synced
@@ -279,7 +329,7 @@ pub fn sync_from(
                 destination,
                 chunker,
                 ScanOptions::default(),
-                sink,
+                &dst_sink,
             )?);
         }
     }
@@ -303,7 +353,11 @@ pub fn sync_from(
     if options.delete && !delete {
         summary.errors += 1;
         sink.event(&Event::Problem {
-            path: destination.display(b"").display().to_string(),
+            path: String::new(),
+            fault: Some(Fault {
+                side: Side::Dst,
+                shown: dst_shown.clone(),
+            }),
             message: format!(
                 "deletions skipped: {} source {} could not be read",
                 src_state.unreadable.len(),
@@ -333,7 +387,11 @@ pub fn sync_from(
     for path in &plan.kept_for_excluded {
         summary.errors += 1;
         sink.event(&Event::Problem {
-            path: destination.display(path).display().to_string(),
+            path: display_path(path),
+            fault: Some(Fault {
+                side: Side::Dst,
+                shown: shown(destination, path),
+            }),
             message: "not replaced: the directory holds entries the filters exclude (--delete-excluded deletes them)".into(),
         });
     }
@@ -343,7 +401,11 @@ pub fn sync_from(
         if count > max {
             summary.errors += 1;
             sink.event(&Event::Problem {
-                path: destination.display(b"").display().to_string(),
+                path: String::new(),
+                fault: Some(Fault {
+                    side: Side::Dst,
+                    shown: dst_shown.clone(),
+                }),
                 message: format!(
                     "deletions skipped: they would remove {count} files, more than --max-delete {max}"
                 ),
@@ -385,6 +447,8 @@ pub fn sync_from(
         sink,
         recorded: Vec::new(),
         dirty_dirs: Default::default(),
+        src_root: src_sink.root.clone(),
+        source_failed: false,
     };
     let mut to_write = (0u64, 0u64);
     for step in &plan.files {
@@ -395,7 +459,7 @@ pub fn sync_from(
     }
     sink.phase("writing", to_write.0, to_write.1);
     apply.run(&plan)?;
-    let summary = apply.summary;
+    let mut summary = apply.summary;
     // The roots' own mode and mtime are not part of the trees; copy them as `rsync -a` does,
     // unless the source's root could not be listed (its mode is then no truth to copy).
     let root_meta = src_state
@@ -404,7 +468,26 @@ pub fn sync_from(
     if let (Some((mode, mtime_ns)), Some(d)) = (root_meta, destination.stat(b"")?) {
         let resolution = destination.capabilities().mtime_resolution;
         if mode != d.mode || !resolution.same(mtime_ns, d.mtime_ns) {
-            destination.set_meta(b"", mode, mtime_ns)?;
+            match destination.set_meta(b"", mode, mtime_ns) {
+                // A root this user may write into but does not own (a shared 0777
+                // directory) keeps its own mode and mtime: every file was written, so this is
+                // one problem at DST, as rsync's "failed to set times", not a failed sync.
+                Err(e @ Error::Io { .. }) if e.kind() == ErrorKind::Permanent => {
+                    summary.errors += 1;
+                    sink.event(&Event::Problem {
+                        path: String::new(),
+                        message: format!(
+                            "its mode and mtime were not set: {}",
+                            reason_for_error(&dst_shown, &e)
+                        ),
+                        fault: Some(Fault {
+                            side: Side::Dst,
+                            shown: dst_shown.clone(),
+                        }),
+                    });
+                }
+                other => other?,
+            }
         }
     }
     destination.give_back()?;
@@ -412,7 +495,13 @@ pub fn sync_from(
     if !plan_is_empty(&plan) {
         // Record the destination as it now is; written files were recorded with their stat,
         // so this reads nothing.
-        scan(repo, destination, chunker, ScanOptions::default(), sink)?;
+        scan(
+            repo,
+            destination,
+            chunker,
+            ScanOptions::default(),
+            &dst_sink,
+        )?;
     }
     Ok(summary)
 }
@@ -426,6 +515,156 @@ impl Drop for GiveBack<'_> {
         if let Err(e) = self.0.give_back() {
             tracing::warn!("{e}");
         }
+    }
+}
+
+/// The name a probe of the destination's writability writes next to: never created itself
+/// (`create_temp` writes a temporary file beside it, which the probe removes).
+const PROBE: &[u8] = b"musicfs-write-check";
+
+/// Fails at once, with one line naming DST and what to do, when the destination cannot be
+/// written: its root, when it exists, must take a new file (a temporary file, created and
+/// removed through the transport, so the check means the same on every transport); when it
+/// does not, it must be possible to create it. Nothing is read from the source before this
+/// check, and a failure of it is not one error per file. A transient failure (a stale
+/// mount, a dropped connection) stays transient, to be retried.
+fn check_writable(destination: &dyn WritableOrigin, exists: bool) -> Result<()> {
+    let probe = || -> Result<()> {
+        if !exists {
+            destination.create_root()?;
+        }
+        let written = destination.create_temp(PROBE).map(|temp| temp.discard());
+        // A root this process owns may have been lent `u+rwx` to take the probe: its mode is
+        // given back now, whatever happens before the sync's own lending begins.
+        destination.give_back()?;
+        written
+    };
+    match probe() {
+        Ok(()) => Ok(()),
+        Err(e) if matches!(e.kind(), ErrorKind::Transient | ErrorKind::Locked) => Err(e),
+        Err(Error::Io { source, .. }) => Err(Error::NotWritable {
+            path: destination.display(b""),
+            reason: writability_reason(&source, exists),
+        }),
+        Err(Error::Interrupted { cause }) => Err(Error::Interrupted { cause }),
+        Err(e) => Err(Error::NotWritable {
+            path: destination.display(b""),
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// Why a destination cannot be written, and what to do, for [`check_writable`].
+fn writability_reason(e: &std::io::Error, exists: bool) -> String {
+    let what = if exists {
+        "check the owner and mode of this directory, or choose a destination this user can write"
+    } else {
+        "it does not exist and cannot be created: check the owner and mode of its parent directory"
+    };
+    match e.raw_os_error() {
+        Some(libc::EACCES | libc::EPERM) => format!("permission denied; {what}"),
+        _ => crate::error::io_reason(e),
+    }
+}
+
+/// A destination path as messages name it.
+fn shown(destination: &dyn WritableOrigin, rel: &[u8]) -> String {
+    destination.display(rel).to_string_lossy().into_owned()
+}
+
+/// The destination's root as messages name it.
+fn shown_root(destination: &dyn WritableOrigin) -> String {
+    shown(destination, b"")
+}
+
+/// `rel` under a side's `root` as messages name it: joined with `/`, the root alone for the
+/// root, the relative path when the side has no root to show.
+fn shown_under(root: Option<&str>, rel: &str) -> String {
+    match (root, rel.is_empty()) {
+        (Some(root), true) => root.to_string(),
+        (Some(root), false) => format!("{}/{rel}", root.trim_end_matches('/')),
+        (None, true) => ".".to_string(),
+        (None, false) => rel.to_string(),
+    }
+}
+
+/// `message` without a leading `shown: ` (an error that names the same file the problem
+/// line names already), and without any `(os error N)`.
+fn reason_for(shown: &str, message: &str) -> String {
+    let reason = message
+        .strip_prefix(shown)
+        .and_then(|rest| rest.strip_prefix(": "))
+        .unwrap_or(message);
+    crate::error::without_os_error(reason)
+}
+
+/// What a failed step's error says, for its problem line: as [`reason_for`], and an I/O
+/// error on a temporary file (a transport that names it) reduced to its reason, since the
+/// line names the real file.
+fn reason_for_error(shown: &str, e: &Error) -> String {
+    if let Error::Io { path, source } = e {
+        let name = path.file_name().map(|n| n.as_encoded_bytes());
+        if name.is_some_and(crate::origin::is_temporary) {
+            return crate::error::io_reason(source);
+        }
+    }
+    reason_for(shown, &e.to_string())
+}
+
+/// Passes events on, marking each problem with the side of the sync it is on and naming its
+/// file as that side shows it: a scan reports problems without knowing it is part of a sync.
+/// A problem's path becomes relative to the side's root, as JSON gives it.
+struct Sided<'a> {
+    inner: &'a dyn Sink,
+    side: Side,
+    /// The side's root as messages name it.
+    root: Option<String>,
+}
+
+impl Sink for Sided<'_> {
+    fn event(&self, event: &Event) {
+        let Event::Problem {
+            path,
+            message,
+            fault: None,
+        } = event
+        else {
+            return self.inner.event(event);
+        };
+        let root = self.root.as_deref();
+        let rel = match root {
+            Some(root) if path == root => "",
+            Some(root) => path
+                .strip_prefix(root)
+                .and_then(|rest| rest.strip_prefix('/'))
+                .unwrap_or(path),
+            None => path,
+        };
+        let shown = shown_under(root, rel);
+        self.inner.event(&Event::Problem {
+            path: rel.to_string(),
+            message: reason_for(&shown, message),
+            fault: Some(Fault {
+                side: self.side,
+                shown,
+            }),
+        });
+    }
+
+    fn phase(&self, name: &str, files: u64, bytes: u64) {
+        self.inner.phase(name, files, bytes);
+    }
+
+    fn advance(&self, bytes: u64) {
+        self.inner.advance(bytes);
+    }
+
+    fn files_done(&self, files: u64) {
+        self.inner.files_done(files);
+    }
+
+    fn finish(&self) {
+        self.inner.finish();
     }
 }
 
@@ -511,6 +750,10 @@ struct Apply<'a> {
     recorded: Vec<(Vec<u8>, ContentId, EntryStat)>,
     /// Directories that received renamed entries and must be fsynced.
     dirty_dirs: std::collections::BTreeSet<Vec<u8>>,
+    /// The source's root as messages name it.
+    src_root: Option<String>,
+    /// Whether the current step failed at the source (a chunk it could not give).
+    source_failed: bool,
 }
 
 impl Apply<'_> {
@@ -569,9 +812,14 @@ impl Apply<'_> {
         for dir in dirs {
             if let Err(e) = self.destination.sync_dir(&dir) {
                 self.summary.errors += 1;
+                let shown = shown(self.destination, &dir);
                 self.sink.event(&Event::Problem {
                     path: display_path(&dir),
-                    message: e.to_string(),
+                    message: reason_for_error(&shown, &e),
+                    fault: Some(Fault {
+                        side: Side::Dst,
+                        shown,
+                    }),
                 });
             }
         }
@@ -580,6 +828,7 @@ impl Apply<'_> {
     /// Runs one step; a failure of one file is reported and the sync goes on.
     fn step(&mut self, step: &Step) -> Result<()> {
         crate::interrupt::check()?;
+        self.source_failed = false;
         let before = self.summary.bytes_transferred;
         // A step replaces or removes what is at its paths: a handle kept open on one of them
         // would read the old file's bytes.
@@ -638,9 +887,17 @@ impl Apply<'_> {
             Err(e) => {
                 crate::interrupt::check()?;
                 self.summary.errors += 1;
+                let path = step_path(step);
+                let (side, shown) = if self.source_failed {
+                    let rel = display_path(path);
+                    (Side::Src, shown_under(self.src_root.as_deref(), &rel))
+                } else {
+                    (Side::Dst, shown(self.destination, path))
+                };
                 self.sink.event(&Event::Problem {
-                    path: display_path(step_path(step)),
-                    message: e.to_string(),
+                    path: display_path(path),
+                    message: reason_for_error(&shown, &e),
+                    fault: Some(Fault { side, shown }),
                 });
                 Ok(())
             }
@@ -740,7 +997,9 @@ impl Apply<'_> {
             self.summary.bytes_reused += u64::from(chunk.len);
             return Ok(found);
         }
-        if let Some(found) = self.source.read_chunk(path, offset, chunk)? {
+        let from_source = self.source.read_chunk(path, offset, chunk);
+        self.source_failed = !matches!(from_source, Ok(Some(_)));
+        if let Some(found) = from_source? {
             self.summary.bytes_transferred += u64::from(chunk.len);
             self.summary.chunks_transferred += 1;
             // Later copies of this chunk come from the destination.
@@ -809,5 +1068,83 @@ impl Apply<'_> {
         // The repository now knows where those chunks are.
         self.received.clear();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Keeps the events it is given.
+    #[derive(Default)]
+    struct Kept(Mutex<Vec<Event>>);
+
+    impl Sink for Kept {
+        fn event(&self, event: &Event) {
+            self.0.lock().unwrap().push(event.clone());
+        }
+    }
+
+    #[test]
+    fn a_temporary_name_never_reaches_a_problem() {
+        let e = Error::io(
+            "nas:/music/Album/.musicfs-0123456789abcdef.tmp",
+            std::io::Error::from_raw_os_error(libc::EACCES),
+        );
+        let reason = reason_for_error("nas:/music/Album/01.flac", &e);
+        assert!(reason.starts_with("permission denied; check"), "{reason}");
+        let e = Error::io(
+            "/lib/a.mp3",
+            std::io::Error::from_raw_os_error(libc::ENOSPC),
+        );
+        let reason = reason_for_error("/lib/a.mp3", &e);
+        assert!(reason.starts_with("no space left on device; "), "{reason}");
+        // An error about another path keeps it.
+        let reason = reason_for_error(
+            "/lib/a.mp3",
+            &Error::io("/lib", std::io::Error::from_raw_os_error(libc::EIO)),
+        );
+        assert!(reason.starts_with("/lib: input/output error"), "{reason}");
+    }
+
+    #[test]
+    fn a_scan_problem_gets_its_side_and_a_relative_path() {
+        let kept = Kept::default();
+        let sided = Sided {
+            inner: &kept,
+            side: Side::Src,
+            root: Some("/music".into()),
+        };
+        sided.event(&Event::problem("/music/a", "permission denied"));
+        sided.event(&Event::problem(
+            "b.flac",
+            "/music/b.flac: gone (os error 2)",
+        ));
+        sided.event(&Event::problem("/music", "permission denied"));
+        let kept = kept.0.into_inner().unwrap();
+        let seen: Vec<(String, String, String)> = kept
+            .iter()
+            .map(|e| match e {
+                Event::Problem {
+                    path,
+                    message,
+                    fault: Some(fault),
+                } => {
+                    assert_eq!(fault.side, Side::Src);
+                    (path.clone(), fault.shown.clone(), message.clone())
+                }
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        let want = [
+            ("a", "/music/a", "permission denied"),
+            ("b.flac", "/music/b.flac", "gone"),
+            ("", "/music", "permission denied"),
+        ];
+        for (got, want) in seen.iter().zip(want) {
+            assert_eq!((got.0.as_str(), got.1.as_str(), got.2.as_str()), want);
+        }
     }
 }

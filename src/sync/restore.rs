@@ -124,6 +124,10 @@ impl SyncSource for SnapshotSource<'_> {
             root_meta: None,
         })
     }
+    /// A file of the snapshot is named in its origin, where its chunks are looked for first.
+    fn shown_root(&self) -> Option<String> {
+        Some(self.record.origin.clone())
+    }
 }
 
 impl ChunkSource for SnapshotSource<'_> {

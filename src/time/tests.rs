@@ -116,6 +116,8 @@ fn accepted_forms() {
         ("Yesterday", end_of_24th - day),
         ("now", now),
         ("NOW", now),
+        ("latest", i64::MAX),
+        ("Latest", i64::MAX),
         ("90s", now - 90 * S),
         ("90m", now - 5_400 * S),
         ("2h", now - 7_200 * S),
