@@ -300,9 +300,16 @@ pub fn scan(
                         Err(e) => {
                             crate::interrupt::check()?;
                             sink.advance(walked[i].stat.size);
+                            // The line names the file: the message need not say it again.
+                            let shown = origin.display(path).to_string_lossy().into_owned();
+                            let message = e.to_string();
+                            let reason = message
+                                .strip_prefix(shown.as_str())
+                                .and_then(|rest| rest.strip_prefix(": "))
+                                .unwrap_or(&message);
                             sink.event(&Event::Problem {
                                 path: display_path(path),
-                                message: e.to_string(),
+                                message: crate::error::without_os_error(reason),
                                 fault: None,
                             });
                             if let Some(Plan::Read(Some(prev))) = &plans[i] {

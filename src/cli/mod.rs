@@ -242,7 +242,8 @@ pub enum Command {
     /// recorded) taken at or before the end of TIME. TIME is RFC 3339
     /// (2026-11-24T20:00:00Z, 2026-11-24T21:00:00+01:00), a local date or time in the TZ zone
     /// (2026-11-24, meaning that whole day; 2026-11-24 20:00, that minute; quote the space),
-    /// now, today, yesterday, or an age (90s, 90m, 2h, 3d, 1w ago). A time as `musicfs
+    /// now, today, yesterday, latest (the newest snapshot), or an age (90s, 90m, 2h, 3d, 1w
+    /// ago). A time as `musicfs
     /// snapshots` prints it picks that snapshot. A prefix that matches several snapshots is
     /// refused with the matches listed (exit 2).
     ///
@@ -577,7 +578,11 @@ pub fn main() -> ExitCode {
     // nothing. A mount keeps a log of its own, which rotates itself (below).
     if let (Some(path), false) = (&cli.global.log_file, mounting) {
         if let Err(e) = crate::report::open_log(path) {
-            say(&format!("--log-file {}: {e}", path.display()));
+            say(&format!(
+                "--log-file {}: {}",
+                path.display(),
+                crate::error::io_reason(&e)
+            ));
             return ExitCode::from(exit::USAGE);
         }
     }

@@ -18,7 +18,8 @@ use crate::sync::{sync, SyncOptions, SyncSummary};
 pub struct SyncArgs {
     /// The source: a directory, or an SSH origin (host:path, user@host:path,
     /// ssh://user@host:port/path, sftp://… to skip the remote musicfs); or a snapshot to
-    /// restore: its id, a unique prefix of 8 or more hex digits, or ORIGIN@TIME (an existing
+    /// restore: its id, a unique prefix of 8 or more hex digits, or ORIGIN@TIME (TIME as diff
+    /// reads it: RFC 3339, a local date or time, yesterday, latest, 3d…; an existing
     /// directory is always the directory)
     pub src: PathBuf,
     /// The destination (created if missing): a directory, or an SSH origin
