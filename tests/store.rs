@@ -223,11 +223,13 @@ fn retag_moves_about_the_tag_bytes_both_ways_and_no_change_costs_a_handful_of_re
     let again = a.push(&store_a);
     assert!(again.snapshot.is_none(), "{again:?}");
     let (calls, put, _) = objects.take();
+    println!("no-change push: {calls} requests");
     assert!(calls <= 3, "{calls} requests for a no-change push");
     assert_eq!(put, 0);
     let same = b.pull(&store_b, Pick::Newest(Some(a.library())));
     assert_eq!(same.bytes_transferred, 0);
     let (calls, _, read) = objects.take();
+    println!("no-change pull: {calls} requests");
     assert!(calls <= 3, "{calls} requests for a no-change pull");
     assert_eq!(read, 0);
 
@@ -244,6 +246,10 @@ fn retag_moves_about_the_tag_bytes_both_ways_and_no_change_costs_a_handful_of_re
     let (_, put, _) = objects.take();
     assert_eq!(put, pushed.bytes_put);
     let bound = retagged * 10 * KIB + 8 * KIB;
+    println!(
+        "retag of {retagged} files: {put} bytes put, {} packs",
+        pushed.packs
+    );
     assert!(
         put < bound,
         "retag of {retagged} files put {put} bytes (bound {bound}): {pushed:?}"
@@ -254,6 +260,7 @@ fn retag_moves_about_the_tag_bytes_both_ways_and_no_change_costs_a_handful_of_re
     assert_trees_equal(&a.lib, &b.lib);
     let (_, _, read) = objects.take();
     let bound = retagged * 12 * KIB + 16 * KIB;
+    println!("retag of {retagged} files: {read} bytes read by the pull");
     assert!(
         read < bound,
         "the pull of {retagged} retagged files read {read} bytes (bound {bound}): {pulled:?}"
@@ -272,6 +279,7 @@ fn a_reorganisation_moves_under_one_percent_of_the_library() {
     genlib_reorganise(&a.lib, "genre");
     let moved = a.push(&store_a);
     let (_, put, _) = objects.take();
+    println!("reorganisation: {put} bytes put of {}", first.bytes);
     assert_eq!(moved.chunks_uploaded, 0, "{moved:?}");
     assert!(
         put * 100 < first.bytes,
@@ -523,5 +531,113 @@ fn reused(point: &str) -> u64 {
         "store-pack" => 1,
         "store-pack:5" => 5,
         _ => 0,
+    }
+}
+
+// --- the pack size ---------------------------------------------------------------------------
+
+/// Every blob of every pack of the store under `root`, from the packs' trailers: pack, kind,
+/// id, stored length.
+fn blobs_by_pack(objects: &dyn ObjectStore) -> Vec<(ObjectId, Vec<store::format::PackEntry>)> {
+    let mut out = Vec::new();
+    for pack in objects.list(ObjectKind::StorePack).unwrap() {
+        let size = objects.size(ObjectKind::StorePack, &pack).unwrap();
+        let bytes = objects
+            .read(ObjectKind::StorePack, &pack, 0, size as usize)
+            .unwrap();
+        out.push((pack, store::format::pack_trailer(&bytes).unwrap()));
+    }
+    out
+}
+
+/// The blobs the newest snapshot of `repo`'s only origin reaches: trees, chunk lists, chunks.
+fn live_blobs(repo: &Repository) -> std::collections::HashSet<[u8; 32]> {
+    use musicfs::snapshot::Node;
+    let (_, record) = repo.snapshots().unwrap().pop().unwrap();
+    let mut live = std::collections::HashSet::new();
+    let mut stack = vec![record.root];
+    while let Some(id) = stack.pop() {
+        live.insert(*id.as_bytes());
+        for entry in repo.tree(&id).unwrap().entries {
+            match entry.node {
+                Node::Dir { tree, .. } => stack.push(tree),
+                Node::File { content, .. } => {
+                    live.insert(*content.as_bytes());
+                    for c in repo.content(&content).unwrap().chunks {
+                        live.insert(*c.id.as_bytes());
+                    }
+                }
+                Node::Symlink { .. } => {}
+            }
+        }
+    }
+    live
+}
+
+/// The measurement behind the store's pack size (`docs/format.md`, "Chunk store"): for packs
+/// of 4, 16 and 64 MiB, the requests per GB of a first push and of a pull, and what garbage a
+/// retag of 10% of the tracks and the deletion of 10% of the albums leave, and what a repack
+/// must rewrite to reclaim it. Prints a table; run by hand:
+/// `cargo test --release --test store measure_pack_sizes -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement, run by hand"]
+fn measure_pack_sizes() {
+    let template = tempfile::tempdir().unwrap();
+    let files = 200;
+    genlib_create(&template.path().join("lib"), files, 21, 1 << 20);
+    println!("| pack | packs | PUT/GB | pull GET/GB | garbage | packs with garbage | rewrite to reclaim all | garbage left if only packs >50% garbage are repacked |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for mib in [4u32, 16, 64] {
+        let dir = tempfile::tempdir().unwrap();
+        let (objects, url) = new_store(dir.path(), mib << 20);
+        let a = Site::new(dir.path(), "a");
+        copy_tree(&template.path().join("lib"), &a.lib);
+        let store_a = a.open_store(&objects, &url);
+        let first = a.push(&store_a);
+        let gb = first.bytes as f64 / f64::from(1u32 << 30);
+        let put_per_gb = (first.packs + first.deltas + 1) as f64 / gb;
+        objects.take();
+        let b = Site::new(dir.path(), "b");
+        b.pull(&b.open_store(&objects, &url), Pick::Newest(None));
+        let (calls, _, _) = objects.take();
+        let get_per_gb = calls as f64 / gb;
+        // Churn: a retag of 10% of the tracks, then 10% of the albums deleted.
+        genlib_retag(&a.lib, 0.1, 4);
+        let mut albums: Vec<PathBuf> = list_tree(&a.lib)
+            .into_iter()
+            .filter(|r| r.components().count() == 2 && a.lib.join(r).is_dir())
+            .collect();
+        albums.sort();
+        for album in albums.iter().step_by(10) {
+            fs::remove_dir_all(a.lib.join(album)).unwrap();
+        }
+        a.push(&store_a);
+        let live = live_blobs(&a.repo);
+        let (mut garbage, mut dirty, mut rewrite, mut left) = (0u64, 0u64, 0u64, 0u64);
+        let packs = blobs_by_pack(&*objects);
+        for (_, entries) in &packs {
+            let dead: u64 = entries
+                .iter()
+                .filter(|e| !live.contains(&e.id))
+                .map(|e| u64::from(e.stored))
+                .sum();
+            let all: u64 = entries.iter().map(|e| u64::from(e.stored)).sum();
+            garbage += dead;
+            if dead > 0 {
+                dirty += 1;
+                rewrite += all - dead;
+                if dead * 2 <= all {
+                    left += dead;
+                }
+            }
+        }
+        let mb = |n: u64| format!("{:.1} MiB", n as f64 / f64::from(1u32 << 20));
+        println!(
+            "| {mib} MiB | {} | {put_per_gb:.0} | {get_per_gb:.0} | {} | {dirty} | {} | {} |",
+            packs.len(),
+            mb(garbage),
+            mb(rewrite),
+            mb(left)
+        );
     }
 }

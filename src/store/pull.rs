@@ -25,6 +25,8 @@ use crate::sync::{ChunkSource, SourceState, SyncSource};
 const MERGE_GAP: u64 = 64 << 10;
 /// Bytes of one read, at most (a single larger blob is read alone).
 const MAX_READ: u64 = 8 << 20;
+/// Bytes of expected chunks whose reads are planned together (sorted by place in the store).
+const WINDOW: u64 = 32 << 20;
 /// Reads done ahead of what the sync has taken, at most.
 const READS_AHEAD: usize = 4;
 
@@ -409,7 +411,22 @@ impl ChunkSource for StoreSource<'_> {
                 self.coming.remove(&c.id);
             }
         }
-        let reads = plan_reads(&self.index, wanted);
+        // In windows of the expected order, each sorted by place in the store: a file's tag
+        // chunks (small packs) and audio (data packs) alternate in the sync's order, and
+        // sorting a window brings each pack's runs together, while what arrives ahead of
+        // need stays within about one window.
+        let mut reads = Vec::new();
+        let mut window: Vec<(ChunkRef, BlobLocation)> = Vec::new();
+        let mut window_bytes = 0u64;
+        for (i, (c, loc)) in wanted.iter().enumerate() {
+            window.push((*c, *loc));
+            window_bytes += u64::from(loc.stored);
+            if window_bytes >= WINDOW || i + 1 == wanted.len() {
+                window.sort_by_key(|(_, l)| (l.pack, l.offset));
+                reads.extend(plan_reads(&self.index, std::mem::take(&mut window)));
+                window_bytes = 0;
+            }
+        }
         if reads.is_empty() {
             return Ok(());
         }
