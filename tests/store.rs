@@ -26,6 +26,8 @@ struct Counting {
     calls: AtomicU64,
     put_bytes: AtomicU64,
     read_bytes: AtomicU64,
+    /// Lists no index delta, as a store whose listings lag behind its writes.
+    hide_deltas: std::sync::atomic::AtomicBool,
 }
 
 impl Counting {
@@ -35,6 +37,7 @@ impl Counting {
             calls: AtomicU64::new(0),
             put_bytes: AtomicU64::new(0),
             read_bytes: AtomicU64::new(0),
+            hide_deltas: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -68,6 +71,9 @@ impl ObjectStore for Counting {
     }
     fn list(&self, kind: ObjectKind) -> musicfs::Result<Vec<ObjectId>> {
         self.calls.fetch_add(1, Ordering::SeqCst);
+        if kind == ObjectKind::StoreIndex && self.hide_deltas.load(Ordering::SeqCst) {
+            return Ok(Vec::new());
+        }
         self.inner.list(kind)
     }
     fn size(&self, kind: ObjectKind, id: &ObjectId) -> musicfs::Result<u64> {
@@ -265,6 +271,58 @@ fn retag_moves_about_the_tag_bytes_both_ways_and_no_change_costs_a_handful_of_re
         read < bound,
         "the pull of {retagged} retagged files read {read} bytes (bound {bound}): {pulled:?}"
     );
+}
+
+#[test]
+fn the_local_repository_gc_and_check_leave_the_store_cache_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (objects, url) = new_store(dir.path(), store::DEFAULT_PACK_SIZE);
+    let a = Site::new(dir.path(), "a");
+    copy_tree(&fixtures_audio(), &a.lib);
+    a.push(&a.open_store(&objects, &url));
+    let b = Site::new(dir.path(), "b");
+    let store_b = b.open_store(&objects, &url);
+    b.pull(&store_b, Pick::Newest(None));
+    let cache = store_b.cache_dir().to_path_buf();
+    let cached = list_tree(&cache);
+    assert!(cached.iter().any(|p| p.starts_with("index")), "{cached:?}");
+    drop(store_b);
+    let root = b.repo.root().to_path_buf();
+    drop(b.repo);
+    let checked = musicfs::repo::check(&root).unwrap();
+    assert!(
+        checked.healthy && checked.problems.is_empty(),
+        "{checked:?}"
+    );
+    musicfs::repo::gc(&root, false).unwrap();
+    assert_eq!(list_tree(&cache), cached);
+    // And the cache still serves: a no-change pull after gc makes two listings.
+    let repo = Repository::open(&root).unwrap();
+    let reopened = Store::open(objects.clone(), &url, &repo).unwrap();
+    objects.take();
+    let site = Site {
+        repo,
+        lib: b.lib.clone(),
+    };
+    let same = site.pull(&reopened, Pick::Newest(None));
+    assert_eq!(same.bytes_transferred, 0);
+    let (calls, _, _) = objects.take();
+    assert!(calls <= 3, "{calls} requests");
+    assert_trees_equal(&a.lib, &site.lib);
+}
+
+#[test]
+fn a_pull_whose_listing_lags_fetches_the_snapshots_deltas_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let (objects, url) = new_store(dir.path(), store::DEFAULT_PACK_SIZE);
+    let a = Site::new(dir.path(), "a");
+    copy_tree(&fixtures_audio(), &a.lib);
+    a.push(&a.open_store(&objects, &url));
+    objects.hide_deltas.store(true, Ordering::SeqCst);
+    let b = Site::new(dir.path(), "b");
+    let pulled = b.pull(&b.open_store(&objects, &url), Pick::Newest(None));
+    assert_eq!(pulled.errors, 0);
+    assert_trees_equal(&a.lib, &b.lib);
 }
 
 #[test]

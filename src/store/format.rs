@@ -23,9 +23,14 @@ pub const FORMAT_VERSION: u32 = 1;
 /// and postcard.
 pub const LEVEL: i32 = 3;
 
-/// The largest object this build decodes (an index delta of a very large push); anything
-/// larger is refused, not allocated.
-pub const MAX_DECODED: usize = 1 << 30;
+/// The largest small object (config, index delta, snapshot) this build decodes; anything
+/// larger is refused, not allocated. A delta names at most 16 packs.
+pub const MAX_DECODED: usize = 256 << 20;
+
+/// The largest blob this build reads, stored or decompressed: a chunk is at most 16 MiB
+/// (`repo.toml`'s limit), a tree or chunk list far less. A larger length in an index delta is
+/// damage, refused before anything is allocated.
+pub const MAX_BLOB: u32 = 64 << 20;
 
 /// Which object a header byte announces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

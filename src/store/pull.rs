@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::Arc;
 
-use super::format::{decompress, BlobKind, StoreSnapshot};
+use super::format::{decompress, BlobKind, StoreSnapshot, MAX_BLOB};
 use super::index::{BlobLocation, MergedIndex};
 use super::Store;
 use crate::agent::wire::{check_content, check_tree, MAX_PATH};
@@ -90,6 +90,17 @@ fn do_read<K>(objects: &dyn ObjectStore, url: &str, read: Read<K>) -> Result<Vec
         origin: url.to_string(),
         message: format!("damaged store: {what}"),
     };
+    if let Some((_, bad)) = read
+        .blobs
+        .iter()
+        .find(|(_, l)| l.stored > MAX_BLOB || l.raw > MAX_BLOB)
+    {
+        return Err(damaged(format!(
+            "the index gives a blob of pack {} a length of {} bytes",
+            read.pack.hex(),
+            bad.stored.max(bad.raw)
+        )));
+    }
     let bytes = match objects.read(
         ObjectKind::StorePack,
         &read.pack,
@@ -487,5 +498,88 @@ impl ChunkSource for StoreSource<'_> {
             }
         }
         self.read_now(chunk)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::format::PackEntry;
+
+    fn entry(id: u8, offset: u32, stored: u32) -> PackEntry {
+        PackEntry {
+            kind: BlobKind::Chunk,
+            id: [id; 32],
+            offset,
+            stored,
+            raw: stored,
+            compressed: false,
+        }
+    }
+
+    #[test]
+    fn reads_merge_neighbours_of_one_pack_within_a_gap_and_a_size() {
+        let mut index = MergedIndex::default();
+        let (p, q) = (ObjectId::of(b"p"), ObjectId::of(b"q"));
+        let big = (MAX_READ / 2) as u32;
+        index.add_pack(
+            p,
+            &[
+                entry(1, 0, 100),
+                entry(2, 100, 100),
+                // 64 KiB after the last: still merged.
+                entry(3, 200 + (MERGE_GAP as u32), 100),
+                // Further: a read of its own.
+                entry(4, 1 << 24, 100),
+                entry(5, 1 << 25, big),
+                entry(6, (1 << 25) + big, big),
+            ],
+        );
+        index.add_pack(q, &[entry(7, 300, 100)]);
+        let wanted: Vec<(u8, BlobLocation)> = [1u8, 2, 3, 7, 4, 5, 6]
+            .iter()
+            .map(|i| (*i, index.get(BlobKind::Chunk, &[*i; 32]).unwrap()))
+            .collect();
+        let reads = plan_reads(&index, wanted);
+        let shape: Vec<(ObjectId, Vec<u8>)> = reads
+            .iter()
+            .map(|r| (r.pack, r.blobs.iter().map(|(k, _)| *k).collect()))
+            .collect();
+        // 1, 2 and 3 merged; 7, in another pack, breaks the run; 5 and 6 together make a
+        // read of exactly MAX_READ, which is allowed.
+        assert_eq!(
+            shape,
+            vec![
+                (p, vec![1, 2, 3]),
+                (q, vec![7]),
+                (p, vec![4]),
+                (p, vec![5, 6]),
+            ]
+        );
+        assert_eq!(reads[0].end - reads[0].start, 300 + MERGE_GAP);
+    }
+
+    #[test]
+    fn a_hostile_length_is_refused_before_it_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let objects = crate::repo::LocalObjects::new(dir.path());
+        let pack = ObjectId::of(b"p");
+        let loc = BlobLocation {
+            pack: 0,
+            offset: 0,
+            stored: u32::MAX,
+            raw: 1,
+            compressed: false,
+        };
+        let read = Read {
+            pack,
+            start: 0,
+            end: u64::from(u32::MAX),
+            blobs: vec![((), loc)],
+        };
+        let err = do_read(&objects, "file:///s", read)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("damaged store"), "{err}");
     }
 }
