@@ -326,6 +326,45 @@ fn a_pull_whose_listing_lags_fetches_the_snapshots_deltas_by_name() {
 }
 
 #[test]
+fn a_file_changed_since_the_scan_fails_the_push_and_the_next_push_keeps_what_was_put() {
+    let dir = tempfile::tempdir().unwrap();
+    let (objects, url) = new_store(dir.path(), 1 << 20);
+    let a = Site::new(dir.path(), "a");
+    genlib_create(&a.lib, 12, 17, 512 * KIB);
+    let store_a = a.open_store(&objects, &url);
+    let origin = LocalOrigin::open(&a.lib, false).unwrap();
+    let scanned = scan(
+        &a.repo,
+        &origin,
+        &a.repo.chunker(),
+        ScanOptions::default(),
+        &NullSink,
+    )
+    .unwrap();
+    // The last file in tree order changes after the scan: its audio is no longer the
+    // snapshot's.
+    let victim = files_in(&a.lib).into_values().last().unwrap();
+    let len = fs::metadata(&victim).unwrap().len();
+    flip_byte_keep_mtime(&victim, len - 1000);
+    let mut chunks = LibraryChunks::new(&a.repo, &origin).unwrap();
+    let failed = store::push(&a.repo, &store_a, scanned.snapshot, &mut chunks, &NullSink)
+        .unwrap_err()
+        .to_string();
+    assert!(failed.contains("not available"), "{failed}");
+    assert!(store_a.snapshots().unwrap().is_empty());
+    // The packs put before the failure were indexed: the next push (after a scan that sees
+    // the change) finds their chunks in the store.
+    let indexed = store_a.index().unwrap().len();
+    assert!(indexed > 0);
+    let resumed = a.push(&store_a);
+    assert!(resumed.snapshot.is_some());
+    assert!(resumed.chunks_present as usize > indexed / 2, "{resumed:?}");
+    let b = Site::new(dir.path(), "b");
+    b.pull(&b.open_store(&objects, &url), Pick::Newest(None));
+    assert_trees_equal(&a.lib, &b.lib);
+}
+
+#[test]
 fn a_reorganisation_moves_under_one_percent_of_the_library() {
     let dir = tempfile::tempdir().unwrap();
     let (objects, url) = new_store(dir.path(), store::DEFAULT_PACK_SIZE);

@@ -261,6 +261,9 @@ pub fn push(
         }
         crate::interrupt::check()?;
         let tree = repo.tree(&tree_id)?;
+        // Subdirectories are walked in name order after the directory's files (the stack
+        // takes them in reverse), so that chunks are read and packed in the library's order.
+        let mut subdirs = Vec::new();
         for entry in &tree.entries {
             let mut child = path.clone();
             if !child.is_empty() {
@@ -268,7 +271,7 @@ pub fn push(
             }
             child.extend_from_slice(&entry.name);
             match &entry.node {
-                Node::Dir { tree, .. } => stack.push((*tree, child)),
+                Node::Dir { tree, .. } => subdirs.push((*tree, child)),
                 Node::File { content, .. } => {
                     if !seen_contents.insert(*content)
                         || index.contains(BlobKind::Content, content.as_bytes())
@@ -301,6 +304,7 @@ pub fn push(
                 Node::Symlink { .. } => {}
             }
         }
+        stack.extend(subdirs.into_iter().rev());
         trees.push((tree_id, tree.encode()));
     }
 
