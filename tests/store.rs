@@ -365,6 +365,38 @@ fn a_file_changed_since_the_scan_fails_the_push_and_the_next_push_keeps_what_was
 }
 
 #[test]
+fn an_older_snapshot_is_pulled_by_time_or_by_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let (objects, url) = new_store(dir.path(), store::DEFAULT_PACK_SIZE);
+    let a = Site::new(dir.path(), "a");
+    genlib_create(&a.lib, 8, 23, 128 * KIB);
+    let store_a = a.open_store(&objects, &url);
+    a.push(&store_a);
+    let old = dir.path().join("old");
+    copy_tree(&a.lib, &old);
+    genlib_retag(&a.lib, 0.5, 1);
+    let second = a.push(&store_a);
+    let snapshots = store_a.snapshots().unwrap();
+    assert_eq!(snapshots.len(), 2);
+    let first_time = snapshots[0].1.time_ns;
+
+    let b = Site::new(dir.path(), "b");
+    let store_b = b.open_store(&objects, &url);
+    b.pull(&store_b, Pick::AtOrBefore(None, first_time));
+    assert_trees_equal(&old, &b.lib);
+    let prefix = second.snapshot.unwrap()[..12].to_string();
+    b.pull(&store_b, Pick::Id(prefix));
+    assert_trees_equal(&a.lib, &b.lib);
+    // Before the first snapshot there is none; a library the store lacks is named.
+    assert!(StoreSource::new(&store_b, Pick::AtOrBefore(None, first_time - 1)).is_err());
+    let unknown = StoreSource::new(&store_b, Pick::Newest(Some("/elsewhere".into())))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(unknown.contains("no snapshot of /elsewhere"), "{unknown}");
+}
+
+#[test]
 fn a_reorganisation_moves_under_one_percent_of_the_library() {
     let dir = tempfile::tempdir().unwrap();
     let (objects, url) = new_store(dir.path(), store::DEFAULT_PACK_SIZE);
