@@ -77,9 +77,10 @@ pub struct PushSummary {
     pub bytes_put: u64,
 }
 
-/// A chunk to upload: where the library holds it, and whether it compresses.
+/// A chunk to upload: where the library holds it (a file, by its number in the list of
+/// paths, and an offset), and whether it compresses.
 struct Wanted {
-    path: Vec<u8>,
+    file: usize,
     offset: u64,
     chunk: ChunkRef,
     compress: bool,
@@ -251,6 +252,7 @@ pub fn push(
     let mut trees: Vec<(TreeId, Vec<u8>)> = Vec::new();
     let mut contents: Vec<(ContentId, Vec<u8>)> = Vec::new();
     let mut wanted: Vec<Wanted> = Vec::new();
+    let mut paths: Vec<Vec<u8>> = Vec::new();
     let mut seen_trees: HashSet<TreeId> = HashSet::new();
     let mut seen_contents: HashSet<ContentId> = HashSet::new();
     let mut seen_chunks: HashSet<[u8; 32]> = HashSet::new();
@@ -279,6 +281,8 @@ pub fn push(
                         continue;
                     }
                     let list = repo.content(content)?;
+                    let file = paths.len();
+                    paths.push(child.clone());
                     for (offset, chunk) in list.with_offsets() {
                         if !seen_chunks.insert(*chunk.id.as_bytes()) {
                             continue;
@@ -293,7 +297,7 @@ pub fn push(
                             .find(|r| r.offset <= offset && offset < r.offset + r.len)
                             .map(|r| r.kind);
                         wanted.push(Wanted {
-                            path: child.clone(),
+                            file,
                             offset,
                             chunk,
                             compress: kind.is_some_and(|k| keeps_history(list.format, k)),
@@ -316,7 +320,13 @@ pub fn push(
         summary,
     };
     let result = upload(
-        &mut up, &mut index, &wanted, &contents, &trees, chunks, sink,
+        &mut up,
+        &mut index,
+        (&wanted, &paths),
+        &contents,
+        &trees,
+        chunks,
+        sink,
     );
     // Whatever was put is indexed, even when the push failed: the next one will not put it
     // again.
@@ -342,6 +352,16 @@ pub fn push(
     store.cache.put(ObjectKind::StoreSnapshot, &snap_id, &bytes);
     up.summary.bytes_put += bytes.len() as u64;
     up.summary.snapshot = Some(snap_id.hex());
+    tracing::debug!(
+        "pushed {} to {}: {} chunks ({} bytes) uploaded, {} present, {} packs, {} bytes put",
+        record.origin,
+        store.url,
+        up.summary.chunks_uploaded,
+        up.summary.chunk_bytes_uploaded,
+        up.summary.chunks_present,
+        up.summary.packs,
+        up.summary.bytes_put
+    );
     Ok(up.summary)
 }
 
@@ -349,7 +369,7 @@ pub fn push(
 fn upload(
     up: &mut Uploader<'_>,
     index: &mut MergedIndex,
-    wanted: &[Wanted],
+    (wanted, paths): (&[Wanted], &[Vec<u8>]),
     contents: &[(ContentId, Vec<u8>)],
     trees: &[(TreeId, Vec<u8>)],
     chunks: &mut dyn ChunkSource,
@@ -362,9 +382,10 @@ fn upload(
     let mut small = PackBuilder::default();
     for w in wanted {
         crate::interrupt::check()?;
-        let Some(found) = chunks.read_chunk(&w.path, w.offset, w.chunk)? else {
+        let path = paths.get(w.file).map(Vec::as_slice).unwrap_or_default();
+        let Some(found) = chunks.read_chunk(path, w.offset, w.chunk)? else {
             return Err(Error::ChunkUnavailable {
-                path: std::path::PathBuf::from(String::from_utf8_lossy(&w.path).into_owned()),
+                path: std::path::PathBuf::from(String::from_utf8_lossy(path).into_owned()),
                 chunk: w.chunk.id.short(),
             });
         };
