@@ -17,6 +17,7 @@ pub mod mount;
 pub mod relpath;
 pub mod repo;
 pub mod snapshot;
+pub mod store;
 
 pub use error::{Error, Result};
 pub mod agent;

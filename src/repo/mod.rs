@@ -436,6 +436,11 @@ impl Repository {
         self.config.chunker.chunker()
     }
 
+    /// The chunker's parameters (`repo.toml`'s `[chunker]`), as a chunk store compares them.
+    pub fn chunker_config(&self) -> &ChunkerConfig {
+        &self.config.chunker
+    }
+
     /// The repository's object store (history packs).
     pub fn objects(&self) -> &dyn ObjectStore {
         &*self.objects

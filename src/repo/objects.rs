@@ -53,6 +53,14 @@ impl ObjectId {
 pub enum ObjectKind {
     /// A pack of compressed history chunks (`history.rs`).
     Pack,
+    /// A chunk store's `config`, written first by its `init` (`crate::store`).
+    StoreConfig,
+    /// A chunk store's pack of chunks, trees and chunk lists (`crate::store`).
+    StorePack,
+    /// A chunk store's index delta: where the blobs of some packs are (`crate::store`).
+    StoreIndex,
+    /// A chunk store's snapshot of a library (`crate::store`).
+    StoreSnapshot,
 }
 
 impl ObjectKind {
@@ -60,6 +68,10 @@ impl ObjectKind {
     pub fn dir(self) -> &'static str {
         match self {
             ObjectKind::Pack => "packs",
+            ObjectKind::StoreConfig => "config",
+            ObjectKind::StorePack => "data",
+            ObjectKind::StoreIndex => "index",
+            ObjectKind::StoreSnapshot => "snapshots",
         }
     }
 }
