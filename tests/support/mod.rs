@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod faulty;
+pub mod moto;
 pub mod proxy;
 pub mod sftp;
 pub mod sshd;
