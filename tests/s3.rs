@@ -404,3 +404,53 @@ fn the_credentials_file_mode_binds_an_unprivileged_user_too() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_large_file_goes_up_in_parts_and_leaves_no_upload_behind() {
+    let (t, moto, s3) = started();
+    let src = t.mkdir("big");
+    // 20 MiB and a bit: above the single-PUT limit (16 MiB), three 8 MiB parts.
+    let data: Vec<u8> = (0..20 * 1024 * 1024 + 12_345u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    fs::write(src.join("long.wav"), &data).unwrap();
+    sync(&t, &moto, src.to_str().unwrap(), URL, &[]);
+    let listed = s3.list(BUCKET);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert!(
+        listed[0].etag.ends_with("-3\""),
+        "a multipart ETag: {listed:?}"
+    );
+    assert_eq!(s3.pending_uploads(BUCKET), 0, "the upload was completed");
+    let (bytes, meta) = s3.get(BUCKET, "lib/long.wav");
+    assert!(bytes == data, "the bytes");
+    assert_eq!(
+        meta.get("mtime"),
+        Some(&rclone_mtime(&src.join("long.wav")))
+    );
+
+    let back = t.path("back");
+    sync(&t, &moto, URL, back.to_str().unwrap(), &[]);
+    assert_trees_equal(&src, &back);
+}
+
+#[test]
+fn a_prefix_of_more_keys_than_one_listing_page_is_walked_whole() {
+    let (t, moto, s3) = started();
+    // moto, like S3, lists 1000 keys per page.
+    let names: Vec<String> = (0..1_003)
+        .map(|i| format!("lib/d{}/f{i:04}", i % 7))
+        .collect();
+    for name in &names {
+        s3.put(BUCKET, name, b"x", &[("mtime", "1600000000.25")]);
+    }
+    let dst = t.path("dst");
+    let s = sync(&t, &moto, URL, dst.to_str().unwrap(), &[]);
+    assert_eq!(num(&s, "files_total"), 1_003, "{s}");
+    let mut expected: Vec<String> = names
+        .iter()
+        .map(|n| n["lib/".len()..].to_string())
+        .collect();
+    expected.sort();
+    assert_eq!(rel_files(&dst), expected);
+}
