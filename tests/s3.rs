@@ -454,3 +454,27 @@ fn a_prefix_of_more_keys_than_one_listing_page_is_walked_whole() {
     expected.sort();
     assert_eq!(rel_files(&dst), expected);
 }
+
+#[test]
+fn a_server_that_does_not_answer_is_unreachable() {
+    let t = TestRepo::new();
+    let port = support::sshd::free_port();
+    let mut m = t.cmd();
+    m.args(["scan", "s3://music/lib", "--retries", "0", "--timeout", "5"]);
+    let mut c = m.command();
+    c.env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"))
+        .env("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")
+        .env("AWS_SECRET_ACCESS_KEY", "nothing-listens")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_CONFIG_FILE", "/nonexistent/aws-config")
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "/nonexistent/aws-credentials",
+        )
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    let out = c.output().expect("run musicfs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "exit 5, unreachable: {stderr}");
+    assert!(stderr.contains("s3://music/lib"), "{stderr}");
+    assert!(!stderr.contains("nothing-listens"), "{stderr}");
+}

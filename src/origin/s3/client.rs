@@ -152,3 +152,84 @@ fn source_chain(e: &dyn std::error::Error) -> String {
         parts.join(": ")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{io_kind, ErrorKind};
+    use aws_sdk_s3::config::http::HttpResponse;
+    use aws_sdk_s3::error::{ConnectorError, ErrorMetadata};
+    use aws_sdk_s3::operation::get_object::GetObjectError;
+    use aws_sdk_s3::primitives::SdkBody;
+
+    fn answered(status: u16, code: &str) -> SdkError<GetObjectError, HttpResponse> {
+        let status = status.try_into().expect("a status code");
+        let meta = ErrorMetadata::builder()
+            .code(code)
+            .message("what the server said")
+            .build();
+        SdkError::service_error(
+            GetObjectError::generic(meta),
+            HttpResponse::new(status, SdkBody::empty()),
+        )
+    }
+
+    fn kind(e: SdkError<GetObjectError, HttpResponse>) -> ErrorKind {
+        io_kind(&io_error("GetObject", e))
+    }
+
+    #[test]
+    fn what_may_pass_is_transient_and_the_rest_is_not() {
+        for (status, code) in [
+            (500, "InternalError"),
+            (503, "SlowDown"),
+            (502, "BadGateway"),
+            (429, "TooManyRequests"),
+            (400, "RequestTimeout"),
+        ] {
+            assert_eq!(
+                kind(answered(status, code)),
+                ErrorKind::Transient,
+                "{status} {code}"
+            );
+        }
+        assert_eq!(kind(answered(404, "NoSuchKey")), ErrorKind::NotFound);
+        assert_eq!(kind(answered(403, "AccessDenied")), ErrorKind::Permanent);
+        assert_eq!(kind(answered(400, "InvalidArgument")), ErrorKind::Permanent);
+        assert_eq!(
+            kind(SdkError::timeout_error("slow")),
+            ErrorKind::Transient,
+            "a timeout"
+        );
+        assert_eq!(
+            kind(SdkError::dispatch_failure(ConnectorError::io(
+                "refused".into()
+            ))),
+            ErrorKind::Transient,
+            "a connection that failed"
+        );
+        assert_eq!(
+            kind(SdkError::dispatch_failure(ConnectorError::timeout(
+                "slow".into()
+            ))),
+            ErrorKind::Transient
+        );
+        assert_eq!(
+            kind(SdkError::response_error(
+                "truncated",
+                HttpResponse::new(200.try_into().expect("200"), SdkBody::empty())
+            )),
+            ErrorKind::Transient,
+            "an answer that could not be read"
+        );
+    }
+
+    #[test]
+    fn messages_name_the_operation_code_and_status() {
+        let message = io_error("GetObject", answered(403, "AccessDenied")).to_string();
+        assert_eq!(
+            message,
+            "GetObject: AccessDenied (403): what the server said"
+        );
+    }
+}
