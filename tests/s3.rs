@@ -478,3 +478,67 @@ fn a_server_that_does_not_answer_is_unreachable() {
     assert!(stderr.contains("s3://music/lib"), "{stderr}");
     assert!(!stderr.contains("nothing-listens"), "{stderr}");
 }
+
+/// Credentials the AWS way: a profile of the shared credentials file, chosen with
+/// `AWS_PROFILE`, its region from the shared config; a profile with a wrong key is refused.
+#[test]
+fn a_profile_of_the_shared_files_is_used() {
+    let (moto, id, secret) = Moto::start_with_auth(BUCKET);
+    let t = TestRepo::new();
+    let src = t.mkdir("src");
+    fs::write(src.join("a.flac"), b"bytes").unwrap();
+    let aws = t.mkdir("aws");
+    fs::write(
+        aws.join("credentials"),
+        format!(
+            "[label]\naws_access_key_id = {id}\naws_secret_access_key = {secret}\n\n\
+             [stale]\naws_access_key_id = {id}\naws_secret_access_key = not-{secret}\n"
+        ),
+    )
+    .unwrap();
+    fs::write(
+        aws.join("config"),
+        "[profile label]\nregion = us-east-1\n\n[profile stale]\nregion = us-east-1\n",
+    )
+    .unwrap();
+    let sync_as = |profile: &str| {
+        let mut m = t.cmd();
+        m.args(["sync"]).arg(&src).arg("s3://music");
+        let mut c = m.command();
+        c.env("AWS_ENDPOINT_URL", moto.endpoint())
+            .env("AWS_PROFILE", profile)
+            .env("AWS_CONFIG_FILE", aws.join("config"))
+            .env("AWS_SHARED_CREDENTIALS_FILE", aws.join("credentials"))
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("MUSICFS_LOG", "trace")
+            .env_remove("AWS_REGION")
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY");
+        c.output().expect("run musicfs")
+    };
+    let worked = sync_as("label");
+    let text = String::from_utf8_lossy(&worked.stderr);
+    let said: Vec<&str> = text.lines().filter(|l| l.starts_with("musicfs")).collect();
+    assert!(worked.status.success(), "{said:?}");
+    assert!(
+        !text.contains(&secret),
+        "the secret is not logged, even at trace level"
+    );
+    let refused = sync_as("stale");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    let said: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("musicfs"))
+        .collect();
+    assert!(
+        matches!(refused.status.code(), Some(2 | 3)),
+        "refused: {:?} {said:?}",
+        refused.status
+    );
+    assert!(
+        said.iter()
+            .any(|l| l.contains("SignatureDoesNotMatch") || l.contains("(403)")),
+        "{said:?}"
+    );
+    assert!(!stderr.contains(&secret));
+}
