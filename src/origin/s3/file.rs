@@ -31,9 +31,41 @@ pub(crate) struct S3File {
     pos: u64,
     /// The last blocks fetched, newest last: (offset, bytes).
     recent: VecDeque<(u64, bytes::Bytes)>,
+    read_ahead: ReadAhead,
+}
+
+/// How much the next GET asks for (see the module documentation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ReadAhead {
     /// Where the last GET ended: a GET from there is sequential.
     next_sequential: Option<u64>,
     window: u64,
+}
+
+impl ReadAhead {
+    fn new() -> ReadAhead {
+        ReadAhead {
+            next_sequential: None,
+            window: FIRST_WINDOW,
+        }
+    }
+
+    /// The length of a GET at `offset` (before `size`, the object's length) for a read that
+    /// needs `want` bytes: the window, doubled when the GET continues the last one and reset
+    /// to [`FIRST_WINDOW`] when it does not, or what the read needs if more (up to
+    /// [`MAX_WINDOW`]; a larger read takes several GETs), never past the end.
+    fn plan(&mut self, offset: u64, want: u64, size: u64) -> u64 {
+        self.window = match self.next_sequential == Some(offset) {
+            true => (self.window * 2).min(MAX_WINDOW),
+            false => FIRST_WINDOW,
+        };
+        let len = want
+            .min(MAX_WINDOW)
+            .max(self.window)
+            .min(size.saturating_sub(offset));
+        self.next_sequential = Some(offset + len);
+        len
+    }
 }
 
 impl std::fmt::Debug for S3File {
@@ -53,8 +85,7 @@ impl S3File {
             head,
             pos: 0,
             recent: VecDeque::new(),
-            next_sequential: None,
-            window: FIRST_WINDOW,
+            read_ahead: ReadAhead::new(),
         }
     }
 
@@ -69,14 +100,13 @@ impl S3File {
     /// Fetches the block at `offset` (which is before the end): at least `want` bytes unless
     /// the object ends sooner, more as the window allows.
     fn fetch(&mut self, offset: u64, want: u64) -> io::Result<()> {
-        self.window = match self.next_sequential == Some(offset) {
-            true => (self.window * 2).min(MAX_WINDOW),
-            false => FIRST_WINDOW,
-        };
-        let len = want
-            .min(MAX_WINDOW)
-            .max(self.window)
-            .min(self.head.size - offset);
+        let len = self.read_ahead.plan(offset, want, self.head.size);
+        if len == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("{}: nothing to read at {offset}", self.key),
+            ));
+        }
         let last = offset + len - 1;
         let bucket = self.bucket.clone();
         let (key, etag) = (self.key.clone(), self.head.etag.clone());
@@ -119,7 +149,6 @@ impl S3File {
                 ),
             ));
         }
-        self.next_sequential = Some(offset + len);
         if self.recent.len() == RECENT {
             self.recent.pop_front();
         }
@@ -199,5 +228,52 @@ impl OriginFile for S3File {
             done += self.read_at_most(&mut buf[done..], at, want)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KIB: u64 = 1024;
+
+    #[test]
+    fn a_parser_that_jumps_about_asks_for_little() {
+        let size = 30 * 1024 * KIB;
+        let mut plan = ReadAhead::new();
+        // The header: one small GET, not the file.
+        assert_eq!(plan.plan(0, 10, size), 32 * KIB);
+        // The end (ID3v1, APE): the window again, cut at the end of the file.
+        assert_eq!(plan.plan(size - 128, 128, size), 128);
+        // Somewhere in the middle: the first window again, not a doubled one.
+        assert_eq!(plan.plan(10 * 1024 * KIB, 4 * KIB, size), 32 * KIB);
+    }
+
+    #[test]
+    fn a_reader_that_reads_on_earns_a_larger_window() {
+        let size = 100 * 1024 * KIB;
+        let mut plan = ReadAhead::new();
+        let mut offset = 0;
+        let mut lens = Vec::new();
+        for _ in 0..12 {
+            let len = plan.plan(offset, 8 * KIB, size);
+            lens.push(len / KIB);
+            offset += len;
+        }
+        assert_eq!(
+            lens,
+            [32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 8192, 8192, 8192],
+            "doubling up to 8 MiB"
+        );
+        // A seek elsewhere starts over.
+        assert_eq!(plan.plan(KIB, 8 * KIB, size), 32 * KIB);
+    }
+
+    #[test]
+    fn a_large_read_is_fetched_whole_up_to_the_largest_window() {
+        let mut plan = ReadAhead::new();
+        assert_eq!(plan.plan(0, 2_100_000, 3_000_000), 2_100_000);
+        assert_eq!(plan.plan(0, 20 * 1024 * KIB, 30 * 1024 * KIB), MAX_WINDOW);
+        assert_eq!(plan.plan(5, 10, 5), 0, "nothing past the end");
     }
 }
