@@ -12,7 +12,8 @@
 #    runtime is C++); procps (kill, for stopping test servers); util-linux (setpriv, mount)
 #    for the tests that run as the unprivileged user nobody and on a small tmpfs; e2fsprogs
 #    (mkfs.ext4 and filefrag: verify's damage test flips a byte in a loop-mounted ext4 image);
-#    from PyPI, mutagen (tag editor for Opus, MP4 and covers).
+#    from PyPI, mutagen (tag editor for Opus, MP4 and covers) and, in a venv (python3-venv),
+#    moto[server] 5 (the S3 server of the S3 tests).
 # 2. Fetches mutagen 1.48.1's test corpus (100 real and broken audio files) from PyPI.
 # 3. cargo fmt --check, clippy -D warnings, rustdoc -D warnings, every test target.
 # 4. (As root) the tests where file modes matter, again as the unprivileged user nobody, and
@@ -34,6 +35,10 @@ done
 if ! command -v python3 >/dev/null || ! python3 -m pip --version >/dev/null 2>&1; then
     need+=(python3-pip)
 fi
+# moto's venv needs ensurepip, which Debian ships in python3-venv.
+if ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
+    need+=(python3-venv)
+fi
 if ((${#need[@]})); then
     mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)
     echo "test.sh: installing ${need[*]}" >&2
@@ -49,6 +54,16 @@ if ! python3 -c 'import mutagen' 2>/dev/null; then
     python3 -m pip install -q mutagen==1.48.1 ||
         python3 -m pip install -q --break-system-packages mutagen==1.48.1
 fi
+# moto (PyPI moto[server] 5): the S3 server the S3 tests start on 127.0.0.1, in a venv of its
+# own that later runs reuse. The tests find it through MUSICFS_MOTO_SERVER.
+moto_venv="${XDG_CACHE_HOME:-$HOME/.cache}/musicfs-test/moto-venv"
+if [[ ! -x "$moto_venv/bin/moto_server" ]]; then
+    echo "test.sh: installing moto[server] from PyPI into $moto_venv" >&2
+    rm -rf "$moto_venv"
+    python3 -m venv "$moto_venv"
+    "$moto_venv/bin/pip" install -q 'moto[server]==5.*'
+fi
+export MUSICFS_MOTO_SERVER="$moto_venv/bin/moto_server"
 bash scripts/fetch-mutagen-corpus.sh
 
 cargo fmt --all -- --check

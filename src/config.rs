@@ -16,7 +16,17 @@
 //! url = "nas:/music"
 //! bwlimit = "2M"
 //! sftp = true
+//!
+//! [origin.archive]               # an S3 prefix with its own access key
+//! url = "s3://label-archive/music"
+//! credentials = "~/.config/musicfs/archive.toml"
 //! ```
+//!
+//! A credentials file (`credentials`, in an origin's table or in `[defaults]`) is a TOML file
+//! with `aws_access_key_id`, `aws_secret_access_key` and optionally `aws_session_token`; it must
+//! be mode 0600 (no bits for group or others) and owned by the user running musicfs, else it is
+//! refused. A relative path is read from the configuration file's directory; `~/` is the home
+//! directory.
 //!
 //! The precedence is the command line, then the environment (`MUSICFS_*`), then this file (a
 //! named origin's own settings before `[defaults]`), then the built-in default; this module
@@ -56,6 +66,15 @@ pub enum ConfigError {
         /// What is wrong.
         message: String,
     },
+    /// A credentials file that may not be used: others can read it, another user owns it, or
+    /// it does not hold an access key. The message never quotes the file's content.
+    #[error("{}: {message}", file.display())]
+    Credentials {
+        /// The file.
+        file: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 /// Settings that both `[defaults]` and an `[origin.NAME]` table may hold. Every field is
@@ -76,6 +95,7 @@ struct RawSettings {
     checksum: Option<bool>,
     max_delete: Option<u64>,
     exclude: Option<Spanned<Vec<String>>>,
+    credentials: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -115,6 +135,9 @@ pub struct Settings {
     pub max_delete: Option<u64>,
     /// `--exclude` patterns, added after the command line's rules.
     pub exclude: Vec<String>,
+    /// An S3 credentials file (see the module documentation), its path resolved; read when a
+    /// command uses it ([`read_credentials`]).
+    pub credentials: Option<PathBuf>,
 }
 
 /// An origin named in the file.
@@ -219,7 +242,7 @@ impl Config {
                         "url belongs in an [origin.NAME] table".into(),
                     ));
                 }
-                settings(raw, "defaults", &invalid)?
+                settings(raw, "defaults", file, &invalid)?
             }
             None => Settings::default(),
         };
@@ -246,7 +269,7 @@ impl Config {
                             .into(),
                     )),
                 };
-            let settings = settings(raw, &prefix, &invalid)?;
+            let settings = settings(raw, &prefix, file, &invalid)?;
             origins.insert(
                 name.clone(),
                 NamedOrigin {
@@ -284,7 +307,23 @@ pub fn valid_name(name: &str) -> bool {
 type Invalid<'a> = dyn Fn(Option<std::ops::Range<usize>>, &str, String) -> ConfigError + 'a;
 
 /// Checks the values of a settings table.
-fn settings(raw: RawSettings, table: &str, invalid: &Invalid<'_>) -> Result<Settings, ConfigError> {
+fn settings(
+    raw: RawSettings,
+    table: &str,
+    file: &Path,
+    invalid: &Invalid<'_>,
+) -> Result<Settings, ConfigError> {
+    let credentials = match raw.credentials {
+        Some(path) if path.get_ref().trim().is_empty() => {
+            return Err(invalid(
+                Some(path.span()),
+                &format!("{table}.credentials"),
+                "empty: the path of a credentials file".into(),
+            ))
+        }
+        Some(path) => Some(resolve_path(file, path.get_ref())),
+        None => None,
+    };
     let bwlimit = match raw.bwlimit {
         Some(rate) => Some(
             crate::origin::bwlimit::parse_rate(rate.get_ref())
@@ -323,6 +362,7 @@ fn settings(raw: RawSettings, table: &str, invalid: &Invalid<'_>) -> Result<Sett
     };
     Ok(Settings {
         exclude,
+        credentials,
         timeout: raw.timeout,
         retries: raw.retries,
         retry_for,
@@ -334,6 +374,97 @@ fn settings(raw: RawSettings, table: &str, invalid: &Invalid<'_>) -> Result<Sett
         one_file_system: raw.one_file_system,
         checksum: raw.checksum,
         max_delete: raw.max_delete,
+    })
+}
+
+/// `path` as written in the configuration file `file`: `~/` is the home directory, a
+/// relative path is read from the file's directory.
+fn resolve_path(file: &Path, path: &str) -> PathBuf {
+    if let Some(rest) = path.strip_prefix("~/") {
+        if let Some(home) = std::env::var_os("HOME") {
+            return PathBuf::from(home).join(rest);
+        }
+    }
+    let path = Path::new(path);
+    match file.parent() {
+        Some(dir) if path.is_relative() => dir.join(path),
+        _ => path.to_path_buf(),
+    }
+}
+
+/// What a credentials file holds.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCredentials {
+    aws_access_key_id: String,
+    aws_secret_access_key: String,
+    aws_session_token: Option<String>,
+}
+
+/// Reads an S3 credentials file: mode 0600 or stricter and owned by the effective user, else
+/// refused, as ssh refuses a private key others can read. Errors name the file and never
+/// quote its content.
+pub fn read_credentials(file: &Path) -> Result<crate::origin::S3Credentials, ConfigError> {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    let refuse = |message: String| ConfigError::Credentials {
+        file: file.to_path_buf(),
+        message,
+    };
+    let mut handle = std::fs::File::open(file).map_err(|source| ConfigError::Read {
+        file: file.to_path_buf(),
+        source,
+    })?;
+    let meta = handle.metadata().map_err(|source| ConfigError::Read {
+        file: file.to_path_buf(),
+        source,
+    })?;
+    if !meta.is_file() {
+        return Err(refuse("not a regular file".into()));
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(refuse(format!(
+            "mode {mode:04o} lets others read the secret; chmod 600 {}",
+            file.display()
+        )));
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(refuse(format!(
+            "owned by uid {}, not by the user running musicfs (uid {me})",
+            meta.uid()
+        )));
+    }
+    let mut text = String::new();
+    handle
+        .by_ref()
+        .take(64 * 1024)
+        .read_to_string(&mut text)
+        .map_err(|source| ConfigError::Read {
+            file: file.to_path_buf(),
+            source,
+        })?;
+    let raw: RawCredentials = toml::from_str(&text).map_err(|e| {
+        // The parser's own message may quote the value it choked on: name the line only.
+        let line = e.span().map_or(1, |s| line_of(&text, s.start));
+        let what = e.message();
+        let detail = if what.starts_with("missing field") || what.starts_with("unknown field") {
+            first_line(what)
+        } else {
+            "not a TOML table of aws_access_key_id, aws_secret_access_key and aws_session_token strings".into()
+        };
+        refuse(format!("line {line}: {detail}"))
+    })?;
+    if raw.aws_access_key_id.trim().is_empty() || raw.aws_secret_access_key.is_empty() {
+        return Err(refuse(
+            "aws_access_key_id and aws_secret_access_key must not be empty".into(),
+        ));
+    }
+    Ok(crate::origin::S3Credentials {
+        access_key_id: raw.aws_access_key_id.trim().to_string(),
+        secret_access_key: crate::origin::s3::Secret::new(raw.aws_secret_access_key),
+        session_token: raw.aws_session_token.map(crate::origin::s3::Secret::new),
     })
 }
 

@@ -429,3 +429,56 @@ fn a_default_from_the_file_guards_a_delete_and_the_command_line_overrides_it() {
 fn files(dir: &Path) -> usize {
     std::fs::read_dir(dir).unwrap().count()
 }
+
+/// `credentials` names an S3 credentials file, in an origin's table or in `[defaults]`: a
+/// relative path is read from the configuration's directory, `~/` from the home; `musicfs
+/// config` shows the path and its source, never the file's content; an empty path is refused
+/// naming file, line and key.
+#[test]
+fn a_credentials_file_is_shown_by_path_and_never_by_content() {
+    let home = Home::new(
+        "[defaults]\ncredentials = \"~/keys/default.toml\"\n\n[origin.vault]\nurl = \"s3://music/lib\"\ncredentials = \"vault.toml\"\n",
+    );
+    let secret_file = home.home().join(".config/musicfs/vault.toml");
+    std::fs::write(
+        &secret_file,
+        "aws_access_key_id = \"AKIAEXAMPLE\"\naws_secret_access_key = \"sup3r-s3cret\"\n",
+    )
+    .unwrap();
+    let all = config_json(&home, &[], &[]);
+    let default_file = home.home().join("keys/default.toml");
+    assert_eq!(
+        setting(&all, "credentials"),
+        (
+            &Value::from(default_file.display().to_string()),
+            "file [defaults]"
+        )
+    );
+    let vault = config_json(&home, &["vault"], &[]);
+    assert_eq!(
+        setting(&vault, "credentials"),
+        (
+            &Value::from(secret_file.display().to_string()),
+            "file [origin.vault]"
+        )
+    );
+    let mut c = home.command();
+    c.args(["config", "vault"]);
+    let out = run(c);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("vault.toml") && !text.contains("sup3r-s3cret"),
+        "{text}"
+    );
+
+    home.write_config("[origin.vault]\nurl = \"s3://music/lib\"\ncredentials = \"\"\n");
+    let mut c = home.command();
+    c.arg("config");
+    let out = run(c);
+    assert_eq!(out.status.code(), Some(2));
+    let message = stderr(&out);
+    assert!(
+        message.contains("config.toml:3: origin.vault.credentials: empty"),
+        "{message}"
+    );
+}

@@ -581,7 +581,7 @@ fn exit_codes() {
         // SSH origins are operands (tests/origin_registry.rs); a scheme with no transport
         // in this build is not.
         (
-            vec!["s3://bucket/music".into(), m.dst.clone().into()],
+            vec!["webdav://bucket/music".into(), m.dst.clone().into()],
             "unknown scheme A",
         ),
         (

@@ -166,11 +166,11 @@ fn bad_operands_exit_2() {
     let out = t
         .cmd()
         .arg("diff")
-        .arg("s3://bucket/music")
+        .arg("webdav://bucket/music")
         .arg(&src)
         .assert_exit(2);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("no transport for s3://"), "{err}");
+    assert!(err.contains("no transport for webdav://"), "{err}");
     t.cmd()
         .arg("diff")
         .arg(&src)

@@ -36,9 +36,17 @@ struct Properties {
     non_utf8_names: bool,
     /// The longest name the origin takes, in bytes; a longer one is refused, creating nothing.
     name_max: usize,
-    /// Whether reads may fail (faults injected under a retrying wrapper): a read that loses
-    /// its handle while the file is replaced must then fail, never mix the two versions.
+    /// Whether a name may hold ASCII control characters (newline, tab); else a name with one
+    /// is refused, creating nothing.
+    control_characters: bool,
+    /// Whether reads may fail (faults injected under a retrying wrapper, or a handle that
+    /// reads only the version it opened): a read that loses its handle while the file is
+    /// replaced must then fail, never mix the two versions.
     reads_may_fail: bool,
+    /// Whether a temporary file exists in the origin while it is written (listed as a
+    /// temporary, with mode 0600); else it is spooled elsewhere and nothing appears before
+    /// the commit.
+    temporaries_visible: bool,
 }
 
 /// A transport under test: where its writable roots come from.
@@ -68,7 +76,9 @@ impl Transport for Local {
             mtimes_before_1970: true,
             non_utf8_names: true,
             name_max: 255,
+            control_characters: true,
             reads_may_fail: false,
+            temporaries_visible: true,
         }
     }
 
@@ -101,7 +111,9 @@ impl Transport for Sftp {
             // Paths travel as UTF-8 strings.
             non_utf8_names: false,
             name_max: 255,
+            control_characters: true,
             reads_may_fail: false,
+            temporaries_visible: true,
         }
     }
 
@@ -110,6 +122,59 @@ impl Transport for Sftp {
             .server
             .open(&self.scratch.path().join(name), may_create)?;
         Ok(Box::new(origin))
+    }
+}
+
+/// A prefix of a bucket of its own on the process's moto server.
+struct S3 {
+    bucket: String,
+}
+
+impl S3 {
+    fn start() -> S3 {
+        static BUCKETS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let moto = support::moto::Moto::shared();
+        let bucket = format!(
+            "conformance-{}-{}",
+            std::process::id(),
+            BUCKETS.fetch_add(1, Ordering::SeqCst)
+        );
+        moto.client().create_bucket(&bucket);
+        S3 { bucket }
+    }
+}
+
+impl Transport for S3 {
+    fn properties(&self) -> Properties {
+        Properties {
+            // rclone's `mtime` metadata is signed decimal seconds.
+            mtimes_before_1970: true,
+            // Keys are UTF-8.
+            non_utf8_names: false,
+            name_max: 255,
+            // Refused: XML listings cannot carry most of them, and servers (moto) lose them.
+            control_characters: false,
+            // A handle reads the ETag it opened; a replaced object fails its next read.
+            reads_may_fail: true,
+            // Uploads are spooled locally: no temporary key.
+            temporaries_visible: false,
+        }
+    }
+
+    fn open(&self, name: &str, may_create: bool) -> musicfs::Result<Box<dyn WritableOrigin>> {
+        use musicfs::origin::registry::Location;
+        let location = musicfs::origin::S3Location {
+            bucket: self.bucket.clone(),
+            prefix: name.to_string(),
+        };
+        let options = musicfs::origin::OpenOptions {
+            retries: 0,
+            ..Default::default()
+        };
+        if !may_create {
+            location.open(&options)?;
+        }
+        location.open_writable(&options)
     }
 }
 
@@ -139,6 +204,27 @@ fn empty_root(t: &dyn Transport) -> Box<dyn WritableOrigin> {
 /// A second client of the root of `empty_root`.
 fn second_client(t: &dyn Transport) -> Box<dyn WritableOrigin> {
     t.open("root", false).expect("open the root again")
+}
+
+/// `lines` of [`walk`] as the origin shows them: without visible temporaries, no `t` line;
+/// without directories, a `d` line only for a directory that something else below it makes.
+fn as_seen(t: &dyn Transport, o: &dyn WritableOrigin, lines: &[&str]) -> Vec<String> {
+    let mut lines: Vec<&str> = lines.to_vec();
+    if !t.properties().temporaries_visible {
+        lines.retain(|line| !line.starts_with("t "));
+    }
+    if !o.capabilities().directories {
+        let all = lines.clone();
+        lines.retain(|line| match line.strip_prefix("d ") {
+            Some(dir) => {
+                let below = format!("{dir}/");
+                all.iter()
+                    .any(|other| other.get(2..).is_some_and(|p| p.starts_with(&below)))
+            }
+            None => true,
+        });
+    }
+    lines.into_iter().map(str::to_string).collect()
 }
 
 /// `mtime_ns` as the origin claims to store it: rounded down to its mtime resolution.
@@ -300,10 +386,10 @@ fn walk_is_depth_first_and_sorted_bytewise(t: &dyn Transport) {
         expected.extend(["l link-dangling -> no/such/target", "l link-dir -> a"]);
     }
     let pending = o.create_temp(b"a/x").unwrap();
-    assert_eq!(walk(o), expected);
+    assert_eq!(walk(o), as_seen(t, o, &expected));
     pending.discard();
     expected.retain(|line| *line != "t a/TEMP");
-    assert_eq!(walk(o), expected);
+    assert_eq!(walk(o), as_seen(t, o, &expected));
 }
 
 /// A filtered walk gives each excluded entry once, as excluded, and nothing below an excluded
@@ -333,16 +419,20 @@ fn walk_filtered_leaves_out_what_the_filter_excludes(t: &dyn Transport) {
     pending.discard();
     assert_eq!(
         lines,
-        [
-            "d a",
-            "t a/TEMP",
-            "f a/keep.flac 1",
-            "x a/skip",
-            "x a/z.o",
-            "d b",
-            "x b/.DS_Store",
-            "f b/skip 6",
-        ]
+        as_seen(
+            t,
+            o,
+            &[
+                "d a",
+                "t a/TEMP",
+                "f a/keep.flac 1",
+                "x a/skip",
+                "x a/z.o",
+                "d b",
+                "x b/.DS_Store",
+                "f b/skip 6",
+            ]
+        )
     );
 }
 
@@ -390,8 +480,13 @@ fn walk_reports_a_directory_it_cannot_list_and_goes_on(t: &dyn Transport) {
 fn stat_reports_kind_size_mode_and_mtime(t: &dyn Transport) {
     let origin = empty_root(t);
     let o = &*origin;
+    let directories = o.capabilities().directories;
     put_with(o, b"song.flac", &[7; 1234], 0o640, MTIME).unwrap();
     o.create_dir(b"album").unwrap();
+    if !directories {
+        // The directory exists through a file below it.
+        put(o, b"album/inside", b"i");
+    }
     o.set_meta(b"album", 0o750, MTIME + 1_000_000_000).unwrap();
 
     let file = o.stat(b"song.flac").unwrap().expect("the file is there");
@@ -400,10 +495,18 @@ fn stat_reports_kind_size_mode_and_mtime(t: &dyn Transport) {
         (EntryKind::File, 1234, 0o640, stored(o, MTIME))
     );
     let dir = o.stat(b"album").unwrap().expect("the directory is there");
-    assert_eq!(
-        (dir.kind, dir.mode, dir.mtime_ns),
-        (EntryKind::Dir, 0o750, stored(o, MTIME + 1_000_000_000))
-    );
+    if directories {
+        assert_eq!(
+            (dir.kind, dir.mode, dir.mtime_ns),
+            (EntryKind::Dir, 0o750, stored(o, MTIME + 1_000_000_000))
+        );
+    } else {
+        assert_eq!(
+            dir.kind,
+            EntryKind::Dir,
+            "a directory has no metadata of its own"
+        );
+    }
     let root = o.stat(b"").unwrap().expect("the root is there");
     assert_eq!(root.kind, EntryKind::Dir);
     if o.capabilities().symlinks {
@@ -543,17 +646,22 @@ fn commit_makes_the_target_appear_whole(t: &dyn Transport) {
     let o = &*origin;
     o.create_dir(b"album").unwrap();
     let data = pattern(1_000_003, 2);
+    let visible = t.properties().temporaries_visible;
     let mut temp = o.create_temp(b"album/track.flac").unwrap();
     let names = temporaries(o);
-    assert_eq!(names.len(), 1, "one temporary: {names:?}");
-    assert_eq!(temp_named(&names[0]), "album/TEMP", "next to its target");
-    let temp_stat = o.stat(&names[0]).unwrap().expect("the temporary exists");
-    assert_eq!((temp_stat.kind, temp_stat.mode), (EntryKind::File, 0o600));
+    if visible {
+        assert_eq!(names.len(), 1, "one temporary: {names:?}");
+        assert_eq!(temp_named(&names[0]), "album/TEMP", "next to its target");
+        let temp_stat = o.stat(&names[0]).unwrap().expect("the temporary exists");
+        assert_eq!((temp_stat.kind, temp_stat.mode), (EntryKind::File, 0o600));
+    } else {
+        assert_eq!(names, Vec::<Vec<u8>>::new(), "no temporary in the origin");
+    }
     for piece in data.chunks(4099) {
         temp.write_all(piece).unwrap();
         assert_eq!(o.stat(b"album/track.flac").unwrap(), None);
     }
-    assert_eq!(walk(o), ["d album", "t album/TEMP"]);
+    assert_eq!(walk(o), as_seen(t, o, &["d album", "t album/TEMP"]));
     temp.commit(0o640, MTIME).unwrap();
 
     let stat = o.stat(b"album/track.flac").unwrap().expect("committed");
@@ -563,12 +671,14 @@ fn commit_makes_the_target_appear_whole(t: &dyn Transport) {
     );
     assert!(get(o, b"album/track.flac") == data, "the committed bytes");
     assert_eq!(walk(o), ["d album", "f album/track.flac 1000003"]);
-    assert_eq!(o.stat(&names[0]).unwrap(), None, "the temporary is gone");
+    for name in &names {
+        assert_eq!(o.stat(name).unwrap(), None, "the temporary is gone");
+    }
 
     // Two temporaries for one target at once have two names.
     let first = o.create_temp(b"album/track.flac").unwrap();
     let second = o.create_temp(b"album/track.flac").unwrap();
-    assert_eq!(temporaries(o).len(), 2);
+    assert_eq!(temporaries(o).len(), if visible { 2 } else { 0 });
     first.discard();
     second.discard();
     assert_eq!(walk(o), ["d album", "f album/track.flac 1000003"]);
@@ -711,7 +821,7 @@ fn rename_moves_and_replaces(t: &dyn Transport) {
     o.rename(b"b/moved", b"b/two").unwrap();
     assert_eq!(get(o, b"b/two"), b"1");
     o.rename(b"b", b"c").unwrap();
-    assert_eq!(walk(o), ["d a", "d c", "f c/two 1"]);
+    assert_eq!(walk(o), as_seen(t, o, &["d a", "d c", "f c/two 1"]));
 
     let message = refused(o.rename(b"absent", b"c/two"), "renaming an absent entry");
     assert!(message.contains("absent"), "{message}");
@@ -797,21 +907,26 @@ fn mtimes_are_stored_to_the_transport_resolution(t: &dyn Transport) {
             mtime + 7
         );
         o.set_meta(b"dir", 0o755, mtime).unwrap();
-        let dir = o.stat(b"dir").unwrap().unwrap().mtime_ns;
-        assert_eq!(dir, stored(o, mtime), "a directory's mtime {mtime}");
+        if o.capabilities().directories {
+            let dir = o.stat(b"dir").unwrap().unwrap().mtime_ns;
+            assert_eq!(dir, stored(o, mtime), "a directory's mtime {mtime}");
+        }
     }
 
     let before_1970 = -86_400_000_000_000 - 1;
     let result = put_with(o, b"old", b"x", 0o644, before_1970);
-    let dir_before = o.stat(b"dir").unwrap().unwrap();
+    let directories = o.capabilities().directories;
+    let dir_before = o.stat(b"dir").unwrap();
     let set = o.set_meta(b"dir", 0o700, before_1970);
     if p.mtimes_before_1970 {
         result.unwrap();
         set.unwrap();
         let stat = o.stat(b"old").unwrap().unwrap();
         assert_eq!(stat.mtime_ns, stored(o, before_1970));
-        let dir = o.stat(b"dir").unwrap().unwrap();
-        assert_eq!((dir.mode, dir.mtime_ns), (0o700, stored(o, before_1970)));
+        if directories {
+            let dir = o.stat(b"dir").unwrap().unwrap();
+            assert_eq!((dir.mode, dir.mtime_ns), (0o700, stored(o, before_1970)));
+        }
     } else {
         refused(result, "a commit with an mtime before 1970");
         refused(set, "set_meta with an mtime before 1970");
@@ -821,7 +936,7 @@ fn mtimes_are_stored_to_the_transport_resolution(t: &dyn Transport) {
             "a refused commit makes nothing"
         );
         assert_eq!(
-            o.stat(b"dir").unwrap().unwrap(),
+            o.stat(b"dir").unwrap(),
             dir_before,
             "a refused set_meta changes nothing"
         );
@@ -836,6 +951,7 @@ fn set_meta_stores_mode_bits(t: &dyn Transport) {
     let o = &*origin;
     put(o, b"file", b"f");
     o.create_dir(b"dir").unwrap();
+    let directories = o.capabilities().directories;
     for (rel, mode) in [
         (&b"file"[..], 0o600),
         (b"file", 0o4755),
@@ -847,6 +963,10 @@ fn set_meta_stores_mode_bits(t: &dyn Transport) {
         (b"dir", 0o755),
     ] {
         o.set_meta(rel, mode, MTIME).unwrap();
+        if rel == b"dir" && !directories {
+            // Nothing stored: `stat_reports_kind_size_mode_and_mtime`.
+            continue;
+        }
         let stat = o.stat(rel).unwrap().unwrap();
         assert_eq!(
             (stat.mode, stat.mtime_ns),
@@ -871,6 +991,13 @@ fn create_dir_makes_one_level(t: &dyn Transport) {
     o.create_dir(b"a").unwrap();
     o.create_dir(b"a/b").unwrap();
     put(o, b"a/file", b"f");
+    if !o.capabilities().directories {
+        // Nothing is created: directories exist through the files below them.
+        assert_eq!(walk(o), ["d a", "f a/file 1"]);
+        o.create_dir(b"x/y").unwrap();
+        assert_eq!(walk(o), ["d a", "f a/file 1"]);
+        return;
+    }
     assert_eq!(walk(o), ["d a", "d a/b", "f a/file 1"]);
     refused(o.create_dir(b"x/y"), "create_dir without its parent");
     refused(o.create_dir(b"a/file"), "create_dir where a file is");
@@ -928,8 +1055,17 @@ fn create_root_makes_missing_parents(t: &dyn Transport) {
     let o = &*origin;
     assert_eq!(o.stat(b"").unwrap(), None, "not created by opening");
     o.create_root().unwrap();
-    assert_eq!(o.stat(b"").unwrap().map(|s| s.kind), Some(EntryKind::Dir));
+    if o.capabilities().directories {
+        assert_eq!(o.stat(b"").unwrap().map(|s| s.kind), Some(EntryKind::Dir));
+    }
     o.create_root().unwrap();
+    if !o.capabilities().directories {
+        assert_eq!(
+            o.stat(b"").unwrap(),
+            None,
+            "a root without directories exists through its files"
+        );
+    }
     put(o, b"file", b"f");
     assert_eq!(walk(o), ["f file 1"]);
     let again = t.open("deep/er/root", false).unwrap();
@@ -960,14 +1096,14 @@ fn capabilities_are_what_the_transport_does(t: &dyn Transport) {
     let origin = empty_root(t);
     let o = &*origin;
     let caps = o.capabilities();
+    put_with(o, b"a.flac", b"old bytes", 0o644, MTIME).unwrap();
+    // (A root without directories exists once a file is in it.)
     assert_eq!(
         caps,
         second_client(t).capabilities(),
         "every client says the same"
     );
     assert_eq!(caps, o.capabilities(), "constant");
-
-    put_with(o, b"a.flac", b"old bytes", 0o644, MTIME).unwrap();
     let before = o.stat(b"a.flac").unwrap().expect("a.flac");
     let replaced = put_with(o, b"a.flac", b"new bytes", 0o644, MTIME);
     if caps.atomic_replace {
@@ -1057,6 +1193,24 @@ fn names_are_bytes(t: &dyn Transport) {
     let non_utf8 = b"latin1 \xe9t\xe9 \xff.mp3".to_vec();
     if p.non_utf8_names {
         names.push(non_utf8.clone());
+    }
+    let (with_controls, mut names): (Vec<Vec<u8>>, Vec<Vec<u8>>) = names
+        .into_iter()
+        .partition(|name| name.iter().any(u8::is_ascii_control));
+    if p.control_characters {
+        names.extend(with_controls.iter().cloned());
+    } else {
+        for name in &with_controls {
+            refused(
+                put_with(o, name, b"x", 0o644, MTIME),
+                "a name with a control character",
+            );
+            refused(
+                o.create_dir(name),
+                "a directory name with a control character",
+            );
+        }
+        assert_eq!(walk(o), Vec::<String>::new(), "refused names leave nothing");
     }
     names.sort();
 
@@ -1270,6 +1424,7 @@ macro_rules! conformance {
 
 conformance!(local => Local::start());
 conformance!(sftp => Sftp::start());
+conformance!(s3 => S3::start());
 conformance!(local_under_faults => UnderFaults::new(Local::start()));
 conformance!(sftp_under_faults => UnderFaults::new(Sftp::start()));
 

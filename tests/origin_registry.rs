@@ -44,7 +44,7 @@ fn unknown_schemes_exit_2_at_once_and_are_never_tried_as_hosts() {
     fs::write(
         home.join(".ssh/config"),
         format!(
-            "Host foo s3 smb nfs\n    HostName 127.0.0.1\n    Port {}\n    User root\n",
+            "Host foo s3 smb nfs webdav\n    HostName 127.0.0.1\n    Port {}\n    User root\n",
             trap.local_addr().expect("addr").port()
         ),
     )
@@ -53,14 +53,14 @@ fn unknown_schemes_exit_2_at_once_and_are_never_tried_as_hosts() {
     let lib = lib.to_str().expect("utf-8");
     let cases: [(&[&str], &str); 7] = [
         (&["sync", "foo://x/y", lib], "foo://"),
-        (&["sync", "s3://b/m", lib], "s3://"),
+        (&["sync", "webdav://b/m", lib], "webdav://"),
         (
             &["sync", "--dry-run", lib, "smb://me@server/share/m"],
             "smb://",
         ),
         (&["scan", "nfs://server/export"], "nfs://"),
-        (&["verify", "s3://bucket/music"], "s3://"),
-        (&["diff", "s3://bucket/music"], "s3://"),
+        (&["verify", "webdav://bucket/music"], "webdav://"),
+        (&["diff", "webdav://bucket/music"], "webdav://"),
         (&["diff", lib, "FOO://x"], "foo://"),
     ];
     fs::create_dir_all(lib).expect("mkdir lib");

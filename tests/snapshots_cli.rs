@@ -101,7 +101,10 @@ fn an_origin_argument_lists_only_that_origins_snapshots() {
 fn an_unknown_scheme_exits_2_and_a_directory_that_is_gone_still_names_its_snapshots() {
     let t = TestRepo::new();
     t.cmd().arg("scan").arg(t.fixtures("lib")).assert_exit(0);
-    for (arg, scheme) in [("foo://x", "foo://"), ("S3://bucket/music", "s3://")] {
+    for (arg, scheme) in [
+        ("foo://x", "foo://"),
+        ("WEBDAV://bucket/music", "webdav://"),
+    ] {
         let out = t.cmd().arg("snapshots").arg(arg).assert_exit(2);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(scheme), "{arg}: {stderr}");

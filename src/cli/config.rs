@@ -128,6 +128,16 @@ fn setting_table() -> Vec<Setting> {
             from_file: |s| some(s.max_delete),
             default: || json!(null),
         },
+        Setting {
+            key: "credentials",
+            env: None,
+            from_file: |s| {
+                s.credentials
+                    .as_ref()
+                    .map(|p| json!(p.display().to_string()))
+            },
+            default: || json!(null),
+        },
     ]
 }
 
@@ -137,6 +147,9 @@ fn shown(key: &str, value: &Value) -> String {
         ("rsh", Value::Null) => "(the built-in SSH client)".into(),
         ("remote_musicfs", Value::Null) => "(musicfs on the remote PATH, else SFTP)".into(),
         ("max_delete", Value::Null) => "(no limit)".into(),
+        ("credentials", Value::Null) => {
+            "(S3: the AWS environment, profile and shared files)".into()
+        }
         ("bwlimit", Value::Number(n)) if n.as_u64() == Some(0) => "0 (no limit)".into(),
         ("bwlimit", Value::Number(n)) => format!("{} B/s", n),
         ("timeout", Value::Number(n)) => format!("{n} s"),

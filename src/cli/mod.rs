@@ -389,7 +389,8 @@ pub enum Command {
     /// MUSICFS_CONFIG names), and the built-in defaults. In the file, `repo` names the
     /// repository, the table named defaults holds defaults for flags (timeout, retries, retry_for, rsh,
     /// accept_new_host_key, bwlimit, sftp, remote_musicfs, one_file_system, checksum,
-    /// max_delete), and each [origin.NAME] table names an origin (url = "nas:/music") with
+    /// max_delete, and credentials: an S3 credentials file, mode 0600), and each [origin.NAME]
+    /// table names an origin (url = "nas:/music") with
     /// its own settings, which come before the defaults table when NAME is given wherever an origin
     /// is (`musicfs sync nas ./lib`, `musicfs diff nas@2026-11-01 nas`). With NAME, the
     /// settings a command given that origin would use. A malformed file is an error naming
@@ -430,6 +431,10 @@ pub struct ConnectArgs {
     /// OpenSSH's own host-key checking then apply
     #[arg(short = 'e', long = "rsh", value_name = "COMMAND", env = "MUSICFS_RSH")]
     pub rsh: Option<String>,
+    /// S3 access key from the configuration's credentials file (never a flag: no secret in
+    /// argv); `None`: the AWS environment.
+    #[arg(skip)]
+    pub s3_credentials: Option<crate::origin::S3Credentials>,
 }
 
 /// Reads a `--retry-for` duration (`90s`, `10m`, `1h30m`).
@@ -487,6 +492,7 @@ impl ConnectArgs {
             max_retries: self.retries,
             remote_shell: self.rsh.clone().filter(|c| !c.trim().is_empty()),
             filter: crate::filter::Filter::none(),
+            s3_credentials: self.s3_credentials.clone(),
         }
     }
 }

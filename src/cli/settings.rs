@@ -25,7 +25,7 @@ pub(super) fn apply(cli: &mut Cli, config: &Config) -> anyhow::Result<()> {
             expand_path(config, &mut args.src, &mut named)?;
             expand_path(config, &mut args.dst, &mut named)?;
             let chain = Chain::new(config, &named);
-            fill_connect(&mut args.connect, &chain);
+            fill_connect(&mut args.connect, &chain)?;
             chain.add_excludes(&mut args.filter);
             if args.bwlimit.is_none() {
                 args.bwlimit = chain.bwlimit();
@@ -43,7 +43,7 @@ pub(super) fn apply(cli: &mut Cli, config: &Config) -> anyhow::Result<()> {
         Command::Scan(args) => {
             expand_path(config, &mut args.origin, &mut named)?;
             let chain = Chain::new(config, &named);
-            fill_connect(&mut args.connect, &chain);
+            fill_connect(&mut args.connect, &chain)?;
             chain.add_excludes(&mut args.filter);
             args.checksum |= chain.get(|s| s.checksum).unwrap_or(false);
             args.one_file_system |= chain.get(|s| s.one_file_system).unwrap_or(false);
@@ -55,7 +55,7 @@ pub(super) fn apply(cli: &mut Cli, config: &Config) -> anyhow::Result<()> {
             if let Some(from) = &mut args.repair_from {
                 expand_path(config, from, &mut named)?;
             }
-            fill_connect(&mut args.connect, &Chain::new(config, &named));
+            fill_connect(&mut args.connect, &Chain::new(config, &named))?;
         }
         Command::Diff(args) => {
             expand_operand(config, &mut args.a, &mut named)?;
@@ -63,7 +63,7 @@ pub(super) fn apply(cli: &mut Cli, config: &Config) -> anyhow::Result<()> {
                 expand_operand(config, b, &mut named)?;
             }
             let chain = Chain::new(config, &named);
-            fill_connect(&mut args.connect, &chain);
+            fill_connect(&mut args.connect, &chain)?;
             chain.add_excludes(&mut args.filter);
             args.one_file_system |= chain.get(|s| s.one_file_system).unwrap_or(false);
         }
@@ -71,15 +71,15 @@ pub(super) fn apply(cli: &mut Cli, config: &Config) -> anyhow::Result<()> {
             if let Some(origin) = &mut args.origin {
                 expand_path(config, origin, &mut named)?;
             }
-            fill_connect(&mut args.connect, &Chain::new(config, &named));
+            fill_connect(&mut args.connect, &Chain::new(config, &named))?;
         }
         Command::Forget(args) => {
             if let Some(origin) = &mut args.origin {
                 expand_path(config, origin, &mut named)?;
             }
-            fill_connect(&mut args.connect, &Chain::new(config, &named));
+            fill_connect(&mut args.connect, &Chain::new(config, &named))?;
         }
-        Command::Mount(args) => fill_connect(&mut args.connect, &Chain::new(config, &[])),
+        Command::Mount(args) => fill_connect(&mut args.connect, &Chain::new(config, &[]))?,
         Command::Init(_)
         | Command::Check
         | Command::RepairIndex
@@ -139,7 +139,16 @@ impl<'a> Chain<'a> {
     }
 }
 
-fn fill_connect(connect: &mut ConnectArgs, chain: &Chain<'_>) {
+/// Fills the connection flags the command line left unset; reads the S3 credentials file the
+/// chain names (the first named origin's, else `[defaults]`'s), refusing one others can read.
+fn fill_connect(connect: &mut ConnectArgs, chain: &Chain<'_>) -> Result<(), Error> {
+    if connect.s3_credentials.is_none() {
+        if let Some(file) = chain.get(|s| s.credentials.clone()) {
+            let credentials = crate::config::read_credentials(&file)
+                .map_err(|e| Error::InvalidInput(e.to_string()))?;
+            connect.s3_credentials = Some(credentials);
+        }
+    }
     if connect.timeout.is_none() {
         connect.timeout = chain.get(|s| s.timeout);
     }
@@ -153,6 +162,7 @@ fn fill_connect(connect: &mut ConnectArgs, chain: &Chain<'_>) {
         connect.rsh = chain.get(|s| s.rsh.clone());
     }
     connect.accept_new_host_key |= chain.get(|s| s.accept_new_host_key).unwrap_or(false);
+    Ok(())
 }
 
 /// The named origin an argument names, when it is one: exactly the name of an

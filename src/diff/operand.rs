@@ -464,7 +464,7 @@ mod tests {
         ] {
             assert_eq!(parse(arg).expect(arg), Operand::Origin(arg.into()), "{arg}");
         }
-        assert!(parse("s3://bucket/music").is_err());
+        assert!(parse("webdav://bucket/music").is_err());
         // Bad times name the argument.
         for arg in [
             "/music@2026-99-99",

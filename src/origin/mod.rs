@@ -6,7 +6,7 @@
 //! [`Origin`] is the read side every transport offers; [`WritableOrigin`] adds what a sync
 //! needs to change a destination safely (temporary files renamed into place).
 //!
-//! Each transport (`local`, `ssh`) registers itself in [`registry`]; an origin argument is
+//! Each transport (`local`, `ssh`, `s3`) registers itself in [`registry`]; an origin argument is
 //! read with [`OriginSpec::parse`] and opened through it, so code outside this module never
 //! names a transport.
 
@@ -19,6 +19,7 @@ mod mountinfo;
 pub mod registry;
 pub mod retrying;
 pub mod runtime;
+pub mod s3;
 mod spec;
 pub mod spooled;
 pub mod ssh;
@@ -32,6 +33,7 @@ pub use filtered::Filtered;
 pub use local::LocalOrigin;
 pub use registry::OpenOptions;
 pub use retrying::{Policy, Retrying};
+pub use s3::{S3Credentials, S3Location, S3Origin};
 pub use spec::OriginSpec;
 pub use spooled::Spooled;
 pub use ssh::{SftpOrigin, SshSpec};

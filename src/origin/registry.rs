@@ -60,8 +60,11 @@ impl fmt::Debug for Transport {
 
 /// Every transport of this build, in the order arguments without a scheme are offered to
 /// them. One line per transport.
-pub static TRANSPORTS: &[&Transport] =
-    &[&super::ssh::transport::TRANSPORT, &super::local::TRANSPORT];
+pub static TRANSPORTS: &[&Transport] = &[
+    &super::ssh::transport::TRANSPORT,
+    &super::s3::transport::TRANSPORT,
+    &super::local::TRANSPORT,
+];
 
 /// Settings for opening an origin. Each transport takes the ones that concern it.
 #[derive(Clone, Debug)]
@@ -92,12 +95,15 @@ pub struct OpenOptions {
     /// list): [`crate::origin::OriginSpec`] wraps the origin in a
     /// [`crate::origin::Filtered`]; a remote agent is sent it. Empty: nothing.
     pub filter: crate::filter::Filter,
+    /// S3: an access key from a credentials file (`[origin.NAME] credentials`), in place of
+    /// the AWS environment's chain. `None`: the environment, profile and shared files.
+    pub s3_credentials: Option<crate::origin::s3::S3Credentials>,
 }
 
 impl Default for OpenOptions {
     /// Stay on no file system; 15 s to connect, 60 s of silence, 3 retries of a first
     /// connection, 5 minutes of retries once the host answered; the built-in SSH client; no
-    /// filter.
+    /// filter; S3 credentials from the AWS environment.
     fn default() -> Self {
         OpenOptions {
             one_file_system: false,
@@ -109,6 +115,7 @@ impl Default for OpenOptions {
             max_retries: None,
             remote_shell: None,
             filter: crate::filter::Filter::none(),
+            s3_credentials: None,
         }
     }
 }

@@ -226,7 +226,7 @@ mod tests {
     #[test]
     fn unknown_schemes_are_refused_naming_the_scheme() {
         for (arg, scheme) in [
-            ("s3://bucket/music", "s3://"),
+            ("webdav://bucket/music", "webdav://"),
             ("smb://me@server/share/m", "smb://"),
             ("nfs://server/export", "nfs://"),
             ("foo://x/y", "foo://"),

@@ -4,6 +4,7 @@
 
 pub mod faulty;
 pub mod garage;
+pub mod moto;
 pub mod proxy;
 pub mod sftp;
 pub mod sshd;

@@ -1,0 +1,544 @@
+//! S3 plain mirrors through the binary, against moto's S3 server on 127.0.0.1: syncs to and
+//! from a bucket prefix, what a second sync and a retag upload, `--delete`, hostile keys put
+//! there by another tool, and credentials that never show.
+
+mod support;
+mod util;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Output;
+use std::time::{Duration, UNIX_EPOCH};
+
+use support::moto::{Moto, S3};
+use util::*;
+
+const BUCKET: &str = "music";
+const URL: &str = "s3://music/lib";
+
+/// The binary with the moto server's AWS environment.
+fn run(t: &TestRepo, moto: &Moto, json: bool, args: &[&str]) -> Output {
+    let mut m = t.cmd();
+    if json {
+        m.json();
+    }
+    m.args(args);
+    let mut c = m.command();
+    c.envs(moto.env());
+    c.env_remove("AWS_PROFILE");
+    c.output().expect("run musicfs")
+}
+
+fn ok(out: Output) -> Output {
+    assert!(
+        out.status.success(),
+        "exit {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn sync(t: &TestRepo, moto: &Moto, src: &str, dst: &str, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["sync", src, dst];
+    args.extend_from_slice(extra);
+    summary_of(&ok(run(t, moto, true, &args)))
+}
+
+fn started() -> (TestRepo, Moto, S3) {
+    let t = TestRepo::new();
+    let moto = Moto::start();
+    let s3 = moto.client();
+    s3.create_bucket(BUCKET);
+    (t, moto, s3)
+}
+
+/// Each object under `lib/`: key after the prefix → (ETag, LastModified).
+fn state(s3: &S3) -> BTreeMap<String, (String, String)> {
+    s3.list(BUCKET)
+        .into_iter()
+        .filter_map(|o| {
+            let rel = o.key.strip_prefix("lib/")?.to_string();
+            Some((rel, (o.etag, o.last_modified)))
+        })
+        .collect()
+}
+
+fn rel_files(root: &Path) -> Vec<String> {
+    files_in(root)
+        .keys()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect()
+}
+
+/// A file's mtime as rclone writes it: decimal seconds to the nanosecond.
+fn rclone_mtime(path: &Path) -> String {
+    let t = fs::metadata(path)
+        .unwrap()
+        .modified()
+        .unwrap()
+        .duration_since(UNIX_EPOCH)
+        .unwrap();
+    format!("{}.{:09}", t.as_secs(), t.subsec_nanos())
+}
+
+#[test]
+fn a_library_goes_to_a_bucket_and_comes_back_whole() {
+    let (t, moto, s3) = started();
+    let src = t.fixtures("src");
+    let s = sync(&t, &moto, src.to_str().unwrap(), URL, &[]);
+    assert_eq!(num(&s, "files_changed"), files_in(&src).len() as u64, "{s}");
+
+    // One object per file, its key the path, mtime and mode in rclone's metadata.
+    let keys: Vec<String> = state(&s3).into_keys().collect();
+    assert_eq!(keys, rel_files(&src));
+    for rel in &keys {
+        let (bytes, meta) = s3.get(BUCKET, &format!("lib/{rel}"));
+        let local = src.join(rel);
+        assert!(bytes == fs::read(&local).unwrap(), "{rel}: the bytes");
+        assert_eq!(meta.get("mtime"), Some(&rclone_mtime(&local)), "{rel}");
+        let mode = fs::metadata(&local).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(
+            meta.get("mode"),
+            Some(&format!("{:o}", 0o100000 | mode)),
+            "{rel}"
+        );
+    }
+
+    let back = t.path("back");
+    sync(&t, &moto, URL, back.to_str().unwrap(), &[]);
+    assert_trees_equal(&src, &back);
+}
+
+#[test]
+fn a_second_sync_uploads_nothing_and_a_retag_only_its_file() {
+    let (t, moto, s3) = started();
+    let src = t.fixtures("src");
+    let src_arg = src.to_str().unwrap().to_string();
+    sync(&t, &moto, &src_arg, URL, &[]);
+    let first = state(&s3);
+    // LastModified has whole seconds: a PUT in the next second shows.
+    std::thread::sleep(Duration::from_millis(1100));
+
+    let again = sync(&t, &moto, &src_arg, URL, &[]);
+    assert_eq!(num(&again, "files_changed"), 0, "{again}");
+    assert_eq!(num(&again, "bytes_transferred"), 0, "{again}");
+    assert_eq!(state(&s3), first, "no object was written again");
+
+    util::editors::metaflac_title(&src.join(util::editors::SINE), "Retagged Sine");
+    std::thread::sleep(Duration::from_millis(1100));
+    let retag = sync(&t, &moto, &src_arg, URL, &[]);
+    assert_eq!(num(&retag, "files_changed"), 1, "{retag}");
+    let after = state(&s3);
+    let changed: Vec<&String> = after
+        .iter()
+        .filter(|(rel, v)| first.get(*rel) != Some(v))
+        .map(|(rel, _)| rel)
+        .collect();
+    assert_eq!(
+        changed,
+        [util::editors::SINE],
+        "only the retagged file was put"
+    );
+    let (bytes, _) = s3.get(BUCKET, &format!("lib/{}", util::editors::SINE));
+    assert!(bytes == fs::read(src.join(util::editors::SINE)).unwrap());
+}
+
+#[test]
+fn delete_removes_what_the_source_lacks_from_the_bucket() {
+    let (t, moto, s3) = started();
+    let src = t.fixtures("src");
+    let src_arg = src.to_str().unwrap().to_string();
+    sync(&t, &moto, &src_arg, URL, &[]);
+    fs::remove_file(src.join(util::editors::DUSK)).unwrap();
+    fs::remove_dir_all(src.join("Riff Raff")).unwrap();
+
+    let kept = sync(&t, &moto, &src_arg, URL, &[]);
+    assert_eq!(num(&kept, "files_deleted"), 0, "{kept}");
+    assert!(
+        state(&s3).contains_key(util::editors::DUSK),
+        "kept without --delete"
+    );
+
+    let s = sync(&t, &moto, &src_arg, URL, &["--delete"]);
+    assert_eq!(num(&s, "files_deleted"), 2, "{s}");
+    let keys: Vec<String> = state(&s3).into_keys().collect();
+    assert_eq!(keys, rel_files(&src), "the bucket holds exactly the source");
+}
+
+#[test]
+fn hostile_keys_are_reported_and_never_followed() {
+    let (t, moto, s3) = started();
+    for key in ["lib/../x", "lib//abs", "lib/a//b", "lib/./dot"] {
+        s3.put(BUCKET, key, b"hostile", &[]);
+    }
+    s3.put(
+        BUCKET,
+        "lib/good/track.flac",
+        b"good bytes",
+        &[("mtime", "1700000000.5")],
+    );
+    let listed: Vec<String> = s3.list(BUCKET).into_iter().map(|o| o.key).collect();
+    assert!(
+        listed.contains(&"lib/../x".to_string()),
+        "moto kept the key: {listed:?}"
+    );
+
+    let dst = t.path("dst");
+    let out = run(&t, &moto, false, &["sync", URL, dst.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "partial: {stderr}");
+    for key in ["\"../x\"", "\"/abs\"", "\"a//b\"", "\"./dot\""] {
+        assert!(stderr.contains(key), "{key} reported: {stderr}");
+    }
+    assert_eq!(rel_files(&dst), ["good/track.flac"], "the rest synced");
+    assert_eq!(
+        fs::read(dst.join("good/track.flac")).unwrap(),
+        b"good bytes"
+    );
+    let mtime = fs::metadata(dst.join("good/track.flac"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert_eq!(
+        mtime.duration_since(UNIX_EPOCH).unwrap(),
+        Duration::new(1_700_000_000, 500_000_000),
+        "rclone's mtime kept"
+    );
+    assert!(!t.path("x").exists() && !dst.join("abs").exists() && !Path::new("/abs").exists());
+}
+
+#[test]
+fn an_object_without_metadata_has_its_last_modified() {
+    let (t, moto, s3) = started();
+    s3.put(BUCKET, "lib/plain.mp3", b"from another tool", &[]);
+    let dst = t.path("dst");
+    sync(&t, &moto, URL, dst.to_str().unwrap(), &[]);
+    let mtime = fs::metadata(dst.join("plain.mp3"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let age = std::time::SystemTime::now().duration_since(mtime).unwrap();
+    assert!(
+        age < Duration::from_secs(600),
+        "LastModified, not 1970: {age:?}"
+    );
+    let mode = fs::metadata(dst.join("plain.mp3"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o644);
+}
+
+#[test]
+fn bad_bucket_names_are_refused_before_connecting() {
+    let t = TestRepo::new();
+    let out = t.cmd().args(["scan", "s3://Bad_Bucket/x"]).assert_exit(2);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("s3://Bad_Bucket/x") && stderr.contains("bucket"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
+
+// --- credentials ----------------------------------------------------------------------------
+
+/// A configuration naming `url` as the origin `vault`, with the credentials file `vault.toml`
+/// beside it.
+fn vault_config(home: &Path, url: &str, id: &str, secret: &str) -> std::path::PathBuf {
+    let dir = home.join(".config/musicfs");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(
+        dir.join("config.toml"),
+        format!("[origin.vault]\nurl = \"{url}\"\ncredentials = \"vault.toml\"\n"),
+    )
+    .unwrap();
+    let file = dir.join("vault.toml");
+    fs::write(
+        &file,
+        format!("aws_access_key_id = \"{id}\"\naws_secret_access_key = \"{secret}\"\n"),
+    )
+    .unwrap();
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).unwrap();
+    file
+}
+
+#[test]
+fn secrets_never_show_whether_the_key_works_or_not() {
+    let (moto, id, secret) = Moto::start_with_auth(BUCKET);
+    let t = TestRepo::new();
+    let src = t.fixtures("src");
+    // ASCII names only: moto's signature check of a non-ASCII key differs from AWS's too.
+    fs::remove_dir_all(src.join("Café Tonal")).unwrap();
+    let wrong = "WRONG-s3cr3t-9f8e7d6c5b4a";
+    // The whole bucket: moto's signature check of a ListObjectsV2 with a prefix
+    // (`prefix=lib%2F`) differs from AWS's, and refuses what AWS takes.
+    let url = "s3://music";
+    vault_config(t.root(), url, &id, wrong);
+    let log = t.path("musicfs.log");
+    let runs = |label: &str| -> Output {
+        let mut m = t.cmd();
+        m.args(["-v", "--log-file", log.to_str().unwrap(), "sync"])
+            .arg(&src)
+            .arg("vault");
+        let mut c = m.command();
+        c.env("AWS_ENDPOINT_URL", moto.endpoint())
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_CONFIG_FILE", "/nonexistent/aws-config")
+            .env(
+                "AWS_SHARED_CREDENTIALS_FILE",
+                "/nonexistent/aws-credentials",
+            )
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("MUSICFS_LOG", "trace")
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env_remove("AWS_PROFILE");
+        c.output().expect(label)
+    };
+    let failed = runs("the wrong secret");
+    assert!(!failed.status.success(), "a wrong secret is refused");
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(
+        stderr.contains("SignatureDoesNotMatch") || stderr.contains("403"),
+        "{stderr}"
+    );
+
+    vault_config(t.root(), url, &id, &secret);
+    let worked = runs("the right secret");
+    let stderr = String::from_utf8_lossy(&worked.stderr);
+    let last: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("musicfs"))
+        .collect();
+    assert!(worked.status.success(), "{last:?}");
+    let log_text = fs::read_to_string(&log).unwrap();
+    assert!(log_text.len() > 100, "the log was written: {log_text}");
+    for out in [&failed, &worked] {
+        for text in [&out.stdout, &out.stderr] {
+            let text = String::from_utf8_lossy(text);
+            assert!(!text.contains(wrong) && !text.contains(&secret), "{text}");
+        }
+    }
+    assert!(!log_text.contains(wrong) && !log_text.contains(&secret));
+}
+
+#[test]
+fn a_credentials_file_others_can_read_or_another_user_owns_is_refused() {
+    let t = TestRepo::new();
+    let file = vault_config(t.root(), URL, "AKIAEXAMPLE", "not-used");
+    let refused = |expect: &str| {
+        let out = t.cmd().args(["scan", "vault"]).assert_exit(2);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+        assert!(
+            stderr.contains(&file.display().to_string()) && stderr.contains(expect),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("not-used"), "{stderr}");
+    };
+    for mode in [0o640, 0o604, 0o644, 0o660] {
+        fs::set_permissions(&file, fs::Permissions::from_mode(mode)).unwrap();
+        refused(&format!("mode {mode:04o}"));
+    }
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).unwrap();
+    if nix::unistd::geteuid().is_root() {
+        std::os::unix::fs::chown(&file, Some(NOBODY.0), Some(NOBODY.1)).unwrap();
+        refused("owned by uid 65534");
+        std::os::unix::fs::chown(&file, Some(0), Some(0)).unwrap();
+    }
+    fs::write(&file, "aws_access_key_id = \"AKIAEXAMPLE\"\n").unwrap();
+    refused("missing field `aws_secret_access_key`");
+    fs::write(
+        &file,
+        "aws_access_key_id = \"A\"\naws_secret_access_key = 12345678\n",
+    )
+    .unwrap();
+    refused("line 2");
+    let out = t.cmd().args(["scan", "vault"]).assert_exit(2);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("12345678"));
+}
+
+#[test]
+fn the_credentials_file_mode_binds_an_unprivileged_user_too() {
+    let (t, moto, s3) = {
+        let t = TestRepo::unprivileged();
+        let moto = Moto::start();
+        let s3 = moto.client();
+        s3.create_bucket(BUCKET);
+        (t, moto, s3)
+    };
+    s3.put(BUCKET, "lib/a.flac", b"a", &[]);
+    t.sh_unprivileged(
+        "mkdir -p .config/musicfs && cd .config/musicfs && \
+         printf '[origin.vault]\\nurl = \"s3://music/lib\"\\ncredentials = \"vault.toml\"\\n' > config.toml && \
+         printf 'aws_access_key_id = \"AKIAMUSICFSTEST\"\\naws_secret_access_key = \"moto-secret-key\"\\n' > vault.toml && \
+         chmod 640 vault.toml",
+    );
+    let scan = || {
+        let mut c = t.cmd_unprivileged();
+        c.args(["scan", "vault"]);
+        let mut c = c.command();
+        c.envs(moto.env());
+        c.env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY");
+        c.output().expect("scan")
+    };
+    let out = scan();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("vault.toml") && stderr.contains("mode 0640"),
+        "{stderr}"
+    );
+    t.sh_unprivileged("chmod 600 .config/musicfs/vault.toml");
+    let out = scan();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_large_file_goes_up_in_parts_and_leaves_no_upload_behind() {
+    let (t, moto, s3) = started();
+    let src = t.mkdir("big");
+    // 20 MiB and a bit: above the single-PUT limit (16 MiB), three 8 MiB parts.
+    let data: Vec<u8> = (0..20 * 1024 * 1024 + 12_345u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    fs::write(src.join("long.wav"), &data).unwrap();
+    sync(&t, &moto, src.to_str().unwrap(), URL, &[]);
+    let listed = s3.list(BUCKET);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert!(
+        listed[0].etag.ends_with("-3\""),
+        "a multipart ETag: {listed:?}"
+    );
+    assert_eq!(s3.pending_uploads(BUCKET), 0, "the upload was completed");
+    let (bytes, meta) = s3.get(BUCKET, "lib/long.wav");
+    assert!(bytes == data, "the bytes");
+    assert_eq!(
+        meta.get("mtime"),
+        Some(&rclone_mtime(&src.join("long.wav")))
+    );
+
+    let back = t.path("back");
+    sync(&t, &moto, URL, back.to_str().unwrap(), &[]);
+    assert_trees_equal(&src, &back);
+}
+
+#[test]
+fn a_prefix_of_more_keys_than_one_listing_page_is_walked_whole() {
+    let (t, moto, s3) = started();
+    // moto, like S3, lists 1000 keys per page.
+    let names: Vec<String> = (0..1_003)
+        .map(|i| format!("lib/d{}/f{i:04}", i % 7))
+        .collect();
+    for name in &names {
+        s3.put(BUCKET, name, b"x", &[("mtime", "1600000000.25")]);
+    }
+    let dst = t.path("dst");
+    let s = sync(&t, &moto, URL, dst.to_str().unwrap(), &[]);
+    assert_eq!(num(&s, "files_total"), 1_003, "{s}");
+    let mut expected: Vec<String> = names
+        .iter()
+        .map(|n| n["lib/".len()..].to_string())
+        .collect();
+    expected.sort();
+    assert_eq!(rel_files(&dst), expected);
+}
+
+#[test]
+fn a_server_that_does_not_answer_is_unreachable() {
+    let t = TestRepo::new();
+    let port = support::sshd::free_port();
+    let mut m = t.cmd();
+    m.args(["scan", "s3://music/lib", "--retries", "0", "--timeout", "5"]);
+    let mut c = m.command();
+    c.env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"))
+        .env("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")
+        .env("AWS_SECRET_ACCESS_KEY", "nothing-listens")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_CONFIG_FILE", "/nonexistent/aws-config")
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "/nonexistent/aws-credentials",
+        )
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    let out = c.output().expect("run musicfs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "exit 5, unreachable: {stderr}");
+    assert!(stderr.contains("s3://music/lib"), "{stderr}");
+    assert!(!stderr.contains("nothing-listens"), "{stderr}");
+}
+
+/// Credentials the AWS way: a profile of the shared credentials file, chosen with
+/// `AWS_PROFILE`, its region from the shared config; a profile with a wrong key is refused.
+#[test]
+fn a_profile_of_the_shared_files_is_used() {
+    let (moto, id, secret) = Moto::start_with_auth(BUCKET);
+    let t = TestRepo::new();
+    let src = t.mkdir("src");
+    fs::write(src.join("a.flac"), b"bytes").unwrap();
+    let aws = t.mkdir("aws");
+    fs::write(
+        aws.join("credentials"),
+        format!(
+            "[label]\naws_access_key_id = {id}\naws_secret_access_key = {secret}\n\n\
+             [stale]\naws_access_key_id = {id}\naws_secret_access_key = not-{secret}\n"
+        ),
+    )
+    .unwrap();
+    fs::write(
+        aws.join("config"),
+        "[profile label]\nregion = us-east-1\n\n[profile stale]\nregion = us-east-1\n",
+    )
+    .unwrap();
+    let sync_as = |profile: &str| {
+        let mut m = t.cmd();
+        m.args(["sync"]).arg(&src).arg("s3://music");
+        let mut c = m.command();
+        c.env("AWS_ENDPOINT_URL", moto.endpoint())
+            .env("AWS_PROFILE", profile)
+            .env("AWS_CONFIG_FILE", aws.join("config"))
+            .env("AWS_SHARED_CREDENTIALS_FILE", aws.join("credentials"))
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("MUSICFS_LOG", "trace")
+            .env_remove("AWS_REGION")
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY");
+        c.output().expect("run musicfs")
+    };
+    let worked = sync_as("label");
+    let text = String::from_utf8_lossy(&worked.stderr);
+    let said: Vec<&str> = text.lines().filter(|l| l.starts_with("musicfs")).collect();
+    assert!(worked.status.success(), "{said:?}");
+    assert!(
+        !text.contains(&secret),
+        "the secret is not logged, even at trace level"
+    );
+    let refused = sync_as("stale");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    let said: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("musicfs"))
+        .collect();
+    assert!(
+        matches!(refused.status.code(), Some(2 | 3)),
+        "refused: {:?} {said:?}",
+        refused.status
+    );
+    assert!(
+        said.iter()
+            .any(|l| l.contains("SignatureDoesNotMatch") || l.contains("(403)")),
+        "{said:?}"
+    );
+    assert!(!stderr.contains(&secret));
+}
