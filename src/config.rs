@@ -45,7 +45,7 @@ use toml::Spanned;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file exists but cannot be read.
-    #[error("{}: {source}", file.display())]
+    #[error("{}: {}", file.display(), crate::error::io_reason(source))]
     Read {
         /// The file.
         file: PathBuf,

@@ -121,7 +121,7 @@ fn sync_copies_a_library_holding_a_musicfs_mount_without_the_mount() {
         .arg(&copy)
         .assert_exit(0);
     let summary = summary_of(&out);
-    assert_eq!(num(&summary, "errors"), 0, "{summary}");
+    assert_eq!(num(&summary, "problems"), 0, "{summary}");
     assert_eq!(
         list_tree(&copy),
         expected,
@@ -149,7 +149,7 @@ fn sync_delete_neither_enters_nor_deletes_a_musicfs_mount_at_the_destination() {
         .arg(&dst)
         .assert_exit(0);
     let summary = summary_of(&out);
-    assert_eq!(num(&summary, "errors"), 0, "{summary}");
+    assert_eq!(num(&summary, "problems"), 0, "{summary}");
     assert!(!dst.join("stray.txt").exists(), "other deletions happen");
     assert!(mounted.serves(), "the mount at DST is left alone");
     drop(mounted);

@@ -196,7 +196,7 @@ impl SftpOrigin {
             match make(&path) {
                 Ok(made) => return Ok((temp, made)),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 8 => attempt += 1,
-                Err(e) => return Err(Error::io(self.display(&temp), e)),
+                Err(e) => return Err(Error::io(self.display(rel), e)),
             }
         }
     }
@@ -286,8 +286,7 @@ struct RemoteTemp {
     /// Server paths.
     path: Vec<u8>,
     target: Vec<u8>,
-    /// For messages.
-    shown: PathBuf,
+    /// For messages: the file the temporary becomes (its own name means nothing to a user).
     shown_target: PathBuf,
     buf: Vec<u8>,
 }
@@ -332,7 +331,6 @@ impl TempFile for RemoteTemp {
             file,
             path,
             target,
-            shown,
             shown_target,
             ..
         } = *self;
@@ -341,7 +339,8 @@ impl TempFile for RemoteTemp {
         drop(file);
         let result = written
             .and_then(|()| sftp.set_meta(&path, mode, mtime_ns))
-            .map_err(|e| Error::io(&shown, e))
+            // Named by the file it becomes: the temporary name means nothing to the user.
+            .map_err(|e| Error::io(&shown_target, e))
             .and_then(|()| {
                 sftp.rename_over(&path, &target)
                     .map_err(|e| Error::io(&shown_target, e))
@@ -494,7 +493,7 @@ impl WritableOrigin for SftpOrigin {
     fn create_temp(&self, rel: &[u8]) -> Result<Box<dyn TempFile>> {
         let target = self.remote_path(rel)?;
         let sftp = &self.sftp;
-        let (temp, (path, file)) = self.new_temp(rel, |path| {
+        let (_, (path, file)) = self.new_temp(rel, |path| {
             sftp.create_new(path, 0o600).map(|f| (path.to_vec(), f))
         })?;
         Ok(Box::new(RemoteTemp {
@@ -502,7 +501,6 @@ impl WritableOrigin for SftpOrigin {
             file,
             path,
             target,
-            shown: self.display(&temp),
             shown_target: self.display(rel),
             buf: Vec::with_capacity(WRITE_BUFFER),
         }))
