@@ -461,3 +461,108 @@ fn a_second_gc_stops_while_one_holds_the_lock_and_a_stale_lock_is_ignored() {
     );
     assert_trees_equal(&a.lib, &c.lib);
 }
+
+// --- crash safety ---------------------------------------------------------------------------
+
+const CRASH_DIR: &str = "MUSICFS_STORE_GC_CRASH_DIR";
+const CRASH_NOW: i64 = T0 + 25 * HOUR;
+
+/// Run by `a_gc_killed_at_any_point_leaves_the_store_readable_and_the_next_one_finishes` in
+/// a child process, with a failpoint armed: runs a gc of the store under the directory it
+/// names at `CRASH_NOW`. Does nothing when run on its own.
+#[test]
+#[ignore = "run by the crash test in a child process"]
+fn crash_child_gc() {
+    let Some(dir) = std::env::var_os(CRASH_DIR) else {
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    let repo = Repository::open(&dir.join("gc/repo")).unwrap();
+    let objects = Arc::new(LocalObjects::new(dir.join("store")));
+    let url = format!("file://{}", dir.join("store").display());
+    let store = Store::open(objects, &url, &repo).unwrap();
+    store::gc(&store, &options(), CRASH_NOW).unwrap();
+}
+
+#[test]
+fn a_gc_killed_at_any_point_leaves_the_store_readable_and_the_next_one_finishes() {
+    use std::os::unix::process::ExitStatusExt;
+    let mut points: Vec<String> = store::GC_POINTS.iter().map(|p| p.to_string()).collect();
+    points.push("store-gc-sweep:2".into());
+    points.push("store-gc-sweep:3".into());
+    let template = tempfile::tempdir().unwrap();
+    genlib_create(&template.path().join("lib"), 30, 17, 128 * KIB);
+    for point in points {
+        let dir = tempfile::tempdir().unwrap();
+        let (objects, url) = new_store(dir.path());
+        let a = Site::new(dir.path(), "a");
+        // The repository whose cache the killed gc uses.
+        Site::new(dir.path(), "gc");
+        copy_tree(&template.path().join("lib"), &a.lib);
+        let store_a = a.open(&objects, &url);
+        // Garbage marked at T0, swept by the gc killed at T0 + 25 h; more garbage since, for
+        // that gc to mark and repack (a threshold of 0.5 repacks every pack holding a dead
+        // chunk list or tree).
+        a.push(&store_a);
+        churn(&a.lib, 1);
+        a.push(&store_a);
+        store::forget(&store_a, 1, false).unwrap();
+        let first = store::gc(&store_a, &options(), T0).unwrap();
+        assert!(first.marked_packs > 0, "{first:?}");
+        churn(&a.lib, 2);
+        let newest = a.push(&store_a);
+        store::forget(&store_a, 1, false).unwrap();
+        let mut states = HashMap::new();
+        keep(&mut states, dir.path(), &a.lib, newest);
+
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["crash_child_gc", "--exact", "--ignored", "--nocapture"])
+            .env(CRASH_DIR, dir.path())
+            .env("MUSICFS_FAILPOINT", &point)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert_eq!(
+            status.signal(),
+            Some(9),
+            "{point}: the gc was not killed ({status:?})"
+        );
+        assert_eq!(
+            objects.list(ObjectKind::StoreLock).unwrap().len(),
+            1,
+            "{point}"
+        );
+
+        // Readable as it is.
+        assert_every_snapshot_exact(dir.path(), &objects, &url, &states, &point);
+        // The killed gc's lock stops the next gc until it is stale; then one finishes.
+        let err = store::gc(&store_a, &options(), CRASH_NOW + 1).unwrap_err();
+        assert!(err.to_string().contains("another gc"), "{point}: {err}");
+        let next = CRASH_NOW + 7 * HOUR;
+        store::gc(&store_a, &options(), next).unwrap();
+        assert!(
+            objects.list(ObjectKind::StoreLock).unwrap().is_empty(),
+            "{point}"
+        );
+        assert_every_snapshot_exact(dir.path(), &objects, &url, &states, &point);
+        // Everything marked by then is swept a grace later, and no garbage is left that a
+        // threshold of 1 would not repack.
+        store::gc(&store_a, &options(), next + 25 * HOUR).unwrap();
+        let left = store::gc(
+            &store_a,
+            &GcOptions {
+                dry_run: true,
+                ..options()
+            },
+            next + 26 * HOUR,
+        )
+        .unwrap();
+        assert_eq!(left.marked_packs, 0, "{point}: {left:?}");
+        assert!(
+            objects.list(ObjectKind::StoreMark).unwrap().is_empty(),
+            "{point}"
+        );
+        assert_every_snapshot_exact(dir.path(), &objects, &url, &states, &point);
+    }
+}
