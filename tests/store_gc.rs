@@ -94,13 +94,17 @@ impl Site {
 }
 
 fn new_store(dir: &Path) -> (Arc<LocalObjects>, String) {
+    new_store_with(dir, 1 << 20)
+}
+
+fn new_store_with(dir: &Path, pack_size: u32) -> (Arc<LocalObjects>, String) {
     let objects = Arc::new(LocalObjects::new(dir.join("store")));
     let url = format!("file://{}", dir.join("store").display());
     store::init(
         &*objects,
         &url,
         &musicfs::repo::ChunkerConfig::default(),
-        1 << 20,
+        pack_size,
     )
     .unwrap();
     (objects, url)
@@ -564,5 +568,63 @@ fn a_gc_killed_at_any_point_leaves_the_store_readable_and_the_next_one_finishes(
             "{point}"
         );
         assert_every_snapshot_exact(dir.path(), &objects, &url, &states, &point);
+    }
+}
+
+/// What gc frees after the churn of `docs/format.md`'s pack-size measurement (200 tracks of
+/// about 1 MiB, 16 MiB packs; a retag of 10 % of the tracks and every tenth album deleted,
+/// the first snapshot forgotten), and what it costs. Prints a table; run by hand:
+/// `cargo test --release --test store_gc measure_gc -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement, run by hand"]
+fn measure_gc() {
+    let template = tempfile::tempdir().unwrap();
+    genlib_create(&template.path().join("lib"), 200, 21, 1 << 20);
+    let mib = |n: u64| format!("{:.1} MiB", n as f64 / f64::from(1u32 << 20));
+    println!("| repack threshold | packs before | garbage | marked packs (repacked) | copied | swept | packs after | garbage left |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for threshold in [0.5, 0.9, 1.0] {
+        let dir = tempfile::tempdir().unwrap();
+        let (objects, url) = new_store_with(dir.path(), 16 << 20);
+        let a = Site::new(dir.path(), "a");
+        copy_tree(&template.path().join("lib"), &a.lib);
+        let store_a = a.open(&objects, &url);
+        a.push(&store_a);
+        churn(&a.lib, 4);
+        a.push(&store_a);
+        store::forget(&store_a, 1, false).unwrap();
+        let opts = GcOptions {
+            repack_threshold: threshold,
+            ..options()
+        };
+        let before = pack_bytes(&objects);
+        let packs_before = objects.list(ObjectKind::StorePack).unwrap().len();
+        let marked = store::gc(&store_a, &opts, T0).unwrap();
+        let swept = store::gc(&store_a, &opts, T0 + 25 * HOUR).unwrap();
+        let after = pack_bytes(&objects);
+        let left = store::gc(
+            &store_a,
+            &GcOptions {
+                dry_run: true,
+                ..opts
+            },
+            T0 + 26 * HOUR,
+        )
+        .unwrap();
+        println!(
+            "| {threshold} | {packs_before} ({}) | {} | {} ({}) | {} | {} ({}) | {} ({}) | {} |",
+            mib(before),
+            mib(marked.garbage_bytes),
+            marked.marked_packs,
+            marked.repacked_packs,
+            mib(marked.copied_bytes),
+            swept.swept_packs,
+            mib(swept.swept_bytes),
+            objects.list(ObjectKind::StorePack).unwrap().len(),
+            mib(after),
+            mib(left.garbage_bytes)
+        );
+        let states = HashMap::from([(store_a.snapshots().unwrap()[0].0.hex(), a.lib.clone())]);
+        assert_every_snapshot_exact(dir.path(), &objects, &url, &states, "measure");
     }
 }
