@@ -2,7 +2,6 @@
 //! period later (an injected `now`, no sleeping), repacks, one gc at a time, and pushes and
 //! gcs running at once losing nothing (`docs/format.md`, "Chunk store", "gc").
 
-#[allow(dead_code)]
 mod util;
 
 use std::collections::HashMap;
