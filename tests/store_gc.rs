@@ -627,3 +627,53 @@ fn measure_gc() {
         assert_every_snapshot_exact(dir.path(), &objects, &url, &states, "measure");
     }
 }
+
+/// Deleted albums that come back after their packs were marked: the push uploads them again,
+/// into packs no mark names (packing is deterministic: the same chunks in the same order make
+/// the same pack, which the sweep would then remove), and after the sweep every snapshot
+/// pulls exact.
+#[test]
+fn albums_that_come_back_after_the_mark_are_uploaded_again_into_unmarked_packs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (objects, url) = new_store(dir.path());
+    let a = Site::new(dir.path(), "a");
+    genlib_create(&a.lib, 30, 9, 128 * KIB);
+    let original = dir.path().join("original");
+    copy_tree(&a.lib, &original);
+    let store_a = a.open(&objects, &url);
+    a.push(&store_a);
+    // Every album but the first deleted: whole packs lose every live blob.
+    let mut albums: Vec<PathBuf> = list_tree(&a.lib)
+        .into_iter()
+        .filter(|r| r.components().count() == 2 && a.lib.join(r).is_dir())
+        .collect();
+    albums.sort();
+    for album in &albums[1..] {
+        fs::remove_dir_all(a.lib.join(album)).unwrap();
+    }
+    a.push(&store_a);
+    store::forget(&store_a, 1, false).unwrap();
+    let marked = store::gc(&store_a, &options(), T0).unwrap();
+    assert!(marked.marked_packs > 0, "{marked:?}");
+    let marked_ids: Vec<ObjectId> = store_a.marked_packs().unwrap().into_iter().collect();
+
+    fs::remove_dir_all(&a.lib).unwrap();
+    copy_tree(&original, &a.lib);
+    let before: Vec<ObjectId> = objects.list(ObjectKind::StorePack).unwrap();
+    let back = a.push(&store_a);
+    let new: Vec<ObjectId> = objects
+        .list(ObjectKind::StorePack)
+        .unwrap()
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .collect();
+    assert!(!new.is_empty());
+    assert!(new.iter().all(|p| !marked_ids.contains(p)));
+    store::forget(&store_a, 1, false).unwrap();
+    let swept = store::gc(&store_a, &options(), T0 + 25 * HOUR).unwrap();
+    assert_eq!(swept.swept_packs, marked.marked_packs, "{swept:?}");
+    assert_eq!(swept.rescued_packs, 0, "{swept:?}");
+    let mut states = HashMap::new();
+    keep(&mut states, dir.path(), &original, back);
+    assert_every_snapshot_exact(dir.path(), &objects, &url, &states, "after the sweep");
+}

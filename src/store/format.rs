@@ -368,6 +368,33 @@ mod tests {
     }
 
     #[test]
+    fn a_repadded_pack_has_another_id_and_the_same_blobs() {
+        let mut pack = PackBuilder::default();
+        pack.add(BlobKind::Chunk, [1; 32], &b"TITLE=".repeat(100), true);
+        pack.add(BlobKind::Tree, [2; 32], b"tree bytes", false);
+        let (bytes, entries) = pack.finish();
+        let (other, moved) = repad(&bytes, &entries, &1u64.to_le_bytes());
+        assert_ne!(ObjectId::of(&other), ObjectId::of(&bytes));
+        assert_eq!(pack_trailer(&other).unwrap(), moved);
+        for (a, b) in entries.iter().zip(&moved) {
+            assert_eq!(b.offset, a.offset + 8);
+            assert_eq!(
+                (a.kind, a.id, a.stored, a.raw),
+                (b.kind, b.id, b.stored, b.raw)
+            );
+            let (x, y) = (a.offset as usize, b.offset as usize);
+            assert_eq!(
+                bytes[x..x + a.stored as usize],
+                other[y..y + b.stored as usize]
+            );
+        }
+        // Padding again replaces the padding: the same blobs, a third id.
+        let (third, _) = repad(&other, &moved, &2u64.to_le_bytes());
+        assert_ne!(ObjectId::of(&third), ObjectId::of(&other));
+        assert_eq!(third.len(), other.len());
+    }
+
+    #[test]
     fn packs_hold_blobs_and_describe_themselves() {
         let mut pack = PackBuilder::default();
         let text = b"TITLE=".repeat(100);
