@@ -575,7 +575,15 @@ fn run(store: &Store, options: &GcOptions, now: i64) -> Result<GcReport> {
     let mut new_rows: Vec<PackRows> = Vec::new();
     let mut meta = PackBuilder::default();
     let mut data = PackBuilder::default();
+    // Trees and chunk lists read by the walk are kept no longer; a repacked pack is read
+    // whole once and dropped when its blobs are copied (`copy` is grouped by pack).
+    reader.packs.clear();
+    let mut previous: Option<ObjectId> = None;
     for (pack, e) in &copy {
+        if let Some(p) = previous.filter(|p| p != pack) {
+            reader.packs.remove(&p);
+        }
+        previous = Some(*pack);
         let stored = reader.stored(pack, e)?;
         let builder = if e.kind == BlobKind::Chunk {
             &mut data
