@@ -61,6 +61,10 @@ pub enum ObjectKind {
     StoreIndex,
     /// A chunk store's snapshot of a library (`crate::store`).
     StoreSnapshot,
+    /// A chunk store's gc mark: packs and deltas a later gc removes (`crate::store`).
+    StoreMark,
+    /// A chunk store's gc lock: one per running gc (`crate::store`).
+    StoreLock,
 }
 
 impl ObjectKind {
@@ -72,6 +76,8 @@ impl ObjectKind {
             ObjectKind::StorePack => "data",
             ObjectKind::StoreIndex => "index",
             ObjectKind::StoreSnapshot => "snapshots",
+            ObjectKind::StoreMark => "marks",
+            ObjectKind::StoreLock => "locks",
         }
     }
 }

@@ -41,6 +41,10 @@ pub enum Tag {
     Index = b'I' as isize,
     /// [`StoreSnapshot`].
     Snapshot = b'S' as isize,
+    /// [`GcMark`].
+    Mark = b'M' as isize,
+    /// [`GcLock`].
+    Lock = b'L' as isize,
 }
 
 /// The `config` object: what every push and pull must agree on.
@@ -157,6 +161,34 @@ pub struct StoreSnapshot {
     pub deltas: Vec<[u8; 32]>,
 }
 
+/// A gc mark: packs no snapshot needs (or whose live blobs gc copied into new packs), and the
+/// index deltas that name only such packs, as of `time_ns`. Pushes that see it upload those
+/// packs' blobs again; a gc at least the grace period later removes what is still unneeded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GcMark {
+    /// The gc's host.
+    pub host: String,
+    /// When it was made (the gc's `now`), nanoseconds since the Unix epoch.
+    pub time_ns: i64,
+    /// Packs with no live blob, or none that has no copy elsewhere.
+    pub packs: Vec<[u8; 32]>,
+    /// Of those, the packs that held live blobs, copied by the gc into new packs first.
+    pub repacked: Vec<[u8; 32]>,
+    /// Index deltas that name only marked packs.
+    pub deltas: Vec<[u8; 32]>,
+}
+
+/// A gc lock: one per gc run, removed when it ends (`store::gc`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GcLock {
+    /// The gc's host.
+    pub host: String,
+    /// When it started (the gc's `now`), nanoseconds since the Unix epoch.
+    pub time_ns: i64,
+    /// Random, so that two gcs started at the same time write different objects.
+    pub nonce: [u8; 16],
+}
+
 /// An object's bytes: header, then the compressed encoding.
 pub fn encode_object<T: Serialize>(tag: Tag, value: &T) -> Vec<u8> {
     let plain = crate::snapshot::encode(value);
@@ -242,6 +274,21 @@ impl PackBuilder {
         self.entries.is_empty()
     }
 
+    /// Adds a blob as another pack stores it (already compressed, or not): what a repack
+    /// copies, byte for byte.
+    pub fn add_stored(&mut self, entry: &PackEntry, stored: &[u8]) {
+        let offset = self.bytes.len() as u32;
+        self.bytes.extend_from_slice(stored);
+        self.entries.push(PackEntry { offset, ..*entry });
+    }
+
+    /// Puts `n` bytes before the first blob (offsets shift), so that the pack's id differs
+    /// from that of a pack with the same blobs; call on an empty builder. Readers use offsets,
+    /// so the padding is never read.
+    pub fn pad(&mut self, padding: &[u8]) {
+        self.bytes.extend_from_slice(padding);
+    }
+
     /// The pack's bytes (blobs, trailer) and its rows; the builder is left empty.
     pub fn finish(&mut self) -> (Vec<u8>, Vec<PackEntry>) {
         let mut bytes = std::mem::take(&mut self.bytes);
@@ -253,6 +300,22 @@ impl PackBuilder {
         bytes.extend_from_slice(PACK_MAGIC);
         (bytes, entries)
     }
+}
+
+/// The same blobs as pack `bytes` (whose rows are `entries`), with `padding` before them: a
+/// pack with another id. What a writer puts instead of a pack whose id a gc mark names (that
+/// pack may be removed at any time, whoever puts it again).
+pub fn repad(bytes: &[u8], entries: &[PackEntry], padding: &[u8]) -> (Vec<u8>, Vec<PackEntry>) {
+    let mut builder = PackBuilder::default();
+    builder.pad(padding);
+    for e in entries {
+        let start = e.offset as usize;
+        let stored = bytes
+            .get(start..start + e.stored as usize)
+            .unwrap_or_default();
+        builder.add_stored(e, stored);
+    }
+    builder.finish()
 }
 
 /// The rows a pack's trailer lists (`tail` is at least the pack's last bytes: trailer, its
@@ -302,6 +365,33 @@ mod tests {
         assert!(decode_object::<IndexDelta>(Tag::Index, &bytes).is_err());
         assert!(decode_object::<StoreSnapshot>(Tag::Snapshot, &bytes[..12]).is_err());
         assert!(decode_object::<StoreSnapshot>(Tag::Snapshot, b"garbage").is_err());
+    }
+
+    #[test]
+    fn a_repadded_pack_has_another_id_and_the_same_blobs() {
+        let mut pack = PackBuilder::default();
+        pack.add(BlobKind::Chunk, [1; 32], &b"TITLE=".repeat(100), true);
+        pack.add(BlobKind::Tree, [2; 32], b"tree bytes", false);
+        let (bytes, entries) = pack.finish();
+        let (other, moved) = repad(&bytes, &entries, &1u64.to_le_bytes());
+        assert_ne!(ObjectId::of(&other), ObjectId::of(&bytes));
+        assert_eq!(pack_trailer(&other).unwrap(), moved);
+        for (a, b) in entries.iter().zip(&moved) {
+            assert_eq!(b.offset, a.offset + 8);
+            assert_eq!(
+                (a.kind, a.id, a.stored, a.raw),
+                (b.kind, b.id, b.stored, b.raw)
+            );
+            let (x, y) = (a.offset as usize, b.offset as usize);
+            assert_eq!(
+                bytes[x..x + a.stored as usize],
+                other[y..y + b.stored as usize]
+            );
+        }
+        // Padding again replaces the padding: the same blobs, a third id.
+        let (third, _) = repad(&other, &moved, &2u64.to_le_bytes());
+        assert_ne!(ObjectId::of(&third), ObjectId::of(&other));
+        assert_eq!(third.len(), other.len());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
 use super::format::{
-    decode_object, object_id, BlobKind, IndexDelta, PackEntry, StoreSnapshot, Tag,
+    decode_object, object_id, BlobKind, GcMark, IndexDelta, PackEntry, StoreSnapshot, Tag,
 };
 use super::Store;
 use crate::error::{Error, Result};
@@ -43,6 +43,8 @@ pub struct MergedIndex {
     blobs: HashMap<(BlobKind, [u8; 32]), BlobLocation>,
     /// The deltas merged.
     merged: HashSet<ObjectId>,
+    /// Packs a gc mark names: a copy of a blob elsewhere is preferred to one in them.
+    marked: HashSet<ObjectId>,
 }
 
 impl MergedIndex {
@@ -87,21 +89,52 @@ impl MergedIndex {
         }
     }
 
-    /// Adds the rows of one pack.
+    /// Adds the rows of one pack. A blob already known in an unmarked pack keeps its
+    /// location; one known only in a marked pack moves to this one when this one is not.
     pub fn add_pack(&mut self, pack: ObjectId, entries: &[PackEntry]) {
         let n = *self.pack_numbers.entry(pack).or_insert_with(|| {
             self.packs.push(pack);
             (self.packs.len() - 1) as u32
         });
+        let unmarked = !self.marked.contains(&pack);
         for e in entries {
-            self.blobs.entry((e.kind, e.id)).or_insert(BlobLocation {
+            let location = BlobLocation {
                 pack: n,
                 offset: e.offset,
                 stored: e.stored,
                 raw: e.raw,
                 compressed: e.compressed,
-            });
+            };
+            match self.blobs.entry((e.kind, e.id)) {
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(location);
+                }
+                std::collections::hash_map::Entry::Occupied(mut o) => {
+                    let held = self.packs[o.get().pack as usize];
+                    if unmarked && self.marked.contains(&held) {
+                        o.insert(location);
+                    }
+                }
+            }
         }
+    }
+
+    /// Takes the packs gc marks name into account: call before merging anything.
+    pub fn set_marked(&mut self, packs: HashSet<ObjectId>) {
+        self.marked = packs;
+    }
+
+    /// Whether pack `id` is named by a gc mark.
+    pub fn is_marked(&self, id: &ObjectId) -> bool {
+        self.marked.contains(id)
+    }
+
+    /// Forgets every blob that only marked packs hold: what a push does, so that it uploads
+    /// them again rather than come to rely on a pack a gc is about to remove.
+    pub fn drop_marked(&mut self) {
+        let (packs, marked) = (&self.packs, &self.marked);
+        self.blobs
+            .retain(|_, l| !marked.contains(&packs[l.pack as usize]));
     }
 }
 
@@ -208,11 +241,63 @@ impl Store {
         Ok(())
     }
 
-    /// The store's merged index: every delta it lists.
+    /// The store's merged index: every delta it lists, with the packs its gc marks name
+    /// known as such (a copy elsewhere preferred).
     pub fn index(&self) -> Result<MergedIndex> {
         let mut index = MergedIndex::default();
+        index.set_marked(self.marked_packs()?);
         self.refresh_index(&mut index)?;
         Ok(index)
+    }
+
+    /// Merges the deltas `named` (a snapshot's) that `index` lacks because the listing did
+    /// not show them: those the store still has. A named delta the store no longer has was
+    /// superseded by a gc's sweep (its surviving rows are in a delta the listing shows).
+    pub(super) fn merge_named(&self, index: &mut MergedIndex, named: &[ObjectId]) -> Result<()> {
+        for id in named {
+            if index.has_delta(id) {
+                continue;
+            }
+            match self.objects.size(ObjectKind::StoreIndex, id) {
+                Ok(_) => self.merge_deltas(index, std::slice::from_ref(id))?,
+                Err(Error::Io { ref source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Every gc mark of the store (one listing; marks not cached are fetched).
+    pub fn marks(&self) -> Result<Vec<(ObjectId, GcMark)>> {
+        let listed = self.objects.list(ObjectKind::StoreMark)?;
+        let mut out = Vec::with_capacity(listed.len());
+        for id in listed {
+            let bytes = match self.fetch_small(ObjectKind::StoreMark, &id) {
+                Ok(bytes) => bytes,
+                // Removed by a sweep since the listing: it no longer counts.
+                Err(Error::Io { ref source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    continue
+                }
+                Err(e) => return Err(e),
+            };
+            let mark: GcMark = decode_object(Tag::Mark, &bytes)
+                .map_err(|why| self.damaged(format!("mark {}: {why}", id.hex())))?;
+            out.push((id, mark));
+        }
+        out.sort_by(|(a, x), (b, y)| x.time_ns.cmp(&y.time_ns).then(a.cmp(b)));
+        Ok(out)
+    }
+
+    /// The packs every gc mark names.
+    pub fn marked_packs(&self) -> Result<HashSet<ObjectId>> {
+        Ok(self
+            .marks()?
+            .iter()
+            .flat_map(|(_, m)| m.packs.iter().map(object_id))
+            .collect())
     }
 
     /// Every snapshot in the store, oldest first (by time, then id).

@@ -13,11 +13,14 @@
 //! ordinary sync, every chunk verified. The repository keeps a cache of the store's small
 //! objects (`index.rs`), so that a pull or push that finds nothing new costs two listings.
 //!
-//! Never does: overwrite or remove an object of the store (gc, not written yet, will be the
-//! only remover), trust an object it fetched before checking its hash, or cut files with a
+//! gc (`gc.rs`) is the only remover: it marks what no snapshot needs, and removes it on a
+//! run at least a grace period later; pushes never rely on a marked pack.
+//!
+//! Never does: overwrite an object of the store, remove one outside gc, trust an object it fetched before checking its hash, or cut files with a
 //! chunker other than the store's.
 
 pub mod format;
+mod gc;
 pub mod index;
 mod pull;
 mod push;
@@ -29,6 +32,7 @@ use crate::repo::{ChunkerConfig, ObjectId, ObjectKind, ObjectStore, Repository};
 use format::{decode_object, encode_object, ChunkerParams, StoreConfig, Tag, FORMAT_VERSION};
 use index::Cache;
 
+pub use gc::{forget, gc, GcOptions, GcReport, GC_POINTS};
 pub use pull::{Pick, StoreSource};
 pub use push::{push, LibraryChunks, PushSummary, PUSH_POINTS};
 

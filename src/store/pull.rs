@@ -237,7 +237,7 @@ impl<'a> StoreSource<'a> {
             .iter()
             .map(|d| ObjectId::from_bytes(*d))
             .collect();
-        store.merge_deltas(&mut index, &named)?;
+        store.merge_named(&mut index, &named)?;
         Ok(StoreSource {
             store,
             index,

@@ -22,7 +22,7 @@ use std::collections::HashSet;
 use serde::Serialize;
 
 use super::format::{
-    encode_object, BlobKind, IndexDelta, PackBuilder, PackRows, StoreSnapshot, Tag,
+    encode_object, repad, BlobKind, IndexDelta, PackBuilder, PackRows, StoreSnapshot, Tag,
 };
 use super::index::MergedIndex;
 use super::{host_name, Store};
@@ -101,8 +101,16 @@ impl Uploader<'_> {
         if builder.is_empty() {
             return Ok(());
         }
-        let (bytes, entries) = builder.finish();
-        let id = ObjectId::of(&bytes);
+        let (mut bytes, mut entries) = builder.finish();
+        let mut id = ObjectId::of(&bytes);
+        // A pack a gc marked may be removed at any time, even once put again: put the same
+        // blobs under another id instead.
+        let mut salt = 0u64;
+        while index.is_marked(&id) {
+            salt += 1;
+            (bytes, entries) = repad(&bytes, &entries, &salt.to_le_bytes());
+            id = ObjectId::of(&bytes);
+        }
         // Packing is deterministic, so a push stopped after putting a pack and before
         // indexing it made this very pack: one cheap request saves uploading it again.
         match self.store.objects.size(ObjectKind::StorePack, &id) {
@@ -245,7 +253,10 @@ pub fn push(
         );
         return Ok(summary);
     }
+    // Blobs only in packs a gc marked count as absent: uploaded again, so that the snapshot
+    // never relies on a pack that may go (`gc.rs`).
     let mut index = store.index()?;
+    index.drop_marked();
 
     // What the store lacks, found top-down. Trees come out parents first; they are put
     // children first, so that a reader never meets a tree whose subtree is not indexed.
