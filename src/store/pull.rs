@@ -409,7 +409,7 @@ impl ChunkSource for StoreSource<'_> {
     }
 
     /// Plans the reads of every expected chunk the store holds, in the order given, and
-    /// starts a thread that does them up to [`READS_AHEAD`] reads ahead of what was taken.
+    /// starts a thread that does them up to `READS_AHEAD` reads ahead of what was taken.
     fn expect(&mut self, chunks: &[ChunkRef]) -> Result<()> {
         let mut wanted = Vec::new();
         for c in chunks {
