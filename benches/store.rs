@@ -14,7 +14,6 @@
 //! once, so the code stays working. Each case checks that the store still pulls exact.
 
 #[path = "../tests/util/mod.rs"]
-#[allow(dead_code)]
 mod util;
 
 use std::collections::HashSet;
