@@ -501,6 +501,17 @@ impl Repository {
         })
     }
 
+    /// The scan entry the last scan of `origin` recorded at `path`, if any (a read
+    /// transaction: it never waits for a writer).
+    pub fn scan_entry(&self, origin: OriginId, path: &[u8]) -> Result<Option<ScanEntry>> {
+        self.guard(|| {
+            let read = self.db()?.begin_read().map_err(|e| self.err(e))?;
+            let scan = read.open_table(SCAN).map_err(|e| self.err(e))?;
+            let found = scan.get((origin, path)).map_err(|e| self.err(e))?;
+            Ok(found.and_then(|v| decode(v.value())))
+        })
+    }
+
     /// Every file the last scan of `origin` recorded, sorted by path.
     pub fn scan_state(&self, origin: OriginId) -> Result<Vec<(Vec<u8>, ScanEntry)>> {
         self.guard(|| {

@@ -35,8 +35,7 @@ impl TargetLayout {
         origin: OriginId,
         path: &[u8],
     ) -> Result<Option<TargetLayout>> {
-        // The writer only reads here, and is dropped unchanged.
-        let entry = repo.writer()?.scan_entry(origin, path)?;
+        let entry = repo.scan_entry(origin, path)?;
         let Some(entry) = entry.filter(|e| e.change != ChangeKey::None) else {
             return Ok(None);
         };
