@@ -1,0 +1,242 @@
+//! The chunk store on S3: `S3Objects` (a bucket prefix as the store's objects) against moto,
+//! through the store's library API, with each "site" a library directory with its own
+//! repository; sites share only the bucket prefix. Counts are the store's own calls (each
+//! one S3 request) and bytes.
+
+mod support;
+mod util;
+
+use std::fs;
+use std::io;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use musicfs::origin::registry::OpenOptions;
+use musicfs::origin::s3::{S3Location, S3Objects};
+use musicfs::origin::LocalOrigin;
+use musicfs::repo::{ObjectId, ObjectKind, ObjectStore, Repository};
+use musicfs::report::NullSink;
+use musicfs::scan::{scan, ScanOptions};
+use musicfs::store::{self, LibraryChunks, Pick, PushSummary, Store, StoreSource};
+use musicfs::sync::{sync_from, SyncOptions, SyncSummary};
+use support::moto::Moto;
+use util::*;
+
+const KIB: u64 = 1024;
+
+/// S3Objects that counts its calls and bytes.
+struct Counting {
+    inner: S3Objects,
+    calls: AtomicU64,
+    put_bytes: AtomicU64,
+    read_bytes: AtomicU64,
+}
+
+impl Counting {
+    fn take(&self) -> (u64, u64, u64) {
+        (
+            self.calls.swap(0, Ordering::SeqCst),
+            self.put_bytes.swap(0, Ordering::SeqCst),
+            self.read_bytes.swap(0, Ordering::SeqCst),
+        )
+    }
+}
+
+impl ObjectStore for Counting {
+    fn put(&self, kind: ObjectKind, id: &ObjectId, bytes: &[u8]) -> musicfs::Result<()> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.put_bytes
+            .fetch_add(bytes.len() as u64, Ordering::SeqCst);
+        self.inner.put(kind, id, bytes)
+    }
+    fn read(
+        &self,
+        kind: ObjectKind,
+        id: &ObjectId,
+        offset: u64,
+        len: usize,
+    ) -> musicfs::Result<Vec<u8>> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.read_bytes.fetch_add(len as u64, Ordering::SeqCst);
+        self.inner.read(kind, id, offset, len)
+    }
+    fn list(&self, kind: ObjectKind) -> musicfs::Result<Vec<ObjectId>> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.inner.list(kind)
+    }
+    fn size(&self, kind: ObjectKind, id: &ObjectId) -> musicfs::Result<u64> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.inner.size(kind, id)
+    }
+    fn remove(&self, kind: ObjectKind, id: &ObjectId) -> musicfs::Result<()> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.inner.remove(kind, id)
+    }
+}
+
+struct Site {
+    repo: Repository,
+    lib: std::path::PathBuf,
+}
+
+impl Site {
+    fn new(dir: &Path, name: &str) -> Site {
+        let root = dir.join(name);
+        fs::create_dir_all(&root).unwrap();
+        Site {
+            repo: Repository::init(&root.join("repo")).unwrap().0,
+            lib: root.join("lib"),
+        }
+    }
+
+    fn push(&self, store: &Store) -> PushSummary {
+        let origin = LocalOrigin::open(&self.lib, false).unwrap();
+        let scanned = scan(
+            &self.repo,
+            &origin,
+            &self.repo.chunker(),
+            ScanOptions::default(),
+            &NullSink,
+        )
+        .unwrap();
+        let mut chunks = LibraryChunks::new(&self.repo, &origin).unwrap();
+        store::push(&self.repo, store, scanned.snapshot, &mut chunks, &NullSink).unwrap()
+    }
+
+    fn pull(&self, store: &Store) -> SyncSummary {
+        let dst = LocalOrigin::open(&self.lib, true).unwrap();
+        let mut source = StoreSource::new(store, Pick::Newest(None)).unwrap();
+        let options = SyncOptions {
+            delete: true,
+            ..SyncOptions::default()
+        };
+        sync_from(
+            &self.repo,
+            &mut source,
+            &dst,
+            &self.repo.chunker(),
+            options,
+            &NullSink,
+        )
+        .unwrap()
+    }
+}
+
+fn hashes(root: &Path) -> Vec<(std::path::PathBuf, blake3::Hash)> {
+    files_in(root)
+        .into_iter()
+        .map(|(rel, abs)| (rel, blake3::hash(&fs::read(abs).unwrap())))
+        .collect()
+}
+
+/// One test, so that the AWS environment this process sets is set once, before any client.
+#[test]
+fn s3_objects_keep_the_contract_and_carry_a_store_between_sites() {
+    let moto = Moto::start();
+    for (name, value) in moto.env() {
+        std::env::set_var(name, value);
+    }
+    moto.client().create_bucket("store");
+    let location = S3Location {
+        bucket: "store".into(),
+        prefix: "music/box".into(),
+    };
+    let objects = S3Objects::open(&location, &OpenOptions::default()).unwrap();
+
+    // The contract, as LocalObjects keeps it.
+    assert!(!objects.is_store().unwrap());
+    let bytes = b"one pack of bytes".to_vec();
+    let id = ObjectId::of(&bytes);
+    let kind = ObjectKind::StorePack;
+    assert!(objects.list(kind).unwrap().is_empty());
+    objects.put(kind, &id, &bytes).unwrap();
+    objects.put(kind, &id, &bytes).unwrap();
+    assert_eq!(objects.read(kind, &id, 4, 4).unwrap(), b"pack");
+    assert_eq!(objects.read(kind, &id, 17, 0).unwrap(), b"");
+    assert_eq!(objects.size(kind, &id).unwrap(), bytes.len() as u64);
+    assert_eq!(objects.list(kind).unwrap(), vec![id]);
+    assert!(objects.list(ObjectKind::StoreIndex).unwrap().is_empty());
+    let hex = id.hex();
+    let keys: Vec<String> = moto
+        .client()
+        .list("store")
+        .into_iter()
+        .map(|l| l.key)
+        .collect();
+    assert_eq!(keys, vec![format!("music/box/data/{}/{hex}", &hex[..2])]);
+    let eof = |e: musicfs::Error| matches!(e, musicfs::Error::Io { ref source, .. } if source.kind() == io::ErrorKind::UnexpectedEof);
+    assert!(eof(objects.read(kind, &id, 10, 100).unwrap_err()));
+    assert!(eof(objects.read(kind, &id, 40, 4).unwrap_err()));
+    objects.remove(kind, &id).unwrap();
+    objects.remove(kind, &id).unwrap();
+    let gone = objects.read(kind, &id, 0, 1).unwrap_err();
+    assert_eq!(gone.kind(), musicfs::error::ErrorKind::NotFound, "{gone}");
+    assert_eq!(
+        objects.size(kind, &id).unwrap_err().kind(),
+        musicfs::error::ErrorKind::NotFound
+    );
+    assert!(objects.list(kind).unwrap().is_empty());
+
+    // A store: init at the prefix, push from A, pull at B: exact.
+    let url = location.url();
+    let chunker = musicfs::repo::ChunkerConfig::default();
+    assert!(store::init(&objects, &url, &chunker, store::DEFAULT_PACK_SIZE).unwrap());
+    assert!(!store::init(&objects, &url, &chunker, store::DEFAULT_PACK_SIZE).unwrap());
+    assert!(objects.is_store().unwrap());
+    let counted = Arc::new(Counting {
+        inner: objects,
+        calls: AtomicU64::new(0),
+        put_bytes: AtomicU64::new(0),
+        read_bytes: AtomicU64::new(0),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let a = Site::new(dir.path(), "a");
+    genlib_create(&a.lib, 24, 7, 256 * KIB);
+    let store_a = Store::open(counted.clone(), &url, &a.repo).unwrap();
+    let first = a.push(&store_a);
+    let (_, put_first, _) = counted.take();
+    assert_eq!(put_first, first.bytes_put);
+    // Not twice the library: each chunk went up once.
+    assert!(
+        first.bytes_put > 0 && first.bytes_put < first.bytes * 11 / 10,
+        "{first:?}"
+    );
+    let b = Site::new(dir.path(), "b");
+    let store_b = Store::open(counted.clone(), &url, &b.repo).unwrap();
+    let pulled = b.pull(&store_b);
+    assert_eq!(pulled.errors, 0, "{pulled:?}");
+    assert_trees_equal(&a.lib, &b.lib);
+    counted.take();
+
+    // No change: a handful of requests each way.
+    let again = a.push(&store_a);
+    assert!(again.snapshot.is_none(), "{again:?}");
+    let (calls, put, _) = counted.take();
+    println!("no-change push: {calls} requests");
+    assert!(calls <= 3 && put == 0, "{calls} requests, {put} bytes");
+    let same = b.pull(&store_b);
+    assert_eq!(same.bytes_transferred, 0);
+    let (calls, _, read) = counted.take();
+    println!("no-change pull: {calls} requests");
+    assert!(calls <= 3 && read == 0, "{calls} requests, {read} bytes");
+
+    // Retag at A: small bytes up, small bytes down, B exact.
+    let before = hashes(&a.lib);
+    genlib_retag(&a.lib, 0.2, 11);
+    let retagged = before
+        .iter()
+        .filter(|(rel, h)| blake3::hash(&fs::read(a.lib.join(rel)).unwrap()) != *h)
+        .count() as u64;
+    assert!(retagged >= 2, "only {retagged} files retagged");
+    a.push(&store_a);
+    let (_, put, _) = counted.take();
+    println!("retag of {retagged} files: {put} bytes put");
+    assert!(put < retagged * 10 * KIB + 8 * KIB, "{put} bytes put");
+    let pulled = b.pull(&store_b);
+    assert_eq!(pulled.errors, 0);
+    assert_trees_equal(&a.lib, &b.lib);
+    let (_, _, read) = counted.take();
+    println!("retag of {retagged} files: {read} bytes read");
+    assert!(read < retagged * 12 * KIB + 16 * KIB, "{read} bytes read");
+}
