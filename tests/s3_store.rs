@@ -240,3 +240,51 @@ fn s3_objects_keep_the_contract_and_carry_a_store_between_sites() {
     println!("retag of {retagged} files: {read} bytes read");
     assert!(read < retagged * 12 * KIB + 16 * KIB, "{read} bytes read");
 }
+
+/// The binary with the moto server's AWS environment.
+fn musicfs(t: &TestRepo, moto: &Moto, json: bool, args: &[&str]) -> std::process::Output {
+    let mut m = t.cmd();
+    if json {
+        m.json();
+    }
+    m.args(args);
+    let mut c = m.command();
+    c.envs(moto.env());
+    c.env_remove("AWS_PROFILE");
+    c.output().expect("run musicfs")
+}
+
+#[test]
+fn init_makes_a_prefix_a_store_once_and_says_so() {
+    let moto = Moto::start();
+    moto.client().create_bucket("box");
+    let t = TestRepo::new();
+    let out = musicfs(&t, &moto, true, &["init", "s3://box/music"]);
+    assert!(out.status.success(), "{out:?}");
+    let first = summary_of(&out);
+    assert_eq!(first["command"], "init");
+    assert_eq!(first["store"], "s3://box/music");
+    assert_eq!(first["created"], true);
+    let keys: Vec<String> = moto
+        .client()
+        .list("box")
+        .into_iter()
+        .map(|l| l.key)
+        .collect();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert!(keys[0].starts_with("music/config/"), "{keys:?}");
+
+    let again = musicfs(&t, &moto, false, &["init", "s3://box/music"]);
+    assert!(again.status.success(), "{again:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&again.stdout),
+        "chunk store s3://box/music already exists\n"
+    );
+    assert_eq!(moto.client().list("box").len(), 1);
+
+    // A bucket that does not exist: one line naming the store, the usage/input exit code.
+    let missing = musicfs(&t, &moto, false, &["init", "s3://nobucket/music"]);
+    assert_eq!(missing.status.code(), Some(2), "{missing:?}");
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(err.contains("s3://nobucket/music"), "{err}");
+}
