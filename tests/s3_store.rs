@@ -255,7 +255,7 @@ fn musicfs(t: &TestRepo, moto: &Moto, json: bool, args: &[&str]) -> std::process
 }
 
 #[test]
-fn init_makes_a_prefix_a_store_once_and_says_so() {
+fn init_makes_a_store_once_and_sync_pushes_to_it_or_to_a_plain_mirror() {
     let moto = Moto::start();
     moto.client().create_bucket("box");
     let t = TestRepo::new();
@@ -281,6 +281,39 @@ fn init_makes_a_prefix_a_store_once_and_says_so() {
         "chunk store s3://box/music already exists\n"
     );
     assert_eq!(moto.client().list("box").len(), 1);
+
+    // sync DIR s3://… with a store pushes; a second push finds nothing new.
+    let scratch = tempfile::tempdir().unwrap();
+    let lib = scratch.path().join("lib");
+    genlib_create(&lib, 6, 3, 64 * KIB);
+    let lib_arg = lib.to_str().unwrap();
+    let out = musicfs(&t, &moto, true, &["sync", lib_arg, "s3://box/music"]);
+    assert!(out.status.success(), "{out:?}");
+    let pushed = summary_of(&out);
+    assert_eq!(pushed["files"], 6, "{pushed}");
+    assert!(pushed["bytes_put"].as_u64().unwrap() > 0, "{pushed}");
+    assert!(pushed["snapshot"].is_string(), "{pushed}");
+    let out = musicfs(&t, &moto, true, &["sync", lib_arg, "s3://box/music"]);
+    let again = summary_of(&out);
+    assert_eq!(again["bytes_put"], 0, "{again}");
+    assert!(again["snapshot"].is_null(), "{again}");
+    let dry = musicfs(
+        &t,
+        &moto,
+        false,
+        &["sync", "--dry-run", lib_arg, "s3://box/music"],
+    );
+    assert_eq!(dry.status.code(), Some(2), "{dry:?}");
+    // A prefix without a store stays a plain mirror: one object per file.
+    let out = musicfs(&t, &moto, true, &["sync", lib_arg, "s3://box/plain"]);
+    assert!(out.status.success(), "{out:?}");
+    let plain = moto
+        .client()
+        .list("box")
+        .into_iter()
+        .filter(|l| l.key.starts_with("plain/"))
+        .count();
+    assert_eq!(plain, 6);
 
     // A bucket that does not exist: one line naming the store, the usage/input exit code.
     let missing = musicfs(&t, &moto, false, &["init", "s3://nobucket/music"]);

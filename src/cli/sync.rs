@@ -70,6 +70,28 @@ pub struct SyncArgs {
 pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
     // SRC is read as diff reads an operand: an existing directory is an origin, and so is
     // anything that names no snapshot; a snapshot id (or prefix) or ORIGIN@TIME is restored.
+    // DST a chunk store (an s3:// prefix holding a store's config): scan SRC, push it.
+    if let Some(objects) =
+        super::store::store_at(args.dst.as_os_str(), &args.connect.open_options(false))?
+    {
+        if args.dry_run || args.delete || args.delete_excluded {
+            anyhow::bail!(
+                "{}: --dry-run and --delete are not supported with a chunk store yet",
+                args.dst.display()
+            );
+        }
+        let options = OpenOptions {
+            filter: args.filter.filter()?,
+            ..args.connect.open_options(args.one_file_system)
+        };
+        return super::store::push(
+            global,
+            args.src.as_os_str(),
+            objects,
+            &options,
+            args.checksum,
+        );
+    }
     let operand = Operand::parse(args.src.as_os_str())?;
     let dst = OriginSpec::parse(args.dst.as_os_str())?;
     let options = SyncOptions {
