@@ -504,7 +504,13 @@ fn sites_keep_one_library_and_the_store_is_listed_forgotten_and_collected() {
         &a,
         &moto,
         &proxy,
-        &["sync", "--library", "jingles", other.to_str().unwrap(), store],
+        &[
+            "sync",
+            "--library",
+            "jingles",
+            other.to_str().unwrap(),
+            store,
+        ],
     );
     assert_eq!(named["library"], "jingles", "{named}");
     for args in [vec!["sync", store, arg_a], vec!["sync", arg_a, store]] {
@@ -522,7 +528,13 @@ fn sites_keep_one_library_and_the_store_is_listed_forgotten_and_collected() {
         &c,
         &moto,
         &proxy,
-        &["sync", "--library", "jingles", store, lib_c.to_str().unwrap()],
+        &[
+            "sync",
+            "--library",
+            "jingles",
+            store,
+            lib_c.to_str().unwrap(),
+        ],
     );
     assert_eq!(jingles["library"], "jingles", "{jingles}");
     assert_trees_equal(&other, &lib_c);
@@ -540,22 +552,40 @@ fn sites_keep_one_library_and_the_store_is_listed_forgotten_and_collected() {
         .filter(|l| l["type"] == "snapshot")
         .map(|l| l["library"].as_str().unwrap())
         .collect();
-    assert_eq!(libraries, ["catalogue", "catalogue", "jingles"], "{lines:?}");
+    assert_eq!(
+        libraries,
+        ["catalogue", "catalogue", "jingles"],
+        "{lines:?}"
+    );
     assert_eq!(lines.last().unwrap()["snapshots"], 3);
     let text = musicfs_via(&c, &moto, proxy.port, false, &["snapshots", store]);
     let text = String::from_utf8_lossy(&text.stdout).to_string();
     assert_eq!(text.lines().count(), 3, "{text}");
-    assert!(text.contains(&from_b["snapshot"].as_str().unwrap()[..8]), "{text}");
+    assert!(
+        text.contains(&from_b["snapshot"].as_str().unwrap()[..8]),
+        "{text}"
+    );
 
     // forget: a dry run removes nothing; then the older catalogue snapshot goes.
-    let dry = ok_via(&a, &moto, &proxy, &["forget", store, "--keep-last", "1", "--dry-run"]);
+    let dry = ok_via(
+        &a,
+        &moto,
+        &proxy,
+        &["forget", store, "--keep-last", "1", "--dry-run"],
+    );
     assert_eq!(dry["snapshots_removed"], 1, "{dry}");
     assert_eq!(dry["snapshots_kept"], 2, "{dry}");
     let forgot = ok_via(&a, &moto, &proxy, &["forget", store, "--keep-last", "1"]);
     assert_eq!(forgot["snapshots_removed"], 1, "{forgot}");
     let left = ok_via(&a, &moto, &proxy, &["forget", store, "--keep-last", "1"]);
     assert_eq!(left["snapshots_removed"], 0, "{left}");
-    let daily = musicfs_via(&a, &moto, proxy.port, false, &["forget", store, "--keep-daily", "1"]);
+    let daily = musicfs_via(
+        &a,
+        &moto,
+        proxy.port,
+        false,
+        &["forget", store, "--keep-daily", "1"],
+    );
     assert_eq!(daily.status.code(), Some(2), "{daily:?}");
 
     // gc: a dry run changes nothing; a run marks what the forgotten snapshot alone needed;
@@ -573,7 +603,18 @@ fn sites_keep_one_library_and_the_store_is_listed_forgotten_and_collected() {
     assert_eq!(swept["swept_packs"], marked["marked_packs"], "{swept}");
     let d = TestRepo::new();
     let lib_d = d.path("lib");
-    ok_via(&d, &moto, &proxy, &["sync", "--library", "catalogue", store, lib_d.to_str().unwrap()]);
+    ok_via(
+        &d,
+        &moto,
+        &proxy,
+        &[
+            "sync",
+            "--library",
+            "catalogue",
+            store,
+            lib_d.to_str().unwrap(),
+        ],
+    );
     assert_trees_equal(&lib_b, &lib_d);
 
     // gc of what is no store, --grace without one: one line, exit 2.
@@ -612,26 +653,42 @@ fn a_pull_killed_midway_leaves_files_old_or_new_and_a_rerun_finishes() {
     m.args(["sync", "--bwlimit", "1M", store, arg_b]);
     let mut command = m.command();
     command.envs(moto.env());
-    command.env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{}", proxy.port));
+    command.env(
+        "AWS_ENDPOINT_URL",
+        format!("http://127.0.0.1:{}", proxy.port),
+    );
+    let log = b.path("pull.log");
     command.stdout(std::process::Stdio::null());
-    command.stderr(std::process::Stdio::null());
+    command.stderr(fs::File::create(&log).unwrap());
     let mut child = command.spawn().unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    let placed = |dir: &Path| {
-        fs::read_dir(dir)
-            .map(|d| {
-                d.filter_map(|e| e.ok())
-                    .filter(|e| !e.file_name().to_string_lossy().starts_with(".musicfs-"))
-                    .count()
+    // Files in place under `dir` (not temporary ones), walked without failing on entries
+    // that a running sync renames or removes meanwhile.
+    fn placed(dir: &Path) -> usize {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return 0;
+        };
+        entries
+            .filter_map(|e| e.ok())
+            .filter(|e| !e.file_name().to_string_lossy().starts_with(".musicfs-"))
+            .map(|e| match e.file_type() {
+                Ok(t) if t.is_dir() => placed(&e.path()),
+                Ok(_) => 1,
+                Err(_) => 0,
             })
-            .unwrap_or(0)
-    };
+            .sum()
+    }
     while placed(&lib_b.join("more")) < 3 {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "the pull ended ({status}) before it could be killed: {}",
+                fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
         assert!(
-            child.try_wait().unwrap().is_none(),
-            "the pull ended before it could be killed"
+            std::time::Instant::now() < deadline,
+            "no file placed in 120 s"
         );
-        assert!(std::time::Instant::now() < deadline, "no file placed in 120 s");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     child.kill().unwrap();
@@ -641,7 +698,12 @@ fn a_pull_killed_midway_leaves_files_old_or_new_and_a_rerun_finishes() {
 
     // Each file is as it was, or as the store has it; none torn.
     for (rel, path) in files_in(&lib_b) {
-        if rel.file_name().unwrap().to_string_lossy().starts_with(".musicfs-") {
+        if rel
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with(".musicfs-")
+        {
             continue;
         }
         let now = fs::read(&path).unwrap();
