@@ -224,18 +224,23 @@ pub fn push(
     chunks: &mut dyn ChunkSource,
     sink: &dyn Sink,
 ) -> Result<PushSummary> {
-    push_to(repo, store, id, None, chunks, sink)
+    push_to(repo, store, id, None, false, chunks, sink)
 }
 
 /// [`push`] into library `library`; with `None`, into the store's only library, or, in a
 /// store that holds none yet, the one named by the last component of the store's URL
 /// (`s3://box/music` → `music`): a name every site finds alone, so that sites pushing their
 /// copies of one catalogue keep one library. A store of several libraries needs one named.
+///
+/// With `dry_run`, only what the store lacks is found (the store's small objects are read and
+/// cached, nothing is put): the summary counts the chunks, chunk lists and trees a push would
+/// upload, with no pack, delta or snapshot.
 pub fn push_as(
     repo: &Repository,
     store: &Store,
     id: SnapshotId,
     library: Option<&str>,
+    dry_run: bool,
     chunks: &mut dyn ChunkSource,
     sink: &dyn Sink,
 ) -> Result<PushSummary> {
@@ -249,7 +254,7 @@ pub fn push_as(
         Some(name) => Library::Named(name.to_string()),
         None => Library::Default,
     };
-    push_to(repo, store, id, Some(name), chunks, sink)
+    push_to(repo, store, id, Some(name), dry_run, chunks, sink)
 }
 
 /// Which library a push joins.
@@ -289,6 +294,7 @@ fn push_to(
     store: &Store,
     id: SnapshotId,
     library: Option<Library>,
+    dry_run: bool,
     chunks: &mut dyn ChunkSource,
     sink: &dyn Sink,
 ) -> Result<PushSummary> {
@@ -397,6 +403,13 @@ fn push_to(
         trees.push((tree_id, tree.encode()));
     }
 
+    if dry_run {
+        summary.chunks_uploaded = wanted.len() as u64;
+        summary.chunk_bytes_uploaded = wanted.iter().map(|w| u64::from(w.chunk.len)).sum();
+        summary.contents_uploaded = contents.len() as u64;
+        summary.trees_uploaded = trees.len() as u64;
+        return Ok(summary);
+    }
     let mut up = Uploader {
         store,
         host: host_name(),
