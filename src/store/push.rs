@@ -30,12 +30,11 @@ use crate::chunk::keeps_history;
 use crate::chunk::VerifiedChunk;
 use crate::error::{Error, Result};
 use crate::id::{ContentId, SnapshotId, TreeId};
-use crate::locate::{Hint, LastOpen, Locator, Site};
 use crate::origin::Origin;
 use crate::repo::{ObjectId, ObjectKind, Repository};
 use crate::report::Sink;
 use crate::snapshot::{ChunkRef, Node};
-use crate::sync::ChunkSource;
+use crate::sync::{ChunkSource, LocalSource};
 
 /// The failpoints of a push, in the order it reaches them (`crate::failpoint`):
 /// `store-pack` after each pack is put, `store-index` after each index delta, `store-snapshot`
@@ -159,23 +158,14 @@ impl Uploader<'_> {
 
 /// The chunks of a library scanned into a repository, read where the repository records them
 /// (the file's own path and offset first, then every recorded location), each verified: what
-/// a push reads.
-pub struct LibraryChunks<'a> {
-    repo: &'a Repository,
-    origin: &'a dyn Origin,
-    origin_id: Option<crate::repo::OriginId>,
-    open: LastOpen,
-}
+/// a push reads. A sync's [`LocalSource`] of the library as last scanned, which reads its
+/// chunks the same way.
+pub struct LibraryChunks<'a>(LocalSource<'a>);
 
 impl<'a> LibraryChunks<'a> {
     /// The chunks of `origin`, as `repo` last scanned it.
     pub fn new(repo: &'a Repository, origin: &'a dyn Origin) -> Result<LibraryChunks<'a>> {
-        Ok(LibraryChunks {
-            repo,
-            origin,
-            origin_id: repo.find_origin(origin.url())?,
-            open: LastOpen::default(),
-        })
+        LocalSource::scanned(repo, origin).map(LibraryChunks)
     }
 }
 
@@ -186,17 +176,7 @@ impl ChunkSource for LibraryChunks<'_> {
         offset: u64,
         chunk: ChunkRef,
     ) -> Result<Option<VerifiedChunk>> {
-        let locator = Locator::new(
-            self.repo,
-            vec![Site::given(self.origin, self.origin_id)],
-            false,
-        );
-        let hint = Hint {
-            site: 0,
-            path,
-            offset,
-        };
-        locator.find(&mut self.open, Some(hint), chunk)
+        self.0.read_chunk(path, offset, chunk)
     }
 }
 
