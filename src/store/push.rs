@@ -30,12 +30,11 @@ use crate::chunk::keeps_history;
 use crate::chunk::VerifiedChunk;
 use crate::error::{Error, Result};
 use crate::id::{ContentId, SnapshotId, TreeId};
-use crate::locate::{Hint, LastOpen, Locator, Site};
 use crate::origin::Origin;
 use crate::repo::{ObjectId, ObjectKind, Repository};
 use crate::report::Sink;
 use crate::snapshot::{ChunkRef, Node};
-use crate::sync::ChunkSource;
+use crate::sync::{ChunkSource, LocalSource};
 
 /// The failpoints of a push, in the order it reaches them (`crate::failpoint`):
 /// `store-pack` after each pack is put, `store-index` after each index delta, `store-snapshot`
@@ -48,7 +47,7 @@ const DELTA_EVERY: usize = 16;
 /// What a push did.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct PushSummary {
-    /// The library (the snapshot's origin).
+    /// The library the snapshot joined.
     pub library: String,
     /// The snapshot object put, or `None` when the store's newest snapshot of the library
     /// already had this root tree (nothing was put).
@@ -159,23 +158,14 @@ impl Uploader<'_> {
 
 /// The chunks of a library scanned into a repository, read where the repository records them
 /// (the file's own path and offset first, then every recorded location), each verified: what
-/// a push reads.
-pub struct LibraryChunks<'a> {
-    repo: &'a Repository,
-    origin: &'a dyn Origin,
-    origin_id: Option<crate::repo::OriginId>,
-    open: LastOpen,
-}
+/// a push reads. A sync's [`LocalSource`] of the library as last scanned, which reads its
+/// chunks the same way.
+pub struct LibraryChunks<'a>(LocalSource<'a>);
 
 impl<'a> LibraryChunks<'a> {
     /// The chunks of `origin`, as `repo` last scanned it.
     pub fn new(repo: &'a Repository, origin: &'a dyn Origin) -> Result<LibraryChunks<'a>> {
-        Ok(LibraryChunks {
-            repo,
-            origin,
-            origin_id: repo.find_origin(origin.url())?,
-            open: LastOpen::default(),
-        })
+        LocalSource::scanned(repo, origin).map(LibraryChunks)
     }
 }
 
@@ -186,17 +176,7 @@ impl ChunkSource for LibraryChunks<'_> {
         offset: u64,
         chunk: ChunkRef,
     ) -> Result<Option<VerifiedChunk>> {
-        let locator = Locator::new(
-            self.repo,
-            vec![Site::given(self.origin, self.origin_id)],
-            false,
-        );
-        let hint = Hint {
-            site: 0,
-            path,
-            offset,
-        };
-        locator.find(&mut self.open, Some(hint), chunk)
+        self.0.read_chunk(path, offset, chunk)
     }
 }
 
@@ -215,10 +195,86 @@ fn now_ns() -> i64 {
 /// Refused when the repository's chunker is not the store's. A chunk the library no longer
 /// holds (a file changed since the scan) fails the push with [`Error::ChunkUnavailable`]:
 /// scan again and push the new snapshot.
+///
+/// The snapshot joins the library named by its origin's URL; [`push_as`] names another.
 pub fn push(
     repo: &Repository,
     store: &Store,
     id: SnapshotId,
+    chunks: &mut dyn ChunkSource,
+    sink: &dyn Sink,
+) -> Result<PushSummary> {
+    push_to(repo, store, id, None, false, chunks, sink)
+}
+
+/// [`push`] into library `library`; with `None`, into the store's only library, or, in a
+/// store that holds none yet, the one named by the last component of the store's URL
+/// (`s3://box/music` → `music`): a name every site finds alone, so that sites pushing their
+/// copies of one catalogue keep one library. A store of several libraries needs one named.
+///
+/// With `dry_run`, only what the store lacks is found (the store's small objects are read and
+/// cached, nothing is put): the summary counts the chunks, chunk lists and trees a push would
+/// upload, with no pack, delta or snapshot.
+pub fn push_as(
+    repo: &Repository,
+    store: &Store,
+    id: SnapshotId,
+    library: Option<&str>,
+    dry_run: bool,
+    chunks: &mut dyn ChunkSource,
+    sink: &dyn Sink,
+) -> Result<PushSummary> {
+    let name = match library {
+        Some("") => {
+            return Err(Error::InvalidInput(format!(
+                "{}: a library needs a name that is not empty",
+                store.url
+            )))
+        }
+        Some(name) => Library::Named(name.to_string()),
+        None => Library::Default,
+    };
+    push_to(repo, store, id, Some(name), dry_run, chunks, sink)
+}
+
+/// Which library a push joins.
+enum Library {
+    /// This one.
+    Named(String),
+    /// The store's only one, or for the first push, the last component of the store's URL.
+    Default,
+}
+
+/// The library a push with `Library::Default` joins, given the store's snapshots.
+fn default_library(store: &Store, snapshots: &[(ObjectId, StoreSnapshot)]) -> Result<String> {
+    let mut names: Vec<&str> = snapshots.iter().map(|(_, s)| s.library.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    match names.as_slice() {
+        [one] => Ok((*one).to_string()),
+        [] => Ok(store
+            .url
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .filter(|n| !n.is_empty())
+            .unwrap_or(&store.url)
+            .to_string()),
+        many => Err(Error::InvalidInput(format!(
+            "{}: the store holds several libraries ({}); name one with --library",
+            store.url,
+            many.join(", ")
+        ))),
+    }
+}
+
+/// [`push`] into the library `library` names (`None`: the snapshot's origin URL).
+fn push_to(
+    repo: &Repository,
+    store: &Store,
+    id: SnapshotId,
+    library: Option<Library>,
+    dry_run: bool,
     chunks: &mut dyn ChunkSource,
     sink: &dyn Sink,
 ) -> Result<PushSummary> {
@@ -234,22 +290,26 @@ pub fn push(
             id.short()
         )));
     };
+    let snapshots = store.snapshots()?;
+    let library = match library {
+        None => record.origin.clone(),
+        Some(Library::Named(name)) => name,
+        Some(Library::Default) => default_library(store, &snapshots)?,
+    };
     let mut summary = PushSummary {
-        library: record.origin.clone(),
+        library: library.clone(),
         files: record.files,
         bytes: record.bytes,
         ..PushSummary::default()
     };
-    let newest = store
-        .snapshots()?
+    let newest = snapshots
         .into_iter()
         .rev()
-        .find(|(_, s)| s.library == record.origin);
+        .find(|(_, s)| s.library == library);
     if newest.is_some_and(|(_, s)| s.root == *record.root.as_bytes()) {
         tracing::debug!(
-            "{}: the store's newest snapshot of {} has this tree already",
+            "{}: the store's newest snapshot of {library} has this tree already",
             store.url,
-            record.origin
         );
         return Ok(summary);
     }
@@ -323,6 +383,13 @@ pub fn push(
         trees.push((tree_id, tree.encode()));
     }
 
+    if dry_run {
+        summary.chunks_uploaded = wanted.len() as u64;
+        summary.chunk_bytes_uploaded = wanted.iter().map(|w| u64::from(w.chunk.len)).sum();
+        summary.contents_uploaded = contents.len() as u64;
+        summary.trees_uploaded = trees.len() as u64;
+        return Ok(summary);
+    }
     let mut up = Uploader {
         store,
         host: host_name(),
@@ -346,7 +413,7 @@ pub fn push(
     flushed?;
 
     let snapshot = StoreSnapshot {
-        library: record.origin.clone(),
+        library: library.clone(),
         host: up.host.clone(),
         time_ns: record.time_ns,
         root: *record.root.as_bytes(),
@@ -365,7 +432,7 @@ pub fn push(
     up.summary.snapshot = Some(snap_id.hex());
     tracing::debug!(
         "pushed {} to {}: {} chunks ({} bytes) uploaded, {} present, {} packs, {} bytes put",
-        record.origin,
+        library,
         store.url,
         up.summary.chunks_uploaded,
         up.summary.chunk_bytes_uploaded,
