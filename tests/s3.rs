@@ -542,3 +542,173 @@ fn a_profile_of_the_shared_files_is_used() {
     );
     assert!(!stderr.contains(&secret));
 }
+
+// --- a retag rebuilt from the old object (UploadPartCopy) -----------------------------------
+
+const MIB: usize = 1024 * 1024;
+
+/// `len` bytes that repeat nowhere (a stand-in for compressed audio), from `seed`.
+fn noise(len: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 7) as u8
+        })
+        .collect()
+}
+
+/// A FLAC file: `fLaC`, STREAMINFO, a VORBIS_COMMENT block of `tag` bytes, then `audio`
+/// (which starts with a frame sync): the tag at its start, as a tag editor leaves it.
+fn flac(tag: usize, audio: &[u8]) -> Vec<u8> {
+    let mut out = b"fLaC".to_vec();
+    out.extend_from_slice(&[0, 0, 0, 34]);
+    out.extend_from_slice(&[0u8; 34]);
+    out.push(0x80 | 4);
+    out.extend_from_slice(&(tag as u32).to_be_bytes()[1..]);
+    out.extend((0..tag).map(|i| b"TITLE=Retagged "[i % 15]));
+    out.extend_from_slice(audio);
+    out
+}
+
+/// A 24 MiB FLAC track's audio.
+fn audio() -> Vec<u8> {
+    let mut audio = noise(24 * MIB, 7);
+    audio[..2].copy_from_slice(&[0xff, 0xf8]);
+    audio
+}
+
+/// The binary with its S3 requests through `proxy` to `moto`.
+fn run_via(t: &TestRepo, moto: &Moto, proxy: &support::proxy::CountingProxy, args: &[&str]) {
+    let mut m = t.cmd();
+    m.json().args(args);
+    let mut c = m.command();
+    c.envs(moto.env())
+        .env(
+            "AWS_ENDPOINT_URL",
+            format!("http://127.0.0.1:{}", proxy.port),
+        )
+        .env_remove("AWS_PROFILE");
+    ok(c.output().expect("run musicfs"));
+}
+
+#[test]
+fn a_retag_of_a_large_file_sends_about_one_part_and_the_object_is_exact() {
+    let (t, moto, s3) = started();
+    let proxy = support::proxy::CountingProxy::start(moto.port);
+    let src = t.mkdir("src");
+    let track = src.join("track.flac");
+    let audio = audio();
+    fs::write(&track, flac(4_000, &audio)).unwrap();
+    let src_arg = src.to_str().unwrap().to_string();
+    run_via(&t, &moto, &proxy, &["sync", &src_arg, URL]);
+    let first = proxy.take();
+    assert!(
+        first > 24 * MIB as u64,
+        "the first push sends it all: {first}"
+    );
+
+    // The tag grows by 300 bytes: every audio byte moves.
+    let retagged = flac(4_300, &audio);
+    fs::write(&track, &retagged).unwrap();
+    run_via(&t, &moto, &proxy, &["sync", &src_arg, URL]);
+    let second = proxy.take();
+    // One 5 MiB part sent (the tag padded with the audio after it), the rest copied by the
+    // server; both directions counted, so nothing was read back either.
+    assert!(
+        second < 6 * MIB as u64,
+        "{second} bytes on the wire for a retag of a {} byte file",
+        retagged.len()
+    );
+    let (bytes, meta) = s3.get(BUCKET, "lib/track.flac");
+    assert!(bytes == retagged, "the object is the retagged file");
+    assert_eq!(meta.get("mtime"), Some(&rclone_mtime(&track)));
+    let etag = &state(&s3)["track.flac"].0;
+    assert!(etag.ends_with("-2\""), "one part sent, one copied: {etag}");
+    assert_eq!(s3.pending_uploads(BUCKET), 0, "the upload was completed");
+
+    // Back from the bucket, as any reader gets it.
+    let back = t.path("back");
+    sync(&t, &moto, URL, back.to_str().unwrap(), &[]);
+    assert_trees_equal(&src, &back);
+}
+
+#[test]
+fn an_object_replaced_behind_musicfs_between_two_syncs_still_ends_exact() {
+    let (t, moto, s3) = started();
+    let src = t.mkdir("src");
+    let track = src.join("track.flac");
+    let audio = audio();
+    fs::write(&track, flac(4_000, &audio)).unwrap();
+    let src_arg = src.to_str().unwrap().to_string();
+    sync(&t, &moto, &src_arg, URL, &[]);
+
+    // Another tool puts other audio under the key (its last MiB differs); then the local
+    // file is retagged. The sync's scan of the bucket reads the new object, and the new file
+    // is built from what that object holds, never from what the old one held.
+    let mut other = audio.clone();
+    other[23 * MIB..].copy_from_slice(&noise(MIB, 99));
+    s3.put(BUCKET, "lib/track.flac", &flac(4_000, &other), &[]);
+    let retagged = flac(4_300, &audio);
+    fs::write(&track, &retagged).unwrap();
+    sync(&t, &moto, &src_arg, URL, &[]);
+    let (bytes, _) = s3.get(BUCKET, "lib/track.flac");
+    assert!(bytes == retagged, "the object is the retagged file");
+    assert_eq!(s3.pending_uploads(BUCKET), 0);
+}
+
+/// Through the library: a file that says its bytes are those of an object, which is then
+/// replaced before the commit. moto ignores `x-amz-copy-source-if-match`, so the copy is made
+/// from the new object; the MD5 of the copied part gives it away and the file goes up whole.
+#[test]
+fn a_copy_from_an_object_replaced_meanwhile_falls_back_to_sending_it_whole() {
+    use musicfs::origin::registry::Location;
+    use std::io::Write;
+
+    let moto = Moto::shared();
+    let s3 = moto.client();
+    s3.create_bucket("replaced");
+    let location = musicfs::origin::S3Location {
+        bucket: "replaced".into(),
+        prefix: "lib".into(),
+    };
+    let options = musicfs::origin::OpenOptions {
+        retries: 0,
+        ..Default::default()
+    };
+    let dst = location.open_writable(&options).expect("open");
+    let old = noise(12 * MIB, 1);
+    let mut new = old.clone();
+    new[..100].copy_from_slice(&[b'x'; 100]);
+    let write = |name: &str, replace_with: Option<&[u8]>| {
+        let key = format!("lib/{name}");
+        s3.put("replaced", &key, &old, &[]);
+        let stat = dst.stat(name.as_bytes()).unwrap().expect("the old object");
+        if let Some(other) = replace_with {
+            s3.put("replaced", &key, other, &[]);
+        }
+        let mut file = dst.create_temp(name.as_bytes()).unwrap();
+        assert!(file.reuses_target(new.len() as u64));
+        file.write_all(&new[..100]).unwrap();
+        file.write_known(&new[100..], &stat.change, 100).unwrap();
+        file.commit(0o644, 1_700_000_000_000_000_000).unwrap();
+        let (bytes, _) = s3.get("replaced", &key);
+        assert!(bytes == new, "{name}: the object is the new file");
+        let listed = s3.list("replaced");
+        let etag = &listed.iter().find(|o| o.key == key).unwrap().etag;
+        etag.clone()
+    };
+    // The old object still there: 5 MiB sent, 7 MiB copied, a two-part upload.
+    let etag = write("kept", None);
+    assert!(etag.ends_with("-2\""), "built from parts: {etag}");
+    // Replaced by other bytes of the same length: one plain PUT (12 MiB is under 16 MiB).
+    let etag = write("swapped", Some(&noise(12 * MIB, 2)));
+    assert!(!etag.contains('-'), "sent whole: {etag}");
+    assert_eq!(
+        s3.pending_uploads("replaced"),
+        0,
+        "the failed upload was aborted"
+    );
+}

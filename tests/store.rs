@@ -6,167 +6,20 @@ mod util;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use musicfs::origin::LocalOrigin;
 use musicfs::repo::{LocalObjects, ObjectId, ObjectKind, ObjectStore, Repository};
 use musicfs::report::NullSink;
 use musicfs::scan::{scan, ScanOptions};
-use musicfs::store::{self, LibraryChunks, Pick, PushSummary, Store, StoreSource};
-use musicfs::sync::{sync_from, SyncOptions, SyncSummary};
+use musicfs::store::{self, LibraryChunks, Pick, Store, StoreSource};
+use musicfs::sync::{sync_from, SyncOptions};
 
+use util::store::{new_store, Counting, Site};
 use util::*;
 
 const KIB: u64 = 1024;
-
-/// A real object store that counts what it is asked.
-struct Counting {
-    inner: LocalObjects,
-    calls: AtomicU64,
-    put_bytes: AtomicU64,
-    read_bytes: AtomicU64,
-    /// Lists no index delta, as a store whose listings lag behind its writes.
-    hide_deltas: std::sync::atomic::AtomicBool,
-}
-
-impl Counting {
-    fn new(root: &Path) -> Arc<Counting> {
-        Arc::new(Counting {
-            inner: LocalObjects::new(root),
-            calls: AtomicU64::new(0),
-            put_bytes: AtomicU64::new(0),
-            read_bytes: AtomicU64::new(0),
-            hide_deltas: std::sync::atomic::AtomicBool::new(false),
-        })
-    }
-
-    /// Calls, bytes put and bytes read since the last reset; resets them.
-    fn take(&self) -> (u64, u64, u64) {
-        (
-            self.calls.swap(0, Ordering::SeqCst),
-            self.put_bytes.swap(0, Ordering::SeqCst),
-            self.read_bytes.swap(0, Ordering::SeqCst),
-        )
-    }
-}
-
-impl ObjectStore for Counting {
-    fn put(&self, kind: ObjectKind, id: &ObjectId, bytes: &[u8]) -> musicfs::Result<()> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.put_bytes
-            .fetch_add(bytes.len() as u64, Ordering::SeqCst);
-        self.inner.put(kind, id, bytes)
-    }
-    fn read(
-        &self,
-        kind: ObjectKind,
-        id: &ObjectId,
-        offset: u64,
-        len: usize,
-    ) -> musicfs::Result<Vec<u8>> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.read_bytes.fetch_add(len as u64, Ordering::SeqCst);
-        self.inner.read(kind, id, offset, len)
-    }
-    fn list(&self, kind: ObjectKind) -> musicfs::Result<Vec<ObjectId>> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        if kind == ObjectKind::StoreIndex && self.hide_deltas.load(Ordering::SeqCst) {
-            return Ok(Vec::new());
-        }
-        self.inner.list(kind)
-    }
-    fn size(&self, kind: ObjectKind, id: &ObjectId) -> musicfs::Result<u64> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.size(kind, id)
-    }
-    fn remove(&self, kind: ObjectKind, id: &ObjectId) -> musicfs::Result<()> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.remove(kind, id)
-    }
-}
-
-/// One site: a repository of its own, and a library directory.
-struct Site {
-    repo: Repository,
-    lib: PathBuf,
-}
-
-impl Site {
-    fn new(dir: &Path, name: &str) -> Site {
-        let root = dir.join(name);
-        fs::create_dir_all(&root).unwrap();
-        let repo = Repository::init(&root.join("repo")).unwrap().0;
-        Site {
-            repo,
-            lib: root.join("lib"),
-        }
-    }
-
-    fn open_store(&self, objects: &Arc<Counting>, url: &str) -> Store {
-        Store::open(objects.clone(), url, &self.repo).unwrap()
-    }
-
-    /// Scans the library and pushes the snapshot.
-    fn push(&self, store: &Store) -> PushSummary {
-        let origin = LocalOrigin::open(&self.lib, false).unwrap();
-        let chunker = self.repo.chunker();
-        let scanned = scan(
-            &self.repo,
-            &origin,
-            &chunker,
-            ScanOptions::default(),
-            &NullSink,
-        )
-        .unwrap();
-        let mut chunks = LibraryChunks::new(&self.repo, &origin).unwrap();
-        store::push(&self.repo, store, scanned.snapshot, &mut chunks, &NullSink).unwrap()
-    }
-
-    /// The library's name in the store: its origin URL.
-    fn library(&self) -> String {
-        LocalOrigin::open(&self.lib, false).unwrap().url_string()
-    }
-
-    /// Pulls `pick` into the library directory.
-    fn pull(&self, store: &Store, pick: Pick) -> SyncSummary {
-        let dst = LocalOrigin::open(&self.lib, true).unwrap();
-        let mut source = StoreSource::new(store, pick).unwrap();
-        let options = SyncOptions {
-            delete: true,
-            ..SyncOptions::default()
-        };
-        sync_from(
-            &self.repo,
-            &mut source,
-            &dst,
-            &self.repo.chunker(),
-            options,
-            &NullSink,
-        )
-        .unwrap()
-    }
-}
-
-trait UrlString {
-    fn url_string(&self) -> String;
-}
-
-impl UrlString for LocalOrigin {
-    fn url_string(&self) -> String {
-        use musicfs::origin::Origin;
-        self.url().to_string()
-    }
-}
-
-fn new_store(dir: &Path, pack_size: u32) -> (Arc<Counting>, String) {
-    let objects = Counting::new(&dir.join("store"));
-    let url = format!("file://{}", dir.join("store").display());
-    let chunker = musicfs::repo::ChunkerConfig::default();
-    assert!(store::init(&*objects, &url, &chunker, pack_size).unwrap());
-    objects.take();
-    (objects, url)
-}
 
 /// Files whose bytes differ between two snapshots of a tree (relative paths).
 fn changed_files(before: &[(PathBuf, blake3::Hash)], after: &Path) -> usize {
@@ -563,20 +416,10 @@ fn a_damaged_pack_is_refused_and_nothing_of_it_is_written() {
 
 const CRASH_DIR: &str = "MUSICFS_STORE_CRASH_DIR";
 
-/// Run by `a_push_killed_at_any_point_leaves_the_store_readable_and_the_next_one_finishes` in
-/// a child process, with a failpoint armed: scans site `a` under the directory it names and
-/// pushes it. Does nothing when run on its own.
-#[test]
-#[ignore = "run by the crash test in a child process"]
-fn crash_child_push() {
-    let Some(dir) = std::env::var_os(CRASH_DIR) else {
-        return;
-    };
-    let dir = PathBuf::from(dir);
-    let a = Site {
-        repo: Repository::open(&dir.join("a/repo")).unwrap(),
-        lib: dir.join("a/lib"),
-    };
+/// The killed push: in a child process (this test run again with [`CRASH_DIR`] set and a
+/// failpoint armed), scans site `a` under that directory and pushes it.
+fn crash_child_push(dir: &Path) {
+    let a = Site::open(dir, "a");
     let objects = Counting::new(&dir.join("store"));
     let url = format!("file://{}", dir.join("store").display());
     a.push(&a.open_store(&objects, &url));
@@ -584,6 +427,9 @@ fn crash_child_push() {
 
 #[test]
 fn a_push_killed_at_any_point_leaves_the_store_readable_and_the_next_one_finishes() {
+    if let Some(dir) = std::env::var_os(CRASH_DIR) {
+        return crash_child_push(Path::new(&dir));
+    }
     use std::os::unix::process::ExitStatusExt;
     let mut points: Vec<String> = Vec::new();
     for point in store::PUSH_POINTS {
@@ -600,7 +446,11 @@ fn a_push_killed_at_any_point_leaves_the_store_readable_and_the_next_one_finishe
         let a = Site::new(dir.path(), "a");
         copy_tree(&template.path().join("lib"), &a.lib);
         let status = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["crash_child_push", "--exact", "--ignored", "--nocapture"])
+            .args([
+                "a_push_killed_at_any_point_leaves_the_store_readable_and_the_next_one_finishes",
+                "--exact",
+                "--nocapture",
+            ])
             .env(CRASH_DIR, dir.path())
             .env("MUSICFS_FAILPOINT", &point)
             .stdout(std::process::Stdio::null())
@@ -660,113 +510,5 @@ fn reused(point: &str) -> u64 {
         "store-pack" => 1,
         "store-pack:5" => 5,
         _ => 0,
-    }
-}
-
-// --- the pack size ---------------------------------------------------------------------------
-
-/// Every blob of every pack of the store under `root`, from the packs' trailers: pack, kind,
-/// id, stored length.
-fn blobs_by_pack(objects: &dyn ObjectStore) -> Vec<(ObjectId, Vec<store::format::PackEntry>)> {
-    let mut out = Vec::new();
-    for pack in objects.list(ObjectKind::StorePack).unwrap() {
-        let size = objects.size(ObjectKind::StorePack, &pack).unwrap();
-        let bytes = objects
-            .read(ObjectKind::StorePack, &pack, 0, size as usize)
-            .unwrap();
-        out.push((pack, store::format::pack_trailer(&bytes).unwrap()));
-    }
-    out
-}
-
-/// The blobs the newest snapshot of `repo`'s only origin reaches: trees, chunk lists, chunks.
-fn live_blobs(repo: &Repository) -> std::collections::HashSet<[u8; 32]> {
-    use musicfs::snapshot::Node;
-    let (_, record) = repo.snapshots().unwrap().pop().unwrap();
-    let mut live = std::collections::HashSet::new();
-    let mut stack = vec![record.root];
-    while let Some(id) = stack.pop() {
-        live.insert(*id.as_bytes());
-        for entry in repo.tree(&id).unwrap().entries {
-            match entry.node {
-                Node::Dir { tree, .. } => stack.push(tree),
-                Node::File { content, .. } => {
-                    live.insert(*content.as_bytes());
-                    for c in repo.content(&content).unwrap().chunks {
-                        live.insert(*c.id.as_bytes());
-                    }
-                }
-                Node::Symlink { .. } => {}
-            }
-        }
-    }
-    live
-}
-
-/// The measurement behind the store's pack size (`docs/format.md`, "Chunk store"): for packs
-/// of 4, 16 and 64 MiB, the requests per GB of a first push and of a pull, and what garbage a
-/// retag of 10% of the tracks and the deletion of 10% of the albums leave, and what a repack
-/// must rewrite to reclaim it. Prints a table; run by hand:
-/// `cargo test --release --test store measure_pack_sizes -- --ignored --nocapture`.
-#[test]
-#[ignore = "a measurement, run by hand"]
-fn measure_pack_sizes() {
-    let template = tempfile::tempdir().unwrap();
-    let files = 200;
-    genlib_create(&template.path().join("lib"), files, 21, 1 << 20);
-    println!("| pack | packs | PUT/GB | pull GET/GB | garbage | packs with garbage | rewrite to reclaim all | garbage left if only packs >50% garbage are repacked |");
-    println!("|---|---|---|---|---|---|---|---|");
-    for mib in [4u32, 16, 64] {
-        let dir = tempfile::tempdir().unwrap();
-        let (objects, url) = new_store(dir.path(), mib << 20);
-        let a = Site::new(dir.path(), "a");
-        copy_tree(&template.path().join("lib"), &a.lib);
-        let store_a = a.open_store(&objects, &url);
-        let first = a.push(&store_a);
-        let gb = first.bytes as f64 / f64::from(1u32 << 30);
-        let put_per_gb = (first.packs + first.deltas + 1) as f64 / gb;
-        objects.take();
-        let b = Site::new(dir.path(), "b");
-        b.pull(&b.open_store(&objects, &url), Pick::Newest(None));
-        let (calls, _, _) = objects.take();
-        let get_per_gb = calls as f64 / gb;
-        // Churn: a retag of 10% of the tracks, then 10% of the albums deleted.
-        genlib_retag(&a.lib, 0.1, 4);
-        let mut albums: Vec<PathBuf> = list_tree(&a.lib)
-            .into_iter()
-            .filter(|r| r.components().count() == 2 && a.lib.join(r).is_dir())
-            .collect();
-        albums.sort();
-        for album in albums.iter().step_by(10) {
-            fs::remove_dir_all(a.lib.join(album)).unwrap();
-        }
-        a.push(&store_a);
-        let live = live_blobs(&a.repo);
-        let (mut garbage, mut dirty, mut rewrite, mut left) = (0u64, 0u64, 0u64, 0u64);
-        let packs = blobs_by_pack(&*objects);
-        for (_, entries) in &packs {
-            let dead: u64 = entries
-                .iter()
-                .filter(|e| !live.contains(&e.id))
-                .map(|e| u64::from(e.stored))
-                .sum();
-            let all: u64 = entries.iter().map(|e| u64::from(e.stored)).sum();
-            garbage += dead;
-            if dead > 0 {
-                dirty += 1;
-                rewrite += all - dead;
-                if dead * 2 <= all {
-                    left += dead;
-                }
-            }
-        }
-        let mb = |n: u64| format!("{:.1} MiB", n as f64 / f64::from(1u32 << 20));
-        println!(
-            "| {mib} MiB | {} | {put_per_gb:.0} | {get_per_gb:.0} | {} | {dirty} | {} | {} |",
-            packs.len(),
-            mb(garbage),
-            mb(rewrite),
-            mb(left)
-        );
     }
 }

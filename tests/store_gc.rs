@@ -10,14 +10,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use musicfs::origin::{LocalOrigin, Origin};
 use musicfs::repo::{LocalObjects, ObjectId, ObjectKind, ObjectStore, Repository};
-use musicfs::report::NullSink;
-use musicfs::scan::{scan, ScanOptions};
 use musicfs::store::format::{encode_object, GcLock, Tag};
-use musicfs::store::{self, GcOptions, LibraryChunks, Pick, Store, StoreSource};
-use musicfs::sync::{sync_from, SyncOptions};
+use musicfs::store::{self, GcOptions, Pick, Store};
 
+use util::store::{churn, pack_bytes, Counting, Site};
 use util::*;
 
 const KIB: u64 = 1024;
@@ -25,88 +22,8 @@ const HOUR: i64 = 3_600_000_000_000;
 /// A fixed "now" for the first gc: far from the real clock, which gc never reads.
 const T0: i64 = 1_900_000_000_000_000_000;
 
-/// One site: a repository and a library directory.
-struct Site {
-    repo: Repository,
-    lib: PathBuf,
-}
-
-impl Site {
-    fn new(dir: &Path, name: &str) -> Site {
-        let root = dir.join(name);
-        fs::create_dir_all(&root).unwrap();
-        Site {
-            repo: Repository::init(&root.join("repo")).unwrap().0,
-            lib: root.join("lib"),
-        }
-    }
-
-    fn open(&self, objects: &Arc<LocalObjects>, url: &str) -> Store {
-        Store::open(objects.clone(), url, &self.repo).unwrap()
-    }
-
-    /// Scans the library and pushes it; the snapshot object's id.
-    fn push(&self, store: &Store) -> String {
-        let origin = LocalOrigin::open(&self.lib, false).unwrap();
-        let scanned = scan(
-            &self.repo,
-            &origin,
-            &self.repo.chunker(),
-            ScanOptions::default(),
-            &NullSink,
-        )
-        .unwrap();
-        let mut chunks = LibraryChunks::new(&self.repo, &origin).unwrap();
-        store::push(&self.repo, store, scanned.snapshot, &mut chunks, &NullSink)
-            .unwrap()
-            .snapshot
-            .expect("the push put a snapshot")
-    }
-
-    fn library(&self) -> String {
-        LocalOrigin::open(&self.lib, false)
-            .unwrap()
-            .url()
-            .to_string()
-    }
-
-    /// Pulls `pick` into the library directory; the number of errors.
-    fn pull(&self, store: &Store, pick: Pick) -> u64 {
-        fs::create_dir_all(&self.lib).unwrap();
-        let dst = LocalOrigin::open(&self.lib, true).unwrap();
-        let mut source = StoreSource::new(store, pick).unwrap();
-        let options = SyncOptions {
-            delete: true,
-            ..SyncOptions::default()
-        };
-        sync_from(
-            &self.repo,
-            &mut source,
-            &dst,
-            &self.repo.chunker(),
-            options,
-            &NullSink,
-        )
-        .unwrap()
-        .errors
-    }
-}
-
-fn new_store(dir: &Path) -> (Arc<LocalObjects>, String) {
-    new_store_with(dir, 1 << 20)
-}
-
-fn new_store_with(dir: &Path, pack_size: u32) -> (Arc<LocalObjects>, String) {
-    let objects = Arc::new(LocalObjects::new(dir.join("store")));
-    let url = format!("file://{}", dir.join("store").display());
-    store::init(
-        &*objects,
-        &url,
-        &musicfs::repo::ChunkerConfig::default(),
-        pack_size,
-    )
-    .unwrap();
-    (objects, url)
+fn new_store(dir: &Path) -> (Arc<Counting>, String) {
+    util::store::new_store(dir, 1 << 20)
 }
 
 fn options() -> GcOptions {
@@ -116,48 +33,24 @@ fn options() -> GcOptions {
     }
 }
 
-/// Bytes of every pack in the store.
-fn pack_bytes(objects: &LocalObjects) -> u64 {
-    objects
-        .list(ObjectKind::StorePack)
-        .unwrap()
-        .iter()
-        .map(|id| objects.size(ObjectKind::StorePack, id).unwrap())
-        .sum()
-}
-
-/// The churn of the issue: a retag of 10 % of the tracks and the deletion of every tenth
-/// album (at least one).
-fn churn(lib: &Path, seed: u64) {
-    genlib_retag(lib, 0.1, seed);
-    let mut albums: Vec<PathBuf> = list_tree(lib)
-        .into_iter()
-        .filter(|r| r.components().count() == 2 && lib.join(r).is_dir())
-        .collect();
-    albums.sort();
-    for album in albums.iter().skip(seed as usize % 2).step_by(10) {
-        fs::remove_dir_all(lib.join(album)).unwrap();
-    }
-}
-
 /// Pulls every snapshot the store holds into a fresh site and compares it with the library
 /// as it was when pushed (`states`: snapshot id to a copy of the library).
 fn assert_every_snapshot_exact(
     dir: &Path,
-    objects: &Arc<LocalObjects>,
+    objects: &Arc<Counting>,
     url: &str,
     states: &HashMap<String, PathBuf>,
     what: &str,
 ) {
     let reader = Site::new(dir, &format!("reader-{}", rand_name()));
-    let store = reader.open(objects, url);
+    let store = reader.open_store(objects, url);
     let snapshots = store.snapshots().unwrap();
     assert!(!snapshots.is_empty(), "{what}: no snapshot left");
     for (id, _) in snapshots {
         let state = states
             .get(&id.hex())
             .unwrap_or_else(|| panic!("{what}: snapshot {} of no push", id.hex()));
-        assert_eq!(reader.pull(&store, Pick::Id(id.hex())), 0, "{what}");
+        assert_eq!(reader.pull(&store, Pick::Id(id.hex())).errors, 0, "{what}");
         assert_trees_equal(state, &reader.lib);
     }
 }
@@ -181,11 +74,11 @@ fn garbage_of_a_retag_and_deleted_albums_is_marked_then_swept_after_the_grace() 
     let (objects, url) = new_store(dir.path());
     let a = Site::new(dir.path(), "a");
     genlib_create(&a.lib, 40, 5, 256 * KIB);
-    let store_a = a.open(&objects, &url);
-    a.push(&store_a);
+    let store_a = a.open_store(&objects, &url);
+    a.push_id(&store_a);
     churn(&a.lib, 4);
-    let second = a.push(&store_a);
-    let before = pack_bytes(&objects);
+    let second = a.push_id(&store_a);
+    let before = pack_bytes(&*objects);
     let packs_before = objects.list(ObjectKind::StorePack).unwrap();
 
     // With both snapshots kept, nothing is garbage.
@@ -228,7 +121,7 @@ fn garbage_of_a_retag_and_deleted_albums_is_marked_then_swept_after_the_grace() 
     assert_eq!(swept.swept_packs, marked.marked_packs, "{swept:?}");
     assert_eq!(swept.rescued_packs, 0, "{swept:?}");
     assert!(objects.list(ObjectKind::StoreMark).unwrap().is_empty());
-    let after = pack_bytes(&objects);
+    let after = pack_bytes(&*objects);
     assert!(after < before, "{before} -> {after}");
     // What is left is garbage in packs mostly live (the threshold keeps them).
     let left = store::gc(&store_a, &dry, T0 + 26 * HOUR).unwrap();
@@ -267,7 +160,7 @@ fn garbage_of_a_retag_and_deleted_albums_is_marked_then_swept_after_the_grace() 
     );
     // So is the next push (it finds everything it needs), and a pull of it.
     genlib_retag(&a.lib, 0.2, 8);
-    let third = a.push(&a.open(&objects, &url));
+    let third = a.push_id(&a.open_store(&objects, &url));
     keep(&mut states, dir.path(), &a.lib, third);
     assert_every_snapshot_exact(dir.path(), &objects, &url, &states, "after a push");
 }
@@ -290,14 +183,14 @@ fn pushes_running_while_gc_marks_and_sweeps_lose_nothing() {
         copy_tree(&template.path().join("lib"), &a.lib);
         let original = dir.path().join("original");
         copy_tree(&a.lib, &original);
-        let store_a = a.open(&objects, &url);
+        let store_a = a.open_store(&objects, &url);
         let gc_site = Site::new(dir.path(), "gc");
-        let store_gc = gc_site.open(&objects, &url);
+        let store_gc = gc_site.open_store(&objects, &url);
         let mut states = HashMap::new();
-        let first = a.push(&store_a);
+        let first = a.push_id(&store_a);
         keep(&mut states, dir.path(), &a.lib, first);
         churn(&a.lib, rounds);
-        let second = a.push(&store_a);
+        let second = a.push_id(&store_a);
         keep(&mut states, dir.path(), &a.lib, second);
         store::forget(&store_a, 1, false).unwrap();
 
@@ -308,7 +201,7 @@ fn pushes_running_while_gc_marks_and_sweeps_lose_nothing() {
         let (third, marked) = std::thread::scope(|s| {
             let push = s.spawn(|| {
                 std::thread::sleep(pause);
-                a.push(&store_a)
+                a.push_id(&store_a)
             });
             let gc = s.spawn(|| store::gc(&store_gc, &options(), T0).unwrap());
             (push.join().unwrap(), gc.join().unwrap())
@@ -330,7 +223,7 @@ fn pushes_running_while_gc_marks_and_sweeps_lose_nothing() {
             let gc = s.spawn(|| store::gc(&store_gc, &options(), T0 + 25 * HOUR).unwrap());
             let push = s.spawn(|| {
                 std::thread::sleep(pause);
-                a.push(&store_a)
+                a.push_id(&store_a)
             });
             (push.join().unwrap(), gc.join().unwrap())
         });
@@ -360,17 +253,17 @@ fn a_pack_a_snapshot_came_to_need_after_the_mark_is_kept_by_the_sweep() {
     let b = Site::new(dir.path(), "b");
     genlib_create(&a.lib, 12, 3, 128 * KIB);
     copy_tree(&a.lib, &b.lib);
-    let (store_a, store_b) = (a.open(&objects, &url), b.open(&objects, &url));
+    let (store_a, store_b) = (a.open_store(&objects, &url), b.open_store(&objects, &url));
     // b's push is prepared (its index merged) before the mark: here, b pushes a library the
     // store holds already, after a forgot it and a gc marked its packs.
-    let first = a.push(&store_a);
+    let first = a.push_id(&store_a);
     churn(&a.lib, 2);
     fs::remove_dir_all(
         a.lib
             .join(list_tree(&a.lib)[0].components().next().unwrap()),
     )
     .ok();
-    a.push(&store_a);
+    a.push_id(&store_a);
     store::forget(&store_a, 1, false).unwrap();
     let marked = store::gc(&store_a, &options(), T0).unwrap();
     assert!(marked.marked_packs > 0, "{marked:?}");
@@ -403,8 +296,8 @@ fn a_second_gc_stops_while_one_holds_the_lock_and_a_stale_lock_is_ignored() {
     let (objects, url) = new_store(dir.path());
     let a = Site::new(dir.path(), "a");
     genlib_create(&a.lib, 6, 2, 64 * KIB);
-    let store_a = a.open(&objects, &url);
-    a.push(&store_a);
+    let store_a = a.open_store(&objects, &url);
+    a.push_id(&store_a);
     let put_lock = |time_ns: i64, nonce: u8| {
         let lock = GcLock {
             host: "elsewhere".into(),
@@ -435,7 +328,7 @@ fn a_second_gc_stops_while_one_holds_the_lock_and_a_stale_lock_is_ignored() {
     // Two gcs at once, many times: at most both run (their listings missed each other's
     // lock), and the store stays whole.
     let b = Site::new(dir.path(), "b");
-    let store_b = b.open(&objects, &url);
+    let store_b = b.open_store(&objects, &url);
     for lock in objects.list(ObjectKind::StoreLock).unwrap() {
         objects.remove(ObjectKind::StoreLock, &lock).unwrap();
     }
@@ -459,7 +352,11 @@ fn a_second_gc_stops_while_one_holds_the_lock_and_a_stale_lock_is_ignored() {
     println!("{stopped} of 20 concurrent pairs had one gc stop");
     let c = Site::new(dir.path(), "c");
     assert_eq!(
-        c.pull(&c.open(&objects, &url), Pick::Newest(Some(a.library()))),
+        c.pull(
+            &c.open_store(&objects, &url),
+            Pick::Newest(Some(a.library()))
+        )
+        .errors,
         0
     );
     assert_trees_equal(&a.lib, &c.lib);
@@ -470,16 +367,9 @@ fn a_second_gc_stops_while_one_holds_the_lock_and_a_stale_lock_is_ignored() {
 const CRASH_DIR: &str = "MUSICFS_STORE_GC_CRASH_DIR";
 const CRASH_NOW: i64 = T0 + 25 * HOUR;
 
-/// Run by `a_gc_killed_at_any_point_leaves_the_store_readable_and_the_next_one_finishes` in
-/// a child process, with a failpoint armed: runs a gc of the store under the directory it
-/// names at `CRASH_NOW`. Does nothing when run on its own.
-#[test]
-#[ignore = "run by the crash test in a child process"]
-fn crash_child_gc() {
-    let Some(dir) = std::env::var_os(CRASH_DIR) else {
-        return;
-    };
-    let dir = PathBuf::from(dir);
+/// The killed gc: in a child process (this test run again with [`CRASH_DIR`] set and a
+/// failpoint armed), a gc of the store under that directory at `CRASH_NOW`.
+fn crash_child_gc(dir: &Path) {
     let repo = Repository::open(&dir.join("gc/repo")).unwrap();
     let objects = Arc::new(LocalObjects::new(dir.join("store")));
     let url = format!("file://{}", dir.join("store").display());
@@ -489,6 +379,9 @@ fn crash_child_gc() {
 
 #[test]
 fn a_gc_killed_at_any_point_leaves_the_store_readable_and_the_next_one_finishes() {
+    if let Some(dir) = std::env::var_os(CRASH_DIR) {
+        return crash_child_gc(Path::new(&dir));
+    }
     use std::os::unix::process::ExitStatusExt;
     let mut points: Vec<String> = store::GC_POINTS.iter().map(|p| p.to_string()).collect();
     points.push("store-gc-sweep:2".into());
@@ -502,24 +395,28 @@ fn a_gc_killed_at_any_point_leaves_the_store_readable_and_the_next_one_finishes(
         // The repository whose cache the killed gc uses.
         Site::new(dir.path(), "gc");
         copy_tree(&template.path().join("lib"), &a.lib);
-        let store_a = a.open(&objects, &url);
+        let store_a = a.open_store(&objects, &url);
         // Garbage marked at T0, swept by the gc killed at T0 + 25 h; more garbage since, for
         // that gc to mark and repack (a threshold of 0.5 repacks every pack holding a dead
         // chunk list or tree).
-        a.push(&store_a);
+        a.push_id(&store_a);
         churn(&a.lib, 1);
-        a.push(&store_a);
+        a.push_id(&store_a);
         store::forget(&store_a, 1, false).unwrap();
         let first = store::gc(&store_a, &options(), T0).unwrap();
         assert!(first.marked_packs > 0, "{first:?}");
         churn(&a.lib, 2);
-        let newest = a.push(&store_a);
+        let newest = a.push_id(&store_a);
         store::forget(&store_a, 1, false).unwrap();
         let mut states = HashMap::new();
         keep(&mut states, dir.path(), &a.lib, newest);
 
         let status = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["crash_child_gc", "--exact", "--ignored", "--nocapture"])
+            .args([
+                "a_gc_killed_at_any_point_leaves_the_store_readable_and_the_next_one_finishes",
+                "--exact",
+                "--nocapture",
+            ])
             .env(CRASH_DIR, dir.path())
             .env("MUSICFS_FAILPOINT", &point)
             .stdout(std::process::Stdio::null())
@@ -570,64 +467,6 @@ fn a_gc_killed_at_any_point_leaves_the_store_readable_and_the_next_one_finishes(
     }
 }
 
-/// What gc frees after the churn of `docs/format.md`'s pack-size measurement (200 tracks of
-/// about 1 MiB, 16 MiB packs; a retag of 10 % of the tracks and every tenth album deleted,
-/// the first snapshot forgotten), and what it costs. Prints a table; run by hand:
-/// `cargo test --release --test store_gc measure_gc -- --ignored --nocapture`.
-#[test]
-#[ignore = "a measurement, run by hand"]
-fn measure_gc() {
-    let template = tempfile::tempdir().unwrap();
-    genlib_create(&template.path().join("lib"), 200, 21, 1 << 20);
-    let mib = |n: u64| format!("{:.1} MiB", n as f64 / f64::from(1u32 << 20));
-    println!("| repack threshold | packs before | garbage | marked packs (repacked) | copied | swept | packs after | garbage left |");
-    println!("|---|---|---|---|---|---|---|---|");
-    for threshold in [0.5, 0.9, 1.0] {
-        let dir = tempfile::tempdir().unwrap();
-        let (objects, url) = new_store_with(dir.path(), 16 << 20);
-        let a = Site::new(dir.path(), "a");
-        copy_tree(&template.path().join("lib"), &a.lib);
-        let store_a = a.open(&objects, &url);
-        a.push(&store_a);
-        churn(&a.lib, 4);
-        a.push(&store_a);
-        store::forget(&store_a, 1, false).unwrap();
-        let opts = GcOptions {
-            repack_threshold: threshold,
-            ..options()
-        };
-        let before = pack_bytes(&objects);
-        let packs_before = objects.list(ObjectKind::StorePack).unwrap().len();
-        let marked = store::gc(&store_a, &opts, T0).unwrap();
-        let swept = store::gc(&store_a, &opts, T0 + 25 * HOUR).unwrap();
-        let after = pack_bytes(&objects);
-        let left = store::gc(
-            &store_a,
-            &GcOptions {
-                dry_run: true,
-                ..opts
-            },
-            T0 + 26 * HOUR,
-        )
-        .unwrap();
-        println!(
-            "| {threshold} | {packs_before} ({}) | {} | {} ({}) | {} | {} ({}) | {} ({}) | {} |",
-            mib(before),
-            mib(marked.garbage_bytes),
-            marked.marked_packs,
-            marked.repacked_packs,
-            mib(marked.copied_bytes),
-            swept.swept_packs,
-            mib(swept.swept_bytes),
-            objects.list(ObjectKind::StorePack).unwrap().len(),
-            mib(after),
-            mib(left.garbage_bytes)
-        );
-        let states = HashMap::from([(store_a.snapshots().unwrap()[0].0.hex(), a.lib.clone())]);
-        assert_every_snapshot_exact(dir.path(), &objects, &url, &states, "measure");
-    }
-}
-
 /// Deleted albums that come back after their packs were marked: the push uploads them again,
 /// into packs no mark names (packing is deterministic: the same chunks in the same order make
 /// the same pack, which the sweep would then remove), and after the sweep every snapshot
@@ -640,8 +479,8 @@ fn albums_that_come_back_after_the_mark_are_uploaded_again_into_unmarked_packs()
     genlib_create(&a.lib, 30, 9, 128 * KIB);
     let original = dir.path().join("original");
     copy_tree(&a.lib, &original);
-    let store_a = a.open(&objects, &url);
-    a.push(&store_a);
+    let store_a = a.open_store(&objects, &url);
+    a.push_id(&store_a);
     // Every album but the first deleted: whole packs lose every live blob.
     let mut albums: Vec<PathBuf> = list_tree(&a.lib)
         .into_iter()
@@ -651,7 +490,7 @@ fn albums_that_come_back_after_the_mark_are_uploaded_again_into_unmarked_packs()
     for album in &albums[1..] {
         fs::remove_dir_all(a.lib.join(album)).unwrap();
     }
-    a.push(&store_a);
+    a.push_id(&store_a);
     store::forget(&store_a, 1, false).unwrap();
     let marked = store::gc(&store_a, &options(), T0).unwrap();
     assert!(marked.marked_packs > 0, "{marked:?}");
@@ -660,7 +499,7 @@ fn albums_that_come_back_after_the_mark_are_uploaded_again_into_unmarked_packs()
     fs::remove_dir_all(&a.lib).unwrap();
     copy_tree(&original, &a.lib);
     let before: Vec<ObjectId> = objects.list(ObjectKind::StorePack).unwrap();
-    let back = a.push(&store_a);
+    let back = a.push_id(&store_a);
     let new: Vec<ObjectId> = objects
         .list(ObjectKind::StorePack)
         .unwrap()

@@ -274,6 +274,22 @@ impl TempFile for LimitedTemp {
     fn discard(self: Box<Self>) {
         self.inner.discard()
     }
+    fn reuses_target(&self, size: u64) -> bool {
+        self.inner.reuses_target(size)
+    }
+    /// Known bytes spend the budget too: whether the transport sends them is decided at
+    /// commit (a server-side copy that fails falls back to sending them), and the cap must
+    /// hold either way.
+    fn write_known(
+        &mut self,
+        data: &[u8],
+        target: &super::ChangeKey,
+        target_offset: u64,
+    ) -> io::Result<()> {
+        self.inner.write_known(data, target, target_offset)?;
+        self.budget.spend(data.len());
+        Ok(())
+    }
 }
 
 /// `--bwlimit`'s value for clap.

@@ -161,6 +161,32 @@ pub trait TempFile: std::io::Write + Send {
     /// Removes the temporary file (best effort: the next sync removes leftovers). Never
     /// touches the target.
     fn discard(self: Box<Self>);
+    /// Whether this file, `size` bytes long once written, can be built in part from its
+    /// target's own bytes, so that telling it which bytes the target already holds
+    /// ([`TempFile::write_known`]) may save sending them (an object store's server-side
+    /// copy). Touches nothing; the default, for transports that gain nothing, is `false`,
+    /// and a caller that gets `false` need not work out what the target holds.
+    fn reuses_target(&self, _size: u64) -> bool {
+        false
+    }
+    /// Writes `data`, exactly as [`std::io::Write::write_all`] would, and says that the same
+    /// bytes are at `target_offset` in the target entry whose change key is `target` (as a
+    /// walk or [`Origin::stat`] gave it).
+    ///
+    /// The caller knows this from the repository: the chunks the target held when it had
+    /// that change key. The file may use it only while the target still has that key (an
+    /// object store copies with that key as a precondition, and checks what it copied), so a
+    /// target replaced since is never read into the new file. The bytes written are the
+    /// file's whatever happens: a transport that cannot use the target (the default), or
+    /// finds it changed, sends them. Errors as `write_all`'s.
+    fn write_known(
+        &mut self,
+        data: &[u8],
+        _target: &ChangeKey,
+        _target_offset: u64,
+    ) -> std::io::Result<()> {
+        std::io::Write::write_all(self, data)
+    }
 }
 
 /// An origin a sync can change.

@@ -546,6 +546,20 @@ impl TempFile for BreakerTemp {
     fn discard(self: Box<Self>) {
         self.inner.discard()
     }
+    fn reuses_target(&self, size: u64) -> bool {
+        self.inner.reuses_target(size)
+    }
+    fn write_known(
+        &mut self,
+        data: &[u8],
+        target: &super::ChangeKey,
+        target_offset: u64,
+    ) -> io::Result<()> {
+        if let Some(e) = self.refused() {
+            return Err(e);
+        }
+        self.inner.write_known(data, target, target_offset)
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 
 pub mod plan;
 pub mod restore;
+mod reuse;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -909,6 +910,13 @@ impl Apply<'_> {
         let mut file = self.destination.create_temp(path)?;
         let target = self.destination.display(path);
         let result = (|| -> Result<()> {
+            // Where the file being replaced holds the same bytes, for a transport that can
+            // build the new file from them (`TempFile::reuses_target`).
+            let old = match file.reuses_target(list.size()) {
+                true => reuse::TargetLayout::of(self.repo, self.dst_origin, path)?,
+                false => None,
+            };
+            let known = old.as_ref().map(|o| (&o.change, o.known_offsets(&list)));
             let mut assembler = Assembler::new(&list);
             let failed = |e: AssembleError| match e {
                 AssembleError::Io(e) => Error::io(&target, e),
@@ -917,11 +925,17 @@ impl Apply<'_> {
                     content: content.short(),
                 },
             };
-            for (offset, chunk) in list.with_offsets() {
+            for (i, (offset, chunk)) in list.with_offsets().enumerate() {
                 crate::interrupt::check()?;
-                let verified = self.fetch(path, offset, chunk)?;
+                let at = known
+                    .as_ref()
+                    .and_then(|(change, at)| Some((*change, (*at.get(i)?)?)));
+                let verified = self.fetch(path, offset, chunk, at.is_some())?;
                 assembler
-                    .chunk(offset, verified, &mut |bytes| file.write_all(bytes))
+                    .chunk(offset, verified, &mut |bytes| match at {
+                        Some((change, at)) => file.write_known(bytes, change, at),
+                        None => file.write_all(bytes),
+                    })
                     .map_err(failed)?;
                 self.sink.advance(u64::from(chunk.len));
                 crate::failpoint::hit("write-chunk");
@@ -979,7 +993,31 @@ impl Apply<'_> {
     /// One chunk, verified: from this run's writes, from the destination's known chunks
     /// (`locate`, the destination's recorded locations), else from the source (counted as
     /// transferred).
-    fn fetch(&mut self, path: &[u8], offset: u64, chunk: ChunkRef) -> Result<VerifiedChunk> {
+    ///
+    /// A chunk `in_target` (the file being replaced holds it, and the destination builds the
+    /// new file from those bytes itself, `TempFile::write_known`) is asked of the source
+    /// first, when the source reads its chunks without asking ahead (`prefetches` false: an
+    /// origin this process reads): the temporary file needs the bytes only as its own copy,
+    /// and reading them back from such a destination (an object store) would download what
+    /// it is about to copy in place. Counted as reused: the destination had them.
+    fn fetch(
+        &mut self,
+        path: &[u8],
+        offset: u64,
+        chunk: ChunkRef,
+        in_target: bool,
+    ) -> Result<VerifiedChunk> {
+        if in_target && !self.source.prefetches() {
+            match self.source.read_chunk(path, offset, chunk) {
+                Ok(Some(found)) => {
+                    self.summary.bytes_reused += u64::from(chunk.len);
+                    return Ok(found);
+                }
+                // The destination still has it.
+                Ok(None) => {}
+                Err(e) => tracing::debug!("{}: {e}", display_path(path)),
+            }
+        }
         let written = self.received.get(&chunk.id).cloned();
         let hint = written.as_ref().map(|(p, off)| Hint {
             site: 0,

@@ -6,6 +6,7 @@
 pub mod editors;
 pub mod ext4;
 pub mod mount;
+pub mod store;
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};

@@ -676,7 +676,7 @@ fn percent_decode(text: &str) -> Option<Vec<u8>> {
 }
 
 /// A key for `x-amz-copy-source`: every byte but unreserved ones and `/` percent-encoded.
-fn percent_encode(key: &str) -> String {
+pub(crate) fn percent_encode(key: &str) -> String {
     let mut out = String::with_capacity(key.len());
     for b in key.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
