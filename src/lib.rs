@@ -21,6 +21,7 @@ pub mod store;
 
 pub use error::{Error, Result};
 pub mod agent;
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod origin;
 pub mod report;

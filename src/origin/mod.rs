@@ -33,7 +33,9 @@ pub use filtered::Filtered;
 pub use local::LocalOrigin;
 pub use registry::OpenOptions;
 pub use retrying::{Policy, Retrying};
-pub use s3::{S3Credentials, S3Location, S3Origin};
+pub use s3::S3Credentials;
+#[cfg(feature = "s3")]
+pub use s3::{S3Location, S3Origin};
 pub use spec::OriginSpec;
 pub use spooled::Spooled;
 pub use ssh::{SftpOrigin, SshSpec};

@@ -62,6 +62,7 @@ impl fmt::Debug for Transport {
 /// them. One line per transport.
 pub static TRANSPORTS: &[&Transport] = &[
     &super::ssh::transport::TRANSPORT,
+    #[cfg(feature = "s3")]
     &super::s3::transport::TRANSPORT,
     &super::local::TRANSPORT,
 ];

@@ -47,6 +47,7 @@ pub struct S3Credentials {
 
 impl S3Credentials {
     /// The SDK's form.
+    #[cfg(feature = "s3")]
     pub(crate) fn to_sdk(&self) -> aws_sdk_s3::config::Credentials {
         aws_sdk_s3::config::Credentials::new(
             self.access_key_id.clone(),

@@ -9,16 +9,26 @@
 //! Never does: retry by itself (the SDK's retries are off; `Retrying` and a sync's retry loop
 //! decide), follow a hostile key, leave a temporary key in the bucket, or show a secret.
 
+#[cfg(feature = "s3")]
 mod client;
 mod credentials;
+#[cfg(feature = "s3")]
 mod file;
+#[cfg(feature = "s3")]
 mod meta;
+#[cfg(feature = "s3")]
 mod objects;
+#[cfg(feature = "s3")]
 mod origin;
+#[cfg(feature = "s3")]
 pub(crate) mod transport;
+#[cfg(feature = "s3")]
 mod upload;
 
 pub use credentials::{S3Credentials, Secret};
+#[cfg(feature = "s3")]
 pub use objects::S3Objects;
+#[cfg(feature = "s3")]
 pub use origin::S3Origin;
+#[cfg(feature = "s3")]
 pub use transport::S3Location;
