@@ -124,7 +124,17 @@ async def serve(args) -> None:
     def add_down(n: int) -> None:
         c.down += n
 
+    # asyncio.start_server keeps its handler task only until the client's connection is lost
+    # (StreamReaderProtocol.connection_lost drops it, Python 3.11) and the loop holds tasks
+    # weakly: a handler still waiting for the server's side to close was then garbage-collected
+    # mid-await, its `finally` never ran, and OPEN stayed above zero for ever, so every later
+    # `take` waited its full 10 s. Holding the tasks here keeps each handler alive to its end.
+    handlers: set[asyncio.Task] = set()
+
     async def forward(creader: asyncio.StreamReader, cwriter: asyncio.StreamWriter) -> None:
+        me = asyncio.current_task()
+        if me is not None:
+            handlers.add(me)
         c.conns += 1
         c.open += 1
         c.idle.clear()
@@ -154,6 +164,7 @@ async def serve(args) -> None:
             c.open -= 1
             if c.open == 0:
                 c.idle.set()
+            handlers.discard(me)
 
     async def control(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
