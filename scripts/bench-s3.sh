@@ -226,6 +226,9 @@ EOF
 fi
 proxy_take "the set-up" >/dev/null
 
+machine="$(nproc) CPUs, load average $(cut -d' ' -f1 /proc/loadavg) at the start; musicfs $("$musicfs" --version | cut -d' ' -f2)"
+command -v rclone >/dev/null && machine+=", $(rclone --version | head -n 1)"
+
 # --- the library -------------------------------------------------------------------------------
 lib=$work/lib
 say "generating $FILES tracks of about $MEAN_SIZE (genlib.py)"
@@ -319,10 +322,10 @@ scenario reorganise
 # --- the report ------------------------------------------------------------------------------
 report() {
     python3 - "$rows" "$lib_bytes" "$lib_files" "$REPS" "$retagged" "$cover_files" "$cover_bytes" \
-        "$(date -u +%Y-%m-%d)" "$cmdline" "$server_desc" <<'EOF'
+        "$(date -u +%Y-%m-%d)" "$cmdline" "$server_desc" "$machine" <<'EOF'
 import statistics, sys
 (rows_file, lib_bytes, files, reps, retagged, cover_files, cover_bytes, day, cmdline,
- server) = sys.argv[1:]
+ server, machine) = sys.argv[1:]
 lib_bytes, files, reps = int(lib_bytes), int(files), int(reps)
 retagged, cover_files, cover_bytes = int(retagged), int(cover_files), int(cover_bytes)
 rows = [l.rstrip("\n").split("\t") for l in open(rows_file) if l.strip()]
@@ -337,7 +340,7 @@ def med(key, i):
     return statistics.median(r[i] for r in groups[key])
 def rng(key, i, fmt):
     vals = [r[i] for r in groups[key]]
-    return "" if len(vals) == 1 else f" ({fmt(min(vals))}–{fmt(max(vals))})"
+    return "" if min(vals) == max(vals) else f" ({fmt(min(vals))}–{fmt(max(vals))})"
 def num(n):
     return f"{int(n):,}"
 print(f"### S3: musicfs against rclone ({day})")
@@ -345,6 +348,7 @@ print()
 print(f"`{cmdline}` — {files:,} tracks, {lib_bytes:,} bytes; {server} on 127.0.0.1; TCP payload and")
 print("HTTP requests counted by scripts/countproxy.py --http in front of it. No-change: median of")
 print(f"{reps} runs (range in brackets). Up is client to server, down server to client.")
+print(f"{machine}.")
 print()
 print("| Scenario | Tool | Direction | Wall (s) | Bytes up | Bytes down | Requests |")
 print("|---|---|---|---:|---:|---:|---:|")
