@@ -15,6 +15,7 @@ mod scan;
 mod serve;
 mod settings;
 mod snapshots;
+mod store;
 mod sync;
 mod verify;
 
