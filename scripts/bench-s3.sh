@@ -25,7 +25,8 @@
 #   mirror    musicfs plain mirror (one object per file): `musicfs sync --delete LIB
 #             s3://bench/mirror` and `musicfs sync --delete s3://bench/mirror DIR`
 #   store     musicfs chunk store: `musicfs init s3://bench/store` once, then `musicfs sync LIB
-#             s3://bench/store` and `musicfs sync s3://bench/store DIR`
+#             s3://bench/store` (push: `--delete` is refused there, a push only adds a snapshot)
+#             and `musicfs sync --delete s3://bench/store DIR`
 #   rclone    `rclone sync LIB s3:bench/rclone` and back (provider Other, path style, defaults
 #             otherwise: size and modification time compared, 4 transfers, 8 checkers)
 # Each musicfs side (pushing, pulling) has a repository of its own, as two machines would.
@@ -227,7 +228,7 @@ fi
 proxy_take "the set-up" >/dev/null
 
 machine="$(nproc) CPUs, load average $(cut -d' ' -f1 /proc/loadavg) at the start; musicfs $("$musicfs" --version | cut -d' ' -f2)"
-command -v rclone >/dev/null && machine+=", $(rclone --version | head -n 1)"
+command -v rclone >/dev/null && machine+=", $(rclone --version | sed -n 1p)"
 
 # --- the library -------------------------------------------------------------------------------
 lib=$work/lib
@@ -258,7 +259,7 @@ push() {
 pull() {
     case "$1" in
         mirror) MUSICFS_REPO=$work/repo-mirror-pull "$musicfs" --json sync --delete s3://bench/mirror "$work/pull-mirror" ;;
-        store) MUSICFS_REPO=$work/repo-store-pull "$musicfs" --json sync s3://bench/store "$work/pull-store" ;;
+        store) MUSICFS_REPO=$work/repo-store-pull "$musicfs" --json sync --delete s3://bench/store "$work/pull-store" ;;
         rclone) rclone_ sync s3:bench/rclone "$work/pull-rclone" ;;
     esac
 }
@@ -347,7 +348,7 @@ print(f"### S3: musicfs against rclone ({day})")
 print()
 print(f"`{cmdline}` — {files:,} tracks, {lib_bytes:,} bytes; {server} on 127.0.0.1; TCP payload and")
 print("HTTP requests counted by scripts/countproxy.py --http in front of it. No-change: median of")
-print(f"{reps} runs (range in brackets). Up is client to server, down server to client.")
+print(f"{reps} run{'s' if reps > 1 else ''} (range in brackets). Up is client to server, down server to client.")
 print(f"{machine}.")
 print()
 print("| Scenario | Tool | Direction | Wall (s) | Bytes up | Bytes down | Requests |")
@@ -386,6 +387,8 @@ line("no-change push: requests; bytes", "a handful; < 8 KiB", lambda t: f"{num(m
 line("no-change pull: requests; bytes", "", lambda t: f"{num(med(('no-change', t, 'pull'), 3))}; {num(total('no-change', t, 'pull'))} B")
 rc = lambda d: total("retag", "rclone", d) if ("retag", "rclone", d) in groups else None
 def per_file(t, d):
+    if retagged == 0:
+        return "—"
     b = total("retag", t, d)
     s = f"{b / retagged / 1024:,.1f} KiB"
     if rc(d) and t != "rclone":
