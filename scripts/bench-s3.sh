@@ -234,7 +234,7 @@ command -v rclone >/dev/null && machine+=", $(rclone --version | sed -n 1p)"
 lib=$work/lib
 say "generating $FILES tracks of about $MEAN_SIZE (genlib.py)"
 python3 "$scripts/genlib.py" create "$lib" --files "$FILES" --seed 7 --mean-size "$MEAN_SIZE" 2>/dev/null
-lib_bytes=$(du -sb --apparent-size "$lib" | cut -f1)
+lib_bytes=$(find "$lib" -type f -printf '%s\n' | awk '{ n += $1 } END { print n }')
 lib_files=$(find "$lib" -type f | wc -l)
 
 for side in push pull; do
