@@ -262,6 +262,10 @@ async def serve(args) -> None:
                 await writer.drain()
         except (ConnectionError, OSError):
             pass
+        except asyncio.CancelledError:
+            # The proxy is stopping with a client still on the control port (the benchmark
+            # holds it open to the end): end quietly rather than log a cancelled task.
+            pass
         finally:
             writer.close()
 
