@@ -15,9 +15,12 @@ command per line:
     peek   reply the same line at once, without waiting or resetting
     quit   reply "bye" and stop the proxy
 
-With --http the reply has a fifth field, REQS: the HTTP/1.x requests the clients sent (request
-lines seen at the start of a line in the client->server stream; a body that happens to hold one
-would be counted too, which audio, pictures and XML do not). For benchmarks of S3 clients.
+With --http the reply has a fifth field, REQS: the HTTP/1.x requests the clients sent. Each
+connection's client->server stream is read as HTTP/1.x: a request head, then its body as
+Content-Length or chunked transfer coding says, then the next request. (Searching the stream
+for request lines instead missed every request that followed a body on a kept-alive connection,
+as a body does not end with CRLF.) A stream that stops parsing as HTTP is no longer counted, and
+the proxy says so on stderr. For benchmarks of S3 clients.
 
 A benchmark does `take` before a measured command (to discard anything earlier) and `take`
 after it: the second reply is that command's traffic. Waiting for the connections to close
@@ -37,7 +40,8 @@ import signal
 import sys
 
 BUF = 256 * 1024
-REQUEST = re.compile(rb"(?:^|\r\n)(?:GET|PUT|POST|HEAD|DELETE|OPTIONS|PATCH) [^ \r\n]+ HTTP/1\.[01]\r\n")
+REQUEST_LINE = re.compile(rb"(?:GET|PUT|POST|HEAD|DELETE|OPTIONS|PATCH) [^ ]+ HTTP/1\.[01]")
+MAX_HEAD = 256 * 1024
 
 
 class Counters:
@@ -60,20 +64,83 @@ class Counters:
 
 
 class RequestCounter:
-    """Counts request lines in one connection's client->server stream, across reads."""
+    """Counts the requests in one connection's client->server stream, across reads.
+
+    A small state machine over the byte stream: "head" collects a request head up to its blank
+    line; "body" skips Content-Length bytes; "chunk-size", "chunk-data" and "trailer" follow the
+    chunked transfer coding; "lost" stops counting a stream that is not HTTP/1.x.
+    """
 
     def __init__(self, counters: Counters) -> None:
         self.c = counters
-        self.tail = b"\r\n"
+        self.state = "head"
+        self.buf = b""
+        self.left = 0
+
+    def lose(self, why: str) -> None:
+        print(f"countproxy: stopped counting requests on a connection: {why}", file=sys.stderr,
+              flush=True)
+        self.state, self.buf = "lost", b""
 
     def feed(self, data: bytes) -> None:
-        # A request line may be cut between two reads: search the end of the previous read
-        # too, counting only matches that end in this one.
-        window = self.tail + data
-        for m in REQUEST.finditer(window):
-            if m.end() > len(self.tail):
-                self.c.requests += 1
-        self.tail = window[-8192:]
+        if self.state == "lost":
+            return
+        self.buf += data
+        while self.buf and self.state != "lost":
+            if self.state in ("body", "chunk-data"):
+                n = min(self.left, len(self.buf))
+                self.buf = self.buf[n:]
+                self.left -= n
+                if self.left:
+                    return
+                # After a chunk's data comes its CRLF, read as the end of a size line.
+                self.state = "head" if self.state == "body" else "chunk-end"
+                continue
+            line_end = b"\r\n\r\n" if self.state == "head" else b"\r\n"
+            i = self.buf.find(line_end)
+            if i < 0:
+                if len(self.buf) > MAX_HEAD:
+                    self.lose(f"no end of {self.state} in {MAX_HEAD} bytes")
+                return
+            part, self.buf = self.buf[:i], self.buf[i + len(line_end):]
+            if self.state == "head":
+                self.head(part)
+            elif self.state == "chunk-end":
+                if part:
+                    self.lose("chunk data not followed by CRLF")
+                else:
+                    self.state = "chunk-size"
+            elif self.state == "chunk-size":
+                try:
+                    size = int(part.split(b";", 1)[0].strip(), 16)
+                except ValueError:
+                    self.lose("bad chunk size")
+                    continue
+                if size:
+                    self.state, self.left = "chunk-data", size
+                else:
+                    self.state = "trailer"
+            elif self.state == "trailer" and not part:
+                self.state = "head"
+
+    def head(self, head: bytes) -> None:
+        lines = head.lstrip(b"\r\n").split(b"\r\n")
+        if not REQUEST_LINE.fullmatch(lines[0]):
+            self.lose(f"not a request line: {lines[0][:80]!r}")
+            return
+        self.c.requests += 1
+        length, chunked = 0, False
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            name, value = name.strip().lower(), value.strip().lower()
+            if name == b"content-length" and value.isdigit():
+                length = int(value)
+            elif name == b"transfer-encoding" and value.endswith(b"chunked"):
+                chunked = True
+        if chunked:
+            self.state = "chunk-size"
+        elif length:
+            self.state, self.left = "body", length
 
 
 async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, count, abort,
@@ -124,7 +191,17 @@ async def serve(args) -> None:
     def add_down(n: int) -> None:
         c.down += n
 
+    # asyncio.start_server keeps its handler task only until the client's connection is lost
+    # (StreamReaderProtocol.connection_lost drops it, Python 3.11) and the loop holds tasks
+    # weakly: a handler still waiting for the server's side to close was then garbage-collected
+    # mid-await, its `finally` never ran, and OPEN stayed above zero for ever, so every later
+    # `take` waited its full 10 s. Holding the tasks here keeps each handler alive to its end.
+    handlers: set[asyncio.Task] = set()
+
     async def forward(creader: asyncio.StreamReader, cwriter: asyncio.StreamWriter) -> None:
+        me = asyncio.current_task()
+        if me is not None:
+            handlers.add(me)
         c.conns += 1
         c.open += 1
         c.idle.clear()
@@ -154,6 +231,7 @@ async def serve(args) -> None:
             c.open -= 1
             if c.open == 0:
                 c.idle.set()
+            handlers.discard(me)
 
     async def control(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -183,6 +261,10 @@ async def serve(args) -> None:
                     writer.write(f"error unknown command {cmd!r}\n".encode())
                 await writer.drain()
         except (ConnectionError, OSError):
+            pass
+        except asyncio.CancelledError:
+            # The proxy is stopping with a client still on the control port (the benchmark
+            # holds it open to the end): end quietly rather than log a cancelled task.
             pass
         finally:
             writer.close()
