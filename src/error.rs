@@ -79,6 +79,14 @@ pub enum Error {
         /// Who holds it, and what to do.
         reason: String,
     },
+    /// Another gc holds a chunk store's gc lock.
+    #[error("{store}: {reason}")]
+    StoreLocked {
+        /// The store's URL.
+        store: String,
+        /// Who holds the lock, since when, and what to do.
+        reason: String,
+    },
     /// The repository was written by a newer or unknown format.
     #[error("repository {path}: format version {found} is not supported (this musicfs reads {supported})")]
     Format {
@@ -206,7 +214,9 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Io { source, .. } => io_kind(source),
-            Error::Locked { .. } | Error::IndexLocked { .. } => ErrorKind::Locked,
+            Error::Locked { .. } | Error::IndexLocked { .. } | Error::StoreLocked { .. } => {
+                ErrorKind::Locked
+            }
             Error::Unstable { .. } | Error::Unreachable { .. } => ErrorKind::Transient,
             Error::ChunkUnavailable { .. } => ErrorKind::NotFound,
             // The user asked to stop: trying again would defeat the point.

@@ -10,120 +10,17 @@ use std::fs;
 use std::io;
 use std::path::Path;
 use std::process::Output;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
 use musicfs::origin::registry::OpenOptions;
 use musicfs::origin::s3::{S3Location, S3Objects};
-use musicfs::origin::LocalOrigin;
-use musicfs::repo::{ObjectId, ObjectKind, ObjectStore, Repository};
-use musicfs::report::NullSink;
-use musicfs::scan::{scan, ScanOptions};
-use musicfs::store::{self, LibraryChunks, Pick, PushSummary, Store, StoreSource};
-use musicfs::sync::{sync_from, SyncOptions, SyncSummary};
+use musicfs::repo::{ObjectId, ObjectKind, ObjectStore};
+use musicfs::store::{self, Pick, Store};
 use support::moto::Moto;
 use support::proxy::CountingProxy;
+use util::store::{Counting, Site};
 use util::*;
 
 const KIB: u64 = 1024;
-
-/// S3Objects that counts its calls and bytes.
-struct Counting {
-    inner: S3Objects,
-    calls: AtomicU64,
-    put_bytes: AtomicU64,
-    read_bytes: AtomicU64,
-}
-
-impl Counting {
-    fn take(&self) -> (u64, u64, u64) {
-        (
-            self.calls.swap(0, Ordering::SeqCst),
-            self.put_bytes.swap(0, Ordering::SeqCst),
-            self.read_bytes.swap(0, Ordering::SeqCst),
-        )
-    }
-}
-
-impl ObjectStore for Counting {
-    fn put(&self, kind: ObjectKind, id: &ObjectId, bytes: &[u8]) -> musicfs::Result<()> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.put_bytes
-            .fetch_add(bytes.len() as u64, Ordering::SeqCst);
-        self.inner.put(kind, id, bytes)
-    }
-    fn read(
-        &self,
-        kind: ObjectKind,
-        id: &ObjectId,
-        offset: u64,
-        len: usize,
-    ) -> musicfs::Result<Vec<u8>> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.read_bytes.fetch_add(len as u64, Ordering::SeqCst);
-        self.inner.read(kind, id, offset, len)
-    }
-    fn list(&self, kind: ObjectKind) -> musicfs::Result<Vec<ObjectId>> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.list(kind)
-    }
-    fn size(&self, kind: ObjectKind, id: &ObjectId) -> musicfs::Result<u64> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.size(kind, id)
-    }
-    fn remove(&self, kind: ObjectKind, id: &ObjectId) -> musicfs::Result<()> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.remove(kind, id)
-    }
-}
-
-struct Site {
-    repo: Repository,
-    lib: std::path::PathBuf,
-}
-
-impl Site {
-    fn new(dir: &Path, name: &str) -> Site {
-        let root = dir.join(name);
-        fs::create_dir_all(&root).unwrap();
-        Site {
-            repo: Repository::init(&root.join("repo")).unwrap().0,
-            lib: root.join("lib"),
-        }
-    }
-
-    fn push(&self, store: &Store) -> PushSummary {
-        let origin = LocalOrigin::open(&self.lib, false).unwrap();
-        let scanned = scan(
-            &self.repo,
-            &origin,
-            &self.repo.chunker(),
-            ScanOptions::default(),
-            &NullSink,
-        )
-        .unwrap();
-        let mut chunks = LibraryChunks::new(&self.repo, &origin).unwrap();
-        store::push(&self.repo, store, scanned.snapshot, &mut chunks, &NullSink).unwrap()
-    }
-
-    fn pull(&self, store: &Store) -> SyncSummary {
-        let dst = LocalOrigin::open(&self.lib, true).unwrap();
-        let mut source = StoreSource::new(store, Pick::Newest(None)).unwrap();
-        let options = SyncOptions {
-            delete: true,
-            ..SyncOptions::default()
-        };
-        sync_from(
-            &self.repo,
-            &mut source,
-            &dst,
-            &self.repo.chunker(),
-            options,
-            &NullSink,
-        )
-        .unwrap()
-    }
-}
 
 fn hashes(root: &Path) -> Vec<(std::path::PathBuf, blake3::Hash)> {
     files_in(root)
@@ -186,12 +83,7 @@ fn s3_objects_keep_the_contract_and_carry_a_store_between_sites() {
     assert!(store::init(&objects, &url, &chunker, store::DEFAULT_PACK_SIZE).unwrap());
     assert!(!store::init(&objects, &url, &chunker, store::DEFAULT_PACK_SIZE).unwrap());
     assert!(objects.is_store().unwrap());
-    let counted = Arc::new(Counting {
-        inner: objects,
-        calls: AtomicU64::new(0),
-        put_bytes: AtomicU64::new(0),
-        read_bytes: AtomicU64::new(0),
-    });
+    let counted = Counting::over(Box::new(objects));
     let dir = tempfile::tempdir().unwrap();
     let a = Site::new(dir.path(), "a");
     genlib_create(&a.lib, 24, 7, 256 * KIB);
@@ -206,7 +98,7 @@ fn s3_objects_keep_the_contract_and_carry_a_store_between_sites() {
     );
     let b = Site::new(dir.path(), "b");
     let store_b = Store::open(counted.clone(), &url, &b.repo).unwrap();
-    let pulled = b.pull(&store_b);
+    let pulled = b.pull(&store_b, Pick::Newest(None));
     assert_eq!(pulled.errors, 0, "{pulled:?}");
     assert_trees_equal(&a.lib, &b.lib);
     counted.take();
@@ -217,7 +109,7 @@ fn s3_objects_keep_the_contract_and_carry_a_store_between_sites() {
     let (calls, put, _) = counted.take();
     println!("no-change push: {calls} requests");
     assert!(calls <= 3 && put == 0, "{calls} requests, {put} bytes");
-    let same = b.pull(&store_b);
+    let same = b.pull(&store_b, Pick::Newest(None));
     assert_eq!(same.bytes_transferred, 0);
     let (calls, _, read) = counted.take();
     println!("no-change pull: {calls} requests");
@@ -235,7 +127,7 @@ fn s3_objects_keep_the_contract_and_carry_a_store_between_sites() {
     let (_, put, _) = counted.take();
     println!("retag of {retagged} files: {put} bytes put");
     assert!(put < retagged * 10 * KIB + 8 * KIB, "{put} bytes put");
-    let pulled = b.pull(&store_b);
+    let pulled = b.pull(&store_b, Pick::Newest(None));
     assert_eq!(pulled.errors, 0);
     assert_trees_equal(&a.lib, &b.lib);
     let (_, _, read) = counted.take();
@@ -660,6 +552,37 @@ fn sites_keep_one_library_and_the_store_is_listed_forgotten_and_collected() {
         let out = musicfs_via(&a, &moto, proxy.port, false, &args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
     }
+
+    // Another gc holds the store (its lock object, a minute old): this one stops with one
+    // line naming the holder, exit 4 (locked), and leaves the other's lock alone.
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
+    let lock = store::format::GcLock {
+        host: "elsewhere".into(),
+        time_ns: now_ns - 60_000_000_000,
+        nonce: [7; 16],
+    };
+    let bytes = store::format::encode_object(store::format::Tag::Lock, &lock);
+    let hex = ObjectId::of(&bytes).hex();
+    let key = format!("catalogue/locks/{}/{hex}", &hex[..2]);
+    moto.client().put("box", &key, &bytes, &[]);
+    let held = musicfs_via(&a, &moto, proxy.port, false, &["gc", store]);
+    assert_eq!(held.status.code(), Some(4), "{held:?}");
+    let err = String::from_utf8_lossy(&held.stderr);
+    assert!(
+        err.contains("another gc is running") && err.contains("elsewhere"),
+        "{err}"
+    );
+    let locks: Vec<_> = moto
+        .client()
+        .list("box")
+        .into_iter()
+        .filter(|l| l.key.starts_with("catalogue/locks/"))
+        .map(|l| l.key)
+        .collect();
+    assert_eq!(locks, vec![key]);
 }
 
 #[test]

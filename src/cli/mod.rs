@@ -823,7 +823,9 @@ fn one_line(e: &anyhow::Error) -> String {
 
 fn exit_code_of(e: &anyhow::Error) -> u8 {
     match e.chain().find_map(|c| c.downcast_ref::<Error>()) {
-        Some(Error::Locked { .. } | Error::IndexLocked { .. }) => exit::LOCKED,
+        Some(Error::Locked { .. } | Error::IndexLocked { .. } | Error::StoreLocked { .. }) => {
+            exit::LOCKED
+        }
         Some(Error::Unreachable { .. } | Error::HostKey { .. } | Error::NoRemoteAgent { .. }) => {
             exit::UNREACHABLE
         }

@@ -195,13 +195,15 @@ fn take_lock(store: &Store, options: &GcOptions, now: i64) -> Result<ObjectId> {
     let (time, winner, host) = &live[0];
     if *winner != id {
         let _ = store.objects.remove(ObjectKind::StoreLock, &id);
-        return Err(Error::InvalidInput(format!(
-            "{}: another gc is running (started by {host} at {}, lock {}); try again when it ends, or once the lock is {} h old and stale",
-            store.url,
-            crate::time::Zone::utc().format(*time),
-            winner.hex(),
-            options.lock_timeout.as_secs() / 3600
-        )));
+        return Err(Error::StoreLocked {
+            store: store.url.clone(),
+            reason: format!(
+                "another gc is running (started by {host} at {}, lock {}); try again when it ends, or once the lock is {} h old and stale",
+                crate::time::Zone::utc().format(*time),
+                winner.hex(),
+                options.lock_timeout.as_secs() / 3600
+            ),
+        });
     }
     for other in stale {
         tracing::info!("{}: removing stale gc lock {}", store.url, other.hex());

@@ -14,9 +14,9 @@ use musicfs::scan::{scan, ScanOptions};
 use musicfs::store::{self, LibraryChunks, Pick, PushSummary, Store, StoreSource};
 use musicfs::sync::{sync_from, SyncOptions, SyncSummary};
 
-/// A real object store (a directory) that counts what it is asked.
+/// A real object store (a directory, or any other) that counts what it is asked.
 pub struct Counting {
-    inner: LocalObjects,
+    inner: Box<dyn ObjectStore>,
     calls: AtomicU64,
     put_bytes: AtomicU64,
     read_bytes: AtomicU64,
@@ -25,9 +25,15 @@ pub struct Counting {
 }
 
 impl Counting {
+    /// Counts the calls to a directory's objects (`LocalObjects`).
     pub fn new(root: &Path) -> Arc<Counting> {
+        Counting::over(Box::new(LocalObjects::new(root)))
+    }
+
+    /// Counts the calls to `inner`.
+    pub fn over(inner: Box<dyn ObjectStore>) -> Arc<Counting> {
         Arc::new(Counting {
-            inner: LocalObjects::new(root),
+            inner,
             calls: AtomicU64::new(0),
             put_bytes: AtomicU64::new(0),
             read_bytes: AtomicU64::new(0),
