@@ -54,7 +54,7 @@ fn assert_clean(what: &str, out: &Output, expected: i32) {
 
 /// The regions `inspect` reports must cover the file exactly, in order, without gaps.
 fn assert_regions_cover(file: &Path, line: &serde_json::Value) {
-    let size = num(line, "size");
+    let size = num(line, "bytes");
     assert_eq!(
         size,
         std::fs::metadata(file).unwrap().len(),
@@ -72,12 +72,12 @@ fn assert_regions_cover(file: &Path, line: &serde_json::Value) {
             "regions of {} leave a gap or overlap: {line}",
             file.display()
         );
-        let len = num(r, "len");
+        let len = num(r, "bytes");
         let chunked: u64 = r["chunks"]
             .as_array()
             .unwrap_or_else(|| panic!("region without chunks in {}: {r}", file.display()))
             .iter()
-            .map(|c| num(c, "len"))
+            .map(|c| num(c, "bytes"))
             .sum();
         // A transformed region (Ogg pages) is chunked in its transformed form, whose length
         // is the same as the region's: only header fields are zeroed.

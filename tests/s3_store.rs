@@ -9,6 +9,7 @@ mod util;
 use std::fs;
 use std::io;
 use std::path::Path;
+use std::process::Output;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -21,6 +22,7 @@ use musicfs::scan::{scan, ScanOptions};
 use musicfs::store::{self, LibraryChunks, Pick, PushSummary, Store, StoreSource};
 use musicfs::sync::{sync_from, SyncOptions, SyncSummary};
 use support::moto::Moto;
+use support::proxy::CountingProxy;
 use util::*;
 
 const KIB: u64 = 1024;
@@ -320,4 +322,149 @@ fn init_makes_a_store_once_and_sync_pushes_to_it_or_to_a_plain_mirror() {
     assert_eq!(missing.status.code(), Some(2), "{missing:?}");
     let err = String::from_utf8_lossy(&missing.stderr);
     assert!(err.contains("s3://nobucket/music"), "{err}");
+}
+
+/// The binary with the moto server's AWS environment, its endpoint the proxy at `port`.
+fn musicfs_via(t: &TestRepo, moto: &Moto, port: u16, json: bool, args: &[&str]) -> Output {
+    let mut m = t.cmd();
+    if json {
+        m.json();
+    }
+    m.args(args);
+    let mut c = m.command();
+    c.envs(moto.env());
+    c.env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"));
+    c.env_remove("AWS_PROFILE");
+    c.output().expect("run musicfs")
+}
+
+/// `musicfs --json ARGS` through `proxy`, which must succeed; its summary.
+fn ok_via(t: &TestRepo, moto: &Moto, proxy: &CountingProxy, args: &[&str]) -> serde_json::Value {
+    let out = musicfs_via(t, moto, proxy.port, true, args);
+    assert!(out.status.success(), "{args:?}: {out:?}");
+    summary_of(&out)
+}
+
+#[test]
+fn a_store_pulled_at_another_site_is_exact_and_at_any_snapshot() {
+    let moto = Moto::start();
+    moto.client().create_bucket("box");
+    let proxy = CountingProxy::start(moto.port);
+    let (a, b) = (TestRepo::new(), TestRepo::new());
+    let (lib_a, lib_b) = (a.path("lib"), b.path("lib"));
+    genlib_create(&lib_a, 12, 5, 128 * KIB);
+    let (arg_a, arg_b) = (lib_a.to_str().unwrap(), lib_b.to_str().unwrap());
+    let store = "s3://box/music";
+    ok_via(&a, &moto, &proxy, &["init", store]);
+    let first = ok_via(&a, &moto, &proxy, &["sync", arg_a, store]);
+    let first_id = first["snapshot"].as_str().unwrap().to_string();
+    let old = a.path("old");
+    copy_tree(&lib_a, &old);
+    proxy.take();
+
+    // Pull at B: the sync summary, plus the store and the snapshot; B exact, mtimes and
+    // modes too.
+    let pulled = ok_via(&b, &moto, &proxy, &["sync", store, arg_b]);
+    assert_eq!(pulled["store"], store, "{pulled}");
+    assert_eq!(pulled["snapshot"], first_id.as_str(), "{pulled}");
+    assert_eq!(pulled["library"], "music", "{pulled}");
+    assert_eq!(pulled["files"], 12, "{pulled}");
+    assert_eq!(pulled["problems"], 0, "{pulled}");
+    assert_eq!(pulled["files_changed"], 12, "{pulled}");
+    assert!(pulled["dst_snapshot"].is_string(), "{pulled}");
+    assert_eq!(pulled["src"], store);
+    assert_trees_equal(&lib_a, &lib_b);
+    let wire = proxy.take();
+    let bytes = pulled["bytes"].as_u64().unwrap();
+    assert!(
+        wire > 0 && wire < bytes * 11 / 10 + 64 * KIB,
+        "{wire} bytes on the wire for {bytes}"
+    );
+
+    // Nothing changed: a few small requests, nothing written.
+    let same = ok_via(&b, &moto, &proxy, &["sync", store, arg_b]);
+    assert_eq!(same["files_changed"], 0, "{same}");
+    assert_eq!(same["bytes_transferred"], 0, "{same}");
+    let wire = proxy.take();
+    println!("no-change pull: {wire} bytes on the wire");
+    assert!(wire < 12 * KIB, "{wire} bytes on the wire");
+
+    // A retag at A reaches B with about its tag bytes.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let between = jiff::Timestamp::now().to_string();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let before = hashes(&lib_a);
+    genlib_retag(&lib_a, 0.3, 3);
+    let retagged = before
+        .iter()
+        .filter(|(rel, h)| blake3::hash(&fs::read(lib_a.join(rel)).unwrap()) != *h)
+        .count() as u64;
+    assert!(retagged >= 2, "only {retagged} files retagged");
+    let second = ok_via(&a, &moto, &proxy, &["sync", arg_a, store]);
+    let second_id = second["snapshot"].as_str().unwrap().to_string();
+    assert_ne!(first_id, second_id);
+    proxy.take();
+    let pulled = ok_via(&b, &moto, &proxy, &["sync", store, arg_b]);
+    assert_eq!(pulled["snapshot"], second_id.as_str(), "{pulled}");
+    assert_eq!(pulled["files_changed"], retagged, "{pulled}");
+    assert_trees_equal(&lib_a, &lib_b);
+    let wire = proxy.take();
+    println!("retag of {retagged} files: {wire} bytes on the wire");
+    assert!(
+        wire < retagged * 12 * KIB + 24 * KIB,
+        "{wire} bytes on the wire"
+    );
+
+    // Older snapshots by id (a prefix), by time, and @latest, into B; --delete, --dry-run.
+    let by_id = format!("{store}@{}", &first_id[..12]);
+    let dry = ok_via(&b, &moto, &proxy, &["sync", "--dry-run", &by_id, arg_b]);
+    assert_eq!(dry["dry_run"], true, "{dry}");
+    assert_eq!(dry["files_changed"], retagged, "{dry}");
+    assert_trees_equal(&lib_a, &lib_b);
+    ok_via(&b, &moto, &proxy, &["sync", "--delete", &by_id, arg_b]);
+    assert_trees_equal(&old, &lib_b);
+    let latest = format!("{store}@latest");
+    let back = ok_via(&b, &moto, &proxy, &["sync", &latest, arg_b]);
+    assert_eq!(back["snapshot"], second_id.as_str(), "{back}");
+    assert_trees_equal(&lib_a, &lib_b);
+    let at = format!("{store}@{between}");
+    let then = ok_via(&b, &moto, &proxy, &["sync", &at, arg_b]);
+    assert_eq!(then["snapshot"], first_id.as_str(), "{then}");
+    assert_trees_equal(&old, &lib_b);
+
+    // What names no snapshot: one line, exit 2.
+    for (arg, says) in [
+        (format!("{store}@nonsense"), "nonsense"),
+        (format!("{store}@2001-01-01"), "no such snapshot"),
+        (format!("{store}@ffffffffffff"), "no such snapshot"),
+    ] {
+        let out = musicfs_via(&b, &moto, proxy.port, false, &["sync", &arg, arg_b]);
+        assert_eq!(out.status.code(), Some(2), "{arg}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(says) && err.lines().count() == 1,
+            "{arg}: {err}"
+        );
+    }
+    let named = musicfs_via(
+        &b,
+        &moto,
+        proxy.port,
+        false,
+        &["sync", "--library", "x", arg_a, arg_b],
+    );
+    assert_eq!(named.status.code(), Some(2), "{named:?}");
+
+    // A prefix without a store is a plain mirror both ways.
+    let plain = "s3://box/plain";
+    ok_via(&a, &moto, &proxy, &["sync", arg_a, plain]);
+    let mirror = b.path("mirror");
+    let pulled = ok_via(
+        &b,
+        &moto,
+        &proxy,
+        &["sync", plain, mirror.to_str().unwrap()],
+    );
+    assert!(pulled.get("store").is_none(), "{pulled}");
+    assert_trees_equal(&lib_a, &mirror);
 }

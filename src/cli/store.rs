@@ -1,5 +1,6 @@
 //! The chunk store at `s3://BUCKET/PREFIX` from the command line (`s3.md`, "A chunk store's
-//! objects in a bucket"): which arguments name one, and `musicfs init s3://…`.
+//! objects in a bucket"): which arguments name one (`s3://BUCKET/PREFIX[@TIME|@latest|@ID]`
+//! as a SRC), `musicfs init s3://…`, and the push and pull of `musicfs sync`.
 
 use std::ffi::OsStr;
 use std::path::Path;
@@ -8,10 +9,15 @@ use anyhow::Context;
 use serde_json::json;
 
 use super::{exit, print_summary, GlobalArgs};
+use crate::diff::operand::MIN_PREFIX;
+use crate::error::Error;
 use crate::origin::s3::{S3Location, S3Objects};
-use crate::origin::OpenOptions;
-use crate::repo::ChunkerConfig;
-use crate::store;
+use crate::origin::{OpenOptions, WritableOrigin};
+use crate::repo::{ChunkerConfig, Repository};
+use crate::report::Sink;
+use crate::store::{self, Pick, StoreSource};
+use crate::sync::{sync_from, SyncOptions, SyncSummary};
+use crate::time::{self, Zone};
 
 /// The bucket and prefix `arg` names when it is an `s3://` URL (checked as the transport
 /// checks it); `None` for anything else.
@@ -56,6 +62,93 @@ pub fn store_at(dst: &OsStr, options: &OpenOptions) -> anyhow::Result<Option<S3O
     Ok(objects.is_store()?.then_some(objects))
 }
 
+/// The store SRC names and the snapshot to pull from it, when SRC is
+/// `s3://BUCKET/PREFIX[@PICK]` and the prefix holds a store; `None` for anything else (a plain
+/// mirror is an origin). PICK is `latest` (the default), a snapshot object's id or a unique
+/// prefix of 8 or more hex digits, or a TIME as `ORIGIN@TIME` reads it (`time.md`): the
+/// newest snapshot of `library` taken at or before it. A prefix that itself holds an `@` and a
+/// store is the store, newest snapshot.
+pub fn store_source(
+    src: &OsStr,
+    library: Option<&str>,
+    options: &OpenOptions,
+) -> anyhow::Result<Option<(S3Objects, Pick)>> {
+    let text = src.to_string_lossy();
+    if !text.starts_with("s3://") {
+        return Ok(None);
+    }
+    if let Some(at) = text.rfind('@') {
+        let (base, pick) = (&text[..at], &text[at + 1..]);
+        if let Some(objects) = store_at(OsStr::new(base), options)? {
+            let pick = read_pick(&text, pick, library, time::now_ns(), &Zone::local())?;
+            return Ok(Some((objects, pick)));
+        }
+    }
+    Ok(store_at(src, options)?.map(|objects| (objects, Pick::Newest(library.map(str::to_string)))))
+}
+
+/// The snapshot `pick` (the text after the `@` of `arg`) names.
+fn read_pick(
+    arg: &str,
+    pick: &str,
+    library: Option<&str>,
+    now_ns: i64,
+    zone: &Zone,
+) -> Result<Pick, Error> {
+    let library = library.map(str::to_string);
+    if pick.eq_ignore_ascii_case("latest") {
+        return Ok(Pick::Newest(library));
+    }
+    if pick.len() >= MIN_PREFIX && pick.len() <= 64 && pick.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(Pick::Id(pick.to_ascii_lowercase()));
+    }
+    match time::parse(pick, now_ns, zone) {
+        Ok(time_ns) => Ok(Pick::AtOrBefore(library, time_ns)),
+        Err(e) => Err(Error::InvalidInput(format!(
+            "{arg}: {pick}: {e} (after the @: latest, a snapshot id of 8 or more hex digits, or a time)"
+        ))),
+    }
+}
+
+/// What a pull took from the store.
+pub struct Pulled {
+    /// The store's URL.
+    pub store: String,
+    /// The library of the snapshot pulled.
+    pub library: String,
+    /// The snapshot object pulled (64 hex digits).
+    pub snapshot: String,
+}
+
+/// `musicfs sync s3://…[@PICK] DST` where the prefix is a store: syncs the picked snapshot
+/// into `destination` as any sync writes one, every chunk checked against its id. Errors
+/// before the sync starts (the store, the pick) are returned; the sync's own result is given
+/// back with the repository, for the usual summary.
+pub fn pull(
+    global: &GlobalArgs,
+    objects: S3Objects,
+    pick: Pick,
+    destination: &dyn WritableOrigin,
+    options: SyncOptions,
+    sink: &dyn Sink,
+) -> anyhow::Result<(crate::error::Result<SyncSummary>, Repository, Pulled)> {
+    let url = objects.url().to_string();
+    let repo = global.open_repo()?;
+    let store = store::Store::open(std::sync::Arc::new(objects), &url, &repo)
+        .with_context(|| format!("opening the chunk store {url}"))?;
+    let mut source =
+        StoreSource::new(&store, pick).with_context(|| format!("pulling from {url}"))?;
+    let (id, snapshot) = source.snapshot_object();
+    let pulled = Pulled {
+        store: url,
+        library: snapshot.library.clone(),
+        snapshot: id.hex(),
+    };
+    let chunker = repo.chunker();
+    let result = sync_from(&repo, &mut source, destination, &chunker, options, sink);
+    Ok((result, repo, pulled))
+}
+
 /// `musicfs sync DIR s3://…` where the prefix is a store: scans DIR into the local repository
 /// (as a sync scans its source), then pushes that snapshot.
 pub fn push(
@@ -64,6 +157,7 @@ pub fn push(
     objects: S3Objects,
     options: &OpenOptions,
     checksum: bool,
+    library: Option<&str>,
 ) -> anyhow::Result<u8> {
     use crate::origin::OriginSpec;
     use crate::scan::{scan, ScanOptions};
@@ -82,8 +176,15 @@ pub fn push(
     let store = store::Store::open(std::sync::Arc::new(objects), &url, &repo)
         .with_context(|| format!("opening the chunk store {url}"))?;
     let mut chunks = store::LibraryChunks::new(&repo, origin.as_ref())?;
-    let pushed = store::push(&repo, &store, scanned.snapshot, &mut chunks, sink.as_ref())
-        .with_context(|| format!("pushing {} to {url}", Path::new(src).display()))?;
+    let pushed = store::push_as(
+        &repo,
+        &store,
+        scanned.snapshot,
+        library,
+        &mut chunks,
+        sink.as_ref(),
+    )
+    .with_context(|| format!("pushing {} to {url}", Path::new(src).display()))?;
     sink.finish();
     if global.json {
         print_summary(&json!({

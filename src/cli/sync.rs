@@ -20,10 +20,16 @@ pub struct SyncArgs {
     /// ssh://user@host:port/path, sftp://… to skip the remote musicfs); or a snapshot to
     /// restore: its id, a unique prefix of 8 or more hex digits, or ORIGIN@TIME (TIME as diff
     /// reads it: RFC 3339, a local date or time, yesterday, latest, 3d…; an existing
-    /// directory is always the directory)
+    /// directory is always the directory); or a chunk store, s3://BUCKET/PREFIX, pulled:
+    /// its newest snapshot, or @TIME, @latest or @ID after it
     pub src: PathBuf,
-    /// The destination (created if missing): a directory, or an SSH origin
+    /// The destination (created if missing): a directory, or an SSH origin; or a chunk store,
+    /// s3://BUCKET/PREFIX, that SRC (a directory) is scanned and pushed into
     pub dst: PathBuf,
+    /// With a chunk store: the library to push to or pull from [default: the store's only
+    /// library; for the first push, the last component of the store's prefix]
+    #[arg(long, value_name = "NAME")]
+    pub library: Option<String>,
     /// Remove files and directories absent from SRC (entries the filters exclude at DST are
     /// kept, and so are the directories that hold them)
     #[arg(long)]
@@ -90,9 +96,26 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
             objects,
             &options,
             args.checksum,
+            args.library.as_deref(),
         );
     }
-    let operand = Operand::parse(args.src.as_os_str())?;
+    // SRC a chunk store: its snapshot is pulled (before SRC is read as an operand, which would
+    // take the prefix for a plain mirror).
+    let source = match super::store::store_source(
+        args.src.as_os_str(),
+        args.library.as_deref(),
+        &args.connect.open_options(false),
+    )? {
+        Some((objects, pick)) => Source::Store(objects, pick),
+        None => Source::Operand(Operand::parse(args.src.as_os_str())?),
+    };
+    if let (Source::Operand(_), Some(_)) = (&source, &args.library) {
+        anyhow::bail!(
+            "--library: neither {} nor {} is a chunk store",
+            args.src.display(),
+            args.dst.display()
+        );
+    }
     let dst = OriginSpec::parse(args.dst.as_os_str())?;
     let options = SyncOptions {
         delete: args.delete || args.delete_excluded,
@@ -116,12 +139,34 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
         ..args.connect.open_options(args.one_file_system)
     };
     let budget = args.bwlimit.filter(|&r| r > 0).map(Budget::new);
+    let limited = |destination: Box<dyn WritableOrigin>| -> Box<dyn WritableOrigin> {
+        match &budget {
+            Some(budget) => Box::new(BwLimited::new(destination, budget.clone())),
+            None => destination,
+        }
+    };
     let sink = global.sink_listing(args.dry_run);
     // The repository and the names its snapshots give each side opened here (a remote side's
     // is the one other origin this run records), for the summary.
     let mut restored = None;
-    let (result, repo, src_url, dst_url) = if matches!(operand, Operand::Origin(_)) {
-        sync_origin(
+    let mut pulled = None;
+    let (result, repo, src_url, dst_url) = match source {
+        Source::Store(objects, pick) => {
+            let destination = dst.open_writable(&dst_open)?;
+            let dst_url = Some(destination.url().to_string());
+            let destination = limited(destination);
+            let (result, repo, from) = super::store::pull(
+                global,
+                objects,
+                pick,
+                destination.as_ref(),
+                options,
+                sink.as_ref(),
+            )?;
+            pulled = Some(from);
+            (result, repo, None, dst_url)
+        }
+        Source::Operand(Operand::Origin(_)) => sync_origin(
             global,
             args,
             &dst,
@@ -130,31 +175,29 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
             &dst_open,
             &budget,
             sink.as_ref(),
-        )?
-    } else {
-        // A snapshot's chunks are read here, from wherever the repository records them, so
-        // an SSH destination is written over SFTP: a remote musicfs would have nothing to add.
-        let repo = global.open_repo()?;
-        let origins = args.connect.open_options(false);
-        let side = lookup(&repo, &operand, &origins)?;
-        let destination = dst.open_writable(&dst_open)?;
-        let destination: Box<dyn WritableOrigin> = match &budget {
-            Some(budget) => Box::new(BwLimited::new(destination, budget.clone())),
-            None => destination,
-        };
-        let chunker = repo.chunker();
-        let dst_url = Some(destination.url().to_string());
-        let result = restore(
-            &repo,
-            side.snapshot,
-            destination.as_ref(),
-            &chunker,
-            options,
-            origins,
-            sink.as_ref(),
-        );
-        restored = Some(side.snapshot);
-        (result, repo, None, dst_url)
+        )?,
+        Source::Operand(operand) => {
+            // A snapshot's chunks are read here, from wherever the repository records them,
+            // so an SSH destination is written over SFTP: a remote musicfs would have nothing
+            // to add.
+            let repo = global.open_repo()?;
+            let origins = args.connect.open_options(false);
+            let side = lookup(&repo, &operand, &origins)?;
+            let destination = limited(dst.open_writable(&dst_open)?);
+            let chunker = repo.chunker();
+            let dst_url = Some(destination.url().to_string());
+            let result = restore(
+                &repo,
+                side.snapshot,
+                destination.as_ref(),
+                &chunker,
+                options,
+                origins,
+                sink.as_ref(),
+            );
+            restored = Some(side.snapshot);
+            (result, repo, None, dst_url)
+        }
     };
     sink.finish();
     let summary = result
@@ -178,7 +221,7 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
         }
     ));
     if global.json {
-        print_summary(&serde_json::json!({
+        let mut line = serde_json::json!({
             "src": src_text,
             "dst": dst_text,
             "src_snapshot": src_snapshot.map(|id| id.to_hex()),
@@ -192,9 +235,16 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
             "bytes_reused": summary.bytes_reused,
             "problems": summary.errors,
             "dry_run": summary.dry_run,
-        }))?;
+        });
+        if let (Some(from), Some(map)) = (&pulled, line.as_object_mut()) {
+            map.insert("store".into(), from.store.clone().into());
+            map.insert("library".into(), from.library.clone().into());
+            map.insert("snapshot".into(), from.snapshot.clone().into());
+        }
+        print_summary(&line)?;
     } else if !global.quiet {
         let snapshots = match (src_snapshot, dst_snapshot) {
+            _ if pulled.is_some() => String::new(),
             (None, None) => String::new(),
             (src, dst) => {
                 let short = |id: Option<SnapshotId>| id.map_or("-".to_string(), |id| id.short());
@@ -218,12 +268,28 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
             },
             timing(summary.bytes_transferred + summary.bytes_reused)
         );
+        if let Some(from) = &pulled {
+            println!(
+                "pulled snapshot {} of {} from {}",
+                &from.snapshot[..16.min(from.snapshot.len())],
+                from.library,
+                from.store
+            );
+        }
     }
     Ok(if summary.errors > 0 {
         exit::PARTIAL
     } else {
         exit::OK
     })
+}
+
+/// What SRC names.
+enum Source {
+    /// A chunk store's snapshot, pulled.
+    Store(crate::origin::s3::S3Objects, crate::store::Pick),
+    /// An origin, or a snapshot of the repository.
+    Operand(Operand),
 }
 
 /// What [`sync_origin`] gives back: the sync's result, the repository it used, and the names

@@ -34,7 +34,7 @@ use index::Cache;
 
 pub use gc::{forget, gc, GcOptions, GcReport, GC_POINTS};
 pub use pull::{Pick, StoreSource};
-pub use push::{push, LibraryChunks, PushSummary, PUSH_POINTS};
+pub use push::{push, push_as, LibraryChunks, PushSummary, PUSH_POINTS};
 
 /// The pack size a new store targets: 16 MiB (the measurement is in `docs/format.md`).
 pub const DEFAULT_PACK_SIZE: u32 = 16 << 20;

@@ -48,7 +48,7 @@ const DELTA_EVERY: usize = 16;
 /// What a push did.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct PushSummary {
-    /// The library (the snapshot's origin).
+    /// The library the snapshot joined.
     pub library: String,
     /// The snapshot object put, or `None` when the store's newest snapshot of the library
     /// already had this root tree (nothing was put).
@@ -215,10 +215,80 @@ fn now_ns() -> i64 {
 /// Refused when the repository's chunker is not the store's. A chunk the library no longer
 /// holds (a file changed since the scan) fails the push with [`Error::ChunkUnavailable`]:
 /// scan again and push the new snapshot.
+///
+/// The snapshot joins the library named by its origin's URL; [`push_as`] names another.
 pub fn push(
     repo: &Repository,
     store: &Store,
     id: SnapshotId,
+    chunks: &mut dyn ChunkSource,
+    sink: &dyn Sink,
+) -> Result<PushSummary> {
+    push_to(repo, store, id, None, chunks, sink)
+}
+
+/// [`push`] into library `library`; with `None`, into the store's only library, or, in a
+/// store that holds none yet, the one named by the last component of the store's URL
+/// (`s3://box/music` → `music`): a name every site finds alone, so that sites pushing their
+/// copies of one catalogue keep one library. A store of several libraries needs one named.
+pub fn push_as(
+    repo: &Repository,
+    store: &Store,
+    id: SnapshotId,
+    library: Option<&str>,
+    chunks: &mut dyn ChunkSource,
+    sink: &dyn Sink,
+) -> Result<PushSummary> {
+    let name = match library {
+        Some("") => {
+            return Err(Error::InvalidInput(format!(
+                "{}: a library needs a name that is not empty",
+                store.url
+            )))
+        }
+        Some(name) => Library::Named(name.to_string()),
+        None => Library::Default,
+    };
+    push_to(repo, store, id, Some(name), chunks, sink)
+}
+
+/// Which library a push joins.
+enum Library {
+    /// This one.
+    Named(String),
+    /// The store's only one, or for the first push, the last component of the store's URL.
+    Default,
+}
+
+/// The library a push with `Library::Default` joins, given the store's snapshots.
+fn default_library(store: &Store, snapshots: &[(ObjectId, StoreSnapshot)]) -> Result<String> {
+    let mut names: Vec<&str> = snapshots.iter().map(|(_, s)| s.library.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    match names.as_slice() {
+        [one] => Ok((*one).to_string()),
+        [] => Ok(store
+            .url
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .filter(|n| !n.is_empty())
+            .unwrap_or(&store.url)
+            .to_string()),
+        many => Err(Error::InvalidInput(format!(
+            "{}: the store holds several libraries ({}); name one with --library",
+            store.url,
+            many.join(", ")
+        ))),
+    }
+}
+
+/// [`push`] into the library `library` names (`None`: the snapshot's origin URL).
+fn push_to(
+    repo: &Repository,
+    store: &Store,
+    id: SnapshotId,
+    library: Option<Library>,
     chunks: &mut dyn ChunkSource,
     sink: &dyn Sink,
 ) -> Result<PushSummary> {
@@ -234,22 +304,26 @@ pub fn push(
             id.short()
         )));
     };
+    let snapshots = store.snapshots()?;
+    let library = match library {
+        None => record.origin.clone(),
+        Some(Library::Named(name)) => name,
+        Some(Library::Default) => default_library(store, &snapshots)?,
+    };
     let mut summary = PushSummary {
-        library: record.origin.clone(),
+        library: library.clone(),
         files: record.files,
         bytes: record.bytes,
         ..PushSummary::default()
     };
-    let newest = store
-        .snapshots()?
+    let newest = snapshots
         .into_iter()
         .rev()
-        .find(|(_, s)| s.library == record.origin);
+        .find(|(_, s)| s.library == library);
     if newest.is_some_and(|(_, s)| s.root == *record.root.as_bytes()) {
         tracing::debug!(
-            "{}: the store's newest snapshot of {} has this tree already",
+            "{}: the store's newest snapshot of {library} has this tree already",
             store.url,
-            record.origin
         );
         return Ok(summary);
     }
@@ -346,7 +420,7 @@ pub fn push(
     flushed?;
 
     let snapshot = StoreSnapshot {
-        library: record.origin.clone(),
+        library: library.clone(),
         host: up.host.clone(),
         time_ns: record.time_ns,
         root: *record.root.as_bytes(),
@@ -365,7 +439,7 @@ pub fn push(
     up.summary.snapshot = Some(snap_id.hex());
     tracing::debug!(
         "pushed {} to {}: {} chunks ({} bytes) uploaded, {} present, {} packs, {} bytes put",
-        record.origin,
+        library,
         store.url,
         up.summary.chunks_uploaded,
         up.summary.chunk_bytes_uploaded,
