@@ -1,8 +1,9 @@
 //! Two sites keep one library in step through a chunk store on a real three-node Garage
 //! cluster (replication factor 3, `consistency_mode = "consistent"`; `tests/support/garage.rs`),
 //! driven through the binary: `musicfs init s3://…`, then site A pushes (`musicfs sync DIR
-//! s3://…`) and site B pulls. Each site has its own repository and library directory; they share
-//! only the bucket prefix.
+//! s3://…`) and site B pulls (`musicfs sync s3://… DIR`). Each site has its own repository and
+//! library directory; they share only the bucket prefix. The store's gc is run through the
+//! library (`store::gc`).
 //!
 //! Each test starts its own cluster (three nodes come up in a few seconds), and the tests run
 //! one at a time: a killed node or a gc must not reach another test's store, and two
@@ -26,11 +27,8 @@ use std::time::{Duration, Instant};
 
 use musicfs::origin::registry::OpenOptions;
 use musicfs::origin::s3::{S3Location, S3Objects};
-use musicfs::origin::LocalOrigin;
 use musicfs::repo::Repository;
-use musicfs::report::NullSink;
-use musicfs::store::{self, GcOptions, GcReport, Pick, Store, StoreSource};
-use musicfs::sync::{sync_from, SyncOptions, SyncSummary};
+use musicfs::store::{self, GcOptions, GcReport, Store};
 use serde_json::Value;
 use support::garage::Garage;
 use util::*;
@@ -107,27 +105,13 @@ impl Site {
             .expect("start a push")
     }
 
-    /// The store's newest snapshot synced into LIB (`--delete`: LIB becomes exactly it).
-    fn pull(&self, garage: &Garage) -> SyncSummary {
-        set_env(garage);
-        let repo = Repository::open(self.t.repo()).expect("the site's repository");
-        let store = open_store(&repo);
-        let dst = LocalOrigin::open(&self.lib, true).expect("the site's library");
-        let mut source = StoreSource::new(&store, Pick::Newest(None)).expect("the newest snapshot");
-        let options = SyncOptions {
-            delete: true,
-            ..SyncOptions::default()
-        };
-        let summary = sync_from(
-            &repo,
-            &mut source,
-            &dst,
-            &repo.chunker(),
-            options,
-            &NullSink,
-        )
-        .unwrap_or_else(|e| panic!("pull into {}: {e}", self.lib.display()));
-        assert_eq!(summary.errors, 0, "{summary:?}");
+    /// `musicfs sync s3://… LIB`: the store's newest snapshot pulled into LIB, which must
+    /// succeed without a problem; its summary.
+    fn pull(&self, garage: &Garage) -> Value {
+        let out = self.run(garage, &["sync", &url(), path_arg(&self.lib)]);
+        assert!(out.status.success(), "pull failed: {}", describe(&out));
+        let summary = summary_of(&out);
+        assert_eq!(num(&summary, "problems"), 0, "{summary}");
         summary
     }
 
@@ -143,8 +127,8 @@ impl Site {
     }
 }
 
-/// The AWS environment of this process pointed at the cluster, for the library calls the
-/// test makes itself (one test at a time, so no other test sees it change).
+/// The AWS environment of this process pointed at the cluster, for the gc the test runs
+/// through the library (one test at a time, so no other test sees it change).
 fn set_env(garage: &Garage) {
     for (name, value) in garage.env(CLIENT_NODE) {
         std::env::set_var(name, value);
@@ -263,14 +247,14 @@ fn a_push_at_one_site_is_pulled_exact_at_the_other_and_a_retag_moves_kilobytes()
     // Each chunk went up once, and not much else.
     assert!(put > 0 && put < library * 11 / 10, "{first}");
     let pulled = b.pull(&garage);
-    assert_eq!(pulled.files_total, 24, "{pulled:?}");
+    assert_eq!(num(&pulled, "files"), 24, "{pulled}");
     assert_trees_equal(&a.lib, &b.lib);
 
     // Nothing changed: nothing put, nothing read.
     let again = a.push(&garage);
     assert_eq!(num(&again, "bytes_put"), 0, "{again}");
     assert!(again["snapshot"].is_null(), "{again}");
-    assert_eq!(b.pull(&garage).bytes_transferred, 0);
+    assert_eq!(num(&b.pull(&garage), "bytes_transferred"), 0);
 
     // A retag of a few files at A: kilobytes up, kilobytes down, B exact.
     let before = files_in(&a.lib)
@@ -288,14 +272,12 @@ fn a_push_at_one_site_is_pulled_exact_at_the_other_and_a_retag_moves_kilobytes()
     println!("retag of {retagged} files: {put} bytes put");
     assert!(put > 0 && put < retagged * 10 * KIB + 8 * KIB, "{pushed}");
     let pulled = b.pull(&garage);
-    println!(
-        "retag of {retagged} files: {} bytes pulled",
-        pulled.bytes_transferred
-    );
-    assert_eq!(pulled.files_changed, retagged, "{pulled:?}");
+    let moved = num(&pulled, "bytes_transferred");
+    println!("retag of {retagged} files: {moved} bytes pulled");
+    assert_eq!(num(&pulled, "files_changed"), retagged, "{pulled}");
     assert!(
-        pulled.bytes_transferred > 0 && pulled.bytes_transferred < retagged * 12 * KIB + 16 * KIB,
-        "{pulled:?}"
+        moved > 0 && moved < retagged * 12 * KIB + 16 * KIB,
+        "{pulled}"
     );
     assert_trees_equal(&a.lib, &b.lib);
     b.verify();
@@ -335,7 +317,7 @@ fn a_push_completes_when_a_garage_node_is_killed_while_it_puts_packs() {
 
     // B pulls with the node still down: exact.
     let pulled = b.pull(&garage);
-    assert_eq!(pulled.files_total, 32, "{pulled:?}");
+    assert_eq!(num(&pulled, "files"), 32, "{pulled}");
     assert_trees_equal(&a.lib, &b.lib);
     b.verify();
 }
@@ -387,7 +369,7 @@ fn a_gc_while_a_push_of_new_data_runs_loses_nothing() {
     assert!(after.rescued_packs >= 1, "{after:?}");
 
     let pulled = b.pull(&garage);
-    assert_eq!(pulled.files_total, 36, "{pulled:?}");
+    assert_eq!(num(&pulled, "files"), 36, "{pulled}");
     assert_trees_equal(&a.lib, &b.lib);
     b.verify();
     // And once more from a site with nothing cached: every blob the snapshot needs is there.
