@@ -468,3 +468,254 @@ fn a_store_pulled_at_another_site_is_exact_and_at_any_snapshot() {
     assert!(pulled.get("store").is_none(), "{pulled}");
     assert_trees_equal(&lib_a, &mirror);
 }
+
+#[test]
+fn sites_keep_one_library_and_the_store_is_listed_forgotten_and_collected() {
+    let moto = Moto::start();
+    moto.client().create_bucket("box");
+    let proxy = CountingProxy::start(moto.port);
+    let (a, b) = (TestRepo::new(), TestRepo::new());
+    let (lib_a, lib_b) = (a.path("lib"), b.path("lib"));
+    genlib_create(&lib_a, 10, 9, 96 * KIB);
+    let (arg_a, arg_b) = (lib_a.to_str().unwrap(), lib_b.to_str().unwrap());
+    let store = "s3://box/catalogue";
+    ok_via(&a, &moto, &proxy, &["init", store]);
+    let first = ok_via(&a, &moto, &proxy, &["sync", arg_a, store]);
+    assert_eq!(first["library"], "catalogue", "{first}");
+
+    // B pulls, retags, pushes: the same library, which A pulls.
+    ok_via(&b, &moto, &proxy, &["sync", store, arg_b]);
+    genlib_retag(&lib_b, 0.4, 21);
+    let from_b = ok_via(&b, &moto, &proxy, &["sync", arg_b, store]);
+    assert_eq!(from_b["library"], "catalogue", "{from_b}");
+    assert!(from_b["snapshot"].is_string(), "{from_b}");
+    let at_a = ok_via(&a, &moto, &proxy, &["sync", store, arg_a]);
+    assert_eq!(at_a["snapshot"], from_b["snapshot"], "{at_a}");
+    assert!(at_a["files_changed"].as_u64().unwrap() >= 2, "{at_a}");
+    assert_trees_equal(&lib_b, &lib_a);
+    // A's scan of what it pulled is B's tree: nothing to push.
+    let again = ok_via(&a, &moto, &proxy, &["sync", arg_a, store]);
+    assert!(again["snapshot"].is_null(), "{again}");
+
+    // A second library, named: from then on every push and pull names one.
+    let other = a.path("other");
+    genlib_create(&other, 3, 4, 32 * KIB);
+    let named = ok_via(
+        &a,
+        &moto,
+        &proxy,
+        &[
+            "sync",
+            "--library",
+            "jingles",
+            other.to_str().unwrap(),
+            store,
+        ],
+    );
+    assert_eq!(named["library"], "jingles", "{named}");
+    for args in [vec!["sync", store, arg_a], vec!["sync", arg_a, store]] {
+        let out = musicfs_via(&a, &moto, proxy.port, false, &args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("catalogue, jingles") && err.lines().count() == 1,
+            "{args:?}: {err}"
+        );
+    }
+    let c = TestRepo::new();
+    let lib_c = c.path("lib");
+    let jingles = ok_via(
+        &c,
+        &moto,
+        &proxy,
+        &[
+            "sync",
+            "--library",
+            "jingles",
+            store,
+            lib_c.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(jingles["library"], "jingles", "{jingles}");
+    assert_trees_equal(&other, &lib_c);
+
+    // snapshots: one line each, oldest first.
+    let mut cmd = c.cmd();
+    cmd.json().args(["snapshots", store]);
+    let mut listing = cmd.command();
+    listing.envs(moto.env());
+    let out = listing.output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let lines = parse_json_lines(&out.stdout);
+    let libraries: Vec<&str> = lines
+        .iter()
+        .filter(|l| l["type"] == "snapshot")
+        .map(|l| l["library"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        libraries,
+        ["catalogue", "catalogue", "jingles"],
+        "{lines:?}"
+    );
+    assert_eq!(lines.last().unwrap()["snapshots"], 3);
+    let text = musicfs_via(&c, &moto, proxy.port, false, &["snapshots", store]);
+    let text = String::from_utf8_lossy(&text.stdout).to_string();
+    assert_eq!(text.lines().count(), 3, "{text}");
+    assert!(
+        text.contains(&from_b["snapshot"].as_str().unwrap()[..8]),
+        "{text}"
+    );
+
+    // forget: a dry run removes nothing; then the older catalogue snapshot goes.
+    let dry = ok_via(
+        &a,
+        &moto,
+        &proxy,
+        &["forget", store, "--keep-last", "1", "--dry-run"],
+    );
+    assert_eq!(dry["snapshots_removed"], 1, "{dry}");
+    assert_eq!(dry["snapshots_kept"], 2, "{dry}");
+    let forgot = ok_via(&a, &moto, &proxy, &["forget", store, "--keep-last", "1"]);
+    assert_eq!(forgot["snapshots_removed"], 1, "{forgot}");
+    let left = ok_via(&a, &moto, &proxy, &["forget", store, "--keep-last", "1"]);
+    assert_eq!(left["snapshots_removed"], 0, "{left}");
+    let daily = musicfs_via(
+        &a,
+        &moto,
+        proxy.port,
+        false,
+        &["forget", store, "--keep-daily", "1"],
+    );
+    assert_eq!(daily.status.code(), Some(2), "{daily:?}");
+
+    // gc: a dry run changes nothing; a run marks what the forgotten snapshot alone needed;
+    // one with no grace removes it; the store still pulls exact.
+    let objects = moto.client().list("box").len();
+    let dry = ok_via(&a, &moto, &proxy, &["gc", store, "--dry-run"]);
+    assert_eq!(dry["dry_run"], true, "{dry}");
+    assert!(dry["garbage_bytes"].as_u64().unwrap() > 0, "{dry}");
+    assert_eq!(moto.client().list("box").len(), objects);
+    let marked = ok_via(&a, &moto, &proxy, &["gc", store]);
+    assert_eq!(marked["store"], store, "{marked}");
+    assert!(marked["marked_packs"].as_u64().unwrap() > 0, "{marked}");
+    assert_eq!(marked["swept_packs"], 0, "{marked}");
+    let swept = ok_via(&a, &moto, &proxy, &["gc", "--grace", "0", store]);
+    assert_eq!(swept["swept_packs"], marked["marked_packs"], "{swept}");
+    let d = TestRepo::new();
+    let lib_d = d.path("lib");
+    ok_via(
+        &d,
+        &moto,
+        &proxy,
+        &[
+            "sync",
+            "--library",
+            "catalogue",
+            store,
+            lib_d.to_str().unwrap(),
+        ],
+    );
+    assert_trees_equal(&lib_b, &lib_d);
+
+    // gc of what is no store, --grace without one: one line, exit 2.
+    for args in [
+        vec!["gc", "s3://box/nothing"],
+        vec!["gc", arg_a],
+        vec!["gc", "--grace", "1h"],
+        vec!["gc", "--grace", "soon", store],
+    ] {
+        let out = musicfs_via(&a, &moto, proxy.port, false, &args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+    }
+}
+
+#[test]
+fn a_pull_killed_midway_leaves_files_old_or_new_and_a_rerun_finishes() {
+    let moto = Moto::start();
+    moto.client().create_bucket("box");
+    let proxy = CountingProxy::start(moto.port);
+    let (a, b) = (TestRepo::new(), TestRepo::new());
+    let (lib_a, lib_b) = (a.path("lib"), b.path("lib"));
+    genlib_create(&lib_a, 6, 2, 64 * KIB);
+    let (arg_a, arg_b) = (lib_a.to_str().unwrap(), lib_b.to_str().unwrap());
+    let store = "s3://box/music";
+    ok_via(&a, &moto, &proxy, &["init", store]);
+    ok_via(&a, &moto, &proxy, &["sync", arg_a, store]);
+    ok_via(&b, &moto, &proxy, &["sync", store, arg_b]);
+    let old = b.path("old");
+    copy_tree(&lib_b, &old);
+    genlib_retag(&lib_a, 0.5, 5);
+    genlib_create(&lib_a.join("more"), 24, 3, 256 * KIB);
+    ok_via(&a, &moto, &proxy, &["sync", arg_a, store]);
+
+    // Slowed to 1 MiB/s: killed once a few of the new files are in place.
+    let mut m = b.cmd();
+    m.args(["sync", "--bwlimit", "1M", store, arg_b]);
+    let mut command = m.command();
+    command.envs(moto.env());
+    command.env(
+        "AWS_ENDPOINT_URL",
+        format!("http://127.0.0.1:{}", proxy.port),
+    );
+    let log = b.path("pull.log");
+    command.stdout(std::process::Stdio::null());
+    command.stderr(fs::File::create(&log).unwrap());
+    let mut child = command.spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    // Files in place under `dir` (not temporary ones), walked without failing on entries
+    // that a running sync renames or removes meanwhile.
+    fn placed(dir: &Path) -> usize {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return 0;
+        };
+        entries
+            .filter_map(|e| e.ok())
+            .filter(|e| !e.file_name().to_string_lossy().starts_with(".musicfs-"))
+            .map(|e| match e.file_type() {
+                Ok(t) if t.is_dir() => placed(&e.path()),
+                Ok(_) => 1,
+                Err(_) => 0,
+            })
+            .sum()
+    }
+    while placed(&lib_b.join("more")) < 3 {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "the pull ended ({status}) before it could be killed: {}",
+                fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no file placed in 120 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let placed_now = placed(&lib_b.join("more"));
+    assert!(placed_now < 24, "the pull finished before the kill");
+
+    // Each file is as it was, or as the store has it; none torn.
+    for (rel, path) in files_in(&lib_b) {
+        if rel
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with(".musicfs-")
+        {
+            continue;
+        }
+        let now = fs::read(&path).unwrap();
+        let new = fs::read(lib_a.join(&rel)).ok();
+        let was = fs::read(old.join(&rel)).ok();
+        assert!(
+            Some(&now) == new.as_ref() || Some(&now) == was.as_ref(),
+            "{} is neither old nor new",
+            rel.display()
+        );
+    }
+    let finished = ok_via(&b, &moto, &proxy, &["sync", store, arg_b]);
+    assert_eq!(finished["problems"], 0, "{finished}");
+    assert_trees_equal(&lib_a, &lib_b);
+}

@@ -17,7 +17,9 @@ use crate::report::print_json;
 #[derive(Debug, Args)]
 pub struct ForgetArgs {
     /// Only the snapshots of this origin, named as for `musicfs snapshots ORIGIN` [default:
-    /// every origin, each judged on its own]
+    /// every origin, each judged on its own]; or a chunk store, s3://BUCKET/PREFIX, whose
+    /// libraries each keep their --keep-last newest snapshots
+
     #[arg(value_name = "ORIGIN")]
     pub origin: Option<PathBuf>,
     /// Keep the N newest snapshots
@@ -62,6 +64,28 @@ pub fn run(global: &GlobalArgs, args: &ForgetArgs) -> anyhow::Result<u8> {
                 .into(),
         )
         .into());
+    }
+    if let Some(arg) = &args.origin {
+        if let Some(store) =
+            super::store::open_store(global, arg.as_os_str(), &args.connect.open_options(false))?
+        {
+            let only_last = Policy {
+                last: None,
+                ..policy
+            };
+            let keep_last = match (args.keep_last, only_last.is_empty()) {
+                (Some(Keep::Count(n)), true) => n as usize,
+                (Some(Keep::All), true) => usize::MAX,
+                _ => {
+                    return Err(Error::InvalidInput(format!(
+                        "{}: a chunk store keeps the newest snapshots of each library: --keep-last N is its only policy",
+                        arg.display()
+                    ))
+                    .into())
+                }
+            };
+            return super::store::forget(global, &store, keep_last, args.dry_run);
+        }
     }
     let spec = args
         .origin

@@ -15,7 +15,8 @@ pub struct SnapshotsArgs {
     /// Only the snapshots of this origin: as `snapshots` prints it, a directory (by its
     /// canonical path, whether it still exists or not), or an SSH origin (host:path,
     /// user@host:path, ssh://user@host:port/path, sftp://…), connected to in order to learn
-    /// the name the repository records it by
+    /// the name the repository records it by; or a chunk store, s3://BUCKET/PREFIX: the
+    /// store's snapshots (id, time, files, bytes, library, host)
     #[arg(value_name = "ORIGIN")]
     pub origin: Option<PathBuf>,
     /// Print times in UTC (2026-11-24 20:13:05Z) instead of the local time zone (TZ, else
@@ -27,6 +28,15 @@ pub struct SnapshotsArgs {
 }
 
 pub fn run(global: &GlobalArgs, args: &SnapshotsArgs) -> anyhow::Result<u8> {
+    // A chunk store lists its own snapshots.
+    if let Some(arg) = &args.origin {
+        if let Some(store) =
+            super::store::open_store(global, arg.as_os_str(), &args.connect.open_options(false))?
+        {
+            let zone = if args.utc { Zone::utc() } else { Zone::local() };
+            return super::store::snapshots(global, &store, &zone);
+        }
+    }
     // Read through the registry first: a scheme no transport has is refused (exit 2) before
     // anything is opened.
     let spec = args

@@ -212,3 +212,239 @@ pub fn push(
         exit::OK
     })
 }
+
+/// The chunk store `arg` names, opened with its cache in the local repository; `None` when
+/// `arg` is no `s3://` URL or names a prefix that holds no store (a plain mirror, an origin).
+pub fn open_store(
+    global: &GlobalArgs,
+    arg: &OsStr,
+    options: &OpenOptions,
+) -> anyhow::Result<Option<store::Store>> {
+    let Some(objects) = store_at(arg, options)? else {
+        return Ok(None);
+    };
+    let url = objects.url().to_string();
+    let repo = global.open_repo()?;
+    let opened = store::Store::open(std::sync::Arc::new(objects), &url, &repo)
+        .with_context(|| format!("opening the chunk store {url}"))?;
+    Ok(Some(opened))
+}
+
+/// `musicfs snapshots s3://…`: the store's snapshots, oldest first.
+pub fn snapshots(global: &GlobalArgs, store: &store::Store, zone: &Zone) -> anyhow::Result<u8> {
+    let listed = store
+        .snapshots()
+        .with_context(|| format!("listing the snapshots of {}", store.url()))?;
+    for (id, snapshot) in &listed {
+        if global.json {
+            crate::report::print_json(&json!({
+                "type": "snapshot",
+                "id": id.hex(),
+                "library": snapshot.library,
+                "host": snapshot.host,
+                "time": snapshot.time_ns.div_euclid(1_000_000_000),
+                "root": crate::id::TreeId::from_stored(snapshot.root).to_hex(),
+                "files": snapshot.files,
+                "bytes": snapshot.bytes,
+            }));
+        } else {
+            println!(
+                "{}  {}  {:>7} files  {:>10}  {} (from {})",
+                &id.hex()[..MIN_PREFIX],
+                zone.format(snapshot.time_ns),
+                snapshot.files,
+                super::human(snapshot.bytes),
+                snapshot.library,
+                snapshot.host
+            );
+        }
+    }
+    if global.json {
+        print_summary(&json!({ "snapshots": listed.len() }))?;
+    }
+    Ok(exit::OK)
+}
+
+/// `musicfs forget s3://… --keep-last N`: removes all but the newest N snapshots of each
+/// library of the store (what only they needed is `gc`'s to remove).
+pub fn forget(
+    global: &GlobalArgs,
+    store: &store::Store,
+    keep_last: usize,
+    dry_run: bool,
+) -> anyhow::Result<u8> {
+    let url = store.url().to_string();
+    let listed = store
+        .snapshots()
+        .with_context(|| format!("listing the snapshots of {url}"))?;
+    let gone = store::forget(store, keep_last, dry_run)
+        .with_context(|| format!("forget in the chunk store {url}"))?;
+    let zone = Zone::local();
+    for (id, snapshot) in &listed {
+        let removed = gone.contains(id);
+        if global.json {
+            crate::report::print_json(&json!({
+                "type": if removed { "remove" } else { "keep" },
+                "id": id.hex(),
+                "library": snapshot.library,
+                "time": snapshot.time_ns.div_euclid(1_000_000_000),
+                "files": snapshot.files,
+                "bytes": snapshot.bytes,
+            }));
+        } else if !global.quiet {
+            let verb = match (removed, dry_run) {
+                (false, _) => "keep",
+                (true, false) => "remove",
+                (true, true) => "would remove",
+            };
+            println!(
+                "{verb}  {}  {}  {}",
+                &id.hex()[..MIN_PREFIX],
+                zone.format(snapshot.time_ns),
+                snapshot.library
+            );
+        }
+    }
+    let kept = listed.len() - gone.len();
+    if global.json {
+        print_summary(&json!({
+            "store": url,
+            "snapshots_kept": kept,
+            "snapshots_removed": gone.len(),
+            "dry_run": dry_run,
+        }))?;
+    } else if !global.quiet {
+        match dry_run {
+            true => println!(
+                "dry run: {kept} snapshots kept, {} would be removed from {url}; nothing removed",
+                gone.len()
+            ),
+            false => println!(
+                "{kept} snapshots kept, {} removed from {url}; musicfs gc {url} frees what only they referred to",
+                gone.len()
+            ),
+        }
+    }
+    Ok(exit::OK)
+}
+
+/// `musicfs gc s3://…`: one run of the store's two-phase gc (`format.md`, "Chunk store").
+pub fn gc(
+    global: &GlobalArgs,
+    store: &store::Store,
+    grace: Option<std::time::Duration>,
+    dry_run: bool,
+) -> anyhow::Result<u8> {
+    let url = store.url().to_string();
+    let defaults = store::GcOptions::default();
+    let options = store::GcOptions {
+        grace: grace.unwrap_or(defaults.grace),
+        dry_run,
+        ..defaults
+    };
+    let report = store::gc(store, &options, time::now_ns())
+        .with_context(|| format!("gc of the chunk store {url}"))?;
+    if global.json {
+        let mut line = serde_json::to_value(&report)?;
+        if let Some(map) = line.as_object_mut() {
+            map.insert("store".into(), url.into());
+            map.insert("dry_run".into(), dry_run.into());
+        }
+        print_summary(&line)?;
+    } else if !global.quiet {
+        let human = super::human;
+        let would = if dry_run { "would " } else { "" };
+        println!(
+            "chunk store {url}: {} snapshots, {} packs: {} live, {} garbage",
+            report.snapshots,
+            report.packs,
+            human(report.live_bytes),
+            human(report.garbage_bytes)
+        );
+        println!(
+            "{would}mark {} packs ({}), repacking {} into {} new ({} copied); {would}remove {} packs marked over {} ago ({}), {} kept as needed again",
+            report.marked_packs,
+            human(report.marked_bytes),
+            report.repacked_packs,
+            report.new_packs,
+            human(report.copied_bytes),
+            report.swept_packs,
+            humantime(options.grace),
+            human(report.swept_bytes),
+            report.rescued_packs
+        );
+        if dry_run {
+            println!("nothing changed (dry run)");
+        }
+    }
+    Ok(exit::OK)
+}
+
+/// `90s`, `15m`, `2h`, `3d`, `1w`, `0`: a duration as `--grace` reads it.
+pub fn duration_arg(text: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("{text}: not a duration (a number and s, m, h, d or w: 90m, 24h, 3d)");
+    if text == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    let unit = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(unit)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(bad)
+}
+
+/// A duration for people: `24h`, `90m`, `45s`.
+fn humantime(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        s if s >= 86_400 && s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s >= 3600 && s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s >= 60 && s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pick_is_latest_an_id_or_a_time() {
+        let zone = Zone::utc();
+        let now = 1_800_000_000_000_000_000;
+        let read = |p: &str| read_pick("s3://b/p@x", p, Some("lib"), now, &zone);
+        assert!(matches!(read("latest"), Ok(Pick::Newest(Some(l))) if l == "lib"));
+        assert!(matches!(read("LATEST"), Ok(Pick::Newest(_))));
+        assert!(matches!(read("3F2A9C1E"), Ok(Pick::Id(id)) if id == "3f2a9c1e"));
+        assert!(matches!(read("2026-11-24"), Ok(Pick::AtOrBefore(Some(_), t)) if t < now));
+        assert!(
+            matches!(read("3d"), Ok(Pick::AtOrBefore(_, t)) if t == now - 3 * 86_400 * 1_000_000_000)
+        );
+        // Too short for an id, and no time.
+        let err = read("3f2a").unwrap_err().to_string();
+        assert!(err.contains("s3://b/p@x: 3f2a"), "{err}");
+        assert!(read("yesterdy").is_err());
+    }
+
+    #[test]
+    fn a_grace_is_a_number_and_a_unit() {
+        assert_eq!(duration_arg("0"), Ok(std::time::Duration::ZERO));
+        assert_eq!(duration_arg("90s").unwrap().as_secs(), 90);
+        assert_eq!(duration_arg("24h").unwrap().as_secs(), 86_400);
+        assert_eq!(duration_arg("1w").unwrap().as_secs(), 604_800);
+        for bad in ["", "h", "3", "3y", "-1d", "1.5h", "99999999999999999999d"] {
+            assert!(duration_arg(bad).is_err(), "{bad}");
+        }
+        assert_eq!(humantime(std::time::Duration::from_secs(86_400)), "1d");
+        assert_eq!(humantime(std::time::Duration::from_secs(90)), "90s");
+    }
+}
