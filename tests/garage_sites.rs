@@ -2,8 +2,8 @@
 //! cluster (replication factor 3, `consistency_mode = "consistent"`; `tests/support/garage.rs`),
 //! driven through the binary: `musicfs init s3://…`, then site A pushes (`musicfs sync DIR
 //! s3://…`) and site B pulls (`musicfs sync s3://… DIR`). Each site has its own repository and
-//! library directory; they share only the bucket prefix. The store's gc is run through the
-//! library (`store::gc`).
+//! library directory; they share only the bucket prefix. The store's gc is `musicfs gc
+//! s3://… --grace 0`.
 //!
 //! Each test starts its own cluster (three nodes come up in a few seconds), and the tests run
 //! one at a time: a killed node or a gc must not reach another test's store, and two
@@ -22,13 +22,9 @@ mod util;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Output};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use musicfs::origin::registry::OpenOptions;
-use musicfs::origin::s3::{S3Location, S3Objects};
-use musicfs::repo::Repository;
-use musicfs::store::{self, GcOptions, GcReport, Store};
 use serde_json::Value;
 use support::garage::Garage;
 use util::*;
@@ -115,6 +111,14 @@ impl Site {
         summary
     }
 
+    /// `musicfs gc s3://… --grace 0`, which must succeed: what a run marks, the next one
+    /// removes, unless a snapshot has come to need it. Its summary.
+    fn gc(&self, garage: &Garage) -> Value {
+        let out = self.run(garage, &["gc", &url(), "--grace", "0"]);
+        assert!(out.status.success(), "gc failed: {}", describe(&out));
+        summary_of(&out)
+    }
+
     /// `musicfs verify LIB`: every file of the library against its latest snapshot.
     fn verify(&self) {
         let out = self
@@ -125,40 +129,6 @@ impl Site {
             .output();
         assert!(out.status.success(), "verify failed: {}", describe(&out));
     }
-}
-
-/// The AWS environment of this process pointed at the cluster, for the gc the test runs
-/// through the library (one test at a time, so no other test sees it change).
-fn set_env(garage: &Garage) {
-    for (name, value) in garage.env(CLIENT_NODE) {
-        std::env::set_var(name, value);
-    }
-    std::env::remove_var("AWS_PROFILE");
-}
-
-fn open_store(repo: &Repository) -> Store {
-    let location = S3Location {
-        bucket: BUCKET.into(),
-        prefix: PREFIX.into(),
-    };
-    let objects = S3Objects::open(&location, &OpenOptions::default()).expect("the bucket prefix");
-    Store::open(Arc::new(objects), &url(), repo).expect("the chunk store")
-}
-
-/// One gc of the store with no grace period: what it marks now is swept by the next run.
-fn gc(garage: &Garage, site: &Site) -> GcReport {
-    set_env(garage);
-    let repo = Repository::open(site.t.repo()).expect("the gc's repository");
-    let store = open_store(&repo);
-    let options = GcOptions {
-        grace: Duration::ZERO,
-        ..GcOptions::default()
-    };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_nanos() as i64;
-    store::gc(&store, &options, now).unwrap_or_else(|e| panic!("gc of {}: {e}", url()))
 }
 
 fn path_arg(p: &Path) -> &str {
@@ -352,21 +322,21 @@ fn a_gc_while_a_push_of_new_data_runs_loses_nothing() {
         1,
         "the push had put its snapshot before the gc could start"
     );
-    let during = gc(&garage, &keeper);
+    let during = keeper.gc(&garage);
     let push_ran_through_gc = push.try_wait().expect("the push").is_none();
-    println!("gc during the push (still running after it: {push_ran_through_gc}): {during:?}");
+    println!("gc during the push (still running after it: {push_ran_through_gc}): {during}");
     // The gc saw the push at work: a pack no index delta named yet was marked.
-    assert!(during.marked_packs >= 1, "{during:?}");
+    assert!(num(&during, "marked_packs") >= 1, "{during}");
     let out = finish(&mut push, &["sync (push)"]);
     assert!(out.status.success(), "push failed: {}", describe(&out));
     let pushed = summary_of(&out);
     assert!(pushed["snapshot"].is_string(), "{pushed}");
 
     // The next gc sweeps that mark: what the new snapshot needs stays.
-    let after = gc(&garage, &keeper);
-    println!("gc after the push: {after:?}");
-    assert_eq!(after.swept_marks, 1, "{after:?}");
-    assert!(after.rescued_packs >= 1, "{after:?}");
+    let after = keeper.gc(&garage);
+    println!("gc after the push: {after}");
+    assert_eq!(num(&after, "swept_marks"), 1, "{after}");
+    assert!(num(&after, "rescued_packs") >= 1, "{after}");
 
     let pulled = b.pull(&garage);
     assert_eq!(num(&pulled, "files"), 36, "{pulled}");
