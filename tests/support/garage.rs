@@ -60,8 +60,9 @@ impl Garage {
         let garage = binary();
         assert!(
             garage.is_file(),
-            "no garage binary at {}: scripts/test.sh builds it (cargo install garage --version 2.5.0 \
-             --locked --no-default-features --features bundled-libs,lmdb), or set MUSICFS_TEST_GARAGE",
+            "no garage binary at {}: scripts/test.sh builds it (cargo install --debug garage \
+             --version 2.5.0 --locked --no-default-features --features bundled-libs,lmdb \
+             --root DIR), or set MUSICFS_TEST_GARAGE to one",
             garage.display()
         );
         let dir = tempfile::Builder::new()
