@@ -351,12 +351,16 @@ _musicfs() {
             return 0
             ;;
         musicfs__subcmd__gc)
-            opts="-n -q -v -h --dry-run --repo --json --quiet --verbose --log-file --help"
+            opts="-n -q -v -h --dry-run --grace --repo --json --quiet --verbose --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --grace)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --repo)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -841,12 +845,16 @@ _musicfs() {
             return 0
             ;;
         musicfs__subcmd__sync)
-            opts="-n -c -x -e -q -v -h --delete --delete-excluded --dry-run --checksum --one-file-system --max-delete --bwlimit --exclude --include --exclude-from --no-default-excludes --accept-new-host-key --retries --retry-for --timeout --rsh --sftp --remote-musicfs --repo --json --quiet --verbose --log-file --help"
+            opts="-n -c -x -e -q -v -h --library --delete --delete-excluded --dry-run --checksum --one-file-system --max-delete --bwlimit --exclude --include --exclude-from --no-default-excludes --accept-new-host-key --retries --retry-for --timeout --rsh --sftp --remote-musicfs --repo --json --quiet --verbose --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --library)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --max-delete)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

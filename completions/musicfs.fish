@@ -70,6 +70,7 @@ complete -c musicfs -n "__fish_musicfs_using_subcommand scan" -l json -d 'Print 
 complete -c musicfs -n "__fish_musicfs_using_subcommand scan" -s q -l quiet -d 'Print only problems'
 complete -c musicfs -n "__fish_musicfs_using_subcommand scan" -s v -l verbose -d 'Print every step'
 complete -c musicfs -n "__fish_musicfs_using_subcommand scan" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l library -d 'With a chunk store: the library to push to or pull from [default: the store\'s only library; for the first push, the last component of the store\'s prefix]' -r
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l max-delete -d 'With --delete: delete nothing (and exit 3) when the deletions would remove more than N files and symlinks, as a guard against a source that went missing' -r
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l bwlimit -d 'Limit what crosses to or from the other side to RATE per second, all streams together, as rsync reads it: 500K, 10M, 1.5M (K, M, G are powers of 1024; KB, MB powers of 1000; no unit means K; 0 means no limit). In a local sync it limits what is written into DST' -r
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l exclude -d 'Leave out entries matching PATTERN (rsync\'s rules, --help tells them)' -r
@@ -154,6 +155,7 @@ complete -c musicfs -n "__fish_musicfs_using_subcommand forget" -l json -d 'Prin
 complete -c musicfs -n "__fish_musicfs_using_subcommand forget" -s q -l quiet -d 'Print only problems'
 complete -c musicfs -n "__fish_musicfs_using_subcommand forget" -s v -l verbose -d 'Print every step'
 complete -c musicfs -n "__fish_musicfs_using_subcommand forget" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c musicfs -n "__fish_musicfs_using_subcommand gc" -l grace -d 'With a chunk store: how long a pack stays marked before a gc removes it, longer than any push takes (90m, 24h, 3d; 0 removes at once what was marked before) [default: 24h]' -r
 complete -c musicfs -n "__fish_musicfs_using_subcommand gc" -l repo -d 'Repository directory, made by `musicfs init` [default: $XDG_DATA_HOME/musicfs, created on first use]' -r -F
 complete -c musicfs -n "__fish_musicfs_using_subcommand gc" -l log-file -d 'Append what stderr shows (messages, problems, warnings; not the progress bar) to FILE, each line stamped with the time in UTC, then one line per run: what ran, its exit status, what it did and how long it took. For `mount`, the mount\'s log instead (its warnings, kept below 4 MiB, the older half in FILE.1) [default for a detached mount: $XDG_STATE_HOME/musicfs/mount-MOUNTPOINT.log, or under ~/.local/state/musicfs]' -r -F
 complete -c musicfs -n "__fish_musicfs_using_subcommand gc" -s n -l dry-run -d 'Print what would be removed; change nothing (and do not compact)'

@@ -289,12 +289,28 @@ fn init_makes_a_store_once_and_sync_pushes_to_it_or_to_a_plain_mirror() {
     let lib = scratch.path().join("lib");
     genlib_create(&lib, 6, 3, 64 * KIB);
     let lib_arg = lib.to_str().unwrap();
+    // A dry run says what a push would upload, and puts nothing.
+    let out = musicfs(
+        &t,
+        &moto,
+        true,
+        &["sync", "--dry-run", lib_arg, "s3://box/music"],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let dry = summary_of(&out);
+    assert_eq!(dry["dry_run"], true, "{dry}");
+    assert_eq!(dry["bytes_put"], 0, "{dry}");
+    assert!(dry["snapshot"].is_null(), "{dry}");
+    let would = dry["chunk_bytes_uploaded"].as_u64().unwrap();
+    assert!(would > 0, "{dry}");
+    assert_eq!(moto.client().list("box").len(), 1);
     let out = musicfs(&t, &moto, true, &["sync", lib_arg, "s3://box/music"]);
     assert!(out.status.success(), "{out:?}");
     let pushed = summary_of(&out);
     assert_eq!(pushed["files"], 6, "{pushed}");
     assert!(pushed["bytes_put"].as_u64().unwrap() > 0, "{pushed}");
     assert!(pushed["snapshot"].is_string(), "{pushed}");
+    assert_eq!(pushed["chunk_bytes_uploaded"], would, "{pushed}");
     let out = musicfs(&t, &moto, true, &["sync", lib_arg, "s3://box/music"]);
     let again = summary_of(&out);
     assert_eq!(again["bytes_put"], 0, "{again}");
@@ -305,7 +321,24 @@ fn init_makes_a_store_once_and_sync_pushes_to_it_or_to_a_plain_mirror() {
         false,
         &["sync", "--dry-run", lib_arg, "s3://box/music"],
     );
-    assert_eq!(dry.status.code(), Some(2), "{dry:?}");
+    assert!(dry.status.success(), "{dry:?}");
+    assert!(
+        String::from_utf8_lossy(&dry.stdout).contains("already has"),
+        "{dry:?}"
+    );
+    // A push deletes nothing: --delete is refused, in one line.
+    let delete = musicfs(
+        &t,
+        &moto,
+        false,
+        &["sync", "--delete", lib_arg, "s3://box/music"],
+    );
+    assert_eq!(delete.status.code(), Some(2), "{delete:?}");
+    let err = String::from_utf8_lossy(&delete.stderr);
+    assert!(
+        err.contains("deletes nothing") && err.lines().count() == 1,
+        "{err}"
+    );
     // A prefix without a store stays a plain mirror: one object per file.
     let out = musicfs(&t, &moto, true, &["sync", lib_arg, "s3://box/plain"]);
     assert!(out.status.success(), "{out:?}");

@@ -158,6 +158,7 @@ pub fn push(
     options: &OpenOptions,
     checksum: bool,
     library: Option<&str>,
+    dry_run: bool,
 ) -> anyhow::Result<u8> {
     use crate::origin::OriginSpec;
     use crate::scan::{scan, ScanOptions};
@@ -181,6 +182,7 @@ pub fn push(
         &store,
         scanned.snapshot,
         library,
+        dry_run,
         &mut chunks,
         sink.as_ref(),
     )
@@ -195,10 +197,21 @@ pub fn push(
             "bytes": pushed.bytes,
             "bytes_put": pushed.bytes_put,
             "packs": pushed.packs,
+            "chunks_uploaded": pushed.chunks_uploaded,
+            "chunk_bytes_uploaded": pushed.chunk_bytes_uploaded,
             "scan_problems": scanned.problems,
+            "dry_run": dry_run,
         }))?;
     } else if !global.quiet {
         match &pushed.snapshot {
+            None if dry_run && pushed.chunks_uploaded + pushed.trees_uploaded > 0 => println!(
+                "dry run: pushing {} to {url} would upload {} chunks ({}), {} chunk lists and {} trees; nothing put",
+                pushed.library,
+                pushed.chunks_uploaded,
+                super::human(pushed.chunk_bytes_uploaded),
+                pushed.contents_uploaded,
+                pushed.trees_uploaded
+            ),
             Some(id) => println!(
                 "pushed {} to {url}: {} files, {} bytes put in {} packs; snapshot {id}",
                 pushed.library, pushed.files, pushed.bytes_put, pushed.packs

@@ -80,11 +80,12 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
     if let Some(objects) =
         super::store::store_at(args.dst.as_os_str(), &args.connect.open_options(false))?
     {
-        if args.dry_run || args.delete || args.delete_excluded {
-            anyhow::bail!(
-                "{}: --dry-run and --delete are not supported with a chunk store yet",
+        if args.delete || args.delete_excluded || args.max_delete.is_some() {
+            return Err(crate::error::Error::InvalidInput(format!(
+                "{}: a push into a chunk store adds a snapshot and deletes nothing (--delete applies to a pull; musicfs forget and gc remove old snapshots)",
                 args.dst.display()
-            );
+            ))
+            .into());
         }
         let options = OpenOptions {
             filter: args.filter.filter()?,
@@ -97,6 +98,7 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
             &options,
             args.checksum,
             args.library.as_deref(),
+            args.dry_run,
         );
     }
     // SRC a chunk store: its snapshot is pulled (before SRC is read as an operand, which would

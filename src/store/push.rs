@@ -30,12 +30,11 @@ use crate::chunk::keeps_history;
 use crate::chunk::VerifiedChunk;
 use crate::error::{Error, Result};
 use crate::id::{ContentId, SnapshotId, TreeId};
-use crate::locate::{Hint, LastOpen, Locator, Site};
 use crate::origin::Origin;
 use crate::repo::{ObjectId, ObjectKind, Repository};
 use crate::report::Sink;
 use crate::snapshot::{ChunkRef, Node};
-use crate::sync::ChunkSource;
+use crate::sync::{ChunkSource, LocalSource};
 
 /// The failpoints of a push, in the order it reaches them (`crate::failpoint`):
 /// `store-pack` after each pack is put, `store-index` after each index delta, `store-snapshot`
@@ -159,23 +158,14 @@ impl Uploader<'_> {
 
 /// The chunks of a library scanned into a repository, read where the repository records them
 /// (the file's own path and offset first, then every recorded location), each verified: what
-/// a push reads.
-pub struct LibraryChunks<'a> {
-    repo: &'a Repository,
-    origin: &'a dyn Origin,
-    origin_id: Option<crate::repo::OriginId>,
-    open: LastOpen,
-}
+/// a push reads. A sync's [`LocalSource`] of the library as last scanned, which reads its
+/// chunks the same way.
+pub struct LibraryChunks<'a>(LocalSource<'a>);
 
 impl<'a> LibraryChunks<'a> {
     /// The chunks of `origin`, as `repo` last scanned it.
     pub fn new(repo: &'a Repository, origin: &'a dyn Origin) -> Result<LibraryChunks<'a>> {
-        Ok(LibraryChunks {
-            repo,
-            origin,
-            origin_id: repo.find_origin(origin.url())?,
-            open: LastOpen::default(),
-        })
+        LocalSource::scanned(repo, origin).map(LibraryChunks)
     }
 }
 
@@ -186,17 +176,7 @@ impl ChunkSource for LibraryChunks<'_> {
         offset: u64,
         chunk: ChunkRef,
     ) -> Result<Option<VerifiedChunk>> {
-        let locator = Locator::new(
-            self.repo,
-            vec![Site::given(self.origin, self.origin_id)],
-            false,
-        );
-        let hint = Hint {
-            site: 0,
-            path,
-            offset,
-        };
-        locator.find(&mut self.open, Some(hint), chunk)
+        self.0.read_chunk(path, offset, chunk)
     }
 }
 
@@ -224,18 +204,23 @@ pub fn push(
     chunks: &mut dyn ChunkSource,
     sink: &dyn Sink,
 ) -> Result<PushSummary> {
-    push_to(repo, store, id, None, chunks, sink)
+    push_to(repo, store, id, None, false, chunks, sink)
 }
 
 /// [`push`] into library `library`; with `None`, into the store's only library, or, in a
 /// store that holds none yet, the one named by the last component of the store's URL
 /// (`s3://box/music` → `music`): a name every site finds alone, so that sites pushing their
 /// copies of one catalogue keep one library. A store of several libraries needs one named.
+///
+/// With `dry_run`, only what the store lacks is found (the store's small objects are read and
+/// cached, nothing is put): the summary counts the chunks, chunk lists and trees a push would
+/// upload, with no pack, delta or snapshot.
 pub fn push_as(
     repo: &Repository,
     store: &Store,
     id: SnapshotId,
     library: Option<&str>,
+    dry_run: bool,
     chunks: &mut dyn ChunkSource,
     sink: &dyn Sink,
 ) -> Result<PushSummary> {
@@ -249,7 +234,7 @@ pub fn push_as(
         Some(name) => Library::Named(name.to_string()),
         None => Library::Default,
     };
-    push_to(repo, store, id, Some(name), chunks, sink)
+    push_to(repo, store, id, Some(name), dry_run, chunks, sink)
 }
 
 /// Which library a push joins.
@@ -289,6 +274,7 @@ fn push_to(
     store: &Store,
     id: SnapshotId,
     library: Option<Library>,
+    dry_run: bool,
     chunks: &mut dyn ChunkSource,
     sink: &dyn Sink,
 ) -> Result<PushSummary> {
@@ -397,6 +383,13 @@ fn push_to(
         trees.push((tree_id, tree.encode()));
     }
 
+    if dry_run {
+        summary.chunks_uploaded = wanted.len() as u64;
+        summary.chunk_bytes_uploaded = wanted.iter().map(|w| u64::from(w.chunk.len)).sum();
+        summary.contents_uploaded = contents.len() as u64;
+        summary.trees_uploaded = trees.len() as u64;
+        return Ok(summary);
+    }
     let mut up = Uploader {
         store,
         host: host_name(),

@@ -161,6 +161,15 @@ impl<'a> LocalSource<'a> {
             open: LastOpen::default(),
         }
     }
+
+    /// `origin` as `repo` last scanned it, to read chunks from without scanning it again
+    /// (what a push into a chunk store reads, `store::LibraryChunks`).
+    pub fn scanned(repo: &'a Repository, origin: &'a dyn Origin) -> Result<Self> {
+        Ok(LocalSource {
+            origin_id: repo.find_origin(origin.url())?,
+            ..LocalSource::new(repo, origin, false)
+        })
+    }
 }
 
 impl SyncSource for LocalSource<'_> {
