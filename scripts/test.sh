@@ -13,7 +13,9 @@
 #    for the tests that run as the unprivileged user nobody and on a small tmpfs; e2fsprogs
 #    (mkfs.ext4 and filefrag: verify's damage test flips a byte in a loop-mounted ext4 image);
 #    from PyPI, mutagen (tag editor for Opus, MP4 and covers) and, in a venv (python3-venv),
-#    moto[server] 5 (the S3 server of the S3 tests).
+#    moto[server] 5 (the S3 server of the S3 tests); from crates.io, garage 2.5.0 (the
+#    three-node S3 cluster of the multi-site test), built once with cargo install into
+#    ${XDG_CACHE_HOME:-~/.cache}/musicfs-test/garage (minutes on a fresh machine).
 # 2. Fetches mutagen 1.48.1's test corpus (100 real and broken audio files) from PyPI.
 # 3. cargo fmt --check, clippy -D warnings, rustdoc -D warnings, every test target.
 # 4. (As root) the tests where file modes matter, again as the unprivileged user nobody, and
@@ -64,6 +66,23 @@ if [[ ! -x "$moto_venv/bin/moto_server" ]]; then
     "$moto_venv/bin/pip" install -q 'moto[server]==5.*'
 fi
 export MUSICFS_MOTO_SERVER="$moto_venv/bin/moto_server"
+# Garage (crates.io garage 2.5.0): the three-node S3 cluster of tests/garage_sites.rs, built
+# once into a cache that later runs reuse; the tests find it through MUSICFS_TEST_GARAGE. The
+# fewest features that build (LMDB; bundled-libs, without which Garage refuses to compile) and
+# the dev profile without debug info: a third of the release build's CPU time
+# (docs/decisions.md). Its target directory is its own and the profile is set on this command
+# alone, so our own build is neither touched nor rebuilt; the target directory stays after a
+# failed build (a re-run resumes) and goes after a good one.
+garage_root="${XDG_CACHE_HOME:-$HOME/.cache}/musicfs-test/garage"
+garage_version=2.5.0
+if ! "$garage_root/bin/garage" --version 2>/dev/null | grep -q "cargo:$garage_version "; then
+    echo "test.sh: building garage $garage_version from crates.io into $garage_root (minutes, once)" >&2
+    CARGO_TARGET_DIR="$garage_root/target" CARGO_PROFILE_DEV_DEBUG=false \
+        cargo install --quiet --locked --force --debug garage --version "$garage_version" \
+        --no-default-features --features bundled-libs,lmdb --root "$garage_root"
+    rm -rf "$garage_root/target"
+fi
+export MUSICFS_TEST_GARAGE="$garage_root/bin/garage"
 bash scripts/fetch-mutagen-corpus.sh
 
 cargo fmt --all -- --check

@@ -6,13 +6,16 @@
 //! a fixed key that may read and write it. Clients talk to node 0's S3 endpoint with path-style
 //! URLs and region `garage`. The binary is `MUSICFS_TEST_GARAGE`, else the one
 //! `scripts/test.sh` builds and caches (crates.io `garage` 2.5); a missing binary fails the test,
-//! naming how to get it.
+//! naming how to get it. Each node runs under `setpriv --pdeathsig KILL`, so a test that dies
+//! without dropping its cluster leaves no server behind.
 
 use std::fs;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use aws_sdk_s3::config::{Credentials, Region, RequestChecksumCalculation};
 
 use super::sshd::free_port;
 
@@ -57,8 +60,9 @@ impl Garage {
         let garage = binary();
         assert!(
             garage.is_file(),
-            "no garage binary at {}: scripts/test.sh builds it (cargo install garage --version 2.5.0 \
-             --locked --no-default-features --features bundled-libs,lmdb), or set MUSICFS_TEST_GARAGE",
+            "no garage binary at {}: scripts/test.sh builds it (cargo install --debug garage \
+             --version 2.5.0 --locked --no-default-features --features bundled-libs,lmdb \
+             --root DIR), or set MUSICFS_TEST_GARAGE to one",
             garage.display()
         );
         let dir = tempfile::Builder::new()
@@ -158,14 +162,72 @@ impl Garage {
         &self.bucket
     }
 
-    /// The environment a client needs to reach node `i`: endpoint, region and key.
+    /// The environment a client needs to reach node `i`: endpoint, region and key, and no
+    /// shared AWS files or instance metadata to look at.
     pub fn env(&self, i: usize) -> Vec<(&'static str, String)> {
         vec![
             ("AWS_ENDPOINT_URL", self.endpoint(i)),
             ("AWS_REGION", REGION.to_string()),
             ("AWS_ACCESS_KEY_ID", KEY_ID.to_string()),
             ("AWS_SECRET_ACCESS_KEY", SECRET.to_string()),
+            ("AWS_CONFIG_FILE", "/nonexistent/aws-config".into()),
+            (
+                "AWS_SHARED_CREDENTIALS_FILE",
+                "/nonexistent/aws-credentials".into(),
+            ),
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
         ]
+    }
+
+    /// The keys of the bucket under `prefix`, sorted, as node 0 lists them (an S3 client
+    /// outside musicfs).
+    pub fn keys(&self, prefix: &str) -> Vec<String> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime for the test's client");
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .endpoint_url(self.endpoint(0))
+            .region(Region::new(REGION))
+            .credentials_provider(Credentials::new(KEY_ID, SECRET, None, None, "test"))
+            .force_path_style(true)
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .build();
+        let client = aws_sdk_s3::Client::from_conf(config);
+        runtime.block_on(async {
+            let mut keys = Vec::new();
+            let mut token = None;
+            loop {
+                let page = client
+                    .list_objects_v2()
+                    .bucket(&self.bucket)
+                    .prefix(prefix)
+                    .set_continuation_token(token)
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("list {}/{prefix}: {e:?}", self.bucket));
+                keys.extend(
+                    page.contents()
+                        .iter()
+                        .filter_map(|o| o.key().map(String::from)),
+                );
+                match page.next_continuation_token() {
+                    Some(next) => token = Some(next.to_string()),
+                    None => break,
+                }
+            }
+            keys.sort();
+            keys
+        })
+    }
+
+    /// Whether node `i` is running.
+    pub fn is_running(&mut self, i: usize) -> bool {
+        match self.nodes[i].child.as_mut() {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
     }
 
     /// Kills node `i` (SIGKILL), as a crash would.
@@ -180,7 +242,10 @@ impl Garage {
     pub fn start_node(&mut self, i: usize) {
         let node = &mut self.nodes[i];
         let log = fs::File::create(node.config.with_file_name("garage.log")).expect("log");
-        let child = Command::new(binary())
+        // Killed with the thread that started it, should the test die without dropping it.
+        let child = Command::new("setpriv")
+            .args(["--pdeathsig", "KILL"])
+            .arg(binary())
             .arg("-c")
             .arg(&node.config)
             .arg("server")
@@ -189,7 +254,7 @@ impl Garage {
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start garage: {e}"));
+            .unwrap_or_else(|e| panic!("cannot start garage through setpriv (util-linux): {e}"));
         node.child = Some(child);
         for port in [node.rpc_port, node.s3_port] {
             wait_for_port(port, &node.config);
