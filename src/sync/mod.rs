@@ -370,8 +370,13 @@ pub fn sync_from(
             ),
         });
     }
+    // A destination without directories of its own (key prefixes) keeps no mode or mtime
+    // for them: its directories' metadata never matches the source's and setting it stores
+    // nothing, so it is not planned (else every sync would have steps, and rescan the
+    // destination after them).
+    let keeps_directories = destination.capabilities().directories;
     let plan_with = |delete| {
-        plan::plan(
+        let mut plan = plan::plan(
             repo,
             src_state.root,
             dst_root,
@@ -381,7 +386,11 @@ pub fn sync_from(
                 excluded: dst_scan.as_ref().map_or(&[][..], |d| &d.excluded[..]),
                 mtime_resolution: destination.capabilities().mtime_resolution,
             },
-        )
+        )?;
+        if !keeps_directories {
+            plan.directory_meta.clear();
+        }
+        Ok::<_, Error>(plan)
     };
     let mut plan = plan_with(delete)?;
     // As rsync's "cannot delete non-empty directory": the source's file is not written there.
@@ -462,9 +471,11 @@ pub fn sync_from(
     apply.run(&plan)?;
     let mut summary = apply.summary;
     // The roots' own mode and mtime are not part of the trees; copy them as `rsync -a` does,
-    // unless the source's root could not be listed (its mode is then no truth to copy).
+    // unless the source's root could not be listed (its mode is then no truth to copy) or the
+    // destination keeps no directory metadata (asking for its root's would list it whole).
     let root_meta = src_state
         .root_meta
+        .filter(|_| keeps_directories)
         .filter(|_| !src_state.unreadable.iter().any(|u| u.is_empty()));
     if let (Some((mode, mtime_ns)), Some(d)) = (root_meta, destination.stat(b"")?) {
         let resolution = destination.capabilities().mtime_resolution;
