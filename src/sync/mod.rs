@@ -5,7 +5,8 @@
 //! under a temporary name in its target directory, each chunk re-hashed before its bytes land,
 //! then fsynced, given its mode and mtime, and renamed into place: a file under its final name
 //! is always either the old or the new one. Chunks come from the destination itself when it
-//! has them (moved and duplicated files), else from the source. The source is an origin
+//! has them (moved and duplicated files), else from the source; for a destination that is not
+//! a directory of this machine (an object store), from a source this process reads first. The source is an origin
 //! scanned here ([`LocalSource`]), a remote agent's, or a recorded snapshot ([`restore`]).
 
 pub mod plan;
@@ -1010,7 +1011,11 @@ impl Apply<'_> {
     /// first, when the source reads its chunks without asking ahead (`prefetches` false: an
     /// origin this process reads): the temporary file needs the bytes only as its own copy,
     /// and reading them back from such a destination (an object store) would download what
-    /// it is about to copy in place. Counted as reused: the destination had them.
+    /// it is about to copy in place. Counted as reused: the destination had them. Every other
+    /// chunk is asked of such a source first too when the destination is not a directory of
+    /// this machine (no `local_root`): a duplicate (an album's cover in each track) would
+    /// otherwise be downloaded from the destination to be uploaded again; counted as
+    /// transferred, since it is written to the destination.
     fn fetch(
         &mut self,
         path: &[u8],
@@ -1018,10 +1023,19 @@ impl Apply<'_> {
         chunk: ChunkRef,
         in_target: bool,
     ) -> Result<VerifiedChunk> {
-        if in_target && !self.source.prefetches() {
+        // A destination that is not a directory of this machine (an object store) is read
+        // over the network: a chunk the source holds is taken from there, never downloaded
+        // from what the sync is uploading to.
+        let remote_destination = self.destination.local_root().is_none();
+        if (in_target || remote_destination) && !self.source.prefetches() {
             match self.source.read_chunk(path, offset, chunk) {
                 Ok(Some(found)) => {
-                    self.summary.bytes_reused += u64::from(chunk.len);
+                    if in_target {
+                        self.summary.bytes_reused += u64::from(chunk.len);
+                    } else {
+                        self.summary.bytes_transferred += u64::from(chunk.len);
+                        self.summary.chunks_transferred += 1;
+                    }
                     return Ok(found);
                 }
                 // The destination still has it.
