@@ -712,3 +712,292 @@ fn a_copy_from_an_object_replaced_meanwhile_falls_back_to_sending_it_whole() {
         "the failed upload was aborted"
     );
 }
+
+// --- what a push asks of the bucket, request by request -------------------------------------
+
+/// A proxy in front of moto that forwards every byte and keeps the request line of each HTTP
+/// request the client sends (a line `METHOD TARGET HTTP/1.x` at the start of the stream or
+/// after a CRLF; audio noise holds none), and the bytes each way.
+mod requests {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    /// One request: its method and target (path and query).
+    #[derive(Clone, Debug)]
+    pub struct Request {
+        pub method: String,
+        pub target: String,
+    }
+
+    impl Request {
+        /// A ListObjectsV2 (a GET of the bucket with `list-type=2`).
+        pub fn is_listing(&self) -> bool {
+            self.method == "GET" && self.target.contains("list-type=2")
+        }
+    }
+
+    /// What went through the proxy since the last [`Counter::take`].
+    #[derive(Debug, Default)]
+    pub struct Traffic {
+        pub requests: Vec<Request>,
+        pub up: u64,
+        pub down: u64,
+    }
+
+    impl Traffic {
+        /// Requests with this method, listings left out.
+        pub fn of(&self, method: &str) -> Vec<&Request> {
+            self.requests
+                .iter()
+                .filter(|r| r.method == method && !r.is_listing())
+                .collect()
+        }
+    }
+
+    #[derive(Default)]
+    struct Shared {
+        requests: Mutex<Vec<Request>>,
+        up: AtomicU64,
+        down: AtomicU64,
+        open: AtomicU64,
+    }
+
+    pub struct Counter {
+        pub port: u16,
+        shared: Arc<Shared>,
+    }
+
+    /// Request lines among the CRLF-ended lines of `carry` + `data`; the unfinished rest is
+    /// kept in `carry` (its last 8 KiB: no request line is longer).
+    fn scan(carry: &mut Vec<u8>, data: &[u8], found: &mut Vec<Request>) {
+        carry.extend_from_slice(data);
+        let mut start = 0;
+        while let Some(at) = carry[start..].windows(2).position(|w| w == b"\r\n") {
+            let line = &carry[start..start + at];
+            if let Ok(line) = std::str::from_utf8(line) {
+                let parts: Vec<&str> = line.split(' ').collect();
+                if parts.len() == 3
+                    && ["GET", "PUT", "POST", "HEAD", "DELETE"].contains(&parts[0])
+                    && parts[2].starts_with("HTTP/1.")
+                {
+                    found.push(Request {
+                        method: parts[0].to_string(),
+                        target: parts[1].to_string(),
+                    });
+                }
+            }
+            start += at + 2;
+        }
+        carry.drain(..start);
+        if carry.len() > 8192 {
+            carry.drain(..carry.len() - 8192);
+        }
+    }
+
+    impl Counter {
+        pub fn start(target: u16) -> Counter {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let shared = Arc::new(Shared::default());
+            let all = Arc::clone(&shared);
+            std::thread::spawn(move || {
+                for client in listener.incoming() {
+                    let Ok(client) = client else { return };
+                    let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+                        continue;
+                    };
+                    for (up, mut from, mut to) in [
+                        (
+                            true,
+                            client.try_clone().unwrap(),
+                            server.try_clone().unwrap(),
+                        ),
+                        (false, server, client),
+                    ] {
+                        let shared = Arc::clone(&all);
+                        shared.open.fetch_add(1, Ordering::SeqCst);
+                        std::thread::spawn(move || {
+                            let mut buf = vec![0u8; 65536];
+                            let mut carry = Vec::new();
+                            while let Ok(n) = from.read(&mut buf) {
+                                if n == 0 || to.write_all(&buf[..n]).is_err() {
+                                    break;
+                                }
+                                if up {
+                                    shared.up.fetch_add(n as u64, Ordering::SeqCst);
+                                    let mut found = Vec::new();
+                                    scan(&mut carry, &buf[..n], &mut found);
+                                    shared.requests.lock().unwrap().extend(found);
+                                } else {
+                                    shared.down.fetch_add(n as u64, Ordering::SeqCst);
+                                }
+                            }
+                            let _ = to.shutdown(Shutdown::Write);
+                            shared.open.fetch_sub(1, Ordering::SeqCst);
+                        });
+                    }
+                }
+            });
+            Counter { port, shared }
+        }
+
+        /// What went through since the last call, once every connection has closed.
+        pub fn take(&self) -> Traffic {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while self.shared.open.load(Ordering::SeqCst) > 0 {
+                assert!(
+                    Instant::now() < deadline,
+                    "connections still open after 60 s"
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Traffic {
+                requests: std::mem::take(&mut *self.shared.requests.lock().unwrap()),
+                up: self.shared.up.swap(0, Ordering::SeqCst),
+                down: self.shared.down.swap(0, Ordering::SeqCst),
+            }
+        }
+    }
+
+    #[test]
+    fn request_lines_split_across_reads_are_found_once() {
+        let stream = b"PUT /b/k HTTP/1.1\r\nHost: x\r\n\r\nbody GET / HTTP/1.1 inline\r\nHEAD /b/k2 HTTP/1.1\r\n\r\n";
+        for cut in 0..stream.len() {
+            let (mut carry, mut found) = (Vec::new(), Vec::new());
+            scan(&mut carry, &stream[..cut], &mut found);
+            scan(&mut carry, &stream[cut..], &mut found);
+            let methods: Vec<&str> = found.iter().map(|r| r.method.as_str()).collect();
+            assert_eq!(methods, ["PUT", "HEAD"], "cut at {cut}");
+        }
+    }
+}
+
+/// The binary through `counter` to `moto`; its JSON summary.
+fn run_counted(
+    t: &TestRepo,
+    moto: &Moto,
+    counter: &requests::Counter,
+    args: &[&str],
+) -> serde_json::Value {
+    let mut m = t.cmd();
+    m.json().args(args);
+    let mut c = m.command();
+    c.envs(moto.env())
+        .env(
+            "AWS_ENDPOINT_URL",
+            format!("http://127.0.0.1:{}", counter.port),
+        )
+        .env_remove("AWS_PROFILE");
+    summary_of(&ok(c.output().expect("run musicfs")))
+}
+
+/// A FLAC track of an album: STREAMINFO, the album's `cover` in a PICTURE block, a
+/// VORBIS_COMMENT naming track `n`, then audio of its own.
+fn album_track(cover: &[u8], n: u32) -> Vec<u8> {
+    let mut out = b"fLaC".to_vec();
+    out.extend_from_slice(&[0, 0, 0, 34]);
+    out.extend_from_slice(&[0u8; 34]);
+    let mut picture = 3u32.to_be_bytes().to_vec();
+    picture.extend_from_slice(&10u32.to_be_bytes());
+    picture.extend_from_slice(b"image/jpeg");
+    picture.extend_from_slice(&[0u8; 4 + 16]);
+    picture.extend_from_slice(&(cover.len() as u32).to_be_bytes());
+    picture.extend_from_slice(cover);
+    out.push(6);
+    out.extend_from_slice(&(picture.len() as u32).to_be_bytes()[1..]);
+    out.extend_from_slice(&picture);
+    let tag = format!("TITLE=Track {n:02}");
+    let mut comment = 0u32.to_le_bytes().to_vec();
+    comment.extend_from_slice(&1u32.to_le_bytes());
+    comment.extend_from_slice(&(tag.len() as u32).to_le_bytes());
+    comment.extend_from_slice(tag.as_bytes());
+    out.push(0x80 | 4);
+    out.extend_from_slice(&(comment.len() as u32).to_be_bytes()[1..]);
+    out.extend_from_slice(&comment);
+    let mut audio = noise(300 * 1024, 100 + n);
+    audio[..2].copy_from_slice(&[0xff, 0xf8]);
+    out.extend_from_slice(&audio);
+    out
+}
+
+/// Two albums of `tracks` tracks under `root`, each track with its album's cover.
+fn two_albums(root: &Path, tracks: u32) {
+    for album in 1..=2u32 {
+        let dir = root.join(format!("Artist/Album {album}"));
+        fs::create_dir_all(&dir).unwrap();
+        let cover = noise(200 * 1024, album);
+        for n in 1..=tracks {
+            let track = album_track(&cover, album * 100 + n);
+            fs::write(dir.join(format!("{n:02} Track.flac")), track).unwrap();
+        }
+    }
+}
+
+#[test]
+fn an_initial_push_reads_nothing_back_from_the_bucket() {
+    let (t, moto, s3) = started();
+    let counter = requests::Counter::start(moto.port);
+    let src = t.mkdir("src");
+    two_albums(&src, 10);
+    let src_arg = src.to_str().unwrap().to_string();
+    let s = run_counted(&t, &moto, &counter, &["sync", &src_arg, URL]);
+    let push = counter.take();
+    assert_eq!(num(&s, "files_changed"), 20, "{s}");
+    // Each cover is in ten tracks: nine of them used to fetch it back from the first.
+    let gets = push.of("GET");
+    assert!(gets.is_empty(), "objects read back: {gets:?}");
+    assert_eq!(push.of("PUT").len(), 20, "{:?}", push.requests);
+    let bytes: u64 = files_in(&src)
+        .keys()
+        .map(|rel| fs::metadata(src.join(rel)).unwrap().len())
+        .sum();
+    assert!(
+        push.down < 64 * 1024,
+        "{} bytes down for a push of {bytes}",
+        push.down
+    );
+    // Every byte of every file was written to the bucket, and the summary says so.
+    assert_eq!(num(&s, "bytes_transferred"), bytes, "{s}");
+    assert!(
+        push.up >= bytes && push.up < bytes + 256 * 1024,
+        "{} bytes up for a push of {bytes}",
+        push.up
+    );
+    assert_eq!(state(&s3).len(), 20);
+
+    let back = t.path("back");
+    sync(&t, &moto, URL, back.to_str().unwrap(), &[]);
+    assert_trees_equal(&src, &back);
+}
+
+#[test]
+fn a_push_that_changes_nothing_lists_the_prefix_and_writes_nothing() {
+    let (t, moto, _s3) = started();
+    let counter = requests::Counter::start(moto.port);
+    let src = t.mkdir("src");
+    two_albums(&src, 3);
+    let src_arg = src.to_str().unwrap().to_string();
+    run_counted(&t, &moto, &counter, &["sync", "--delete", &src_arg, URL]);
+    counter.take();
+
+    let s = run_counted(&t, &moto, &counter, &["sync", "--delete", &src_arg, URL]);
+    let again = counter.take();
+    assert_eq!(num(&s, "files_changed"), 0, "{s}");
+    for method in ["GET", "PUT", "POST", "DELETE"] {
+        let asked = again.of(method);
+        assert!(asked.is_empty(), "{method}: {asked:?}");
+    }
+    // The walk's one HeadObject per object (for rclone's mtime and mode), no second walk
+    // after steps that store nothing (a bucket keeps no directory metadata).
+    let object_heads = again
+        .of("HEAD")
+        .iter()
+        .filter(|r| r.target.starts_with("/music/lib/"))
+        .count();
+    assert!(object_heads <= 6, "{:?}", again.requests);
+    let listings = again.requests.iter().filter(|r| r.is_listing()).count();
+    assert!(listings <= 3, "{:?}", again.requests);
+}

@@ -5,7 +5,8 @@
 //! under a temporary name in its target directory, each chunk re-hashed before its bytes land,
 //! then fsynced, given its mode and mtime, and renamed into place: a file under its final name
 //! is always either the old or the new one. Chunks come from the destination itself when it
-//! has them (moved and duplicated files), else from the source. The source is an origin
+//! has them (moved and duplicated files), else from the source; for a destination that is not
+//! a directory of this machine (an object store), from a source this process reads first. The source is an origin
 //! scanned here ([`LocalSource`]), a remote agent's, or a recorded snapshot ([`restore`]).
 
 pub mod plan;
@@ -379,8 +380,13 @@ pub fn sync_from(
             ),
         });
     }
+    // A destination without directories of its own (key prefixes) keeps no mode or mtime
+    // for them: its directories' metadata never matches the source's and setting it stores
+    // nothing, so it is not planned (else every sync would have steps, and rescan the
+    // destination after them).
+    let keeps_directories = destination.capabilities().directories;
     let plan_with = |delete| {
-        plan::plan(
+        let mut plan = plan::plan(
             repo,
             src_state.root,
             dst_root,
@@ -390,7 +396,11 @@ pub fn sync_from(
                 excluded: dst_scan.as_ref().map_or(&[][..], |d| &d.excluded[..]),
                 mtime_resolution: destination.capabilities().mtime_resolution,
             },
-        )
+        )?;
+        if !keeps_directories {
+            plan.directory_meta.clear();
+        }
+        Ok::<_, Error>(plan)
     };
     let mut plan = plan_with(delete)?;
     // As rsync's "cannot delete non-empty directory": the source's file is not written there.
@@ -471,9 +481,11 @@ pub fn sync_from(
     apply.run(&plan)?;
     let mut summary = apply.summary;
     // The roots' own mode and mtime are not part of the trees; copy them as `rsync -a` does,
-    // unless the source's root could not be listed (its mode is then no truth to copy).
+    // unless the source's root could not be listed (its mode is then no truth to copy) or the
+    // destination keeps no directory metadata (asking for its root's would list it whole).
     let root_meta = src_state
         .root_meta
+        .filter(|_| keeps_directories)
         .filter(|_| !src_state.unreadable.iter().any(|u| u.is_empty()));
     if let (Some((mode, mtime_ns)), Some(d)) = (root_meta, destination.stat(b"")?) {
         let resolution = destination.capabilities().mtime_resolution;
@@ -1008,7 +1020,11 @@ impl Apply<'_> {
     /// first, when the source reads its chunks without asking ahead (`prefetches` false: an
     /// origin this process reads): the temporary file needs the bytes only as its own copy,
     /// and reading them back from such a destination (an object store) would download what
-    /// it is about to copy in place. Counted as reused: the destination had them.
+    /// it is about to copy in place. Counted as reused: the destination had them. Every other
+    /// chunk is asked of such a source first too when the destination is not a directory of
+    /// this machine (no `local_root`): a duplicate (an album's cover in each track) would
+    /// otherwise be downloaded from the destination to be uploaded again; counted as
+    /// transferred, since it is written to the destination.
     fn fetch(
         &mut self,
         path: &[u8],
@@ -1016,10 +1032,19 @@ impl Apply<'_> {
         chunk: ChunkRef,
         in_target: bool,
     ) -> Result<VerifiedChunk> {
-        if in_target && !self.source.prefetches() {
+        // A destination that is not a directory of this machine (an object store) is read
+        // over the network: a chunk the source holds is taken from there, never downloaded
+        // from what the sync is uploading to.
+        let remote_destination = self.destination.local_root().is_none();
+        if (in_target || remote_destination) && !self.source.prefetches() {
             match self.source.read_chunk(path, offset, chunk) {
                 Ok(Some(found)) => {
-                    self.summary.bytes_reused += u64::from(chunk.len);
+                    if in_target {
+                        self.summary.bytes_reused += u64::from(chunk.len);
+                    } else {
+                        self.summary.bytes_transferred += u64::from(chunk.len);
+                        self.summary.chunks_transferred += 1;
+                    }
                     return Ok(found);
                 }
                 // The destination still has it.
