@@ -453,6 +453,10 @@ pub fn flip_byte_keep_mtime(path: &Path, offset: u64) {
 
 /// All entries under `root`, relative, sorted (files, dirs and symlinks; the
 /// root itself excluded). Does not follow symlinks.
+///
+/// For a tree nothing changes meanwhile: an entry that goes between the listing of its
+/// directory and its stat panics. A tree a running process writes to is watched with
+/// [`holds_a_file`].
 pub fn list_tree(root: &Path) -> Vec<PathBuf> {
     fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
         let mut names: Vec<_> = fs::read_dir(dir)
@@ -471,6 +475,19 @@ pub fn list_tree(root: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     walk(root, root, &mut out);
     out
+}
+
+/// Whether a regular file (a temporary one included) is anywhere under `root`, for a tree
+/// another process is writing: entries that vanish while it looks are passed over.
+pub fn holds_a_file(root: &Path) -> bool {
+    let Ok(entries) = fs::read_dir(root) else {
+        return false;
+    };
+    entries.flatten().any(|e| match e.file_type() {
+        Ok(t) if t.is_dir() => holds_a_file(&e.path()),
+        Ok(t) => t.is_file(),
+        Err(_) => false,
+    })
 }
 
 /// Regular files under `root` (relative path → absolute path).
