@@ -13,6 +13,7 @@ use crate::diff::operand::MIN_PREFIX;
 use crate::error::Error;
 use crate::origin::s3::{S3Location, S3Objects};
 use crate::origin::{OpenOptions, WritableOrigin};
+use crate::origin::{Policy, Retrying};
 use crate::repo::{ChunkerConfig, Repository};
 use crate::report::Sink;
 use crate::store::{self, Pick, StoreSource};
@@ -30,11 +31,20 @@ pub fn s3_location(arg: &OsStr) -> anyhow::Result<Option<S3Location>> {
     Ok(location.as_any().downcast_ref::<S3Location>().cloned())
 }
 
+/// A store's objects in a bucket, every call retried on a transient failure (5xx, 429,
+/// timeouts, resets) under [`Policy::OBJECTS`].
+fn retried(objects: S3Objects) -> std::sync::Arc<dyn crate::repo::ObjectStore> {
+    std::sync::Arc::new(Retrying::new(objects, Policy::OBJECTS))
+}
+
 /// `musicfs init s3://BUCKET/PREFIX`: makes the prefix a chunk store that cuts files as the
 /// local repository does (the default chunker when there is no repository yet).
 pub fn init(global: &GlobalArgs, location: &S3Location) -> anyhow::Result<u8> {
     let url = location.url();
-    let objects = S3Objects::open(location, &OpenOptions::default())?;
+    let objects = Retrying::new(
+        S3Objects::open(location, &OpenOptions::default())?,
+        Policy::OBJECTS,
+    );
     let chunker = match global.location()?.root() {
         root if root.join("repo.toml").is_file() => global.open_repo()?.chunker_config().clone(),
         _ => ChunkerConfig::default(),
@@ -134,7 +144,7 @@ pub fn pull(
 ) -> anyhow::Result<(crate::error::Result<SyncSummary>, Repository, Pulled)> {
     let url = objects.url().to_string();
     let repo = global.open_repo()?;
-    let store = store::Store::open(std::sync::Arc::new(objects), &url, &repo)
+    let store = store::Store::open(retried(objects), &url, &repo)
         .with_context(|| format!("opening the chunk store {url}"))?;
     let mut source =
         StoreSource::new(&store, pick).with_context(|| format!("pulling from {url}"))?;
@@ -174,7 +184,7 @@ pub fn push(
         sink.as_ref(),
     )
     .with_context(|| format!("scanning {}", Path::new(src).display()))?;
-    let store = store::Store::open(std::sync::Arc::new(objects), &url, &repo)
+    let store = store::Store::open(retried(objects), &url, &repo)
         .with_context(|| format!("opening the chunk store {url}"))?;
     let mut chunks = store::LibraryChunks::new(&repo, origin.as_ref())?;
     let pushed = store::push_as(
@@ -238,7 +248,7 @@ pub fn open_store(
     };
     let url = objects.url().to_string();
     let repo = global.open_repo()?;
-    let opened = store::Store::open(std::sync::Arc::new(objects), &url, &repo)
+    let opened = store::Store::open(retried(objects), &url, &repo)
         .with_context(|| format!("opening the chunk store {url}"))?;
     Ok(Some(opened))
 }

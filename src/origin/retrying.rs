@@ -7,7 +7,9 @@
 //! fails (a stale NFS handle, a dropped connection) is looked up and opened again by its path,
 //! then read again at the same offset, as F8 asks. Only reads are retried: a write whose reply
 //! was lost may have happened, so writes are passed through and a failed sync is retried whole
-//! by its caller.
+//! by its caller. Around an [`ObjectStore`] (a chunk store's objects), [`Retrying`] retries
+//! every call under [`Policy::OBJECTS`]: each is idempotent by that trait's contract (a put
+//! of an immutable, content-addressed object made twice stores the same object).
 
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -19,6 +21,7 @@ use super::{
     Capabilities, EntryStat, Identity, Origin, OriginFile, TempFile, WalkItem, WritableOrigin,
 };
 use crate::error::{io_kind, ErrorKind, Result};
+use crate::repo::{ObjectId, ObjectKind, ObjectStore};
 
 /// How many times, and how long apart, an operation is tried.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,6 +41,14 @@ impl Policy {
         retries: 4,
         base: Duration::from_millis(50),
         cap: Duration::from_secs(2),
+    };
+
+    /// For an object store's calls (S3 5xx, SlowDown, timeouts, resets): 5 retries from
+    /// 200 ms, up to 10 s apart (about 20 s at most in all).
+    pub const OBJECTS: Policy = Policy {
+        retries: 5,
+        base: Duration::from_millis(200),
+        cap: Duration::from_secs(10),
     };
 
     /// For connections and whole remote syncs: `retries` retries, from up to 1 s, doubling
@@ -82,6 +93,24 @@ impl Policy {
                 other => return other,
             }
         }
+    }
+}
+
+impl<O: ObjectStore> ObjectStore for Retrying<O> {
+    fn put(&self, kind: ObjectKind, id: &ObjectId, bytes: &[u8]) -> Result<()> {
+        self.policy.run(|| self.inner.put(kind, id, bytes))
+    }
+    fn read(&self, kind: ObjectKind, id: &ObjectId, offset: u64, len: usize) -> Result<Vec<u8>> {
+        self.policy.run(|| self.inner.read(kind, id, offset, len))
+    }
+    fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectId>> {
+        self.policy.run(|| self.inner.list(kind))
+    }
+    fn size(&self, kind: ObjectKind, id: &ObjectId) -> Result<u64> {
+        self.policy.run(|| self.inner.size(kind, id))
+    }
+    fn remove(&self, kind: ObjectKind, id: &ObjectId) -> Result<()> {
+        self.policy.run(|| self.inner.remove(kind, id))
     }
 }
 
@@ -565,6 +594,110 @@ impl TempFile for BreakerTemp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Objects in a directory whose next `failures` calls fail: transiently (a dropped
+    /// connection), or for good (permission denied) when `permanent`.
+    struct Flaky {
+        inner: crate::repo::LocalObjects,
+        failures: AtomicU64,
+        permanent: bool,
+        calls: AtomicU64,
+    }
+
+    impl Flaky {
+        fn fail(&self) -> Result<()> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let left = self.failures.load(Ordering::SeqCst);
+            if left == 0 {
+                return Ok(());
+            }
+            self.failures.store(left - 1, Ordering::SeqCst);
+            let kind = match self.permanent {
+                true => io::ErrorKind::PermissionDenied,
+                false => io::ErrorKind::ConnectionReset,
+            };
+            Err(crate::Error::io(
+                PathBuf::from("s3://box/x"),
+                io::Error::from(kind),
+            ))
+        }
+    }
+
+    impl ObjectStore for Flaky {
+        fn put(&self, kind: ObjectKind, id: &ObjectId, bytes: &[u8]) -> Result<()> {
+            self.fail()?;
+            self.inner.put(kind, id, bytes)
+        }
+        fn read(
+            &self,
+            kind: ObjectKind,
+            id: &ObjectId,
+            offset: u64,
+            len: usize,
+        ) -> Result<Vec<u8>> {
+            self.fail()?;
+            self.inner.read(kind, id, offset, len)
+        }
+        fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectId>> {
+            self.fail()?;
+            self.inner.list(kind)
+        }
+        fn size(&self, kind: ObjectKind, id: &ObjectId) -> Result<u64> {
+            self.fail()?;
+            self.inner.size(kind, id)
+        }
+        fn remove(&self, kind: ObjectKind, id: &ObjectId) -> Result<()> {
+            self.fail()?;
+            self.inner.remove(kind, id)
+        }
+    }
+
+    #[test]
+    fn object_store_calls_are_retried_on_transient_failures_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let fast = Policy {
+            retries: 3,
+            base: Duration::from_millis(1),
+            cap: Duration::from_millis(2),
+        };
+        let flaky = |failures: u64, permanent: bool| {
+            Retrying::new(
+                Flaky {
+                    inner: crate::repo::LocalObjects::new(dir.path()),
+                    failures: AtomicU64::new(failures),
+                    permanent,
+                    calls: AtomicU64::new(0),
+                },
+                fast,
+            )
+        };
+        let id = ObjectId::of(b"pack");
+        // Two resets, then the put and every later call go through.
+        let objects = flaky(2, false);
+        objects.put(ObjectKind::StorePack, &id, b"pack").unwrap();
+        assert_eq!(objects.inner().calls.load(Ordering::SeqCst), 3);
+        assert_eq!(
+            objects.read(ObjectKind::StorePack, &id, 0, 4).unwrap(),
+            b"pack"
+        );
+        assert_eq!(objects.list(ObjectKind::StorePack).unwrap(), vec![id]);
+        assert_eq!(objects.size(ObjectKind::StorePack, &id).unwrap(), 4);
+        // More resets than retries: the last error comes back, transient.
+        let objects = flaky(10, false);
+        let e = objects.list(ObjectKind::StorePack).unwrap_err();
+        assert!(e.is_transient(), "{e}");
+        assert_eq!(objects.inner().calls.load(Ordering::SeqCst), 4);
+        // Permission denied is not tried again.
+        let objects = flaky(1, true);
+        assert!(objects.remove(ObjectKind::StorePack, &id).is_err());
+        assert_eq!(objects.inner().calls.load(Ordering::SeqCst), 1);
+        assert!(!objects
+            .inner()
+            .inner
+            .list(ObjectKind::StorePack)
+            .unwrap()
+            .is_empty());
+    }
 
     #[test]
     fn delays_grow_are_capped_and_jittered() {
