@@ -20,7 +20,6 @@ use std::io;
 use std::path::PathBuf;
 
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::Client;
 
 use super::client::{self, block_on, io_error};
 use super::origin::Bucket;
@@ -40,33 +39,12 @@ impl S3Objects {
     /// Builds the client for `location` and checks the bucket (HeadBucket), retrying a
     /// connection that fails for a transient reason as the plain mirror does.
     pub fn open(location: &S3Location, options: &OpenOptions) -> Result<S3Objects> {
-        let url = location.url();
-        let failed = |e: io::Error| -> Error {
-            match crate::error::io_kind(&e) {
-                crate::error::ErrorKind::Transient => Error::Unreachable {
-                    origin: url.clone(),
-                    message: e.to_string(),
-                },
-                _ => Error::InvalidInput(format!("{url}: {e}")),
-            }
-        };
         Policy::connections(options.retries)
             .run(|| {
-                let client: Client = client::build(
-                    options.s3_credentials.as_ref(),
-                    options.connect_timeout,
-                    options.io_timeout,
-                )
-                .map_err(failed)?;
-                let bucket = Bucket {
-                    client,
-                    bucket: location.bucket.clone(),
-                    prefix: location.prefix.clone(),
-                    url: url.clone(),
-                };
+                let bucket = location.bucket(options)?;
                 block_on(bucket.check_bucket())
                     .and_then(|r| r)
-                    .map_err(failed)?;
+                    .map_err(|e| location.connect_error(e))?;
                 Ok(S3Objects { bucket })
             })
             .map_err(crate::interrupt::explain)

@@ -42,33 +42,43 @@ impl S3Location {
         }
     }
 
+    /// The error of a connection to this location that failed with `e`: `Unreachable` (which
+    /// the connection policy retries) when transient, bad input otherwise.
+    pub(crate) fn connect_error(&self, e: io::Error) -> Error {
+        match crate::error::io_kind(&e) {
+            crate::error::ErrorKind::Transient => Error::Unreachable {
+                origin: self.url(),
+                message: e.to_string(),
+            },
+            _ => Error::InvalidInput(format!("{}: {e}", self.url())),
+        }
+    }
+
+    /// A client for this location's bucket and prefix, as `options` configure it (no request
+    /// made yet).
+    pub(crate) fn bucket(&self, options: &OpenOptions) -> Result<Bucket> {
+        let client = client::build(
+            options.s3_credentials.as_ref(),
+            options.connect_timeout,
+            options.io_timeout,
+        )
+        .map_err(|e| self.connect_error(e))?;
+        Ok(Bucket {
+            client,
+            bucket: self.bucket.clone(),
+            prefix: self.prefix.clone(),
+            url: self.url(),
+        })
+    }
+
     /// Builds the client and checks the bucket (and, when `readable`, that the prefix holds
     /// something), retrying a connection that fails for a transient reason.
     fn connect(&self, options: &OpenOptions, readable: bool) -> Result<S3Origin> {
         let url = self.url();
-        let unreachable = |e: io::Error| -> Error {
-            match crate::error::io_kind(&e) {
-                crate::error::ErrorKind::Transient => Error::Unreachable {
-                    origin: url.clone(),
-                    message: e.to_string(),
-                },
-                _ => Error::InvalidInput(format!("{url}: {e}")),
-            }
-        };
+        let unreachable = |e: io::Error| self.connect_error(e);
         Policy::connections(options.retries)
             .run(|| {
-                let client = client::build(
-                    options.s3_credentials.as_ref(),
-                    options.connect_timeout,
-                    options.io_timeout,
-                )
-                .map_err(unreachable)?;
-                let bucket = Bucket {
-                    client,
-                    bucket: self.bucket.clone(),
-                    prefix: self.prefix.clone(),
-                    url: url.clone(),
-                };
+                let bucket = self.bucket(options)?;
                 let prefix = bucket.dir_prefix(b"");
                 let key = bucket.key(b"");
                 let checked = client::block_on(async {
