@@ -6,7 +6,7 @@ mod util;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use util::{assert_trees_equal, genlib_create, list_tree, wait_timeout, TestRepo};
+use util::{assert_trees_equal, genlib_create, holds_a_file, wait_timeout, TestRepo};
 
 /// Starts `first`, waits until it is writing into `dst` (it holds its locks from its start),
 /// then runs `second` and returns its exit code and stderr, and the first one's exit code.
@@ -17,7 +17,7 @@ fn overlap(
 ) -> Option<(Option<i32>, String, Option<i32>)> {
     let mut running = first.spawn();
     let deadline = Instant::now() + Duration::from_secs(60);
-    let writing = || dst.is_dir() && list_tree(dst).iter().any(|p| dst.join(p).is_file());
+    let writing = || holds_a_file(dst);
     while !writing() {
         if running.try_wait().unwrap().is_some() || Instant::now() > deadline {
             let _ = running.kill();
