@@ -22,6 +22,13 @@ for request lines instead missed every request that followed a body on a kept-al
 as a body does not end with CRLF.) A stream that stops parsing as HTTP is no longer counted, and
 the proxy says so on stderr. For benchmarks of S3 clients.
 
+With --frames smb or --frames rpc the fifth field counts the requests of a binary protocol
+instead, from its framing of the client->server stream: `smb`, the messages of SMB 2/3 over
+direct TCP (a zero byte and a 24-bit length before each; a compound of several commands counts
+once, as it is one round trip); `rpc`, ONC RPC records (NFS, MOUNT, the portmapper: a 4-byte
+record mark, the high bit on a record's last fragment, 31 bits of length; a record counts when
+its last fragment ends).
+
 A benchmark does `take` before a measured command (to discard anything earlier) and `take`
 after it: the second reply is that command's traffic. Waiting for the connections to close
 makes the count complete: the last bytes of a session (the server's channel close) may still
@@ -143,8 +150,47 @@ class RequestCounter:
             self.state, self.left = "body", length
 
 
+class FrameCounter:
+    """Counts the length-prefixed messages of one connection's client->server stream."""
+
+    def __init__(self, counters: Counters, kind: str) -> None:
+        self.c = counters
+        self.kind = kind
+        self.buf = b""
+        self.left = 0
+        self.last = False
+        self.lost = False
+
+    def feed(self, data: bytes) -> None:
+        if self.lost:
+            return
+        while data:
+            if self.left:
+                n = min(self.left, len(data))
+                data, self.left = data[n:], self.left - n
+                if not self.left and self.last:
+                    self.c.requests += 1
+                continue
+            need = 4 - len(self.buf)
+            self.buf, data = self.buf + data[:need], data[need:]
+            if len(self.buf) < 4:
+                return
+            mark, self.buf = int.from_bytes(self.buf, "big"), b""
+            if self.kind == "smb":
+                if mark >> 24:
+                    print("countproxy: stopped counting frames: not SMB direct TCP",
+                          file=sys.stderr, flush=True)
+                    self.lost = True
+                    return
+                self.left, self.last = mark & 0xFFFFFF, True
+            else:
+                self.left, self.last = mark & 0x7FFFFFFF, bool(mark >> 31)
+            if not self.left and self.last:
+                self.c.requests += 1
+
+
 async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, count, abort,
-               requests: RequestCounter | None = None) -> None:
+               requests: RequestCounter | FrameCounter | None = None) -> None:
     """Copy reader to writer until EOF, then half-close writer; on an error, abort both ends."""
     try:
         while True:
@@ -169,6 +215,8 @@ def main() -> int:
     ap.add_argument("--target-host", default="127.0.0.1")
     ap.add_argument("--listen-host", default="127.0.0.1")
     ap.add_argument("--http", action="store_true", help="also count HTTP requests (REQS)")
+    ap.add_argument("--frames", choices=("smb", "rpc"),
+                    help="also count SMB messages or ONC RPC records sent by clients (REQS)")
     args = ap.parse_args()
     try:
         asyncio.run(serve(args))
@@ -179,7 +227,7 @@ def main() -> int:
 
 async def serve(args) -> None:
     c = Counters()
-    c.http = args.http
+    c.http = args.http or args.frames is not None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -217,7 +265,12 @@ async def serve(args) -> None:
                 cwriter.transport.abort()
                 swriter.transport.abort()
 
-            requests = RequestCounter(c) if args.http else None
+            if args.frames:
+                requests = FrameCounter(c, args.frames)
+            elif args.http:
+                requests = RequestCounter(c)
+            else:
+                requests = None
             await asyncio.gather(pump(creader, swriter, add_up, abort, requests),
                                  pump(sreader, cwriter, add_down, abort))
         finally:
