@@ -8,7 +8,7 @@
 //! Never does: name a transport. What carries the bytes, and what the fallback is, is the
 //! link's business.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -19,7 +19,8 @@ use crate::origin::bwlimit::Limited;
 use crate::origin::retrying::Breaker;
 use crate::origin::spooled::Spool;
 use crate::origin::{
-    AgentLink, AgentProcess, BwLimited, OpenOptions, Origin, Policy, Spooled, WritableOrigin,
+    AgentLink, AgentProcess, BwLimited, Metered, MeteredStream, OpenOptions, Origin, Policy,
+    Spooled, WritableOrigin,
 };
 use crate::repo::Repository;
 use crate::report::{Event, Sink};
@@ -47,6 +48,10 @@ pub struct RemoteOptions {
     pub remote_musicfs: Option<String>,
     /// `--bwlimit`: the run's budget for what crosses the connection.
     pub bwlimit: Option<std::sync::Arc<crate::origin::Budget>>,
+    /// Counts what crosses the connection in every attempt: the agent's streams, or the
+    /// fallback origin's file reads and writes (outside its spool, whose local copies cross
+    /// nothing). `None`: nothing counted.
+    pub meter: Option<std::sync::Arc<crate::origin::Meter>>,
 }
 
 /// Which way a sync with a remote host goes.
@@ -301,6 +306,14 @@ fn sync_once(
             input,
             reached: Arc::clone(&run.reached),
         });
+        let (input, output): (Box<dyn Read + Send>, Box<dyn Write + Send>) =
+            match &remote_options.meter {
+                Some(meter) => (
+                    Box::new(MeteredStream::new(input, Arc::clone(meter))),
+                    Box::new(MeteredStream::new(output, Arc::clone(meter))),
+                ),
+                None => (input, output),
+            };
         let connection = match &remote_options.bwlimit {
             Some(budget) => Connection {
                 input: Box::new(Limited::new(input, budget.clone())),
@@ -404,6 +417,10 @@ fn sync_once(
                 Some(budget) => Box::new(BwLimited::new(source, budget.clone())),
                 None => source,
             };
+            let source: Box<dyn Origin> = match &remote_options.meter {
+                Some(meter) => Box::new(Metered::new(source, Arc::clone(meter))),
+                None => source,
+            };
             let spool = run
                 .spool
                 .take()
@@ -420,6 +437,10 @@ fn sync_once(
             run.reached.store(true, Ordering::SeqCst);
             let destination: Box<dyn WritableOrigin> = match &remote_options.bwlimit {
                 Some(budget) => Box::new(BwLimited::new(destination, budget.clone())),
+                None => destination,
+            };
+            let destination: Box<dyn WritableOrigin> = match &remote_options.meter {
+                Some(meter) => Box::new(Metered::new(destination, Arc::clone(meter))),
                 None => destination,
             };
             let destination = Breaker::new(destination).signalling(tally.dropped());

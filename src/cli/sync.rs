@@ -1,4 +1,5 @@
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
@@ -9,7 +10,9 @@ use crate::agent::{sync_remote, Direction, RemoteOptions};
 use crate::diff::operand::{lookup, Operand};
 use crate::filter::Filter;
 use crate::id::SnapshotId;
-use crate::origin::{AgentLink, Budget, BwLimited, OpenOptions, OriginSpec, WritableOrigin};
+use crate::origin::{
+    AgentLink, Budget, BwLimited, Meter, Metered, OpenOptions, Origin, OriginSpec, WritableOrigin,
+};
 use crate::report::Sink;
 use crate::sync::restore::restore;
 use crate::sync::{sync, SyncOptions, SyncSummary};
@@ -141,10 +144,17 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
         ..args.connect.open_options(args.one_file_system)
     };
     let budget = args.bwlimit.filter(|&r| r > 0).map(Budget::new);
+    // A destination of a pull or restore: the budget holds its writes, which are counted when
+    // they cross the network.
+    let meter = Meter::new();
     let limited = |destination: Box<dyn WritableOrigin>| -> Box<dyn WritableOrigin> {
-        match &budget {
+        let destination: Box<dyn WritableOrigin> = match &budget {
             Some(budget) => Box::new(BwLimited::new(destination, budget.clone())),
             None => destination,
+        };
+        match destination.local_root() {
+            Some(_) => destination,
+            None => Box::new(Metered::new(destination, Arc::clone(&meter))),
         }
     };
     let sink = global.sink_listing(args.dry_run);
@@ -152,10 +162,14 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
     // is the one other origin this run records), for the summary.
     let mut restored = None;
     let mut pulled = None;
-    let (result, repo, src_url, dst_url) = match source {
+    let (result, repo, src_url, dst_url, metered) = match source {
         Source::Store(objects, pick) => {
             let destination = dst.open_writable(&dst_open)?;
             let dst_url = Some(destination.url().to_string());
+            let remote = destination
+                .local_root()
+                .is_none()
+                .then(|| Arc::clone(&meter));
             let destination = limited(destination);
             let (result, repo, from) = super::store::pull(
                 global,
@@ -166,7 +180,7 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
                 sink.as_ref(),
             )?;
             pulled = Some(from);
-            (result, repo, None, dst_url)
+            (result, repo, None, dst_url, remote)
         }
         Source::Operand(Operand::Origin(_)) => sync_origin(
             global,
@@ -185,7 +199,12 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
             let repo = global.open_repo()?;
             let origins = args.connect.open_options(false);
             let side = lookup(&repo, &operand, &origins)?;
-            let destination = limited(dst.open_writable(&dst_open)?);
+            let destination = dst.open_writable(&dst_open)?;
+            let remote = destination
+                .local_root()
+                .is_none()
+                .then(|| Arc::clone(&meter));
+            let destination = limited(destination);
             let chunker = repo.chunker();
             let dst_url = Some(destination.url().to_string());
             let result = restore(
@@ -198,7 +217,7 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
                 sink.as_ref(),
             );
             restored = Some(side.snapshot);
-            (result, repo, None, dst_url)
+            (result, repo, None, dst_url, remote)
         }
     };
     sink.finish();
@@ -238,6 +257,10 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
             "problems": summary.errors,
             "dry_run": summary.dry_run,
         });
+        if let (Some(meter), Some(map)) = (&metered, line.as_object_mut()) {
+            map.insert("bytes_received".into(), meter.received().into());
+            map.insert("bytes_sent".into(), meter.sent().into());
+        }
         if let (Some(from), Some(map)) = (&pulled, line.as_object_mut()) {
             map.insert("store".into(), from.store.clone().into());
             map.insert("library".into(), from.library.clone().into());
@@ -254,7 +277,7 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
             }
         };
         println!(
-            "{}{src_text} -> {dst_text}: {} files ({}): {} changed, {} deleted; {} from source in {} chunks, {} reused from destination{}{snapshots}{}",
+            "{}{src_text} -> {dst_text}: {} files ({}): {} changed, {} deleted; {} from source in {} chunks, {} reused from destination{}{}{snapshots}{}",
             if summary.dry_run { "dry run: " } else { "" },
             summary.files_total,
             human(summary.bytes_total),
@@ -263,6 +286,14 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
             human(summary.bytes_transferred),
             summary.chunks_transferred,
             human(summary.bytes_reused),
+            match &metered {
+                Some(meter) => format!(
+                    "; network {} received, {} sent",
+                    human(meter.received()),
+                    human(meter.sent())
+                ),
+                None => String::new(),
+            },
             if summary.errors > 0 {
                 format!("; {} errors", summary.errors)
             } else {
@@ -270,6 +301,7 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
             },
             timing(summary.bytes_transferred + summary.bytes_reused)
         );
+
         if let Some(from) = &pulled {
             println!(
                 "pulled snapshot {} of {} from {}",
@@ -294,13 +326,15 @@ enum Source {
     Operand(Operand),
 }
 
-/// What [`sync_origin`] gives back: the sync's result, the repository it used, and the names
-/// the repository knows SRC and DST by (`None` for a side reached through a remote agent).
+/// What [`sync_origin`] gives back: the sync's result, the repository it used, the names the
+/// repository knows SRC and DST by (`None` for a side reached through a remote agent), and
+/// what crossed to and from a remote side (`None` when both sides are local).
 type Synced = (
     crate::error::Result<SyncSummary>,
     crate::repo::Repository,
     Option<String>,
     Option<String>,
+    Option<Arc<Meter>>,
 );
 
 /// Syncs the origin SRC into DST: through a remote agent when one side has a link to one (or
@@ -319,8 +353,10 @@ fn sync_origin(
 ) -> anyhow::Result<Synced> {
     let src = OriginSpec::parse(args.src.as_os_str())?;
     // The remote side's options: its filter is sent to the remote agent.
+    let meter = Meter::new();
     let remote_options = |link: &dyn AgentLink, open: &OpenOptions| RemoteOptions {
         bwlimit: budget.clone(),
+        meter: Some(Arc::clone(&meter)),
         open: open.clone(),
         force_fallback: args.sftp || link.fallback_only(),
         remote_musicfs: args.remote_musicfs.clone(),
@@ -333,10 +369,30 @@ fn sync_origin(
                 Some(source.url().to_string()),
                 Some(destination.url().to_string()),
             );
-            let destination: Box<dyn WritableOrigin> = match budget {
-                Some(budget) => Box::new(BwLimited::new(destination, budget.clone())),
-                None => destination,
+            // Reads of a source on another machine (S3, SMB, NFS) cross the network: they
+            // spend the budget and are counted, as writes to such a destination are. Between
+            // two local directories the budget holds the writes.
+            let remote_src = source.local_root().is_none();
+            let remote_dst = destination.local_root().is_none();
+            let source: Box<dyn Origin> = match budget {
+                Some(budget) if remote_src => Box::new(BwLimited::new(source, budget.clone())),
+                _ => source,
             };
+            let source: Box<dyn Origin> = match remote_src {
+                true => Box::new(Metered::new(source, Arc::clone(&meter))),
+                false => source,
+            };
+            let destination: Box<dyn WritableOrigin> = match budget {
+                Some(budget) if remote_dst || !remote_src => {
+                    Box::new(BwLimited::new(destination, budget.clone()))
+                }
+                _ => destination,
+            };
+            let destination: Box<dyn WritableOrigin> = match remote_dst {
+                true => Box::new(Metered::new(destination, Arc::clone(&meter))),
+                false => destination,
+            };
+            let metered = (remote_src || remote_dst).then(|| Arc::clone(&meter));
             let repo = global.open_repo()?;
             let chunker = repo.chunker();
             let result = sync(
@@ -347,7 +403,7 @@ fn sync_origin(
                 options,
                 sink,
             );
-            (result, repo, urls.0, urls.1)
+            (result, repo, urls.0, urls.1, metered)
         }
         (Some(remote), None) => {
             let destination = dst.open_writable(dst_open)?;
@@ -363,7 +419,7 @@ fn sync_origin(
                 &remote_options(remote, src_open),
                 sink,
             );
-            (result, repo, None, dst_url)
+            (result, repo, None, dst_url, Some(Arc::clone(&meter)))
         }
         (None, Some(remote)) => {
             let source = src.open(src_open)?;
@@ -379,7 +435,7 @@ fn sync_origin(
                 &remote_options(remote, dst_open),
                 sink,
             );
-            (result, repo, src_url, None)
+            (result, repo, src_url, None, Some(Arc::clone(&meter)))
         }
         (Some(_), Some(_)) => {
             anyhow::bail!(
