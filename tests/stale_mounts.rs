@@ -977,6 +977,31 @@ fn a_destination_whose_temporary_file_goes_stale_never_gets_a_torn_file() {
 }
 
 #[test]
+fn a_mount_dead_from_the_start_is_unreachable() {
+    let t = TestRepo::new();
+    let mount = Mount::new(&t, "src");
+    make_library(&mount.backing, 2, 7);
+    let dst = t.path("dst");
+    // Every question about the root (its getattr) fails, for ever.
+    mount.faults.set(vec![rule(
+        Op::Getattr,
+        "src-backing",
+        0,
+        u64::MAX,
+        libc::ENOTCONN,
+    )]);
+    let out = sync(&t, &mount.point, &dst);
+    let text = shown(&out);
+    assert_eq!(out.status.code(), Some(5), "{text}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not connected"),
+        "{text}"
+    );
+    assert!(mount.faults.injected(Op::Getattr) > 1, "retried: {text}");
+    assert!(!dst.exists() || list_tree(&dst).is_empty(), "{text}");
+}
+
+#[test]
 fn stress_many_syncs_with_faults_at_random_places() {
     // 50 syncs, each from a new repository (so every file is read), each with one or two
     // faults at random places: a read, a lookup, a getattr or an open of a random file,

@@ -146,7 +146,7 @@ pub(crate) fn system_time(ns: i64) -> SystemTime {
 impl LocalOrigin {
     /// An origin rooted at `root`, which must be an existing directory unless `may_create`.
     pub fn open(root: &Path, may_create: bool) -> Result<Self> {
-        let meta = match fs::metadata(root) {
+        let meta = match retry_stale(root, || fs::metadata(root)) {
             Ok(m) => Some(m),
             Err(e) if e.kind() == io::ErrorKind::NotFound && may_create => None,
             Err(e)
@@ -174,7 +174,9 @@ impl LocalOrigin {
             )));
         }
         let absolute = match meta {
-            Some(_) => fs::canonicalize(root).map_err(|e| Error::io(root, e))?,
+            Some(_) => {
+                retry_stale(root, || fs::canonicalize(root)).map_err(|e| path_error(root, e))?
+            }
             None => std::path::absolute(root).map_err(|e| Error::io(root, e))?,
         };
         let url = absolute.to_string_lossy().into_owned();
