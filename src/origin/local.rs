@@ -1,5 +1,14 @@
 //! A local directory. NFS and SMB mounts are local directories too, so stale-handle and
-//! not-connected errors (ESTALE, ENOTCONN) are retried by looking the path up again.
+//! not-connected errors (ESTALE, ENOTCONN) are answered here, inside the transport, by looking
+//! the path up again from the root, with [`Policy::READS`]'s backoff between tries (a signal
+//! ends the waiting): every path operation (walk, list, `stat`, `open`, the idempotent writes),
+//! and every operation on an open file, which is opened again by its path, checked to be the
+//! same version (size and mtime; else it fails saying the file changed, never mixing two
+//! versions) and read on at the same offset. A temporary file whose handle goes stale may be
+//! gone on the server: it fails (transiently) and is never committed. `EIO` is not retried:
+//! a failing disk answers it too, and a soft NFS mount that timed out says `ETIMEDOUT` with
+//! `softerr` (transient, retried by [`super::Retrying`]). This module never decides anything
+//! by the kind of file system it is on.
 //!
 //! Other file systems mounted inside the directory: a musicfs mount (`fuse.musicfs`, found by
 //! device number in the mount table, see [`super::mountinfo`]) is never entered, listed,
@@ -22,7 +31,7 @@ use super::mountinfo::LazyMountTable;
 use super::temp::temp_name;
 use super::{
     is_temporary, Capabilities, ChangeKey, EntryKind, EntryStat, MtimeResolution, Origin,
-    OriginFile, TempFile, WalkItem, WritableOrigin,
+    OriginFile, Policy, TempFile, WalkItem, WritableOrigin,
 };
 use crate::error::{Error, Result};
 use crate::filter::Filter;
@@ -43,20 +52,52 @@ pub struct LocalOrigin {
     one_file_system: bool,
 }
 
-/// Runs a path lookup (`open`, `lstat`) again under [`Policy::READS`] when a network mount
-/// answers ESTALE/ENOTCONN: each try looks the path up afresh. Reads of an open file are
-/// retried by the [`super::Retrying`] wrapper, which opens the path again.
-fn retry_stale<T>(mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
-    let policy = super::Policy::READS;
-    for attempt in 0..policy.retries {
+/// The backoff between tries after a stale handle or a lost connection to a mount's server.
+const STALE: Policy = Policy::READS;
+
+/// Whether a network mount lost the file (a stale NFS handle: the server no longer knows it
+/// by that handle) or its server (`ENOTCONN`: a CIFS session, or a FUSE server, gone): a
+/// fresh lookup by path may find it again.
+fn is_stale(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ESTALE | libc::ENOTCONN))
+}
+
+/// Waits before retry `attempt` under [`STALE`]; a signal ends the wait with an `Interrupted`
+/// error (whose caller stops: [`crate::interrupt::check`] then names the signal).
+fn pause(attempt: u32) -> io::Result<()> {
+    crate::interrupt::sleep(STALE.delay(attempt))
+        .map_err(|i| io::Error::new(io::ErrorKind::Interrupted, i.to_string()))
+}
+
+/// Runs a path operation (`open`, `lstat`, a listing) on `path` again under [`STALE`] when a
+/// network mount answers ESTALE/ENOTCONN: each try looks the path up afresh from `/`, so a
+/// stale root is looked up again too (the origin holds no descriptor of it). What the last
+/// try gives is returned: still ESTALE/ENOTCONN (transient) once the retries are spent.
+fn retry_stale<T>(path: &Path, mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    let mut attempt = 0;
+    loop {
         match op() {
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ESTALE | libc::ENOTCONN)) => {
-                std::thread::sleep(policy.delay(attempt));
+            Err(e) if is_stale(&e) && attempt < STALE.retries => {
+                tracing::debug!(
+                    "{}: {}; looking it up again",
+                    path.display(),
+                    crate::error::io_reason(&e)
+                );
+                pause(attempt)?;
+                attempt += 1;
             }
             other => return other,
         }
     }
-    op()
+}
+
+/// An I/O error of `path` as the library's error, an interrupted wait as
+/// [`Error::Interrupted`].
+fn path_error(path: &Path, e: io::Error) -> Error {
+    match crate::interrupt::cause() {
+        Some(cause) if e.kind() == io::ErrorKind::Interrupted => Error::Interrupted { cause },
+        _ => Error::io(path, e),
+    }
 }
 
 /// Whether a lookup failed because the entry is not there: no such name, or a file where the
@@ -105,7 +146,7 @@ pub(crate) fn system_time(ns: i64) -> SystemTime {
 impl LocalOrigin {
     /// An origin rooted at `root`, which must be an existing directory unless `may_create`.
     pub fn open(root: &Path, may_create: bool) -> Result<Self> {
-        let meta = match fs::metadata(root) {
+        let meta = match retry_stale(root, || fs::metadata(root)) {
             Ok(m) => Some(m),
             Err(e) if e.kind() == io::ErrorKind::NotFound && may_create => None,
             Err(e)
@@ -133,7 +174,9 @@ impl LocalOrigin {
             )));
         }
         let absolute = match meta {
-            Some(_) => fs::canonicalize(root).map_err(|e| Error::io(root, e))?,
+            Some(_) => {
+                retry_stale(root, || fs::canonicalize(root)).map_err(|e| path_error(root, e))?
+            }
             None => std::path::absolute(root).map_err(|e| Error::io(root, e))?,
         };
         let url = absolute.to_string_lossy().into_owned();
@@ -245,7 +288,9 @@ impl LocalOrigin {
     /// or entered like any other. A stack, not recursion, so deep trees cannot overflow it.
     fn walk_within(&self, filter: &Filter, visit: &mut dyn FnMut(WalkItem)) {
         let mut mounts = LazyMountTable::default();
-        let root_dev = fs::metadata(&self.root).map(|m| m.dev()).ok();
+        let root_dev = retry_stale(&self.root, || fs::metadata(&self.root))
+            .map(|m| m.dev())
+            .ok();
         let mut stack: Vec<(PathBuf, Option<u64>, std::vec::IntoIter<Listed>)> = Vec::new();
         if let Some(entries) = self.list(&self.root, visit) {
             stack.push((self.root.clone(), root_dev, entries));
@@ -271,7 +316,7 @@ impl LocalOrigin {
                 visit(WalkItem::Excluded(rel));
                 continue;
             }
-            let meta = match fs::symlink_metadata(&path) {
+            let meta = match retry_stale(&path, || fs::symlink_metadata(&path)) {
                 Ok(meta) => meta,
                 Err(e) => {
                     visit(WalkItem::Problem {
@@ -288,7 +333,7 @@ impl LocalOrigin {
                 continue;
             }
             let target = if stat.kind == EntryKind::Symlink {
-                match fs::read_link(&path) {
+                match retry_stale(&path, || fs::read_link(&path)) {
                     Ok(t) => Some(t.into_os_string().into_vec()),
                     Err(e) => {
                         visit(WalkItem::Problem {
@@ -325,7 +370,8 @@ impl LocalOrigin {
 
     /// The names in the directory `dir`, sorted, each with its kind as the listing gives it;
     /// `None`, after a problem given to `visit`, when it cannot be listed (an entry that
-    /// cannot be read is a problem too). The directory is closed when it returns: a deep walk
+    /// cannot be read is a problem too). A listing cut short by a stale handle is listed
+    /// again whole, from a fresh lookup. The directory is closed when it returns: a deep walk
     /// holds no descriptor per level.
     fn list(
         &self,
@@ -336,19 +382,27 @@ impl LocalOrigin {
             path: self.relative(dir),
             message: crate::error::io_reason(&e),
         };
-        let listing = match fs::read_dir(dir) {
-            Ok(listing) => listing,
+        let listed = retry_stale(dir, || {
+            let mut entries = Vec::new();
+            let mut problems = Vec::new();
+            for entry in fs::read_dir(dir)? {
+                match entry {
+                    Ok(entry) => entries.push((entry.file_name(), entry.file_type().ok())),
+                    Err(e) if is_stale(&e) => return Err(e),
+                    Err(e) => problems.push(e),
+                }
+            }
+            Ok((entries, problems))
+        });
+        let (mut entries, problems) = match listed {
+            Ok(listed) => listed,
             Err(e) => {
                 visit(problem(e));
                 return None;
             }
         };
-        let mut entries = Vec::new();
-        for entry in listing {
-            match entry {
-                Ok(entry) => entries.push((entry.file_name(), entry.file_type().ok())),
-                Err(e) => visit(problem(e)),
-            }
+        for e in problems {
+            visit(problem(e));
         }
         entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         Some(entries.into_iter())
@@ -401,69 +455,180 @@ impl LocalOrigin {
         let mut attempt = 0u32;
         loop {
             let path = dir.join(temp_name(target.as_os_str().as_bytes(), attempt));
-            match OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)
-            {
+            let created = retry_stale(&path, || {
+                OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&path)
+            });
+            match created {
                 Ok(f) => return Ok((path, f)),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 8 => attempt += 1,
-                Err(e) => return Err(Error::io(&target, e)),
+                Err(e) => return Err(path_error(&target, e)),
             }
         }
     }
 }
 
-/// A file of a local origin open for reading.
+/// A file of a local origin open for reading. When a network mount answers ESTALE or
+/// ENOTCONN on its handle, it is opened again by its path (a fresh lookup), and reading goes
+/// on from the same offset, if it is still the version first opened.
 struct LocalFile {
     file: File,
+    /// The absolute path it was opened by.
+    path: PathBuf,
+    /// Where `Read` is, to go on from there in a file opened again (the stale handle's own
+    /// offset may not be asked).
+    pos: u64,
+    /// Size and mtime when it was opened: a file opened again must have both, or it is
+    /// another version of the file and nothing more is read from it.
+    version: (u64, i64),
+}
+
+/// Size and mtime, what must not change between two handles of one file. Not the inode
+/// (a CIFS mount without `serverino` numbers inodes anew when it is mounted again) nor the
+/// device (a share mounted again is another device).
+fn version(meta: &fs::Metadata) -> (u64, i64) {
+    (meta.len(), meta.mtime() * 1_000_000_000 + meta.mtime_nsec())
+}
+
+impl LocalFile {
+    /// Opens `path` for reading, retrying stale lookups.
+    fn open(path: PathBuf) -> io::Result<LocalFile> {
+        let (file, meta) = retry_stale(&path, || {
+            let file = File::open(&path)?;
+            let meta = file.metadata()?;
+            Ok((file, meta))
+        })?;
+        Ok(LocalFile {
+            file,
+            version: version(&meta),
+            path,
+            pos: 0,
+        })
+    }
+
+    /// Runs `op` on the open file; when it fails with ESTALE/ENOTCONN, waits ([`STALE`]),
+    /// opens the path again and runs `op` on the new handle, until the retries are spent.
+    fn again<T>(&mut self, mut op: impl FnMut(&mut File) -> io::Result<T>) -> io::Result<T> {
+        let mut attempt = 0;
+        loop {
+            let e = match op(&mut self.file) {
+                Err(e) if is_stale(&e) && attempt < STALE.retries => e,
+                other => return other,
+            };
+            tracing::debug!(
+                "{}: {}; opening it again",
+                self.path.display(),
+                crate::error::io_reason(&e)
+            );
+            pause(attempt)?;
+            attempt += 1;
+            match self.reopen() {
+                Ok(()) => {}
+                // Still stale: the next try fails on the old handle and opens it again.
+                Err(e) if is_stale(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Opens the path again (a fresh lookup), checks the version and moves to the offset.
+    fn reopen(&mut self) -> io::Result<()> {
+        let mut file = File::open(&self.path)?;
+        let now = version(&file.metadata()?);
+        if now != self.version {
+            return Err(io::Error::other(format!(
+                "the file changed while it was read (opened again after the network mount \
+                 lost it, it has size {} and mtime {}, not {} and {}); not mixing two versions",
+                now.0, now.1, self.version.0, self.version.1
+            )));
+        }
+        io::Seek::seek(&mut file, io::SeekFrom::Start(self.pos))?;
+        self.file = file;
+        Ok(())
+    }
 }
 
 impl io::Read for LocalFile {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.file.read(buf)
+        let n = self.again(|f| f.read(buf))?;
+        self.pos += n as u64;
+        Ok(n)
     }
 }
 
 impl io::Seek for LocalFile {
     fn seek(&mut self, pos: io::SeekFrom) -> io::Result<u64> {
-        self.file.seek(pos)
+        self.pos = self.again(|f| f.seek(pos))?;
+        Ok(self.pos)
     }
 }
 
 impl OriginFile for LocalFile {
     fn stat(&mut self) -> io::Result<EntryStat> {
-        self.file.metadata().map(|m| entry_stat(&m))
+        self.again(|f| f.metadata()).map(|m| entry_stat(&m))
     }
 
     fn read_exact_at(&mut self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        self.file.read_exact_at(buf, offset)
+        self.again(|f| f.read_exact_at(buf, offset))
     }
 }
 
 /// A temporary file in a local origin, renamed over `target` on commit.
+///
+/// Its handle is never opened again: on a network mount, a stale handle means the temporary
+/// file may be gone from the server, and what was written through it with it. A write that
+/// fails (ESTALE, ENOTCONN: transient) fails the file, and a temporary that saw a failed write
+/// is never committed, even by a caller that went on.
 struct LocalTemp {
     path: PathBuf,
     target: PathBuf,
     file: File,
+    /// The first write or flush that failed, as its reason.
+    failed: Option<String>,
+}
+
+impl LocalTemp {
+    /// Notes a failed write, passing its error on unchanged (so its kind stays).
+    fn noted<T>(&mut self, result: io::Result<T>) -> io::Result<T> {
+        if let Err(e) = &result {
+            if self.failed.is_none() {
+                self.failed = Some(crate::error::io_reason(e));
+            }
+        }
+        result
+    }
 }
 
 impl Write for LocalTemp {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.file.write(buf)
+        let written = self.file.write(buf);
+        self.noted(written)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
+        let flushed = self.file.flush();
+        self.noted(flushed)
     }
 }
 
 impl TempFile for LocalTemp {
     fn commit(self: Box<Self>, mode: u32, mtime_ns: i64) -> Result<()> {
-        let LocalTemp { path, target, file } = *self;
+        let LocalTemp {
+            path,
+            target,
+            file,
+            failed,
+        } = *self;
         let result = (|| {
             let io_err = |e| Error::io(&target, e);
+            if let Some(reason) = failed {
+                return Err(io_err(io::Error::other(format!(
+                    "not written: a write to its temporary file failed ({reason})"
+                ))));
+            }
             file.sync_all().map_err(io_err)?;
             file.set_permissions(fs::Permissions::from_mode(mode))
                 .map_err(io_err)?;
@@ -520,16 +685,18 @@ impl Origin for LocalOrigin {
 
     fn open(&self, rel: &[u8]) -> Result<Box<dyn OriginFile>> {
         let path = self.resolve(rel)?;
-        let file = retry_stale(|| File::open(&path)).map_err(|e| Error::io(&path, e))?;
-        Ok(Box::new(LocalFile { file }))
+        match LocalFile::open(path.clone()) {
+            Ok(file) => Ok(Box::new(file)),
+            Err(e) => Err(path_error(&path, e)),
+        }
     }
 
     fn stat(&self, rel: &[u8]) -> Result<Option<EntryStat>> {
         let path = self.resolve(rel)?;
-        match retry_stale(|| fs::symlink_metadata(&path)) {
+        match retry_stale(&path, || fs::symlink_metadata(&path)) {
             Ok(m) => Ok(Some(entry_stat(&m))),
             Err(e) if is_absent(&e) => Ok(None),
-            Err(e) => Err(Error::io(&path, e)),
+            Err(e) => Err(path_error(&path, e)),
         }
     }
 }
@@ -546,6 +713,7 @@ impl WritableOrigin for LocalOrigin {
             path,
             target: self.resolve(rel)?,
             file,
+            failed: None,
         }))
     }
 
@@ -553,21 +721,26 @@ impl WritableOrigin for LocalOrigin {
     /// entry to be readable (a 0000 directory gets its mtime too).
     fn set_meta(&self, rel: &[u8], mode: u32, mtime_ns: i64) -> Result<()> {
         let path = self.resolve(rel)?;
-        fs::set_permissions(&path, fs::Permissions::from_mode(mode))
-            .map_err(|e| Error::io(&path, e))?;
+        retry_stale(&path, || {
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode))
+        })
+        .map_err(|e| path_error(&path, e))?;
         self.settled(&path);
         let mtime = nix::sys::time::TimeSpec::new(
             mtime_ns.div_euclid(1_000_000_000),
             mtime_ns.rem_euclid(1_000_000_000),
         );
-        nix::sys::stat::utimensat(
-            nix::fcntl::AT_FDCWD,
-            &path,
-            &nix::sys::time::TimeSpec::UTIME_OMIT,
-            &mtime,
-            nix::sys::stat::UtimensatFlags::NoFollowSymlink,
-        )
-        .map_err(|e| Error::io(&path, io::Error::from(e)))
+        retry_stale(&path, || {
+            nix::sys::stat::utimensat(
+                nix::fcntl::AT_FDCWD,
+                &path,
+                &nix::sys::time::TimeSpec::UTIME_OMIT,
+                &mtime,
+                nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+            )
+            .map_err(io::Error::from)
+        })
+        .map_err(|e| path_error(&path, e))
     }
 
     /// Creates a directory (its parent exists); an existing directory is fine, anything else
@@ -575,14 +748,15 @@ impl WritableOrigin for LocalOrigin {
     fn create_dir(&self, rel: &[u8]) -> Result<()> {
         let path = self.resolve(rel)?;
         self.lend_parent(&path).map_err(|e| Error::io(&path, e))?;
-        match fs::create_dir(&path) {
+        // A retry after a lost reply finds the directory made: that is fine.
+        match retry_stale(&path, || fs::create_dir(&path)) {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 match fs::symlink_metadata(&path) {
                     Ok(m) if m.is_dir() => Ok(()),
                     _ => Err(Error::io(&path, e)),
                 }
             }
-            Err(e) => Err(Error::io(&path, e)),
+            Err(e) => Err(path_error(&path, e)),
             Ok(()) => Ok(()),
         }
     }
@@ -609,10 +783,11 @@ impl WritableOrigin for LocalOrigin {
         fs::rename(&from, &to).map_err(|e| Error::io(&from, e))
     }
 
-    /// Removes a file, symlink or whole directory tree.
+    /// Removes a file, symlink or whole directory tree; all of it again from a fresh lookup
+    /// after a stale handle (what was removed is not missed).
     fn remove(&self, rel: &[u8]) -> Result<()> {
         let path = self.resolve(rel)?;
-        let result = match fs::symlink_metadata(&path) {
+        let result = retry_stale(&path, || match fs::symlink_metadata(&path) {
             Ok(m) if m.is_dir() => self.lend_parent(&path).and_then(|()| {
                 let parent = path.parent().unwrap_or(&self.root);
                 let parent_dev = fs::symlink_metadata(parent)?.dev();
@@ -623,11 +798,11 @@ impl WritableOrigin for LocalOrigin {
                 .and_then(|()| fs::remove_file(&path)),
             Err(e) if is_absent(&e) => Ok(()),
             Err(e) => Err(e),
-        };
+        });
         if result.is_ok() {
             self.forget_below(&path);
         }
-        result.map_err(|e| Error::io(&path, e))
+        result.map_err(|e| path_error(&path, e))
     }
 
     /// An exclusive `flock` on the root directory's own descriptor: Linux allows it on a
@@ -674,9 +849,8 @@ impl WritableOrigin for LocalOrigin {
     /// Flushes a directory's entries (after renames into it).
     fn sync_dir(&self, rel: &[u8]) -> Result<()> {
         let path = self.resolve(rel)?;
-        File::open(&path)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| Error::io(&path, e))
+        retry_stale(&path, || File::open(&path).and_then(|d| d.sync_all()))
+            .map_err(|e| path_error(&path, e))
     }
 }
 
