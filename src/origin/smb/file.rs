@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use smb2::{FileReader, FileTimes, FileWriter, RenameOptions};
 
-use super::origin::{ns_filetime, Session, Shared};
+use super::origin::{entry_stat, filetime_ns, ns_filetime, Session, Shared};
 use super::smb_io;
 use crate::error::{Error, Result};
 use crate::origin::runtime::block_on;
@@ -32,6 +32,8 @@ pub(crate) struct SmbFile {
     rel: Vec<u8>,
     stable: bool,
     reader: Option<FileReader>,
+    /// The file as it was opened: what it is once its path names another.
+    opened: EntryStat,
     size: u64,
     position: u64,
     /// Bytes read ahead, starting at `buffer_at`.
@@ -51,17 +53,46 @@ impl SmbFile {
         let reader = shared.run_on(&session, "open", |tree, conn| async move {
             tree.open_file_reader(conn, &path).await
         })?;
-        if reader.info().is_directory {
-            let reader = Some(reader);
+        let info = reader.info().clone();
+        let close = |reader: FileReader| {
             drop(block_on(async move {
-                if let Some(r) = reader {
-                    let _ = r.close().await;
-                }
-            }));
+                let _ = reader.close().await;
+            }))
+        };
+        if info.is_directory {
+            close(reader);
             return Err(io::Error::new(
                 io::ErrorKind::IsADirectory,
                 "a directory, not a file",
             ));
+        }
+        // The open's answer has no file id: the path's stat gives it, when it is still the
+        // file opened (same size and change time); else the file was replaced in between.
+        let mut opened = entry_stat(false, info.size, info.modified, info.changed, None);
+        if stable {
+            let now = match shared.stat(rel, stable) {
+                Ok(now) => now,
+                Err(e) => {
+                    close(reader);
+                    return Err(e);
+                }
+            };
+            match now {
+                Some(now)
+                    if now.size == opened.size
+                        && now.change.identity().is_some()
+                        && ctime(&now) == Some(filetime_ns(info.changed)) =>
+                {
+                    opened.change = now.change;
+                }
+                _ => {
+                    close(reader);
+                    return Err(io::Error::new(
+                        io::ErrorKind::Interrupted,
+                        "replaced while it was opened",
+                    ));
+                }
+            }
         }
         Ok(SmbFile {
             size: reader.size(),
@@ -70,6 +101,7 @@ impl SmbFile {
             rel: rel.to_vec(),
             stable,
             reader: Some(reader),
+            opened,
             position: 0,
             buffer: Vec::new(),
             buffer_at: 0,
@@ -130,12 +162,17 @@ impl Seek for SmbFile {
 }
 
 impl OriginFile for SmbFile {
-    /// The entry at the file's path now: a replaced file shows as another entry, which is
-    /// what a reader comparing before and after needs to see.
+    /// The entry at the file's path now while the path still names the file opened (same
+    /// file id), so a rewrite in place shows; once the path names another file or nothing,
+    /// the file as it was opened (SMB has no query of an open handle's file id here).
     fn stat(&mut self) -> io::Result<EntryStat> {
-        self.shared
-            .stat(&self.rel, self.stable)?
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "removed while open"))
+        let now = self.shared.stat(&self.rel, self.stable)?;
+        match now {
+            Some(now) if !self.stable || now.change.identity() == self.opened.change.identity() => {
+                Ok(now)
+            }
+            _ => Ok(self.opened.clone()),
+        }
     }
 
     fn read_exact_at(&mut self, buf: &mut [u8], offset: u64) -> io::Result<()> {
@@ -169,6 +206,14 @@ impl Drop for SmbFile {
                 let _ = reader.close().await;
             });
         }
+    }
+}
+
+/// The change time of a stat made by [`entry_stat`] with a file id.
+fn ctime(stat: &EntryStat) -> Option<i64> {
+    match stat.change {
+        crate::origin::ChangeKey::Posix { ctime_ns, .. } => Some(ctime_ns),
+        _ => None,
     }
 }
 

@@ -238,7 +238,7 @@ fn healthy(session: &Session) -> bool {
 }
 
 /// An entry's stat from what SMB says of it.
-fn entry_stat(
+pub(crate) fn entry_stat(
     is_dir: bool,
     size: u64,
     modified: FileTime,
@@ -267,7 +267,7 @@ fn entry_stat(
 }
 
 /// A FILETIME as ns since the Unix epoch (saturating at the ends of `i64`).
-fn filetime_ns(t: FileTime) -> i64 {
+pub(crate) fn filetime_ns(t: FileTime) -> i64 {
     let ns = (i128::from(t.0) - EPOCH_TICKS) * 100;
     ns.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
 }
