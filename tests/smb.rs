@@ -68,6 +68,7 @@ fn text(path: &Path) -> &str {
 fn temporaries(root: &Path) -> Vec<PathBuf> {
     list_tree(root)
         .into_iter()
+        .map(|rel| root.join(rel))
         .filter(|p| {
             p.file_name()
                 .is_some_and(|n| musicfs::origin::is_temporary(n.as_encoded_bytes()))
@@ -357,23 +358,28 @@ fn smbd_killed_during_a_push_then_restarted_and_the_rerun_ends_exact() {
             "--json",
             "sync",
             "--bwlimit",
-            "16M",
+            "8M",
             "--retry-for",
             "1s",
             text(&src),
             &url,
         ],
     )
+    .stdout(std::process::Stdio::null())
     .spawn()
     .expect("start the push");
     // Killed once the big file is being written.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let writing = temporaries(&smbd.share_dir()).iter().any(|p| {
-            fs::metadata(p)
-                .map(|m| m.len() > 1024 * 1024)
-                .unwrap_or(false)
-        });
+        // Entries come and go while the push runs: whatever cannot be read is passed over.
+        let writing = fs::read_dir(&on_share)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                musicfs::origin::is_temporary(e.file_name().as_encoded_bytes())
+                    && e.metadata().is_ok_and(|m| m.len() > 1024 * 1024)
+            });
         if writing {
             break;
         }
