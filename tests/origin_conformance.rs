@@ -199,7 +199,6 @@ impl Smb {
         Smb {
             server: support::smbd::Smbd::start_with(support::smbd::SmbdOptions {
                 signing_mandatory: true,
-                encrypt: false,
             }),
         }
     }

@@ -28,8 +28,6 @@ pub const PASSWORD: &str = "Smb-test-pässword-1";
 pub struct SmbdOptions {
     /// `server signing = mandatory` (else Samba's default: signing when the client asks).
     pub signing_mandatory: bool,
-    /// `smb encrypt = required` on the share.
-    pub encrypt: bool,
 }
 
 /// A running smbd; stopped on drop.
@@ -41,7 +39,7 @@ pub struct Smbd {
 }
 
 impl Smbd {
-    /// Starts smbd with Samba's defaults for signing and encryption.
+    /// Starts smbd with Samba's default for signing.
     pub fn start() -> Smbd {
         Smbd::start_with(SmbdOptions::default())
     }
@@ -130,10 +128,6 @@ impl Smbd {
             true => "mandatory",
             false => "default",
         };
-        let encrypt = match self.options.encrypt {
-            true => "required",
-            false => "default",
-        };
         let user = self.user();
         let conf = format!(
             "[global]\n\
@@ -165,8 +159,7 @@ impl Smbd {
              \tpath = {d}/share\n\
              \tread only = no\n\
              \tguest ok = yes\n\
-             \tforce user = {user}\n\
-             \tsmb encrypt = {encrypt}\n",
+             \tforce user = {user}\n",
             port = self.port
         );
         fs::write(self.conf(), conf).expect("write smb.conf");

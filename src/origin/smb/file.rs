@@ -21,6 +21,8 @@ use crate::origin::{EntryStat, OriginFile, TempFile};
 const READ_AHEAD: u64 = 1024 * 1024;
 /// What a temporary file buffers before it sends a write.
 const WRITE_BUFFER: usize = 1024 * 1024;
+/// Opens of a file replaced while it was opened before giving up.
+const OPEN_ATTEMPTS: u32 = 4;
 /// Temporary names tried before giving up (each one is random).
 const TEMP_ATTEMPTS: u32 = 8;
 
@@ -44,6 +46,25 @@ pub(crate) struct SmbFile {
 impl SmbFile {
     /// Opens `path` (the share path of `rel`).
     pub(crate) fn open(
+        shared: Arc<Shared>,
+        rel: &[u8],
+        path: String,
+        stable: bool,
+    ) -> io::Result<SmbFile> {
+        // A file replaced between the open and the stat that names it is opened again (the
+        // path then names the new file), a few times at most: a consistent answer, not a
+        // retry of a failure.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match SmbFile::open_once(shared.clone(), rel, path.clone(), stable) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted && attempt < OPEN_ATTEMPTS => {}
+                other => return other,
+            }
+        }
+    }
+
+    fn open_once(
         shared: Arc<Shared>,
         rel: &[u8],
         path: String,
