@@ -23,8 +23,9 @@
 //! ```
 //!
 //! A credentials file (`credentials`, in an origin's table or in `[defaults]`) is a TOML file
-//! with `aws_access_key_id`, `aws_secret_access_key` and optionally `aws_session_token`; it must
-//! be mode 0600 (no bits for group or others) and owned by the user running musicfs, else it is
+//! with `aws_access_key_id`, `aws_secret_access_key` and optionally `aws_session_token`; for
+//! an `smb://` origin's table it is in smbclient's `--authentication-file` format instead
+//! (`username = …`, `password = …`, `domain = …`). Either must be mode 0600 (no bits for group or others) and owned by the user running musicfs, else it is
 //! refused. A relative path is read from the configuration file's directory; `~/` is the home
 //! directory.
 //!
@@ -405,6 +406,49 @@ struct RawCredentials {
 /// refused, as ssh refuses a private key others can read. Errors name the file and never
 /// quote its content.
 pub fn read_credentials(file: &Path) -> Result<crate::origin::S3Credentials, ConfigError> {
+    let refuse = |message: String| ConfigError::Credentials {
+        file: file.to_path_buf(),
+        message,
+    };
+    let text = read_private(file)?;
+    let raw: RawCredentials = toml::from_str(&text).map_err(|e| {
+        // The parser's own message may quote the value it choked on: name the line only.
+        let line = e.span().map_or(1, |s| line_of(&text, s.start));
+        let what = e.message();
+        let detail = if what.starts_with("missing field") || what.starts_with("unknown field") {
+            first_line(what)
+        } else {
+            "not a TOML table of aws_access_key_id, aws_secret_access_key and aws_session_token strings".into()
+        };
+        refuse(format!("line {line}: {detail}"))
+    })?;
+    if raw.aws_access_key_id.trim().is_empty() || raw.aws_secret_access_key.is_empty() {
+        return Err(refuse(
+            "aws_access_key_id and aws_secret_access_key must not be empty".into(),
+        ));
+    }
+    Ok(crate::origin::S3Credentials {
+        access_key_id: raw.aws_access_key_id.trim().to_string(),
+        secret_access_key: crate::origin::s3::Secret::new(raw.aws_secret_access_key),
+        session_token: raw.aws_session_token.map(crate::origin::s3::Secret::new),
+    })
+}
+
+/// Reads an SMB credentials file in smbclient's `--authentication-file` format (`username =
+/// …`, `password = …`, `domain = …`), under the same rules as [`read_credentials`]: mode
+/// 0600 or stricter, owned by the effective user, its content never quoted.
+pub fn read_smb_credentials(file: &Path) -> Result<crate::origin::SmbCredentials, ConfigError> {
+    let text = read_private(file)?;
+    crate::origin::SmbCredentials::parse_file(&text).map_err(|message| ConfigError::Credentials {
+        file: file.to_path_buf(),
+        message,
+    })
+}
+
+/// The text of a file that holds a secret: refused unless it is a regular file of mode 0600
+/// or stricter owned by the effective user, as ssh refuses a private key others can read.
+/// Errors name the file and never quote its content.
+fn read_private(file: &Path) -> Result<String, ConfigError> {
     use std::io::Read;
     use std::os::unix::fs::MetadataExt;
     let refuse = |message: String| ConfigError::Credentials {
@@ -445,27 +489,7 @@ pub fn read_credentials(file: &Path) -> Result<crate::origin::S3Credentials, Con
             file: file.to_path_buf(),
             source,
         })?;
-    let raw: RawCredentials = toml::from_str(&text).map_err(|e| {
-        // The parser's own message may quote the value it choked on: name the line only.
-        let line = e.span().map_or(1, |s| line_of(&text, s.start));
-        let what = e.message();
-        let detail = if what.starts_with("missing field") || what.starts_with("unknown field") {
-            first_line(what)
-        } else {
-            "not a TOML table of aws_access_key_id, aws_secret_access_key and aws_session_token strings".into()
-        };
-        refuse(format!("line {line}: {detail}"))
-    })?;
-    if raw.aws_access_key_id.trim().is_empty() || raw.aws_secret_access_key.is_empty() {
-        return Err(refuse(
-            "aws_access_key_id and aws_secret_access_key must not be empty".into(),
-        ));
-    }
-    Ok(crate::origin::S3Credentials {
-        access_key_id: raw.aws_access_key_id.trim().to_string(),
-        secret_access_key: crate::origin::s3::Secret::new(raw.aws_secret_access_key),
-        session_token: raw.aws_session_token.map(crate::origin::s3::Secret::new),
-    })
+    Ok(text)
 }
 
 /// The 1-based line of byte `offset` in `text`.

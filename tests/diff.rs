@@ -585,7 +585,7 @@ fn exit_codes() {
             "unknown scheme A",
         ),
         (
-            vec![m.src.clone().into(), "smb://server/share".into()],
+            vec![m.src.clone().into(), "afp://server/share".into()],
             "unknown scheme B",
         ),
         (

@@ -57,6 +57,16 @@ trait Transport {
     /// scratch space, as `open` of its kind does it: the root must exist unless `may_create`.
     /// Each call is a new client (a new connection, where the transport has connections).
     fn open(&self, name: &str, may_create: bool) -> musicfs::Result<Box<dyn WritableOrigin>>;
+    /// `None` when the transport stores the mode bits it is given; else the modes every file
+    /// and every directory read as, whatever was given (a transport without Unix modes).
+    fn fixed_modes(&self) -> Option<(u32, u32)> {
+        None
+    }
+    /// Whether the transport refuses `name` as one it cannot store unchanged (SMB's
+    /// forbidden characters), creating nothing; such names are checked to be refused.
+    fn refuses_name(&self, _name: &[u8]) -> bool {
+        false
+    }
 }
 
 /// A local directory.
@@ -178,6 +188,73 @@ impl Transport for S3 {
     }
 }
 
+/// A directory in the share of a Samba smbd of its own that requires signing, signed in as
+/// a user with a password.
+struct Smb {
+    server: support::smbd::Smbd,
+}
+
+impl Smb {
+    fn start() -> Smb {
+        Smb {
+            server: support::smbd::Smbd::start_with(support::smbd::SmbdOptions {
+                signing_mandatory: true,
+            }),
+        }
+    }
+}
+
+impl Transport for Smb {
+    fn properties(&self) -> Properties {
+        Properties {
+            // FILETIME counts from 1601.
+            mtimes_before_1970: true,
+            // Names are UTF-16 text on the wire.
+            non_utf8_names: false,
+            name_max: 255,
+            // SMB forbids them.
+            control_characters: false,
+            reads_may_fail: false,
+            temporaries_visible: true,
+        }
+    }
+
+    fn open(&self, name: &str, may_create: bool) -> musicfs::Result<Box<dyn WritableOrigin>> {
+        use musicfs::origin::registry::Location;
+        let location = musicfs::origin::SmbLocation {
+            user: Some(self.server.user()),
+            domain: None,
+            host: "127.0.0.1".into(),
+            port: self.server.port(),
+            share: support::smbd::SHARE.into(),
+            path: name.to_string(),
+        };
+        let options = musicfs::origin::OpenOptions {
+            retries: 0,
+            smb_credentials: Some(musicfs::origin::SmbCredentials::password(
+                support::smbd::PASSWORD.into(),
+            )),
+            ..Default::default()
+        };
+        if !may_create {
+            location.open(&options)?;
+        }
+        location.open_writable(&options)
+    }
+
+    /// SMB 2/3 has no Unix modes.
+    fn fixed_modes(&self) -> Option<(u32, u32)> {
+        Some((0o644, 0o755))
+    }
+
+    /// `\ : * ? " < > |`, a trailing dot or space (Windows semantics strip them).
+    fn refuses_name(&self, name: &[u8]) -> bool {
+        name.iter().any(|b| br#"\:*?"<>|"#.contains(b))
+            || name.ends_with(b".")
+            || name.ends_with(b" ")
+    }
+}
+
 fn scratch() -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix("musicfs-conformance-")
@@ -225,6 +302,16 @@ fn as_seen(t: &dyn Transport, o: &dyn WritableOrigin, lines: &[&str]) -> Vec<Str
         });
     }
     lines.into_iter().map(str::to_string).collect()
+}
+
+/// The mode a file given `mode` reads as.
+fn file_mode(t: &dyn Transport, mode: u32) -> u32 {
+    t.fixed_modes().map_or(mode, |(file, _)| file)
+}
+
+/// The mode a directory given `mode` reads as.
+fn dir_mode(t: &dyn Transport, mode: u32) -> u32 {
+    t.fixed_modes().map_or(mode, |(_, dir)| dir)
 }
 
 /// `mtime_ns` as the origin claims to store it: rounded down to its mtime resolution.
@@ -492,13 +579,17 @@ fn stat_reports_kind_size_mode_and_mtime(t: &dyn Transport) {
     let file = o.stat(b"song.flac").unwrap().expect("the file is there");
     assert_eq!(
         (file.kind, file.size, file.mode, file.mtime_ns),
-        (EntryKind::File, 1234, 0o640, stored(o, MTIME))
+        (EntryKind::File, 1234, file_mode(t, 0o640), stored(o, MTIME))
     );
     let dir = o.stat(b"album").unwrap().expect("the directory is there");
     if directories {
         assert_eq!(
             (dir.kind, dir.mode, dir.mtime_ns),
-            (EntryKind::Dir, 0o750, stored(o, MTIME + 1_000_000_000))
+            (
+                EntryKind::Dir,
+                dir_mode(t, 0o750),
+                stored(o, MTIME + 1_000_000_000)
+            )
         );
     } else {
         assert_eq!(
@@ -653,7 +744,10 @@ fn commit_makes_the_target_appear_whole(t: &dyn Transport) {
         assert_eq!(names.len(), 1, "one temporary: {names:?}");
         assert_eq!(temp_named(&names[0]), "album/TEMP", "next to its target");
         let temp_stat = o.stat(&names[0]).unwrap().expect("the temporary exists");
-        assert_eq!((temp_stat.kind, temp_stat.mode), (EntryKind::File, 0o600));
+        assert_eq!(
+            (temp_stat.kind, temp_stat.mode),
+            (EntryKind::File, file_mode(t, 0o600))
+        );
     } else {
         assert_eq!(names, Vec::<Vec<u8>>::new(), "no temporary in the origin");
     }
@@ -667,7 +761,12 @@ fn commit_makes_the_target_appear_whole(t: &dyn Transport) {
     let stat = o.stat(b"album/track.flac").unwrap().expect("committed");
     assert_eq!(
         (stat.kind, stat.size, stat.mode, stat.mtime_ns),
-        (EntryKind::File, data.len() as u64, 0o640, stored(o, MTIME))
+        (
+            EntryKind::File,
+            data.len() as u64,
+            file_mode(t, 0o640),
+            stored(o, MTIME)
+        )
     );
     assert!(get(o, b"album/track.flac") == data, "the committed bytes");
     assert_eq!(walk(o), ["d album", "f album/track.flac 1000003"]);
@@ -739,7 +838,11 @@ fn commit_replaces_atomically(t: &dyn Transport) {
     let stat = o.stat(b"track.flac").unwrap().expect("replaced");
     assert_eq!(
         (stat.size, stat.mode, stat.mtime_ns),
-        (new.len() as u64, 0o600, stored(o, MTIME + 5_000_000_000))
+        (
+            new.len() as u64,
+            file_mode(t, 0o600),
+            stored(o, MTIME + 5_000_000_000)
+        )
     );
     assert_eq!(walk(o), ["f track.flac 1300007"], "no temporary stays");
     let mut before = Vec::new();
@@ -925,7 +1028,10 @@ fn mtimes_are_stored_to_the_transport_resolution(t: &dyn Transport) {
         assert_eq!(stat.mtime_ns, stored(o, before_1970));
         if directories {
             let dir = o.stat(b"dir").unwrap().unwrap();
-            assert_eq!((dir.mode, dir.mtime_ns), (0o700, stored(o, before_1970)));
+            assert_eq!(
+                (dir.mode, dir.mtime_ns),
+                (dir_mode(t, 0o700), stored(o, before_1970))
+            );
         }
     } else {
         refused(result, "a commit with an mtime before 1970");
@@ -945,7 +1051,8 @@ fn mtimes_are_stored_to_the_transport_resolution(t: &dyn Transport) {
 }
 
 /// `set_meta` stores the mode bits given (set-id and sticky bits too; as root, modes that deny
-/// everyone bind nobody, so only the stored bits are checked) and refuses an absent entry.
+/// everyone bind nobody, so only the stored bits are checked), or, on a transport without
+/// modes, leaves the modes it reports and stores the mtime; it refuses an absent entry.
 fn set_meta_stores_mode_bits(t: &dyn Transport) {
     let origin = empty_root(t);
     let o = &*origin;
@@ -968,9 +1075,13 @@ fn set_meta_stores_mode_bits(t: &dyn Transport) {
             continue;
         }
         let stat = o.stat(rel).unwrap().unwrap();
+        let kept = match rel == b"dir" {
+            true => dir_mode(t, mode),
+            false => file_mode(t, mode),
+        };
         assert_eq!(
             (stat.mode, stat.mtime_ns),
-            (mode, stored(o, MTIME)),
+            (kept, stored(o, MTIME)),
             "{} mode {mode:o}",
             show(rel)
         );
@@ -1194,6 +1305,16 @@ fn names_are_bytes(t: &dyn Transport) {
     if p.non_utf8_names {
         names.push(non_utf8.clone());
     }
+    let (refused_names, names): (Vec<Vec<u8>>, Vec<Vec<u8>>) =
+        names.into_iter().partition(|name| t.refuses_name(name));
+    for name in &refused_names {
+        refused(
+            put_with(o, name, b"x", 0o644, MTIME),
+            "a name the transport cannot store",
+        );
+        refused(o.create_dir(name), "a directory name it cannot store");
+    }
+    assert_eq!(walk(o), Vec::<String>::new(), "refused names leave nothing");
     let (with_controls, mut names): (Vec<Vec<u8>>, Vec<Vec<u8>>) = names
         .into_iter()
         .partition(|name| name.iter().any(u8::is_ascii_control));
@@ -1335,6 +1456,13 @@ impl<T: Transport> Transport for UnderFaults<T> {
         let faulty = Faulty::new(self.inner.open(name, may_create)?, FAULTS);
         Ok(Box::new(Retrying::new(faulty, QUICK)))
     }
+    fn fixed_modes(&self) -> Option<(u32, u32)> {
+        self.inner.fixed_modes()
+    }
+
+    fn refuses_name(&self, name: &[u8]) -> bool {
+        self.inner.refuses_name(name)
+    }
 }
 
 /// A sync whose source drops its handles mid-read ends exact: every drop was retried by
@@ -1425,8 +1553,10 @@ macro_rules! conformance {
 conformance!(local => Local::start());
 conformance!(sftp => Sftp::start());
 conformance!(s3 => S3::start());
+conformance!(smb => Smb::start());
 conformance!(local_under_faults => UnderFaults::new(Local::start()));
 conformance!(sftp_under_faults => UnderFaults::new(Sftp::start()));
+conformance!(smb_under_faults => UnderFaults::new(Smb::start()));
 
 // --- a sync follows the destination's capabilities ------------------------------------------
 
@@ -1610,6 +1740,16 @@ mod faults {
     #[test]
     fn sftp_sync_from_a_source_that_drops_ends_exact() {
         a_sync_from_a_source_that_drops_ends_exact(&Sftp::start());
+    }
+
+    #[test]
+    fn smb_sync_from_a_source_that_drops_ends_exact() {
+        a_sync_from_a_source_that_drops_ends_exact(&Smb::start());
+    }
+
+    #[test]
+    fn smb_sync_follows_the_destinations_capabilities() {
+        a_sync_follows_the_destinations_capabilities(&Smb::start());
     }
 
     #[test]

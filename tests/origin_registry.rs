@@ -55,8 +55,8 @@ fn unknown_schemes_exit_2_at_once_and_are_never_tried_as_hosts() {
         (&["sync", "foo://x/y", lib], "foo://"),
         (&["sync", "webdav://b/m", lib], "webdav://"),
         (
-            &["sync", "--dry-run", lib, "smb://me@server/share/m"],
-            "smb://",
+            &["sync", "--dry-run", lib, "afp://me@server/share/m"],
+            "afp://",
         ),
         (&["scan", "nfs://server/export"], "nfs://"),
         (&["verify", "webdav://bucket/music"], "webdav://"),

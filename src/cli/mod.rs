@@ -436,6 +436,11 @@ pub struct ConnectArgs {
     /// argv); `None`: the AWS environment.
     #[arg(skip)]
     pub s3_credentials: Option<crate::origin::S3Credentials>,
+    /// SMB password (MUSICFS_SMB_PASSWORD) or credentials file (MUSICFS_SMB_CREDENTIALS, or
+    /// an smb:// origin's `credentials` in the configuration), never a flag; `None`: the
+    /// guest account.
+    #[arg(skip)]
+    pub smb_credentials: Option<crate::origin::SmbCredentials>,
 }
 
 /// Reads a `--retry-for` duration (`90s`, `10m`, `1h30m`).
@@ -494,6 +499,7 @@ impl ConnectArgs {
             remote_shell: self.rsh.clone().filter(|c| !c.trim().is_empty()),
             filter: crate::filter::Filter::none(),
             s3_credentials: self.s3_credentials.clone(),
+            smb_credentials: self.smb_credentials.clone(),
         }
     }
 }

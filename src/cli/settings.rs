@@ -96,17 +96,37 @@ pub(super) fn apply(cli: &mut Cli, config: &Config) -> anyhow::Result<()> {
 /// given (in argument order), then `[defaults]`.
 pub(super) struct Chain<'a> {
     tables: Vec<&'a Settings>,
+    /// Per table, whether it is an `smb://` origin's (its `credentials` file is in
+    /// smbclient's format, not an S3 key).
+    smb: Vec<bool>,
 }
 
 impl<'a> Chain<'a> {
     pub(super) fn new(config: &'a Config, named: &[NamedOrigin]) -> Chain<'a> {
-        let mut tables: Vec<&Settings> = named
+        let origins: Vec<&NamedOrigin> = named
             .iter()
             .filter_map(|n| config.origin(&n.name))
-            .map(|n| &n.settings)
+            .collect();
+        let mut tables: Vec<&Settings> = origins.iter().map(|n| &n.settings).collect();
+        let mut smb: Vec<bool> = origins
+            .iter()
+            .map(|n| {
+                crate::origin::registry::url_scheme(n.url.as_bytes()).as_deref() == Some("smb")
+            })
             .collect();
         tables.push(&config.defaults);
-        Chain { tables }
+        smb.push(false);
+        Chain { tables, smb }
+    }
+
+    /// The first `credentials` file of an `smb://` origin's table (`smb`), or of any other
+    /// table.
+    fn credentials(&self, smb: bool) -> Option<PathBuf> {
+        self.tables
+            .iter()
+            .zip(&self.smb)
+            .filter(|(_, is_smb)| **is_smb == smb)
+            .find_map(|(s, _)| s.credentials.clone())
     }
 
     /// The first table's value of the setting `get` reads.
@@ -139,15 +159,52 @@ impl<'a> Chain<'a> {
     }
 }
 
+/// SMB credentials: the file `MUSICFS_SMB_CREDENTIALS` names, else the first `smb://` named
+/// origin's `credentials` file; the password in `MUSICFS_SMB_PASSWORD` wins over a file's.
+/// `None`: neither (the guest account, or a server that refuses the user).
+fn smb_credentials(chain: &Chain<'_>) -> Result<Option<crate::origin::SmbCredentials>, Error> {
+    use crate::origin::smb::{CREDENTIALS_VARIABLE, PASSWORD_VARIABLE};
+    let file = std::env::var_os(CREDENTIALS_VARIABLE)
+        .filter(|f| !f.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| chain.credentials(true));
+    let mut credentials = match file {
+        Some(file) => Some(
+            crate::config::read_smb_credentials(&file)
+                .map_err(|e| Error::InvalidInput(e.to_string()))?,
+        ),
+        None => None,
+    };
+    if let Some(password) = std::env::var_os(PASSWORD_VARIABLE) {
+        let password = password.into_string().map_err(|_| {
+            Error::InvalidInput(format!(
+                "{PASSWORD_VARIABLE}: not UTF-8 (SMB passwords are)"
+            ))
+        })?;
+        credentials = Some(match credentials {
+            Some(mut c) => {
+                c.password = crate::origin::s3::Secret::new(password);
+                c
+            }
+            None => crate::origin::SmbCredentials::password(password),
+        });
+    }
+    Ok(credentials)
+}
+
 /// Fills the connection flags the command line left unset; reads the S3 credentials file the
-/// chain names (the first named origin's, else `[defaults]`'s), refusing one others can read.
+/// chain names (the first named origin's, else `[defaults]`'s), refusing one others can read,
+/// and the SMB credentials (`smb_credentials`).
 fn fill_connect(connect: &mut ConnectArgs, chain: &Chain<'_>) -> Result<(), Error> {
     if connect.s3_credentials.is_none() {
-        if let Some(file) = chain.get(|s| s.credentials.clone()) {
+        if let Some(file) = chain.credentials(false) {
             let credentials = crate::config::read_credentials(&file)
                 .map_err(|e| Error::InvalidInput(e.to_string()))?;
             connect.s3_credentials = Some(credentials);
         }
+    }
+    if connect.smb_credentials.is_none() {
+        connect.smb_credentials = smb_credentials(chain)?;
     }
     if connect.timeout.is_none() {
         connect.timeout = chain.get(|s| s.timeout);

@@ -6,7 +6,7 @@
 //! [`Origin`] is the read side every transport offers; [`WritableOrigin`] adds what a sync
 //! needs to change a destination safely (temporary files renamed into place).
 //!
-//! Each transport (`local`, `ssh`, `s3`) registers itself in [`registry`]; an origin argument is
+//! Each transport (`local`, `ssh`, `s3`, `smb`) registers itself in [`registry`]; an origin argument is
 //! read with [`OriginSpec::parse`] and opened through it, so code outside this module never
 //! names a transport.
 
@@ -21,6 +21,7 @@ pub mod registry;
 pub mod retrying;
 pub mod runtime;
 pub mod s3;
+pub mod smb;
 mod spec;
 pub mod spooled;
 pub mod ssh;
@@ -38,6 +39,9 @@ pub use retrying::{Policy, Retrying};
 pub use s3::S3Credentials;
 #[cfg(feature = "s3")]
 pub use s3::{S3Location, S3Origin};
+pub use smb::SmbCredentials;
+#[cfg(feature = "smb")]
+pub use smb::{SmbLocation, SmbOrigin};
 pub use spec::OriginSpec;
 pub use spooled::Spooled;
 pub use ssh::{SftpOrigin, SshSpec};

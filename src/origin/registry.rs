@@ -64,6 +64,8 @@ pub static TRANSPORTS: &[&Transport] = &[
     &super::ssh::transport::TRANSPORT,
     #[cfg(feature = "s3")]
     &super::s3::transport::TRANSPORT,
+    #[cfg(feature = "smb")]
+    &super::smb::transport::TRANSPORT,
     &super::local::TRANSPORT,
 ];
 
@@ -99,12 +101,16 @@ pub struct OpenOptions {
     /// S3: an access key from a credentials file (`[origin.NAME] credentials`), in place of
     /// the AWS environment's chain. `None`: the environment, profile and shared files.
     pub s3_credentials: Option<crate::origin::s3::S3Credentials>,
+    /// SMB: the password (from `MUSICFS_SMB_PASSWORD`), or the account, password and domain
+    /// of a credentials file (`MUSICFS_SMB_CREDENTIALS`, `[origin.NAME] credentials`).
+    /// `None`: the guest account.
+    pub smb_credentials: Option<crate::origin::smb::SmbCredentials>,
 }
 
 impl Default for OpenOptions {
     /// Stay on no file system; 15 s to connect, 60 s of silence, 3 retries of a first
     /// connection, 5 minutes of retries once the host answered; the built-in SSH client; no
-    /// filter; S3 credentials from the AWS environment.
+    /// filter; S3 credentials from the AWS environment; no SMB password.
     fn default() -> Self {
         OpenOptions {
             one_file_system: false,
@@ -117,6 +123,7 @@ impl Default for OpenOptions {
             remote_shell: None,
             filter: crate::filter::Filter::none(),
             s3_credentials: None,
+            smb_credentials: None,
         }
     }
 }

@@ -227,7 +227,7 @@ mod tests {
     fn unknown_schemes_are_refused_naming_the_scheme() {
         for (arg, scheme) in [
             ("webdav://bucket/music", "webdav://"),
-            ("smb://me@server/share/m", "smb://"),
+            ("afp://me@server/share/m", "afp://"),
             ("nfs://server/export", "nfs://"),
             ("foo://x/y", "foo://"),
             ("HTTP://x", "http://"),

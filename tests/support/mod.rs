@@ -7,4 +7,5 @@ pub mod garage;
 pub mod moto;
 pub mod proxy;
 pub mod sftp;
+pub mod smbd;
 pub mod sshd;
