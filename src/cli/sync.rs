@@ -11,8 +11,10 @@ use crate::diff::operand::{lookup, Operand};
 use crate::filter::Filter;
 use crate::id::SnapshotId;
 use crate::origin::{
-    AgentLink, Budget, BwLimited, Meter, Metered, OpenOptions, Origin, OriginSpec, WritableOrigin,
+    AgentLink, Budget, BwLimited, Meter, Metered, OpenOptions, Origin, OriginSpec, Spooled,
+    WritableOrigin,
 };
+use crate::origin::spooled::Spool;
 use crate::report::Sink;
 use crate::sync::restore::restore;
 use crate::sync::{sync, SyncOptions, SyncSummary};
@@ -394,6 +396,13 @@ fn sync_origin(
             };
             let metered = (remote_src || remote_dst).then(|| Arc::clone(&meter));
             let repo = global.open_repo()?;
+            // A remote source's new and changed files are read whole by the scan, then their
+            // chunks again by the copy: spooled, each crosses the network once (outside the
+            // meter and the budget, which see only the download).
+            let source: Box<dyn Origin> = match remote_src {
+                true => Box::new(Spooled::over(Spool::new(repo.root().join("spool")), source)),
+                false => source,
+            };
             let chunker = repo.chunker();
             let result = sync(
                 &repo,
