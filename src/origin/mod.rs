@@ -6,7 +6,7 @@
 //! [`Origin`] is the read side every transport offers; [`WritableOrigin`] adds what a sync
 //! needs to change a destination safely (temporary files renamed into place).
 //!
-//! Each transport (`local`, `ssh`, `s3`) registers itself in [`registry`]; an origin argument is
+//! Each transport (`local`, `ssh`, `s3`, `nfs`) registers itself in [`registry`]; an origin argument is
 //! read with [`OriginSpec::parse`] and opened through it, so code outside this module never
 //! names a transport.
 
@@ -16,6 +16,8 @@ mod capability;
 pub mod filtered;
 pub(crate) mod local;
 mod mountinfo;
+#[cfg(feature = "nfs")]
+pub mod nfs;
 pub mod registry;
 pub mod retrying;
 pub mod runtime;
@@ -31,6 +33,8 @@ pub use bwlimit::{Budget, BwLimited};
 pub use capability::{Capabilities, ChangeKey, Identity, MtimeResolution};
 pub use filtered::Filtered;
 pub use local::LocalOrigin;
+#[cfg(feature = "nfs")]
+pub use nfs::{NfsLocation, NfsOrigin};
 pub use registry::OpenOptions;
 pub use retrying::{Policy, Retrying};
 pub use s3::S3Credentials;

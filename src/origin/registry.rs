@@ -64,6 +64,8 @@ pub static TRANSPORTS: &[&Transport] = &[
     &super::ssh::transport::TRANSPORT,
     #[cfg(feature = "s3")]
     &super::s3::transport::TRANSPORT,
+    #[cfg(feature = "nfs")]
+    &super::nfs::transport::TRANSPORT,
     &super::local::TRANSPORT,
 ];
 
