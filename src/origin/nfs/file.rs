@@ -16,13 +16,13 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use nfs3_client::nfs3_types::nfs3::{nfs_fh3, writeverf3};
+use nfs3_client::nfs3_types::nfs3::{ftype3, nfs_fh3, writeverf3};
 
-use super::client::transient;
+use super::client::{is_stale, transient};
 use super::ops::{entry_stat, set_attrs, Shared};
 use crate::error::{Error, Result};
 use crate::origin::{EntryStat, MtimeResolution, OriginFile, TempFile};
-use crate::relpath::join;
+use crate::relpath::{join, name, parent};
 
 /// Times a file is written again after its server restarted, before giving up (transient).
 const REWRITES_MAX: usize = 3;
@@ -31,6 +31,10 @@ const REWRITES_MAX: usize = 3;
 pub(crate) struct NfsFile {
     shared: Arc<Shared>,
     handle: nfs_fh3,
+    /// Its path below the mounted directory and its file id, to find it again when its
+    /// handle goes stale.
+    path: Vec<u8>,
+    fileid: u64,
     /// Its size when opened (for `SeekFrom::End`).
     size: u64,
     pos: u64,
@@ -41,10 +45,23 @@ pub(crate) struct NfsFile {
 }
 
 impl NfsFile {
-    pub(crate) fn new(shared: Arc<Shared>, handle: nfs_fh3, size: u64, shown: PathBuf) -> Self {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        handle: nfs_fh3,
+        path: Vec<u8>,
+        stat: &EntryStat,
+        shown: PathBuf,
+    ) -> Self {
+        let fileid = match stat.change {
+            crate::origin::ChangeKey::Posix { ino, .. } => ino,
+            _ => 0,
+        };
+        let size = stat.size;
         NfsFile {
             shared,
             handle,
+            path,
+            fileid,
             size,
             pos: 0,
             buffer: Vec::new(),
@@ -59,6 +76,34 @@ impl NfsFile {
         tracing::trace!("{}: {e}", self.shown.display());
         e
     }
+
+    /// `op` on the file's handle; when the handle is stale, once more on the handle its path
+    /// has now, if that is still the same file (same file id). Another file, or none, at the
+    /// path: the file changed while it was read, which no retry mends.
+    fn on_handle<T>(&mut self, op: impl Fn(&Shared, &nfs_fh3) -> io::Result<T>) -> io::Result<T> {
+        match op(&self.shared, &self.handle) {
+            Err(e) if is_stale(&e) => {
+                self.shared.forget(b"");
+                let found = match self.shared.handle(parent(&self.path)) {
+                    Ok(dir) => self.shared.lookup(&dir, name(&self.path))?,
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => None,
+                    Err(e) => return Err(e),
+                };
+                match found {
+                    Some((h, a)) if a.fileid == self.fileid && a.type_ == ftype3::NF3REG => {
+                        self.handle = h;
+                        op(&self.shared, &self.handle)
+                    }
+                    _ => Err(io::Error::other(format!(
+                        "{}: changed while it was read (its handle went stale and the path \
+                         holds another file now)",
+                        self.shown.display()
+                    ))),
+                }
+            }
+            other => other,
+        }
+    }
 }
 
 impl Read for NfsFile {
@@ -68,9 +113,9 @@ impl Read for NfsFile {
         }
         let end = self.buffered_at + self.buffer.len() as u64;
         if self.pos < self.buffered_at || self.pos >= end {
+            let (pos, size) = (self.pos, self.shared.rsize);
             let (data, _eof) = self
-                .shared
-                .read(&self.handle, self.pos, self.shared.rsize)
+                .on_handle(|s, h| s.read(h, pos, size))
                 .map_err(|e| self.context(e))?;
             self.buffer = data;
             self.buffered_at = self.pos;
@@ -101,16 +146,16 @@ impl Seek for NfsFile {
 
 impl OriginFile for NfsFile {
     fn stat(&mut self) -> io::Result<EntryStat> {
-        self.shared.getattr(&self.handle).map(|a| entry_stat(&a))
+        self.on_handle(|s, h| s.getattr(h)).map(|a| entry_stat(&a))
     }
 
     fn read_exact_at(&mut self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         let mut done = 0;
         while done < buf.len() {
             let want = (buf.len() - done).min(self.shared.rsize as usize) as u32;
+            let at = offset + done as u64;
             let (data, _eof) = self
-                .shared
-                .read(&self.handle, offset + done as u64, want)
+                .on_handle(|s, h| s.read(h, at, want))
                 .map_err(|e| self.context(e))?;
             if data.is_empty() {
                 return Err(io::Error::new(

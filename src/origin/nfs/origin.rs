@@ -276,7 +276,8 @@ impl Origin for NfsOrigin {
         Ok(Box::new(NfsFile::new(
             self.shared.clone(),
             handle,
-            stat.size,
+            path,
+            &stat,
             self.display(rel),
         )))
     }
