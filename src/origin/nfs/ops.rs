@@ -188,6 +188,13 @@ impl Shared {
         });
     }
 
+    /// Forgets every handle but the mounted directory's, so that the next lookups see the
+    /// tree as it is now: a directory renamed away on the server and another made in its
+    /// place keeps a valid handle, which would go on naming the old one.
+    pub(crate) fn forget_below_mount(&self) {
+        self.cache().retain(|k, _| k.is_empty());
+    }
+
     /// Runs `op`, and once more after dropping every cached handle when it found one stale.
     pub(crate) fn fresh<T>(&self, mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
         match op() {

@@ -228,6 +228,8 @@ impl Origin for NfsOrigin {
     /// Asks the filter of each listed name, with the kind the listing gives, so an excluded
     /// directory is never listed.
     fn walk_filtered(&self, filter: &Filter, visit: &mut dyn FnMut(WalkItem)) {
+        // Every walk looks its directories up afresh (and caches them again as it lists).
+        self.shared.forget_below_mount();
         // A stack, not recursion: a hostile server's endless nesting cannot overflow ours.
         let mut stack: Vec<Pending> = Vec::new();
         match self.list(b"", visit) {
