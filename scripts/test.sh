@@ -12,6 +12,8 @@
 #    runtime is C++); procps (kill, for stopping test servers); util-linux (setpriv, mount)
 #    for the tests that run as the unprivileged user nobody and on a small tmpfs; e2fsprogs
 #    (mkfs.ext4 and filefrag: verify's damage test flips a byte in a loop-mounted ext4 image);
+#    nfs-ganesha with nfs-ganesha-vfs and rpcbind (the NFS server of the NFS tests, run with
+#    its own rpcbind in a private mount namespace, off port 111);
 #    from PyPI, mutagen (tag editor for Opus, MP4 and covers) and, in a venv (python3-venv),
 #    moto[server] 5 (the S3 server of the S3 tests); from crates.io, garage 2.5.0 (the
 #    three-node S3 cluster of the multi-site test), built once with cargo install into
@@ -30,9 +32,12 @@ for tool in python3:python3 ffmpeg:ffmpeg id3v2:id3v2 metaflac:flac vorbiscommen
     oggenc:vorbis-tools kid3-cli:kid3-cli /usr/sbin/sshd:openssh-server ssh:openssh-client \
     ssh-keygen:openssh-client ssh-agent:openssh-client ssh-add:openssh-client \
     fusermount3:fuse3 g++:g++ /bin/kill:procps setpriv:util-linux mkfs.ext4:e2fsprogs \
-    filefrag:e2fsprogs getfacl:acl setfacl:acl; do
+    filefrag:e2fsprogs getfacl:acl setfacl:acl ganesha.nfsd:nfs-ganesha /usr/sbin/rpcbind:rpcbind \
+    unshare:util-linux; do
     command -v "${tool%%:*}" >/dev/null || need+=("${tool#*:}")
 done
+# The NFS tests' ganesha serves its export through the VFS backend, a plug-in of its own.
+[[ -e /usr/lib/x86_64-linux-gnu/ganesha/libfsalvfs.so ]] || need+=(nfs-ganesha-vfs)
 [[ -e /usr/share/zoneinfo/Europe/Paris ]] || need+=(tzdata) # TZ=Europe/Paris in time_cli.rs
 if ! command -v python3 >/dev/null || ! python3 -m pip --version >/dev/null 2>&1; then
     need+=(python3-pip)
