@@ -119,7 +119,7 @@ fn a_server_killed_mid_push_is_restarted_and_the_push_completes() {
     let t = TestRepo::new();
     let mut server = Ganesha::start();
     let src = t.path("src");
-    genlib_create(&src, 40, 11, 1_500_000);
+    genlib_create(&src, 80, 11, 2_000_000);
     let url = server.url("lib");
     let export = server.export_dir().join("lib");
 
@@ -132,11 +132,18 @@ fn a_server_killed_mid_push_is_restarted_and_the_push_completes() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(holds_any_file(&export), "the push wrote nothing in 60 s");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the push was still running when the server was killed"
+    );
     server.restart();
     let status = wait_timeout(&mut child, Duration::from_secs(240)).expect("the push ended");
-    if !status.success() {
+    if status.success() {
+        eprintln!("the push completed through its retries");
+    } else {
         // It gave up: a second run completes.
         let second = sync(&t, src.to_str().unwrap(), &url);
+        eprintln!("the push gave up ({status}); a second run completed: {second}");
         assert!(num(&second, "files_changed") > 0, "{second}");
     }
     assert_trees_equal_with(&src, &export, to_the_second());
