@@ -117,9 +117,14 @@ EXPORT {{
 mount --make-rprivate /
 mount -t tmpfs tmpfs /run
 mount --bind {root}/netconfig.local /etc/netconfig
-setpriv --pdeathsig KILL {rpcbind} -f -w &
+{rpcbind} -f -w &
+rpcbind=$!
 for i in $(seq 100); do [ -S /run/rpcbind.sock ] && break; sleep 0.05; done
 umount /etc/netconfig
+# rpcbind runs as its own user, so no parent-death signal reaches it: a watchdog kills it
+# once this process (ganesha, after the exec below) is gone or a zombie nobody reaps.
+(while kill -0 $$ 2>/dev/null && [ "$(cut -d' ' -f3 /proc/$$/stat)" != Z ]; do sleep 0.2; done
+ kill -KILL $rpcbind) </dev/null >/dev/null 2>&1 &
 exec {ganesha} -F -f {root}/ganesha.conf -L {root}/ganesha.log -p {root}/ganesha.pid -N NIV_EVENT
 "#,
             root = root.display(),
