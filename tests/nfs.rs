@@ -142,8 +142,12 @@ fn a_server_killed_mid_push_is_restarted_and_the_push_completes() {
         eprintln!("the push completed through its retries");
     } else {
         // It gave up: a second run completes.
+        let mut stderr = String::new();
+        if let Some(mut pipe) = child.stderr.take() {
+            let _ = pipe.read_to_string(&mut stderr);
+        }
         let second = sync(&t, src.to_str().unwrap(), &url);
-        eprintln!("the push gave up ({status}); a second run completed: {second}");
+        eprintln!("the push gave up ({status}): {stderr}\na second run completed: {second}");
         assert!(num(&second, "files_changed") > 0, "{second}");
     }
     assert_trees_equal_with(&src, &export, to_the_second());
