@@ -13,6 +13,8 @@
 #    for the tests that run as the unprivileged user nobody and on a small tmpfs; e2fsprogs
 #    (mkfs.ext4 and filefrag: verify's damage test flips a byte in a loop-mounted ext4 image);
 #    samba (smbd and smbpasswd: the SMB server the SMB tests start on 127.0.0.1, under setsid);
+#    nfs-ganesha with nfs-ganesha-vfs and rpcbind (the NFS server of the NFS tests, run with
+#    its own rpcbind in a private mount namespace, off port 111);
 #    from PyPI, mutagen (tag editor for Opus, MP4 and covers) and, in a venv (python3-venv),
 #    moto[server] 5 (the S3 server of the S3 tests); from crates.io, garage 2.5.0 (the
 #    three-node S3 cluster of the multi-site test), built once with cargo install into
@@ -32,9 +34,11 @@ for tool in python3:python3 ffmpeg:ffmpeg id3v2:id3v2 metaflac:flac vorbiscommen
     ssh-keygen:openssh-client ssh-agent:openssh-client ssh-add:openssh-client \
     fusermount3:fuse3 g++:g++ /bin/kill:procps setpriv:util-linux mkfs.ext4:e2fsprogs \
     filefrag:e2fsprogs getfacl:acl setfacl:acl /usr/sbin/smbd:samba smbpasswd:samba \
-    setsid:util-linux; do
+    setsid:util-linux ganesha.nfsd:nfs-ganesha /usr/sbin/rpcbind:rpcbind unshare:util-linux; do
     command -v "${tool%%:*}" >/dev/null || need+=("${tool#*:}")
 done
+# The NFS tests' ganesha serves its export through the VFS backend, a plug-in of its own.
+[[ -e /usr/lib/x86_64-linux-gnu/ganesha/libfsalvfs.so ]] || need+=(nfs-ganesha-vfs)
 [[ -e /usr/share/zoneinfo/Europe/Paris ]] || need+=(tzdata) # TZ=Europe/Paris in time_cli.rs
 if ! command -v python3 >/dev/null || ! python3 -m pip --version >/dev/null 2>&1; then
     need+=(python3-pip)

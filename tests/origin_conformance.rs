@@ -188,6 +188,62 @@ impl Transport for S3 {
     }
 }
 
+/// A directory of its own below the export of the process's nfs-ganesha (VFS backend), reached
+/// by the userspace NFSv3 client.
+struct Nfs {
+    dir: String,
+}
+
+impl Nfs {
+    fn start() -> Nfs {
+        static DIRS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let server = support::ganesha::Ganesha::shared();
+        let dir = format!("conformance-{}", DIRS.fetch_add(1, Ordering::SeqCst));
+        std::fs::create_dir(server.export_dir().join(&dir)).expect("a directory in the export");
+        Nfs { dir }
+    }
+}
+
+impl Transport for Nfs {
+    fn properties(&self) -> Properties {
+        Properties {
+            // NFSv3 times are unsigned seconds.
+            mtimes_before_1970: false,
+            // Names are opaque bytes.
+            non_utf8_names: true,
+            name_max: 255,
+            control_characters: true,
+            // A handle whose file was replaced reads stale.
+            reads_may_fail: true,
+            temporaries_visible: true,
+        }
+    }
+
+    fn open(&self, name: &str, may_create: bool) -> musicfs::Result<Box<dyn WritableOrigin>> {
+        use musicfs::origin::registry::Location;
+        let server = support::ganesha::Ganesha::shared();
+        let location = musicfs::origin::NfsLocation {
+            host: "127.0.0.1".into(),
+            port: server.nfs_port,
+            path: server
+                .export_dir()
+                .join(&self.dir)
+                .join(name)
+                .into_os_string()
+                .into_encoded_bytes(),
+            mount_port: Some(server.mount_port),
+        };
+        let options = musicfs::origin::OpenOptions {
+            retries: 0,
+            ..Default::default()
+        };
+        if !may_create {
+            location.open(&options)?;
+        }
+        location.open_writable(&options)
+    }
+}
+
 /// A directory in the share of a Samba smbd of its own that requires signing, signed in as
 /// a user with a password.
 struct Smb {
@@ -1554,9 +1610,11 @@ conformance!(local => Local::start());
 conformance!(sftp => Sftp::start());
 conformance!(s3 => S3::start());
 conformance!(smb => Smb::start());
+conformance!(nfs => Nfs::start());
 conformance!(local_under_faults => UnderFaults::new(Local::start()));
 conformance!(sftp_under_faults => UnderFaults::new(Sftp::start()));
 conformance!(smb_under_faults => UnderFaults::new(Smb::start()));
+conformance!(nfs_under_faults => UnderFaults::new(Nfs::start()));
 
 // --- a sync follows the destination's capabilities ------------------------------------------
 
@@ -1740,6 +1798,16 @@ mod faults {
     #[test]
     fn sftp_sync_from_a_source_that_drops_ends_exact() {
         a_sync_from_a_source_that_drops_ends_exact(&Sftp::start());
+    }
+
+    #[test]
+    fn nfs_sync_from_a_source_that_drops_ends_exact() {
+        a_sync_from_a_source_that_drops_ends_exact(&Nfs::start());
+    }
+
+    #[test]
+    fn nfs_sync_follows_the_destinations_capabilities() {
+        a_sync_follows_the_destinations_capabilities(&Nfs::start());
     }
 
     #[test]

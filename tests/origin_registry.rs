@@ -58,7 +58,7 @@ fn unknown_schemes_exit_2_at_once_and_are_never_tried_as_hosts() {
             &["sync", "--dry-run", lib, "afp://me@server/share/m"],
             "afp://",
         ),
-        (&["scan", "nfs://server/export"], "nfs://"),
+        (&["scan", "afp://server/export"], "afp://"),
         (&["verify", "webdav://bucket/music"], "webdav://"),
         (&["diff", "webdav://bucket/music"], "webdav://"),
         (&["diff", lib, "FOO://x"], "foo://"),

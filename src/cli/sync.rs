@@ -10,11 +10,11 @@ use crate::agent::{sync_remote, Direction, RemoteOptions};
 use crate::diff::operand::{lookup, Operand};
 use crate::filter::Filter;
 use crate::id::SnapshotId;
+use crate::origin::spooled::Spool;
 use crate::origin::{
     AgentLink, Budget, BwLimited, Meter, Metered, OpenOptions, Origin, OriginSpec, Spooled,
     WritableOrigin,
 };
-use crate::origin::spooled::Spool;
 use crate::report::Sink;
 use crate::sync::restore::restore;
 use crate::sync::{sync, SyncOptions, SyncSummary};

@@ -6,7 +6,7 @@
 //! [`Origin`] is the read side every transport offers; [`WritableOrigin`] adds what a sync
 //! needs to change a destination safely (temporary files renamed into place).
 //!
-//! Each transport (`local`, `ssh`, `s3`, `smb`) registers itself in [`registry`]; an origin argument is
+//! Each transport (`local`, `ssh`, `s3`, `smb`, `nfs`) registers itself in [`registry`]; an origin argument is
 //! read with [`OriginSpec::parse`] and opened through it, so code outside this module never
 //! names a transport.
 
@@ -17,6 +17,8 @@ pub mod filtered;
 pub(crate) mod local;
 pub mod metered;
 mod mountinfo;
+#[cfg(feature = "nfs")]
+pub mod nfs;
 pub mod registry;
 pub mod retrying;
 pub mod runtime;
@@ -34,6 +36,8 @@ pub use capability::{Capabilities, ChangeKey, Identity, MtimeResolution};
 pub use filtered::Filtered;
 pub use local::LocalOrigin;
 pub use metered::{Meter, Metered, MeteredStream};
+#[cfg(feature = "nfs")]
+pub use nfs::{NfsLocation, NfsOrigin};
 pub use registry::OpenOptions;
 pub use retrying::{Policy, Retrying};
 pub use s3::S3Credentials;

@@ -66,6 +66,8 @@ pub static TRANSPORTS: &[&Transport] = &[
     &super::s3::transport::TRANSPORT,
     #[cfg(feature = "smb")]
     &super::smb::transport::TRANSPORT,
+    #[cfg(feature = "nfs")]
+    &super::nfs::transport::TRANSPORT,
     &super::local::TRANSPORT,
 ];
 

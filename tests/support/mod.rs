@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod faulty;
+pub mod ganesha;
 pub mod garage;
 pub mod moto;
 pub mod proxy;
