@@ -906,7 +906,13 @@ fn commit_replaces_atomically(t: &dyn Transport) {
         Ok(_) => {
             assert!(
                 before == old,
-                "a file opened before the commit still reads the old bytes"
+                "a file opened before the commit still reads the old bytes: read {} bytes, {}",
+                before.len(),
+                if before == new {
+                    "the new file"
+                } else {
+                    "neither file"
+                }
             );
             assert_eq!(opened_before.stat().unwrap().size, old.len() as u64);
         }

@@ -293,14 +293,35 @@ impl<O: Origin> RetryingFile<O> {
     }
 }
 
+impl<O: Origin> RetryingFile<O> {
+    /// The stat of this handle, which becomes the file's identity: asked again of the same
+    /// handle after a transient failure, never of a file opened again, which could be another
+    /// one while the identity is not known.
+    fn stat_here(&mut self) -> io::Result<EntryStat> {
+        let mut attempt = 0;
+        loop {
+            match self.file.stat() {
+                Ok(stat) => {
+                    self.first.get_or_insert(identity(&stat));
+                    return Ok(stat);
+                }
+                Err(e) if io_kind(&e) == ErrorKind::Transient && attempt < self.policy.retries => {
+                    crate::interrupt::sleep(self.policy.delay(attempt))
+                        .map_err(|i| io::Error::new(io::ErrorKind::Interrupted, i.to_string()))?;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
 impl<O: Origin> Read for RetryingFile<O> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         // A stream continued in a file opened again must be the same file: know what it is
         // (one `stat`, unless the caller already asked for it).
         if self.first.is_none() {
-            if let Ok(stat) = self.file.stat() {
-                self.first = Some(identity(&stat));
-            }
+            self.stat_here()?;
         }
         let n = self.again(|f| f.read(buf))?;
         self.pos += n as u64;
@@ -317,9 +338,10 @@ impl<O: Origin> Seek for RetryingFile<O> {
 
 impl<O: Origin> OriginFile for RetryingFile<O> {
     fn stat(&mut self) -> io::Result<EntryStat> {
-        let stat = self.again(|f| f.stat())?;
-        self.first.get_or_insert(identity(&stat));
-        Ok(stat)
+        if self.first.is_none() {
+            return self.stat_here();
+        }
+        self.again(|f| f.stat())
     }
 
     fn read_exact_at(&mut self, buf: &mut [u8], offset: u64) -> io::Result<()> {
