@@ -22,6 +22,8 @@ Examples:
                                                from cron: delete nothing if SRC seems gone
   musicfs sync ~/Music nas:/backup/music       push to an SSH host
   musicfs sync -e ssh nas:/music ~/Music       through the system OpenSSH (ProxyJump, ...)
+  musicfs sync smb://alice@nas/music ~/Music   an SMB share, no mount (MUSICFS_SMB_PASSWORD)
+  musicfs sync ~/Music nfs://nas/srv/music     an NFS export, no mount, no root
   musicfs sync --bwlimit 2M nas ~/Music        a named origin ([origin.nas] in config.toml)
   musicfs sync ~/Music@yesterday /tmp/music    restore a snapshot (or its id, 3f2a9c1e)";
 

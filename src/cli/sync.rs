@@ -22,13 +22,16 @@ use crate::sync::{sync, SyncOptions, SyncSummary};
 #[derive(Debug, Args)]
 pub struct SyncArgs {
     /// The source: a directory, or an SSH origin (host:path, user@host:path,
-    /// ssh://user@host:port/path, sftp://… to skip the remote musicfs); or a snapshot to
+    /// ssh://user@host:port/path, sftp://… to skip the remote musicfs), an SMB share
+    /// (smb://[USER@]HOST[:PORT]/SHARE/PATH), an NFS export (nfs://HOST[:PORT]/PATH), or an
+    /// S3 prefix as a plain mirror (s3://BUCKET/PREFIX); or a snapshot to
     /// restore: its id, a unique prefix of 8 or more hex digits, or ORIGIN@TIME (TIME as diff
     /// reads it: RFC 3339, a local date or time, yesterday, latest, 3d…; an existing
     /// directory is always the directory); or a chunk store, s3://BUCKET/PREFIX, pulled:
     /// its newest snapshot, or @TIME, @latest or @ID after it
     pub src: PathBuf,
-    /// The destination (created if missing): a directory, or an SSH origin; or a chunk store,
+    /// The destination (created if missing): a directory, or an SSH, SMB, NFS or S3 origin
+    /// as for SRC; or a chunk store,
     /// s3://BUCKET/PREFIX, that SRC (a directory) is scanned and pushed into
     pub dst: PathBuf,
     /// With a chunk store: the library to push to or pull from [default: the store's only

@@ -2,7 +2,8 @@
 //! mounting it, through the pure-Rust `smb2` client (`docs/smb.md`).
 //!
 //! Sessions are signed (every authenticated session; a server that requires signing gets it
-//! for the guest account too) and encrypted when the share or the server requires it. Like
+//! for the guest account too); encryption is switched on when the server asks for it at session
+//! setup (a Samba that *requires* encryption refuses this client's session: `docs/smb.md`). Like
 //! the SSH and S3 transports, every call blocks the calling thread on the process's shared
 //! runtime (`origin::runtime`). The password comes from `MUSICFS_SMB_PASSWORD` or a
 //! credentials file (smbclient's format), never from the URL.
