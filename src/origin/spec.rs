@@ -228,7 +228,6 @@ mod tests {
         for (arg, scheme) in [
             ("webdav://bucket/music", "webdav://"),
             ("afp://me@server/share/m", "afp://"),
-            ("nfs://server/export", "nfs://"),
             ("foo://x/y", "foo://"),
             ("HTTP://x", "http://"),
         ] {
