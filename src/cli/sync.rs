@@ -262,9 +262,12 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
             "problems": summary.errors,
             "dry_run": summary.dry_run,
         });
-        if let (Some(meter), Some(map)) = (&metered, line.as_object_mut()) {
-            map.insert("bytes_received".into(), meter.received().into());
-            map.insert("bytes_sent".into(), meter.sent().into());
+        if let Some(map) = line.as_object_mut() {
+            let (received, sent) = metered
+                .as_ref()
+                .map_or((0, 0), |m| (m.received(), m.sent()));
+            map.insert("bytes_received".into(), received.into());
+            map.insert("bytes_sent".into(), sent.into());
         }
         if let (Some(from), Some(map)) = (&pulled, line.as_object_mut()) {
             map.insert("store".into(), from.store.clone().into());
