@@ -24,6 +24,7 @@ pub mod agent;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod origin;
+pub mod reaper;
 pub mod report;
 pub mod scan;
 pub mod sync;

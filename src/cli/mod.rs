@@ -601,6 +601,8 @@ pub fn main() -> ExitCode {
     }
     let described = describe(&name, &cli.command);
     let code = run_logged(&mut cli);
+    // No child of ours (a remote shell, a ProxyCommand) outlives the command.
+    crate::reaper::settle();
     if crate::report::logging() {
         let did = DID
             .lock()

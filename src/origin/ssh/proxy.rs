@@ -20,17 +20,10 @@ pub(crate) struct ProxyChild {
 
 impl Drop for ProxyChild {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            // Reaped on a thread of its own: a drop never blocks, even on a child slow to die.
-            let reaping = std::thread::Builder::new()
-                .name("musicfs-proxy-reap".into())
-                .spawn(move || {
-                    let _ = child.wait();
-                });
-            if let Err(e) = reaping {
-                tracing::debug!("cannot reap the ProxyCommand: {e}");
-            }
+        if let Some(child) = self.child.take() {
+            // Killed at once and reaped on a thread of its own: a drop never blocks, and the
+            // command line waits for it before it exits.
+            crate::reaper::release(child, std::time::Duration::ZERO);
         }
     }
 }

@@ -24,7 +24,7 @@ use std::io::{self, IsTerminal, Read, Write};
 use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::pin::Pin;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
@@ -132,7 +132,7 @@ fn host_label(spec: &SshSpec) -> String {
 /// One child process of the remote shell: reaped when dropped.
 struct Process {
     /// `None` once reaped.
-    child: Mutex<Option<Child>>,
+    child: crate::reaper::Adopted,
     /// The end of what it wrote on stderr.
     stderr: Arc<Mutex<Vec<u8>>>,
     /// `[user@]host[:port]`.
@@ -176,7 +176,7 @@ impl Process {
         });
         Ok((
             Process {
-                child: Mutex::new(Some(child)),
+                child: crate::reaper::adopt(child, GRACE),
                 stderr,
                 host: host.to_owned(),
             },
@@ -242,46 +242,17 @@ impl Process {
 
 impl Drop for Process {
     fn drop(&mut self) {
-        let Some(mut child) = self
+        let Some(child) = self
             .child
-            .get_mut()
+            .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take()
         else {
             return;
         };
-        if crate::origin::runtime::inside_runtime() {
-            // A `Drop` inside the runtime must not block: wait on a thread of its own.
-            thread::spawn(move || reap(&mut child));
-        } else {
-            reap(&mut child);
-        }
+        // Never blocks a drop; the command line waits for it before it exits.
+        crate::reaper::release(child, GRACE);
     }
-}
-
-/// Waits for `child`: [`GRACE`] to end by itself (its stdin is closed by now), then SIGTERM,
-/// a second later SIGKILL.
-fn reap(child: &mut Child) {
-    let wait_for = |child: &mut Child, limit: Duration| {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if !matches!(child.try_wait(), Ok(None)) {
-                return true;
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
-        false
-    };
-    if !wait_for(child, GRACE) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        if !wait_for(child, Duration::from_secs(1)) {
-            let _ = child.kill();
-        }
-    }
-    let _ = child.wait();
 }
 
 /// The child's stdout, read ahead by a thread so that a silent remote can be timed out.
