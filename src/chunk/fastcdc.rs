@@ -20,8 +20,13 @@ pub const AVG_SIZE: usize = 64 * 1024;
 /// Largest chunk.
 pub const MAX_SIZE: usize = 256 * 1024;
 
-/// Read buffer: 16 maximal chunks, so tail moves are rare and small next to the data cut.
+/// Read buffer: up to 16 maximal chunks, so tail moves are rare and small next to the data
+/// cut.
 const BUFFER_SIZE: usize = 16 * MAX_SIZE;
+/// The buffer a stream starts with; it doubles while the stream fills it, up to its limit.
+/// Most streams are a tag block or a picture of a few KiB: zeroing the whole buffer for each
+/// of them cost more than chunking them.
+const FIRST_BUFFER: usize = 64 * 1024;
 
 /// The repository's chunker: FastCDC 2020, normalization level 1, the crate's default gear.
 pub struct FastCdc {
@@ -88,7 +93,8 @@ impl Chunker for FastCdc {
         reader: &mut dyn Read,
         emit: &mut dyn FnMut(Chunk<'_>) -> io::Result<()>,
     ) -> io::Result<u64> {
-        let mut buf = vec![0u8; BUFFER_SIZE.max(2 * self.max)];
+        let limit = BUFFER_SIZE.max(2 * self.max);
+        let mut buf = vec![0u8; FIRST_BUFFER.min(limit)];
         let mut start = 0; // first unconsumed byte
         let mut end = 0; // one past the last byte read
         let mut offset = 0u64; // stream offset of buf[start]
@@ -98,7 +104,13 @@ impl Chunker for FastCdc {
                 buf.copy_within(start..end, 0);
                 end -= start;
                 start = 0;
-                while end < buf.len() {
+                loop {
+                    if end == buf.len() {
+                        if buf.len() >= limit {
+                            break;
+                        }
+                        buf.resize((buf.len() * 2).min(limit), 0);
+                    }
                     match reader.read(&mut buf[end..]) {
                         Ok(0) => {
                             eof = true;

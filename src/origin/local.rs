@@ -474,17 +474,28 @@ impl LocalOrigin {
 /// A file of a local origin open for reading. When a network mount answers ESTALE or
 /// ENOTCONN on its handle, it is opened again by its path (a fresh lookup), and reading goes
 /// on from the same offset, if it is still the version first opened.
+///
+/// Reads are positional (`pread`) from a position kept here, through a small read-ahead
+/// buffer: a container parser's many small reads and seeks over a file's head cost one
+/// system call for the block they fall in, and a seek none at all. A read as large as the
+/// buffer goes straight to the caller's memory.
 struct LocalFile {
     file: File,
     /// The absolute path it was opened by.
     path: PathBuf,
-    /// Where `Read` is, to go on from there in a file opened again (the stale handle's own
-    /// offset may not be asked).
+    /// Where `Read` is.
     pos: u64,
     /// Size and mtime when it was opened: a file opened again must have both, or it is
     /// another version of the file and nothing more is read from it.
     version: (u64, i64),
+    /// Bytes read ahead: `ahead[..filled]` are the file's bytes at `ahead_at`.
+    ahead: Vec<u8>,
+    ahead_at: u64,
+    filled: usize,
 }
+
+/// The read-ahead block of a [`LocalFile`]: a tag block's head, or a small file whole.
+const READ_AHEAD: usize = 64 * 1024;
 
 /// Size and mtime, what must not change between two handles of one file. Not the inode
 /// (a CIFS mount without `serverino` numbers inodes anew when it is mounted again) nor the
@@ -506,6 +517,9 @@ impl LocalFile {
             version: version(&meta),
             path,
             pos: 0,
+            ahead: Vec::new(),
+            ahead_at: 0,
+            filled: 0,
         })
     }
 
@@ -534,9 +548,9 @@ impl LocalFile {
         }
     }
 
-    /// Opens the path again (a fresh lookup), checks the version and moves to the offset.
+    /// Opens the path again (a fresh lookup) and checks the version.
     fn reopen(&mut self) -> io::Result<()> {
-        let mut file = File::open(&self.path)?;
+        let file = File::open(&self.path)?;
         let now = version(&file.metadata()?);
         if now != self.version {
             return Err(io::Error::other(format!(
@@ -545,15 +559,49 @@ impl LocalFile {
                 now.0, now.1, self.version.0, self.version.1
             )));
         }
-        io::Seek::seek(&mut file, io::SeekFrom::Start(self.pos))?;
         self.file = file;
         Ok(())
+    }
+
+    /// `pread` at `offset`, retried on EINTR; `Ok(0)` at the end of the file.
+    fn read_at(&mut self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        self.again(|f| loop {
+            match f.read_at(buf, offset) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                other => return other,
+            }
+        })
     }
 }
 
 impl io::Read for LocalFile {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.again(|f| f.read(buf))?;
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let in_ahead = self.pos >= self.ahead_at && self.pos < self.ahead_at + self.filled as u64;
+        if !in_ahead {
+            if buf.len() >= READ_AHEAD {
+                let n = self.read_at(buf, self.pos)?;
+                self.pos += n as u64;
+                return Ok(n);
+            }
+            if self.ahead.is_empty() {
+                self.ahead = vec![0; READ_AHEAD];
+            }
+            let mut ahead = std::mem::take(&mut self.ahead);
+            let read = self.read_at(&mut ahead, self.pos);
+            self.ahead = ahead;
+            self.ahead_at = self.pos;
+            self.filled = 0;
+            self.filled = read?;
+            if self.filled == 0 {
+                return Ok(0);
+            }
+        }
+        let from = (self.pos - self.ahead_at) as usize;
+        let n = buf.len().min(self.filled - from);
+        buf[..n].copy_from_slice(&self.ahead[from..from + n]);
         self.pos += n as u64;
         Ok(n)
     }
@@ -561,7 +609,20 @@ impl io::Read for LocalFile {
 
 impl io::Seek for LocalFile {
     fn seek(&mut self, pos: io::SeekFrom) -> io::Result<u64> {
-        self.pos = self.again(|f| f.seek(pos))?;
+        let target = match pos {
+            io::SeekFrom::Start(n) => Some(n),
+            io::SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+            io::SeekFrom::End(d) => {
+                let len = self.again(|f| f.metadata())?.len();
+                len.checked_add_signed(d)
+            }
+        };
+        self.pos = target.ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "invalid seek to a negative or overflowing position",
+            )
+        })?;
         Ok(self.pos)
     }
 }

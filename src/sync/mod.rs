@@ -9,11 +9,12 @@
 //! a directory of this machine (an object store), from a source this process reads first. The source is an origin
 //! scanned here ([`LocalSource`]), a remote agent's, or a recorded snapshot ([`restore`]).
 
+mod commit;
 pub mod plan;
 pub mod restore;
 mod reuse;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 
 use serde::Serialize;
@@ -22,11 +23,11 @@ use crate::chunk::{AssembleError, Assembler, Chunker, VerifiedChunk};
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::{ChunkId, ContentId, TreeId};
 use crate::locate::{Hint, LastOpen, Locator, Site};
-use crate::origin::{ChangeKey, EntryKind, EntryStat, Origin, WritableOrigin};
+use crate::origin::{ChangeKey, EntryKind, EntryStat, Origin, TempFile, WritableOrigin};
 use crate::repo::{OriginId, Repository};
 use crate::report::{display_path, Event, Fault, Side, Sink};
 use crate::scan::{scan, scan_entry, ScanOptions};
-use crate::snapshot::ChunkRef;
+use crate::snapshot::{ChunkList, ChunkRef};
 use plan::{PlanOptions, Step, SyncPlan};
 
 /// How to sync.
@@ -453,15 +454,33 @@ pub fn sync_from(
             destination.remove(temp)?;
         }
     }
-    if source.prefetches() {
-        source.expect(&missing_chunks(repo, &plan, dst_origin)?)?;
-    }
+    // The chunks the destination holds nowhere yet: a source that prefetches is told them;
+    // one this process reads gives them itself, even when this run has already written a
+    // copy (an album's cover in each track): its file is open at that very offset, where
+    // the copy is a lookup and another file to open.
+    let missing = missing_chunks(repo, &plan, dst_origin)?;
+    let new_chunks = if source.prefetches() {
+        source.expect(&missing)?;
+        HashSet::new()
+    } else {
+        missing.iter().map(|c| c.id).collect()
+    };
     let mut apply = Apply {
         repo,
         source,
         destination,
         dst_origin,
         received: HashMap::new(),
+        new_chunks,
+        sent: HashSet::new(),
+        // Into a directory of this machine, each commit waits for its fsync: several at once.
+        committer: match destination.local_root() {
+            Some(_) => Some(
+                commit::Committer::start(commit::THREADS)
+                    .map_err(|e| Error::io(destination.display(b""), e))?,
+            ),
+            None => None,
+        },
         open: LastOpen::default(),
         summary,
         sink,
@@ -538,6 +557,13 @@ impl Drop for GiveBack<'_> {
             tracing::warn!("{e}");
         }
     }
+}
+
+/// A write whose commit runs on a committer thread: its step, and the bytes it moved.
+struct Pending {
+    step: Step,
+    list: ChunkList,
+    bytes: u64,
 }
 
 /// The name a probe of the destination's writability writes next to: never created itself
@@ -763,6 +789,13 @@ struct Apply<'a> {
     dst_origin: OriginId,
     /// Chunks written to the destination by this run, and where.
     received: HashMap<ChunkId, (Vec<u8>, u64)>,
+    /// Chunks the destination held nowhere when the run began, for a source this process
+    /// reads (`prefetches` false): asked of the source first.
+    new_chunks: HashSet<ChunkId>,
+    /// The chunks of `new_chunks` this run has taken from the source.
+    sent: HashSet<ChunkId>,
+    /// Commits written files on threads of their own (`commit`), when there is one.
+    committer: Option<commit::Committer<Pending>>,
     /// The last destination file opened for reading chunks.
     open: LastOpen,
     summary: SyncSummary,
@@ -784,7 +817,12 @@ impl Apply<'_> {
     /// so that the retry or the next run finds them unchanged by their stat and neither reads
     /// them back nor writes them again.
     fn run(&mut self, plan: &SyncPlan) -> Result<()> {
-        let result = self.run_steps(plan);
+        let mut result = self.run_steps(plan);
+        // Files still being committed are waited for, and noted, however the steps ended.
+        let settled = self.settle_all();
+        if result.is_ok() {
+            result = settled;
+        }
         let repository_failed = matches!(result, Err(Error::IndexDamaged { .. }));
         if result.is_err() && !repository_failed && !self.recorded.is_empty() {
             // Best effort: the error that stopped the sync is the one to report.
@@ -804,11 +842,16 @@ impl Apply<'_> {
             self.step(step)?;
         }
         for step in plan.directories.iter().chain(&plan.files) {
+            // Only writes overlap: any other step waits for the files before it.
+            if !matches!(step, Step::Write { .. }) {
+                self.settle_all()?;
+            }
             self.step(step)?;
             if self.recorded.len() >= 64 {
                 self.record()?;
             }
         }
+        self.settle_all()?;
         // Make the new names durable.
         self.sync_dirs();
         self.record()?;
@@ -857,6 +900,33 @@ impl Apply<'_> {
         if !matches!(step, Step::SetMeta { .. } | Step::CreateDir(_)) {
             self.open.forget();
         }
+        if let (
+            Step::Write {
+                path,
+                content,
+                mode,
+                mtime_ns,
+                ..
+            },
+            true,
+        ) = (step, self.committer.is_some())
+        {
+            let (file, list) = match self.assemble(path, content) {
+                Ok(assembled) => assembled,
+                Err(e) => return self.finish_step(step, Err(e), 0),
+            };
+            crate::failpoint::hit("before-rename");
+            let pending = Pending {
+                step: step.clone(),
+                list,
+                bytes: self.summary.bytes_transferred - before,
+            };
+            let ended = match self.committer.as_mut() {
+                Some(committer) => committer.submit(file, *mode, *mtime_ns, pending),
+                None => Vec::new(),
+            };
+            return self.settle(ended);
+        }
         let result = match step {
             Step::Remove { path, .. } => self.destination.remove(path),
             Step::CreateDir(path) => self.destination.create_dir(path),
@@ -881,6 +951,49 @@ impl Apply<'_> {
                 mtime_ns,
             } => self.rename(from, to, content, *mode, *mtime_ns),
         };
+        let bytes = self.summary.bytes_transferred - before;
+        self.finish_step(step, result, bytes)
+    }
+
+    /// Takes the outcomes of commits that ended: each file noted as written, or reported.
+    fn settle(&mut self, ended: Vec<(Pending, Result<()>)>) -> Result<()> {
+        let mut first = Ok(());
+        for (pending, outcome) in ended {
+            let Step::Write {
+                path,
+                content,
+                mode,
+                mtime_ns,
+                ..
+            } = &pending.step
+            else {
+                continue;
+            };
+            let outcome = outcome.map(|()| {
+                crate::failpoint::hit("after-rename");
+                self.written(path, content, &pending.list, *mode, *mtime_ns)
+            });
+            self.source_failed = false;
+            let finished = self.finish_step(&pending.step, outcome, pending.bytes);
+            if first.is_ok() {
+                first = finished;
+            }
+        }
+        first
+    }
+
+    /// Waits for every commit under way and takes their outcomes.
+    fn settle_all(&mut self) -> Result<()> {
+        let ended = match self.committer.as_mut() {
+            Some(committer) => committer.drain(),
+            None => return Ok(()),
+        };
+        self.settle(ended)
+    }
+
+    /// Counts and reports a step that ended with `result`, having moved `bytes` from the
+    /// source; a failure of one file is reported and the sync goes on.
+    fn finish_step(&mut self, step: &Step, result: Result<()>, bytes: u64) -> Result<()> {
         match result {
             Ok(()) => {
                 if matches!(
@@ -892,7 +1005,7 @@ impl Apply<'_> {
                     self.dirty_dirs.insert(path[..parent].to_vec());
                 }
                 count_step(step, &mut self.summary);
-                emit_step(self.sink, step, self.summary.bytes_transferred - before);
+                emit_step(self.sink, step, bytes);
                 Ok(())
             }
             // The repository failing, or the source's end of a connection breaking or lying,
@@ -927,6 +1040,39 @@ impl Apply<'_> {
     }
 
     fn write(&mut self, path: &[u8], content: &ContentId, mode: u32, mtime_ns: i64) -> Result<()> {
+        let (file, list) = self.assemble(path, content)?;
+        crate::failpoint::hit("before-rename");
+        file.commit(mode, mtime_ns)?;
+        crate::failpoint::hit("after-rename");
+        self.written(path, content, &list, mode, mtime_ns);
+        Ok(())
+    }
+
+    /// Notes the file just committed at `path`: its chunks, for later copies of them, and its
+    /// stat, to record.
+    fn written(
+        &mut self,
+        path: &[u8],
+        content: &ContentId,
+        list: &ChunkList,
+        mode: u32,
+        mtime_ns: i64,
+    ) {
+        for (offset, chunk) in list.with_offsets() {
+            self.received
+                .entry(chunk.id)
+                .or_insert((path.to_vec(), offset));
+        }
+        self.note_written(path, content, list.size(), mode, mtime_ns);
+    }
+
+    /// Writes the file `content` names under a temporary name next to `path`, each chunk
+    /// verified; the caller commits it.
+    fn assemble(
+        &mut self,
+        path: &[u8],
+        content: &ContentId,
+    ) -> Result<(Box<dyn TempFile>, ChunkList)> {
         let list = self.repo.content(content)?;
         let mut file = self.destination.create_temp(path)?;
         let target = self.destination.display(path);
@@ -967,16 +1113,7 @@ impl Apply<'_> {
             file.discard();
             return Err(e);
         }
-        crate::failpoint::hit("before-rename");
-        file.commit(mode, mtime_ns)?;
-        crate::failpoint::hit("after-rename");
-        for (offset, chunk) in list.with_offsets() {
-            self.received
-                .entry(chunk.id)
-                .or_insert((path.to_vec(), offset));
-        }
-        self.note_written(path, content, list.size(), mode, mtime_ns);
-        Ok(())
+        Ok((file, list))
     }
 
     /// Creates a symlink where the destination has them. Elsewhere the link is reported as a
@@ -1024,7 +1161,10 @@ impl Apply<'_> {
     /// chunk is asked of such a source first too when the destination is not a directory of
     /// this machine (no `local_root`): a duplicate (an album's cover in each track) would
     /// otherwise be downloaded from the destination to be uploaded again; counted as
-    /// transferred, since it is written to the destination.
+    /// transferred, since it is written to the destination. So is a chunk the destination
+    /// held nowhere when the run began: counted as transferred the first time, as reused
+    /// after (the copy this run wrote is not looked up, and its file not opened, for bytes
+    /// the source's open file holds at the offset being copied).
     fn fetch(
         &mut self,
         path: &[u8],
@@ -1036,10 +1176,15 @@ impl Apply<'_> {
         // over the network: a chunk the source holds is taken from there, never downloaded
         // from what the sync is uploading to.
         let remote_destination = self.destination.local_root().is_none();
-        if (in_target || remote_destination) && !self.source.prefetches() {
+        let new_chunk = self.new_chunks.contains(&chunk.id);
+        if (in_target || remote_destination || new_chunk) && !self.source.prefetches() {
             match self.source.read_chunk(path, offset, chunk) {
                 Ok(Some(found)) => {
-                    if in_target {
+                    // A new chunk crosses once: a later copy of it is one the destination
+                    // has by then (an album's cover in each track), taken from where the
+                    // source has it only because that is cheaper than from the copy.
+                    let copy = new_chunk && !self.sent.insert(chunk.id);
+                    if in_target || copy {
                         self.summary.bytes_reused += u64::from(chunk.len);
                     } else {
                         self.summary.bytes_transferred += u64::from(chunk.len);
