@@ -12,7 +12,7 @@
 #   smb-pavao list|read|push DIR       smb-smb2 list|read|push DIR
 #   list   walk the tree depth first, each directory listed once with sizes, names in order
 #   read   list, then read every file in full, one after another: pavao `Read::read` into a
-#          1 MiB buffer (libsmbclient splits it into the server's MaxReadSize); smb2 its
+#          1 MiB buffer (what libsmbclient sends for it is its own affair); smb2 its
 #          pipelined stream (`Tree::download`); also, as musicfs's transport reads, smb2
 #          positioned 1 MiB reads (`--mode reader`), and both with two readers in parallel
 #          (`--workers 2`: threads sharing the one pavao client, tasks sharing the one smb2
