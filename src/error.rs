@@ -113,6 +113,15 @@ pub enum Error {
         /// Why.
         message: String,
     },
+    /// An origin's server refused this client for good, for a reason that no retry changes
+    /// (an SMB server that requires encryption this client cannot negotiate).
+    #[error("{origin}: {message}")]
+    Refused {
+        /// The origin as the repository knows it.
+        origin: String,
+        /// Why, and what to do.
+        message: String,
+    },
     /// A sync's destination cannot be written: found once, before anything is read from the
     /// source.
     #[error("DST {}: cannot write here: {reason}", shown(path))]

@@ -1,8 +1,9 @@
 //! SMB shares through the binary, against a real Samba smbd on 127.0.0.1
 //! (`support::smbd`): a generated library pushed to a share and pulled back, a second sync that
 //! moves nothing, a retag, the credentials (environment, a 0600 file, a file others can read,
-//! a password in the URL) that never show, names SMB cannot store, and smbd killed while a
-//! big file is pushed.
+//! a password in the URL) that never show, names SMB cannot store, smbd killed while a
+//! big file is pushed, and a server that requires encryption (refused in one line: the client
+//! cannot negotiate it, `docs/smb.md`).
 
 mod support;
 mod util;
@@ -13,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use support::smbd::{Smbd, PASSWORD};
+use support::smbd::{EncryptionRequired, Smbd, SmbdOptions, PASSWORD};
 use util::*;
 
 /// Trees as SMB keeps them: no modes, mtimes to the microsecond (compared to the second).
@@ -407,4 +408,70 @@ fn smbd_killed_during_a_push_then_restarted_and_the_rerun_ends_exact() {
     assert_eq!(num(&rerun, "problems"), 0, "{rerun}");
     assert_trees_equal_with(&src, &on_share, AS_SMB_KEEPS);
     assert_eq!(temporaries(&smbd.share_dir()), Vec::<PathBuf>::new());
+}
+
+/// The one line a sync prints when the server requires encryption; `out` is that sync.
+fn assert_refused_for_encryption(out: &Output, url: &str, what: &str) {
+    assert_eq!(out.status.code(), Some(5), "{what}: exit 5: {out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr.trim();
+    assert_eq!(line.lines().count(), 1, "{what}: one line: {stderr}");
+    assert!(
+        line.starts_with(&format!("musicfs: {url}: ")),
+        "{what}: {line}"
+    );
+    assert!(
+        line.contains("requires encryption, which this client cannot negotiate")
+            && line.contains("SMB 3.1.1 was agreed without a cipher")
+            && line.contains("docs/smb.md"),
+        "{what}: {line}"
+    );
+    assert!(!line.contains(PASSWORD), "{what}: {line}");
+}
+
+#[test]
+fn a_server_or_share_that_requires_encryption_is_refused_in_one_line_naming_it() {
+    for (encryption, denied) in [
+        (
+            EncryptionRequired::Server,
+            "reject session with dialect[0x0311] as encryption is required",
+        ),
+        (
+            EncryptionRequired::Share,
+            "reject tcon with dialect[0x0311] as encryption is required for service music",
+        ),
+    ] {
+        let t = TestRepo::new();
+        let smbd = Smbd::start_requiring_encryption(SmbdOptions::default(), encryption);
+        let src = t.fixtures("src");
+        copy_tree(&src, &smbd.share_dir().join("lib"));
+        let shown = format!("smb://127.0.0.1:{}/music/lib", smbd.port());
+        let account = smbd.url(Some(&smbd.user()), "lib");
+        let password = [("MUSICFS_SMB_PASSWORD", PASSWORD)];
+
+        // A pull, as the account and as the guest, and a push: each refused at once, without
+        // retries, and nothing written on either side.
+        let back = t.path("back");
+        let pull = run(&t, &password, &["sync", &account, text(&back)]);
+        assert_refused_for_encryption(&pull, &shown, &format!("{encryption:?} pull"));
+        let guest = run(&t, &[], &["sync", &smbd.url(None, "lib"), text(&back)]);
+        assert_eq!(
+            guest.status.code(),
+            Some(5),
+            "{encryption:?} guest: {guest:?}"
+        );
+        assert!(!back.exists() || list_tree(&back).is_empty());
+        let pushed = smbd.url(Some(&smbd.user()), "pushed");
+        let push = run(&t, &password, &["sync", text(&src), &pushed]);
+        assert_refused_for_encryption(
+            &push,
+            &format!("smb://127.0.0.1:{}/music/pushed", smbd.port()),
+            &format!("{encryption:?} push"),
+        );
+        assert!(!smbd.share_dir().join("pushed").exists());
+
+        // The reason is the server's own: its log says why it refused.
+        let log = smbd.log();
+        assert!(log.contains(denied), "{encryption:?}: smbd's log: {log}");
+    }
 }

@@ -834,9 +834,12 @@ fn exit_code_of(e: &anyhow::Error) -> u8 {
         Some(Error::Locked { .. } | Error::IndexLocked { .. } | Error::StoreLocked { .. }) => {
             exit::LOCKED
         }
-        Some(Error::Unreachable { .. } | Error::HostKey { .. } | Error::NoRemoteAgent { .. }) => {
-            exit::UNREACHABLE
-        }
+        Some(
+            Error::Unreachable { .. }
+            | Error::Refused { .. }
+            | Error::HostKey { .. }
+            | Error::NoRemoteAgent { .. },
+        ) => exit::UNREACHABLE,
         _ => exit::USAGE,
     }
 }

@@ -23,6 +23,18 @@ pub const SHARE: &str = "music";
 /// The password of the user [`Smbd::user`].
 pub const PASSWORD: &str = "Smb-test-pässword-1";
 
+/// Where the server requires encryption.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EncryptionRequired {
+    /// Nowhere (Samba's default, `smb encrypt = default`: encryption when the client asks).
+    #[default]
+    No,
+    /// For every session: `server smb encrypt = required` in `[global]`.
+    Server,
+    /// For the share only: `smb encrypt = required` in its section.
+    Share,
+}
+
 /// How to configure the server.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SmbdOptions {
@@ -35,6 +47,7 @@ pub struct Smbd {
     dir: tempfile::TempDir,
     port: u16,
     options: SmbdOptions,
+    encryption: EncryptionRequired,
     child: Option<Child>,
 }
 
@@ -46,6 +59,14 @@ impl Smbd {
 
     /// Starts smbd on a free port.
     pub fn start_with(options: SmbdOptions) -> Smbd {
+        Smbd::start_requiring_encryption(options, EncryptionRequired::No)
+    }
+
+    /// Starts smbd on a free port, requiring encryption where `encryption` says.
+    pub fn start_requiring_encryption(
+        options: SmbdOptions,
+        encryption: EncryptionRequired,
+    ) -> Smbd {
         for program in [SMBD, SMBPASSWD] {
             assert!(
                 Path::new(program).exists(),
@@ -65,6 +86,7 @@ impl Smbd {
             dir,
             port: 0,
             options,
+            encryption,
             child: None,
         };
         for attempt in 1..=5 {
@@ -128,6 +150,11 @@ impl Smbd {
             true => "mandatory",
             false => "default",
         };
+        let (server_encrypt, share_encrypt) = match self.encryption {
+            EncryptionRequired::No => ("default", "default"),
+            EncryptionRequired::Server => ("required", "default"),
+            EncryptionRequired::Share => ("default", "required"),
+        };
         let user = self.user();
         let conf = format!(
             "[global]\n\
@@ -138,6 +165,7 @@ impl Smbd {
              \tserver role = standalone server\n\
              \tserver min protocol = SMB2_10\n\
              \tserver signing = {signing}\n\
+             \tserver smb encrypt = {server_encrypt}\n\
              \tprivate dir = {d}/private\n\
              \tlock directory = {d}/lock\n\
              \tstate directory = {d}/state\n\
@@ -159,7 +187,8 @@ impl Smbd {
              \tpath = {d}/share\n\
              \tread only = no\n\
              \tguest ok = yes\n\
-             \tforce user = {user}\n",
+             \tforce user = {user}\n\
+             \tsmb encrypt = {share_encrypt}\n",
             port = self.port
         );
         fs::write(self.conf(), conf).expect("write smb.conf");

@@ -2,8 +2,11 @@
 //! mounting it, through the pure-Rust `smb2` client (`docs/smb.md`).
 //!
 //! Sessions are signed (every authenticated session; a server that requires signing gets it
-//! for the guest account too); encryption is switched on when the server asks for it at session
-//! setup (a Samba that *requires* encryption refuses this client's session: `docs/smb.md`). Like
+//! for the guest account too) and not encrypted: `smb2` 0.39 does not announce the encryption
+//! capability, so Samba agrees no cipher with it, and a server or share that *requires*
+//! encryption refuses the session or the share. That refusal is reported as
+//! [`crate::Error::Refused`], one line saying the server requires encryption this client
+//! cannot negotiate (`docs/smb.md`, "Encryption"). Like
 //! the SSH and S3 transports, every call blocks the calling thread on the process's shared
 //! runtime (`origin::runtime`). The password comes from `MUSICFS_SMB_PASSWORD` or a
 //! credentials file (smbclient's format), never from the URL.
@@ -58,6 +61,38 @@ pub(crate) fn smb_io(operation: &str, e: smb2::Error) -> std::io::Error {
         _ => Io::Other,
     };
     std::io::Error::new(kind, format!("{operation}: {e}"))
+}
+
+/// A server's refusal that no retry changes (it requires encryption this client cannot
+/// negotiate), carried inside an [`std::io::Error`] of kind `PermissionDenied` so that opening
+/// the origin can report it as [`crate::Error::Refused`] (exit code 5). The message names no
+/// secret.
+#[cfg(feature = "smb")]
+#[derive(Debug)]
+pub(crate) struct Refusal(pub String);
+
+#[cfg(feature = "smb")]
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(feature = "smb")]
+impl std::error::Error for Refusal {}
+
+#[cfg(feature = "smb")]
+impl Refusal {
+    /// The refusal as an I/O error.
+    pub(crate) fn into_io(self) -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::PermissionDenied, self)
+    }
+
+    /// The refusal inside `e`, if `e` carries one.
+    pub(crate) fn of(e: &std::io::Error) -> Option<&Refusal> {
+        e.get_ref()
+            .and_then(|inner| inner.downcast_ref::<Refusal>())
+    }
 }
 
 /// Whether an I/O error (from [`smb_io`]) means the session is gone, so the next call must

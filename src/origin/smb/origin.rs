@@ -19,15 +19,17 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use smb2::client::connection::Connection;
+use smb2::client::connection::{Connection, NegotiatedParams};
 use smb2::pack::FileTime;
+use smb2::types::status::NtStatus;
+use smb2::types::{Command, Dialect};
 use smb2::{ClientConfig, FileTimes, ListOptions, RenameOptions, SmbClient, Tree};
 
 use super::credentials::SmbCredentials;
 use super::file::{SmbFile, SmbTemp};
 use super::names;
 use super::transport::{sign_in_error, SmbLocation};
-use super::{session_lost, smb_io};
+use super::{session_lost, smb_io, Refusal};
 use crate::error::{Error, Result};
 use crate::origin::registry::OpenOptions;
 use crate::origin::{
@@ -93,12 +95,44 @@ impl Session {
         };
         let share = location.share.clone();
         let io_timeout = options.io_timeout;
+        let (addr, connect_timeout) = (config.addr.clone(), config.timeout);
         crate::origin::runtime::block_on(async move {
-            let mut client = SmbClient::connect(config).await.map_err(sign_in_error)?;
-            let tree = client
-                .connect_share(&share)
-                .await
-                .map_err(|e| smb_io(&format!("connecting share {share:?}"), e))?;
+            let mut client = match SmbClient::connect(config).await {
+                Ok(client) => client,
+                Err(e) if denied_during(&e, Command::SessionSetup) => {
+                    // Samba's answer to a session it will not serve unencrypted. Ask the server
+                    // again whether a cipher can be agreed at all before saying so.
+                    let probe = no_cipher_agreed(&addr, connect_timeout, io_timeout).await;
+                    return Err(match probe {
+                        Some(dialect) => Refusal(format!(
+                            "the server requires encryption, which this client cannot negotiate \
+                             ({dialect} was agreed without a cipher, and the server refused the \
+                             session: access denied); see \"Encryption\" in docs/smb.md"
+                        ))
+                        .into_io(),
+                        None => sign_in_error(e),
+                    });
+                }
+                Err(e) => return Err(sign_in_error(e)),
+            };
+            let tree = match client.connect_share(&share).await {
+                Ok(tree) => tree,
+                Err(e) if denied_during(&e, Command::TreeConnect) => {
+                    let no_cipher = client.params().filter(agreed_no_cipher);
+                    return Err(match no_cipher {
+                        Some(p) => Refusal(format!(
+                            "access denied to share {share:?}: the share requires encryption, \
+                             which this client cannot negotiate ({} was agreed without a \
+                             cipher), or it is closed to this account; see \"Encryption\" in \
+                             docs/smb.md",
+                            p.dialect
+                        ))
+                        .into_io(),
+                        None => smb_io(&format!("connecting share {share:?}"), e),
+                    });
+                }
+                Err(e) => return Err(smb_io(&format!("connecting share {share:?}"), e)),
+            };
             let conn = client
                 .connection_for(&tree)
                 .map_err(|e| smb_io("connecting", e))?;
@@ -111,6 +145,31 @@ impl Session {
             })
         })?
     }
+}
+
+/// Whether `e` is the server's `STATUS_ACCESS_DENIED` answer to `command`.
+fn denied_during(e: &smb2::Error, command: Command) -> bool {
+    matches!(e, smb2::Error::Protocol { status, command: c }
+        if *status == NtStatus::ACCESS_DENIED && *c == command)
+}
+
+/// Whether a negotiation ended on SMB 3 (which can encrypt) without a cipher. smb2 0.39 offers
+/// its ciphers in the negotiate context but does not set the encryption capability, and Samba
+/// agrees a cipher only with a client that sets it (`docs/smb.md`).
+fn agreed_no_cipher(params: &NegotiatedParams) -> bool {
+    params.cipher.is_none() && params.dialect >= Dialect::Smb3_0
+}
+
+/// Negotiates once more with the server at `addr` (no sign-in) and returns the dialect when it
+/// was agreed without a cipher; `None` when a cipher was agreed, the dialect cannot encrypt, or
+/// the server could not be asked.
+async fn no_cipher_agreed(addr: &str, timeout: Duration, io_timeout: Duration) -> Option<Dialect> {
+    let mut conn = Connection::connect(addr, timeout).await.ok()?;
+    conn.set_response_timeout(Some(io_timeout));
+    conn.negotiate().await.ok()?;
+    conn.params()
+        .filter(agreed_no_cipher)
+        .map(|params| params.dialect)
 }
 
 /// What every handle of one origin shares: where the tree is and the session.

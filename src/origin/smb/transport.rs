@@ -14,7 +14,7 @@ use std::os::unix::ffi::OsStrExt;
 
 use super::credentials::PASSWORD_VARIABLE;
 use super::origin::{Session, SmbOrigin};
-use super::{names, smb_io};
+use super::{names, smb_io, Refusal};
 use crate::error::{Error, Result};
 use crate::origin::registry::{Location, OpenOptions, Transport};
 use crate::origin::{EntryKind, Origin, Policy, WritableOrigin};
@@ -67,9 +67,16 @@ impl SmbLocation {
         url
     }
 
-    /// The error of a connection to this location that failed with `e`: `Unreachable`
-    /// (retried) when transient, bad input otherwise.
+    /// The error of a connection to this location that failed with `e`: `Refused` (never
+    /// retried) when the server refused this client for good, `Unreachable` (retried) when
+    /// transient, bad input otherwise.
     pub(crate) fn connect_error(&self, e: io::Error) -> Error {
+        if let Some(refusal) = Refusal::of(&e) {
+            return Error::Refused {
+                origin: self.url(),
+                message: refusal.to_string(),
+            };
+        }
         match crate::error::io_kind(&e) {
             crate::error::ErrorKind::Transient => Error::Unreachable {
                 origin: self.url(),
