@@ -158,6 +158,16 @@ fn the_agent_is_deployed_checked_reused_and_stale_versions_removed() {
         "the damaged agent ran"
     );
     assert!(num(&third, "bytes_sent") >= binary.len() as u64, "{third}");
+
+    // A push goes through the deployed agent too.
+    let pushed = t.path("pushed");
+    let (_, stderr) = sync(
+        &t,
+        &sshd,
+        &["--deploy-agent", lib.to_str().unwrap(), &remote(&pushed)],
+    );
+    assert!(stderr.trim().is_empty(), "{stderr}");
+    assert_trees_equal(&lib, &pushed);
 }
 
 /// The bytes received by a pull, through the agent on the PATH and through the deployed one,

@@ -199,6 +199,8 @@ hashed() {{
   if [ $st -eq 2 ]; then echo "refuse the host has no sha256sum, shasum or sha256 to check the agent with"; exit 0; fi
   [ $st -eq 0 ] && [ "$s" = {sha256} ]
 }}
+command -v sha256sum >/dev/null 2>&1 || command -v shasum >/dev/null 2>&1 || command -v sha256 >/dev/null 2>&1 || {{
+  echo "refuse the host has no sha256sum, shasum or sha256 to check the agent with"; exit 0; }}
 if [ "$1" = install ]; then
   t=$a/$2
   if [ -L "$t" ] || [ ! -f "$t" ]; then echo "mismatch"; exit 0; fi
@@ -209,6 +211,7 @@ else
   if [ ! -d "$a" ]; then mkdir "$a" 2>/dev/null || [ -d "$a" ] || {{ echo "refuse cannot create $a"; exit 0; }}; fi
   [ -O "$a" ] || {{ echo "refuse $a is not owned by this user"; exit 0; }}
   chmod 700 "$a"
+  find "$a" -name ".upload-*" -mmin +60 -exec rm -f {{}} + 2>/dev/null
   if [ -L "$f" ] || {{ [ -e "$f" ] && [ ! -f "$f" ]; }}; then echo "refuse $f is not a file"; exit 0; fi
   if [ ! -f "$f" ]; then echo "absent"; exit 0; fi
   if ! hashed "$f"; then rm -f "$f"; echo "absent"; exit 0; fi

@@ -1,5 +1,6 @@
 //! Syncing with a remote origin over its transport's [`AgentLink`]: through `musicfs serve
-//! --stdio` on the remote host when it has musicfs, else through the link's fallback origin
+//! --stdio` on the remote host when it has musicfs (with `--deploy-agent`, this binary copied
+//! there when it has none: `super::deploy`), else through the link's fallback origin
 //! (listing and stat for change detection, changed files read whole and chunked here).
 //! Transient failures are retried with exponential backoff and jitter (`Policy`), for as long
 //! as `--retry-for` allows once the host has answered; a retry resumes, because every file
