@@ -845,7 +845,7 @@ _musicfs() {
             return 0
             ;;
         musicfs__subcmd__sync)
-            opts="-n -c -x -e -q -v -h --library --delete --delete-excluded --dry-run --checksum --one-file-system --max-delete --bwlimit --exclude --include --exclude-from --no-default-excludes --accept-new-host-key --retries --retry-for --timeout --rsh --sftp --remote-musicfs --repo --json --quiet --verbose --log-file --help"
+            opts="-n -c -x -e -q -v -h --library --delete --delete-excluded --dry-run --checksum --one-file-system --max-delete --bwlimit --exclude --include --exclude-from --no-default-excludes --accept-new-host-key --retries --retry-for --timeout --rsh --sftp --remote-musicfs --deploy-agent --repo --json --quiet --verbose --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

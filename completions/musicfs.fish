@@ -91,6 +91,7 @@ complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -s x -l one-file-s
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l no-default-excludes -d 'Don\'t leave out operating-system litter, which is excluded by default after the other rules (names at any depth, case ignored): .DS_Store ._* .AppleDouble Thumbs.db desktop.ini $RECYCLE.BIN @eaDir'
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l accept-new-host-key -d 'Trust and remember the key of an SSH host that ~/.ssh/known_hosts does not know yet (a changed key is always refused)'
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l sftp -d 'Use SFTP even when the remote host has musicfs'
+complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l deploy-agent -d 'When the remote host has no musicfs but runs the same OS on the same architecture, copy this binary over SFTP to ~/.cache/musicfs/agent/HASH/ there (checked by its SHA-256 before it runs, older versions removed) and run it as the remote musicfs; if it cannot run there, use SFTP. --remote-musicfs, when given, is run instead'
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -l json -d 'Print JSON Lines (one object per line, each with a "type") on stdout'
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -s q -l quiet -d 'Print only problems'
 complete -c musicfs -n "__fish_musicfs_using_subcommand sync" -s v -l verbose -d 'Print every step'

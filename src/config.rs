@@ -92,6 +92,7 @@ struct RawSettings {
     bwlimit: Option<Spanned<String>>,
     sftp: Option<bool>,
     remote_musicfs: Option<String>,
+    deploy_agent: Option<bool>,
     one_file_system: Option<bool>,
     checksum: Option<bool>,
     max_delete: Option<u64>,
@@ -128,6 +129,8 @@ pub struct Settings {
     pub sftp: Option<bool>,
     /// `--remote-musicfs`.
     pub remote_musicfs: Option<String>,
+    /// `--deploy-agent`.
+    pub deploy_agent: Option<bool>,
     /// `--one-file-system`.
     pub one_file_system: Option<bool>,
     /// `--checksum`.
@@ -372,6 +375,7 @@ fn settings(
         bwlimit,
         sftp: raw.sftp,
         remote_musicfs: raw.remote_musicfs,
+        deploy_agent: raw.deploy_agent,
         one_file_system: raw.one_file_system,
         checksum: raw.checksum,
         max_delete: raw.max_delete,
@@ -578,6 +582,7 @@ accept_new_host_key = true
 bwlimit = "1.5M"
 sftp = false
 remote_musicfs = "/opt/bin/musicfs"
+deploy_agent = true
 one_file_system = true
 checksum = true
 max_delete = 100
@@ -600,6 +605,7 @@ sftp = true
         assert_eq!(d.bwlimit, Some(1_572_864));
         assert_eq!(d.sftp, Some(false));
         assert_eq!(d.remote_musicfs.as_deref(), Some("/opt/bin/musicfs"));
+        assert_eq!(d.deploy_agent, Some(true));
         assert_eq!(d.one_file_system, Some(true));
         assert_eq!(d.checksum, Some(true));
         assert_eq!(d.max_delete, Some(100));

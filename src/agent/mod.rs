@@ -12,6 +12,7 @@
 //! Never does: name a transport. Anything that gives a pair of byte streams can carry it.
 
 mod client;
+mod deploy;
 mod provider;
 mod run;
 mod serve;

@@ -1,5 +1,6 @@
 //! Syncing with a remote origin over its transport's [`AgentLink`]: through `musicfs serve
-//! --stdio` on the remote host when it has musicfs, else through the link's fallback origin
+//! --stdio` on the remote host when it has musicfs (with `--deploy-agent`, this binary copied
+//! there when it has none: `super::deploy`), else through the link's fallback origin
 //! (listing and stat for change detection, changed files read whole and chunked here).
 //! Transient failures are retried with exponential backoff and jitter (`Policy`), for as long
 //! as `--retry-for` allows once the host has answered; a retry resumes, because every file
@@ -19,14 +20,15 @@ use crate::origin::bwlimit::Limited;
 use crate::origin::retrying::Breaker;
 use crate::origin::spooled::Spool;
 use crate::origin::{
-    AgentLink, AgentProcess, BwLimited, Metered, MeteredStream, OpenOptions, Origin, Policy,
-    Spooled, WritableOrigin,
+    AgentConnection, AgentLink, AgentProcess, AgentStatus, BwLimited, Metered, MeteredStream,
+    OpenOptions, Origin, Policy, Spooled, WritableOrigin,
 };
 use crate::repo::Repository;
 use crate::report::{Event, Sink};
 use crate::sync::{sync, SyncOptions, SyncSummary};
 
 use super::client::{pull_filtered, push_filtered, Connection};
+use super::deploy::{deploy, Deployed};
 use super::source::Resume;
 use crate::filter::Filter;
 use crate::origin::Filtered;
@@ -46,6 +48,10 @@ pub struct RemoteOptions {
     /// `--rsync-path`, so `sudo musicfs` works); `None`: `musicfs` on the remote PATH, with
     /// the link's fallback when there is none.
     pub remote_musicfs: Option<String>,
+    /// `--deploy-agent`: when the host has no musicfs (and `remote_musicfs` is `None`), copy
+    /// this binary to the user's cache directory there and run it as the agent
+    /// (`super::deploy`); when it cannot run there, the link's fallback.
+    pub deploy_agent: bool,
     /// `--bwlimit`: the run's budget for what crosses the connection.
     pub bwlimit: Option<std::sync::Arc<crate::origin::Budget>>,
     /// Counts what crosses the connection in every attempt: the agent's streams, or the
@@ -297,58 +303,19 @@ fn sync_once(
             .remote_musicfs
             .as_deref()
             .unwrap_or("musicfs");
-        let AgentProcess {
-            input,
-            output,
-            status,
-        } = link.start_agent(&format!("{program} serve --stdio"))?;
-        let input: Box<dyn Read + Send> = Box::new(Answered {
-            input,
-            reached: Arc::clone(&run.reached),
-        });
-        let (input, output): (Box<dyn Read + Send>, Box<dyn Write + Send>) =
-            match &remote_options.meter {
-                Some(meter) => (
-                    Box::new(MeteredStream::new(input, Arc::clone(meter))),
-                    Box::new(MeteredStream::new(output, Arc::clone(meter))),
-                ),
-                None => (input, output),
-            };
-        let connection = match &remote_options.bwlimit {
-            Some(budget) => Connection {
-                input: Box::new(Limited::new(input, budget.clone())),
-                output: Box::new(Limited::new(output, budget.clone())),
-                origin: origin.clone(),
-            },
-            None => Connection {
-                input,
-                output,
-                origin: origin.clone(),
-            },
-        };
-        let result = match direction {
-            Direction::Pull(destination) => pull_filtered(
-                repo,
-                connection,
-                remote_dir,
-                &remote_options.open.filter,
-                *destination,
-                chunker,
-                options,
-                sink,
-                &mut run.resume,
-            ),
-            Direction::Push(source) => push_filtered(
-                repo,
-                *source,
-                connection,
-                remote_dir,
-                &remote_options.open.filter,
-                chunker,
-                options,
-                sink,
-            ),
-        };
+        let (result, status) = talk(
+            &*link,
+            remote_dir,
+            &format!("{program} serve --stdio"),
+            &origin,
+            direction,
+            chunker,
+            options,
+            remote_options,
+            sink,
+            run,
+            repo,
+        )?;
         match result {
             // The stream ended because the link failed (a local client that could not
             // connect), not because the host lacks musicfs.
@@ -364,10 +331,28 @@ fn sync_once(
             }
             Err(Error::NoRemoteAgent { .. }) if remote_options.remote_musicfs.is_none() => {
                 tracing::info!(
-                    "{origin}: no musicfs on the remote PATH (exit status {:?}); using {}",
+                    "{origin}: no musicfs on the remote PATH (exit status {:?})",
                     status.exit_status(Duration::from_secs(2)),
-                    remote.fallback_name()
                 );
+                if remote_options.deploy_agent {
+                    if let Some(done) = deployed(
+                        &*link,
+                        remote_dir,
+                        &origin,
+                        remote.fallback_name(),
+                        direction,
+                        chunker,
+                        options,
+                        remote_options,
+                        sink,
+                        run,
+                        repo,
+                    )? {
+                        return done;
+                    }
+                } else {
+                    tracing::info!("{origin}: using {}", remote.fallback_name());
+                }
             }
             Err(Error::NoRemoteAgent { origin, .. }) => {
                 let said = status.stderr_tail();
@@ -379,18 +364,7 @@ fn sync_once(
                     },
                 });
             }
-            // A remote musicfs that stopped (a signal, an error) said why on its stderr.
-            Err(Error::Unreachable { origin, message }) => {
-                let said = status.stderr_tail();
-                return Err(Error::Unreachable {
-                    origin,
-                    message: match said.trim().lines().last() {
-                        Some(last) => format!("{message} ({last})"),
-                        None => message,
-                    },
-                });
-            }
-            other => return other,
+            other => return agent_ended(other, &*status),
         }
     }
     // The fallback: a transient failure trips the breaker, which ends the attempt with one
@@ -448,6 +422,155 @@ fn sync_once(
             dropped(destination.tripped(), result)
         }
     }
+}
+
+/// A remote musicfs that stopped (a signal, an error) said why on its stderr.
+fn agent_ended(result: Result<SyncSummary>, status: &dyn AgentStatus) -> Result<SyncSummary> {
+    match result {
+        Err(Error::Unreachable { origin, message }) => {
+            let said = status.stderr_tail();
+            Err(Error::Unreachable {
+                origin,
+                message: match said.trim().lines().last() {
+                    Some(last) => format!("{message} ({last})"),
+                    None => message,
+                },
+            })
+        }
+        other => other,
+    }
+}
+
+/// Runs the agent `command` on the host and syncs through it: the sync's result, and how
+/// the agent ended. Errors: the link's, when it cannot start the command.
+#[allow(clippy::too_many_arguments)]
+fn talk(
+    link: &dyn AgentConnection,
+    remote_dir: &[u8],
+    command: &str,
+    origin: &str,
+    direction: &Direction<'_>,
+    chunker: &dyn Chunker,
+    options: SyncOptions,
+    remote_options: &RemoteOptions,
+    sink: &dyn Sink,
+    run: &mut Run,
+    repo: &Repository,
+) -> Result<(Result<SyncSummary>, Box<dyn AgentStatus>)> {
+    let AgentProcess {
+        input,
+        output,
+        status,
+    } = link.start_agent(command)?;
+    let input: Box<dyn Read + Send> = Box::new(Answered {
+        input,
+        reached: Arc::clone(&run.reached),
+    });
+    let (input, output): (Box<dyn Read + Send>, Box<dyn Write + Send>) = match &remote_options.meter
+    {
+        Some(meter) => (
+            Box::new(MeteredStream::new(input, Arc::clone(meter))),
+            Box::new(MeteredStream::new(output, Arc::clone(meter))),
+        ),
+        None => (input, output),
+    };
+    let connection = match &remote_options.bwlimit {
+        Some(budget) => Connection {
+            input: Box::new(Limited::new(input, budget.clone())),
+            output: Box::new(Limited::new(output, budget.clone())),
+            origin: origin.to_owned(),
+        },
+        None => Connection {
+            input,
+            output,
+            origin: origin.to_owned(),
+        },
+    };
+    let result = match direction {
+        Direction::Pull(destination) => pull_filtered(
+            repo,
+            connection,
+            remote_dir,
+            &remote_options.open.filter,
+            *destination,
+            chunker,
+            options,
+            sink,
+            &mut run.resume,
+        ),
+        Direction::Push(source) => push_filtered(
+            repo,
+            *source,
+            connection,
+            remote_dir,
+            &remote_options.open.filter,
+            chunker,
+            options,
+            sink,
+        ),
+    };
+    Ok((result, status))
+}
+
+/// `--deploy-agent` on a host without musicfs: deploys this binary there and syncs through
+/// it. `None` when it cannot be deployed or cannot run there, said in one warning line
+/// naming the host and the reason, and the caller falls back.
+#[allow(clippy::too_many_arguments)]
+fn deployed(
+    link: &dyn AgentConnection,
+    remote_dir: &[u8],
+    origin: &str,
+    fallback: &str,
+    direction: &Direction<'_>,
+    chunker: &dyn Chunker,
+    options: SyncOptions,
+    remote_options: &RemoteOptions,
+    sink: &dyn Sink,
+    run: &mut Run,
+    repo: &Repository,
+) -> Result<Option<Result<SyncSummary>>> {
+    let why = match deploy(link, remote_options.meter.as_ref())? {
+        Deployed::Agent {
+            command,
+            path,
+            uploaded,
+        } => {
+            tracing::info!(
+                "{origin}: {} agent {path}",
+                if uploaded {
+                    "deployed the"
+                } else {
+                    "using the deployed"
+                }
+            );
+            let (result, status) = talk(
+                link,
+                remote_dir,
+                &command,
+                origin,
+                direction,
+                chunker,
+                options,
+                remote_options,
+                sink,
+                run,
+                repo,
+            )?;
+            match result {
+                Err(Error::NoRemoteAgent { .. }) => {
+                    let said = status.stderr_tail();
+                    match said.trim().lines().last() {
+                        Some(last) => format!("{path} ended before the handshake: {last}"),
+                        None => format!("{path} ended before the handshake"),
+                    }
+                }
+                other => return Ok(Some(agent_ended(other, &*status))),
+            }
+        }
+        Deployed::Unavailable(why) => why,
+    };
+    tracing::warn!("{origin}: cannot deploy the agent ({why}); using {fallback}");
+    Ok(None)
 }
 
 /// The fallback origin, its walk filtered as the remote agent's would be.

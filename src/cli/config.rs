@@ -105,6 +105,12 @@ fn setting_table() -> Vec<Setting> {
             default: || json!(null),
         },
         Setting {
+            key: "deploy_agent",
+            env: Some("MUSICFS_DEPLOY_AGENT"),
+            from_file: |s| some(s.deploy_agent),
+            default: || json!(false),
+        },
+        Setting {
             key: "one_file_system",
             env: None,
             from_file: |s| some(s.one_file_system),

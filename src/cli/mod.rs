@@ -84,6 +84,7 @@ pub const ENVIRONMENT: &[(&str, &str)] = &[
     ("MUSICFS_RETRY_FOR", "As --retry-for."),
     ("MUSICFS_BWLIMIT", "As --bwlimit."),
     ("MUSICFS_REMOTE_MUSICFS", "As --remote-musicfs."),
+    ("MUSICFS_DEPLOY_AGENT", "As --deploy-agent (1 or 0)."),
     (
         "MUSICFS_LOG",
         "A tracing filter for diagnostics on stderr (musicfs=debug), beyond -v.",
@@ -385,11 +386,11 @@ pub enum Command {
     ///
     /// Settings come from, highest precedence first: the command line, the environment
     /// (MUSICFS_REPO, MUSICFS_TIMEOUT, MUSICFS_RETRIES, MUSICFS_RETRY_FOR, MUSICFS_RSH,
-    /// MUSICFS_BWLIMIT, MUSICFS_REMOTE_MUSICFS), the configuration file
+    /// MUSICFS_BWLIMIT, MUSICFS_REMOTE_MUSICFS, MUSICFS_DEPLOY_AGENT), the configuration file
     /// ($XDG_CONFIG_HOME/musicfs/config.toml, else ~/.config/musicfs/config.toml, or the file
     /// MUSICFS_CONFIG names), and the built-in defaults. In the file, `repo` names the
     /// repository, the table named defaults holds defaults for flags (timeout, retries, retry_for, rsh,
-    /// accept_new_host_key, bwlimit, sftp, remote_musicfs, one_file_system, checksum,
+    /// accept_new_host_key, bwlimit, sftp, remote_musicfs, deploy_agent, one_file_system, checksum,
     /// max_delete, and credentials: an S3 credentials file, mode 0600), and each [origin.NAME]
     /// table names an origin (url = "nas:/music") with
     /// its own settings, which come before the defaults table when NAME is given wherever an origin

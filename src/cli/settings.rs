@@ -36,6 +36,7 @@ pub(super) fn apply(cli: &mut Cli, config: &Config) -> anyhow::Result<()> {
             if args.remote_musicfs.is_none() {
                 args.remote_musicfs = chain.get(|s| s.remote_musicfs.clone());
             }
+            args.deploy_agent |= chain.get(|s| s.deploy_agent).unwrap_or(false);
             if args.max_delete.is_none() {
                 args.max_delete = chain.get(|s| s.max_delete);
             }

@@ -79,6 +79,13 @@ pub struct SyncArgs {
     /// remote PATH, else SFTP]
     #[arg(long, value_name = "COMMAND", env = "MUSICFS_REMOTE_MUSICFS")]
     pub remote_musicfs: Option<String>,
+    /// When the remote host has no musicfs but runs the same OS on the same architecture,
+    /// copy this binary over SFTP to ~/.cache/musicfs/agent/HASH/ there (checked by its
+    /// SHA-256 before it runs, older versions removed) and run it as the remote musicfs; if
+    /// it cannot run there, use SFTP. --remote-musicfs, when given, is run instead
+    #[arg(long, env = "MUSICFS_DEPLOY_AGENT", conflicts_with = "sftp",
+          value_parser = clap::builder::FalseyValueParser::new())]
+    pub deploy_agent: bool,
 }
 
 pub fn run(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<u8> {
@@ -368,6 +375,7 @@ fn sync_origin(
         open: open.clone(),
         force_fallback: args.sftp || link.fallback_only(),
         remote_musicfs: args.remote_musicfs.clone(),
+        deploy_agent: args.deploy_agent,
     };
     Ok(match (src.agent(), dst.agent()) {
         (None, None) => {

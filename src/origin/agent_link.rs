@@ -80,6 +80,25 @@ pub trait AgentConnection: Send {
     /// [`AgentConnection::open_fallback`]); a missing root is created when the sync starts.
     /// Errors as [`AgentConnection::open_fallback`].
     fn open_fallback_writable(&self) -> Result<Box<dyn WritableOrigin>>;
+
+    /// A new file at `path` on the host (absolute, or relative to the remote home), created
+    /// with permission bits `mode` and opened for writing, over the link's file transfer (for
+    /// SSH: SFTP), for deploying the agent (`crate::agent::deploy`). Fails when `path` exists.
+    /// The file is written in order; `flush` waits until everything written has arrived, and
+    /// dropping the writer closes the file. Nothing checks the bytes but the caller.
+    ///
+    /// Errors: [`crate::Error::Unreachable`] (transient) when the connection fails;
+    /// [`crate::Error::Io`] when the host refuses the file (it exists, a missing directory, no
+    /// permission), and of kind unsupported (the default) when the link has no file transfer.
+    fn create_file(&self, path: &[u8], _mode: u32) -> Result<Box<dyn Write + Send>> {
+        Err(crate::Error::Io {
+            path: String::from_utf8_lossy(path).into_owned().into(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                format!("{}: this link cannot create files", self.origin()),
+            ),
+        })
+    }
 }
 
 /// A running remote agent: its byte streams and its status.

@@ -2,13 +2,14 @@
 //! same session as its fallback; or, with a remote shell (`--rsh`), both through a local
 //! command (`rsh.rs`).
 
+use std::io::Write;
 use std::time::Duration;
 
 use super::exec::ExecStatus;
 use super::rsh::ShellConnection;
 use super::transport::{remote_shell, ssh_options, SshLocation};
-use super::{SftpOrigin, SshSession};
-use crate::error::Result;
+use super::{Sftp, SftpOrigin, SshSession};
+use crate::error::{io_kind, Error, ErrorKind, Result};
 use crate::origin::agent_link::{AgentConnection, AgentLink, AgentProcess, AgentStatus};
 use crate::origin::registry::OpenOptions;
 use crate::origin::{Origin, Policy, Retrying, WritableOrigin};
@@ -81,6 +82,30 @@ impl AgentConnection for SshConnection {
 
     fn open_fallback_writable(&self) -> Result<Box<dyn WritableOrigin>> {
         Ok(Box::new(self.sftp(true)?))
+    }
+
+    fn create_file(&self, path: &[u8], mode: u32) -> Result<Box<dyn Write + Send>> {
+        create_file(&self.session.sftp()?, &self.origin, path, mode)
+    }
+}
+
+/// [`AgentConnection::create_file`] over an SFTP session: the file keeps the session open.
+pub(super) fn create_file(
+    sftp: &Sftp,
+    origin: &str,
+    path: &[u8],
+    mode: u32,
+) -> Result<Box<dyn Write + Send>> {
+    match sftp.create_new(path, mode) {
+        Ok(file) => Ok(Box::new(file)),
+        Err(e) if io_kind(&e) == ErrorKind::Transient => Err(Error::Unreachable {
+            origin: origin.to_owned(),
+            message: format!("{}: {e}", String::from_utf8_lossy(path)),
+        }),
+        Err(e) => Err(Error::Io {
+            path: String::from_utf8_lossy(path).into_owned().into(),
+            source: e,
+        }),
     }
 }
 

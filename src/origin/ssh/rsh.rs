@@ -528,6 +528,12 @@ impl AgentConnection for ShellConnection {
     fn open_fallback_writable(&self) -> Result<Box<dyn WritableOrigin>> {
         Ok(Box::new(self.sftp(true)?))
     }
+
+    /// Over `COMMAND -s host sftp`: the file keeps that process until it is dropped.
+    fn create_file(&self, path: &[u8], mode: u32) -> Result<Box<dyn Write + Send>> {
+        let sftp = start_sftp(&self.shell, &self.spec, &self.options)?;
+        super::link::create_file(&sftp, &self.origin, path, mode)
+    }
 }
 
 #[cfg(test)]
