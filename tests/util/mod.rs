@@ -249,6 +249,7 @@ impl Musicfs {
             "MUSICFS_RETRY_FOR",
             "MUSICFS_BWLIMIT",
             "MUSICFS_REMOTE_MUSICFS",
+            "MUSICFS_DEPLOY_AGENT",
             "MUSICFS_LOG_FILE",
         ] {
             c.env_remove(var);
