@@ -1183,7 +1183,9 @@ impl Apply<'_> {
                     // A new chunk crosses once: a later copy of it is one the destination
                     // has by then (an album's cover in each track), taken from where the
                     // source has it only because that is cheaper than from the copy.
-                    let copy = new_chunk && !self.sent.insert(chunk.id);
+                    // Not into a remote destination: there each copy is uploaded again.
+                    let first = self.sent.insert(chunk.id);
+                    let copy = new_chunk && !first && !remote_destination;
                     if in_target || copy {
                         self.summary.bytes_reused += u64::from(chunk.len);
                     } else {
