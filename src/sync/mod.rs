@@ -465,6 +465,7 @@ pub fn sync_from(
     } else {
         missing.iter().map(|c| c.id).collect()
     };
+    let prefetches = source.prefetches();
     let mut apply = Apply {
         repo,
         source,
@@ -474,12 +475,15 @@ pub fn sync_from(
         new_chunks,
         sent: HashSet::new(),
         // Into a directory of this machine, each commit waits for its fsync: several at once.
-        committer: match destination.local_root() {
-            Some(_) => Some(
+        // Only for a source this process reads: a prefetching one (the agent) finds a
+        // chunk's later copies in files already committed, which a commit still under way
+        // is not yet.
+        committer: match (destination.local_root(), prefetches) {
+            (Some(_), false) => Some(
                 commit::Committer::start(commit::THREADS)
                     .map_err(|e| Error::io(destination.display(b""), e))?,
             ),
-            None => None,
+            _ => None,
         },
         open: LastOpen::default(),
         summary,
