@@ -4,7 +4,9 @@
 //! ctime and inode on a POSIX file system) changed since the last scan (or always, with
 //! `checksum`); on an origin whose identities are stable (`Capabilities::stable_identity`), a
 //! file found at a new path with the identity, size and mtime of one that vanished is a move
-//! and is not read either. Changed files are chunked in parallel on
+//! and is not read either; where change keys are digests of the content
+//! (`Capabilities::content_keys`, S3 ETags), so is a file whose key, size and mtime are those
+//! of one that vanished. Changed files are chunked in parallel on
 //! all cores, streaming; a file whose `fstat` differs after reading was being rewritten and is
 //! read again (three attempts), never recorded half-written. The result is a snapshot: a tree
 //! of [`Tree`]s whose root says in one hash whether anything changed.
@@ -20,7 +22,7 @@ use crate::chunk::{chunk_file, history_chunks, Chunker};
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, ContentId, SnapshotId, TreeId};
 use crate::media::{self, Format};
-use crate::origin::{EntryKind, EntryStat, Identity, Origin, WalkItem};
+use crate::origin::{ChangeKey, EntryKind, EntryStat, Identity, Origin, WalkItem};
 use crate::repo::{OriginId, Repository, ScanEntry};
 use crate::report::{display_path, Event, Sink};
 use crate::snapshot::{ChunkList, MediaRecord, Node, SnapshotRecord, Tree, TreeEntry};
@@ -136,6 +138,21 @@ pub fn scan(
         .filter_map(|(path, e)| Some((e.change.identity()?, path)))
         .collect();
 
+    // Where change keys are digests of the content (S3 ETags), files that vanished from
+    // their path by key, size and mtime: an object moved by a server-side copy keeps them.
+    let content_keys = origin.capabilities().content_keys;
+    let mut vanished_content: HashMap<(&ChangeKey, u64, i64), Vec<&Vec<u8>>> = HashMap::new();
+    if content_keys {
+        for (path, e) in &previous {
+            if matches!(e.change, ChangeKey::Opaque(_)) && !present.contains(path.as_slice()) {
+                vanished_content
+                    .entry((&e.change, e.size, e.mtime_ns))
+                    .or_default()
+                    .push(path);
+            }
+        }
+    }
+
     let mut plans: Vec<Option<Plan>> = Vec::with_capacity(walked.len());
     for w in &walked {
         if w.stat.kind != EntryKind::File {
@@ -166,7 +183,20 @@ pub fn scan(
                     entry.mode = w.stat.mode;
                     Plan::Moved { from, entry }
                 }
-                _ => Plan::Read(None),
+                _ => match vanished_content
+                    .get_mut(&(&w.stat.change, w.stat.size, w.stat.mtime_ns))
+                    .and_then(Vec::pop)
+                {
+                    Some(from) if !options.checksum => {
+                        let mut entry = previous[from].clone();
+                        entry.mode = w.stat.mode;
+                        Plan::Moved {
+                            from: from.clone(),
+                            entry,
+                        }
+                    }
+                    _ => Plan::Read(None),
+                },
             },
         };
         plans.push(Some(plan));

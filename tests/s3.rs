@@ -1007,3 +1007,48 @@ fn a_push_that_changes_nothing_lists_the_prefix_and_writes_nothing() {
         .count();
     assert!(listings <= 3, "{:?}", again.requests);
 }
+
+#[test]
+fn a_pull_after_the_bucket_was_reorganised_reads_no_moved_object_again() {
+    let (t, moto, _s3) = started();
+    let counter = requests::Counter::start(moto.port);
+    let src = t.mkdir("src");
+    two_albums(&src, 3);
+    let src_arg = src.to_str().unwrap().to_string();
+    // The pulling site has a repository of its own: it knows the objects only by its scans.
+    let site = TestRepo::new();
+    let back = site.path("back");
+    let back_arg = back.to_str().unwrap().to_string();
+    run_counted(&t, &moto, &counter, &["sync", "--delete", &src_arg, URL]);
+    run_counted(
+        &site,
+        &moto,
+        &counter,
+        &["sync", "--delete", URL, &back_arg],
+    );
+    counter.take();
+
+    // Every track into a new folder; the push renames the objects by server-side copies.
+    fs::create_dir_all(src.join("Rock")).unwrap();
+    fs::rename(src.join("Artist"), src.join("Rock/Artist")).unwrap();
+    run_counted(&t, &moto, &counter, &["sync", "--delete", &src_arg, URL]);
+    counter.take();
+
+    let s = run_counted(
+        &site,
+        &moto,
+        &counter,
+        &["sync", "--delete", URL, &back_arg],
+    );
+    let pull = counter.take();
+    assert_trees_equal(&src, &back);
+    // The objects under new keys carry the ETags, sizes and mtimes of those that vanished:
+    // the scan takes them as moved, and the sync finds their chunks in the old files.
+    let gets = pull.of("GET");
+    assert!(
+        gets.iter().all(|r| !r.target.starts_with("/music/lib/")),
+        "objects read again: {gets:?}"
+    );
+    assert!(pull.down < 64 * 1024, "{} bytes down: {s}", pull.down);
+    assert_eq!(num(&s, "bytes_transferred"), 0, "{s}");
+}

@@ -30,6 +30,12 @@ pub struct Capabilities {
     /// Entries carry a [`ChangeKey`] whose identity ([`ChangeKey::identity`]) survives a
     /// rename within the origin, so a scan recognises a moved file without reading it.
     pub stable_identity: bool,
+    /// A [`ChangeKey::Opaque`] is computed from the content alone (an S3 ETag: the MD5 of
+    /// the bytes, or of the parts' MD5s), so an entry at a new path whose key, size and mtime
+    /// equal those of an entry that vanished holds the same bytes, and a scan takes it as
+    /// moved without reading it. False where the key names a file rather than its bytes (an
+    /// SMB file id and change time).
+    pub content_keys: bool,
     /// How finely the origin keeps modification times.
     pub mtime_resolution: MtimeResolution,
 }

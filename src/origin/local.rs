@@ -726,6 +726,7 @@ impl Origin for LocalOrigin {
             symlinks: true,
             directories: true,
             stable_identity: true,
+            content_keys: false,
             mtime_resolution: MtimeResolution::Nanosecond,
         }
     }

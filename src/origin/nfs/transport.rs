@@ -98,6 +98,7 @@ impl NfsLocation {
                     symlinks: info.symlinks,
                     directories: true,
                     stable_identity: true,
+                    content_keys: false,
                     mtime_resolution: resolution(info.time_delta_ns),
                 };
                 let shared = Arc::new(Shared::new(

@@ -441,6 +441,7 @@ impl Origin for S3Origin {
             symlinks: false,
             directories: false,
             stable_identity: false,
+            content_keys: true,
             mtime_resolution: MtimeResolution::Nanosecond,
         }
     }

@@ -378,6 +378,7 @@ impl SmbOrigin {
                 symlinks: false,
                 directories: true,
                 stable_identity,
+                content_keys: false,
                 mtime_resolution: MtimeResolution::Microsecond,
             },
         })

@@ -377,6 +377,7 @@ impl Origin for SftpOrigin {
             symlinks: true,
             directories: true,
             stable_identity: false,
+            content_keys: false,
             mtime_resolution: MtimeResolution::Second,
         }
     }
