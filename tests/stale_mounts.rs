@@ -849,17 +849,20 @@ fn a_file_that_changes_on_the_server_while_stale_is_not_mixed() {
     let rel = format!("album1/{}", names[1]);
     let origin = musicfs::origin::LocalOrigin::open(&mount.point, false).unwrap();
     let origin: &dyn musicfs::origin::Origin = &origin;
-    let mut file = origin.open(rel.as_bytes()).unwrap();
-    let mut buf = vec![0u8; 4096];
-    file.read_exact_at(&mut buf, 0).unwrap();
     let backing = mount.backing.join(&rel);
     let mut bytes = fs::read(&backing).unwrap();
+    let mut file = origin.open(rel.as_bytes()).unwrap();
+    let mut buf = vec![0u8; 4096];
+    // The file's tail first: the read-ahead block then holds it, and the read at 0 below
+    // goes to the file.
+    let tail = bytes.len() as u64 - 4096;
+    file.read_exact_at(&mut buf, tail).unwrap();
     bytes.extend_from_slice(b"more");
     fs::write(&backing, &bytes).unwrap();
     mount
         .faults
         .set(vec![rule(Op::Read, &names[1], 0, 1, libc::ESTALE)]);
-    let e = file.read_exact_at(&mut buf, 4096).unwrap_err();
+    let e = file.read_exact_at(&mut buf, 0).unwrap_err();
     assert!(e.to_string().contains("changed"), "{e}");
     assert_eq!(mount.faults.injected(Op::Read), 1);
     // Unchanged, the same read goes on in the file opened again.

@@ -209,8 +209,9 @@ impl LocalOrigin {
     /// mode, and the next sync must still be able to change what is inside. Root needs no
     /// such loan.
     fn lend(&self, dir: &Path) -> io::Result<()> {
-        let euid = nix::unistd::geteuid();
-        if euid.is_root() {
+        // Asked once: a process's effective user does not change under it.
+        static ROOT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        if *ROOT.get_or_init(|| nix::unistd::geteuid().is_root()) {
             return Ok(());
         }
         let mut lent = self.lent.lock().unwrap_or_else(|e| e.into_inner());
@@ -223,6 +224,7 @@ impl LocalOrigin {
             Err(e) => return Err(e),
         };
         let mode = meta.mode() & 0o7777;
+        let euid = nix::unistd::geteuid();
         if !meta.is_dir() || meta.uid() != euid.as_raw() || mode & 0o700 == 0o700 {
             return Ok(());
         }
@@ -488,6 +490,9 @@ struct LocalFile {
     /// Size and mtime when it was opened: a file opened again must have both, or it is
     /// another version of the file and nothing more is read from it.
     version: (u64, i64),
+    /// Its stat when it was opened, for the first [`OriginFile::stat`]: the `fstat` that
+    /// took `version` need not be made twice.
+    opened: Option<EntryStat>,
     /// Bytes read ahead: `ahead[..filled]` are the file's bytes at `ahead_at`.
     ahead: Vec<u8>,
     ahead_at: u64,
@@ -515,6 +520,7 @@ impl LocalFile {
         Ok(LocalFile {
             file,
             version: version(&meta),
+            opened: Some(entry_stat(&meta)),
             path,
             pos: 0,
             ahead: Vec::new(),
@@ -563,6 +569,20 @@ impl LocalFile {
         Ok(())
     }
 
+    /// Fills the read-ahead block with the file's bytes from `at` (fewer at its end).
+    fn fill_ahead(&mut self, at: u64) -> io::Result<()> {
+        if self.ahead.is_empty() {
+            self.ahead = vec![0; READ_AHEAD];
+        }
+        let mut ahead = std::mem::take(&mut self.ahead);
+        let read = self.read_at(&mut ahead, at);
+        self.ahead = ahead;
+        self.ahead_at = at;
+        self.filled = 0;
+        self.filled = read?;
+        Ok(())
+    }
+
     /// `pread` at `offset`, retried on EINTR; `Ok(0)` at the end of the file.
     fn read_at(&mut self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         self.again(|f| loop {
@@ -576,7 +596,9 @@ impl LocalFile {
 
 impl io::Read for LocalFile {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if buf.is_empty() {
+        // At the end of the version opened, without asking: bytes appended since belong to
+        // another version, which a reader's stat after reading tells apart.
+        if buf.is_empty() || self.pos >= self.version.0 {
             return Ok(0);
         }
         let in_ahead = self.pos >= self.ahead_at && self.pos < self.ahead_at + self.filled as u64;
@@ -586,15 +608,7 @@ impl io::Read for LocalFile {
                 self.pos += n as u64;
                 return Ok(n);
             }
-            if self.ahead.is_empty() {
-                self.ahead = vec![0; READ_AHEAD];
-            }
-            let mut ahead = std::mem::take(&mut self.ahead);
-            let read = self.read_at(&mut ahead, self.pos);
-            self.ahead = ahead;
-            self.ahead_at = self.pos;
-            self.filled = 0;
-            self.filled = read?;
+            self.fill_ahead(self.pos)?;
             if self.filled == 0 {
                 return Ok(0);
             }
@@ -612,10 +626,9 @@ impl io::Seek for LocalFile {
         let target = match pos {
             io::SeekFrom::Start(n) => Some(n),
             io::SeekFrom::Current(d) => self.pos.checked_add_signed(d),
-            io::SeekFrom::End(d) => {
-                let len = self.again(|f| f.metadata())?.len();
-                len.checked_add_signed(d)
-            }
+            // The end of the version opened: a file that grew or shrank since is another
+            // version, which a reader's stat after reading tells apart.
+            io::SeekFrom::End(d) => self.version.0.checked_add_signed(d),
         };
         self.pos = target.ok_or_else(|| {
             io::Error::new(
@@ -629,10 +642,28 @@ impl io::Seek for LocalFile {
 
 impl OriginFile for LocalFile {
     fn stat(&mut self) -> io::Result<EntryStat> {
+        if let Some(opened) = self.opened.take() {
+            return Ok(opened);
+        }
         self.again(|f| f.metadata()).map(|m| entry_stat(&m))
     }
 
+    /// A read smaller than the read-ahead block is served from it, filled from `offset` when
+    /// it does not hold those bytes: a sync copying a file's chunks one after another reads
+    /// a small file in one `pread`, not one per chunk.
     fn read_exact_at(&mut self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        let end = offset.checked_add(buf.len() as u64);
+        let held = |f: &LocalFile| {
+            end.is_some_and(|end| offset >= f.ahead_at && end <= f.ahead_at + f.filled as u64)
+        };
+        if !held(self) && buf.len() < READ_AHEAD {
+            self.fill_ahead(offset)?;
+        }
+        if held(self) {
+            let from = (offset - self.ahead_at) as usize;
+            buf.copy_from_slice(&self.ahead[from..from + buf.len()]);
+            return Ok(());
+        }
         self.again(|f| f.read_exact_at(buf, offset))
     }
 }
@@ -647,9 +678,15 @@ struct LocalTemp {
     path: PathBuf,
     target: PathBuf,
     file: File,
+    /// Bytes written but not yet handed to the kernel: a file's small chunks (tags,
+    /// padding, a cover) go down in one `write`, not one each.
+    pending: Vec<u8>,
     /// The first write or flush that failed, as its reason.
     failed: Option<String>,
 }
+
+/// How many bytes a [`LocalTemp`] gathers before it writes them.
+const WRITE_BEHIND: usize = 256 * 1024;
 
 impl LocalTemp {
     /// Notes a failed write, passing its error on unchanged (so its kind stays).
@@ -663,25 +700,51 @@ impl LocalTemp {
     }
 }
 
+impl LocalTemp {
+    /// Hands the gathered bytes to the kernel.
+    fn write_pending(&mut self) -> io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let written = self.file.write_all(&self.pending);
+        self.pending.clear();
+        self.noted(written)
+    }
+}
+
 impl Write for LocalTemp {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let written = self.file.write(buf);
-        self.noted(written)
+        if self.pending.len() + buf.len() > WRITE_BEHIND {
+            self.write_pending()?;
+        }
+        if buf.len() >= WRITE_BEHIND {
+            let written = self.file.write(buf);
+            return self.noted(written);
+        }
+        if self.pending.capacity() == 0 {
+            self.pending.reserve_exact(WRITE_BEHIND);
+        }
+        self.pending.extend_from_slice(buf);
+        Ok(buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        self.write_pending()?;
         let flushed = self.file.flush();
         self.noted(flushed)
     }
 }
 
 impl TempFile for LocalTemp {
-    fn commit(self: Box<Self>, mode: u32, mtime_ns: i64) -> Result<()> {
+    fn commit(mut self: Box<Self>, mode: u32, mtime_ns: i64) -> Result<()> {
+        // A failed write is noted in `failed` and refused below.
+        let _ = self.write_pending();
         let LocalTemp {
             path,
             target,
             file,
             failed,
+            ..
         } = *self;
         let result = (|| {
             let io_err = |e| Error::io(&target, e);
@@ -775,6 +838,7 @@ impl WritableOrigin for LocalOrigin {
             path,
             target: self.resolve(rel)?,
             file,
+            pending: Vec::new(),
             failed: None,
         }))
     }
@@ -919,6 +983,65 @@ impl WritableOrigin for LocalOrigin {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Bytes that differ at every offset, so a read from the wrong place shows.
+    fn pattern(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
+    }
+
+    #[test]
+    fn positional_reads_through_the_read_ahead_block_give_the_files_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = pattern(3 * READ_AHEAD + 123);
+        fs::write(dir.path().join("f"), &bytes).unwrap();
+        let origin = LocalOrigin::open(dir.path(), false).unwrap();
+        let mut file = origin.open(b"f").unwrap();
+        // Small reads inside a block, across its end, past it, back before it, a read as
+        // large as the block, and the file's last bytes.
+        let reads = [
+            (0, 10),
+            (10, 4000),
+            (READ_AHEAD - 5, 10),
+            (2 * READ_AHEAD + 1, 300),
+            (7, 9),
+            (READ_AHEAD, READ_AHEAD),
+            (bytes.len() - 50, 50),
+            (0, bytes.len()),
+        ];
+        for (at, len) in reads {
+            let mut buf = vec![0u8; len];
+            file.read_exact_at(&mut buf, at as u64).unwrap();
+            assert_eq!(buf, bytes[at..at + len], "{len} bytes at {at}");
+        }
+        let mut buf = [0u8; 2];
+        let past = file.read_exact_at(&mut buf, bytes.len() as u64 - 1);
+        assert_eq!(past.unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn a_temporary_file_written_in_pieces_of_every_size_commits_them_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let origin = LocalOrigin::open(dir.path(), false).unwrap();
+        let bytes = pattern(3 * WRITE_BEHIND + 999);
+        let mut temp = origin.create_temp(b"f").unwrap();
+        let mut at = 0;
+        for len in [
+            1,
+            100,
+            WRITE_BEHIND - 50,
+            60,
+            WRITE_BEHIND,
+            7,
+            WRITE_BEHIND + 1,
+        ] {
+            let end = (at + len).min(bytes.len());
+            temp.write_all(&bytes[at..end]).unwrap();
+            at = end;
+        }
+        temp.write_all(&bytes[at..]).unwrap();
+        temp.commit(0o640, 1_700_000_000_000_000_000).unwrap();
+        assert_eq!(fs::read(dir.path().join("f")).unwrap(), bytes);
+    }
 
     #[test]
     fn paths_that_could_leave_the_root_are_refused() {

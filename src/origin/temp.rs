@@ -20,7 +20,10 @@ pub fn is_temporary(name: &[u8]) -> bool {
 /// `.musicfs-<16 hex>.tmp`, from this process's id, the time, `target` and `attempt`. A caller
 /// creates it exclusively and, when the name is taken, asks again with the next `attempt`.
 pub fn temp_name(target: &[u8], attempt: u32) -> String {
-    let mut seed = format!("{}{:?}", std::process::id(), SystemTime::now()).into_bytes();
+    // The process id, asked once (each `getpid` is a system call).
+    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let pid = *PID.get_or_init(std::process::id);
+    let mut seed = format!("{pid}{:?}", SystemTime::now()).into_bytes();
     seed.extend_from_slice(target);
     seed.extend_from_slice(&attempt.to_le_bytes());
     let nonce = blake3::hash(&seed).to_hex();

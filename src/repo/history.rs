@@ -26,6 +26,25 @@ use crate::id::{ChunkId, ContentId};
 /// zstd's level for history chunks: its default, fast and good on tag text.
 const LEVEL: i32 = 3;
 
+thread_local! {
+    /// A compression context per thread, kept: making one costs more than compressing a
+    /// small tag chunk with it.
+    static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// `data` compressed at [`LEVEL`].
+fn compress(data: &[u8]) -> std::io::Result<Vec<u8>> {
+    COMPRESSOR.with(|c| {
+        let mut c = c.borrow_mut();
+        let compressor = match &mut *c {
+            Some(compressor) => compressor,
+            None => c.insert(zstd::bulk::Compressor::new(LEVEL)?),
+        };
+        compressor.compress(data)
+    })
+}
+
 /// The history chunks a write batch will keep, compressed, until it commits.
 #[derive(Debug, Default)]
 pub(super) struct PendingPack {
@@ -47,7 +66,7 @@ impl PendingPack {
 
     /// Adds one chunk's bytes.
     pub(super) fn add(&mut self, id: &ChunkId, data: &[u8]) -> std::io::Result<()> {
-        let packed = zstd::bulk::compress(data, LEVEL)?;
+        let packed = compress(data)?;
         let offset = self.bytes.len() as u64;
         self.bytes.extend_from_slice(&packed);
         self.entries.push((

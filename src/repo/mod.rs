@@ -19,6 +19,28 @@ mod objects;
 mod repair;
 pub mod retention;
 mod tables;
+
+/// Chunk lists read through one read transaction ([`Repository::contents`]).
+pub struct Contents<'a> {
+    repo: &'a Repository,
+    table: redb::ReadOnlyTable<&'static [u8; 32], &'static [u8]>,
+}
+
+impl Contents<'_> {
+    /// Chunk list `id`, as [`Repository::content`] gives it. One recorded after this reader
+    /// was made is looked up in a transaction of its own.
+    pub fn get(&self, id: &ContentId) -> Result<ChunkList> {
+        match self.content_in(id)? {
+            Some(list) => Ok(list),
+            None => self.repo.content(id),
+        }
+    }
+
+    fn content_in(&self, id: &ContentId) -> Result<Option<ChunkList>> {
+        self.repo.content_in(&self.table, id)
+    }
+}
+
 #[cfg(test)]
 mod tests;
 mod upgrade;
@@ -539,19 +561,39 @@ impl Repository {
 
     /// The chunk list of a content id.
     pub fn content(&self, id: &ContentId) -> Result<ChunkList> {
+        let read = self.contents()?;
+        read.content_in(id)?
+            .ok_or_else(|| self.corrupt(format!("chunk list {} is missing", id.short())))
+    }
+
+    /// Chunk list `id` from `table`, checked against its id; `None` when `table` lacks it.
+    fn content_in(
+        &self,
+        table: &redb::ReadOnlyTable<&'static [u8; 32], &'static [u8]>,
+        id: &ContentId,
+    ) -> Result<Option<ChunkList>> {
         self.guard(|| {
-            let read = self.db()?.begin_read().map_err(|e| self.err(e))?;
-            let table = read.open_table(CONTENTS).map_err(|e| self.err(e))?;
-            let bytes = table
-                .get(id.as_bytes())
-                .map_err(|e| self.err(e))?
-                .ok_or_else(|| self.corrupt(format!("chunk list {} is missing", id.short())))?;
+            let Some(bytes) = table.get(id.as_bytes()).map_err(|e| self.err(e))? else {
+                return Ok(None);
+            };
             let list: ChunkList = decode(bytes.value())
                 .filter(|l: &ChunkList| l.content_id() == *id)
                 .ok_or_else(|| {
                     self.corrupt(format!("chunk list {} does not match its id", id.short()))
                 })?;
-            Ok(list)
+            Ok(Some(list))
+        })
+    }
+
+    /// A reader of chunk lists that keeps one read transaction open, for a caller that reads
+    /// many (a sync's plan and writes): one lookup each instead of a transaction each. It
+    /// sees the repository as it was when made; a chunk list never changes once recorded,
+    /// so it sees every list recorded before it, and the writes it overlaps are unhindered.
+    pub fn contents(&self) -> Result<Contents<'_>> {
+        self.guard(|| {
+            let read = self.db()?.begin_read().map_err(|e| self.err(e))?;
+            let table = read.open_table(CONTENTS).map_err(|e| self.err(e))?;
+            Ok(Contents { repo: self, table })
         })
     }
 

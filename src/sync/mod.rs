@@ -468,6 +468,7 @@ pub fn sync_from(
     let prefetches = source.prefetches();
     let mut apply = Apply {
         repo,
+        contents: repo.contents()?,
         source,
         destination,
         dst_origin,
@@ -725,9 +726,10 @@ impl Sink for Sided<'_> {
 fn missing_chunks(repo: &Repository, plan: &SyncPlan, dst: OriginId) -> Result<Vec<ChunkRef>> {
     let mut seen = std::collections::HashSet::new();
     let mut wanted = Vec::new();
+    let lists = repo.contents()?;
     for step in &plan.files {
         if let Step::Write { content, .. } = step {
-            for chunk in repo.content(content)?.chunks {
+            for chunk in lists.get(content)?.chunks {
                 if seen.insert(chunk.id) {
                     wanted.push(chunk);
                 }
@@ -788,6 +790,8 @@ fn emit_step(sink: &dyn Sink, step: &Step, bytes: u64) {
 
 struct Apply<'a> {
     repo: &'a Repository,
+    /// The chunk lists of the files it writes, read in one transaction.
+    contents: crate::repo::Contents<'a>,
     source: &'a mut dyn SyncSource,
     destination: &'a dyn WritableOrigin,
     dst_origin: OriginId,
@@ -1077,7 +1081,7 @@ impl Apply<'_> {
         path: &[u8],
         content: &ContentId,
     ) -> Result<(Box<dyn TempFile>, ChunkList)> {
-        let list = self.repo.content(content)?;
+        let list = self.contents.get(content)?;
         let mut file = self.destination.create_temp(path)?;
         let target = self.destination.display(path);
         let result = (|| -> Result<()> {
@@ -1147,7 +1151,7 @@ impl Apply<'_> {
     ) -> Result<()> {
         self.destination.set_meta(from, mode, mtime_ns)?;
         self.destination.rename(from, to)?;
-        let size = self.repo.content(content)?.size();
+        let size = self.contents.get(content)?.size();
         self.note_written(to, content, size, mode, mtime_ns);
         Ok(())
     }
@@ -1285,6 +1289,9 @@ impl Apply<'_> {
         }
         writer.commit()?;
         self.recorded.clear();
+        // A read transaction held across many commits keeps the pages they replaced from
+        // being reused: a fresh one after each batch keeps the index from growing.
+        self.contents = self.repo.contents()?;
         for _ in 0..files {
             crate::failpoint::hit("record");
         }

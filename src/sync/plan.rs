@@ -181,6 +181,7 @@ pub fn free_space_first(
     if plan.deletions.is_empty() {
         return Ok(());
     }
+    let lists = repo.contents()?;
     let mut replaced = HashSet::new();
     for step in &plan.files {
         if let Step::Write { path, .. } = step {
@@ -208,7 +209,7 @@ pub fn free_space_first(
                 renamed.insert(from.as_slice());
             }
             Step::Write { content, .. } => {
-                needed.extend(repo.content(content)?.chunks.iter().map(|c| c.id));
+                needed.extend(lists.get(content)?.chunks.iter().map(|c| c.id));
             }
             _ => {}
         }
@@ -230,7 +231,7 @@ pub fn free_space_first(
             if keep {
                 break;
             }
-            for chunk in repo.content(content)?.chunks {
+            for chunk in lists.get(content)?.chunks {
                 if !needed.contains(&chunk.id) {
                     continue;
                 }
@@ -577,9 +578,10 @@ fn update(
 pub fn cost(repo: &Repository, plan: &SyncPlan, destination: OriginId) -> Result<PlanCost> {
     let mut cost = PlanCost::default();
     let mut received = HashSet::new();
+    let lists = repo.contents()?;
     for step in &plan.files {
         if let Step::Write { content, .. } = step {
-            for chunk in repo.content(content)?.chunks {
+            for chunk in lists.get(content)?.chunks {
                 if received.contains(&chunk.id) {
                     continue;
                 }
