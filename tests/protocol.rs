@@ -114,7 +114,7 @@ fn push_copies_exactly_and_moves_reuse_destination_chunks() {
 
 mod hostile {
     use super::*;
-    use musicfs::agent::wire::{read_message, write_message, Message, SourceInfo};
+    use musicfs::agent::wire::{read_message, write_message, Message, Object, SourceInfo};
     use musicfs::id::TreeId;
     use musicfs::snapshot::{ChunkList, Tree};
     use std::os::unix::net::UnixStream;
@@ -206,6 +206,10 @@ mod hostile {
         move |request| match request {
             Message::GetTrees(_) => vec![Message::Trees(vec![tree.encode()])],
             Message::GetContents(_) => vec![Message::Contents(vec![list.encode()])],
+            Message::GetTreesSince(_) => vec![Message::Objects(vec![Object::Plain(tree.encode())])],
+            Message::GetContentsSince(_) => {
+                vec![Message::Objects(vec![Object::Plain(list.encode())])]
+            }
             Message::GetChunks(refs) => {
                 refs.iter().map(|_| Message::Chunk(chunk.clone())).collect()
             }
@@ -341,5 +345,271 @@ mod liveness {
         assert_eq!(summary.errors, 0);
         assert_eq!(std::fs::read(t.path("lib/song.mp3")).unwrap(), b"good");
         drop(server);
+    }
+}
+
+/// Protocol 4: trees, chunk lists and tag chunks compressed on the wire, trees and chunk lists
+/// as deltas against what the destination holds; older clients served as before.
+mod compression {
+    use super::*;
+    use musicfs::agent::wire::{read_message, write_message, Message, Object, MAGIC};
+    use std::io::Read;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    /// Counts the bytes read through it.
+    struct Counting(Box<dyn Read + Send>, Arc<AtomicU64>);
+
+    impl Read for Counting {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.0.read(buf)?;
+            self.1.fetch_add(n as u64, Ordering::Relaxed);
+            Ok(n)
+        }
+    }
+
+    /// A pull from a real server, returning the bytes the server sent.
+    fn counted_pull(t: &TestRepo, src: &std::path::Path, dst: &std::path::Path) -> u64 {
+        counted_pull_summary(t, src, dst).0
+    }
+
+    /// A pull from a real server, returning the bytes the server sent and the summary.
+    fn counted_pull_summary(
+        t: &TestRepo,
+        src: &std::path::Path,
+        dst: &std::path::Path,
+    ) -> (u64, SyncSummary) {
+        let repo = Repository::open(&t.path("local-repo")).unwrap();
+        let destination = LocalOrigin::open(dst, true).unwrap();
+        let (mut child, mut connection) = server(t);
+        let count = Arc::new(AtomicU64::new(0));
+        connection.input = Box::new(Counting(connection.input, Arc::clone(&count)));
+        let summary = pull(
+            &repo,
+            connection,
+            src.as_os_str().as_encoded_bytes(),
+            &destination,
+            &FastCdc::default(),
+            SyncOptions {
+                delete: true,
+                ..SyncOptions::default()
+            },
+            &NullSink,
+            &mut Resume::default(),
+        )
+        .unwrap();
+        assert!(child.wait().unwrap().success());
+        assert_trees_equal(src, dst);
+        (count.load(Ordering::Relaxed), summary)
+    }
+
+    /// Bytes that do not compress, the same for every seed.
+    fn noise(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    /// The chunk list's encoding the local repository records for `name` in the latest
+    /// snapshot of `dst`.
+    fn chunk_list_of(t: &TestRepo, dst: &std::path::Path, name: &[u8]) -> Vec<u8> {
+        use musicfs::origin::Origin;
+        let repo = Repository::open(&t.path("local-repo")).unwrap();
+        let origin = LocalOrigin::open(dst, false).unwrap();
+        let (_, record) = repo.latest_snapshot(origin.url()).unwrap().unwrap();
+        let tree = repo.tree(&record.root).unwrap();
+        match &tree.get(name).unwrap().node {
+            musicfs::snapshot::Node::File { content, .. } => {
+                repo.content(content).unwrap().encode()
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_changed_file_costs_a_delta_of_its_chunk_list() {
+        let t = TestRepo::new();
+        let src = t.mkdir("src");
+        let dst = t.path("lib");
+        let mut data = noise(8 << 20, 1);
+        std::fs::write(src.join("big.bin"), &data).unwrap();
+        counted_pull(&t, &src, &dst);
+        // A second pull scans the destination: its snapshot is the base of the next.
+        counted_pull(&t, &src, &dst);
+        // The last bytes change: one chunk of about 130 is new.
+        let end = data.len() - 100;
+        data[end..].copy_from_slice(&noise(100, 2));
+        std::fs::write(src.join("big.bin"), &data).unwrap();
+        let (sent, summary) = counted_pull_summary(&t, &src, &dst);
+        assert_eq!(summary.chunks_transferred, 1);
+        counted_pull(&t, &src, &dst);
+        let list = chunk_list_of(&t, &dst, b"big.bin");
+        let beyond = sent - summary.bytes_transferred;
+        assert!(
+            (beyond as usize) * 2 < list.len(),
+            "{beyond} bytes sent beyond the new chunk: not under half the chunk list ({} bytes)",
+            list.len()
+        );
+    }
+
+    #[test]
+    fn names_and_tags_go_compressed() {
+        let t = TestRepo::new();
+        let src = t.fixtures("src");
+        // A directory of many similar names: its tree compresses.
+        let many = t.mkdir("src/many");
+        for i in 0..300 {
+            std::fs::write(
+                many.join(format!(
+                    "{i:03} - The Same Long Artist Name - The Same Album.txt"
+                )),
+                b"x",
+            )
+            .unwrap();
+        }
+        let dst = t.path("lib");
+        let (sent, summary) = counted_pull_summary(&t, &src, &dst);
+        let names: u64 = (0..300)
+            .map(|i| {
+                format!("{i:03} - The Same Long Artist Name - The Same Album.txt").len() as u64
+            })
+            .sum();
+        // Uncompressed, the chunks alone (real tagged audio) and the names would be more.
+        assert!(
+            sent < summary.bytes_transferred + names / 2,
+            "{sent} bytes sent for {} bytes of chunks and {names} bytes of names",
+            summary.bytes_transferred
+        );
+    }
+
+    /// What the server answers, frame by frame (packs not opened), to a session of `version`
+    /// that asks for the source's root tree.
+    fn root_tree_answer(t: &TestRepo, src: &std::path::Path, version: u32) -> Message {
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(util::bin())
+            .args(["serve", "--stdio"])
+            .env("MUSICFS_REPO", t.path("remote-repo"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut input = child.stdin.take().unwrap();
+        let mut output = child.stdout.take().unwrap();
+        let hello = Message::Hello {
+            magic: MAGIC,
+            version,
+            format: musicfs::repo::FORMAT_VERSION,
+        };
+        let pull = Message::Pull {
+            path: src.as_os_str().as_encoded_bytes().to_vec(),
+            checksum: false,
+        };
+        write_message(&mut input, &hello).unwrap();
+        write_message(&mut input, &pull).unwrap();
+        let mut next = || loop {
+            match read_message(&mut output).unwrap().unwrap() {
+                Message::Working { .. } => continue,
+                m => return m,
+            }
+        };
+        assert!(matches!(next(), Message::Hello { version: v, .. } if v == version));
+        let Message::Source(info) = next() else {
+            panic!("no snapshot")
+        };
+        let ask = if version >= 4 {
+            Message::GetTreesSince(vec![(info.root, None)])
+        } else {
+            Message::GetTrees(vec![info.root])
+        };
+        write_message(&mut input, &ask).unwrap();
+        let answer = next();
+        write_message(&mut input, &Message::Bye).unwrap();
+        drop(input);
+        assert!(child.wait().unwrap().success());
+        answer
+    }
+
+    #[test]
+    fn protocol_3_clients_are_answered_uncompressed() {
+        let t = TestRepo::new();
+        let src = t.mkdir("src");
+        for i in 0..100 {
+            std::fs::write(
+                src.join(format!("{i:03} - Same Artist - Same Album.flac")),
+                b"x",
+            )
+            .unwrap();
+        }
+        let Message::Trees(plain) = root_tree_answer(&t, &src, 3) else {
+            panic!("protocol 3: not Trees")
+        };
+        assert_eq!(plain.len(), 1);
+        match root_tree_answer(&t, &src, 4) {
+            Message::Packed { len, data } => assert!(data.len() * 2 < len as usize),
+            other => panic!("protocol 4: not packed: {other:?}"),
+        }
+    }
+
+    /// A fake server's answer to the tree request: a delta against nothing, a delta that
+    /// inflates past what it declares, a pack that does.
+    #[test]
+    fn bad_deltas_and_bombs_are_refused_and_nothing_is_written() {
+        use super::hostile::{fake_server, pull_from};
+        let (tree, _) = util::one_file_tree(b"song.mp3", b"good");
+        let zeros = zstd::bulk::compress(&vec![0u8; 32 << 20], 3).unwrap();
+        let mut frames = Vec::new();
+        write_message(
+            &mut frames,
+            &Message::Objects(vec![Object::Plain(tree.encode())]),
+        )
+        .unwrap();
+        let bad: Vec<(Message, &str)> = vec![
+            (
+                Message::Objects(vec![Object::Delta {
+                    len: 10,
+                    data: zstd::bulk::compress(&tree.encode(), 3).unwrap(),
+                }]),
+                "against nothing",
+            ),
+            (
+                Message::Packed {
+                    len: 1024,
+                    data: zeros,
+                },
+                "bad pack",
+            ),
+            (
+                Message::Packed {
+                    len: frames.len() as u32 + 5,
+                    data: zstd::bulk::compress(&frames, 3).unwrap(),
+                },
+                "declared",
+            ),
+        ];
+        for (answer, why) in bad {
+            let t = TestRepo::new();
+            let (connection, server) = fake_server(tree.tree_id(), move |request| match request {
+                Message::GetTreesSince(_) => vec![answer.clone()],
+                _ => Vec::new(),
+            });
+            let err = pull_from(&t, connection).unwrap_err();
+            assert!(
+                matches!(err, musicfs::error::Error::Protocol { .. }),
+                "{why}: {err}"
+            );
+            assert!(err.to_string().contains(why), "{why}: {err}");
+            assert!(
+                !t.path("lib").exists(),
+                "{why}: the destination was created"
+            );
+            drop(server);
+        }
     }
 }

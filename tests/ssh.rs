@@ -389,7 +389,9 @@ fn unknown_host_keys_are_refused_unless_accepted_and_changed_keys_always() {
 /// The frames a hostile remote end sends, whatever it is asked: a greeting, a snapshot whose
 /// one file is named `name`, and that tree.
 fn hostile_frames(name: &[u8]) -> Vec<u8> {
-    use musicfs::agent::wire::{write_message, Message, SourceInfo, MAGIC, PROTOCOL_VERSION};
+    use musicfs::agent::wire::{
+        write_message, Message, Object, SourceInfo, MAGIC, PROTOCOL_VERSION,
+    };
     let data = b"hostile";
     let (tree, _) = util::one_file_tree(name, data);
     let mut frames = Vec::new();
@@ -406,7 +408,7 @@ fn hostile_frames(name: &[u8]) -> Vec<u8> {
             unreadable: Vec::new(),
             root_meta: None,
         }),
-        Message::Trees(vec![tree.encode()]),
+        Message::Objects(vec![Object::Plain(tree.encode())]),
     ] {
         write_message(&mut frames, &m).unwrap();
     }

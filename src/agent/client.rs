@@ -141,7 +141,9 @@ pub fn pull_filtered(
         requests.clone(),
         None,
         std::mem::take(resume),
-    );
+    )
+    // The server answered in this end's version (`greeting`): it sends deltas.
+    .with_deltas(destination.url());
     let result = sync_from(repo, &mut source, destination, chunker, options, sink);
     *resume = source.into_resume();
     let summary = result?;
@@ -224,7 +226,16 @@ pub fn push_filtered(
     greeting(&origin, &mut input)?;
     sink.phase("sending", state.files, state.bytes);
     let mut output = std::io::BufWriter::with_capacity(1 << 20, output);
-    match provide(&origin, repo, &mut local, &mut input, &mut output, sink)? {
+    // The server answered in this end's version (`greeting`): it accepts packs.
+    match provide(
+        &origin,
+        repo,
+        &mut local,
+        &mut input,
+        &mut output,
+        sink,
+        true,
+    )? {
         Ended::Done(summary) => Ok(summary),
         Ended::Bye => Err(Error::Unreachable {
             origin,

@@ -1,13 +1,65 @@
 //! The source's side of a session: answering the destination's requests for trees, chunk
 //! lists and chunks from the repository and the origin, in the order they were asked.
 
+use std::collections::HashSet;
 use std::io::{Read, Write};
 
-use super::wire::{lost, receive, write_message, Message};
+use super::wire::{lost, receive, write_message, Message, Object, Packer, Unpack};
 use crate::error::{Error, Result};
+use crate::id::ChunkId;
+use crate::media::{Format, RegionKind};
 use crate::repo::Repository;
 use crate::report::{Event, Sink};
+use crate::snapshot::ChunkList;
 use crate::sync::{ChunkSource, SyncSummary};
+
+/// Bytes of frames compressed together in one pack, at most (well under
+/// [`super::wire::MAX_PACKED`]).
+const PACK_BYTES: usize = 1 << 20;
+
+/// An opaque file (no container understood) is compressed on the wire only up to this size:
+/// the small text files of a library (cue sheets, rip logs, playlists) compress well, the
+/// large opaque ones (images, archives, video) are compressed already.
+const SMALL_OPAQUE: u64 = 256 << 10;
+
+/// The chunks worth compressing on the wire, as the chunk lists this end has sent describe
+/// them: tag blocks, padding and container structure, never audio or pictures (compressed
+/// already: zstd would spend CPU for nothing). A chunk of a list never sent is not known
+/// here, and goes uncompressed. Keyed by the first 8 bytes of the id: a collision only
+/// compresses a chunk that did not need it.
+#[derive(Default)]
+struct Compressible(HashSet<u64>);
+
+impl Compressible {
+    fn key(id: &ChunkId) -> u64 {
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&id.as_bytes()[..8]);
+        u64::from_le_bytes(first)
+    }
+
+    fn learn(&mut self, list: &ChunkList) {
+        if list.format == Format::Opaque {
+            if list.size() <= SMALL_OPAQUE {
+                self.0.extend(list.chunks.iter().map(|c| Self::key(&c.id)));
+            }
+            return;
+        }
+        let mut regions = list.regions.iter().peekable();
+        for (offset, chunk) in list.with_offsets() {
+            while regions.peek().is_some_and(|r| r.offset + r.len <= offset) {
+                regions.next();
+            }
+            let kind = regions.peek().map_or(RegionKind::Audio, |r| r.kind);
+            if !matches!(kind, RegionKind::Audio | RegionKind::Picture) {
+                self.0.insert(Self::key(&chunk.id));
+            }
+        }
+    }
+
+    fn contains(&self, id: &ChunkId) -> bool {
+        self.0.contains(&Self::key(id))
+    }
+}
 
 /// How a providing session ended.
 pub(crate) enum Ended {
@@ -17,7 +69,9 @@ pub(crate) enum Ended {
     Done(SyncSummary),
 }
 
-/// Answers requests on `input` with replies on `output` until the other end is done.
+/// Answers requests on `input` with replies on `output` until the other end is done. With
+/// `pack` (the other end speaks protocol 4 or later), trees, chunk lists, and the chunks of
+/// tags, padding and structure go compressed in [`Message::Packed`] frames.
 pub(crate) fn provide(
     origin: &str,
     repo: &Repository,
@@ -25,11 +79,25 @@ pub(crate) fn provide(
     input: &mut dyn Read,
     output: &mut dyn Write,
     sink: &dyn Sink,
+    pack: bool,
 ) -> Result<Ended> {
     let lost = |e| lost(origin, e);
+    let mut input = Unpack::new(input);
+    let mut compressible = Compressible::default();
+    let mut alone = Packer::default();
+    // One reply: packed alone when `pack`, else as it is.
+    let mut reply = |output: &mut dyn Write, message: &Message| -> std::io::Result<()> {
+        if pack {
+            alone.push(message)?;
+            alone.flush_to(output)
+        } else {
+            write_message(output, message)
+        }
+    };
+    let mut packer = Packer::default();
     loop {
         crate::interrupt::check_signal()?;
-        let Some(message) = receive(origin, input)? else {
+        let Some(message) = receive(origin, &mut input)? else {
             return Ok(Ended::Bye);
         };
         match message {
@@ -38,31 +106,71 @@ pub(crate) fn provide(
                 for id in &ids {
                     trees.push(repo.tree(id)?.encode());
                 }
-                write_message(output, &Message::Trees(trees)).map_err(lost)?;
+                reply(output, &Message::Trees(trees)).map_err(lost)?;
             }
             Message::GetContents(ids) => {
                 let mut lists = Vec::with_capacity(ids.len());
                 for id in &ids {
-                    lists.push(repo.content(id)?.encode());
+                    let list = repo.content(id)?;
+                    if pack {
+                        compressible.learn(&list);
+                    }
+                    lists.push(list.encode());
                 }
-                write_message(output, &Message::Contents(lists)).map_err(lost)?;
+                reply(output, &Message::Contents(lists)).map_err(lost)?;
+            }
+            Message::GetTreesSince(wanted) => {
+                let mut objects = Vec::with_capacity(wanted.len());
+                for (id, base) in &wanted {
+                    let base = match base {
+                        Some(b) if repo.has_tree(b)? => Some(repo.tree(b)?.encode()),
+                        _ => None,
+                    };
+                    objects.push(Object::against(repo.tree(id)?.encode(), base.as_deref()));
+                }
+                reply(output, &Message::Objects(objects)).map_err(lost)?;
+            }
+            Message::GetContentsSince(wanted) => {
+                let mut objects = Vec::with_capacity(wanted.len());
+                for (id, base) in &wanted {
+                    let list = repo.content(id)?;
+                    compressible.learn(&list);
+                    let base = match base {
+                        Some(b) if repo.has_content(b)? => Some(repo.content(b)?.encode()),
+                        _ => None,
+                    };
+                    objects.push(Object::against(list.encode(), base.as_deref()));
+                }
+                reply(output, &Message::Objects(objects)).map_err(lost)?;
             }
             Message::GetChunks(refs) => {
+                // Consecutive answers of compressible chunks are packed together (tags
+                // compress far better side by side than one by one); any other answer
+                // sends what waits first, so the answers stay in order.
                 for chunk in refs {
-                    if chunk.len > super::wire::MAX_CHUNK {
-                        write_message(output, &Message::NoChunk).map_err(lost)?;
-                        continue;
-                    }
-                    // Only verified bytes go on the wire, in the form the chunk's id names.
-                    let reply = match chunks.read_chunk(b"", 0, chunk)? {
-                        Some(found) => {
-                            sink.advance(u64::from(chunk.len));
-                            Message::Chunk(found.into_canonical().into_bytes())
+                    let answer = if chunk.len > super::wire::MAX_CHUNK {
+                        Message::NoChunk
+                    } else {
+                        // Only verified bytes go on the wire, in the form the chunk's id names.
+                        match chunks.read_chunk(b"", 0, chunk)? {
+                            Some(found) => {
+                                sink.advance(u64::from(chunk.len));
+                                Message::Chunk(found.into_canonical().into_bytes())
+                            }
+                            None => Message::NoChunk,
                         }
-                        None => Message::NoChunk,
                     };
-                    write_message(output, &reply).map_err(lost)?;
+                    if pack && compressible.contains(&chunk.id) {
+                        packer.push(&answer).map_err(lost)?;
+                        if packer.len() >= PACK_BYTES {
+                            packer.flush_to(output).map_err(lost)?;
+                        }
+                    } else {
+                        packer.flush_to(output).map_err(lost)?;
+                        write_message(output, &answer).map_err(lost)?;
+                    }
                 }
+                packer.flush_to(output).map_err(lost)?;
             }
             Message::Event {
                 kind,
@@ -139,5 +247,9 @@ pub(crate) fn name_of(message: &Message) -> &'static str {
         Message::Failed(_) => "Failed",
         Message::Working { .. } => "Working",
         Message::Filter(_) => "Filter",
+        Message::Packed { .. } => "Packed",
+        Message::GetTreesSince(_) => "GetTreesSince",
+        Message::GetContentsSince(_) => "GetContentsSince",
+        Message::Objects(_) => "Objects",
     }
 }

@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use super::provider::{name_of, provide};
 use super::source::{send, RemoteSource, Requests, Resume};
 use super::wire::{
-    check_path, write_message, Message, HEARTBEAT, OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION,
+    check_path, write_message, Message, HEARTBEAT, OLDEST_PROTOCOL_VERSION, PACKED_SINCE,
+    PROTOCOL_VERSION,
 };
 use crate::chunk::Chunker;
 use crate::error::{Error, Result};
@@ -170,6 +171,7 @@ fn session(
                 &mut input,
                 &mut out,
                 &NullSink,
+                version >= PACKED_SINCE,
             )?;
             Ok(())
         }
@@ -193,6 +195,9 @@ fn session(
                 Some(source),
                 Resume::default(),
             );
+            if version >= PACKED_SINCE {
+                remote = remote.with_deltas(destination.url());
+            }
             let sink = Forward(Arc::clone(&requests));
             let summary = sync_from(
                 repo,

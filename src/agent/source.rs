@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
 use super::wire::{check_content, check_path, check_tree, lost, receive, write_message};
-use super::wire::{Message, SourceInfo, MAX_PATH};
+use super::wire::{Message, Object, SourceInfo, Unpack, MAX_PATH};
 use crate::chunk::{Chunker, VerifiedChunk};
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, ContentId, TreeId};
@@ -103,7 +103,8 @@ pub(crate) fn send(requests: &Mutex<Requests>, messages: &[Message]) -> std::io:
 /// A source at the other end of a connection.
 pub struct RemoteSource {
     origin: String,
-    input: BufReader<Box<dyn Read + Send>>,
+    /// The source's answers, its packs opened.
+    input: Unpack<BufReader<Box<dyn Read + Send>>>,
     requests: Arc<Mutex<Requests>>,
     /// The snapshot, when it came with the session's first message (push).
     info: Option<SourceInfo>,
@@ -117,6 +118,9 @@ pub struct RemoteSource {
     arrived: Option<mpsc::Sender<u64>>,
     /// Chunks received lately, by this connection or by the one before it.
     resume: Resume,
+    /// With deltas (the source speaks protocol 4): the destination's URL, whose newest
+    /// snapshot's trees and chunk lists the requests name as bases.
+    deltas: Option<String>,
 }
 
 impl RemoteSource {
@@ -130,7 +134,7 @@ impl RemoteSource {
     ) -> RemoteSource {
         RemoteSource {
             origin: origin.to_string(),
-            input: BufReader::with_capacity(1 << 20, input),
+            input: Unpack::new(BufReader::with_capacity(1 << 20, input)),
             requests,
             info,
             stash: HashMap::new(),
@@ -138,7 +142,16 @@ impl RemoteSource {
             unavailable: HashSet::new(),
             arrived: None,
             resume,
+            deltas: None,
         }
+    }
+
+    /// Asks for trees and chunk lists in protocol 4's way: each with the one the repository
+    /// holds at the same path in the newest snapshot of `destination` (its URL), so that the
+    /// source may send a delta against it.
+    pub(crate) fn with_deltas(mut self, destination: &str) -> RemoteSource {
+        self.deltas = Some(destination.to_string());
+        self
     }
 
     /// The chunks received lately, for the next attempt.
@@ -210,37 +223,56 @@ impl RemoteSource {
     /// Fetches every tree under `root` and every chunk list they name that `repo` lacks,
     /// level by level (one round trip per directory level), checking each. Chunk lists are
     /// stored as they arrive; trees are stored in one transaction at the end, so a stored tree
-    /// always has its whole subtree stored.
+    /// always has its whole subtree stored. With deltas (protocol 4), each request names the
+    /// tree or chunk list `repo` holds at the same path under the base root, if any.
     fn fetch_trees(&mut self, repo: &Repository, root: TreeId) -> Result<()> {
         if repo.has_tree(&root)? {
             return Ok(());
         }
+        // The destination's newest snapshot: this sync's scan of it, or else the last one.
+        let base_root = match &self.deltas {
+            Some(url) => match repo.latest_snapshot(url)? {
+                Some((_, record)) if repo.has_tree(&record.root)? => Some(record.root),
+                _ => None,
+            },
+            _ => None,
+        };
         let mut trees: Vec<Tree> = Vec::new();
         let mut seen_trees: HashSet<TreeId> = HashSet::from([root]);
         let mut seen_contents: HashSet<ContentId> = HashSet::new();
-        // Trees to fetch with the length of their path; chunk lists with their file's size.
-        let mut level: Vec<(TreeId, usize)> = vec![(root, 0)];
-        let mut contents: Vec<(ContentId, u64)> = Vec::new();
+        // Trees to fetch with the length of their path and their base; chunk lists with their
+        // file's size and their base.
+        let mut level: Vec<(TreeId, usize, Option<TreeId>)> = vec![(root, 0, base_root)];
+        let mut contents: Vec<(ContentId, u64, Option<ContentId>)> = Vec::new();
         while !level.is_empty() || !contents.is_empty() {
             let mut asked = Vec::new();
             for batch in level.chunks(BATCH_OBJECTS) {
-                asked.push(Message::GetTrees(batch.iter().map(|t| t.0).collect()));
+                asked.push(if self.deltas.is_some() {
+                    Message::GetTreesSince(batch.iter().map(|t| (t.0, t.2)).collect())
+                } else {
+                    Message::GetTrees(batch.iter().map(|t| t.0).collect())
+                });
             }
             for batch in contents.chunks(BATCH_OBJECTS) {
-                asked.push(Message::GetContents(batch.iter().map(|c| c.0).collect()));
+                asked.push(if self.deltas.is_some() {
+                    Message::GetContentsSince(batch.iter().map(|c| (c.0, c.2)).collect())
+                } else {
+                    Message::GetContents(batch.iter().map(|c| c.0).collect())
+                });
             }
             self.send(&asked)?;
             let mut next_level = Vec::new();
             let mut next_contents = Vec::new();
             for batch in level.chunks(BATCH_OBJECTS) {
-                let Message::Trees(list) = self.receive()? else {
-                    return Err(self.protocol("expected trees"));
-                };
-                if list.len() != batch.len() {
-                    return Err(self.protocol("wrong number of trees"));
-                }
-                for ((id, path_len), bytes) in batch.iter().zip(list) {
+                let list = self.objects(batch.len(), "trees", |i| {
+                    batch[i].2.map(|b| repo.tree(&b).map(|t| t.encode()))
+                })?;
+                for ((id, path_len, base), bytes) in batch.iter().zip(list) {
                     let tree = check_tree(id, &bytes).map_err(|m| self.protocol(m))?;
+                    let base = match base {
+                        Some(b) => Some(repo.tree(b)?),
+                        None => None,
+                    };
                     for entry in &tree.entries {
                         let len = path_len + 1 + entry.name.len();
                         if len > MAX_PATH {
@@ -248,15 +280,28 @@ impl RemoteSource {
                                 "refused a path of more than {MAX_PATH} bytes"
                             )));
                         }
+                        let was = base.as_ref().and_then(|b| b.get(&entry.name));
                         match &entry.node {
                             Node::Dir { tree, .. } => {
                                 if seen_trees.insert(*tree) && !repo.has_tree(tree)? {
-                                    next_level.push((*tree, len));
+                                    let base = match was.map(|e| &e.node) {
+                                        Some(Node::Dir { tree, .. }) => Some(*tree),
+                                        _ => None,
+                                    };
+                                    next_level.push((*tree, len, base));
                                 }
                             }
                             Node::File { content, size, .. } => {
                                 if seen_contents.insert(*content) && !repo.has_content(content)? {
-                                    next_contents.push((*content, *size));
+                                    let base = match was.map(|e| &e.node) {
+                                        Some(Node::File { content, .. })
+                                            if repo.has_content(content)? =>
+                                        {
+                                            Some(*content)
+                                        }
+                                        _ => None,
+                                    };
+                                    next_contents.push((*content, *size, base));
                                 }
                             }
                             Node::Symlink { .. } => {}
@@ -266,14 +311,11 @@ impl RemoteSource {
                 }
             }
             for batch in contents.chunks(BATCH_OBJECTS) {
-                let Message::Contents(list) = self.receive()? else {
-                    return Err(self.protocol("expected chunk lists"));
-                };
-                if list.len() != batch.len() {
-                    return Err(self.protocol("wrong number of chunk lists"));
-                }
+                let list = self.objects(batch.len(), "chunk lists", |i| {
+                    batch[i].2.map(|b| repo.content(&b).map(|c| c.encode()))
+                })?;
                 let mut checked = Vec::with_capacity(list.len());
-                for ((id, size), bytes) in batch.iter().zip(list) {
+                for ((id, size, _), bytes) in batch.iter().zip(list) {
                     checked.push(check_content(id, *size, &bytes).map_err(|m| self.protocol(m))?);
                 }
                 let mut writer = repo.writer()?;
@@ -290,6 +332,39 @@ impl RemoteSource {
             writer.put_tree(tree)?;
         }
         writer.commit()
+    }
+
+    /// Receives the answer to one request for `count` trees or chunk lists (`what`), in
+    /// either form, and returns their encodings; `base(i)` reads the encoding of the base
+    /// the request named for the `i`th, if it named one.
+    fn objects(
+        &mut self,
+        count: usize,
+        what: &str,
+        base: impl Fn(usize) -> Option<Result<Vec<u8>>>,
+    ) -> Result<Vec<Vec<u8>>> {
+        let list = match (self.deltas.is_some(), self.receive()?) {
+            (false, Message::Trees(list) | Message::Contents(list)) => list,
+            (true, Message::Objects(objects)) => {
+                if objects.len() != count {
+                    return Err(self.protocol(format!("wrong number of {what}")));
+                }
+                let mut list = Vec::with_capacity(count);
+                for (i, object) in objects.into_iter().enumerate() {
+                    let base = match (&object, base(i)) {
+                        (Object::Delta { .. }, Some(b)) => Some(b?),
+                        _ => None,
+                    };
+                    list.push(object.open(base.as_deref()).map_err(|m| self.protocol(m))?);
+                }
+                list
+            }
+            _ => return Err(self.protocol(format!("expected {what}"))),
+        };
+        if list.len() != count {
+            return Err(self.protocol(format!("wrong number of {what}")));
+        }
+        Ok(list)
     }
 
     /// Reads one chunk answer, matches it with the oldest request, verifies it on arrival and

@@ -12,11 +12,15 @@ use crate::sync::SyncSummary;
 /// The protocol version this build speaks, and sends as a client. A server answers a
 /// client of any version from [`OLDEST_PROTOCOL_VERSION`] on in the client's version; a
 /// client needs the server to answer in its own.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// The oldest client version a server still serves: version 2 lacks only the `Filter`
-/// message, which such a client never sends.
+/// message, which such a client never sends; versions 2 and 3 lack `Packed`, which a server
+/// never sends them (they are answered uncompressed).
 pub const OLDEST_PROTOCOL_VERSION: u32 = 2;
+
+/// The first version whose peers send and accept [`Message::Packed`].
+pub const PACKED_SINCE: u32 = 4;
 
 /// The first bytes of every session, so a stray shell banner is recognised as such.
 pub const MAGIC: [u8; 8] = *b"musicfs\0";
@@ -127,7 +131,94 @@ pub enum Message {
     /// Client (protocol 3), between `Hello` and `Pull` or `Push`, when there are rules: what
     /// the server's walk of its directory leaves out. Without it, nothing is.
     Filter(crate::filter::FilterSpec),
+    /// Either end's answers (protocol 4): consecutive frames, compressed together as one zstd
+    /// frame. The receiver reads the frames inside as if they had come one by one; none of
+    /// them is itself `Packed`. Always the last variant, so that the others keep their tags.
+    Packed {
+        /// Bytes of the frames once decompressed, at most [`MAX_PACKED`].
+        len: u32,
+        /// The zstd frame.
+        data: Vec<u8>,
+    },
+    /// Destination (protocol 4): send these trees; each with the tree the destination holds
+    /// at the same path, if any, against which the source may send it as a delta. Answered
+    /// by `Objects`.
+    GetTreesSince(Vec<(TreeId, Option<TreeId>)>),
+    /// Destination (protocol 4): send these chunk lists; each with the chunk list the
+    /// destination holds for the same path, if any (as `GetTreesSince`).
+    GetContentsSince(Vec<(ContentId, Option<ContentId>)>),
+    /// Source (protocol 4): the encoded trees or chunk lists asked by `GetTreesSince` or
+    /// `GetContentsSince`, in the order asked.
+    Objects(Vec<Object>),
 }
+
+/// A tree or chunk list on the wire (protocol 4).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Object {
+    /// Its encoding.
+    Plain(Vec<u8>),
+    /// Its encoding compressed by zstd with the encoding of the base the request named as the
+    /// dictionary: what the two versions share costs a few bytes.
+    Delta {
+        /// Bytes of the encoding, at most [`MAX_FRAME`].
+        len: u32,
+        /// The zstd frame.
+        data: Vec<u8>,
+    },
+}
+
+impl Object {
+    /// `encoded`, as a delta against `base` when that is smaller.
+    pub fn against(encoded: Vec<u8>, base: Option<&[u8]>) -> Object {
+        let delta = base.and_then(|base| {
+            zstd::bulk::Compressor::with_dictionary(PACK_LEVEL, base)
+                .and_then(|mut c| c.compress(&encoded))
+                .ok()
+        });
+        match delta {
+            Some(data) if data.len() + 8 < encoded.len() => Object::Delta {
+                len: encoded.len() as u32,
+                data,
+            },
+            _ => Object::Plain(encoded),
+        }
+    }
+
+    /// The encoding; `base` is the encoding of the base the request named (`None`: none was
+    /// named, and a delta is refused). A delta that does not decompress to the length it
+    /// declares, or declares more than [`MAX_FRAME`], is refused.
+    pub fn open(self, base: Option<&[u8]>) -> Result<Vec<u8>, Refusal> {
+        match self {
+            Object::Plain(bytes) => Ok(bytes),
+            Object::Delta { len, data } => {
+                let Some(base) = base else {
+                    return Err("a delta against nothing".into());
+                };
+                let len = len as usize;
+                if len > MAX_FRAME {
+                    return Err(format!("a delta of {len} bytes, over the limit"));
+                }
+                let bytes = zstd::bulk::Decompressor::with_dictionary(base)
+                    .and_then(|mut d| d.decompress(&data, len))
+                    .map_err(|e| format!("a delta that does not decompress: {e}"))?;
+                if bytes.len() != len {
+                    return Err(format!("a delta of {} bytes, {len} declared", bytes.len()));
+                }
+                Ok(bytes)
+            }
+        }
+    }
+}
+
+/// The postcard tag of [`Message::Packed`]: the first byte of its encoding.
+const PACKED_TAG: u8 = 17;
+
+/// No pack holds more bytes of frames once decompressed: a decompression bomb is refused
+/// before it is inflated.
+pub const MAX_PACKED: usize = 8 << 20;
+
+/// zstd's level for packs: its default, fast and good on tag text, padding and names.
+const PACK_LEVEL: i32 = 3;
 
 /// How often the server says it is still working.
 pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(2);
@@ -139,6 +230,178 @@ pub fn write_message(out: &mut dyn Write, message: &Message) -> io::Result<()> {
     frame.extend_from_slice(&(body.len() as u32).to_le_bytes());
     frame.extend_from_slice(&body);
     out.write_all(&frame)
+}
+
+/// Frames waiting to be sent compressed together as one [`Message::Packed`].
+#[derive(Default)]
+pub struct Packer {
+    frames: Vec<u8>,
+}
+
+impl Packer {
+    /// Adds `message`'s frame to the pack.
+    pub fn push(&mut self, message: &Message) -> io::Result<()> {
+        write_message(&mut self.frames, message)
+    }
+
+    /// Bytes of frames waiting.
+    pub fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    /// Whether no frame waits.
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    /// Writes the waiting frames to `out`: as one `Packed` message when zstd makes them
+    /// smaller, else as they are (nothing is sent twice, nothing is lost either way).
+    pub fn flush_to(&mut self, out: &mut dyn Write) -> io::Result<()> {
+        if self.frames.is_empty() {
+            return Ok(());
+        }
+        let packed = (self.frames.len() <= MAX_PACKED)
+            .then(|| zstd::bulk::compress(&self.frames, PACK_LEVEL).ok())
+            .flatten()
+            // The `Packed` message costs its tag, two varints and a frame header.
+            .filter(|data| data.len() + 16 < self.frames.len());
+        match packed {
+            Some(data) => write_message(
+                out,
+                &Message::Packed {
+                    len: self.frames.len() as u32,
+                    data,
+                },
+            )?,
+            None => out.write_all(&self.frames)?,
+        }
+        self.frames.clear();
+        Ok(())
+    }
+}
+
+/// A reader of frames that opens every [`Message::Packed`] it meets and passes on the frames
+/// inside in its place, so that whoever reads through it sees plain frames only. Other frames
+/// pass through as they are. A pack that does not decompress, declares more than
+/// [`MAX_PACKED`] bytes, inflates to another size than it declares, or holds anything but
+/// whole frames none of which is a pack, is an `InvalidData` error (a protocol error).
+pub struct Unpack<R> {
+    inner: R,
+    /// Bytes to give before the next frame is read: a frame's header (and first byte), or the
+    /// frames of a pack.
+    ready: Vec<u8>,
+    given: usize,
+    /// Bytes of the current plain frame still to pass through from `inner`.
+    through: usize,
+}
+
+impl<R: Read> Unpack<R> {
+    /// Reads frames from `inner`.
+    pub fn new(inner: R) -> Unpack<R> {
+        Unpack {
+            inner,
+            ready: Vec::new(),
+            given: 0,
+            through: 0,
+        }
+    }
+
+    /// Reads the next frame's start; `false` at a clean end of stream.
+    fn next_frame(&mut self) -> io::Result<bool> {
+        let mut header = [0u8; 5];
+        let mut got = 0;
+        while got < 4 {
+            match self.inner.read(&mut header[got..4]) {
+                Ok(0) if got == 0 => return Ok(false),
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        self.ready.clear();
+        self.given = 0;
+        if len == 0 || len > MAX_FRAME {
+            // `read_message` refuses it with its own words.
+            self.ready.extend_from_slice(&header[..4]);
+            self.through = 0;
+            return Ok(true);
+        }
+        self.inner.read_exact(&mut header[4..5])?;
+        if header[4] != PACKED_TAG {
+            self.ready.extend_from_slice(&header);
+            self.through = len - 1;
+            return Ok(true);
+        }
+        let mut body = vec![0u8; len];
+        body[0] = PACKED_TAG;
+        self.inner.read_exact(&mut body[1..])?;
+        self.ready = unpack(&body).map_err(|why| {
+            io::Error::new(io::ErrorKind::InvalidData, format!("bad pack: {why}"))
+        })?;
+        self.through = 0;
+        Ok(true)
+    }
+}
+
+/// The frames of an encoded `Packed` message, checked.
+fn unpack(body: &[u8]) -> Result<Vec<u8>, String> {
+    let Ok(Message::Packed { len, data }) = postcard::from_bytes(body) else {
+        return Err("it does not decode".into());
+    };
+    let len = len as usize;
+    if len > MAX_PACKED {
+        return Err(format!("{len} bytes declared, over the limit"));
+    }
+    // `decompress` never writes past the capacity it is given: a bomb stops there.
+    let frames = zstd::bulk::decompress(&data, len).map_err(|e| format!("zstd: {e}"))?;
+    if frames.len() != len {
+        return Err(format!("{} bytes, {len} declared", frames.len()));
+    }
+    let mut at = 0;
+    while at < frames.len() {
+        let Some(header) = frames.get(at..at + 4) else {
+            return Err("a frame cut short".into());
+        };
+        let size = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        if size == 0 || frames.len() - at - 4 < size {
+            return Err("a frame cut short".into());
+        }
+        if frames[at + 4] == PACKED_TAG {
+            return Err("a pack inside a pack".into());
+        }
+        at += 4 + size;
+    }
+    Ok(frames)
+}
+
+impl<R: Read> Read for Unpack<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            if self.given < self.ready.len() {
+                let n = buf.len().min(self.ready.len() - self.given);
+                buf[..n].copy_from_slice(&self.ready[self.given..self.given + n]);
+                self.given += n;
+                return Ok(n);
+            }
+            if self.through > 0 {
+                let want = buf.len().min(self.through);
+                let n = self.inner.read(&mut buf[..want])?;
+                if n == 0 {
+                    return Err(io::ErrorKind::UnexpectedEof.into());
+                }
+                self.through -= n;
+                return Ok(n);
+            }
+            if !self.next_frame()? {
+                return Ok(0);
+            }
+        }
+    }
 }
 
 /// Reads one frame; `Ok(None)` at a clean end of stream before a frame starts.
@@ -347,5 +610,134 @@ mod tests {
         ] {
             assert!(check_tree(&bad.tree_id(), &bad.encode()).is_err());
         }
+    }
+
+    fn read_all(input: &mut dyn Read) -> io::Result<Vec<Message>> {
+        let mut out = Vec::new();
+        while let Some(m) = read_message(input)? {
+            out.push(m);
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn the_packed_tag_is_postcards() {
+        let encoded = postcard::to_stdvec(&Message::Packed {
+            len: 0,
+            data: Vec::new(),
+        })
+        .unwrap();
+        assert_eq!(encoded[0], PACKED_TAG);
+    }
+
+    #[test]
+    fn packs_round_trip_between_plain_frames() {
+        let tag = b"TIT2 A Title That Repeats ".repeat(40);
+        let mut wire = Vec::new();
+        write_message(&mut wire, &Message::Chunk(vec![1, 2, 3])).unwrap();
+        let mut packer = Packer::default();
+        packer.push(&Message::Chunk(tag.clone())).unwrap();
+        packer.push(&Message::NoChunk).unwrap();
+        packer.push(&Message::Chunk(tag.clone())).unwrap();
+        let plain = packer.len();
+        let before = wire.len();
+        packer.flush_to(&mut wire).unwrap();
+        assert!(packer.is_empty());
+        assert!(wire.len() - before < plain / 4, "the pack is compressed");
+        write_message(&mut wire, &Message::Bye).unwrap();
+        let got = read_all(&mut Unpack::new(wire.as_slice())).unwrap();
+        let names: Vec<_> = got
+            .iter()
+            .map(|m| match m {
+                Message::Chunk(b) => format!("Chunk {}", b.len()),
+                m => super::super::provider::name_of(m).to_string(),
+            })
+            .collect();
+        let n = tag.len();
+        assert_eq!(
+            names,
+            [
+                "Chunk 3".to_string(),
+                format!("Chunk {n}"),
+                "NoChunk".into(),
+                format!("Chunk {n}"),
+                "Bye".into()
+            ]
+        );
+    }
+
+    #[test]
+    fn what_does_not_shrink_is_sent_as_it_is() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let noise: Vec<u8> = (0..4096)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let mut packer = Packer::default();
+        packer.push(&Message::Chunk(noise.clone())).unwrap();
+        let mut wire = Vec::new();
+        packer.flush_to(&mut wire).unwrap();
+        let mut plain = Vec::new();
+        write_message(&mut plain, &Message::Chunk(noise)).unwrap();
+        assert!(
+            wire == plain,
+            "{} bytes sent for a frame of {}",
+            wire.len(),
+            plain.len()
+        );
+    }
+
+    fn pack_of(frames: &[u8], len: u32) -> Vec<u8> {
+        let mut wire = Vec::new();
+        write_message(
+            &mut wire,
+            &Message::Packed {
+                len,
+                data: zstd::bulk::compress(frames, 3).unwrap(),
+            },
+        )
+        .unwrap();
+        wire
+    }
+
+    fn refusal(wire: &[u8]) -> String {
+        let err = read_all(&mut Unpack::new(wire)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        err.to_string()
+    }
+
+    #[test]
+    fn bad_packs_are_refused() {
+        // A bomb: 64 MiB of zeros declared as 1 KiB, and declared as more than the limit.
+        let mut zeros = Vec::new();
+        write_message(&mut zeros, &Message::Chunk(vec![0; 64 << 20])).unwrap();
+        assert!(refusal(&pack_of(&zeros, 1024)).contains("zstd"));
+        assert!(refusal(&pack_of(&zeros, u32::MAX)).contains("over the limit"));
+        // Another size than declared.
+        let mut frame = Vec::new();
+        write_message(&mut frame, &Message::Bye).unwrap();
+        assert!(refusal(&pack_of(&frame, frame.len() as u32 + 1)).contains("declared"));
+        // A frame cut short, and a pack inside a pack.
+        assert!(
+            refusal(&pack_of(&frame[..frame.len() - 1], frame.len() as u32 - 1))
+                .contains("cut short")
+        );
+        let inner = pack_of(&frame, frame.len() as u32);
+        assert!(refusal(&pack_of(&inner, inner.len() as u32)).contains("inside"));
+        // Bytes that are no zstd frame.
+        let mut wire = Vec::new();
+        write_message(
+            &mut wire,
+            &Message::Packed {
+                len: 10,
+                data: vec![1; 10],
+            },
+        )
+        .unwrap();
+        assert!(refusal(&wire).contains("zstd"));
     }
 }
