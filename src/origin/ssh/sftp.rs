@@ -8,7 +8,7 @@
 //! Round trips are what a far server costs, so requests that do not depend on each other go
 //! out together: an open for reading and the file's `stat`; the two `READDIR`s a small
 //! directory needs (its entries, then the end); the listings of many directories at once
-//! ([`Sftp::read_dirs`], [`LISTINGS_IN_FLIGHT`] of them). Handles are closed without waiting.
+//! ([`Sftp::read_dirs`], 32 at a time). Handles are closed without waiting.
 //!
 //! The SFTP client decodes names as UTF-8, replacing invalid bytes. A remote name that is not
 //! UTF-8 therefore cannot be represented: such a name fails with `InvalidData` instead of being
@@ -46,7 +46,7 @@ pub(super) const WRITE_DEPTH: usize = 8;
 const MAX_HANDLES: usize = 100;
 
 /// Directories [`Sftp::read_dirs`] lists at once.
-pub const LISTINGS_IN_FLIGHT: usize = 32;
+const LISTINGS_IN_FLIGHT: usize = 32;
 
 const POSIX_RENAME: &str = "posix-rename@openssh.com";
 
@@ -289,7 +289,7 @@ impl Sftp {
     }
 
     /// The entries of each directory of `paths`, as [`Sftp::read_dir`] gives them, in the order
-    /// of `paths`: up to [`LISTINGS_IN_FLIGHT`] listings are under way at once, so that many
+    /// of `paths`: up to `LISTINGS_IN_FLIGHT` (32) listings are under way at once, so that many
     /// small directories cost a few round trips, not a few each.
     pub fn read_dirs(&self, paths: &[Vec<u8>]) -> Vec<io::Result<DirEntries>> {
         let limit = Arc::new(Semaphore::new(LISTINGS_IN_FLIGHT));

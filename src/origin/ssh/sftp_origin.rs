@@ -459,7 +459,7 @@ impl Origin for SftpOrigin {
     }
 
     /// Each file costs round trips (open, reads, stat) that only other files' requests can
-    /// fill: readers keep [`FILES_IN_FLIGHT`] files under way.
+    /// fill: readers keep `FILES_IN_FLIGHT` (8) files under way.
     fn files_in_flight(&self) -> usize {
         FILES_IN_FLIGHT
     }
