@@ -608,6 +608,9 @@ async fn read_entries(inner: &Inner, handle: &str) -> io::Result<DirEntries> {
         for reply in [first, second] {
             match reply {
                 Ok(name) => {
+                    // A reply without names would make no progress: taken as the end, so a
+                    // server that never says it cannot keep the walk here.
+                    ended |= name.files.is_empty();
                     for file in name.files {
                         if file.filename == "." || file.filename == ".." {
                             continue;
