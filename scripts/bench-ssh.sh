@@ -42,6 +42,8 @@
 #   MUSICFS=PATH     musicfs binary under test (default: `cargo build --release` here)
 #   BWLIMIT=RATE     pass --bwlimit RATE to every tool (musicfs and rsync read it alike: 10M)
 #   OUT=FILE         also write the Markdown report to FILE
+#   SSHD_ADDR=127.0.0.1  the address sshd listens on (the proxy forwards to it)
+#   SSHD_NETNS=NAME  run sshd in that network namespace (`ip netns exec`): scripts/bench-link.sh
 #   KEEP=0           1: keep the work directory (its path is printed)
 #
 # Needs (Debian packages): openssh-server, openssh-client, rsync, ffmpeg, python3 with mutagen
@@ -56,7 +58,7 @@ scripts="$repo_root/scripts"
 
 # The command line, as the report prints it: the variables given, then the script.
 cmdline=""
-for v in ALBUMS TRACKS SECONDS_PER_TRACK FORMATS REPS TOOLS MUSICFS BWLIMIT OUT KEEP; do
+for v in ALBUMS TRACKS SECONDS_PER_TRACK FORMATS REPS TOOLS MUSICFS BWLIMIT OUT KEEP SSHD_ADDR SSHD_NETNS; do
     [[ -n ${!v:-} ]] || continue
     val=${!v}
     [[ $val =~ [[:space:]] ]] && val="\"$val\""
@@ -73,6 +75,10 @@ TOOLS=${TOOLS:-musicfs musicfs-sftp rsync}
 OUT=${OUT:-}
 KEEP=${KEEP:-0}
 BWLIMIT=${BWLIMIT:-}
+SSHD_ADDR=${SSHD_ADDR:-127.0.0.1}
+SSHD_NETNS=${SSHD_NETNS:-}
+sshd_wrap=()
+[[ -z $SSHD_NETNS ]] || sshd_wrap=(ip netns exec "$SSHD_NETNS")
 
 say() { printf 'bench-ssh: %s\n' "$*" >&2; }
 die() { printf 'bench-ssh: %s\n' "$*" >&2; exit 1; }
@@ -182,7 +188,7 @@ fi
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+port_open() { (exec 3<>"/dev/tcp/$SSHD_ADDR/$1") 2>/dev/null; }
 
 ssh-keygen -q -t ed25519 -N '' -C musicfs-bench-host -f "$sshdir/host_ed25519"
 ssh-keygen -q -t ed25519 -N '' -C musicfs-bench-client -f "$home/.ssh/id_ed25519"
@@ -192,7 +198,7 @@ mkdir -p /run/sshd
 start_sshd() {
     local port=$1
     cat >"$sshdir/sshd_config" <<EOF
-ListenAddress 127.0.0.1
+ListenAddress $SSHD_ADDR
 Port $port
 HostKey $sshdir/host_ed25519
 AuthorizedKeysFile $sshdir/authorized_keys
@@ -207,7 +213,7 @@ LogLevel ERROR
 SetEnv PATH=$bin:/usr/local/bin:/usr/bin:/bin MUSICFS_REPO=$work/remote-repo
 EOF
     /usr/sbin/sshd -t -f "$sshdir/sshd_config" || die "sshd rejects its configuration ($sshdir/sshd_config)"
-    /usr/sbin/sshd -D -e -f "$sshdir/sshd_config" 2>>"$logs/sshd.log" &
+    "${sshd_wrap[@]}" /usr/sbin/sshd -D -e -f "$sshdir/sshd_config" 2>>"$logs/sshd.log" &
     sshd_pid=$!
     local i
     for ((i = 0; i < 100; i++)); do
@@ -229,7 +235,7 @@ for attempt in 1 2 3 4 5; do
 done
 [[ -n $sshd_port ]] || { cat "$logs/sshd.log" >&2; die "sshd would not start"; }
 
-coproc PROXY { exec python3 "$scripts/countproxy.py" --target-port "$sshd_port" 2>>"$logs/proxy.log"; }
+coproc PROXY { exec python3 "$scripts/countproxy.py" --target-host "$SSHD_ADDR" --target-port "$sshd_port" 2>>"$logs/proxy.log"; }
 # shellcheck disable=SC2153  # PROXY_PID is set by coproc
 proxy_pid=$PROXY_PID
 read -r -t 10 proxy_port ctl_port <&"${PROXY[0]}" || die "countproxy.py printed no port"
@@ -276,7 +282,7 @@ if [[ -n $musicfs ]]; then
     [[ $remote_musicfs == "$bin/musicfs" ]] || die "remote 'command -v musicfs' gives '$remote_musicfs', not $bin/musicfs"
 fi
 proxy_take >/dev/null
-say "sshd pid $sshd_pid on 127.0.0.1:$sshd_port, proxy on 127.0.0.1:$proxy_port (control $ctl_port)"
+say "sshd pid $sshd_pid on $SSHD_ADDR:$sshd_port, proxy on 127.0.0.1:$proxy_port (control $ctl_port)"
 
 # --- library ----------------------------------------------------------------------------------
 first=${fmts[0]}

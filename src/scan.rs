@@ -243,30 +243,47 @@ pub fn scan(
     std::thread::scope(|scope| -> Result<()> {
         let walked = &walked;
         scope.spawn(move || {
-            jobs.par_iter().for_each_with(tx, |tx, job| {
-                if crate::interrupt::check().is_err() {
-                    return;
-                }
-                let done = match *job {
-                    Job::Read(i) => Done::Read(
-                        i,
-                        Box::new(read_file(origin, &walked[i].path, chunker, true)),
-                    ),
-                    Job::History(i, content) => {
-                        match read_history(repo, origin, &walked[i].path, &content) {
-                            Ok(chunks) => Done::History(content, chunks),
-                            Err(e) => {
-                                tracing::debug!(
-                                    "{}: history chunks not kept: {e}",
-                                    origin.display(&walked[i].path).display()
-                                );
-                                return;
+            let read_all = move || {
+                jobs.par_iter().for_each_with(tx, |tx, job| {
+                    if crate::interrupt::check().is_err() {
+                        return;
+                    }
+                    let done = match *job {
+                        Job::Read(i) => Done::Read(
+                            i,
+                            Box::new(read_file(origin, &walked[i].path, chunker, true)),
+                        ),
+                        Job::History(i, content) => {
+                            match read_history(repo, origin, &walked[i].path, &content) {
+                                Ok(chunks) => Done::History(content, chunks),
+                                Err(e) => {
+                                    tracing::debug!(
+                                        "{}: history chunks not kept: {e}",
+                                        origin.display(&walked[i].path).display()
+                                    );
+                                    return;
+                                }
                             }
                         }
-                    }
-                };
-                let _ = tx.send(done);
-            });
+                    };
+                    let _ = tx.send(done);
+                });
+            };
+            // An origin far away reads faster with more files under way than there are CPUs:
+            // those reads run on a pool of their own, of the size it asks for.
+            let wanted = origin.files_in_flight();
+            let pool = (wanted > rayon::current_num_threads())
+                .then(|| {
+                    rayon::ThreadPoolBuilder::new()
+                        .num_threads(wanted)
+                        .build()
+                        .ok()
+                })
+                .flatten();
+            match pool {
+                Some(pool) => pool.install(read_all),
+                None => read_all(),
+            }
         });
         // Results are gathered while no write transaction is open, and written in batches
         // with the transaction held only while the batch is written: a scan never waits on

@@ -582,7 +582,9 @@ fn walk_filtered_leaves_out_what_the_filter_excludes(t: &dyn Transport) {
 /// An entry that cannot be read is reported as a problem, with its path, and the walk goes on.
 /// Tests run as root, whom no mode stops, so the directory vanishes instead, between its own
 /// entry and the visit of its content: a transport that lists the directory then finds it gone
-/// (a problem at `a`), one that has listed it already finds its entry gone (at `a/x`).
+/// (a problem at `a`), one that has listed it already finds its entry gone (at `a/x`), and one
+/// that lists the whole tree before it gives the first entry (SFTP: round trips are what a far
+/// server costs) gives what it listed, `a/x` included.
 fn walk_reports_a_directory_it_cannot_list_and_goes_on(t: &dyn Transport) {
     let origin = empty_root(t);
     let o = &*origin;
@@ -610,7 +612,8 @@ fn walk_reports_a_directory_it_cannot_list_and_goes_on(t: &dyn Transport) {
     });
     assert!(
         lines == ["entry a", "problem a", "entry b"]
-            || lines == ["entry a", "problem a/x", "entry b"],
+            || lines == ["entry a", "problem a/x", "entry b"]
+            || lines == ["entry a", "entry a/x", "entry b"],
         "{lines:?}"
     );
 }

@@ -114,6 +114,9 @@ impl<O: ?Sized + Origin> Origin for Metered<O> {
     fn capabilities(&self) -> Capabilities {
         self.inner.capabilities()
     }
+    fn files_in_flight(&self) -> usize {
+        self.inner.files_in_flight()
+    }
     fn local_root(&self) -> Option<&Path> {
         self.inner.local_root()
     }

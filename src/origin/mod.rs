@@ -93,6 +93,14 @@ pub trait Origin: Send + Sync {
     /// learns its server's extensions when the session starts fixes them then); wrappers
     /// return their inner origin's. Callers decide by this, never by the transport.
     fn capabilities(&self) -> Capabilities;
+    /// How many files a reader should keep under way at once to read this origin fast: 0
+    /// (the default) leaves it to the number of CPUs, which suits an origin that answers at
+    /// once (a local disk); a transport whose every request waits a network round trip asks
+    /// for more, so that a scan keeps the link busy. A hint, constant for the life of the
+    /// value; wrappers return their inner origin's.
+    fn files_in_flight(&self) -> usize {
+        0
+    }
     /// The origin's directory on this machine, when it is one. Only for questions about
     /// local paths as such (whether two local trees overlap); never to decide how to read
     /// or write (ask [`Origin::capabilities`]).
@@ -279,6 +287,9 @@ impl<O: Origin + ?Sized> Origin for Box<O> {
     }
     fn capabilities(&self) -> Capabilities {
         (**self).capabilities()
+    }
+    fn files_in_flight(&self) -> usize {
+        (**self).files_in_flight()
     }
     fn local_root(&self) -> Option<&std::path::Path> {
         (**self).local_root()

@@ -164,6 +164,9 @@ impl<O: Origin + 'static> Origin for Retrying<O> {
     fn capabilities(&self) -> Capabilities {
         self.inner.capabilities()
     }
+    fn files_in_flight(&self) -> usize {
+        self.inner.files_in_flight()
+    }
 
     fn local_root(&self) -> Option<&Path> {
         self.inner.local_root()
@@ -472,6 +475,9 @@ impl<O: Origin> Origin for Breaker<O> {
     }
     fn capabilities(&self) -> Capabilities {
         self.inner.capabilities()
+    }
+    fn files_in_flight(&self) -> usize {
+        self.inner.files_in_flight()
     }
     fn local_root(&self) -> Option<&Path> {
         self.inner.local_root()

@@ -26,6 +26,6 @@ pub(crate) mod transport;
 
 pub use exec::{ExecChannel, ExecReader, ExecStatus, ExecWriter};
 pub use session::{SshOptions, SshSession};
-pub use sftp::{Sftp, SftpFile, SftpStat};
+pub use sftp::{DirEntries, Sftp, SftpFile, SftpStat};
 pub use sftp_origin::SftpOrigin;
 pub use transport::SshSpec;

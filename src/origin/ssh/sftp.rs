@@ -5,6 +5,11 @@
 //! writes are sent without waiting, [`WRITE_DEPTH`] at a time, their errors reported by a later
 //! call. Memory is bounded by those depths times the request size.
 //!
+//! Round trips are what a far server costs, so requests that do not depend on each other go
+//! out together: an open for reading and the file's `stat`; the two `READDIR`s a small
+//! directory needs (its entries, then the end); the listings of many directories at once
+//! ([`Sftp::read_dirs`], 32 at a time). Handles are closed without waiting.
+//!
 //! The SFTP client decodes names as UTF-8, replacing invalid bytes. A remote name that is not
 //! UTF-8 therefore cannot be represented: such a name fails with `InvalidData` instead of being
 //! returned altered, and paths we send must be UTF-8 (`InvalidInput` otherwise).
@@ -40,7 +45,13 @@ pub(super) const WRITE_DEPTH: usize = 8;
 /// a handle as UTF-8 text, so numbers from 128 up would be mangled.
 const MAX_HANDLES: usize = 100;
 
+/// Directories [`Sftp::read_dirs`] lists at once.
+const LISTINGS_IN_FLIGHT: usize = 32;
+
 const POSIX_RENAME: &str = "posix-rename@openssh.com";
+
+/// A directory's entries: each name with what `lstat` says of it.
+pub type DirEntries = Vec<(Vec<u8>, SftpStat)>;
 
 /// What `lstat` says of a remote entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -235,18 +246,7 @@ impl Sftp {
 
     /// Takes one of the session's handle slots, waiting at most the I/O timeout.
     async fn handle_slot(&self) -> io::Result<OwnedSemaphorePermit> {
-        let waiting = Arc::clone(&self.inner.handles).acquire_owned();
-        match tokio::time::timeout(self.inner.shared.io_timeout, waiting).await {
-            Ok(Ok(permit)) => Ok(permit),
-            Ok(Err(_)) => Err(io::Error::new(
-                io::ErrorKind::ConnectionAborted,
-                "the SFTP session is closed",
-            )),
-            Err(_) => Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "too many SFTP files are open at once",
-            )),
-        }
+        handle_slot(&self.inner).await
     }
 
     /// The absolute, resolved form of `path` (`realpath`).
@@ -283,49 +283,40 @@ impl Sftp {
 
     /// The directory's entries (without `.` and `..`) with their `lstat` attributes, in the
     /// server's order.
-    pub fn read_dir(&self, path: &[u8]) -> io::Result<Vec<(Vec<u8>, SftpStat)>> {
+    pub fn read_dir(&self, path: &[u8]) -> io::Result<DirEntries> {
         let path = path_text(path)?;
-        self.run(async {
-            let _slot = self.handle_slot().await?;
-            let raw = &self.inner.raw;
-            let handle = raw
-                .opendir(path)
-                .await
-                .map_err(|e| sftp_error("opendir", e))?
-                .handle;
-            let mut entries = Vec::new();
-            let listed = loop {
-                match raw.readdir(handle.as_str()).await {
-                    Ok(name) => {
-                        let mut bad_name = None;
-                        for file in name.files {
-                            if file.filename == "." || file.filename == ".." {
-                                continue;
-                            }
-                            let stat = SftpStat::from_attrs(&file.attrs);
-                            match name_bytes(file.filename) {
-                                Ok(name) => entries.push((name, stat)),
-                                Err(e) => {
-                                    bad_name = Some(e);
-                                    break;
-                                }
-                            }
-                        }
-                        if let Some(e) = bad_name {
-                            break Err(e);
-                        }
-                    }
-                    Err(SftpError::Status(status)) if status.status_code == StatusCode::Eof => {
-                        break Ok(())
-                    }
-                    Err(e) => break Err(sftp_error("readdir", e)),
-                }
-            };
-            let closed = raw.close(handle).await.map_err(|e| sftp_error("close", e));
-            listed?;
-            closed?;
-            Ok(entries)
-        })
+        self.run(list_dir(Arc::clone(&self.inner), path))
+    }
+
+    /// The entries of each directory of `paths`, as [`Sftp::read_dir`] gives them, in the order
+    /// of `paths`: up to `LISTINGS_IN_FLIGHT` (32) listings are under way at once, so that many
+    /// small directories cost a few round trips, not a few each.
+    pub fn read_dirs(&self, paths: &[Vec<u8>]) -> Vec<io::Result<DirEntries>> {
+        let limit = Arc::new(Semaphore::new(LISTINGS_IN_FLIGHT));
+        let started: Vec<io::Result<_>> = paths
+            .iter()
+            .map(|path| {
+                let path = path_text(path)?;
+                let inner = Arc::clone(&self.inner);
+                let limit = Arc::clone(&limit);
+                self.inner.shared.start(async move {
+                    let _turn = limit.acquire_owned().await.map_err(|_| {
+                        io::Error::new(io::ErrorKind::ConnectionAborted, "listing abandoned")
+                    })?;
+                    list_dir(inner, path).await
+                })
+            })
+            .collect();
+        started
+            .into_iter()
+            .map(|task| {
+                let task = task?;
+                self.inner
+                    .shared
+                    .block_on(task)?
+                    .map_err(|e| io::Error::other(format!("sftp listing: {e}")))?
+            })
+            .collect()
     }
 
     /// A symlink's target.
@@ -365,6 +356,28 @@ impl Sftp {
     pub fn open_read(&self, path: &[u8]) -> io::Result<SftpFile> {
         let path = path_text(path)?;
         self.run(self.open(path, OpenFlags::READ, FileAttributes::empty()))
+    }
+
+    /// Opens a file for reading and takes its `stat` (which follows symlinks, as the open
+    /// does) in the same round trip: both requests go out before either reply is awaited.
+    /// The server handles them one after the other, so a file replaced between the two shows
+    /// as a stat that differs from the handle's own (`fstat`) later.
+    pub fn open_read_stat(&self, path: &[u8]) -> io::Result<(SftpFile, SftpStat)> {
+        let path = path_text(path)?;
+        let raw = Arc::clone(&self.inner.raw);
+        let stat_path = path.clone();
+        let stat = self
+            .inner
+            .shared
+            .start(async move { raw.stat(stat_path).await })?;
+        let file = self.run(self.open(path, OpenFlags::READ, FileAttributes::empty()));
+        let stat = self
+            .inner
+            .shared
+            .block_on(stat)?
+            .map_err(|e| io::Error::other(format!("sftp stat: {e}")))?
+            .map_err(|e| sftp_error("stat", e))?;
+        Ok((file?, SftpStat::from_attrs(&stat.attrs)))
     }
 
     /// Creates a new file for writing (`O_CREAT | O_EXCL | O_WRONLY`) with permissions `mode`;
@@ -536,5 +549,84 @@ impl Sftp {
             let _ = raw.close(handle).await;
             Ok(())
         })
+    }
+}
+
+/// Takes one of the session's handle slots, waiting at most the I/O timeout.
+async fn handle_slot(inner: &Inner) -> io::Result<OwnedSemaphorePermit> {
+    let waiting = Arc::clone(&inner.handles).acquire_owned();
+    match tokio::time::timeout(inner.shared.io_timeout, waiting).await {
+        Ok(Ok(permit)) => Ok(permit),
+        Ok(Err(_)) => Err(io::Error::new(
+            io::ErrorKind::ConnectionAborted,
+            "the SFTP session is closed",
+        )),
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "too many SFTP files are open at once",
+        )),
+    }
+}
+
+/// Lists one directory: `OPENDIR`, then `READDIR`s two at a time (a directory that fits in
+/// one reply is read, and its end seen, in one round trip), then a `CLOSE` not waited for.
+///
+/// Two `READDIR`s on one handle may reach the server in either order; it answers each with
+/// the next entries or the end, so the pair's replies hold every entry up to the end either
+/// way, and the loop stops only when it has both replies and one of them was the end.
+async fn list_dir(inner: Arc<Inner>, path: String) -> io::Result<DirEntries> {
+    let slot = handle_slot(&inner).await?;
+    let raw = Arc::clone(&inner.raw);
+    let handle = raw
+        .opendir(path)
+        .await
+        .map_err(|e| sftp_error("opendir", e))?
+        .handle;
+    let listed = read_entries(&inner, &handle).await;
+    // The slot is freed once the server has closed the handle.
+    inner.shared.spawn(async move {
+        let _ = raw.close(handle).await;
+        drop(slot);
+    });
+    listed
+}
+
+/// The entries behind an open directory handle, until the server says the end.
+async fn read_entries(inner: &Inner, handle: &str) -> io::Result<DirEntries> {
+    let mut entries = Vec::new();
+    loop {
+        let raw = Arc::clone(&inner.raw);
+        let second_handle = handle.to_string();
+        let second = inner
+            .shared
+            .start(async move { raw.readdir(second_handle).await })?;
+        let first = inner.raw.readdir(handle).await;
+        let second = second
+            .await
+            .map_err(|e| io::Error::other(format!("sftp readdir: {e}")))?;
+        let mut ended = false;
+        for reply in [first, second] {
+            match reply {
+                Ok(name) => {
+                    // A reply without names would make no progress: taken as the end, so a
+                    // server that never says it cannot keep the walk here.
+                    ended |= name.files.is_empty();
+                    for file in name.files {
+                        if file.filename == "." || file.filename == ".." {
+                            continue;
+                        }
+                        let stat = SftpStat::from_attrs(&file.attrs);
+                        entries.push((name_bytes(file.filename)?, stat));
+                    }
+                }
+                Err(SftpError::Status(status)) if status.status_code == StatusCode::Eof => {
+                    ended = true
+                }
+                Err(e) => return Err(sftp_error("readdir", e)),
+            }
+        }
+        if ended {
+            return Ok(entries);
+        }
     }
 }

@@ -46,7 +46,8 @@ pub struct SftpFile {
     /// here instead of over the network.
     recent: VecDeque<(u64, Arc<Vec<u8>>)>,
     /// Bytes that may be requested ahead of `pos`: [`FIRST_WINDOW`] after an open or a seek
-    /// elsewhere, doubled by each reply read in order, up to `READ_DEPTH` requests.
+    /// elsewhere (or the length the caller asks for, when more), doubled by each reply read in
+    /// order, up to `READ_DEPTH` requests.
     window: u64,
     /// Writes in flight.
     writes: VecDeque<JoinHandle<Result<(), SftpError>>>,
@@ -250,9 +251,12 @@ impl Read for SftpFile {
             if self.reads.is_empty() {
                 self.next_read = self.pos;
             }
-            let limit = self.pos + self.window;
+            // What the caller asked for is wanted whatever the window: a reader that hands
+            // in a large buffer gets it in one round trip rather than after the ramp.
+            let window = self.window.max(buf.len() as u64).min(self.max_window());
+            let limit = self.pos + window;
             while self.reads.len() < READ_DEPTH && self.next_read < limit {
-                let len = u64::from(self.inner.read_len).min(self.window) as u32;
+                let len = u64::from(self.inner.read_len).min(window) as u32;
                 let reply = self.send_read(self.next_read, len)?;
                 self.reads.push_back((self.next_read, len, reply));
                 self.next_read += u64::from(len);

@@ -10,16 +10,24 @@
 //! Reading a changed file costs a network read in the scan and another in the sync that copies
 //! it; the `Spooled` wrapper (`origin::spooled`) saves the second.
 //!
+//! A far server costs a round trip per request waited for, so a walk lists the tree level by
+//! level, every directory of a level at once ([`Sftp::read_dirs`]): a no-change scan costs a
+//! few round trips per level of the tree rather than per directory. The listings of the whole
+//! tree are held until the walk has given them (names and stats: the size of the walk the scan
+//! keeps anyway). An open takes the file's stat in the same round trip, and
+//! [`Origin::files_in_flight`] asks readers to read several files at once.
+//!
 //! A server without the `fsync@openssh.com` extension cannot make a file or directory durable:
 //! `commit` and `sync_dir` then rely on the server's own writeback.
 
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::io::{self, Read, Seek, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::sftp::{Sftp, SftpFile, SftpStat};
+use super::sftp::{DirEntries, Sftp, SftpFile, SftpStat};
 use crate::error::{Error, Result};
 use crate::filter::Filter;
 use crate::origin::temp::temp_name;
@@ -28,6 +36,9 @@ use crate::origin::{
     OriginFile, TempFile, WalkItem, WritableOrigin,
 };
 use crate::relpath::{join, parent, RelPath};
+
+/// Files a reader keeps under way at once (each with up to 2 MiB of reads in flight).
+const FILES_IN_FLIGHT: usize = 8;
 
 /// Writes reach the server in requests of at least this many bytes (the last one aside).
 const WRITE_BUFFER: usize = 256 * 1024;
@@ -202,20 +213,76 @@ impl SftpOrigin {
     }
 
     /// Reads the directory `rel`: checked names, sorted bytewise.
-    fn list(&self, rel: &[u8]) -> io::Result<Vec<(Vec<u8>, SftpStat)>> {
+    fn list(&self, rel: &[u8]) -> io::Result<DirEntries> {
         let path = self.remote_path(rel).map_err(|e| invalid(e.to_string()))?;
-        let mut entries = self.sftp.read_dir(&path)?;
-        entries.retain(|(name, _)| name != b"." && name != b"..");
-        if let Some(why) = entries.iter().find_map(|(name, _)| bad_name(name)) {
-            return Err(invalid_data(format!("the server listed {why}")));
-        }
-        entries.sort_by(|a, b| a.0.cmp(&b.0));
-        if entries.windows(2).any(|w| w[0].0 == w[1].0) {
-            return Err(invalid_data("the server listed a name twice"));
-        }
-        Ok(entries)
+        checked_listing(self.sftp.read_dir(&path)?)
     }
 
+    /// [`SftpOrigin::list`] of each of `dirs`, listed at once.
+    fn list_many(&self, dirs: &[Vec<u8>]) -> Vec<io::Result<DirEntries>> {
+        let mut paths = Vec::with_capacity(dirs.len());
+        let mut bad = HashMap::new();
+        for (i, rel) in dirs.iter().enumerate() {
+            match self.remote_path(rel) {
+                Ok(path) => paths.push(path),
+                Err(e) => {
+                    bad.insert(i, invalid(e.to_string()));
+                    paths.push(self.root.clone());
+                }
+            }
+        }
+        self.sftp
+            .read_dirs(&paths)
+            .into_iter()
+            .enumerate()
+            .map(|(i, listed)| match bad.remove(&i) {
+                Some(e) => Err(e),
+                None => listed.and_then(checked_listing),
+            })
+            .collect()
+    }
+
+    /// The listing of every directory of the tree that `filter` lets in, level by level,
+    /// each level's directories listed at once.
+    fn list_tree(&self, filter: &Filter) -> HashMap<Vec<u8>, io::Result<Listing>> {
+        let mut listings = HashMap::new();
+        let mut level: Vec<Vec<u8>> = vec![Vec::new()];
+        while !level.is_empty() {
+            let listed = self.list_many(&level);
+            let mut next = Vec::new();
+            for (dir, result) in level.into_iter().zip(listed) {
+                if let Ok(entries) = &result {
+                    next.extend(
+                        entries
+                            .iter()
+                            .filter(|(_, stat)| stat.kind == EntryKind::Dir)
+                            .map(|(name, _)| join(&dir, name))
+                            .filter(|rel| !filter.excludes(rel, true)),
+                    );
+                }
+                listings.insert(dir, result.map(Vec::into_iter));
+            }
+            level = next;
+        }
+        listings
+    }
+}
+
+/// A directory's entries as the server gave them, checked (no name that cannot be a path
+/// component, none twice) and sorted bytewise.
+fn checked_listing(mut entries: DirEntries) -> io::Result<DirEntries> {
+    entries.retain(|(name, _)| name != b"." && name != b"..");
+    if let Some(why) = entries.iter().find_map(|(name, _)| bad_name(name)) {
+        return Err(invalid_data(format!("the server listed {why}")));
+    }
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    if entries.windows(2).any(|w| w[0].0 == w[1].0) {
+        return Err(invalid_data("the server listed a name twice"));
+    }
+    Ok(entries)
+}
+
+impl SftpOrigin {
     /// One walked entry: symlinks get their target, temporaries are set aside.
     fn walk_item(&self, rel: Vec<u8>, name: &[u8], stat: &SftpStat) -> WalkItem {
         if stat.kind == EntryKind::File && is_temporary(name) {
@@ -255,26 +322,35 @@ impl SftpOrigin {
 /// A remote file read over SFTP.
 struct RemoteFile {
     file: SftpFile,
+    /// The stat taken with the open, the answer to a `stat` asked before anything is read
+    /// (which saves the round trip of an `fstat`); later ones ask the server.
+    opened: Option<SftpStat>,
 }
 
 impl Read for RemoteFile {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.opened = None;
         self.file.read(buf)
     }
 }
 
 impl Seek for RemoteFile {
     fn seek(&mut self, pos: io::SeekFrom) -> io::Result<u64> {
+        self.opened = None;
         self.file.seek(pos)
     }
 }
 
 impl OriginFile for RemoteFile {
     fn stat(&mut self) -> io::Result<EntryStat> {
-        self.file.fstat().map(|s| entry_stat(&s))
+        match self.opened.take() {
+            Some(stat) => Ok(entry_stat(&stat)),
+            None => self.file.fstat().map(|s| entry_stat(&s)),
+        }
     }
 
     fn read_exact_at(&mut self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.opened = None;
         self.file.read_at(buf, offset)
     }
 }
@@ -382,6 +458,12 @@ impl Origin for SftpOrigin {
         }
     }
 
+    /// Each file costs round trips (open, reads, stat) that only other files' requests can
+    /// fill: readers keep `FILES_IN_FLIGHT` (8) files under way.
+    fn files_in_flight(&self) -> usize {
+        FILES_IN_FLIGHT
+    }
+
     /// `label:/root/rel`.
     fn display(&self, rel: &[u8]) -> PathBuf {
         let mut shown = Vec::with_capacity(self.label.len() + 1 + self.root.len() + 1 + rel.len());
@@ -407,11 +489,19 @@ impl Origin for SftpOrigin {
     /// Asks the filter of each name the listing gives, with the kind the listing gives, so an
     /// excluded entry costs no `readlink` and an excluded directory is never listed.
     fn walk_filtered(&self, filter: &Filter, visit: &mut dyn FnMut(WalkItem)) {
+        let mut listings = self.list_tree(filter);
+        let mut listed = |rel: &[u8]| {
+            listings.remove(rel).unwrap_or_else(|| {
+                Err(io::Error::other(
+                    "the directory changed kind while it was listed",
+                ))
+            })
+        };
         // Open directories, each with the entries still to visit; a stack, not recursion, so
         // a hostile server's endless nesting cannot overflow ours.
         let mut stack: Vec<(Vec<u8>, Listing)> = Vec::new();
-        match self.list(b"") {
-            Ok(entries) => stack.push((Vec::new(), entries.into_iter())),
+        match listed(b"") {
+            Ok(entries) => stack.push((Vec::new(), entries)),
             Err(e) => visit(WalkItem::Problem {
                 path: Vec::new(),
                 message: e.to_string(),
@@ -434,8 +524,8 @@ impl Origin for SftpOrigin {
                 continue;
             }
             visit(self.walk_item(rel.clone(), &name, &stat));
-            match self.list(&rel) {
-                Ok(children) => stack.push((rel, children.into_iter())),
+            match listed(&rel) {
+                Ok(children) => stack.push((rel, children)),
                 Err(e) => visit(WalkItem::Problem {
                     path: rel,
                     message: e.to_string(),
@@ -447,11 +537,14 @@ impl Origin for SftpOrigin {
     fn open(&self, rel: &[u8]) -> Result<Box<dyn OriginFile>> {
         let path = self.remote_path(rel)?;
         let shown = || self.display(rel);
-        let file = self
+        let (file, stat) = self
             .sftp
-            .open_read(&path)
+            .open_read_stat(&path)
             .map_err(|e| Error::io(shown(), e))?;
-        Ok(Box::new(RemoteFile { file }))
+        Ok(Box::new(RemoteFile {
+            file,
+            opened: Some(stat),
+        }))
     }
 
     fn stat(&self, rel: &[u8]) -> Result<Option<EntryStat>> {
