@@ -107,9 +107,9 @@ fn a_held_destination_lock_is_one_line_naming_its_holder_and_exit_4() {
     genlib_create(&src, 2, 5, 32 << 10);
     std::fs::create_dir(&dst).expect("mkdir dst");
     // A second process holds the destination's lock (a flock on the directory, the lock
-    // every sync takes).
+    // every sync takes). It waits for the lock rather than giving up: a sync below may hold
+    // it at the moment flock(1) asks.
     let mut holder = Command::new("flock")
-        .arg("--nonblock")
         .arg(&dst)
         .args(["sleep", "60"])
         .stdin(Stdio::null())
