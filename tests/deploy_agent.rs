@@ -12,7 +12,6 @@ mod util;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use support::sshd::{Sshd, SshdOptions};
 use util::{
@@ -225,31 +224,6 @@ fn a_retag_and_a_reorganisation_move_what_the_agent_moves() {
 }
 
 /// A tmpfs mounted `noexec`: the deployed binary is there but cannot run.
-struct NoExec(PathBuf);
-
-impl NoExec {
-    fn mount(dir: &Path) -> NoExec {
-        fs::create_dir_all(dir).unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=200M,mode=0700,noexec", "tmpfs"])
-            .arg(dir)
-            .output()
-            .expect("run mount (util-linux)");
-        assert!(
-            out.status.success(),
-            "mounting a tmpfs needs root (run the tests as root, as CI does): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        NoExec(dir.to_path_buf())
-    }
-}
-
-impl Drop for NoExec {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
 /// One line on stderr, naming the host, the reason and SFTP.
 fn assert_one_fallback_line(stderr: &str, reason: &str) {
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
@@ -272,7 +246,7 @@ fn an_agent_that_cannot_run_there_falls_back_to_sftp_with_one_line() {
 
     // A cache on a noexec mount: uploaded and checked, then refused by the kernel.
     let cache = t.path("noexec-cache");
-    let _mount = NoExec::mount(&cache);
+    let _mount = util::Tmpfs::mount_with(&cache, "size=200M,mode=0700,noexec");
     let sshd = sshd_without_musicfs(&t.path("remote-repo"), &cache, None);
     let lib = t.path("lib-noexec");
     let args = ["--deploy-agent", &remote(&music), lib.to_str().unwrap()];
@@ -424,7 +398,7 @@ fn the_agent_is_deployed_through_openssh_too() {
 
     // Through OpenSSH, a binary that cannot run falls back too.
     let noexec = t.path("noexec-cache");
-    let _mount = NoExec::mount(&noexec);
+    let _mount = util::Tmpfs::mount_with(&noexec, "size=200M,mode=0700,noexec");
     drop(sshd);
     let sshd = sshd_without_musicfs(&t.path("remote-repo-2"), &noexec, None);
     let rsh_config = sshd.dir().join("rsh_config");

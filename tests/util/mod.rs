@@ -918,15 +918,14 @@ pub struct Tmpfs(pub PathBuf);
 
 impl Tmpfs {
     pub fn mount(dir: &Path, size: &str) -> Tmpfs {
+        Tmpfs::mount_with(dir, &format!("size={size},mode=0755"))
+    }
+
+    /// A tmpfs at `dir` with these mount options (`size=…,mode=…,noexec`).
+    pub fn mount_with(dir: &Path, options: &str) -> Tmpfs {
         fs::create_dir_all(dir).unwrap();
         let out = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0755"),
-                "tmpfs",
-            ])
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
             .arg(dir)
             .output()
             .expect("run mount (util-linux)");
