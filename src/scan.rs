@@ -79,9 +79,16 @@ struct Walked {
 
 /// What to do about one regular file.
 enum Plan {
-    Keep(ScanEntry),
-    Moved { from: Vec<u8>, entry: ScanEntry },
-    Read(Option<ScanEntry>),
+    /// Unchanged: its entry in the previous scan state stands (not copied here: a library's
+    /// worth of copies is most of a no-change scan's memory).
+    Keep,
+    /// Moved from `from`. Entries are boxed, so that a plan per file of a large library costs
+    /// a few words, not a scan entry each.
+    Moved {
+        from: Vec<u8>,
+        entry: Box<ScanEntry>,
+    },
+    Read(Option<Box<ScanEntry>>),
 }
 
 const MAX_ATTEMPTS: u32 = 3;
@@ -161,8 +168,8 @@ pub fn scan(
         }
         let prev = previous.get(&w.path);
         let plan = match prev {
-            Some(p) if !options.checksum && unchanged(p, &w.stat) => Plan::Keep(p.clone()),
-            Some(p) => Plan::Read(Some(p.clone())),
+            Some(p) if !options.checksum && unchanged(p, &w.stat) => Plan::Keep,
+            Some(p) => Plan::Read(Some(Box::new(p.clone()))),
             None => match w
                 .stat
                 .change
@@ -181,7 +188,10 @@ pub fn scan(
                     let mut entry = previous[&from].clone();
                     entry.change = w.stat.change.clone();
                     entry.mode = w.stat.mode;
-                    Plan::Moved { from, entry }
+                    Plan::Moved {
+                        from,
+                        entry: Box::new(entry),
+                    }
                 }
                 _ => match vanished_content
                     .get_mut(&(&w.stat.change, w.stat.size, w.stat.mtime_ns))
@@ -192,7 +202,7 @@ pub fn scan(
                         entry.mode = w.stat.mode;
                         Plan::Moved {
                             from: from.clone(),
-                            entry,
+                            entry: Box::new(entry),
                         }
                     }
                     _ => Plan::Read(None),
@@ -221,7 +231,8 @@ pub fn scan(
         .iter()
         .enumerate()
         .filter_map(|(i, p)| match p {
-            Some(Plan::Keep(e)) | Some(Plan::Moved { entry: e, .. }) => Some((i, e.content)),
+            Some(Plan::Keep) => Some((i, previous.get(&walked[i].path)?.content)),
+            Some(Plan::Moved { entry: e, .. }) => Some((i, e.content)),
             _ => None,
         })
         .collect();
@@ -337,7 +348,7 @@ pub fn scan(
                             writer.put_media(&content, &media)?;
                             writer.keep_history(&content, &history)?;
                             let prev = match &plans[i] {
-                                Some(Plan::Read(prev)) => prev.as_ref(),
+                                Some(Plan::Read(prev)) => prev.as_deref(),
                                 _ => None,
                             };
                             let entry = scan_entry(&stat, content);
@@ -384,7 +395,7 @@ pub fn scan(
         if let Some(Plan::Moved { from, entry }) = plan {
             writer.forget_path(origin_id, from)?;
             let stored =
-                writer.record_file(origin_id, &walked[i].path, entry.clone(), Some(entry))?;
+                writer.record_file(origin_id, &walked[i].path, (**entry).clone(), Some(entry))?;
             recorded.insert(i, stored);
             moved_from.insert(from.clone());
             files_moved += 1;
@@ -403,7 +414,7 @@ pub fn scan(
         let node = match w.stat.kind {
             EntryKind::File => {
                 let entry = match &plans[i] {
-                    Some(Plan::Keep(e)) => Some(e.clone()),
+                    Some(Plan::Keep) => previous.get(&w.path).cloned(),
                     _ => recorded.get(&i).cloned(),
                 };
                 let Some(entry) = entry else { continue };
