@@ -34,9 +34,20 @@ fn server(t: &TestRepo) -> (Child, Connection) {
 }
 
 fn run_pull(t: &TestRepo, src: &std::path::Path, dst: &std::path::Path) -> SyncSummary {
+    pull_over(t, src, dst, |connection| connection)
+}
+
+/// A pull from a real server over `tap(connection)` (a connection wrapped to watch it).
+fn pull_over(
+    t: &TestRepo,
+    src: &std::path::Path,
+    dst: &std::path::Path,
+    tap: impl FnOnce(Connection) -> Connection,
+) -> SyncSummary {
     let repo = Repository::open(&t.path("local-repo")).unwrap();
     let destination = LocalOrigin::open(dst, true).unwrap();
     let (mut child, connection) = server(t);
+    let connection = tap(connection);
     let summary = pull(
         &repo,
         connection,
@@ -379,26 +390,11 @@ mod compression {
         src: &std::path::Path,
         dst: &std::path::Path,
     ) -> (u64, SyncSummary) {
-        let repo = Repository::open(&t.path("local-repo")).unwrap();
-        let destination = LocalOrigin::open(dst, true).unwrap();
-        let (mut child, mut connection) = server(t);
         let count = Arc::new(AtomicU64::new(0));
-        connection.input = Box::new(Counting(connection.input, Arc::clone(&count)));
-        let summary = pull(
-            &repo,
-            connection,
-            src.as_os_str().as_encoded_bytes(),
-            &destination,
-            &FastCdc::default(),
-            SyncOptions {
-                delete: true,
-                ..SyncOptions::default()
-            },
-            &NullSink,
-            &mut Resume::default(),
-        )
-        .unwrap();
-        assert!(child.wait().unwrap().success());
+        let summary = pull_over(t, src, dst, |mut connection| {
+            connection.input = Box::new(Counting(connection.input, Arc::clone(&count)));
+            connection
+        });
         assert_trees_equal(src, dst);
         (count.load(Ordering::Relaxed), summary)
     }
