@@ -24,9 +24,10 @@ use std::io::{self, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::group_commit::{GroupCommit, Member};
 use super::mountinfo::LazyMountTable;
 use super::temp::temp_name;
 use super::{
@@ -50,6 +51,9 @@ pub struct LocalOrigin {
     lent: Arc<Mutex<BTreeMap<PathBuf, u32>>>,
     /// Stay on the file system of each directory walked into (rsync's `-x`).
     one_file_system: bool,
+    /// The flush that temporary files committed together share, opened with the first
+    /// one (`None` inside: each file `fsync`s on its own); one for every clone.
+    group: Arc<OnceLock<Option<Arc<GroupCommit>>>>,
 }
 
 /// The backoff between tries after a stale handle or a lost connection to a mount's server.
@@ -185,6 +189,7 @@ impl LocalOrigin {
             url,
             lent: Arc::default(),
             one_file_system: false,
+            group: Arc::default(),
         })
     }
 
@@ -683,6 +688,8 @@ struct LocalTemp {
     pending: Vec<u8>,
     /// The first write or flush that failed, as its reason.
     failed: Option<String>,
+    /// Its place in the destination's group commit, when it has one.
+    member: Option<Member>,
 }
 
 /// How many bytes a [`LocalTemp`] gathers before it writes them.
@@ -744,6 +751,7 @@ impl TempFile for LocalTemp {
             target,
             file,
             failed,
+            member,
             ..
         } = *self;
         let result = (|| {
@@ -753,11 +761,16 @@ impl TempFile for LocalTemp {
                     "not written: a write to its temporary file failed ({reason})"
                 ))));
             }
-            file.sync_all().map_err(io_err)?;
             file.set_permissions(fs::Permissions::from_mode(mode))
                 .map_err(io_err)?;
             file.set_modified(system_time(mtime_ns)).map_err(io_err)?;
+            match &member {
+                Some(member) => member.make_durable(&file),
+                None => file.sync_all(),
+            }
+            .map_err(io_err)?;
             drop(file);
+            drop(member);
             fs::rename(&path, &target).map_err(|e| Error::io(&target, e))
         })();
         if result.is_err() {
@@ -840,6 +853,11 @@ impl WritableOrigin for LocalOrigin {
             file,
             pending: Vec::new(),
             failed: None,
+            member: self
+                .group
+                .get_or_init(|| GroupCommit::open(&self.root))
+                .as_ref()
+                .map(GroupCommit::join),
         }))
     }
 
@@ -978,6 +996,31 @@ impl WritableOrigin for LocalOrigin {
         retry_stale(&path, || File::open(&path).and_then(|d| d.sync_all()))
             .map_err(|e| path_error(&path, e))
     }
+
+    /// One flush of the file system for every directory, when the destination has a group
+    /// commit and every directory lies on its file system (a directory that does not, or a
+    /// flush that fails, gets its own `fsync`).
+    fn sync_dirs(&self, rels: &[Vec<u8>]) -> Vec<(Vec<u8>, Error)> {
+        let group = self.group.get().and_then(Option::as_ref);
+        let mut own = Vec::new();
+        for rel in rels {
+            let shared = group.is_some_and(|group| {
+                self.resolve(rel)
+                    .ok()
+                    .and_then(|path| fs::symlink_metadata(path).ok())
+                    .is_some_and(|meta| meta.is_dir() && group.covers(meta.dev()))
+            });
+            if !shared {
+                own.push(rel);
+            }
+        }
+        if own.len() < rels.len() && !group.is_some_and(|group| group.flush_now()) {
+            own = rels.iter().collect();
+        }
+        own.into_iter()
+            .filter_map(|rel| self.sync_dir(rel).err().map(|e| (rel.clone(), e)))
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -1089,6 +1132,58 @@ mod tests {
         );
         drop(held);
         assert!(b.lock().expect("lock once released").is_some());
+    }
+
+    #[test]
+    fn files_committed_together_are_whole_under_their_names_and_directories_sync_at_once() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let origin = LocalOrigin::open(dir.path(), false).expect("open");
+        for d in ["a", "b"] {
+            origin.create_dir(d.as_bytes()).expect("mkdir");
+        }
+        // Several temporary files open at once: their commits share the group's flushes.
+        let files: Vec<(String, Vec<u8>)> = (0..24)
+            .map(|i| {
+                (
+                    format!("{}/f{i}", ["a", "b"][i % 2]),
+                    pattern(1000 + i * 977),
+                )
+            })
+            .collect();
+        std::thread::scope(|s| {
+            for chunk in files.chunks(6) {
+                let origin = &origin;
+                s.spawn(move || {
+                    let mut temps = Vec::new();
+                    for (name, bytes) in chunk {
+                        let mut temp = origin.create_temp(name.as_bytes()).expect("temp");
+                        temp.write_all(bytes).expect("write");
+                        temps.push(temp);
+                    }
+                    for temp in temps {
+                        temp.commit(0o640, 1_700_000_000_000_000_000)
+                            .expect("commit");
+                    }
+                });
+            }
+        });
+        for (name, bytes) in &files {
+            let path = dir.path().join(name);
+            assert_eq!(&fs::read(&path).expect("read"), bytes, "{name}");
+            assert_eq!(
+                fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o640
+            );
+        }
+        let leftovers: Vec<_> = ["a", "b"]
+            .iter()
+            .flat_map(|d| fs::read_dir(dir.path().join(d)).unwrap())
+            .filter(|e| is_temporary(e.as_ref().unwrap().file_name().as_bytes()))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+        let failed = origin.sync_dirs(&[b"a".to_vec(), b"gone".to_vec(), b"b".to_vec()]);
+        assert_eq!(failed.len(), 1, "{failed:?}");
+        assert_eq!(failed[0].0, b"gone", "only the missing directory fails");
     }
 }
 

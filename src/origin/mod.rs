@@ -14,6 +14,7 @@ pub mod agent_link;
 pub mod bwlimit;
 mod capability;
 pub mod filtered;
+mod group_commit;
 pub(crate) mod local;
 pub mod metered;
 mod mountinfo;
@@ -250,6 +251,14 @@ pub trait WritableOrigin: Origin {
     /// power cut cannot bring back the old names. Idempotent. An origin without
     /// [`Capabilities::durable_commit`] returns `Ok` having done nothing it can promise.
     fn sync_dir(&self, rel: &[u8]) -> crate::Result<()>;
+    /// [`WritableOrigin::sync_dir`] of every directory in `rels`, at once where the transport
+    /// can (one flush of a local file system for all of them); returns the directories that
+    /// failed, each with its error. The default syncs them one after another.
+    fn sync_dirs(&self, rels: &[Vec<u8>]) -> Vec<(Vec<u8>, crate::Error)> {
+        rels.iter()
+            .filter_map(|rel| self.sync_dir(rel).err().map(|e| (rel.clone(), e)))
+            .collect()
+    }
     /// Makes the directory `rel`, when this process owns it, readable, writable and
     /// searchable for the rest of the sync, as every method of this trait also does on its
     /// own with the directories it works in: a directory copied with a read-only mode (0555,
@@ -332,6 +341,9 @@ impl<O: WritableOrigin + ?Sized> WritableOrigin for Box<O> {
     }
     fn sync_dir(&self, rel: &[u8]) -> crate::Result<()> {
         (**self).sync_dir(rel)
+    }
+    fn sync_dirs(&self, rels: &[Vec<u8>]) -> Vec<(Vec<u8>, crate::Error)> {
+        (**self).sync_dirs(rels)
     }
     fn open_up(&self, rel: &[u8]) -> crate::Result<()> {
         (**self).open_up(rel)

@@ -221,6 +221,9 @@ impl<O: WritableOrigin + 'static> WritableOrigin for Retrying<O> {
     fn sync_dir(&self, rel: &[u8]) -> Result<()> {
         self.inner.sync_dir(rel)
     }
+    fn sync_dirs(&self, rels: &[Vec<u8>]) -> Vec<(Vec<u8>, crate::Error)> {
+        self.inner.sync_dirs(rels)
+    }
     fn open_up(&self, rel: &[u8]) -> Result<()> {
         self.inner.open_up(rel)
     }

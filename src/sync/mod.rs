@@ -490,6 +490,7 @@ pub fn sync_from(
         summary,
         sink,
         recorded: Vec::new(),
+        last_record: std::time::Instant::now(),
         dirty_dirs: Default::default(),
         src_root: src_sink.root.clone(),
         source_failed: false,
@@ -788,6 +789,12 @@ fn emit_step(sink: &dyn Sink, step: &Step, bytes: u64) {
     });
 }
 
+/// Written files are recorded in the repository in batches of at most this many, and at
+/// least every [`RECORD_INTERVAL`]: each batch is a commit that waits for the disk, and a
+/// sync stopped between two batches only reads the files of the last one again.
+const RECORD_FILES: usize = 1024;
+const RECORD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
 struct Apply<'a> {
     repo: &'a Repository,
     /// The chunk lists of the files it writes, read in one transaction.
@@ -811,6 +818,8 @@ struct Apply<'a> {
     /// Destination files written, to record in the repository, each with its stat taken just
     /// after it was committed (or, when that stat failed, the one the commit gave it).
     recorded: Vec<(Vec<u8>, ContentId, EntryStat)>,
+    /// When the files written were last recorded.
+    last_record: std::time::Instant,
     /// Directories that received renamed entries and must be fsynced.
     dirty_dirs: std::collections::BTreeSet<Vec<u8>>,
     /// The source's root as messages name it.
@@ -855,7 +864,9 @@ impl Apply<'_> {
                 self.settle_all()?;
             }
             self.step(step)?;
-            if self.recorded.len() >= 64 {
+            if self.recorded.len() >= RECORD_FILES
+                || (!self.recorded.is_empty() && self.last_record.elapsed() >= RECORD_INTERVAL)
+            {
                 self.record()?;
             }
         }
@@ -878,23 +889,21 @@ impl Apply<'_> {
     /// sync cannot bring back the old names. A destination without durable commit has no
     /// such fsync to offer: its server's writeback is all there is.
     fn sync_dirs(&mut self) {
-        let dirs = std::mem::take(&mut self.dirty_dirs);
-        if !self.destination.capabilities().durable_commit {
+        let dirs: Vec<Vec<u8>> = std::mem::take(&mut self.dirty_dirs).into_iter().collect();
+        if !self.destination.capabilities().durable_commit || dirs.is_empty() {
             return;
         }
-        for dir in dirs {
-            if let Err(e) = self.destination.sync_dir(&dir) {
-                self.summary.errors += 1;
-                let shown = shown(self.destination, &dir);
-                self.sink.event(&Event::Problem {
-                    path: display_path(&dir),
-                    message: reason_for_error(&shown, &e),
-                    fault: Some(Fault {
-                        side: Side::Dst,
-                        shown,
-                    }),
-                });
-            }
+        for (dir, e) in self.destination.sync_dirs(&dirs) {
+            self.summary.errors += 1;
+            let shown = shown(self.destination, &dir);
+            self.sink.event(&Event::Problem {
+                path: display_path(&dir),
+                message: reason_for_error(&shown, &e),
+                fault: Some(Fault {
+                    side: Side::Dst,
+                    shown,
+                }),
+            });
         }
     }
 
@@ -1289,6 +1298,7 @@ impl Apply<'_> {
         }
         writer.commit()?;
         self.recorded.clear();
+        self.last_record = std::time::Instant::now();
         // A read transaction held across many commits keeps the pages they replaced from
         // being reused: a fresh one after each batch keeps the index from growing.
         self.contents = self.repo.contents()?;
