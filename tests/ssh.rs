@@ -638,3 +638,45 @@ fn a_pull_over_sftp_reports_the_bytes_it_received() {
         "push: {sent} B sent for a library of {library} B, {wire} B on the wire"
     );
 }
+
+/// Files that share a chunk, pulled through the agent: the chunk crosses once, and its later
+/// copies are read from the file that received it, even while that file is still being
+/// committed (several commits run at once). Repeated, since which commits overlap varies.
+#[test]
+fn a_chunk_shared_by_many_files_crosses_once_while_their_commits_overlap() {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for _ in 0..8 {
+        let t = TestRepo::new();
+        let sshd = sshd_with_agent(&t.path("remote-repo"));
+        let music = t.path("music");
+        let shared: Vec<u8> = (0..300_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        for round in 0..3 {
+            let album = music.join(format!("album {round}"));
+            std::fs::create_dir_all(&album).unwrap();
+            for track in 0..12u32 {
+                let mut bytes = shared.clone();
+                bytes.extend((0..5_000u32).map(|i| (i * 31 + track * 7 + round * 13) as u8));
+                std::fs::write(album.join(format!("{track:02}.bin")), bytes).unwrap();
+            }
+        }
+        let lib = t.path("lib");
+        let summary = sync_json(&t, &sshd, &[&remote(&music), lib.to_str().unwrap()]);
+        assert_trees_equal(&music, &lib);
+        assert_eq!(num(&summary, "problems"), 0, "{summary}");
+        // Each file's last chunk, where the shared bytes end, is its own; the rest crosses
+        // once.
+        let moved = num(&summary, "bytes_transferred");
+        let library = 36 * 305_000;
+        assert!(
+            moved < library / 3,
+            "{moved} B moved for a {library} B library of files sharing 300 KB each: shared \
+             chunks crossed more than once"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "eight pulls took over two minutes"
+        );
+    }
+}

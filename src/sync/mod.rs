@@ -465,7 +465,6 @@ pub fn sync_from(
     } else {
         missing.iter().map(|c| c.id).collect()
     };
-    let prefetches = source.prefetches();
     let mut apply = Apply {
         repo,
         contents: repo.contents()?,
@@ -475,17 +474,15 @@ pub fn sync_from(
         received: HashMap::new(),
         new_chunks,
         sent: HashSet::new(),
-        // Into a directory of this machine, each commit waits for its fsync: several at once.
-        // Only for a source this process reads: a prefetching one (the agent) finds a
-        // chunk's later copies in files already committed, which a commit still under way
-        // is not yet.
-        committer: match (destination.local_root(), prefetches) {
-            (Some(_), false) => Some(
+        // Into a directory of this machine, each commit waits for its flush: several at once.
+        committer: match destination.local_root() {
+            Some(_) => Some(
                 commit::Committer::start(commit::THREADS)
                     .map_err(|e| Error::io(destination.display(b""), e))?,
             ),
             _ => None,
         },
+        committing: HashSet::new(),
         open: LastOpen::default(),
         summary,
         sink,
@@ -811,6 +808,9 @@ struct Apply<'a> {
     sent: HashSet<ChunkId>,
     /// Commits written files on threads of their own (`commit`), when there is one.
     committer: Option<commit::Committer<Pending>>,
+    /// The chunks of the files under way in the committer, for a source that prefetches: a
+    /// later copy of one of them is read from its file once that file is in place.
+    committing: HashSet<ChunkId>,
     /// The last destination file opened for reading chunks.
     open: LastOpen,
     summary: SyncSummary,
@@ -933,6 +933,10 @@ impl Apply<'_> {
                 Err(e) => return self.finish_step(step, Err(e), 0),
             };
             crate::failpoint::hit("before-rename");
+            if self.source.prefetches() {
+                self.committing
+                    .extend(list.chunks.iter().map(|chunk| chunk.id));
+            }
             let pending = Pending {
                 step: step.clone(),
                 list,
@@ -986,6 +990,9 @@ impl Apply<'_> {
             else {
                 continue;
             };
+            for chunk in &pending.list.chunks {
+                self.committing.remove(&chunk.id);
+            }
             let outcome = outcome.map(|()| {
                 crate::failpoint::hit("after-rename");
                 self.written(path, content, &pending.list, *mode, *mtime_ns)
@@ -1215,6 +1222,11 @@ impl Apply<'_> {
                 Ok(None) => {}
                 Err(e) => tracing::debug!("{}: {e}", display_path(path)),
             }
+        }
+        if self.committing.contains(&chunk.id) {
+            // A prefetching source sends a chunk once; its later copies are read from the
+            // file that received it, which must be in place first.
+            self.settle_all()?;
         }
         let written = self.received.get(&chunk.id).cloned();
         let hint = written.as_ref().map(|(p, off)| Hint {
