@@ -4,8 +4,8 @@
 use std::collections::HashSet;
 use std::io::{Read, Write};
 
-use super::wire::{lost, receive, write_message, Message, Object, Packer, Unpack};
 use super::wire::{compress_found, Found, MAX_PACKED, PACKED_SINCE, PLACES_SINCE};
+use super::wire::{lost, receive, write_message, Message, Object, Packer, Unpack};
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, ContentId, TreeId};
 use crate::media::{Format, RegionKind};
@@ -153,7 +153,7 @@ pub(crate) fn provide(
             }
             Message::GetSince { root, entries } if version >= PLACES_SINCE => {
                 places
-                    .answer(repo, root, &entries, &mut compressible, output)
+                    .answer(repo, chunks, root, &entries, &mut compressible, output)
                     .map_err(|e| match e {
                         Answer::Refused(m) => protocol(m),
                         Answer::Lost(e) => lost(e),
@@ -281,6 +281,12 @@ const FOUND_BYTES: usize = 1 << 20;
 /// destination asks for the rest by their place.
 const PUSHED_BYTES: usize = MAX_PACKED;
 
+/// Chunks sent unasked with the chunk lists in one answer, at most (bytes), and the largest
+/// such chunk: only tag, padding and structure chunks new since the base, which the
+/// destination would ask for next.
+const PUSHED_CHUNK_BYTES: usize = 1 << 20;
+const PUSHED_CHUNK: u32 = 64 << 10;
+
 /// Why an answer to `GetSince` failed.
 enum Answer {
     Refused(String),
@@ -313,9 +319,11 @@ impl Places {
     /// Answers one `GetSince`: the objects asked for, in order, then the entries of the trees
     /// sent whose base at the same path differs (a retagged file's chunk list and the trees on
     /// its path), breadth first, as long as the budget lasts.
+    #[allow(clippy::too_many_arguments)]
     fn answer(
         &mut self,
         repo: &Repository,
+        chunks: &mut dyn ChunkSource,
         root: Option<(TreeId, Option<TreeId>)>,
         entries: &[(u32, u32)],
         compressible: &mut Compressible,
@@ -351,16 +359,18 @@ impl Places {
             let Some(found) = tree_now.entries.get(entry as usize) else {
                 return Err(Answer::Refused(format!("tree {tree} has no entry {entry}")));
             };
-            let was = base.as_ref().and_then(|b| b.get(&found.name)).map(|e| &e.node);
+            let was = base
+                .as_ref()
+                .and_then(|b| b.get(&found.name))
+                .map(|e| &e.node);
             let item = item_of(repo, &found.node, was)?.ok_or_else(|| {
                 Answer::Refused(format!("entry {entry} of tree {tree} is no tree or file"))
             })?;
             queue.push_back((Some((tree, entry)), item));
         }
-        let mut items: Vec<Found> = Vec::new();
-        let mut encodings: Vec<u8> = Vec::new();
-        let mut dictionary: Vec<u8> = Vec::new();
+        let mut found = Gathered::default();
         let mut pushed_bytes = 0usize;
+        let mut pushed_chunk_bytes = 0usize;
         let asked = queue.len();
         let mut sent = 0usize;
         // The first tree of the message being gathered: an item inside a tree of the same
@@ -368,8 +378,9 @@ impl Places {
         // gathers its bases) before it can decompress it.
         let mut message_start = self.trees.len();
         while let Some((at, item)) = queue.pop_front() {
-            if at.is_some_and(|(tree, _)| tree as usize >= message_start) && !items.is_empty() {
-                send_found(output, &mut items, &mut encodings, &mut dictionary, true)?;
+            if at.is_some_and(|(tree, _)| tree as usize >= message_start) && !found.items.is_empty()
+            {
+                found.send(output, true)?;
                 message_start = self.trees.len();
             }
             let (encoded, base) = match item {
@@ -392,10 +403,11 @@ impl Places {
                                 {
                                     *a.as_bytes()
                                 }
-                                (
-                                    Node::File { content: a, .. },
-                                    Node::File { content: b, .. },
-                                ) if a != b => *a.as_bytes(),
+                                (Node::File { content: a, .. }, Node::File { content: b, .. })
+                                    if a != b =>
+                                {
+                                    *a.as_bytes()
+                                }
                                 _ => continue,
                             };
                             if pushed_bytes >= PUSHED_BYTES || !self.pushed.insert(key) {
@@ -412,31 +424,81 @@ impl Places {
                     let list = repo.content(&id)?;
                     compressible.learn(&list);
                     let base = match base {
-                        Some(b) => Some(repo.content(&b)?.encode()),
+                        Some(b) => Some(repo.content(&b)?),
                         None => None,
                     };
-                    (list.encode(), base)
+                    // A chunk list sent unasked: its new tag chunks go with it.
+                    if let (Some(base), true) = (&base, sent >= asked) {
+                        let had: HashSet<ChunkId> = base.chunks.iter().map(|c| c.id).collect();
+                        for (index, chunk) in list.chunks.iter().enumerate() {
+                            if had.contains(&chunk.id)
+                                || chunk.len > PUSHED_CHUNK
+                                || !compressible.contains(&chunk.id)
+                                || pushed_chunk_bytes >= PUSHED_CHUNK_BYTES
+                            {
+                                continue;
+                            }
+                            if let Some(bytes) = chunks.read_chunk(b"", 0, *chunk)? {
+                                let bytes = bytes.into_canonical().into_bytes();
+                                pushed_chunk_bytes += bytes.len();
+                                found.chunks.push((found.items.len() as u32, index as u32));
+                                found.chunk_bytes.extend_from_slice(&bytes);
+                            }
+                        }
+                    }
+                    (list.encode(), base.map(|b| b.encode()))
                 }
             };
             sent += 1;
             if sent > asked {
                 pushed_bytes += encoded.len();
             }
-            items.push(Found {
+            found.items.push(Found {
                 at,
                 size: encoded.len() as u32,
                 based: base.is_some(),
             });
-            encodings.extend_from_slice(&encoded);
+            found.encodings.extend_from_slice(&encoded);
             if let Some(base) = base {
-                dictionary.extend_from_slice(&base);
+                found.dictionary.extend_from_slice(&base);
             }
-            if encodings.len() + dictionary.len() >= FOUND_BYTES && !queue.is_empty() {
-                send_found(output, &mut items, &mut encodings, &mut dictionary, true)?;
+            if found.encodings.len() + found.dictionary.len() + found.chunk_bytes.len()
+                >= FOUND_BYTES
+                && !queue.is_empty()
+            {
+                found.send(output, true)?;
                 message_start = self.trees.len();
             }
         }
-        send_found(output, &mut items, &mut encodings, &mut dictionary, false)
+        found.send(output, false)
+    }
+}
+
+/// A `Found` message being gathered.
+#[derive(Default)]
+struct Gathered {
+    items: Vec<Found>,
+    chunks: Vec<(u32, u32)>,
+    encodings: Vec<u8>,
+    chunk_bytes: Vec<u8>,
+    dictionary: Vec<u8>,
+}
+
+impl Gathered {
+    /// Sends what was gathered as one `Found`, and empties it.
+    fn send(&mut self, output: &mut dyn Write, more: bool) -> std::result::Result<(), Answer> {
+        self.encodings.append(&mut self.chunk_bytes);
+        let data = compress_found(&self.encodings, &self.dictionary).map_err(Answer::Lost)?;
+        let message = Message::Found {
+            items: std::mem::take(&mut self.items),
+            chunks: std::mem::take(&mut self.chunks),
+            len: self.encodings.len() as u32,
+            data,
+            more,
+        };
+        self.encodings.clear();
+        self.dictionary.clear();
+        write_message(output, &message).map_err(Answer::Lost)
     }
 }
 
@@ -464,24 +526,4 @@ fn item_of(
         }
         Node::Symlink { .. } => None,
     })
-}
-
-/// Sends the items gathered as one `Found`, and empties them.
-fn send_found(
-    output: &mut dyn Write,
-    items: &mut Vec<Found>,
-    encodings: &mut Vec<u8>,
-    dictionary: &mut Vec<u8>,
-    more: bool,
-) -> std::result::Result<(), Answer> {
-    let data = compress_found(encodings, dictionary).map_err(Answer::Lost)?;
-    let message = Message::Found {
-        items: std::mem::take(items),
-        len: encodings.len() as u32,
-        data,
-        more,
-    };
-    encodings.clear();
-    dictionary.clear();
-    write_message(output, &message).map_err(Answer::Lost)
 }

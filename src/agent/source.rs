@@ -26,6 +26,9 @@ const BATCH_BYTES: u64 = 4 << 20;
 /// Objects per tree or chunk-list request, at most.
 const BATCH_OBJECTS: usize = 2048;
 
+/// Bytes of chunks a source may send unasked in one session (protocol 5), at most.
+const MAX_UNASKED: u64 = 64 << 20;
+
 /// Bytes of the most recently received chunks kept for a retry, at most.
 const KEPT_BYTES: u64 = 32 << 20;
 
@@ -136,6 +139,8 @@ pub struct RemoteSource {
     deltas: Option<String>,
     /// The source speaks protocol 5: objects are asked for by their place.
     places: bool,
+    /// Bytes of chunks the source sent unasked in this session.
+    unasked: u64,
 }
 
 impl RemoteSource {
@@ -159,6 +164,7 @@ impl RemoteSource {
             resume,
             deltas: None,
             places: false,
+            unasked: 0,
         }
     }
 
@@ -392,13 +398,14 @@ impl RemoteSource {
             let mut missing: HashSet<(u32, u32)> = wanted.iter().copied().collect();
             for _ in 0..asked.len() {
                 loop {
-                    let (items, len, data, more) = match self.receive()? {
+                    let (items, chunks, len, data, more) = match self.receive()? {
                         Message::Found {
                             items,
+                            chunks,
                             len,
                             data,
                             more,
-                        } => (items, len, data, more),
+                        } => (items, chunks, len, data, more),
                         _ => return Err(self.protocol("expected trees and chunk lists")),
                     };
                     // What each item is, by its place: the id it must hash to, and its base.
@@ -406,15 +413,21 @@ impl RemoteSource {
                     let mut dictionary = Vec::new();
                     for item in &items {
                         let (node, base) = match item.at {
-                            None if first && trees.is_empty() => (Expected::Tree(root, 0), base_root.map(Based::Tree)),
+                            None if first && trees.is_empty() => {
+                                (Expected::Tree(root, 0), base_root.map(Based::Tree))
+                            }
                             None => return Err(self.protocol("a second root")),
                             Some((tree, entry)) => {
                                 let Some((parent, path_len, base)) = trees.get(tree as usize)
                                 else {
-                                    return Err(self.protocol(format!("no tree {tree} was received")));
+                                    return Err(
+                                        self.protocol(format!("no tree {tree} was received"))
+                                    );
                                 };
                                 let Some(found) = parent.entries.get(entry as usize) else {
-                                    return Err(self.protocol(format!("tree {tree} has no entry {entry}")));
+                                    return Err(
+                                        self.protocol(format!("tree {tree} has no entry {entry}"))
+                                    );
                                 };
                                 let len = path_len + 1 + found.name.len();
                                 if len > MAX_PATH {
@@ -423,7 +436,9 @@ impl RemoteSource {
                                     )));
                                 }
                                 let was = match base {
-                                    Some(b) => repo.tree(b)?.get(&found.name).map(|e| e.node.clone()),
+                                    Some(b) => {
+                                        repo.tree(b)?.get(&found.name).map(|e| e.node.clone())
+                                    }
                                     None => None,
                                 };
                                 match (&found.node, was) {
@@ -464,10 +479,15 @@ impl RemoteSource {
                         };
                         expected.push((item.at, node, base));
                     }
-                    let encodings = super::wire::open_found(&items, len, &data, &dictionary)
-                        .map_err(|m| self.protocol(m))?;
+                    let (encodings, chunk_bytes) =
+                        super::wire::open_found(&items, len, &data, &dictionary)
+                            .map_err(|m| self.protocol(m))?;
                     let mut lists = Vec::new();
-                    for ((at, node, base), bytes) in expected.into_iter().zip(encodings) {
+                    // Item number -> its chunk list in `lists`.
+                    let mut list_of: HashMap<u32, usize> = HashMap::new();
+                    for (item, ((at, node, base), bytes)) in
+                        expected.into_iter().zip(encodings).enumerate()
+                    {
                         if let Some(at) = at {
                             missing.remove(&at);
                         }
@@ -478,6 +498,7 @@ impl RemoteSource {
                                 trees.push((tree, path_len, base));
                             }
                             Expected::Content(id, size) => {
+                                list_of.insert(item as u32, lists.len());
                                 lists.push(
                                     check_content(&id, size, &bytes)
                                         .map_err(|m| self.protocol(m))?,
@@ -485,6 +506,37 @@ impl RemoteSource {
                                 seen_contents.insert(id);
                             }
                         }
+                    }
+                    // The chunks sent unasked, each checked against its hash, kept until the
+                    // sync needs them.
+                    let mut at = 0usize;
+                    for (item, chunk) in chunks {
+                        let Some(chunk) = list_of
+                            .get(&item)
+                            .and_then(|&l| lists[l].chunks.get(chunk as usize))
+                            .copied()
+                        else {
+                            return Err(self.protocol("a chunk of no chunk list sent"));
+                        };
+                        let end = at + chunk.len as usize;
+                        let Some(bytes) = chunk_bytes.get(at..end) else {
+                            return Err(self.protocol("an answer cut short"));
+                        };
+                        at = end;
+                        self.unasked += u64::from(chunk.len);
+                        if self.unasked > MAX_UNASKED {
+                            return Err(self.protocol("too many chunks sent unasked"));
+                        }
+                        let Some(verified) = VerifiedChunk::check(chunk.id, bytes.to_vec()) else {
+                            return Err(self.protocol(format!(
+                                "chunk {} does not match its hash; nothing of it was written",
+                                chunk.id.short()
+                            )));
+                        };
+                        self.stash.insert(chunk.id, verified);
+                    }
+                    if at != chunk_bytes.len() {
+                        return Err(self.protocol("an answer longer than its items"));
                     }
                     let mut writer = repo.writer()?;
                     for list in &lists {
@@ -634,7 +686,7 @@ impl ChunkSource for RemoteSource {
         // What the previous connection delivered is not asked for again.
         let chunks: Vec<ChunkRef> = chunks
             .iter()
-            .filter(|c| self.resume.get(&c.id).is_none())
+            .filter(|c| self.resume.get(&c.id).is_none() && !self.stash.contains_key(&c.id))
             .copied()
             .collect();
         if chunks.is_empty() {

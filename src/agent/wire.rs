@@ -170,7 +170,11 @@ pub enum Message {
     Found {
         /// What the frame holds, in order.
         items: Vec<Found>,
-        /// Bytes of the encodings once decompressed, at most [`MAX_FRAME`].
+        /// `(item, chunk)`: chunk `chunk` of the chunk list of item `item` (an unasked chunk
+        /// list), whose bytes follow the encodings in the frame, in order: the new chunks of a
+        /// retagged file's tag block, sent before the destination asks.
+        chunks: Vec<(u32, u32)>,
+        /// Bytes of the encodings and chunks once decompressed, at most [`MAX_FRAME`].
         len: u32,
         /// The zstd frame.
         data: Vec<u8>,
@@ -194,29 +198,39 @@ pub struct Found {
 /// Compresses `encodings` (protocol 5's `Found`) with `dictionary`, the bases' encodings one
 /// after another. Returns the frame and the length it decompresses to.
 pub fn compress_found(encodings: &[u8], dictionary: &[u8]) -> io::Result<Vec<u8>> {
-    if dictionary.is_empty() {
-        zstd::bulk::compress(encodings, FOUND_LEVEL)
+    let level = if encodings.len() + dictionary.len() <= SMALL_FOUND {
+        SMALL_FOUND_LEVEL
     } else {
-        zstd::bulk::Compressor::with_dictionary(FOUND_LEVEL, dictionary)?.compress(encodings)
+        FOUND_LEVEL
+    };
+    if dictionary.is_empty() {
+        zstd::bulk::compress(encodings, level)
+    } else {
+        zstd::bulk::Compressor::with_dictionary(level, dictionary)?.compress(encodings)
     }
 }
 
+/// An answer of at most this many bytes (encodings and bases) is compressed at
+/// [`SMALL_FOUND_LEVEL`]: a few milliseconds at most, for the answers of an edit.
+const SMALL_FOUND: usize = 64 << 10;
+const SMALL_FOUND_LEVEL: i32 = 19;
+
 /// The encodings of a `Found`, decompressed with `dictionary` (the bases' encodings) and
-/// checked against the sizes its items declare; a frame that declares more than
-/// [`MAX_FRAME`], does not decompress to `len` bytes, or whose items add up to another
-/// length, is refused.
+/// checked against the sizes its items declare, and the bytes that follow them (its chunks);
+/// a frame that declares more than [`MAX_FRAME`], does not decompress to `len` bytes, or
+/// whose items add up to more, is refused.
 pub fn open_found(
     items: &[Found],
     len: u32,
     data: &[u8],
     dictionary: &[u8],
-) -> Result<Vec<Vec<u8>>, Refusal> {
+) -> Result<(Vec<Vec<u8>>, Vec<u8>), Refusal> {
     let len = len as usize;
     if len > MAX_FRAME {
         return Err(format!("an answer of {len} bytes, over the limit"));
     }
     let total: u64 = items.iter().map(|i| u64::from(i.size)).sum();
-    if total != len as u64 {
+    if total > len as u64 {
         return Err(format!(
             "an answer whose items add up to {total} bytes, {len} declared"
         ));
@@ -224,24 +238,29 @@ pub fn open_found(
     let bytes = if dictionary.is_empty() {
         zstd::bulk::decompress(data, len)
     } else {
-        zstd::bulk::Decompressor::with_dictionary(dictionary).and_then(|mut d| d.decompress(data, len))
+        zstd::bulk::Decompressor::with_dictionary(dictionary)
+            .and_then(|mut d| d.decompress(data, len))
     }
     .map_err(|e| format!("an answer that does not decompress: {e}"))?;
     if bytes.len() != len {
-        return Err(format!("an answer of {} bytes, {len} declared", bytes.len()));
+        return Err(format!(
+            "an answer of {} bytes, {len} declared",
+            bytes.len()
+        ));
     }
     let mut at = 0;
-    Ok(items
+    let encodings = items
         .iter()
         .map(|i| {
             let size = i.size as usize;
             at += size;
             bytes[at - size..at].to_vec()
         })
-        .collect())
+        .collect();
+    Ok((encodings, bytes[at..].to_vec()))
 }
 
-/// zstd's level for `Found`: small answers, where a higher level finds more of the base.
+/// zstd's level for `Found`, as for packs.
 const FOUND_LEVEL: i32 = 3;
 
 /// A tree or chunk list on the wire (protocol 4).
@@ -800,6 +819,43 @@ mod tests {
         let err = read_all(&mut Unpack::new(wire)).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
         err.to_string()
+    }
+
+    #[test]
+    fn found_round_trips_against_its_bases_and_refuses_what_does_not_add_up() {
+        let base = b"an old chunk list with many ids that stay the same".repeat(20);
+        let mut new = base.clone();
+        new[10] ^= 1;
+        let mut encodings = new.clone();
+        encodings.extend_from_slice(b"chunk");
+        let data = compress_found(&encodings, &base).unwrap();
+        assert!(
+            data.len() < 64,
+            "{} bytes for a one-byte change",
+            data.len()
+        );
+        let items = [Found {
+            at: None,
+            size: new.len() as u32,
+            based: true,
+        }];
+        let len = encodings.len() as u32;
+        let (got, rest) = open_found(&items, len, &data, &base).unwrap();
+        assert_eq!(got, vec![new.clone()]);
+        assert_eq!(rest, b"chunk");
+        // Without its dictionary, against another, or declaring another size: refused.
+        assert!(open_found(&items, len, &data, b"").is_err());
+        assert!(open_found(&items, len - 1, &data, &base).is_err());
+        assert!(open_found(&items, u32::MAX, &data, &base)
+            .unwrap_err()
+            .contains("over the limit"));
+        let too_big = [Found {
+            size: len + 1,
+            ..items[0]
+        }];
+        assert!(open_found(&too_big, len, &data, &base)
+            .unwrap_err()
+            .contains("add up"));
     }
 
     #[test]
