@@ -411,6 +411,9 @@ impl RemoteSource {
                     // What each item is, by its place: the id it must hash to, and its base.
                     let mut expected = Vec::with_capacity(items.len());
                     let mut dictionary = Vec::new();
+                    // The base trees read for this message: the items of one directory share
+                    // their parent's.
+                    let mut base_trees: HashMap<TreeId, Tree> = HashMap::new();
                     for item in &items {
                         let (node, base) = match item.at {
                             None if first && trees.is_empty() => {
@@ -437,7 +440,13 @@ impl RemoteSource {
                                 }
                                 let was = match base {
                                     Some(b) => {
-                                        repo.tree(b)?.get(&found.name).map(|e| e.node.clone())
+                                        if !base_trees.contains_key(b) {
+                                            base_trees.insert(*b, repo.tree(b)?);
+                                        }
+                                        base_trees
+                                            .get(b)
+                                            .and_then(|t| t.get(&found.name))
+                                            .map(|e| e.node.clone())
                                     }
                                     None => None,
                                 };
