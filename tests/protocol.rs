@@ -221,10 +221,56 @@ mod hostile {
             Message::GetContentsSince(_) => {
                 vec![Message::Objects(vec![Object::Plain(list.encode())])]
             }
+            Message::GetSince { root: Some(_), .. } => {
+                vec![found(
+                    vec![(None, tree.encode())],
+                    Vec::new(),
+                    Vec::new(),
+                    false,
+                )]
+            }
+            Message::GetSince {
+                root: None,
+                entries,
+            } => vec![found(
+                entries.iter().map(|e| (Some(*e), list.encode())).collect(),
+                Vec::new(),
+                Vec::new(),
+                false,
+            )],
             Message::GetChunks(refs) => {
                 refs.iter().map(|_| Message::Chunk(chunk.clone())).collect()
             }
             _ => Vec::new(),
+        }
+    }
+
+    /// A tree or chunk list of a protocol 5 answer: its place and its encoding.
+    pub(super) type Placed = (Option<(u32, u32)>, Vec<u8>);
+
+    /// A protocol 5 answer holding `items` (their place and encoding, none against a base)
+    /// and `chunks` (their place and bytes, after the encodings).
+    pub(super) fn found(
+        items: Vec<Placed>,
+        chunks: Vec<(u32, u32)>,
+        chunk_bytes: Vec<u8>,
+        more: bool,
+    ) -> Message {
+        let mut bytes: Vec<u8> = items.iter().flat_map(|(_, e)| e.clone()).collect();
+        bytes.extend(chunk_bytes);
+        Message::Found {
+            items: items
+                .iter()
+                .map(|(at, e)| musicfs::agent::wire::Found {
+                    at: *at,
+                    size: e.len() as u32,
+                    based: false,
+                })
+                .collect(),
+            chunks,
+            len: bytes.len() as u32,
+            data: zstd::bulk::compress(&bytes, 3).unwrap(),
+            more,
         }
     }
 
@@ -280,6 +326,104 @@ mod hostile {
         assert!(err.to_string().contains("does not match its hash"), "{err}");
         assert!(!t.path("lib").exists());
         drop(server);
+    }
+
+    /// A chunk sent unasked with its chunk list (protocol 5) is checked against its hash
+    /// before anything is written, as an asked one is.
+    #[test]
+    fn an_unasked_chunk_that_fails_its_hash_is_refused() {
+        let t = TestRepo::new();
+        let (tree, list) = util::one_file_tree(b"song.mp3", b"good");
+        let (connection, server) = fake_server(tree.tree_id(), move |request| match request {
+            Message::GetSince { root: Some(_), .. } => vec![
+                found(vec![(None, tree.encode())], Vec::new(), Vec::new(), true),
+                found(
+                    vec![(Some((0, 0)), list.encode())],
+                    vec![(0, 0)],
+                    b"evil".to_vec(),
+                    false,
+                ),
+            ],
+            _ => Vec::new(),
+        });
+        let err = pull_from(&t, connection).unwrap_err();
+        assert!(
+            matches!(err, musicfs::error::Error::Protocol { .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("does not match its hash"), "{err}");
+        assert!(!t.path("lib").exists());
+        drop(server);
+    }
+
+    /// Places that name nothing sent, answers that do not add up, and a root sent twice are
+    /// protocol errors.
+    #[test]
+    fn answers_in_the_wrong_place_are_refused() {
+        let (tree, list) = util::one_file_tree(b"song.mp3", b"good");
+        let encoded = tree.encode();
+        let mut short = found(vec![(None, encoded.clone())], Vec::new(), Vec::new(), false);
+        if let Message::Found { len, .. } = &mut short {
+            *len -= 1;
+        }
+        let bad: Vec<(Vec<Message>, &str)> = vec![
+            (
+                vec![found(
+                    vec![(None, encoded.clone()), (Some((0, 0)), list.encode())],
+                    Vec::new(),
+                    Vec::new(),
+                    false,
+                )],
+                "no tree 0",
+            ),
+            (
+                vec![
+                    found(vec![(None, encoded.clone())], Vec::new(), Vec::new(), true),
+                    found(
+                        vec![(Some((0, 7)), list.encode())],
+                        Vec::new(),
+                        Vec::new(),
+                        false,
+                    ),
+                ],
+                "no entry 7",
+            ),
+            (
+                vec![
+                    found(vec![(None, encoded.clone())], Vec::new(), Vec::new(), true),
+                    found(vec![(None, encoded.clone())], Vec::new(), Vec::new(), false),
+                ],
+                "a second root",
+            ),
+            (vec![short], "add up"),
+            (
+                vec![found(
+                    vec![(None, encoded.clone())],
+                    vec![(0, 0)],
+                    b"good".to_vec(),
+                    false,
+                )],
+                "no chunk list",
+            ),
+        ];
+        for (answer, why) in bad {
+            let t = TestRepo::new();
+            let (connection, server) = fake_server(tree.tree_id(), move |request| match request {
+                Message::GetSince { root: Some(_), .. } => answer.clone(),
+                _ => Vec::new(),
+            });
+            let err = pull_from(&t, connection).unwrap_err();
+            assert!(
+                matches!(err, musicfs::error::Error::Protocol { .. }),
+                "{why}: {err}"
+            );
+            assert!(err.to_string().contains(why), "{why}: {err}");
+            assert!(
+                !t.path("lib").exists(),
+                "{why}: the destination was created"
+            );
+            drop(server);
+        }
     }
 }
 
@@ -363,7 +507,7 @@ mod liveness {
 /// as deltas against what the destination holds; older clients served as before.
 mod compression {
     use super::*;
-    use musicfs::agent::wire::{read_message, write_message, Message, Object, MAGIC};
+    use musicfs::agent::wire::{read_message, write_message, Message, MAGIC};
     use std::io::Read;
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::Arc;
@@ -519,7 +663,12 @@ mod compression {
         let Message::Source(info) = next() else {
             panic!("no snapshot")
         };
-        let ask = if version >= 4 {
+        let ask = if version >= 5 {
+            Message::GetSince {
+                root: Some((info.root, None)),
+                entries: Vec::new(),
+            }
+        } else if version >= 4 {
             Message::GetTreesSince(vec![(info.root, None)])
         } else {
             Message::GetTrees(vec![info.root])
@@ -551,29 +700,146 @@ mod compression {
             Message::Packed { len, data } => assert!(data.len() * 2 < len as usize),
             other => panic!("protocol 4: not packed: {other:?}"),
         }
+        match root_tree_answer(&t, &src, 5) {
+            Message::Found {
+                items, len, data, ..
+            } => {
+                assert_eq!(items.len(), 1);
+                assert!(data.len() * 2 < len as usize);
+            }
+            other => panic!("protocol 5: not Found: {other:?}"),
+        }
     }
 
-    /// A fake server's answer to the tree request: a delta against nothing, a delta that
-    /// inflates past what it declares, a pack that does.
+    /// A client of a newer protocol than the server's is refused in one line that names both.
+    #[test]
+    fn a_newer_client_is_refused_naming_both_versions() {
+        use musicfs::agent::wire::PROTOCOL_VERSION;
+        use std::process::{Command, Stdio};
+        let t = TestRepo::new();
+        let mut child = Command::new(util::bin())
+            .args(["serve", "--stdio"])
+            .env("MUSICFS_REPO", t.path("remote-repo"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut input = child.stdin.take().unwrap();
+        let mut output = child.stdout.take().unwrap();
+        let hello = Message::Hello {
+            magic: MAGIC,
+            version: PROTOCOL_VERSION + 1,
+            format: musicfs::repo::FORMAT_VERSION,
+        };
+        write_message(&mut input, &hello).unwrap();
+        assert!(matches!(
+            read_message(&mut output).unwrap().unwrap(),
+            Message::Hello { version, .. } if version == PROTOCOL_VERSION
+        ));
+        let Message::Failed(why) = read_message(&mut output).unwrap().unwrap() else {
+            panic!("not refused")
+        };
+        assert!(!why.contains('\n'), "{why}");
+        assert!(
+            why.contains(&format!("protocol {}", PROTOCOL_VERSION + 1))
+                && why.contains(&format!("to {PROTOCOL_VERSION}")),
+            "{why}"
+        );
+        drop(input);
+        assert!(!child.wait().unwrap().success());
+    }
+
+    /// Counts the bytes written through it.
+    struct CountingOut(Box<dyn std::io::Write + Send>, Arc<AtomicU64>);
+
+    impl std::io::Write for CountingOut {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let n = self.0.write(buf)?;
+            self.1.fetch_add(n as u64, Ordering::Relaxed);
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.0.flush()
+        }
+    }
+
+    /// A pull from a real server, returning the bytes the client sent and the summary.
+    fn pull_counting_requests(
+        t: &TestRepo,
+        src: &std::path::Path,
+        dst: &std::path::Path,
+    ) -> (u64, SyncSummary) {
+        let count = Arc::new(AtomicU64::new(0));
+        let summary = pull_over(t, src, dst, |mut connection| {
+            connection.output = Box::new(CountingOut(connection.output, Arc::clone(&count)));
+            connection
+        });
+        assert_trees_equal(src, dst);
+        (count.load(Ordering::Relaxed), summary)
+    }
+
+    /// Protocol 5: an edited file deep in the tree costs one request, the root's: the source
+    /// sends the trees on its path, its chunk list and its new small chunk unasked.
+    #[test]
+    fn an_edit_deep_in_the_tree_costs_one_request() {
+        let t = TestRepo::new();
+        let src = t.mkdir("src");
+        let album = t.mkdir("src/Artist/Album");
+        std::fs::create_dir_all(src.join("Other/Album")).unwrap();
+        std::fs::write(src.join("Other/Album/notes.txt"), b"unchanged").unwrap();
+        std::fs::write(album.join("notes.txt"), b"Title: the old title\n").unwrap();
+        std::fs::write(album.join("big.bin"), noise(1 << 20, 3)).unwrap();
+        let dst = t.path("lib");
+        pull_counting_requests(&t, &src, &dst);
+        // A second pull scans the destination: its snapshot is the base of the next.
+        let (nothing, _) = pull_counting_requests(&t, &src, &dst);
+        std::fs::write(album.join("notes.txt"), b"Title: The New Title\n").unwrap();
+        let (edit, summary) = pull_counting_requests(&t, &src, &dst);
+        assert_eq!(summary.chunks_transferred, 1);
+        // The root request names two ids (the root and its base): about 70 bytes.
+        assert!(
+            edit < nothing + 100,
+            "{edit} bytes of requests for the edit, {nothing} for no change"
+        );
+    }
+
+    /// A fake server's answer to the tree request: a delta against nothing, an answer that
+    /// inflates past what it declares or declares more than the limit, a pack that does.
     #[test]
     fn bad_deltas_and_bombs_are_refused_and_nothing_is_written() {
-        use super::hostile::{fake_server, pull_from};
+        use super::hostile::{fake_server, found, pull_from};
         let (tree, _) = util::one_file_tree(b"song.mp3", b"good");
         let zeros = zstd::bulk::compress(&vec![0u8; 32 << 20], 3).unwrap();
         let mut frames = Vec::new();
-        write_message(
-            &mut frames,
-            &Message::Objects(vec![Object::Plain(tree.encode())]),
-        )
-        .unwrap();
+        let plain = found(vec![(None, tree.encode())], Vec::new(), Vec::new(), false);
+        write_message(&mut frames, &plain).unwrap();
+        let with_items = |len: u32, data: Vec<u8>, based: bool| Message::Found {
+            items: vec![musicfs::agent::wire::Found {
+                at: None,
+                size: len,
+                based,
+            }],
+            chunks: Vec::new(),
+            len,
+            data,
+            more: false,
+        };
         let bad: Vec<(Message, &str)> = vec![
             (
-                Message::Objects(vec![Object::Delta {
-                    len: 10,
-                    data: zstd::bulk::compress(&tree.encode(), 3).unwrap(),
-                }]),
+                with_items(
+                    tree.encode().len() as u32,
+                    zstd::bulk::compress(&tree.encode(), 3).unwrap(),
+                    true,
+                ),
                 "against nothing",
             ),
+            (
+                with_items(1024, zeros.clone(), false),
+                "does not decompress",
+            ),
+            (with_items(u32::MAX, zeros.clone(), false), "over the limit"),
             (
                 Message::Packed {
                     len: 1024,
@@ -592,7 +858,7 @@ mod compression {
         for (answer, why) in bad {
             let t = TestRepo::new();
             let (connection, server) = fake_server(tree.tree_id(), move |request| match request {
-                Message::GetTreesSince(_) => vec![answer.clone()],
+                Message::GetSince { root: Some(_), .. } => vec![answer.clone()],
                 _ => Vec::new(),
             });
             let err = pull_from(&t, connection).unwrap_err();

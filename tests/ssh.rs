@@ -390,10 +390,11 @@ fn unknown_host_keys_are_refused_unless_accepted_and_changed_keys_always() {
 /// one file is named `name`, and that tree.
 fn hostile_frames(name: &[u8]) -> Vec<u8> {
     use musicfs::agent::wire::{
-        write_message, Message, Object, SourceInfo, MAGIC, PROTOCOL_VERSION,
+        compress_found, write_message, Found, Message, SourceInfo, MAGIC, PROTOCOL_VERSION,
     };
     let data = b"hostile";
     let (tree, _) = util::one_file_tree(name, data);
+    let encoded = tree.encode();
     let mut frames = Vec::new();
     for m in [
         Message::Hello {
@@ -408,7 +409,17 @@ fn hostile_frames(name: &[u8]) -> Vec<u8> {
             unreadable: Vec::new(),
             root_meta: None,
         }),
-        Message::Objects(vec![Object::Plain(tree.encode())]),
+        Message::Found {
+            items: vec![Found {
+                at: None,
+                size: encoded.len() as u32,
+                based: false,
+            }],
+            chunks: Vec::new(),
+            len: encoded.len() as u32,
+            data: compress_found(&encoded, b"").unwrap(),
+            more: false,
+        },
     ] {
         write_message(&mut frames, &m).unwrap();
     }

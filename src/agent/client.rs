@@ -143,7 +143,7 @@ pub fn pull_filtered(
         std::mem::take(resume),
     )
     // The server answered in this end's version (`greeting`): it sends deltas.
-    .with_deltas(destination.url());
+    .with_deltas(destination.url(), PROTOCOL_VERSION);
     let result = sync_from(repo, &mut source, destination, chunker, options, sink);
     *resume = source.into_resume();
     let summary = result?;
@@ -234,7 +234,7 @@ pub fn push_filtered(
         &mut input,
         &mut output,
         sink,
-        true,
+        PROTOCOL_VERSION,
     )? {
         Ended::Done(summary) => Ok(summary),
         Ended::Bye => Err(Error::Unreachable {

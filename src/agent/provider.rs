@@ -4,13 +4,14 @@
 use std::collections::HashSet;
 use std::io::{Read, Write};
 
+use super::wire::{compress_found, Found, MAX_PACKED, PACKED_SINCE, PLACES_SINCE};
 use super::wire::{lost, receive, write_message, Message, Object, Packer, Unpack};
 use crate::error::{Error, Result};
-use crate::id::ChunkId;
+use crate::id::{ChunkId, ContentId, TreeId};
 use crate::media::{Format, RegionKind};
 use crate::repo::Repository;
 use crate::report::{Event, Sink};
-use crate::snapshot::ChunkList;
+use crate::snapshot::{ChunkList, Node, Tree};
 use crate::sync::{ChunkSource, SyncSummary};
 
 /// Bytes of frames compressed together in one pack, at most (well under
@@ -69,9 +70,10 @@ pub(crate) enum Ended {
     Done(SyncSummary),
 }
 
-/// Answers requests on `input` with replies on `output` until the other end is done. With
-/// `pack` (the other end speaks protocol 4 or later), trees, chunk lists, and the chunks of
-/// tags, padding and structure go compressed in [`Message::Packed`] frames.
+/// Answers requests on `input` with replies on `output` until the other end, which speaks
+/// protocol `version`, is done. From protocol 4 on, trees, chunk lists, and the chunks of
+/// tags, padding and structure go compressed in [`Message::Packed`] frames; from protocol 5
+/// on, trees and chunk lists are asked for by their place ([`Message::GetSince`]).
 pub(crate) fn provide(
     origin: &str,
     repo: &Repository,
@@ -79,8 +81,14 @@ pub(crate) fn provide(
     input: &mut dyn Read,
     output: &mut dyn Write,
     sink: &dyn Sink,
-    pack: bool,
+    version: u32,
 ) -> Result<Ended> {
+    let pack = version >= PACKED_SINCE;
+    let protocol = |message: String| Error::Protocol {
+        origin: origin.to_string(),
+        message,
+    };
+    let mut places = Places::default();
     let lost = |e| lost(origin, e);
     let mut input = Unpack::new(input);
     let mut compressible = Compressible::default();
@@ -142,6 +150,15 @@ pub(crate) fn provide(
                     objects.push(Object::against(list.encode(), base.as_deref()));
                 }
                 reply(output, &Message::Objects(objects)).map_err(lost)?;
+            }
+            Message::GetSince { root, entries } if version >= PLACES_SINCE => {
+                places
+                    .answer(repo, chunks, root, &entries, &mut compressible, output)
+                    .map_err(|e| match e {
+                        Answer::Refused(m) => protocol(m),
+                        Answer::Lost(e) => lost(e),
+                        Answer::Failed(e) => e,
+                    })?;
             }
             Message::GetChunks(refs) => {
                 // Consecutive answers of compressible chunks are packed together (tags
@@ -251,5 +268,262 @@ pub(crate) fn name_of(message: &Message) -> &'static str {
         Message::GetTreesSince(_) => "GetTreesSince",
         Message::GetContentsSince(_) => "GetContentsSince",
         Message::Objects(_) => "Objects",
+        Message::GetSince { .. } => "GetSince",
+        Message::Found { .. } => "Found",
     }
+}
+
+/// Encodings of one `Found` message, at most, with their bases (protocol 5): a larger
+/// answer is cut into several, so that zstd's window always reaches the bases.
+const FOUND_BYTES: usize = 1 << 20;
+
+/// Trees and chunk lists sent unasked in one answer, at most (bytes of their encodings); the
+/// destination asks for the rest by their place.
+const PUSHED_BYTES: usize = MAX_PACKED;
+
+/// Chunks sent unasked with the chunk lists in one answer, at most (bytes), and the largest
+/// such chunk: only tag, padding and structure chunks new since the base, which the
+/// destination would ask for next.
+const PUSHED_CHUNK_BYTES: usize = 1 << 20;
+const PUSHED_CHUNK: u32 = 64 << 10;
+
+/// Why an answer to `GetSince` failed.
+enum Answer {
+    Refused(String),
+    Lost(std::io::Error),
+    Failed(Error),
+}
+
+impl From<Error> for Answer {
+    fn from(e: Error) -> Answer {
+        Answer::Failed(e)
+    }
+}
+
+/// What a source remembers of a protocol 5 session: every tree it has sent, in order (the
+/// destination names entries by the tree's position), with its base, and the trees and chunk
+/// lists it sent unasked (never twice).
+#[derive(Default)]
+struct Places {
+    trees: Vec<(TreeId, Option<TreeId>)>,
+    pushed: HashSet<[u8; 32]>,
+}
+
+/// One tree or chunk list to send, with its base and where it is.
+enum Item {
+    Tree(TreeId, Option<TreeId>),
+    Content(ContentId, Option<ContentId>),
+}
+
+impl Places {
+    /// Answers one `GetSince`: the objects asked for, in order, then the entries of the trees
+    /// sent whose base at the same path differs (a retagged file's chunk list and the trees on
+    /// its path), breadth first, as long as the budget lasts.
+    #[allow(clippy::too_many_arguments)]
+    fn answer(
+        &mut self,
+        repo: &Repository,
+        chunks: &mut dyn ChunkSource,
+        root: Option<(TreeId, Option<TreeId>)>,
+        entries: &[(u32, u32)],
+        compressible: &mut Compressible,
+        output: &mut dyn Write,
+    ) -> std::result::Result<(), Answer> {
+        let mut queue: std::collections::VecDeque<(Option<(u32, u32)>, Item)> =
+            std::collections::VecDeque::new();
+        if let Some((root, base)) = root {
+            if !self.trees.is_empty() {
+                return Err(Answer::Refused("a second root".into()));
+            }
+            let base = match base {
+                Some(b) if repo.has_tree(&b)? => Some(b),
+                _ => None,
+            };
+            queue.push_back((None, Item::Tree(root, base)));
+        }
+        let mut parent: Option<(u32, Tree, Option<Tree>)> = None;
+        for &(tree, entry) in entries {
+            if parent.as_ref().map(|p| p.0) != Some(tree) {
+                let Some(&(id, base)) = self.trees.get(tree as usize) else {
+                    return Err(Answer::Refused(format!("no tree {tree} was sent")));
+                };
+                let base = match base {
+                    Some(b) => Some(repo.tree(&b)?),
+                    None => None,
+                };
+                parent = Some((tree, repo.tree(&id)?, base));
+            }
+            let Some((_, tree_now, base)) = &parent else {
+                continue;
+            };
+            let Some(found) = tree_now.entries.get(entry as usize) else {
+                return Err(Answer::Refused(format!("tree {tree} has no entry {entry}")));
+            };
+            let was = base
+                .as_ref()
+                .and_then(|b| b.get(&found.name))
+                .map(|e| &e.node);
+            let item = item_of(repo, &found.node, was)?.ok_or_else(|| {
+                Answer::Refused(format!("entry {entry} of tree {tree} is no tree or file"))
+            })?;
+            queue.push_back((Some((tree, entry)), item));
+        }
+        let mut found = Gathered::default();
+        let mut pushed_bytes = 0usize;
+        let mut pushed_chunk_bytes = 0usize;
+        let asked = queue.len();
+        let mut sent = 0usize;
+        // The first tree of the message being gathered: an item inside a tree of the same
+        // message starts another, because the destination reads a message's places (and
+        // gathers its bases) before it can decompress it.
+        let mut message_start = self.trees.len();
+        while let Some((at, item)) = queue.pop_front() {
+            if at.is_some_and(|(tree, _)| tree as usize >= message_start) && !found.items.is_empty()
+            {
+                found.send(output, true)?;
+                message_start = self.trees.len();
+            }
+            let (encoded, base) = match item {
+                Item::Tree(id, base) => {
+                    let tree = repo.tree(&id)?;
+                    let index = self.trees.len() as u32;
+                    self.trees.push((id, base));
+                    let base = match base {
+                        Some(b) => Some(repo.tree(&b)?),
+                        None => None,
+                    };
+                    if let Some(base) = &base {
+                        for (i, entry) in tree.entries.iter().enumerate() {
+                            let Some(was) = base.get(&entry.name) else {
+                                continue;
+                            };
+                            let key = match (&entry.node, &was.node) {
+                                (Node::Dir { tree: a, .. }, Node::Dir { tree: b, .. })
+                                    if a != b =>
+                                {
+                                    *a.as_bytes()
+                                }
+                                (Node::File { content: a, .. }, Node::File { content: b, .. })
+                                    if a != b =>
+                                {
+                                    *a.as_bytes()
+                                }
+                                _ => continue,
+                            };
+                            if pushed_bytes >= PUSHED_BYTES || !self.pushed.insert(key) {
+                                continue;
+                            }
+                            if let Some(item) = item_of(repo, &entry.node, Some(&was.node))? {
+                                queue.push_back((Some((index, i as u32)), item));
+                            }
+                        }
+                    }
+                    (tree.encode(), base.map(|b| b.encode()))
+                }
+                Item::Content(id, base) => {
+                    let list = repo.content(&id)?;
+                    compressible.learn(&list);
+                    let base = match base {
+                        Some(b) => Some(repo.content(&b)?),
+                        None => None,
+                    };
+                    // A chunk list sent unasked: its new tag chunks go with it.
+                    if let (Some(base), true) = (&base, sent >= asked) {
+                        let had: HashSet<ChunkId> = base.chunks.iter().map(|c| c.id).collect();
+                        for (index, chunk) in list.chunks.iter().enumerate() {
+                            if had.contains(&chunk.id)
+                                || chunk.len > PUSHED_CHUNK
+                                || !compressible.contains(&chunk.id)
+                                || pushed_chunk_bytes >= PUSHED_CHUNK_BYTES
+                            {
+                                continue;
+                            }
+                            if let Some(bytes) = chunks.read_chunk(b"", 0, *chunk)? {
+                                let bytes = bytes.into_canonical().into_bytes();
+                                pushed_chunk_bytes += bytes.len();
+                                found.chunks.push((found.items.len() as u32, index as u32));
+                                found.chunk_bytes.extend_from_slice(&bytes);
+                            }
+                        }
+                    }
+                    (list.encode(), base.map(|b| b.encode()))
+                }
+            };
+            sent += 1;
+            if sent > asked {
+                pushed_bytes += encoded.len();
+            }
+            found.items.push(Found {
+                at,
+                size: encoded.len() as u32,
+                based: base.is_some(),
+            });
+            found.encodings.extend_from_slice(&encoded);
+            if let Some(base) = base {
+                found.dictionary.extend_from_slice(&base);
+            }
+            if found.encodings.len() + found.dictionary.len() + found.chunk_bytes.len()
+                >= FOUND_BYTES
+                && !queue.is_empty()
+            {
+                found.send(output, true)?;
+                message_start = self.trees.len();
+            }
+        }
+        found.send(output, false)
+    }
+}
+
+/// A `Found` message being gathered.
+#[derive(Default)]
+struct Gathered {
+    items: Vec<Found>,
+    chunks: Vec<(u32, u32)>,
+    encodings: Vec<u8>,
+    chunk_bytes: Vec<u8>,
+    dictionary: Vec<u8>,
+}
+
+impl Gathered {
+    /// Sends what was gathered as one `Found`, and empties it.
+    fn send(&mut self, output: &mut dyn Write, more: bool) -> std::result::Result<(), Answer> {
+        self.encodings.append(&mut self.chunk_bytes);
+        let data = compress_found(&self.encodings, &self.dictionary).map_err(Answer::Lost)?;
+        let message = Message::Found {
+            items: std::mem::take(&mut self.items),
+            chunks: std::mem::take(&mut self.chunks),
+            len: self.encodings.len() as u32,
+            data,
+            more,
+        };
+        self.encodings.clear();
+        self.dictionary.clear();
+        write_message(output, &message).map_err(Answer::Lost)
+    }
+}
+
+/// The tree or chunk list `node` names, with its base: `was`, the node of the same name in
+/// the base tree, when it is of the same kind and this end holds it. `None` for a symlink.
+fn item_of(
+    repo: &Repository,
+    node: &Node,
+    was: Option<&Node>,
+) -> std::result::Result<Option<Item>, Answer> {
+    Ok(match node {
+        Node::Dir { tree, .. } => {
+            let base = match was {
+                Some(Node::Dir { tree: b, .. }) if repo.has_tree(b)? => Some(*b),
+                _ => None,
+            };
+            Some(Item::Tree(*tree, base))
+        }
+        Node::File { content, .. } => {
+            let base = match was {
+                Some(Node::File { content: b, .. }) if repo.has_content(b)? => Some(*b),
+                _ => None,
+            };
+            Some(Item::Content(*content, base))
+        }
+        Node::Symlink { .. } => None,
+    })
 }

@@ -171,7 +171,7 @@ fn session(
                 &mut input,
                 &mut out,
                 &NullSink,
-                version >= PACKED_SINCE,
+                version,
             )?;
             Ok(())
         }
@@ -196,7 +196,7 @@ fn session(
                 Resume::default(),
             );
             if version >= PACKED_SINCE {
-                remote = remote.with_deltas(destination.url());
+                remote = remote.with_deltas(destination.url(), version);
             }
             let sink = Forward(Arc::clone(&requests));
             let summary = sync_from(

@@ -26,6 +26,9 @@ const BATCH_BYTES: u64 = 4 << 20;
 /// Objects per tree or chunk-list request, at most.
 const BATCH_OBJECTS: usize = 2048;
 
+/// Bytes of chunks a source may send unasked in one session (protocol 5), at most.
+const MAX_UNASKED: u64 = 64 << 20;
+
 /// Bytes of the most recently received chunks kept for a retry, at most.
 const KEPT_BYTES: u64 = 32 << 20;
 
@@ -100,6 +103,19 @@ pub(crate) fn send(requests: &Mutex<Requests>, messages: &[Message]) -> std::io:
     }
 }
 
+/// What an object of a protocol 5 answer must be, by its place: a tree (with its path's
+/// length) or a chunk list (with its file's size).
+enum Expected {
+    Tree(TreeId, usize),
+    Content(ContentId, u64),
+}
+
+/// The base of an object of a protocol 5 answer.
+enum Based {
+    Tree(TreeId),
+    Content(ContentId),
+}
+
 /// A source at the other end of a connection.
 pub struct RemoteSource {
     origin: String,
@@ -118,9 +134,13 @@ pub struct RemoteSource {
     arrived: Option<mpsc::Sender<u64>>,
     /// Chunks received lately, by this connection or by the one before it.
     resume: Resume,
-    /// With deltas (the source speaks protocol 4): the destination's URL, whose newest
-    /// snapshot's trees and chunk lists the requests name as bases.
+    /// With deltas (the source speaks protocol 4 or later): the destination's URL, whose
+    /// newest snapshot's trees and chunk lists are the bases.
     deltas: Option<String>,
+    /// The source speaks protocol 5: objects are asked for by their place.
+    places: bool,
+    /// Bytes of chunks the source sent unasked in this session.
+    unasked: u64,
 }
 
 impl RemoteSource {
@@ -143,14 +163,18 @@ impl RemoteSource {
             arrived: None,
             resume,
             deltas: None,
+            places: false,
+            unasked: 0,
         }
     }
 
-    /// Asks for trees and chunk lists in protocol 4's way: each with the one the repository
-    /// holds at the same path in the newest snapshot of `destination` (its URL), so that the
-    /// source may send a delta against it.
-    pub(crate) fn with_deltas(mut self, destination: &str) -> RemoteSource {
+    /// Asks for trees and chunk lists against the ones the repository holds at the same path
+    /// in the newest snapshot of `destination` (its URL), so that the source may send deltas:
+    /// in protocol 4's way (each request names its base) when `version` is 4, by their place
+    /// in the snapshot (protocol 5) from 5 on.
+    pub(crate) fn with_deltas(mut self, destination: &str, version: u32) -> RemoteSource {
         self.deltas = Some(destination.to_string());
+        self.places = version >= super::wire::PLACES_SINCE;
         self
     }
 
@@ -237,6 +261,9 @@ impl RemoteSource {
             },
             _ => None,
         };
+        if self.places {
+            return self.fetch_places(repo, root, base_root);
+        }
         let mut trees: Vec<Tree> = Vec::new();
         let mut seen_trees: HashSet<TreeId> = HashSet::from([root]);
         let mut seen_contents: HashSet<ContentId> = HashSet::new();
@@ -329,6 +356,237 @@ impl RemoteSource {
         }
         let mut writer = repo.writer()?;
         for tree in &trees {
+            writer.put_tree(tree)?;
+        }
+        writer.commit()
+    }
+
+    /// [`RemoteSource::fetch_trees`] in protocol 5: the first request names the root and
+    /// the base root, later ones name the entries of trees received that the repository
+    /// lacks by their place, `(tree, entry)`, and the source adds unasked what differs from
+    /// the base at the same path. Every object received is checked against the id its place
+    /// names, after decompression, before anything is stored.
+    fn fetch_places(
+        &mut self,
+        repo: &Repository,
+        root: TreeId,
+        base_root: Option<TreeId>,
+    ) -> Result<()> {
+        // Every tree received, in order (entries are named by its position), with the length
+        // of its path and its base.
+        let mut trees: Vec<(Tree, usize, Option<TreeId>)> = Vec::new();
+        let mut seen_trees: HashSet<TreeId> = HashSet::from([root]);
+        let mut seen_contents: HashSet<ContentId> = HashSet::new();
+        let mut wanted: Vec<(u32, u32)> = Vec::new();
+        let mut first = true;
+        while first || !wanted.is_empty() {
+            let mut asked = Vec::new();
+            if first {
+                asked.push(Message::GetSince {
+                    root: Some((root, base_root)),
+                    entries: Vec::new(),
+                });
+            }
+            for batch in wanted.chunks(BATCH_OBJECTS) {
+                asked.push(Message::GetSince {
+                    root: None,
+                    entries: batch.to_vec(),
+                });
+            }
+            self.send(&asked)?;
+            let round = trees.len();
+            let mut missing: HashSet<(u32, u32)> = wanted.iter().copied().collect();
+            for _ in 0..asked.len() {
+                loop {
+                    let (items, chunks, len, data, more) = match self.receive()? {
+                        Message::Found {
+                            items,
+                            chunks,
+                            len,
+                            data,
+                            more,
+                        } => (items, chunks, len, data, more),
+                        _ => return Err(self.protocol("expected trees and chunk lists")),
+                    };
+                    // What each item is, by its place: the id it must hash to, and its base.
+                    let mut expected = Vec::with_capacity(items.len());
+                    let mut dictionary = Vec::new();
+                    // The base trees read for this message: the items of one directory share
+                    // their parent's.
+                    let mut base_trees: HashMap<TreeId, Tree> = HashMap::new();
+                    for item in &items {
+                        let (node, base) = match item.at {
+                            None if first && trees.is_empty() => {
+                                (Expected::Tree(root, 0), base_root.map(Based::Tree))
+                            }
+                            None => return Err(self.protocol("a second root")),
+                            Some((tree, entry)) => {
+                                let Some((parent, path_len, base)) = trees.get(tree as usize)
+                                else {
+                                    return Err(
+                                        self.protocol(format!("no tree {tree} was received"))
+                                    );
+                                };
+                                let Some(found) = parent.entries.get(entry as usize) else {
+                                    return Err(
+                                        self.protocol(format!("tree {tree} has no entry {entry}"))
+                                    );
+                                };
+                                let len = path_len + 1 + found.name.len();
+                                if len > MAX_PATH {
+                                    return Err(self.protocol(format!(
+                                        "refused a path of more than {MAX_PATH} bytes"
+                                    )));
+                                }
+                                let was = match base {
+                                    Some(b) => {
+                                        if !base_trees.contains_key(b) {
+                                            base_trees.insert(*b, repo.tree(b)?);
+                                        }
+                                        base_trees
+                                            .get(b)
+                                            .and_then(|t| t.get(&found.name))
+                                            .map(|e| e.node.clone())
+                                    }
+                                    None => None,
+                                };
+                                match (&found.node, was) {
+                                    (Node::Dir { tree, .. }, was) => (
+                                        Expected::Tree(*tree, len),
+                                        match was {
+                                            Some(Node::Dir { tree, .. }) => Some(Based::Tree(tree)),
+                                            _ => None,
+                                        },
+                                    ),
+                                    (Node::File { content, size, .. }, was) => (
+                                        Expected::Content(*content, *size),
+                                        match was {
+                                            Some(Node::File { content, .. }) => {
+                                                Some(Based::Content(content))
+                                            }
+                                            _ => None,
+                                        },
+                                    ),
+                                    (Node::Symlink { .. }, _) => {
+                                        return Err(self.protocol("a symlink sent as an object"))
+                                    }
+                                }
+                            }
+                        };
+                        if item.based {
+                            match base {
+                                Some(Based::Tree(b)) => dictionary.extend(repo.tree(&b)?.encode()),
+                                Some(Based::Content(b)) => {
+                                    dictionary.extend(repo.content(&b)?.encode())
+                                }
+                                None => return Err(self.protocol("a delta against nothing")),
+                            }
+                        }
+                        let base = match base {
+                            Some(Based::Tree(b)) => Some(b),
+                            _ => None,
+                        };
+                        expected.push((item.at, node, base));
+                    }
+                    let (encodings, chunk_bytes) =
+                        super::wire::open_found(&items, len, &data, &dictionary)
+                            .map_err(|m| self.protocol(m))?;
+                    let mut lists = Vec::new();
+                    // Item number -> its chunk list in `lists`.
+                    let mut list_of: HashMap<u32, usize> = HashMap::new();
+                    for (item, ((at, node, base), bytes)) in
+                        expected.into_iter().zip(encodings).enumerate()
+                    {
+                        if let Some(at) = at {
+                            missing.remove(&at);
+                        }
+                        match node {
+                            Expected::Tree(id, path_len) => {
+                                let tree = check_tree(&id, &bytes).map_err(|m| self.protocol(m))?;
+                                seen_trees.insert(id);
+                                trees.push((tree, path_len, base));
+                            }
+                            Expected::Content(id, size) => {
+                                list_of.insert(item as u32, lists.len());
+                                lists.push(
+                                    check_content(&id, size, &bytes)
+                                        .map_err(|m| self.protocol(m))?,
+                                );
+                                seen_contents.insert(id);
+                            }
+                        }
+                    }
+                    // The chunks sent unasked, each checked against its hash, kept until the
+                    // sync needs them.
+                    let mut at = 0usize;
+                    for (item, chunk) in chunks {
+                        let Some(chunk) = list_of
+                            .get(&item)
+                            .and_then(|&l| lists[l].chunks.get(chunk as usize))
+                            .copied()
+                        else {
+                            return Err(self.protocol("a chunk of no chunk list sent"));
+                        };
+                        let end = at + chunk.len as usize;
+                        let Some(bytes) = chunk_bytes.get(at..end) else {
+                            return Err(self.protocol("an answer cut short"));
+                        };
+                        at = end;
+                        self.unasked += u64::from(chunk.len);
+                        if self.unasked > MAX_UNASKED {
+                            return Err(self.protocol("too many chunks sent unasked"));
+                        }
+                        let Some(verified) = VerifiedChunk::check(chunk.id, bytes.to_vec()) else {
+                            return Err(self.protocol(format!(
+                                "chunk {} does not match its hash; nothing of it was written",
+                                chunk.id.short()
+                            )));
+                        };
+                        self.stash.insert(chunk.id, verified);
+                    }
+                    if at != chunk_bytes.len() {
+                        return Err(self.protocol("an answer longer than its items"));
+                    }
+                    let mut writer = repo.writer()?;
+                    for list in &lists {
+                        writer.put_content(list)?;
+                    }
+                    writer.commit()?;
+                    if !more {
+                        break;
+                    }
+                }
+            }
+            if first && trees.is_empty() {
+                return Err(self.protocol("the root tree was not sent"));
+            }
+            if !missing.is_empty() {
+                return Err(self.protocol(format!(
+                    "{} of the trees and chunk lists asked for were not sent",
+                    missing.len()
+                )));
+            }
+            first = false;
+            wanted.clear();
+            for (index, (tree, _, _)) in trees.iter().enumerate().skip(round) {
+                for (entry, e) in tree.entries.iter().enumerate() {
+                    let want = match &e.node {
+                        Node::Dir { tree, .. } => {
+                            seen_trees.insert(*tree) && !repo.has_tree(tree)?
+                        }
+                        Node::File { content, .. } => {
+                            seen_contents.insert(*content) && !repo.has_content(content)?
+                        }
+                        Node::Symlink { .. } => false,
+                    };
+                    if want {
+                        wanted.push((index as u32, entry as u32));
+                    }
+                }
+            }
+        }
+        let mut writer = repo.writer()?;
+        for (tree, _, _) in &trees {
             writer.put_tree(tree)?;
         }
         writer.commit()
@@ -437,7 +695,7 @@ impl ChunkSource for RemoteSource {
         // What the previous connection delivered is not asked for again.
         let chunks: Vec<ChunkRef> = chunks
             .iter()
-            .filter(|c| self.resume.get(&c.id).is_none())
+            .filter(|c| self.resume.get(&c.id).is_none() && !self.stash.contains_key(&c.id))
             .copied()
             .collect();
         if chunks.is_empty() {

@@ -12,7 +12,7 @@ use crate::sync::SyncSummary;
 /// The protocol version this build speaks, and sends as a client. A server answers a
 /// client of any version from [`OLDEST_PROTOCOL_VERSION`] on in the client's version; a
 /// client needs the server to answer in its own.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// The oldest client version a server still serves: version 2 lacks only the `Filter`
 /// message, which such a client never sends; versions 2 and 3 lack `Packed`, which a server
@@ -21,6 +21,10 @@ pub const OLDEST_PROTOCOL_VERSION: u32 = 2;
 
 /// The first version whose peers send and accept [`Message::Packed`].
 pub const PACKED_SINCE: u32 = 4;
+
+/// The first version whose destinations ask for trees and chunk lists by their place in the
+/// snapshot ([`Message::GetSince`]) and whose sources answer with [`Message::Found`].
+pub const PLACES_SINCE: u32 = 5;
 
 /// The first bytes of every session, so a stray shell banner is recognised as such.
 pub const MAGIC: [u8; 8] = *b"musicfs\0";
@@ -150,7 +154,114 @@ pub enum Message {
     /// Source (protocol 4): the encoded trees or chunk lists asked by `GetTreesSince` or
     /// `GetContentsSince`, in the order asked.
     Objects(Vec<Object>),
+    /// Destination (protocol 5): send the root tree (with the destination's base root, the
+    /// root of its newest snapshot, if any), or these entries of trees already sent. Answered
+    /// by `Found` messages, the last with `more == false`.
+    GetSince {
+        /// The source's root and the destination's base root: the session's first request.
+        root: Option<(TreeId, Option<TreeId>)>,
+        /// `(tree, entry)`: entry `entry` of the `tree`th tree sent in this session.
+        entries: Vec<(u32, u32)>,
+    },
+    /// Source (protocol 5): trees and chunk lists, those asked first, in order, then those the
+    /// source sends unasked (entries that differ from the base at the same path). Their
+    /// encodings, one after another, are one zstd frame whose dictionary is the encodings of
+    /// the bases of the items marked `based`, one after another.
+    Found {
+        /// What the frame holds, in order.
+        items: Vec<Found>,
+        /// `(item, chunk)`: chunk `chunk` of the chunk list of item `item` (an unasked chunk
+        /// list), whose bytes follow the encodings in the frame, in order: the new chunks of a
+        /// retagged file's tag block, sent before the destination asks.
+        chunks: Vec<(u32, u32)>,
+        /// Bytes of the encodings and chunks once decompressed, at most [`MAX_FRAME`].
+        len: u32,
+        /// The zstd frame.
+        data: Vec<u8>,
+        /// Another `Found` follows with the rest of the answer.
+        more: bool,
+    },
 }
+
+/// One tree or chunk list of a [`Message::Found`] (protocol 5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Found {
+    /// Where it is: `None` for the root, else `(tree, entry)` as in `GetSince`. Its id is the
+    /// one that entry names, its base the entry of the same name and kind in that tree's base.
+    pub at: Option<(u32, u32)>,
+    /// Bytes of its encoding.
+    pub size: u32,
+    /// Its base's encoding is part of the dictionary.
+    pub based: bool,
+}
+
+/// Compresses `encodings` (protocol 5's `Found`) with `dictionary`, the bases' encodings one
+/// after another. Returns the frame and the length it decompresses to.
+pub fn compress_found(encodings: &[u8], dictionary: &[u8]) -> io::Result<Vec<u8>> {
+    let level = if encodings.len() + dictionary.len() <= SMALL_FOUND {
+        SMALL_FOUND_LEVEL
+    } else {
+        FOUND_LEVEL
+    };
+    if dictionary.is_empty() {
+        zstd::bulk::compress(encodings, level)
+    } else {
+        zstd::bulk::Compressor::with_dictionary(level, dictionary)?.compress(encodings)
+    }
+}
+
+/// An answer of at most this many bytes (encodings and bases) is compressed at
+/// [`SMALL_FOUND_LEVEL`]: a few milliseconds at most, for the answers of an edit.
+const SMALL_FOUND: usize = 64 << 10;
+const SMALL_FOUND_LEVEL: i32 = 19;
+
+/// The encodings of a `Found`, decompressed with `dictionary` (the bases' encodings) and
+/// checked against the sizes its items declare, and the bytes that follow them (its chunks);
+/// a frame that declares more than [`MAX_FRAME`], does not decompress to `len` bytes, or
+/// whose items add up to more, is refused.
+pub fn open_found(
+    items: &[Found],
+    len: u32,
+    data: &[u8],
+    dictionary: &[u8],
+) -> Result<(Vec<Vec<u8>>, Vec<u8>), Refusal> {
+    let len = len as usize;
+    if len > MAX_FRAME {
+        return Err(format!("an answer of {len} bytes, over the limit"));
+    }
+    let total: u64 = items.iter().map(|i| u64::from(i.size)).sum();
+    if total > len as u64 {
+        return Err(format!(
+            "an answer whose items add up to {total} bytes, {len} declared"
+        ));
+    }
+    let bytes = if dictionary.is_empty() {
+        zstd::bulk::decompress(data, len)
+    } else {
+        zstd::bulk::Decompressor::with_dictionary(dictionary)
+            .and_then(|mut d| d.decompress(data, len))
+    }
+    .map_err(|e| format!("an answer that does not decompress: {e}"))?;
+    if bytes.len() != len {
+        return Err(format!(
+            "an answer of {} bytes, {len} declared",
+            bytes.len()
+        ));
+    }
+    let mut at = 0;
+    let encodings = items
+        .iter()
+        .map(|i| {
+            let size = i.size as usize;
+            at += size;
+            bytes[at - size..at].to_vec()
+        })
+        .collect();
+    Ok((encodings, bytes[at..].to_vec()))
+}
+
+/// zstd's level for `Found`, as for packs.
+const FOUND_LEVEL: i32 = 3;
 
 /// A tree or chunk list on the wire (protocol 4).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -708,6 +819,43 @@ mod tests {
         let err = read_all(&mut Unpack::new(wire)).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
         err.to_string()
+    }
+
+    #[test]
+    fn found_round_trips_against_its_bases_and_refuses_what_does_not_add_up() {
+        let base = b"an old chunk list with many ids that stay the same".repeat(20);
+        let mut new = base.clone();
+        new[10] ^= 1;
+        let mut encodings = new.clone();
+        encodings.extend_from_slice(b"chunk");
+        let data = compress_found(&encodings, &base).unwrap();
+        assert!(
+            data.len() < 64,
+            "{} bytes for a one-byte change",
+            data.len()
+        );
+        let items = [Found {
+            at: None,
+            size: new.len() as u32,
+            based: true,
+        }];
+        let len = encodings.len() as u32;
+        let (got, rest) = open_found(&items, len, &data, &base).unwrap();
+        assert_eq!(got, vec![new.clone()]);
+        assert_eq!(rest, b"chunk");
+        // Without its dictionary, against another, or declaring another size: refused.
+        assert!(open_found(&items, len, &data, b"").is_err());
+        assert!(open_found(&items, len - 1, &data, &base).is_err());
+        assert!(open_found(&items, u32::MAX, &data, &base)
+            .unwrap_err()
+            .contains("over the limit"));
+        let too_big = [Found {
+            size: len + 1,
+            ..items[0]
+        }];
+        assert!(open_found(&too_big, len, &data, &base)
+            .unwrap_err()
+            .contains("add up"));
     }
 
     #[test]
