@@ -15,7 +15,7 @@
 
 use std::collections::HashSet;
 
-use redb::{ReadableDatabase, ReadableTable};
+use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
 use super::objects::{ObjectId, ObjectKind, ObjectStore};
 use super::tables::{HISTORY, KEPT};
@@ -120,19 +120,60 @@ impl PendingPack {
     }
 }
 
+/// `without_history` reads the whole table in order, rather than looking each content up, when
+/// given at least one content for this many rows.
+const MERGE_RATIO: u64 = 8;
+
 impl Repository {
     /// Of `contents`, those whose history chunks are not all kept yet (in the given order).
     pub fn without_history(&self, contents: &[ContentId]) -> Result<Vec<ContentId>> {
         self.guard(|| {
             let read = self.db()?.begin_read().map_err(|e| self.err(e))?;
             let table = read.open_table(HISTORY).map_err(|e| self.err(e))?;
-            let mut missing = Vec::new();
-            for c in contents {
-                if table.get(c.as_bytes()).map_err(|e| self.err(e))?.is_none() {
-                    missing.push(*c);
+            let rows = table.len().map_err(|e| self.err(e))?;
+            if (contents.len() as u64).saturating_mul(MERGE_RATIO) < rows {
+                let mut missing = Vec::new();
+                for c in contents {
+                    if table.get(c.as_bytes()).map_err(|e| self.err(e))?.is_none() {
+                        missing.push(*c);
+                    }
+                }
+                return Ok(missing);
+            }
+            // As many contents as a good part of the table (a scan's every unchanged file):
+            // one pass over the rows in key order beside the sorted contents, not a descent of
+            // the tree from its root for each.
+            let mut order: Vec<usize> = (0..contents.len()).collect();
+            order.sort_unstable_by(|&a, &b| contents[a].as_bytes().cmp(contents[b].as_bytes()));
+            let mut kept = vec![false; contents.len()];
+            if let (Some(&first), Some(&last)) = (order.first(), order.last()) {
+                let (first, last) = (contents[first].as_bytes(), contents[last].as_bytes());
+                let mut range = table
+                    .range::<&[u8; 32]>(first..=last)
+                    .map_err(|e| self.err(e))?;
+                let mut row = range.next().transpose().map_err(|e| self.err(e))?;
+                for &i in &order {
+                    let want = contents[i].as_bytes();
+                    while let Some((key, _)) = &row {
+                        match key.value().cmp(want) {
+                            std::cmp::Ordering::Less => {
+                                row = range.next().transpose().map_err(|e| self.err(e))?;
+                            }
+                            std::cmp::Ordering::Equal => {
+                                kept[i] = true;
+                                break;
+                            }
+                            std::cmp::Ordering::Greater => break,
+                        }
+                    }
                 }
             }
-            Ok(missing)
+            Ok(contents
+                .iter()
+                .zip(kept)
+                .filter(|(_, kept)| !kept)
+                .map(|(c, _)| *c)
+                .collect())
         })
     }
 

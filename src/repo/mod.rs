@@ -26,6 +26,26 @@ pub struct Contents<'a> {
     table: redb::ReadOnlyTable<&'static [u8; 32], &'static [u8]>,
 }
 
+/// Stored trees, read through one read transaction ([`Repository::trees`]).
+pub struct Trees<'a> {
+    repo: &'a Repository,
+    table: redb::ReadOnlyTable<&'static [u8; 32], &'static [u8]>,
+}
+
+impl Trees<'_> {
+    /// Whether the tree `id` was stored when this reader was made.
+    pub fn has(&self, id: &TreeId) -> Result<bool> {
+        let repo = self.repo;
+        repo.guard(|| {
+            Ok(self
+                .table
+                .get(id.as_bytes())
+                .map_err(|e| repo.err(e))?
+                .is_some())
+        })
+    }
+}
+
 impl Contents<'_> {
     /// Chunk list `id`, as [`Repository::content`] gives it. One recorded after this reader
     /// was made is looked up in a transaction of its own.
@@ -76,7 +96,7 @@ pub const FORMAT_VERSION: u32 = 4;
 pub const OLDEST_UPGRADED: u32 = 2;
 
 /// Bytes of database pages kept in memory.
-const CACHE_SIZE: usize = 32 << 20;
+const CACHE_SIZE: usize = 16 << 20;
 
 /// A number naming one origin inside this repository.
 pub type OriginId = u64;
@@ -536,11 +556,26 @@ impl Repository {
 
     /// Every file the last scan of `origin` recorded, sorted by path.
     pub fn scan_state(&self, origin: OriginId) -> Result<Vec<(Vec<u8>, ScanEntry)>> {
+        let mut out = Vec::new();
+        self.scan_state_each(origin, |path, entry| {
+            out.push((path.to_vec(), entry));
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Hands every file the last scan of `origin` recorded to `each`, in the order of their
+    /// paths' bytes, from one read transaction: a scan merges them with its walk without
+    /// holding the whole state in memory. An error from `each` stops the reading.
+    pub fn scan_state_each(
+        &self,
+        origin: OriginId,
+        mut each: impl FnMut(&[u8], ScanEntry) -> Result<()>,
+    ) -> Result<()> {
         self.guard(|| {
             let read = self.db()?.begin_read().map_err(|e| self.err(e))?;
             let scan = read.open_table(SCAN).map_err(|e| self.err(e))?;
             let empty: &[u8] = &[];
-            let mut out = Vec::new();
             for item in scan
                 .range((origin, empty)..(origin + 1, empty))
                 .map_err(|e| self.err(e))?
@@ -553,9 +588,9 @@ impl Repository {
                         String::from_utf8_lossy(path)
                     ))
                 })?;
-                out.push((path.to_vec(), entry));
+                each(path, entry)?;
             }
-            Ok(out)
+            Ok(())
         })
     }
 
@@ -623,6 +658,16 @@ impl Repository {
             decode(bytes.value())
                 .filter(|t: &Tree| t.tree_id() == *id)
                 .ok_or_else(|| self.corrupt(format!("tree {} does not match its id", id.short())))
+        })
+    }
+
+    /// A reader of stored trees, one read transaction for all its lookups (it does not see
+    /// trees recorded after it was made).
+    pub fn trees(&self) -> Result<Trees<'_>> {
+        self.guard(|| {
+            let read = self.db()?.begin_read().map_err(|e| self.err(e))?;
+            let table = read.open_table(TREES).map_err(|e| self.err(e))?;
+            Ok(Trees { repo: self, table })
         })
     }
 

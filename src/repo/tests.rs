@@ -338,3 +338,38 @@ fn a_format_3_scan_state_is_carried_over_with_posix_change_keys() {
     let ids: std::collections::HashSet<u64> = state.iter().map(|(_, e)| e.file_id).collect();
     assert_eq!(ids.len(), 12, "file ids kept");
 }
+
+#[test]
+fn contents_without_history_are_the_same_looked_up_one_by_one_or_merged_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Repository::open(&dir.path().join("repo")).unwrap();
+    let content = |n: u32| ContentId::of_encoded(&n.to_le_bytes());
+    // Every third of 300 contents keeps its history.
+    let mut writer = repo.writer().unwrap();
+    for n in (0..300).step_by(3) {
+        writer.keep_history(&content(n), &[]).unwrap();
+    }
+    writer.commit().unwrap();
+    let expect = |asked: &[ContentId]| -> Vec<ContentId> {
+        asked
+            .iter()
+            .filter(|c| !(0..300).step_by(3).any(|n| content(n) == **c))
+            .copied()
+            .collect()
+    };
+    // A few contents (looked up one by one), then many with repeats and unknown ones, in
+    // no order (one pass over the table): the answer keeps the order asked in.
+    let few: Vec<ContentId> = [7, 3, 301, 0].into_iter().map(content).collect();
+    let many: Vec<ContentId> = (0..400)
+        .rev()
+        .chain([3, 3, 299, 1000])
+        .map(content)
+        .collect();
+    for asked in [&few[..], &many[..], &[], &many[..1]] {
+        assert_eq!(repo.without_history(asked).unwrap(), expect(asked));
+    }
+    assert_eq!(
+        repo.without_history(&few).unwrap(),
+        vec![content(7), content(301)]
+    );
+}

@@ -134,6 +134,26 @@ impl<'r> RepoWriter<'r> {
         })
     }
 
+    /// Stores trees given encoded, each with its id (`TreeId::of_encoded` of its bytes), once.
+    pub(crate) fn put_encoded_trees(&mut self, trees: &[(TreeId, Vec<u8>)]) -> Result<()> {
+        let repo = self.repo;
+        repo.guard(|| {
+            let mut table = self.txn()?.open_table(TREES).map_err(|e| self.err(e))?;
+            let mut wrote = false;
+            for (id, bytes) in trees {
+                if table.get(id.as_bytes()).map_err(|e| self.err(e))?.is_none() {
+                    table
+                        .insert(id.as_bytes(), bytes.as_slice())
+                        .map_err(|e| self.err(e))?;
+                    wrote = true;
+                }
+            }
+            drop(table);
+            self.dirty |= wrote;
+            Ok(())
+        })
+    }
+
     /// Stores a content-addressed object under its id, once.
     fn put_object(
         &mut self,
