@@ -501,7 +501,14 @@ pub fn sync_from(
     }
     sink.phase("writing", to_write.0, to_write.1);
     apply.run(&plan)?;
-    let mut summary = apply.summary;
+    // What the writing held (its read transaction, the chunks it noted) is let go here, and
+    // the plan before the rescan: the rescan's walk would otherwise come on top of both.
+    let mut summary = {
+        let apply = apply;
+        apply.summary
+    };
+    let changed = !plan_is_empty(&plan);
+    drop(plan);
     // The roots' own mode and mtime are not part of the trees; copy them as `rsync -a` does,
     // unless the source's root could not be listed (its mode is then no truth to copy) or the
     // destination keeps no directory metadata (asking for its root's would list it whole).
@@ -536,7 +543,7 @@ pub fn sync_from(
     }
     destination.give_back()?;
     crate::failpoint::hit("final-scan");
-    if !plan_is_empty(&plan) {
+    if changed {
         // Record the destination as it now is; written files were recorded with their stat,
         // so this reads nothing.
         scan(
