@@ -183,6 +183,30 @@ mod hostile {
         (connection, handle)
     }
 
+    /// Pulls from a fake server that gives each answer to the tree request in turn, and
+    /// checks that each is refused as a protocol error naming `why`, before the destination
+    /// is created.
+    pub(super) fn refused_with_nothing_written(root: TreeId, bad: Vec<(Vec<Message>, &str)>) {
+        for (answer, why) in bad {
+            let t = TestRepo::new();
+            let (connection, server) = fake_server(root, move |request| match request {
+                Message::GetSince { root: Some(_), .. } => answer.clone(),
+                _ => Vec::new(),
+            });
+            let err = pull_from(&t, connection).unwrap_err();
+            assert!(
+                matches!(err, musicfs::error::Error::Protocol { .. }),
+                "{why}: {err}"
+            );
+            assert!(err.to_string().contains(why), "{why}: {err}");
+            assert!(
+                !t.path("lib").exists(),
+                "{why}: the destination was created"
+            );
+            drop(server);
+        }
+    }
+
     pub(super) fn pull_from(
         t: &TestRepo,
         connection: Connection,
@@ -406,24 +430,7 @@ mod hostile {
                 "no chunk list",
             ),
         ];
-        for (answer, why) in bad {
-            let t = TestRepo::new();
-            let (connection, server) = fake_server(tree.tree_id(), move |request| match request {
-                Message::GetSince { root: Some(_), .. } => answer.clone(),
-                _ => Vec::new(),
-            });
-            let err = pull_from(&t, connection).unwrap_err();
-            assert!(
-                matches!(err, musicfs::error::Error::Protocol { .. }),
-                "{why}: {err}"
-            );
-            assert!(err.to_string().contains(why), "{why}: {err}");
-            assert!(
-                !t.path("lib").exists(),
-                "{why}: the destination was created"
-            );
-            drop(server);
-        }
+        refused_with_nothing_written(tree.tree_id(), bad);
     }
 }
 
@@ -809,7 +816,7 @@ mod compression {
     /// inflates past what it declares or declares more than the limit, a pack that does.
     #[test]
     fn bad_deltas_and_bombs_are_refused_and_nothing_is_written() {
-        use super::hostile::{fake_server, found, pull_from};
+        use super::hostile::{found, refused_with_nothing_written};
         let (tree, _) = util::one_file_tree(b"song.mp3", b"good");
         let zeros = zstd::bulk::compress(&vec![0u8; 32 << 20], 3).unwrap();
         let mut frames = Vec::new();
@@ -855,23 +862,11 @@ mod compression {
                 "declared",
             ),
         ];
-        for (answer, why) in bad {
-            let t = TestRepo::new();
-            let (connection, server) = fake_server(tree.tree_id(), move |request| match request {
-                Message::GetSince { root: Some(_), .. } => vec![answer.clone()],
-                _ => Vec::new(),
-            });
-            let err = pull_from(&t, connection).unwrap_err();
-            assert!(
-                matches!(err, musicfs::error::Error::Protocol { .. }),
-                "{why}: {err}"
-            );
-            assert!(err.to_string().contains(why), "{why}: {err}");
-            assert!(
-                !t.path("lib").exists(),
-                "{why}: the destination was created"
-            );
-            drop(server);
-        }
+        refused_with_nothing_written(
+            tree.tree_id(),
+            bad.into_iter()
+                .map(|(answer, why)| (vec![answer], why))
+                .collect(),
+        );
     }
 }
