@@ -4,7 +4,8 @@
 //! agent; a second run reuses it; stale versions go; a retag and a reorganisation then move
 //! what the agent moves with musicfs on the PATH; a binary that cannot run there (a `noexec`
 //! mount), another architecture (`uname` says so) or a cache directory writable by others
-//! falls back to SFTP with one line; and the same through OpenSSH (`--rsh`).
+//! falls back to SFTP with one line; the same through OpenSSH (`--rsh`); and a client run as
+//! `nobody` deploys and reuses it as root does.
 
 mod support;
 mod util;
@@ -167,6 +168,103 @@ fn the_agent_is_deployed_checked_reused_and_stale_versions_removed() {
     );
     assert!(stderr.trim().is_empty(), "{stderr}");
     assert_trees_equal(&lib, &pushed);
+}
+
+/// The client home of `sshd` copied to `home`, owned by `nobody` with the modes OpenSSH
+/// wants (`.ssh` 0700, the private key 0600), its configuration naming the copied key: the
+/// home of an unprivileged client.
+fn unprivileged_client_home(sshd: &Sshd, home: &Path) {
+    let ssh = home.join(".ssh");
+    fs::create_dir_all(&ssh).unwrap();
+    for name in ["known_hosts", "id_ed25519", "id_ed25519.pub"] {
+        fs::copy(sshd.home().join(".ssh").join(name), ssh.join(name)).unwrap();
+    }
+    // The configuration names its key by absolute path: this home's.
+    let config = fs::read_to_string(sshd.home().join(".ssh/config")).unwrap();
+    let config = config.replace(
+        sshd.client_key().to_str().unwrap(),
+        ssh.join("id_ed25519").to_str().unwrap(),
+    );
+    assert!(config.contains(ssh.to_str().unwrap()), "{config}");
+    fs::write(ssh.join("config"), config).unwrap();
+    fs::set_permissions(&ssh, fs::Permissions::from_mode(0o700)).unwrap();
+    fs::set_permissions(ssh.join("id_ed25519"), fs::Permissions::from_mode(0o600)).unwrap();
+    for entry in walkdir::WalkDir::new(&ssh) {
+        let entry = entry.unwrap();
+        std::os::unix::fs::lchown(entry.path(), Some(util::NOBODY.0), Some(util::NOBODY.1))
+            .unwrap();
+    }
+}
+
+/// A client run as `nobody` (as users run musicfs; the tests run as root, where modes bind
+/// nobody) deploys the agent from the binary it runs as, with its keys in a home of its own,
+/// reuses it on the next run, and leaves its repository and its copy to itself.
+#[test]
+fn an_unprivileged_client_deploys_and_reuses_the_agent() {
+    let t = TestRepo::unprivileged();
+    let cache = t.path("remote-cache");
+    let sshd = sshd_without_musicfs(&t.path("remote-repo"), &cache, None);
+    unprivileged_client_home(&sshd, t.root());
+    let music = t.mkdir("music");
+    util::genlib_create(&music, 10, 21, 96 * 1024);
+    let lib = t.path("lib");
+    let args = [
+        "--deploy-agent",
+        "--delete",
+        &remote(&music),
+        lib.to_str().unwrap(),
+    ];
+    let run = || {
+        let mut cmd = t.cmd_unprivileged();
+        cmd.json().arg("sync").args(args);
+        let out = cmd.assert_exit(0);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(stderr.trim().is_empty(), "{stderr}");
+        summary_of(&out)
+    };
+
+    let first = run();
+    assert_trees_equal(&music, &lib);
+    let binary = fs::read(util::bin()).unwrap();
+    let deployed = agents_version(&cache);
+    assert_eq!(fs::read(&deployed).unwrap(), binary, "the deployed binary");
+    assert_eq!(fs::metadata(&deployed).unwrap().mode() & 0o777, 0o700);
+    assert!(
+        num(&first, "bytes_sent") >= binary.len() as u64,
+        "the upload is counted as sent: {first}"
+    );
+    // What the client wrote belongs to the user it ran as.
+    for written in [lib.as_path(), t.repo()] {
+        for entry in walkdir::WalkDir::new(written) {
+            let entry = entry.unwrap();
+            let owner = entry.metadata().unwrap().uid();
+            assert_eq!(
+                owner,
+                util::NOBODY.0,
+                "{} belongs to {owner}",
+                entry.path().display()
+            );
+        }
+    }
+
+    // Again after a retag: the deployed agent runs as it is and moves the tags.
+    let before = fs::metadata(&deployed).unwrap();
+    util::genlib_retag(&music, 0.5, 22);
+    let again = run();
+    assert_trees_equal(&music, &lib);
+    let after = fs::metadata(&deployed).unwrap();
+    assert_eq!(
+        (after.ino(), after.mtime(), after.mtime_nsec()),
+        (before.ino(), before.mtime(), before.mtime_nsec()),
+        "the agent was uploaded again"
+    );
+    assert!(num(&again, "files_changed") > 0, "{again}");
+    assert!(num(&again, "bytes_sent") < 64 * 1024, "{again}");
+}
+
+/// The deployed binary of this build under `cache`.
+fn agents_version(cache: &Path) -> PathBuf {
+    agent_dir(cache).join(version_name()).join("musicfs")
 }
 
 /// The bytes received by a pull, through the agent on the PATH and through the deployed one,
