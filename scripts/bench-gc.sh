@@ -39,8 +39,8 @@ WORK=${WORK:-/tmp/musicfs-bench-gc}
 MUSICFS=${MUSICFS:-$repo_root/target/release/musicfs}
 KEEP=${KEEP:-0}
 
-say() { printf 'bench-gc: %s\n' "$*" >&2; }
-die() { say "$*"; exit 1; }
+me=bench-gc
+source "$scripts/bench-common.sh"
 
 [[ -x "$MUSICFS" ]] || die "no musicfs binary at $MUSICFS (cargo build --release)"
 rm -rf "$WORK"

@@ -23,8 +23,8 @@ set -euo pipefail
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 scripts="$repo_root/scripts"
-say() { printf 'bench-link: %s\n' "$*" >&2; }
-die() { printf 'bench-link: %s\n' "$*" >&2; exit 1; }
+me=bench-link
+source "$scripts/bench-common.sh"
 
 ((EUID == 0)) || die "run as root (network namespaces, TUN devices)"
 command -v ip >/dev/null || die "ip not found: apt-get install iproute2"

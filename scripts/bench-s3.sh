@@ -72,14 +72,13 @@ cache=${XDG_CACHE_HOME:-$HOME/.cache}/musicfs-test
 GARAGE=${GARAGE:-${MUSICFS_TEST_GARAGE:-$cache/garage/bin/garage}}
 MOTO=${MOTO:-$cache/moto-venv/bin/moto_server}
 
-say() { printf 'bench-s3: %s\n' "$*" >&2; }
-die() { printf 'bench-s3: %s\n' "$*" >&2; exit 1; }
+me=bench-s3
+source "$scripts/bench-common.sh"
 
 (($# == 0)) || die "no arguments: configure through the environment (see the head of $0)"
 for n in "$FILES" "$REPS"; do
     [[ $n =~ ^[1-9][0-9]*$ ]] || die "not a positive integer: $n"
 done
-need() { command -v "$1" >/dev/null || die "$1 not found: apt-get install $2"; }
 need python3 python3
 need diff diffutils
 python3 -c 'import mutagen' 2>/dev/null || die "python module mutagen not found: pip install mutagen"
@@ -122,15 +121,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { # PORT WHAT LOG
-    local _
-    for _ in $(seq 200); do
-        python3 -c "import socket; socket.create_connection(('127.0.0.1', $1), 0.2)" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    die "$2 did not open port $1 within 20 s (see $3)"
-}
 
 # --- the server ------------------------------------------------------------------------------
 if [[ $SERVER == garage ]]; then
@@ -322,28 +312,16 @@ scenario reorganise
 
 # --- the report ------------------------------------------------------------------------------
 report() {
-    python3 - "$rows" "$lib_bytes" "$lib_files" "$REPS" "$retagged" "$cover_files" "$cover_bytes" \
+    PYTHONPATH="$scripts" python3 - "$rows" "$lib_bytes" "$lib_files" "$REPS" "$retagged" "$cover_files" "$cover_bytes" \
         "$(date -u +%Y-%m-%d)" "$cmdline" "$server_desc" "$machine" <<'EOF'
-import statistics, sys
+import sys
+from benchtable import Runs, num
 (rows_file, lib_bytes, files, reps, retagged, cover_files, cover_bytes, day, cmdline,
  server, machine) = sys.argv[1:]
 lib_bytes, files, reps = int(lib_bytes), int(files), int(reps)
 retagged, cover_files, cover_bytes = int(retagged), int(cover_files), int(cover_bytes)
-rows = [l.rstrip("\n").split("\t") for l in open(rows_file) if l.strip()]
-groups, order = {}, []
-for scenario, tool, direction, wall, up, down, reqs in rows:
-    key = (scenario.split("#")[0], tool, direction)
-    if key not in groups:
-        groups[key] = []
-        order.append(key)
-    groups[key].append((float(wall), int(up), int(down), int(reqs)))
-def med(key, i):
-    return statistics.median(r[i] for r in groups[key])
-def rng(key, i, fmt):
-    vals = [r[i] for r in groups[key]]
-    return "" if min(vals) == max(vals) else f" ({fmt(min(vals))}–{fmt(max(vals))})"
-def num(n):
-    return f"{int(n):,}"
+runs = Runs(rows_file, 3)
+groups, order, med = runs, runs.order, runs.med
 print(f"### S3: musicfs against rclone ({day})")
 print()
 print(f"`{cmdline}` — {files:,} tracks, {lib_bytes:,} bytes; {server} on 127.0.0.1; TCP payload and")
@@ -351,14 +329,7 @@ print("HTTP requests counted by scripts/countproxy.py --http in front of it. No-
 print(f"{reps} run{'s' if reps > 1 else ''} (range in brackets). Up is client to server, down server to client.")
 print(f"{machine}.")
 print()
-print("| Scenario | Tool | Direction | Wall (s) | Bytes up | Bytes down | Requests |")
-print("|---|---|---|---:|---:|---:|---:|")
-for key in order:
-    wall = f"{med(key, 0):.2f}" + rng(key, 0, lambda v: f"{v:.2f}")
-    up = num(med(key, 1)) + rng(key, 1, num)
-    down = num(med(key, 2)) + rng(key, 2, num)
-    reqs = num(med(key, 3)) + rng(key, 3, num)
-    print(f"| {key[0]} | {key[1]} | {key[2]} | {wall} | {up} | {down} | {reqs} |")
+runs.transfer_table()
 print()
 tools = []
 for _, t, _ in order:

@@ -66,8 +66,8 @@ BUILD=${BUILD:-1}
 OUT=${OUT:-}
 KEEP=${KEEP:-0}
 
-say() { printf 'bench-smb-crates: %s\n' "$*" >&2; }
-die() { printf 'bench-smb-crates: %s\n' "$*" >&2; exit 1; }
+me=bench-smb-crates
+source "$scripts/bench-common.sh"
 
 (($# == 0)) || die "no arguments: configure through the environment (see the head of $0)"
 for n in "$FILES" "$REPS"; do
@@ -75,7 +75,6 @@ for n in "$FILES" "$REPS"; do
 done
 [[ $BUILD == 0 || $BUILD == 1 ]] || die "BUILD is 0 or 1"
 [[ $(id -u) -eq 0 ]] || die "run as root: smbd is started here"
-need() { command -v "$1" >/dev/null || die "$1 not found: apt-get install $2"; }
 need python3 python3
 need smbd samba
 need smbpasswd samba
@@ -139,15 +138,6 @@ if [[ -z $musicfs ]]; then
 fi
 [[ $musicfs == none || -x $musicfs ]] || die "no musicfs binary at $musicfs"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { # PORT WHAT LOG
-    local _
-    for _ in $(seq 300); do
-        python3 -c "import socket; socket.create_connection(('127.0.0.1', $1), 0.2)" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    die "$2 did not open port $1 within 30 s (see $3)"
-}
 
 # --- the server, and a counting proxy in front of it --------------------------------------------
 s=$work/smb
@@ -304,30 +294,18 @@ find "$s/share/lib" -name '.*.retag' | grep -q . && die "a temporary file was le
 
 # --- the report ------------------------------------------------------------------------------
 report() {
-    python3 - "$rows" "$lib_bytes" "$lib_files" "$lib_dirs" "$REPS" "$(date -u +%Y-%m-%d)" \
+    PYTHONPATH="$scripts" python3 - "$rows" "$lib_bytes" "$lib_files" "$lib_dirs" "$REPS" "$(date -u +%Y-%m-%d)" \
         "$cmdline" "$machine" "$signing" \
         "$pavao_build" "$pavao_size" "$pavao_libs" "$pavao_lib_bytes" "$pavao_crates" \
         "$smb2_build" "$smb2_size" "$smb2_libs" "$smb2_lib_bytes" "$smb2_crates" "$BUILD" \
         "$work/replaces" <<'EOF'
-import statistics, sys
+import sys
+from benchtable import Runs, num
 (rows_file, lib_bytes, files, dirs, reps, day, cmdline, machine, signing,
  pb, ps, pl, plb, pc, sb, ss, sl, slb, sc, build, replaces) = sys.argv[1:]
 lib_bytes, files, dirs, reps = int(lib_bytes), int(files), int(dirs), int(reps)
-rows = [l.rstrip("\n").split("\t") for l in open(rows_file) if l.strip()]
-groups, order = {}, []
-for label, wall, up, down, reqs in rows:
-    key = label.split("#")[0]
-    if key not in groups:
-        groups[key] = []
-        order.append(key)
-    groups[key].append((float(wall), int(up), int(down), int(reqs)))
-def med(key, i):
-    return statistics.median(r[i] for r in groups[key])
-def rng(key, i, fmt):
-    vals = [r[i] for r in groups[key]]
-    return "" if min(vals) == max(vals) else f" ({fmt(min(vals))}–{fmt(max(vals))})"
-def num(n):
-    return f"{int(n):,}"
+runs = Runs(rows_file, 1)
+order, med, rng = runs.order, runs.med, runs.rng
 what = {
     "list/pavao": "pavao: walk (`list_dirplus` per directory)",
     "list/smb2": "smb2: walk (`list_directory` per directory)",

@@ -80,8 +80,8 @@ SSHD_NETNS=${SSHD_NETNS:-}
 sshd_wrap=()
 [[ -z $SSHD_NETNS ]] || sshd_wrap=(ip netns exec "$SSHD_NETNS")
 
-say() { printf 'bench-ssh: %s\n' "$*" >&2; }
-die() { printf 'bench-ssh: %s\n' "$*" >&2; exit 1; }
+me=bench-ssh
+source "$scripts/bench-common.sh"
 notes=()
 note() { notes+=("$*"); say "note: $*"; }
 
@@ -92,7 +92,6 @@ done
 ((EUID == 0)) || die "run as root (sshd must run as root to log in as root)"
 
 # --- tools ------------------------------------------------------------------------------
-need() { command -v "$1" >/dev/null || die "$1 not found: apt-get install $2"; }
 [[ -x /usr/sbin/sshd ]] || die "/usr/sbin/sshd not found: apt-get install openssh-server"
 need ssh openssh-client
 need ssh-keygen openssh-client
@@ -185,9 +184,6 @@ if ((want_musicfs)) && [[ -n $musicfs ]]; then
 fi
 
 # --- sshd and the proxy ----------------------------------------------------------------------
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 port_open() { (exec 3<>"/dev/tcp/$SSHD_ADDR/$1") 2>/dev/null; }
 
 ssh-keygen -q -t ed25519 -N '' -C musicfs-bench-host -f "$sshdir/host_ed25519"
