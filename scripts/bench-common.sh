@@ -16,3 +16,56 @@ wait_port() {
     done
     die "$2 did not open port $1 within 30 s (see $3)"
 }
+
+# The musicfs under test: MUSICFS, else this checkout's release build (built first).
+# `musicfs_binary none` lets MUSICFS=none through (a run of the other tools only).
+musicfs_binary() {
+    local given=${MUSICFS:-}
+    if [[ -z $given ]]; then
+        need cargo "Rust (https://rustup.rs)"
+        say "building musicfs (cargo build --release)"
+        (cd "$repo_root" && cargo build --release --quiet --bin musicfs) || die "cargo build --release failed"
+        given=$(cd "$repo_root" && cargo metadata --format-version 1 --no-deps |
+            python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')/release/musicfs
+    fi
+    [[ ${1:-} == none && $given == none ]] || [[ -x $given ]] || die "no musicfs binary at $given"
+    musicfs=$given
+}
+
+# start_smbd DIR USER PASSWORD: a private smbd on a free port of 127.0.0.1 serving DIR/share
+# as the share `music` to USER (signing offered, not required); sets smb_real_port and adds
+# the server to `pids`.
+start_smbd() {
+    local s=$1
+    mkdir -p "$s"/{share,private,lock,state,cache,pid,log}
+    smb_real_port=$(free_port)
+    cat >"$s/smb.conf" <<CONF
+[global]
+  smb ports = $smb_real_port
+  interfaces = 127.0.0.1
+  bind interfaces only = yes
+  private dir = $s/private
+  lock directory = $s/lock
+  state directory = $s/state
+  cache directory = $s/cache
+  pid directory = $s/pid
+  log file = $s/log/log.%m
+  server role = standalone server
+  passdb backend = tdbsam:$s/private/passdb.tdb
+  disable netbios = yes
+  server signing = auto
+  load printers = no
+  printing = bsd
+  printcap name = /dev/null
+  disable spoolss = yes
+[music]
+  path = $s/share
+  read only = no
+CONF
+    printf '%s\n%s\n' "$3" "$3" |
+        smbpasswd -c "$s/smb.conf" -a -s "$2" >/dev/null || die "smbpasswd failed"
+    # In a session of its own: smbd signals its whole process group when it stops.
+    setsid smbd --foreground --no-process-group -s "$s/smb.conf" --debug-stdout -d 0 >"$s/smbd.log" 2>&1 &
+    pids+=($!)
+    wait_port "$smb_real_port" smbd "$s/smbd.log"
+}

@@ -101,15 +101,7 @@ if ((nfs)); then
     need rpcbind rpcbind
 fi
 
-musicfs=${MUSICFS:-}
-if [[ -z $musicfs ]]; then
-    need cargo "Rust (https://rustup.rs)"
-    say "building musicfs (cargo build --release)"
-    (cd "$repo_root" && cargo build --release --quiet --bin musicfs) || die "cargo build --release failed"
-    musicfs=$(cd "$repo_root" && cargo metadata --format-version 1 --no-deps |
-        python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')/release/musicfs
-fi
-[[ -x $musicfs ]] || die "no musicfs binary at $musicfs"
+musicfs_binary
 
 work=$(mktemp -d /tmp/bench-nas.XXXXXX)
 chmod 0755 "$work"
@@ -153,37 +145,7 @@ smb_user=root
 smb_password=bench-$(python3 -c 'import secrets; print(secrets.token_hex(8))')
 if ((smb)); then
     s=$work/smb
-    mkdir -p "$s"/{share,private,lock,state,cache,pid,log}
-    smb_real_port=$(free_port)
-    cat >"$s/smb.conf" <<EOF
-[global]
-  smb ports = $smb_real_port
-  interfaces = 127.0.0.1
-  bind interfaces only = yes
-  private dir = $s/private
-  lock directory = $s/lock
-  state directory = $s/state
-  cache directory = $s/cache
-  pid directory = $s/pid
-  log file = $s/log/log.%m
-  server role = standalone server
-  passdb backend = tdbsam:$s/private/passdb.tdb
-  disable netbios = yes
-  server signing = auto
-  load printers = no
-  printing = bsd
-  printcap name = /dev/null
-  disable spoolss = yes
-[music]
-  path = $s/share
-  read only = no
-EOF
-    printf '%s\n%s\n' "$smb_password" "$smb_password" |
-        smbpasswd -c "$s/smb.conf" -a -s "$smb_user" >/dev/null || die "smbpasswd failed"
-    # In a session of its own: smbd signals its whole process group when it stops.
-    setsid smbd --foreground --no-process-group -s "$s/smb.conf" --debug-stdout -d 0 >"$s/smbd.log" 2>&1 &
-    pids+=($!)
-    wait_port "$smb_real_port" smbd "$s/smbd.log"
+    start_smbd "$s" "$smb_user" "$smb_password"
     start_proxy smbp smb "$smb_real_port"
     proxy_take smbp "the set-up" >/dev/null
 fi

@@ -101,15 +101,7 @@ else
     [[ -x $MOTO ]] || die "no moto_server at $MOTO: bash scripts/test.sh installs it (a venv with moto[server]), or set MOTO"
 fi
 
-musicfs=${MUSICFS:-}
-if [[ -z $musicfs ]]; then
-    need cargo "Rust (https://rustup.rs)"
-    say "building musicfs (cargo build --release)"
-    (cd "$repo_root" && cargo build --release --quiet --bin musicfs) || die "cargo build --release failed"
-    musicfs=$(cd "$repo_root" && cargo metadata --format-version 1 --no-deps |
-        python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')/release/musicfs
-fi
-[[ -x $musicfs ]] || die "no musicfs binary at $musicfs"
+musicfs_binary
 
 work=$(mktemp -d /tmp/bench-s3.XXXXXX)
 pids=()
