@@ -373,3 +373,102 @@ fn contents_without_history_are_the_same_looked_up_one_by_one_or_merged_in_order
         vec![content(7), content(301)]
     );
 }
+
+fn one_file(content: ContentId, ino: u64) -> ScanEntry {
+    ScanEntry {
+        file_id: 0,
+        size: 0,
+        mtime_ns: 1,
+        change: crate::origin::ChangeKey::Posix {
+            dev: 1,
+            ino,
+            ctime_ns: 1,
+        },
+        mode: 0o644,
+        content,
+    }
+}
+
+fn list_of(chunks: &[u64]) -> ChunkList {
+    ChunkList {
+        chunks: chunks
+            .iter()
+            .map(|n| ChunkRef {
+                id: ChunkId::of(&n.to_le_bytes()),
+                len: 100 * *n as u32,
+            })
+            .collect(),
+        ..ChunkList::default()
+    }
+}
+
+/// Within one batch, the last of several changes to a row is what the batch leaves: a file
+/// recorded then changed, another recorded then removed, a chunk list stored twice and a media
+/// record replaced; then a file changed back and a second file of the same content.
+#[test]
+fn the_last_change_within_a_batch_is_what_it_leaves() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Repository::open(dir.path()).unwrap();
+    let origin = repo.origin_id("/music").unwrap();
+    let chunk = |n: u64| ChunkId::of(&n.to_le_bytes());
+    let located = |n: u64| {
+        repo.chunk_locations(&chunk(n), origin)
+            .unwrap()
+            .into_iter()
+            .map(|l| (l.path, l.offset, l.len))
+            .collect::<Vec<_>>()
+    };
+
+    let mut writer = repo.writer().unwrap();
+    let a = writer.put_content(&list_of(&[1, 2])).unwrap();
+    let b = writer.put_content(&list_of(&[2, 3])).unwrap();
+    assert_eq!(writer.put_content(&list_of(&[1, 2])).unwrap(), a);
+    let audio = |n: u8| {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(&[n]);
+        MediaRecord {
+            audio_hash: Some(crate::id::AudioHash::of_hasher(&hasher)),
+            info: None,
+        }
+    };
+    writer.put_media(&a, &audio(1)).unwrap();
+    writer.put_media(&a, &audio(2)).unwrap();
+    // "x": recorded with a, changed to b (chunk 2 stays, at another offset), within the batch.
+    let x = writer
+        .record_file(origin, b"x", one_file(a, 1), None)
+        .unwrap();
+    let x = writer
+        .record_file(origin, b"x", one_file(b, 1), Some(&x))
+        .unwrap();
+    // "y": recorded with b, then removed, within the batch.
+    let y = writer
+        .record_file(origin, b"y", one_file(b, 2), None)
+        .unwrap();
+    writer.remove_file(origin, b"y", &y).unwrap();
+    assert_eq!(writer.scan_entry(origin, b"x").unwrap(), Some(x.clone()));
+    writer.commit().unwrap();
+
+    assert_eq!(repo.content(&a).unwrap(), list_of(&[1, 2]));
+    assert_eq!(repo.media(&a).unwrap(), Some(audio(2)));
+    assert_eq!(located(1), vec![]);
+    assert_eq!(located(2), vec![(b"x".to_vec(), 0, 200)]);
+    assert_eq!(located(3), vec![(b"x".to_vec(), 200, 300)]);
+
+    // The next batch: "x" back to a, then "z" with a.
+    let mut writer = repo.writer().unwrap();
+    writer
+        .record_file(origin, b"x", one_file(a, 1), Some(&x))
+        .unwrap();
+    writer
+        .record_file(origin, b"z", one_file(a, 3), None)
+        .unwrap();
+    writer.commit().unwrap();
+    let mut two = located(2);
+    two.sort();
+    assert_eq!(
+        two,
+        vec![(b"x".to_vec(), 100, 200), (b"z".to_vec(), 100, 200)]
+    );
+    assert_eq!(located(1).len(), 2);
+    assert_eq!(located(3), vec![]);
+}
