@@ -4,7 +4,8 @@
 use std::io::{BufReader, Read, Write};
 
 use super::provider::{provide, Ended};
-use super::source::{send, RemoteSource, Requests, Resume};
+use super::resume::Resume;
+use super::source::{send, RemoteSource, Requests};
 use super::wire::{read_message, Message, SourceInfo, MAGIC, PROTOCOL_VERSION};
 use crate::chunk::Chunker;
 use crate::error::{Error, Result};
