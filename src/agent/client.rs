@@ -138,7 +138,7 @@ pub fn pull_filtered(
     greeting(&origin, &mut input)?;
     let mut source = RemoteSource::new(
         &origin,
-        Box::new(input),
+        input,
         requests.clone(),
         None,
         std::mem::take(resume),

@@ -188,7 +188,6 @@ fn session(
             }
             let destination = OriginSpec::directory(&directory(&path)).open_writable(&options)?;
             let requests = Requests::new(Box::new(Shared(Arc::clone(output))));
-            let input: Box<dyn Read + Send> = Box::new(input);
             let mut remote = RemoteSource::new(
                 PEER,
                 input,

@@ -108,17 +108,18 @@ pub struct RemoteSource {
 }
 
 impl RemoteSource {
-    /// A source whose `Source` message is still to be read from `input` (pull).
+    /// A source whose `Source` message is still to be read from `input` (pull), already
+    /// buffered by the caller (which read the greeting through it).
     pub(crate) fn new(
         origin: &str,
-        input: Box<dyn Read + Send>,
+        input: BufReader<Box<dyn Read + Send>>,
         requests: Arc<Mutex<Requests>>,
         info: Option<SourceInfo>,
         resume: Resume,
     ) -> RemoteSource {
         RemoteSource {
             origin: origin.to_string(),
-            input: Unpack::new(BufReader::with_capacity(1 << 20, input)),
+            input: Unpack::new(input),
             requests,
             info,
             stash: HashMap::new(),
@@ -595,13 +596,24 @@ impl RemoteSource {
     fn next_chunk(&mut self) -> Result<(ChunkRef, Option<VerifiedChunk>)> {
         let message = self.receive()?;
         let front = match self.requests.lock() {
-            Ok(mut r) => r.queue.pop_front(),
+            Ok(mut r) => {
+                let front = r.queue.pop_front();
+                if r.queue.is_empty() {
+                    r.queue.shrink_to_fit();
+                }
+                front
+            }
             Err(_) => None,
         };
         let Some(front) = front else {
             return Err(self.protocol("a chunk nobody asked for"));
         };
-        self.pending.remove(&front.id);
+        if self.pending.remove(&front.id) && self.pending.is_empty() {
+            // Every chunk expected has arrived: what only the transfer needed is given back
+            // before the destination's rescan.
+            self.pending.shrink_to_fit();
+            self.stash.shrink_to_fit();
+        }
         if let Some(arrived) = &self.arrived {
             let _ = arrived.send(u64::from(front.len));
         }
@@ -716,6 +728,9 @@ impl ChunkSource for RemoteSource {
         chunk: ChunkRef,
     ) -> Result<Option<VerifiedChunk>> {
         if let Some(found) = self.stash.remove(&chunk.id) {
+            if self.stash.is_empty() && self.pending.is_empty() {
+                self.stash.shrink_to_fit();
+            }
             return Ok(Some(found));
         }
         if let Some(found) = self.resume.get(&chunk.id) {
