@@ -41,8 +41,8 @@ struct Place {
 }
 
 /// The chunks received lately, by this connection or by the one before it (see the module's
-/// documentation). `Default` keeps its files in the system's temporary directory until
-/// [`Resume::spill_to`] names the repository's.
+/// documentation). `Default` keeps its files in the system's temporary directory until a
+/// sync names the repository's spool directory.
 #[derive(Default)]
 pub struct Resume {
     dir: Option<PathBuf>,
