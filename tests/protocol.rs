@@ -870,3 +870,103 @@ mod compression {
         );
     }
 }
+
+/// A connection that drops in the middle of a large file: the retry, given the chunks the
+/// first attempt received (`Resume`, spilled to the repository's spool), asks only for the
+/// rest of the file, and the copy is exact.
+mod resume {
+    use super::*;
+    use std::io::Read;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    /// The server's output, counted, and cut after `cut` bytes when given.
+    struct Watched {
+        inner: Box<dyn Read + Send>,
+        read: Arc<AtomicU64>,
+        cut: Option<u64>,
+    }
+
+    impl Read for Watched {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let so_far = self.read.load(Ordering::SeqCst);
+            let room = match self.cut {
+                Some(cut) if so_far >= cut => {
+                    return Err(std::io::ErrorKind::ConnectionReset.into());
+                }
+                Some(cut) => (cut - so_far) as usize,
+                None => buf.len(),
+            };
+            let take = buf.len().min(room);
+            let n = self.inner.read(&mut buf[..take])?;
+            self.read.fetch_add(n as u64, Ordering::SeqCst);
+            Ok(n)
+        }
+    }
+
+    /// Pulls over a watched connection; the bytes read from the server and the result.
+    fn attempt(
+        t: &TestRepo,
+        src: &std::path::Path,
+        dst: &std::path::Path,
+        cut: Option<u64>,
+        resume: &mut Resume,
+    ) -> (u64, musicfs::error::Result<SyncSummary>) {
+        let repo = Repository::open(&t.path("local-repo")).unwrap();
+        let destination = LocalOrigin::open(dst, true).unwrap();
+        let (mut child, mut connection) = server(t);
+        let read = Arc::new(AtomicU64::new(0));
+        connection.input = Box::new(Watched {
+            inner: connection.input,
+            read: Arc::clone(&read),
+            cut,
+        });
+        let result = pull(
+            &repo,
+            connection,
+            src.as_os_str().as_encoded_bytes(),
+            &destination,
+            &FastCdc::default(),
+            SyncOptions::default(),
+            &NullSink,
+            resume,
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+        (read.load(Ordering::SeqCst), result)
+    }
+
+    #[test]
+    fn a_retry_after_a_drop_asks_only_for_the_chunks_not_received() {
+        let t = TestRepo::new();
+        let src = t.mkdir("music");
+        // 3 MB that neither compress nor repeat: about 3 MB on the wire.
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let bytes: Vec<u8> = (0..3_000_000)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect();
+        std::fs::write(src.join("album.flac"), &bytes).unwrap();
+        let dst = t.path("lib");
+        let mut resume = Resume::default();
+        let cut = 2_000_000;
+        let (first, result) = attempt(&t, &src, &dst, Some(cut), &mut resume);
+        assert_eq!(first, cut);
+        let error = result.expect_err("the connection dropped");
+        assert!(error.is_transient(), "{error}");
+        assert!(!dst.join("album.flac").exists());
+        let (second, result) = attempt(&t, &src, &dst, None, &mut resume);
+        result.unwrap();
+        assert_trees_equal(&src, &dst);
+        // Without what the first attempt received, the second would read 3 MB again.
+        assert!(second < 1_300_000, "{second} bytes read by the retry");
+        // The spool holds no named file afterwards.
+        let spool = t.path("local-repo").join("spool");
+        let left = std::fs::read_dir(&spool).map_or(0, |d| d.count());
+        assert_eq!(left, 0);
+    }
+}

@@ -4,7 +4,8 @@
 use std::io::{BufReader, Read, Write};
 
 use super::provider::{provide, Ended};
-use super::source::{send, RemoteSource, Requests, Resume};
+use super::resume::Resume;
+use super::source::{send, RemoteSource, Requests};
 use super::wire::{read_message, Message, SourceInfo, MAGIC, PROTOCOL_VERSION};
 use crate::chunk::Chunker;
 use crate::error::{Error, Result};
@@ -137,7 +138,7 @@ pub fn pull_filtered(
     greeting(&origin, &mut input)?;
     let mut source = RemoteSource::new(
         &origin,
-        Box::new(input),
+        input,
         requests.clone(),
         None,
         std::mem::take(resume),

@@ -14,12 +14,14 @@
 mod client;
 mod deploy;
 mod provider;
+mod resume;
 mod run;
 mod serve;
 mod source;
 pub mod wire;
 
 pub use client::{pull, pull_filtered, push, push_filtered, Connection};
+pub use resume::Resume;
 pub use run::{sync_remote, Direction, RemoteOptions};
 pub use serve::serve;
-pub use source::{RemoteSource, Resume};
+pub use source::RemoteSource;

@@ -29,7 +29,7 @@ use crate::sync::{sync, SyncOptions, SyncSummary};
 
 use super::client::{pull_filtered, push_filtered, Connection};
 use super::deploy::{deploy, Deployed};
-use super::source::Resume;
+use super::resume::Resume;
 use crate::filter::Filter;
 use crate::origin::Filtered;
 

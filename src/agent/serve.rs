@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::provider::{name_of, provide};
-use super::source::{send, RemoteSource, Requests, Resume};
+use super::resume::Resume;
+use super::source::{send, RemoteSource, Requests};
 use super::wire::{
     check_path, write_message, Message, HEARTBEAT, OLDEST_PROTOCOL_VERSION, PACKED_SINCE,
     PROTOCOL_VERSION,
@@ -187,7 +188,6 @@ fn session(
             }
             let destination = OriginSpec::directory(&directory(&path)).open_writable(&options)?;
             let requests = Requests::new(Box::new(Shared(Arc::clone(output))));
-            let input: Box<dyn Read + Send> = Box::new(input);
             let mut remote = RemoteSource::new(
                 PEER,
                 input,

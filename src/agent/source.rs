@@ -7,6 +7,7 @@ use std::io::{BufReader, Read, Write};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
+use super::resume::Resume;
 use super::wire::{check_content, check_path, check_tree, lost, receive, write_message};
 use super::wire::{Message, Object, SourceInfo, Unpack, MAX_PATH};
 use crate::chunk::{Chunker, VerifiedChunk};
@@ -28,43 +29,6 @@ const BATCH_OBJECTS: usize = 2048;
 
 /// Bytes of chunks a source may send unasked in one session (protocol 5), at most.
 const MAX_UNASKED: u64 = 64 << 20;
-
-/// Bytes of the most recently received chunks kept for a retry, at most.
-const KEPT_BYTES: u64 = 32 << 20;
-
-/// The chunks most recently received from a source, kept so that a retry after a dropped
-/// connection does not ask for them again: the chunks of the file that was being written when
-/// the connection dropped (every finished file is recorded at the destination already).
-#[derive(Default)]
-pub struct Resume {
-    chunks: HashMap<ChunkId, VerifiedChunk>,
-    order: VecDeque<ChunkId>,
-    bytes: u64,
-}
-
-impl Resume {
-    fn keep(&mut self, chunk: &VerifiedChunk) {
-        let id = chunk.id();
-        if self.chunks.contains_key(&id) || chunk.len() as u64 > KEPT_BYTES {
-            return;
-        }
-        while self.bytes + chunk.len() as u64 > KEPT_BYTES {
-            let Some(old) = self.order.pop_front() else {
-                break;
-            };
-            if let Some(gone) = self.chunks.remove(&old) {
-                self.bytes -= gone.len() as u64;
-            }
-        }
-        self.bytes += chunk.len() as u64;
-        self.order.push_back(id);
-        self.chunks.insert(id, chunk.clone());
-    }
-
-    fn get(&self, id: &ChunkId) -> Option<&VerifiedChunk> {
-        self.chunks.get(id)
-    }
-}
 
 /// The writing half of a connection, with the chunks requested in the order they were.
 pub(crate) struct Requests {
@@ -144,17 +108,18 @@ pub struct RemoteSource {
 }
 
 impl RemoteSource {
-    /// A source whose `Source` message is still to be read from `input` (pull).
+    /// A source whose `Source` message is still to be read from `input` (pull), already
+    /// buffered by the caller (which read the greeting through it).
     pub(crate) fn new(
         origin: &str,
-        input: Box<dyn Read + Send>,
+        input: BufReader<Box<dyn Read + Send>>,
         requests: Arc<Mutex<Requests>>,
         info: Option<SourceInfo>,
         resume: Resume,
     ) -> RemoteSource {
         RemoteSource {
             origin: origin.to_string(),
-            input: Unpack::new(BufReader::with_capacity(1 << 20, input)),
+            input: Unpack::new(input),
             requests,
             info,
             stash: HashMap::new(),
@@ -631,13 +596,24 @@ impl RemoteSource {
     fn next_chunk(&mut self) -> Result<(ChunkRef, Option<VerifiedChunk>)> {
         let message = self.receive()?;
         let front = match self.requests.lock() {
-            Ok(mut r) => r.queue.pop_front(),
+            Ok(mut r) => {
+                let front = r.queue.pop_front();
+                if r.queue.is_empty() {
+                    r.queue.shrink_to_fit();
+                }
+                front
+            }
             Err(_) => None,
         };
         let Some(front) = front else {
             return Err(self.protocol("a chunk nobody asked for"));
         };
-        self.pending.remove(&front.id);
+        if self.pending.remove(&front.id) && self.pending.is_empty() {
+            // Every chunk expected has arrived: what only the transfer needed is given back
+            // before the destination's rescan.
+            self.pending.shrink_to_fit();
+            self.stash.shrink_to_fit();
+        }
         if let Some(arrived) = &self.arrived {
             let _ = arrived.send(u64::from(front.len));
         }
@@ -675,6 +651,8 @@ impl SyncSource for RemoteSource {
         for path in &info.unreadable {
             check_path(path).map_err(|m| self.protocol(m))?;
         }
+        // The chunks kept for a retry go beside the fallback's downloads.
+        self.resume.spill_to(repo.root().join("spool"));
         self.fetch_trees(repo, info.root)?;
         Ok(SourceState {
             root: info.root,
@@ -695,7 +673,7 @@ impl ChunkSource for RemoteSource {
         // What the previous connection delivered is not asked for again.
         let chunks: Vec<ChunkRef> = chunks
             .iter()
-            .filter(|c| self.resume.get(&c.id).is_none() && !self.stash.contains_key(&c.id))
+            .filter(|c| !self.resume.contains(&c.id) && !self.stash.contains_key(&c.id))
             .copied()
             .collect();
         if chunks.is_empty() {
@@ -750,11 +728,14 @@ impl ChunkSource for RemoteSource {
         chunk: ChunkRef,
     ) -> Result<Option<VerifiedChunk>> {
         if let Some(found) = self.stash.remove(&chunk.id) {
+            if self.stash.is_empty() && self.pending.is_empty() {
+                self.stash.shrink_to_fit();
+            }
             return Ok(Some(found));
         }
         if let Some(found) = self.resume.get(&chunk.id) {
             if found.len() == chunk.len as usize {
-                return Ok(Some(found.clone()));
+                return Ok(Some(found));
             }
         }
         if self.unavailable.contains(&chunk.id) {
