@@ -47,6 +47,18 @@ pub(super) struct Copied {
 /// A commit that ended: the file, what it holds, and the outcome.
 type Ended = ((Vec<u8>, Copied), Result<()>);
 
+/// A path as the copies are looked up by: 128 bits of its BLAKE3, two words per file of a
+/// large library where the path would be a string each. A write is skipped only when the copy
+/// under its key holds the very content, mode and mtime it would write, so not even a
+/// collision could skip a write that was needed.
+type PathKey = [u8; 16];
+
+fn path_key(path: &[u8]) -> PathKey {
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&blake3::hash(path).as_bytes()[..16]);
+    key
+}
+
 /// The destination's side of a cold initial sync's scan: copies each file read into the
 /// destination, and commits it once the read is verified.
 pub(super) struct ColdCopy<'a> {
@@ -54,8 +66,8 @@ pub(super) struct ColdCopy<'a> {
     committer: Mutex<Committer<(Vec<u8>, Copied)>>,
     /// Directories created so far.
     made: Mutex<HashSet<Vec<u8>>>,
-    /// Commits that ended.
-    ended: Mutex<Vec<Ended>>,
+    /// The files committed so far.
+    copied: Mutex<HashMap<PathKey, Copied>>,
 }
 
 impl<'a> ColdCopy<'a> {
@@ -67,37 +79,45 @@ impl<'a> ColdCopy<'a> {
                 Committer::start(THREADS).map_err(|e| Error::io(destination.display(b""), e))?,
             ),
             made: Mutex::new(HashSet::new()),
-            ended: Mutex::new(Vec::new()),
+            copied: Mutex::new(HashMap::new()),
         })
     }
 
-    /// Waits for every commit under way; the files now in place at the destination, by path.
+    /// Waits for every commit under way; the files now in place at the destination.
     pub(super) fn finish(self) -> ColdCopies {
-        let mut ended = self
-            .ended
+        let ended = self
+            .committer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain();
+        self.note(ended);
+        let files = self
+            .copied
             .into_inner()
             .unwrap_or_else(PoisonError::into_inner);
-        ended.extend(
-            self.committer
-                .into_inner()
-                .unwrap_or_else(PoisonError::into_inner)
-                .drain(),
-        );
-        let mut files = HashMap::with_capacity(ended.len());
-        for ((path, copied), outcome) in ended {
-            match outcome {
-                Ok(()) => {
-                    files.insert(path, copied);
-                }
-                // The apply step writes it, and reports what fails then.
-                Err(e) => tracing::debug!("{}: copy not committed: {e}", display_path(&path)),
-            }
-        }
         let dirs = self
             .made
             .into_inner()
             .unwrap_or_else(PoisonError::into_inner);
         ColdCopies { files, dirs }
+    }
+
+    /// Notes the commits that ended (as they end: not held until the scan's end, a few words
+    /// each): those that succeeded are in place.
+    fn note(&self, ended: Vec<Ended>) {
+        if ended.is_empty() {
+            return;
+        }
+        let mut copied = self.copied.lock().unwrap_or_else(PoisonError::into_inner);
+        for ((path, file), outcome) in ended {
+            match outcome {
+                Ok(()) => {
+                    copied.insert(path_key(&path), file);
+                }
+                // The apply step writes it, and reports what fails then.
+                Err(e) => tracing::debug!("{}: copy not committed: {e}", display_path(&path)),
+            }
+        }
     }
 
     /// Creates the directories above `path` that this run has not created yet (top down; a
@@ -208,11 +228,7 @@ impl FileCopy for Copying<'_> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .submit(file, stat.mode, stat.mtime_ns, (path, copied));
-        self.cold
-            .ended
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .extend(ended);
+        self.cold.note(ended);
     }
 }
 
@@ -227,7 +243,7 @@ impl Drop for Copying<'_> {
 /// The files a cold sync's scan copied into the destination and committed there, by path.
 #[derive(Debug, Default)]
 pub(super) struct ColdCopies {
-    files: HashMap<Vec<u8>, Copied>,
+    files: HashMap<PathKey, Copied>,
     /// The directories created for them.
     dirs: HashSet<Vec<u8>>,
 }
@@ -247,18 +263,19 @@ impl ColdCopies {
     /// mtime a write step would give the file): the write is then done. A copy that is not
     /// what the step wants stays, and the step replaces it as it would any file.
     pub(super) fn take(&mut self, path: &[u8], wanted: Copied) -> bool {
-        match self.files.get(path) {
+        let key = path_key(path);
+        match self.files.get(&key) {
             Some(copied) if *copied == wanted => {
-                self.files.remove(path);
+                self.files.remove(&key);
                 true
             }
             _ => false,
         }
     }
 
-    /// The copies no step took (none, unless the plan left a file of the source out), to be
-    /// removed: the destination holds only what the plan says.
-    pub(super) fn left(&mut self) -> Vec<Vec<u8>> {
-        std::mem::take(&mut self.files).into_keys().collect()
+    /// How many copies no step took: none, as every file the scan read and verified is in the
+    /// source's snapshot, and a plan into an empty destination writes each of them.
+    pub(super) fn left(&self) -> usize {
+        self.files.len()
     }
 }

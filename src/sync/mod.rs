@@ -577,11 +577,14 @@ pub fn sync_from(
     // What the writing held (its read transaction, the chunks it noted) is let go here, and
     // the plan before the rescan: the rescan's walk would otherwise come on top of both.
     let mut summary = {
-        let mut apply = apply;
-        // A copy the plan did not write (none, unless the plan left a source file out).
-        for path in apply.copies.left() {
-            tracing::debug!("{}: copied but not planned: removed", display_path(&path));
-            destination.remove(&path)?;
+        let apply = apply;
+        // Were there any (see `ColdCopies::left`), the destination's rescan below records them
+        // as they are.
+        if apply.copies.left() > 0 {
+            tracing::warn!(
+                "{} files copied while read were not planned",
+                apply.copies.left()
+            );
         }
         apply.summary
     };
