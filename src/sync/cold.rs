@@ -21,19 +21,21 @@ use std::sync::{Mutex, PoisonError};
 use crate::chunk::Tee;
 use crate::error::{Error, Result};
 use crate::id::ContentId;
-use crate::origin::{EntryStat, TempFile, WalkItem, WritableOrigin};
+use crate::origin::{EntryStat, TempFile, WritableOrigin};
 use crate::report::display_path;
 use crate::scan::{CopySink, FileCopy};
 use crate::snapshot::ChunkList;
 
 use super::commit::{Committer, THREADS};
 
-/// Whether `destination`, which exists, holds no entry at all (not even one its filter
-/// excludes, an unreadable one, or a leftover temporary file).
+/// Whether `destination`, a directory of this machine that exists, holds no entry at all (not
+/// even one its filter excludes or a leftover temporary file). One look at its listing: a
+/// destination that holds files stops at the first.
 pub(super) fn is_empty(destination: &dyn WritableOrigin) -> bool {
-    let mut empty = true;
-    destination.walk(&mut |_: WalkItem| empty = false);
-    empty
+    destination
+        .local_root()
+        .and_then(|root| std::fs::read_dir(root).ok())
+        .is_some_and(|mut entries| entries.next().is_none())
 }
 
 /// A file the scan copied into the destination and committed there.
