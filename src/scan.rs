@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::chunk::{chunk_file, history_chunks, Chunker};
+use crate::chunk::{chunk_file_copying, history_chunks, Chunker, Tee};
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, ContentId, SnapshotId, TreeId};
 use crate::media::{self, Format};
@@ -28,10 +28,43 @@ use crate::report::{display_path, Event, Sink};
 use crate::snapshot::{ChunkList, MediaRecord, Node, SnapshotRecord, Tree, TreeEntry};
 
 /// How to scan.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct ScanOptions {
+#[derive(Clone, Copy, Default)]
+pub struct ScanOptions<'a> {
     /// Read every file, whatever its metadata says.
     pub checksum: bool,
+    /// Where each file read is copied as it is read (a cold initial sync's destination);
+    /// `None`: nowhere.
+    pub copy: Option<&'a dyn CopySink>,
+}
+
+impl std::fmt::Debug for ScanOptions<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScanOptions")
+            .field("checksum", &self.checksum)
+            .field("copy", &self.copy.is_some())
+            .finish()
+    }
+}
+
+/// Where a scan copies the files it reads, in the same pass: the bytes that are cut and hashed
+/// are the bytes copied ([`Tee`]), so a sync need not read them again.
+///
+/// Contract: [`CopySink::start`] is called from the scan's reader threads, once per attempt to
+/// read a file, before its bytes are read. The copy it returns is given every byte of the file
+/// in order and is then either finished ([`FileCopy::finish`], only when the read was verified:
+/// the file's stat after reading is the one before, and its chunks add up to its size) or
+/// dropped (the read failed, or the file changed while read: the copy must then be thrown away,
+/// never committed). Nothing the sink does can fail the scan.
+pub trait CopySink: Sync {
+    /// A copy of the file at `path`, whose stat is `stat` before it is read; `None`: this file
+    /// is not copied.
+    fn start(&self, path: &[u8], stat: &EntryStat) -> Option<Box<dyn FileCopy + '_>>;
+}
+
+/// One file's copy under way ([`CopySink`]); dropped unfinished, it is thrown away.
+pub trait FileCopy: Tee {
+    /// The read was verified: the file had `stat` from before to after, and these chunks.
+    fn finish(self: Box<Self>, stat: &EntryStat, list: &ChunkList);
 }
 
 /// What a scan found.
@@ -162,7 +195,7 @@ pub fn scan(
     repo: &Repository,
     origin: &dyn Origin,
     chunker: &dyn Chunker,
-    options: ScanOptions,
+    options: ScanOptions<'_>,
     sink: &dyn Sink,
 ) -> Result<ScanSummary> {
     let origin_id = repo.origin_id(origin.url())?;
@@ -338,7 +371,13 @@ pub fn scan(
                     let done = match *job {
                         Job::Read(i) => Done::Read(
                             i,
-                            Box::new(read_file(origin, walked.at(i).path, chunker, true)),
+                            Box::new(read_copying(
+                                origin,
+                                walked.at(i).path,
+                                chunker,
+                                true,
+                                options.copy,
+                            )),
                         ),
                         Job::History(i, content) => {
                             match read_history(repo, origin, walked.at(i).path, &content) {
@@ -620,13 +659,27 @@ pub fn read_file(
     chunker: &dyn Chunker,
     tags: bool,
 ) -> Result<ReadFile> {
+    read_copying(origin, path, chunker, tags, None)
+}
+
+/// [`read_file`], copying each attempt's bytes to a copy `copy` starts, which is finished only
+/// when that attempt's read is the one returned ([`CopySink`]).
+fn read_copying(
+    origin: &dyn Origin,
+    path: &[u8],
+    chunker: &dyn Chunker,
+    tags: bool,
+    copy: Option<&dyn CopySink>,
+) -> Result<ReadFile> {
     let full = origin.display(path);
     for _ in 0..MAX_ATTEMPTS {
         let mut file = origin.open(path)?;
         let before = file.stat().map_err(|e| Error::io(&full, e))?;
+        let mut copying = copy.and_then(|sink| sink.start(path, &before));
         let mut checked = crate::interrupt::Checked(&mut file);
-        let chunked =
-            chunk_file(&mut checked, before.size, chunker).map_err(|e| Error::io(&full, e))?;
+        let tee = copying.as_deref_mut().map(|c| c as &mut dyn Tee);
+        let chunked = chunk_file_copying(&mut checked, before.size, chunker, tee)
+            .map_err(|e| Error::io(&full, e))?;
         let info = if tags && chunked.list.format != Format::Opaque {
             media::tags::read(&mut file)
         } else {
@@ -634,6 +687,9 @@ pub fn read_file(
         };
         let after = file.stat().map_err(|e| Error::io(&full, e))?;
         if before == after && chunked.list.size() == before.size {
+            if let Some(copying) = copying {
+                copying.finish(&before, &chunked.list);
+            }
             return Ok(ReadFile {
                 stat: before,
                 list: chunked.list,
@@ -791,7 +847,7 @@ impl TreeBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chunk::{keeps_history, FastCdc};
+    use crate::chunk::{chunk_file, keeps_history, FastCdc};
     use crate::origin::{OpenOptions, OriginSpec};
     use crate::report::NullSink;
 

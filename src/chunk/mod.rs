@@ -13,8 +13,8 @@ mod verified;
 
 pub use self::fastcdc::{FastCdc, AVG_SIZE, MAX_SIZE, MIN_SIZE};
 pub use self::regions::{
-    chunk_file, chunk_plain, history_chunks, keeps_history, read_transformed, AssembleError,
-    Assembler, Chunked,
+    chunk_file, chunk_file_copying, chunk_plain, history_chunks, keeps_history, read_transformed,
+    AssembleError, Assembler, Chunked,
 };
 pub use self::verified::{Form, VerifiedChunk};
 
@@ -30,6 +30,19 @@ pub struct Chunk<'a> {
     pub data: &'a [u8],
     /// BLAKE3 of `data`.
     pub id: ChunkId,
+}
+
+/// Where the bytes of a file being cut go as well, in the same pass: a copy written while the
+/// file is read ([`chunk_file_copying`]).
+///
+/// Contract: [`Tee::bytes`] is given the file's bytes in the order they are read, from the
+/// very buffer the chunks are then cut and hashed from (so a copy holds exactly the bytes its
+/// chunk ids name), each with its offset in the file. A pass that starts over (a container
+/// read again as plain bytes) starts again from offset 0: a tee that cannot rewind notes that
+/// and gives up its copy. A tee keeps its own failures (a full disk): the cutting goes on.
+pub trait Tee {
+    /// The file's bytes at `offset`.
+    fn bytes(&mut self, offset: u64, data: &[u8]);
 }
 
 /// Splits a stream into content-defined chunks.

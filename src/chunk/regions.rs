@@ -10,7 +10,7 @@
 use std::io::{self, Read, SeekFrom};
 
 use super::oggpages::{self, OggChunkError};
-use super::{Chunker, VerifiedChunk};
+use super::{Chunker, Tee, VerifiedChunk};
 use crate::id::{AudioHash, ChunkId, FileHash};
 use crate::media::{self, Format, Layout, RegionKind, Source, Transform};
 use crate::snapshot::{ChunkList, ChunkRef};
@@ -78,10 +78,22 @@ pub fn history_chunks(
 /// Cuts a file of `len` bytes by its container's regions. Reads it once from the start
 /// (after the container parser's few header reads); `source` must hold exactly `len` bytes.
 pub fn chunk_file(source: &mut dyn Source, len: u64, chunker: &dyn Chunker) -> io::Result<Chunked> {
+    chunk_file_copying(source, len, chunker, None)
+}
+
+/// [`chunk_file`], giving every byte of the file to `copy` as it is read (see [`Tee`]): the
+/// header reads of the container parser are not given, the pass over the whole file from
+/// offset 0 is, and, when a container turns out not canonical, the second such pass too.
+pub fn chunk_file_copying<'t>(
+    source: &mut dyn Source,
+    len: u64,
+    chunker: &dyn Chunker,
+    mut copy: Option<&mut (dyn Tee + 't)>,
+) -> io::Result<Chunked> {
     let layout = media::detect(source, len)?;
-    match chunk_layout(source, &layout, chunker) {
+    match chunk_layout(source, &layout, chunker, copy.as_deref_mut()) {
         Err(OggChunkError::NotCanonical) => {
-            match chunk_layout(source, &layout.without_transforms(), chunker) {
+            match chunk_layout(source, &layout.without_transforms(), chunker, copy) {
                 Ok(c) => Ok(c),
                 Err(OggChunkError::Io(e)) => Err(e),
                 Err(OggChunkError::NotCanonical) => Err(io::Error::other(
@@ -100,7 +112,7 @@ pub fn chunk_plain(
     len: u64,
     chunker: &dyn Chunker,
 ) -> io::Result<Chunked> {
-    match chunk_layout(source, &Layout::opaque(len), chunker) {
+    match chunk_layout(source, &Layout::opaque(len), chunker, None) {
         Ok(c) => Ok(c),
         Err(OggChunkError::Io(e)) => Err(e),
         Err(OggChunkError::NotCanonical) => Err(io::Error::other("opaque layout refused")),
@@ -245,26 +257,34 @@ pub fn read_transformed(
     Ok(Some(pages.bytes[start..start + size].to_vec()))
 }
 
-/// Feeds every byte read through it to a hasher.
-struct Hashing<'a, R> {
+/// Feeds every byte read through it to a hasher, and to a copy with the offset it is at.
+struct Hashing<'a, 't, R> {
     inner: R,
     hasher: &'a mut blake3::Hasher,
+    copy: Option<(&'a mut (dyn Tee + 't), &'a mut u64)>,
 }
 
-impl<R: Read> Read for Hashing<'_, R> {
+impl<R: Read> Read for Hashing<'_, '_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.hasher.update(&buf[..n]);
+        if let Some((copy, at)) = &mut self.copy {
+            copy.bytes(**at, &buf[..n]);
+            **at += n as u64;
+        }
         Ok(n)
     }
 }
 
-fn chunk_layout(
+fn chunk_layout<'t>(
     source: &mut dyn Source,
     layout: &Layout,
     chunker: &dyn Chunker,
+    mut copy: Option<&mut (dyn Tee + 't)>,
 ) -> Result<Chunked, OggChunkError> {
     source.seek(SeekFrom::Start(0))?;
+    // Where the next byte given to `copy` lies in the file.
+    let mut at = 0u64;
     let mut file_hasher = blake3::Hasher::new();
     let mut audio_hasher = blake3::Hasher::new();
     let mut chunks = Vec::new();
@@ -286,6 +306,7 @@ fn chunk_layout(
         let mut reader = Hashing {
             inner: (&mut *source).take(region.len),
             hasher: &mut file_hasher,
+            copy: copy.as_deref_mut().map(|c| (c, &mut at)),
         };
         match region.transform {
             Some(Transform::OggPages { first_seq }) => {
@@ -326,6 +347,7 @@ fn chunk_layout(
                 let mut audio = Hashing {
                     inner: reader,
                     hasher: &mut audio_hasher,
+                    copy: None,
                 };
                 expect_len(chunker.chunk_stream(&mut audio, &mut emit)?, region.len)?;
             }

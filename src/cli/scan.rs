@@ -42,6 +42,7 @@ pub fn run(global: &GlobalArgs, args: &ScanArgs) -> anyhow::Result<u8> {
         &repo.chunker(),
         ScanOptions {
             checksum: args.checksum,
+            copy: None,
         },
         sink.as_ref(),
     )

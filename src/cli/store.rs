@@ -180,7 +180,10 @@ pub fn push(
         &repo,
         origin.as_ref(),
         &repo.chunker(),
-        ScanOptions { checksum },
+        ScanOptions {
+            checksum,
+            copy: None,
+        },
         sink.as_ref(),
     )
     .with_context(|| format!("scanning {}", Path::new(src).display()))?;

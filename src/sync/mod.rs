@@ -9,6 +9,7 @@
 //! a directory of this machine (an object store), from a source this process reads first. The source is an origin
 //! scanned here ([`LocalSource`]), a remote agent's, or a recorded snapshot ([`restore`]).
 
+mod cold;
 mod commit;
 pub mod plan;
 pub mod restore;
@@ -26,7 +27,7 @@ use crate::locate::{Hint, LastOpen, Locator, Site};
 use crate::origin::{ChangeKey, EntryKind, EntryStat, Origin, TempFile, WritableOrigin};
 use crate::repo::{OriginId, Repository};
 use crate::report::{display_path, Event, Fault, Side, Sink};
-use crate::scan::{scan, scan_entry, ScanOptions};
+use crate::scan::{scan, scan_entry, CopySink, ScanOptions};
 use crate::snapshot::{ChunkList, ChunkRef};
 use plan::{PlanOptions, Step, SyncPlan};
 
@@ -85,6 +86,20 @@ pub trait SyncSource: ChunkSource {
         chunker: &dyn Chunker,
         sink: &dyn Sink,
     ) -> Result<SourceState>;
+
+    /// [`SyncSource::snapshot`], and, for a source whose files this process reads, each file
+    /// read copied to `copy` as it is read (a cold initial sync's destination). The default
+    /// copies nothing: `snapshot` alone.
+    fn snapshot_copying(
+        &mut self,
+        repo: &Repository,
+        chunker: &dyn Chunker,
+        sink: &dyn Sink,
+        copy: &dyn CopySink,
+    ) -> Result<SourceState> {
+        let _ = copy;
+        self.snapshot(repo, chunker, sink)
+    }
 
     /// The source's root as messages name it (`/music`, `nas:/music`), to which a relative
     /// path is joined with `/` to name a file of the source in a problem; `None` (the
@@ -175,15 +190,17 @@ impl<'a> LocalSource<'a> {
     }
 }
 
-impl SyncSource for LocalSource<'_> {
-    fn snapshot(
+impl LocalSource<'_> {
+    fn scan(
         &mut self,
         repo: &Repository,
         chunker: &dyn Chunker,
         sink: &dyn Sink,
+        copy: Option<&dyn CopySink>,
     ) -> Result<SourceState> {
         let options = ScanOptions {
             checksum: self.checksum,
+            copy,
         };
         let scanned = scan(repo, self.origin, chunker, options, sink)?;
         self.origin_id = Some(scanned.origin_id);
@@ -194,6 +211,27 @@ impl SyncSource for LocalSource<'_> {
             unreadable: scanned.unreadable,
             root_meta: self.origin.stat(b"")?.map(|s| (s.mode, s.mtime_ns)),
         })
+    }
+}
+
+impl SyncSource for LocalSource<'_> {
+    fn snapshot(
+        &mut self,
+        repo: &Repository,
+        chunker: &dyn Chunker,
+        sink: &dyn Sink,
+    ) -> Result<SourceState> {
+        self.scan(repo, chunker, sink, None)
+    }
+
+    fn snapshot_copying(
+        &mut self,
+        repo: &Repository,
+        chunker: &dyn Chunker,
+        sink: &dyn Sink,
+        copy: &dyn CopySink,
+    ) -> Result<SourceState> {
+        self.scan(repo, chunker, sink, Some(copy))
     }
 
     fn shown_root(&self) -> Option<String> {
@@ -290,28 +328,60 @@ pub fn sync_from(
         side: Side::Dst,
         root: Some(dst_shown.clone()),
     };
-    let (src_state, dst_scan) = std::thread::scope(|s| {
-        let dst = s.spawn(|| {
-            if dst_exists {
-                scan(
-                    repo,
-                    destination,
-                    chunker,
-                    ScanOptions::default(),
-                    &dst_sink,
-                )
-                .map(Some)
-            } else {
-                Ok(None)
-            }
-        });
-        let src = source.snapshot(repo, chunker, &src_sink);
-        (
-            src,
-            dst.join()
-                .unwrap_or_else(|_| Err(Error::InvalidInput("destination scan panicked".into()))),
-        )
-    });
+    // A cold initial sync (a destination of this machine that holds nothing yet) copies each
+    // source file as the scan reads it (`cold`): the destination, empty, is scanned first, so
+    // that its scan never sees those copies arrive.
+    let cold = !options.dry_run
+        && destination.local_root().is_some()
+        && (!dst_exists || cold::is_empty(destination));
+    let mut copies = cold::ColdCopies::default();
+    let (src_state, dst_scan) = if cold {
+        let dst_scan = match dst_exists {
+            true => scan(
+                repo,
+                destination,
+                chunker,
+                ScanOptions::default(),
+                &dst_sink,
+            )
+            .map(Some),
+            false => Ok(None),
+        };
+        let src_state = match &dst_scan {
+            Ok(_) => cold::ColdCopy::start(destination).and_then(|copy| {
+                let state = source.snapshot_copying(repo, chunker, &src_sink, &copy);
+                copies = copy.finish();
+                state
+            }),
+            // Reported below, as in any sync.
+            Err(_) => source.snapshot(repo, chunker, &src_sink),
+        };
+        (src_state, dst_scan)
+    } else {
+        std::thread::scope(|s| {
+            let dst = s.spawn(|| {
+                if dst_exists {
+                    scan(
+                        repo,
+                        destination,
+                        chunker,
+                        ScanOptions::default(),
+                        &dst_sink,
+                    )
+                    .map(Some)
+                } else {
+                    Ok(None)
+                }
+            });
+            let src = source.snapshot(repo, chunker, &src_sink);
+            (
+                src,
+                dst.join().unwrap_or_else(|_| {
+                    Err(Error::InvalidInput("destination scan panicked".into()))
+                }),
+            )
+        })
+    };
     let _give_back = GiveBack(destination);
     let src_state = match src_state {
         Ok(state) => state,
@@ -319,7 +389,9 @@ pub fn sync_from(
             // The source gave no snapshot (unreachable, hostile, interrupted): a destination
             // this sync created for its check holds nothing (the probe was removed and no
             // other sync could enter it under the lock), and is removed again.
-            if !dst_exists && !options.dry_run {
+            // One into which the scan copied files keeps them: whole files under their
+            // final names, which the next sync finds in place.
+            if !dst_exists && !options.dry_run && copies.is_empty() {
                 if let Err(removing) = destination.remove(b"") {
                     tracing::debug!("removing the empty destination again: {removing}");
                 }
@@ -491,6 +563,7 @@ pub fn sync_from(
         dirty_dirs: Default::default(),
         src_root: src_sink.root.clone(),
         source_failed: false,
+        copies,
     };
     let mut to_write = (0u64, 0u64);
     for step in &plan.files {
@@ -505,6 +578,14 @@ pub fn sync_from(
     // the plan before the rescan: the rescan's walk would otherwise come on top of both.
     let mut summary = {
         let apply = apply;
+        // Were there any (see `ColdCopies::left`), the destination's rescan below records them
+        // as they are.
+        if apply.copies.left() > 0 {
+            tracing::warn!(
+                "{} files copied while read were not planned",
+                apply.copies.left()
+            );
+        }
         apply.summary
     };
     let changed = !plan_is_empty(&plan);
@@ -833,6 +914,8 @@ struct Apply<'a> {
     src_root: Option<String>,
     /// Whether the current step failed at the source (a chunk it could not give).
     source_failed: bool,
+    /// Files the source's scan copied into place (a cold initial sync): their writes are done.
+    copies: cold::ColdCopies,
 }
 
 impl Apply<'_> {
@@ -924,6 +1007,25 @@ impl Apply<'_> {
         if !matches!(step, Step::SetMeta { .. } | Step::CreateDir(_)) {
             self.open.forget();
         }
+        if let Step::Write {
+            path,
+            content,
+            mode,
+            mtime_ns,
+            ..
+        } = step
+        {
+            let wanted = cold::Copied {
+                content: *content,
+                mode: *mode,
+                mtime_ns: *mtime_ns,
+            };
+            if self.copies.take(path, wanted) {
+                let done = self.copied(path, content, *mode, *mtime_ns);
+                let bytes = self.summary.bytes_transferred - before;
+                return self.finish_step(step, done, bytes);
+            }
+        }
         if let (
             Step::Write {
                 path,
@@ -957,6 +1059,8 @@ impl Apply<'_> {
         }
         let result = match step {
             Step::Remove { path, .. } => self.destination.remove(path),
+            // Made already for the files the scan copied there.
+            Step::CreateDir(path) if self.copies.made_dir(path) => Ok(()),
             Step::CreateDir(path) => self.destination.create_dir(path),
             Step::Write {
                 path,
@@ -1074,6 +1178,25 @@ impl Apply<'_> {
         let (file, list) = self.assemble(path, content)?;
         crate::failpoint::hit("before-rename");
         file.commit(mode, mtime_ns)?;
+        crate::failpoint::hit("after-rename");
+        self.written(path, content, &list, mode, mtime_ns);
+        Ok(())
+    }
+
+    /// Notes the file the source's scan copied into place at `path` (`cold`), counting its
+    /// chunks as [`Apply::fetch`] would have: a chunk the destination lacked is transferred
+    /// the first time, reused after.
+    fn copied(&mut self, path: &[u8], content: &ContentId, mode: u32, mtime_ns: i64) -> Result<()> {
+        let list = self.contents.get(content)?;
+        for chunk in &list.chunks {
+            if self.new_chunks.contains(&chunk.id) && self.sent.insert(chunk.id) {
+                self.summary.bytes_transferred += u64::from(chunk.len);
+                self.summary.chunks_transferred += 1;
+            } else {
+                self.summary.bytes_reused += u64::from(chunk.len);
+            }
+        }
+        self.sink.advance(list.size());
         crate::failpoint::hit("after-rename");
         self.written(path, content, &list, mode, mtime_ns);
         Ok(())

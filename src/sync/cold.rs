@@ -1,0 +1,283 @@
+//! One read of the source in a cold initial sync.
+//!
+//! When the destination is a directory of this machine and holds nothing yet (absent, or
+//! empty), every file the source's scan reads will be written there. So the scan copies each
+//! file as it reads it ([`ScanOptions::copy`](crate::scan::ScanOptions)): the bytes it cuts
+//! and hashes go, from the same buffer, into a temporary file at the same path in the
+//! destination, and once the scan has verified the read (the file's stat after reading is the
+//! one before), the temporary file is committed as any other ([`TempFile::commit`] on the
+//! committer's threads: durable, then renamed). The apply step then finds those files in
+//! place and only notes them ([`ColdCopies`]), so the source is read and hashed once.
+//!
+//! Never does: commit a copy of a read the scan did not verify (a file that changed while
+//! read is written by the apply step, from the read the scan kept), or let a failure of its
+//! own (a full disk, a directory it may not create) fail the scan: such a file is simply not
+//! copied, and the apply step writes it as it would have.
+
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+use std::sync::{Mutex, PoisonError};
+
+use crate::chunk::Tee;
+use crate::error::{Error, Result};
+use crate::id::ContentId;
+use crate::origin::{EntryStat, TempFile, WritableOrigin};
+use crate::report::display_path;
+use crate::scan::{CopySink, FileCopy};
+use crate::snapshot::ChunkList;
+
+use super::commit::{Committer, THREADS};
+
+/// Whether `destination`, a directory of this machine that exists, holds no entry at all (not
+/// even one its filter excludes or a leftover temporary file). One look at its listing: a
+/// destination that holds files stops at the first.
+pub(super) fn is_empty(destination: &dyn WritableOrigin) -> bool {
+    destination
+        .local_root()
+        .and_then(|root| std::fs::read_dir(root).ok())
+        .is_some_and(|mut entries| entries.next().is_none())
+}
+
+/// A file the scan copied into the destination and committed there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Copied {
+    pub content: ContentId,
+    pub mode: u32,
+    pub mtime_ns: i64,
+}
+
+/// A commit that ended: the file, what it holds, and the outcome.
+type Ended = ((Vec<u8>, Copied), Result<()>);
+
+/// A path as the copies are looked up by: 128 bits of its BLAKE3, two words per file of a
+/// large library where the path would be a string each. A write is skipped only when the copy
+/// under its key holds the very content, mode and mtime it would write, so not even a
+/// collision could skip a write that was needed.
+type PathKey = [u8; 16];
+
+fn path_key(path: &[u8]) -> PathKey {
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&blake3::hash(path).as_bytes()[..16]);
+    key
+}
+
+/// The destination's side of a cold initial sync's scan: copies each file read into the
+/// destination, and commits it once the read is verified.
+pub(super) struct ColdCopy<'a> {
+    destination: &'a dyn WritableOrigin,
+    committer: Mutex<Committer<(Vec<u8>, Copied)>>,
+    /// Directories created so far.
+    made: Mutex<HashSet<Vec<u8>>>,
+    /// The files committed so far.
+    copied: Mutex<HashMap<PathKey, Copied>>,
+}
+
+impl<'a> ColdCopy<'a> {
+    /// Starts the committer's threads. Errors: the system refused to start a thread.
+    pub(super) fn start(destination: &'a dyn WritableOrigin) -> Result<Self> {
+        Ok(ColdCopy {
+            destination,
+            committer: Mutex::new(
+                Committer::start(THREADS).map_err(|e| Error::io(destination.display(b""), e))?,
+            ),
+            made: Mutex::new(HashSet::new()),
+            copied: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Waits for every commit under way; the files now in place at the destination.
+    pub(super) fn finish(self) -> ColdCopies {
+        let ended = self
+            .committer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain();
+        self.note(ended);
+        let files = self
+            .copied
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner);
+        let dirs = self
+            .made
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner);
+        ColdCopies { files, dirs }
+    }
+
+    /// Notes the commits that ended (as they end: not held until the scan's end, a few words
+    /// each): those that succeeded are in place.
+    fn note(&self, ended: Vec<Ended>) {
+        if ended.is_empty() {
+            return;
+        }
+        let mut copied = self.copied.lock().unwrap_or_else(PoisonError::into_inner);
+        for ((path, file), outcome) in ended {
+            match outcome {
+                Ok(()) => {
+                    copied.insert(path_key(&path), file);
+                }
+                // The apply step writes it, and reports what fails then.
+                Err(e) => tracing::debug!("{}: copy not committed: {e}", display_path(&path)),
+            }
+        }
+    }
+
+    /// Creates the directories above `path` that this run has not created yet (top down; a
+    /// directory that exists already is fine).
+    fn make_parents(&self, path: &[u8]) -> Result<()> {
+        let ends = path
+            .iter()
+            .enumerate()
+            .filter(|(_, &b)| b == b'/')
+            .map(|(i, _)| i);
+        for end in ends {
+            let dir = &path[..end];
+            if self
+                .made
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .contains(dir)
+            {
+                continue;
+            }
+            self.destination.create_dir(dir)?;
+            self.made
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(dir.to_vec());
+        }
+        Ok(())
+    }
+}
+
+impl CopySink for ColdCopy<'_> {
+    fn start(&self, path: &[u8], _stat: &EntryStat) -> Option<Box<dyn FileCopy + '_>> {
+        let file = self
+            .make_parents(path)
+            .and_then(|()| self.destination.create_temp(path));
+        match file {
+            Ok(file) => Some(Box::new(Copying {
+                cold: self,
+                path: path.to_vec(),
+                file: Some(file),
+                written: 0,
+            })),
+            Err(e) => {
+                tracing::debug!("{}: not copied while read: {e}", display_path(path));
+                None
+            }
+        }
+    }
+}
+
+/// One file being copied as it is read.
+struct Copying<'c> {
+    cold: &'c ColdCopy<'c>,
+    path: Vec<u8>,
+    /// The temporary file; `None` once given up or handed over to be committed.
+    file: Option<Box<dyn TempFile>>,
+    /// Bytes written to it.
+    written: u64,
+}
+
+impl Copying<'_> {
+    fn give_up(&mut self, why: &dyn std::fmt::Display) {
+        if let Some(file) = self.file.take() {
+            tracing::debug!("{}: not copied while read: {why}", display_path(&self.path));
+            file.discard();
+        }
+    }
+}
+
+impl Tee for Copying<'_> {
+    fn bytes(&mut self, offset: u64, data: &[u8]) {
+        let Some(file) = self.file.as_mut() else {
+            return;
+        };
+        // A second pass over the file (a container read again as plain bytes) would need the
+        // copy rewound: it is given up instead, and the apply step writes the file.
+        if offset != self.written {
+            self.give_up(&"read twice");
+            return;
+        }
+        match file.write_all(data) {
+            Ok(()) => self.written += data.len() as u64,
+            Err(e) => self.give_up(&e),
+        }
+    }
+}
+
+impl FileCopy for Copying<'_> {
+    fn finish(mut self: Box<Self>, stat: &EntryStat, list: &ChunkList) {
+        let Some(file) = self.file.take() else {
+            return;
+        };
+        if self.written != stat.size || list.size() != stat.size {
+            self.file = Some(file);
+            self.give_up(&"not every byte was copied");
+            return;
+        }
+        crate::failpoint::hit("before-rename");
+        let copied = Copied {
+            content: list.content_id(),
+            mode: stat.mode,
+            mtime_ns: stat.mtime_ns,
+        };
+        let path = std::mem::take(&mut self.path);
+        let ended = self
+            .cold
+            .committer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .submit(file, stat.mode, stat.mtime_ns, (path, copied));
+        self.cold.note(ended);
+    }
+}
+
+impl Drop for Copying<'_> {
+    /// A copy dropped unfinished (the read failed, or the file changed while read) is thrown
+    /// away: it never reaches its final name.
+    fn drop(&mut self) {
+        self.give_up(&"the read was not verified");
+    }
+}
+
+/// The files a cold sync's scan copied into the destination and committed there, by path.
+#[derive(Debug, Default)]
+pub(super) struct ColdCopies {
+    files: HashMap<PathKey, Copied>,
+    /// The directories created for them.
+    dirs: HashSet<Vec<u8>>,
+}
+
+impl ColdCopies {
+    /// Whether no file was copied.
+    pub(super) fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    /// Whether the directory `path` was created for the copies (a step creating it is done).
+    pub(super) fn made_dir(&self, path: &[u8]) -> bool {
+        self.dirs.contains(path)
+    }
+
+    /// Takes the copy at `path`, if there is one and it is `wanted` (the content, mode and
+    /// mtime a write step would give the file): the write is then done. A copy that is not
+    /// what the step wants stays, and the step replaces it as it would any file.
+    pub(super) fn take(&mut self, path: &[u8], wanted: Copied) -> bool {
+        let key = path_key(path);
+        match self.files.get(&key) {
+            Some(copied) if *copied == wanted => {
+                self.files.remove(&key);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// How many copies no step took: none, as every file the scan read and verified is in the
+    /// source's snapshot, and a plan into an empty destination writes each of them.
+    pub(super) fn left(&self) -> usize {
+        self.files.len()
+    }
+}
