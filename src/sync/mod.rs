@@ -948,9 +948,12 @@ impl Apply<'_> {
         for step in &plan.removals_first {
             self.step(step)?;
         }
-        for step in plan.directories.iter().chain(&plan.files) {
-            // Only writes overlap: any other step waits for the files before it.
-            if !matches!(step, Step::Write { .. }) {
+        let after_shrinking = plan.directories.len() + plan.shrinking_first;
+        for (i, step) in plan.directories.iter().chain(&plan.files).enumerate() {
+            // Only writes overlap: any other step waits for the files before it, and the
+            // first write that may need the space the smaller replacements free waits for
+            // them to be in place.
+            if !matches!(step, Step::Write { .. }) || (i == after_shrinking && i > 0) {
                 self.settle_all()?;
             }
             self.step(step)?;

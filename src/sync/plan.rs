@@ -87,6 +87,9 @@ pub struct SyncPlan {
     pub directories: Vec<Step>,
     /// Files and symlinks; writes that replace a larger file come first.
     pub files: Vec<Step>,
+    /// How many of the first `files` replace a larger file: the space they free is there
+    /// only once they are in place, so they are done before the writes after them begin.
+    pub shrinking_first: usize,
     /// Entries absent from the source (only with `--delete`) that hold chunks the new files
     /// are built from, or files to be renamed: run after the files.
     pub deletions: Vec<Step>,
@@ -164,6 +167,7 @@ pub fn plan(
     compare(repo, Some(source), destination, &[], options, &mut out)?;
     out.directory_meta.reverse();
     let shrinking = std::mem::take(&mut out.shrinking);
+    out.shrinking_first = shrinking.len();
     out.files.splice(0..0, shrinking);
     pair_moves(&mut out);
     Ok(out)
