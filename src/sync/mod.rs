@@ -231,7 +231,12 @@ impl SyncSource for LocalSource<'_> {
         sink: &dyn Sink,
         copy: &dyn CopySink,
     ) -> Result<SourceState> {
-        self.scan(repo, chunker, sink, Some(copy))
+        // Only a source on this machine is copied while read. A source over a network is
+        // synced inside a retry loop that counts each failed attempt's steps in the run's
+        // summary, and a copy committed during a scan that then broke would be a file changed
+        // that no step reports.
+        let copy = self.origin.local_root().map(|_| copy);
+        self.scan(repo, chunker, sink, copy)
     }
 
     fn shown_root(&self) -> Option<String> {
