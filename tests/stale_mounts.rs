@@ -935,12 +935,25 @@ fn a_fault_that_persists_ends_the_sync_naming_the_file_and_loses_nothing() {
     assert_trees_equal(&mount.backing, &dst);
 }
 
+/// The same file, with the same mode and mtime, in `src` and `dst`: a destination that is not
+/// empty, so a sync writes through its apply step, not through a cold initial sync's copies.
+fn one_file_in_common(src: &Path, dst: &Path) {
+    let when = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    for dir in [src, dst] {
+        let notes = dir.join("notes.txt");
+        fs::write(&notes, b"liner notes\n").unwrap();
+        fs::set_permissions(&notes, fs::Permissions::from_mode(0o644)).unwrap();
+        util::set_mtime(&notes, when);
+    }
+}
+
 #[test]
 fn a_destination_whose_temporary_file_goes_stale_never_gets_a_torn_file() {
     let t = TestRepo::new();
     let src = t.mkdir("src");
     let names = make_library(&src, 6, 5);
     let mount = Mount::new(&t, "dst");
+    one_file_in_common(&src, &mount.backing);
     // The second write to the first temporary file fails, and its handle stays stale.
     mount.faults.set(vec![rule(
         Op::Write,
@@ -976,6 +989,30 @@ fn a_destination_whose_temporary_file_goes_stale_never_gets_a_torn_file() {
         "{}",
         shown(&out)
     );
+    assert_trees_equal(&src, &mount.backing);
+}
+
+/// A cold initial sync (an empty destination) copies each file while the scan reads it: a
+/// copy whose temporary file goes stale is thrown away and the file written again by the
+/// apply step, whole, with nothing to report.
+#[test]
+fn a_cold_copy_whose_temporary_file_goes_stale_is_written_again_whole() {
+    let t = TestRepo::new();
+    let src = t.mkdir("src");
+    make_library(&src, 6, 9);
+    let mount = Mount::new(&t, "dst");
+    mount.faults.set(vec![rule(
+        Op::Write,
+        musicfs::origin::TEMP_PREFIX,
+        1,
+        1,
+        libc::ESTALE,
+    )]);
+    let out = sync(&t, &src, &mount.point);
+    let text = shown(&out);
+    assert_eq!(mount.faults.injected(Op::Write), 1, "{text}");
+    assert!(out.status.success() && out.stderr.is_empty(), "{text}");
+    assert_no_temporary(&mount.backing);
     assert_trees_equal(&src, &mount.backing);
 }
 
