@@ -935,6 +935,17 @@ fn a_fault_that_persists_ends_the_sync_naming_the_file_and_loses_nothing() {
     assert_trees_equal(&mount.backing, &dst);
 }
 
+/// The second write to the first temporary file fails, and its handle stays stale.
+fn stale_second_write_to_first_temporary(mount: &Mount) {
+    mount.faults.set(vec![rule(
+        Op::Write,
+        musicfs::origin::TEMP_PREFIX,
+        1,
+        1,
+        libc::ESTALE,
+    )]);
+}
+
 /// The same file, with the same mode and mtime, in `src` and `dst`: a destination that is not
 /// empty, so a sync writes through its apply step, not through a cold initial sync's copies.
 fn one_file_in_common(src: &Path, dst: &Path) {
@@ -954,14 +965,7 @@ fn a_destination_whose_temporary_file_goes_stale_never_gets_a_torn_file() {
     let names = make_library(&src, 6, 5);
     let mount = Mount::new(&t, "dst");
     one_file_in_common(&src, &mount.backing);
-    // The second write to the first temporary file fails, and its handle stays stale.
-    mount.faults.set(vec![rule(
-        Op::Write,
-        musicfs::origin::TEMP_PREFIX,
-        1,
-        1,
-        libc::ESTALE,
-    )]);
+    stale_second_write_to_first_temporary(&mount);
     let out = sync(&t, &src, &mount.point);
     let text = shown(&out);
     assert_eq!(mount.faults.injected(Op::Write), 1, "{text}");
@@ -1001,13 +1005,7 @@ fn a_cold_copy_whose_temporary_file_goes_stale_is_written_again_whole() {
     let src = t.mkdir("src");
     make_library(&src, 6, 9);
     let mount = Mount::new(&t, "dst");
-    mount.faults.set(vec![rule(
-        Op::Write,
-        musicfs::origin::TEMP_PREFIX,
-        1,
-        1,
-        libc::ESTALE,
-    )]);
+    stale_second_write_to_first_temporary(&mount);
     let out = sync(&t, &src, &mount.point);
     let text = shown(&out);
     assert_eq!(mount.faults.injected(Op::Write), 1, "{text}");
