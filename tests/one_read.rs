@@ -548,3 +548,76 @@ fn copies_committed_from_many_readers_at_once_all_arrive() {
         std::fs::remove_dir_all(&dst).unwrap();
     }
 }
+
+#[test]
+fn a_cold_sync_of_many_files_reports_each_copy_once_and_counts_shared_chunks_once() {
+    // The copies have no step in the plan: they are noted from the source's tree, a batch at
+    // a time. Content repeated across batches (the same bytes at paths far apart) must count
+    // as transferred once and reused after, as an ordinary sync counts it, and every file must
+    // be reported written exactly once.
+    let t = TestRepo::new();
+    let src = library(&t, 600);
+    let first = files_under(&src)
+        .into_iter()
+        .next()
+        .expect("the library holds files");
+    let dup = src.join("zz-again");
+    std::fs::create_dir_all(&dup).unwrap();
+    for i in 0..5 {
+        std::fs::copy(src.join(&first), dup.join(format!("copy{i}"))).unwrap();
+    }
+    let files = files_under(&src).len();
+    assert!(files > 600, "{files} files");
+    let cold = t.path("cold");
+    let out = t.cmd().json().arg("sync").arg(&src).arg(&cold).output();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = util::parse_json_lines(&out.stdout);
+    let mut written: Vec<String> = lines
+        .iter()
+        .filter(|l| l["type"] == "action" && l["action"] == "write")
+        .map(|l| l["path"].as_str().unwrap_or_default().to_string())
+        .collect();
+    written.sort();
+    let before = written.len();
+    written.dedup();
+    assert_eq!(before, written.len(), "a file was reported written twice");
+    assert_eq!(written.len(), files, "one write reported per file");
+    let done = summary_of(&out);
+    let warm = t.mkdir("warm");
+    std::fs::write(warm.join("unrelated"), b"not in the source").unwrap();
+    let other = TestRepo::new();
+    let out = other
+        .cmd()
+        .json()
+        .args(["sync", "--delete"])
+        .arg(&src)
+        .arg(&warm)
+        .output();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ordinary = summary_of(&out);
+    for key in [
+        "files_changed",
+        "bytes_transferred",
+        "chunks_transferred",
+        "bytes_reused",
+    ] {
+        assert_eq!(
+            num(&done, key),
+            num(&ordinary, key),
+            "{key}: cold against ordinary"
+        );
+    }
+    assert!(num(&done, "bytes_reused") > 0, "{done}");
+    assert_trees_equal(&src, &cold);
+    verify(&t, &cold);
+    let out = t.cmd().json().arg("sync").arg(&src).arg(&cold).output();
+    assert_eq!(num(&summary_of(&out), "files_changed"), 0);
+}

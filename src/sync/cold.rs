@@ -6,8 +6,9 @@
 //! and hashes go, from the same buffer, into a temporary file at the same path in the
 //! destination, and once the scan has verified the read (the file's stat after reading is the
 //! one before), the temporary file is committed as any other ([`TempFile::commit`] on the
-//! committer's threads: durable, then renamed). The apply step then finds those files in
-//! place and only notes them ([`ColdCopies`]), so the source is read and hashed once.
+//! committer's threads: durable, then renamed). The plan then has no step for those files
+//! ([`ColdCopies::holds`]) and the apply step notes them from the source's tree
+//! ([`each_file`]): the source is read and hashed once, and no step is held per file copied.
 //!
 //! Never does: commit a copy of a read the scan did not verify (a file that changed while
 //! read is written by the apply step, from the read the scan kept), or let a failure of its
@@ -20,13 +21,15 @@ use std::sync::{Mutex, PoisonError};
 
 use crate::chunk::Tee;
 use crate::error::{Error, Result};
-use crate::id::ContentId;
+use crate::id::{ContentId, TreeId};
 use crate::origin::{EntryStat, TempFile, WritableOrigin};
+use crate::repo::Repository;
 use crate::report::display_path;
 use crate::scan::{CopySink, FileCopy};
-use crate::snapshot::ChunkList;
+use crate::snapshot::{ChunkList, Node};
 
 use super::commit::{Committer, THREADS};
+use super::plan::Wanted;
 
 /// Whether `destination`, a directory of this machine that exists, holds no entry at all (not
 /// even one its filter excludes or a leftover temporary file). One look at its listing: a
@@ -261,23 +264,74 @@ impl ColdCopies {
         self.dirs.contains(path)
     }
 
-    /// Takes the copy at `path`, if there is one and it is `wanted` (the content, mode and
-    /// mtime a write step would give the file): the write is then done. A copy that is not
-    /// what the step wants stays, and the step replaces it as it would any file.
-    pub(super) fn take(&mut self, path: &[u8], wanted: Copied) -> bool {
-        let key = path_key(path);
-        match self.files.get(&key) {
-            Some(copied) if *copied == wanted => {
-                self.files.remove(&key);
-                true
-            }
-            _ => false,
+    /// Whether the copy at `path` is the file `wanted` describes (its content, mode and mtime):
+    /// the write step for it is done, and is not planned ([`super::plan::plan_around`]). A
+    /// copy that is not what the step wants stays, and the step replaces it as it would any
+    /// file.
+    pub(super) fn holds(&self, wanted: Wanted<'_>) -> bool {
+        if self.files.is_empty() {
+            return false;
         }
+        let file = Copied {
+            content: *wanted.content,
+            mode: wanted.mode,
+            mtime_ns: wanted.mtime_ns,
+        };
+        self.files.get(&path_key(wanted.path)) == Some(&file)
     }
 
-    /// How many copies no step took: none, as every file the scan read and verified is in the
-    /// source's snapshot, and a plan into an empty destination writes each of them.
-    pub(super) fn left(&self) -> usize {
+    /// How many files were copied.
+    pub(super) fn len(&self) -> usize {
         self.files.len()
     }
+
+    /// Lets go of the files' map, once they are noted: the directories stay known.
+    pub(super) fn forget_files(&mut self) {
+        self.files = HashMap::new();
+    }
+}
+
+/// Calls `visit` for each regular file of the tree `root` in the order a plan lists them
+/// (depth first, names in order), with its path; an entry whose path `skip` names is passed
+/// over with everything below it. One tree is read at a time.
+pub(super) fn each_file(
+    repo: &Repository,
+    root: TreeId,
+    skip: &dyn Fn(&[u8]) -> bool,
+    visit: &mut dyn FnMut(Wanted<'_>, u64) -> Result<()>,
+) -> Result<()> {
+    fn below(
+        repo: &Repository,
+        tree: TreeId,
+        prefix: &[u8],
+        skip: &dyn Fn(&[u8]) -> bool,
+        visit: &mut dyn FnMut(Wanted<'_>, u64) -> Result<()>,
+    ) -> Result<()> {
+        for entry in repo.tree(&tree)?.entries {
+            let path = crate::relpath::join(prefix, &entry.name);
+            if skip(&path) {
+                continue;
+            }
+            match entry.node {
+                Node::File {
+                    size,
+                    mtime_ns,
+                    mode,
+                    content,
+                } => visit(
+                    Wanted {
+                        path: &path,
+                        content: &content,
+                        mode,
+                        mtime_ns,
+                    },
+                    size,
+                )?,
+                Node::Dir { tree, .. } => below(repo, tree, &path, skip, visit)?,
+                Node::Symlink { .. } => {}
+            }
+        }
+        Ok(())
+    }
+    below(repo, root, b"", skip, visit)
 }

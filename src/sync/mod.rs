@@ -464,7 +464,9 @@ pub fn sync_from(
     // destination after them).
     let keeps_directories = destination.capabilities().directories;
     let plan_with = |delete| {
-        let mut plan = plan::plan(
+        // The files the source's scan copied into place (a cold sync) have no step: they
+        // are noted from the source's tree (`Apply::note_copies`).
+        let mut plan = plan::plan_around(
             repo,
             src_state.root,
             dst_root,
@@ -474,6 +476,7 @@ pub fn sync_from(
                 excluded: dst_scan.as_ref().map_or(&[][..], |d| &d.excluded[..]),
                 mtime_resolution: destination.capabilities().mtime_resolution,
             },
+            &|wanted| copies.holds(wanted),
         )?;
         if !keeps_directories {
             plan.directory_meta.clear();
@@ -570,7 +573,7 @@ pub fn sync_from(
         source_failed: false,
         copies,
     };
-    let mut to_write = (0u64, 0u64);
+    let mut to_write = (plan.in_place, plan.in_place_bytes);
     for step in &plan.files {
         if let Step::Write { size, .. } = step {
             to_write.0 += 1;
@@ -578,22 +581,11 @@ pub fn sync_from(
         }
     }
     sink.phase("writing", to_write.0, to_write.1);
-    apply.run(&plan)?;
+    apply.run(&plan, (src_state.root, &src_state.unreadable))?;
     // What the writing held (its read transaction, the chunks it noted) is let go here, and
     // the plan before the rescan: the rescan's walk would otherwise come on top of both.
-    let mut summary = {
-        let apply = apply;
-        // Were there any (see `ColdCopies::left`), the destination's rescan below records them
-        // as they are.
-        if apply.copies.left() > 0 {
-            tracing::warn!(
-                "{} files copied while read were not planned",
-                apply.copies.left()
-            );
-        }
-        apply.summary
-    };
-    let changed = !plan_is_empty(&plan);
+    let mut summary = apply.summary;
+    let changed = !plan_is_empty(&plan) || plan.in_place > 0;
     drop(plan);
     // The roots' own mode and mtime are not part of the trees; copy them as `rsync -a` does,
     // unless the source's root could not be listed (its mode is then no truth to copy) or the
@@ -885,6 +877,9 @@ fn emit_step(sink: &dyn Sink, step: &Step, bytes: u64) {
 const RECORD_FILES: usize = 1024;
 const RECORD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// Files copied by a cold sync's scan are noted this many at a time (`Apply::note_copies`).
+const COPIES_BATCH: usize = 256;
+
 struct Apply<'a> {
     repo: &'a Repository,
     /// The chunk lists of the files it writes, read in one transaction.
@@ -928,8 +923,8 @@ impl Apply<'_> {
     /// sync to be retried, a repository error), the files written so far are recorded first,
     /// so that the retry or the next run finds them unchanged by their stat and neither reads
     /// them back nor writes them again.
-    fn run(&mut self, plan: &SyncPlan) -> Result<()> {
-        let mut result = self.run_steps(plan);
+    fn run(&mut self, plan: &SyncPlan, source: (TreeId, &[Vec<u8>])) -> Result<()> {
+        let mut result = self.run_steps(plan, source);
         // Files still being committed are waited for, and noted, however the steps ended.
         let settled = self.settle_all();
         if result.is_ok() {
@@ -945,7 +940,12 @@ impl Apply<'_> {
         result
     }
 
-    fn run_steps(&mut self, plan: &SyncPlan) -> Result<()> {
+    /// Runs the steps of `plan`, with the files of the source's tree (its root and the paths
+    /// it could not read) that the plan left out as copied already.
+    fn run_steps(&mut self, plan: &SyncPlan, source: (TreeId, &[Vec<u8>])) -> Result<()> {
+        if plan.in_place > 0 {
+            self.note_copies(source.0, source.1)?;
+        }
         for step in &plan.early_deletions {
             crate::failpoint::hit("early-deletion");
             self.step(step)?;
@@ -1014,25 +1014,6 @@ impl Apply<'_> {
         // would read the old file's bytes.
         if !matches!(step, Step::SetMeta { .. } | Step::CreateDir(_)) {
             self.open.forget();
-        }
-        if let Step::Write {
-            path,
-            content,
-            mode,
-            mtime_ns,
-            ..
-        } = step
-        {
-            let wanted = cold::Copied {
-                content: *content,
-                mode: *mode,
-                mtime_ns: *mtime_ns,
-            };
-            if self.copies.take(path, wanted) {
-                let done = self.copied(path, content, *mode, *mtime_ns);
-                let bytes = self.summary.bytes_transferred - before;
-                return self.finish_step(step, done, bytes);
-            }
         }
         if let (
             Step::Write {
@@ -1191,22 +1172,104 @@ impl Apply<'_> {
         Ok(())
     }
 
-    /// Notes the file the source's scan copied into place at `path` (`cold`), counting its
-    /// chunks as [`Apply::fetch`] would have: a chunk the destination lacked is transferred
-    /// the first time, reused after.
-    fn copied(&mut self, path: &[u8], content: &ContentId, mode: u32, mtime_ns: i64) -> Result<()> {
-        let list = self.contents.get(content)?;
-        for chunk in &list.chunks {
-            if self.new_chunks.contains(&chunk.id) && self.sent.insert(chunk.id) {
-                self.summary.bytes_transferred += u64::from(chunk.len);
-                self.summary.chunks_transferred += 1;
-            } else {
-                self.summary.bytes_reused += u64::from(chunk.len);
+    /// Notes the files the source's scan copied into place (`cold`), which the plan left out
+    /// ([`plan::plan_around`]): walks the source's tree (`root`, less the paths it could not
+    /// read, as the plan does) and takes each file whose copy is the one a write would give.
+    /// Each is counted and reported as its write step would have been, and recorded with the
+    /// files written; then the copies' map is let go.
+    fn note_copies(&mut self, root: TreeId, unreadable: &[Vec<u8>]) -> Result<()> {
+        let mut batch = Vec::new();
+        let mut noted = 0usize;
+        let skip = |path: &[u8]| unreadable.iter().any(|u| u.as_slice() == path);
+        let repo = self.repo;
+        cold::each_file(repo, root, &skip, &mut |wanted, size| {
+            if !self.copies.holds(wanted) {
+                return Ok(());
+            }
+            noted += 1;
+            batch.push(Step::Write {
+                path: wanted.path.to_vec(),
+                content: *wanted.content,
+                size,
+                mode: wanted.mode,
+                mtime_ns: wanted.mtime_ns,
+            });
+            if batch.len() >= COPIES_BATCH {
+                self.copied(&std::mem::take(&mut batch))?;
+            }
+            Ok(())
+        })?;
+        self.copied(&batch)?;
+        if noted < self.copies.len() {
+            // Were there any, the destination's rescan records them as they are.
+            tracing::warn!(
+                "{} files copied while read were not planned",
+                self.copies.len() - noted
+            );
+        }
+        self.copies.forget_files();
+        Ok(())
+    }
+
+    /// Notes `steps`, writes of files the source's scan copied into place, counting their
+    /// chunks as [`Apply::fetch`] would have: a chunk the destination held nowhere when the
+    /// run began is transferred the first time, reused after. Whether the destination holds
+    /// each chunk not taken yet is asked once for the batch: it records only what this run
+    /// noted before, whose chunks are taken by then.
+    fn copied(&mut self, steps: &[Step]) -> Result<()> {
+        let mut lists = Vec::with_capacity(steps.len());
+        for step in steps {
+            if let Step::Write { content, .. } = step {
+                lists.push(self.contents.get(content));
             }
         }
-        self.sink.advance(list.size());
-        crate::failpoint::hit("after-rename");
-        self.written(path, content, &list, mode, mtime_ns);
+        let fresh: Vec<ChunkId> = lists
+            .iter()
+            .flatten()
+            .flat_map(|list| list.chunks.iter().map(|chunk| chunk.id))
+            .filter(|id| !self.sent.contains(id))
+            .collect();
+        let held: HashSet<ChunkId> = self
+            .repo
+            .located(&fresh, self.dst_origin)?
+            .into_iter()
+            .zip(fresh)
+            .filter_map(|(here, id)| here.then_some(id))
+            .collect();
+        for (step, list) in steps.iter().zip(lists) {
+            let Step::Write {
+                path,
+                content,
+                mode,
+                mtime_ns,
+                ..
+            } = step
+            else {
+                continue;
+            };
+            crate::interrupt::check()?;
+            let before = self.summary.bytes_transferred;
+            let done = list.map(|list| {
+                for chunk in &list.chunks {
+                    if !held.contains(&chunk.id) && self.sent.insert(chunk.id) {
+                        self.summary.bytes_transferred += u64::from(chunk.len);
+                        self.summary.chunks_transferred += 1;
+                    } else {
+                        self.summary.bytes_reused += u64::from(chunk.len);
+                    }
+                }
+                self.sink.advance(list.size());
+                crate::failpoint::hit("after-rename");
+                self.written(path, content, &list, *mode, *mtime_ns);
+            });
+            let bytes = self.summary.bytes_transferred - before;
+            self.finish_step(step, done, bytes)?;
+            if self.recorded.len() >= RECORD_FILES
+                || (!self.recorded.is_empty() && self.last_record.elapsed() >= RECORD_INTERVAL)
+            {
+                self.record()?;
+            }
+        }
         Ok(())
     }
 

@@ -104,6 +104,11 @@ pub struct SyncPlan {
     deletion_contents: Vec<Vec<ContentId>>,
     /// Writes that replace a larger destination file, while planning.
     shrinking: Vec<Step>,
+    /// Files the destination already holds as the source has them, though its tree does not
+    /// show them (a cold initial sync's copies, [`plan_around`]): they have no step.
+    pub in_place: u64,
+    /// Their bytes.
+    pub in_place_bytes: u64,
 }
 
 impl SyncPlan {
@@ -163,8 +168,45 @@ pub fn plan(
     destination: Option<TreeId>,
     options: &PlanOptions<'_>,
 ) -> Result<SyncPlan> {
+    plan_around(repo, source, destination, options, &|_| false)
+}
+
+/// A source file as a write step would give it to the destination: `in_place` in
+/// [`plan_around`] is asked about each.
+#[derive(Clone, Copy, Debug)]
+pub struct Wanted<'a> {
+    /// Destination path.
+    pub path: &'a [u8],
+    /// Its content.
+    pub content: &'a ContentId,
+    /// Permission bits.
+    pub mode: u32,
+    /// Modification time.
+    pub mtime_ns: i64,
+}
+
+/// [`plan`], for a destination that already holds some source files as the source has them
+/// though its tree does not show them yet (a cold initial sync's copies): a file the
+/// destination's tree lacks gets no write step when `in_place` says so, only a count in
+/// [`SyncPlan::in_place`]. A plan per file of a large library is most of its memory, and the
+/// caller notes those files from the source's tree instead.
+pub fn plan_around(
+    repo: &Repository,
+    source: TreeId,
+    destination: Option<TreeId>,
+    options: &PlanOptions<'_>,
+    in_place: &dyn Fn(Wanted<'_>) -> bool,
+) -> Result<SyncPlan> {
     let mut out = SyncPlan::default();
-    compare(repo, Some(source), destination, &[], options, &mut out)?;
+    compare(
+        repo,
+        Some(source),
+        destination,
+        &[],
+        options,
+        in_place,
+        &mut out,
+    )?;
     out.directory_meta.reverse();
     let shrinking = std::mem::take(&mut out.shrinking);
     out.shrinking_first = shrinking.len();
@@ -382,6 +424,7 @@ fn compare(
     destination: Option<TreeId>,
     prefix: &[u8],
     options: &PlanOptions<'_>,
+    in_place: &dyn Fn(Wanted<'_>) -> bool,
     out: &mut SyncPlan,
 ) -> Result<bool> {
     if source == destination {
@@ -411,7 +454,7 @@ fn compare(
                 let path = crate::relpath::join(prefix, &s.name);
                 if !unreadable(&path, options) {
                     changed = true;
-                    add(repo, &path, &s.node, options, out)?;
+                    add(repo, &path, &s.node, options, in_place, out)?;
                 }
             }
             (std::cmp::Ordering::Greater, _, Some(d)) => {
@@ -422,7 +465,7 @@ fn compare(
                     match &d.node {
                         // Empty it, keeping what the filter excluded (and so the directory).
                         Node::Dir { tree, .. } if holds_excluded(&path, options) => {
-                            compare(repo, None, Some(*tree), &path, options, out)?;
+                            compare(repo, None, Some(*tree), &path, options, in_place, out)?;
                         }
                         _ => remove(repo, path, &d.node, out)?,
                     }
@@ -433,7 +476,7 @@ fn compare(
                 j += 1;
                 let path = crate::relpath::join(prefix, &s.name);
                 if !unreadable(&path, options) {
-                    changed |= update(repo, &path, &s.node, &d.node, options, out)?;
+                    changed |= update(repo, &path, &s.node, &d.node, options, in_place, out)?;
                 }
             }
             _ => break,
@@ -447,9 +490,25 @@ fn add(
     path: &[u8],
     node: &Node,
     options: &PlanOptions<'_>,
+    in_place: &dyn Fn(Wanted<'_>) -> bool,
     out: &mut SyncPlan,
 ) -> Result<()> {
     match node {
+        Node::File {
+            size,
+            mtime_ns,
+            mode,
+            content,
+        } if in_place(Wanted {
+            path,
+            content,
+            mode: *mode,
+            mtime_ns: *mtime_ns,
+        }) =>
+        {
+            out.in_place += 1;
+            out.in_place_bytes += size;
+        }
         Node::File {
             size,
             mtime_ns,
@@ -472,7 +531,7 @@ fn add(
             tree,
         } => {
             out.directories.push(Step::CreateDir(path.to_vec()));
-            compare(repo, Some(*tree), None, path, options, out)?;
+            compare(repo, Some(*tree), None, path, options, in_place, out)?;
             out.directory_meta.push(Step::SetMeta {
                 path: path.to_vec(),
                 mode: *mode,
@@ -489,6 +548,7 @@ fn update(
     src: &Node,
     dst: &Node,
     options: &PlanOptions<'_>,
+    in_place: &dyn Fn(Wanted<'_>) -> bool,
     out: &mut SyncPlan,
 ) -> Result<bool> {
     match (src, dst) {
@@ -542,7 +602,15 @@ fn update(
                 tree: d_tree,
             },
         ) => {
-            let below = compare(repo, Some(*tree), Some(*d_tree), path, options, out)?;
+            let below = compare(
+                repo,
+                Some(*tree),
+                Some(*d_tree),
+                path,
+                options,
+                in_place,
+                out,
+            )?;
             if below || mode != d_mode || !options.mtime_resolution.same(*mtime_ns, *d_mtime) {
                 out.directory_meta.push(Step::SetMeta {
                     path: path.to_vec(),
@@ -572,7 +640,7 @@ fn update(
                 path: path.to_vec(),
                 files: count_files(repo, dst)?,
             });
-            add(repo, path, src, options, out)?;
+            add(repo, path, src, options, in_place, out)?;
             Ok(true)
         }
     }
