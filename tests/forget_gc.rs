@@ -768,7 +768,8 @@ fn gc_drops_file_rows_and_locations_no_scan_entry_names() {
             .expect("record");
     }
     // The scan entry goes, as when a file is moved, but no new path takes its file id: its
-    // file row and chunk location are left naming nothing.
+    // file row and location row are left naming nothing (a lookup, which goes through the
+    // scan entry, no longer finds the chunk there).
     writer
         .forget_path(origin, b"gone.mp3")
         .expect("forget path");
@@ -777,12 +778,16 @@ fn gc_drops_file_rows_and_locations_no_scan_entry_names() {
         repo.chunk_locations(&list.chunks[0].id, origin)
             .expect("locations")
             .len(),
-        2
+        1
     );
     drop(repo);
     let report = t.cmd().arg("gc").summary();
     assert_eq!(report["removed"]["files"], 1, "{report}");
-    assert_eq!(report["removed"]["chunk_locations"], 1, "{report}");
+    assert_eq!(report["removed"]["content_files"], 1, "{report}");
+    assert_eq!(
+        report["removed"]["chunk_contents"], 0,
+        "a scan entry holds the chunk list: {report}"
+    );
     assert_eq!(
         report["removed"]["contents"], 0,
         "a scan entry holds it: {report}"

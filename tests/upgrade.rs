@@ -1,5 +1,6 @@
-//! A repository written by an older format (2 or 3) is upgraded in place on first use, never
-//! refused: `fixtures/repo-v2` and `fixtures/repo-v3` are ones, as those releases wrote them.
+//! A repository written by an older format (2, 3 or 4) is upgraded in place on first use,
+//! never refused: `fixtures/repo-v2`, `fixtures/repo-v3` and `fixtures/repo-v4` are ones, as
+//! those releases wrote them.
 
 mod util;
 
@@ -153,6 +154,131 @@ fn a_format_3_repository_is_upgraded_and_keeps_its_snapshots_and_scan_state() {
 }
 
 #[test]
+fn a_format_4_repository_is_upgraded_and_finds_every_chunk() {
+    use musicfs::id::ChunkId;
+    use musicfs::repo::Repository;
+    let t = TestRepo::new();
+    let (repo, cmd) = fixture_repo(&t, 4);
+    let before = fs::read(repo.join("index.redb")).unwrap();
+    // The two origins' files where format 4 recorded them: `lib` without `Riff Raff/`, `dst`
+    // whole.
+    let base = std::path::Path::new("/tmp/v4fx");
+    let _ = fs::remove_dir_all(base);
+    copy_tree(&fixtures_audio(), &base.join("lib"));
+    fs::remove_dir_all(base.join("lib/Riff Raff")).unwrap();
+    copy_tree(&fixtures_audio(), &base.join("dst"));
+
+    let listed = cmd().arg("snapshots").stdout();
+    assert!(
+        listed.contains("684828cb") && listed.contains("57389a49") && listed.contains("0c152c06"),
+        "{listed}"
+    );
+    assert_ne!(
+        before,
+        fs::read(repo.join("index.redb")).unwrap(),
+        "nothing was written"
+    );
+
+    // Whole: format 4's 134 chunk locations became a row per scan entry and rows per chunk
+    // list, and the table they were in is gone.
+    let report = cmd().arg("check").summary();
+    assert_eq!(report["healthy"], true, "{report}");
+    assert_eq!(report["rows"]["scan"], 25, "{report}");
+    assert_eq!(report["rows"]["content_files"], 25, "{report}");
+    assert!(
+        report["rows"]["chunk_contents"].as_u64() >= Some(40),
+        "{report}"
+    );
+    assert!(report["rows"].get("chunk_locations").is_none(), "{report}");
+    assert_eq!(report["rows"]["snapshots"], 3, "{report}");
+    let upgraded = fs::read(repo.join("index.redb")).unwrap();
+    cmd().arg("snapshots").stdout();
+    assert_eq!(
+        upgraded,
+        fs::read(repo.join("index.redb")).unwrap(),
+        "opened again without change"
+    );
+
+    // Every chunk of every file of both origins is found in that file at its offset, and
+    // every location given in a file stored as it is (no transformed region, such as Ogg's
+    // normalized pages) holds the chunk's bytes.
+    {
+        let r = Repository::open_existing(&repo).unwrap();
+        let mut checked = 0;
+        for side in ["lib", "dst"] {
+            let root = base.join(side);
+            let origin = r
+                .find_origin(root.to_str().unwrap())
+                .unwrap()
+                .expect("origin");
+            let state = r.scan_state(origin).unwrap();
+            let plain: std::collections::HashMap<Vec<u8>, bool> = state
+                .iter()
+                .map(|(path, e)| {
+                    let list = r.content(&e.content).unwrap();
+                    (path.clone(), list.file_hash.is_none())
+                })
+                .collect();
+            for (path, entry) in state {
+                let list = r.content(&entry.content).unwrap();
+                for (offset, chunk) in list.with_offsets() {
+                    let found = r.chunk_locations(&chunk.id, origin).unwrap();
+                    assert!(
+                        found.iter().any(|l| l.path == path && l.len == chunk.len),
+                        "{side}/{}: chunk at {offset} not found",
+                        String::from_utf8_lossy(&path)
+                    );
+                    for l in found.into_iter().filter(|l| plain[&l.path]) {
+                        let bytes =
+                            fs::read(root.join(String::from_utf8(l.path).unwrap())).unwrap();
+                        let at = l.offset as usize..l.offset as usize + l.len as usize;
+                        assert_eq!(ChunkId::of(&bytes[at]), chunk.id);
+                    }
+                    assert_eq!(r.located(&[chunk.id], origin).unwrap(), vec![true]);
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked >= 100, "{checked} chunks checked");
+    }
+
+    // The upgraded repository syncs and verifies: a copy of `dst` made from its recorded
+    // chunks is whole, and the index stays whole.
+    let copy = t.path("copy");
+    cmd()
+        .arg("sync")
+        .arg(base.join("dst"))
+        .arg(&copy)
+        .quiet()
+        .assert_exit(0);
+    let diff = cmd().arg("diff").arg(base.join("dst")).arg(&copy).summary();
+    assert_eq!(diff["changes"], 0, "{diff}");
+    cmd().arg("verify").arg(&copy).quiet().assert_exit(0);
+    let report = cmd().arg("check").summary();
+    assert_eq!(report["healthy"], true, "{report}");
+    let _ = fs::remove_dir_all(base);
+}
+
+#[test]
+fn repair_index_salvages_a_damaged_format_4_index() {
+    // One page at a time of the format-4 index is overwritten: repair-index rebuilds the
+    // location rows of format 5 from what it salvaged, and the index it makes checks whole.
+    let t = TestRepo::new();
+    let mut scan_rows = 0;
+    each_damaged_page(&t, 4, |report| {
+        scan_rows = scan_rows.max(report["rows"]["scan"].as_u64().unwrap_or(0));
+        assert_eq!(
+            report["rows"]["content_files"], report["rows"]["scan"],
+            "{report}"
+        );
+    });
+    assert_eq!(
+        scan_rows, 25,
+        "the scan state was salvaged whole at least once"
+    );
+}
+
+#[test]
 fn repair_index_salvages_a_damaged_format_3_index() {
     // As for format 2: one page at a time of the format-3 index is overwritten, and
     // repair-index must read its scan-state rows as the format-3 rows they are (three plain
@@ -198,7 +324,7 @@ fn the_chunker_is_the_repositorys_and_bad_settings_are_refused() {
         "{written}"
     );
     t.cmd().arg("scan").arg(&lib).quiet().assert_exit(0);
-    let default_rows = t.cmd().arg("check").summary()["rows"]["chunk_locations"]
+    let default_rows = t.cmd().arg("check").summary()["rows"]["chunk_contents"]
         .as_u64()
         .unwrap();
 
@@ -214,12 +340,12 @@ fn the_chunker_is_the_repositorys_and_bad_settings_are_refused() {
     fs::write(&toml, &text).unwrap();
     let cmd = || Musicfs::with_repo_as_is(&small, t.root());
     cmd().arg("scan").arg(&lib).quiet().assert_exit(0);
-    let small_rows = cmd().arg("check").summary()["rows"]["chunk_locations"]
+    let small_rows = cmd().arg("check").summary()["rows"]["chunk_contents"]
         .as_u64()
         .unwrap();
     assert!(
         small_rows > 2 * default_rows,
-        "{small_rows} chunk locations with 2 KiB chunks, {default_rows} with 64 KiB ones"
+        "{small_rows} chunk rows with 2 KiB chunks, {default_rows} with 64 KiB ones"
     );
 
     fs::write(&toml, text.replace("fastcdc-2020", "rabin")).unwrap();

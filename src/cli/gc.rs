@@ -63,13 +63,13 @@ fn text(report: &GcReport) -> Vec<String> {
     let removed = |table: &str| report.removed.get(table).copied().unwrap_or(0);
     let rows = format!(
         "{} trees, {} chunk lists, {} media records, {} kept history chunks, {} file rows and \
-         {} chunk locations",
+         {} chunk location rows",
         removed("trees"),
         removed("contents"),
         removed("media"),
         removed("kept_chunks"),
         removed("files"),
-        removed("chunk_locations"),
+        removed("chunk_contents") + removed("content_files"),
     );
     if report.dry_run {
         return vec![

@@ -723,9 +723,11 @@ fn run_logged(cli: &mut Cli) -> u8 {
 /// `--version`: the release, and the formats it reads and writes.
 fn version_text() -> String {
     format!(
-        "{} (repository format {}, upgrades formats 2 and 3; agent protocol {}, serves {}-{})",
+        "{} (repository format {}, upgrades formats {} to {}; agent protocol {}, serves {}-{})",
         env!("CARGO_PKG_VERSION"),
         crate::repo::FORMAT_VERSION,
+        crate::repo::OLDEST_UPGRADED,
+        crate::repo::FORMAT_VERSION - 1,
         crate::agent::wire::PROTOCOL_VERSION,
         crate::agent::wire::OLDEST_PROTOCOL_VERSION,
         crate::agent::wire::PROTOCOL_VERSION,

@@ -5,6 +5,8 @@
 //! catches a damaged page wherever it is, before anything reads it. Then every row of every
 //! table is read and decoded, and chunk lists and trees are re-hashed against their ids, which
 //! catches what a page checksum cannot: a row redb wrote faithfully that musicfs cannot read.
+//! The location rows (`locations.rs`) are checked against the chunk lists and the scan state
+//! they are derived from: a missing one would hide chunks that are there.
 //! Commands do neither (reading a 300 MB index on every `snapshots` would cost seconds); they
 //! meet damage only where they read, and report it as [`Error::IndexDamaged`].
 
@@ -253,8 +255,12 @@ pub(super) fn read_tables(
     rows.insert("scan", n?);
     rows.insert("files", count(txn, FILES, problem, |_, _| None)?);
     rows.insert(
-        "chunk_locations",
-        count(txn, CHUNK_LOCS, problem, |_, _| None)?,
+        "chunk_contents",
+        count(txn, CHUNK_CONTENTS, problem, |_, _| None)?,
+    );
+    rows.insert(
+        "content_files",
+        count(txn, CONTENT_FILES, problem, |_, _| None)?,
     );
     let n = count(txn, SNAPSHOTS, problem, |seq, bytes| {
         decode::<SnapshotRecord>(bytes)
@@ -264,6 +270,7 @@ pub(super) fn read_tables(
     rows.insert("snapshots", n?);
     rows.insert("kept_chunks", count(txn, KEPT, problem, |_, _| None)?);
     rows.insert("history", count(txn, HISTORY, problem, |_, _| None)?);
+    super::locations::check(txn, problem)?;
     Ok(rows)
 }
 

@@ -5,10 +5,10 @@
 //! ones (tags, padding, container structure) are kept in history packs (`history.rs`). Besides
 //! the snapshots, each origin's scan state (`scan`) refers to the chunk list each file held at
 //! the last scan: it is what the next scan and every sync start from (a sync plans from the
-//! two sides' scans, finds chunks through `chunk_locations`, and rescans DST), so it is live
-//! whatever the snapshots say. `media` and `history` rows live with their content, kept chunks
-//! with the live contents that hold them, `files` rows with the scan entry that names them,
-//! `chunk_locations` with their file.
+//! two sides' scans, finds chunks through `chunk_contents` and `content_files`, and rescans
+//! DST), so it is live whatever the snapshots say. `media`, `history` and `chunk_contents`
+//! rows live with their content, kept chunks with the live contents that hold them, `files`
+//! and `content_files` rows with the scan entry that names them.
 //!
 //! **forget** removes snapshot rows only, in one write transaction, under the policy of
 //! `retention.rs`, per origin. The latest snapshot of each origin (the last one recorded,
@@ -40,6 +40,7 @@ use redb::ReadableTable;
 use serde::Serialize;
 
 use super::layout::{self, IndexLock, Survey};
+use super::locations;
 use super::objects::{ObjectId, ObjectKind};
 use super::retention::{self, Policy};
 use super::tables::*;
@@ -97,7 +98,7 @@ pub struct GcReport {
     /// Snapshots, all of which are kept (`forget` removes snapshots).
     pub snapshots: u64,
     /// Rows removed per table (`trees`, `contents`, `media`, `history`, `kept_chunks`,
-    /// `files`, `chunk_locations`).
+    /// `files`, `chunk_contents`, `content_files`).
     pub removed: BTreeMap<&'static str, u64>,
     /// History packs removed: every chunk in them dead, or unreferenced.
     pub packs_removed: u64,
@@ -298,6 +299,8 @@ struct Live {
     contents: HashSet<[u8; 32]>,
     /// File id → (origin, path) of every scan entry.
     files: HashMap<u64, (u64, Vec<u8>)>,
+    /// File id → (origin, its chunk list's key in `content_files`) of every scan entry.
+    file_contents: HashMap<u64, (u64, u64)>,
     /// Kept chunks that live contents hold.
     kept: HashSet<[u8; 32]>,
 }
@@ -341,11 +344,19 @@ impl Repository {
                 );
             }
             {
-                let mut table = txn.open_table(CHUNK_LOCS).map_err(|e| self.err(e))?;
+                // A chunk list's rows are keyed by its id's first bytes, which a dead list can
+                // share with a live one: such rows stay, and only cost a lookup.
+                let lists: HashSet<u64> = live.contents.iter().map(locations::prefix).collect();
+                let mut table = txn.open_table(CHUNK_CONTENTS).map_err(|e| self.err(e))?;
                 removed.insert(
-                    "chunk_locations",
-                    retain_counting(self, &mut table, |(_, origin, file), _| {
-                        live.files.get(&file).is_some_and(|(o, _)| *o == origin)
+                    "chunk_contents",
+                    retain_counting(self, &mut table, |(_, list), _| lists.contains(&list))?,
+                );
+                let mut table = txn.open_table(CONTENT_FILES).map_err(|e| self.err(e))?;
+                removed.insert(
+                    "content_files",
+                    retain_counting(self, &mut table, |(list, origin, file), _| {
+                        live.file_contents.get(&file) == Some(&(origin, list))
                     })?,
                 );
             }
@@ -418,6 +429,10 @@ impl Repository {
                 })?;
                 live.contents.insert(*entry.content.as_bytes());
                 live.files.insert(entry.file_id, (origin, path.to_vec()));
+                live.file_contents.insert(
+                    entry.file_id,
+                    (origin, locations::prefix(entry.content.as_bytes())),
+                );
             }
         }
         {

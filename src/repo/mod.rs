@@ -4,7 +4,8 @@
 //! One redb database (`index.redb`) holds everything; `docs/format.md` describes its tables.
 //! Chunks are not copied into the repository: for a local origin, a chunk's bytes stay inside
 //! the scanned file and the repository records *where* (file, offset, length), so a mirrored
-//! library does not cost its size twice. A recorded location can go stale (the file was edited
+//! library does not cost its size twice (`locations.rs`: per chunk list, which files hold
+//! it). A recorded location can go stale (the file was edited
 //! behind our back); readers must therefore re-hash every chunk they read, which `sync` and
 //! `verify` do. This module knows nothing of origins, scanning or syncing.
 
@@ -14,6 +15,7 @@ mod gc;
 mod history;
 mod layout;
 mod location;
+mod locations;
 mod lock;
 mod objects;
 mod repair;
@@ -90,7 +92,7 @@ use layout::{IndexLock, Survey};
 use tables::*;
 
 /// The repository format this build reads and writes.
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 
 /// The oldest format this build upgrades in place.
 pub const OLDEST_UPGRADED: u32 = 2;
@@ -358,8 +360,9 @@ impl Repository {
                     Some(v) if v == u64::from(FORMAT_VERSION) => {}
                     // 2 → 3: format 2 lacks only the history tables, which are created below
                     // (empty: the next scan of each origin fills them from the files as they
-                    // are). 3 → 4: the scan state's change keys are rewritten. One
-                    // transaction does both, so the index is at one format or the other.
+                    // are). 3 → 4: the scan state's change keys are rewritten. 4 → 5: the
+                    // chunk locations per file become rows per chunk list and per file. One
+                    // transaction does all, so the index is at one format or the other.
                     Some(v)
                         if (u64::from(OLDEST_UPGRADED)..u64::from(FORMAT_VERSION)).contains(&v) =>
                     {
@@ -367,8 +370,16 @@ impl Repository {
                             "repository {}: upgrading format {v} to {FORMAT_VERSION}",
                             self.root.display()
                         );
-                        let rows = upgrade::scan_state_to_v4(&txn, v).map_err(|e| self.err(e))?;
-                        tracing::debug!("{rows} scan-state rows given change keys");
+                        if v < 4 {
+                            let rows =
+                                upgrade::scan_state_to_v4(&txn, v).map_err(|e| self.err(e))?;
+                            tracing::debug!("{rows} scan-state rows given change keys");
+                        }
+                        let (lists, files) =
+                            upgrade::locations_to_v5(&txn).map_err(|e| self.err(e))?;
+                        tracing::debug!(
+                            "chunk locations of {lists} chunk lists and {files} files recorded"
+                        );
                         meta.insert("format", u64::from(FORMAT_VERSION))
                             .map_err(|e| self.err(e))?;
                     }
@@ -387,7 +398,8 @@ impl Repository {
                 txn.open_table(TREES).map_err(|e| self.err(e))?;
                 txn.open_table(SCAN).map_err(|e| self.err(e))?;
                 txn.open_table(FILES).map_err(|e| self.err(e))?;
-                txn.open_table(CHUNK_LOCS).map_err(|e| self.err(e))?;
+                txn.open_table(CHUNK_CONTENTS).map_err(|e| self.err(e))?;
+                txn.open_table(CONTENT_FILES).map_err(|e| self.err(e))?;
                 txn.open_table(SNAPSHOTS).map_err(|e| self.err(e))?;
                 txn.open_table(KEPT).map_err(|e| self.err(e))?;
                 txn.open_table(HISTORY).map_err(|e| self.err(e))?;
@@ -421,7 +433,8 @@ impl Repository {
             TREES.name(),
             SCAN.name(),
             FILES.name(),
-            CHUNK_LOCS.name(),
+            CHUNK_CONTENTS.name(),
+            CONTENT_FILES.name(),
             SNAPSHOTS.name(),
             KEPT.name(),
             HISTORY.name(),
@@ -689,30 +702,13 @@ impl Repository {
         })
     }
 
-    /// Where `chunk` can be read within `origin`: every recorded location.
+    /// Where `chunk` can be read within `origin`: one location per file that holds it (the
+    /// chunk's first occurrence in the file).
     pub fn chunk_locations(&self, chunk: &ChunkId, origin: OriginId) -> Result<Vec<ChunkLocation>> {
         self.guard(|| {
             let read = self.db()?.begin_read().map_err(|e| self.err(e))?;
-            let locs = read.open_table(CHUNK_LOCS).map_err(|e| self.err(e))?;
-            let files = read.open_table(FILES).map_err(|e| self.err(e))?;
-            let mut out = Vec::new();
-            let range = locs
-                .range((chunk.as_bytes(), origin, 0)..=(chunk.as_bytes(), origin, u64::MAX))
-                .map_err(|e| self.err(e))?;
-            for item in range {
-                let (key, value) = item.map_err(|e| self.err(e))?;
-                let (_, _, file_id) = key.value();
-                let (offset, len) = value.value();
-                if let Some(file) = files.get(file_id).map_err(|e| self.err(e))? {
-                    let (_, path) = file.value();
-                    out.push(ChunkLocation {
-                        path: path.to_vec(),
-                        offset,
-                        len,
-                    });
-                }
-            }
-            Ok(out)
+            let finder = self.finder(&read)?;
+            finder.find(chunk, origin, false).map_err(|e| self.err(e))
         })
     }
 
@@ -721,15 +717,36 @@ impl Repository {
     pub fn located(&self, chunks: &[ChunkId], origin: OriginId) -> Result<Vec<bool>> {
         self.guard(|| {
             let read = self.db()?.begin_read().map_err(|e| self.err(e))?;
-            let locs = read.open_table(CHUNK_LOCS).map_err(|e| self.err(e))?;
+            let finder = self.finder(&read)?;
             let mut out = Vec::with_capacity(chunks.len());
             for chunk in chunks {
-                let mut range = locs
-                    .range((chunk.as_bytes(), origin, 0)..=(chunk.as_bytes(), origin, u64::MAX))
-                    .map_err(|e| self.err(e))?;
-                out.push(range.next().is_some());
+                let found = finder.find(chunk, origin, true).map_err(|e| self.err(e))?;
+                out.push(!found.is_empty());
             }
             Ok(out)
+        })
+    }
+
+    /// The tables a chunk's locations are found through, in `read`.
+    #[allow(clippy::type_complexity)]
+    fn finder(
+        &self,
+        read: &redb::ReadTransaction,
+    ) -> Result<
+        locations::Finder<
+            redb::ReadOnlyTable<(u64, u64), ()>,
+            redb::ReadOnlyTable<(u64, u64, u64), ()>,
+            redb::ReadOnlyTable<u64, (u64, &'static [u8])>,
+            redb::ReadOnlyTable<(u64, &'static [u8]), &'static [u8]>,
+            redb::ReadOnlyTable<&'static [u8; 32], &'static [u8]>,
+        >,
+    > {
+        Ok(locations::Finder {
+            chunk_contents: read.open_table(CHUNK_CONTENTS).map_err(|e| self.err(e))?,
+            content_files: read.open_table(CONTENT_FILES).map_err(|e| self.err(e))?,
+            files: read.open_table(FILES).map_err(|e| self.err(e))?,
+            scan: read.open_table(SCAN).map_err(|e| self.err(e))?,
+            contents: read.open_table(CONTENTS).map_err(|e| self.err(e))?,
         })
     }
 

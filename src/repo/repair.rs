@@ -12,8 +12,9 @@
 //! - `origins`, `contents`, `media`, `trees`: every row that reads and checks.
 //! - `scan`: an entry whose origin and chunk list were kept. A lost entry makes the next scan
 //!   of its origin read that file again, as if it were new.
-//! - `files` and `chunk_locations` are not copied: they are rebuilt from the kept scan entries
-//!   and their chunk lists, so every location the new index holds is one a scan recorded.
+//! - `files`, `chunk_contents` and `content_files` are not copied: they are rebuilt from the
+//!   kept chunk lists and scan entries, so every location the new index holds is one a scan
+//!   recorded.
 //! - `snapshots`: a record whose every tree and chunk list was kept. A snapshot missing part
 //!   of its tree is dropped, not kept half: `verify`, `diff` and `mount` would fail on it.
 //! - `meta`: the format version, and counters past every id kept.
@@ -184,7 +185,8 @@ fn finish(root: &Path, db: &Database, counters: &Counters) -> Result<()> {
         txn.open_table(TREES).map_err(|e| err(e.into()))?;
         txn.open_table(SCAN).map_err(|e| err(e.into()))?;
         txn.open_table(FILES).map_err(|e| err(e.into()))?;
-        txn.open_table(CHUNK_LOCS).map_err(|e| err(e.into()))?;
+        txn.open_table(CHUNK_CONTENTS).map_err(|e| err(e.into()))?;
+        txn.open_table(CONTENT_FILES).map_err(|e| err(e.into()))?;
         txn.open_table(SNAPSHOTS).map_err(|e| err(e.into()))?;
         txn.open_table(KEPT).map_err(|e| err(e.into()))?;
         txn.open_table(HISTORY).map_err(|e| err(e.into()))?;
@@ -461,7 +463,6 @@ fn salvage(
         let contents = txn.open_table(CONTENTS).map_err(|e| err(e.into()))?;
         let mut scan = txn.open_table(SCAN).map_err(|e| err(e.into()))?;
         let mut files = txn.open_table(FILES).map_err(|e| err(e.into()))?;
-        let mut locations = txn.open_table(CHUNK_LOCS).map_err(|e| err(e.into()))?;
         let mut file_ids = HashSet::new();
         let mut kept = 0;
         let found = source.rows(SCAN, |(origin, path), bytes| {
@@ -471,26 +472,18 @@ fn salvage(
             if !origins.contains(&origin) || file_ids.contains(&entry.file_id) {
                 return Ok(());
             }
-            let list = contents
+            let listed = contents
                 .get(entry.content.as_bytes())
                 .map_err(|e| err(e.into()))?
-                .and_then(|v| decode::<crate::snapshot::ChunkList>(v.value()));
-            let Some(list) = list else {
+                .is_some();
+            if !listed {
                 return Ok(());
-            };
+            }
             scan.insert((origin, path), encode(&entry).as_slice())
                 .map_err(|e| err(e.into()))?;
             files
                 .insert(entry.file_id, (origin, path))
                 .map_err(|e| err(e.into()))?;
-            for (offset, chunk) in list.with_offsets() {
-                locations
-                    .insert(
-                        (chunk.id.as_bytes(), origin, entry.file_id),
-                        (offset, chunk.len),
-                    )
-                    .map_err(|e| err(e.into()))?;
-            }
             file_ids.insert(entry.file_id);
             counters.next_file = counters.next_file.max(entry.file_id + 1);
             kept += 1;
@@ -498,6 +491,8 @@ fn salvage(
         })?;
         note(report, "scan", kept, found);
     }
+    // The chunk locations the kept chunk lists and scan entries imply.
+    super::locations::rebuild(&txn).map_err(err)?;
     // Snapshots whose whole tree was kept.
     {
         let trees = txn.open_table(TREES).map_err(|e| err(e.into()))?;

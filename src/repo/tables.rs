@@ -18,9 +18,18 @@ pub const TREES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("trees
 pub const SCAN: TableDefinition<(u64, &[u8]), &[u8]> = TableDefinition::new("scan");
 /// File id → (origin id, relative path): where the file lives now.
 pub const FILES: TableDefinition<u64, (u64, &[u8])> = TableDefinition::new("files");
-/// (chunk id, origin id, file id) → (offset, length): where a chunk's bytes can be read.
+/// Formats 2 to 4: (chunk id, origin id, file id) → (offset, length), where a chunk's bytes
+/// could be read. Format 5 replaces it by `chunk_contents` and `content_files`; only the
+/// upgrade names it, to drop it.
 pub const CHUNK_LOCS: TableDefinition<(&[u8; 32], u64, u64), (u64, u32)> =
     TableDefinition::new("chunk_locations");
+/// (chunk id's first 8 bytes, content id's first 8 bytes) → (): which chunk lists hold a
+/// chunk, a row per distinct chunk of each stored chunk list (format 5; `locations.rs`).
+pub const CHUNK_CONTENTS: TableDefinition<(u64, u64), ()> = TableDefinition::new("chunk_contents");
+/// (content id's first 8 bytes, origin id, file id) → (): which files of an origin hold a
+/// chunk list, a row per scan entry (format 5; `locations.rs`).
+pub const CONTENT_FILES: TableDefinition<(u64, u64, u64), ()> =
+    TableDefinition::new("content_files");
 /// Sequence number → postcard `SnapshotRecord`, in the order snapshots were taken.
 pub const SNAPSHOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("snapshots");
 /// Chunk id → (pack id, offset in the pack, stored length, length): where a history chunk's

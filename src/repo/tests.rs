@@ -472,3 +472,54 @@ fn the_last_change_within_a_batch_is_what_it_leaves() {
     assert_eq!(located(1).len(), 2);
     assert_eq!(located(3), vec![]);
 }
+
+/// Location rows are keyed by id prefixes, which two ids can share: a row that points a chunk
+/// at a chunk list lacking it, or at a file whose scan entry holds another list, answers
+/// nothing. Rows are written here as a prefix collision would leave them.
+#[test]
+fn a_location_row_of_a_shared_prefix_is_passed_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Repository::open(dir.path()).unwrap();
+    let origin = repo.origin_id("/music").unwrap();
+    let chunk = |n: u64| ChunkId::of(&n.to_le_bytes());
+    let mut writer = repo.writer().unwrap();
+    let a = writer.put_content(&list_of(&[1, 2])).unwrap();
+    let b = writer.put_content(&list_of(&[3])).unwrap();
+    let x = writer
+        .record_file(origin, b"x", one_file(a, 1), None)
+        .unwrap();
+    writer.commit().unwrap();
+    {
+        let txn = repo.db().unwrap().begin_write().unwrap();
+        {
+            // Chunk 3 "in" list a, and file x "holding" list b.
+            let mut table = txn.open_table(CHUNK_CONTENTS).unwrap();
+            let key = (
+                locations::prefix(chunk(3).as_bytes()),
+                locations::prefix(a.as_bytes()),
+            );
+            table.insert(key, ()).unwrap();
+            let mut table = txn.open_table(CONTENT_FILES).unwrap();
+            table
+                .insert(locations::file_key(&b, origin, x.file_id), ())
+                .unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    assert_eq!(repo.chunk_locations(&chunk(3), origin).unwrap(), vec![]);
+    assert_eq!(repo.located(&[chunk(3)], origin).unwrap(), vec![false]);
+    let found = repo.chunk_locations(&chunk(2), origin).unwrap();
+    assert_eq!(
+        found,
+        vec![ChunkLocation {
+            path: b"x".to_vec(),
+            offset: 100,
+            len: 200
+        }]
+    );
+    assert_eq!(
+        repo.located(&[chunk(1), chunk(2), chunk(4)], origin)
+            .unwrap(),
+        vec![true, true, false]
+    );
+}

@@ -4,14 +4,17 @@
 //! Formats 2 and 3 stored a file's change key as three plain fields (ctime, device, inode;
 //! an inode of 0 meant "the transport has none"); format 4 stores a
 //! [`crate::origin::ChangeKey`]. Every other table is unchanged from format 3, and format 3
-//! is format 2 plus the (then empty) history tables. The upgrade rewrites every scan-state
-//! row in the transaction that writes the new version, so a repository is at one format or
-//! the other, never half of each.
+//! is format 2 plus the (then empty) history tables. Format 5 replaces `chunk_locations` (a
+//! row per chunk, origin and file) by `chunk_contents` and `content_files` (`locations.rs`),
+//! derived from the chunk lists and the scan state. The upgrade rewrites every scan-state
+//! row and builds the new location rows in the transaction that writes the new version, so a
+//! repository is at one format or the other, never half of each.
 
 use redb::{ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
-use super::tables::SCAN;
+use super::locations;
+use super::tables::{CHUNK_LOCS, SCAN};
 use super::ScanEntry;
 use crate::id::ContentId;
 use crate::origin::ChangeKey;
@@ -97,6 +100,16 @@ pub(super) fn scan_state_to_v4(txn: &WriteTransaction, from: u64) -> Result<u64,
         }
     }
     Ok(rewritten)
+}
+
+/// Replaces format 4's `chunk_locations` by format 5's location rows, inside `txn` (which also
+/// writes the new version): they are built from the chunk lists and the scan state (already
+/// in format 4's encoding), and the old table is dropped. Returns the chunk lists and files
+/// recorded.
+pub(super) fn locations_to_v5(txn: &WriteTransaction) -> Result<(u64, u64), redb::Error> {
+    let rows = locations::rebuild(txn)?;
+    txn.delete_table(CHUNK_LOCS)?;
+    Ok(rows)
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 use redb::ReadableTable;
 
 use super::history::PendingPack;
+use super::locations;
 use super::tables::*;
 use super::{OriginId, Repository, ScanEntry};
 use crate::contain;
@@ -74,7 +75,13 @@ impl<'r> RepoWriter<'r> {
         repo.guard(|| {
             let bytes = list.encode();
             let id = ContentId::of_encoded(&bytes);
-            self.put_object(CONTENTS, id.as_bytes(), &bytes)?;
+            if self.put_object(CONTENTS, id.as_bytes(), &bytes)? {
+                let mut table = self
+                    .txn()?
+                    .open_table(CHUNK_CONTENTS)
+                    .map_err(|e| self.err(e))?;
+                locations::add_content(&mut table, &id, list).map_err(|e| self.err(e))?;
+            }
             Ok(id)
         })
     }
@@ -154,13 +161,13 @@ impl<'r> RepoWriter<'r> {
         })
     }
 
-    /// Stores a content-addressed object under its id, once.
+    /// Stores a content-addressed object under its id, once; whether it was new.
     fn put_object(
         &mut self,
         table: redb::TableDefinition<&[u8; 32], &[u8]>,
         id: &[u8; 32],
         bytes: &[u8],
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let mut table = self.txn()?.open_table(table).map_err(|e| self.err(e))?;
         let absent = table.get(id).map_err(|e| self.err(e))?.is_none();
         if absent {
@@ -168,15 +175,11 @@ impl<'r> RepoWriter<'r> {
         }
         drop(table);
         self.dirty |= absent;
-        Ok(())
+        Ok(absent)
     }
 
-    fn load_content(&self, id: &ContentId) -> Result<Option<ChunkList>> {
-        let table = self.txn()?.open_table(CONTENTS).map_err(|e| self.err(e))?;
-        let found = table.get(id.as_bytes()).map_err(|e| self.err(e))?;
-        Ok(found.and_then(|v| decode(v.value())))
-    }
-
+    /// Records (or, unless `add`, forgets) that file `file_id` of `origin` holds `content`:
+    /// its chunks' locations follow from the content's chunk list.
     fn set_locations(
         &mut self,
         origin: OriginId,
@@ -184,21 +187,15 @@ impl<'r> RepoWriter<'r> {
         content: &ContentId,
         add: bool,
     ) -> Result<()> {
-        let Some(list) = self.load_content(content)? else {
-            return Ok(());
-        };
-        let mut locs = self
+        let mut table = self
             .txn()?
-            .open_table(CHUNK_LOCS)
+            .open_table(CONTENT_FILES)
             .map_err(|e| self.err(e))?;
-        for (offset, chunk) in list.with_offsets() {
-            let key = (chunk.id.as_bytes(), origin, file_id);
-            if add {
-                locs.insert(key, (offset, chunk.len))
-                    .map_err(|e| self.err(e))?;
-            } else {
-                locs.remove(key).map_err(|e| self.err(e))?;
-            }
+        let key = locations::file_key(content, origin, file_id);
+        if add {
+            table.insert(key, ()).map_err(|e| self.err(e))?;
+        } else {
+            table.remove(key).map_err(|e| self.err(e))?;
         }
         Ok(())
     }
