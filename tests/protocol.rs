@@ -969,4 +969,62 @@ mod resume {
         let left = std::fs::read_dir(&spool).map_or(0, |d| d.count());
         assert_eq!(left, 0);
     }
+
+    /// `len` bytes that neither compress nor repeat, from `seed`.
+    fn noise(len: usize, seed: u64) -> Vec<u8> {
+        let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_file_larger_than_the_memory_kept_resumes_from_the_spill() {
+        let t = TestRepo::new();
+        let src = t.mkdir("music");
+        // More than the 8 MiB kept in memory: the rest of what arrived is spilled.
+        std::fs::write(src.join("long.wav"), noise(14_000_000, 7)).unwrap();
+        let dst = t.path("lib");
+        let mut resume = Resume::default();
+        let cut = 12_000_000;
+        let (first, result) = attempt(&t, &src, &dst, Some(cut), &mut resume);
+        assert_eq!(first, cut);
+        assert!(result.expect_err("the connection dropped").is_transient());
+        assert!(!dst.join("long.wav").exists());
+        let (second, result) = attempt(&t, &src, &dst, None, &mut resume);
+        result.unwrap();
+        assert_trees_equal(&src, &dst);
+        // About 2 MB were not received; without the spill the retry would read 14 MB again,
+        // keeping only the memory's 8 MiB about 5.6 MB.
+        assert!(second < 3_500_000, "{second} bytes read by the retry");
+    }
+
+    #[test]
+    fn a_retry_asks_only_for_the_rest_of_the_file_the_drop_cut() {
+        let t = TestRepo::new();
+        let src = t.mkdir("music");
+        // Three files of 2 MB, written in the order of their names; the cut falls in the
+        // third. The first two are committed however the connection ends, and their chunks
+        // are no longer kept: the retry names neither of them.
+        for (i, name) in ["a.flac", "b.flac", "c.flac"].iter().enumerate() {
+            std::fs::write(src.join(name), noise(2_000_000, 11 + i as u64)).unwrap();
+        }
+        let dst = t.path("lib");
+        let mut resume = Resume::default();
+        let cut = 5_000_000;
+        let (_, result) = attempt(&t, &src, &dst, Some(cut), &mut resume);
+        assert!(result.expect_err("the connection dropped").is_transient());
+        assert!(dst.join("a.flac").exists() && dst.join("b.flac").exists());
+        assert!(!dst.join("c.flac").exists());
+        let (second, result) = attempt(&t, &src, &dst, None, &mut resume);
+        result.unwrap();
+        assert_trees_equal(&src, &dst);
+        // About 1 MB of c.flac was not received, of 6 MB.
+        assert!(second < 1_500_000, "{second} bytes read by the retry");
+    }
 }

@@ -1,12 +1,21 @@
-//! The chunks most recently received from a source, kept on disk so that a retry after a
-//! dropped connection does not ask for them again.
+//! The chunks received for the file being written, kept so that a retry after a dropped
+//! connection does not ask for them again.
 //!
-//! What a retry needs are the chunks of the files that were being written when the connection
-//! dropped (every finished file is recorded at the destination already): the last few tens of
-//! MiB received. They are written to unnamed files (gone when closed, even after a crash) in
-//! the repository's spool directory, two generations of at most [`GENERATION_BYTES`] each,
-//! and only their places are held in memory: a large initial pull's peak memory does not
-//! include them. Read back, a chunk is verified against its id again before it is used.
+//! What a retry needs are the chunks of the file that was being written when the connection
+//! dropped: every file before it was received whole, and the sync commits and records it
+//! however the connection ends, so the retry's plan does not name it again. So the chunks are
+//! kept for one file at a time, and forgotten when the sync asks for another file's chunks.
+//! They are copied into one buffer in memory, reused from file to file, up to
+//! [`MEMORY_BYTES`]; what a larger file brings beyond that is written to an unnamed file (gone
+//! when closed, even after a crash) in the repository's spool directory, at most
+//! [`SPILL_BYTES`]. Read back, a chunk is verified against its id again before it is used.
+//!
+//! Nothing is written to disk for a file of up to [`MEMORY_BYTES`]: writing every chunk
+//! received beside the destination (as this module once did) doubled what an initial pull
+//! wrote, and the destination's flushes (`syncfs`) wrote those bytes to disk too.
+//!
+//! The chunks a retry was given are kept until the file that uses them is written (it may not
+//! be the first one the retry writes), then forgotten like the others.
 //!
 //! Never does: fail a sync. A spill file that cannot be created, written or read only means
 //! that the chunks are asked for again.
@@ -19,133 +28,203 @@ use std::path::PathBuf;
 use crate::chunk::VerifiedChunk;
 use crate::id::ChunkId;
 
-/// Bytes of chunks written to one generation, at most: between one and two generations of
-/// the latest chunks received are kept.
-const GENERATION_BYTES: u64 = 16 << 20;
+/// Bytes of chunks held in memory, at most.
+const MEMORY_BYTES: u64 = 8 << 20;
+/// Bytes of chunks written to the spill file, at most: beyond, a retry asks for them again.
+/// A bound on the disk space taken beside the destination, which a file of several GB
+/// already fills with its own temporary copy.
+const SPILL_BYTES: u64 = 64 << 20;
 
-/// One spill file and what it holds.
-struct Generation {
-    file: File,
-    /// Counts generations, to tell which one an index entry points into.
-    serial: u64,
-    /// Bytes written.
-    len: u64,
-}
-
-/// Where a kept chunk is.
+/// Where a kept chunk is: its offset and length in the buffer or in the spill file.
 #[derive(Clone, Copy)]
-struct Place {
-    serial: u64,
-    offset: u64,
-    len: u32,
+enum Held {
+    Memory { offset: usize, len: u32 },
+    Spilled { offset: u64, len: u32 },
 }
 
-/// The chunks received lately, by this connection or by the one before it (see the module's
-/// documentation). `Default` keeps its files in the system's temporary directory until a
+/// One kept chunk, with the connection that received it.
+struct Kept {
+    held: Held,
+    connection: u32,
+}
+
+/// The chunks received for the file being written, by this connection, and those a
+/// connection before it received and the retry has yet to use (see the module's
+/// documentation). `Default` keeps its spill file in the system's temporary directory until a
 /// sync names the repository's spool directory.
 #[derive(Default)]
 pub struct Resume {
     dir: Option<PathBuf>,
-    current: Option<Generation>,
-    previous: Option<Generation>,
-    index: HashMap<ChunkId, Place>,
-    serials: u64,
-    /// Spilling failed once: nothing more is kept in this run.
+    kept: HashMap<ChunkId, Kept>,
+    /// The chunks kept in memory, one after the other.
+    memory: Vec<u8>,
+    spill: Option<File>,
+    /// Bytes written to the spill file (where the next chunk goes).
+    spilled: u64,
+    /// Spilling failed once: nothing more is spilled in this run.
     broken: bool,
+    /// Counts connections: a chunk kept with an older number was carried to this one.
+    connection: u32,
+    /// A chunk carried from an earlier connection was used: the file that needed them is
+    /// being written, and they go with it.
+    carried_used: bool,
+    /// The file the chunks being received are for.
+    path: Vec<u8>,
 }
 
 impl Resume {
-    /// Keeps the next generations' files in `dir` (created when needed).
+    /// Keeps the spill file in `dir` (created when needed).
     pub(crate) fn spill_to(&mut self, dir: PathBuf) {
         self.dir = Some(dir);
     }
 
-    /// Keeps `chunk`, forgetting the oldest generation when the current one is full.
+    /// Starts a connection: what the earlier ones kept is carried to it.
+    pub(crate) fn next_connection(&mut self) {
+        self.connection = self.connection.wrapping_add(1);
+        self.carried_used = false;
+        self.path.clear();
+    }
+
+    /// The sync asks for a chunk of the file at `path` (empty: no path given, nothing
+    /// changes). Another file than the last: the last one was received whole, and its chunks
+    /// are forgotten (with the carried ones, once used).
+    pub(crate) fn file(&mut self, path: &[u8]) {
+        if path.is_empty() || path == self.path.as_slice() {
+            return;
+        }
+        self.path.clear();
+        self.path.extend_from_slice(path);
+        let (connection, carried_too) = (self.connection, self.carried_used);
+        self.kept
+            .retain(|_, k| k.connection != connection && !carried_too);
+        if carried_too {
+            self.carried_used = false;
+        }
+        let held = |memory: bool| {
+            self.kept
+                .values()
+                .any(|k| matches!(k.held, Held::Memory { .. }) == memory)
+        };
+        let (memory_used, spill_used) = (held(true), held(false));
+        if !memory_used {
+            self.memory.clear();
+        }
+        if !spill_used && self.spilled > 0 {
+            self.spilled = 0;
+            // Drops the bytes from the page cache before anything writes them to disk.
+            if let Some(Err(e)) = self.spill.as_ref().map(|f| f.set_len(0)) {
+                tracing::debug!("chunks received are no longer spilled for a retry: {e}");
+                self.give_up_spill();
+            }
+        }
+        if self.kept.is_empty() {
+            self.kept.shrink_to(64);
+        }
+    }
+
+    /// Keeps `chunk`: in memory while there is room, else in the spill file while there is
+    /// room, else not.
     pub(crate) fn keep(&mut self, chunk: &VerifiedChunk) {
         let len = chunk.len() as u64;
-        if self.broken || len > GENERATION_BYTES || self.index.contains_key(&chunk.id()) {
+        if self.kept.contains_key(&chunk.id()) {
             return;
         }
-        let full = match &self.current {
-            Some(g) => g.len + len > GENERATION_BYTES,
-            None => true,
-        };
-        if full && !self.rotate() {
-            return;
-        }
-        let Some(current) = self.current.as_mut() else {
-            return;
-        };
-        let offset = current.len;
-        if let Err(e) = current.file.write_all_at(chunk.bytes(), offset) {
-            tracing::debug!("chunks received are no longer kept for a retry: {e}");
-            self.give_up();
-            return;
-        }
-        current.len += len;
-        self.index.insert(
-            chunk.id(),
-            Place {
-                serial: current.serial,
+        let held = if (self.memory.len() as u64).saturating_add(len) <= MEMORY_BYTES {
+            if self.memory.capacity() == 0 {
+                // Pages are taken as they are written: a pull of small files touches little.
+                self.memory.reserve_exact(MEMORY_BYTES as usize);
+            }
+            let offset = self.memory.len();
+            self.memory.extend_from_slice(chunk.bytes());
+            Held::Memory {
                 offset,
                 len: chunk.len() as u32,
+            }
+        } else {
+            match self.spill(chunk) {
+                Some(place) => place,
+                None => return,
+            }
+        };
+        self.kept.insert(
+            chunk.id(),
+            Kept {
+                held,
+                connection: self.connection,
             },
         );
     }
 
-    /// Whether chunk `id` is kept (it may still fail its check when read back).
+    /// Whether chunk `id` is kept (a spilled one may still fail its check when read back).
     pub(crate) fn contains(&self, id: &ChunkId) -> bool {
-        self.index.contains_key(id)
+        self.kept.contains_key(id)
     }
 
-    /// Chunk `id` read back and verified; `None` when it is not kept, or its bytes no longer
-    /// hash to `id`.
-    pub(crate) fn get(&self, id: &ChunkId) -> Option<VerifiedChunk> {
-        let place = self.index.get(id)?;
-        let generation = [&self.current, &self.previous]
-            .into_iter()
-            .flatten()
-            .find(|g| g.serial == place.serial)?;
-        let mut bytes = vec![0u8; place.len as usize];
-        generation
-            .file
-            .read_exact_at(&mut bytes, place.offset)
-            .ok()?;
+    /// Chunk `id`; `None` when it is not kept, or its bytes read back no longer hash to `id`.
+    pub(crate) fn get(&mut self, id: &ChunkId) -> Option<VerifiedChunk> {
+        let kept = self.kept.get(id)?;
+        if kept.connection != self.connection {
+            self.carried_used = true;
+        }
+        let bytes = match kept.held {
+            Held::Memory { offset, len } => self
+                .memory
+                .get(offset..offset.saturating_add(len as usize))?
+                .to_vec(),
+            Held::Spilled { offset, len } => {
+                let mut bytes = vec![0u8; len as usize];
+                self.spill
+                    .as_ref()?
+                    .read_exact_at(&mut bytes, offset)
+                    .ok()?;
+                bytes
+            }
+        };
         VerifiedChunk::check(*id, bytes)
     }
 
-    /// Starts a new generation, dropping the oldest; false when no file could be created.
-    fn rotate(&mut self) -> bool {
-        let file = match &self.dir {
-            Some(dir) => std::fs::create_dir_all(dir).and_then(|_| tempfile::tempfile_in(dir)),
-            None => tempfile::tempfile(),
-        };
-        let file = match file {
-            Ok(f) => f,
-            Err(e) => {
-                tracing::debug!("chunks received are not kept for a retry: {e}");
-                self.give_up();
-                return false;
-            }
-        };
-        self.serials += 1;
-        let next = Generation {
-            file,
-            serial: self.serials,
-            len: 0,
-        };
-        if let Some(gone) = self.previous.take() {
-            self.index.retain(|_, p| p.serial != gone.serial);
+    /// Writes `chunk` at the end of the spill file, created when needed; `None` when it does
+    /// not fit or cannot be written.
+    fn spill(&mut self, chunk: &VerifiedChunk) -> Option<Held> {
+        let len = chunk.len() as u64;
+        if self.broken || self.spilled + len > SPILL_BYTES {
+            return None;
         }
-        self.previous = self.current.replace(next);
-        true
+        if self.spill.is_none() {
+            let file = match &self.dir {
+                Some(dir) => std::fs::create_dir_all(dir).and_then(|_| tempfile::tempfile_in(dir)),
+                None => tempfile::tempfile(),
+            };
+            match file {
+                Ok(f) => self.spill = Some(f),
+                Err(e) => {
+                    tracing::debug!("chunks received are not spilled for a retry: {e}");
+                    self.give_up_spill();
+                    return None;
+                }
+            }
+        }
+        let offset = self.spilled;
+        let written = self.spill.as_ref()?.write_all_at(chunk.bytes(), offset);
+        if let Err(e) = written {
+            tracing::debug!("chunks received are no longer spilled for a retry: {e}");
+            self.give_up_spill();
+            return None;
+        }
+        self.spilled += len;
+        Some(Held::Spilled {
+            offset,
+            len: chunk.len() as u32,
+        })
     }
 
-    fn give_up(&mut self) {
+    /// Stops spilling for this run, forgetting what was spilled; what is in memory stays.
+    fn give_up_spill(&mut self) {
         self.broken = true;
-        self.current = None;
-        self.previous = None;
-        self.index.clear();
+        self.spill = None;
+        self.spilled = 0;
+        self.kept
+            .retain(|_, k| matches!(k.held, Held::Memory { .. }));
     }
 }
 
@@ -161,11 +240,26 @@ mod tests {
         VerifiedChunk::check(id, bytes).expect("hashes to its own id")
     }
 
+    /// Chunks of `size` bytes, enough to fill the memory and `extra` more.
+    fn chunks_past_memory(size: usize, extra: u32) -> Vec<VerifiedChunk> {
+        let in_memory = (MEMORY_BYTES / size as u64) as u32;
+        (0..in_memory + extra).map(|i| chunk(i, size)).collect()
+    }
+
+    fn spill_file_len(resume: &Resume) -> u64 {
+        resume
+            .spill
+            .as_ref()
+            .map_or(0, |f| f.metadata().unwrap().len())
+    }
+
     #[test]
-    fn a_kept_chunk_reads_back_verified() {
+    fn a_small_file_is_kept_in_memory_and_nothing_is_written() {
         let dir = tempfile::tempdir().unwrap();
         let mut resume = Resume::default();
         resume.spill_to(dir.path().join("spool"));
+        resume.next_connection();
+        resume.file(b"a.flac");
         let a = chunk(1, 1000);
         let b = chunk(2, 70_000);
         resume.keep(&a);
@@ -175,7 +269,30 @@ mod tests {
         assert_eq!(resume.get(&a.id()).unwrap().bytes(), a.bytes());
         assert_eq!(resume.get(&b.id()).unwrap().bytes(), b.bytes());
         assert!(resume.get(&chunk(3, 10).id()).is_none());
-        // The files have no names: the spool directory stays empty.
+        assert_eq!(resume.memory.len(), 71_000);
+        assert!(resume.spill.is_none());
+        assert!(!dir.path().join("spool").exists());
+    }
+
+    #[test]
+    fn what_exceeds_the_memory_is_spilled_and_read_back_verified() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut resume = Resume::default();
+        resume.spill_to(dir.path().join("spool"));
+        resume.next_connection();
+        resume.file(b"big.wav");
+        let size = 256 * 1024;
+        let chunks = chunks_past_memory(size, 5);
+        for c in &chunks {
+            resume.keep(c);
+        }
+        for c in &chunks {
+            assert_eq!(resume.get(&c.id()).unwrap().bytes(), c.bytes());
+        }
+        assert_eq!(resume.memory.len() as u64, MEMORY_BYTES);
+        assert_eq!(resume.spilled, 5 * size as u64);
+        assert_eq!(spill_file_len(&resume), 5 * size as u64);
+        // The spill file has no name: the spool directory stays empty.
         assert_eq!(
             std::fs::read_dir(dir.path().join("spool")).unwrap().count(),
             0
@@ -183,53 +300,121 @@ mod tests {
     }
 
     #[test]
-    fn the_oldest_generation_is_forgotten_and_the_latest_chunks_kept() {
+    fn the_spill_is_bounded() {
         let mut resume = Resume::default();
-        let size = 256 * 1024;
-        let per_generation = (GENERATION_BYTES / size as u64) as u32;
-        let chunks: Vec<VerifiedChunk> = (0..per_generation * 3 + 5)
-            .map(|i| chunk(i, size))
-            .collect();
+        resume.next_connection();
+        resume.file(b"huge.wav");
+        let size = 1 << 20;
+        let over = (SPILL_BYTES / size as u64) as u32 + 3;
+        let chunks = chunks_past_memory(size, over);
         for c in &chunks {
             resume.keep(c);
         }
-        // The first two generations are gone, the third and the start of the fourth kept.
-        let split = (per_generation * 2) as usize;
-        for c in &chunks[..split] {
+        assert_eq!(resume.spilled, SPILL_BYTES);
+        let kept = chunks.iter().filter(|c| resume.contains(&c.id())).count();
+        assert_eq!(kept as u64, (MEMORY_BYTES + SPILL_BYTES) / size as u64);
+        for c in &chunks[chunks.len() - 3..] {
             assert!(!resume.contains(&c.id()));
-            assert!(resume.get(&c.id()).is_none());
         }
-        for c in &chunks[split..] {
+    }
+
+    #[test]
+    fn the_next_file_forgets_the_last_ones_chunks_and_empties_the_spill() {
+        let mut resume = Resume::default();
+        resume.next_connection();
+        resume.file(b"one.flac");
+        let first = chunks_past_memory(128 * 1024, 4);
+        for c in &first {
+            resume.keep(c);
+        }
+        assert!(spill_file_len(&resume) > 0);
+        // The same file again changes nothing, nor does a request without a path.
+        resume.file(b"one.flac");
+        resume.file(b"");
+        assert!(first.iter().all(|c| resume.contains(&c.id())));
+        resume.file(b"two.flac");
+        assert!(first.iter().all(|c| !resume.contains(&c.id())));
+        assert_eq!((resume.memory.len(), resume.spilled), (0, 0));
+        assert_eq!(spill_file_len(&resume), 0);
+        let second = chunk(99, 5000);
+        resume.keep(&second);
+        assert_eq!(resume.get(&second.id()).unwrap().bytes(), second.bytes());
+    }
+
+    #[test]
+    fn a_retry_keeps_the_carried_chunks_until_their_file_is_written() {
+        let mut resume = Resume::default();
+        resume.next_connection();
+        resume.file(b"b.mp3");
+        let carried = [chunk(1, 4000), chunk(2, 4000)];
+        for c in &carried {
+            resume.keep(c);
+        }
+        // The connection drops; the retry writes another file first.
+        resume.next_connection();
+        resume.file(b"a.mp3");
+        let other = chunk(3, 4000);
+        resume.keep(&other);
+        resume.file(b"c.mp3");
+        assert!(!resume.contains(&other.id()));
+        assert!(carried.iter().all(|c| resume.contains(&c.id())));
+        // Then the file they are for: they serve it, and go when the next file begins.
+        resume.file(b"b.mp3");
+        for c in &carried {
             assert_eq!(resume.get(&c.id()).unwrap().bytes(), c.bytes());
         }
-        assert_eq!(resume.index.len(), chunks.len() - split);
+        resume.file(b"d.mp3");
+        assert!(carried.iter().all(|c| !resume.contains(&c.id())));
+        assert!(resume.memory.is_empty());
     }
 
     #[test]
     fn bytes_changed_on_disk_are_not_served() {
         let mut resume = Resume::default();
-        let a = chunk(7, 4096);
-        resume.keep(&a);
-        let place = resume.index[&a.id()];
-        let current = resume.current.as_ref().unwrap();
-        current
-            .file
-            .write_all_at(b"not the chunk", place.offset)
+        resume.next_connection();
+        resume.file(b"big.wav");
+        let chunks = chunks_past_memory(64 * 1024, 1);
+        for c in &chunks {
+            resume.keep(c);
+        }
+        let last = chunks.last().unwrap();
+        let Some(Kept {
+            held: Held::Spilled { offset, .. },
+            ..
+        }) = resume.kept.get(&last.id())
+        else {
+            panic!("the last chunk is not spilled");
+        };
+        resume
+            .spill
+            .as_ref()
+            .unwrap()
+            .write_all_at(b"not the chunk", *offset)
             .unwrap();
-        assert!(resume.contains(&a.id()));
-        assert!(resume.get(&a.id()).is_none());
+        assert!(resume.contains(&last.id()));
+        assert!(resume.get(&last.id()).is_none());
     }
 
     #[test]
-    fn a_spool_that_cannot_be_created_keeps_nothing_and_fails_nothing() {
+    fn a_spool_that_cannot_be_created_spills_nothing_and_fails_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let blocker = dir.path().join("file");
         std::fs::write(&blocker, b"x").unwrap();
         let mut resume = Resume::default();
         resume.spill_to(blocker.join("spool"));
-        let a = chunk(9, 100);
-        resume.keep(&a);
-        assert!(!resume.contains(&a.id()));
-        assert!(resume.get(&a.id()).is_none());
+        resume.next_connection();
+        resume.file(b"big.wav");
+        let chunks = chunks_past_memory(64 * 1024, 2);
+        for c in &chunks {
+            resume.keep(c);
+        }
+        let (in_memory, rest) = chunks.split_at(chunks.len() - 2);
+        assert!(in_memory.iter().all(|c| resume.contains(&c.id())));
+        assert!(rest.iter().all(|c| !resume.contains(&c.id())));
+        assert!(rest.iter().all(|c| resume.get(&c.id()).is_none()));
+        assert_eq!(
+            resume.get(&in_memory[0].id()).unwrap().bytes(),
+            in_memory[0].bytes()
+        );
     }
 }

@@ -96,7 +96,8 @@ pub struct RemoteSource {
     unavailable: HashSet<ChunkId>,
     /// Tells the request feeder how many bytes arrived.
     arrived: Option<mpsc::Sender<u64>>,
-    /// Chunks received lately, by this connection or by the one before it.
+    /// The chunks received for the file being written, by this connection or by the one
+    /// before it.
     resume: Resume,
     /// With deltas (the source speaks protocol 4 or later): the destination's URL, whose
     /// newest snapshot's trees and chunk lists are the bases.
@@ -115,8 +116,9 @@ impl RemoteSource {
         input: BufReader<Box<dyn Read + Send>>,
         requests: Arc<Mutex<Requests>>,
         info: Option<SourceInfo>,
-        resume: Resume,
+        mut resume: Resume,
     ) -> RemoteSource {
+        resume.next_connection();
         RemoteSource {
             origin: origin.to_string(),
             input: Unpack::new(input),
@@ -143,7 +145,7 @@ impl RemoteSource {
         self
     }
 
-    /// The chunks received lately, for the next attempt.
+    /// The chunks received for the file being written, for the next attempt.
     pub(crate) fn into_resume(self) -> Resume {
         self.resume
     }
@@ -651,7 +653,7 @@ impl SyncSource for RemoteSource {
         for path in &info.unreadable {
             check_path(path).map_err(|m| self.protocol(m))?;
         }
-        // The chunks kept for a retry go beside the fallback's downloads.
+        // The chunks spilled for a retry go beside the fallback's downloads.
         self.resume.spill_to(repo.root().join("spool"));
         self.fetch_trees(repo, info.root)?;
         Ok(SourceState {
@@ -723,10 +725,12 @@ impl ChunkSource for RemoteSource {
     /// Every chunk was verified on arrival; `None` when the source said it cannot read it.
     fn read_chunk(
         &mut self,
-        _path: &[u8],
+        path: &[u8],
         _offset: u64,
         chunk: ChunkRef,
     ) -> Result<Option<VerifiedChunk>> {
+        // Asked for another file's chunk: the last file was received whole.
+        self.resume.file(path);
         if let Some(found) = self.stash.remove(&chunk.id) {
             if self.stash.is_empty() && self.pending.is_empty() {
                 self.stash.shrink_to_fit();

@@ -102,7 +102,7 @@ pub enum Message {
     /// Destination: send these chunks; each is answered by one `Chunk` or `NoChunk`.
     GetChunks(Vec<ChunkRef>),
     /// Source: one chunk's bytes.
-    Chunk(Vec<u8>),
+    Chunk(#[serde(with = "bytes")] Vec<u8>),
     /// Source: it could not read this chunk.
     NoChunk,
     /// Destination (push): something happened, for the client's display.
@@ -142,6 +142,7 @@ pub enum Message {
         /// Bytes of the frames once decompressed, at most [`MAX_PACKED`].
         len: u32,
         /// The zstd frame.
+        #[serde(with = "bytes")]
         data: Vec<u8>,
     },
     /// Destination (protocol 4): send these trees; each with the tree the destination holds
@@ -177,10 +178,55 @@ pub enum Message {
         /// Bytes of the encodings and chunks once decompressed, at most [`MAX_FRAME`].
         len: u32,
         /// The zstd frame.
+        #[serde(with = "bytes")]
         data: Vec<u8>,
         /// Another `Found` follows with the rest of the answer.
         more: bool,
     },
+}
+
+/// A byte string encoded as serde's bytes rather than as a sequence of `u8`: postcard writes
+/// both alike (a varint length, then the bytes), so the wire is unchanged, but bytes are
+/// copied whole where a sequence is visited one element at a time, which made decoding the
+/// chunks of an initial pull a fifth of the client's CPU.
+mod bytes {
+    use serde::de::{Deserializer, Error, SeqAccess, Visitor};
+    use serde::Serializer;
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(bytes)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        deserializer.deserialize_byte_buf(Bytes)
+    }
+
+    struct Bytes;
+
+    impl<'de> Visitor<'de> for Bytes {
+        type Value = Vec<u8>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("bytes")
+        }
+
+        fn visit_bytes<E: Error>(self, bytes: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(bytes.to_vec())
+        }
+
+        fn visit_byte_buf<E: Error>(self, bytes: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(bytes)
+        }
+
+        /// A format that writes bytes as a sequence (none the protocol uses) still reads.
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+            let mut bytes = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
+            while let Some(b) = seq.next_element()? {
+                bytes.push(b);
+            }
+            Ok(bytes)
+        }
+    }
 }
 
 /// One tree or chunk list of a [`Message::Found`] (protocol 5).
@@ -729,6 +775,26 @@ mod tests {
             out.push(m);
         }
         Ok(out)
+    }
+
+    #[test]
+    fn bytes_are_encoded_as_the_sequence_they_were() {
+        // The encoding of protocol 5's first peers, which wrote `Chunk` as a sequence of u8.
+        #[derive(Serialize, Deserialize, PartialEq, Debug)]
+        struct AsSequence(Vec<u8>);
+        for len in [0usize, 1, 127, 128, 300, 70_000] {
+            let payload: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+            let old = postcard::to_stdvec(&AsSequence(payload.clone())).unwrap();
+            let new = postcard::to_stdvec(&Message::Chunk(payload.clone())).unwrap();
+            assert_eq!(new[0], 9, "Chunk's tag");
+            assert_eq!(new[1..], old[..]);
+            match postcard::from_bytes::<Message>(&new).unwrap() {
+                Message::Chunk(b) => assert_eq!(b, payload),
+                other => panic!("{other:?}"),
+            }
+            let back: AsSequence = postcard::from_bytes(&new[1..]).unwrap();
+            assert_eq!(back.0, payload);
+        }
     }
 
     #[test]
