@@ -83,7 +83,7 @@ impl<'a> ColdCopy<'a> {
         Ok(ColdCopy {
             destination,
             committer: Mutex::new(
-                Committer::start_with(THREADS, IN_FLIGHT)
+                Committer::start_batched(THREADS, IN_FLIGHT)
                     .map_err(|e| Error::io(destination.display(b""), e))?,
             ),
             made: Mutex::new(HashSet::new()),

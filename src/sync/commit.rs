@@ -10,12 +10,14 @@
 //! and [`Committer::drain`] gives the caller the point after which every file it submitted is
 //! either in place or reported.
 //!
-//! Files that share their destination's flush ([`TempFile::shares_flush`]: a local file
-//! system's group commit) are taken by a worker in batches, as many as are waiting: each is
-//! written out first ([`TempFile::write_out`]), then committed in turn, and the first commit's
-//! flush, begun after every file of the batch was written out, makes them all durable. One
-//! flush and one thread's wake-up serve a batch, where a thread per file waited for its group
-//! before. Other files are committed one per worker, their `fsync`s overlapping.
+//! A committer started with [`Committer::start_batched`], for files its caller writes out
+//! itself ([`TempFile::write_out`], as a cold sync's copies are), takes the files that share
+//! their destination's flush ([`TempFile::shares_flush`]: a local file system's group commit)
+//! in batches, as many as are waiting: each is written out, then committed in turn, and the
+//! first commit's flush, begun after every file of the batch was written out, makes them all
+//! durable. One flush and one thread's wake-up serve a batch, where a thread per file waited
+//! for its group otherwise. Other files are committed one per worker, their `fsync`s
+//! overlapping.
 //!
 //! Never does: reorder two commits of one path (a sync writes each path once), or drop a
 //! result: every submitted file comes back once, with its outcome, through [`Committer::submit`]
@@ -55,16 +57,24 @@ pub(super) struct Committer<T: Send + 'static> {
 }
 
 impl<T: Send + 'static> Committer<T> {
-    /// Starts `threads` workers. Errors: the system refused to start a thread.
+    /// Starts `threads` workers, each committing one file at a time. Errors: the system
+    /// refused to start a thread.
     pub(super) fn start(threads: usize) -> std::io::Result<Committer<T>> {
-        Committer::start_with(threads, IN_FLIGHT)
+        Committer::spawn(threads, IN_FLIGHT, 1)
     }
 
-    /// Starts `threads` workers, which hold at most `in_flight` files at once (more files
-    /// make larger batches; the caller writes each out before submitting it, so that a file
-    /// in flight holds a handle, not its bytes). Errors: the system refused to start a
-    /// thread.
-    pub(super) fn start_with(threads: usize, in_flight: usize) -> std::io::Result<Committer<T>> {
+    /// Starts `threads` workers that commit the files sharing a flush in batches, and hold at
+    /// most `in_flight` files at once (more files make larger batches). For files the caller
+    /// has written out before submitting them ([`TempFile::write_out`]): a file in flight
+    /// then holds a handle, not its bytes, and the space on the destination a batch takes
+    /// was taken before it was submitted (a batch writes every file out before renaming
+    /// any, so files replacing larger ones would otherwise need room for all at once).
+    /// Errors: the system refused to start a thread.
+    pub(super) fn start_batched(threads: usize, in_flight: usize) -> std::io::Result<Committer<T>> {
+        Committer::spawn(threads, in_flight, BATCH)
+    }
+
+    fn spawn(threads: usize, in_flight: usize, most: usize) -> std::io::Result<Committer<T>> {
         let (jobs, queue) = mpsc::channel::<Job<T>>();
         let queue = Arc::new(Mutex::new(queue));
         let (report, done) = mpsc::channel();
@@ -76,14 +86,14 @@ impl<T: Send + 'static> Committer<T> {
                 .name(format!("musicfs-commit-{i}"))
                 .spawn(move || loop {
                     let waiting = queue.lock().unwrap_or_else(PoisonError::into_inner);
-                    let Some(batch) = next_batch(&waiting) else {
+                    let Some(batch) = next_batch(&waiting, most) else {
                         return;
                     };
                     // A batch that shares a flush keeps the queue while it is committed: the
                     // files submitted meanwhile wait there for the next batch and its one
                     // flush, rather than waking a worker each. Other files are committed
                     // while the next worker takes the next file.
-                    let keep = batch.iter().all(|job| job.file.shares_flush());
+                    let keep = most > 1 && batch.iter().all(|job| job.file.shares_flush());
                     let waiting = keep.then_some(waiting);
                     if !commit_batch(batch, &report) {
                         return;
@@ -168,11 +178,11 @@ impl<T: Send + 'static> Committer<T> {
 }
 
 /// The next files for a worker: one, waiting for it; then, while they share their flush,
-/// every file already waiting, up to [`BATCH`]. `None` once the queue is closed.
-fn next_batch<T>(queue: &Receiver<Job<T>>) -> Option<Vec<Job<T>>> {
+/// every file already waiting, up to `most`. `None` once the queue is closed.
+fn next_batch<T>(queue: &Receiver<Job<T>>, most: usize) -> Option<Vec<Job<T>>> {
     let first = queue.recv().ok()?;
     let mut batch = vec![first];
-    while batch.len() < BATCH && batch.iter().all(|job| job.file.shares_flush()) {
+    while batch.len() < most && batch.iter().all(|job| job.file.shares_flush()) {
         match queue.try_recv() {
             Ok(job) => batch.push(job),
             Err(_) => break,
@@ -368,7 +378,11 @@ mod tests {
             let flushes = Arc::new(Flushes::default());
             let committed = Arc::new(AtomicUsize::new(0));
             let discarded = Arc::new(AtomicUsize::new(0));
-            let mut committer = Committer::start_with(THREADS, 1 + round % 40).unwrap();
+            let mut committer = if round % 3 == 2 {
+                Committer::start(THREADS).unwrap()
+            } else {
+                Committer::start_batched(THREADS, 1 + round % 40).unwrap()
+            };
             let files = 1 + (round * 7) % 120;
             let mut back = Vec::new();
             for i in 0..files {
