@@ -135,6 +135,12 @@ impl GroupCommit {
         self.ticket(dev).is_some()
     }
 
+    /// Whether a flush that began after `ticket` was taken has succeeded (and none failed).
+    fn covered(&self, ticket: Ticket) -> bool {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        !state.failed && state.covered > ticket.0
+    }
+
     /// Makes everything written to this file system before the call durable, sharing the
     /// flush with any commit under way: `false` when the flush failed, and the caller syncs
     /// each entry on its own.
@@ -191,18 +197,31 @@ impl GroupCommit {
 pub(crate) struct Member(Arc<GroupCommit>);
 
 impl Member {
+    /// The ticket of `file`, whose every byte and metadata have just been written out: the
+    /// number of the first flush that will begin after now. `None` when a flush of this file
+    /// system cannot make it durable (it lies on another one, or a flush has failed).
+    /// Errors: its `fstat`'s.
+    pub(crate) fn ticket(&self, file: &File) -> std::io::Result<Option<Ticket>> {
+        Ok(self.0.ticket(file.metadata()?.dev()))
+    }
+
     /// Makes `file`, whose every byte has been written, durable: through a flush shared with
     /// the files committed at the same time, or, when it is the only file under way, when it
     /// lies on another file system, or when a shared flush has failed, through its own
-    /// `fsync`. Errors: its own `fsync`'s.
-    pub(crate) fn make_durable(&self, file: &File) -> std::io::Result<()> {
+    /// `fsync`. `written` is its ticket when it was taken as the file was written out
+    /// ([`Member::ticket`]): a flush begun since then, already over, makes it durable without
+    /// waiting, even when it is the last file under way. Errors: its own `fsync`'s.
+    pub(crate) fn make_durable(&self, file: &File, written: Option<Ticket>) -> std::io::Result<()> {
         let group = &self.0;
-        if group.members.load(Ordering::SeqCst) > 1 {
-            let dev = file.metadata()?.dev();
-            if let Some(ticket) = group.ticket(dev) {
-                if group.wait(ticket) {
-                    return Ok(());
-                }
+        let shared = group.members.load(Ordering::SeqCst) > 1;
+        let ticket = match written {
+            Some(ticket) => Some(ticket),
+            None if shared => group.ticket(file.metadata()?.dev()),
+            None => None,
+        };
+        if let Some(ticket) = ticket {
+            if (shared || group.covered(ticket)) && group.wait(ticket) {
+                return Ok(());
             }
         }
         file.sync_all()
@@ -354,10 +373,10 @@ mod tests {
         };
         let file = File::create(dir.path().join("a")).unwrap();
         let alone = group.join();
-        alone.make_durable(&file).unwrap();
+        alone.make_durable(&file, None).unwrap();
         assert_eq!(calls.load(Ordering::SeqCst), 0, "one file: its own fsync");
         let other = group.join();
-        alone.make_durable(&file).unwrap();
+        alone.make_durable(&file, None).unwrap();
         assert_eq!(
             calls.load(Ordering::SeqCst),
             1,
@@ -366,6 +385,33 @@ mod tests {
         drop(other);
         drop(alone);
         assert_eq!(group.members.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn a_file_written_out_before_a_flush_that_succeeded_is_durable_by_it_even_when_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let dev = std::fs::metadata(dir.path()).unwrap().dev();
+        let calls = Arc::new(AtomicU64::new(0));
+        let group = {
+            let calls = calls.clone();
+            Arc::new(GroupCommit::with_flush(dev, move || {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            }))
+        };
+        let (a, b) = (
+            File::create(dir.path().join("a")).unwrap(),
+            File::create(dir.path().join("b")).unwrap(),
+        );
+        let (first, last) = (group.join(), group.join());
+        let (ta, tb) = (first.ticket(&a).unwrap(), last.ticket(&b).unwrap());
+        first.make_durable(&a, ta).unwrap();
+        drop(first);
+        last.make_durable(&b, tb).unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "one flush for both");
+        // Written out after that flush began: the next one, or its own fsync.
+        let late = last.ticket(&b).unwrap();
+        assert!(!group.covered(late.unwrap()));
     }
 
     #[test]

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::group_commit::{GroupCommit, Member};
+use super::group_commit::{GroupCommit, Member, Ticket};
 use super::mountinfo::LazyMountTable;
 use super::temp::temp_name;
 use super::{
@@ -690,6 +690,9 @@ struct LocalTemp {
     failed: Option<String>,
     /// Its place in the destination's group commit, when it has one.
     member: Option<Member>,
+    /// Written out ([`TempFile::write_out`]): every byte handed to the kernel, mode and mtime
+    /// set; with the ticket of the group's flush that will make it durable, when it has one.
+    out: Option<Option<Ticket>>,
 }
 
 /// How many bytes a [`LocalTemp`] gathers before it writes them.
@@ -721,6 +724,10 @@ impl LocalTemp {
 
 impl Write for LocalTemp {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.out.is_some() {
+            let refused = Err(io::Error::other("written to after it was written out"));
+            return self.noted(refused);
+        }
         if self.pending.len() + buf.len() > WRITE_BEHIND {
             self.write_pending()?;
         }
@@ -743,32 +750,58 @@ impl Write for LocalTemp {
 }
 
 impl TempFile for LocalTemp {
-    fn commit(mut self: Box<Self>, mode: u32, mtime_ns: i64) -> Result<()> {
+    fn write_out(&mut self, mode: u32, mtime_ns: i64) -> Result<()> {
+        if self.out.is_some() {
+            return Ok(());
+        }
         // A failed write is noted in `failed` and refused below.
         let _ = self.write_pending();
+        // What a file waiting for its flush holds: its handle, not its bytes.
+        self.pending = Vec::new();
+        let io_err = |e| Error::io(&self.target, e);
+        if let Some(reason) = &self.failed {
+            return Err(io_err(io::Error::other(format!(
+                "not written: a write to its temporary file failed ({reason})"
+            ))));
+        }
+        self.file
+            .set_permissions(fs::Permissions::from_mode(mode))
+            .map_err(io_err)?;
+        self.file
+            .set_modified(system_time(mtime_ns))
+            .map_err(io_err)?;
+        // Taken after the last change to the file: the flush it names begins after them.
+        let ticket = match &self.member {
+            Some(member) => member.ticket(&self.file).map_err(io_err)?,
+            None => None,
+        };
+        self.out = Some(ticket);
+        Ok(())
+    }
+
+    fn shares_flush(&self) -> bool {
+        self.member.is_some()
+    }
+
+    fn commit(mut self: Box<Self>, mode: u32, mtime_ns: i64) -> Result<()> {
+        if let Err(e) = self.write_out(mode, mtime_ns) {
+            let _ = fs::remove_file(&self.path);
+            return Err(e);
+        }
         let LocalTemp {
             path,
             target,
             file,
-            failed,
             member,
+            out,
             ..
         } = *self;
         let result = (|| {
-            let io_err = |e| Error::io(&target, e);
-            if let Some(reason) = failed {
-                return Err(io_err(io::Error::other(format!(
-                    "not written: a write to its temporary file failed ({reason})"
-                ))));
-            }
-            file.set_permissions(fs::Permissions::from_mode(mode))
-                .map_err(io_err)?;
-            file.set_modified(system_time(mtime_ns)).map_err(io_err)?;
             match &member {
-                Some(member) => member.make_durable(&file),
+                Some(member) => member.make_durable(&file, out.flatten()),
                 None => file.sync_all(),
             }
-            .map_err(io_err)?;
+            .map_err(|e| Error::io(&target, e))?;
             drop(file);
             drop(member);
             fs::rename(&path, &target).map_err(|e| Error::io(&target, e))
@@ -853,6 +886,7 @@ impl WritableOrigin for LocalOrigin {
             file,
             pending: Vec::new(),
             failed: None,
+            out: None,
             member: self
                 .group
                 .get_or_init(|| GroupCommit::open(&self.root))

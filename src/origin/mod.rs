@@ -177,6 +177,23 @@ pub trait TempFile: std::io::Write + Send {
     /// failure after the rename, the new one; never a mix. Errors: `Transient` when the
     /// connection failed, `Permanent` for a full disk or permission denied.
     fn commit(self: Box<Self>, mode: u32, mtime_ns: i64) -> crate::Result<()>;
+    /// The first half of [`TempFile::commit`], for a caller that commits many files: hands
+    /// every byte written to the storage and gives the file its final mode and mtime, so that
+    /// `commit` (with the same mode and mtime) has only durability and the rename left, and
+    /// the files written out before a flush shared by a destination's files began are all
+    /// made durable by it. Called after the last write; a second call does nothing more.
+    /// The default does nothing (`commit` does it all). Errors as `commit`'s; the file is then
+    /// discarded, never committed.
+    fn write_out(&mut self, _mode: u32, _mtime_ns: i64) -> crate::Result<()> {
+        Ok(())
+    }
+    /// Whether this file is made durable by a flush it shares with the other files of its
+    /// destination (a local file system's group commit), so that a caller gains by committing
+    /// several together, written out first ([`TempFile::write_out`]), rather than each on
+    /// a thread of its own. Touches nothing; the default is `false`.
+    fn shares_flush(&self) -> bool {
+        false
+    }
     /// Removes the temporary file (best effort: the next sync removes leftovers). Never
     /// touches the target.
     fn discard(self: Box<Self>);

@@ -41,6 +41,11 @@ pub(super) fn is_empty(destination: &dyn WritableOrigin) -> bool {
         .is_some_and(|mut entries| entries.next().is_none())
 }
 
+/// Copies handed to the committer and not yet back, at most. Each is written out before it is
+/// handed over (it holds a handle, not its bytes), and those waiting together share one flush:
+/// the more may wait, the fewer flushes.
+const IN_FLIGHT: usize = 256;
+
 /// A file the scan copied into the destination and committed there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Copied {
@@ -81,7 +86,8 @@ impl<'a> ColdCopy<'a> {
         Ok(ColdCopy {
             destination,
             committer: Mutex::new(
-                Committer::start(THREADS).map_err(|e| Error::io(destination.display(b""), e))?,
+                Committer::start_batched(THREADS, IN_FLIGHT)
+                    .map_err(|e| Error::io(destination.display(b""), e))?,
             ),
             made: Mutex::new(HashSet::new()),
             copied: Mutex::new(HashMap::new()),
@@ -218,6 +224,14 @@ impl FileCopy for Copying<'_> {
         if self.written != stat.size || list.size() != stat.size {
             self.file = Some(file);
             self.give_up(&"not every byte was copied");
+            return;
+        }
+        // Written out here, on the reader's thread, while its bytes are at hand: what waits
+        // for the committer is a handle.
+        let mut file = file;
+        if let Err(e) = file.write_out(stat.mode, stat.mtime_ns) {
+            tracing::debug!("{}: not copied while read: {e}", display_path(&self.path));
+            file.discard();
             return;
         }
         crate::failpoint::hit("before-rename");

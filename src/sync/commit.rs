@@ -10,6 +10,15 @@
 //! and [`Committer::drain`] gives the caller the point after which every file it submitted is
 //! either in place or reported.
 //!
+//! A committer started with [`Committer::start_batched`], for files its caller writes out
+//! itself ([`TempFile::write_out`], as a cold sync's copies are), takes the files that share
+//! their destination's flush ([`TempFile::shares_flush`]: a local file system's group commit)
+//! in batches, as many as are waiting: each is written out, then committed in turn, and the
+//! first commit's flush, begun after every file of the batch was written out, makes them all
+//! durable. One flush and one thread's wake-up serve a batch, where a thread per file waited
+//! for its group otherwise. Other files are committed one per worker, their `fsync`s
+//! overlapping.
+//!
 //! Never does: reorder two commits of one path (a sync writes each path once), or drop a
 //! result: every submitted file comes back once, with its outcome, through [`Committer::submit`]
 //! or [`Committer::drain`].
@@ -23,8 +32,11 @@ use crate::origin::TempFile;
 
 /// Threads committing at once.
 pub(super) const THREADS: usize = 8;
-/// Files submitted and not yet come back, at most: each holds its temporary file open.
+/// Files submitted and not yet come back, at most, by default: each holds its temporary file
+/// open, and those not yet written out their last bytes.
 const IN_FLIGHT: usize = 2 * THREADS;
+/// Files one worker commits in one batch, at most.
+const BATCH: usize = 256;
 
 struct Job<T> {
     file: Box<dyn TempFile>,
@@ -40,11 +52,29 @@ pub(super) struct Committer<T: Send + 'static> {
     done: Receiver<(T, Result<()>)>,
     workers: Vec<JoinHandle<()>>,
     in_flight: usize,
+    /// Most files in flight before [`Committer::submit`] waits for one to come back.
+    limit: usize,
 }
 
 impl<T: Send + 'static> Committer<T> {
-    /// Starts `threads` workers. Errors: the system refused to start a thread.
+    /// Starts `threads` workers, each committing one file at a time. Errors: the system
+    /// refused to start a thread.
     pub(super) fn start(threads: usize) -> std::io::Result<Committer<T>> {
+        Committer::spawn(threads, IN_FLIGHT, 1)
+    }
+
+    /// Starts `threads` workers that commit the files sharing a flush in batches, and hold at
+    /// most `in_flight` files at once (more files make larger batches). For files the caller
+    /// has written out before submitting them ([`TempFile::write_out`]): a file in flight
+    /// then holds a handle, not its bytes, and the space on the destination a batch takes
+    /// was taken before it was submitted (a batch writes every file out before renaming
+    /// any, so files replacing larger ones would otherwise need room for all at once).
+    /// Errors: the system refused to start a thread.
+    pub(super) fn start_batched(threads: usize, in_flight: usize) -> std::io::Result<Committer<T>> {
+        Committer::spawn(threads, in_flight, BATCH)
+    }
+
+    fn spawn(threads: usize, in_flight: usize, most: usize) -> std::io::Result<Committer<T>> {
         let (jobs, queue) = mpsc::channel::<Job<T>>();
         let queue = Arc::new(Mutex::new(queue));
         let (report, done) = mpsc::channel();
@@ -55,12 +85,20 @@ impl<T: Send + 'static> Committer<T> {
             let worker = std::thread::Builder::new()
                 .name(format!("musicfs-commit-{i}"))
                 .spawn(move || loop {
-                    let next = queue.lock().unwrap_or_else(PoisonError::into_inner).recv();
-                    let Ok(job) = next else { return };
-                    let outcome = job.file.commit(job.mode, job.mtime_ns);
-                    if report.send((job.ticket, outcome)).is_err() {
+                    let waiting = queue.lock().unwrap_or_else(PoisonError::into_inner);
+                    let Some(batch) = next_batch(&waiting, most) else {
+                        return;
+                    };
+                    // A batch that shares a flush keeps the queue while it is committed: the
+                    // files submitted meanwhile wait there for the next batch and its one
+                    // flush, rather than waking a worker each. Other files are committed
+                    // while the next worker takes the next file.
+                    let keep = most > 1 && batch.iter().all(|job| job.file.shares_flush());
+                    let waiting = keep.then_some(waiting);
+                    if !commit_batch(batch, &report) {
                         return;
                     }
+                    drop(waiting);
                 })?;
             workers.push(worker);
         }
@@ -69,6 +107,7 @@ impl<T: Send + 'static> Committer<T> {
             done,
             workers,
             in_flight: 0,
+            limit: in_flight.max(1),
         })
     }
 
@@ -83,7 +122,7 @@ impl<T: Send + 'static> Committer<T> {
         ticket: T,
     ) -> Vec<(T, Result<()>)> {
         let mut ended = Vec::new();
-        while self.in_flight >= IN_FLIGHT {
+        while self.in_flight >= self.limit {
             match self.done.recv() {
                 Ok(outcome) => {
                     self.in_flight -= 1;
@@ -136,6 +175,47 @@ impl<T: Send + 'static> Committer<T> {
         }
         ended
     }
+}
+
+/// The next files for a worker: one, waiting for it; then, while they share their flush,
+/// every file already waiting, up to `most`. `None` once the queue is closed.
+fn next_batch<T>(queue: &Receiver<Job<T>>, most: usize) -> Option<Vec<Job<T>>> {
+    let first = queue.recv().ok()?;
+    let mut batch = vec![first];
+    while batch.len() < most && batch.iter().all(|job| job.file.shares_flush()) {
+        match queue.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
+        }
+    }
+    Some(batch)
+}
+
+/// Writes out every file of `batch`, then commits each: the first commit's flush began after
+/// all of them were written out, and makes them all durable. Reports each outcome; `false`
+/// when nobody takes them any more.
+fn commit_batch<T>(batch: Vec<Job<T>>, report: &Sender<(T, Result<()>)>) -> bool {
+    let written: Vec<(Job<T>, Result<()>)> = batch
+        .into_iter()
+        .map(|mut job| {
+            let out = job.file.write_out(job.mode, job.mtime_ns);
+            (job, out)
+        })
+        .collect();
+    let mut open = true;
+    for (job, out) in written {
+        let outcome = match out {
+            Ok(()) => job.file.commit(job.mode, job.mtime_ns),
+            Err(e) => {
+                job.file.discard();
+                Err(e)
+            }
+        };
+        // A closed report channel still lets the batch's commits end: a file is never left
+        // half-way between written out and renamed.
+        open &= report.send((job.ticket, outcome)).is_ok();
+    }
+    open
 }
 
 impl<T: Send + 'static> Drop for Committer<T> {
@@ -211,6 +291,146 @@ mod tests {
             assert_eq!(tickets, (0..files).collect::<Vec<_>>());
             for (ticket, outcome) in &back {
                 assert_eq!(outcome.is_err(), ticket % 7 == 3, "file {ticket}");
+            }
+        }
+    }
+
+    /// A flush shared by the [`Grouped`] files: numbered as they begin, as a group commit's.
+    #[derive(Default)]
+    struct Flushes {
+        /// (flushes begun, one more than the number of the latest that ended).
+        state: Mutex<(u64, u64)>,
+        /// Every file's events in order: (file, `true` for its write-out, `false` for its
+        /// commit).
+        log: Mutex<Vec<(usize, bool)>>,
+    }
+
+    /// A temporary file that shares its flush with the others of its group, as a local
+    /// destination's do: its write-out takes a ticket, its commit waits for a flush begun
+    /// after it (leading one when none is over) and fails when it was not written out.
+    struct Grouped {
+        id: usize,
+        flushes: Arc<Flushes>,
+        ticket: Option<u64>,
+        fail_write_out: bool,
+        committed: Arc<AtomicUsize>,
+        discarded: Arc<AtomicUsize>,
+    }
+
+    impl Write for Grouped {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl TempFile for Grouped {
+        fn write_out(&mut self, _mode: u32, _mtime_ns: i64) -> Result<()> {
+            if self.fail_write_out {
+                return Err(crate::Error::InvalidInput("no space".into()));
+            }
+            if self.ticket.is_none() {
+                self.flushes.log.lock().unwrap().push((self.id, true));
+                self.ticket = Some(self.flushes.state.lock().unwrap().0);
+            }
+            Ok(())
+        }
+        fn shares_flush(&self) -> bool {
+            true
+        }
+        fn commit(self: Box<Self>, _mode: u32, _mtime_ns: i64) -> Result<()> {
+            let ticket = self.ticket.expect("committed without being written out");
+            let covered = self.flushes.state.lock().unwrap().1 > ticket;
+            if !covered {
+                // The committer holds its queue through a batch: no other flush runs.
+                let number = {
+                    let mut state = self.flushes.state.lock().unwrap();
+                    state.0 += 1;
+                    state.0 - 1
+                };
+                std::thread::sleep(Duration::from_micros(300));
+                let mut state = self.flushes.state.lock().unwrap();
+                state.1 = state.1.max(number + 1);
+                assert!(state.1 > ticket, "a flush begun before the write-out");
+            }
+            self.flushes.log.lock().unwrap().push((self.id, false));
+            self.committed.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+        fn discard(self: Box<Self>) {
+            self.discarded.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn files_sharing_a_flush_are_written_out_before_their_commits_and_each_comes_back_once() {
+        // Repeated under a deadline: batches taken while others are submitted, files whose
+        // write-out fails among them, files that share no flush in between, and a committer
+        // dropped with files still queued.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        for round in 0..150 {
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: too slow, a hang?"
+            );
+            let flushes = Arc::new(Flushes::default());
+            let committed = Arc::new(AtomicUsize::new(0));
+            let discarded = Arc::new(AtomicUsize::new(0));
+            let mut committer = if round % 3 == 2 {
+                Committer::start(THREADS).unwrap()
+            } else {
+                Committer::start_batched(THREADS, 1 + round % 40).unwrap()
+            };
+            let files = 1 + (round * 7) % 120;
+            let mut back = Vec::new();
+            for i in 0..files {
+                let file: Box<dyn TempFile> = if i % 11 == 5 {
+                    Box::new(Slow {
+                        committed: Arc::clone(&committed),
+                        fail: false,
+                    })
+                } else {
+                    let mut file = Grouped {
+                        id: i,
+                        flushes: Arc::clone(&flushes),
+                        ticket: None,
+                        fail_write_out: i % 13 == 4,
+                        committed: Arc::clone(&committed),
+                        discarded: Arc::clone(&discarded),
+                    };
+                    // Half written out by the caller, as a cold copy's are.
+                    if i % 2 == 0 {
+                        let _ = file.write_out(0o644, 0);
+                    }
+                    Box::new(file)
+                };
+                back.extend(committer.submit(file, 0o644, 0, i));
+            }
+            if round % 5 == 4 {
+                // Dropped without a drain: every queued file still ends, committed.
+                drop(committer);
+                let failing = (0..files).filter(|i| i % 13 == 4 && i % 11 != 5).count();
+                assert_eq!(committed.load(Ordering::SeqCst), files - failing);
+                assert_eq!(discarded.load(Ordering::SeqCst), failing);
+                continue;
+            }
+            back.extend(committer.drain());
+            let mut tickets: Vec<usize> = back.iter().map(|(t, _)| *t).collect();
+            tickets.sort_unstable();
+            assert_eq!(tickets, (0..files).collect::<Vec<_>>());
+            for (ticket, outcome) in &back {
+                let fails = ticket % 13 == 4 && ticket % 11 != 5;
+                assert_eq!(outcome.is_err(), fails, "file {ticket}");
+            }
+            let log = flushes.log.lock().unwrap();
+            for i in 0..files {
+                let out = log.iter().position(|&e| e == (i, true));
+                let commit = log.iter().position(|&e| e == (i, false));
+                if let Some(commit) = commit {
+                    assert!(out.is_some_and(|out| out < commit), "file {i}: {log:?}");
+                }
             }
         }
     }
