@@ -627,7 +627,7 @@ fn the_server_answers_in_the_clients_protocol_and_checks_the_filter() {
     let hello = |version| Message::Hello {
         magic: MAGIC,
         version,
-        format: musicfs::repo::FORMAT_VERSION,
+        format: musicfs::chunk::CHUNKING_VERSION,
     };
     let pull = Message::Pull {
         path: src.to_str().unwrap().as_bytes().to_vec(),

@@ -153,7 +153,7 @@ mod hostile {
             let hello = Message::Hello {
                 magic: musicfs::agent::wire::MAGIC,
                 version: musicfs::agent::wire::PROTOCOL_VERSION,
-                format: musicfs::repo::FORMAT_VERSION,
+                format: musicfs::chunk::CHUNKING_VERSION,
             };
             let source = Message::Source(SourceInfo {
                 root,
@@ -652,7 +652,7 @@ mod compression {
         let hello = Message::Hello {
             magic: MAGIC,
             version,
-            format: musicfs::repo::FORMAT_VERSION,
+            format: musicfs::chunk::CHUNKING_VERSION,
         };
         let pull = Message::Pull {
             path: src.as_os_str().as_encoded_bytes().to_vec(),
@@ -718,6 +718,75 @@ mod compression {
         }
     }
 
+    /// Greets a fresh `musicfs serve --stdio` as a protocol-5 client whose `Hello` carries
+    /// `format`, and returns the server's first two messages after its greeting's.
+    fn greet_with_format(format: u32) -> (Message, Message) {
+        use musicfs::agent::wire::PROTOCOL_VERSION;
+        use std::process::{Command, Stdio};
+        let t = TestRepo::new();
+        let src = t.path("src");
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::write(src.join("a.bin"), b"four").unwrap();
+        let mut child = Command::new(util::bin())
+            .args(["serve", "--stdio"])
+            .env("MUSICFS_REPO", t.path("remote-repo"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut input = child.stdin.take().unwrap();
+        let mut output = child.stdout.take().unwrap();
+        let hello = Message::Hello {
+            magic: MAGIC,
+            version: PROTOCOL_VERSION,
+            format,
+        };
+        let pull = Message::Pull {
+            path: src.as_os_str().as_encoded_bytes().to_vec(),
+            checksum: false,
+        };
+        write_message(&mut input, &hello).unwrap();
+        write_message(&mut input, &pull).unwrap();
+        let mut next = || loop {
+            match read_message(&mut output).unwrap().unwrap() {
+                Message::Working { .. } => continue,
+                m => return m,
+            }
+        };
+        let answers = (next(), next());
+        drop(input);
+        let _ = child.wait();
+        answers
+    }
+
+    /// The handshake compares the chunking rules, not the repository format: a release of
+    /// repository format 4 sends 4, and a musicfs of format 5 (whose rules are those of 4)
+    /// serves it; other rules are refused in one line that names both.
+    #[test]
+    fn a_peer_of_repository_format_4_is_served_and_other_chunking_rules_are_refused() {
+        assert_eq!(musicfs::chunk::CHUNKING_VERSION, 4);
+        assert!(musicfs::repo::FORMAT_VERSION > 4);
+        let (hello, source) = greet_with_format(4);
+        assert!(
+            matches!(hello, Message::Hello { format: 4, .. }),
+            "{hello:?}"
+        );
+        assert!(
+            matches!(&source, Message::Source(info) if info.files == 1),
+            "{source:?}"
+        );
+        let (_, refused) = greet_with_format(5);
+        let Message::Failed(why) = refused else {
+            panic!("chunking rules 5 not refused: {refused:?}")
+        };
+        assert!(!why.contains('\n'), "{why}");
+        assert!(
+            why.contains("chunking rules 5") && why.contains("chunking rules 4"),
+            "{why}"
+        );
+    }
+
     /// A client of a newer protocol than the server's is refused in one line that names both.
     #[test]
     fn a_newer_client_is_refused_naming_both_versions() {
@@ -737,7 +806,7 @@ mod compression {
         let hello = Message::Hello {
             magic: MAGIC,
             version: PROTOCOL_VERSION + 1,
-            format: musicfs::repo::FORMAT_VERSION,
+            format: musicfs::chunk::CHUNKING_VERSION,
         };
         write_message(&mut input, &hello).unwrap();
         assert!(matches!(

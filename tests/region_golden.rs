@@ -97,7 +97,7 @@ fn fixture_regions_match_golden() {
             .unwrap_or_else(|| actual.lines().count().min(expected.lines().count()));
         panic!(
             "region chunking changed (a repository format change) at line {}:\n  golden: {:?}\n  now:    {:?}\n\
-             If deliberate, bump FORMAT_VERSION and run MUSICFS_UPDATE_GOLDEN=1 cargo test --test region_golden",
+             If deliberate, bump CHUNKING_VERSION and FORMAT_VERSION and run MUSICFS_UPDATE_GOLDEN=1 cargo test --test region_golden",
             first + 1,
             expected.lines().nth(first),
             actual.lines().nth(first)

@@ -400,7 +400,7 @@ fn hostile_frames(name: &[u8]) -> Vec<u8> {
         Message::Hello {
             magic: MAGIC,
             version: PROTOCOL_VERSION,
-            format: musicfs::repo::FORMAT_VERSION,
+            format: musicfs::chunk::CHUNKING_VERSION,
         },
         Message::Source(SourceInfo {
             root: tree.tree_id(),

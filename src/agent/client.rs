@@ -8,11 +8,12 @@ use super::resume::Resume;
 use super::source::{send, RemoteSource, Requests};
 use super::wire::{read_message, Message, SourceInfo, MAGIC, PROTOCOL_VERSION};
 use crate::chunk::Chunker;
+use crate::chunk::CHUNKING_VERSION;
 use crate::error::{Error, Result};
 use crate::filter::Filter;
 use crate::interrupt::ReadAhead;
 use crate::origin::{Origin, WritableOrigin};
-use crate::repo::{Repository, FORMAT_VERSION};
+use crate::repo::Repository;
 use crate::report::Sink;
 use crate::sync::{sync_from, LocalSource, SyncOptions, SyncSource, SyncSummary};
 
@@ -40,7 +41,7 @@ pub(crate) fn hello_in(version: u32) -> Message {
     Message::Hello {
         magic: MAGIC,
         version,
-        format: FORMAT_VERSION,
+        format: CHUNKING_VERSION,
     }
 }
 
@@ -57,9 +58,9 @@ fn greeting(origin: &str, input: &mut dyn Read) -> Result<()> {
             version,
             format,
         })) if magic == MAGIC => {
-            if version != PROTOCOL_VERSION || format != FORMAT_VERSION {
+            if version != PROTOCOL_VERSION || format != CHUNKING_VERSION {
                 return Err(protocol(format!(
-                    "the remote musicfs speaks protocol {version} with repository format {format}; this one speaks protocol {PROTOCOL_VERSION} with format {FORMAT_VERSION} (install the same version on both ends, or use --sftp)"
+                    "the remote musicfs speaks protocol {version} with chunking rules {format}; this one speaks protocol {PROTOCOL_VERSION} with chunking rules {CHUNKING_VERSION} (install the same version on both ends, or use --sftp)"
                 )));
             }
             Ok(())

@@ -14,9 +14,10 @@ use super::wire::{
     PROTOCOL_VERSION,
 };
 use crate::chunk::Chunker;
+use crate::chunk::CHUNKING_VERSION;
 use crate::error::{Error, Result};
 use crate::origin::{OpenOptions, OriginSpec};
-use crate::repo::{Repository, FORMAT_VERSION};
+use crate::repo::Repository;
 use crate::report::{Event, NullSink, Sink};
 use crate::sync::{sync_from, LocalSource, SyncOptions, SyncSource};
 
@@ -125,11 +126,11 @@ fn session(
             format,
         } if magic == super::wire::MAGIC => {
             if !(OLDEST_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&version)
-                || format != FORMAT_VERSION
+                || format != CHUNKING_VERSION
             {
                 write(&[super::client::hello()])?;
                 return Err(protocol(format!(
-                    "the client speaks protocol {version} with repository format {format}; this musicfs speaks protocols {OLDEST_PROTOCOL_VERSION} to {PROTOCOL_VERSION} with format {FORMAT_VERSION}"
+                    "the client speaks protocol {version} with chunking rules {format}; this musicfs speaks protocols {OLDEST_PROTOCOL_VERSION} to {PROTOCOL_VERSION} with chunking rules {CHUNKING_VERSION}"
                 )));
             }
             version

@@ -59,14 +59,15 @@ pub struct SourceInfo {
 /// One message. Requests are answered in the order they were sent.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Message {
-    /// Both ends, first: the magic, the protocol version, the repository format version
-    /// (chunk ids are comparable only between equal formats).
+    /// Both ends, first: the magic, the protocol version, the chunking rules' version
+    /// (chunk ids are comparable only between equal rules).
     Hello {
         /// [`MAGIC`].
         magic: [u8; 8],
         /// [`PROTOCOL_VERSION`].
         version: u32,
-        /// `repo::FORMAT_VERSION`.
+        /// `chunk::CHUNKING_VERSION` (the repository format up to format 4, which older
+        /// peers still send: the same number).
         format: u32,
     },
     /// Client: the server is the source; scan `path` and describe it.

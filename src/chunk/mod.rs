@@ -18,6 +18,14 @@ pub use self::regions::{
 };
 pub use self::verified::{Form, VerifiedChunk};
 
+/// The version of the rules that cut files into chunks and regions and name them: two
+/// musicfs whose rules differ name the same bytes differently, so the agent's handshake
+/// compares this number (`docs/protocol.md`). A change to those rules increments it, and the
+/// repository's `FORMAT_VERSION` with it. It was the repository format itself up to format
+/// 4; format 5 changed only the index's tables, so the rules are still those of 4, and a peer
+/// of format 4, which sends and compares its repository format, matches.
+pub const CHUNKING_VERSION: u32 = 4;
+
 use std::io::{self, Read};
 
 use crate::id::ChunkId;
