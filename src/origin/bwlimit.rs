@@ -277,6 +277,12 @@ impl TempFile for LimitedTemp {
     fn commit(self: Box<Self>, mode: u32, mtime_ns: i64) -> Result<()> {
         self.inner.commit(mode, mtime_ns)
     }
+    fn write_out(&mut self, mode: u32, mtime_ns: i64) -> Result<()> {
+        self.inner.write_out(mode, mtime_ns)
+    }
+    fn shares_flush(&self) -> bool {
+        self.inner.shares_flush()
+    }
     fn discard(self: Box<Self>) {
         self.inner.discard()
     }
@@ -319,6 +325,26 @@ mod tests {
         assert!(parse_rate("fast").is_err());
         assert!(parse_rate("10X").is_err());
         assert!(parse_rate("").is_err());
+    }
+
+    #[test]
+    fn a_limited_file_offers_what_the_wrapped_file_offers_to_a_batch_commit() {
+        use crate::origin::LocalOrigin;
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let plain = LocalOrigin::open(dir.path(), false).unwrap();
+        let origin = BwLimited::new(
+            Box::new(LocalOrigin::open(dir.path(), false).unwrap()),
+            Budget::new(64 << 20),
+        );
+        let bare = plain.create_temp(b"a").unwrap();
+        let mut limited = origin.create_temp(b"b").unwrap();
+        assert_eq!(limited.shares_flush(), bare.shares_flush());
+        bare.discard();
+        limited.write_all(&[9u8; 100]).unwrap();
+        limited.write_out(0o640, 0).unwrap();
+        limited.commit(0o640, 0).unwrap();
+        assert_eq!(std::fs::read(dir.path().join("b")).unwrap(), vec![9u8; 100]);
     }
 
     #[test]

@@ -229,6 +229,12 @@ impl TempFile for MeteredTemp {
     fn commit(self: Box<Self>, mode: u32, mtime_ns: i64) -> Result<()> {
         self.inner.commit(mode, mtime_ns)
     }
+    fn write_out(&mut self, mode: u32, mtime_ns: i64) -> Result<()> {
+        self.inner.write_out(mode, mtime_ns)
+    }
+    fn shares_flush(&self) -> bool {
+        self.inner.shares_flush()
+    }
     fn discard(self: Box<Self>) {
         self.inner.discard()
     }
@@ -273,10 +279,22 @@ mod tests {
         assert_eq!((meter.received(), meter.sent()), (10_100, 300));
         assert_eq!(std::fs::metadata(dir.path().join("b")).unwrap().len(), 340);
 
+        // A caller that commits many files at once sees what the wrapped file offers.
+        let plain = LocalOrigin::open(dir.path(), false).unwrap();
+        let bare = plain.create_temp(b"c").unwrap();
+        let mut wrapped = origin.create_temp(b"d").unwrap();
+        assert_eq!(wrapped.shares_flush(), bare.shares_flush());
+        bare.discard();
+        wrapped.write_all(&[3u8; 20]).unwrap();
+        wrapped.write_out(0o600, 0).unwrap();
+        wrapped.commit(0o600, 0).unwrap();
+        assert_eq!(std::fs::read(dir.path().join("d")).unwrap(), vec![3u8; 20]);
+        assert_eq!((meter.received(), meter.sent()), (10_100, 320));
+
         let mut stream = MeteredStream::new(io::Cursor::new(vec![0u8; 64]), Arc::clone(&meter));
         let mut buf = Vec::new();
         stream.read_to_end(&mut buf).unwrap();
         stream.write_all(b"hello").unwrap();
-        assert_eq!((meter.received(), meter.sent()), (10_164, 305));
+        assert_eq!((meter.received(), meter.sent()), (10_164, 325));
     }
 }

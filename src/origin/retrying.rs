@@ -603,6 +603,22 @@ impl TempFile for BreakerTemp {
         }
         result
     }
+    fn write_out(&mut self, mode: u32, mtime_ns: i64) -> Result<()> {
+        if let Some(message) = self.trip.tripped() {
+            return Err(crate::Error::Unreachable {
+                origin: self.origin.clone(),
+                message,
+            });
+        }
+        let result = self.inner.write_out(mode, mtime_ns);
+        if let Err(e) = &result {
+            self.trip.note(e);
+        }
+        result
+    }
+    fn shares_flush(&self) -> bool {
+        self.inner.shares_flush()
+    }
     fn discard(self: Box<Self>) {
         self.inner.discard()
     }
