@@ -637,18 +637,33 @@ mod compression {
 
     /// What the server answers, frame by frame (packs not opened), to a session of `version`
     /// that asks for the source's root tree.
-    fn root_tree_answer(t: &TestRepo, src: &std::path::Path, version: u32) -> Message {
+    /// Starts `musicfs serve --stdio` with a repository of its own under `t`, and returns it
+    /// with its input and output.
+    fn serve_stdio(
+        t: &TestRepo,
+        stderr: std::process::Stdio,
+    ) -> (
+        std::process::Child,
+        std::process::ChildStdin,
+        std::process::ChildStdout,
+    ) {
         use std::process::{Command, Stdio};
         let mut child = Command::new(util::bin())
             .args(["serve", "--stdio"])
             .env("MUSICFS_REPO", t.path("remote-repo"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .unwrap();
-        let mut input = child.stdin.take().unwrap();
-        let mut output = child.stdout.take().unwrap();
+        let input = child.stdin.take().unwrap();
+        let output = child.stdout.take().unwrap();
+        (child, input, output)
+    }
+
+    fn root_tree_answer(t: &TestRepo, src: &std::path::Path, version: u32) -> Message {
+        use std::process::Stdio;
+        let (mut child, mut input, mut output) = serve_stdio(t, Stdio::inherit());
         let hello = Message::Hello {
             magic: MAGIC,
             version,
@@ -722,21 +737,12 @@ mod compression {
     /// `format`, and returns the server's first two messages after its greeting's.
     fn greet_with_format(format: u32) -> (Message, Message) {
         use musicfs::agent::wire::PROTOCOL_VERSION;
-        use std::process::{Command, Stdio};
+        use std::process::Stdio;
         let t = TestRepo::new();
         let src = t.path("src");
         std::fs::create_dir_all(&src).unwrap();
         std::fs::write(src.join("a.bin"), b"four").unwrap();
-        let mut child = Command::new(util::bin())
-            .args(["serve", "--stdio"])
-            .env("MUSICFS_REPO", t.path("remote-repo"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut input = child.stdin.take().unwrap();
-        let mut output = child.stdout.take().unwrap();
+        let (mut child, mut input, mut output) = serve_stdio(&t, Stdio::null());
         let hello = Message::Hello {
             magic: MAGIC,
             version: PROTOCOL_VERSION,
@@ -791,18 +797,9 @@ mod compression {
     #[test]
     fn a_newer_client_is_refused_naming_both_versions() {
         use musicfs::agent::wire::PROTOCOL_VERSION;
-        use std::process::{Command, Stdio};
+        use std::process::Stdio;
         let t = TestRepo::new();
-        let mut child = Command::new(util::bin())
-            .args(["serve", "--stdio"])
-            .env("MUSICFS_REPO", t.path("remote-repo"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut input = child.stdin.take().unwrap();
-        let mut output = child.stdout.take().unwrap();
+        let (mut child, mut input, mut output) = serve_stdio(&t, Stdio::null());
         let hello = Message::Hello {
             magic: MAGIC,
             version: PROTOCOL_VERSION + 1,
