@@ -340,22 +340,7 @@ fn a_cold_sync_reports_what_an_ordinary_one_does_and_a_dry_run_writes_nothing() 
     );
     let done = summary_of(&out);
     // Ordinary: into a directory that holds a file already, with another repository.
-    let warm = t.mkdir("warm");
-    std::fs::write(warm.join("unrelated"), b"not in the source").unwrap();
-    let other = TestRepo::new();
-    let out = other
-        .cmd()
-        .json()
-        .args(["sync", "--delete"])
-        .arg(&src)
-        .arg(&warm)
-        .output();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let ordinary = summary_of(&out);
+    let (ordinary, warm) = ordinary_sync_summary(&t, &src);
     for key in [
         "files",
         "bytes",
@@ -587,22 +572,7 @@ fn a_cold_sync_of_many_files_reports_each_copy_once_and_counts_shared_chunks_onc
     assert_eq!(before, written.len(), "a file was reported written twice");
     assert_eq!(written.len(), files, "one write reported per file");
     let done = summary_of(&out);
-    let warm = t.mkdir("warm");
-    std::fs::write(warm.join("unrelated"), b"not in the source").unwrap();
-    let other = TestRepo::new();
-    let out = other
-        .cmd()
-        .json()
-        .args(["sync", "--delete"])
-        .arg(&src)
-        .arg(&warm)
-        .output();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let ordinary = summary_of(&out);
+    let (ordinary, _) = ordinary_sync_summary(&t, &src);
     for key in [
         "files_changed",
         "bytes_transferred",
@@ -620,4 +590,28 @@ fn a_cold_sync_of_many_files_reports_each_copy_once_and_counts_shared_chunks_onc
     verify(&t, &cold);
     let out = t.cmd().json().arg("sync").arg(&src).arg(&cold).output();
     assert_eq!(num(&summary_of(&out), "files_changed"), 0);
+}
+
+/// The `--json` summary of an ordinary (not cold) sync of `src`: into a directory of `t` that
+/// holds a file already, with a repository of its own; and that directory.
+fn ordinary_sync_summary(
+    t: &TestRepo,
+    src: &std::path::Path,
+) -> (serde_json::Value, std::path::PathBuf) {
+    let warm = t.mkdir("warm");
+    std::fs::write(warm.join("unrelated"), b"not in the source").unwrap();
+    let other = TestRepo::new();
+    let out = other
+        .cmd()
+        .json()
+        .args(["sync", "--delete"])
+        .arg(src)
+        .arg(&warm)
+        .output();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (summary_of(&out), warm)
 }
