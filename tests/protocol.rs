@@ -352,22 +352,28 @@ mod hostile {
         drop(server);
     }
 
-    /// A chunk sent unasked with its chunk list (protocol 5) is checked against its hash
-    /// before anything is written, as an asked one is.
+    /// A chunk sent unasked with a chunk list (protocol 5) is checked against its hash
+    /// before anything is written, as an asked one is. (From protocol 6 on, a destination
+    /// without a base is sent nothing unasked: the chunk comes with the list it asks for.)
     #[test]
     fn an_unasked_chunk_that_fails_its_hash_is_refused() {
         let t = TestRepo::new();
         let (tree, list) = util::one_file_tree(b"song.mp3", b"good");
         let (connection, server) = fake_server(tree.tree_id(), move |request| match request {
-            Message::GetSince { root: Some(_), .. } => vec![
-                found(vec![(None, tree.encode())], Vec::new(), Vec::new(), true),
-                found(
-                    vec![(Some((0, 0)), list.encode())],
-                    vec![(0, 0)],
-                    b"evil".to_vec(),
+            Message::GetSince { root: Some(_), .. } => {
+                vec![found(
+                    vec![(None, tree.encode())],
+                    Vec::new(),
+                    Vec::new(),
                     false,
-                ),
-            ],
+                )]
+            }
+            Message::GetSince { root: None, .. } => vec![found(
+                vec![(Some((0, 0)), list.encode())],
+                vec![(0, 0)],
+                b"evil".to_vec(),
+                false,
+            )],
             _ => Vec::new(),
         });
         let err = pull_from(&t, connection).unwrap_err();
@@ -393,12 +399,12 @@ mod hostile {
         let bad: Vec<(Vec<Message>, &str)> = vec![
             (
                 vec![found(
-                    vec![(None, encoded.clone()), (Some((0, 0)), list.encode())],
+                    vec![(None, encoded.clone()), (Some((1, 0)), list.encode())],
                     Vec::new(),
                     Vec::new(),
                     false,
                 )],
-                "no tree 0",
+                "no tree 1",
             ),
             (
                 vec![

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::io::{Read, Write};
 
-use super::wire::{compress_found, Found, MAX_PACKED, PACKED_SINCE, PLACES_SINCE};
+use super::wire::{compress_found, Found, MAX_PACKED, ONE_FRAME_SINCE, PACKED_SINCE, PLACES_SINCE};
 use super::wire::{lost, receive, write_message, Message, Object, Packer, Unpack};
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, ContentId, TreeId};
@@ -152,8 +152,17 @@ pub(crate) fn provide(
                 reply(output, &Message::Objects(objects)).map_err(lost)?;
             }
             Message::GetSince { root, entries } if version >= PLACES_SINCE => {
+                let one_frame = version >= ONE_FRAME_SINCE;
                 places
-                    .answer(repo, chunks, root, &entries, &mut compressible, output)
+                    .answer(
+                        repo,
+                        chunks,
+                        root,
+                        &entries,
+                        one_frame,
+                        &mut compressible,
+                        output,
+                    )
                     .map_err(|e| match e {
                         Answer::Refused(m) => protocol(m),
                         Answer::Lost(e) => lost(e),
@@ -318,7 +327,11 @@ enum Item {
 impl Places {
     /// Answers one `GetSince`: the objects asked for, in order, then the entries of the trees
     /// sent whose base at the same path differs (a retagged file's chunk list and the trees on
-    /// its path), breadth first, as long as the budget lasts.
+    /// its path), breadth first, as long as the budget lasts. With `one_frame` (protocol 6)
+    /// an entry sent unasked is placed by its position in its tree's base, so that the
+    /// destination can gather every base of the answer before it decompresses anything, and
+    /// the answer is one frame (cut only at [`FOUND_BYTES`]); before, it is placed in the tree
+    /// itself, and every level of the answer is a frame of its own.
     #[allow(clippy::too_many_arguments)]
     fn answer(
         &mut self,
@@ -326,6 +339,7 @@ impl Places {
         chunks: &mut dyn ChunkSource,
         root: Option<(TreeId, Option<TreeId>)>,
         entries: &[(u32, u32)],
+        one_frame: bool,
         compressible: &mut Compressible,
         output: &mut dyn Write,
     ) -> std::result::Result<(), Answer> {
@@ -378,7 +392,9 @@ impl Places {
         // gathers its bases) before it can decompress it.
         let mut message_start = self.trees.len();
         while let Some((at, item)) = queue.pop_front() {
-            if at.is_some_and(|(tree, _)| tree as usize >= message_start) && !found.items.is_empty()
+            if !one_frame
+                && at.is_some_and(|(tree, _)| tree as usize >= message_start)
+                && !found.items.is_empty()
             {
                 found.send(output, true)?;
                 message_start = self.trees.len();
@@ -394,9 +410,13 @@ impl Places {
                     };
                     if let Some(base) = &base {
                         for (i, entry) in tree.entries.iter().enumerate() {
-                            let Some(was) = base.get(&entry.name) else {
+                            let Ok(j) = base
+                                .entries
+                                .binary_search_by(|e| e.name.as_slice().cmp(&entry.name))
+                            else {
                                 continue;
                             };
+                            let was = &base.entries[j];
                             let key = match (&entry.node, &was.node) {
                                 (Node::Dir { tree: a, .. }, Node::Dir { tree: b, .. })
                                     if a != b =>
@@ -414,7 +434,8 @@ impl Places {
                                 continue;
                             }
                             if let Some(item) = item_of(repo, &entry.node, Some(&was.node))? {
-                                queue.push_back((Some((index, i as u32)), item));
+                                let place = if one_frame { j } else { i };
+                                queue.push_back((Some((index, place as u32)), item));
                             }
                         }
                     }

@@ -72,6 +72,13 @@ pub(crate) fn send(requests: &Mutex<Requests>, messages: &[Message]) -> std::io:
 enum Expected {
     Tree(TreeId, usize),
     Content(ContentId, u64),
+    /// Sent unasked in protocol 6's way: the entry of tree `tree` (its number in the session)
+    /// named `name`, a directory if `dir`; known once that tree is decompressed.
+    Pushed {
+        tree: u32,
+        name: Vec<u8>,
+        dir: bool,
+    },
 }
 
 /// The base of an object of a protocol 5 answer.
@@ -104,6 +111,9 @@ pub struct RemoteSource {
     deltas: Option<String>,
     /// The source speaks protocol 5: objects are asked for by their place.
     places: bool,
+    /// The source speaks protocol 6: an answer is one frame, its unasked entries placed in
+    /// their tree's base.
+    one_frame: bool,
     /// Bytes of chunks the source sent unasked in this session.
     unasked: u64,
 }
@@ -131,6 +141,7 @@ impl RemoteSource {
             resume,
             deltas: None,
             places: false,
+            one_frame: false,
             unasked: 0,
         }
     }
@@ -142,6 +153,7 @@ impl RemoteSource {
     pub(crate) fn with_deltas(mut self, destination: &str, version: u32) -> RemoteSource {
         self.deltas = Some(destination.to_string());
         self.places = version >= super::wire::PLACES_SINCE;
+        self.one_frame = version >= super::wire::ONE_FRAME_SINCE;
         self
     }
 
@@ -363,7 +375,14 @@ impl RemoteSource {
             self.send(&asked)?;
             let round = trees.len();
             let mut missing: HashSet<(u32, u32)> = wanted.iter().copied().collect();
-            for _ in 0..asked.len() {
+            for request in &asked {
+                // Items of this answer so far; those after the ones asked are unasked.
+                let mut answered = 0usize;
+                let asked_here = match request {
+                    Message::GetSince { root: Some(_), .. } => 1,
+                    Message::GetSince { entries, .. } => entries.len(),
+                    _ => 0,
+                };
                 loop {
                     let (items, chunks, len, data, more) = match self.receive()? {
                         Message::Found {
@@ -381,9 +400,52 @@ impl RemoteSource {
                     // The base trees read for this message: the items of one directory share
                     // their parent's.
                     let mut base_trees: HashMap<TreeId, Tree> = HashMap::new();
+                    // The bases of the trees of this message, in order (protocol 6).
+                    let mut bases_here: Vec<Option<TreeId>> = Vec::new();
                     for item in &items {
+                        let pushed = self.one_frame && answered >= asked_here;
+                        answered += 1;
                         let (node, base) = match item.at {
-                            None if first && trees.is_empty() => {
+                            Some((tree, entry)) if pushed => {
+                                let base = match trees.get(tree as usize) {
+                                    Some((_, _, base)) => Some(base.as_ref()),
+                                    None => bases_here
+                                        .get(tree as usize - trees.len())
+                                        .map(Option::as_ref),
+                                };
+                                let Some(base) = base else {
+                                    return Err(
+                                        self.protocol(format!("no tree {tree} was received"))
+                                    );
+                                };
+                                let Some(base) = base else {
+                                    return Err(self.protocol(format!(
+                                        "tree {tree} has no base: no entry {entry} of it can \
+                                         be sent unasked"
+                                    )));
+                                };
+                                if !base_trees.contains_key(base) {
+                                    base_trees.insert(*base, repo.tree(base)?);
+                                }
+                                let was = base_trees
+                                    .get(base)
+                                    .and_then(|t| t.entries.get(entry as usize));
+                                let (dir, based) = match was.map(|e| (&e.name, &e.node)) {
+                                    Some((_, Node::Dir { tree, .. })) => (true, Based::Tree(*tree)),
+                                    Some((_, Node::File { content, .. })) => {
+                                        (false, Based::Content(*content))
+                                    }
+                                    _ => {
+                                        return Err(self.protocol(format!(
+                                            "the base of tree {tree} has no entry {entry} \
+                                             of a tree or file"
+                                        )))
+                                    }
+                                };
+                                let name = was.map(|e| e.name.clone()).unwrap_or_default();
+                                (Expected::Pushed { tree, name, dir }, Some(based))
+                            }
+                            None if first && trees.is_empty() && bases_here.is_empty() => {
                                 (Expected::Tree(root, 0), base_root.map(Based::Tree))
                             }
                             None => return Err(self.protocol("a second root")),
@@ -440,6 +502,14 @@ impl RemoteSource {
                                 }
                             }
                         };
+                        match (&node, &base) {
+                            (
+                                Expected::Tree(..) | Expected::Pushed { dir: true, .. },
+                                Some(Based::Tree(b)),
+                            ) => bases_here.push(Some(*b)),
+                            (Expected::Tree(..), _) => bases_here.push(None),
+                            _ => {}
+                        }
                         if item.based {
                             match base {
                                 Some(Based::Tree(b)) => dictionary.extend(repo.tree(&b)?.encode()),
@@ -464,9 +534,17 @@ impl RemoteSource {
                     for (item, ((at, node, base), bytes)) in
                         expected.into_iter().zip(encodings).enumerate()
                     {
-                        if let Some(at) = at {
-                            missing.remove(&at);
-                        }
+                        let node = match node {
+                            Expected::Pushed { tree, name, dir } => {
+                                self.pushed_entry(&trees, tree, &name, dir)?
+                            }
+                            node => {
+                                if let Some(at) = at {
+                                    missing.remove(&at);
+                                }
+                                node
+                            }
+                        };
                         match node {
                             Expected::Tree(id, path_len) => {
                                 let tree = check_tree(&id, &bytes).map_err(|m| self.protocol(m))?;
@@ -480,6 +558,9 @@ impl RemoteSource {
                                         .map_err(|m| self.protocol(m))?,
                                 );
                                 seen_contents.insert(id);
+                            }
+                            Expected::Pushed { .. } => {
+                                return Err(self.protocol("an entry sent unasked twice over"))
                             }
                         }
                     }
@@ -557,6 +638,33 @@ impl RemoteSource {
             writer.put_tree(tree)?;
         }
         writer.commit()
+    }
+
+    /// What an entry sent unasked in protocol 6's way is: the entry named `name` of the
+    /// `tree`th tree received, of the kind of its base (a directory if `dir`).
+    fn pushed_entry(
+        &self,
+        trees: &[(Tree, usize, Option<TreeId>)],
+        tree: u32,
+        name: &[u8],
+        dir: bool,
+    ) -> Result<Expected> {
+        let Some((parent, path_len, _)) = trees.get(tree as usize) else {
+            return Err(self.protocol(format!("no tree {tree} was received")));
+        };
+        let len = path_len + 1 + name.len();
+        if len > MAX_PATH {
+            return Err(self.protocol(format!("refused a path of more than {MAX_PATH} bytes")));
+        }
+        match (parent.get(name).map(|e| &e.node), dir) {
+            (Some(Node::Dir { tree, .. }), true) => Ok(Expected::Tree(*tree, len)),
+            (Some(Node::File { content, size, .. }), false) => {
+                Ok(Expected::Content(*content, *size))
+            }
+            _ => Err(self.protocol(format!(
+                "an entry sent unasked that tree {tree} has not, or not of its base's kind"
+            ))),
+        }
     }
 
     /// Receives the answer to one request for `count` trees or chunk lists (`what`), in
