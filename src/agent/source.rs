@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::id::{ChunkId, ContentId, TreeId};
 use crate::repo::Repository;
 use crate::report::Sink;
-use crate::snapshot::{ChunkRef, Node, Tree};
+use crate::snapshot::{ChunkList, ChunkRef, Node, Tree};
 use crate::sync::{ChunkSource, SourceState, SyncSource};
 
 /// Bytes of chunks requested and not yet received, at most.
@@ -85,6 +85,83 @@ enum Expected {
 enum Based {
     Tree(TreeId),
     Content(ContentId),
+}
+
+/// An item of a `Found` as its place makes it known before it is decompressed: its place,
+/// what it is, and the base of a tree.
+type ExpectedItem = (Option<(u32, u32)>, Expected, Option<TreeId>);
+
+/// Protocol 6: puts back the ids a `Found` leaves out, those of what the same message holds:
+/// each chunk sent with its list gets its hash, then, from the last item to the first, each
+/// entry sent unasked in a tree of the message gets the hash of its encoding in that tree.
+/// `tree_items` is the item of each tree of the message (the first is tree number
+/// `received`). Whatever does not fit is left as it is: the checks that follow refuse it,
+/// as every tree and chunk list must still hash to the id its place names.
+fn fill_implied_ids(
+    expected: &[ExpectedItem],
+    tree_items: &[usize],
+    received: usize,
+    chunks: &[(u32, u32)],
+    chunk_bytes: &[u8],
+    encodings: &mut [Vec<u8>],
+) {
+    let mut lists: HashMap<usize, ChunkList> = HashMap::new();
+    let mut at = 0usize;
+    for &(item, chunk) in chunks {
+        let item = item as usize;
+        if !matches!(
+            expected.get(item).map(|e| &e.1),
+            Some(Expected::Content(..) | Expected::Pushed { dir: false, .. })
+        ) {
+            return;
+        }
+        if let std::collections::hash_map::Entry::Vacant(vacant) = lists.entry(item) {
+            let Ok(list) = postcard::from_bytes::<ChunkList>(&encodings[item]) else {
+                return;
+            };
+            vacant.insert(list);
+        }
+        let Some(c) = lists
+            .get_mut(&item)
+            .and_then(|l| l.chunks.get_mut(chunk as usize))
+        else {
+            return;
+        };
+        let Some(bytes) = chunk_bytes.get(at..at + c.len as usize) else {
+            return;
+        };
+        at += bytes.len();
+        c.id = ChunkId::of(bytes);
+    }
+    for (item, list) in lists {
+        encodings[item] = list.encode();
+    }
+    for item in (0..expected.len().min(encodings.len())).rev() {
+        let Expected::Pushed { tree, name, dir } = &expected[item].1 else {
+            continue;
+        };
+        let Some(&parent) = (*tree as usize)
+            .checked_sub(received)
+            .and_then(|t| tree_items.get(t))
+            .filter(|&&p| p < item)
+        else {
+            continue;
+        };
+        let Ok(mut parent_tree) = postcard::from_bytes::<Tree>(&encodings[parent]) else {
+            continue;
+        };
+        let Some(entry) = parent_tree.entries.iter_mut().find(|e| &e.name == name) else {
+            continue;
+        };
+        match (&mut entry.node, dir) {
+            (Node::Dir { tree, .. }, true) => *tree = TreeId::of_encoded(&encodings[item]),
+            (Node::File { content, .. }, false) => {
+                *content = ContentId::of_encoded(&encodings[item])
+            }
+            _ => continue,
+        }
+        encodings[parent] = parent_tree.encode();
+    }
 }
 
 /// A source at the other end of a connection.
@@ -402,6 +479,8 @@ impl RemoteSource {
                     let mut base_trees: HashMap<TreeId, Tree> = HashMap::new();
                     // The bases of the trees of this message, in order (protocol 6).
                     let mut bases_here: Vec<Option<TreeId>> = Vec::new();
+                    // The item of each of those trees.
+                    let mut tree_items: Vec<usize> = Vec::new();
                     for item in &items {
                         let pushed = self.one_frame && answered >= asked_here;
                         answered += 1;
@@ -502,6 +581,12 @@ impl RemoteSource {
                                 }
                             }
                         };
+                        if matches!(
+                            node,
+                            Expected::Tree(..) | Expected::Pushed { dir: true, .. }
+                        ) {
+                            tree_items.push(expected.len());
+                        }
                         match (&node, &base) {
                             (
                                 Expected::Tree(..) | Expected::Pushed { dir: true, .. },
@@ -525,9 +610,19 @@ impl RemoteSource {
                         };
                         expected.push((item.at, node, base));
                     }
-                    let (encodings, chunk_bytes) =
+                    let (mut encodings, chunk_bytes) =
                         super::wire::open_found(&items, len, &data, &dictionary)
                             .map_err(|m| self.protocol(m))?;
+                    if self.one_frame {
+                        fill_implied_ids(
+                            &expected,
+                            &tree_items,
+                            trees.len(),
+                            &chunks,
+                            &chunk_bytes,
+                            &mut encodings,
+                        );
+                    }
                     let mut lists = Vec::new();
                     // Item number -> its chunk list in `lists`.
                     let mut list_of: HashMap<u32, usize> = HashMap::new();

@@ -27,7 +27,9 @@ pub const PACKED_SINCE: u32 = 4;
 pub const PLACES_SINCE: u32 = 5;
 
 /// The first version whose sources answer a [`Message::GetSince`] in one zstd frame (cut
-/// only at 1 MiB), placing each entry sent unasked by its position in its tree's base.
+/// only at 1 MiB), placing each entry sent unasked by its position in its tree's base, and
+/// leaving out (as zeros) the ids of what the same message holds: an entry sent unasked in
+/// its tree, a chunk in its list. The destination hashes those back in before its checks.
 pub const ONE_FRAME_SINCE: u32 = 6;
 
 /// The first bytes of every session, so a stray shell banner is recognised as such.
