@@ -1165,6 +1165,40 @@ mod compression {
         );
     }
 
+    /// Protocol 6: every edited entry of one directory has its id left out of that
+    /// directory's tree, and all are filled in: the edits arrive exact.
+    #[test]
+    fn many_edits_in_one_directory_are_filled_in_and_arrive_exact() {
+        let t = TestRepo::new();
+        let src = t.mkdir("src");
+        let album = t.mkdir("src/Artist/Album");
+        for i in 0..300 {
+            std::fs::write(
+                album.join(format!("{i:03}.txt")),
+                format!("Title: old {i}\n"),
+            )
+            .unwrap();
+        }
+        let dst = t.path("lib");
+        pull_counting_requests(&t, &src, &dst);
+        let (nothing, _) = pull_counting_requests(&t, &src, &dst);
+        for i in (0..300).step_by(2) {
+            std::fs::write(
+                album.join(format!("{i:03}.txt")),
+                format!("Title: NEW {i}\n"),
+            )
+            .unwrap();
+        }
+        let (edit, summary) = pull_counting_requests(&t, &src, &dst);
+        assert_eq!(summary.files_changed, 150);
+        assert_eq!(summary.chunks_transferred, 150);
+        // One request, the root's.
+        assert!(
+            edit < nothing + 100,
+            "{edit} bytes of requests for the edits, {nothing} for no change"
+        );
+    }
+
     /// A fake server's answer to the tree request: a delta against nothing, an answer that
     /// inflates past what it declares or declares more than the limit, a pack that does.
     #[test]

@@ -136,7 +136,32 @@ fn fill_implied_ids(
     for (item, list) in lists {
         encodings[item] = list.encode();
     }
+    // Each tree's hashes to put in, gathered from its entries (which follow it), so that a
+    // tree is decoded and encoded once however many of its entries the message holds.
+    // An entry's name, whether it is a directory, and its hash.
+    type Hashed<'a> = (&'a [u8], bool, [u8; 32]);
+    let mut hashes: HashMap<usize, Vec<Hashed>> = HashMap::new();
     for item in (0..expected.len().min(encodings.len())).rev() {
+        if let Some(found) = hashes.remove(&item) {
+            if let Ok(mut tree) = postcard::from_bytes::<Tree>(&encodings[item]) {
+                for (name, dir, hash) in found {
+                    let Ok(i) = tree
+                        .entries
+                        .binary_search_by(|e| e.name.as_slice().cmp(name))
+                    else {
+                        continue;
+                    };
+                    match (&mut tree.entries[i].node, dir) {
+                        (Node::Dir { tree, .. }, true) => *tree = TreeId::from_stored(hash),
+                        (Node::File { content, .. }, false) => {
+                            *content = ContentId::from_stored(hash)
+                        }
+                        _ => {}
+                    }
+                }
+                encodings[item] = tree.encode();
+            }
+        }
         let Expected::Pushed { tree, name, dir } = &expected[item].1 else {
             continue;
         };
@@ -147,20 +172,15 @@ fn fill_implied_ids(
         else {
             continue;
         };
-        let Ok(mut parent_tree) = postcard::from_bytes::<Tree>(&encodings[parent]) else {
-            continue;
+        let hash = if *dir {
+            *TreeId::of_encoded(&encodings[item]).as_bytes()
+        } else {
+            *ContentId::of_encoded(&encodings[item]).as_bytes()
         };
-        let Some(entry) = parent_tree.entries.iter_mut().find(|e| &e.name == name) else {
-            continue;
-        };
-        match (&mut entry.node, dir) {
-            (Node::Dir { tree, .. }, true) => *tree = TreeId::of_encoded(&encodings[item]),
-            (Node::File { content, .. }, false) => {
-                *content = ContentId::of_encoded(&encodings[item])
-            }
-            _ => continue,
-        }
-        encodings[parent] = parent_tree.encode();
+        hashes
+            .entry(parent)
+            .or_default()
+            .push((name.as_slice(), *dir, hash));
     }
 }
 
