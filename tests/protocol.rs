@@ -123,6 +123,26 @@ fn push_copies_exactly_and_moves_reuse_destination_chunks() {
     assert_eq!(second.bytes_transferred, 0);
 }
 
+/// In a push the server is the destination of protocol 6's answers: it fills in the ids the
+/// client leaves out, and a retag deep in the tree arrives byte for byte.
+#[test]
+fn a_pushed_edit_deep_in_the_tree_arrives_exact() {
+    let t = TestRepo::new();
+    let src = t.mkdir("src");
+    let album = t.mkdir("src/Artist/Album");
+    std::fs::create_dir_all(src.join("Other/Album")).unwrap();
+    std::fs::write(src.join("Other/Album/notes.txt"), b"unchanged").unwrap();
+    std::fs::write(album.join("notes.txt"), b"Title: the old title\n").unwrap();
+    std::fs::write(album.join("cue.txt"), b"FILE \"a.flac\" WAVE\n").unwrap();
+    let dst = t.path("remote-lib");
+    run_push(&t, &src, &dst);
+    run_push(&t, &src, &dst);
+    std::fs::write(album.join("notes.txt"), b"Title: The New Title\n").unwrap();
+    let edit = run_push(&t, &src, &dst);
+    assert_trees_equal(&src, &dst);
+    assert_eq!(edit.files_changed, 1);
+}
+
 mod hostile {
     use super::*;
     use musicfs::agent::wire::{read_message, write_message, Message, Object, SourceInfo};
@@ -352,22 +372,28 @@ mod hostile {
         drop(server);
     }
 
-    /// A chunk sent unasked with its chunk list (protocol 5) is checked against its hash
-    /// before anything is written, as an asked one is.
+    /// A chunk sent unasked with a chunk list (protocol 5) is checked against its hash
+    /// before anything is written, as an asked one is. (From protocol 6 on, a destination
+    /// without a base is sent nothing unasked: the chunk comes with the list it asks for.)
     #[test]
     fn an_unasked_chunk_that_fails_its_hash_is_refused() {
         let t = TestRepo::new();
         let (tree, list) = util::one_file_tree(b"song.mp3", b"good");
         let (connection, server) = fake_server(tree.tree_id(), move |request| match request {
-            Message::GetSince { root: Some(_), .. } => vec![
-                found(vec![(None, tree.encode())], Vec::new(), Vec::new(), true),
-                found(
-                    vec![(Some((0, 0)), list.encode())],
-                    vec![(0, 0)],
-                    b"evil".to_vec(),
+            Message::GetSince { root: Some(_), .. } => {
+                vec![found(
+                    vec![(None, tree.encode())],
+                    Vec::new(),
+                    Vec::new(),
                     false,
-                ),
-            ],
+                )]
+            }
+            Message::GetSince { root: None, .. } => vec![found(
+                vec![(Some((0, 0)), list.encode())],
+                vec![(0, 0)],
+                b"evil".to_vec(),
+                false,
+            )],
             _ => Vec::new(),
         });
         let err = pull_from(&t, connection).unwrap_err();
@@ -393,12 +419,12 @@ mod hostile {
         let bad: Vec<(Vec<Message>, &str)> = vec![
             (
                 vec![found(
-                    vec![(None, encoded.clone()), (Some((0, 0)), list.encode())],
+                    vec![(None, encoded.clone()), (Some((1, 0)), list.encode())],
                     Vec::new(),
                     Vec::new(),
                     false,
                 )],
-                "no tree 0",
+                "no tree 1",
             ),
             (
                 vec![
@@ -431,6 +457,159 @@ mod hostile {
             ),
         ];
         refused_with_nothing_written(tree.tree_id(), bad);
+    }
+
+    /// Protocol 6: against a destination that has a base, an item sent unasked at an entry
+    /// its tree's base lacks, under a name the tree lacks, or whose tree leaves out an id it
+    /// does not match, is refused, and the destination keeps what it had.
+    #[test]
+    fn unasked_items_placed_in_the_base_are_checked() {
+        use musicfs::snapshot::{Node, TreeEntry};
+        let (old_tree, old_list) = util::one_file_tree(b"song.mp3", b"good");
+        let (new_tree, new_list) = util::one_file_tree(b"song.mp3", b"bad!");
+        let (renamed, _) = util::one_file_tree(b"other.mp3", b"bad!");
+        // The new tree with the list's id left out, as a protocol 6 source sends it.
+        let mut implied = new_tree.clone();
+        if let Node::File { content, .. } = &mut implied.entries[0].node {
+            *content = musicfs::id::ContentId::from_stored([0; 32]);
+        }
+        let (_, wrong_list) = util::one_file_tree(b"song.mp3", b"bad?");
+        let two = Tree {
+            entries: vec![
+                new_tree.entries[0].clone(),
+                TreeEntry {
+                    name: b"z.mp3".to_vec(),
+                    node: new_tree.entries[0].node.clone(),
+                },
+            ],
+        };
+        let cases: Vec<(Tree, Vec<Message>, &str)> = vec![
+            (
+                new_tree.clone(),
+                vec![found(
+                    vec![(None, implied.encode()), (Some((0, 5)), new_list.encode())],
+                    Vec::new(),
+                    Vec::new(),
+                    false,
+                )],
+                "no entry 5",
+            ),
+            (
+                renamed.clone(),
+                vec![found(
+                    vec![(None, renamed.encode()), (Some((0, 0)), new_list.encode())],
+                    Vec::new(),
+                    Vec::new(),
+                    false,
+                )],
+                "that tree 0 has not",
+            ),
+            (
+                new_tree.clone(),
+                vec![found(
+                    vec![
+                        (None, implied.encode()),
+                        (Some((0, 0)), wrong_list.encode()),
+                    ],
+                    Vec::new(),
+                    Vec::new(),
+                    false,
+                )],
+                "does not match its hash",
+            ),
+            (
+                two.clone(),
+                vec![found(
+                    vec![(None, two.encode()), (Some((1, 0)), new_list.encode())],
+                    Vec::new(),
+                    Vec::new(),
+                    false,
+                )],
+                "no tree 1",
+            ),
+        ];
+        for (root, answer, why) in cases {
+            let t = TestRepo::new();
+            let (connection, server) = fake_server(
+                old_tree.tree_id(),
+                serve_tree(old_tree.clone(), old_list.clone(), b"good".to_vec()),
+            );
+            pull_from(&t, connection).unwrap();
+            drop(server);
+            assert_eq!(std::fs::read(t.path("lib/song.mp3")).unwrap(), b"good");
+            let (connection, server) = fake_server(root.tree_id(), move |request| match request {
+                Message::GetSince { root: Some(_), .. } => answer.clone(),
+                _ => Vec::new(),
+            });
+            let err = pull_from(&t, connection).unwrap_err();
+            assert!(
+                matches!(err, musicfs::error::Error::Protocol { .. }),
+                "{why}: {err}"
+            );
+            assert!(err.to_string().contains(why), "{why}: {err}");
+            assert_eq!(
+                std::fs::read(t.path("lib/song.mp3")).unwrap(),
+                b"good",
+                "{why}"
+            );
+            drop(server);
+        }
+    }
+}
+
+mod places_in_the_base {
+    use super::hostile::{fake_server, found, pull_from, serve_tree};
+    use super::*;
+    use musicfs::agent::wire::Message;
+    use musicfs::snapshot::Node;
+
+    /// Protocol 6: an answer whose tree leaves out the id of the chunk list it sends
+    /// unasked, and whose list leaves out the id of the chunk it sends, is filled in by
+    /// hashing them, and the file arrives with no other request.
+    #[test]
+    fn ids_left_out_are_filled_in_from_what_the_answer_holds() {
+        let t = TestRepo::new();
+        let (old_tree, old_list) = util::one_file_tree(b"song.mp3", b"good");
+        let (connection, server) = fake_server(
+            old_tree.tree_id(),
+            serve_tree(old_tree.clone(), old_list, b"good".to_vec()),
+        );
+        pull_from(&t, connection).unwrap();
+        drop(server);
+        let (new_tree, new_list) = util::one_file_tree(b"song.mp3", b"new!");
+        let mut tree_sent = new_tree.clone();
+        if let Node::File { content, .. } = &mut tree_sent.entries[0].node {
+            *content = musicfs::id::ContentId::from_stored([0; 32]);
+        }
+        let mut list_sent = new_list.clone();
+        list_sent.chunks[0].id = musicfs::id::ChunkId::from_stored([0; 32]);
+        let answer = found(
+            vec![
+                (None, tree_sent.encode()),
+                (Some((0, 0)), list_sent.encode()),
+            ],
+            vec![(1, 0)],
+            b"new!".to_vec(),
+            false,
+        );
+        let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = std::sync::Arc::clone(&asked);
+        let (connection, server) = fake_server(new_tree.tree_id(), move |request| {
+            seen.lock().unwrap().push(format!("{request:?}"));
+            match request {
+                Message::GetSince { root: Some(_), .. } => vec![answer.clone()],
+                _ => Vec::new(),
+            }
+        });
+        let summary = pull_from(&t, connection).unwrap();
+        drop(server);
+        assert_eq!(std::fs::read(t.path("lib/song.mp3")).unwrap(), b"new!");
+        assert_eq!(summary.chunks_transferred, 1);
+        let asked = asked.lock().unwrap();
+        assert!(
+            asked.iter().all(|r| !r.starts_with("GetChunks")),
+            "{asked:?}"
+        );
     }
 }
 
@@ -703,6 +882,114 @@ mod compression {
         answer
     }
 
+    /// The whole answer to a session's root request, in `version`, against `base`: the
+    /// source's root and the `Found` messages, up to the last.
+    fn since_answer(
+        t: &TestRepo,
+        src: &std::path::Path,
+        version: u32,
+        base: Option<musicfs::id::TreeId>,
+    ) -> (musicfs::id::TreeId, Vec<Message>) {
+        use std::process::Stdio;
+        let (mut child, mut input, mut output) = serve_stdio(t, Stdio::inherit());
+        let hello = Message::Hello {
+            magic: MAGIC,
+            version,
+            format: musicfs::chunk::CHUNKING_VERSION,
+        };
+        let pull = Message::Pull {
+            path: src.as_os_str().as_encoded_bytes().to_vec(),
+            checksum: false,
+        };
+        write_message(&mut input, &hello).unwrap();
+        write_message(&mut input, &pull).unwrap();
+        let mut next = || loop {
+            match read_message(&mut output).unwrap().unwrap() {
+                Message::Working { .. } => continue,
+                m => return m,
+            }
+        };
+        assert!(matches!(next(), Message::Hello { version: v, .. } if v == version));
+        let Message::Source(info) = next() else {
+            panic!("no snapshot")
+        };
+        let ask = Message::GetSince {
+            root: Some((info.root, base)),
+            entries: Vec::new(),
+        };
+        write_message(&mut input, &ask).unwrap();
+        let mut answer = Vec::new();
+        loop {
+            let message = next();
+            let more = matches!(message, Message::Found { more: true, .. });
+            assert!(matches!(message, Message::Found { .. }), "{message:?}");
+            answer.push(message);
+            if !more {
+                break;
+            }
+        }
+        write_message(&mut input, &Message::Bye).unwrap();
+        drop(input);
+        assert!(child.wait().unwrap().success());
+        (info.root, answer)
+    }
+
+    /// An edit deep in the tree is answered to a protocol 5 client as before, one `Found`
+    /// per level, each item in a tree of an earlier message; to a protocol 6 client in one
+    /// `Found`, smaller, its unasked items placed in their tree's base.
+    #[test]
+    fn an_edit_is_answered_per_level_to_protocol_5_and_in_one_frame_from_6() {
+        let t = TestRepo::new();
+        let src = t.mkdir("src");
+        let album = t.mkdir("src/Artist/Album");
+        std::fs::create_dir_all(src.join("Other")).unwrap();
+        std::fs::write(src.join("Other/notes.txt"), b"unchanged").unwrap();
+        std::fs::write(album.join("a.txt"), b"first").unwrap();
+        std::fs::write(album.join("notes.txt"), b"Title: the old title\n").unwrap();
+        let (base, _) = since_answer(&t, &src, 6, None);
+        std::fs::write(album.join("notes.txt"), b"Title: The New Title\n").unwrap();
+        std::fs::write(album.join("b.txt"), b"new").unwrap();
+        let wire = |answer: &[Message]| {
+            let mut bytes = Vec::new();
+            for m in answer {
+                write_message(&mut bytes, m).unwrap();
+            }
+            bytes.len()
+        };
+        let places = |answer: &[Message]| -> Vec<Vec<Option<(u32, u32)>>> {
+            answer
+                .iter()
+                .map(|m| match m {
+                    Message::Found { items, .. } => items.iter().map(|i| i.at).collect(),
+                    _ => Vec::new(),
+                })
+                .collect()
+        };
+        let (_, five) = since_answer(&t, &src, 5, Some(base));
+        // The root, `Artist` (entry 0 of the root), `Album`, then `notes.txt`: entry 2 of
+        // its tree (`b.txt` is new), entry 1 of its base.
+        assert_eq!(
+            places(&five),
+            vec![
+                vec![None],
+                vec![Some((0, 0))],
+                vec![Some((1, 0))],
+                vec![Some((2, 2))]
+            ]
+        );
+        let (_, six) = since_answer(&t, &src, 6, Some(base));
+        assert_eq!(
+            places(&six),
+            vec![vec![None, Some((0, 0)), Some((1, 0)), Some((2, 1))]]
+        );
+        assert!(
+            wire(&six) < wire(&five),
+            "{} B, {} B",
+            wire(&six),
+            wire(&five)
+        );
+    }
+
     #[test]
     fn protocol_3_clients_are_answered_uncompressed() {
         let t = TestRepo::new();
@@ -875,6 +1162,40 @@ mod compression {
         assert!(
             edit < nothing + 100,
             "{edit} bytes of requests for the edit, {nothing} for no change"
+        );
+    }
+
+    /// Protocol 6: every edited entry of one directory has its id left out of that
+    /// directory's tree, and all are filled in: the edits arrive exact.
+    #[test]
+    fn many_edits_in_one_directory_are_filled_in_and_arrive_exact() {
+        let t = TestRepo::new();
+        let src = t.mkdir("src");
+        let album = t.mkdir("src/Artist/Album");
+        for i in 0..300 {
+            std::fs::write(
+                album.join(format!("{i:03}.txt")),
+                format!("Title: old {i}\n"),
+            )
+            .unwrap();
+        }
+        let dst = t.path("lib");
+        pull_counting_requests(&t, &src, &dst);
+        let (nothing, _) = pull_counting_requests(&t, &src, &dst);
+        for i in (0..300).step_by(2) {
+            std::fs::write(
+                album.join(format!("{i:03}.txt")),
+                format!("Title: NEW {i}\n"),
+            )
+            .unwrap();
+        }
+        let (edit, summary) = pull_counting_requests(&t, &src, &dst);
+        assert_eq!(summary.files_changed, 150);
+        assert_eq!(summary.chunks_transferred, 150);
+        // One request, the root's.
+        assert!(
+            edit < nothing + 100,
+            "{edit} bytes of requests for the edits, {nothing} for no change"
         );
     }
 

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::io::{Read, Write};
 
-use super::wire::{compress_found, Found, MAX_PACKED, PACKED_SINCE, PLACES_SINCE};
+use super::wire::{compress_found, Found, MAX_PACKED, ONE_FRAME_SINCE, PACKED_SINCE, PLACES_SINCE};
 use super::wire::{lost, receive, write_message, Message, Object, Packer, Unpack};
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, ContentId, TreeId};
@@ -152,8 +152,17 @@ pub(crate) fn provide(
                 reply(output, &Message::Objects(objects)).map_err(lost)?;
             }
             Message::GetSince { root, entries } if version >= PLACES_SINCE => {
+                let one_frame = version >= ONE_FRAME_SINCE;
                 places
-                    .answer(repo, chunks, root, &entries, &mut compressible, output)
+                    .answer(
+                        repo,
+                        chunks,
+                        root,
+                        &entries,
+                        one_frame,
+                        &mut compressible,
+                        output,
+                    )
                     .map_err(|e| match e {
                         Answer::Refused(m) => protocol(m),
                         Answer::Lost(e) => lost(e),
@@ -309,6 +318,9 @@ struct Places {
     pushed: HashSet<[u8; 32]>,
 }
 
+/// What an answer is to send: where it is, the item, and (sent unasked) its name.
+type Queued = (Option<(u32, u32)>, Item, Vec<u8>);
+
 /// One tree or chunk list to send, with its base and where it is.
 enum Item {
     Tree(TreeId, Option<TreeId>),
@@ -318,7 +330,11 @@ enum Item {
 impl Places {
     /// Answers one `GetSince`: the objects asked for, in order, then the entries of the trees
     /// sent whose base at the same path differs (a retagged file's chunk list and the trees on
-    /// its path), breadth first, as long as the budget lasts.
+    /// its path), breadth first, as long as the budget lasts. With `one_frame` (protocol 6)
+    /// an entry sent unasked is placed by its position in its tree's base, so that the
+    /// destination can gather every base of the answer before it decompresses anything, and
+    /// the answer is one frame (cut only at [`FOUND_BYTES`]); before, it is placed in the tree
+    /// itself, and every level of the answer is a frame of its own.
     #[allow(clippy::too_many_arguments)]
     fn answer(
         &mut self,
@@ -326,11 +342,11 @@ impl Places {
         chunks: &mut dyn ChunkSource,
         root: Option<(TreeId, Option<TreeId>)>,
         entries: &[(u32, u32)],
+        one_frame: bool,
         compressible: &mut Compressible,
         output: &mut dyn Write,
     ) -> std::result::Result<(), Answer> {
-        let mut queue: std::collections::VecDeque<(Option<(u32, u32)>, Item)> =
-            std::collections::VecDeque::new();
+        let mut queue: std::collections::VecDeque<Queued> = std::collections::VecDeque::new();
         if let Some((root, base)) = root {
             if !self.trees.is_empty() {
                 return Err(Answer::Refused("a second root".into()));
@@ -339,7 +355,7 @@ impl Places {
                 Some(b) if repo.has_tree(&b)? => Some(b),
                 _ => None,
             };
-            queue.push_back((None, Item::Tree(root, base)));
+            queue.push_back((None, Item::Tree(root, base), Vec::new()));
         }
         let mut parent: Option<(u32, Tree, Option<Tree>)> = None;
         for &(tree, entry) in entries {
@@ -366,9 +382,12 @@ impl Places {
             let item = item_of(repo, &found.node, was)?.ok_or_else(|| {
                 Answer::Refused(format!("entry {entry} of tree {tree} is no tree or file"))
             })?;
-            queue.push_back((Some((tree, entry)), item));
+            queue.push_back((Some((tree, entry)), item, Vec::new()));
         }
-        let mut found = Gathered::default();
+        let mut found = Gathered {
+            one_frame,
+            ..Gathered::default()
+        };
         let mut pushed_bytes = 0usize;
         let mut pushed_chunk_bytes = 0usize;
         let asked = queue.len();
@@ -377,26 +396,40 @@ impl Places {
         // message starts another, because the destination reads a message's places (and
         // gathers its bases) before it can decompress it.
         let mut message_start = self.trees.len();
-        while let Some((at, item)) = queue.pop_front() {
-            if at.is_some_and(|(tree, _)| tree as usize >= message_start) && !found.items.is_empty()
+        while let Some((at, item, name)) = queue.pop_front() {
+            if !one_frame
+                && at.is_some_and(|(tree, _)| tree as usize >= message_start)
+                && !found.items.is_empty()
             {
                 found.send(output, true)?;
                 message_start = self.trees.len();
             }
-            let (encoded, base) = match item {
+            // An entry sent unasked in a tree of the same message: its id in that tree is
+            // left out (protocol 6), the destination hashes what it receives.
+            if one_frame && sent >= asked {
+                if let Some(&parent) = at.and_then(|(tree, _)| found.tree_items.get(&tree)) {
+                    found.implied.push((parent, name));
+                }
+            }
+            let (encoded, base, part) = match item {
                 Item::Tree(id, base) => {
                     let tree = repo.tree(&id)?;
                     let index = self.trees.len() as u32;
                     self.trees.push((id, base));
+                    found.tree_items.insert(index, found.items.len());
                     let base = match base {
                         Some(b) => Some(repo.tree(&b)?),
                         None => None,
                     };
                     if let Some(base) = &base {
                         for (i, entry) in tree.entries.iter().enumerate() {
-                            let Some(was) = base.get(&entry.name) else {
+                            let Ok(j) = base
+                                .entries
+                                .binary_search_by(|e| e.name.as_slice().cmp(&entry.name))
+                            else {
                                 continue;
                             };
+                            let was = &base.entries[j];
                             let key = match (&entry.node, &was.node) {
                                 (Node::Dir { tree: a, .. }, Node::Dir { tree: b, .. })
                                     if a != b =>
@@ -414,11 +447,16 @@ impl Places {
                                 continue;
                             }
                             if let Some(item) = item_of(repo, &entry.node, Some(&was.node))? {
-                                queue.push_back((Some((index, i as u32)), item));
+                                let place = if one_frame { j } else { i };
+                                queue.push_back((
+                                    Some((index, place as u32)),
+                                    item,
+                                    entry.name.clone(),
+                                ));
                             }
                         }
                     }
-                    (tree.encode(), base.map(|b| b.encode()))
+                    (tree.encode(), base.map(|b| b.encode()), Part::Tree(tree))
                 }
                 Item::Content(id, base) => {
                     let list = repo.content(&id)?;
@@ -446,7 +484,7 @@ impl Places {
                             }
                         }
                     }
-                    (list.encode(), base.map(|b| b.encode()))
+                    (list.encode(), base.map(|b| b.encode()), Part::List(list))
                 }
             };
             sent += 1;
@@ -459,6 +497,9 @@ impl Places {
                 based: base.is_some(),
             });
             found.encodings.extend_from_slice(&encoded);
+            if one_frame {
+                found.parts.push(part);
+            }
             if let Some(base) = base {
                 found.dictionary.extend_from_slice(&base);
             }
@@ -482,11 +523,28 @@ struct Gathered {
     encodings: Vec<u8>,
     chunk_bytes: Vec<u8>,
     dictionary: Vec<u8>,
+    /// Protocol 6: the ids of what the message holds are left out of its trees and chunk
+    /// lists, so the items are kept whole until it is sent.
+    one_frame: bool,
+    parts: Vec<Part>,
+    /// The item of each tree of the message, by its number in the session.
+    tree_items: std::collections::HashMap<u32, usize>,
+    /// `(tree item, name)`: an entry of that tree sent in the same message.
+    implied: Vec<(usize, Vec<u8>)>,
+}
+
+/// A tree or chunk list of a `Found` being gathered.
+enum Part {
+    Tree(Tree),
+    List(ChunkList),
 }
 
 impl Gathered {
     /// Sends what was gathered as one `Found`, and empties it.
     fn send(&mut self, output: &mut dyn Write, more: bool) -> std::result::Result<(), Answer> {
+        if self.one_frame {
+            self.leave_out_implied_ids();
+        }
         self.encodings.append(&mut self.chunk_bytes);
         let data = compress_found(&self.encodings, &self.dictionary).map_err(Answer::Lost)?;
         let message = Message::Found {
@@ -499,6 +557,44 @@ impl Gathered {
         self.encodings.clear();
         self.dictionary.clear();
         write_message(output, &message).map_err(Answer::Lost)
+    }
+
+    /// Protocol 6: zeroes the id of every entry sent in the same message and of every chunk
+    /// sent with its list (the destination hashes them), and encodes the items anew. The
+    /// encodings keep their sizes: an id is 32 bytes whatever its value.
+    fn leave_out_implied_ids(&mut self) {
+        const NONE: [u8; 32] = [0; 32];
+        for (parent, name) in self.implied.drain(..) {
+            let Some(Part::Tree(tree)) = self.parts.get_mut(parent) else {
+                continue;
+            };
+            let Ok(i) = tree
+                .entries
+                .binary_search_by(|e| e.name.as_slice().cmp(&name))
+            else {
+                continue;
+            };
+            match &mut tree.entries[i].node {
+                Node::Dir { tree, .. } => *tree = TreeId::from_stored(NONE),
+                Node::File { content, .. } => *content = ContentId::from_stored(NONE),
+                Node::Symlink { .. } => {}
+            }
+        }
+        for &(item, chunk) in &self.chunks {
+            if let Some(Part::List(list)) = self.parts.get_mut(item as usize) {
+                if let Some(c) = list.chunks.get_mut(chunk as usize) {
+                    c.id = ChunkId::from_stored(NONE);
+                }
+            }
+        }
+        self.encodings.clear();
+        for part in self.parts.drain(..) {
+            self.encodings.extend(match part {
+                Part::Tree(tree) => tree.encode(),
+                Part::List(list) => list.encode(),
+            });
+        }
+        self.tree_items.clear();
     }
 }
 

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::id::{ChunkId, ContentId, TreeId};
 use crate::repo::Repository;
 use crate::report::Sink;
-use crate::snapshot::{ChunkRef, Node, Tree};
+use crate::snapshot::{ChunkList, ChunkRef, Node, Tree};
 use crate::sync::{ChunkSource, SourceState, SyncSource};
 
 /// Bytes of chunks requested and not yet received, at most.
@@ -72,12 +72,116 @@ pub(crate) fn send(requests: &Mutex<Requests>, messages: &[Message]) -> std::io:
 enum Expected {
     Tree(TreeId, usize),
     Content(ContentId, u64),
+    /// Sent unasked in protocol 6's way: the entry of tree `tree` (its number in the session)
+    /// named `name`, a directory if `dir`; known once that tree is decompressed.
+    Pushed {
+        tree: u32,
+        name: Vec<u8>,
+        dir: bool,
+    },
 }
 
 /// The base of an object of a protocol 5 answer.
 enum Based {
     Tree(TreeId),
     Content(ContentId),
+}
+
+/// An item of a `Found` as its place makes it known before it is decompressed: its place,
+/// what it is, and the base of a tree.
+type ExpectedItem = (Option<(u32, u32)>, Expected, Option<TreeId>);
+
+/// Protocol 6: puts back the ids a `Found` leaves out, those of what the same message holds:
+/// each chunk sent with its list gets its hash, then, from the last item to the first, each
+/// entry sent unasked in a tree of the message gets the hash of its encoding in that tree.
+/// `tree_items` is the item of each tree of the message (the first is tree number
+/// `received`). Whatever does not fit is left as it is: the checks that follow refuse it,
+/// as every tree and chunk list must still hash to the id its place names.
+fn fill_implied_ids(
+    expected: &[ExpectedItem],
+    tree_items: &[usize],
+    received: usize,
+    chunks: &[(u32, u32)],
+    chunk_bytes: &[u8],
+    encodings: &mut [Vec<u8>],
+) {
+    let mut lists: HashMap<usize, ChunkList> = HashMap::new();
+    let mut at = 0usize;
+    for &(item, chunk) in chunks {
+        let item = item as usize;
+        if !matches!(
+            expected.get(item).map(|e| &e.1),
+            Some(Expected::Content(..) | Expected::Pushed { dir: false, .. })
+        ) {
+            return;
+        }
+        if let std::collections::hash_map::Entry::Vacant(vacant) = lists.entry(item) {
+            let Ok(list) = postcard::from_bytes::<ChunkList>(&encodings[item]) else {
+                return;
+            };
+            vacant.insert(list);
+        }
+        let Some(c) = lists
+            .get_mut(&item)
+            .and_then(|l| l.chunks.get_mut(chunk as usize))
+        else {
+            return;
+        };
+        let Some(bytes) = chunk_bytes.get(at..at + c.len as usize) else {
+            return;
+        };
+        at += bytes.len();
+        c.id = ChunkId::of(bytes);
+    }
+    for (item, list) in lists {
+        encodings[item] = list.encode();
+    }
+    // Each tree's hashes to put in, gathered from its entries (which follow it), so that a
+    // tree is decoded and encoded once however many of its entries the message holds.
+    // An entry's name, whether it is a directory, and its hash.
+    type Hashed<'a> = (&'a [u8], bool, [u8; 32]);
+    let mut hashes: HashMap<usize, Vec<Hashed>> = HashMap::new();
+    for item in (0..expected.len().min(encodings.len())).rev() {
+        if let Some(found) = hashes.remove(&item) {
+            if let Ok(mut tree) = postcard::from_bytes::<Tree>(&encodings[item]) {
+                for (name, dir, hash) in found {
+                    let Ok(i) = tree
+                        .entries
+                        .binary_search_by(|e| e.name.as_slice().cmp(name))
+                    else {
+                        continue;
+                    };
+                    match (&mut tree.entries[i].node, dir) {
+                        (Node::Dir { tree, .. }, true) => *tree = TreeId::from_stored(hash),
+                        (Node::File { content, .. }, false) => {
+                            *content = ContentId::from_stored(hash)
+                        }
+                        _ => {}
+                    }
+                }
+                encodings[item] = tree.encode();
+            }
+        }
+        let Expected::Pushed { tree, name, dir } = &expected[item].1 else {
+            continue;
+        };
+        let Some(&parent) = (*tree as usize)
+            .checked_sub(received)
+            .and_then(|t| tree_items.get(t))
+            .filter(|&&p| p < item)
+        else {
+            continue;
+        };
+        let hash = if *dir {
+            *TreeId::of_encoded(&encodings[item]).as_bytes()
+        } else {
+            *ContentId::of_encoded(&encodings[item]).as_bytes()
+        };
+        hashes
+            .entry(parent)
+            .or_default()
+            .push((name.as_slice(), *dir, hash));
+    }
 }
 
 /// A source at the other end of a connection.
@@ -104,6 +208,9 @@ pub struct RemoteSource {
     deltas: Option<String>,
     /// The source speaks protocol 5: objects are asked for by their place.
     places: bool,
+    /// The source speaks protocol 6: an answer is one frame, its unasked entries placed in
+    /// their tree's base.
+    one_frame: bool,
     /// Bytes of chunks the source sent unasked in this session.
     unasked: u64,
 }
@@ -131,6 +238,7 @@ impl RemoteSource {
             resume,
             deltas: None,
             places: false,
+            one_frame: false,
             unasked: 0,
         }
     }
@@ -142,6 +250,7 @@ impl RemoteSource {
     pub(crate) fn with_deltas(mut self, destination: &str, version: u32) -> RemoteSource {
         self.deltas = Some(destination.to_string());
         self.places = version >= super::wire::PLACES_SINCE;
+        self.one_frame = version >= super::wire::ONE_FRAME_SINCE;
         self
     }
 
@@ -363,7 +472,14 @@ impl RemoteSource {
             self.send(&asked)?;
             let round = trees.len();
             let mut missing: HashSet<(u32, u32)> = wanted.iter().copied().collect();
-            for _ in 0..asked.len() {
+            for request in &asked {
+                // Items of this answer so far; those after the ones asked are unasked.
+                let mut answered = 0usize;
+                let asked_here = match request {
+                    Message::GetSince { root: Some(_), .. } => 1,
+                    Message::GetSince { entries, .. } => entries.len(),
+                    _ => 0,
+                };
                 loop {
                     let (items, chunks, len, data, more) = match self.receive()? {
                         Message::Found {
@@ -381,9 +497,54 @@ impl RemoteSource {
                     // The base trees read for this message: the items of one directory share
                     // their parent's.
                     let mut base_trees: HashMap<TreeId, Tree> = HashMap::new();
+                    // The bases of the trees of this message, in order (protocol 6).
+                    let mut bases_here: Vec<Option<TreeId>> = Vec::new();
+                    // The item of each of those trees.
+                    let mut tree_items: Vec<usize> = Vec::new();
                     for item in &items {
+                        let pushed = self.one_frame && answered >= asked_here;
+                        answered += 1;
                         let (node, base) = match item.at {
-                            None if first && trees.is_empty() => {
+                            Some((tree, entry)) if pushed => {
+                                let base = match trees.get(tree as usize) {
+                                    Some((_, _, base)) => Some(base.as_ref()),
+                                    None => bases_here
+                                        .get(tree as usize - trees.len())
+                                        .map(Option::as_ref),
+                                };
+                                let Some(base) = base else {
+                                    return Err(
+                                        self.protocol(format!("no tree {tree} was received"))
+                                    );
+                                };
+                                let Some(base) = base else {
+                                    return Err(self.protocol(format!(
+                                        "tree {tree} has no base: no entry {entry} of it can \
+                                         be sent unasked"
+                                    )));
+                                };
+                                if !base_trees.contains_key(base) {
+                                    base_trees.insert(*base, repo.tree(base)?);
+                                }
+                                let was = base_trees
+                                    .get(base)
+                                    .and_then(|t| t.entries.get(entry as usize));
+                                let (dir, based) = match was.map(|e| (&e.name, &e.node)) {
+                                    Some((_, Node::Dir { tree, .. })) => (true, Based::Tree(*tree)),
+                                    Some((_, Node::File { content, .. })) => {
+                                        (false, Based::Content(*content))
+                                    }
+                                    _ => {
+                                        return Err(self.protocol(format!(
+                                            "the base of tree {tree} has no entry {entry} \
+                                             of a tree or file"
+                                        )))
+                                    }
+                                };
+                                let name = was.map(|e| e.name.clone()).unwrap_or_default();
+                                (Expected::Pushed { tree, name, dir }, Some(based))
+                            }
+                            None if first && trees.is_empty() && bases_here.is_empty() => {
                                 (Expected::Tree(root, 0), base_root.map(Based::Tree))
                             }
                             None => return Err(self.protocol("a second root")),
@@ -440,6 +601,20 @@ impl RemoteSource {
                                 }
                             }
                         };
+                        if matches!(
+                            node,
+                            Expected::Tree(..) | Expected::Pushed { dir: true, .. }
+                        ) {
+                            tree_items.push(expected.len());
+                        }
+                        match (&node, &base) {
+                            (
+                                Expected::Tree(..) | Expected::Pushed { dir: true, .. },
+                                Some(Based::Tree(b)),
+                            ) => bases_here.push(Some(*b)),
+                            (Expected::Tree(..), _) => bases_here.push(None),
+                            _ => {}
+                        }
                         if item.based {
                             match base {
                                 Some(Based::Tree(b)) => dictionary.extend(repo.tree(&b)?.encode()),
@@ -455,18 +630,36 @@ impl RemoteSource {
                         };
                         expected.push((item.at, node, base));
                     }
-                    let (encodings, chunk_bytes) =
+                    let (mut encodings, chunk_bytes) =
                         super::wire::open_found(&items, len, &data, &dictionary)
                             .map_err(|m| self.protocol(m))?;
+                    if self.one_frame {
+                        fill_implied_ids(
+                            &expected,
+                            &tree_items,
+                            trees.len(),
+                            &chunks,
+                            &chunk_bytes,
+                            &mut encodings,
+                        );
+                    }
                     let mut lists = Vec::new();
                     // Item number -> its chunk list in `lists`.
                     let mut list_of: HashMap<u32, usize> = HashMap::new();
                     for (item, ((at, node, base), bytes)) in
                         expected.into_iter().zip(encodings).enumerate()
                     {
-                        if let Some(at) = at {
-                            missing.remove(&at);
-                        }
+                        let node = match node {
+                            Expected::Pushed { tree, name, dir } => {
+                                self.pushed_entry(&trees, tree, &name, dir)?
+                            }
+                            node => {
+                                if let Some(at) = at {
+                                    missing.remove(&at);
+                                }
+                                node
+                            }
+                        };
                         match node {
                             Expected::Tree(id, path_len) => {
                                 let tree = check_tree(&id, &bytes).map_err(|m| self.protocol(m))?;
@@ -480,6 +673,9 @@ impl RemoteSource {
                                         .map_err(|m| self.protocol(m))?,
                                 );
                                 seen_contents.insert(id);
+                            }
+                            Expected::Pushed { .. } => {
+                                return Err(self.protocol("an entry sent unasked twice over"))
                             }
                         }
                     }
@@ -557,6 +753,33 @@ impl RemoteSource {
             writer.put_tree(tree)?;
         }
         writer.commit()
+    }
+
+    /// What an entry sent unasked in protocol 6's way is: the entry named `name` of the
+    /// `tree`th tree received, of the kind of its base (a directory if `dir`).
+    fn pushed_entry(
+        &self,
+        trees: &[(Tree, usize, Option<TreeId>)],
+        tree: u32,
+        name: &[u8],
+        dir: bool,
+    ) -> Result<Expected> {
+        let Some((parent, path_len, _)) = trees.get(tree as usize) else {
+            return Err(self.protocol(format!("no tree {tree} was received")));
+        };
+        let len = path_len + 1 + name.len();
+        if len > MAX_PATH {
+            return Err(self.protocol(format!("refused a path of more than {MAX_PATH} bytes")));
+        }
+        match (parent.get(name).map(|e| &e.node), dir) {
+            (Some(Node::Dir { tree, .. }), true) => Ok(Expected::Tree(*tree, len)),
+            (Some(Node::File { content, size, .. }), false) => {
+                Ok(Expected::Content(*content, *size))
+            }
+            _ => Err(self.protocol(format!(
+                "an entry sent unasked that tree {tree} has not, or not of its base's kind"
+            ))),
+        }
     }
 
     /// Receives the answer to one request for `count` trees or chunk lists (`what`), in

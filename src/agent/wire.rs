@@ -12,7 +12,7 @@ use crate::sync::SyncSummary;
 /// The protocol version this build speaks, and sends as a client. A server answers a
 /// client of any version from [`OLDEST_PROTOCOL_VERSION`] on in the client's version; a
 /// client needs the server to answer in its own.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// The oldest client version a server still serves: version 2 lacks only the `Filter`
 /// message, which such a client never sends; versions 2 and 3 lack `Packed`, which a server
@@ -25,6 +25,12 @@ pub const PACKED_SINCE: u32 = 4;
 /// The first version whose destinations ask for trees and chunk lists by their place in the
 /// snapshot ([`Message::GetSince`]) and whose sources answer with [`Message::Found`].
 pub const PLACES_SINCE: u32 = 5;
+
+/// The first version whose sources answer a [`Message::GetSince`] in one zstd frame (cut
+/// only at 1 MiB), placing each entry sent unasked by its position in its tree's base, and
+/// leaving out (as zeros) the ids of what the same message holds: an entry sent unasked in
+/// its tree, a chunk in its list. The destination hashes those back in before its checks.
+pub const ONE_FRAME_SINCE: u32 = 6;
 
 /// The first bytes of every session, so a stray shell banner is recognised as such.
 pub const MAGIC: [u8; 8] = *b"musicfs\0";
@@ -235,6 +241,8 @@ mod bytes {
 pub struct Found {
     /// Where it is: `None` for the root, else `(tree, entry)` as in `GetSince`. Its id is the
     /// one that entry names, its base the entry of the same name and kind in that tree's base.
+    /// From protocol 6 on, an item sent unasked counts `entry` in that tree's base instead:
+    /// its base is that entry, its id the one of the entry of the same name in the tree.
     pub at: Option<(u32, u32)>,
     /// Bytes of its encoding.
     pub size: u32,
