@@ -6,6 +6,7 @@
 //! gear hash and once by BLAKE3.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::io::{self, Read};
 
 use fastcdc::v2020::{cut_gear, get_gear_with_seed, select_masks, Normalization};
@@ -20,13 +21,29 @@ pub const AVG_SIZE: usize = 64 * 1024;
 /// Largest chunk.
 pub const MAX_SIZE: usize = 256 * 1024;
 
-/// Read buffer: up to 16 maximal chunks, so tail moves are rare and small next to the data
-/// cut.
-const BUFFER_SIZE: usize = 16 * MAX_SIZE;
+/// Read buffer: up to 4 maximal chunks, so a tail moved down (shorter than a chunk) is small
+/// next to the data cut, and a thread can keep it from one stream to the next.
+const BUFFER_SIZE: usize = 4 * MAX_SIZE;
 /// The buffer a stream starts with; it doubles while the stream fills it, up to its limit.
 /// Most streams are a tag block or a picture of a few KiB: zeroing the whole buffer for each
 /// of them cost more than chunking them.
 const FIRST_BUFFER: usize = 64 * 1024;
+/// The most read into the buffer at once: what was read is cut and hashed while it is still
+/// in the CPU's cache, whatever the buffer's size.
+const PIECE: usize = MAX_SIZE;
+/// The least room a read is given: smaller reads would not go straight to the buffer through a
+/// local file's read-ahead (64 KiB).
+const MIN_PIECE: usize = 64 * 1024;
+/// The largest buffer a thread keeps for its next stream (that of the repository's chunker).
+/// Kept, a buffer's pages stay mapped and in the cache from one small file to the next; fresh,
+/// each file paid its allocation, zeroing and page faults. A chunker with larger chunks (a
+/// measurement's) lets its buffer go.
+const KEEP: usize = BUFFER_SIZE;
+
+thread_local! {
+    /// The buffer of this thread's last stream, for its next one.
+    static SPARE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
 
 /// The repository's chunker: FastCDC 2020, normalization level 1, the crate's default gear.
 pub struct FastCdc {
@@ -93,33 +110,54 @@ impl Chunker for FastCdc {
         reader: &mut dyn Read,
         emit: &mut dyn FnMut(Chunk<'_>) -> io::Result<()>,
     ) -> io::Result<u64> {
+        // Taken out of the thread's slot, not borrowed: a stream cut from inside `emit` (none
+        // is today) would find the slot empty and use a buffer of its own.
+        let mut buf = SPARE.with(|spare| spare.take());
+        let result = self.chunk_into(&mut buf, reader, emit);
+        if buf.capacity() <= KEEP {
+            SPARE.with(|spare| spare.replace(buf));
+        }
+        result
+    }
+}
+
+impl FastCdc {
+    /// [`Chunker::chunk_stream`] through `buf`, which it grows as the stream needs.
+    fn chunk_into(
+        &self,
+        buf: &mut Vec<u8>,
+        reader: &mut dyn Read,
+        emit: &mut dyn FnMut(Chunk<'_>) -> io::Result<()>,
+    ) -> io::Result<u64> {
         let limit = BUFFER_SIZE.max(2 * self.max);
-        let mut buf = vec![0u8; FIRST_BUFFER.min(limit)];
+        if buf.len() < FIRST_BUFFER.min(limit) {
+            buf.resize(FIRST_BUFFER.min(limit), 0);
+        }
         let mut start = 0; // first unconsumed byte
         let mut end = 0; // one past the last byte read
         let mut offset = 0u64; // stream offset of buf[start]
         let mut eof = false;
         loop {
-            if !eof && end - start < self.max {
-                buf.copy_within(start..end, 0);
-                end -= start;
-                start = 0;
-                loop {
-                    if end == buf.len() {
-                        if buf.len() >= limit {
-                            break;
-                        }
-                        buf.resize((buf.len() * 2).min(limit), 0);
+            // Read until a maximal chunk is held or the stream ends, a piece at a time.
+            while !eof && end - start < self.max {
+                if buf.len() - end < MIN_PIECE.min(buf.len()) {
+                    // No room for a piece: grow up to the limit, then move the unconsumed
+                    // tail (shorter than a chunk) down.
+                    if buf.len() < limit {
+                        let len = (buf.len() * 2).min(limit);
+                        buf.resize(len, 0);
+                    } else {
+                        buf.copy_within(start..end, 0);
+                        end -= start;
+                        start = 0;
                     }
-                    match reader.read(&mut buf[end..]) {
-                        Ok(0) => {
-                            eof = true;
-                            break;
-                        }
-                        Ok(n) => end += n,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => return Err(e),
-                    }
+                }
+                let piece = (buf.len() - end).min(PIECE);
+                match reader.read(&mut buf[end..end + piece]) {
+                    Ok(0) => eof = true,
+                    Ok(n) => end += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
                 }
             }
             if start == end {
@@ -205,6 +243,37 @@ mod tests {
             .map(|c| c.length)
             .collect();
         assert_eq!(ours, theirs);
+    }
+
+    #[test]
+    fn a_stream_cut_after_a_longer_one_on_the_same_thread_gets_only_its_own_bytes() {
+        // The thread keeps its buffer, holding the long stream's bytes past the short one's end.
+        let long = pseudo_random(3 * 1024 * 1024 + 5, 11);
+        let short = pseudo_random(40 * 1024 + 3, 12);
+        let medium = pseudo_random(700 * 1024 + 1, 13);
+        let expected = |data: &[u8]| -> Vec<usize> {
+            fastcdc::v2020::FastCDC::new(data, MIN_SIZE, AVG_SIZE, MAX_SIZE)
+                .map(|c| c.length)
+                .collect()
+        };
+        for round in 0..3 {
+            for (data, step) in [
+                (&long, usize::MAX),
+                (&short, 4093),
+                (&medium, 1000),
+                (&short, 7),
+            ] {
+                let got = cuts(data, step);
+                let lens: Vec<usize> = got.iter().map(|c| c.1).collect();
+                assert_eq!(lens, expected(data), "round {round}, {} bytes", data.len());
+                let mut at = 0;
+                for (off, len, id) in got {
+                    assert_eq!(id, ChunkId::of(&data[at..at + len]));
+                    assert_eq!(off, at as u64);
+                    at += len;
+                }
+            }
+        }
     }
 
     #[test]

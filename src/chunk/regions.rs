@@ -257,17 +257,20 @@ pub fn read_transformed(
     Ok(Some(pages.bytes[start..start + size].to_vec()))
 }
 
-/// Feeds every byte read through it to a hasher, and to a copy with the offset it is at.
+/// Feeds every byte read through it to a hasher, if it has one, and to a copy with the offset
+/// it is at.
 struct Hashing<'a, 't, R> {
     inner: R,
-    hasher: &'a mut blake3::Hasher,
+    hasher: Option<&'a mut blake3::Hasher>,
     copy: Option<(&'a mut (dyn Tee + 't), &'a mut u64)>,
 }
 
 impl<R: Read> Read for Hashing<'_, '_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
+        if let Some(hasher) = &mut self.hasher {
+            hasher.update(&buf[..n]);
+        }
         if let Some((copy, at)) = &mut self.copy {
             copy.bytes(**at, &buf[..n]);
             **at += n as u64;
@@ -289,6 +292,10 @@ fn chunk_layout<'t>(
     let mut audio_hasher = blake3::Hasher::new();
     let mut chunks = Vec::new();
     let mut transformed = false;
+    // The whole file's hash is recorded only for a file whose chunks are not its bytes (Ogg
+    // pages rewritten): for the others, the chunks name every byte, and hashing them all a
+    // second time was a third of the hashing.
+    let whole_file_hash = layout.regions.iter().any(|r| r.transform.is_some());
     let mut has_audio = false;
     let mut history: Vec<(ChunkId, Vec<u8>)> = Vec::new();
     for region in &layout.regions {
@@ -305,7 +312,7 @@ fn chunk_layout<'t>(
         };
         let mut reader = Hashing {
             inner: (&mut *source).take(region.len),
-            hasher: &mut file_hasher,
+            hasher: whole_file_hash.then_some(&mut file_hasher),
             copy: copy.as_deref_mut().map(|c| (c, &mut at)),
         };
         match region.transform {
@@ -346,7 +353,7 @@ fn chunk_layout<'t>(
                 has_audio = true;
                 let mut audio = Hashing {
                     inner: reader,
-                    hasher: &mut audio_hasher,
+                    hasher: Some(&mut audio_hasher),
                     copy: None,
                 };
                 expect_len(chunker.chunk_stream(&mut audio, &mut emit)?, region.len)?;
