@@ -9,7 +9,7 @@ fn main() -> std::process::ExitCode {
 ///
 /// A thread's allocations come from its arena, and what one arena frees only that arena can
 /// use again: the destination's rescan at the end of a sync runs on threads of its own and,
-/// with an arena each, grew the peak by memory the main thread had just let go (about 18 MiB of
+/// with an arena each, grew the peak by memory the main thread had just let go (about 15 MiB of
 /// the SSH pull of 100,000 files, `docs/benchmarks.md`, "Memory at 100,000 files: the allocator
 /// and the final rescan"). The threads that share the one arena allocate little while they
 /// work (read buffers are reused, chunks are hashed in place), and the measured CPU time did
