@@ -538,12 +538,16 @@ pub fn sync_from(
     // one this process reads gives them itself, even when this run has already written a
     // copy (an album's cover in each track): its file is open at that very offset, where
     // the copy is a lookup and another file to open.
-    let missing = missing_chunks(repo, &plan, dst_origin)?;
-    let new_chunks = if source.prefetches() {
-        source.expect(&missing)?;
-        HashSet::new()
-    } else {
-        missing.iter().map(|c| c.id).collect()
+    // The list itself is not kept: the source that prefetches holds what it was told, and the
+    // set made here is all `Apply` asks; kept, it would stay beside them to the end of the sync.
+    let new_chunks = {
+        let missing = missing_chunks(repo, &plan, dst_origin)?;
+        if source.prefetches() {
+            source.expect(&missing)?;
+            HashSet::new()
+        } else {
+            missing.iter().map(|c| c.id).collect()
+        }
     };
     let mut apply = Apply {
         repo,
@@ -582,9 +586,11 @@ pub fn sync_from(
     }
     sink.phase("writing", to_write.0, to_write.1);
     apply.run(&plan, (src_state.root, &src_state.unreadable))?;
-    // What the writing held (its read transaction, the chunks it noted) is let go here, and
-    // the plan before the rescan: the rescan's walk would otherwise come on top of both.
-    let mut summary = apply.summary;
+    // What the writing held (its read transaction, the chunks it noted, its committer's
+    // threads) is let go here, and the plan before the rescan: the rescan's walk would
+    // otherwise come on top of both. `Apply` is dropped whole: a field moved out of it would
+    // leave the others alive to the end of this function.
+    let mut summary = apply.finish();
     let changed = !plan_is_empty(&plan) || plan.in_place > 0;
     drop(plan);
     // The roots' own mode and mtime are not part of the trees; copy them as `rsync -a` does,
@@ -919,6 +925,11 @@ struct Apply<'a> {
 }
 
 impl Apply<'_> {
+    /// The summary of the run, everything else it held let go.
+    fn finish(self) -> SyncSummary {
+        self.summary
+    }
+
     /// Carries out `plan`. However it ends (an interrupt, a transport failure that stops the
     /// sync to be retried, a repository error), the files written so far are recorded first,
     /// so that the retry or the next run finds them unchanged by their stat and neither reads
