@@ -12,7 +12,7 @@ use crate::sync::SyncSummary;
 /// The protocol version this build speaks, and sends as a client. A server answers a
 /// client of any version from [`OLDEST_PROTOCOL_VERSION`] on in the client's version; a
 /// client needs the server to answer in its own.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// The oldest client version a server still serves: version 2 lacks only the `Filter`
 /// message, which such a client never sends; versions 2 and 3 lack `Packed`, which a server
@@ -25,6 +25,10 @@ pub const PACKED_SINCE: u32 = 4;
 /// The first version whose destinations ask for trees and chunk lists by their place in the
 /// snapshot ([`Message::GetSince`]) and whose sources answer with [`Message::Found`].
 pub const PLACES_SINCE: u32 = 5;
+
+/// The first version whose clients may ask, with [`Message::ColdPull`], for the files to be
+/// streamed while the source is scanned ([`Message::Streamed`]).
+pub const STREAM_SINCE: u32 = 6;
 
 /// The first bytes of every session, so a stray shell banner is recognised as such.
 pub const MAGIC: [u8; 8] = *b"musicfs\0";
@@ -183,6 +187,32 @@ pub enum Message {
         data: Vec<u8>,
         /// Another `Found` follows with the rest of the answer.
         more: bool,
+    },
+    /// Client (protocol 6), instead of `Pull` when its destination holds nothing yet: the
+    /// same request, and each file the scan reads is to be streamed ([`Message::Streamed`])
+    /// before the snapshot is described.
+    ColdPull {
+        /// As `Pull`'s.
+        path: Vec<u8>,
+        /// As `Pull`'s.
+        checksum: bool,
+    },
+    /// Server (protocol 6, after `ColdPull`, before `Source`): a file its scan has read and
+    /// verified. Followed by one `Chunk` for each of its chunks in order (the file's bytes
+    /// at the chunk's place), except the chunks both ends still remember from earlier in the
+    /// stream (`agent::stream`), which are not sent again.
+    Streamed {
+        /// The file's path, relative to the pulled directory.
+        path: Vec<u8>,
+        /// Permission bits.
+        mode: u32,
+        /// Modification time, ns since the epoch.
+        mtime_ns: i64,
+        /// Size in bytes.
+        size: u64,
+        /// Its chunk list's encoding.
+        #[serde(with = "bytes")]
+        list: Vec<u8>,
     },
 }
 
