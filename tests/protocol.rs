@@ -1222,6 +1222,37 @@ mod stream {
         assert!(old.is_empty(), "{} frames before the snapshot", old.len());
     }
 
+    /// The server's readers finish files at once and share the connection and the
+    /// remembered chunks: many small files, some alike, pulled cold again and again.
+    #[test]
+    fn stress_many_readers_stream_at_once() {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        for round in 0..20 {
+            let t = TestRepo::new();
+            let src = t.mkdir("src");
+            for i in 0..200u32 {
+                let dir = src.join(format!("d{}", i % 7));
+                std::fs::create_dir_all(&dir).unwrap();
+                // A third of the files share their bytes: their chunks are remembered.
+                let body = if i % 3 == 0 {
+                    b"the same bytes".repeat(50)
+                } else {
+                    format!("file {i} of round {round}")
+                        .repeat(40 + i as usize)
+                        .into_bytes()
+                };
+                std::fs::write(dir.join(format!("f{i}.txt")), body).unwrap();
+            }
+            let dst = t.path("lib");
+            run_pull(&t, &src, &dst);
+            assert_trees_equal(&src, &dst);
+            assert!(
+                std::time::Instant::now() < deadline,
+                "round {round} past the deadline"
+            );
+        }
+    }
+
     #[test]
     fn a_streamed_cold_pull_is_exact_and_a_second_pull_moves_nothing() {
         let t = TestRepo::new();
