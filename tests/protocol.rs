@@ -1415,3 +1415,176 @@ mod resume {
         assert!(second < 1_500_000, "{second} bytes read by the retry");
     }
 }
+
+/// A cold pull (protocol 6): the server streams each file while it scans; every streamed
+/// chunk is checked against its id, and a file one of whose chunks fails is left to the
+/// ordinary requests.
+mod stream {
+    use super::hostile::{fake_server_scanning, pull_from, serve_tree};
+    use super::*;
+    use musicfs::agent::wire::{read_message, write_message, Message, MAGIC};
+
+    /// The messages that stream `song.mp3` holding `sent` as the file of `good`'s chunk list.
+    fn streamed(
+        sent: &[u8],
+    ) -> (
+        musicfs::snapshot::Tree,
+        musicfs::snapshot::ChunkList,
+        Vec<Message>,
+    ) {
+        let (tree, list) = util::one_file_tree(b"song.mp3", b"good");
+        let messages = vec![
+            Message::Streamed {
+                path: b"song.mp3".to_vec(),
+                mode: 0o644,
+                mtime_ns: 0,
+                size: 4,
+                list: list.encode(),
+            },
+            Message::Chunk(sent.to_vec()),
+        ];
+        (tree, list, messages)
+    }
+
+    #[test]
+    fn a_streamed_file_is_committed_without_being_asked_for() {
+        let t = TestRepo::new();
+        let (tree, list, messages) = streamed(b"good");
+        // Asked for, the chunk would be refused: the file must come from the stream.
+        let (connection, server) = fake_server_scanning(
+            messages,
+            tree.tree_id(),
+            serve_tree(tree, list, b"evil".to_vec()),
+        );
+        pull_from(&t, connection).unwrap();
+        assert_eq!(std::fs::read(t.path("lib/song.mp3")).unwrap(), b"good");
+        drop(server);
+    }
+
+    #[test]
+    fn a_damaged_streamed_chunk_is_refused_and_the_file_asked_for() {
+        let t = TestRepo::new();
+        let (tree, list, messages) = streamed(b"evil");
+        let (connection, server) = fake_server_scanning(
+            messages,
+            tree.tree_id(),
+            serve_tree(tree, list, b"good".to_vec()),
+        );
+        pull_from(&t, connection).unwrap();
+        // Committed from the stream, the file would hold the damaged bytes (its chunk list
+        // is the tree's): it holds the ones asked for.
+        assert_eq!(std::fs::read(t.path("lib/song.mp3")).unwrap(), b"good");
+        let leftovers: Vec<_> = std::fs::read_dir(t.path("lib")).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "temporary files left: {leftovers:?}");
+        drop(server);
+    }
+
+    /// Every frame the server sends before `Source` to a client of `version` asking with
+    /// `request`.
+    fn before_source(t: &TestRepo, version: u32, request: Message) -> Vec<Message> {
+        let mut child = Command::new(util::bin())
+            .args(["serve", "--stdio"])
+            .env("MUSICFS_REPO", t.path("remote-repo"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut input = child.stdin.take().unwrap();
+        let mut output = musicfs::agent::wire::Unpack::new(child.stdout.take().unwrap());
+        let hello = Message::Hello {
+            magic: MAGIC,
+            version,
+            format: musicfs::chunk::CHUNKING_VERSION,
+        };
+        write_message(&mut input, &hello).unwrap();
+        write_message(&mut input, &request).unwrap();
+        let mut frames = Vec::new();
+        loop {
+            match read_message(&mut output).unwrap().unwrap() {
+                Message::Source(_) => break,
+                Message::Working { .. } | Message::Hello { .. } => {}
+                m => frames.push(m),
+            }
+        }
+        write_message(&mut input, &Message::Bye).unwrap();
+        drop(input);
+        assert!(child.wait().unwrap().success());
+        frames
+    }
+
+    #[test]
+    fn only_a_cold_pull_of_protocol_6_is_streamed() {
+        let t = TestRepo::new();
+        let src = t.fixtures("music");
+        let path = src.as_os_str().as_encoded_bytes().to_vec();
+        let cold = before_source(
+            &t,
+            6,
+            Message::ColdPull {
+                path: path.clone(),
+                checksum: false,
+            },
+        );
+        let files = cold
+            .iter()
+            .filter(|m| matches!(m, Message::Streamed { .. }))
+            .count();
+        assert!(files > 0, "nothing streamed");
+        // A client of protocol 5 asks with `Pull`, and is answered as before.
+        let old = before_source(
+            &t,
+            5,
+            Message::Pull {
+                path,
+                checksum: false,
+            },
+        );
+        assert!(old.is_empty(), "{} frames before the snapshot", old.len());
+    }
+
+    /// The server's readers finish files at once and share the connection and the
+    /// remembered chunks: many small files, some alike, pulled cold again and again.
+    #[test]
+    fn stress_many_readers_stream_at_once() {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        for round in 0..20 {
+            let t = TestRepo::new();
+            let src = t.mkdir("src");
+            for i in 0..200u32 {
+                let dir = src.join(format!("d{}", i % 7));
+                std::fs::create_dir_all(&dir).unwrap();
+                // A third of the files share their bytes: their chunks are remembered.
+                let body = if i % 3 == 0 {
+                    b"the same bytes".repeat(50)
+                } else {
+                    format!("file {i} of round {round}")
+                        .repeat(40 + i as usize)
+                        .into_bytes()
+                };
+                std::fs::write(dir.join(format!("f{i}.txt")), body).unwrap();
+            }
+            let dst = t.path("lib");
+            run_pull(&t, &src, &dst);
+            assert_trees_equal(&src, &dst);
+            assert!(
+                std::time::Instant::now() < deadline,
+                "round {round} past the deadline"
+            );
+        }
+    }
+
+    #[test]
+    fn a_streamed_cold_pull_is_exact_and_a_second_pull_moves_nothing() {
+        let t = TestRepo::new();
+        let src = t.fixtures("music");
+        let dst = t.path("lib");
+        let first = run_pull(&t, &src, &dst);
+        assert_trees_equal(&src, &dst);
+        assert!(first.files_changed > 0);
+        let second = run_pull(&t, &src, &dst);
+        assert_eq!(second.bytes_transferred, 0);
+        assert_eq!(second.files_changed, 0);
+        assert_trees_equal(&src, &dst);
+    }
+}

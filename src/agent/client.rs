@@ -126,13 +126,21 @@ pub fn pull_filtered(
     } = connection;
     let lost = |e| super::wire::lost(&origin, e);
     let requests = Requests::new(output);
+    // A destination that holds nothing yet asks for each file as the server's scan reads it
+    // (protocol 6). Sent with the greeting: a server that does not speak this end's version
+    // refuses the greeting before it reads anything else.
+    // A retry that holds chunks an attempt before it received asks for the rest as usual.
+    let cold = crate::sync::is_cold(destination, options.dry_run) && resume.is_empty();
+    let path = remote_path.to_vec();
+    let checksum = options.checksum;
+    let request = match cold {
+        true => Message::ColdPull { path, checksum },
+        false => Message::Pull { path, checksum },
+    };
     let messages: Vec<Message> = [Some(hello()), filter_message(filter)]
         .into_iter()
         .flatten()
-        .chain([Message::Pull {
-            path: remote_path.to_vec(),
-            checksum: options.checksum,
-        }])
+        .chain([request])
         .collect();
     send(&requests, &messages).map_err(lost)?;
     let mut input = BufReader::with_capacity(1 << 20, input);
@@ -145,7 +153,8 @@ pub fn pull_filtered(
         std::mem::take(resume),
     )
     // The server answered in this end's version (`greeting`): it sends deltas.
-    .with_deltas(destination.url(), PROTOCOL_VERSION);
+    .with_deltas(destination.url(), PROTOCOL_VERSION)
+    .streamed(cold);
     let result = sync_from(repo, &mut source, destination, chunker, options, sink);
     *resume = source.into_resume();
     let summary = result?;

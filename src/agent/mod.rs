@@ -18,6 +18,7 @@ mod resume;
 mod run;
 mod serve;
 mod source;
+mod stream;
 pub mod wire;
 
 pub use client::{pull, pull_filtered, push, push_filtered, Connection};

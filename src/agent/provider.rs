@@ -16,7 +16,7 @@ use crate::sync::{ChunkSource, SyncSummary};
 
 /// Bytes of frames compressed together in one pack, at most (well under
 /// [`super::wire::MAX_PACKED`]).
-const PACK_BYTES: usize = 1 << 20;
+pub(super) const PACK_BYTES: usize = 1 << 20;
 
 /// An opaque file (no container understood) is compressed on the wire only up to this size:
 /// the small text files of a library (cue sheets, rip logs, playlists) compress well, the
@@ -39,19 +39,9 @@ impl Compressible {
     }
 
     fn learn(&mut self, list: &ChunkList) {
-        if list.format == Format::Opaque {
-            if list.size() <= SMALL_OPAQUE {
-                self.0.extend(list.chunks.iter().map(|c| Self::key(&c.id)));
-            }
-            return;
-        }
-        let mut regions = list.regions.iter().peekable();
-        for (offset, chunk) in list.with_offsets() {
-            while regions.peek().is_some_and(|r| r.offset + r.len <= offset) {
-                regions.next();
-            }
-            let kind = regions.peek().map_or(RegionKind::Audio, |r| r.kind);
-            if !matches!(kind, RegionKind::Audio | RegionKind::Picture) {
+        let worth = compressible_chunks(list);
+        for (chunk, worth) in list.chunks.iter().zip(worth) {
+            if worth {
                 self.0.insert(Self::key(&chunk.id));
             }
         }
@@ -60,6 +50,25 @@ impl Compressible {
     fn contains(&self, id: &ChunkId) -> bool {
         self.0.contains(&Self::key(id))
     }
+}
+
+/// For each chunk of `list`, in order, whether it is worth compressing on the wire
+/// ([`Compressible`]): a chunk of a tag, padding or structure region, or of a small opaque
+/// file.
+pub(super) fn compressible_chunks(list: &ChunkList) -> Vec<bool> {
+    if list.format == Format::Opaque {
+        return vec![list.size() <= SMALL_OPAQUE; list.chunks.len()];
+    }
+    let mut regions = list.regions.iter().peekable();
+    list.with_offsets()
+        .map(|(offset, _)| {
+            while regions.peek().is_some_and(|r| r.offset + r.len <= offset) {
+                regions.next();
+            }
+            let kind = regions.peek().map_or(RegionKind::Audio, |r| r.kind);
+            !matches!(kind, RegionKind::Audio | RegionKind::Picture)
+        })
+        .collect()
 }
 
 /// How a providing session ended.
@@ -279,6 +288,8 @@ pub(crate) fn name_of(message: &Message) -> &'static str {
         Message::Objects(_) => "Objects",
         Message::GetSince { .. } => "GetSince",
         Message::Found { .. } => "Found",
+        Message::ColdPull { .. } => "ColdPull",
+        Message::Streamed { .. } => "Streamed",
     }
 }
 

@@ -155,6 +155,11 @@ impl Resume {
         );
     }
 
+    /// Whether no chunk is kept.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.kept.is_empty()
+    }
+
     /// Whether chunk `id` is kept (a spilled one may still fail its check when read back).
     pub(crate) fn contains(&self, id: &ChunkId) -> bool {
         self.kept.contains_key(id)

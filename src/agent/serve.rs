@@ -9,9 +9,10 @@ use std::sync::{Arc, Mutex};
 use super::provider::{name_of, provide};
 use super::resume::Resume;
 use super::source::{send, RemoteSource, Requests};
+use super::stream::Streamer;
 use super::wire::{
     check_path, write_message, Message, HEARTBEAT, OLDEST_PROTOCOL_VERSION, PACKED_SINCE,
-    PROTOCOL_VERSION,
+    PROTOCOL_VERSION, STREAM_SINCE,
 };
 use crate::chunk::Chunker;
 use crate::chunk::CHUNKING_VERSION;
@@ -153,11 +154,24 @@ fn session(
             .map_err(|e| protocol(format!("Filter: {e}")))?;
         request = receive(&mut input)?;
     }
+    let cold = matches!(request, Message::ColdPull { .. });
     match request {
-        Message::Pull { path, checksum } => {
+        Message::ColdPull { .. } if version < STREAM_SINCE => {
+            Err(protocol(format!("ColdPull in protocol {version}")))
+        }
+        Message::Pull { path, checksum } | Message::ColdPull { path, checksum } => {
             let origin = OriginSpec::directory(&directory(&path)).open(&options)?;
-            let mut source = LocalSource::new(repo, origin.as_ref(), checksum);
-            let state = source.snapshot(repo, chunker, progress)?;
+            // A cold pull reads every file, so that each is streamed as it is read (what
+            // an earlier scan knows would otherwise go unread until the client asks).
+            let mut source = LocalSource::new(repo, origin.as_ref(), checksum || cold);
+            let state = if cold {
+                let streamer = Streamer::new(Arc::clone(output));
+                let state = source.snapshot_copying(repo, chunker, progress, &streamer)?;
+                streamer.finish()?;
+                state
+            } else {
+                source.snapshot(repo, chunker, progress)?
+            };
             write(&[Message::Source(super::wire::SourceInfo {
                 root: state.root,
                 files: state.files,

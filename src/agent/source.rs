@@ -8,6 +8,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
 use super::resume::Resume;
+use super::stream::Receiving;
 use super::wire::{check_content, check_path, check_tree, lost, receive, write_message};
 use super::wire::{Message, Object, SourceInfo, Unpack, MAX_PATH};
 use crate::chunk::{Chunker, VerifiedChunk};
@@ -15,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::id::{ChunkId, ContentId, TreeId};
 use crate::repo::Repository;
 use crate::report::Sink;
+use crate::scan::CopySink;
 use crate::snapshot::{ChunkList, ChunkRef, Node, Tree};
 use crate::sync::{ChunkSource, SourceState, SyncSource};
 
@@ -213,6 +215,8 @@ pub struct RemoteSource {
     one_frame: bool,
     /// Bytes of chunks the source sent unasked in this session.
     unasked: u64,
+    /// The pull is cold and asked for the files to be streamed (protocol 6).
+    streamed: Option<Receiving>,
 }
 
 impl RemoteSource {
@@ -240,6 +244,7 @@ impl RemoteSource {
             places: false,
             one_frame: false,
             unasked: 0,
+            streamed: None,
         }
     }
 
@@ -251,6 +256,13 @@ impl RemoteSource {
         self.deltas = Some(destination.to_string());
         self.places = version >= super::wire::PLACES_SINCE;
         self.one_frame = version >= super::wire::ONE_FRAME_SINCE;
+        self
+    }
+
+    /// Takes the files the source streams while it scans (it was asked with
+    /// `Message::ColdPull`) when `cold`.
+    pub(crate) fn streamed(mut self, cold: bool) -> RemoteSource {
+        self.streamed = cold.then(Receiving::default);
         self
     }
 
@@ -295,14 +307,45 @@ impl RemoteSource {
         }
     }
 
-    /// Waits for the source's snapshot, showing the progress of the remote scan meanwhile.
-    fn await_source(&mut self, sink: &dyn Sink) -> Result<SourceInfo> {
+    /// Waits for the source's snapshot, showing the progress of the remote scan meanwhile,
+    /// and taking each file the source streams meanwhile into `copy` (`super::stream`).
+    fn await_source(
+        &mut self,
+        repo: &Repository,
+        sink: &dyn Sink,
+        copy: Option<&dyn CopySink>,
+    ) -> Result<SourceInfo> {
         let (mut shown_done, mut shown_total) = (0u64, 0u64);
         loop {
             match self.receive_any()? {
                 Message::Source(info) => {
                     sink.advance(shown_total.saturating_sub(shown_done));
+                    if let Some(mut streamed) = self.streamed.take() {
+                        streamed.store(repo)?;
+                    }
                     return Ok(info);
+                }
+                header @ Message::Streamed { .. } if self.streamed.is_some() => {
+                    let Some(mut streamed) = self.streamed.take() else {
+                        continue;
+                    };
+                    let origin = self.origin.clone();
+                    let protocol = |message: String| Error::Protocol {
+                        origin: origin.clone(),
+                        message,
+                    };
+                    let mut resume = std::mem::take(&mut self.resume);
+                    let taken = streamed.file(
+                        repo,
+                        header,
+                        &mut resume,
+                        &mut || self.receive(),
+                        copy,
+                        &protocol,
+                    );
+                    self.resume = resume;
+                    self.streamed = Some(streamed);
+                    taken?;
                 }
                 Message::Working { done, total } => {
                     if total > shown_total {
@@ -869,15 +912,38 @@ impl SyncSource for RemoteSource {
         _chunker: &dyn Chunker,
         sink: &dyn Sink,
     ) -> Result<SourceState> {
+        self.snapshot_streamed(repo, sink, None)
+    }
+
+    /// Files streamed by the source while it scans (a cold pull) are copied to `copy`.
+    fn snapshot_copying(
+        &mut self,
+        repo: &Repository,
+        _chunker: &dyn Chunker,
+        sink: &dyn Sink,
+        copy: &dyn CopySink,
+    ) -> Result<SourceState> {
+        self.snapshot_streamed(repo, sink, Some(copy))
+    }
+}
+
+impl RemoteSource {
+    /// [`SyncSource::snapshot`], the files the source streams meanwhile copied to `copy`.
+    fn snapshot_streamed(
+        &mut self,
+        repo: &Repository,
+        sink: &dyn Sink,
+        copy: Option<&dyn CopySink>,
+    ) -> Result<SourceState> {
+        // The chunks spilled for a retry go beside the fallback's downloads.
+        self.resume.spill_to(repo.root().join("spool"));
         let info = match self.info.take() {
             Some(info) => info,
-            None => self.await_source(sink)?,
+            None => self.await_source(repo, sink, copy)?,
         };
         for path in &info.unreadable {
             check_path(path).map_err(|m| self.protocol(m))?;
         }
-        // The chunks spilled for a retry go beside the fallback's downloads.
-        self.resume.spill_to(repo.root().join("spool"));
         self.fetch_trees(repo, info.root)?;
         Ok(SourceState {
             root: info.root,

@@ -32,6 +32,10 @@ pub const PLACES_SINCE: u32 = 5;
 /// its tree, a chunk in its list. The destination hashes those back in before its checks.
 pub const ONE_FRAME_SINCE: u32 = 6;
 
+/// The first version whose clients may ask, with [`Message::ColdPull`], for the files to be
+/// streamed while the source is scanned ([`Message::Streamed`]).
+pub const STREAM_SINCE: u32 = 6;
+
 /// The first bytes of every session, so a stray shell banner is recognised as such.
 pub const MAGIC: [u8; 8] = *b"musicfs\0";
 
@@ -189,6 +193,32 @@ pub enum Message {
         data: Vec<u8>,
         /// Another `Found` follows with the rest of the answer.
         more: bool,
+    },
+    /// Client (protocol 6), instead of `Pull` when its destination holds nothing yet: the
+    /// same request, and each file the scan reads is to be streamed ([`Message::Streamed`])
+    /// before the snapshot is described.
+    ColdPull {
+        /// As `Pull`'s.
+        path: Vec<u8>,
+        /// As `Pull`'s.
+        checksum: bool,
+    },
+    /// Server (protocol 6, after `ColdPull`, before `Source`): a file its scan has read and
+    /// verified. Followed by one `Chunk` for each of its chunks in order (the file's bytes
+    /// at the chunk's place), except the chunks both ends still remember from earlier in the
+    /// stream (`agent::stream`), which are not sent again.
+    Streamed {
+        /// The file's path, relative to the pulled directory.
+        path: Vec<u8>,
+        /// Permission bits.
+        mode: u32,
+        /// Modification time, ns since the epoch.
+        mtime_ns: i64,
+        /// Size in bytes.
+        size: u64,
+        /// Its chunk list's encoding.
+        #[serde(with = "bytes")]
+        list: Vec<u8>,
     },
 }
 

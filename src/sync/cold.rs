@@ -41,6 +41,15 @@ pub(super) fn is_empty(destination: &dyn WritableOrigin) -> bool {
         .is_some_and(|mut entries| entries.next().is_none())
 }
 
+/// Whether a sync into `destination` is a cold initial sync, by the test [`super::sync_from`]
+/// makes: not a dry run, a directory of this machine, absent or empty. A remote source asks
+/// for such a destination's files to be streamed while it scans (`agent::stream`).
+pub fn is_cold(destination: &dyn WritableOrigin, dry_run: bool) -> bool {
+    !dry_run
+        && destination.local_root().is_some()
+        && (matches!(destination.stat(b""), Ok(None)) || is_empty(destination))
+}
+
 /// Copies handed to the committer and not yet back, at most. Each is written out before it is
 /// handed over (it holds a handle, not its bytes), and those waiting together share one flush:
 /// the more may wait, the fewer flushes.

@@ -31,6 +31,8 @@ use crate::scan::{scan, scan_entry, CopySink, ScanOptions};
 use crate::snapshot::{ChunkList, ChunkRef};
 use plan::{PlanOptions, Step, SyncPlan};
 
+pub use cold::is_cold;
+
 /// How to sync.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SyncOptions {
