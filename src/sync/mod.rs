@@ -24,7 +24,7 @@ use crate::chunk::{AssembleError, Assembler, Chunker, VerifiedChunk};
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::{ChunkId, ContentId, TreeId};
 use crate::locate::{Hint, LastOpen, Locator, Site};
-use crate::origin::{ChangeKey, EntryKind, EntryStat, Origin, TempFile, WritableOrigin};
+use crate::origin::{ChangeKey, EntryKind, EntryStat, Origin, TempFile, WalkItem, WritableOrigin};
 use crate::repo::{OriginId, Repository};
 use crate::report::{display_path, Event, Fault, Side, Sink};
 use crate::scan::{scan, scan_entry, CopySink, ScanOptions};
@@ -403,6 +403,9 @@ pub fn sync_from(
                     tracing::debug!("removing the empty destination again: {removing}");
                 }
             }
+            if !copies.is_empty() && !matches!(e, Error::Interrupted { .. }) {
+                report_copies(destination, sink);
+            }
             return Err(e);
         }
     };
@@ -641,6 +644,25 @@ pub fn sync_from(
         )?;
     }
     Ok(summary)
+}
+
+/// Reports as written the files a cold sync's scan copied into `destination` before its
+/// source failed: the destination held nothing before, so every file in it now is one this run
+/// wrote, and a run that goes on (a retried remote sync, whose next attempt finds them in place
+/// and plans nothing for them) counts them among its changes. Each is reported with its size
+/// as the bytes it brought.
+fn report_copies(destination: &dyn WritableOrigin, sink: &dyn Sink) {
+    destination.walk(&mut |item| {
+        if let WalkItem::Entry { path, stat, .. } = item {
+            if stat.kind == EntryKind::File {
+                sink.event(&Event::Action {
+                    action: "write",
+                    path: display_path(&path),
+                    bytes_transferred: stat.size,
+                });
+            }
+        }
+    });
 }
 
 /// Gives the destination's directories back the modes they had before the sync opened them up
