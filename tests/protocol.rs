@@ -840,13 +840,24 @@ mod compression {
         (child, input, output)
     }
 
-    fn root_tree_answer(t: &TestRepo, src: &std::path::Path, version: u32) -> Message {
-        use std::process::Stdio;
-        let (mut child, mut input, mut output) = serve_stdio(t, Stdio::inherit());
+    /// Starts `musicfs serve --stdio` (as [`serve_stdio`]) and greets it as a client of
+    /// `version` whose `Hello` carries `format`, asking to pull `src`.
+    fn start_pull(
+        t: &TestRepo,
+        src: &std::path::Path,
+        version: u32,
+        format: u32,
+        stderr: std::process::Stdio,
+    ) -> (
+        std::process::Child,
+        std::process::ChildStdin,
+        std::process::ChildStdout,
+    ) {
+        let (child, mut input, output) = serve_stdio(t, stderr);
         let hello = Message::Hello {
             magic: MAGIC,
             version,
-            format: musicfs::chunk::CHUNKING_VERSION,
+            format,
         };
         let pull = Message::Pull {
             path: src.as_os_str().as_encoded_bytes().to_vec(),
@@ -854,12 +865,29 @@ mod compression {
         };
         write_message(&mut input, &hello).unwrap();
         write_message(&mut input, &pull).unwrap();
-        let mut next = || loop {
-            match read_message(&mut output).unwrap().unwrap() {
+        (child, input, output)
+    }
+
+    /// The server's next message, past its `Working` beats.
+    fn next_message(output: &mut std::process::ChildStdout) -> Message {
+        loop {
+            match read_message(output).unwrap().unwrap() {
                 Message::Working { .. } => continue,
                 m => return m,
             }
-        };
+        }
+    }
+
+    fn root_tree_answer(t: &TestRepo, src: &std::path::Path, version: u32) -> Message {
+        use std::process::Stdio;
+        let (mut child, mut input, mut output) = start_pull(
+            t,
+            src,
+            version,
+            musicfs::chunk::CHUNKING_VERSION,
+            Stdio::inherit(),
+        );
+        let mut next = || next_message(&mut output);
         assert!(matches!(next(), Message::Hello { version: v, .. } if v == version));
         let Message::Source(info) = next() else {
             panic!("no snapshot")
@@ -891,24 +919,14 @@ mod compression {
         base: Option<musicfs::id::TreeId>,
     ) -> (musicfs::id::TreeId, Vec<Message>) {
         use std::process::Stdio;
-        let (mut child, mut input, mut output) = serve_stdio(t, Stdio::inherit());
-        let hello = Message::Hello {
-            magic: MAGIC,
+        let (mut child, mut input, mut output) = start_pull(
+            t,
+            src,
             version,
-            format: musicfs::chunk::CHUNKING_VERSION,
-        };
-        let pull = Message::Pull {
-            path: src.as_os_str().as_encoded_bytes().to_vec(),
-            checksum: false,
-        };
-        write_message(&mut input, &hello).unwrap();
-        write_message(&mut input, &pull).unwrap();
-        let mut next = || loop {
-            match read_message(&mut output).unwrap().unwrap() {
-                Message::Working { .. } => continue,
-                m => return m,
-            }
-        };
+            musicfs::chunk::CHUNKING_VERSION,
+            Stdio::inherit(),
+        );
+        let mut next = || next_message(&mut output);
         assert!(matches!(next(), Message::Hello { version: v, .. } if v == version));
         let Message::Source(info) = next() else {
             panic!("no snapshot")
@@ -1029,24 +1047,9 @@ mod compression {
         let src = t.path("src");
         std::fs::create_dir_all(&src).unwrap();
         std::fs::write(src.join("a.bin"), b"four").unwrap();
-        let (mut child, mut input, mut output) = serve_stdio(&t, Stdio::null());
-        let hello = Message::Hello {
-            magic: MAGIC,
-            version: PROTOCOL_VERSION,
-            format,
-        };
-        let pull = Message::Pull {
-            path: src.as_os_str().as_encoded_bytes().to_vec(),
-            checksum: false,
-        };
-        write_message(&mut input, &hello).unwrap();
-        write_message(&mut input, &pull).unwrap();
-        let mut next = || loop {
-            match read_message(&mut output).unwrap().unwrap() {
-                Message::Working { .. } => continue,
-                m => return m,
-            }
-        };
+        let (mut child, input, mut output) =
+            start_pull(&t, &src, PROTOCOL_VERSION, format, Stdio::null());
+        let mut next = || next_message(&mut output);
         let answers = (next(), next());
         drop(input);
         let _ = child.wait();
