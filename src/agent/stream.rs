@@ -27,9 +27,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use super::provider::{compressible_chunks, PACK_BYTES};
 use super::resume::Resume;
 use super::wire::{check_path, write_message, Message, Packer, MAX_CHUNK};
-use crate::chunk::{Tee, VerifiedChunk};
+use crate::chunk::{keeps_history, Tee, VerifiedChunk};
 use crate::error::{Error, Result};
-use crate::id::ChunkId;
+use crate::id::{ChunkId, ContentId};
 use crate::origin::{ChangeKey, EntryKind, EntryStat};
 use crate::repo::Repository;
 use crate::report::display_path;
@@ -241,19 +241,42 @@ fn verify(id: ChunkId, len: u32, data: Vec<u8>) -> Option<VerifiedChunk> {
     VerifiedChunk::check(id, data)
 }
 
+/// Which chunks of `list` the repository keeps as history (`chunk::keeps_history`: tags,
+/// padding and structure, never audio or pictures).
+fn history_mask(list: &ChunkList) -> Vec<bool> {
+    let mut regions = list.regions.iter().peekable();
+    list.with_offsets()
+        .map(|(offset, _)| {
+            while regions.peek().is_some_and(|r| r.offset + r.len <= offset) {
+                regions.next();
+            }
+            regions
+                .peek()
+                .is_some_and(|r| keeps_history(list.format, r.kind))
+        })
+        .collect()
+}
+
 /// The destination's side: takes each streamed file into the destination's copy.
 #[derive(Default)]
 pub(super) struct Receiving {
     recent: Recent<Option<Vec<u8>>>,
     /// Chunk lists received and not yet stored.
     lists: Vec<ChunkList>,
+    /// The history chunks of the contents received, with their bytes, not yet stored: kept
+    /// as they arrive, so that the destination's scan at the end of the sync need not read
+    /// them back from every file it wrote.
+    history: Vec<(ContentId, History)>,
 }
+
+/// A content's history chunks with their bytes, as `RepoWriter::keep_history` takes them.
+type History = Vec<(ChunkId, Vec<u8>)>;
 
 impl Receiving {
     /// Takes the file a [`Message::Streamed`] announces, reading its chunks with `next`: its
     /// bytes go to `copy` (when given) and it is finished there only when every chunk
     /// matched its id. Its chunk list is stored in `repo` (in batches), so that it is not
-    /// asked for again. Errors: a header or chunk list that breaks the protocol (`protocol`),
+    /// asked for again, and its history chunks are kept there when every one of them matched. Errors: a header or chunk list that breaks the protocol (`protocol`),
     /// and `next`'s.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn file(
@@ -299,7 +322,9 @@ impl Receiving {
         // Its chunks are kept for a retry, as those of a file written from requests are.
         resume.file(&path);
         let mut whole = true;
-        for (offset, chunk) in list.with_offsets() {
+        let is_history = history_mask(&list);
+        let mut history = Some(Vec::new());
+        for ((offset, chunk), is_history) in list.with_offsets().zip(is_history) {
             let bytes = match self.recent.get(&chunk.id) {
                 Some(held) => held.as_deref(),
                 None => {
@@ -323,11 +348,19 @@ impl Receiving {
                     self.recent.get(&chunk.id).and_then(|held| held.as_deref())
                 }
             };
+            match (is_history, bytes, history.as_mut()) {
+                (true, Some(bytes), Some(kept)) => kept.push((chunk.id, bytes.to_vec())),
+                (true, None, _) => history = None,
+                _ => {}
+            }
             match (bytes, file.as_mut()) {
                 (Some(bytes), Some(file)) if whole => file.bytes(offset, bytes),
                 (Some(_), _) => {}
                 (None, _) => whole = false,
             }
+        }
+        if let Some(history) = history {
+            self.history.push((list.content_id(), history));
         }
         // Dropped unfinished, a copy is thrown away.
         if let (Some(file), true) = (file, whole) {
@@ -340,17 +373,21 @@ impl Receiving {
         Ok(())
     }
 
-    /// Stores the chunk lists received so far.
+    /// Stores the chunk lists received so far, and keeps their history chunks.
     pub(super) fn store(&mut self, repo: &Repository) -> Result<()> {
-        if self.lists.is_empty() {
+        if self.lists.is_empty() && self.history.is_empty() {
             return Ok(());
         }
         let mut writer = repo.writer()?;
         for list in &self.lists {
             writer.put_content(list)?;
         }
+        for (content, chunks) in &self.history {
+            writer.keep_history(content, chunks)?;
+        }
         writer.commit()?;
         self.lists.clear();
+        self.history.clear();
         Ok(())
     }
 }
@@ -358,6 +395,79 @@ impl Receiving {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chunk::{chunk_file, FastCdc};
+
+    /// Streams the fixture `name` into `receiving` (no copy at the destination), its first
+    /// history chunk damaged on the wire when `damage`; returns its content and history.
+    fn stream_fixture(
+        repo: &Repository,
+        receiving: &mut Receiving,
+        name: &str,
+        damage: bool,
+    ) -> (ContentId, History) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/audio/Aurora Tones/First Light")
+            .join(name);
+        let bytes = std::fs::read(&path).unwrap();
+        let chunked = chunk_file(
+            &mut std::fs::File::open(&path).unwrap(),
+            bytes.len() as u64,
+            &FastCdc::default(),
+        )
+        .unwrap();
+        let list = chunked.list;
+        assert!(!chunked.history.is_empty(), "{name} has a tag");
+        let mut damaged = !damage;
+        let mut seen = std::collections::HashSet::new();
+        let mut chunks = VecDeque::new();
+        for ((offset, chunk), history) in list.with_offsets().zip(history_mask(&list)) {
+            if seen.insert(chunk.id) {
+                let start = offset as usize;
+                let mut data = bytes[start..start + chunk.len as usize].to_vec();
+                if history && !damaged {
+                    data[0] ^= 1;
+                    damaged = true;
+                }
+                chunks.push_back(Message::Chunk(data));
+            }
+        }
+        let header = Message::Streamed {
+            path: name.as_bytes().to_vec(),
+            mode: 0o644,
+            mtime_ns: 0,
+            size: bytes.len() as u64,
+            list: list.encode(),
+        };
+        receiving
+            .file(
+                repo,
+                header,
+                &mut Resume::default(),
+                &mut || Ok(chunks.pop_front().expect("a chunk for every new id")),
+                None,
+                &|message| Error::InvalidInput(message),
+            )
+            .unwrap();
+        receiving.store(repo).unwrap();
+        (list.content_id(), chunked.history)
+    }
+
+    #[test]
+    fn a_streamed_files_history_chunks_are_kept_unless_one_failed_its_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init(&dir.path().join("repo")).unwrap().0;
+        let mut receiving = Receiving::default();
+        let (content, history) = stream_fixture(&repo, &mut receiving, "01 Dawn.mp3", false);
+        assert!(repo.without_history(&[content]).unwrap().is_empty());
+        for (id, data) in &history {
+            assert_eq!(repo.kept_chunk(id).unwrap().as_deref(), Some(&data[..]));
+        }
+        // A damaged tag chunk: its content's history is left to be read back by the
+        // destination's scan. (A new receiver: both ends' memory of the stream starts empty.)
+        let mut receiving = Receiving::default();
+        let (content, _) = stream_fixture(&repo, &mut receiving, "02 Zenith.mp3", true);
+        assert_eq!(repo.without_history(&[content]).unwrap(), vec![content]);
+    }
 
     #[test]
     fn recent_forgets_the_oldest_beyond_its_budget_alike_on_both_ends() {
