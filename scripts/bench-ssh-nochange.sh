@@ -79,7 +79,7 @@ ssh -F "$WORK/home/.ssh/config" nas true
 echo "setup (ssh nas true): bytes $(take)"
 if [[ ! -d $WORK/lib ]]; then
     "$MUSICFS" init "$WORK/repo" >/dev/null
-    /usr/bin/time -f "initial: %e s, peak RSS %M KiB" "$MUSICFS" -q --repo "$WORK/repo" sync "nas:$SRC" "$WORK/lib"
+    /usr/bin/time -f "initial: %e s, peak RSS %M KiB, CPU %U + %S s" "$MUSICFS" -q --repo "$WORK/repo" sync "nas:$SRC" "$WORK/lib"
     echo "initial: bytes $(take)"
 fi
 for ((i = 1; i <= REPS; i++)); do
