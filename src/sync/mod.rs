@@ -1248,9 +1248,10 @@ impl Apply<'_> {
 
     /// Notes `steps`, writes of files the source's scan copied into place, counting their
     /// chunks as [`Apply::fetch`] would have: a chunk the destination held nowhere when the
-    /// run began is transferred the first time, reused after. Whether the destination holds
-    /// each chunk not taken yet is asked once for the batch: it records only what this run
-    /// noted before, whose chunks are taken by then.
+    /// run began is transferred the first time, reused after. The destination of such copies
+    /// held nothing when the run began (a cold sync), so no chunk is looked up there: a
+    /// chunk is transferred the first time this run takes it. (What the repository may still
+    /// record of a destination that was removed since is not there to reuse.)
     fn copied(&mut self, steps: &[Step]) -> Result<()> {
         let mut lists = Vec::with_capacity(steps.len());
         for step in steps {
@@ -1258,19 +1259,6 @@ impl Apply<'_> {
                 lists.push(self.contents.get(content));
             }
         }
-        let fresh: Vec<ChunkId> = lists
-            .iter()
-            .flatten()
-            .flat_map(|list| list.chunks.iter().map(|chunk| chunk.id))
-            .filter(|id| !self.sent.contains(id))
-            .collect();
-        let held: HashSet<ChunkId> = self
-            .repo
-            .located(&fresh, self.dst_origin)?
-            .into_iter()
-            .zip(fresh)
-            .filter_map(|(here, id)| here.then_some(id))
-            .collect();
         for (step, list) in steps.iter().zip(lists) {
             let Step::Write {
                 path,
@@ -1286,7 +1274,7 @@ impl Apply<'_> {
             let before = self.summary.bytes_transferred;
             let done = list.map(|list| {
                 for chunk in &list.chunks {
-                    if !held.contains(&chunk.id) && self.sent.insert(chunk.id) {
+                    if self.sent.insert(chunk.id) {
                         self.summary.bytes_transferred += u64::from(chunk.len);
                         self.summary.chunks_transferred += 1;
                     } else {
