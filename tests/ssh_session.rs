@@ -559,3 +559,55 @@ fn sftp_serves_several_threads_at_once() {
         }
     });
 }
+
+/// A server that takes only `server_cipher`, and a client whose `~/.ssh/config` says
+/// `Ciphers client_ciphers` (nothing: no `Ciphers` line): whether they connect.
+fn connects_with(server_cipher: &str, client_ciphers: Option<&str>) -> bool {
+    let sshd = Sshd::start(SshdOptions {
+        extra_config: vec![format!("Ciphers {server_cipher}")],
+        ..SshdOptions::default()
+    });
+    if let Some(ciphers) = client_ciphers {
+        let config = sshd.home().join(".ssh/config");
+        let mut text = fs::read_to_string(&config).expect("client config");
+        text.push_str(&format!("    Ciphers {ciphers}\n"));
+        fs::write(&config, text).expect("client config");
+    }
+    match SshSession::connect(&spec("nas"), &options(&sshd.home())) {
+        Ok(session) => {
+            let (out, code, _) = run(&session, "echo hello");
+            assert_eq!((out.as_slice(), code), (&b"hello\n"[..], Some(0)));
+            true
+        }
+        Err(Error::Unreachable { .. }) => false,
+        Err(other) => panic!("not a failed handshake: {other}"),
+    }
+}
+
+#[test]
+fn the_cipher_is_chosen_among_those_the_configuration_allows() {
+    // Without a `Ciphers` line, either family is offered, whichever comes first.
+    assert!(connects_with("aes128-gcm@openssh.com", None));
+    assert!(connects_with("chacha20-poly1305@openssh.com", None));
+    assert!(connects_with("aes256-ctr", None));
+    // A list replaces the offer: what it leaves out is never used.
+    assert!(connects_with(
+        "chacha20-poly1305@openssh.com",
+        Some("chacha20-poly1305@openssh.com")
+    ));
+    assert!(!connects_with(
+        "aes128-gcm@openssh.com",
+        Some("chacha20-poly1305@openssh.com")
+    ));
+    // `-` removes, `^` puts first and keeps the rest, `+` appends.
+    assert!(!connects_with(
+        "chacha20-poly1305@openssh.com",
+        Some("-chacha20-poly1305@openssh.com")
+    ));
+    assert!(connects_with(
+        "aes128-gcm@openssh.com",
+        Some("^chacha20-poly1305@openssh.com")
+    ));
+    assert!(connects_with("aes128-cbc", Some("+aes128-cbc")));
+    assert!(!connects_with("aes128-cbc", None));
+}

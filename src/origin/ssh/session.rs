@@ -417,6 +417,7 @@ async fn establish(
     let config = Arc::new(Config {
         preferred: Preferred {
             key: policy.preferred_algorithms(&Preferred::DEFAULT.key),
+            cipher: std::borrow::Cow::Owned(target.ciphers.clone()),
             ..Preferred::DEFAULT
         },
         keepalive_interval,
