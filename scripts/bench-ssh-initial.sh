@@ -124,7 +124,7 @@ for _ in 1 2 3 4 5; do ssh -F "$WORK/home/.ssh/config" nas true 2>/dev/null && b
 take >/dev/null
 
 files=$(find "$SRC" -type f | wc -l)
-bytes=$(find "$SRC" -type f -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }')
+bytes=$(find "$SRC" -type f -printf '%s\n' | awk '{ s += $1 } END { printf "%.0f", s }')
 results=$WORK/runs.tsv
 : >"$results"
 n=0
