@@ -75,9 +75,9 @@ pub(crate) struct Target {
     pub address_family: AddressFamily,
     /// How the connection is carried.
     pub proxy: Proxy,
-    /// The ciphers to offer, best first (`Ciphers` applied to the built-in client's own
-    /// order, `ciphers::default_order`).
-    pub ciphers: Vec<russh::cipher::Name>,
+    /// `Ciphers`, as written (checked: it leaves a cipher to offer); applied to the built-in
+    /// client's own order when connecting (`ciphers::preference`).
+    pub ciphers: Option<String>,
 }
 
 /// Which ssh-agent authentication asks (`IdentityAgent`).
@@ -346,7 +346,7 @@ fn apply(reader: &Reader<'_>, spec: &SshSpec, home: &Path) -> Read<Target> {
         server_alive_count_max: None,
         address_family: AddressFamily::Any,
         proxy: Proxy::Direct,
-        ciphers: super::ciphers::default_order(),
+        ciphers: None,
     };
     // ProxyJump and ProxyCommand exclude each other: the first one obtained wins.
     let proxy_key = values
@@ -442,8 +442,9 @@ fn apply(reader: &Reader<'_>, spec: &SshSpec, home: &Path) -> Read<Target> {
                  not listed)",
             )?,
             "ciphers" => {
-                target.ciphers =
-                    super::ciphers::preference(d.first_arg()?).map_err(|why| d.refuse(why))?
+                let value = d.first_arg()?;
+                super::ciphers::check(value).map_err(|why| d.refuse(why))?;
+                target.ciphers = Some(value.to_owned());
             }
             "kexalgorithms"
             | "macs"
