@@ -559,3 +559,74 @@ fn sftp_serves_several_threads_at_once() {
         }
     });
 }
+
+/// A server that takes only `server_cipher`, and a client whose `~/.ssh/config` says
+/// `Ciphers client_ciphers` (nothing: no `Ciphers` line), connecting for a bulk transfer
+/// (`bulk`) or not: whether they connect.
+fn connects_with(server_cipher: &str, client_ciphers: Option<&str>, bulk: bool) -> bool {
+    let sshd = Sshd::start(SshdOptions {
+        extra_config: vec![format!("Ciphers {server_cipher}")],
+        ..SshdOptions::default()
+    });
+    if let Some(ciphers) = client_ciphers {
+        let config = sshd.home().join(".ssh/config");
+        let mut text = fs::read_to_string(&config).expect("client config");
+        text.push_str(&format!("    Ciphers {ciphers}\n"));
+        fs::write(&config, text).expect("client config");
+    }
+    let options = SshOptions {
+        bulk,
+        ..options(&sshd.home())
+    };
+    match SshSession::connect(&spec("nas"), &options) {
+        Ok(session) => {
+            let (out, code, _) = run(&session, "echo hello");
+            assert_eq!((out.as_slice(), code), (&b"hello\n"[..], Some(0)));
+            true
+        }
+        Err(Error::Unreachable { .. }) => false,
+        Err(other) => panic!("not a failed handshake: {other}"),
+    }
+}
+
+#[test]
+fn the_cipher_is_chosen_among_those_the_configuration_allows() {
+    const GCM128: &str = "aes128-gcm@openssh.com";
+    const GCM256: &str = "aes256-gcm@openssh.com";
+    const CHACHA: &str = "chacha20-poly1305@openssh.com";
+    // Without a `Ciphers` line: russh's list (ChaCha20, AES-256-GCM, the CTR modes), and
+    // for a bulk transfer on a CPU with AES instructions, AES-128-GCM first.
+    assert!(connects_with(CHACHA, None, false));
+    assert!(connects_with(GCM256, None, false));
+    assert!(connects_with("aes256-ctr", None, false));
+    assert!(!connects_with(GCM128, None, false));
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("aes")
+        && std::arch::is_x86_feature_detected!("pclmulqdq")
+    {
+        assert!(connects_with(GCM128, None, true));
+    }
+    assert!(connects_with(CHACHA, None, true));
+    // A list replaces the offer: what it leaves out is never used.
+    assert!(connects_with(CHACHA, Some(CHACHA), true));
+    assert!(!connects_with(GCM128, Some(CHACHA), true));
+    assert!(!connects_with(GCM256, Some(CHACHA), false));
+    // `-` removes, `^` puts first and keeps the rest, `+` appends.
+    assert!(!connects_with(
+        CHACHA,
+        Some("-chacha20-poly1305@openssh.com"),
+        false
+    ));
+    assert!(connects_with(
+        GCM128,
+        Some("^aes128-gcm@openssh.com"),
+        false
+    ));
+    assert!(connects_with(
+        GCM256,
+        Some("^chacha20-poly1305@openssh.com"),
+        true
+    ));
+    assert!(connects_with("aes128-cbc", Some("+aes128-cbc"), false));
+    assert!(!connects_with("aes128-cbc", None, true));
+}

@@ -295,7 +295,17 @@ fn sync_once(
     run: &mut Run,
 ) -> Result<SyncSummary> {
     let sink: &dyn Sink = tally;
-    let link = remote.connect(&remote_options.open)?;
+    // A pull into an empty destination moves the library: the transport may pick what costs
+    // least per byte (SSH: its cipher).
+    let bulk = match direction {
+        Direction::Pull(destination) => crate::sync::is_cold(*destination, options.dry_run),
+        Direction::Push(_) => false,
+    };
+    let open = OpenOptions {
+        bulk,
+        ..remote_options.open.clone()
+    };
+    let link = remote.connect(&open)?;
     let origin = link.origin().to_owned();
     let remote_dir = remote.remote_dir();
     if !remote_options.force_fallback {

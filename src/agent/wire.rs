@@ -421,11 +421,69 @@ pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Writes one frame: a little-endian `u32` length, then the postcard-encoded message.
 pub fn write_message(out: &mut dyn Write, message: &Message) -> io::Result<()> {
-    let body = postcard::to_stdvec(message).map_err(io::Error::other)?;
-    let mut frame = Vec::with_capacity(4 + body.len());
-    frame.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    frame.extend_from_slice(&body);
+    let mut frame = Vec::with_capacity(4 + encoded_size_hint(message));
+    append_frame(&mut frame, message)?;
     out.write_all(&frame)
+}
+
+/// Appends `message`'s frame to `frames`: the message is encoded once, in place after room
+/// left for its length, so a chunk's bytes are copied once on their way to the wire.
+fn append_frame(frames: &mut Vec<u8>, message: &Message) -> io::Result<()> {
+    let start = frames.len();
+    frames.extend_from_slice(&[0; 4]);
+    if let Err(e) = postcard::to_io(message, &mut *frames) {
+        frames.truncate(start);
+        return Err(io::Error::other(e));
+    }
+    // Over `MAX_FRAME`, the frame is refused by its reader, as before.
+    let len = frames.len() - start - 4;
+    frames[start..start + 4].copy_from_slice(&(len as u32).to_le_bytes());
+    Ok(())
+}
+
+/// About how many bytes `message` encodes to when it carries bulk bytes, else a small guess:
+/// the frame's buffer is allocated once.
+fn encoded_size_hint(message: &Message) -> usize {
+    match message {
+        Message::Chunk(data) | Message::Packed { data, .. } => data.len() + 16,
+        Message::Streamed { path, list, .. } => path.len() + list.len() + 48,
+        _ => 64,
+    }
+}
+
+thread_local! {
+    /// A compression and a decompression context per thread, kept for packs: making one costs
+    /// more than compressing a pack's names and tags with it (the contexts compress and
+    /// decompress exactly as new ones do).
+    static PACK_COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+    static PACK_DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// `frames` compressed at [`PACK_LEVEL`], with the thread's kept context.
+fn compress_pack(frames: &[u8]) -> io::Result<Vec<u8>> {
+    PACK_COMPRESSOR.with(|c| {
+        let mut c = c.borrow_mut();
+        let compressor = match &mut *c {
+            Some(compressor) => compressor,
+            None => c.insert(zstd::bulk::Compressor::new(PACK_LEVEL)?),
+        };
+        compressor.compress(frames)
+    })
+}
+
+/// A pack's zstd frame decompressed into at most `capacity` bytes, with the thread's kept
+/// context.
+fn decompress_pack(data: &[u8], capacity: usize) -> io::Result<Vec<u8>> {
+    PACK_DECOMPRESSOR.with(|d| {
+        let mut d = d.borrow_mut();
+        let decompressor = match &mut *d {
+            Some(decompressor) => decompressor,
+            None => d.insert(zstd::bulk::Decompressor::new()?),
+        };
+        decompressor.decompress(data, capacity)
+    })
 }
 
 /// Frames waiting to be sent compressed together as one [`Message::Packed`].
@@ -437,7 +495,7 @@ pub struct Packer {
 impl Packer {
     /// Adds `message`'s frame to the pack.
     pub fn push(&mut self, message: &Message) -> io::Result<()> {
-        write_message(&mut self.frames, message)
+        append_frame(&mut self.frames, message)
     }
 
     /// Bytes of frames waiting.
@@ -457,7 +515,7 @@ impl Packer {
             return Ok(());
         }
         let packed = (self.frames.len() <= MAX_PACKED)
-            .then(|| zstd::bulk::compress(&self.frames, PACK_LEVEL).ok())
+            .then(|| compress_pack(&self.frames).ok())
             .flatten()
             // The `Packed` message costs its tag, two varints and a frame header.
             .filter(|data| data.len() + 16 < self.frames.len());
@@ -551,7 +609,7 @@ fn unpack(body: &[u8]) -> Result<Vec<u8>, String> {
         return Err(format!("{len} bytes declared, over the limit"));
     }
     // `decompress` never writes past the capacity it is given: a bomb stops there.
-    let frames = zstd::bulk::decompress(&data, len).map_err(|e| format!("zstd: {e}"))?;
+    let frames = decompress_pack(&data, len).map_err(|e| format!("zstd: {e}"))?;
     if frames.len() != len {
         return Err(format!("{} bytes, {len} declared", frames.len()));
     }
@@ -620,11 +678,48 @@ pub fn read_message(input: &mut dyn Read) -> io::Result<Option<Message>> {
             format!("frame of {len} bytes is over the limit"),
         ));
     }
+    // A chunk's bytes are read straight into their own buffer: decoding the frame would copy
+    // them once more. Its head is its tag and its length (postcard's varint, at most 5 bytes
+    // for a length under 4 GiB); anything else is decoded as a whole.
+    let mut head = [0u8; 6];
+    let head_len = len.min(head.len());
+    input.read_exact(&mut head[..head_len])?;
+    if let Some(data_at) = chunk_data_at(&head[..head_len], len) {
+        let mut data = Vec::with_capacity(len - data_at);
+        data.extend_from_slice(&head[data_at..head_len]);
+        data.resize(len - data_at, 0);
+        input.read_exact(&mut data[head_len - data_at..])?;
+        return Ok(Some(Message::Chunk(data)));
+    }
     let mut body = vec![0u8; len];
-    input.read_exact(&mut body)?;
+    body[..head_len].copy_from_slice(&head[..head_len]);
+    input.read_exact(&mut body[head_len..])?;
     postcard::from_bytes(&body)
         .map(Some)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("bad message: {e}")))
+}
+
+/// The postcard tag of [`Message::Chunk`].
+const CHUNK_TAG: u8 = 9;
+
+/// Where a chunk's bytes start in a frame of `len` bytes that begins with `head`, when the
+/// frame is a [`Message::Chunk`] whose varint length (in its shortest form, as postcard
+/// writes it) says exactly the rest of the frame; `None` otherwise.
+fn chunk_data_at(head: &[u8], len: usize) -> Option<usize> {
+    if head.first() != Some(&CHUNK_TAG) {
+        return None;
+    }
+    let mut value = 0u64;
+    for (i, &byte) in head[1..].iter().enumerate().take(5) {
+        value |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            let data_at = 2 + i;
+            let shortest = i == 0 || byte != 0;
+            return (shortest && (data_at as u64).checked_add(value) == Some(len as u64))
+                .then_some(data_at);
+        }
+    }
+    None
 }
 
 /// The error for a connection to `origin` that broke: transient, so a sync retries it.
@@ -833,6 +928,78 @@ mod tests {
             }
             let back: AsSequence = postcard::from_bytes(&new[1..]).unwrap();
             assert_eq!(back.0, payload);
+        }
+    }
+
+    #[test]
+    fn chunks_read_straight_into_their_buffer_decode_as_postcard_does() {
+        for size in [
+            0usize,
+            1,
+            4,
+            5,
+            127,
+            128,
+            300,
+            16_383,
+            16_384,
+            70_000,
+            1 << 20,
+        ] {
+            let data: Vec<u8> = (0..size).map(|i| (i * 7 + size) as u8).collect();
+            let mut wire = Vec::new();
+            write_message(&mut wire, &Message::Chunk(data.clone())).unwrap();
+            let body = &wire[4..];
+            assert_eq!(body[0], CHUNK_TAG, "Chunk's tag");
+            assert_eq!(
+                chunk_data_at(&body[..body.len().min(6)], body.len()),
+                Some(body.len() - size)
+            );
+            // Read a byte at a time, as a slow channel gives it.
+            let mut slow = Trickle(&wire);
+            match read_message(&mut slow).unwrap() {
+                Some(Message::Chunk(got)) => assert!(got == data, "chunk of {size} bytes"),
+                other => panic!("not a chunk: {other:?}"),
+            }
+            assert!(read_message(&mut slow).unwrap().is_none());
+        }
+        // A length that does not say the rest of the frame, or a varint not in its shortest
+        // form, is left to postcard, which refuses the one and reads the other as it would.
+        let frame = |body: &[u8]| {
+            let mut f = (body.len() as u32).to_le_bytes().to_vec();
+            f.extend_from_slice(body);
+            f
+        };
+        assert_eq!(chunk_data_at(&[CHUNK_TAG, 3, 1, 2], 4), None);
+        assert!(read_message(&mut &frame(&[CHUNK_TAG, 3, 1, 2])[..]).is_err());
+        assert_eq!(chunk_data_at(&[CHUNK_TAG, 0x82, 0x00, 1, 2], 5), None);
+        // Other messages are decoded whole, short ones included.
+        for message in [
+            Message::Bye,
+            Message::NoChunk,
+            Message::Failed("x".repeat(300)),
+        ] {
+            let mut wire = Vec::new();
+            write_message(&mut wire, &message).unwrap();
+            let got = read_message(&mut &wire[..]).unwrap().unwrap();
+            assert_eq!(format!("{got:?}"), format!("{message:?}"));
+        }
+    }
+
+    /// A reader that gives one byte per read.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let Some((&first, rest)) = self.0.split_first() else {
+                return Ok(0);
+            };
+            if buf.is_empty() {
+                return Ok(0);
+            }
+            buf[0] = first;
+            self.0 = rest;
+            Ok(1)
         }
     }
 

@@ -498,6 +498,7 @@ impl ConnectArgs {
             retry_for: self.retry_for(),
             max_retries: self.retries,
             remote_shell: self.rsh.clone().filter(|c| !c.trim().is_empty()),
+            bulk: false,
             filter: crate::filter::Filter::none(),
             s3_credentials: self.s3_credentials.clone(),
             smb_credentials: self.smb_credentials.clone(),

@@ -96,6 +96,11 @@ pub struct OpenOptions {
     /// instead of the built-in client (`--rsh`, rsync's `-e`), as the user wrote it, split
     /// with shell-words rules and never run through a shell. `None`: the built-in client.
     pub remote_shell: Option<String>,
+    /// Network transports: most of the session's bytes will be bulk data (a pull into an
+    /// empty destination), so the transport may choose what costs least per byte over what
+    /// costs least per message (SSH: AES-GCM over ChaCha20-Poly1305 where the CPU has AES
+    /// instructions, `origin::ssh` `ciphers.rs`).
+    pub bulk: bool,
     /// What the origin's walk leaves out (`--exclude`, `--include`, the built-in litter
     /// list): [`crate::origin::OriginSpec`] wraps the origin in a
     /// [`crate::origin::Filtered`]; a remote agent is sent it. Empty: nothing.
@@ -123,6 +128,7 @@ impl Default for OpenOptions {
             retry_for: Duration::from_secs(300),
             max_retries: None,
             remote_shell: None,
+            bulk: false,
             filter: crate::filter::Filter::none(),
             s3_credentials: None,
             smb_credentials: None,

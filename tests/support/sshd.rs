@@ -20,6 +20,8 @@ pub struct SshdOptions {
     pub set_env: Vec<(String, String)>,
     /// Write the server's key into `<home>/.ssh/known_hosts` (false: the host is unknown).
     pub known_host: bool,
+    /// More `sshd_config` lines (e.g. `Ciphers …`).
+    pub extra_config: Vec<String>,
 }
 
 impl Default for SshdOptions {
@@ -27,6 +29,7 @@ impl Default for SshdOptions {
         SshdOptions {
             set_env: Vec::new(),
             known_host: true,
+            extra_config: Vec::new(),
         }
     }
 }
@@ -110,7 +113,7 @@ impl Sshd {
         };
         for attempt in 1..=5 {
             sshd.port = free_port();
-            sshd.write_config(&options.set_env);
+            sshd.write_config(&options.set_env, &options.extra_config);
             match sshd.spawn() {
                 Ok(()) => break,
                 Err(why) if attempt < 5 && why.contains("Address already in use") => continue,
@@ -121,7 +124,7 @@ impl Sshd {
         sshd
     }
 
-    fn write_config(&self, set_env: &[(String, String)]) {
+    fn write_config(&self, set_env: &[(String, String)], extra_config: &[String]) {
         let root = self.dir.path();
         let mut config = format!(
             "ListenAddress 127.0.0.1\nPort {port}\nHostKey {root}/host_ed25519\n\
@@ -137,6 +140,10 @@ impl Sshd {
             for (name, value) in set_env {
                 config.push_str(&format!(" \"{name}={value}\""));
             }
+            config.push('\n');
+        }
+        for line in extra_config {
+            config.push_str(line);
             config.push('\n');
         }
         fs::write(root.join("sshd_config"), config).expect("sshd_config");

@@ -22,7 +22,8 @@ use std::time::Duration;
 use super::keywords::{self, Treatment};
 use crate::error::{Error, Result};
 use crate::origin::SshSpec;
-use reader::{expand, expand_tilde, wildcard, Directive, Read, Reader, Stop};
+pub(super) use reader::wildcard;
+use reader::{expand, expand_tilde, Directive, Read, Reader, Stop};
 
 /// The key files tried when the configuration names none, in OpenSSH's order.
 const DEFAULT_IDENTITIES: [&str; 3] = ["id_ed25519", "id_ecdsa", "id_rsa"];
@@ -74,6 +75,9 @@ pub(crate) struct Target {
     pub address_family: AddressFamily,
     /// How the connection is carried.
     pub proxy: Proxy,
+    /// `Ciphers`, as written (checked: it leaves a cipher to offer); applied to the built-in
+    /// client's own order when connecting (`ciphers::preference`).
+    pub ciphers: Option<String>,
 }
 
 /// Which ssh-agent authentication asks (`IdentityAgent`).
@@ -342,6 +346,7 @@ fn apply(reader: &Reader<'_>, spec: &SshSpec, home: &Path) -> Read<Target> {
         server_alive_count_max: None,
         address_family: AddressFamily::Any,
         proxy: Proxy::Direct,
+        ciphers: None,
     };
     // ProxyJump and ProxyCommand exclude each other: the first one obtained wins.
     let proxy_key = values
@@ -436,8 +441,12 @@ fn apply(reader: &Reader<'_>, spec: &SshSpec, home: &Path) -> Read<Target> {
                 "the built-in SSH client authenticates only with public keys (publickey is \
                  not listed)",
             )?,
+            "ciphers" => {
+                let value = d.first_arg()?;
+                super::ciphers::check(value).map_err(|why| d.refuse(why))?;
+                target.ciphers = Some(value.to_owned());
+            }
             "kexalgorithms"
-            | "ciphers"
             | "macs"
             | "hostkeyalgorithms"
             | "pubkeyacceptedalgorithms"

@@ -261,7 +261,7 @@ pub(super) fn split_args(text: &str) -> Vec<String> {
 }
 
 /// OpenSSH's wildcard match: `*` any run, `?` one character.
-pub(super) fn wildcard(pattern: &str, text: &str) -> bool {
+pub(in crate::origin::ssh) fn wildcard(pattern: &str, text: &str) -> bool {
     let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
     let (mut pi, mut ti) = (0, 0);
     let mut star: Option<(usize, usize)> = None;

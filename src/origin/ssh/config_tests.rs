@@ -204,7 +204,15 @@ fn refusals_name_keyword_file_and_line() {
     assert!(resolve(&spec(Some("u"), "nas", None), home.path()).is_ok());
 
     let home = home_with_config("Host nas\n  Ciphers aes256-gcm@openssh.com\n");
+    let target = resolve(&spec(Some("u"), "nas", None), home.path()).unwrap();
+    assert_eq!(target.ciphers.as_deref(), Some("aes256-gcm@openssh.com"));
+    let home = home_with_config("Host nas\n  Ciphers -chacha20*\nHost *\n  Ciphers none\n");
+    let target = resolve(&spec(Some("u"), "nas", None), home.path()).unwrap();
+    assert_eq!(target.ciphers.as_deref(), Some("-chacha20*"));
+    let home = home_with_config("Host nas\n  Ciphers none\n");
     assert_eq!(refusal(&home, "nas").keyword, "Ciphers");
+    let home = home_with_config("Host nas\n  MACs hmac-sha2-256\n");
+    assert_eq!(refusal(&home, "nas").keyword, "MACs");
     let home = home_with_config("Host nas\n  HostKeyAlgorithms +ssh-rsa\n");
     assert!(resolve(&spec(Some("u"), "nas", None), home.path()).is_ok());
     let home = home_with_config("Host nas\n  PreferredAuthentications password\n");

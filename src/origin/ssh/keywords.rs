@@ -51,7 +51,8 @@ pub(crate) const KEYWORDS: &[(&str, Treatment)] = &[
     ("stricthostkeychecking", Honoured),
     ("hostkeyalias", Honoured),
     // Algorithm lists: `+list` (append) is harmless, since an algorithm the built-in client
-    // lacks fails the handshake loudly; a list that removes or reorders is refused.
+    // lacks fails the handshake loudly; a list that removes or reorders is refused, except
+    // `Ciphers`, which is applied in full (`ciphers.rs`).
     ("kexalgorithms", Honoured),
     ("ciphers", Honoured),
     ("macs", Honoured),

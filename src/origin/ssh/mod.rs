@@ -11,6 +11,7 @@
 //! trust what the remote sends (no panics, bounded memory).
 
 mod auth;
+mod ciphers;
 pub(crate) mod config;
 mod exec;
 mod hostkey;

@@ -37,6 +37,9 @@ pub struct SshOptions {
     pub home: PathBuf,
     /// The ssh-agent socket (`SSH_AUTH_SOCK`), if any.
     pub agent_socket: Option<PathBuf>,
+    /// Most of the session's bytes will be bulk data (a cold pull): offer the cipher that
+    /// costs least per byte first (`ciphers::default_order`).
+    pub bulk: bool,
 }
 
 impl SshOptions {
@@ -52,6 +55,7 @@ impl SshOptions {
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from("/")),
             agent_socket: var("SSH_AUTH_SOCK").map(PathBuf::from),
+            bulk: false,
         }
     }
 }
@@ -417,6 +421,10 @@ async fn establish(
     let config = Arc::new(Config {
         preferred: Preferred {
             key: policy.preferred_algorithms(&Preferred::DEFAULT.key),
+            cipher: std::borrow::Cow::Owned(super::ciphers::preference(
+                target.ciphers.as_deref(),
+                options.bulk,
+            )),
             ..Preferred::DEFAULT
         },
         keepalive_interval,

@@ -58,6 +58,7 @@ pub(crate) fn ssh_options(options: &OpenOptions) -> SshOptions {
         accept_new_host_key: options.accept_new_host_key,
         connect_timeout: options.connect_timeout,
         io_timeout: options.io_timeout,
+        bulk: options.bulk,
         ..SshOptions::from_env()
     }
 }
