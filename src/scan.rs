@@ -357,39 +357,43 @@ pub fn scan(
                 .map(|(i, c)| Job::History(i, c)),
         );
     }
-    let (tx, rx) = mpsc::sync_channel::<Done>(64);
+    let (tx, rx) = mpsc::sync_channel::<Vec<Done>>(8);
     let recorded = std::thread::scope(|scope| -> Result<Recorded> {
         let walked = &walked;
         scope.spawn(move || {
             let read_all = move || {
-                jobs.par_iter().for_each_with(tx, |tx, job| {
-                    if crate::interrupt::check().is_err() {
-                        return;
-                    }
-                    let done = match *job {
-                        Job::Read(i) => Done::Read(
-                            i,
-                            Box::new(read_copying(
-                                origin,
-                                walked.at(i).path,
-                                chunker,
-                                true,
-                                options.copy,
-                            )),
-                        ),
-                        Job::History(i, content) => {
-                            match read_history(repo, origin, walked.at(i).path, &content) {
-                                Ok(chunks) => Done::History(content, chunks),
-                                Err(e) => {
-                                    tracing::debug!(
-                                        "{}: history chunks not kept: {e}",
-                                        origin.display(walked.at(i).path).display()
-                                    );
-                                    return;
+                let groups = read_groups(&jobs, walked, rayon::current_num_threads());
+                groups.par_iter().for_each_with(tx, |tx, group| {
+                    let mut done = Vec::with_capacity(group.len());
+                    for job in &jobs[group.clone()] {
+                        if crate::interrupt::check().is_err() {
+                            return;
+                        }
+                        done.push(match *job {
+                            Job::Read(i) => Done::Read(
+                                i,
+                                Box::new(read_copying(
+                                    origin,
+                                    walked.at(i).path,
+                                    chunker,
+                                    true,
+                                    options.copy,
+                                )),
+                            ),
+                            Job::History(i, content) => {
+                                match read_history(repo, origin, walked.at(i).path, &content) {
+                                    Ok(chunks) => Done::History(content, chunks),
+                                    Err(e) => {
+                                        tracing::debug!(
+                                            "{}: history chunks not kept: {e}",
+                                            origin.display(walked.at(i).path).display()
+                                        );
+                                        continue;
+                                    }
                                 }
                             }
-                        }
-                    };
+                        });
+                    }
                     let _ = tx.send(done);
                 });
             };
@@ -431,8 +435,16 @@ pub fn scan(
             while open {
                 crate::interrupt::check()?;
                 match rx.recv_timeout(BATCH_INTERVAL.saturating_sub(last_commit.elapsed())) {
-                    Ok(Done::Read(i, result)) => batch.files.push((i, *result)),
-                    Ok(Done::History(content, chunks)) => batch.histories.push((content, chunks)),
+                    Ok(group) => {
+                        for done in group {
+                            match done {
+                                Done::Read(i, result) => batch.files.push((i, *result)),
+                                Done::History(content, chunks) => {
+                                    batch.histories.push((content, chunks))
+                                }
+                            }
+                        }
+                    }
                     Err(mpsc::RecvTimeoutError::Timeout) => {}
                     Err(mpsc::RecvTimeoutError::Disconnected) => open = false,
                 }
@@ -671,8 +683,11 @@ fn read_copying(
 #[derive(Default)]
 struct Batch {
     files: Vec<(usize, Result<ReadFile>)>,
-    histories: Vec<(ContentId, Vec<(ChunkId, Vec<u8>)>)>,
+    histories: Vec<(ContentId, HistoryChunks)>,
 }
+
+/// History chunks with their bytes.
+type HistoryChunks = Vec<(ChunkId, Vec<u8>)>;
 
 /// What a scan's index writer recorded, for the trees built after it.
 #[derive(Default)]
@@ -767,6 +782,38 @@ fn record_batches(
         }
     }
     Ok(recorded)
+}
+
+/// Most files one reader reads before it hands their results on together.
+const GROUP_FILES: usize = 16;
+/// Bytes after which a group is handed on, however few its files.
+const GROUP_BYTES: u64 = 1 << 20;
+
+/// The readers' jobs cut into groups of consecutive jobs, each read by one reader and handed to
+/// the consumer in one message: one hand-off (a wake-up of the consumer) per group, not per
+/// file. Groups hold at most [`GROUP_FILES`] files and end once they reach [`GROUP_BYTES`], and
+/// are small enough that each of `readers` gets many (an origin that asks for many files in
+/// flight keeps them all busy on a short list).
+fn read_groups(jobs: &[Job], walked: &Walk, readers: usize) -> Vec<std::ops::Range<usize>> {
+    let most = (jobs.len() / readers.max(1) / GROUP_FILES).clamp(1, GROUP_FILES);
+    let mut groups = Vec::with_capacity(jobs.len() / most + 1);
+    let mut start = 0;
+    let mut bytes = 0u64;
+    for (n, job) in jobs.iter().enumerate() {
+        let i = match *job {
+            Job::Read(i) | Job::History(i, _) => i,
+        };
+        bytes += walked.at(i).stat.size;
+        if n + 1 - start >= most || bytes >= GROUP_BYTES {
+            groups.push(start..n + 1);
+            start = n + 1;
+            bytes = 0;
+        }
+    }
+    if start < jobs.len() {
+        groups.push(start..jobs.len());
+    }
+    groups
 }
 
 /// Work for the scan's readers.
@@ -1025,6 +1072,57 @@ mod tests {
         )
         .unwrap();
         assert_eq!(packs(), before);
+    }
+
+    #[test]
+    fn read_groups_cover_every_job_once_in_order_within_their_limits() {
+        let stat = |size| EntryStat {
+            kind: EntryKind::File,
+            size,
+            mtime_ns: 0,
+            change: ChangeKey::None,
+            mode: 0o644,
+        };
+        let mut walked = Walk::default();
+        // Small files, then large ones, then small again.
+        for n in 0..1000u64 {
+            let size = if (300..320).contains(&n) {
+                3 << 20
+            } else {
+                8 << 10
+            };
+            walked.push(format!("f{n:04}").as_bytes(), stat(size), None);
+        }
+        for (files, readers) in [(1000, 2), (1000, 8), (20, 8), (1, 2), (0, 2), (100, 1)] {
+            let jobs: Vec<Job> = (0..files).map(Job::Read).collect();
+            let groups = read_groups(&jobs, &walked, readers);
+            let mut next = 0;
+            for group in &groups {
+                assert_eq!(group.start, next, "{files} files, {readers} readers");
+                assert!(!group.is_empty() && group.len() <= GROUP_FILES);
+                let bytes: u64 = jobs[group.clone()]
+                    .iter()
+                    .map(|job| match *job {
+                        Job::Read(i) | Job::History(i, _) => walked.at(i).stat.size,
+                    })
+                    .sum();
+                // Only a group's last file may take it past the byte limit.
+                let last = match jobs[group.end - 1] {
+                    Job::Read(i) | Job::History(i, _) => walked.at(i).stat.size,
+                };
+                assert!(bytes - last < GROUP_BYTES);
+                next = group.end;
+            }
+            assert_eq!(next, files);
+            // Every reader has many groups to take, however few the files.
+            assert!(
+                groups.len() >= (files / GROUP_FILES).min(files),
+                "{groups:?}"
+            );
+            if files <= 8 * readers {
+                assert_eq!(groups.len(), files, "one file per group on a short list");
+            }
+        }
     }
 
     /// A scan of `lib` into a repository of its own: the root any scan of that tree gives.
