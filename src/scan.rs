@@ -357,41 +357,43 @@ pub fn scan(
                 .map(|(i, c)| Job::History(i, c)),
         );
     }
-    let mut files_read = 0u64;
-    let mut bytes_read = 0u64;
-    let (tx, rx) = mpsc::sync_channel::<Done>(64);
-    std::thread::scope(|scope| -> Result<()> {
+    let (tx, rx) = mpsc::sync_channel::<Vec<Done>>(8);
+    let recorded = std::thread::scope(|scope| -> Result<Recorded> {
         let walked = &walked;
         scope.spawn(move || {
             let read_all = move || {
-                jobs.par_iter().for_each_with(tx, |tx, job| {
-                    if crate::interrupt::check().is_err() {
-                        return;
-                    }
-                    let done = match *job {
-                        Job::Read(i) => Done::Read(
-                            i,
-                            Box::new(read_copying(
-                                origin,
-                                walked.at(i).path,
-                                chunker,
-                                true,
-                                options.copy,
-                            )),
-                        ),
-                        Job::History(i, content) => {
-                            match read_history(repo, origin, walked.at(i).path, &content) {
-                                Ok(chunks) => Done::History(content, chunks),
-                                Err(e) => {
-                                    tracing::debug!(
-                                        "{}: history chunks not kept: {e}",
-                                        origin.display(walked.at(i).path).display()
-                                    );
-                                    return;
+                let groups = read_groups(&jobs, walked, rayon::current_num_threads());
+                groups.par_iter().for_each_with(tx, |tx, group| {
+                    let mut done = Vec::with_capacity(group.len());
+                    for job in &jobs[group.clone()] {
+                        if crate::interrupt::check().is_err() {
+                            return;
+                        }
+                        done.push(match *job {
+                            Job::Read(i) => Done::Read(
+                                i,
+                                Box::new(read_copying(
+                                    origin,
+                                    walked.at(i).path,
+                                    chunker,
+                                    true,
+                                    options.copy,
+                                )),
+                            ),
+                            Job::History(i, content) => {
+                                match read_history(repo, origin, walked.at(i).path, &content) {
+                                    Ok(chunks) => Done::History(content, chunks),
+                                    Err(e) => {
+                                        tracing::debug!(
+                                            "{}: history chunks not kept: {e}",
+                                            origin.display(walked.at(i).path).display()
+                                        );
+                                        continue;
+                                    }
                                 }
                             }
-                        }
-                    };
+                        });
+                    }
                     let _ = tx.send(done);
                 });
             };
@@ -411,101 +413,71 @@ pub fn scan(
                 None => read_all(),
             }
         });
-        // Results are gathered while no write transaction is open, and written in batches
-        // with the transaction held only while the batch is written: a scan never waits on
-        // its readers with the repository's one writer in hand. Two scans run at once in a
-        // sync (source and destination) and share rayon's pool; if one held the writer while
-        // waiting for its results, and the pool's workers were all blocked on the other's
-        // full channel, whose consumer waited for that writer, neither would move again.
-        let mut batch = Vec::with_capacity(BATCH_FILES);
-        let mut histories = Vec::new();
+        // Results are gathered here and written in batches by a thread of their own, the
+        // index writer, which holds the repository's one writer only while it writes a batch:
+        // a scan never waits on its readers with the writer in hand. Two scans run at once in
+        // a sync (source and destination) and share rayon's pool; if one held the writer while
+        // waiting for its results, and the pool's workers were all blocked on the other's full
+        // channel, whose consumer waited for that writer, neither would move again. While the
+        // writer inserts a batch and waits for its commit to reach the disk, the readers go on
+        // and the next batch is gathered here (at most one batch waits for the writer).
+        let (batches, to_write) = mpsc::sync_channel::<Batch>(1);
+        let recorder = scope.spawn({
+            let plans = &plans;
+            move || record_batches(repo, origin, origin_id, walked, plans, sink, to_write)
+        });
+        let mut batch = Batch::default();
         let mut last_commit = Instant::now();
         let mut open = true;
         // Owned here, so that returning early unblocks readers waiting on a full channel.
         let rx = rx;
-        while open {
-            crate::interrupt::check()?;
-            match rx.recv_timeout(BATCH_INTERVAL.saturating_sub(last_commit.elapsed())) {
-                Ok(Done::Read(i, result)) => batch.push((i, *result)),
-                Ok(Done::History(content, chunks)) => histories.push((content, chunks)),
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => open = false,
-            }
-            if batch.len() + histories.len() < BATCH_FILES
-                && last_commit.elapsed() < BATCH_INTERVAL
-                && open
-            {
-                continue;
-            }
-            if !batch.is_empty() || !histories.is_empty() {
-                let files = batch.len();
-                let mut writer = repo.writer()?;
-                for (content, chunks) in histories.drain(..) {
-                    writer.keep_history(&content, &chunks)?;
-                }
-                for (i, result) in batch.drain(..) {
-                    let path = walked.at(i).path;
-                    match result {
-                        Ok(ReadFile {
-                            stat,
-                            list,
-                            media,
-                            history,
-                        }) => {
-                            files_read += 1;
-                            bytes_read += stat.size;
-                            sink.advance(walked.at(i).stat.size);
-                            sink.event(&Event::FileRead {
-                                path: display_path(path),
-                                bytes: stat.size,
-                            });
-                            let content = writer.put_content(&list)?;
-                            writer.put_media(&content, &media)?;
-                            writer.keep_history(&content, &history)?;
-                            let prev = match &plans[i] {
-                                Some(Plan::Read(prev)) => prev.as_deref(),
-                                _ => None,
-                            };
-                            let entry = scan_entry(&stat, content);
-                            writer.record_file(origin_id, path, entry, prev)?;
-                            plans[i] = Some(Plan::Recorded {
-                                content,
-                                size: stat.size,
-                                mtime_ns: stat.mtime_ns,
-                                mode: stat.mode,
-                            });
-                        }
-                        Err(e) => {
-                            crate::interrupt::check()?;
-                            sink.advance(walked.at(i).stat.size);
-                            // The line names the file: the message need not say it again.
-                            let shown = origin.display(path).to_string_lossy().into_owned();
-                            let message = e.to_string();
-                            let reason = message
-                                .strip_prefix(shown.as_str())
-                                .and_then(|rest| rest.strip_prefix(": "))
-                                .unwrap_or(&message);
-                            sink.event(&Event::Problem {
-                                path: display_path(path),
-                                message: crate::error::without_os_error(reason),
-                                fault: None,
-                            });
-                            if let Some(Plan::Read(Some(prev))) = &plans[i] {
-                                writer.remove_file(origin_id, path, prev)?;
+        let gathered = (|| -> Result<()> {
+            while open {
+                crate::interrupt::check()?;
+                match rx.recv_timeout(BATCH_INTERVAL.saturating_sub(last_commit.elapsed())) {
+                    Ok(group) => {
+                        for done in group {
+                            match done {
+                                Done::Read(i, result) => batch.files.push((i, *result)),
+                                Done::History(content, chunks) => {
+                                    batch.histories.push((content, chunks))
+                                }
                             }
-                            unreadable.push(path.to_vec());
                         }
                     }
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(mpsc::RecvTimeoutError::Disconnected) => open = false,
                 }
-                writer.commit()?;
-                for _ in 0..files {
-                    crate::failpoint::hit("scan-recorded");
+                if batch.files.len() + batch.histories.len() < BATCH_FILES
+                    && last_commit.elapsed() < BATCH_INTERVAL
+                    && open
+                {
+                    continue;
                 }
+                if !batch.files.is_empty() || !batch.histories.is_empty() {
+                    // The writer is gone only after an error, which its join returns.
+                    if batches.send(std::mem::take(&mut batch)).is_err() {
+                        return Ok(());
+                    }
+                }
+                last_commit = Instant::now();
             }
-            last_commit = Instant::now();
-        }
-        Ok(())
+            Ok(())
+        })();
+        drop(batches);
+        drop(rx);
+        let recorded = recorder
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        gathered?;
+        recorded
     })?;
+    let files_read = recorded.files_read;
+    let bytes_read = recorded.bytes_read;
+    unreadable.extend(recorded.unreadable);
+    for (i, plan) in recorded.plans {
+        plans[i] = Some(plan);
+    }
 
     // Trees are built bottom-up against a read transaction, with no writer held (the other
     // side's scan of a sync records meanwhile): only those the repository lacks are written.
@@ -705,6 +677,143 @@ fn read_copying(
         path: full,
         attempts: MAX_ATTEMPTS,
     })
+}
+
+/// Read results handed from a scan's consumer to its index writer, in the order they came.
+#[derive(Default)]
+struct Batch {
+    files: Vec<(usize, Result<ReadFile>)>,
+    histories: Vec<(ContentId, HistoryChunks)>,
+}
+
+/// History chunks with their bytes.
+type HistoryChunks = Vec<(ChunkId, Vec<u8>)>;
+
+/// What a scan's index writer recorded, for the trees built after it.
+#[derive(Default)]
+struct Recorded {
+    /// `Plan::Recorded` of each file read, by its index in the walk.
+    plans: Vec<(usize, Plan)>,
+    files_read: u64,
+    bytes_read: u64,
+    /// Files whose read failed.
+    unreadable: Vec<Vec<u8>>,
+}
+
+/// The scan's index writer: writes each batch of read results in one transaction, until the
+/// consumer hangs up; the first error ends it (the consumer, finding it gone, stops too).
+fn record_batches(
+    repo: &Repository,
+    origin: &dyn Origin,
+    origin_id: OriginId,
+    walked: &Walk,
+    plans: &[Option<Plan>],
+    sink: &dyn Sink,
+    batches: mpsc::Receiver<Batch>,
+) -> Result<Recorded> {
+    let mut recorded = Recorded::default();
+    for Batch { files, histories } in batches {
+        let count = files.len();
+        let mut writer = repo.writer()?;
+        for (content, chunks) in histories {
+            writer.keep_history(&content, &chunks)?;
+        }
+        for (i, result) in files {
+            let path = walked.at(i).path;
+            // What the last scan recorded at this path, if anything.
+            let prev = match &plans[i] {
+                Some(Plan::Read(prev)) => prev.as_deref(),
+                _ => None,
+            };
+            match result {
+                Ok(ReadFile {
+                    stat,
+                    list,
+                    media,
+                    history,
+                }) => {
+                    recorded.files_read += 1;
+                    recorded.bytes_read += stat.size;
+                    sink.advance(walked.at(i).stat.size);
+                    sink.event(&Event::FileRead {
+                        path: display_path(path),
+                        bytes: stat.size,
+                    });
+                    let content = writer.put_content(&list)?;
+                    writer.put_media(&content, &media)?;
+                    writer.keep_history(&content, &history)?;
+                    let entry = scan_entry(&stat, content);
+                    writer.record_file(origin_id, path, entry, prev)?;
+                    recorded.plans.push((
+                        i,
+                        Plan::Recorded {
+                            content,
+                            size: stat.size,
+                            mtime_ns: stat.mtime_ns,
+                            mode: stat.mode,
+                        },
+                    ));
+                }
+                Err(e) => {
+                    crate::interrupt::check()?;
+                    sink.advance(walked.at(i).stat.size);
+                    // The line names the file: the message need not say it again.
+                    let shown = origin.display(path).to_string_lossy().into_owned();
+                    let message = e.to_string();
+                    let reason = message
+                        .strip_prefix(shown.as_str())
+                        .and_then(|rest| rest.strip_prefix(": "))
+                        .unwrap_or(&message);
+                    sink.event(&Event::Problem {
+                        path: display_path(path),
+                        message: crate::error::without_os_error(reason),
+                        fault: None,
+                    });
+                    if let Some(prev) = prev {
+                        writer.remove_file(origin_id, path, prev)?;
+                    }
+                    recorded.unreadable.push(path.to_vec());
+                }
+            }
+        }
+        writer.commit()?;
+        for _ in 0..count {
+            crate::failpoint::hit("scan-recorded");
+        }
+    }
+    Ok(recorded)
+}
+
+/// Most files one reader reads before it hands their results on together.
+const GROUP_FILES: usize = 16;
+/// Bytes after which a group is handed on, however few its files.
+const GROUP_BYTES: u64 = 1 << 20;
+
+/// The readers' jobs cut into groups of consecutive jobs, each read by one reader and handed to
+/// the consumer in one message: one hand-off (a wake-up of the consumer) per group, not per
+/// file. Groups hold at most [`GROUP_FILES`] files and end once they reach [`GROUP_BYTES`], and
+/// are small enough that each of `readers` gets many (an origin that asks for many files in
+/// flight keeps them all busy on a short list).
+fn read_groups(jobs: &[Job], walked: &Walk, readers: usize) -> Vec<std::ops::Range<usize>> {
+    let most = (jobs.len() / readers.max(1) / GROUP_FILES).clamp(1, GROUP_FILES);
+    let mut groups = Vec::with_capacity(jobs.len() / most + 1);
+    let mut start = 0;
+    let mut bytes = 0u64;
+    for (n, job) in jobs.iter().enumerate() {
+        let i = match *job {
+            Job::Read(i) | Job::History(i, _) => i,
+        };
+        bytes += walked.at(i).stat.size;
+        if n + 1 - start >= most || bytes >= GROUP_BYTES {
+            groups.push(start..n + 1);
+            start = n + 1;
+            bytes = 0;
+        }
+    }
+    if start < jobs.len() {
+        groups.push(start..jobs.len());
+    }
+    groups
 }
 
 /// Work for the scan's readers.
@@ -963,6 +1072,57 @@ mod tests {
         )
         .unwrap();
         assert_eq!(packs(), before);
+    }
+
+    #[test]
+    fn read_groups_cover_every_job_once_in_order_within_their_limits() {
+        let stat = |size| EntryStat {
+            kind: EntryKind::File,
+            size,
+            mtime_ns: 0,
+            change: ChangeKey::None,
+            mode: 0o644,
+        };
+        let mut walked = Walk::default();
+        // Small files, then large ones, then small again.
+        for n in 0..1000u64 {
+            let size = if (300..320).contains(&n) {
+                3 << 20
+            } else {
+                8 << 10
+            };
+            walked.push(format!("f{n:04}").as_bytes(), stat(size), None);
+        }
+        for (files, readers) in [(1000, 2), (1000, 8), (20, 8), (1, 2), (0, 2), (100, 1)] {
+            let jobs: Vec<Job> = (0..files).map(Job::Read).collect();
+            let groups = read_groups(&jobs, &walked, readers);
+            let mut next = 0;
+            for group in &groups {
+                assert_eq!(group.start, next, "{files} files, {readers} readers");
+                assert!(!group.is_empty() && group.len() <= GROUP_FILES);
+                let bytes: u64 = jobs[group.clone()]
+                    .iter()
+                    .map(|job| match *job {
+                        Job::Read(i) | Job::History(i, _) => walked.at(i).stat.size,
+                    })
+                    .sum();
+                // Only a group's last file may take it past the byte limit.
+                let last = match jobs[group.end - 1] {
+                    Job::Read(i) | Job::History(i, _) => walked.at(i).stat.size,
+                };
+                assert!(bytes - last < GROUP_BYTES);
+                next = group.end;
+            }
+            assert_eq!(next, files);
+            // Every reader has many groups to take, however few the files.
+            assert!(
+                groups.len() >= (files / GROUP_FILES).min(files),
+                "{groups:?}"
+            );
+            if files <= 8 * readers {
+                assert_eq!(groups.len(), files, "one file per group on a short list");
+            }
+        }
     }
 
     /// A scan of `lib` into a repository of its own: the root any scan of that tree gives.
