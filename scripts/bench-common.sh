@@ -69,3 +69,30 @@ CONF
     pids+=($!)
     wait_port "$smb_real_port" smbd "$s/smbd.log"
 }
+# start_private_sshd WORK: a private sshd (Debian's openssh-server) on a free port of 127.0.0.1,
+# logging in as root with a key made for it ($WORK/home/.ssh/id), whose sessions find $WORK/bin
+# first on their PATH and keep the agent's repository in $WORK/remote-repo. Keys are made once
+# per WORK. Needs $WORK/sshd, $WORK/home/.ssh and $WORK/logs; sets `sshd_port` and `sshd_pid`.
+start_private_sshd() {
+    local work=$1
+    [[ -f $work/sshd/host ]] || ssh-keygen -q -t ed25519 -N '' -f "$work/sshd/host"
+    [[ -f $work/home/.ssh/id ]] || ssh-keygen -q -t ed25519 -N '' -f "$work/home/.ssh/id"
+    cp "$work/home/.ssh/id.pub" "$work/sshd/authorized_keys"
+    sshd_port=$(free_port)
+    cat >"$work/sshd/cfg" <<CFG
+ListenAddress 127.0.0.1
+Port $sshd_port
+HostKey $work/sshd/host
+AuthorizedKeysFile $work/sshd/authorized_keys
+PidFile $work/sshd/pid
+UsePAM no
+StrictModes no
+PasswordAuthentication no
+PermitRootLogin yes
+Subsystem sftp internal-sftp
+LogLevel ERROR
+SetEnv PATH=$work/bin:/usr/local/bin:/usr/bin:/bin MUSICFS_REPO=$work/remote-repo
+CFG
+    /usr/sbin/sshd -D -e -f "$work/sshd/cfg" 2>>"$work/logs/sshd.log" &
+    sshd_pid=$!
+}

@@ -17,6 +17,8 @@
 set -euo pipefail
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+me=bench-ssh-nochange
+source "$repo_root/scripts/bench-common.sh"
 : "${SRC:?SRC=DIR names the library}"
 SRC=$(cd "$SRC" && pwd)
 MUSICFS=${MUSICFS:-$repo_root/target/release/musicfs}
@@ -27,27 +29,8 @@ WORK=${WORK:-$(mktemp -d /tmp/bench-ssh-nochange.XXXXXX)}
 
 mkdir -p "$WORK/bin" "$WORK/sshd" "$WORK/home/.ssh" "$WORK/logs" /run/sshd
 cp "$MUSICFS" "$WORK/bin/musicfs"
-[[ -f $WORK/sshd/host ]] || ssh-keygen -q -t ed25519 -N '' -f "$WORK/sshd/host"
-[[ -f $WORK/home/.ssh/id ]] || ssh-keygen -q -t ed25519 -N '' -f "$WORK/home/.ssh/id"
-cp "$WORK/home/.ssh/id.pub" "$WORK/sshd/authorized_keys"
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-cat >"$WORK/sshd/cfg" <<CFG
-ListenAddress 127.0.0.1
-Port $port
-HostKey $WORK/sshd/host
-AuthorizedKeysFile $WORK/sshd/authorized_keys
-PidFile $WORK/sshd/pid
-UsePAM no
-StrictModes no
-PasswordAuthentication no
-PermitRootLogin yes
-Subsystem sftp internal-sftp
-LogLevel ERROR
-SetEnv PATH=$WORK/bin:/usr/local/bin:/usr/bin:/bin MUSICFS_REPO=$WORK/remote-repo
-CFG
-/usr/sbin/sshd -D -e -f "$WORK/sshd/cfg" 2>>"$WORK/logs/sshd.log" &
-sshd_pid=$!
-coproc PROXY { exec python3 "$repo_root/scripts/countproxy.py" --target-host 127.0.0.1 --target-port "$port" 2>>"$WORK/logs/proxy.log"; }
+start_private_sshd "$WORK"
+coproc PROXY { exec python3 "$repo_root/scripts/countproxy.py" --target-host 127.0.0.1 --target-port "$sshd_port" 2>>"$WORK/logs/proxy.log"; }
 read -r -t 10 proxy_port ctl_port <&"${PROXY[0]}"
 trap 'kill "$sshd_pid" "$PROXY_PID" 2>/dev/null || true' EXIT
 cat >"$WORK/home/.ssh/config" <<CFG
