@@ -59,16 +59,21 @@ pub(super) fn compressible_chunks(list: &ChunkList) -> Vec<bool> {
     if list.format == Format::Opaque {
         return vec![list.size() <= SMALL_OPAQUE; list.chunks.len()];
     }
-    let mut regions = list.regions.iter().peekable();
-    list.with_offsets()
-        .map(|(offset, _)| {
-            while regions.peek().is_some_and(|r| r.offset + r.len <= offset) {
-                regions.next();
-            }
-            let kind = regions.peek().map_or(RegionKind::Audio, |r| r.kind);
-            !matches!(kind, RegionKind::Audio | RegionKind::Picture)
-        })
+    chunk_kinds(list)
+        .map(|kind| !matches!(kind, RegionKind::Audio | RegionKind::Picture))
         .collect()
+}
+
+/// The kind of region each chunk of `list` lies in, in chunk order (audio where no region
+/// covers it).
+pub(super) fn chunk_kinds(list: &ChunkList) -> impl Iterator<Item = RegionKind> + '_ {
+    let mut regions = list.regions.iter().peekable();
+    list.with_offsets().map(move |(offset, _)| {
+        while regions.peek().is_some_and(|r| r.offset + r.len <= offset) {
+            regions.next();
+        }
+        regions.peek().map_or(RegionKind::Audio, |r| r.kind)
+    })
 }
 
 /// How a providing session ended.

@@ -24,7 +24,7 @@ use std::io::{BufWriter, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::provider::{compressible_chunks, PACK_BYTES};
+use super::provider::{chunk_kinds, compressible_chunks, PACK_BYTES};
 use super::resume::Resume;
 use super::wire::{check_path, write_message, Message, Packer, MAX_CHUNK};
 use crate::chunk::{keeps_history, Tee, VerifiedChunk};
@@ -244,16 +244,8 @@ fn verify(id: ChunkId, len: u32, data: Vec<u8>) -> Option<VerifiedChunk> {
 /// Which chunks of `list` the repository keeps as history (`chunk::keeps_history`: tags,
 /// padding and structure, never audio or pictures).
 fn history_mask(list: &ChunkList) -> Vec<bool> {
-    let mut regions = list.regions.iter().peekable();
-    list.with_offsets()
-        .map(|(offset, _)| {
-            while regions.peek().is_some_and(|r| r.offset + r.len <= offset) {
-                regions.next();
-            }
-            regions
-                .peek()
-                .is_some_and(|r| keeps_history(list.format, r.kind))
-        })
+    chunk_kinds(list)
+        .map(|kind| keeps_history(list.format, kind))
         .collect()
 }
 
