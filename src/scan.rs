@@ -578,17 +578,41 @@ pub fn scan(
     })
 }
 
+/// How recent an mtime must be, against this machine's clock when the file is recorded, for
+/// the file to be read again by the next scan when its origin gives no change key: an edit
+/// within the same tick of a coarse mtime (whole seconds over SFTP) keeps size and mtime, and
+/// only a read can see it. The margin covers the tick and a remote clock up to a minute behind
+/// ours.
+pub(crate) const RACY_WINDOW_NS: i64 = 60_000_000_000;
+
+/// The mtime a racy entry is recorded with: no file has it, so the next scan reads the file.
+const RACY_MTIME_NS: i64 = i64::MIN;
+
 /// The scan state to record for a file with `stat` and `content` (its file id is assigned when
 /// it is recorded).
+///
+/// A file whose origin gives no change key ([`ChangeKey::None`]) and whose mtime lies within
+/// [`RACY_WINDOW_NS`] of now (or ahead of it) is *racy*, as git calls it: it could change
+/// again without its size or mtime showing it. Its entry is recorded with an mtime no file
+/// has, so [`unchanged`] never holds for it and the next scan reads it again.
 pub(crate) fn scan_entry(stat: &EntryStat, content: ContentId) -> ScanEntry {
     ScanEntry {
         file_id: 0,
         size: stat.size,
-        mtime_ns: stat.mtime_ns,
+        mtime_ns: if racy(stat, now_ns()) {
+            RACY_MTIME_NS
+        } else {
+            stat.mtime_ns
+        },
         change: stat.change.clone(),
         mode: stat.mode,
         content,
     }
+}
+
+/// Whether `stat`, seen at `now_ns`, could change again unseen by its size and mtime.
+fn racy(stat: &EntryStat, now_ns: i64) -> bool {
+    stat.change == ChangeKey::None && stat.mtime_ns > now_ns.saturating_sub(RACY_WINDOW_NS)
 }
 
 /// Whether `stat` shows the metadata of `prev` (the scan key): nothing an incremental scan
@@ -971,6 +995,39 @@ mod tests {
                 std::fs::copy(entry.path(), to.join(rel)).unwrap();
             }
         }
+    }
+
+    #[test]
+    fn a_keyless_file_modified_within_the_window_is_read_again_by_the_next_scan() {
+        let now = 1_000 * 1_000_000_000;
+        let stat = |mtime_ns, change| EntryStat {
+            kind: EntryKind::File,
+            size: 10,
+            mtime_ns,
+            change,
+            mode: 0o644,
+        };
+        let posix = ChangeKey::Posix {
+            dev: 1,
+            ino: 2,
+            ctime_ns: now,
+        };
+        // Keyless: racy within the window, and ahead of our clock (a remote clock ahead).
+        assert!(racy(&stat(now, ChangeKey::None), now));
+        assert!(racy(&stat(now - RACY_WINDOW_NS + 1, ChangeKey::None), now));
+        assert!(racy(&stat(now + 3_600_000_000_000, ChangeKey::None), now));
+        assert!(!racy(&stat(now - RACY_WINDOW_NS, ChangeKey::None), now));
+        // A change key sees every write: never racy.
+        assert!(!racy(&stat(now, posix.clone()), now));
+
+        // A racy entry never matches the file it was read from; an old one does.
+        let content = ContentId::of_encoded(b"list");
+        let fresh = stat(now_ns(), ChangeKey::None);
+        assert!(!unchanged(&scan_entry(&fresh, content), &fresh));
+        let old = stat(now_ns() - 2 * RACY_WINDOW_NS, ChangeKey::None);
+        assert!(unchanged(&scan_entry(&old, content), &old));
+        let keyed = stat(now_ns(), posix);
+        assert!(unchanged(&scan_entry(&keyed, content), &keyed));
     }
 
     /// Every history chunk of every file in `origin`'s latest snapshot, by file.

@@ -650,6 +650,37 @@ fn a_pull_over_sftp_reports_the_bytes_it_received() {
     );
 }
 
+/// SFTP gives whole-second mtimes and no change key: an edit in the same second as the scan
+/// that read the file keeps its size and mtime. Such a file is read again by the next scan
+/// until its mtime is older than the scan's margin, so the edit still arrives.
+#[test]
+fn an_sftp_pull_sees_an_edit_that_kept_the_size_and_the_second() {
+    let t = TestRepo::new();
+    let sshd = sshd_without_agent();
+    let music = t.mkdir("music");
+    util::genlib_create(&music, 6, 11, 1 << 20);
+    let lib = t.path("lib");
+    let args = ["--sftp", &remote(&music), lib.to_str().unwrap()];
+    sync_json(&t, &sshd, &args);
+    assert_trees_equal_to_the_second(&music, &lib);
+
+    let (rel, path) = util::files_in(&music).into_iter().next().unwrap();
+    util::flip_byte_keep_mtime(&path, 1000);
+    let again = sync_json(&t, &sshd, &args);
+    assert_eq!(
+        num(&again, "files_changed"),
+        1,
+        "{}: the edit was not pulled: {again}",
+        rel.display()
+    );
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        std::fs::read(lib.join(&rel)).unwrap(),
+        "{}",
+        rel.display()
+    );
+}
+
 /// Files that share a chunk, pulled through the agent: the chunk crosses once, and its later
 /// copies are read from the file that received it, even while that file is still being
 /// committed (several commits run at once). Repeated, since which commits overlap varies.
