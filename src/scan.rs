@@ -533,21 +533,23 @@ pub fn scan(
 
     // Moves, removals, the remaining trees and the snapshot, in one durable batch.
     let mut writer = repo.writer()?;
+    let mut tables = writer.tables()?;
     let mut moved_away = vec![false; gone.len()];
     let mut files_moved = 0;
     for (i, plan) in plans.iter().enumerate() {
         if let Some(Plan::Moved { from, entry }) = plan {
-            writer.forget_path(origin_id, &gone[*from].0)?;
-            writer.record_file(origin_id, walked.at(i).path, (**entry).clone(), Some(entry))?;
+            tables.forget_path(origin_id, &gone[*from].0)?;
+            tables.record_file(origin_id, walked.at(i).path, (**entry).clone(), Some(entry))?;
             moved_away[*from] = true;
             files_moved += 1;
         }
     }
     for ((path, entry), moved) in gone.iter().zip(&moved_away) {
         if !moved {
-            writer.remove_file(origin_id, path, entry)?;
+            tables.remove_file(origin_id, path, entry)?;
         }
     }
+    drop(tables);
     drop(gone);
     writer.put_encoded_trees(&trees.pending)?;
     let record = SnapshotRecord {
@@ -739,8 +741,9 @@ fn record_batches(
     for Batch { files, histories } in batches {
         let count = files.len();
         let mut writer = repo.writer()?;
+        let mut tables = writer.tables()?;
         for (content, chunks) in histories {
-            writer.keep_history(&content, &chunks)?;
+            tables.keep_history(&content, &chunks)?;
         }
         for (i, result) in files {
             let path = walked.at(i).path;
@@ -763,11 +766,11 @@ fn record_batches(
                         path: display_path(path),
                         bytes: stat.size,
                     });
-                    let content = writer.put_content(&list)?;
-                    writer.put_media(&content, &media)?;
-                    writer.keep_history(&content, &history)?;
+                    let content = tables.put_content(&list)?;
+                    tables.put_media(&content, &media)?;
+                    tables.keep_history(&content, &history)?;
                     let entry = scan_entry(&stat, content);
-                    writer.record_file(origin_id, path, entry, prev)?;
+                    tables.record_file(origin_id, path, entry, prev)?;
                     recorded.plans.push((
                         i,
                         Plan::Recorded {
@@ -794,12 +797,13 @@ fn record_batches(
                         fault: None,
                     });
                     if let Some(prev) = prev {
-                        writer.remove_file(origin_id, path, prev)?;
+                        tables.remove_file(origin_id, path, prev)?;
                     }
                     recorded.unreadable.push(path.to_vec());
                 }
             }
         }
+        drop(tables);
         writer.commit()?;
         for _ in 0..count {
             crate::failpoint::hit("scan-recorded");

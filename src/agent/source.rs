@@ -465,9 +465,11 @@ impl RemoteSource {
                     checked.push(check_content(id, *size, &bytes).map_err(|m| self.protocol(m))?);
                 }
                 let mut writer = repo.writer()?;
+                let mut tables = writer.tables()?;
                 for list in &checked {
-                    writer.put_content(list)?;
+                    tables.put_content(list)?;
                 }
+                drop(tables);
                 writer.commit()?;
             }
             level = next_level;
@@ -754,9 +756,11 @@ impl RemoteSource {
                         return Err(self.protocol("an answer longer than its items"));
                     }
                     let mut writer = repo.writer()?;
+                    let mut tables = writer.tables()?;
                     for list in &lists {
-                        writer.put_content(list)?;
+                        tables.put_content(list)?;
                     }
+                    drop(tables);
                     writer.commit()?;
                     if !more {
                         break;

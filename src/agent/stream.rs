@@ -371,12 +371,14 @@ impl Receiving {
             return Ok(());
         }
         let mut writer = repo.writer()?;
+        let mut tables = writer.tables()?;
         for list in &self.lists {
-            writer.put_content(list)?;
+            tables.put_content(list)?;
         }
         for (content, chunks) in &self.history {
-            writer.keep_history(content, chunks)?;
+            tables.keep_history(content, chunks)?;
         }
+        drop(tables);
         writer.commit()?;
         self.lists.clear();
         self.history.clear();

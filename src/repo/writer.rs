@@ -1,6 +1,6 @@
 //! A batch of changes to the repository, committed atomically: what a scan records.
 
-use redb::ReadableTable;
+use redb::{ReadableTable, Table};
 
 use super::history::PendingPack;
 use super::locations;
@@ -69,65 +69,39 @@ impl<'r> RepoWriter<'r> {
             .ok_or_else(|| self.repo.damage("the transaction is closed".into()))
     }
 
+    /// The tables the file-recording methods write, each opened at its first use and kept
+    /// open while the [`Tables`] lives: a caller recording many files asks for them once.
+    pub fn tables(&mut self) -> Result<Tables<'_>> {
+        let txn = self
+            .txn
+            .as_ref()
+            .ok_or_else(|| self.repo.damage("the transaction is closed".into()))?;
+        Ok(Tables {
+            repo: self.repo,
+            txn,
+            dirty: &mut self.dirty,
+            history: &mut self.history,
+            open: Open::default(),
+        })
+    }
+
     /// Stores a chunk list (once per distinct content) and returns its id.
     pub fn put_content(&mut self, list: &ChunkList) -> Result<ContentId> {
-        let repo = self.repo;
-        repo.guard(|| {
-            let bytes = list.encode();
-            let id = ContentId::of_encoded(&bytes);
-            if self.put_object(CONTENTS, id.as_bytes(), &bytes)? {
-                let mut table = self
-                    .txn()?
-                    .open_table(CHUNK_CONTENTS)
-                    .map_err(|e| self.err(e))?;
-                locations::add_content(&mut table, &id, list).map_err(|e| self.err(e))?;
-            }
-            Ok(id)
-        })
+        self.tables()?.put_content(list)
     }
 
     /// Stores what is known of a content's audio (replacing an earlier record).
     pub fn put_media(&mut self, id: &ContentId, media: &MediaRecord) -> Result<()> {
-        let repo = self.repo;
-        repo.guard(|| {
-            self.dirty = true;
-            let mut table = self.txn()?.open_table(MEDIA).map_err(|e| self.err(e))?;
-            table
-                .insert(id.as_bytes(), encode(media).as_slice())
-                .map_err(|e| self.err(e))?;
-            Ok(())
-        })
+        self.tables()?.put_media(id, media)
     }
 
-    /// Keeps the history chunks of `content` (`chunks`: every one of them, with its bytes,
-    /// as `chunk::Chunked::history` gives them) in the repository, each chunk once. The
-    /// bytes must be the chunks' (callers hash them first).
+    /// Keeps the history chunks of `content` ([`Tables::keep_history`]).
     pub fn keep_history(
         &mut self,
         content: &ContentId,
         chunks: &[(ChunkId, Vec<u8>)],
     ) -> Result<()> {
-        let repo = self.repo;
-        repo.guard(|| {
-            let kept = self.txn()?.open_table(KEPT).map_err(|e| self.err(e))?;
-            let mut new = Vec::new();
-            for (id, data) in chunks {
-                if self.history.holds(id) || new.iter().any(|(n, _)| n == id) {
-                    continue;
-                }
-                if kept.get(id.as_bytes()).map_err(|e| self.err(e))?.is_none() {
-                    new.push((*id, data));
-                }
-            }
-            drop(kept);
-            for (id, data) in new {
-                self.history
-                    .add(&id, data)
-                    .map_err(|e| Error::io(repo.root().join("objects"), e))?;
-            }
-            self.history.complete(content);
-            Ok(())
-        })
+        self.tables()?.keep_history(content, chunks)
     }
 
     /// Stores a tree (once per distinct listing) and returns its id.
@@ -178,103 +152,31 @@ impl<'r> RepoWriter<'r> {
         Ok(absent)
     }
 
-    /// Records (or, unless `add`, forgets) that file `file_id` of `origin` holds `content`:
-    /// its chunks' locations follow from the content's chunk list.
-    fn set_locations(
-        &mut self,
-        origin: OriginId,
-        file_id: u64,
-        content: &ContentId,
-        add: bool,
-    ) -> Result<()> {
-        let mut table = self
-            .txn()?
-            .open_table(CONTENT_FILES)
-            .map_err(|e| self.err(e))?;
-        let key = locations::file_key(content, origin, file_id);
-        if add {
-            table.insert(key, ()).map_err(|e| self.err(e))?;
-        } else {
-            table.remove(key).map_err(|e| self.err(e))?;
-        }
-        Ok(())
-    }
-
-    /// Records that `path` in `origin` now holds `entry` (whose `file_id` is ignored and
-    /// assigned here). `previous` is what the repository knew of this file before: at the same
-    /// path, or at an old path when the file was moved (the caller then calls
-    /// [`RepoWriter::forget_path`] for the old path). Returns the entry as stored.
+    /// Records that `path` in `origin` now holds `entry` ([`Tables::record_file`]).
     pub fn record_file(
         &mut self,
         origin: OriginId,
         path: &[u8],
-        mut entry: ScanEntry,
+        entry: ScanEntry,
         previous: Option<&ScanEntry>,
     ) -> Result<ScanEntry> {
-        let repo = self.repo;
-        repo.guard(|| {
-            self.dirty = true;
-            entry.file_id = match previous {
-                Some(p) => p.file_id,
-                None => {
-                    let mut meta = self.txn()?.open_table(META).map_err(|e| self.err(e))?;
-                    next_counter(&mut meta, "next_file").map_err(|e| self.err(e))?
-                }
-            };
-            match previous {
-                Some(p) if p.content == entry.content => {}
-                Some(p) => {
-                    self.set_locations(origin, p.file_id, &p.content, false)?;
-                    self.set_locations(origin, entry.file_id, &entry.content, true)?;
-                }
-                None => self.set_locations(origin, entry.file_id, &entry.content, true)?,
-            }
-            {
-                let mut files = self.txn()?.open_table(FILES).map_err(|e| self.err(e))?;
-                files
-                    .insert(entry.file_id, (origin, path))
-                    .map_err(|e| self.err(e))?;
-                let mut scan = self.txn()?.open_table(SCAN).map_err(|e| self.err(e))?;
-                scan.insert((origin, path), encode(&entry).as_slice())
-                    .map_err(|e| self.err(e))?;
-            }
-            Ok(entry)
-        })
+        self.tables()?.record_file(origin, path, entry, previous)
     }
 
     /// The scan entry recorded at `path`, if any.
-    pub fn scan_entry(&self, origin: OriginId, path: &[u8]) -> Result<Option<ScanEntry>> {
-        let repo = self.repo;
-        repo.guard(|| {
-            let scan = self.txn()?.open_table(SCAN).map_err(|e| self.err(e))?;
-            let found = scan.get((origin, path)).map_err(|e| self.err(e))?;
-            Ok(found.and_then(|v| decode(v.value())))
-        })
+    pub fn scan_entry(&mut self, origin: OriginId, path: &[u8]) -> Result<Option<ScanEntry>> {
+        self.tables()?.scan_entry(origin, path)
     }
 
     /// Drops the scan entry at `path` without touching the file's chunk locations (the file
     /// lives on under another path).
     pub fn forget_path(&mut self, origin: OriginId, path: &[u8]) -> Result<()> {
-        let repo = self.repo;
-        repo.guard(|| {
-            self.dirty = true;
-            let mut scan = self.txn()?.open_table(SCAN).map_err(|e| self.err(e))?;
-            scan.remove((origin, path)).map_err(|e| self.err(e))?;
-            Ok(())
-        })
+        self.tables()?.forget_path(origin, path)
     }
 
     /// Records that the file at `path` is gone: its scan entry and chunk locations go too.
     pub fn remove_file(&mut self, origin: OriginId, path: &[u8], entry: &ScanEntry) -> Result<()> {
-        let repo = self.repo;
-        repo.guard(|| {
-            self.dirty = true;
-            self.set_locations(origin, entry.file_id, &entry.content, false)?;
-            self.forget_path(origin, path)?;
-            let mut files = self.txn()?.open_table(FILES).map_err(|e| self.err(e))?;
-            files.remove(entry.file_id).map_err(|e| self.err(e))?;
-            Ok(())
-        })
+        self.tables()?.remove_file(origin, path, entry)
     }
 
     /// Appends a snapshot record, unless the origin's latest snapshot has the same root.
@@ -338,6 +240,223 @@ impl<'r> RepoWriter<'r> {
             } else {
                 txn.abort().map_err(|e| repo.err(e))
             }
+        })
+    }
+}
+
+type Bytes = &'static [u8];
+type Id = &'static [u8; 32];
+
+/// The tables [`Tables`] has opened so far.
+#[derive(Default)]
+struct Open<'w> {
+    meta: Option<Table<'w, &'static str, u64>>,
+    files: Option<Table<'w, u64, (u64, Bytes)>>,
+    scan: Option<Table<'w, (u64, Bytes), Bytes>>,
+    contents: Option<Table<'w, Id, Bytes>>,
+    chunk_contents: Option<Table<'w, (u64, u64), ()>>,
+    content_files: Option<Table<'w, (u64, u64, u64), ()>>,
+    media: Option<Table<'w, Id, Bytes>>,
+    kept: Option<Table<'w, Id, (Id, u64, u32, u32)>>,
+}
+
+/// The table in `slot`, opened in `txn` first if it is not open yet.
+fn opened<'a, 'w, K: redb::Key + 'static, V: redb::Value + 'static>(
+    slot: &'a mut Option<Table<'w, K, V>>,
+    txn: &'w redb::WriteTransaction,
+    definition: redb::TableDefinition<K, V>,
+) -> std::result::Result<&'a mut Table<'w, K, V>, redb::TableError> {
+    match slot {
+        Some(table) => Ok(table),
+        None => Ok(slot.insert(txn.open_table(definition)?)),
+    }
+}
+
+/// The tables of a [`RepoWriter`]'s transaction that record scanned files: chunk lists, media
+/// records, history chunks and scan entries. Each is opened when first written and stays open
+/// until this is dropped, so a batch of files opens each once (an open and its close cost
+/// about as much as a few inserts). While it lives, the writer is borrowed.
+pub struct Tables<'w> {
+    repo: &'w Repository,
+    txn: &'w redb::WriteTransaction,
+    dirty: &'w mut bool,
+    history: &'w mut PendingPack,
+    open: Open<'w>,
+}
+
+impl Drop for Tables<'_> {
+    fn drop(&mut self) {
+        let open = std::mem::take(&mut self.open);
+        if self.repo.is_damaged() {
+            contain::drop_while_unwinding(open);
+            return;
+        }
+        let _ = contain::quietly("redb", move || drop(open));
+    }
+}
+
+impl<'w> Tables<'w> {
+    /// Stores a chunk list (once per distinct content) and returns its id.
+    pub fn put_content(&mut self, list: &ChunkList) -> Result<ContentId> {
+        let repo = self.repo;
+        repo.guard(|| {
+            let bytes = list.encode();
+            let id = ContentId::of_encoded(&bytes);
+            let contents =
+                opened(&mut self.open.contents, self.txn, CONTENTS).map_err(|e| repo.err(e))?;
+            let absent = contents
+                .get(id.as_bytes())
+                .map_err(|e| repo.err(e))?
+                .is_none();
+            if absent {
+                contents
+                    .insert(id.as_bytes(), bytes.as_slice())
+                    .map_err(|e| repo.err(e))?;
+                *self.dirty = true;
+                let table = opened(&mut self.open.chunk_contents, self.txn, CHUNK_CONTENTS)
+                    .map_err(|e| repo.err(e))?;
+                locations::add_content(table, &id, list).map_err(|e| repo.err(e))?;
+            }
+            Ok(id)
+        })
+    }
+
+    /// Stores what is known of a content's audio (replacing an earlier record).
+    pub fn put_media(&mut self, id: &ContentId, media: &MediaRecord) -> Result<()> {
+        let repo = self.repo;
+        repo.guard(|| {
+            *self.dirty = true;
+            let table = opened(&mut self.open.media, self.txn, MEDIA).map_err(|e| repo.err(e))?;
+            table
+                .insert(id.as_bytes(), encode(media).as_slice())
+                .map_err(|e| repo.err(e))?;
+            Ok(())
+        })
+    }
+
+    /// Keeps the history chunks of `content` (`chunks`: every one of them, with its bytes,
+    /// as `chunk::Chunked::history` gives them) in the repository, each chunk once. The
+    /// bytes must be the chunks' (callers hash them first).
+    pub fn keep_history(
+        &mut self,
+        content: &ContentId,
+        chunks: &[(ChunkId, Vec<u8>)],
+    ) -> Result<()> {
+        let repo = self.repo;
+        repo.guard(|| {
+            let kept = opened(&mut self.open.kept, self.txn, KEPT).map_err(|e| repo.err(e))?;
+            let mut new = Vec::new();
+            for (id, data) in chunks {
+                if self.history.holds(id) || new.iter().any(|(n, _)| n == id) {
+                    continue;
+                }
+                if kept.get(id.as_bytes()).map_err(|e| repo.err(e))?.is_none() {
+                    new.push((*id, data));
+                }
+            }
+            for (id, data) in new {
+                self.history
+                    .add(&id, data)
+                    .map_err(|e| Error::io(repo.root().join("objects"), e))?;
+            }
+            self.history.complete(content);
+            Ok(())
+        })
+    }
+
+    /// Records (or, unless `add`, forgets) that file `file_id` of `origin` holds `content`:
+    /// its chunks' locations follow from the content's chunk list.
+    fn set_locations(
+        &mut self,
+        origin: OriginId,
+        file_id: u64,
+        content: &ContentId,
+        add: bool,
+    ) -> Result<()> {
+        let table = opened(&mut self.open.content_files, self.txn, CONTENT_FILES)
+            .map_err(|e| self.repo.err(e))?;
+        let key = locations::file_key(content, origin, file_id);
+        if add {
+            table.insert(key, ()).map_err(|e| self.repo.err(e))?;
+        } else {
+            table.remove(key).map_err(|e| self.repo.err(e))?;
+        }
+        Ok(())
+    }
+
+    /// Records that `path` in `origin` now holds `entry` (whose `file_id` is ignored and
+    /// assigned here). `previous` is what the repository knew of this file before: at the same
+    /// path, or at an old path when the file was moved (the caller then calls
+    /// [`Tables::forget_path`] for the old path). Returns the entry as stored.
+    pub fn record_file(
+        &mut self,
+        origin: OriginId,
+        path: &[u8],
+        mut entry: ScanEntry,
+        previous: Option<&ScanEntry>,
+    ) -> Result<ScanEntry> {
+        let repo = self.repo;
+        repo.guard(|| {
+            *self.dirty = true;
+            entry.file_id = match previous {
+                Some(p) => p.file_id,
+                None => {
+                    let meta =
+                        opened(&mut self.open.meta, self.txn, META).map_err(|e| repo.err(e))?;
+                    next_counter(meta, "next_file").map_err(|e| repo.err(e))?
+                }
+            };
+            match previous {
+                Some(p) if p.content == entry.content => {}
+                Some(p) => {
+                    self.set_locations(origin, p.file_id, &p.content, false)?;
+                    self.set_locations(origin, entry.file_id, &entry.content, true)?;
+                }
+                None => self.set_locations(origin, entry.file_id, &entry.content, true)?,
+            }
+            let files = opened(&mut self.open.files, self.txn, FILES).map_err(|e| repo.err(e))?;
+            files
+                .insert(entry.file_id, (origin, path))
+                .map_err(|e| repo.err(e))?;
+            let scan = opened(&mut self.open.scan, self.txn, SCAN).map_err(|e| repo.err(e))?;
+            scan.insert((origin, path), encode(&entry).as_slice())
+                .map_err(|e| repo.err(e))?;
+            Ok(entry)
+        })
+    }
+
+    /// The scan entry recorded at `path`, if any.
+    pub fn scan_entry(&mut self, origin: OriginId, path: &[u8]) -> Result<Option<ScanEntry>> {
+        let repo = self.repo;
+        repo.guard(|| {
+            let scan = opened(&mut self.open.scan, self.txn, SCAN).map_err(|e| repo.err(e))?;
+            let found = scan.get((origin, path)).map_err(|e| repo.err(e))?;
+            Ok(found.and_then(|v| decode(v.value())))
+        })
+    }
+
+    /// Drops the scan entry at `path` without touching the file's chunk locations (the file
+    /// lives on under another path).
+    pub fn forget_path(&mut self, origin: OriginId, path: &[u8]) -> Result<()> {
+        let repo = self.repo;
+        repo.guard(|| {
+            *self.dirty = true;
+            let scan = opened(&mut self.open.scan, self.txn, SCAN).map_err(|e| repo.err(e))?;
+            scan.remove((origin, path)).map_err(|e| repo.err(e))?;
+            Ok(())
+        })
+    }
+
+    /// Records that the file at `path` is gone: its scan entry and chunk locations go too.
+    pub fn remove_file(&mut self, origin: OriginId, path: &[u8], entry: &ScanEntry) -> Result<()> {
+        let repo = self.repo;
+        repo.guard(|| {
+            *self.dirty = true;
+            self.set_locations(origin, entry.file_id, &entry.content, false)?;
+            self.forget_path(origin, path)?;
+            let files = opened(&mut self.open.files, self.txn, FILES).map_err(|e| repo.err(e))?;
+            files.remove(entry.file_id).map_err(|e| repo.err(e))?;
+            Ok(())
         })
     }
 }

@@ -331,14 +331,16 @@ impl<'a> StoreSource<'a> {
                     .into_iter()
                     .collect();
                 let mut writer = repo.writer()?;
+                let mut tables = writer.tables()?;
                 for (id, size) in &contents {
                     let bytes = got
                         .get(id.as_bytes())
                         .map(Vec::as_slice)
                         .unwrap_or_default();
                     let list = check_content(id, *size, bytes).map_err(|m| self.damaged(m))?;
-                    writer.put_content(&list)?;
+                    tables.put_content(&list)?;
                 }
+                drop(tables);
                 writer.commit()?;
             }
             level = next_level;

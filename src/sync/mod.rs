@@ -1527,11 +1527,13 @@ impl Apply<'_> {
         // The stats were taken at each commit, so no network call waits inside the write
         // transaction.
         let mut writer = self.repo.writer()?;
+        let mut tables = writer.tables()?;
         for (path, content, stat) in &self.recorded {
             let entry = scan_entry(stat, *content);
-            let previous = writer.scan_entry(self.dst_origin, path)?;
-            writer.record_file(self.dst_origin, path, entry, previous.as_ref())?;
+            let previous = tables.scan_entry(self.dst_origin, path)?;
+            tables.record_file(self.dst_origin, path, entry, previous.as_ref())?;
         }
+        drop(tables);
         writer.commit()?;
         self.recorded.clear();
         self.last_record = std::time::Instant::now();
