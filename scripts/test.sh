@@ -94,7 +94,8 @@ bash scripts/fetch-mutagen-corpus.sh
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked --quiet
-cargo test --all-targets --locked --release
+# Every test binary runs even after one fails, so a failed run names every failure.
+cargo test --all-targets --locked --release --no-fail-fast
 
 # 4. The tests where file modes matter, run again as the unprivileged user nobody (as root,
 #    modes bind nobody). They run from copies in a directory nobody can reach, because the
