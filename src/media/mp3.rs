@@ -19,6 +19,8 @@ const ID3V2_HEADER_LEN: u64 = 10;
 /// How much of a picture frame is read to find its image: the MIME type, picture type and
 /// description must fit in it, or the frame is not split.
 const PICTURE_HEAD_MAX: u64 = 64 * 1024;
+/// What is read of a picture frame first: its header but for a long description.
+const PICTURE_HEAD_FIRST: usize = 256;
 /// Most tags looked for at the end of a file (each one found moves the end back).
 const MAX_TRAILERS: usize = 16;
 /// Longest Lyrics3 v1 tag: `LYRICSBEGIN`, at most 5100 bytes of lyrics, `LYRICSEND`.
@@ -371,11 +373,23 @@ fn image_start(
     size: u64,
     major: u8,
 ) -> Result<Option<u64>, ParseError> {
-    let mut head = vec![0u8; size.min(PICTURE_HEAD_MAX) as usize];
-    read_at(source, body, &mut head)?;
-    Ok(picture_header_len(&head, major)
-        .map(|n| body + n as u64)
-        .filter(|&image| image < body + size))
+    // The header is a few dozen bytes but for a long description: read a little first,
+    // and more only while the header runs past what was read.
+    let most = size.min(PICTURE_HEAD_MAX) as usize;
+    let mut want = most.min(PICTURE_HEAD_FIRST);
+    let mut head = Vec::new();
+    loop {
+        let had = head.len();
+        head.resize(want, 0);
+        read_at(source, body + had as u64, &mut head[had..])?;
+        if let Some(n) = picture_header_len(&head, major) {
+            return Ok(Some(body + n as u64).filter(|&image| image < body + size));
+        }
+        if want == most {
+            return Ok(None);
+        }
+        want = (want * 16).min(most);
+    }
 }
 
 /// Length of a picture frame's header fields: text encoding, MIME type (v2.3+, a Latin-1
@@ -959,6 +973,30 @@ pub(super) mod tests {
                 bytes_of(&file, &layout, Picture),
                 vec![&img[..]],
                 "encoding {encoding}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_description_longer_than_the_first_read_still_finds_the_image() {
+        let img = image(11, 100);
+        // Descriptions ending around the first read's end, well past it, and past the most
+        // read (the frame then stays in the tag).
+        for len in [200, 250, 255, 256, 300, 5_000, 70_000] {
+            let mut description = vec![b'd'; len];
+            description.push(0);
+            let frames = frame(3, b"APIC", 0, &picture_body(3, 0, &description, &img));
+            let file = cat(&[&tag(3, 0, &frames, 0), &audio(100)]);
+            let layout = detected(&file);
+            let want: Vec<&[u8]> = if len < 64 * 1024 - 20 {
+                vec![&img[..]]
+            } else {
+                vec![]
+            };
+            assert_eq!(
+                bytes_of(&file, &layout, Picture),
+                want,
+                "description of {len} B"
             );
         }
     }
