@@ -17,6 +17,12 @@
 #   REPS=5         rounds
 #   STRACE=1       also count system calls (0: skip)
 #   WORK=DIR       where the copies go (default: a new directory under /tmp)
+#   FRESH_FS=SIZE  each run writes into a new ext4 file system of SIZE (e.g. 12G; a loop
+#                  device over a sparse file in WORK, inode tables initialised by mkfs,
+#                  unmounted and removed after the run), its repository too: every run
+#                  finds the same empty file system. Without it, a run that follows the
+#                  removal of many files creates its own more slowly (ext4 skips recently
+#                  freed inodes), which moved rsync's wall by 2x here. Needs root.
 # Needs rsync, python3, and strace when STRACE=1. The Markdown table goes to stdout.
 set -euo pipefail
 
@@ -60,6 +66,14 @@ run() {
     echo "$n" >"$WORK/.runs"
     local dst="$WORK/dst-$n" repo="$WORK/repo-$n"
     local start end
+    if [[ -n ${FRESH_FS:-} ]]; then
+        truncate -s "$FRESH_FS" "$WORK/fs-$n.img"
+        mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$WORK/fs-$n.img"
+        mkdir -p "$WORK/fs-$n"
+        mount -o loop "$WORK/fs-$n.img" "$WORK/fs-$n"
+        dst="$WORK/fs-$n/dst" repo="$WORK/fs-$n/repo"
+        sync
+    fi
     case $tool in
     musicfs-*)
         local bin=${binary[${tool#musicfs-}]}
@@ -81,6 +95,10 @@ run() {
         ;;
     esac
     diff -r "$SRC" "$dst" >/dev/null || { echo "bench-initial: $tool left $dst unlike SRC" >&2; exit 1; }
+    if [[ -n ${FRESH_FS:-} ]]; then
+        umount "$WORK/fs-$n"
+        rm -f "$WORK/fs-$n.img"
+    fi
     python3 -c "print(f'{$end - $start:.3f}')"
 }
 

@@ -16,8 +16,9 @@ use musicfs::repo::Repository;
 use musicfs::sync::{sync, SyncOptions};
 use util::{assert_trees_equal, TestRepo};
 
-/// More files than one index batch (256) on each side, so that both scans write several.
-const FILES: usize = 600;
+/// More files than two index batches (1,024 each) on each side, so that both scans write
+/// several.
+const FILES: usize = 2_200;
 
 /// Writes `FILES` small files under `root`, their bytes a function of `salt` and the index.
 fn fill(root: &Path, salt: u8) {
