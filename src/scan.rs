@@ -187,7 +187,7 @@ const MAX_ATTEMPTS: u32 = 3;
 
 /// Files read before their results are written in one transaction. Each commit is durable (an
 /// fsync, which on ext4 also writes out the data of the files written since): 1,024 rather
-/// than 256 took 12-15 % off a cold local sync of 100,000 files, peak RSS 90 MiB
+/// than 256 took about 13 % off a cold local sync of 100,000 files, peak RSS 90 MiB
 /// (`docs/benchmarks.md`).
 const BATCH_FILES: usize = 1024;
 /// Longest wait before read results are written, so that a killed scan loses little.
