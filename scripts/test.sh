@@ -18,15 +18,47 @@
 #    from PyPI, mutagen (tag editor for Opus, MP4 and covers) and, in a venv (python3-venv),
 #    moto[server] 5 (the S3 server of the S3 tests); from crates.io, garage 2.5.0 (the
 #    three-node S3 cluster of the multi-site test), built once with cargo install into
-#    ${XDG_CACHE_HOME:-~/.cache}/musicfs-test/garage (minutes on a fresh machine).
+#    ${XDG_CACHE_HOME:-~/.cache}/musicfs-test/garage (minutes on a fresh machine, in the
+#    background while the rest goes on).
 # 2. Fetches mutagen 1.48.1's test corpus (100 real and broken audio files) from PyPI.
-# 3. cargo fmt --check, clippy -D warnings, rustdoc -D warnings, every test target.
+# 3. cargo fmt --check, clippy -D warnings, rustdoc -D warnings, every test target (built with
+#    the `ci` profile of Cargo.toml) but the Garage test.
 # 4. (As root) the tests where file modes matter, again as the unprivileged user nobody, and
 #    the tests of a mount by a user who is not root (through fusermount3), as nobody.
-# 5. A short fuzz run of every container parser (FUZZ_SECONDS per target, default 10;
-#    FUZZ_SECONDS=0 skips it).
+# 5. The Garage test, once Garage is built.
+# 6. With FUZZ_SECONDS=N, a fuzz run of N seconds of every container parser (scripts/fuzz.sh).
+#    Off by default: its sanitizer build of the engine costs more than the rest of the suite
+#    (docs/decisions.md, "The test command's time"); the parsers' property tests, which run
+#    every time, try random edits of real files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# Garage (crates.io garage 2.5.0): the three-node S3 cluster of tests/garage_sites.rs, built
+# once into a cache that later runs reuse; the tests find it through MUSICFS_TEST_GARAGE. The
+# fewest features that build (LMDB; bundled-libs, without which Garage refuses to compile) and
+# the dev profile without debug info: a third of the release build's CPU time
+# (docs/decisions.md). Its target directory is its own and the profile is set on this command
+# alone, so our own build is neither touched nor rebuilt; the target directory stays after a
+# failed build (a re-run resumes) and goes after a good one.
+# It builds in the background from the start, at the lowest priority: it takes the CPU the
+# package installs and the test runs leave idle and yields it to our own build; the Garage test
+# runs last, once it is built (docs/decisions.md, "The test command's time").
+garage_root="${XDG_CACHE_HOME:-$HOME/.cache}/musicfs-test/garage"
+garage_version=2.5.0
+garage_log=$(mktemp /tmp/musicfs-garage-build.XXXXXX)
+garage_pid=
+if ! "$garage_root/bin/garage" --version 2>/dev/null | grep -q "cargo:$garage_version "; then
+    echo "test.sh: building garage $garage_version from crates.io into $garage_root in the background (minutes, once; log in $garage_log)" >&2
+    (
+        CARGO_TARGET_DIR="$garage_root/target" CARGO_PROFILE_DEV_DEBUG=false \
+            nice -n 19 cargo install --quiet --locked --force --debug garage \
+            --version "$garage_version" --no-default-features --features bundled-libs,lmdb \
+            --root "$garage_root"
+        rm -rf "$garage_root/target"
+    ) >"$garage_log" 2>&1 &
+    garage_pid=$!
+fi
+export MUSICFS_TEST_GARAGE="$garage_root/bin/garage"
 
 need=()
 for tool in python3:python3 ffmpeg:ffmpeg id3v2:id3v2 metaflac:flac vorbiscomment:vorbis-tools \
@@ -72,30 +104,21 @@ if [[ ! -x "$moto_venv/bin/moto_server" ]]; then
     "$moto_venv/bin/pip" install -q 'moto[server]==5.*'
 fi
 export MUSICFS_MOTO_SERVER="$moto_venv/bin/moto_server"
-# Garage (crates.io garage 2.5.0): the three-node S3 cluster of tests/garage_sites.rs, built
-# once into a cache that later runs reuse; the tests find it through MUSICFS_TEST_GARAGE. The
-# fewest features that build (LMDB; bundled-libs, without which Garage refuses to compile) and
-# the dev profile without debug info: a third of the release build's CPU time
-# (docs/decisions.md). Its target directory is its own and the profile is set on this command
-# alone, so our own build is neither touched nor rebuilt; the target directory stays after a
-# failed build (a re-run resumes) and goes after a good one.
-garage_root="${XDG_CACHE_HOME:-$HOME/.cache}/musicfs-test/garage"
-garage_version=2.5.0
-if ! "$garage_root/bin/garage" --version 2>/dev/null | grep -q "cargo:$garage_version "; then
-    echo "test.sh: building garage $garage_version from crates.io into $garage_root (minutes, once)" >&2
-    CARGO_TARGET_DIR="$garage_root/target" CARGO_PROFILE_DEV_DEBUG=false \
-        cargo install --quiet --locked --force --debug garage --version "$garage_version" \
-        --no-default-features --features bundled-libs,lmdb --root "$garage_root"
-    rm -rf "$garage_root/target"
-fi
-export MUSICFS_TEST_GARAGE="$garage_root/bin/garage"
 bash scripts/fetch-mutagen-corpus.sh
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked --quiet
-# Every test binary runs even after one fails, so a failed run names every failure.
-cargo test --all-targets --locked --release --no-fail-fast
+# Every test binary runs even after one fails, so a failed run names every failure. The
+# profile is `ci` (Cargo.toml: release at opt-level 1, half the build time). Every target but
+# the Garage test now, while Garage may still be building; that test runs at the end.
+targets=(--lib --bins --examples --benches)
+for t in tests/*.rs; do
+    t=$(basename "$t" .rs)
+    [[ $t == garage_sites ]] || targets+=(--test "$t")
+done
+status=0
+cargo test --locked --profile ci --no-fail-fast "${targets[@]}" || status=$?
 
 # 4. The tests where file modes matter, run again as the unprivileged user nobody (as root,
 #    modes bind nobody). They run from copies in a directory nobody can reach, because the
@@ -112,11 +135,11 @@ if [[ $(id -u) -eq 0 ]]; then
     # Restores /dev/fuse before the stage (holding the saved ACL) goes.
     trap 'setfacl --restore="$fuse_acl"; rm -rf "$stage"' EXIT
     mkdir -p "$stage/bin" "$stage/home" "$stage/tmp"
-    cp target/release/musicfs "$stage/bin/"
+    cp target/ci/musicfs "$stage/bin/"
     cp -r fixtures scripts "$stage/"
     args=()
     for t in "${unprivileged_tests[@]}"; do args+=(--test "$t"); done
-    cargo test --locked --release --no-run --message-format=json "${args[@]}" 2>/dev/null |
+    cargo test --locked --profile ci --no-run --message-format=json "${args[@]}" 2>/dev/null |
         python3 -c '
 import json, os, sys
 for line in sys.stdin:
@@ -146,7 +169,23 @@ for line in sys.stdin:
     done
 fi
 
-fuzz_seconds=${FUZZ_SECONDS:-10}
+# 5. The Garage test, once Garage is built.
+if [[ -n $garage_pid ]]; then
+    echo "test.sh: waiting for the garage build" >&2
+    if ! wait "$garage_pid"; then
+        tail -n 40 "$garage_log" >&2
+        echo "test.sh: building garage $garage_version failed (log above and in $garage_log)" >&2
+        exit 1
+    fi
+fi
+rm -f "$garage_log"
+cargo test --locked --profile ci --no-fail-fast --test garage_sites || status=$?
+if ((status)); then
+    echo "test.sh: tests failed (above)" >&2
+    exit "$status"
+fi
+
+fuzz_seconds=${FUZZ_SECONDS:-0}
 if [[ "$fuzz_seconds" != 0 ]]; then
     bash scripts/fuzz.sh "$fuzz_seconds"
 fi
