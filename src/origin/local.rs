@@ -719,17 +719,6 @@ struct LocalTemp {
 /// How many bytes a [`LocalTemp`] gathers before it writes them.
 const WRITE_BEHIND: usize = 256 * 1024;
 
-/// Starts writing a finished file's dirty pages to disk, without waiting for them: the
-/// disk works while the next files are read and hashed, so the group's flush (`syncfs`)
-/// finds most of the bytes already written (git's `core.fsyncMethod=batch` does the same
-/// with `sync_file_range`). On Linux, `POSIX_FADV_DONTNEED` begins that write-out
-/// (`WB_SYNC_NONE`) and drops only pages that are already clean. A hint: durability is
-/// still the flush's, so a refusal changes nothing but speed.
-fn start_writeback(file: &File) {
-    use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
-    let _ = posix_fadvise(file, 0, 0, PosixFadviseAdvice::POSIX_FADV_DONTNEED);
-}
-
 impl LocalTemp {
     /// Notes a failed write, passing its error on unchanged (so its kind stays).
     fn noted<T>(&mut self, result: io::Result<T>) -> io::Result<T> {
@@ -810,10 +799,7 @@ impl TempFile for LocalTemp {
             .map_err(io_err)?;
         // Taken after the last change to the file: the flush it names begins after them.
         let ticket = match &self.member {
-            Some(member) => {
-                start_writeback(&self.file);
-                member.ticket(&self.file).map_err(io_err)?
-            }
+            Some(member) => member.ticket(&self.file).map_err(io_err)?,
             None => None,
         };
         self.out = Some(ticket);
