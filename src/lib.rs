@@ -30,3 +30,4 @@ pub mod scan;
 pub mod sync;
 pub mod time;
 pub mod verify;
+pub mod zstd_kept;

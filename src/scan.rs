@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::id::{ChunkId, ContentId, SnapshotId, TreeId};
 use crate::media::{self, Format};
 use crate::origin::{ChangeKey, EntryKind, EntryStat, Identity, Origin, WalkItem};
-use crate::repo::{OriginId, Repository, ScanEntry};
+use crate::repo::{OriginId, PackedChunk, Repository, ScanEntry};
 use crate::report::{display_path, Event, Sink};
 use crate::snapshot::{ChunkList, MediaRecord, Node, SnapshotRecord, Tree, TreeEntry};
 
@@ -186,10 +186,12 @@ enum Plan {
 const MAX_ATTEMPTS: u32 = 3;
 
 /// Files read before their results are written in one transaction. Each commit is durable (an
-/// fsync, which on ext4 also writes out the data of the files written since): 1,024 rather
-/// than 256 took about 13 % off a cold local sync of 100,000 files, peak RSS 90 MiB
-/// (`docs/benchmarks.md`).
-const BATCH_FILES: usize = 1024;
+/// fsync, which on ext4 also writes out the data of the files written since), and each
+/// rewrites the pages its random keys (content and chunk ids) land on, most of the tables
+/// once they are large: 8,192 rather than 1,024 took about 22 % off a cold local sync of
+/// 100,000 files and 1.4 GB off its writes. A batch holds each file's history chunks
+/// compressed (by its reader, [`PackedChunk`]); peak RSS 90 MiB (`docs/benchmarks.md`).
+const BATCH_FILES: usize = 8192;
 /// Longest wait before read results are written, so that a killed scan loses little.
 const BATCH_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -375,16 +377,23 @@ pub fn scan(
                         done.push(match *job {
                             Job::Read(i) => Done::Read(
                                 i,
-                                Box::new(read_copying(
-                                    origin,
-                                    walked.at(i).path,
-                                    chunker,
-                                    true,
-                                    options.copy,
-                                )),
+                                Box::new(
+                                    read_copying(
+                                        origin,
+                                        walked.at(i).path,
+                                        chunker,
+                                        true,
+                                        options.copy,
+                                    )
+                                    .and_then(|file| {
+                                        Scanned::packed(origin, walked.at(i).path, file)
+                                    }),
+                                ),
                             ),
                             Job::History(i, content) => {
-                                match read_history(repo, origin, walked.at(i).path, &content) {
+                                match read_history(repo, origin, walked.at(i).path, &content)
+                                    .and_then(|chunks| pack(origin, walked.at(i).path, &chunks))
+                                {
                                     Ok(chunks) => Done::History(content, chunks),
                                     Err(e) => {
                                         tracing::debug!(
@@ -711,12 +720,38 @@ fn read_copying(
 /// Read results handed from a scan's consumer to its index writer, in the order they came.
 #[derive(Default)]
 struct Batch {
-    files: Vec<(usize, Result<ReadFile>)>,
-    histories: Vec<(ContentId, HistoryChunks)>,
+    files: Vec<(usize, Result<Scanned>)>,
+    histories: Vec<(ContentId, Vec<PackedChunk>)>,
 }
 
-/// History chunks with their bytes.
-type HistoryChunks = Vec<(ChunkId, Vec<u8>)>;
+/// A file a scan read, its history chunks compressed by the reader (the one index writer
+/// then only writes them, and a batch waiting for it holds them compressed).
+struct Scanned {
+    /// The read, its `history` taken out.
+    file: ReadFile,
+    history: Vec<PackedChunk>,
+}
+
+impl Scanned {
+    fn packed(origin: &dyn Origin, path: &[u8], mut file: ReadFile) -> Result<Scanned> {
+        let history = pack(origin, path, &std::mem::take(&mut file.history))?;
+        Ok(Scanned { file, history })
+    }
+}
+
+/// `chunks`, read from `path`, compressed for keeping.
+fn pack(
+    origin: &dyn Origin,
+    path: &[u8],
+    chunks: &[(ChunkId, Vec<u8>)],
+) -> Result<Vec<PackedChunk>> {
+    chunks
+        .iter()
+        .map(|(id, data)| {
+            PackedChunk::new(*id, data).map_err(|e| Error::io(origin.display(path), e))
+        })
+        .collect()
+}
 
 /// What a scan's index writer recorded, for the trees built after it.
 #[derive(Default)]
@@ -746,7 +781,7 @@ fn record_batches(
         let mut writer = repo.writer()?;
         let mut tables = writer.tables()?;
         for (content, chunks) in histories {
-            tables.keep_history(&content, &chunks)?;
+            tables.keep_packed(&content, &chunks)?;
         }
         for (i, result) in files {
             let path = walked.at(i).path;
@@ -756,10 +791,11 @@ fn record_batches(
                 _ => None,
             };
             match result {
-                Ok(ReadFile {
-                    stat,
-                    list,
-                    media,
+                Ok(Scanned {
+                    file:
+                        ReadFile {
+                            stat, list, media, ..
+                        },
                     history,
                 }) => {
                     recorded.files_read += 1;
@@ -771,7 +807,7 @@ fn record_batches(
                     });
                     let content = tables.put_content(&list)?;
                     tables.put_media(&content, &media)?;
-                    tables.keep_history(&content, &history)?;
+                    tables.keep_packed(&content, &history)?;
                     let entry = scan_entry(&stat, content);
                     tables.record_file(origin_id, path, entry, prev)?;
                     recorded.plans.push((
@@ -857,8 +893,8 @@ enum Job {
 
 /// What a reader hands back.
 enum Done {
-    Read(usize, Box<Result<ReadFile>>),
-    History(ContentId, Vec<(ChunkId, Vec<u8>)>),
+    Read(usize, Box<Result<Scanned>>),
+    History(ContentId, Vec<PackedChunk>),
 }
 
 /// The history chunks of `content`, read back from `path`, which held it at the last scan.

@@ -414,7 +414,7 @@ const PACKED_TAG: u8 = 17;
 pub const MAX_PACKED: usize = 8 << 20;
 
 /// zstd's level for packs: its default, fast and good on tag text, padding and names.
-const PACK_LEVEL: i32 = 3;
+const PACK_LEVEL: i32 = crate::zstd_kept::LEVEL;
 
 /// How often the server says it is still working.
 pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(2);
@@ -451,39 +451,15 @@ fn encoded_size_hint(message: &Message) -> usize {
     }
 }
 
-thread_local! {
-    /// A compression and a decompression context per thread, kept for packs: making one costs
-    /// more than compressing a pack's names and tags with it (the contexts compress and
-    /// decompress exactly as new ones do).
-    static PACK_COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
-        const { std::cell::RefCell::new(None) };
-    static PACK_DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
-        const { std::cell::RefCell::new(None) };
-}
-
 /// `frames` compressed at [`PACK_LEVEL`], with the thread's kept context.
 fn compress_pack(frames: &[u8]) -> io::Result<Vec<u8>> {
-    PACK_COMPRESSOR.with(|c| {
-        let mut c = c.borrow_mut();
-        let compressor = match &mut *c {
-            Some(compressor) => compressor,
-            None => c.insert(zstd::bulk::Compressor::new(PACK_LEVEL)?),
-        };
-        compressor.compress(frames)
-    })
+    crate::zstd_kept::compress(frames)
 }
 
 /// A pack's zstd frame decompressed into at most `capacity` bytes, with the thread's kept
 /// context.
 fn decompress_pack(data: &[u8], capacity: usize) -> io::Result<Vec<u8>> {
-    PACK_DECOMPRESSOR.with(|d| {
-        let mut d = d.borrow_mut();
-        let decompressor = match &mut *d {
-            Some(decompressor) => decompressor,
-            None => d.insert(zstd::bulk::Decompressor::new()?),
-        };
-        decompressor.decompress(data, capacity)
-    })
+    crate::zstd_kept::decompress(data, capacity)
 }
 
 /// Frames waiting to be sent compressed together as one [`Message::Packed`].

@@ -22,27 +22,36 @@ use super::tables::{HISTORY, KEPT};
 use super::Repository;
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, ContentId};
+use crate::zstd_kept::compress;
 
-/// zstd's level for history chunks: its default, fast and good on tag text.
-const LEVEL: i32 = 3;
-
-thread_local! {
-    /// A compression context per thread, kept: making one costs more than compressing a
-    /// small tag chunk with it.
-    static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
-        const { std::cell::RefCell::new(None) };
+/// A history chunk compressed for keeping, as [`Tables::keep_packed`](super::Tables) takes
+/// it. Compressing is most of a kept chunk's cost: done by the thread that read the chunk, it
+/// leaves the one index writer only the writes, and a batch of read files waiting for that
+/// writer holds compressed bytes (tag blocks and padding shrink several times), not raw ones.
+#[derive(Debug, Clone)]
+pub struct PackedChunk {
+    id: ChunkId,
+    len: u32,
+    packed: Vec<u8>,
 }
 
-/// `data` compressed at [`LEVEL`].
-fn compress(data: &[u8]) -> std::io::Result<Vec<u8>> {
-    COMPRESSOR.with(|c| {
-        let mut c = c.borrow_mut();
-        let compressor = match &mut *c {
-            Some(compressor) => compressor,
-            None => c.insert(zstd::bulk::Compressor::new(LEVEL)?),
-        };
-        compressor.compress(data)
-    })
+impl PackedChunk {
+    /// `data`, whose id is `id`, compressed.
+    pub fn new(id: ChunkId, data: &[u8]) -> std::io::Result<PackedChunk> {
+        let len = u32::try_from(data.len()).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "history chunk over 4 GiB")
+        })?;
+        Ok(PackedChunk {
+            id,
+            len,
+            packed: compress(data)?,
+        })
+    }
+
+    /// The chunk's id.
+    pub fn id(&self) -> &ChunkId {
+        &self.id
+    }
 }
 
 /// The history chunks a write batch will keep, compressed, until it commits.
@@ -66,17 +75,21 @@ impl PendingPack {
 
     /// Adds one chunk's bytes.
     pub(super) fn add(&mut self, id: &ChunkId, data: &[u8]) -> std::io::Result<()> {
-        let packed = compress(data)?;
-        let offset = self.bytes.len() as u64;
-        self.bytes.extend_from_slice(&packed);
-        self.entries.push((
-            *id.as_bytes(),
-            offset,
-            packed.len() as u32,
-            data.len() as u32,
-        ));
-        self.ids.insert(*id.as_bytes());
+        self.add_packed(&PackedChunk::new(*id, data)?);
         Ok(())
+    }
+
+    /// Adds one chunk compressed already.
+    pub(super) fn add_packed(&mut self, chunk: &PackedChunk) {
+        let offset = self.bytes.len() as u64;
+        self.bytes.extend_from_slice(&chunk.packed);
+        self.entries.push((
+            *chunk.id.as_bytes(),
+            offset,
+            chunk.packed.len() as u32,
+            chunk.len,
+        ));
+        self.ids.insert(*chunk.id.as_bytes());
     }
 
     /// Notes that every history chunk of `content` is kept once this batch commits.
@@ -196,7 +209,7 @@ impl Repository {
             .objects()
             .read(ObjectKind::Pack, &pack, offset, stored as usize)
             .and_then(|packed| {
-                zstd::bulk::decompress(&packed, len as usize)
+                crate::zstd_kept::decompress(&packed, len as usize)
                     .map_err(|e| Error::io(self.root().join("objects/packs").join(pack.hex()), e))
             });
         match bytes {

@@ -71,6 +71,7 @@ mod writer;
 pub use check::{check, CheckReport};
 pub use config::{ChunkerConfig, RepoConfig};
 pub use gc::{gc, ForgetReport, GcReport, Judged, OriginForget, LATEST_REASON};
+pub use history::PackedChunk;
 pub use location::Location;
 pub use lock::DestinationLock;
 pub use objects::{LocalObjects, ObjectId, ObjectKind, ObjectStore};

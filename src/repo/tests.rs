@@ -523,3 +523,37 @@ fn a_location_row_of_a_shared_prefix_is_passed_over() {
         vec![true, true, false]
     );
 }
+
+#[test]
+fn chunks_kept_compressed_by_their_reader_read_back_as_those_kept_raw() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Repository::open(&dir.path().join("repo")).unwrap();
+    let chunk = |n: u8| {
+        let data = [b"TIT2\0\0\0\x10\0\0title ".as_slice(), &[n; 300]].concat();
+        (ChunkId::of(&data), data)
+    };
+    let (raw, packed, both) = (chunk(1), chunk(2), chunk(3));
+    let pack = |(id, data): &(ChunkId, Vec<u8>)| PackedChunk::new(*id, data).unwrap();
+    let mut writer = repo.writer().unwrap();
+    let mut tables = writer.tables().unwrap();
+    let content = |n: u32| ContentId::of_encoded(&n.to_le_bytes());
+    tables
+        .keep_history(&content(1), &[raw.clone(), both.clone()])
+        .unwrap();
+    // The chunk kept raw in this batch is not kept twice when it comes again compressed.
+    tables
+        .keep_packed(&content(2), &[pack(&packed), pack(&both)])
+        .unwrap();
+    drop(tables);
+    writer.commit().unwrap();
+    for (id, data) in [&raw, &packed, &both] {
+        assert_eq!(repo.kept_chunk(id).unwrap().as_deref(), Some(&data[..]));
+    }
+    let (chunks, stored, len) = repo.history_usage().unwrap();
+    assert_eq!((chunks, len), (3, 3 * raw.1.len() as u64));
+    assert!(stored < len, "kept compressed: {stored} of {len} bytes");
+    assert!(repo
+        .without_history(&[content(1), content(2)])
+        .unwrap()
+        .is_empty());
+}

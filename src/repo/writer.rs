@@ -2,7 +2,7 @@
 
 use redb::{ReadableTable, Table};
 
-use super::history::PendingPack;
+use super::history::{PackedChunk, PendingPack};
 use super::locations;
 use super::tables::*;
 use super::{OriginId, Repository, ScanEntry};
@@ -244,6 +244,14 @@ impl<'r> RepoWriter<'r> {
     }
 }
 
+/// A history chunk's bytes as a caller hands them to [`Tables::keep_history`] or
+/// [`Tables::keep_packed`].
+#[derive(Clone, Copy)]
+enum Kept<'c> {
+    Raw(&'c [u8]),
+    Packed(&'c PackedChunk),
+}
+
 type Bytes = &'static [u8];
 type Id = &'static [u8; 32];
 
@@ -342,22 +350,43 @@ impl<'w> Tables<'w> {
         content: &ContentId,
         chunks: &[(ChunkId, Vec<u8>)],
     ) -> Result<()> {
+        self.keep(
+            content,
+            chunks.iter().map(|(id, data)| (id, Kept::Raw(data))),
+        )
+    }
+
+    /// [`Tables::keep_history`] with the chunks compressed already (by the threads that read
+    /// them).
+    pub fn keep_packed(&mut self, content: &ContentId, chunks: &[PackedChunk]) -> Result<()> {
+        self.keep(content, chunks.iter().map(|c| (c.id(), Kept::Packed(c))))
+    }
+
+    fn keep<'c>(
+        &mut self,
+        content: &ContentId,
+        chunks: impl Iterator<Item = (&'c ChunkId, Kept<'c>)>,
+    ) -> Result<()> {
         let repo = self.repo;
         repo.guard(|| {
             let kept = opened(&mut self.open.kept, self.txn, KEPT).map_err(|e| repo.err(e))?;
-            let mut new = Vec::new();
+            let mut new: Vec<(&ChunkId, Kept<'_>)> = Vec::new();
             for (id, data) in chunks {
-                if self.history.holds(id) || new.iter().any(|(n, _)| n == id) {
+                if self.history.holds(id) || new.iter().any(|(n, _)| *n == id) {
                     continue;
                 }
                 if kept.get(id.as_bytes()).map_err(|e| repo.err(e))?.is_none() {
-                    new.push((*id, data));
+                    new.push((id, data));
                 }
             }
             for (id, data) in new {
-                self.history
-                    .add(&id, data)
-                    .map_err(|e| Error::io(repo.root().join("objects"), e))?;
+                match data {
+                    Kept::Raw(data) => self
+                        .history
+                        .add(id, data)
+                        .map_err(|e| Error::io(repo.root().join("objects"), e))?,
+                    Kept::Packed(chunk) => self.history.add_packed(chunk),
+                }
             }
             self.history.complete(content);
             Ok(())
