@@ -25,6 +25,10 @@
 #   SSH_OPTS=""    extra options for the rsync's ssh and the musicfs client's config (one
 #                  `-o Key=Value` per word, e.g. "Ciphers=aes128-gcm@openssh.com")
 #   WORK=DIR       keys, sshd configuration and the copies (default: a new directory in /tmp)
+#   FRESH_FS=SIZE  each pull writes its copy (and musicfs its repository) into a new ext4 file
+#                  system of SIZE (e.g. 12G), as scripts/bench-initial.sh does: a loop device
+#                  over a sparse file in WORK, unmounted and removed after the pull (its copy
+#                  checked against SRC first, in the first round). Needs root.
 # Prints one tab-separated line per pull on stdout, then a Markdown table of the medians.
 set -euo pipefail
 
@@ -117,11 +121,20 @@ run() {
     local tool=$1 round=$2 dst load counts timing rcpu
     n=$((n + 1))
     dst=$WORK/copies/$n-$tool
+    local repo=$WORK/copies/$n-repo fs=$WORK/copies/fs-$n
+    if [[ -n ${FRESH_FS:-} ]]; then
+        truncate -s "$FRESH_FS" "$fs.img"
+        mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$fs.img"
+        mkdir -p "$fs"
+        mount -o loop "$fs.img" "$fs"
+        dst=$fs/$tool repo=$fs/repo
+        sync
+    fi
     load=$(cut -d' ' -f1 /proc/loadavg)
     rm -rf "$WORK/remote-repo"
     if [[ $tool == musicfs-* ]]; then
         cp "${binary[${tool#musicfs-}]}" "$WORK/client/musicfs"
-        "$WORK/client/musicfs" -q init "$WORK/copies/$n-repo" >/dev/null
+        "$WORK/client/musicfs" -q init "$repo" >/dev/null
     fi
     take >/dev/null
     remote_cpu >/dev/null
@@ -129,7 +142,14 @@ run() {
         /usr/bin/time -o "$WORK/logs/time" -f "%e %U %S %M" rsync -a -e "$rsh" "nas:$SRC/" "$dst/"
     else
         /usr/bin/time -o "$WORK/logs/time" -f "%e %U %S %M" \
-            "$WORK/client/musicfs" -q --repo "$WORK/copies/$n-repo" sync "nas:$SRC" "$dst"
+            "$WORK/client/musicfs" -q --repo "$repo" sync "nas:$SRC" "$dst"
+    fi
+    if [[ -n ${FRESH_FS:-} ]]; then
+        if [[ $round == 1 ]]; then
+            diff -r "$SRC" "$dst" >/dev/null || { echo "bench-ssh-initial: $dst differs from $SRC" >&2; exit 1; }
+        fi
+        umount "$fs"
+        rm -f "$fs.img"
     fi
     counts=$(take)
     rcpu=$(remote_cpu)
@@ -151,6 +171,7 @@ done
 
 # One copy of each tool against SRC; then the copies go.
 for tool in "${tools[@]}"; do
+    [[ -z ${FRESH_FS:-} ]] || break
     copy=$(ls -d "$WORK"/copies/*-"$tool" | head -n 1)
     diff -r "$SRC" "$copy" >/dev/null || { echo "bench-ssh-initial: $copy differs from $SRC" >&2; exit 1; }
 done

@@ -31,7 +31,7 @@ use crate::chunk::{keeps_history, Tee, VerifiedChunk};
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, ContentId};
 use crate::origin::{ChangeKey, EntryKind, EntryStat};
-use crate::repo::Repository;
+use crate::repo::{PackedChunk, Repository};
 use crate::report::display_path;
 use crate::scan::{CopySink, FileCopy};
 use crate::snapshot::ChunkList;
@@ -43,8 +43,12 @@ pub(super) const MAX_STREAMED: u64 = 32 << 20;
 /// Bytes of chunks both ends remember from the stream, at most.
 const RECENT_BYTES: u64 = 16 << 20;
 
-/// Chunk lists received in the stream stored in one transaction.
-const LISTS_BATCH: usize = 512;
+/// Chunk lists received in the stream stored in one transaction: each commit is durable and
+/// rewrites the pages its random keys land on, so they are few (as a scan's batches are,
+/// `scan::BATCH_FILES`); a chunk list is a few hundred bytes, its history chunks compressed.
+/// 4,096 rather than 512 took about a quarter off the SSH initial pull of 100,000 files; 8,192
+/// took no more off and raised the client's peak RSS to 95 MiB (`docs/benchmarks.md`).
+const LISTS_BATCH: usize = 4096;
 
 /// Whether a file of chunk list `list` is streamed: not when its chunks are a transformed
 /// representation of its bytes (an Ogg file's pages are named with their sequence numbers and
@@ -255,14 +259,11 @@ pub(super) struct Receiving {
     recent: Recent<Option<Vec<u8>>>,
     /// Chunk lists received and not yet stored.
     lists: Vec<ChunkList>,
-    /// The history chunks of the contents received, with their bytes, not yet stored: kept
-    /// as they arrive, so that the destination's scan at the end of the sync need not read
-    /// them back from every file it wrote.
-    history: Vec<(ContentId, History)>,
+    /// The history chunks of the contents received, compressed, not yet stored: kept as they
+    /// arrive, so that the destination's scan at the end of the sync need not read them back
+    /// from every file it wrote.
+    history: Vec<(ContentId, Vec<PackedChunk>)>,
 }
-
-/// A content's history chunks with their bytes, as `RepoWriter::keep_history` takes them.
-type History = Vec<(ChunkId, Vec<u8>)>;
 
 impl Receiving {
     /// Takes the file a [`Message::Streamed`] announces, reading its chunks with `next`: its
@@ -341,7 +342,12 @@ impl Receiving {
                 }
             };
             match (is_history, bytes, history.as_mut()) {
-                (true, Some(bytes), Some(kept)) => kept.push((chunk.id, bytes.to_vec())),
+                // Kept compressed until the batch is stored (a compression that fails leaves
+                // the content's history to the destination's scan, as a damaged chunk does).
+                (true, Some(bytes), Some(kept)) => match PackedChunk::new(chunk.id, bytes) {
+                    Ok(packed) => kept.push(packed),
+                    Err(_) => history = None,
+                },
                 (true, None, _) => history = None,
                 _ => {}
             }
@@ -376,7 +382,7 @@ impl Receiving {
             tables.put_content(list)?;
         }
         for (content, chunks) in &self.history {
-            tables.keep_history(content, chunks)?;
+            tables.keep_packed(content, chunks)?;
         }
         drop(tables);
         writer.commit()?;
@@ -398,7 +404,7 @@ mod tests {
         receiving: &mut Receiving,
         name: &str,
         damage: bool,
-    ) -> (ContentId, History) {
+    ) -> (ContentId, Vec<(ChunkId, Vec<u8>)>) {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("fixtures/audio/Aurora Tones/First Light")
             .join(name);
