@@ -16,28 +16,17 @@ fn main() -> std::process::ExitCode {
 /// work (read buffers are reused, chunks are hashed in place), and the measured CPU time did
 /// not change. Set in the binary, not the library, which forbids `unsafe` and leaves the
 /// process's allocator to whoever embeds it.
-///
-/// Also fixes the size from which an allocation gets pages of its own (`mmap`) at 1 MiB.
-/// glibc raises that bound to the size of each such block freed (up to 32 MiB), so after a
-/// scan's large vectors grew and were freed once, the next ones came from the arena, where
-/// they outlived the holes around them: 98–101 MiB peak for a cold sync of 100,000 files
-/// against 90–91 MiB with the fixed bound, the same wall (`docs/benchmarks.md`).
 fn one_malloc_arena() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: `mallopt` only sets parameters of glibc's allocator. It runs first thing in
+    // SAFETY: `mallopt` only sets a parameter of glibc's allocator. It runs first thing in
     // `main`, before any thread of this process exists, so no allocation is under way in
-    // another thread while the parameters change, as glibc's manual asks of `M_ARENA_MAX`.
-    // Its results are ignored: a glibc that refuses a setting keeps its default, which costs
-    // memory, not correctness.
+    // another thread while the parameter changes, as glibc's manual asks of `M_ARENA_MAX`.
+    // Its result is ignored: a glibc that refuses the setting keeps its default arenas, which
+    // costs memory, not correctness.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 1);
-        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
     }
 }
-
-/// Allocations of at least this many bytes get pages of their own (see [`one_malloc_arena`]).
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-const MMAP_THRESHOLD: libc::c_int = 1 << 20;
 
 /// The open files this process may hold, at least.
 const OPEN_FILES: u64 = 4096;

@@ -188,10 +188,11 @@ const MAX_ATTEMPTS: u32 = 3;
 /// Files read before their results are written in one transaction. Each commit is durable (an
 /// fsync, which on ext4 also writes out the data of the files written since), and each
 /// rewrites the pages its random keys (content and chunk ids) land on, most of the tables
-/// once they are large: 8,192 rather than 1,024 took about 22 % off a cold local sync of
-/// 100,000 files and 1.4 GB off its writes. A batch holds each file's history chunks
-/// compressed (by its reader, [`PackedChunk`]); peak RSS 90 MiB (`docs/benchmarks.md`).
-const BATCH_FILES: usize = 8192;
+/// once they are large: 4,096 rather than 1,024 took about 17 % off a cold local sync of
+/// 100,000 files and 1 GB off its writes. A batch holds each file's history chunks
+/// compressed (by its reader, [`PackedChunk`]); peak RSS 91 MiB. 8,192 took a few per cent
+/// more off but passed 97 MiB (`docs/benchmarks.md`).
+const BATCH_FILES: usize = 4096;
 /// Longest wait before read results are written, so that a killed scan loses little.
 const BATCH_INTERVAL: Duration = Duration::from_secs(2);
 

@@ -46,9 +46,9 @@ const RECENT_BYTES: u64 = 16 << 20;
 /// Chunk lists received in the stream stored in one transaction: each commit is durable and
 /// rewrites the pages its random keys land on, so they are few (as a scan's batches are,
 /// `scan::BATCH_FILES`); a chunk list is a few hundred bytes, its history chunks compressed.
-/// 4,096 rather than 512 took about a quarter off the SSH initial pull of 100,000 files; 8,192
-/// took no more off and raised the client's peak RSS to 95 MiB (`docs/benchmarks.md`).
-const LISTS_BATCH: usize = 4096;
+/// 2,048 rather than 512 took about a sixth off the SSH initial pull of 100,000 files with the
+/// client's peak RSS at 93–94 MiB; 4,096 took more off but passed 96 MiB (`docs/benchmarks.md`).
+const LISTS_BATCH: usize = 2048;
 
 /// Whether a file of chunk list `list` is streamed: not when its chunks are a transformed
 /// representation of its bytes (an Ogg file's pages are named with their sequence numbers and
