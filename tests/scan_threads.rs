@@ -16,16 +16,17 @@ use musicfs::repo::Repository;
 use musicfs::sync::{sync, SyncOptions};
 use util::{assert_trees_equal, TestRepo};
 
-/// More files than two index batches (1,024 each) on each side, so that both scans write
-/// several.
-const FILES: usize = 2_200;
+/// More files than two index batches (4,096 each, `scan::BATCH_FILES`) on each side, so that
+/// both scans write several.
+const FILES: usize = 8_400;
 
-/// Writes `FILES` small files under `root`, their bytes a function of `salt` and the index.
+/// Writes `FILES` small files (200 B to 2.9 KB) under `root`, their bytes a function of `salt`
+/// and the index.
 fn fill(root: &Path, salt: u8) {
     for i in 0..FILES {
         let dir = root.join(format!("d{}", i % 17));
         std::fs::create_dir_all(&dir).unwrap();
-        let data: Vec<u8> = (0..(200 + i * 13))
+        let data: Vec<u8> = (0..(200 + (i % 211) * 13))
             .map(|n: usize| (n.wrapping_mul(2_654_435_761) >> 9) as u8 ^ (i as u8) ^ salt)
             .collect();
         std::fs::write(dir.join(format!("f{i}")), data).unwrap();
