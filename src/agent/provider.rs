@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::io::{Read, Write};
 
 use super::wire::{compress_found, Found, MAX_PACKED, ONE_FRAME_SINCE, PACKED_SINCE, PLACES_SINCE};
-use super::wire::{lost, receive, write_message, Message, Object, Packer, Unpack};
+use super::wire::{lost, receive, write_chunk, write_message, Message, Object, Packer, Unpack};
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, ContentId, TreeId};
 use crate::media::{Format, RegionKind};
@@ -188,26 +188,32 @@ pub(crate) fn provide(
                 // compress far better side by side than one by one); any other answer
                 // sends what waits first, so the answers stay in order.
                 for chunk in refs {
-                    let answer = if chunk.len > super::wire::MAX_CHUNK {
-                        Message::NoChunk
+                    // Only verified bytes go on the wire, in the form the chunk's id names.
+                    let found = if chunk.len > super::wire::MAX_CHUNK {
+                        None
                     } else {
-                        // Only verified bytes go on the wire, in the form the chunk's id names.
-                        match chunks.read_chunk(b"", 0, chunk)? {
-                            Some(found) => {
-                                sink.advance(u64::from(chunk.len));
-                                Message::Chunk(found.into_canonical().into_bytes())
-                            }
-                            None => Message::NoChunk,
-                        }
+                        chunks.read_chunk(b"", 0, chunk)?
                     };
+                    let found = found.map(|found| {
+                        sink.advance(u64::from(chunk.len));
+                        found.into_canonical()
+                    });
                     if pack && compressible.contains(&chunk.id) {
-                        packer.push(&answer).map_err(lost)?;
+                        match &found {
+                            Some(found) => packer.push_chunk(found.bytes()),
+                            None => packer.push(&Message::NoChunk),
+                        }
+                        .map_err(lost)?;
                         if packer.len() >= PACK_BYTES {
                             packer.flush_to(output).map_err(lost)?;
                         }
                     } else {
                         packer.flush_to(output).map_err(lost)?;
-                        write_message(output, &answer).map_err(lost)?;
+                        match &found {
+                            Some(found) => write_chunk(output, found.bytes()),
+                            None => write_message(output, &Message::NoChunk),
+                        }
+                        .map_err(lost)?;
                     }
                 }
                 packer.flush_to(output).map_err(lost)?;

@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use super::provider::{chunk_kinds, compressible_chunks, PACK_BYTES};
 use super::resume::Resume;
-use super::wire::{check_path, write_message, Message, Packer, MAX_CHUNK};
+use super::wire::{check_path, write_chunk, Message, Packer, MAX_CHUNK};
 use crate::chunk::{keeps_history, Tee, VerifiedChunk};
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, ContentId};
@@ -156,15 +156,14 @@ impl Streamer {
                     display_path(path)
                 )));
             };
-            let message = Message::Chunk(bytes.to_vec());
             if worth {
-                sent.packer.push(&message).map_err(lost)?;
+                sent.packer.push_chunk(bytes).map_err(lost)?;
                 if sent.packer.len() >= PACK_BYTES {
                     sent.packer.flush_to(&mut *out).map_err(lost)?;
                 }
             } else {
                 sent.packer.flush_to(&mut *out).map_err(lost)?;
-                write_message(&mut *out, &message).map_err(lost)?;
+                write_chunk(&mut *out, bytes).map_err(lost)?;
             }
         }
         // What waits in the pack goes with the next file's audio, or at the end: the names

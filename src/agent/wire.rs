@@ -426,6 +426,34 @@ pub fn write_message(out: &mut dyn Write, message: &Message) -> io::Result<()> {
     out.write_all(&frame)
 }
 
+/// Writes `bytes` as one [`Message::Chunk`] frame, the very bytes [`write_message`] writes for
+/// it, straight from the caller's buffer: a chunk streamed from a file read whole was copied
+/// into a message, then into its frame, before its writer's buffer took it.
+pub fn write_chunk(out: &mut dyn Write, bytes: &[u8]) -> io::Result<()> {
+    // Frame length, tag, then the length as postcard writes a `usize`: a varint, 7 bits a
+    // byte, least significant first (at most 5 bytes under 4 GiB, above any frame's limit).
+    let mut head = [0u8; 4 + 1 + 10];
+    head[4] = CHUNK_TAG;
+    let mut at = 5;
+    let mut rest = bytes.len();
+    loop {
+        let low = (rest & 0x7f) as u8;
+        rest >>= 7;
+        if rest == 0 {
+            head[at] = low;
+            at += 1;
+            break;
+        }
+        head[at] = low | 0x80;
+        at += 1;
+    }
+    let frame = u32::try_from(at - 4 + bytes.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "chunk over 4 GiB"))?;
+    head[..4].copy_from_slice(&frame.to_le_bytes());
+    out.write_all(&head[..at])?;
+    out.write_all(bytes)
+}
+
 /// Appends `message`'s frame to `frames`: the message is encoded once, in place after room
 /// left for its length, so a chunk's bytes are copied once on their way to the wire.
 fn append_frame(frames: &mut Vec<u8>, message: &Message) -> io::Result<()> {
@@ -472,6 +500,11 @@ impl Packer {
     /// Adds `message`'s frame to the pack.
     pub fn push(&mut self, message: &Message) -> io::Result<()> {
         append_frame(&mut self.frames, message)
+    }
+
+    /// Adds a [`Message::Chunk`] of `bytes` to the pack, as [`Packer::push`] would.
+    pub fn push_chunk(&mut self, bytes: &[u8]) -> io::Result<()> {
+        write_chunk(&mut self.frames, bytes)
     }
 
     /// Bytes of frames waiting.
@@ -904,6 +937,20 @@ mod tests {
             }
             let back: AsSequence = postcard::from_bytes(&new[1..]).unwrap();
             assert_eq!(back.0, payload);
+        }
+    }
+
+    #[test]
+    fn a_chunk_written_from_its_slice_is_the_frame_of_its_message() {
+        for size in [
+            0usize, 1, 127, 128, 16_383, 16_384, 70_000, 2_097_151, 2_097_152,
+        ] {
+            let data: Vec<u8> = (0..size).map(|i| (i * 13 + size) as u8).collect();
+            let mut whole = Vec::new();
+            write_message(&mut whole, &Message::Chunk(data.clone())).unwrap();
+            let mut sliced = Vec::new();
+            write_chunk(&mut sliced, &data).unwrap();
+            assert!(sliced == whole, "chunk of {size} bytes");
         }
     }
 
