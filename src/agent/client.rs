@@ -17,6 +17,8 @@ use crate::repo::Repository;
 use crate::report::Sink;
 use crate::sync::{sync_from, LocalSource, SyncOptions, SyncSource, SyncSummary};
 
+/// The pull's read buffer: the smallest chunk's size (see where it is used).
+const PULL_BUFFER: usize = 16 * 1024;
 /// Blocks (of at most 64 KiB) of the server's messages read ahead in a push, at most.
 const PUSH_READ_AHEAD: usize = 1024;
 
@@ -143,7 +145,11 @@ pub fn pull_filtered(
         .chain([request])
         .collect();
     send(&requests, &messages).map_err(lost)?;
-    let mut input = BufReader::with_capacity(1 << 20, input);
+    // Small: a read as large as the buffer, made when it is empty, goes straight to the
+    // caller's memory. A chunk's bytes (16 KiB to 256 KiB) are read into their own buffer,
+    // and through a buffer of 1 MiB, which never empties at a chunk's start, every byte
+    // of every chunk was copied twice.
+    let mut input = BufReader::with_capacity(PULL_BUFFER, input);
     greeting(&origin, &mut input)?;
     let mut source = RemoteSource::new(
         &origin,

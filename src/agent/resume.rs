@@ -5,8 +5,8 @@
 //! dropped: every file before it was received whole, and the sync commits and records it
 //! however the connection ends, so the retry's plan does not name it again. So the chunks are
 //! kept for one file at a time, and forgotten when the sync asks for another file's chunks.
-//! They are copied into one buffer in memory, reused from file to file, up to
-//! [`MEMORY_BYTES`]; what a larger file brings beyond that is written to an unnamed file (gone
+//! They are held in memory up to [`MEMORY_BYTES`] (a streamed chunk's own buffer shared,
+//! not copied: `Resume::keep_shared`); what a larger file brings beyond that is written to an unnamed file (gone
 //! when closed, even after a crash) in the repository's spool directory, at most
 //! [`SPILL_BYTES`]. Read back, a chunk is verified against its id again before it is used.
 //!
@@ -25,6 +25,8 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
+use bytes::Bytes;
+
 use crate::chunk::VerifiedChunk;
 use crate::id::ChunkId;
 
@@ -35,10 +37,9 @@ const MEMORY_BYTES: u64 = 8 << 20;
 /// already fills with its own temporary copy.
 const SPILL_BYTES: u64 = 64 << 20;
 
-/// Where a kept chunk is: its offset and length in the buffer or in the spill file.
-#[derive(Clone, Copy)]
+/// Where a kept chunk is: its bytes in memory, or its offset and length in the spill file.
 enum Held {
-    Memory { offset: usize, len: u32 },
+    Memory(Bytes),
     Spilled { offset: u64, len: u32 },
 }
 
@@ -56,8 +57,8 @@ struct Kept {
 pub struct Resume {
     dir: Option<PathBuf>,
     kept: HashMap<ChunkId, Kept>,
-    /// The chunks kept in memory, one after the other.
-    memory: Vec<u8>,
+    /// Bytes of the chunks held in memory.
+    in_memory: u64,
     spill: Option<File>,
     /// Bytes written to the spill file (where the next chunk goes).
     spilled: u64,
@@ -100,15 +101,11 @@ impl Resume {
         if carried_too {
             self.carried_used = false;
         }
-        let held = |memory: bool| {
-            self.kept
-                .values()
-                .any(|k| matches!(k.held, Held::Memory { .. }) == memory)
-        };
-        let (memory_used, spill_used) = (held(true), held(false));
-        if !memory_used {
-            self.memory.clear();
-        }
+        self.in_memory = self.kept.values().map(|k| k.held.in_memory()).sum();
+        let spill_used = self
+            .kept
+            .values()
+            .any(|k| matches!(k.held, Held::Spilled { .. }));
         if !spill_used && self.spilled > 0 {
             self.spilled = 0;
             // Drops the bytes from the page cache before anything writes them to disk.
@@ -122,32 +119,37 @@ impl Resume {
         }
     }
 
-    /// Keeps `chunk`: in memory while there is room, else in the spill file while there is
-    /// room, else not.
+    /// Keeps `chunk`: in memory (a copy) while there is room, else in the spill file while
+    /// there is room, else not.
     pub(crate) fn keep(&mut self, chunk: &VerifiedChunk) {
-        let len = chunk.len() as u64;
-        if self.kept.contains_key(&chunk.id()) {
+        self.keep_from(chunk.id(), chunk.bytes(), || {
+            Bytes::copy_from_slice(chunk.bytes())
+        });
+    }
+
+    /// Keeps `chunk` as [`Resume::keep`] does, its bytes shared instead of copied while they
+    /// are held in memory.
+    pub(crate) fn keep_shared(&mut self, chunk: &VerifiedChunk<Bytes>) {
+        self.keep_from(chunk.id(), chunk.bytes(), || chunk.clone().into_bytes());
+    }
+
+    /// Keeps chunk `id` of `bytes`, held in memory as `in_memory` gives them.
+    fn keep_from(&mut self, id: ChunkId, bytes: &[u8], in_memory: impl FnOnce() -> Bytes) {
+        let len = bytes.len() as u64;
+        if self.kept.contains_key(&id) {
             return;
         }
-        let held = if (self.memory.len() as u64).saturating_add(len) <= MEMORY_BYTES {
-            if self.memory.capacity() == 0 {
-                // Pages are taken as they are written: a pull of small files touches little.
-                self.memory.reserve_exact(MEMORY_BYTES as usize);
-            }
-            let offset = self.memory.len();
-            self.memory.extend_from_slice(chunk.bytes());
-            Held::Memory {
-                offset,
-                len: chunk.len() as u32,
-            }
+        let held = if self.in_memory.saturating_add(len) <= MEMORY_BYTES {
+            self.in_memory += len;
+            Held::Memory(in_memory())
         } else {
-            match self.spill(chunk) {
+            match self.spill(bytes) {
                 Some(place) => place,
                 None => return,
             }
         };
         self.kept.insert(
-            chunk.id(),
+            id,
             Kept {
                 held,
                 connection: self.connection,
@@ -172,10 +174,7 @@ impl Resume {
             self.carried_used = true;
         }
         let bytes = match kept.held {
-            Held::Memory { offset, len } => self
-                .memory
-                .get(offset..offset.saturating_add(len as usize))?
-                .to_vec(),
+            Held::Memory(ref bytes) => bytes.to_vec(),
             Held::Spilled { offset, len } => {
                 let mut bytes = vec![0u8; len as usize];
                 self.spill
@@ -190,8 +189,8 @@ impl Resume {
 
     /// Writes `chunk` at the end of the spill file, created when needed; `None` when it does
     /// not fit or cannot be written.
-    fn spill(&mut self, chunk: &VerifiedChunk) -> Option<Held> {
-        let len = chunk.len() as u64;
+    fn spill(&mut self, bytes: &[u8]) -> Option<Held> {
+        let len = bytes.len() as u64;
         if self.broken || self.spilled + len > SPILL_BYTES {
             return None;
         }
@@ -210,7 +209,7 @@ impl Resume {
             }
         }
         let offset = self.spilled;
-        let written = self.spill.as_ref()?.write_all_at(chunk.bytes(), offset);
+        let written = self.spill.as_ref()?.write_all_at(bytes, offset);
         if let Err(e) = written {
             tracing::debug!("chunks received are no longer spilled for a retry: {e}");
             self.give_up_spill();
@@ -219,7 +218,7 @@ impl Resume {
         self.spilled += len;
         Some(Held::Spilled {
             offset,
-            len: chunk.len() as u32,
+            len: len as u32,
         })
     }
 
@@ -228,8 +227,17 @@ impl Resume {
         self.broken = true;
         self.spill = None;
         self.spilled = 0;
-        self.kept
-            .retain(|_, k| matches!(k.held, Held::Memory { .. }));
+        self.kept.retain(|_, k| matches!(k.held, Held::Memory(_)));
+    }
+}
+
+impl Held {
+    /// Bytes it holds in memory.
+    fn in_memory(&self) -> u64 {
+        match self {
+            Held::Memory(bytes) => bytes.len() as u64,
+            Held::Spilled { .. } => 0,
+        }
     }
 }
 
@@ -274,7 +282,7 @@ mod tests {
         assert_eq!(resume.get(&a.id()).unwrap().bytes(), a.bytes());
         assert_eq!(resume.get(&b.id()).unwrap().bytes(), b.bytes());
         assert!(resume.get(&chunk(3, 10).id()).is_none());
-        assert_eq!(resume.memory.len(), 71_000);
+        assert_eq!(resume.in_memory, 71_000);
         assert!(resume.spill.is_none());
         assert!(!dir.path().join("spool").exists());
     }
@@ -294,7 +302,7 @@ mod tests {
         for c in &chunks {
             assert_eq!(resume.get(&c.id()).unwrap().bytes(), c.bytes());
         }
-        assert_eq!(resume.memory.len() as u64, MEMORY_BYTES);
+        assert_eq!(resume.in_memory, MEMORY_BYTES);
         assert_eq!(resume.spilled, 5 * size as u64);
         assert_eq!(spill_file_len(&resume), 5 * size as u64);
         // The spill file has no name: the spool directory stays empty.
@@ -339,7 +347,7 @@ mod tests {
         assert!(first.iter().all(|c| resume.contains(&c.id())));
         resume.file(b"two.flac");
         assert!(first.iter().all(|c| !resume.contains(&c.id())));
-        assert_eq!((resume.memory.len(), resume.spilled), (0, 0));
+        assert_eq!((resume.in_memory, resume.spilled), (0, 0));
         assert_eq!(spill_file_len(&resume), 0);
         let second = chunk(99, 5000);
         resume.keep(&second);
@@ -370,7 +378,7 @@ mod tests {
         }
         resume.file(b"d.mp3");
         assert!(carried.iter().all(|c| !resume.contains(&c.id())));
-        assert!(resume.memory.is_empty());
+        assert_eq!(resume.in_memory, 0);
     }
 
     #[test]

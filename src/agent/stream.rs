@@ -24,6 +24,8 @@ use std::io::{BufWriter, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use bytes::Bytes;
+
 use super::provider::{chunk_kinds, compressible_chunks, PACK_BYTES};
 use super::resume::Resume;
 use super::wire::{check_path, write_chunk, Message, Packer, MAX_CHUNK};
@@ -237,11 +239,11 @@ impl FileCopy for Sending<'_> {
 }
 
 /// `data`, sent as chunk `id` of `len` bytes, when it is that chunk.
-fn verify(id: ChunkId, len: u32, data: Vec<u8>) -> Option<VerifiedChunk> {
+fn verify(id: ChunkId, len: u32, data: Vec<u8>) -> Option<VerifiedChunk<Bytes>> {
     if data.len() != len as usize {
         return None;
     }
-    VerifiedChunk::check(id, data)
+    VerifiedChunk::check(id, Bytes::from(data))
 }
 
 /// Which chunks of `list` the repository keeps as history (`chunk::keeps_history`: tags,
@@ -255,7 +257,7 @@ fn history_mask(list: &ChunkList) -> Vec<bool> {
 /// The destination's side: takes each streamed file into the destination's copy.
 #[derive(Default)]
 pub(super) struct Receiving {
-    recent: Recent<Option<Vec<u8>>>,
+    recent: Recent<Option<Bytes>>,
     /// Chunk lists received and not yet stored.
     lists: Vec<ChunkList>,
     /// The history chunks of the contents received, compressed, not yet stored: kept as they
@@ -328,7 +330,7 @@ impl Receiving {
                     };
                     let data = verify(chunk.id, chunk.len, data);
                     match &data {
-                        Some(verified) => resume.keep(verified),
+                        Some(verified) => resume.keep_shared(verified),
                         None => tracing::debug!(
                             "{}: streamed chunk {} does not match its hash; the file is left to the plan",
                             display_path(&path),
@@ -471,7 +473,7 @@ mod tests {
     #[test]
     fn recent_forgets_the_oldest_beyond_its_budget_alike_on_both_ends() {
         let mut ids: Recent<()> = Recent::default();
-        let mut bytes: Recent<Option<Vec<u8>>> = Recent::default();
+        let mut bytes: Recent<Option<Bytes>> = Recent::default();
         let len = 1u32 << 20;
         let count = (RECENT_BYTES / u64::from(len)) as usize + 3;
         let id = |i: usize| ChunkId::of(&i.to_le_bytes());
