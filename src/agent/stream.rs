@@ -28,7 +28,7 @@ use bytes::Bytes;
 
 use super::provider::{chunk_kinds, compressible_chunks, PACK_BYTES};
 use super::resume::Resume;
-use super::wire::{check_path, write_chunk, Message, Packer, MAX_CHUNK};
+use super::wire::{check_path, write_chunks_vectored, Message, Packer, MAX_CHUNK};
 use crate::chunk::{keeps_history, Tee, VerifiedChunk};
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, ContentId};
@@ -110,6 +110,20 @@ struct Sent {
     packer: Packer,
 }
 
+/// Writes the chunks `plain` holds to `out` (what its buffer holds first), and forgets them.
+fn write_plain(
+    out: &mut BufWriter<Box<dyn Write + Send>>,
+    plain: &mut Vec<&[u8]>,
+) -> std::io::Result<()> {
+    if plain.is_empty() {
+        return Ok(());
+    }
+    out.flush()?;
+    write_chunks_vectored(out.get_mut(), plain)?;
+    plain.clear();
+    Ok(())
+}
+
 /// The server's side: sends each file the scan reads and verifies.
 pub(super) struct Streamer {
     output: Output,
@@ -143,6 +157,9 @@ impl Streamer {
         // The header packs with the tag chunks that follow it (names and tags compress).
         sent.packer.push(&header).map_err(lost)?;
         let worth = compressible_chunks(list);
+        // Chunks sent as they are (audio, pictures), consecutive ones written together
+        // straight from `data`, after whatever the output buffer holds.
+        let mut plain: Vec<&[u8]> = Vec::new();
         for ((offset, chunk), worth) in list.with_offsets().zip(worth) {
             if sent.recent.get(&chunk.id).is_some() {
                 continue;
@@ -159,15 +176,17 @@ impl Streamer {
                 )));
             };
             if worth {
+                write_plain(&mut out, &mut plain).map_err(lost)?;
                 sent.packer.push_chunk(bytes).map_err(lost)?;
                 if sent.packer.len() >= PACK_BYTES {
                     sent.packer.flush_to(&mut *out).map_err(lost)?;
                 }
             } else {
                 sent.packer.flush_to(&mut *out).map_err(lost)?;
-                write_chunk(&mut *out, bytes).map_err(lost)?;
+                plain.push(bytes);
             }
         }
+        write_plain(&mut out, &mut plain).map_err(lost)?;
         // What waits in the pack goes with the next file's audio, or at the end: the names
         // and tags of many small files compress together.
         out.flush().map_err(lost)
