@@ -450,7 +450,6 @@ pub fn write_chunks_vectored(out: &mut dyn Write, chunks: &[&[u8]]) -> io::Resul
             slices.push(IoSlice::new(bytes));
         }
         let mut rest = &mut slices[..];
-        IoSlice::advance_slices(&mut rest, 0);
         while !rest.is_empty() {
             match out.write_vectored(rest) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),

@@ -31,21 +31,11 @@ pub fn run(global: &GlobalArgs, _args: &ServeArgs) -> anyhow::Result<u8> {
 /// Standard output as a plain file. `std::io::stdout()` is line-buffered: it cut every write
 /// of binary frames after its last newline byte and wrote the rest on its own, two writes
 /// (and two wake-ups of the SSH server reading the pipe) where one does. The session buffers
-/// its output itself.
-///
-/// When it is a pipe (OpenSSH's server gives one), the pipe is asked to hold a whole buffered
-/// write ([`PIPE_BYTES`]): with the default 64 KiB, each 1 MiB write woke the server sixteen
-/// times and waited for it as often. A pipe that refuses (over the system's limit for the
-/// user) stays as it is.
+/// its output itself, and the pipe (OpenSSH's server gives one) is asked to hold one of its
+/// writes ([`widen_pipe`](crate::origin::agent_link::widen_pipe)).
 fn raw_stdout() -> std::io::Result<std::fs::File> {
     use std::os::fd::AsFd;
     let out = std::fs::File::from(std::io::stdout().as_fd().try_clone_to_owned()?);
-    if let Err(e) = nix::fcntl::fcntl(&out, nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_BYTES)) {
-        tracing::debug!("standard output keeps its pipe size: {e}");
-    }
+    crate::origin::agent_link::widen_pipe(&out, "standard output");
     Ok(out)
 }
-
-/// The pipe size asked for standard output: the session's output buffer
-/// (`agent::serve`'s 1 MiB), and Linux's default limit for an unprivileged user.
-const PIPE_BYTES: nix::libc::c_int = 1 << 20;

@@ -23,6 +23,21 @@ use crate::error::Result;
 /// The exit status a POSIX shell gives a command it cannot find.
 pub const COMMAND_NOT_FOUND: u32 = 127;
 
+/// The size asked of a pipe that carries the agent's output: one of its buffered writes
+/// (`agent::serve` writes 1 MiB at a time), and Linux's default limit for an unprivileged
+/// user. With the default 64 KiB, each write woke the reader sixteen times.
+const PIPE_BYTES: nix::libc::c_int = 1 << 20;
+
+/// Asks `fd`, when it is a pipe that carries the agent's output (the agent's standard output,
+/// or the remote shell's that a client reads), to hold one of the agent's writes whole. A
+/// pipe that refuses (over the system's limit for the user), or a descriptor that is not a
+/// pipe, stays as it is: `what` names it in the debug log.
+pub fn widen_pipe(fd: impl std::os::fd::AsFd, what: &str) {
+    if let Err(e) = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_BYTES)) {
+        tracing::debug!("{what} keeps its pipe size: {e}");
+    }
+}
+
 /// A way to reach the host of a remote origin, where a sync may run the agent.
 ///
 /// The same link may reach the host in more than one way (SSH: the built-in client, or a

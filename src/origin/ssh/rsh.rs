@@ -44,8 +44,6 @@ use crate::origin::{Origin, Policy, Retrying, WritableOrigin};
 
 /// The end of the child's stderr kept for messages.
 const STDERR_TAIL: usize = 4096;
-/// The pipe size asked for the child's stdout: one of the agent's buffered writes.
-const PIPE_BYTES: nix::libc::c_int = 1 << 20;
 /// Read size from the child's stdout.
 const READ: usize = 64 * 1024;
 /// Reads from the child's stdout buffered ahead of the protocol.
@@ -162,12 +160,8 @@ impl Process {
             let _ = child.wait();
             return Err(Error::InvalidInput(format!("--rsh: {program}: no pipes")));
         };
-        // The remote end's output arrives through this pipe: room for a whole write of the
-        // agent's (1 MiB) wakes this end once per write, not once per 64 KiB. A pipe that
-        // refuses (over the system's limit for the user) stays as it is.
-        if let Err(e) = nix::fcntl::fcntl(&stdout, nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_BYTES)) {
-            tracing::debug!("the remote shell's output keeps its pipe size: {e}");
-        }
+        // The remote end's output arrives through this pipe.
+        crate::origin::agent_link::widen_pipe(&stdout, "the remote shell's output");
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let tail = Arc::clone(&stderr);
         thread::spawn(move || {
