@@ -485,6 +485,10 @@ pub fn scan(
         gathered?;
         recorded
     })?;
+    // The location rows the batches staged, written in key order: each leaf of the tables
+    // once, where rows inserted as files came landed at random and every commit rewrote most
+    // of the leaves.
+    repo.merge_staged_locations()?;
     let files_read = recorded.files_read;
     let bytes_read = recorded.bytes_read;
     unreadable.extend(recorded.unreadable);
@@ -780,6 +784,8 @@ fn record_batches(
     for Batch { files, histories } in batches {
         let count = files.len();
         let mut writer = repo.writer()?;
+        // Merged once the scan is done, in key order (`scan` below).
+        writer.stage_locations();
         let mut tables = writer.tables()?;
         for (content, chunks) in histories {
             tables.keep_packed(&content, &chunks)?;

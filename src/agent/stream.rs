@@ -397,6 +397,8 @@ impl Receiving {
             return Ok(());
         }
         let mut writer = repo.writer()?;
+        // Merged by the rescan that ends the sync, or by the next lookup.
+        writer.stage_locations();
         let mut tables = writer.tables()?;
         for list in &self.lists {
             tables.put_content(list)?;

@@ -311,6 +311,8 @@ impl Repository {
     fn sweep(&self, dry_run: bool, report: &mut GcReport) -> Result<Vec<ObjectId>> {
         self.guard(|| {
             let txn = self.db()?.begin_write().map_err(|e| self.err(e))?;
+            // Rows staged before gc land before its removals, not after them.
+            locations::merge_staged(&txn).map_err(|e| self.err(e))?;
             let live = self.mark(&txn, report)?;
             let mut removed = BTreeMap::new();
             removed.insert(

@@ -81,7 +81,7 @@ pub use writer::{RepoWriter, Tables};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableHandle};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableHandle};
 use serde::{Deserialize, Serialize};
 
 use crate::contain;
@@ -148,6 +148,10 @@ pub struct Repository {
     db: Option<Database>,
     /// Set when the index was found damaged.
     damaged: AtomicBool,
+    /// Location rows may wait in `staged_locations`: set when this handle opens (a run that
+    /// stopped may have left some) and when a commit stages rows; cleared by a merge that
+    /// found none or merged them.
+    staged: AtomicBool,
     /// Keeps `repair-index` from replacing the index while it is open (`None` in
     /// `repair-index` itself, which holds the lock exclusively).
     _lock: Option<IndexLock>,
@@ -325,6 +329,7 @@ impl Repository {
             root: root.to_path_buf(),
             db: Some(db),
             damaged: AtomicBool::new(false),
+            staged: AtomicBool::new(true),
             _lock: lock,
             objects: Box::new(LocalObjects::new(root.join(layout::OBJECTS))),
             config,
@@ -704,8 +709,10 @@ impl Repository {
     }
 
     /// Where `chunk` can be read within `origin`: one location per file that holds it (the
-    /// chunk's first occurrence in the file).
+    /// chunk's first occurrence in the file). Location rows staged by a bulk writer are merged
+    /// first.
     pub fn chunk_locations(&self, chunk: &ChunkId, origin: OriginId) -> Result<Vec<ChunkLocation>> {
+        self.merge_before_lookup();
         self.guard(|| {
             let read = self.db()?.begin_read().map_err(|e| self.err(e))?;
             let finder = self.finder(&read)?;
@@ -716,6 +723,7 @@ impl Repository {
     /// For each chunk, whether `origin` has a recorded location of it (one read transaction
     /// for them all).
     pub fn located(&self, chunks: &[ChunkId], origin: OriginId) -> Result<Vec<bool>> {
+        self.merge_before_lookup();
         self.guard(|| {
             let read = self.db()?.begin_read().map_err(|e| self.err(e))?;
             let finder = self.finder(&read)?;
@@ -726,6 +734,53 @@ impl Repository {
             }
             Ok(out)
         })
+    }
+
+    /// Notes that a commit has staged location rows.
+    pub(super) fn note_staged(&self) {
+        self.staged.store(true, Ordering::SeqCst);
+    }
+
+    /// Writes the location rows that wait in `staged_locations` (staged by this process's
+    /// bulk writers, or left by a run that stopped) into their tables, in key order, in one
+    /// transaction; returns how many there were. Reads one page when none wait. A bulk
+    /// writer's owner calls it when the writer is done, and a chunk's lookup before it looks.
+    /// Must not be called while this thread holds a [`RepoWriter`] (it takes the writer).
+    pub fn merge_staged_locations(&self) -> Result<u64> {
+        // Cleared before looking: rows a commit stages after the look set it again.
+        if !self.staged.swap(false, Ordering::SeqCst) {
+            return Ok(0);
+        }
+        let merged = self.guard(|| {
+            let read = self.db()?.begin_read().map_err(|e| self.err(e))?;
+            let waiting = match read.open_table(STAGED) {
+                Ok(table) => !table.is_empty().map_err(|e| self.err(e))?,
+                Err(redb::TableError::TableDoesNotExist(_)) => false,
+                Err(e) => return Err(self.err(e)),
+            };
+            drop(read);
+            if !waiting {
+                return Ok(0);
+            }
+            let txn = self.db()?.begin_write().map_err(|e| self.err(e))?;
+            let rows = locations::merge_staged(&txn).map_err(|e| self.err(e))?;
+            txn.commit().map_err(|e| self.err(e))?;
+            tracing::debug!("{rows} staged location rows merged");
+            Ok(rows)
+        });
+        if merged.is_err() {
+            self.staged.store(true, Ordering::SeqCst);
+        }
+        merged
+    }
+
+    /// Merges staged location rows before a lookup, so that it finds them. A merge that
+    /// fails (a repository this user may only read) leaves the lookup to find less: a chunk
+    /// not found here is read from its source instead.
+    fn merge_before_lookup(&self) {
+        if let Err(e) = self.merge_staged_locations() {
+            tracing::debug!("staged location rows not merged before a lookup: {e}");
+        }
     }
 
     /// The tables a chunk's locations are found through, in `read`.

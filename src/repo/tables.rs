@@ -30,6 +30,13 @@ pub const CHUNK_CONTENTS: TableDefinition<(u64, u64), ()> = TableDefinition::new
 /// chunk list, a row per scan entry (format 5; `locations.rs`).
 pub const CONTENT_FILES: TableDefinition<(u64, u64, u64), ()> =
     TableDefinition::new("content_files");
+/// Sequence number → location rows not yet in `chunk_contents` and `content_files`, one value
+/// per commit that staged them (`locations::Staged`): a bulk writer appends its rows here,
+/// and they are written into their tables in key order, all at once, by the next merge
+/// (`locations::merge_staged`). Absent or empty: nothing waits. Added in format 5 without a
+/// version change: a release that does not know it ignores it, and then misses only the
+/// rows a crash left waiting here (lookups that find nothing, as `check` says).
+pub const STAGED: TableDefinition<u64, &[u8]> = TableDefinition::new("staged_locations");
 /// Sequence number → postcard `SnapshotRecord`, in the order snapshots were taken.
 pub const SNAPSHOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("snapshots");
 /// Chunk id → (pack id, offset in the pack, stored length, length): where a history chunk's

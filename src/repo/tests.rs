@@ -557,3 +557,151 @@ fn chunks_kept_compressed_by_their_reader_read_back_as_those_kept_raw() {
         .unwrap()
         .is_empty());
 }
+
+/// Keys of `chunk_contents` rows and of `content_files` rows.
+type LocationRows = (Vec<(u64, u64)>, Vec<(u64, u64, u64)>);
+
+/// The rows of `chunk_contents` and of `content_files`, in key order.
+fn location_rows(repo: &Repository) -> LocationRows {
+    let read = repo.db().unwrap().begin_read().unwrap();
+    let chunks = read.open_table(CHUNK_CONTENTS).unwrap();
+    let files = read.open_table(CONTENT_FILES).unwrap();
+    let chunks = chunks
+        .iter()
+        .unwrap()
+        .map(|r| r.unwrap().0.value())
+        .collect();
+    let files = files
+        .iter()
+        .unwrap()
+        .map(|r| r.unwrap().0.value())
+        .collect();
+    (chunks, files)
+}
+
+#[test]
+fn staged_location_rows_are_found_once_merged_and_a_lookup_merges_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Repository::open(dir.path()).unwrap();
+    let origin = repo.origin_id("/music").unwrap();
+    let chunk = |n: u64| ChunkId::of(&n.to_le_bytes());
+    let mut writer = repo.writer().unwrap();
+    writer.stage_locations();
+    let a = writer.put_content(&list_of(&[1, 2])).unwrap();
+    writer
+        .record_file(origin, b"x", one_file(a, 1), None)
+        .unwrap();
+    writer.commit().unwrap();
+    // Committed, but waiting: the tables do not hold the rows yet, and `check` counts them.
+    assert_eq!(location_rows(&repo), (vec![], vec![]));
+    assert!(check::check(dir.path()).unwrap().healthy);
+    // A lookup merges before it looks.
+    assert_eq!(
+        repo.located(&[chunk(1), chunk(2), chunk(3)], origin)
+            .unwrap(),
+        vec![true, true, false]
+    );
+    let (chunks, files) = location_rows(&repo);
+    assert_eq!((chunks.len(), files.len()), (2, 1));
+    assert_eq!(repo.merge_staged_locations().unwrap(), 0);
+    let read = repo.db().unwrap().begin_read().unwrap();
+    assert!(matches!(
+        read.open_table(STAGED),
+        Err(redb::TableError::TableDoesNotExist(_))
+    ));
+}
+
+#[test]
+fn rows_staged_by_a_run_that_stopped_are_merged_by_the_next_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let chunk = |n: u64| ChunkId::of(&n.to_le_bytes());
+    let origin;
+    {
+        let repo = Repository::open(dir.path()).unwrap();
+        origin = repo.origin_id("/music").unwrap();
+        let mut writer = repo.writer().unwrap();
+        writer.stage_locations();
+        let a = writer.put_content(&list_of(&[1])).unwrap();
+        writer
+            .record_file(origin, b"x", one_file(a, 1), None)
+            .unwrap();
+        writer.commit().unwrap();
+        // Dropped without a merge, as a process killed mid-scan leaves it.
+    }
+    let repo = Repository::open(dir.path()).unwrap();
+    assert_eq!(location_rows(&repo), (vec![], vec![]));
+    assert_eq!(
+        repo.chunk_locations(&chunk(1), origin).unwrap(),
+        vec![ChunkLocation {
+            path: b"x".to_vec(),
+            offset: 0,
+            len: 100
+        }]
+    );
+    assert_eq!(location_rows(&repo).1.len(), 1);
+}
+
+#[test]
+fn a_row_staged_then_changed_directly_ends_as_the_last_change_said() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Repository::open(dir.path()).unwrap();
+    let origin = repo.origin_id("/music").unwrap();
+    let chunk = |n: u64| ChunkId::of(&n.to_le_bytes());
+    // Staged: x holds a, then y holds a and is removed, in two commits.
+    let mut writer = repo.writer().unwrap();
+    writer.stage_locations();
+    let a = writer.put_content(&list_of(&[1])).unwrap();
+    let x = writer
+        .record_file(origin, b"x", one_file(a, 1), None)
+        .unwrap();
+    let y = writer
+        .record_file(origin, b"y", one_file(a, 2), None)
+        .unwrap();
+    writer.commit().unwrap();
+    let mut writer = repo.writer().unwrap();
+    writer.stage_locations();
+    writer
+        .tables()
+        .unwrap()
+        .remove_file(origin, b"y", &y)
+        .unwrap();
+    writer.commit().unwrap();
+    // Not staged: x now holds b. Its transaction merges what waits before changing a row.
+    let mut writer = repo.writer().unwrap();
+    let b = writer.put_content(&list_of(&[2])).unwrap();
+    writer
+        .record_file(origin, b"x", one_file(b, 1), Some(&x))
+        .unwrap();
+    writer.commit().unwrap();
+    assert_eq!(
+        location_rows(&repo).1,
+        vec![locations::file_key(&b, origin, x.file_id)]
+    );
+    assert!(repo.located(&[chunk(1)], origin).unwrap() == vec![false]);
+    assert!(repo.located(&[chunk(2)], origin).unwrap() == vec![true]);
+    assert!(check::check(dir.path()).unwrap().healthy);
+}
+
+#[test]
+fn gc_merges_staged_rows_before_it_removes_any() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Repository::open(dir.path()).unwrap();
+    let origin = repo.origin_id("/music").unwrap();
+    let mut writer = repo.writer().unwrap();
+    writer.stage_locations();
+    let a = writer.put_content(&list_of(&[1])).unwrap();
+    let x = writer
+        .record_file(origin, b"x", one_file(a, 1), None)
+        .unwrap();
+    writer
+        .tables()
+        .unwrap()
+        .remove_file(origin, b"x", &x)
+        .unwrap();
+    writer.commit().unwrap();
+    drop(repo);
+    gc::gc(dir.path(), false).unwrap();
+    let repo = Repository::open(dir.path()).unwrap();
+    assert_eq!(location_rows(&repo), (vec![], vec![]));
+    assert!(check::check(dir.path()).unwrap().healthy);
+}

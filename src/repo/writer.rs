@@ -31,6 +31,11 @@ pub struct RepoWriter<'r> {
     dirty: bool,
     /// History chunks to keep, put into the object store just before the commit.
     history: PendingPack,
+    /// The location rows of this batch, when they are staged ([`RepoWriter::stage_locations`]).
+    staged: Option<locations::Staged>,
+    /// Whether this transaction has merged the rows staged before it (a writer that changes
+    /// location rows directly does, before its first change).
+    merged: bool,
 }
 
 impl Drop for RepoWriter<'_> {
@@ -56,7 +61,19 @@ impl<'r> RepoWriter<'r> {
             txn: Some(txn),
             dirty: false,
             history: PendingPack::default(),
+            staged: None,
+            merged: false,
         }
+    }
+
+    /// Stages this batch's location rows (`chunk_contents`, `content_files`) instead of
+    /// inserting them: the commit appends them to `staged_locations`, and they reach their
+    /// tables, in key order, at the next merge ([`Repository::merge_staged_locations`]). For
+    /// writers that record many files in many commits (a scan, a sync's record of the
+    /// destination); such a writer's owner merges when it is done. Until then, a chunk's
+    /// lookup does not see the rows (it merges first when it may).
+    pub fn stage_locations(&mut self) {
+        self.staged.get_or_insert_with(Default::default);
     }
 
     fn err(&self, e: impl Into<redb::Error>) -> Error {
@@ -81,6 +98,8 @@ impl<'r> RepoWriter<'r> {
             txn,
             dirty: &mut self.dirty,
             history: &mut self.history,
+            staged: &mut self.staged,
+            merged: &mut self.merged,
             open: Open::default(),
         })
     }
@@ -221,7 +240,8 @@ impl<'r> RepoWriter<'r> {
     pub fn commit(mut self) -> Result<()> {
         let repo = self.repo;
         let history = std::mem::take(&mut self.history);
-        let dirty = self.dirty || !history.is_empty();
+        let staged = self.staged.take().filter(|s| !s.is_empty());
+        let dirty = self.dirty || !history.is_empty() || staged.is_some();
         if repo.is_damaged() {
             return Err(repo.damage("redb failed on it earlier".into()));
         }
@@ -234,13 +254,20 @@ impl<'r> RepoWriter<'r> {
                 return Err(repo.err(e));
             }
         }
+        if let Some(staged) = &staged {
+            repo.guard(|| staged.append(&txn).map_err(|e| repo.err(e)))?;
+        }
         repo.guard(move || {
             if dirty {
                 txn.commit().map_err(|e| repo.err(e))
             } else {
                 txn.abort().map_err(|e| repo.err(e))
             }
-        })
+        })?;
+        if staged.is_some() {
+            repo.note_staged();
+        }
+        Ok(())
     }
 }
 
@@ -289,6 +316,8 @@ pub struct Tables<'w> {
     txn: &'w redb::WriteTransaction,
     dirty: &'w mut bool,
     history: &'w mut PendingPack,
+    staged: &'w mut Option<locations::Staged>,
+    merged: &'w mut bool,
     open: Open<'w>,
 }
 
@@ -304,6 +333,17 @@ impl Drop for Tables<'_> {
 }
 
 impl<'w> Tables<'w> {
+    /// Merges the rows staged before this transaction, once, before it changes a location
+    /// row directly: otherwise a row staged earlier would land after the change. Called
+    /// before the location tables are opened here (the merge opens them itself).
+    fn merge_first(&mut self) -> Result<()> {
+        if !*self.merged {
+            locations::merge_staged(self.txn).map_err(|e| self.repo.err(e))?;
+            *self.merged = true;
+        }
+        Ok(())
+    }
+
     /// Stores a chunk list (once per distinct content) and returns its id.
     pub fn put_content(&mut self, list: &ChunkList) -> Result<ContentId> {
         let repo = self.repo;
@@ -321,9 +361,14 @@ impl<'w> Tables<'w> {
                     .insert(id.as_bytes(), bytes.as_slice())
                     .map_err(|e| repo.err(e))?;
                 *self.dirty = true;
-                let table = opened(&mut self.open.chunk_contents, self.txn, CHUNK_CONTENTS)
-                    .map_err(|e| repo.err(e))?;
-                locations::add_content(table, &id, list).map_err(|e| repo.err(e))?;
+                if let Some(staged) = self.staged.as_mut() {
+                    staged.add_content(&id, list);
+                } else {
+                    self.merge_first()?;
+                    let table = opened(&mut self.open.chunk_contents, self.txn, CHUNK_CONTENTS)
+                        .map_err(|e| repo.err(e))?;
+                    locations::add_content(table, &id, list).map_err(|e| repo.err(e))?;
+                }
             }
             Ok(id)
         })
@@ -402,9 +447,14 @@ impl<'w> Tables<'w> {
         content: &ContentId,
         add: bool,
     ) -> Result<()> {
+        let key = locations::file_key(content, origin, file_id);
+        if let Some(staged) = self.staged.as_mut() {
+            staged.set_file(key, add);
+            return Ok(());
+        }
+        self.merge_first()?;
         let table = opened(&mut self.open.content_files, self.txn, CONTENT_FILES)
             .map_err(|e| self.repo.err(e))?;
-        let key = locations::file_key(content, origin, file_id);
         if add {
             table.insert(key, ()).map_err(|e| self.repo.err(e))?;
         } else {

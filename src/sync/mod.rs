@@ -643,6 +643,9 @@ pub fn sync_from(
             &dst_sink,
         )?;
     }
+    // The rows this sync staged (the destination's record, the chunk lists it received) are
+    // in their tables when it ends; the rescan above has merged them when it ran.
+    repo.merge_staged_locations()?;
     Ok(summary)
 }
 
@@ -1530,6 +1533,8 @@ impl Apply<'_> {
         // The stats were taken at each commit, so no network call waits inside the write
         // transaction.
         let mut writer = self.repo.writer()?;
+        // Merged by the rescan that ends the sync, or by the next lookup.
+        writer.stage_locations();
         let mut tables = writer.tables()?;
         for (path, content, stat) in &self.recorded {
             let entry = scan_entry(stat, *content);
