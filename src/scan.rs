@@ -488,6 +488,7 @@ pub fn scan(
     // The location rows the batches staged, written in key order: each leaf of the tables
     // once, where rows inserted as files came landed at random and every commit rewrote most
     // of the leaves.
+    crate::failpoint::hit("scan-staged");
     repo.merge_staged_locations()?;
     let files_read = recorded.files_read;
     let bytes_read = recorded.bytes_read;

@@ -234,6 +234,8 @@ fn a_kill_at_every_phase_loses_nothing() {
     // The first passage of each point, and later ones where a sync passes more than once.
     let passages: &[(&str, &[u64])] = &[
         ("scan-recorded", &[1, 3]),
+        // Location rows staged by the first scan, then by the final one, not merged.
+        ("scan-staged", &[1, 3]),
         // The third commit is the destination's final scan.
         ("scan-commit", &[1, 3]),
         ("early-deletion", &[1, 3]),
@@ -274,6 +276,14 @@ fn a_kill_at_every_phase_loses_nothing() {
                 String::from_utf8_lossy(&out.stderr)
             );
             check_not_torn(round, &dst, &src_now, &before);
+            // The index is whole after any kill, rows left staged included.
+            let check = t.cmd().arg("check").output();
+            assert!(
+                check.status.success(),
+                "{phase}:{passage}: the index is not whole after the kill: {}{}",
+                String::from_utf8_lossy(&check.stdout),
+                String::from_utf8_lossy(&check.stderr)
+            );
             let rerun = t
                 .cmd()
                 .args(["sync", "--delete"])
