@@ -14,10 +14,10 @@ use std::sync::OnceLock;
 pub const POINTS: &[&str] = &[
     // A scan's read results committed (one passage per file of the batch).
     "scan-recorded",
-    // A scan's read results all committed, their location rows staged, not yet merged.
-    "scan-staged",
     // A scan's trees and snapshot written, not yet committed.
     "scan-commit",
+    // A scan committed, its location rows staged, not yet merged.
+    "scan-staged",
     // Early deletions, before each.
     "early-deletion",
     // Inside a file being written: some chunks in its temporary file.

@@ -485,11 +485,6 @@ pub fn scan(
         gathered?;
         recorded
     })?;
-    // The location rows the batches staged, written in key order: each leaf of the tables
-    // once, where rows inserted as files came landed at random and every commit rewrote most
-    // of the leaves.
-    crate::failpoint::hit("scan-staged");
-    repo.merge_staged_locations()?;
     let files_read = recorded.files_read;
     let bytes_read = recorded.bytes_read;
     unreadable.extend(recorded.unreadable);
@@ -551,6 +546,7 @@ pub fn scan(
 
     // Moves, removals, the remaining trees and the snapshot, in one durable batch.
     let mut writer = repo.writer()?;
+    writer.stage_locations();
     let mut tables = writer.tables()?;
     let mut moved_away = vec![false; gone.len()];
     let mut files_moved = 0;
@@ -580,6 +576,13 @@ pub fn scan(
     let snapshot = writer.add_snapshot(&record)?;
     crate::failpoint::hit("scan-commit");
     writer.commit()?;
+    // The location rows the batches staged, written in key order: each leaf of the tables
+    // once, where rows inserted as files came landed at random and every commit rewrote most
+    // of the leaves. After the walk and the plans are let go: at the end of a large scan,
+    // they are most of what it holds.
+    drop((walked, plans, trees));
+    crate::failpoint::hit("scan-staged");
+    repo.merge_staged_locations()?;
 
     Ok(ScanSummary {
         origin: origin.url().to_string(),

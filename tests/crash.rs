@@ -234,10 +234,10 @@ fn a_kill_at_every_phase_loses_nothing() {
     // The first passage of each point, and later ones where a sync passes more than once.
     let passages: &[(&str, &[u64])] = &[
         ("scan-recorded", &[1, 3]),
-        // Location rows staged by the first scan, then by the final one, not merged.
-        ("scan-staged", &[1, 3]),
         // The third commit is the destination's final scan.
         ("scan-commit", &[1, 3]),
+        // Location rows staged by the first scan, then by the final one, not merged.
+        ("scan-staged", &[1, 3]),
         ("early-deletion", &[1, 3]),
         ("write-chunk", &[1, 8, 16]),
         ("before-rename", &[1, 3]),

@@ -322,6 +322,10 @@ impl RemoteSource {
                     sink.advance(shown_total.saturating_sub(shown_done));
                     if let Some(mut streamed) = self.streamed.take() {
                         streamed.store(repo)?;
+                        drop(streamed);
+                        // The chunk lists' location rows, staged as they were stored, merged
+                        // now: the stream's buffers are gone and the plan not yet made.
+                        repo.merge_staged_locations()?;
                     }
                     return Ok(info);
                 }

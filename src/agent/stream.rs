@@ -397,7 +397,7 @@ impl Receiving {
             return Ok(());
         }
         let mut writer = repo.writer()?;
-        // Merged by the rescan that ends the sync, or by the next lookup.
+        // Merged when the stream ends (`RemoteSource::await_source`), or by the next lookup.
         writer.stage_locations();
         let mut tables = writer.tables()?;
         for list in &self.lists {

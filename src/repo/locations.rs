@@ -71,8 +71,8 @@ const ADD_FILE: u8 = 2;
 /// A `content_files` row to remove: 24 bytes of key follow.
 const REMOVE_FILE: u8 = 3;
 
-/// Staged rows merged in one pass of [`merge_staged`], at most (about 2 MB held).
-const PASS_ROWS: u64 = 1 << 16;
+/// Staged rows merged in one pass of [`merge_staged`], at most (about 0.5 MB held).
+const PASS_ROWS: u64 = 1 << 14;
 
 impl Staged {
     /// Stages what [`add_content`] would insert.
