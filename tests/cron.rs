@@ -115,7 +115,21 @@ fn a_held_destination_lock_is_one_line_naming_its_holder_and_exit_4() {
         .stdin(Stdio::null())
         .spawn()
         .expect("flock is missing: install the Debian package util-linux");
+    // The sync must meet the lock held: wait until flock(1) has it (a loaded machine may
+    // start it late, and a sync run before would copy the files).
     let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let dir = std::fs::File::open(&dst).expect("open dst");
+        match dir.try_lock() {
+            Err(std::fs::TryLockError::WouldBlock) => break,
+            Err(e) => panic!("cannot try the lock of {}: {e}", dst.display()),
+            Ok(()) => {
+                drop(dir);
+                assert!(Instant::now() < deadline, "flock(1) never took the lock");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
     let log = t.path("cron.log");
     let out = loop {
         let mut cmd = sync_cmd(&t, &src, &dst);
