@@ -29,6 +29,19 @@ pub(super) fn prefix(id: &[u8; 32]) -> u64 {
     u64::from_be_bytes(first)
 }
 
+/// The `chunk_contents` rows of the chunk list `content`: one per distinct chunk.
+fn content_rows<'l>(
+    content: &ContentId,
+    list: &'l ChunkList,
+) -> impl Iterator<Item = (u64, u64)> + 'l {
+    let holder = prefix(content.as_bytes());
+    let mut seen = HashSet::with_capacity(list.chunks.len());
+    list.chunks
+        .iter()
+        .map(move |chunk| (prefix(chunk.id.as_bytes()), holder))
+        .filter(move |key| seen.insert(key.0))
+}
+
 /// Records which chunks the newly stored chunk list `content` holds, one row per distinct
 /// chunk.
 pub(super) fn add_content(
@@ -36,13 +49,8 @@ pub(super) fn add_content(
     content: &ContentId,
     list: &ChunkList,
 ) -> Result<(), redb::StorageError> {
-    let holder = prefix(content.as_bytes());
-    let mut seen = HashSet::with_capacity(list.chunks.len());
-    for chunk in &list.chunks {
-        let key = (prefix(chunk.id.as_bytes()), holder);
-        if seen.insert(key.0) {
-            table.insert(key, ())?;
-        }
+    for key in content_rows(content, list) {
+        table.insert(key, ())?;
     }
     Ok(())
 }
@@ -77,15 +85,10 @@ const PASS_ROWS: u64 = 1 << 14;
 impl Staged {
     /// Stages what [`add_content`] would insert.
     pub(super) fn add_content(&mut self, content: &ContentId, list: &ChunkList) {
-        let holder = prefix(content.as_bytes());
-        let mut seen = HashSet::with_capacity(list.chunks.len());
-        for chunk in &list.chunks {
-            let key = prefix(chunk.id.as_bytes());
-            if seen.insert(key) {
-                self.bytes.push(ADD_CHUNK);
-                self.bytes.extend_from_slice(&key.to_be_bytes());
-                self.bytes.extend_from_slice(&holder.to_be_bytes());
-            }
+        for (chunk, holder) in content_rows(content, list) {
+            self.bytes.push(ADD_CHUNK);
+            self.bytes.extend_from_slice(&chunk.to_be_bytes());
+            self.bytes.extend_from_slice(&holder.to_be_bytes());
         }
     }
 
