@@ -15,7 +15,7 @@
 //! own (a full disk, a directory it may not create) fail the scan: such a file is simply not
 //! copied, and the apply step writes it as it would have.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::io::Write;
 use std::sync::{Mutex, PoisonError};
 
@@ -94,8 +94,10 @@ pub(super) struct ColdCopy<'a> {
     committer: Mutex<Committer<(Vec<u8>, Copied)>>,
     /// Directories created so far.
     made: Mutex<HashSet<Vec<u8>>>,
-    /// The files committed so far.
-    copied: Mutex<HashMap<PathKey, Copied>>,
+    /// The files committed so far, in the order they were committed. A vector grows in place
+    /// where a hash map would hold its old table beside the new one while it grows (4 MB more
+    /// at 100,000 files); [`ColdCopy::finish`] sorts it once.
+    copied: Mutex<Vec<(PathKey, Copied)>>,
 }
 
 impl<'a> ColdCopy<'a> {
@@ -108,7 +110,7 @@ impl<'a> ColdCopy<'a> {
                     .map_err(|e| Error::io(destination.display(b""), e))?,
             ),
             made: Mutex::new(HashSet::new()),
-            copied: Mutex::new(HashMap::new()),
+            copied: Mutex::new(Vec::new()),
         })
     }
 
@@ -128,7 +130,7 @@ impl<'a> ColdCopy<'a> {
             .made
             .into_inner()
             .unwrap_or_else(PoisonError::into_inner);
-        ColdCopies { files, dirs }
+        ColdCopies::new(files, dirs)
     }
 
     /// Notes the commits that ended (as they end: not held until the scan's end, a few words
@@ -140,9 +142,7 @@ impl<'a> ColdCopy<'a> {
         let mut copied = self.copied.lock().unwrap_or_else(PoisonError::into_inner);
         for ((path, file), outcome) in ended {
             match outcome {
-                Ok(()) => {
-                    copied.insert(path_key(&path), file);
-                }
+                Ok(()) => copied.push((path_key(&path), file)),
                 // The apply step writes it, and reports what fails then.
                 Err(e) => tracing::debug!("{}: copy not committed: {e}", display_path(&path)),
             }
@@ -280,12 +280,29 @@ impl Drop for Copying<'_> {
 /// The files a cold sync's scan copied into the destination and committed there, by path.
 #[derive(Debug, Default)]
 pub(super) struct ColdCopies {
-    files: HashMap<PathKey, Copied>,
+    /// Sorted by key, one entry per key.
+    files: Vec<(PathKey, Copied)>,
     /// The directories created for them.
     dirs: HashSet<Vec<u8>>,
 }
 
 impl ColdCopies {
+    /// The copies `files` lists in the order they were committed, and the directories made
+    /// for them: by path, a path's last commit the one that stands.
+    fn new(mut files: Vec<(PathKey, Copied)>, dirs: HashSet<Vec<u8>>) -> Self {
+        // A stable sort keeps a path's commits in their order.
+        files.sort_by_key(|(key, _)| *key);
+        files.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                *kept = *later;
+            }
+            same
+        });
+        files.shrink_to_fit();
+        ColdCopies { files, dirs }
+    }
+
     /// Whether no file was copied.
     pub(super) fn is_empty(&self) -> bool {
         self.files.is_empty()
@@ -309,7 +326,10 @@ impl ColdCopies {
             mode: wanted.mode,
             mtime_ns: wanted.mtime_ns,
         };
-        self.files.get(&path_key(wanted.path)) == Some(&file)
+        let key = path_key(wanted.path);
+        self.files
+            .binary_search_by_key(&key, |(k, _)| *k)
+            .is_ok_and(|i| self.files[i].1 == file)
     }
 
     /// How many files were copied.
@@ -319,7 +339,7 @@ impl ColdCopies {
 
     /// Lets go of the files' map, once they are noted: the directories stay known.
     pub(super) fn forget_files(&mut self) {
-        self.files = HashMap::new();
+        self.files = Vec::new();
     }
 }
 
@@ -366,4 +386,54 @@ pub(super) fn each_file(
         Ok(())
     }
     below(repo, root, b"", skip, visit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn copied(byte: u8, mtime_ns: i64) -> Copied {
+        Copied {
+            content: ContentId::from_stored([byte; 32]),
+            mode: 0o644,
+            mtime_ns,
+        }
+    }
+
+    fn wanted<'a>(path: &'a [u8], file: &'a Copied) -> Wanted<'a> {
+        Wanted {
+            path,
+            content: &file.content,
+            mode: file.mode,
+            mtime_ns: file.mtime_ns,
+        }
+    }
+
+    #[test]
+    fn copies_are_found_by_path_and_a_paths_last_commit_stands() {
+        let paths: Vec<Vec<u8>> = (0..500)
+            .map(|i| format!("a/{i}.flac").into_bytes())
+            .collect();
+        // Committed in an order that is not the keys', one path twice.
+        let mut files: Vec<_> = paths
+            .iter()
+            .enumerate()
+            .rev()
+            .map(|(i, p)| (path_key(p), copied(i as u8, 1)))
+            .collect();
+        let again = copied(9, 2);
+        files.push((path_key(&paths[7]), again));
+        let copies = ColdCopies::new(files, HashSet::new());
+        assert_eq!(copies.len(), 500);
+        for (i, path) in paths.iter().enumerate() {
+            let file = if i == 7 { again } else { copied(i as u8, 1) };
+            assert!(copies.holds(wanted(path, &file)), "{i}");
+            // Any other content, mode or mtime is not the copy.
+            let mut other = file;
+            other.mtime_ns += 1;
+            assert!(!copies.holds(wanted(path, &other)), "{i}");
+        }
+        assert!(!copies.holds(wanted(&paths[7], &copied(7, 1))));
+        assert!(!copies.holds(wanted(b"a/none.flac", &copied(0, 1))));
+    }
 }
