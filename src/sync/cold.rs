@@ -30,7 +30,6 @@ use crate::snapshot::{ChunkList, Node};
 
 use super::commit::{Committer, THREADS};
 use super::plan::Wanted;
-use super::sent_key;
 
 /// Whether `destination`, a directory of this machine that exists, holds no entry at all (not
 /// even one its filter excludes or a leftover temporary file). One look at its listing: a
@@ -73,21 +72,8 @@ pub(super) struct Copied {
     pub mtime_ns: i64,
 }
 
-/// What a copy's commit carries: its path, what it holds, and its chunks as [`sent_key`] and
-/// length each, to be counted once it is in place.
-type Ticket = (Vec<u8>, Copied, Vec<(u64, u32)>);
-
-/// A commit that ended: its ticket and the outcome.
-type Ended = (Ticket, Result<()>);
-
-/// What a copy in place brought that no copy before it had: its chunks not placed by an earlier
-/// copy of this run, and their bytes. The apply step counts them as transferred, the rest of
-/// the file as reused, as a write step would have.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(super) struct Brought {
-    pub chunks: u32,
-    pub bytes: u64,
-}
+/// A commit that ended: the file, what it holds, and the outcome.
+type Ended = ((Vec<u8>, Copied), Result<()>);
 
 /// A path as the copies are looked up by: 128 bits of its BLAKE3, two words per file of a
 /// large library where the path would be a string each. A write is skipped only when the copy
@@ -105,11 +91,13 @@ fn path_key(path: &[u8]) -> PathKey {
 /// destination, and commits it once the read is verified.
 pub(super) struct ColdCopy<'a> {
     destination: &'a dyn WritableOrigin,
-    committer: Mutex<Committer<Ticket>>,
+    committer: Mutex<Committer<(Vec<u8>, Copied)>>,
     /// Directories created so far.
     made: Mutex<HashSet<Vec<u8>>>,
-    /// The files committed so far, and their chunks.
-    copied: Mutex<Placed>,
+    /// The files committed so far, in the order they were committed. A vector grows in place
+    /// where a hash map would hold its old table beside the new one while it grows (4 MB more
+    /// at 100,000 files); [`ColdCopy::finish`] sorts it once.
+    copied: Mutex<Vec<(PathKey, Copied)>>,
 }
 
 impl<'a> ColdCopy<'a> {
@@ -122,7 +110,7 @@ impl<'a> ColdCopy<'a> {
                     .map_err(|e| Error::io(destination.display(b""), e))?,
             ),
             made: Mutex::new(HashSet::new()),
-            copied: Mutex::new(Placed::default()),
+            copied: Mutex::new(Vec::new()),
         })
     }
 
@@ -134,7 +122,7 @@ impl<'a> ColdCopy<'a> {
             .unwrap_or_else(PoisonError::into_inner)
             .drain();
         self.note(ended);
-        let placed = self
+        let files = self
             .copied
             .into_inner()
             .unwrap_or_else(PoisonError::into_inner);
@@ -142,29 +130,19 @@ impl<'a> ColdCopy<'a> {
             .made
             .into_inner()
             .unwrap_or_else(PoisonError::into_inner);
-        ColdCopies::new(placed.files, placed.chunks, dirs)
+        ColdCopies::new(files, dirs)
     }
 
     /// Notes the commits that ended (as they end: not held until the scan's end, a few words
-    /// each): those that succeeded are in place, and what each brought is counted now.
+    /// each): those that succeeded are in place.
     fn note(&self, ended: Vec<Ended>) {
         if ended.is_empty() {
             return;
         }
         let mut copied = self.copied.lock().unwrap_or_else(PoisonError::into_inner);
-        let Placed { files, chunks } = &mut *copied;
-        for ((path, file, list), outcome) in ended {
+        for ((path, file), outcome) in ended {
             match outcome {
-                Ok(()) => {
-                    let mut brought = Brought::default();
-                    for (key, len) in list {
-                        if chunks.insert(key) {
-                            brought.chunks += 1;
-                            brought.bytes += u64::from(len);
-                        }
-                    }
-                    files.push((path_key(&path), file, brought));
-                }
+                Ok(()) => copied.push((path_key(&path), file)),
                 // The apply step writes it, and reports what fails then.
                 Err(e) => tracing::debug!("{}: copy not committed: {e}", display_path(&path)),
             }
@@ -281,17 +259,12 @@ impl FileCopy for Copying<'_> {
             mtime_ns: stat.mtime_ns,
         };
         let path = std::mem::take(&mut self.path);
-        let chunks = list
-            .chunks
-            .iter()
-            .map(|c| (sent_key(&c.id), c.len))
-            .collect();
         let ended = self
             .cold
             .committer
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .submit(file, stat.mode, stat.mtime_ns, (path, copied, chunks));
+            .submit(file, stat.mode, stat.mtime_ns, (path, copied));
         self.cold.note(ended);
     }
 }
@@ -304,37 +277,21 @@ impl Drop for Copying<'_> {
     }
 }
 
-/// What the copies committed so far placed: each file, in the order they were committed (a
-/// vector grows in place where a hash map would hold its old table beside the new one while
-/// it grows: 4 MB more at 100,000 files; [`ColdCopies::new`] sorts it once), and every chunk
-/// they hold, by [`sent_key`].
-#[derive(Debug, Default)]
-struct Placed {
-    files: Vec<(PathKey, Copied, Brought)>,
-    chunks: HashSet<u64>,
-}
-
 /// The files a cold sync's scan copied into the destination and committed there, by path.
 #[derive(Debug, Default)]
 pub(super) struct ColdCopies {
     /// Sorted by key, one entry per key.
-    files: Vec<(PathKey, Copied, Brought)>,
-    /// Every chunk the copies hold, by [`sent_key`].
-    chunks: HashSet<u64>,
+    files: Vec<(PathKey, Copied)>,
     /// The directories created for them.
     dirs: HashSet<Vec<u8>>,
 }
 
 impl ColdCopies {
-    /// The copies `files` lists in the order they were committed, the chunks they hold, and
-    /// the directories made for them: by path, a path's last commit the one that stands.
-    fn new(
-        mut files: Vec<(PathKey, Copied, Brought)>,
-        chunks: HashSet<u64>,
-        dirs: HashSet<Vec<u8>>,
-    ) -> Self {
+    /// The copies `files` lists in the order they were committed, and the directories made
+    /// for them: by path, a path's last commit the one that stands.
+    fn new(mut files: Vec<(PathKey, Copied)>, dirs: HashSet<Vec<u8>>) -> Self {
         // A stable sort keeps a path's commits in their order.
-        files.sort_by_key(|(key, ..)| *key);
+        files.sort_by_key(|(key, _)| *key);
         files.dedup_by(|later, kept| {
             let same = later.0 == kept.0;
             if same {
@@ -343,11 +300,7 @@ impl ColdCopies {
             same
         });
         files.shrink_to_fit();
-        ColdCopies {
-            files,
-            chunks,
-            dirs,
-        }
+        ColdCopies { files, dirs }
     }
 
     /// Whether no file was copied.
@@ -365,20 +318,16 @@ impl ColdCopies {
     /// copy that is not what the step wants stays, and the step replaces it as it would any
     /// file.
     pub(super) fn holds(&self, wanted: Wanted<'_>) -> bool {
-        self.brought(wanted).is_some()
-    }
-
-    /// What the copy at `path` brought, when it is the file `wanted` describes
-    /// ([`ColdCopies::holds`]).
-    pub(super) fn brought(&self, wanted: Wanted<'_>) -> Option<Brought> {
+        if self.files.is_empty() {
+            return false;
+        }
         let file = Copied {
             content: *wanted.content,
             mode: wanted.mode,
             mtime_ns: wanted.mtime_ns,
         };
-        let i = self.find(&path_key(wanted.path))?;
-        let (_, copied, brought) = self.files[i];
-        (copied == file).then_some(brought)
+        self.find(&path_key(wanted.path))
+            .is_some_and(|i| self.files[i].1 == file)
     }
 
     /// Where `key` is in `files`. The keys are hashes, spread evenly: a search starts where
@@ -409,15 +358,9 @@ impl ColdCopies {
             }
         }
         self.files[low..high]
-            .binary_search_by_key(key, |(k, ..)| *k)
+            .binary_search_by_key(key, |(k, _)| *k)
             .ok()
             .map(|i| low + i)
-    }
-
-    /// Every chunk the copies hold, by [`sent_key`], taken out: the apply step counts later
-    /// writes against them.
-    pub(super) fn take_chunks(&mut self) -> HashSet<u64> {
-        std::mem::take(&mut self.chunks)
     }
 
     /// How many files were copied.
@@ -488,13 +431,6 @@ mod tests {
         }
     }
 
-    fn brought(i: usize) -> Brought {
-        Brought {
-            chunks: i as u32,
-            bytes: 3 * i as u64,
-        }
-    }
-
     fn wanted<'a>(path: &'a [u8], file: &'a Copied) -> Wanted<'a> {
         Wanted {
             path,
@@ -514,18 +450,14 @@ mod tests {
             .iter()
             .enumerate()
             .rev()
-            .map(|(i, p)| (path_key(p), copied(i as u8, 1), brought(i)))
+            .map(|(i, p)| (path_key(p), copied(i as u8, 1)))
             .collect();
         let again = copied(9, 2);
-        files.push((path_key(&paths[7]), again, brought(1000)));
-        let copies = ColdCopies::new(files, HashSet::new(), HashSet::new());
+        files.push((path_key(&paths[7]), again));
+        let copies = ColdCopies::new(files, HashSet::new());
         assert_eq!(copies.len(), 500);
         for (i, path) in paths.iter().enumerate() {
-            let (file, what) = match i {
-                7 => (again, brought(1000)),
-                _ => (copied(i as u8, 1), brought(i)),
-            };
-            assert_eq!(copies.brought(wanted(path, &file)), Some(what), "{i}");
+            let file = if i == 7 { again } else { copied(i as u8, 1) };
             assert!(copies.holds(wanted(path, &file)), "{i}");
             // Any other content, mode or mtime is not the copy.
             let mut other = file;
@@ -534,5 +466,27 @@ mod tests {
         }
         assert!(!copies.holds(wanted(&paths[7], &copied(7, 1))));
         assert!(!copies.holds(wanted(b"a/none.flac", &copied(0, 1))));
+    }
+
+    #[test]
+    fn the_search_finds_every_key_and_no_other() {
+        for n in [0usize, 1, 2, 17, 1000, 30_000] {
+            let keys: Vec<PathKey> = (0..n)
+                .map(|i| path_key(format!("{i}").as_bytes()))
+                .collect();
+            let files = keys.iter().map(|k| (*k, copied(0, 0))).collect();
+            let copies = ColdCopies::new(files, HashSet::new());
+            for key in &keys {
+                let i = copies.find(key).expect("a key held is found");
+                assert_eq!(&copies.files[i].0, key);
+            }
+            for i in 0..n.max(100) {
+                let absent = path_key(format!("absent {i}").as_bytes());
+                assert_eq!(copies.find(&absent), None);
+            }
+            // The smallest and largest keys there can be.
+            assert_eq!(copies.find(&[0; 16]), None);
+            assert_eq!(copies.find(&[0xff; 16]), None);
+        }
     }
 }

@@ -562,8 +562,7 @@ pub fn sync_from(
         dst_origin,
         received: HashMap::new(),
         new_chunks,
-        // The chunks the copies placed count as taken once.
-        sent: copies.take_chunks(),
+        sent: HashSet::new(),
         // Into a directory of this machine, each commit waits for its flush: several at once.
         committer: match destination.local_root() {
             Some(_) => Some(
@@ -914,6 +913,9 @@ fn emit_step(sink: &dyn Sink, step: &Step, bytes: u64) {
 const RECORD_FILES: usize = 8192;
 const RECORD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// Files copied by a cold sync's scan are noted this many at a time (`Apply::note_copies`).
+const COPIES_BATCH: usize = 256;
+
 /// A chunk as [`Apply::sent`] holds it: the first 64 bits of its id (a BLAKE3 hash). Two
 /// chunks that share them would only have the second counted as reused.
 fn sent_key(id: &ChunkId) -> u64 {
@@ -934,8 +936,7 @@ struct Apply<'a> {
     /// Chunks the destination held nowhere when the run began, for a source this process
     /// reads (`prefetches` false): asked of the source first.
     new_chunks: HashSet<ChunkId>,
-    /// The chunks of `new_chunks` this run has taken from the source, and those a cold sync's
-    /// copies placed, by [`sent_key`]. It
+    /// The chunks of `new_chunks` this run has taken from the source, by [`sent_key`]. It
     /// only splits the summary's bytes between transferred and reused, so 64 bits of each id
     /// do: a quarter of the memory of whole ids, which a cold sync of 100,000 files holds
     /// beside the copies' map at its peak.
@@ -1229,23 +1230,28 @@ impl Apply<'_> {
     /// Each is counted and reported as its write step would have been, and recorded with the
     /// files written; then the copies' map is let go.
     fn note_copies(&mut self, root: TreeId, unreadable: &[Vec<u8>]) -> Result<()> {
+        let mut batch = Vec::new();
         let mut noted = 0usize;
         let skip = |path: &[u8]| unreadable.iter().any(|u| u.as_slice() == path);
         let repo = self.repo;
         cold::each_file(repo, root, &skip, &mut |wanted, size| {
-            let Some(brought) = self.copies.brought(wanted) else {
+            if !self.copies.holds(wanted) {
                 return Ok(());
-            };
+            }
             noted += 1;
-            let step = Step::Write {
+            batch.push(Step::Write {
                 path: wanted.path.to_vec(),
                 content: *wanted.content,
                 size,
                 mode: wanted.mode,
                 mtime_ns: wanted.mtime_ns,
-            };
-            self.copied(&step, brought)
+            });
+            if batch.len() >= COPIES_BATCH {
+                self.copied(&std::mem::take(&mut batch))?;
+            }
+            Ok(())
         })?;
+        self.copied(&batch)?;
         if noted < self.copies.len() {
             // Were there any, the destination's rescan records them as they are.
             tracing::warn!(
@@ -1254,39 +1260,55 @@ impl Apply<'_> {
             );
         }
         self.copies.forget_files();
-        // The steps that follow find the copies' chunks through the repository.
-        self.record()
+        Ok(())
     }
 
-    /// Notes `step`, the write of a file the source's scan copied into place, counting its
-    /// chunks as [`Apply::fetch`] would have: the chunks it `brought` (those no copy
-    /// committed before it held) as transferred, the rest of the file as reused. The
-    /// destination of such copies held nothing when the run began (a cold sync), so no chunk
-    /// is looked up there. (What the repository may still record of a destination that was
-    /// removed since is not there to reuse.)
-    fn copied(&mut self, step: &Step, brought: cold::Brought) -> Result<()> {
-        let Step::Write {
-            path,
-            content,
-            size,
-            mode,
-            mtime_ns,
-        } = step
-        else {
-            return Ok(());
-        };
-        crate::interrupt::check()?;
-        self.summary.bytes_transferred += brought.bytes;
-        self.summary.chunks_transferred += u64::from(brought.chunks);
-        self.summary.bytes_reused += size.saturating_sub(brought.bytes);
-        self.sink.advance(*size);
-        crate::failpoint::hit("after-rename");
-        self.note_written(path, content, *size, *mode, *mtime_ns);
-        self.finish_step(step, Ok(()), brought.bytes)?;
-        if self.recorded.len() >= RECORD_FILES
-            || (!self.recorded.is_empty() && self.last_record.elapsed() >= RECORD_INTERVAL)
-        {
-            self.record()?;
+    /// Notes `steps`, writes of files the source's scan copied into place, counting their
+    /// chunks as [`Apply::fetch`] would have: a chunk the destination held nowhere when the
+    /// run began is transferred the first time, reused after. The destination of such copies
+    /// held nothing when the run began (a cold sync), so no chunk is looked up there: a
+    /// chunk is transferred the first time this run takes it. (What the repository may still
+    /// record of a destination that was removed since is not there to reuse.)
+    fn copied(&mut self, steps: &[Step]) -> Result<()> {
+        let mut lists = Vec::with_capacity(steps.len());
+        for step in steps {
+            if let Step::Write { content, .. } = step {
+                lists.push(self.contents.get(content));
+            }
+        }
+        for (step, list) in steps.iter().zip(lists) {
+            let Step::Write {
+                path,
+                content,
+                mode,
+                mtime_ns,
+                ..
+            } = step
+            else {
+                continue;
+            };
+            crate::interrupt::check()?;
+            let before = self.summary.bytes_transferred;
+            let done = list.map(|list| {
+                for chunk in &list.chunks {
+                    if self.sent.insert(sent_key(&chunk.id)) {
+                        self.summary.bytes_transferred += u64::from(chunk.len);
+                        self.summary.chunks_transferred += 1;
+                    } else {
+                        self.summary.bytes_reused += u64::from(chunk.len);
+                    }
+                }
+                self.sink.advance(list.size());
+                crate::failpoint::hit("after-rename");
+                self.written(path, content, &list, *mode, *mtime_ns);
+            });
+            let bytes = self.summary.bytes_transferred - before;
+            self.finish_step(step, done, bytes)?;
+            if self.recorded.len() >= RECORD_FILES
+                || (!self.recorded.is_empty() && self.last_record.elapsed() >= RECORD_INTERVAL)
+            {
+                self.record()?;
+            }
         }
         Ok(())
     }
