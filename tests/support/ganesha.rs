@@ -138,7 +138,8 @@ exec {ganesha} -F -f {root}/ganesha.conf -L {root}/ganesha.log -p {root}/ganesha
 
     /// One server for the whole test process, started on first use from a thread that lives
     /// as long as the process (the server dies with the thread that started it); each user
-    /// works in a directory of its own below the export.
+    /// works in a directory of its own below the export. A static is never dropped, so its
+    /// directory is removed by a watcher once the test process has exited.
     pub fn shared() -> &'static Ganesha {
         static SHARED: OnceLock<Ganesha> = OnceLock::new();
         SHARED.get_or_init(|| {
@@ -149,7 +150,24 @@ exec {ganesha} -F -f {root}/ganesha.conf -L {root}/ganesha.log -p {root}/ganesha
                     std::thread::park();
                 }
             });
-            rx.recv().expect("the ganesha server")
+            let server: Ganesha = rx.recv().expect("the ganesha server");
+            let watcher = Command::new("setsid")
+                .args([
+                    "sh",
+                    "-c",
+                    "while kill -0 \"$1\" 2>/dev/null; do sleep 1; done; rm -rf -- \"$2\"",
+                ])
+                .arg("musicfs-ganesha-cleanup")
+                .arg(std::process::id().to_string())
+                .arg(server.dir.path())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn();
+            if let Err(e) = watcher {
+                eprintln!("the shared ganesha's directory will be left behind: {e}");
+            }
+            server
         })
     }
 
