@@ -368,7 +368,7 @@ impl ColdCopies {
         self.files.len()
     }
 
-    /// Lets go of the files' map, once they are noted: the directories stay known.
+    /// Lets go of the files' list, once they are noted: the directories stay known.
     pub(super) fn forget_files(&mut self) {
         self.files = Vec::new();
     }

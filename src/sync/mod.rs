@@ -939,7 +939,7 @@ struct Apply<'a> {
     /// The chunks of `new_chunks` this run has taken from the source, by [`sent_key`]. It
     /// only splits the summary's bytes between transferred and reused, so 64 bits of each id
     /// do: a quarter of the memory of whole ids, which a cold sync of 100,000 files holds
-    /// beside the copies' map at its peak.
+    /// beside the copies' list at its peak.
     sent: HashSet<u64>,
     /// Commits written files on threads of their own (`commit`), when there is one.
     committer: Option<commit::Committer<Pending>>,
