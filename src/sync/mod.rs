@@ -1228,7 +1228,7 @@ impl Apply<'_> {
     /// ([`plan::plan_around`]): walks the source's tree (`root`, less the paths it could not
     /// read, as the plan does) and takes each file whose copy is the one a write would give.
     /// Each is counted and reported as its write step would have been, and recorded with the
-    /// files written; then the copies' map is let go.
+    /// files written; then the copies' list is let go.
     fn note_copies(&mut self, root: TreeId, unreadable: &[Vec<u8>]) -> Result<()> {
         let mut batch = Vec::new();
         let mut noted = 0usize;
