@@ -124,10 +124,28 @@ struct Compiled {
 
 #[derive(Debug)]
 struct Matcher {
+    /// The globs of the user's rules.
     set: GlobSet,
     /// The rule of each glob of `set` (a `/***` rule has two globs).
     rule_of: Vec<usize>,
     rules: Vec<Compiled>,
+    /// The globs of [`DEFAULT_EXCLUDES`], when they follow the rules. A name in ASCII is
+    /// matched by [`is_default_litter`], which gives the same answer without a regular
+    /// expression; these globs see the other names.
+    defaults: Option<GlobSet>,
+}
+
+/// Whether a name in ASCII matches one of [`DEFAULT_EXCLUDES`], case ignored: each is a
+/// literal name or, ending with `*`, a literal prefix.
+fn is_default_litter(name: &[u8]) -> bool {
+    DEFAULT_EXCLUDES
+        .iter()
+        .any(|pattern| match pattern.strip_suffix('*') {
+            Some(prefix) => name
+                .get(..prefix.len())
+                .is_some_and(|start| start.eq_ignore_ascii_case(prefix.as_bytes())),
+            None => name.eq_ignore_ascii_case(pattern.as_bytes()),
+        })
 }
 
 /// An ordered list of include and exclude rules; cheap to clone. The default value excludes
@@ -172,41 +190,56 @@ impl Filter {
                 matcher: None,
             });
         }
+        let glob = |pattern: &str, glob: &str, ignore_case: bool| {
+            GlobBuilder::new(glob)
+                .literal_separator(true)
+                .backslash_escape(true)
+                .case_insensitive(ignore_case)
+                .build()
+                .map_err(|e| FilterError::Pattern {
+                    pattern: pattern.to_owned(),
+                    message: e.kind().to_string(),
+                })
+        };
+        let built = |set: GlobSetBuilder| {
+            set.build().map_err(|e| FilterError::Pattern {
+                pattern: String::new(),
+                message: e.to_string(),
+            })
+        };
         let mut set = GlobSetBuilder::new();
         let mut rule_of = Vec::new();
         let mut compiled = Vec::new();
-        let all = spec
-            .rules
-            .iter()
-            .map(|r| (r.kind, r.pattern.as_str(), false))
-            .chain(defaults.iter().map(|p| (RuleKind::Exclude, *p, true)));
-        for (index, (kind, pattern, ignore_case)) in all.enumerate() {
-            let (globs, dir_only) = translate(pattern)?;
-            for glob in globs {
-                let glob = GlobBuilder::new(&glob)
-                    .literal_separator(true)
-                    .backslash_escape(true)
-                    .case_insensitive(ignore_case)
-                    .build()
-                    .map_err(|e| FilterError::Pattern {
-                        pattern: pattern.to_owned(),
-                        message: e.kind().to_string(),
-                    })?;
-                set.add(glob);
+        for (index, rule) in spec.rules.iter().enumerate() {
+            let (globs, dir_only) = translate(&rule.pattern)?;
+            for g in globs {
+                set.add(glob(&rule.pattern, &g, false)?);
                 rule_of.push(index);
             }
-            compiled.push(Compiled { kind, dir_only });
+            compiled.push(Compiled {
+                kind: rule.kind,
+                dir_only,
+            });
         }
-        let set = set.build().map_err(|e| FilterError::Pattern {
-            pattern: String::new(),
-            message: e.to_string(),
-        })?;
+        let defaults = if defaults.is_empty() {
+            None
+        } else {
+            let mut set = GlobSetBuilder::new();
+            for pattern in defaults {
+                // Names without a slash or a trailing `/`: one glob each, any kind.
+                for g in translate(pattern)?.0 {
+                    set.add(glob(pattern, &g, true)?);
+                }
+            }
+            Some(built(set)?)
+        };
         Ok(Filter {
             spec,
             matcher: Some(Arc::new(Matcher {
-                set,
+                set: built(set)?,
                 rule_of,
                 rules: compiled,
+                defaults,
             })),
         })
     }
@@ -231,14 +264,26 @@ impl Filter {
         if rel.is_empty() {
             return false;
         }
-        let candidate = Candidate::new(OsStr::from_bytes(rel));
-        let mut hits = Vec::new();
-        m.set.matches_candidate_into(&candidate, &mut hits);
-        hits.iter()
-            .map(|&glob| m.rule_of[glob])
-            .filter(|&rule| is_dir || !m.rules[rule].dir_only)
-            .min()
-            .is_some_and(|rule| m.rules[rule].kind == RuleKind::Exclude)
+        if !m.rules.is_empty() {
+            let candidate = Candidate::new(OsStr::from_bytes(rel));
+            let mut hits = Vec::new();
+            m.set.matches_candidate_into(&candidate, &mut hits);
+            let first = hits
+                .iter()
+                .map(|&glob| m.rule_of[glob])
+                .filter(|&rule| is_dir || !m.rules[rule].dir_only)
+                .min();
+            if let Some(rule) = first {
+                return m.rules[rule].kind == RuleKind::Exclude;
+            }
+        }
+        // The default excludes come after every rule of the user's.
+        let name = rel.rsplit(|&b| b == b'/').next().unwrap_or(rel);
+        match &m.defaults {
+            Some(_) if name.is_ascii() => is_default_litter(name),
+            Some(defaults) => defaults.is_match(OsStr::from_bytes(rel)),
+            None => false,
+        }
     }
 
     /// Whether `rel` lies in a part of the tree the filter leaves out: it or one of its
@@ -419,6 +464,58 @@ mod tests {
         assert!(f.excludes(b"$RECYCLE.BIN", true));
         assert!(!f.excludes(b"a/01.flac", false));
         assert!(Filter::new(Vec::new(), false).expect("empty").is_empty());
+    }
+
+    /// The shortcut for names in ASCII answers as the default globs do; the globs answer
+    /// for the other names.
+    #[test]
+    fn default_litter_is_matched_as_its_globs_match_it() {
+        let f = Filter::new(Vec::new(), true).expect("defaults");
+        let globs = f
+            .matcher
+            .as_ref()
+            .and_then(|m| m.defaults.as_ref())
+            .expect("globs");
+        let names = [
+            ".DS_Store",
+            ".ds_store",
+            ".DS_Store2",
+            "x.DS_Store",
+            "._",
+            "._01.flac",
+            "_.01",
+            ".",
+            ".AppleDouble",
+            ".appledoubles",
+            "Thumbs.db",
+            "thumbs.DB",
+            "Thumbs.db.bak",
+            "desktop.ini",
+            "DESKTOP.INI",
+            "desktop",
+            "$RECYCLE.BIN",
+            "$recycle.bin",
+            "RECYCLE.BIN",
+            "@eaDir",
+            "@EADIR",
+            "eaDir",
+            "01.flac",
+            "",
+        ];
+        for name in names {
+            for rel in [name.to_owned(), format!("album/{name}")] {
+                let by_globs = globs.is_match(&rel);
+                assert_eq!(is_default_litter(name.as_bytes()), by_globs, "{rel:?}");
+                if !name.is_empty() {
+                    assert_eq!(f.excludes(rel.as_bytes(), false), by_globs, "{rel:?}");
+                }
+            }
+        }
+        // Names outside ASCII go to the globs: U+017F, a long s, which Unicode folds to "s".
+        for (name, litter) in [(".DS_\u{17f}tore", false), ("._\u{e9}t\u{e9}.flac", true)] {
+            assert_eq!(globs.is_match(name), litter, "{name:?}");
+            assert_eq!(f.excludes(name.as_bytes(), false), litter, "{name:?}");
+        }
     }
 
     #[test]

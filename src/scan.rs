@@ -968,6 +968,10 @@ impl<'r> NewTrees<'r> {
 struct TreeBuilder {
     /// Open directories: path, stat, entries so far. The root is at the bottom.
     stack: Vec<(Vec<u8>, Option<EntryStat>, Vec<TreeEntry>)>,
+    /// Entry lists of closed directories, emptied, for the next ones to fill: this runs
+    /// beside another scan, and a list that grows anew for each directory costs both of
+    /// them the allocator's lock.
+    spare: Vec<Vec<TreeEntry>>,
 }
 
 impl TreeBuilder {
@@ -997,9 +1001,11 @@ impl TreeBuilder {
                     top.2.push(TreeEntry { name, node });
                 }
             }
-            None => self
-                .stack
-                .push((path.to_vec(), Some(stat.clone()), Vec::new())),
+            None => {
+                let entries = self.spare.pop().unwrap_or_default();
+                self.stack
+                    .push((path.to_vec(), Some(stat.clone()), entries));
+            }
         }
         Ok(())
     }
@@ -1008,7 +1014,10 @@ impl TreeBuilder {
         let Some((path, stat, entries)) = self.stack.pop() else {
             return Ok(());
         };
-        let tree = trees.put(&Tree { entries })?;
+        let mut entries = Tree { entries };
+        let tree = trees.put(&entries)?;
+        entries.entries.clear();
+        self.spare.push(entries.entries);
         if let (Some(stat), Some(parent)) = (stat, self.stack.last_mut()) {
             parent.2.push(TreeEntry {
                 name: crate::relpath::name(&path).to_vec(),

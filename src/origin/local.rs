@@ -28,19 +28,18 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+mod walk;
+
 use super::group_commit::{GroupCommit, Member, Ticket};
 use super::mountinfo::LazyMountTable;
 use super::temp::temp_name;
 use super::{
-    is_temporary, Capabilities, ChangeKey, EntryKind, EntryStat, MtimeResolution, Origin,
-    OriginFile, Policy, TempFile, WalkItem, WritableOrigin,
+    Capabilities, ChangeKey, EntryKind, EntryStat, MtimeResolution, Origin, OriginFile, Policy,
+    TempFile, WalkItem, WritableOrigin,
 };
 use crate::error::{Error, Result};
 use crate::filter::Filter;
 use crate::relpath::RelPath;
-
-/// A name a directory listing gave, with its kind when the listing told it.
-type Listed = (std::ffi::OsString, Option<fs::FileType>);
 
 /// A directory on a local filesystem.
 #[derive(Clone, Debug)]
@@ -290,132 +289,6 @@ impl LocalOrigin {
         fs::remove_dir(dir)
     }
 
-    /// Walks the tree below the root, depth first, names sorted bytewise, leaving out what
-    /// `filter` excludes before it stats or lists it. A directory on another file system than
-    /// its parent is left out (a musicfs mount), listed but not entered (`one_file_system`),
-    /// or entered like any other. A stack, not recursion, so deep trees cannot overflow it.
-    fn walk_within(&self, filter: &Filter, visit: &mut dyn FnMut(WalkItem)) {
-        let mut mounts = LazyMountTable::default();
-        let root_dev = retry_stale(&self.root, || fs::metadata(&self.root))
-            .map(|m| m.dev())
-            .ok();
-        let mut stack: Vec<(PathBuf, Option<u64>, std::vec::IntoIter<Listed>)> = Vec::new();
-        if let Some(entries) = self.list(&self.root, visit) {
-            stack.push((self.root.clone(), root_dev, entries));
-        }
-        while let Some((dir, parent_dev, entries)) = stack.last_mut() {
-            if crate::interrupt::cause().is_some() {
-                return;
-            }
-            let parent_dev = *parent_dev;
-            let Some((name, file_type)) = entries.next() else {
-                stack.pop();
-                continue;
-            };
-            let path = dir.join(&name);
-            let rel = self.relative(&path);
-            if file_type.is_some_and(|t| t.is_file()) && is_temporary(name.as_bytes()) {
-                visit(WalkItem::Temporary(rel));
-                continue;
-            }
-            // The kind from the directory listing (d_type), so an excluded entry is never
-            // stat'ed, let alone listed.
-            if filter.excludes(&rel, file_type.is_some_and(|t| t.is_dir())) {
-                visit(WalkItem::Excluded(rel));
-                continue;
-            }
-            let meta = match retry_stale(&path, || fs::symlink_metadata(&path)) {
-                Ok(meta) => meta,
-                Err(e) => {
-                    visit(WalkItem::Problem {
-                        path: rel,
-                        message: crate::error::io_reason(&e),
-                    });
-                    continue;
-                }
-            };
-            let stat = entry_stat(&meta);
-            let mount = stat.kind == EntryKind::Dir && parent_dev.is_some_and(|d| d != meta.dev());
-            if mount && mounts.is_musicfs(meta.dev()) {
-                tracing::debug!("{}: a musicfs mount, left out", path.display());
-                continue;
-            }
-            let target = if stat.kind == EntryKind::Symlink {
-                match retry_stale(&path, || fs::read_link(&path)) {
-                    Ok(t) => Some(t.into_os_string().into_vec()),
-                    Err(e) => {
-                        visit(WalkItem::Problem {
-                            path: rel,
-                            message: crate::error::io_reason(&e),
-                        });
-                        continue;
-                    }
-                }
-            } else {
-                None
-            };
-            let is_dir = stat.kind == EntryKind::Dir;
-            visit(WalkItem::Entry {
-                path: rel,
-                stat,
-                target,
-            });
-            if !is_dir {
-                continue;
-            }
-            if mount && self.one_file_system {
-                tracing::debug!(
-                    "{}: another file system, not entered (--one-file-system)",
-                    path.display()
-                );
-                continue;
-            }
-            if let Some(children) = self.list(&path, visit) {
-                stack.push((path, Some(meta.dev()), children));
-            }
-        }
-    }
-
-    /// The names in the directory `dir`, sorted, each with its kind as the listing gives it;
-    /// `None`, after a problem given to `visit`, when it cannot be listed (an entry that
-    /// cannot be read is a problem too). A listing cut short by a stale handle is listed
-    /// again whole, from a fresh lookup. The directory is closed when it returns: a deep walk
-    /// holds no descriptor per level.
-    fn list(
-        &self,
-        dir: &Path,
-        visit: &mut dyn FnMut(WalkItem),
-    ) -> Option<std::vec::IntoIter<Listed>> {
-        let problem = |e: io::Error| WalkItem::Problem {
-            path: self.relative(dir),
-            message: crate::error::io_reason(&e),
-        };
-        let listed = retry_stale(dir, || {
-            let mut entries = Vec::new();
-            let mut problems = Vec::new();
-            for entry in fs::read_dir(dir)? {
-                match entry {
-                    Ok(entry) => entries.push((entry.file_name(), entry.file_type().ok())),
-                    Err(e) if is_stale(&e) => return Err(e),
-                    Err(e) => problems.push(e),
-                }
-            }
-            Ok((entries, problems))
-        });
-        let (mut entries, problems) = match listed {
-            Ok(listed) => listed,
-            Err(e) => {
-                visit(problem(e));
-                return None;
-            }
-        };
-        for e in problems {
-            visit(problem(e));
-        }
-        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        Some(entries.into_iter())
-    }
-
     /// The root directory.
     pub fn root(&self) -> &Path {
         &self.root
@@ -444,14 +317,6 @@ impl LocalOrigin {
                 ),
             )),
         }
-    }
-
-    fn relative(&self, path: &Path) -> Vec<u8> {
-        path.strip_prefix(&self.root)
-            .unwrap_or(path)
-            .as_os_str()
-            .as_bytes()
-            .to_vec()
     }
 
     /// Creates a new temporary file next to where `rel` will live. Its errors name the file
@@ -1087,6 +952,7 @@ impl WritableOrigin for LocalOrigin {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::origin::is_temporary;
 
     /// Bytes that differ at every offset, so a read from the wrong place shows.
     fn pattern(len: usize) -> Vec<u8> {
