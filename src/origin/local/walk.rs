@@ -50,6 +50,20 @@ struct Level {
     next: usize,
 }
 
+impl Level {
+    /// The level of the directory at `path`, to be read into a spare listing.
+    fn new(path: PathBuf, rel: Vec<u8>, dev: Option<u64>, spare: &mut Vec<Listing>) -> Level {
+        Level {
+            path,
+            rel,
+            dev,
+            dir: None,
+            listing: spare.pop().unwrap_or_default(),
+            next: 0,
+        }
+    }
+}
+
 /// A directory's names in one buffer, each followed by a NUL, and each name's start and end
 /// (without its NUL) with its kind as the listing gave it, sorted by name.
 #[derive(Default)]
@@ -157,12 +171,9 @@ impl LocalOrigin {
         // The listings of levels visited, kept for the next ones: a listing's buffers grow
         // while it is read, and this walk runs beside others that share the allocator.
         let mut spare: Vec<Listing> = Vec::new();
-        let root = self.open_level(None, None, self.root.clone(), Vec::new(), &mut spare, visit);
-        if let Some(root) = root {
-            stack.push(Level {
-                dev: root_dev,
-                ..root
-            });
+        let mut root = Level::new(self.root.clone(), Vec::new(), root_dev, &mut spare);
+        if self.read_level(&mut root, None, true, visit) {
+            stack.push(root);
         }
         loop {
             let depth = stack.len();
@@ -264,35 +275,31 @@ impl LocalOrigin {
                 );
                 continue;
             }
-            let held = depth < HELD_LEVELS;
+            let hold = depth < HELD_LEVELS;
             let parent = level.dir.as_ref().zip(cname);
-            let child = self.open_level(parent, Some(held), path, rel, &mut spare, visit);
-            if let Some(child) = child {
-                stack.push(Level {
-                    dev: Some(dev),
-                    ..child
-                });
+            let mut child = Level::new(path, rel, Some(dev), &mut spare);
+            if self.read_level(&mut child, parent, hold, visit) {
+                stack.push(child);
+            } else {
+                spare.push(child.listing);
             }
         }
     }
 
-    /// Opens the directory at `path` (by name in its parent when given) and reads it; `None`,
-    /// after a problem given to `visit`, when it cannot be listed (an entry that cannot be
-    /// read is a problem too). A listing cut short by a stale handle is read again whole,
-    /// from a fresh lookup by path. It stays open when `hold` says so (the root always).
-    fn open_level(
+    /// Opens `level`'s directory (by name in `parent` when given) and reads it; false, after
+    /// a problem given to `visit`, when it cannot be listed (an entry that cannot be read is a
+    /// problem too). A listing cut short by a stale handle is read again whole, from a fresh
+    /// lookup by path. With `hold`, the directory stays open while it is visited.
+    fn read_level(
         &self,
+        level: &mut Level,
         parent: Option<(&Dir, &CStr)>,
-        hold: Option<bool>,
-        path: PathBuf,
-        rel: Vec<u8>,
-        spare: &mut Vec<Listing>,
+        hold: bool,
         visit: &mut dyn FnMut(WalkItem),
-    ) -> Option<Level> {
+    ) -> bool {
         let mut problems = Vec::new();
-        let mut listing = spare.pop().unwrap_or_default();
         let mut by_name = parent;
-        let read = retry_stale(&path, || {
+        let read = retry_stale(&level.path, || {
             problems.clear();
             let mut dir = match by_name.take() {
                 // Not through a symlink put there since the entry was `stat`ed.
@@ -302,35 +309,29 @@ impl LocalOrigin {
                     list_flags() | OFlag::O_NOFOLLOW,
                     Mode::empty(),
                 ),
-                None => Dir::open(path.as_path(), list_flags(), Mode::empty()),
+                None => Dir::open(level.path.as_path(), list_flags(), Mode::empty()),
             }
             .map_err(io::Error::from)?;
-            Listing::read(&mut dir, &mut listing, &mut problems)?;
+            Listing::read(&mut dir, &mut level.listing, &mut problems)?;
             Ok(dir)
         });
         let problem = |e: io::Error| WalkItem::Problem {
-            path: rel.clone(),
+            path: level.rel.clone(),
             message: crate::error::io_reason(&e),
         };
-        let dir = match read {
-            Ok(dir) => dir,
-            Err(e) => {
-                spare.push(listing);
-                visit(problem(e));
-                return None;
+        match read {
+            Ok(dir) => {
+                for e in problems {
+                    visit(problem(e));
+                }
+                level.dir = hold.then_some(dir);
+                true
             }
-        };
-        for e in problems {
-            visit(problem(e));
+            Err(e) => {
+                visit(problem(e));
+                false
+            }
         }
-        Some(Level {
-            dir: hold.unwrap_or(true).then_some(dir),
-            path,
-            rel,
-            dev: None,
-            listing,
-            next: 0,
-        })
     }
 }
 
