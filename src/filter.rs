@@ -129,14 +129,13 @@ struct Matcher {
     /// The rule of each glob of `set` (a `/***` rule has two globs).
     rule_of: Vec<usize>,
     rules: Vec<Compiled>,
-    /// The globs of [`DEFAULT_EXCLUDES`], when they follow the rules. A name in ASCII is
-    /// matched by [`is_default_litter`], which gives the same answer without a regular
-    /// expression; these globs see the other names.
-    defaults: Option<GlobSet>,
+    /// Whether [`DEFAULT_EXCLUDES`] follow the rules (matched by [`is_default_litter`]).
+    defaults: bool,
 }
 
-/// Whether a name in ASCII matches one of [`DEFAULT_EXCLUDES`], case ignored: each is a
-/// literal name or, ending with `*`, a literal prefix.
+/// Whether a name matches one of [`DEFAULT_EXCLUDES`], ASCII case ignored: each is a literal
+/// name or, ending with `*`, a literal prefix. globset's globs of them answer the same for
+/// every name, its case-insensitive matching being ASCII's too, without a regular expression.
 fn is_default_litter(name: &[u8]) -> bool {
     DEFAULT_EXCLUDES
         .iter()
@@ -179,41 +178,19 @@ impl Filter {
             rules,
             default_excludes,
         };
-        let defaults: &[&str] = if default_excludes {
-            DEFAULT_EXCLUDES
-        } else {
-            &[]
-        };
-        if spec.rules.is_empty() && defaults.is_empty() {
+        if spec.rules.is_empty() && !default_excludes {
             return Ok(Filter {
                 spec,
                 matcher: None,
             });
         }
-        let glob = |pattern: &str, glob: &str, ignore_case: bool| {
-            GlobBuilder::new(glob)
-                .literal_separator(true)
-                .backslash_escape(true)
-                .case_insensitive(ignore_case)
-                .build()
-                .map_err(|e| FilterError::Pattern {
-                    pattern: pattern.to_owned(),
-                    message: e.kind().to_string(),
-                })
-        };
-        let built = |set: GlobSetBuilder| {
-            set.build().map_err(|e| FilterError::Pattern {
-                pattern: String::new(),
-                message: e.to_string(),
-            })
-        };
         let mut set = GlobSetBuilder::new();
         let mut rule_of = Vec::new();
         let mut compiled = Vec::new();
         for (index, rule) in spec.rules.iter().enumerate() {
             let (globs, dir_only) = translate(&rule.pattern)?;
             for g in globs {
-                set.add(glob(&rule.pattern, &g, false)?);
+                set.add(compile(&rule.pattern, &g, false)?);
                 rule_of.push(index);
             }
             compiled.push(Compiled {
@@ -221,25 +198,16 @@ impl Filter {
                 dir_only,
             });
         }
-        let defaults = if defaults.is_empty() {
-            None
-        } else {
-            let mut set = GlobSetBuilder::new();
-            for pattern in defaults {
-                // Names without a slash or a trailing `/`: one glob each, any kind.
-                for g in translate(pattern)?.0 {
-                    set.add(glob(pattern, &g, true)?);
-                }
-            }
-            Some(built(set)?)
-        };
         Ok(Filter {
             spec,
             matcher: Some(Arc::new(Matcher {
-                set: built(set)?,
+                set: set.build().map_err(|e| FilterError::Pattern {
+                    pattern: String::new(),
+                    message: e.to_string(),
+                })?,
                 rule_of,
                 rules: compiled,
-                defaults,
+                defaults: default_excludes,
             })),
         })
     }
@@ -279,11 +247,7 @@ impl Filter {
         }
         // The default excludes come after every rule of the user's.
         let name = rel.rsplit(|&b| b == b'/').next().unwrap_or(rel);
-        match &m.defaults {
-            Some(_) if name.is_ascii() => is_default_litter(name),
-            Some(defaults) => defaults.is_match(OsStr::from_bytes(rel)),
-            None => false,
-        }
+        m.defaults && is_default_litter(name)
     }
 
     /// Whether `rel` lies in a part of the tree the filter leaves out: it or one of its
@@ -325,6 +289,19 @@ pub fn parse_rules(text: &str) -> Vec<Rule> {
 pub fn is_below(path: &[u8], dir: &[u8]) -> bool {
     dir.is_empty() && !path.is_empty()
         || (path.starts_with(dir) && path.get(dir.len()) == Some(&b'/'))
+}
+
+/// The compiled `glob`, one of the globs of `pattern`.
+fn compile(pattern: &str, glob: &str, ignore_case: bool) -> Result<globset::Glob, FilterError> {
+    GlobBuilder::new(glob)
+        .literal_separator(true)
+        .backslash_escape(true)
+        .case_insensitive(ignore_case)
+        .build()
+        .map_err(|e| FilterError::Pattern {
+            pattern: pattern.to_owned(),
+            message: e.kind().to_string(),
+        })
 }
 
 /// The globs of one pattern, matched against a path relative to the root, and whether it
@@ -466,16 +443,18 @@ mod tests {
         assert!(Filter::new(Vec::new(), false).expect("empty").is_empty());
     }
 
-    /// The shortcut for names in ASCII answers as the default globs do; the globs answer
-    /// for the other names.
+    /// The default excludes are matched as their case-insensitive globs would match them,
+    /// names outside ASCII included.
     #[test]
     fn default_litter_is_matched_as_its_globs_match_it() {
         let f = Filter::new(Vec::new(), true).expect("defaults");
-        let globs = f
-            .matcher
-            .as_ref()
-            .and_then(|m| m.defaults.as_ref())
-            .expect("globs");
+        let mut globs = GlobSetBuilder::new();
+        for pattern in DEFAULT_EXCLUDES {
+            for g in translate(pattern).expect("valid").0 {
+                globs.add(compile(pattern, &g, true).expect("valid"));
+            }
+        }
+        let globs = globs.build().expect("valid");
         let names = [
             ".DS_Store",
             ".ds_store",
@@ -511,8 +490,14 @@ mod tests {
                 }
             }
         }
-        // Names outside ASCII go to the globs: U+017F, a long s, which Unicode folds to "s".
-        for (name, litter) in [(".DS_\u{17f}tore", false), ("._\u{e9}t\u{e9}.flac", true)] {
+        // Names outside ASCII: U+017F (a long s) and U+212A (the Kelvin sign), which Unicode
+        // folds to "s" and "k", and U+0130; glob and shortcut fold ASCII only.
+        for (name, litter) in [
+            (".DS_\u{17f}tore", false),
+            ("._\u{e9}t\u{e9}.flac", true),
+            ("des\u{212a}top.ini", false),
+            ("\u{130}DS", false),
+        ] {
             assert_eq!(globs.is_match(name), litter, "{name:?}");
             assert_eq!(f.excludes(name.as_bytes(), false), litter, "{name:?}");
         }

@@ -1014,10 +1014,11 @@ impl TreeBuilder {
         let Some((path, stat, entries)) = self.stack.pop() else {
             return Ok(());
         };
-        let mut entries = Tree { entries };
-        let tree = trees.put(&entries)?;
-        entries.entries.clear();
-        self.spare.push(entries.entries);
+        let built = Tree { entries };
+        let tree = trees.put(&built)?;
+        let mut emptied = built.entries;
+        emptied.clear();
+        self.spare.push(emptied);
         if let (Some(stat), Some(parent)) = (stat, self.stack.last_mut()) {
             parent.2.push(TreeEntry {
                 name: crate::relpath::name(&path).to_vec(),

@@ -62,6 +62,30 @@ impl Level {
             next: 0,
         }
     }
+
+    /// The path of the entry `name` of this directory.
+    fn path_of(&self, name: &[u8]) -> PathBuf {
+        self.path.join(OsStr::from_bytes(name))
+    }
+
+    /// The stat record and device of the entry `name` (`cname` with its NUL): by name in
+    /// the directory while it is held, else, or when its handle went stale, by path.
+    fn stat(&self, name: &[u8], cname: Option<&CStr>) -> io::Result<(EntryStat, u64)> {
+        if let (Some(dir), Some(cname)) = (&self.dir, cname) {
+            match fstatat(dir, cname, AtFlags::AT_SYMLINK_NOFOLLOW) {
+                Ok(st) => return Ok((posix_stat(&st), st.st_dev)),
+                Err(e) => {
+                    let e = io::Error::from(e);
+                    if !is_stale(&e) {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        let path = self.path_of(name);
+        let meta = retry_stale(&path, || fs::symlink_metadata(&path))?;
+        Ok((entry_stat(&meta), meta.dev()))
+    }
 }
 
 /// A directory's names in one buffer, each followed by a NUL, and each name's start and end
@@ -139,24 +163,6 @@ fn posix_stat(st: &FileStat) -> EntryStat {
     }
 }
 
-/// An entry's stat record and its device.
-fn stat_of(level: &Level, name: &[u8], cname: Option<&CStr>) -> io::Result<(EntryStat, u64)> {
-    if let (Some(dir), Some(cname)) = (&level.dir, cname) {
-        match fstatat(dir, cname, AtFlags::AT_SYMLINK_NOFOLLOW) {
-            Ok(st) => return Ok((posix_stat(&st), st.st_dev)),
-            Err(e) => {
-                let e = io::Error::from(e);
-                if !is_stale(&e) {
-                    return Err(e);
-                }
-            }
-        }
-    }
-    let path = level.path.join(OsStr::from_bytes(name));
-    let meta = retry_stale(&path, || fs::symlink_metadata(&path))?;
-    Ok((entry_stat(&meta), meta.dev()))
-}
-
 impl LocalOrigin {
     /// Walks the tree below the root, depth first, names sorted bytewise, leaving out what
     /// `filter` excludes before it stats or lists it. A directory on another file system than
@@ -206,7 +212,7 @@ impl LocalOrigin {
             let kind = match listed_kind {
                 Some(kind) => Some(kind),
                 None => {
-                    let s = stat_of(level, name, cname);
+                    let s = level.stat(name, cname);
                     let kind = s.as_ref().ok().map(|(s, _)| s.kind);
                     stat = Some(s);
                     kind
@@ -220,7 +226,7 @@ impl LocalOrigin {
                 visit(WalkItem::Excluded(rel));
                 continue;
             }
-            let (stat, dev) = match stat.unwrap_or_else(|| stat_of(level, name, cname)) {
+            let (stat, dev) = match stat.unwrap_or_else(|| level.stat(name, cname)) {
                 Ok(stat) => stat,
                 Err(e) => {
                     visit(WalkItem::Problem {
@@ -235,12 +241,12 @@ impl LocalOrigin {
             if mount && mounts.is_musicfs(dev) {
                 tracing::debug!(
                     "{}: a musicfs mount, left out",
-                    level.path.join(OsStr::from_bytes(name)).display()
+                    level.path_of(name).display()
                 );
                 continue;
             }
             let target = if stat.kind == EntryKind::Symlink {
-                let path = level.path.join(OsStr::from_bytes(name));
+                let path = level.path_of(name);
                 match retry_stale(&path, || fs::read_link(&path)) {
                     Ok(t) => Some(t.into_os_string().into_vec()),
                     Err(e) => {
@@ -267,7 +273,7 @@ impl LocalOrigin {
                 stat,
                 target,
             });
-            let path = level.path.join(OsStr::from_bytes(name));
+            let path = level.path_of(name);
             if mount && self.one_file_system {
                 tracing::debug!(
                     "{}: another file system, not entered (--one-file-system)",
