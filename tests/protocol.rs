@@ -1038,17 +1038,17 @@ mod compression {
         }
     }
 
-    /// Greets a fresh `musicfs serve --stdio` as a protocol-5 client whose `Hello` carries
-    /// `format`, and returns the server's first two messages after its greeting's.
-    fn greet_with_format(format: u32) -> (Message, Message) {
+    /// Greets `musicfs serve --stdio`, whose repository is `t`'s `remote-repo`, as a client of
+    /// the current protocol whose `Hello` carries chunking rules `format`, and returns the
+    /// server's greeting and its next message.
+    fn greet_with_format(t: &TestRepo, format: u32) -> (Message, Message) {
         use musicfs::agent::wire::PROTOCOL_VERSION;
         use std::process::Stdio;
-        let t = TestRepo::new();
         let src = t.path("src");
         std::fs::create_dir_all(&src).unwrap();
         std::fs::write(src.join("a.bin"), b"four").unwrap();
         let (mut child, input, mut output) =
-            start_pull(&t, &src, PROTOCOL_VERSION, format, Stdio::null());
+            start_pull(t, &src, PROTOCOL_VERSION, format, Stdio::null());
         let mut next = || next_message(&mut output);
         let answers = (next(), next());
         drop(input);
@@ -1056,30 +1056,65 @@ mod compression {
         answers
     }
 
-    /// The handshake compares the chunking rules, not the repository format: a release of
-    /// repository format 4 sends 4, and a musicfs of format 5 (whose rules are those of 4)
-    /// serves it; other rules are refused in one line that names both.
+    /// The handshake carries the chunking rules of the client's repository. A server whose
+    /// repository does not exist yet creates it with the client's rules, whichever this build
+    /// knows (4: a release of repository format 4 sends its format, 4, whose rules these are);
+    /// a server whose repository cuts by other rules, or a client of rules this build does not
+    /// know, is refused in one line that names both.
     #[test]
-    fn a_peer_of_repository_format_4_is_served_and_other_chunking_rules_are_refused() {
-        assert_eq!(musicfs::chunk::CHUNKING_VERSION, 4);
+    fn the_servers_repository_is_made_with_the_clients_chunking_rules_and_other_rules_refused() {
+        use musicfs::chunk::{CHUNKING_VERSION, RULES_CONTENT_DEFINED, RULES_FIXED_AUDIO};
+        assert_eq!(CHUNKING_VERSION, RULES_FIXED_AUDIO);
         const { assert!(musicfs::repo::FORMAT_VERSION > 4) };
-        let (hello, source) = greet_with_format(4);
-        assert!(
-            matches!(hello, Message::Hello { format: 4, .. }),
-            "{hello:?}"
-        );
-        assert!(
-            matches!(&source, Message::Source(info) if info.files == 1),
-            "{source:?}"
-        );
-        let (_, refused) = greet_with_format(5);
+        for (rules, algorithm) in [
+            (RULES_CONTENT_DEFINED, "\"fastcdc-2020\""),
+            (RULES_FIXED_AUDIO, "\"fastcdc-2020-fixed-audio\""),
+        ] {
+            let t = TestRepo::new();
+            let (hello, source) = greet_with_format(&t, rules);
+            assert!(
+                matches!(hello, Message::Hello { format, .. } if format == rules),
+                "{hello:?}"
+            );
+            assert!(
+                matches!(&source, Message::Source(info) if info.files == 1),
+                "rules {rules}: {source:?}"
+            );
+            let toml = std::fs::read_to_string(t.path("remote-repo").join("repo.toml")).unwrap();
+            assert!(toml.contains(&format!("algorithm = {algorithm}")), "{toml}");
+            // The same repository again, greeted with the other rules: refused.
+            let other = RULES_CONTENT_DEFINED + RULES_FIXED_AUDIO - rules;
+            let (hello, refused) = greet_with_format(&t, other);
+            assert!(
+                matches!(hello, Message::Hello { format, .. } if format == rules),
+                "the refusal's greeting names the server's rules: {hello:?}"
+            );
+            let Message::Failed(why) = refused else {
+                panic!("chunking rules {other} not refused: {refused:?}")
+            };
+            assert!(!why.contains('\n'), "{why}");
+            assert!(
+                why.contains(&format!("chunking rules {other}"))
+                    && why.contains(&format!("by rules {rules}")),
+                "{why}"
+            );
+        }
+        let t = TestRepo::new();
+        let (_, refused) = greet_with_format(&t, RULES_FIXED_AUDIO + 1);
         let Message::Failed(why) = refused else {
-            panic!("chunking rules 5 not refused: {refused:?}")
+            panic!("unknown chunking rules not refused: {refused:?}")
         };
         assert!(!why.contains('\n'), "{why}");
         assert!(
-            why.contains("chunking rules 5") && why.contains("chunking rules 4"),
+            why.contains(&format!("chunking rules {}", RULES_FIXED_AUDIO + 1))
+                && why.contains(&format!(
+                    "chunking rules {RULES_CONTENT_DEFINED} and {RULES_FIXED_AUDIO}"
+                )),
             "{why}"
+        );
+        assert!(
+            !t.path("remote-repo").exists(),
+            "no repository is made for rules this build does not know"
         );
     }
 

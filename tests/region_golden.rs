@@ -1,7 +1,9 @@
 //! Golden test for container-aware chunking: the format, regions and chunk ids of every file
-//! under `fixtures/` are pinned in `tests/golden/regions.txt`. Region rules are part of the
-//! repository format (they decide chunk ids); a change to a parser that moves a boundary must
-//! be deliberate, with the golden file regenerated:
+//! under `fixtures/` are pinned for each chunking rules this build knows, in
+//! `tests/golden/regions.txt` (rules 4, audio cut by content, as every repository created before
+//! rules 5 cuts it) and `tests/golden/regions-fixed-audio.txt` (rules 5, a new repository's).
+//! Region rules are part of the repository format (they decide chunk ids); a change to a parser
+//! that moves a boundary must be deliberate, with the golden files regenerated:
 //!
 //! MUSICFS_UPDATE_GOLDEN=1 cargo test --test region_golden
 
@@ -9,7 +11,7 @@ use std::fmt::Write as _;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
-use musicfs::chunk::{chunk_file, FastCdc};
+use musicfs::chunk::{chunk_file, AudioCuts, FastCdc};
 use musicfs::id::ChunkId;
 use musicfs::media::Transform;
 
@@ -26,8 +28,7 @@ fn fixture_files(root: &Path) -> Vec<PathBuf> {
     files
 }
 
-fn render(root: &Path) -> String {
-    let chunker = FastCdc::default();
+fn render(root: &Path, chunker: &FastCdc) -> String {
     let mut text = String::from(
         "# musicfs region golden file: for each fixture, its format and size; each region's\n\
          # kind, offset, length and transform; each chunk's offset, length and id.\n",
@@ -35,7 +36,7 @@ fn render(root: &Path) -> String {
     for path in fixture_files(root) {
         let data = fs::read(&path).unwrap();
         let mut file = File::open(&path).unwrap();
-        let chunked = chunk_file(&mut file, data.len() as u64, &chunker).unwrap();
+        let chunked = chunk_file(&mut file, data.len() as u64, chunker).unwrap();
         let list = &chunked.list;
         let rel = path.strip_prefix(root).unwrap().display();
         writeln!(
@@ -75,10 +76,64 @@ fn render(root: &Path) -> String {
 }
 
 #[test]
-fn fixture_regions_match_golden() {
+fn fixture_regions_match_golden_with_audio_cut_by_content() {
+    let chunker = FastCdc::default().with_audio(AudioCuts::ContentDefined);
+    check("regions.txt", &chunker);
+}
+
+#[test]
+fn fixture_regions_match_golden_with_audio_in_fixed_pieces() {
+    check("regions-fixed-audio.txt", &FastCdc::default());
+}
+
+/// Audio in fixed pieces: every audio region that is not Ogg pages is cut every 64 KiB from
+/// its first byte, and every other region as by content.
+#[test]
+fn fixed_audio_pieces_are_cut_from_each_audio_regions_first_byte() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures");
-    let golden = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/regions.txt");
-    let actual = render(&root);
+    let (fixed, by_content) = (
+        FastCdc::default(),
+        FastCdc::default().with_audio(AudioCuts::ContentDefined),
+    );
+    let mut audio_regions = 0;
+    for path in fixture_files(&root) {
+        let len = fs::metadata(&path).unwrap().len();
+        let cut = |chunker: &FastCdc| {
+            chunk_file(&mut File::open(&path).unwrap(), len, chunker)
+                .unwrap()
+                .list
+        };
+        let (a, b) = (cut(&fixed), cut(&by_content));
+        assert_eq!(a.regions, b.regions, "{}", path.display());
+        for r in &a.regions {
+            let pieces = |list: &musicfs::snapshot::ChunkList| -> Vec<(u64, u32)> {
+                list.with_offsets()
+                    .filter(|(o, _)| r.offset <= *o && *o < r.offset + r.len)
+                    .map(|(o, c)| (o, c.len))
+                    .collect()
+            };
+            let fixed_audio = r.kind == musicfs::media::RegionKind::Audio && r.transform.is_none();
+            if fixed_audio {
+                audio_regions += 1;
+                let expected: Vec<(u64, u32)> = (0..r.len)
+                    .step_by(64 * 1024)
+                    .map(|at| (r.offset + at, (r.len - at).min(64 * 1024) as u32))
+                    .collect();
+                assert_eq!(pieces(&a), expected, "{}", path.display());
+            } else {
+                assert_eq!(pieces(&a), pieces(&b), "{}", path.display());
+            }
+        }
+    }
+    assert!(audio_regions > 10, "only {audio_regions} audio regions");
+}
+
+fn check(name: &str, chunker: &FastCdc) {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let golden = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
+    let actual = render(&root, chunker);
     if std::env::var_os("MUSICFS_UPDATE_GOLDEN").is_some_and(|v| v == "1") {
         fs::write(&golden, &actual).unwrap();
         return;
@@ -96,8 +151,9 @@ fn fixture_regions_match_golden() {
             .position(|(a, e)| a != e)
             .unwrap_or_else(|| actual.lines().count().min(expected.lines().count()));
         panic!(
-            "region chunking changed (a repository format change) at line {}:\n  golden: {:?}\n  now:    {:?}\n\
-             If deliberate, bump CHUNKING_VERSION and FORMAT_VERSION and run MUSICFS_UPDATE_GOLDEN=1 cargo test --test region_golden",
+            "region chunking changed (a repository format change): {} line {}:\n  golden: {:?}\n  now:    {:?}\n\
+             If deliberate, add chunking rules (chunk::CHUNKING_VERSION), keep these as they are for the repositories that cut by them, and run MUSICFS_UPDATE_GOLDEN=1 cargo test --test region_golden",
+            golden.display(),
             first + 1,
             expected.lines().nth(first),
             actual.lines().nth(first)

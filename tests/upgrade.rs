@@ -256,6 +256,7 @@ fn a_format_4_repository_is_upgraded_and_finds_every_chunk() {
     cmd().arg("verify").arg(&copy).quiet().assert_exit(0);
     let report = cmd().arg("check").summary();
     assert_eq!(report["healthy"], true, "{report}");
+    keeps_its_chunking_rules(&t, &repo, &base.join("dst"), &cmd);
     let _ = fs::remove_dir_all(base);
 }
 
@@ -310,6 +311,69 @@ fn repair_index_salvages_a_damaged_format_2_index() {
         }
     });
     assert!(survived > 0, "no damaged page left the snapshot to salvage");
+}
+
+/// A repository of the release before chunking rules 5 keeps cutting audio by content: its
+/// `repo.toml` is left as it was, and every file read again (`scan --checksum`) gets the very
+/// content it had, so nothing it holds must be sent again. A new repository cuts the same
+/// files' audio in fixed pieces: other contents. `repo` is the format-4 fixture, upgraded, and
+/// `dst` the copy of the audio fixtures it recorded.
+fn keeps_its_chunking_rules(
+    t: &TestRepo,
+    repo: &std::path::Path,
+    dst: &std::path::Path,
+    cmd: &dyn Fn() -> Musicfs,
+) {
+    use musicfs::repo::Repository;
+    let recorded = |root: &std::path::Path| {
+        let r = Repository::open_existing(root).unwrap();
+        let origin = r
+            .find_origin(dst.to_str().unwrap())
+            .unwrap()
+            .expect("origin");
+        r.scan_state(origin)
+            .unwrap()
+            .into_iter()
+            .map(|(path, e)| (path, e.content))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let before = recorded(repo);
+    assert_eq!(before.len(), 13);
+    cmd()
+        .arg("scan")
+        .arg("--checksum")
+        .arg(dst)
+        .quiet()
+        .assert_exit(0);
+    assert_eq!(
+        recorded(repo),
+        before,
+        "a file read again changed its content id"
+    );
+    let toml = fs::read_to_string(repo.join("repo.toml")).unwrap();
+    assert!(toml.contains("algorithm = \"fastcdc-2020\"\n"), "{toml}");
+
+    // A new repository: fixed audio pieces, so the files with audio get other contents.
+    let fresh = t.path("fresh");
+    util::init_repository(&fresh);
+    let toml = fs::read_to_string(fresh.join("repo.toml")).unwrap();
+    assert!(
+        toml.contains("algorithm = \"fastcdc-2020-fixed-audio\"\n"),
+        "{toml}"
+    );
+    Musicfs::with_repo_as_is(&fresh, t.root())
+        .arg("scan")
+        .arg(dst)
+        .quiet()
+        .assert_exit(0);
+    let now = recorded(&fresh);
+    assert_eq!(now.len(), before.len());
+    let changed = now.iter().filter(|(p, c)| before[*p] != **c).count();
+    assert!(
+        changed > 0 && changed < now.len(),
+        "{changed} of {} contents differ under the new rules (the audio files, not the others)",
+        now.len()
+    );
 }
 
 /// The chunker's parameters live in `repo.toml`, and every command cuts files as they say.

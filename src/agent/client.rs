@@ -8,7 +8,6 @@ use super::resume::Resume;
 use super::source::{send, RemoteSource, Requests};
 use super::wire::{read_message, Message, SourceInfo, MAGIC, PROTOCOL_VERSION};
 use crate::chunk::Chunker;
-use crate::chunk::CHUNKING_VERSION;
 use crate::error::{Error, Result};
 use crate::filter::Filter;
 use crate::interrupt::ReadAhead;
@@ -33,23 +32,23 @@ pub struct Connection {
     pub origin: String,
 }
 
-/// This end's greeting.
-pub(crate) fn hello() -> Message {
-    hello_in(PROTOCOL_VERSION)
+/// This end's greeting, for a repository that cuts files by chunking `rules`.
+pub(crate) fn hello(rules: u32) -> Message {
+    hello_in(PROTOCOL_VERSION, rules)
 }
 
-/// A greeting in protocol `version` (a server answers in the client's).
-pub(crate) fn hello_in(version: u32) -> Message {
+/// A greeting in protocol `version` (a server answers in the client's), for chunking `rules`.
+pub(crate) fn hello_in(version: u32, rules: u32) -> Message {
     Message::Hello {
         magic: MAGIC,
         version,
-        format: CHUNKING_VERSION,
+        format: rules,
     }
 }
 
 /// Reads the server's greeting. A server that closes the connection without one is not a
 /// musicfs (or not installed): [`Error::NoRemoteAgent`].
-fn greeting(origin: &str, input: &mut dyn Read) -> Result<()> {
+fn greeting(origin: &str, input: &mut dyn Read, rules: u32) -> Result<()> {
     let protocol = |message: String| Error::Protocol {
         origin: origin.to_string(),
         message,
@@ -60,9 +59,9 @@ fn greeting(origin: &str, input: &mut dyn Read) -> Result<()> {
             version,
             format,
         })) if magic == MAGIC => {
-            if version != PROTOCOL_VERSION || format != CHUNKING_VERSION {
+            if version != PROTOCOL_VERSION || format != rules {
                 return Err(protocol(format!(
-                    "the remote musicfs speaks protocol {version} with chunking rules {format}; this one speaks protocol {PROTOCOL_VERSION} with chunking rules {CHUNKING_VERSION} (install the same version on both ends, or use --sftp)"
+                    "the remote musicfs speaks protocol {version} with chunking rules {format}; this one speaks protocol {PROTOCOL_VERSION} with chunking rules {rules} (install the same version on both ends, or use --sftp)"
                 )));
             }
             Ok(())
@@ -139,7 +138,7 @@ pub fn pull_filtered(
         true => Message::ColdPull { path, checksum },
         false => Message::Pull { path, checksum },
     };
-    let messages: Vec<Message> = [Some(hello()), filter_message(filter)]
+    let messages: Vec<Message> = [Some(hello(chunker.rules())), filter_message(filter)]
         .into_iter()
         .flatten()
         .chain([request])
@@ -150,7 +149,7 @@ pub fn pull_filtered(
     // and through a buffer of 1 MiB, which never empties at a chunk's start, every byte
     // of every chunk was copied twice.
     let mut input = BufReader::with_capacity(PULL_BUFFER, input);
-    greeting(&origin, &mut input)?;
+    greeting(&origin, &mut input, chunker.rules())?;
     let mut source = RemoteSource::new(
         &origin,
         input,
@@ -226,9 +225,13 @@ pub fn push_filtered(
             root_meta: state.root_meta,
         },
     };
-    for m in [Some(hello()), filter_message(filter), Some(push)]
-        .into_iter()
-        .flatten()
+    for m in [
+        Some(hello(chunker.rules())),
+        filter_message(filter),
+        Some(push),
+    ]
+    .into_iter()
+    .flatten()
     {
         super::wire::write_message(&mut output, &m).map_err(lost)?;
     }
@@ -240,7 +243,7 @@ pub fn push_filtered(
     // small (requests for at most 32 MiB of chunks at a time, an event per file).
     let input: Box<dyn Read + Send> = Box::new(ReadAhead::new(input, PUSH_READ_AHEAD));
     let mut input = BufReader::with_capacity(1 << 20, input);
-    greeting(&origin, &mut input)?;
+    greeting(&origin, &mut input, chunker.rules())?;
     sink.phase("sending", state.files, state.bytes);
     let mut output = std::io::BufWriter::with_capacity(1 << 20, output);
     // The server answered in this end's version (`greeting`): it accepts packs.

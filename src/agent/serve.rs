@@ -15,7 +15,6 @@ use super::wire::{
     PROTOCOL_VERSION, STREAM_SINCE,
 };
 use crate::chunk::Chunker;
-use crate::chunk::CHUNKING_VERSION;
 use crate::error::{Error, Result};
 use crate::origin::{OpenOptions, OriginSpec};
 use crate::repo::Repository;
@@ -24,13 +23,14 @@ use crate::sync::{sync_from, LocalSource, SyncOptions, SyncSource};
 
 const PEER: &str = "client";
 
-/// Serves one session on `input` and `output`. Errors are also sent to the client, so the
-/// user sees them on the other end.
+/// Serves one session on `input` and `output`, with the repository `open` gives for the
+/// client's chunking rules (`chunk::CHUNKING_VERSION`, those of the client's repository): one
+/// that cuts files by other rules is refused, since chunk ids are comparable only between equal
+/// rules. Errors are also sent to the client, so the user sees them on the other end.
 pub fn serve(
-    repo: &Repository,
+    open: &dyn Fn(u32) -> Result<Repository>,
     input: Box<dyn Read + Send>,
     output: Box<dyn Write + Send>,
-    chunker: &dyn Chunker,
 ) -> Result<()> {
     // Read on a thread of its own: a signal, or the client going away, stops the session even
     // while it waits for the client or does not read at all.
@@ -64,7 +64,7 @@ pub fn serve(
             }
         })
     };
-    let result = session(repo, input, &output, chunker, &progress);
+    let result = session(open, input, &output, &progress);
     drop(stop);
     let _ = heartbeat.join();
     if let Err(e) = &result {
@@ -102,10 +102,9 @@ fn directory(path: &[u8]) -> PathBuf {
 }
 
 fn session(
-    repo: &Repository,
+    open: &dyn Fn(u32) -> Result<Repository>,
     mut input: BufReader<Box<dyn Read + Send>>,
     output: &Arc<Mutex<BufWriter<Box<dyn Write + Send>>>>,
-    chunker: &dyn Chunker,
     progress: &ScanProgress,
 ) -> Result<()> {
     let write = |messages: &[Message]| -> Result<()> {
@@ -120,28 +119,49 @@ fn session(
     // The client's greeting first, so that this end answers in the client's version (a
     // client sends its greeting and request together, without waiting for ours). A client
     // this end cannot serve gets this end's own version, which its error names.
-    let version = match receive(&mut input)? {
+    let (version, rules) = match receive(&mut input)? {
         Message::Hello {
             magic,
             version,
             format,
         } if magic == super::wire::MAGIC => {
-            if !(OLDEST_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&version)
-                || format != CHUNKING_VERSION
-            {
-                write(&[super::client::hello()])?;
+            let known = crate::repo::ChunkerConfig::for_rules(format).is_some();
+            if !(OLDEST_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&version) || !known {
+                write(&[super::client::hello(crate::chunk::CHUNKING_VERSION)])?;
                 return Err(protocol(format!(
-                    "the client speaks protocol {version} with chunking rules {format}; this musicfs speaks protocols {OLDEST_PROTOCOL_VERSION} to {PROTOCOL_VERSION} with chunking rules {CHUNKING_VERSION}"
+                    "the client speaks protocol {version} with chunking rules {format}; this musicfs speaks protocols {OLDEST_PROTOCOL_VERSION} to {PROTOCOL_VERSION} with chunking rules {} and {}",
+                    crate::chunk::RULES_CONTENT_DEFINED,
+                    crate::chunk::RULES_FIXED_AUDIO
                 )));
             }
-            version
+            (version, format)
         }
         _ => {
-            write(&[super::client::hello()])?;
+            write(&[super::client::hello(crate::chunk::CHUNKING_VERSION)])?;
             return Err(protocol("no handshake"));
         }
     };
-    write(&[super::client::hello_in(version)])?;
+    let repo = match open(rules) {
+        Ok(repo) => repo,
+        Err(e) => {
+            write(&[super::client::hello_in(version, rules)])?;
+            return Err(e);
+        }
+    };
+    let chunker = repo.chunker();
+    if chunker.rules() != rules {
+        // This end's greeting names its rules; the client's error says what differs.
+        write(&[super::client::hello_in(version, chunker.rules())])?;
+        return Err(protocol(format!(
+            "the client's repository cuts files by chunking rules {rules} ({}), this end's repository {} by rules {} ({}): chunk ids would not match. Sync between repositories that cut alike: set the remote's MUSICFS_REPO to another directory, or create the local repository with the remote's [chunker] in its repo.toml",
+            crate::repo::ChunkerConfig::for_rules(rules).map_or(String::new(), |c| c.algorithm),
+            repo.root().display(),
+            chunker.rules(),
+            repo.chunker_config().algorithm,
+        )));
+    }
+    let (repo, chunker) = (&repo, &chunker as &dyn Chunker);
+    write(&[super::client::hello_in(version, rules)])?;
     progress.greeted.store(true, Ordering::Relaxed);
     let mut request = receive(&mut input)?;
     let mut options = OpenOptions::default();

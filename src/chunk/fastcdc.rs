@@ -1,4 +1,4 @@
-//! FastCDC (the 2020 variant from the `fastcdc` crate) over a stream.
+//! FastCDC (the 2020 variant from the `fastcdc` crate) over a stream, and audio in fixed pieces.
 //!
 //! The crate's own `StreamCDC` copies its whole buffer down after every chunk and allocates a
 //! `Vec` per chunk; we keep a buffer several chunks long, cut with the crate's `cut_gear` over
@@ -45,8 +45,22 @@ thread_local! {
     static SPARE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// The repository's chunker: FastCDC 2020, normalization level 1, the crate's default gear.
+/// How a chunker cuts an audio region read as bytes (not Ogg pages, which are cut by content
+/// at page boundaries whatever the rules).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AudioCuts {
+    /// By content, as every other region (rules 4, repositories created before rules 5).
+    ContentDefined,
+    /// In pieces of the average chunk size from the region's first byte, the last one shorter
+    /// (rules 5). An audio stream is rewritten whole or not at all by the edits a library sees
+    /// (tags and pictures are regions of their own); cutting it needs no rolling hash.
+    Fixed,
+}
+
+/// The repository's chunker: FastCDC 2020, normalization level 1, the crate's default gear;
+/// audio regions as its [`AudioCuts`] say.
 pub struct FastCdc {
+    audio: AudioCuts,
     min: usize,
     avg: usize,
     max: usize,
@@ -57,18 +71,20 @@ pub struct FastCdc {
 }
 
 impl Default for FastCdc {
+    /// The chunker of a new repository: the default sizes, audio in fixed pieces.
     fn default() -> Self {
         Self::with_sizes(MIN_SIZE, AVG_SIZE, MAX_SIZE)
     }
 }
 
 impl FastCdc {
-    /// A chunker with other sizes, for measurements. Sizes must be even, with
-    /// 64 ≤ min ≤ avg ≤ max ≤ 16 MiB; the repository always uses [`FastCdc::default`].
+    /// A chunker with other sizes (a repository's `[chunker]`, or a measurement's), audio in
+    /// fixed pieces of `avg` bytes. Sizes must be even, with 64 ≤ min ≤ avg ≤ max ≤ 16 MiB.
     pub fn with_sizes(min: usize, avg: usize, max: usize) -> Self {
         let (mask_s, mask_l) = select_masks(avg, Normalization::Level1);
         let (gear, gear_ls) = get_gear_with_seed(0);
         Self {
+            audio: AudioCuts::Fixed,
             min,
             avg,
             max,
@@ -77,6 +93,16 @@ impl FastCdc {
             gear,
             gear_ls,
         }
+    }
+
+    /// The same chunker, cutting audio regions as `audio` says.
+    pub fn with_audio(self, audio: AudioCuts) -> Self {
+        Self { audio, ..self }
+    }
+
+    /// How it cuts audio regions.
+    pub fn audio(&self) -> AudioCuts {
+        self.audio
     }
 
     fn cut(&self, data: &[u8]) -> usize {
@@ -110,24 +136,52 @@ impl Chunker for FastCdc {
         reader: &mut dyn Read,
         emit: &mut dyn FnMut(Chunk<'_>) -> io::Result<()>,
     ) -> io::Result<u64> {
+        self.with_buffer(|buf| self.chunk_into(buf, reader, emit, &|data| self.cut(data)))
+    }
+
+    fn chunk_audio(
+        &self,
+        reader: &mut dyn Read,
+        emit: &mut dyn FnMut(Chunk<'_>) -> io::Result<()>,
+    ) -> io::Result<u64> {
+        match self.audio {
+            AudioCuts::ContentDefined => self.chunk_stream(reader, emit),
+            AudioCuts::Fixed => self.with_buffer(|buf| {
+                self.chunk_into(buf, reader, emit, &|data| data.len().min(self.avg))
+            }),
+        }
+    }
+
+    fn rules(&self) -> u32 {
+        match self.audio {
+            AudioCuts::ContentDefined => super::RULES_CONTENT_DEFINED,
+            AudioCuts::Fixed => super::RULES_FIXED_AUDIO,
+        }
+    }
+}
+
+impl FastCdc {
+    /// Runs `work` with this thread's spare buffer, and keeps the buffer for the next stream.
+    fn with_buffer(&self, work: impl FnOnce(&mut Vec<u8>) -> io::Result<u64>) -> io::Result<u64> {
         // Taken out of the thread's slot, not borrowed: a stream cut from inside `emit` (none
         // is today) would find the slot empty and use a buffer of its own.
         let mut buf = SPARE.with(|spare| spare.take());
-        let result = self.chunk_into(&mut buf, reader, emit);
+        let result = work(&mut buf);
         if buf.capacity() <= KEEP {
             SPARE.with(|spare| spare.replace(buf));
         }
         result
     }
-}
 
-impl FastCdc {
-    /// [`Chunker::chunk_stream`] through `buf`, which it grows as the stream needs.
+    /// Cuts `reader` through `buf`, which it grows as the stream needs: each chunk is the
+    /// first `cut` bytes of what is held (at least one, at most all of it), given at least a
+    /// maximal chunk or the stream's end.
     fn chunk_into(
         &self,
         buf: &mut Vec<u8>,
         reader: &mut dyn Read,
         emit: &mut dyn FnMut(Chunk<'_>) -> io::Result<()>,
+        cut: &dyn Fn(&[u8]) -> usize,
     ) -> io::Result<u64> {
         let limit = BUFFER_SIZE.max(2 * self.max);
         if buf.len() < FIRST_BUFFER.min(limit) {
@@ -164,7 +218,7 @@ impl FastCdc {
                 return Ok(offset);
             }
             while end - start >= self.max || (eof && start < end) {
-                let len = self.cut(&buf[start..end]).max(1).min(end - start);
+                let len = cut(&buf[start..end]).max(1).min(end - start);
                 let data = &buf[start..start + len];
                 emit(Chunk {
                     offset,

@@ -1,17 +1,19 @@
-//! Cutting byte streams into content-defined chunks.
+//! Cutting byte streams into chunks: content-defined, and audio in fixed pieces.
 //!
 //! A [`Chunker`] turns a stream into a sequence of [`Chunk`]s, each named by the BLAKE3 of its
 //! bytes. Boundaries depend only on content, so an insertion moves the boundaries near it and
-//! nowhere else. The parameters are part of the repository format: a change silently breaks
-//! deduplication against every existing repository, so the golden tests in
-//! `tests/chunk_golden.rs` pin them. This module never touches the repository or the disk.
+//! nowhere else. An audio stream, which an edit rewrites whole or not at all, is cut in pieces
+//! of a fixed size under the rules of a new repository ([`RULES_FIXED_AUDIO`]): it saves the
+//! rolling hash over most of a library's bytes. The parameters are part of the repository
+//! format: a change silently breaks deduplication against every existing repository, so the
+//! golden tests in `tests/chunk_golden.rs` and `tests/region_golden.rs` pin them. This module never touches the repository or the disk.
 
 mod fastcdc;
 pub mod oggpages;
 mod regions;
 mod verified;
 
-pub use self::fastcdc::{FastCdc, AVG_SIZE, MAX_SIZE, MIN_SIZE};
+pub use self::fastcdc::{AudioCuts, FastCdc, AVG_SIZE, MAX_SIZE, MIN_SIZE};
 pub use self::regions::{
     chunk_file, chunk_file_copying, chunk_plain, history_chunks, keeps_history, read_transformed,
     AssembleError, Assembler, Chunked,
@@ -20,11 +22,20 @@ pub use self::verified::{Form, VerifiedChunk};
 
 /// The version of the rules that cut files into chunks and regions and name them: two
 /// musicfs whose rules differ name the same bytes differently, so the agent's handshake
-/// compares this number (`docs/protocol.md`). A change to those rules increments it, and the
-/// repository's `FORMAT_VERSION` with it. It was the repository format itself up to format
-/// 4; format 5 changed only the index's tables, so the rules are still those of 4, and a peer
-/// of format 4, which sends and compares its repository format, matches.
-pub const CHUNKING_VERSION: u32 = 4;
+/// compares the rules of the client's repository with the server's (`docs/protocol.md`).
+/// Each repository has its rules, from `repo.toml`'s `[chunker] algorithm` ([`Chunker::rules`]):
+/// these are the rules of a new repository. A change to the rules adds a number and an
+/// algorithm name; a repository keeps the rules it was created with.
+pub const CHUNKING_VERSION: u32 = RULES_FIXED_AUDIO;
+
+/// Rules 4: every region cut by FastCDC, audio too (`fastcdc-2020`, every repository created
+/// before rules 5). Up to repository format 4 this number was the repository format itself; a
+/// peer of format 4, which sends and compares its repository format, matches.
+pub const RULES_CONTENT_DEFINED: u32 = 4;
+
+/// Rules 5: as rules 4, except that an audio region read as bytes is cut into pieces of the
+/// average chunk size from its first byte (`fastcdc-2020-fixed-audio`).
+pub const RULES_FIXED_AUDIO: u32 = 5;
 
 use std::io::{self, Read};
 
@@ -74,4 +85,16 @@ pub trait Chunker: Send + Sync {
 
     /// The largest chunk the chunker makes.
     fn max_size(&self) -> usize;
+
+    /// Cuts the whole of `reader`, an audio region read as bytes, into chunks, under the same
+    /// contract as [`Chunker::chunk_stream`]: by content, or in pieces of a fixed size, as the
+    /// chunker's rules say.
+    fn chunk_audio(
+        &self,
+        reader: &mut dyn Read,
+        emit: &mut dyn FnMut(Chunk<'_>) -> io::Result<()>,
+    ) -> io::Result<u64>;
+
+    /// The version of the rules it cuts by ([`CHUNKING_VERSION`]).
+    fn rules(&self) -> u32;
 }

@@ -4,8 +4,10 @@
 //! and the audio stream; each region is cut by the chunker on its own, starting at its own
 //! first byte, so a region's chunks depend only on its bytes. A tag block that grows or
 //! shrinks leaves the audio's chunks as they were, and the same picture embedded in ten
-//! tracks is the same chunk ten times. Ogg audio pages are chunked in their normalized form
-//! (`oggpages`), and the file's whole hash is kept to prove the rebuilt bytes.
+//! tracks is the same chunk ten times. An audio region is cut as the chunker's rules say for
+//! audio ([`Chunker::chunk_audio`]: in fixed pieces for a new repository). Ogg audio pages are
+//! chunked in their normalized form (`oggpages`), by content at page boundaries, and the file's
+//! whole hash is kept to prove the rebuilt bytes.
 
 use std::io::{self, Read, SeekFrom};
 
@@ -356,7 +358,7 @@ fn chunk_layout<'t>(
                     hasher: Some(&mut audio_hasher),
                     copy: None,
                 };
-                expect_len(chunker.chunk_stream(&mut audio, &mut emit)?, region.len)?;
+                expect_len(chunker.chunk_audio(&mut audio, &mut emit)?, region.len)?;
             }
             None => {
                 expect_len(chunker.chunk_stream(&mut reader, &mut emit)?, region.len)?;

@@ -2,7 +2,7 @@ use anyhow::Context;
 use clap::Args;
 
 use super::{exit, GlobalArgs};
-use crate::repo::Repository;
+use crate::repo::{ChunkerConfig, Repository};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -16,15 +16,18 @@ pub fn run(global: &GlobalArgs, _args: &ServeArgs) -> anyhow::Result<u8> {
     // The remote end keeps its own repository as a cache of its scans, wherever the remote
     // environment puts it (MUSICFS_REPO or the default): nobody typed that location, and
     // refusing it would fail every first sync with a new host.
-    let repo = Repository::open(global.location()?.root())?;
+    // One it creates cuts files by the client's rules (which the handshake gives): the client's
+    // repository decides, whichever release made it.
+    let root = global.location()?.root().to_path_buf();
+    let open = |rules: u32| -> crate::error::Result<Repository> {
+        let chunker = ChunkerConfig::for_rules(rules).ok_or_else(|| {
+            crate::error::Error::InvalidInput(format!("unknown chunking rules {rules}"))
+        })?;
+        Ok(Repository::open_creating(&root, &chunker)?.0)
+    };
     let output = raw_stdout().context("opening standard output")?;
-    crate::agent::serve(
-        &repo,
-        Box::new(std::io::stdin()),
-        Box::new(output),
-        &repo.chunker(),
-    )
-    .context("serving a sync session")?;
+    crate::agent::serve(&open, Box::new(std::io::stdin()), Box::new(output))
+        .context("serving a sync session")?;
     Ok(exit::OK)
 }
 

@@ -1,20 +1,27 @@
-//! The repository's settings, in `repo.toml`: for now, the chunker's parameters.
+//! The repository's settings, in `repo.toml`: for now, the chunker's rules and parameters.
 //!
 //! Chunk boundaries depend on the chunker's parameters, so every command that cuts files for a
 //! repository must cut them the way that repository's chunks were cut. They are written into
 //! `repo.toml` when a repository is created and read by every command from there. A
 //! `repo.toml` without them (written by an earlier release, which knew only these values) means
-//! the defaults. Bad settings are refused, naming the file, before anything is read or written.
+//! the defaults of that release: FastCDC for every region, audio too. A new repository cuts
+//! audio in fixed pieces ([`FASTCDC_2020_FIXED_AUDIO`]); an existing one keeps its rules, so
+//! that the files it already holds keep matching the chunks it has. Bad settings are refused, naming the file, before anything is read or written.
 
 use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::chunk::{FastCdc, AVG_SIZE, MAX_SIZE, MIN_SIZE};
+use crate::chunk::{AudioCuts, Chunker, FastCdc, AVG_SIZE, MAX_SIZE, MIN_SIZE};
 use crate::error::{Error, Result};
 
-/// The one chunking algorithm this build has: FastCDC 2020, normalization level 1, gear seed 0.
+/// Chunking rules 4: FastCDC 2020, normalization level 1, gear seed 0, for every region. What
+/// a `repo.toml` without `[chunker]` means (a repository of the first releases).
 pub const FASTCDC_2020: &str = "fastcdc-2020";
+
+/// Chunking rules 5, those of a new repository: as [`FASTCDC_2020`], except that audio regions
+/// read as bytes are cut in pieces of `avg_size` bytes (`chunk::AudioCuts::Fixed`).
+pub const FASTCDC_2020_FIXED_AUDIO: &str = "fastcdc-2020-fixed-audio";
 
 /// `repo.toml`, as far as musicfs reads it.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -29,7 +36,7 @@ pub struct RepoConfig {
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ChunkerConfig {
-    /// Only `"fastcdc-2020"`.
+    /// [`FASTCDC_2020_FIXED_AUDIO`] or [`FASTCDC_2020`].
     pub algorithm: String,
     /// Smallest chunk, in bytes.
     pub min_size: u32,
@@ -40,6 +47,8 @@ pub struct ChunkerConfig {
 }
 
 impl Default for ChunkerConfig {
+    /// What a `repo.toml` without `[chunker]` means: the settings of the first releases, audio
+    /// cut by content. A new repository gets [`ChunkerConfig::for_new_repository`].
     fn default() -> Self {
         ChunkerConfig {
             algorithm: FASTCDC_2020.to_string(),
@@ -51,6 +60,34 @@ impl Default for ChunkerConfig {
 }
 
 impl ChunkerConfig {
+    /// The settings of a repository created now: the default sizes, audio in fixed pieces.
+    pub fn for_new_repository() -> Self {
+        ChunkerConfig {
+            algorithm: FASTCDC_2020_FIXED_AUDIO.to_string(),
+            ..ChunkerConfig::default()
+        }
+    }
+
+    /// The settings whose chunker cuts by `rules` (`chunk::CHUNKING_VERSION`), sizes the
+    /// defaults; `None` for rules this build does not know.
+    pub fn for_rules(rules: u32) -> Option<Self> {
+        [
+            ChunkerConfig::default(),
+            ChunkerConfig::for_new_repository(),
+        ]
+        .into_iter()
+        .find(|c| c.chunker().rules() == rules)
+    }
+
+    /// How audio regions are cut.
+    fn audio(&self) -> AudioCuts {
+        if self.algorithm == FASTCDC_2020 {
+            AudioCuts::ContentDefined
+        } else {
+            AudioCuts::Fixed
+        }
+    }
+
     /// The `[chunker]` section, as written into a new `repo.toml`.
     pub fn to_toml(&self) -> String {
         format!(
@@ -66,12 +103,13 @@ impl ChunkerConfig {
             self.avg_size as usize,
             self.max_size as usize,
         )
+        .with_audio(self.audio())
     }
 
     fn check(&self) -> std::result::Result<(), String> {
-        if self.algorithm != FASTCDC_2020 {
+        if ![FASTCDC_2020, FASTCDC_2020_FIXED_AUDIO].contains(&self.algorithm.as_str()) {
             return Err(format!(
-                "chunker algorithm {:?} is not known to this musicfs (it knows {FASTCDC_2020:?})",
+                "chunker algorithm {:?} is not known to this musicfs (it knows {FASTCDC_2020_FIXED_AUDIO:?} and {FASTCDC_2020:?})",
                 self.algorithm
             ));
         }

@@ -114,17 +114,14 @@ pub(super) fn make_locks_dir(root: &Path) -> Result<()> {
 
 /// Writes `repo.toml` unless it is there. Written last when a repository is created, so that a
 /// creation interrupted before its index was complete does not look like a lost index.
-pub(super) fn write_marker(root: &Path) -> Result<()> {
+pub(super) fn write_marker(root: &Path, chunker: &super::config::ChunkerConfig) -> Result<()> {
     let path = root.join(MARKER);
     let mut file = match OpenOptions::new().write(true).create_new(true).open(&path) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
         Err(e) => return Err(Error::io(path, e)),
     };
-    let text = format!(
-        "{MARKER_TEXT}\n{}",
-        super::config::ChunkerConfig::default().to_toml()
-    );
+    let text = format!("{MARKER_TEXT}\n{}", chunker.to_toml());
     file.write_all(text.as_bytes())
         .and_then(|()| file.sync_all())
         .map_err(|e| Error::io(path, e))
@@ -230,7 +227,7 @@ mod tests {
             Survey::Repository(IndexState::Missing)
         );
         fs::remove_dir(root.join(LOCKS)).unwrap();
-        write_marker(&root).unwrap();
+        write_marker(&root, &super::super::config::ChunkerConfig::default()).unwrap();
         fs::write(root.join(INDEX), b"").unwrap();
         assert_eq!(
             survey(&root).unwrap(),

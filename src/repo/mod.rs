@@ -258,26 +258,37 @@ impl Repository {
     /// A repository whose index is missing or empty fails with [`Error::IndexMissing`], a
     /// damaged index with [`Error::IndexDamaged`].
     pub fn open(root: &Path) -> Result<Self> {
-        Self::open_with(root, Create::Anywhere).map(|(repo, _)| repo)
+        Self::open_with(root, Create::Anywhere, &ChunkerConfig::for_new_repository())
+            .map(|(repo, _)| repo)
+    }
+
+    /// [`Repository::open`], a repository created here cutting files as `chunker` says (the
+    /// agent's, which cuts as its client's repository). Returns it and whether it was created.
+    pub fn open_creating(root: &Path, chunker: &ChunkerConfig) -> Result<(Self, bool)> {
+        Self::open_with(root, Create::Anywhere, chunker)
     }
 
     /// Opens the repository at `root`; fails with [`Error::NoRepository`] when there is none.
     pub fn open_existing(root: &Path) -> Result<Self> {
-        Self::open_with(root, Create::Never).map(|(repo, _)| repo)
+        Self::open_with(root, Create::Never, &ChunkerConfig::for_new_repository())
+            .map(|(repo, _)| repo)
     }
 
     /// `musicfs init`: creates a repository in `root` when it does not exist or is empty, or
     /// opens the one that is there. Returns it and whether it was created. A directory that
     /// holds anything else fails with [`Error::NotARepository`].
     pub fn init(root: &Path) -> Result<(Self, bool)> {
-        Self::open_with(root, Create::IfVacant)
+        Self::open_with(root, Create::IfVacant, &ChunkerConfig::for_new_repository())
     }
 
-    fn open_with(root: &Path, create: Create) -> Result<(Self, bool)> {
+    /// `root`'s repository; one created (as `create` allows) cuts files as `chunker` says.
+    fn open_with(root: &Path, create: Create, chunker: &ChunkerConfig) -> Result<(Self, bool)> {
         match (layout::survey(root)?, create) {
             (Survey::Repository(_), _) => {}
             (Survey::Vacant, Create::IfVacant | Create::Anywhere)
-            | (Survey::Foreign, Create::Anywhere) => return Ok((Self::create(root)?, true)),
+            | (Survey::Foreign, Create::Anywhere) => {
+                return Ok((Self::create(root, chunker)?, true))
+            }
             (Survey::Foreign, Create::IfVacant) => {
                 return Err(Error::NotARepository {
                     path: root.to_path_buf(),
@@ -306,7 +317,7 @@ impl Repository {
         let repo = Self::with_database(root, open_database(root, false)?, lock)?;
         // A repository of the first release has no marker yet. It is added so that losing the
         // index is reported whatever happens to `locks/`; a read-only repository still opens.
-        if let Err(e) = layout::write_marker(root) {
+        if let Err(e) = layout::write_marker(root, &ChunkerConfig::default()) {
             tracing::debug!("cannot mark {} as a repository: {e}", root.display());
         }
         Ok(repo)
@@ -314,12 +325,14 @@ impl Repository {
 
     /// A new repository: the database first, the marker last, so that an interrupted creation
     /// never looks like a repository that lost its index.
-    fn create(root: &Path) -> Result<Self> {
+    fn create(root: &Path, chunker: &ChunkerConfig) -> Result<Self> {
         std::fs::create_dir_all(root).map_err(|e| Error::io(root, e))?;
         let db = open_database(root, true)?;
         let lock = IndexLock::shared(root)?;
-        let repo = Self::with_database(root, db, Some(lock))?;
-        layout::write_marker(root)?;
+        let mut repo = Self::with_database(root, db, Some(lock))?;
+        layout::write_marker(root, chunker)?;
+        // Read back: what every later command will read.
+        repo.config = RepoConfig::read(&root.join(layout::MARKER))?;
         Ok(repo)
     }
 
