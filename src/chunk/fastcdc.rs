@@ -53,7 +53,8 @@ pub enum AudioCuts {
     ContentDefined,
     /// In pieces of the average chunk size from the region's first byte, the last one shorter
     /// (rules 5). An audio stream is rewritten whole or not at all by the edits a library sees
-    /// (tags and pictures are regions of their own); cutting it needs no rolling hash.
+    /// (tags and pictures are regions of their own); cutting it needs no rolling hash. The
+    /// file's audio hash takes the pieces' ids, not their bytes a second time.
     Fixed,
 }
 
@@ -143,12 +144,25 @@ impl Chunker for FastCdc {
         &self,
         reader: &mut dyn Read,
         emit: &mut dyn FnMut(Chunk<'_>) -> io::Result<()>,
+        audio: &mut blake3::Hasher,
     ) -> io::Result<u64> {
         match self.audio {
-            AudioCuts::ContentDefined => self.chunk_stream(reader, emit),
-            AudioCuts::Fixed => self.with_buffer(|buf| {
-                self.chunk_into(buf, reader, emit, &|data| data.len().min(self.avg))
-            }),
+            AudioCuts::ContentDefined => {
+                let mut hashed = HashedRead {
+                    inner: reader,
+                    hasher: audio,
+                };
+                self.chunk_stream(&mut hashed, emit)
+            }
+            AudioCuts::Fixed => {
+                let mut emit = |chunk: Chunk<'_>| {
+                    audio.update(chunk.id.as_bytes());
+                    emit(chunk)
+                };
+                self.with_buffer(|buf| {
+                    self.chunk_into(buf, reader, &mut emit, &|data| data.len().min(self.avg))
+                })
+            }
         }
     }
 
@@ -157,6 +171,20 @@ impl Chunker for FastCdc {
             AudioCuts::ContentDefined => super::RULES_CONTENT_DEFINED,
             AudioCuts::Fixed => super::RULES_FIXED_AUDIO,
         }
+    }
+}
+
+/// Feeds every byte read through it to a hasher.
+struct HashedRead<'a> {
+    inner: &'a mut dyn Read,
+    hasher: &'a mut blake3::Hasher,
+}
+
+impl Read for HashedRead<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
     }
 }
 

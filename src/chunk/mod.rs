@@ -34,7 +34,8 @@ pub const CHUNKING_VERSION: u32 = RULES_FIXED_AUDIO;
 pub const RULES_CONTENT_DEFINED: u32 = 4;
 
 /// Rules 5: as rules 4, except that an audio region read as bytes is cut into pieces of the
-/// average chunk size from its first byte (`fastcdc-2020-fixed-audio`).
+/// average chunk size from its first byte, and the audio hash takes those pieces' ids instead
+/// of their bytes (`fastcdc-2020-fixed-audio`).
 pub const RULES_FIXED_AUDIO: u32 = 5;
 
 use std::io::{self, Read};
@@ -87,12 +88,14 @@ pub trait Chunker: Send + Sync {
     fn max_size(&self) -> usize;
 
     /// Cuts the whole of `reader`, an audio region read as bytes, into chunks, under the same
-    /// contract as [`Chunker::chunk_stream`]: by content, or in pieces of a fixed size, as the
-    /// chunker's rules say.
+    /// contract as [`Chunker::chunk_stream`], and adds the region to the file's audio hash
+    /// `audio`: by content, its bytes; in pieces of a fixed size, the pieces' ids, which name
+    /// the same bytes without hashing them a second time.
     fn chunk_audio(
         &self,
         reader: &mut dyn Read,
         emit: &mut dyn FnMut(Chunk<'_>) -> io::Result<()>,
+        audio: &mut blake3::Hasher,
     ) -> io::Result<u64>;
 
     /// The version of the rules it cuts by ([`CHUNKING_VERSION`]).

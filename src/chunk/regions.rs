@@ -22,7 +22,9 @@ use crate::snapshot::{ChunkList, ChunkRef};
 pub struct Chunked {
     /// Its chunk list, with format and regions.
     pub list: ChunkList,
-    /// BLAKE3 of its audio regions, when the container was understood.
+    /// Its audio hash, when the container was understood: BLAKE3 of its audio regions' bytes,
+    /// or of their pieces' ids when the chunker cuts audio in fixed pieces
+    /// ([`Chunker::chunk_audio`]).
     pub audio_hash: Option<AudioHash>,
     /// Its history chunks ([`keeps_history`]), each once, with their bytes (the normalized
     /// form for transformed regions, as the chunk ids name them).
@@ -353,12 +355,10 @@ fn chunk_layout<'t>(
             }
             None if region.kind == RegionKind::Audio => {
                 has_audio = true;
-                let mut audio = Hashing {
-                    inner: reader,
-                    hasher: Some(&mut audio_hasher),
-                    copy: None,
-                };
-                expect_len(chunker.chunk_audio(&mut audio, &mut emit)?, region.len)?;
+                expect_len(
+                    chunker.chunk_audio(&mut reader, &mut emit, &mut audio_hasher)?,
+                    region.len,
+                )?;
             }
             None => {
                 expect_len(chunker.chunk_stream(&mut reader, &mut emit)?, region.len)?;

@@ -7,6 +7,7 @@ use super::{exit, human, GlobalArgs};
 use crate::chunk::FastCdc;
 use crate::inspect::{inspect, FileReport};
 use crate::media::tags::MediaInfo;
+use crate::repo::RepoConfig;
 use crate::report::{print_json, quoted};
 
 #[derive(Debug, Args)]
@@ -16,8 +17,22 @@ pub struct InspectArgs {
     pub files: Vec<PathBuf>,
 }
 
+/// The chunker of the repository, when there is one (`--repo`, `MUSICFS_REPO`, or the default
+/// location), else a new repository's: the chunks shown are those a sync would make.
+fn chunker(global: &GlobalArgs) -> anyhow::Result<FastCdc> {
+    let marker = global
+        .location()
+        .ok()
+        .map(|location| location.root().join("repo.toml"))
+        .filter(|marker| marker.exists());
+    Ok(match marker {
+        Some(marker) => RepoConfig::read(&marker)?.chunker.chunker(),
+        None => FastCdc::default(),
+    })
+}
+
 pub fn run(global: &GlobalArgs, args: &InspectArgs) -> anyhow::Result<u8> {
-    let chunker = FastCdc::default();
+    let chunker = chunker(global)?;
     let mut failed = 0u64;
     for path in &args.files {
         let report = match inspect(path, &chunker) {
