@@ -1630,3 +1630,99 @@ mod stream {
         assert_trees_equal(&src, &dst);
     }
 }
+
+/// A remote shell that runs the remote command here (`COMMAND host 'musicfs serve --stdio'`),
+/// with the agent's repository at `remote_repo` and this build's `musicfs` first on the PATH.
+fn local_rsh(t: &TestRepo, name: &str, remote_repo: &std::path::Path) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let script = t.path(name);
+    let bin = util::bin().parent().unwrap().to_path_buf();
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nshift\nPATH='{}':\"$PATH\" MUSICFS_REPO='{}' exec sh -c \"$1\"\n",
+            bin.display(),
+            remote_repo.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    script.display().to_string()
+}
+
+/// Both ends of a sync cut files by the rules of the client's repository: the agent's new
+/// repository takes them, whichever they are, and a client whose repository cuts by other
+/// rules than the agent's existing one is refused in one line that says so, with nothing
+/// written; the same client with a new remote repository syncs.
+#[test]
+fn a_pull_cuts_by_the_clients_rules_and_refuses_an_agent_repository_of_other_rules() {
+    let t = TestRepo::new();
+    let music = t.fixtures("music");
+    let remote = format!("nas:{}", music.display());
+    let algorithm = |repo: &std::path::Path| {
+        let toml = std::fs::read_to_string(repo.join("repo.toml")).unwrap();
+        toml.lines()
+            .find(|l| l.starts_with("algorithm"))
+            .unwrap()
+            .to_string()
+    };
+
+    // A new repository (rules 5) makes the agent's repository with rules 5.
+    let fixed_remote = t.path("remote-fixed");
+    let rsh = local_rsh(&t, "rsh-fixed", &fixed_remote);
+    let lib = t.path("lib");
+    util::Musicfs::new(t.repo(), t.root())
+        .args(["sync", "--rsh", &rsh, &remote])
+        .arg(&lib)
+        .quiet()
+        .assert_exit(0);
+    assert_trees_equal(&music, &lib);
+    assert_eq!(
+        algorithm(&fixed_remote),
+        "algorithm = \"fastcdc-2020-fixed-audio\""
+    );
+
+    // A repository of rules 4 (as an earlier release made it) against that agent: refused.
+    let old = t.path("old-repo");
+    util::init_repository(&old);
+    let toml = std::fs::read_to_string(old.join("repo.toml")).unwrap();
+    std::fs::write(
+        old.join("repo.toml"),
+        toml.replace("fastcdc-2020-fixed-audio", "fastcdc-2020"),
+    )
+    .unwrap();
+    let old_lib = t.path("old-lib");
+    let out = util::Musicfs::with_repo_as_is(&old, t.root())
+        .args(["sync", "--rsh", &rsh, &remote])
+        .arg(&old_lib)
+        .output();
+    assert_ne!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("chunking rules"))
+        .unwrap_or("");
+    assert!(
+        line.contains("rules 5") && line.contains("rules 4") && line.contains("MUSICFS_REPO"),
+        "{stderr}"
+    );
+    assert!(
+        !old_lib.exists() || std::fs::read_dir(&old_lib).unwrap().next().is_none(),
+        "files written despite the refusal"
+    );
+    assert_eq!(
+        algorithm(&fixed_remote),
+        "algorithm = \"fastcdc-2020-fixed-audio\""
+    );
+
+    // The same client with a remote repository of its own rules.
+    let cdc_remote = t.path("remote-cdc");
+    let rsh = local_rsh(&t, "rsh-cdc", &cdc_remote);
+    util::Musicfs::with_repo_as_is(&old, t.root())
+        .args(["sync", "--rsh", &rsh, &remote])
+        .arg(&old_lib)
+        .quiet()
+        .assert_exit(0);
+    assert_trees_equal(&music, &old_lib);
+    assert_eq!(algorithm(&cdc_remote), "algorithm = \"fastcdc-2020\"");
+}

@@ -59,9 +59,15 @@ fn greeting(origin: &str, input: &mut dyn Read, rules: u32) -> Result<()> {
             version,
             format,
         })) if magic == MAGIC => {
-            if version != PROTOCOL_VERSION || format != rules {
+            if version != PROTOCOL_VERSION || !known_rules(format) {
                 return Err(protocol(format!(
                     "the remote musicfs speaks protocol {version} with chunking rules {format}; this one speaks protocol {PROTOCOL_VERSION} with chunking rules {rules} (install the same version on both ends, or use --sftp)"
+                )));
+            }
+            if format != rules {
+                // Both ends know both rules: the remote's repository was made by the other.
+                return Err(protocol(format!(
+                    "the remote's repository cuts files by chunking rules {format}, this repository by rules {rules}: their chunk ids would not match (the remote's MUSICFS_REPO can name a new directory, which takes this repository's rules; or use --sftp)"
                 )));
             }
             Ok(())
@@ -72,6 +78,11 @@ fn greeting(origin: &str, input: &mut dyn Read, rules: u32) -> Result<()> {
         }),
         Ok(Some(_)) => Err(protocol("the remote end did not greet as musicfs".into())),
     }
+}
+
+/// Whether this build knows chunking rules `rules`.
+fn known_rules(rules: u32) -> bool {
+    crate::repo::ChunkerConfig::for_rules(rules).is_some()
 }
 
 /// The `Filter` message for the server's walk, when there is a filter to send.
