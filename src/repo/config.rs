@@ -36,7 +36,7 @@ pub struct RepoConfig {
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ChunkerConfig {
-    /// [`FASTCDC_2020_FIXED_AUDIO`] or [`FASTCDC_2020`].
+    /// `"fastcdc-2020-fixed-audio"` (rules 5) or `"fastcdc-2020"` (rules 4), as `docs/format.md` says.
     pub algorithm: String,
     /// Smallest chunk, in bytes.
     pub min_size: u32,
