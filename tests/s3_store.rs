@@ -79,7 +79,7 @@ fn s3_objects_keep_the_contract_and_carry_a_store_between_sites() {
 
     // A store: init at the prefix, push from A, pull at B: exact.
     let url = location.url();
-    let chunker = musicfs::repo::ChunkerConfig::default();
+    let chunker = musicfs::repo::ChunkerConfig::for_new_repository();
     assert!(store::init(&objects, &url, &chunker, store::DEFAULT_PACK_SIZE).unwrap());
     assert!(!store::init(&objects, &url, &chunker, store::DEFAULT_PACK_SIZE).unwrap());
     assert!(objects.is_store().unwrap());

@@ -338,7 +338,7 @@ fn a_repository_that_cuts_differently_is_refused() {
 fn init_is_idempotent_and_refuses_other_settings() {
     let dir = tempfile::tempdir().unwrap();
     let (objects, url) = new_store(dir.path(), store::DEFAULT_PACK_SIZE);
-    let chunker = musicfs::repo::ChunkerConfig::default();
+    let chunker = musicfs::repo::ChunkerConfig::for_new_repository();
     assert!(!store::init(&*objects, &url, &chunker, store::DEFAULT_PACK_SIZE).unwrap());
     let other = store::init(&*objects, &url, &chunker, 4 << 20).unwrap_err();
     assert!(
@@ -358,6 +358,29 @@ fn init_is_idempotent_and_refuses_other_settings() {
         nothing.to_string().contains("not a musicfs chunk store"),
         "{nothing}"
     );
+
+    // A repository of other chunking rules (audio by content, as before rules 5) may neither
+    // push to nor pull from a store of the new rules: both are refused, naming both.
+    let old = tempfile::tempdir().unwrap();
+    let old_repo = old.path().join("repo");
+    Repository::init(&old_repo).unwrap();
+    let toml = fs::read_to_string(old_repo.join("repo.toml")).unwrap();
+    fs::write(
+        old_repo.join("repo.toml"),
+        toml.replace("fastcdc-2020-fixed-audio", "fastcdc-2020"),
+    )
+    .unwrap();
+    let old_repo = Repository::open_existing(&old_repo).unwrap();
+    let store = Store::open(objects.clone(), &url, &old_repo).unwrap();
+    let refused = store.check_chunker(&old_repo).unwrap_err().to_string();
+    assert!(
+        refused.contains("fastcdc-2020 min") && refused.contains("fastcdc-2020-fixed-audio min"),
+        "{refused}"
+    );
+    assert!(Store::open(objects.clone(), &url, &repo)
+        .unwrap()
+        .check_chunker(&repo)
+        .is_ok());
 }
 
 #[test]

@@ -38,7 +38,7 @@ fn retried(objects: S3Objects) -> std::sync::Arc<dyn crate::repo::ObjectStore> {
 }
 
 /// `musicfs init s3://BUCKET/PREFIX`: makes the prefix a chunk store that cuts files as the
-/// local repository does (the default chunker when there is no repository yet).
+/// local repository does (as a new repository would when there is none yet).
 pub fn init(global: &GlobalArgs, location: &S3Location) -> anyhow::Result<u8> {
     let url = location.url();
     let objects = Retrying::new(
@@ -47,7 +47,7 @@ pub fn init(global: &GlobalArgs, location: &S3Location) -> anyhow::Result<u8> {
     );
     let chunker = match global.location()?.root() {
         root if root.join("repo.toml").is_file() => global.open_repo()?.chunker_config().clone(),
-        _ => ChunkerConfig::default(),
+        _ => ChunkerConfig::for_new_repository(),
     };
     let created = store::init(&objects, &url, &chunker, store::DEFAULT_PACK_SIZE)
         .with_context(|| format!("cannot make {url} a chunk store"))?;
@@ -146,6 +146,9 @@ pub fn pull(
     let repo = global.open_repo()?;
     let store = store::Store::open(retried(objects), &url, &repo)
         .with_context(|| format!("opening the chunk store {url}"))?;
+    // Its chunk lists go into the repository: cut otherwise, they would not be what the
+    // repository's own reads of the same files find (verify would call them damaged).
+    store.check_chunker(&repo)?;
     let mut source =
         StoreSource::new(&store, pick).with_context(|| format!("pulling from {url}"))?;
     let (id, snapshot) = source.snapshot_object();

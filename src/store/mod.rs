@@ -171,12 +171,12 @@ impl Store {
         self.cache.dir()
     }
 
-    /// Refuses a repository that cuts files differently from the store.
-    fn check_chunker(&self, repo: &Repository) -> Result<()> {
+    /// Refuses a repository that cuts files differently from the store (a push's, a pull's).
+    pub fn check_chunker(&self, repo: &Repository) -> Result<()> {
         let ours = ChunkerParams::from(repo.chunker_config());
         if ours != self.config.chunker {
             return Err(Error::InvalidInput(format!(
-                "{}: the repository {} cuts files with {ours}, the store with {}; push from a repository whose repo.toml [chunker] is the store's",
+                "{}: the repository {} cuts files with {ours}, the store with {}; push and pull with a repository whose repo.toml [chunker] is the store's",
                 self.url,
                 repo.root().display(),
                 self.config.chunker

@@ -90,7 +90,7 @@ impl ObjectStore for Counting {
 pub fn new_store(dir: &Path, pack_size: u32) -> (Arc<Counting>, String) {
     let objects = Counting::new(&dir.join("store"));
     let url = format!("file://{}", dir.join("store").display());
-    let chunker = musicfs::repo::ChunkerConfig::default();
+    let chunker = musicfs::repo::ChunkerConfig::for_new_repository();
     assert!(store::init(&*objects, &url, &chunker, pack_size).unwrap());
     objects.take();
     (objects, url)
