@@ -615,12 +615,16 @@ _musicfs() {
             return 0
             ;;
         musicfs__subcmd__init)
-            opts="-q -v -h --repo --json --quiet --verbose --log-file --help"
+            opts="-q -v -h --chunker --repo --json --quiet --verbose --log-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --chunker)
+                    COMPREPLY=($(compgen -W "fastcdc-2020-fixed-audio fastcdc-2020" -- "${cur}"))
+                    return 0
+                    ;;
                 --repo)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -47,6 +47,8 @@ complete -c musicfs -n "__fish_musicfs_needs_command" -f -a "serve" -d 'The remo
 complete -c musicfs -n "__fish_musicfs_needs_command" -f -a "config" -d 'Print the effective settings, and where each comes from'
 complete -c musicfs -n "__fish_musicfs_needs_command" -f -a "completions" -d 'Print shell completions'
 complete -c musicfs -n "__fish_musicfs_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c musicfs -n "__fish_musicfs_using_subcommand init" -l chunker -d 'How the new repository or store cuts files: fastcdc-2020-fixed-audio (audio in fixed 64 KiB pieces), or fastcdc-2020 (audio by content, as repositories and stores made before it), to sync with those [default: fastcdc-2020-fixed-audio, or for a store the local repository\'s]' -r -f -a "fastcdc-2020-fixed-audio\t''
+fastcdc-2020\t''"
 complete -c musicfs -n "__fish_musicfs_using_subcommand init" -l repo -d 'Repository directory, made by `musicfs init` [default: $XDG_DATA_HOME/musicfs, created on first use]' -r -F
 complete -c musicfs -n "__fish_musicfs_using_subcommand init" -l log-file -d 'Append what stderr shows (messages, problems, warnings; not the progress bar) to FILE, each line stamped with the time in UTC, then one line per run: what ran, its exit status, what it did and how long it took. For `mount`, the mount\'s log instead (its warnings, kept below 4 MiB, the older half in FILE.1) [default for a detached mount: $XDG_STATE_HOME/musicfs/mount-MOUNTPOINT.log, or under ~/.local/state/musicfs]' -r -F
 complete -c musicfs -n "__fish_musicfs_using_subcommand init" -l json -d 'Print JSON Lines (one object per line, each with a "type") on stdout'

@@ -376,6 +376,53 @@ fn keeps_its_chunking_rules(
     );
 }
 
+/// `init --chunker` makes a repository of either rules; an existing one keeps its own, and a
+/// `--chunker` that differs from it is refused (exit 2) with nothing changed.
+#[test]
+fn init_chunker_chooses_a_new_repositorys_rules() {
+    let t = TestRepo::without_repository();
+    let algorithm = |dir: &std::path::Path| {
+        fs::read_to_string(dir.join("repo.toml"))
+            .unwrap()
+            .lines()
+            .find(|l| l.starts_with("algorithm"))
+            .unwrap()
+            .to_string()
+    };
+    let old = t.path("old");
+    let cmd = || Musicfs::with_repo_as_is(t.repo(), t.root());
+    cmd()
+        .args(["init", "--chunker", "fastcdc-2020"])
+        .arg(&old)
+        .quiet()
+        .assert_exit(0);
+    assert_eq!(algorithm(&old), "algorithm = \"fastcdc-2020\"");
+    let before = fs::read(old.join("repo.toml")).unwrap();
+    let out = cmd()
+        .args(["init", "--chunker", "fastcdc-2020-fixed-audio"])
+        .arg(&old)
+        .assert_exit(2);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("already exists") && stderr.contains("cuts files with fastcdc-2020;"),
+        "{stderr}"
+    );
+    assert_eq!(fs::read(old.join("repo.toml")).unwrap(), before);
+    cmd()
+        .args(["init", "--chunker", "fastcdc-2020"])
+        .arg(&old)
+        .quiet()
+        .assert_exit(0);
+    let new = t.path("new");
+    cmd().arg("init").arg(&new).quiet().assert_exit(0);
+    assert_eq!(algorithm(&new), "algorithm = \"fastcdc-2020-fixed-audio\"");
+    cmd()
+        .args(["init", "--chunker", "rabin"])
+        .arg(t.path("bad"))
+        .assert_exit(2);
+    assert!(!t.path("bad").exists());
+}
+
 /// The chunker's parameters live in `repo.toml`, and every command cuts files as they say.
 #[test]
 fn the_chunker_is_the_repositorys_and_bad_settings_are_refused() {

@@ -153,10 +153,11 @@ fn session(
         // This end's greeting names its rules; the client's error says what differs.
         write(&[super::client::hello_in(version, chunker.rules())])?;
         return Err(protocol(format!(
-            "the client's repository cuts files by chunking rules {rules} ({}), this end's repository {} by rules {} ({}): chunk ids would not match. Sync between repositories that cut alike: set the remote's MUSICFS_REPO to another directory, or create the local repository with the remote's [chunker] in its repo.toml",
+            "the client's repository cuts files by chunking rules {rules} ({}), this end's repository {} by rules {} ({}): chunk ids would not match. Sync between repositories that cut alike: set the remote's MUSICFS_REPO to another directory, or create the local repository with musicfs init --chunker {}",
             crate::repo::ChunkerConfig::for_rules(rules).map_or(String::new(), |c| c.algorithm),
             repo.root().display(),
             chunker.rules(),
+            repo.chunker_config().algorithm,
             repo.chunker_config().algorithm,
         )));
     }

@@ -4,13 +4,28 @@ use clap::Args;
 use serde_json::json;
 
 use super::{exit, print_summary, GlobalArgs};
-use crate::repo::Repository;
+use crate::repo::{ChunkerConfig, Repository, FASTCDC_2020, FASTCDC_2020_FIXED_AUDIO};
 
 #[derive(Debug, Args)]
 pub struct InitArgs {
     /// Where to create the repository [default: --repo, MUSICFS_REPO, or the default
     /// location]; or s3://BUCKET/PREFIX: make that prefix a chunk store
     pub dir: Option<PathBuf>,
+
+    /// How the new repository or store cuts files: fastcdc-2020-fixed-audio (audio in fixed
+    /// 64 KiB pieces), or fastcdc-2020 (audio by content, as repositories and stores made
+    /// before it), to sync with those [default: fastcdc-2020-fixed-audio, or for a store the
+    /// local repository's]
+    #[arg(long, value_name = "ALGORITHM", value_parser = [FASTCDC_2020_FIXED_AUDIO, FASTCDC_2020])]
+    pub chunker: Option<String>,
+}
+
+/// The settings `--chunker` asks for, the default sizes.
+fn asked(args: &InitArgs) -> Option<ChunkerConfig> {
+    args.chunker.as_ref().map(|algorithm| ChunkerConfig {
+        algorithm: algorithm.clone(),
+        ..ChunkerConfig::for_new_repository()
+    })
 }
 
 pub fn run(global: &GlobalArgs, args: &InitArgs) -> anyhow::Result<u8> {
@@ -21,13 +36,22 @@ pub fn run(global: &GlobalArgs, args: &InitArgs) -> anyhow::Result<u8> {
         .transpose()?
         .flatten()
     {
-        return super::store::init(global, &location);
+        return super::store::init(global, &location, asked(args));
     }
     let dir = match &args.dir {
         Some(dir) => dir.clone(),
         None => global.location()?.root().to_path_buf(),
     };
-    let (repo, created) = Repository::init(&dir)?;
+    let chunker = asked(args).unwrap_or_else(ChunkerConfig::for_new_repository);
+    let (repo, created) = Repository::init_with(&dir, &chunker)?;
+    if !created && args.chunker.is_some() && repo.chunker_config().algorithm != chunker.algorithm {
+        anyhow::bail!(
+            "repository {} already exists and cuts files with {}; --chunker {} applies to a new one",
+            repo.root().display(),
+            repo.chunker_config().algorithm,
+            chunker.algorithm
+        );
+    }
     let shown = std::path::absolute(repo.root()).unwrap_or_else(|_| repo.root().to_path_buf());
     if global.json {
         print_summary(&json!({"repository": shown, "created": created}))?;

@@ -37,17 +37,25 @@ fn retried(objects: S3Objects) -> std::sync::Arc<dyn crate::repo::ObjectStore> {
     std::sync::Arc::new(Retrying::new(objects, Policy::OBJECTS))
 }
 
-/// `musicfs init s3://BUCKET/PREFIX`: makes the prefix a chunk store that cuts files as the
-/// local repository does (as a new repository would when there is none yet).
-pub fn init(global: &GlobalArgs, location: &S3Location) -> anyhow::Result<u8> {
+/// `musicfs init s3://BUCKET/PREFIX`: makes the prefix a chunk store that cuts files as
+/// `asked` (`--chunker`), else as the local repository does (as a new repository would when
+/// there is none yet).
+pub fn init(
+    global: &GlobalArgs,
+    location: &S3Location,
+    asked: Option<ChunkerConfig>,
+) -> anyhow::Result<u8> {
     let url = location.url();
     let objects = Retrying::new(
         S3Objects::open(location, &OpenOptions::default())?,
         Policy::OBJECTS,
     );
-    let chunker = match global.location()?.root() {
-        root if root.join("repo.toml").is_file() => global.open_repo()?.chunker_config().clone(),
-        _ => ChunkerConfig::for_new_repository(),
+    let chunker = match (asked, global.location()?.root()) {
+        (Some(asked), _) => asked,
+        (None, root) if root.join("repo.toml").is_file() => {
+            global.open_repo()?.chunker_config().clone()
+        }
+        (None, _) => ChunkerConfig::for_new_repository(),
     };
     let created = store::init(&objects, &url, &chunker, store::DEFAULT_PACK_SIZE)
         .with_context(|| format!("cannot make {url} a chunk store"))?;

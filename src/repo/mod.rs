@@ -69,7 +69,7 @@ mod upgrade;
 mod writer;
 
 pub use check::{check, CheckReport};
-pub use config::{ChunkerConfig, RepoConfig};
+pub use config::{ChunkerConfig, RepoConfig, FASTCDC_2020, FASTCDC_2020_FIXED_AUDIO};
 pub use gc::{gc, ForgetReport, GcReport, Judged, OriginForget, LATEST_REASON};
 pub use history::PackedChunk;
 pub use location::Location;
@@ -278,7 +278,13 @@ impl Repository {
     /// opens the one that is there. Returns it and whether it was created. A directory that
     /// holds anything else fails with [`Error::NotARepository`].
     pub fn init(root: &Path) -> Result<(Self, bool)> {
-        Self::open_with(root, Create::IfVacant, &ChunkerConfig::for_new_repository())
+        Self::init_with(root, &ChunkerConfig::for_new_repository())
+    }
+
+    /// [`Repository::init`], a repository created here cutting files as `chunker` says (`init
+    /// --chunker`). One that exists keeps its own settings.
+    pub fn init_with(root: &Path, chunker: &ChunkerConfig) -> Result<(Self, bool)> {
+        Self::open_with(root, Create::IfVacant, chunker)
     }
 
     /// `root`'s repository; one created (as `create` allows) cuts files as `chunker` says.

@@ -176,10 +176,11 @@ impl Store {
         let ours = ChunkerParams::from(repo.chunker_config());
         if ours != self.config.chunker {
             return Err(Error::InvalidInput(format!(
-                "{}: the repository {} cuts files with {ours}, the store with {}; push and pull with a repository whose repo.toml [chunker] is the store's",
+                "{}: the repository {} cuts files with {ours}, the store with {}; push and pull with a repository that cuts as the store does (musicfs init --chunker {} for a new one)",
                 self.url,
                 repo.root().display(),
-                self.config.chunker
+                self.config.chunker,
+                self.config.chunker.algorithm
             )));
         }
         Ok(())
