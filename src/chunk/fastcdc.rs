@@ -11,6 +11,7 @@ use std::io::{self, Read};
 
 use fastcdc::v2020::{cut_gear, get_gear_with_seed, select_masks, Normalization};
 
+use super::regions::Hashing;
 use super::{Chunk, Chunker};
 use crate::id::ChunkId;
 
@@ -101,11 +102,6 @@ impl FastCdc {
         Self { audio, ..self }
     }
 
-    /// How it cuts audio regions.
-    pub fn audio(&self) -> AudioCuts {
-        self.audio
-    }
-
     fn cut(&self, data: &[u8]) -> usize {
         let (_, len) = cut_gear(
             data,
@@ -148,9 +144,10 @@ impl Chunker for FastCdc {
     ) -> io::Result<u64> {
         match self.audio {
             AudioCuts::ContentDefined => {
-                let mut hashed = HashedRead {
+                let mut hashed = Hashing {
                     inner: reader,
-                    hasher: audio,
+                    hasher: Some(audio),
+                    copy: None,
                 };
                 self.chunk_stream(&mut hashed, emit)
             }
@@ -171,20 +168,6 @@ impl Chunker for FastCdc {
             AudioCuts::ContentDefined => super::RULES_CONTENT_DEFINED,
             AudioCuts::Fixed => super::RULES_FIXED_AUDIO,
         }
-    }
-}
-
-/// Feeds every byte read through it to a hasher.
-struct HashedRead<'a> {
-    inner: &'a mut dyn Read,
-    hasher: &'a mut blake3::Hasher,
-}
-
-impl Read for HashedRead<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
     }
 }
 

@@ -263,10 +263,10 @@ pub fn read_transformed(
 
 /// Feeds every byte read through it to a hasher, if it has one, and to a copy with the offset
 /// it is at.
-struct Hashing<'a, 't, R> {
-    inner: R,
-    hasher: Option<&'a mut blake3::Hasher>,
-    copy: Option<(&'a mut (dyn Tee + 't), &'a mut u64)>,
+pub(super) struct Hashing<'a, 't, R> {
+    pub(super) inner: R,
+    pub(super) hasher: Option<&'a mut blake3::Hasher>,
+    pub(super) copy: Option<(&'a mut (dyn Tee + 't), &'a mut u64)>,
 }
 
 impl<R: Read> Read for Hashing<'_, '_, R> {
