@@ -294,13 +294,25 @@ impl LocalOrigin {
         &self.root
     }
 
-    /// The absolute path of a relative one.
+    /// The absolute path of a relative one: the root, a `/`, then `rel`, as `Path::join` makes
+    /// it, in one allocation of the exact size (a sync asks for several per file).
     pub fn full_path(&self, rel: &[u8]) -> PathBuf {
+        let root = self.root.as_os_str().as_bytes();
         if rel.is_empty() {
-            self.root.clone()
-        } else {
-            self.root.join(std::ffi::OsStr::from_bytes(rel))
+            return self.root.clone();
         }
+        if rel.starts_with(b"/") || root.is_empty() {
+            // Not a relative path (the callers refuse it, and name it by this): `join`'s rule.
+            return self.root.join(std::ffi::OsStr::from_bytes(rel));
+        }
+        let slash = !root.ends_with(b"/");
+        let mut bytes = Vec::with_capacity(root.len() + usize::from(slash) + rel.len());
+        bytes.extend_from_slice(root);
+        if slash {
+            bytes.push(b'/');
+        }
+        bytes.extend_from_slice(rel);
+        PathBuf::from(std::ffi::OsString::from_vec(bytes))
     }
 
     /// The absolute path of `rel`, which must be a [`RelPath`]: a path that could leave the
@@ -1050,6 +1062,31 @@ mod tests {
                 temp.write_out(0o644, 1_700_000_000_000_000_000).unwrap();
                 temp.commit(0o644, 1_700_000_000_000_000_000).unwrap();
                 assert_eq!(fs::read(dir.path().join(&copy)).unwrap(), bytes, "{copy}");
+            }
+        }
+    }
+
+    #[test]
+    fn full_paths_are_what_path_join_makes() {
+        for root in ["/", "/music", "/music/", "relative/root", "/a/b c/ü"] {
+            let origin = LocalOrigin {
+                root: PathBuf::from(root),
+                ..LocalOrigin::open(&std::env::temp_dir(), false).unwrap()
+            };
+            for rel in [
+                &b""[..],
+                b"a",
+                b"a/b.flac",
+                b"Artist/Album/01 \xff.mp3",
+                b"/absolute",
+                b"../up",
+            ] {
+                assert_eq!(
+                    origin.full_path(rel),
+                    Path::new(root).join(std::ffi::OsStr::from_bytes(rel)),
+                    "{root} + {}",
+                    String::from_utf8_lossy(rel)
+                );
             }
         }
     }

@@ -4,6 +4,7 @@
 //!
 //! Never does: create or remove a file; it only names them.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 /// Marks the temporary files a sync writes before renaming them into place.
@@ -17,17 +18,30 @@ pub fn is_temporary(name: &[u8]) -> bool {
 }
 
 /// A fresh temporary file name for a file that will replace `target`:
-/// `.musicfs-<16 hex>.tmp`, from this process's id, the time, `target` and `attempt`. A caller
-/// creates it exclusively and, when the name is taken, asks again with the next `attempt`.
+/// `.musicfs-<16 hex>.tmp`, BLAKE3 of this process's id, a count of the names it made, the
+/// time, `target` and `attempt`: two names this process makes never share their inputs, and
+/// other processes' differ by id and time. A caller creates it exclusively and, when the name
+/// is taken, asks again with the next `attempt`. One allocation: the name itself.
 pub fn temp_name(target: &[u8], attempt: u32) -> String {
     // The process id, asked once (each `getpid` is a system call).
     static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    static MADE: AtomicU64 = AtomicU64::new(0);
     let pid = *PID.get_or_init(std::process::id);
-    let mut seed = format!("{pid}{:?}", SystemTime::now()).into_bytes();
-    seed.extend_from_slice(target);
-    seed.extend_from_slice(&attempt.to_le_bytes());
-    let nonce = blake3::hash(&seed).to_hex();
-    format!("{TEMP_PREFIX}{}{TEMP_SUFFIX}", &nonce[..16])
+    let since_epoch = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let mut seed = blake3::Hasher::new();
+    seed.update(&pid.to_le_bytes())
+        .update(&MADE.fetch_add(1, Ordering::Relaxed).to_le_bytes())
+        .update(&since_epoch.to_le_bytes())
+        .update(&attempt.to_le_bytes())
+        .update(target);
+    let nonce = seed.finalize();
+    let mut name = String::with_capacity(TEMP_PREFIX.len() + 16 + TEMP_SUFFIX.len());
+    name.push_str(TEMP_PREFIX);
+    name.push_str(&nonce.to_hex()[..16]);
+    name.push_str(TEMP_SUFFIX);
+    name
 }
 
 #[cfg(test)]
@@ -45,6 +59,8 @@ mod tests {
             .all(|b| b.is_ascii_hexdigit()));
         assert_ne!(first, second);
         assert!(!first.contains('/'));
+        // The same target and attempt, asked again at once: another name.
+        assert_ne!(temp_name(b"a/b.flac", 0), temp_name(b"a/b.flac", 0));
     }
 
     #[test]

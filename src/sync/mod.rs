@@ -996,7 +996,13 @@ impl Apply<'_> {
     /// it could not read) that the plan left out as copied already.
     fn run_steps(&mut self, plan: &SyncPlan, source: (TreeId, &[Vec<u8>])) -> Result<()> {
         if plan.in_place > 0 {
-            self.note_copies(source.0, source.1)?;
+            // The chunks of the copies are hints for a later write's chunks, if there is one.
+            let writes_follow = plan
+                .directories
+                .iter()
+                .chain(&plan.files)
+                .any(|step| matches!(step, Step::Write { .. }));
+            self.note_copies(source.0, source.1, writes_follow)?;
         }
         for step in &plan.early_deletions {
             crate::failpoint::hit("early-deletion");
@@ -1229,7 +1235,12 @@ impl Apply<'_> {
     /// read, as the plan does) and takes each file whose copy is the one a write would give.
     /// Each is counted and reported as its write step would have been, and recorded with the
     /// files written; then the copies' list is let go.
-    fn note_copies(&mut self, root: TreeId, unreadable: &[Vec<u8>]) -> Result<()> {
+    fn note_copies(
+        &mut self,
+        root: TreeId,
+        unreadable: &[Vec<u8>],
+        writes_follow: bool,
+    ) -> Result<()> {
         let mut batch = Vec::new();
         let mut noted = 0usize;
         let skip = |path: &[u8]| unreadable.iter().any(|u| u.as_slice() == path);
@@ -1247,11 +1258,11 @@ impl Apply<'_> {
                 mtime_ns: wanted.mtime_ns,
             });
             if batch.len() >= COPIES_BATCH {
-                self.copied(&std::mem::take(&mut batch))?;
+                self.copied(&std::mem::take(&mut batch), writes_follow)?;
             }
             Ok(())
         })?;
-        self.copied(&batch)?;
+        self.copied(&batch, writes_follow)?;
         if noted < self.copies.len() {
             // Were there any, the destination's rescan records them as they are.
             tracing::warn!(
@@ -1268,8 +1279,10 @@ impl Apply<'_> {
     /// run began is transferred the first time, reused after. The destination of such copies
     /// held nothing when the run began (a cold sync), so no chunk is looked up there: a
     /// chunk is transferred the first time this run takes it. (What the repository may still
-    /// record of a destination that was removed since is not there to reuse.)
-    fn copied(&mut self, steps: &[Step]) -> Result<()> {
+    /// record of a destination that was removed since is not there to reuse.) Where each
+    /// chunk lies is noted for later writes only when `writes_follow` (most cold syncs have
+    /// none: every file was copied while read).
+    fn copied(&mut self, steps: &[Step], writes_follow: bool) -> Result<()> {
         let mut lists = Vec::with_capacity(steps.len());
         for step in steps {
             if let Step::Write { content, .. } = step {
@@ -1300,7 +1313,11 @@ impl Apply<'_> {
                 }
                 self.sink.advance(list.size());
                 crate::failpoint::hit("after-rename");
-                self.written(path, content, &list, *mode, *mtime_ns);
+                if writes_follow {
+                    self.written(path, content, &list, *mode, *mtime_ns);
+                } else {
+                    self.note_written(path, content, list.size(), *mode, *mtime_ns);
+                }
             });
             let bytes = self.summary.bytes_transferred - before;
             self.finish_step(step, done, bytes)?;
@@ -1326,7 +1343,7 @@ impl Apply<'_> {
         for (offset, chunk) in list.with_offsets() {
             self.received
                 .entry(chunk.id)
-                .or_insert((path.to_vec(), offset));
+                .or_insert_with(|| (path.to_vec(), offset));
         }
         self.note_written(path, content, list.size(), mode, mtime_ns);
     }
@@ -1494,7 +1511,7 @@ impl Apply<'_> {
             // Later copies of this chunk come from the destination.
             self.received
                 .entry(chunk.id)
-                .or_insert((path.to_vec(), offset));
+                .or_insert_with(|| (path.to_vec(), offset));
             return Ok(found);
         }
         Err(Error::ChunkUnavailable {
