@@ -113,3 +113,51 @@ fn full_destination_fails_cleanly_then_frees_space_before_writing() {
         .assert_exit(0);
     assert_trees_equal(&src, &dst);
 }
+
+/// Replacements by smaller files, many more than the free space holds at once: each needs
+/// room for its new bytes until it is renamed over the old ones, so they may not all be under
+/// way together. Busy threads beside the sync slow its committing threads down, as a loaded
+/// machine does, and each round shrinks every file a little again.
+#[test]
+fn smaller_replacements_of_a_nearly_full_destination_never_need_room_for_all_at_once() {
+    let t = TestRepo::new();
+    let src = t.mkdir("src");
+    let mut rng = XorShift::new(5);
+    let count = 10;
+    // 10 files of 512 KiB (5 MiB) in 6 MiB: about 1 MiB free.
+    let mut len = 512 << 10;
+    for i in 0..count {
+        random_file(&src.join(format!("track{i:02}.flac")), len, &mut rng);
+    }
+    let dst = t.path("dst");
+    let _tmpfs = Tmpfs::mount(&dst, "6m");
+    t.cmd().arg("sync").arg(&src).arg(&dst).assert_exit(0);
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hogs: Vec<_> = (0..4)
+        .map(|_| {
+            let stop = std::sync::Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut x = 1u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                }
+                x
+            })
+        })
+        .collect();
+    for _ in 0..6 {
+        // Each file a little smaller: together, far more than the free space.
+        len -= 24 << 10;
+        for i in 0..count {
+            random_file(&src.join(format!("track{i:02}.flac")), len, &mut rng);
+        }
+        t.cmd().arg("sync").arg(&src).arg(&dst).assert_exit(0);
+        assert_trees_equal(&src, &dst);
+        assert_eq!(temporaries(&dst), Vec::<PathBuf>::new());
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for hog in hogs {
+        hog.join().unwrap();
+    }
+}

@@ -1012,12 +1012,16 @@ impl Apply<'_> {
             self.step(step)?;
         }
         let after_shrinking = plan.directories.len() + plan.shrinking_first;
+        // Room left for the temporary files of the smaller replacements under way.
+        let mut room = 0;
         for (i, step) in plan.directories.iter().chain(&plan.files).enumerate() {
             // Only writes overlap: any other step waits for the files before it, and the
             // first write that may need the space the smaller replacements free waits for
             // them to be in place.
             if !matches!(step, Step::Write { .. }) || (i == after_shrinking && i > 0) {
                 self.settle_all()?;
+            } else if let (true, Step::Write { size, .. }) = (i < after_shrinking, step) {
+                room = self.make_room(room, *size)?;
             }
             self.step(step)?;
             if self.recorded.len() >= RECORD_FILES
@@ -1039,6 +1043,27 @@ impl Apply<'_> {
             self.step(step)?;
         }
         Ok(())
+    }
+
+    /// Lets a replacement by a smaller file of `size` bytes begin, `room` being what is left
+    /// for its temporary file; returns what is left after it. Each such file holds its new
+    /// bytes beside the old ones until it is renamed over them, so those under way at once
+    /// take no more than half the destination's free space: past that, the next waits for
+    /// them to be in place (and for the space they free). A destination whose free space is
+    /// unknown has them done one at a time, as rsync does.
+    fn make_room(&mut self, room: u64, size: u64) -> Result<u64> {
+        if self.committer.is_none() || size <= room {
+            return Ok(room.saturating_sub(size));
+        }
+        self.settle_all()?;
+        let free = self
+            .destination
+            .local_root()
+            .and_then(|root| nix::sys::statvfs::statvfs(root).ok())
+            .map_or(0, |fs| {
+                fs.blocks_available().saturating_mul(fs.fragment_size())
+            });
+        Ok((free / 2).saturating_sub(size))
     }
 
     /// Fsyncs every directory that received a renamed entry, so that a power cut after the
