@@ -70,10 +70,34 @@ pub(super) struct Copied {
     pub content: ContentId,
     pub mode: u32,
     pub mtime_ns: i64,
+    /// What its copy took from the source first in this run.
+    pub moved: Moved,
 }
 
-/// A commit that ended: the file, what it holds, and the outcome.
-type Ended = ((Vec<u8>, Copied), Result<()>);
+/// The chunks a copy was the first of this run's copies to take from the source (the
+/// destination held nothing when the run began), as a sync's summary counts them: the rest of
+/// its bytes are reused.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Moved {
+    pub bytes: u64,
+    pub chunks: u32,
+}
+
+/// A copy handed to the committer: its path, what it holds, and its chunks (their
+/// [`sent_key`]s and lengths), counted once it is in place.
+type Ticket = (Vec<u8>, Copied, Vec<(u64, u32)>);
+
+/// A commit that ended: the copy, and the outcome.
+type Ended = (Ticket, Result<()>);
+
+/// A chunk as the chunks taken from the source in a sync are counted by: the first 64 bits
+/// of its id (a BLAKE3 hash). Two chunks that share them would only have the second counted
+/// as reused.
+pub(super) fn sent_key(id: &crate::id::ChunkId) -> u64 {
+    let mut key = [0u8; 8];
+    key.copy_from_slice(&id.as_bytes()[..8]);
+    u64::from_le_bytes(key)
+}
 
 /// A path as the copies are looked up by: 128 bits of its BLAKE3, two words per file of a
 /// large library where the path would be a string each. A write is skipped only when the copy
@@ -91,13 +115,16 @@ fn path_key(path: &[u8]) -> PathKey {
 /// destination, and commits it once the read is verified.
 pub(super) struct ColdCopy<'a> {
     destination: &'a dyn WritableOrigin,
-    committer: Mutex<Committer<(Vec<u8>, Copied)>>,
+    committer: Mutex<Committer<Ticket>>,
     /// Directories created so far.
     made: Mutex<HashSet<Vec<u8>>>,
     /// The files committed so far, in the order they were committed. A vector grows in place
     /// where a hash map would hold its old table beside the new one while it grows (4 MB more
     /// at 100,000 files); [`ColdCopy::finish`] sorts it once.
     copied: Mutex<Vec<(PathKey, Copied)>>,
+    /// The chunks of the copies in place, by [`sent_key`]: a chunk is counted as taken from
+    /// the source with the first copy in place that holds it.
+    sent: Mutex<HashSet<u64>>,
 }
 
 impl<'a> ColdCopy<'a> {
@@ -111,6 +138,7 @@ impl<'a> ColdCopy<'a> {
             ),
             made: Mutex::new(HashSet::new()),
             copied: Mutex::new(Vec::new()),
+            sent: Mutex::new(HashSet::new()),
         })
     }
 
@@ -130,19 +158,33 @@ impl<'a> ColdCopy<'a> {
             .made
             .into_inner()
             .unwrap_or_else(PoisonError::into_inner);
-        ColdCopies::new(files, dirs)
+        let mut copies = ColdCopies::new(files, dirs);
+        copies.sent = self
+            .sent
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner);
+        copies
     }
 
     /// Notes the commits that ended (as they end: not held until the scan's end, a few words
-    /// each): those that succeeded are in place.
+    /// each): those that succeeded are in place, and their chunks counted.
     fn note(&self, ended: Vec<Ended>) {
         if ended.is_empty() {
             return;
         }
         let mut copied = self.copied.lock().unwrap_or_else(PoisonError::into_inner);
-        for ((path, file), outcome) in ended {
+        let mut sent = self.sent.lock().unwrap_or_else(PoisonError::into_inner);
+        for ((path, mut file, chunks), outcome) in ended {
             match outcome {
-                Ok(()) => copied.push((path_key(&path), file)),
+                Ok(()) => {
+                    for (key, len) in chunks {
+                        if sent.insert(key) {
+                            file.moved.bytes += u64::from(len);
+                            file.moved.chunks += 1;
+                        }
+                    }
+                    copied.push((path_key(&path), file));
+                }
                 // The apply step writes it, and reports what fails then.
                 Err(e) => tracing::debug!("{}: copy not committed: {e}", display_path(&path)),
             }
@@ -257,14 +299,20 @@ impl FileCopy for Copying<'_> {
             content: list.content_id(),
             mode: stat.mode,
             mtime_ns: stat.mtime_ns,
+            moved: Moved::default(),
         };
+        let chunks = list
+            .chunks
+            .iter()
+            .map(|chunk| (sent_key(&chunk.id), chunk.len))
+            .collect();
         let path = std::mem::take(&mut self.path);
         let ended = self
             .cold
             .committer
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .submit(file, stat.mode, stat.mtime_ns, (path, copied));
+            .submit(file, stat.mode, stat.mtime_ns, (path, copied, chunks));
         self.cold.note(ended);
     }
 }
@@ -284,6 +332,8 @@ pub(super) struct ColdCopies {
     files: Vec<(PathKey, Copied)>,
     /// The directories created for them.
     dirs: HashSet<Vec<u8>>,
+    /// Their chunks, by [`sent_key`].
+    sent: HashSet<u64>,
 }
 
 impl ColdCopies {
@@ -300,7 +350,11 @@ impl ColdCopies {
             same
         });
         files.shrink_to_fit();
-        ColdCopies { files, dirs }
+        ColdCopies {
+            files,
+            dirs,
+            sent: HashSet::new(),
+        }
     }
 
     /// Whether no file was copied.
@@ -318,16 +372,27 @@ impl ColdCopies {
     /// copy that is not what the step wants stays, and the step replaces it as it would any
     /// file.
     pub(super) fn holds(&self, wanted: Wanted<'_>) -> bool {
+        self.moved(wanted).is_some()
+    }
+
+    /// What the copy at `path` took from the source first, when it is the file `wanted`
+    /// describes ([`ColdCopies::holds`]).
+    pub(super) fn moved(&self, wanted: Wanted<'_>) -> Option<Moved> {
         if self.files.is_empty() {
-            return false;
+            return None;
         }
-        let file = Copied {
-            content: *wanted.content,
-            mode: wanted.mode,
-            mtime_ns: wanted.mtime_ns,
-        };
-        self.find(&path_key(wanted.path))
-            .is_some_and(|i| self.files[i].1 == file)
+        let i = self.find(&path_key(wanted.path))?;
+        let file = &self.files[i].1;
+        (file.content == *wanted.content
+            && file.mode == wanted.mode
+            && file.mtime_ns == wanted.mtime_ns)
+            .then_some(file.moved)
+    }
+
+    /// The chunks of the copies, by [`sent_key`], taken out: the chunks this run has taken
+    /// from the source so far.
+    pub(super) fn take_sent(&mut self) -> HashSet<u64> {
+        std::mem::take(&mut self.sent)
     }
 
     /// Where `key` is in `files`. The keys are hashes, spread evenly: a search starts where
@@ -428,6 +493,7 @@ mod tests {
             content: ContentId::from_stored([byte; 32]),
             mode: 0o644,
             mtime_ns,
+            moved: Moved::default(),
         }
     }
 

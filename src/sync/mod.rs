@@ -562,7 +562,8 @@ pub fn sync_from(
         dst_origin,
         received: HashMap::new(),
         new_chunks,
-        sent: HashSet::new(),
+        // The chunks the scan's copies took, counted as each copy was put in place.
+        sent: copies.take_sent(),
         // Into a directory of this machine, each commit waits for its flush: several at once.
         committer: match destination.local_root() {
             Some(_) => Some(
@@ -916,13 +917,7 @@ const RECORD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 /// Files copied by a cold sync's scan are noted this many at a time (`Apply::note_copies`).
 const COPIES_BATCH: usize = 256;
 
-/// A chunk as [`Apply::sent`] holds it: the first 64 bits of its id (a BLAKE3 hash). Two
-/// chunks that share them would only have the second counted as reused.
-fn sent_key(id: &ChunkId) -> u64 {
-    let mut key = [0u8; 8];
-    key.copy_from_slice(&id.as_bytes()[..8]);
-    u64::from_le_bytes(key)
-}
+use cold::sent_key;
 
 struct Apply<'a> {
     repo: &'a Repository,
@@ -1271,17 +1266,18 @@ impl Apply<'_> {
         let skip = |path: &[u8]| unreadable.iter().any(|u| u.as_slice() == path);
         let repo = self.repo;
         cold::each_file(repo, root, &skip, &mut |wanted, size| {
-            if !self.copies.holds(wanted) {
+            let Some(moved) = self.copies.moved(wanted) else {
                 return Ok(());
-            }
+            };
             noted += 1;
-            batch.push(Step::Write {
+            let step = Step::Write {
                 path: wanted.path.to_vec(),
                 content: *wanted.content,
                 size,
                 mode: wanted.mode,
                 mtime_ns: wanted.mtime_ns,
-            });
+            };
+            batch.push((step, moved));
             if batch.len() >= COPIES_BATCH {
                 self.copied(&std::mem::take(&mut batch), writes_follow)?;
             }
@@ -1299,53 +1295,42 @@ impl Apply<'_> {
         Ok(())
     }
 
-    /// Notes `steps`, writes of files the source's scan copied into place, counting their
-    /// chunks as [`Apply::fetch`] would have: a chunk the destination held nowhere when the
-    /// run began is transferred the first time, reused after. The destination of such copies
-    /// held nothing when the run began (a cold sync), so no chunk is looked up there: a
-    /// chunk is transferred the first time this run takes it. (What the repository may still
-    /// record of a destination that was removed since is not there to reuse.) Where each
-    /// chunk lies is noted for later writes only when `writes_follow` (most cold syncs have
-    /// none: every file was copied while read).
-    fn copied(&mut self, steps: &[Step], writes_follow: bool) -> Result<()> {
-        let mut lists = Vec::with_capacity(steps.len());
-        for step in steps {
-            if let Step::Write { content, .. } = step {
-                lists.push(self.contents.get(content));
-            }
-        }
-        for (step, list) in steps.iter().zip(lists) {
+    /// Notes `steps`, writes of files the source's scan copied into place, each with the
+    /// chunks its copy was the first to take ([`cold::Moved`], counted as each copy was put in
+    /// place: a chunk is transferred the first time this run takes it, reused after; the
+    /// destination of such copies held nothing when the run began, so no chunk was looked up
+    /// there). Where each chunk lies is noted for later writes only when `writes_follow`
+    /// (most cold syncs have none: every file was copied while read), from the copy's chunk
+    /// list.
+    fn copied(&mut self, steps: &[(Step, cold::Moved)], writes_follow: bool) -> Result<()> {
+        for (step, moved) in steps {
             let Step::Write {
                 path,
                 content,
+                size,
                 mode,
                 mtime_ns,
-                ..
             } = step
             else {
                 continue;
             };
             crate::interrupt::check()?;
-            let before = self.summary.bytes_transferred;
-            let done = list.map(|list| {
-                for chunk in &list.chunks {
-                    if self.sent.insert(sent_key(&chunk.id)) {
-                        self.summary.bytes_transferred += u64::from(chunk.len);
-                        self.summary.chunks_transferred += 1;
-                    } else {
-                        self.summary.bytes_reused += u64::from(chunk.len);
-                    }
+            self.summary.bytes_transferred += moved.bytes;
+            self.summary.chunks_transferred += u64::from(moved.chunks);
+            self.summary.bytes_reused += size.saturating_sub(moved.bytes);
+            self.sink.advance(*size);
+            crate::failpoint::hit("after-rename");
+            let done = match writes_follow {
+                true => self
+                    .contents
+                    .get(content)
+                    .map(|list| self.written(path, content, &list, *mode, *mtime_ns)),
+                false => {
+                    self.note_written(path, content, *size, *mode, *mtime_ns);
+                    Ok(())
                 }
-                self.sink.advance(list.size());
-                crate::failpoint::hit("after-rename");
-                if writes_follow {
-                    self.written(path, content, &list, *mode, *mtime_ns);
-                } else {
-                    self.note_written(path, content, list.size(), *mode, *mtime_ns);
-                }
-            });
-            let bytes = self.summary.bytes_transferred - before;
-            self.finish_step(step, done, bytes)?;
+            };
+            self.finish_step(step, done, moved.bytes)?;
             if self.recorded.len() >= RECORD_FILES
                 || (!self.recorded.is_empty() && self.last_record.elapsed() >= RECORD_INTERVAL)
             {
