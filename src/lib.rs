@@ -8,6 +8,7 @@ pub mod diff;
 pub mod error;
 pub mod failpoint;
 pub mod filter;
+pub mod flock;
 pub mod id;
 pub mod inspect;
 pub mod interrupt;

@@ -923,13 +923,13 @@ impl WritableOrigin for LocalOrigin {
             other => other,
         }
         .map_err(|e| Error::io(&self.root, e))?;
-        match dir.try_lock() {
-            Ok(()) => Ok(Some(Box::new(dir))),
-            Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked {
+        match crate::flock::take(&dir, false) {
+            Ok(true) => Ok(Some(Box::new(dir))),
+            Ok(false) => Err(Error::Locked {
                 path: self.root.clone(),
                 lock: self.root.clone(),
             }),
-            Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&self.root, e)),
+            Err(e) => Err(Error::io(&self.root, e)),
         }
     }
 

@@ -7,7 +7,7 @@
 //! empty lost its index: that is reported, never answered with a new empty index, which would
 //! silently drop every snapshot. This module never opens the database.
 
-use std::fs::{self, File, OpenOptions, TryLockError};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -174,14 +174,9 @@ impl IndexLock {
             .write(true)
             .open(&path)
             .map_err(|e| Error::io(&path, e))?;
-        let taken = if exclusive {
-            file.try_lock()
-        } else {
-            file.try_lock_shared()
-        };
-        match taken {
-            Ok(()) => Ok(IndexLock { _file: file }),
-            Err(TryLockError::WouldBlock) => Err(Error::IndexLocked {
+        match crate::flock::take(&file, !exclusive) {
+            Ok(true) => Ok(IndexLock { _file: file }),
+            Ok(false) => Err(Error::IndexLocked {
                 path: root.to_path_buf(),
                 reason: match exclusive_for {
                     Some(command) => format!(
@@ -193,7 +188,7 @@ impl IndexLock {
                         .into(),
                 },
             }),
-            Err(TryLockError::Error(e)) => Err(Error::io(&path, e)),
+            Err(e) => Err(Error::io(&path, e)),
         }
     }
 }

@@ -3,21 +3,13 @@
 //! It lives in the repository (`locks/<hash of the destination>.lock`), never in the
 //! destination, because music players index every file they find there. It is an advisory
 //! `flock`, so the kernel drops it when its holder dies: a `kill -9` never leaves a stale lock.
-//!
-//! A lock held is waited for a moment ([`GRACE`]) before a sync is refused: a lock is an open
-//! file, and a process that starts another program (an `ssh`, a test harness's child) lends
-//! a copy of each of its descriptors to the child until the child's `exec` closes it, so a lock
-//! its holder has just let go of can still be held by such a copy for a few milliseconds.
+//! A lock found held is tried again for a moment first (`crate::flock`).
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-
-/// How long a lock held by another is waited for before the sync is refused.
-const GRACE: Duration = Duration::from_secs(2);
 
 /// A held destination lock, released on drop.
 #[derive(Debug)]
@@ -36,21 +28,11 @@ impl DestinationLock {
             .write(true)
             .open(&path)
             .map_err(|e| Error::io(&path, e))?;
-        let deadline = Instant::now() + GRACE;
-        loop {
-            match file.try_lock() {
-                Ok(()) => break,
-                Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                Err(TryLockError::WouldBlock) => {
-                    return Err(Error::Locked {
-                        path: PathBuf::from(destination),
-                        lock: path,
-                    })
-                }
-                Err(TryLockError::Error(e)) => return Err(Error::io(&path, e)),
-            }
+        if !crate::flock::take(&file, false).map_err(|e| Error::io(&path, e))? {
+            return Err(Error::Locked {
+                path: PathBuf::from(destination),
+                lock: path,
+            });
         }
         // For people wondering what a lock file belongs to.
         let _ = file.set_len(0);
@@ -82,25 +64,5 @@ mod tests {
         DestinationLock::acquire(dir.path(), "/other").expect("another destination");
         drop(first);
         DestinationLock::acquire(dir.path(), "/music").expect("lock again once released");
-    }
-
-    /// A lock let go of while a second holder waits (as when a child process still held a
-    /// copy of its descriptor) is taken, not refused.
-    #[test]
-    fn a_lock_let_go_of_within_the_grace_is_taken() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        for _ in 0..20 {
-            let first = DestinationLock::acquire(dir.path(), "/music").expect("first lock");
-            let waiter = std::thread::spawn({
-                let dir = dir.path().to_path_buf();
-                move || DestinationLock::acquire(&dir, "/music").map(|_| ())
-            });
-            std::thread::sleep(Duration::from_millis(30));
-            drop(first);
-            waiter
-                .join()
-                .expect("the waiter ends")
-                .expect("the lock, once let go of, is taken");
-        }
     }
 }
