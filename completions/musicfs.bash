@@ -622,7 +622,7 @@ _musicfs() {
             fi
             case "${prev}" in
                 --chunker)
-                    COMPREPLY=($(compgen -W "fastcdc-2020-fixed-audio fastcdc-2020" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "fastcdc-2020-fixed-pictures fastcdc-2020-fixed-audio fastcdc-2020" -- "${cur}"))
                     return 0
                     ;;
                 --repo)

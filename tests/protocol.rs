@@ -1063,13 +1063,17 @@ mod compression {
     /// know, is refused in one line that names both.
     #[test]
     fn the_servers_repository_is_made_with_the_clients_chunking_rules_and_other_rules_refused() {
-        use musicfs::chunk::{CHUNKING_VERSION, RULES_CONTENT_DEFINED, RULES_FIXED_AUDIO};
-        assert_eq!(CHUNKING_VERSION, RULES_FIXED_AUDIO);
+        use musicfs::chunk::{
+            CHUNKING_VERSION, RULES_CONTENT_DEFINED, RULES_FIXED_AUDIO, RULES_FIXED_PICTURES,
+        };
+        assert_eq!(CHUNKING_VERSION, RULES_FIXED_PICTURES);
         const { assert!(musicfs::repo::FORMAT_VERSION > 4) };
-        for (rules, algorithm) in [
+        let all = [
             (RULES_CONTENT_DEFINED, "\"fastcdc-2020\""),
             (RULES_FIXED_AUDIO, "\"fastcdc-2020-fixed-audio\""),
-        ] {
+            (RULES_FIXED_PICTURES, "\"fastcdc-2020-fixed-pictures\""),
+        ];
+        for (i, (rules, algorithm)) in all.into_iter().enumerate() {
             let t = TestRepo::new();
             let (hello, source) = greet_with_format(&t, rules);
             assert!(
@@ -1082,8 +1086,8 @@ mod compression {
             );
             let toml = std::fs::read_to_string(t.path("remote-repo").join("repo.toml")).unwrap();
             assert!(toml.contains(&format!("algorithm = {algorithm}")), "{toml}");
-            // The same repository again, greeted with the other rules: refused.
-            let other = RULES_CONTENT_DEFINED + RULES_FIXED_AUDIO - rules;
+            // The same repository again, greeted with other rules: refused.
+            let other = all[(i + 1) % all.len()].0;
             let (hello, refused) = greet_with_format(&t, other);
             assert!(
                 matches!(hello, Message::Hello { format, .. } if format == rules),
@@ -1100,15 +1104,15 @@ mod compression {
             );
         }
         let t = TestRepo::new();
-        let (_, refused) = greet_with_format(&t, RULES_FIXED_AUDIO + 1);
+        let (_, refused) = greet_with_format(&t, RULES_FIXED_PICTURES + 1);
         let Message::Failed(why) = refused else {
             panic!("unknown chunking rules not refused: {refused:?}")
         };
         assert!(!why.contains('\n'), "{why}");
         assert!(
-            why.contains(&format!("chunking rules {}", RULES_FIXED_AUDIO + 1))
+            why.contains(&format!("chunking rules {}", RULES_FIXED_PICTURES + 1))
                 && why.contains(&format!(
-                    "chunking rules {RULES_CONTENT_DEFINED} and {RULES_FIXED_AUDIO}"
+                    "chunking rules {RULES_CONTENT_DEFINED}, {RULES_FIXED_AUDIO} and {RULES_FIXED_PICTURES}"
                 )),
             "{why}"
         );
@@ -1667,7 +1671,7 @@ fn a_pull_cuts_by_the_clients_rules_and_refuses_an_agent_repository_of_other_rul
             .to_string()
     };
 
-    // A new repository (rules 5) makes the agent's repository with rules 5.
+    // A new repository (rules 6) makes the agent's repository with rules 6.
     let fixed_remote = t.path("remote-fixed");
     let rsh = local_rsh(&t, "rsh-fixed", &fixed_remote);
     let lib = t.path("lib");
@@ -1679,7 +1683,7 @@ fn a_pull_cuts_by_the_clients_rules_and_refuses_an_agent_repository_of_other_rul
     assert_trees_equal(&music, &lib);
     assert_eq!(
         algorithm(&fixed_remote),
-        "algorithm = \"fastcdc-2020-fixed-audio\""
+        "algorithm = \"fastcdc-2020-fixed-pictures\""
     );
 
     // A repository of rules 4 (as an earlier release made it) against that agent: refused.
@@ -1688,7 +1692,7 @@ fn a_pull_cuts_by_the_clients_rules_and_refuses_an_agent_repository_of_other_rul
     let toml = std::fs::read_to_string(old.join("repo.toml")).unwrap();
     std::fs::write(
         old.join("repo.toml"),
-        toml.replace("fastcdc-2020-fixed-audio", "fastcdc-2020"),
+        toml.replace("fastcdc-2020-fixed-pictures", "fastcdc-2020"),
     )
     .unwrap();
     let old_lib = t.path("old-lib");
@@ -1703,7 +1707,7 @@ fn a_pull_cuts_by_the_clients_rules_and_refuses_an_agent_repository_of_other_rul
         .find(|l| l.contains("chunking rules"))
         .unwrap_or("");
     assert!(
-        line.contains("rules 5") && line.contains("rules 4") && line.contains("MUSICFS_REPO"),
+        line.contains("rules 6") && line.contains("rules 4") && line.contains("MUSICFS_REPO"),
         "{stderr}"
     );
     assert!(
@@ -1712,7 +1716,7 @@ fn a_pull_cuts_by_the_clients_rules_and_refuses_an_agent_repository_of_other_rul
     );
     assert_eq!(
         algorithm(&fixed_remote),
-        "algorithm = \"fastcdc-2020-fixed-audio\""
+        "algorithm = \"fastcdc-2020-fixed-pictures\""
     );
 
     // The same client with a remote repository of its own rules.

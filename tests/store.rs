@@ -367,14 +367,14 @@ fn init_is_idempotent_and_refuses_other_settings() {
     let toml = fs::read_to_string(old_repo.join("repo.toml")).unwrap();
     fs::write(
         old_repo.join("repo.toml"),
-        toml.replace("fastcdc-2020-fixed-audio", "fastcdc-2020"),
+        toml.replace("fastcdc-2020-fixed-pictures", "fastcdc-2020"),
     )
     .unwrap();
     let old_repo = Repository::open_existing(&old_repo).unwrap();
     let store = Store::open(objects.clone(), &url, &old_repo).unwrap();
     let refused = store.check_chunker(&old_repo).unwrap_err().to_string();
     assert!(
-        refused.contains("fastcdc-2020 min") && refused.contains("fastcdc-2020-fixed-audio min"),
+        refused.contains("fastcdc-2020 min") && refused.contains("fastcdc-2020-fixed-pictures min"),
         "{refused}"
     );
     assert!(Store::open(objects.clone(), &url, &repo)

@@ -353,12 +353,13 @@ fn keeps_its_chunking_rules(
     let toml = fs::read_to_string(repo.join("repo.toml")).unwrap();
     assert!(toml.contains("algorithm = \"fastcdc-2020\"\n"), "{toml}");
 
-    // A new repository: fixed audio pieces, so the files with audio get other contents.
+    // A new repository: fixed audio and picture pieces, so the files with audio get other
+    // contents.
     let fresh = t.path("fresh");
     util::init_repository(&fresh);
     let toml = fs::read_to_string(fresh.join("repo.toml")).unwrap();
     assert!(
-        toml.contains("algorithm = \"fastcdc-2020-fixed-audio\"\n"),
+        toml.contains("algorithm = \"fastcdc-2020-fixed-pictures\"\n"),
         "{toml}"
     );
     Musicfs::with_repo_as_is(&fresh, t.root())
@@ -376,7 +377,7 @@ fn keeps_its_chunking_rules(
     );
 }
 
-/// `init --chunker` makes a repository of either rules; an existing one keeps its own, and a
+/// `init --chunker` makes a repository of any rules this build knows; an existing one keeps its own, and a
 /// `--chunker` that differs from it is refused (exit 2) with nothing changed.
 #[test]
 fn init_chunker_chooses_a_new_repositorys_rules() {
@@ -415,7 +416,17 @@ fn init_chunker_chooses_a_new_repositorys_rules() {
         .assert_exit(0);
     let new = t.path("new");
     cmd().arg("init").arg(&new).quiet().assert_exit(0);
-    assert_eq!(algorithm(&new), "algorithm = \"fastcdc-2020-fixed-audio\"");
+    assert_eq!(
+        algorithm(&new),
+        "algorithm = \"fastcdc-2020-fixed-pictures\""
+    );
+    let five = t.path("five");
+    cmd()
+        .args(["init", "--chunker", "fastcdc-2020-fixed-audio"])
+        .arg(&five)
+        .quiet()
+        .assert_exit(0);
+    assert_eq!(algorithm(&five), "algorithm = \"fastcdc-2020-fixed-audio\"");
     cmd()
         .args(["init", "--chunker", "rabin"])
         .arg(t.path("bad"))

@@ -129,9 +129,10 @@ fn session(
             if !(OLDEST_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&version) || !known {
                 write(&[super::client::hello(crate::chunk::CHUNKING_VERSION)])?;
                 return Err(protocol(format!(
-                    "the client speaks protocol {version} with chunking rules {format}; this musicfs speaks protocols {OLDEST_PROTOCOL_VERSION} to {PROTOCOL_VERSION} with chunking rules {} and {}",
+                    "the client speaks protocol {version} with chunking rules {format}; this musicfs speaks protocols {OLDEST_PROTOCOL_VERSION} to {PROTOCOL_VERSION} with chunking rules {}, {} and {}",
                     crate::chunk::RULES_CONTENT_DEFINED,
-                    crate::chunk::RULES_FIXED_AUDIO
+                    crate::chunk::RULES_FIXED_AUDIO,
+                    crate::chunk::RULES_FIXED_PICTURES
                 )));
             }
             (version, format)

@@ -1,4 +1,5 @@
-//! FastCDC (the 2020 variant from the `fastcdc` crate) over a stream, and audio in fixed pieces.
+//! FastCDC (the 2020 variant from the `fastcdc` crate) over a stream, and audio and pictures in
+//! fixed pieces.
 //!
 //! The crate's own `StreamCDC` copies its whole buffer down after every chunk and allocates a
 //! `Vec` per chunk; we keep a buffer several chunks long, cut with the crate's `cut_gear` over
@@ -46,23 +47,29 @@ thread_local! {
     static SPARE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// How a chunker cuts an audio region read as bytes (not Ogg pages, which are cut by content
-/// at page boundaries whatever the rules).
+/// Which regions read as bytes a chunker cuts in fixed pieces rather than by content (Ogg
+/// pages are cut by content at page boundaries whatever the rules).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AudioCuts {
-    /// By content, as every other region (rules 4, repositories created before rules 5).
-    ContentDefined,
-    /// In pieces of the average chunk size from the region's first byte, the last one shorter
-    /// (rules 5). An audio stream is rewritten whole or not at all by the edits a library sees
-    /// (tags and pictures are regions of their own); cutting it needs no rolling hash. The
-    /// file's audio hash takes the pieces' ids, not their bytes a second time.
-    Fixed,
+pub enum FixedCuts {
+    /// None: every region by content (rules 4, repositories created before rules 5).
+    None,
+    /// Audio regions, in pieces of the average chunk size from the region's first byte, the
+    /// last one shorter (rules 5). An audio stream is rewritten whole or not at all by the
+    /// edits a library sees (tags and pictures are regions of their own); cutting it needs no
+    /// rolling hash. The file's audio hash takes the pieces' ids, not their bytes a second time.
+    Audio,
+    /// Audio regions as [`FixedCuts::Audio`], and embedded pictures the same way (rules 6). A
+    /// picture too is replaced whole or not at all, and the same picture embedded in many
+    /// files is the same region there: boundaries by content buy nothing for it, and the
+    /// rolling hash over every cover of a library was the largest cost of a first scan after
+    /// hashing itself.
+    AudioAndPictures,
 }
 
 /// The repository's chunker: FastCDC 2020, normalization level 1, the crate's default gear;
-/// audio regions as its [`AudioCuts`] say.
+/// the regions its [`FixedCuts`] name in fixed pieces.
 pub struct FastCdc {
-    audio: AudioCuts,
+    fixed: FixedCuts,
     min: usize,
     avg: usize,
     max: usize,
@@ -73,7 +80,7 @@ pub struct FastCdc {
 }
 
 impl Default for FastCdc {
-    /// The chunker of a new repository: the default sizes, audio in fixed pieces.
+    /// The chunker of a new repository: the default sizes, audio and pictures in fixed pieces.
     fn default() -> Self {
         Self::with_sizes(MIN_SIZE, AVG_SIZE, MAX_SIZE)
     }
@@ -86,7 +93,7 @@ impl FastCdc {
         let (mask_s, mask_l) = select_masks(avg, Normalization::Level1);
         let (gear, gear_ls) = get_gear_with_seed(0);
         Self {
-            audio: AudioCuts::Fixed,
+            fixed: FixedCuts::AudioAndPictures,
             min,
             avg,
             max,
@@ -97,9 +104,29 @@ impl FastCdc {
         }
     }
 
-    /// The same chunker, cutting audio regions as `audio` says.
-    pub fn with_audio(self, audio: AudioCuts) -> Self {
-        Self { audio, ..self }
+    /// The same chunker, cutting in fixed pieces the regions `fixed` names.
+    pub fn with_fixed(self, fixed: FixedCuts) -> Self {
+        Self { fixed, ..self }
+    }
+
+    /// Cuts `reader` in pieces of the average chunk size from its first byte, the last one
+    /// shorter, each piece's id given to `audio` when there is one.
+    fn chunk_fixed(
+        &self,
+        reader: &mut dyn Read,
+        emit: &mut dyn FnMut(Chunk<'_>) -> io::Result<()>,
+        audio: Option<&mut blake3::Hasher>,
+    ) -> io::Result<u64> {
+        let mut audio = audio;
+        let mut emit = |chunk: Chunk<'_>| {
+            if let Some(audio) = audio.as_deref_mut() {
+                audio.update(chunk.id.as_bytes());
+            }
+            emit(chunk)
+        };
+        self.with_buffer(|buf| {
+            self.chunk_into(buf, reader, &mut emit, &|data| data.len().min(self.avg))
+        })
     }
 
     fn cut(&self, data: &[u8]) -> usize {
@@ -142,8 +169,8 @@ impl Chunker for FastCdc {
         emit: &mut dyn FnMut(Chunk<'_>) -> io::Result<()>,
         audio: &mut blake3::Hasher,
     ) -> io::Result<u64> {
-        match self.audio {
-            AudioCuts::ContentDefined => {
+        match self.fixed {
+            FixedCuts::None => {
                 let mut hashed = Hashing {
                     inner: reader,
                     hasher: Some(audio),
@@ -151,22 +178,28 @@ impl Chunker for FastCdc {
                 };
                 self.chunk_stream(&mut hashed, emit)
             }
-            AudioCuts::Fixed => {
-                let mut emit = |chunk: Chunk<'_>| {
-                    audio.update(chunk.id.as_bytes());
-                    emit(chunk)
-                };
-                self.with_buffer(|buf| {
-                    self.chunk_into(buf, reader, &mut emit, &|data| data.len().min(self.avg))
-                })
+            FixedCuts::Audio | FixedCuts::AudioAndPictures => {
+                self.chunk_fixed(reader, emit, Some(audio))
             }
         }
     }
 
+    fn chunk_picture(
+        &self,
+        reader: &mut dyn Read,
+        emit: &mut dyn FnMut(Chunk<'_>) -> io::Result<()>,
+    ) -> io::Result<u64> {
+        match self.fixed {
+            FixedCuts::None | FixedCuts::Audio => self.chunk_stream(reader, emit),
+            FixedCuts::AudioAndPictures => self.chunk_fixed(reader, emit, None),
+        }
+    }
+
     fn rules(&self) -> u32 {
-        match self.audio {
-            AudioCuts::ContentDefined => super::RULES_CONTENT_DEFINED,
-            AudioCuts::Fixed => super::RULES_FIXED_AUDIO,
+        match self.fixed {
+            FixedCuts::None => super::RULES_CONTENT_DEFINED,
+            FixedCuts::Audio => super::RULES_FIXED_AUDIO,
+            FixedCuts::AudioAndPictures => super::RULES_FIXED_PICTURES,
         }
     }
 }

@@ -1,10 +1,10 @@
-//! Cutting byte streams into chunks: content-defined, and audio in fixed pieces.
+//! Cutting byte streams into chunks: content-defined, and audio and pictures in fixed pieces.
 //!
 //! A [`Chunker`] turns a stream into a sequence of [`Chunk`]s, each named by the BLAKE3 of its
 //! bytes. Boundaries depend only on content, so an insertion moves the boundaries near it and
-//! nowhere else. An audio stream, which an edit rewrites whole or not at all, is cut in pieces
-//! of a fixed size under the rules of a new repository ([`RULES_FIXED_AUDIO`]): it saves the
-//! rolling hash over most of a library's bytes. The parameters are part of the repository
+//! nowhere else. An audio stream or an embedded picture, which an edit rewrites whole or not at
+//! all, is cut in pieces of a fixed size under the rules of a new repository
+//! ([`RULES_FIXED_PICTURES`]): it saves the rolling hash over most of a library's bytes. The parameters are part of the repository
 //! format: a change silently breaks deduplication against every existing repository, so the
 //! golden tests in `tests/chunk_golden.rs` and `tests/region_golden.rs` pin them. This module never touches the repository or the disk.
 
@@ -13,7 +13,7 @@ pub mod oggpages;
 mod regions;
 mod verified;
 
-pub use self::fastcdc::{AudioCuts, FastCdc, AVG_SIZE, MAX_SIZE, MIN_SIZE};
+pub use self::fastcdc::{FastCdc, FixedCuts, AVG_SIZE, MAX_SIZE, MIN_SIZE};
 pub use self::regions::{
     chunk_file, chunk_file_copying, chunk_plain, history_chunks, keeps_history, read_transformed,
     AssembleError, Assembler, Chunked,
@@ -26,7 +26,7 @@ pub use self::verified::{Form, VerifiedChunk};
 /// Each repository has its rules, from `repo.toml`'s `[chunker] algorithm` ([`Chunker::rules`]):
 /// these are the rules of a new repository. A change to the rules adds a number and an
 /// algorithm name; a repository keeps the rules it was created with.
-pub const CHUNKING_VERSION: u32 = RULES_FIXED_AUDIO;
+pub const CHUNKING_VERSION: u32 = RULES_FIXED_PICTURES;
 
 /// Rules 4: every region cut by FastCDC, audio too (`fastcdc-2020`, every repository created
 /// before rules 5). Up to repository format 4 this number was the repository format itself; a
@@ -37,6 +37,11 @@ pub const RULES_CONTENT_DEFINED: u32 = 4;
 /// average chunk size from its first byte, and the audio hash takes those pieces' ids instead
 /// of their bytes (`fastcdc-2020-fixed-audio`).
 pub const RULES_FIXED_AUDIO: u32 = 5;
+
+/// Rules 6: as rules 5, except that an embedded picture read as bytes (a picture region, or a
+/// picture inside Ogg header pages) is cut into pieces of the average chunk size from its
+/// first byte too (`fastcdc-2020-fixed-pictures`).
+pub const RULES_FIXED_PICTURES: u32 = 6;
 
 use std::io::{self, Read};
 
@@ -96,6 +101,15 @@ pub trait Chunker: Send + Sync {
         reader: &mut dyn Read,
         emit: &mut dyn FnMut(Chunk<'_>) -> io::Result<()>,
         audio: &mut blake3::Hasher,
+    ) -> io::Result<u64>;
+
+    /// Cuts the whole of `reader`, an embedded picture read as bytes, under the same contract
+    /// as [`Chunker::chunk_stream`]: by content under rules 4 and 5, in pieces of a fixed size
+    /// under rules 6.
+    fn chunk_picture(
+        &self,
+        reader: &mut dyn Read,
+        emit: &mut dyn FnMut(Chunk<'_>) -> io::Result<()>,
     ) -> io::Result<u64>;
 
     /// The version of the rules it cuts by ([`CHUNKING_VERSION`]).

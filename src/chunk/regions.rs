@@ -4,8 +4,9 @@
 //! and the audio stream; each region is cut by the chunker on its own, starting at its own
 //! first byte, so a region's chunks depend only on its bytes. A tag block that grows or
 //! shrinks leaves the audio's chunks as they were, and the same picture embedded in ten
-//! tracks is the same chunk ten times. An audio region is cut as the chunker's rules say for
-//! audio ([`Chunker::chunk_audio`]: in fixed pieces for a new repository). Ogg audio pages are
+//! tracks is the same chunk ten times. An audio region and a picture are cut as the chunker's
+//! rules say for them ([`Chunker::chunk_audio`], [`Chunker::chunk_picture`]: in fixed pieces for
+//! a new repository). Ogg audio pages are
 //! chunked in their normalized form (`oggpages`), by content at page boundaries, and the file's
 //! whole hash is kept to prove the rebuilt bytes.
 
@@ -350,7 +351,11 @@ fn chunk_layout<'t>(
                 cuts.dedup();
                 for w in cuts.windows(2) {
                     let part = &pages.bytes[w[0]..w[1]];
-                    chunker.chunk_stream(&mut &part[..], &mut emit)?;
+                    if pages.pictures.contains(&(w[0], w[1])) {
+                        chunker.chunk_picture(&mut &part[..], &mut emit)?;
+                    } else {
+                        chunker.chunk_stream(&mut &part[..], &mut emit)?;
+                    }
                 }
             }
             None if region.kind == RegionKind::Audio => {
@@ -359,6 +364,9 @@ fn chunk_layout<'t>(
                     chunker.chunk_audio(&mut reader, &mut emit, &mut audio_hasher)?,
                     region.len,
                 )?;
+            }
+            None if region.kind == RegionKind::Picture => {
+                expect_len(chunker.chunk_picture(&mut reader, &mut emit)?, region.len)?;
             }
             None => {
                 expect_len(chunker.chunk_stream(&mut reader, &mut emit)?, region.len)?;

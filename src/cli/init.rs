@@ -4,7 +4,7 @@ use clap::Args;
 use serde_json::json;
 
 use super::{exit, print_summary, GlobalArgs};
-use crate::repo::{ChunkerConfig, Repository, FASTCDC_2020, FASTCDC_2020_FIXED_AUDIO};
+use crate::repo::{ChunkerConfig, Repository, ALGORITHMS};
 
 #[derive(Debug, Args)]
 pub struct InitArgs {
@@ -12,11 +12,12 @@ pub struct InitArgs {
     /// location]; or s3://BUCKET/PREFIX: make that prefix a chunk store
     pub dir: Option<PathBuf>,
 
-    /// How the new repository or store cuts files: fastcdc-2020-fixed-audio (audio in fixed
-    /// 64 KiB pieces), or fastcdc-2020 (audio by content, as repositories and stores made
-    /// before it), to sync with those [default: fastcdc-2020-fixed-audio, or for a store the
-    /// local repository's]
-    #[arg(long, value_name = "ALGORITHM", value_parser = [FASTCDC_2020_FIXED_AUDIO, FASTCDC_2020])]
+    /// How the new repository or store cuts files: fastcdc-2020-fixed-pictures (audio and
+    /// embedded pictures in fixed 64 KiB pieces), fastcdc-2020-fixed-audio (audio only, as
+    /// repositories and stores made before it) or fastcdc-2020 (everything by content, as the
+    /// first releases), to sync with those [default: fastcdc-2020-fixed-pictures, or for a
+    /// store the local repository's]
+    #[arg(long, value_name = "ALGORITHM", value_parser = ALGORITHMS)]
     pub chunker: Option<String>,
 }
 

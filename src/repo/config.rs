@@ -5,23 +5,35 @@
 //! `repo.toml` when a repository is created and read by every command from there. A
 //! `repo.toml` without them (written by an earlier release, which knew only these values) means
 //! the defaults of that release: FastCDC for every region, audio too. A new repository cuts
-//! audio in fixed pieces ([`FASTCDC_2020_FIXED_AUDIO`]); an existing one keeps its rules, so
+//! audio and pictures in fixed pieces ([`FASTCDC_2020_FIXED_PICTURES`]); an existing one keeps its rules, so
 //! that the files it already holds keep matching the chunks it has. Bad settings are refused, naming the file, before anything is read or written.
 
 use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::chunk::{AudioCuts, Chunker, FastCdc, AVG_SIZE, MAX_SIZE, MIN_SIZE};
+use crate::chunk::{Chunker, FastCdc, FixedCuts, AVG_SIZE, MAX_SIZE, MIN_SIZE};
 use crate::error::{Error, Result};
 
 /// Chunking rules 4: FastCDC 2020, normalization level 1, gear seed 0, for every region. What
 /// a `repo.toml` without `[chunker]` means (a repository of the first releases).
 pub const FASTCDC_2020: &str = "fastcdc-2020";
 
-/// Chunking rules 5, those of a new repository: as [`FASTCDC_2020`], except that audio regions
-/// read as bytes are cut in pieces of `avg_size` bytes (`chunk::AudioCuts::Fixed`).
+/// Chunking rules 5: as [`FASTCDC_2020`], except that audio regions read as bytes are cut in
+/// pieces of `avg_size` bytes (`chunk::FixedCuts::Audio`).
 pub const FASTCDC_2020_FIXED_AUDIO: &str = "fastcdc-2020-fixed-audio";
+
+/// Chunking rules 6, those of a new repository: as [`FASTCDC_2020_FIXED_AUDIO`], except that
+/// embedded pictures read as bytes are cut in pieces of `avg_size` bytes too
+/// (`chunk::FixedCuts::AudioAndPictures`).
+pub const FASTCDC_2020_FIXED_PICTURES: &str = "fastcdc-2020-fixed-pictures";
+
+/// Every algorithm this build knows, newest first.
+pub const ALGORITHMS: [&str; 3] = [
+    FASTCDC_2020_FIXED_PICTURES,
+    FASTCDC_2020_FIXED_AUDIO,
+    FASTCDC_2020,
+];
 
 /// `repo.toml`, as far as musicfs reads it.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -36,7 +48,8 @@ pub struct RepoConfig {
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ChunkerConfig {
-    /// `"fastcdc-2020-fixed-audio"` (rules 5) or `"fastcdc-2020"` (rules 4), as `docs/format.md` says.
+    /// `"fastcdc-2020-fixed-pictures"` (rules 6), `"fastcdc-2020-fixed-audio"` (rules 5) or
+    /// `"fastcdc-2020"` (rules 4), as `docs/format.md` says.
     pub algorithm: String,
     /// Smallest chunk, in bytes.
     pub min_size: u32,
@@ -60,10 +73,11 @@ impl Default for ChunkerConfig {
 }
 
 impl ChunkerConfig {
-    /// The settings of a repository created now: the default sizes, audio in fixed pieces.
+    /// The settings of a repository created now: the default sizes, audio and pictures in
+    /// fixed pieces.
     pub fn for_new_repository() -> Self {
         ChunkerConfig {
-            algorithm: FASTCDC_2020_FIXED_AUDIO.to_string(),
+            algorithm: FASTCDC_2020_FIXED_PICTURES.to_string(),
             ..ChunkerConfig::default()
         }
     }
@@ -71,20 +85,21 @@ impl ChunkerConfig {
     /// The settings whose chunker cuts by `rules` (`chunk::CHUNKING_VERSION`), sizes the
     /// defaults; `None` for rules this build does not know.
     pub fn for_rules(rules: u32) -> Option<Self> {
-        [
-            ChunkerConfig::default(),
-            ChunkerConfig::for_new_repository(),
-        ]
-        .into_iter()
-        .find(|c| c.chunker().rules() == rules)
+        ALGORITHMS
+            .into_iter()
+            .map(|algorithm| ChunkerConfig {
+                algorithm: algorithm.to_string(),
+                ..ChunkerConfig::default()
+            })
+            .find(|c| c.chunker().rules() == rules)
     }
 
-    /// How audio regions are cut.
-    fn audio(&self) -> AudioCuts {
-        if self.algorithm == FASTCDC_2020 {
-            AudioCuts::ContentDefined
-        } else {
-            AudioCuts::Fixed
+    /// Which regions are cut in fixed pieces.
+    fn fixed(&self) -> FixedCuts {
+        match self.algorithm.as_str() {
+            FASTCDC_2020 => FixedCuts::None,
+            FASTCDC_2020_FIXED_AUDIO => FixedCuts::Audio,
+            _ => FixedCuts::AudioAndPictures,
         }
     }
 
@@ -103,13 +118,13 @@ impl ChunkerConfig {
             self.avg_size as usize,
             self.max_size as usize,
         )
-        .with_audio(self.audio())
+        .with_fixed(self.fixed())
     }
 
     fn check(&self) -> std::result::Result<(), String> {
-        if ![FASTCDC_2020, FASTCDC_2020_FIXED_AUDIO].contains(&self.algorithm.as_str()) {
+        if !ALGORITHMS.contains(&self.algorithm.as_str()) {
             return Err(format!(
-                "chunker algorithm {:?} is not known to this musicfs (it knows {FASTCDC_2020_FIXED_AUDIO:?} and {FASTCDC_2020:?})",
+                "chunker algorithm {:?} is not known to this musicfs (it knows {FASTCDC_2020_FIXED_PICTURES:?}, {FASTCDC_2020_FIXED_AUDIO:?} and {FASTCDC_2020:?})",
                 self.algorithm
             ));
         }

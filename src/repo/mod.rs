@@ -69,7 +69,10 @@ mod upgrade;
 mod writer;
 
 pub use check::{check, CheckReport};
-pub use config::{ChunkerConfig, RepoConfig, FASTCDC_2020, FASTCDC_2020_FIXED_AUDIO};
+pub use config::{
+    ChunkerConfig, RepoConfig, ALGORITHMS, FASTCDC_2020, FASTCDC_2020_FIXED_AUDIO,
+    FASTCDC_2020_FIXED_PICTURES,
+};
 pub use gc::{gc, ForgetReport, GcReport, Judged, OriginForget, LATEST_REASON};
 pub use history::PackedChunk;
 pub use location::Location;
