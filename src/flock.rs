@@ -4,15 +4,16 @@
 //! the kernel drops when its last descriptor closes. A process that starts another program (an
 //! `ssh`, a test harness's child) lends its child a copy of each descriptor until the child's
 //! `exec` closes it: a lock its holder has just let go of can still be held by such a copy for
-//! a few milliseconds. So a lock found held is tried again for up to [`GRACE`] before the
-//! caller is told it is held.
+//! a few milliseconds. So a lock found held is tried again for up to [`GRACE`] (1 s) before
+//! the caller is told it is held.
 
 use std::fs::{File, TryLockError};
 use std::io;
 use std::time::{Duration, Instant};
 
-/// How long a lock found held is tried again.
-pub const GRACE: Duration = Duration::from_secs(2);
+/// How long a lock found held is tried again: far longer than a child's way from its fork to
+/// its `exec`, short enough that a sync refused by another's lock says so at once.
+pub const GRACE: Duration = Duration::from_secs(1);
 
 /// Takes the lock on `file`, exclusive or `shared`: `Ok(false)` when another holds it still
 /// after [`GRACE`].

@@ -45,6 +45,14 @@ fn sync_cmd(t: &TestRepo, repo_owner: &TestRepo, src: &Path, dst: &Path) -> util
     cmd
 }
 
+/// A sync slowed to 20 MB/s, so that it holds its locks for seconds (200 MB here: about 10 s),
+/// longer than a second sync tries for them (`flock::GRACE`).
+fn slow_sync_cmd(t: &TestRepo, repo_owner: &TestRepo, src: &Path, dst: &Path) -> util::Musicfs {
+    let mut cmd = util::Musicfs::new(repo_owner.repo(), t.root());
+    cmd.args(["sync", "--bwlimit", "20M"]).arg(src).arg(dst);
+    cmd
+}
+
 fn check_exclusion(same_repository: bool) {
     let t = TestRepo::new();
     let other = TestRepo::new();
@@ -52,7 +60,7 @@ fn check_exclusion(same_repository: bool) {
     genlib_create(&src, 200, 7, 1 << 20);
     for attempt in 0..5 {
         let dst = t.path(&format!("dst{attempt}"));
-        let first = sync_cmd(&t, &t, &src, &dst);
+        let first = slow_sync_cmd(&t, &t, &src, &dst);
         let second_repo = if same_repository { &t } else { &other };
         let second = sync_cmd(&t, second_repo, &src, &dst);
         let Some((code, stderr, first_code)) = overlap(&first, &second, &dst) else {
