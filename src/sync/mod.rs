@@ -29,6 +29,7 @@ use crate::repo::{OriginId, Repository};
 use crate::report::{display_path, Event, Fault, Side, Sink};
 use crate::scan::{scan, scan_entry, CopySink, ScanOptions};
 use crate::snapshot::{ChunkList, ChunkRef};
+use cold::sent_key;
 use plan::{PlanOptions, Step, SyncPlan};
 
 pub use cold::is_cold;
@@ -916,8 +917,6 @@ const RECORD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Files copied by a cold sync's scan are noted this many at a time (`Apply::note_copies`).
 const COPIES_BATCH: usize = 256;
-
-use cold::sent_key;
 
 struct Apply<'a> {
     repo: &'a Repository,
