@@ -592,6 +592,47 @@ fn a_cold_sync_of_many_files_reports_each_copy_once_and_counts_shared_chunks_onc
     assert_eq!(num(&summary_of(&out), "files_changed"), 0);
 }
 
+/// The readers count a cold sync's copies as they land, in a set they share: many files
+/// holding the same chunks, read at once by both readers, must still count each chunk as
+/// transferred once. Cold syncs into new repositories and destinations, again and again under
+/// a deadline, each against the ordinary sync's counts.
+#[test]
+fn copies_landing_at_once_count_each_shared_chunk_once_every_time() {
+    let t = TestRepo::new();
+    let src = library(&t, 40);
+    let files = files_under(&src);
+    // Every file four times more, so both readers meet the same chunks at the same moments.
+    for (i, rel) in files.iter().enumerate() {
+        for copy in 0..4 {
+            let dir = src.join(format!("again{copy}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::copy(src.join(rel), dir.join(format!("{i}"))).unwrap();
+        }
+    }
+    let (ordinary, _) = ordinary_sync_summary(&t, &src);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut rounds = 0;
+    while rounds < 20 && (rounds < 3 || Instant::now() < deadline) {
+        let fresh = TestRepo::new();
+        let cold = fresh.path("cold");
+        let out = fresh.cmd().json().arg("sync").arg(&src).arg(&cold).output();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let done = summary_of(&out);
+        for key in ["bytes_transferred", "chunks_transferred", "bytes_reused"] {
+            assert_eq!(
+                num(&done, key),
+                num(&ordinary, key),
+                "round {rounds}, {key}: cold against ordinary"
+            );
+        }
+        rounds += 1;
+    }
+}
+
 /// The `--json` summary of an ordinary (not cold) sync of `src`: into a directory of `t` that
 /// holds a file already, with a repository of its own; and that directory.
 fn ordinary_sync_summary(
