@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::id::{ChunkId, ContentId, SnapshotId, TreeId};
 use crate::media::{self, Format};
 use crate::origin::{ChangeKey, EntryKind, EntryStat, Identity, Origin, WalkItem};
-use crate::repo::{OriginId, PackedChunk, Repository, ScanEntry};
+use crate::repo::{OriginId, PackedChunk, RepoWriter, Repository, ScanEntry};
 use crate::report::{display_path, Event, Sink};
 use crate::snapshot::{ChunkList, MediaRecord, Node, SnapshotRecord, Tree, TreeEntry};
 
@@ -35,6 +35,11 @@ pub struct ScanOptions<'a> {
     /// Where each file read is copied as it is read (a cold initial sync's destination);
     /// `None`: nowhere.
     pub copy: Option<&'a dyn CopySink>,
+    /// No other scan of this process records while this one does (a sync's two scans run at
+    /// once unless it is a cold one): its index writer may then keep the repository's writer
+    /// between batches and commit every 10 seconds, not after each batch (a page of the index
+    /// that many batches touch is then written once, not once a batch).
+    pub alone: bool,
 }
 
 impl std::fmt::Debug for ScanOptions<'_> {
@@ -42,6 +47,7 @@ impl std::fmt::Debug for ScanOptions<'_> {
         f.debug_struct("ScanOptions")
             .field("checksum", &self.checksum)
             .field("copy", &self.copy.is_some())
+            .field("alone", &self.alone)
             .finish()
     }
 }
@@ -195,6 +201,13 @@ const MAX_ATTEMPTS: u32 = 3;
 const BATCH_FILES: usize = 4096;
 /// Longest wait before read results are written, so that a killed scan loses little.
 const BATCH_INTERVAL: Duration = Duration::from_secs(2);
+/// Longest time a scan that runs alone ([`ScanOptions::alone`]) keeps the batches it has
+/// written uncommitted. Each commit rewrites the pages its random keys (content and chunk ids)
+/// land on, most of the tables once they are large: written into one transaction, a page is
+/// copied once however many batches touch it. A batch's history chunks and staged rows still
+/// leave memory when it is written ([`RepoWriter::settle`]). A killed scan reads again at most
+/// this long's files; another process that wants the writer meanwhile waits as long.
+pub(crate) const HELD_COMMIT_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Scans `origin` into `repo` and records a snapshot.
 pub fn scan(
@@ -437,7 +450,8 @@ pub fn scan(
         let (batches, to_write) = mpsc::sync_channel::<Batch>(1);
         let recorder = scope.spawn({
             let plans = &plans;
-            move || record_batches(repo, origin, origin_id, walked, plans, sink, to_write)
+            let hold = options.alone;
+            move || record_batches(repo, origin, origin_id, walked, plans, sink, to_write, hold)
         });
         let mut batch = Batch::default();
         let mut last_commit = Instant::now();
@@ -773,8 +787,10 @@ struct Recorded {
     unreadable: Vec<Vec<u8>>,
 }
 
-/// The scan's index writer: writes each batch of read results in one transaction, until the
-/// consumer hangs up; the first error ends it (the consumer, finding it gone, stops too).
+/// The scan's index writer: writes each batch of read results in one transaction (with
+/// `hold`, the batches of up to [`HELD_COMMIT_INTERVAL`] in one), until the consumer hangs up;
+/// the first error ends it (the consumer, finding it gone, stops too).
+#[allow(clippy::too_many_arguments)]
 fn record_batches(
     repo: &Repository,
     origin: &dyn Origin,
@@ -783,13 +799,43 @@ fn record_batches(
     plans: &[Option<Plan>],
     sink: &dyn Sink,
     batches: mpsc::Receiver<Batch>,
+    hold: bool,
 ) -> Result<Recorded> {
     let mut recorded = Recorded::default();
-    for Batch { files, histories } in batches {
-        let count = files.len();
-        let mut writer = repo.writer()?;
-        // Merged once the scan is done, in key order (`scan` below).
-        writer.stage_locations();
+    // With `hold`, the writer and the files it has written but not committed, and when it
+    // began.
+    let mut held: Option<(RepoWriter<'_>, usize, Instant)> = None;
+    loop {
+        let next = match &held {
+            // A held writer is committed when its time is up, whether or not a batch comes:
+            // another process never waits for it longer than that.
+            Some((_, _, since)) => {
+                match batches.recv_timeout(HELD_COMMIT_INTERVAL.saturating_sub(since.elapsed())) {
+                    Ok(batch) => Some(batch),
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        if let Some((writer, count, _)) = held.take() {
+                            commit_recorded(writer, count)?;
+                        }
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => None,
+                }
+            }
+            None => batches.recv().ok(),
+        };
+        let Some(Batch { files, histories }) = next else {
+            break;
+        };
+        let (mut writer, mut count, since) = match held.take() {
+            Some(held) => held,
+            None => {
+                let mut writer = repo.writer()?;
+                // Merged once the scan is done, in key order (`scan` below).
+                writer.stage_locations();
+                (writer, 0, Instant::now())
+            }
+        };
+        count += files.len();
         let mut tables = writer.tables()?;
         for (content, chunks) in histories {
             tables.keep_packed(&content, &chunks)?;
@@ -854,12 +900,26 @@ fn record_batches(
             }
         }
         drop(tables);
-        writer.commit()?;
-        for _ in 0..count {
-            crate::failpoint::hit("scan-recorded");
+        if hold && since.elapsed() < HELD_COMMIT_INTERVAL {
+            writer.settle()?;
+            held = Some((writer, count, since));
+            continue;
         }
+        commit_recorded(writer, count)?;
+    }
+    if let Some((writer, count, _)) = held {
+        commit_recorded(writer, count)?;
     }
     Ok(recorded)
+}
+
+/// Commits the `count` files `writer` has recorded.
+fn commit_recorded(writer: RepoWriter<'_>, count: usize) -> Result<()> {
+    writer.commit()?;
+    for _ in 0..count {
+        crate::failpoint::hit("scan-recorded");
+    }
+    Ok(())
 }
 
 /// Most files one reader reads before it hands their results on together.

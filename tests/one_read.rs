@@ -656,3 +656,51 @@ fn ordinary_sync_summary(
     );
     (summary_of(&out), warm)
 }
+
+/// Counts the files read, as a scan reports each.
+#[derive(Default)]
+struct CountReads(AtomicU64);
+
+impl musicfs::report::Sink for CountReads {
+    fn event(&self, event: &musicfs::report::Event) {
+        if let musicfs::report::Event::FileRead { .. } = event {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+#[test]
+fn a_cold_sync_records_its_copies_as_they_landed_so_its_final_rescan_reads_none() {
+    let t = TestRepo::new();
+    let src = library(&t, 40);
+    let files = files_under(&src).len() as u64;
+    let dst = t.path("dst");
+    let repo = Repository::init(&t.path("lib").join("repo")).unwrap().0;
+    let reads = CountReads::default();
+    let summary = sync(
+        &repo,
+        &LocalOrigin::open(&src, false).unwrap(),
+        &LocalOrigin::open(&dst, true).unwrap(),
+        &repo.chunker(),
+        SyncOptions::default(),
+        &reads,
+    )
+    .unwrap();
+    assert_eq!(summary.files_changed, files, "{summary:?}");
+    // The source's scan read each file once; the destination's rescan at the end found every
+    // copy recorded with the stat it has (its inode and change time from when it landed), and
+    // read none back.
+    assert_eq!(reads.0.load(Ordering::SeqCst), files);
+    assert_trees_equal(&src, &dst);
+    // What was recorded is what a scan of the destination finds.
+    let again = CountReads::default();
+    let scanned = musicfs::scan::scan(
+        &repo,
+        &LocalOrigin::open(&dst, false).unwrap(),
+        &repo.chunker(),
+        musicfs::scan::ScanOptions::default(),
+        &again,
+    )
+    .unwrap();
+    assert_eq!((scanned.files, scanned.files_read), (files, 0));
+}

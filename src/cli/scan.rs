@@ -43,6 +43,7 @@ pub fn run(global: &GlobalArgs, args: &ScanArgs) -> anyhow::Result<u8> {
         ScanOptions {
             checksum: args.checksum,
             copy: None,
+            alone: true,
         },
         sink.as_ref(),
     )

@@ -194,6 +194,7 @@ pub fn push(
         ScanOptions {
             checksum,
             copy: None,
+            alone: true,
         },
         sink.as_ref(),
     )

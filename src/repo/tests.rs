@@ -754,3 +754,110 @@ fn concurrent_staging_merges_and_lookups_lose_no_row() {
     assert_eq!(rows, (all, all));
     assert!(check::check(dir.path()).unwrap().healthy);
 }
+
+#[test]
+fn batches_settled_into_one_transaction_are_what_separate_commits_leave() {
+    let chunk = |n: u64| ChunkId::of(&n.to_le_bytes());
+    let history = |n: u8| {
+        let data = [b"TIT2\0\0\0\x10\0\0title ".as_slice(), &[n; 200]].concat();
+        PackedChunk::new(ChunkId::of(&data), &data).unwrap()
+    };
+    // Three batches of a scan, each a file with its location rows staged and a history chunk:
+    // committed one by one, or settled one by one into one transaction committed at the end.
+    let record = |repo: &Repository, one_transaction: bool| {
+        let origin = repo.origin_id("/music").unwrap();
+        let mut held: Option<RepoWriter<'_>> = None;
+        for n in 0..3u64 {
+            let mut writer = match held.take() {
+                Some(writer) => writer,
+                None => {
+                    let mut writer = repo.writer().unwrap();
+                    writer.stage_locations();
+                    writer
+                }
+            };
+            let mut tables = writer.tables().unwrap();
+            let content = tables.put_content(&list_of(&[n, n + 10])).unwrap();
+            tables.keep_packed(&content, &[history(n as u8)]).unwrap();
+            let path = format!("f{n}");
+            tables
+                .record_file(origin, path.as_bytes(), one_file(content, n + 1), None)
+                .unwrap();
+            drop(tables);
+            if one_transaction {
+                writer.settle().unwrap();
+                // Settled, not committed: no reader sees this batch yet.
+                let entry = repo.scan_entry(origin, path.as_bytes()).unwrap();
+                assert!(entry.is_none(), "batch {n} visible before its commit");
+                held = Some(writer);
+            } else {
+                writer.commit().unwrap();
+            }
+        }
+        if let Some(writer) = held {
+            writer.commit().unwrap();
+        }
+        origin
+    };
+    let (separate, settled) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut seen = Vec::new();
+    for (dir, one_transaction) in [(&separate, false), (&settled, true)] {
+        let repo = Repository::open(dir.path()).unwrap();
+        let origin = record(&repo, one_transaction);
+        // Every batch's history chunk is kept, and read back from its pack.
+        for n in 0..3u8 {
+            let kept = repo.kept_chunk(history(n).id()).unwrap();
+            assert!(kept.is_some(), "history chunk of batch {n} lost");
+        }
+        // The staged rows of every batch are there for the merge a lookup makes first.
+        let located = repo
+            .located(&[chunk(0), chunk(11), chunk(2), chunk(3)], origin)
+            .unwrap();
+        assert_eq!(located, vec![true, true, true, false]);
+        assert!(check::check(dir.path()).unwrap().healthy);
+        let files: Vec<_> = (0..3)
+            .map(|n| {
+                repo.scan_entry(origin, format!("f{n}").as_bytes())
+                    .unwrap()
+                    .map(|e| e.content)
+            })
+            .collect();
+        seen.push((location_rows(&repo), files));
+    }
+    assert_eq!(seen[0], seen[1]);
+}
+
+#[test]
+fn batches_settled_and_never_committed_leave_nothing_a_reader_sees() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Repository::open(dir.path()).unwrap();
+    let origin = repo.origin_id("/music").unwrap();
+    let data = [b"TIT2\0\0\0\x10\0\0title ".as_slice(), &[7; 200]].concat();
+    let kept = PackedChunk::new(ChunkId::of(&data), &data).unwrap();
+    let mut writer = repo.writer().unwrap();
+    writer.stage_locations();
+    let mut tables = writer.tables().unwrap();
+    let content = tables.put_content(&list_of(&[1])).unwrap();
+    tables.keep_packed(&content, std::slice::from_ref(&kept)).unwrap();
+    tables
+        .record_file(origin, b"x", one_file(content, 1), None)
+        .unwrap();
+    drop(tables);
+    let packs = || {
+        walkdir::WalkDir::new(dir.path().join("objects"))
+            .into_iter()
+            .filter(|e| e.as_ref().is_ok_and(|e| e.file_type().is_file()))
+            .count()
+    };
+    assert_eq!(packs(), 0);
+    writer.settle().unwrap();
+    // Settled: the history chunk left memory for a pack in the object store.
+    assert_eq!(packs(), 1);
+    // A killed scan's held batches: dropped, not committed. The pack no row names is gc's.
+    drop(writer);
+    assert!(repo.scan_entry(origin, b"x").unwrap().is_none());
+    assert!(repo.kept_chunk(kept.id()).unwrap().is_none());
+    assert_eq!(repo.merge_staged_locations().unwrap(), 0);
+    assert_eq!(location_rows(&repo), (vec![], vec![]));
+    assert!(check::check(dir.path()).unwrap().healthy);
+}

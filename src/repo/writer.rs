@@ -36,6 +36,8 @@ pub struct RepoWriter<'r> {
     /// Whether this transaction has merged the rows staged before it (a writer that changes
     /// location rows directly does, before its first change).
     merged: bool,
+    /// Whether [`RepoWriter::settle`] has appended staged rows to this transaction.
+    settled_staged: bool,
 }
 
 impl Drop for RepoWriter<'_> {
@@ -63,6 +65,7 @@ impl<'r> RepoWriter<'r> {
             history: PendingPack::default(),
             staged: None,
             merged: false,
+            settled_staged: false,
         }
     }
 
@@ -233,6 +236,33 @@ impl<'r> RepoWriter<'r> {
         })
     }
 
+    /// Puts into the transaction what this writer holds in memory for its commit, without
+    /// committing: its history chunks go into a pack in the object store (durable there before
+    /// any commit names them) and their rows into the transaction, its staged location rows
+    /// into `staged_locations`. A writer that records batch after batch in one transaction (a
+    /// scan's index writer, [`crate::scan`]) so holds one batch at a time in memory, and
+    /// commits when it chooses.
+    pub fn settle(&mut self) -> Result<()> {
+        let repo = self.repo;
+        let txn = self
+            .txn
+            .as_ref()
+            .ok_or_else(|| repo.damage("the transaction is closed".into()))?;
+        let history = std::mem::take(&mut self.history);
+        if !history.is_empty() {
+            repo.guard(|| history.seal(repo.objects(), txn))?
+                .map_err(|e| repo.err(e))?;
+            self.dirty = true;
+        }
+        if let Some(staged) = self.staged.as_mut().filter(|s| !s.is_empty()) {
+            let staged = std::mem::take(staged);
+            repo.guard(|| staged.append(txn).map_err(|e| repo.err(e)))?;
+            self.dirty = true;
+            self.settled_staged = true;
+        }
+        Ok(())
+    }
+
     /// Applies the batch durably (redb's multi-writer mode, which lets several processes
     /// share the database, allows only durable commits).
     /// History chunks are put into the object store first, so that the index never names a
@@ -264,7 +294,7 @@ impl<'r> RepoWriter<'r> {
                 txn.abort().map_err(|e| repo.err(e))
             }
         })?;
-        if staged.is_some() {
+        if staged.is_some() || self.settled_staged {
             repo.note_staged();
         }
         Ok(())

@@ -22,7 +22,7 @@ use std::sync::{Mutex, PoisonError};
 use crate::chunk::Tee;
 use crate::error::{Error, Result};
 use crate::id::{ContentId, TreeId};
-use crate::origin::{EntryStat, TempFile, WritableOrigin};
+use crate::origin::{ChangeKey, EntryKind, EntryStat, TempFile, WritableOrigin};
 use crate::repo::Repository;
 use crate::report::display_path;
 use crate::scan::{CopySink, FileCopy};
@@ -72,6 +72,36 @@ pub(super) struct Copied {
     pub mtime_ns: i64,
     /// What its copy took from the source first in this run.
     pub moved: Moved,
+    /// Its inode once in place, as the destination's record of it wants it; `None`: not
+    /// known, and the file's stat is taken when it is recorded.
+    pub landed: Option<Landed>,
+}
+
+/// A copy's device, inode number and change time once it is in place (a local destination's
+/// change key, which the rename set): taken by the reader that put it there, so that recording
+/// the destination after the scan need not `stat` each file again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Landed {
+    dev: u64,
+    ino: u64,
+    ctime_ns: i64,
+}
+
+impl Landed {
+    /// The stat of the copy of `size` bytes, `mode` and `mtime_ns` that landed so.
+    pub(super) fn stat(self, size: u64, mode: u32, mtime_ns: i64) -> EntryStat {
+        EntryStat {
+            kind: EntryKind::File,
+            size,
+            mtime_ns,
+            change: ChangeKey::Posix {
+                dev: self.dev,
+                ino: self.ino,
+                ctime_ns: self.ctime_ns,
+            },
+            mode: mode & 0o7777,
+        }
+    }
 }
 
 /// The chunks a copy was the first of this run's copies to take from the source (the
@@ -168,9 +198,16 @@ impl<'a> ColdCopy<'a> {
 
     /// Notes the commits that ended (as they end: not held until the scan's end, a few words
     /// each): those that succeeded are in place, and their chunks counted.
-    fn note(&self, ended: Vec<Ended>) {
+    fn note(&self, mut ended: Vec<Ended>) {
         if ended.is_empty() {
             return;
+        }
+        // Before the locks: a `stat` each.
+        for ((path, file, chunks), outcome) in &mut ended {
+            if outcome.is_ok() {
+                let size = chunks.iter().map(|&(_, len)| u64::from(len)).sum();
+                file.landed = self.landed(path, file, size);
+            }
         }
         let mut copied = self.copied.lock().unwrap_or_else(PoisonError::into_inner);
         let mut sent = self.sent.lock().unwrap_or_else(PoisonError::into_inner);
@@ -189,6 +226,17 @@ impl<'a> ColdCopy<'a> {
                 Err(e) => tracing::debug!("{}: copy not committed: {e}", display_path(&path)),
             }
         }
+    }
+
+    /// The inode of the copy `file` of `size` bytes just put in place at `path`, when its
+    /// stat is the one the copy was given (a file of that size, mode and mtime): else `None`.
+    fn landed(&self, path: &[u8], file: &Copied, size: u64) -> Option<Landed> {
+        let stat = self.destination.stat(path).ok().flatten()?;
+        let ChangeKey::Posix { dev, ino, ctime_ns } = stat.change else {
+            return None;
+        };
+        let expected = Landed { dev, ino, ctime_ns }.stat(size, file.mode, file.mtime_ns);
+        (stat == expected).then_some(Landed { dev, ino, ctime_ns })
     }
 
     /// Creates the directories above `path` that this run has not created yet (top down; a
@@ -300,6 +348,7 @@ impl FileCopy for Copying<'_> {
             mode: stat.mode,
             mtime_ns: stat.mtime_ns,
             moved: Moved::default(),
+            landed: None,
         };
         let chunks = list
             .chunks
@@ -372,12 +421,11 @@ impl ColdCopies {
     /// copy that is not what the step wants stays, and the step replaces it as it would any
     /// file.
     pub(super) fn holds(&self, wanted: Wanted<'_>) -> bool {
-        self.moved(wanted).is_some()
+        self.copy(wanted).is_some()
     }
 
-    /// What the copy at `path` took from the source first, when it is the file `wanted`
-    /// describes ([`ColdCopies::holds`]).
-    pub(super) fn moved(&self, wanted: Wanted<'_>) -> Option<Moved> {
+    /// The copy at `path`, when it is the file `wanted` describes ([`ColdCopies::holds`]).
+    pub(super) fn copy(&self, wanted: Wanted<'_>) -> Option<Copied> {
         if self.files.is_empty() {
             return None;
         }
@@ -386,7 +434,7 @@ impl ColdCopies {
         (file.content == *wanted.content
             && file.mode == wanted.mode
             && file.mtime_ns == wanted.mtime_ns)
-            .then_some(file.moved)
+            .then_some(*file)
     }
 
     /// The chunks of the copies, by [`sent_key`], taken out: the chunks this run has taken
@@ -494,6 +542,7 @@ mod tests {
             mode: 0o644,
             mtime_ns,
             moved: Moved::default(),
+            landed: None,
         }
     }
 
@@ -532,6 +581,49 @@ mod tests {
         }
         assert!(!copies.holds(wanted(&paths[7], &copied(7, 1))));
         assert!(!copies.holds(wanted(b"a/none.flac", &copied(0, 1))));
+    }
+
+    #[test]
+    fn a_copy_in_place_carries_the_stat_it_landed_with() {
+        use crate::origin::{LocalOrigin, Origin};
+        use crate::snapshot::ChunkRef;
+        let dir = tempfile::tempdir().unwrap();
+        let destination = LocalOrigin::open(&dir.path().join("dst"), true).unwrap();
+        destination.create_root().unwrap();
+        let data = b"the bytes of a track".repeat(100);
+        let list = ChunkList {
+            chunks: vec![ChunkRef {
+                id: crate::id::ChunkId::of(&data),
+                len: data.len() as u32,
+            }],
+            ..ChunkList::default()
+        };
+        let source = EntryStat {
+            kind: EntryKind::File,
+            size: data.len() as u64,
+            mtime_ns: 1_600_000_000_123_456_789,
+            change: ChangeKey::None,
+            mode: 0o640,
+        };
+        let path = b"Album/01.flac";
+        let cold = ColdCopy::start(&destination).unwrap();
+        let mut copy = cold.start(path, &source).expect("a copy begins");
+        copy.bytes(0, &data);
+        copy.finish(&source, &list);
+        let copies = cold.finish();
+        let content = list.content_id();
+        let wanted = Wanted {
+            path,
+            content: &content,
+            mode: source.mode,
+            mtime_ns: source.mtime_ns,
+        };
+        let landed = copies.copy(wanted).expect("in place").landed;
+        // The stat it carries is the one the destination gives now: recorded without another.
+        let now = destination.stat(path).unwrap().unwrap();
+        let carried = landed.expect("its stat taken as it landed");
+        assert_eq!(carried.stat(source.size, source.mode, source.mtime_ns), now);
+        assert!(matches!(now.change, ChangeKey::Posix { .. }));
     }
 
     #[test]

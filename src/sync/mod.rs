@@ -204,6 +204,8 @@ impl LocalSource<'_> {
         let options = ScanOptions {
             checksum: self.checksum,
             copy,
+            // A cold sync scans its source alone, after the destination's scan.
+            alone: copy.is_some(),
         };
         let scanned = scan(repo, self.origin, chunker, options, sink)?;
         self.origin_id = Some(scanned.origin_id);
@@ -1265,7 +1267,7 @@ impl Apply<'_> {
         let skip = |path: &[u8]| unreadable.iter().any(|u| u.as_slice() == path);
         let repo = self.repo;
         cold::each_file(repo, root, &skip, &mut |wanted, size| {
-            let Some(moved) = self.copies.moved(wanted) else {
+            let Some(copy) = self.copies.copy(wanted) else {
                 return Ok(());
             };
             noted += 1;
@@ -1276,7 +1278,7 @@ impl Apply<'_> {
                 mode: wanted.mode,
                 mtime_ns: wanted.mtime_ns,
             };
-            batch.push((step, moved));
+            batch.push((step, copy.moved, copy.landed));
             if batch.len() >= COPIES_BATCH {
                 self.copied(&std::mem::take(&mut batch), writes_follow)?;
             }
@@ -1301,8 +1303,12 @@ impl Apply<'_> {
     /// there). Where each chunk lies is noted for later writes only when `writes_follow`
     /// (most cold syncs have none: every file was copied while read), from the copy's chunk
     /// list.
-    fn copied(&mut self, steps: &[(Step, cold::Moved)], writes_follow: bool) -> Result<()> {
-        for (step, moved) in steps {
+    fn copied(
+        &mut self,
+        steps: &[(Step, cold::Moved, Option<cold::Landed>)],
+        writes_follow: bool,
+    ) -> Result<()> {
+        for (step, moved, landed) in steps {
             let Step::Write {
                 path,
                 content,
@@ -1325,7 +1331,8 @@ impl Apply<'_> {
                     .get(content)
                     .map(|list| self.written(path, content, &list, *mode, *mtime_ns)),
                 false => {
-                    self.note_written(path, content, *size, *mode, *mtime_ns);
+                    let stat = landed.map(|landed| landed.stat(*size, *mode, *mtime_ns));
+                    self.note_written(path, content, *size, *mode, *mtime_ns, stat);
                     Ok(())
                 }
             };
@@ -1354,7 +1361,7 @@ impl Apply<'_> {
                 .entry(chunk.id)
                 .or_insert_with(|| (path.to_vec(), offset));
         }
-        self.note_written(path, content, list.size(), mode, mtime_ns);
+        self.note_written(path, content, list.size(), mode, mtime_ns, None);
     }
 
     /// Writes the file `content` names under a temporary name next to `path`, each chunk
@@ -1435,7 +1442,7 @@ impl Apply<'_> {
         self.destination.set_meta(from, mode, mtime_ns)?;
         self.destination.rename(from, to)?;
         let size = self.contents.get(content)?.size();
-        self.note_written(to, content, size, mode, mtime_ns);
+        self.note_written(to, content, size, mode, mtime_ns, None);
         Ok(())
     }
 
@@ -1529,7 +1536,8 @@ impl Apply<'_> {
         })
     }
 
-    /// Notes a file just committed at `path`, with its stat now: a sync stopped by a broken
+    /// Notes a file just committed at `path`, with its stat now (`known`, when the thread
+    /// that put it in place took it then): a sync stopped by a broken
     /// connection can still record it ([`Apply::run`]). When that stat fails (the connection
     /// broke just after the commit), the file is noted with what the commit gave it: its
     /// size, mode and mtime at the destination's resolution, and no change key. Where the
@@ -1543,8 +1551,9 @@ impl Apply<'_> {
         size: u64,
         mode: u32,
         mtime_ns: i64,
+        known: Option<EntryStat>,
     ) {
-        let stat = match self.destination.stat(path) {
+        let stat = match known.map_or_else(|| self.destination.stat(path), |stat| Ok(Some(stat))) {
             Ok(Some(stat)) => stat,
             _ => EntryStat {
                 kind: EntryKind::File,
