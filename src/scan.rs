@@ -40,6 +40,10 @@ pub struct ScanOptions<'a> {
     /// between batches and commit every 10 seconds, not after each batch (a page of the index
     /// that many batches touch is then written once, not once a batch).
     pub alone: bool,
+    /// Leaves the location rows the scan staged for its caller to merge
+    /// ([`Repository::merge_staged_locations`]), as a cold sync does on a thread of its own
+    /// while it plans; otherwise the scan merges them before it returns.
+    pub leave_staged: bool,
 }
 
 impl std::fmt::Debug for ScanOptions<'_> {
@@ -48,6 +52,7 @@ impl std::fmt::Debug for ScanOptions<'_> {
             .field("checksum", &self.checksum)
             .field("copy", &self.copy.is_some())
             .field("alone", &self.alone)
+            .field("leave_staged", &self.leave_staged)
             .finish()
     }
 }
@@ -596,7 +601,9 @@ pub fn scan(
     // they are most of what it holds.
     drop((walked, plans, trees));
     crate::failpoint::hit("scan-staged");
-    repo.merge_staged_locations()?;
+    if !options.leave_staged {
+        repo.merge_staged_locations()?;
+    }
 
     Ok(ScanSummary {
         origin: origin.url().to_string(),

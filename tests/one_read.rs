@@ -703,4 +703,7 @@ fn a_cold_sync_records_its_copies_as_they_landed_so_its_final_rescan_reads_none(
     )
     .unwrap();
     assert_eq!((scanned.files, scanned.files_read), (files, 0));
+    // The source's rows, merged on a thread of their own while the sync planned, and the
+    // destination's, merged by its rescan: nothing waits staged.
+    assert_eq!(repo.merge_staged_locations().unwrap(), 0);
 }

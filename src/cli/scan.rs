@@ -44,6 +44,7 @@ pub fn run(global: &GlobalArgs, args: &ScanArgs) -> anyhow::Result<u8> {
             checksum: args.checksum,
             copy: None,
             alone: true,
+            leave_staged: false,
         },
         sink.as_ref(),
     )

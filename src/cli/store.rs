@@ -195,6 +195,7 @@ pub fn push(
             checksum,
             copy: None,
             alone: true,
+            leave_staged: false,
         },
         sink.as_ref(),
     )

@@ -155,6 +155,10 @@ pub struct Repository {
     /// stopped may have left some) and when a commit stages rows; cleared by a merge that
     /// found none or merged them.
     staged: AtomicBool,
+    /// Held by a merge of staged rows while it runs: a lookup that merges first, or another
+    /// merge, waits for one under way on another thread (a cold sync merges on a thread of
+    /// its own while it plans) rather than looking before its rows are in their tables.
+    merging: std::sync::Mutex<()>,
     /// Keeps `repair-index` from replacing the index while it is open (`None` in
     /// `repair-index` itself, which holds the lock exclusively).
     _lock: Option<IndexLock>,
@@ -352,6 +356,7 @@ impl Repository {
             db: Some(db),
             damaged: AtomicBool::new(false),
             staged: AtomicBool::new(true),
+            merging: std::sync::Mutex::new(()),
             _lock: lock,
             objects: Box::new(LocalObjects::new(root.join(layout::OBJECTS))),
             config,
@@ -745,6 +750,9 @@ impl Repository {
     /// For each chunk, whether `origin` has a recorded location of it (one read transaction
     /// for them all).
     pub fn located(&self, chunks: &[ChunkId], origin: OriginId) -> Result<Vec<bool>> {
+        if chunks.is_empty() {
+            return Ok(Vec::new());
+        }
         self.merge_before_lookup();
         self.guard(|| {
             let read = self.db()?.begin_read().map_err(|e| self.err(e))?;
@@ -769,6 +777,10 @@ impl Repository {
     /// writer's owner calls it when the writer is done, and a chunk's lookup before it looks.
     /// Must not be called while this thread holds a [`RepoWriter`] (it takes the writer).
     pub fn merge_staged_locations(&self) -> Result<u64> {
+        let _merging = self
+            .merging
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         // Cleared before looking: rows a commit stages after the look set it again.
         if !self.staged.swap(false, Ordering::SeqCst) {
             return Ok(0);

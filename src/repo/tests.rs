@@ -838,7 +838,9 @@ fn batches_settled_and_never_committed_leave_nothing_a_reader_sees() {
     writer.stage_locations();
     let mut tables = writer.tables().unwrap();
     let content = tables.put_content(&list_of(&[1])).unwrap();
-    tables.keep_packed(&content, std::slice::from_ref(&kept)).unwrap();
+    tables
+        .keep_packed(&content, std::slice::from_ref(&kept))
+        .unwrap();
     tables
         .record_file(origin, b"x", one_file(content, 1), None)
         .unwrap();
@@ -860,4 +862,52 @@ fn batches_settled_and_never_committed_leave_nothing_a_reader_sees() {
     assert_eq!(repo.merge_staged_locations().unwrap(), 0);
     assert_eq!(location_rows(&repo), (vec![], vec![]));
     assert!(check::check(dir.path()).unwrap().healthy);
+}
+
+/// A cold sync merges its scan's staged rows on a thread of its own while it plans: a lookup
+/// made meanwhile waits for that merge and finds every row, never the tables before it.
+/// Repeated; a hang fails the test.
+#[test]
+fn a_lookup_during_a_merge_on_another_thread_finds_every_row() {
+    const ROUNDS: u64 = 150;
+    const FILES: u64 = 300;
+    let (done, ended) = std::sync::mpsc::channel();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    std::thread::spawn(move || {
+        let repo = Repository::open(&root).unwrap();
+        let origin = repo.origin_id("/music").unwrap();
+        let mut missed = 0;
+        for round in 0..ROUNDS {
+            let first = 1 + round * FILES;
+            let mut writer = repo.writer().unwrap();
+            writer.stage_locations();
+            let mut tables = writer.tables().unwrap();
+            for n in first..first + FILES {
+                let content = tables.put_content(&list_of(&[n])).unwrap();
+                let path = format!("{n}").into_bytes();
+                tables
+                    .record_file(origin, &path, one_file(content, n), None)
+                    .unwrap();
+            }
+            drop(tables);
+            writer.commit().unwrap();
+            let chunks: Vec<ChunkId> = (first..first + FILES)
+                .map(|n| ChunkId::of(&n.to_le_bytes()))
+                .collect();
+            std::thread::scope(|scope| {
+                let merging = scope.spawn(|| repo.merge_staged_locations().unwrap());
+                // Let the merge begin, as a sync's planning does before its first lookup.
+                std::thread::yield_now();
+                let located = repo.located(&chunks, origin).unwrap();
+                missed += located.iter().filter(|&&here| !here).count();
+                merging.join().unwrap();
+            });
+        }
+        let _ = done.send(missed);
+    });
+    let missed = ended
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .expect("the rounds ended within two minutes");
+    assert_eq!(missed, 0, "rows missed by lookups made during a merge");
 }
