@@ -713,6 +713,26 @@ fn gc_merges_staged_rows_before_it_removes_any() {
     assert!(check::check(dir.path()).unwrap().healthy);
 }
 
+/// Runs `work` on a repository at a new path, on a thread of its own, and gives its result;
+/// fails the test when it has not ended within two minutes (a hang).
+fn within_two_minutes<T: Send + 'static>(
+    work: impl FnOnce(&Repository) -> T + Send + 'static,
+) -> (T, tempfile::TempDir) {
+    let (done, ended) = std::sync::mpsc::channel();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    std::thread::spawn(move || {
+        let repo = Repository::open(&root).unwrap();
+        let result = work(&repo);
+        drop(repo);
+        let _ = done.send(result);
+    });
+    let result = ended
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .expect("the threads ended within two minutes");
+    (result, dir)
+}
+
 /// Scans staging and merging at once, with lookups between their commits (a sync's two scans
 /// and its lookups share one repository): after its commit, a thread's lookup finds its rows,
 /// whichever thread merged them, and nothing is lost. Repeated; a hang fails the test.
@@ -720,15 +740,10 @@ fn gc_merges_staged_rows_before_it_removes_any() {
 fn concurrent_staging_merges_and_lookups_lose_no_row() {
     const THREADS: u64 = 3;
     const ROUNDS: u64 = 40;
-    let (done, ended) = std::sync::mpsc::channel();
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().to_path_buf();
-    std::thread::spawn(move || {
-        let repo = Repository::open(&root).unwrap();
+    let (rows, dir) = within_two_minutes(|repo| {
         let origin = repo.origin_id("/music").unwrap();
         std::thread::scope(|scope| {
             for t in 0..THREADS {
-                let repo = &repo;
                 scope.spawn(move || {
                     for round in 0..ROUNDS {
                         let n = 1 + t * ROUNDS + round;
@@ -744,12 +759,9 @@ fn concurrent_staging_merges_and_lookups_lose_no_row() {
             }
         });
         repo.merge_staged_locations().unwrap();
-        let (chunks, files) = location_rows(&repo);
-        let _ = done.send((chunks.len(), files.len()));
+        let (chunks, files) = location_rows(repo);
+        (chunks.len(), files.len())
     });
-    let rows = ended
-        .recv_timeout(std::time::Duration::from_secs(120))
-        .expect("the threads ended within two minutes");
     let all = (THREADS * ROUNDS) as usize;
     assert_eq!(rows, (all, all));
     assert!(check::check(dir.path()).unwrap().healthy);
@@ -871,11 +883,7 @@ fn batches_settled_and_never_committed_leave_nothing_a_reader_sees() {
 fn a_lookup_during_a_merge_on_another_thread_finds_every_row() {
     const ROUNDS: u64 = 150;
     const FILES: u64 = 300;
-    let (done, ended) = std::sync::mpsc::channel();
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().to_path_buf();
-    std::thread::spawn(move || {
-        let repo = Repository::open(&root).unwrap();
+    let (missed, _dir) = within_two_minutes(|repo| {
         let origin = repo.origin_id("/music").unwrap();
         let mut missed = 0;
         for round in 0..ROUNDS {
@@ -904,10 +912,7 @@ fn a_lookup_during_a_merge_on_another_thread_finds_every_row() {
                 merging.join().unwrap();
             });
         }
-        let _ = done.send(missed);
+        missed
     });
-    let missed = ended
-        .recv_timeout(std::time::Duration::from_secs(120))
-        .expect("the rounds ended within two minutes");
     assert_eq!(missed, 0, "rows missed by lookups made during a merge");
 }

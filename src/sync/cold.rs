@@ -235,8 +235,8 @@ impl<'a> ColdCopy<'a> {
         let ChangeKey::Posix { dev, ino, ctime_ns } = stat.change else {
             return None;
         };
-        let expected = Landed { dev, ino, ctime_ns }.stat(size, file.mode, file.mtime_ns);
-        (stat == expected).then_some(Landed { dev, ino, ctime_ns })
+        let landed = Landed { dev, ino, ctime_ns };
+        (stat == landed.stat(size, file.mode, file.mtime_ns)).then_some(landed)
     }
 
     /// Creates the directories above `path` that this run has not created yet (top down; a
