@@ -1,22 +1,27 @@
 //! The `musicfs` binary: everything lives in the library.
 
 fn main() -> std::process::ExitCode {
-    one_malloc_arena();
+    shared_malloc_arenas();
     more_open_files();
     musicfs::cli::main()
 }
 
-/// Asks glibc's allocator for one arena for every thread, instead of up to eight per core.
+/// Asks glibc's allocator for two arenas shared by every thread, instead of up to eight per
+/// core.
 ///
 /// A thread's allocations come from its arena, and what one arena frees only that arena can
 /// use again: the destination's rescan at the end of a sync runs on threads of its own and,
 /// with an arena each, grew the peak by memory the main thread had just let go (about 15 MiB of
 /// the SSH pull of 100,000 files, `docs/benchmarks.md`, "Memory at 100,000 files: the allocator
-/// and the final rescan"). The threads that share the one arena allocate little while they
-/// work (read buffers are reused, chunks are hashed in place), and the measured CPU time did
-/// not change. Set in the binary, not the library, which forbids `unsafe` and leaves the
-/// process's allocator to whoever embeds it.
-fn one_malloc_arena() {
+/// and the final rescan"). One arena took that away but made every allocation of every thread
+/// wait for one lock: in a cold sync of many small files the readers, the index writer and the
+/// main thread allocate and free each file's lists and tags, and a fifth of the user time went
+/// to `malloc` and `free`. Two arenas took 7 % off that sync's wall and cost 2 to 11 MiB of
+/// peak at 100,000 files, every command staying under 100 MB (`docs/benchmarks.md`, "Two
+/// malloc arenas"). The number is fixed, not per core, so that the memory it costs does not
+/// grow with the machine. Set in the binary, not the library, which forbids `unsafe` and
+/// leaves the process's allocator to whoever embeds it.
+fn shared_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: `mallopt` only sets a parameter of glibc's allocator. It runs first thing in
     // `main`, before any thread of this process exists, so no allocation is under way in
@@ -24,9 +29,13 @@ fn one_malloc_arena() {
     // Its result is ignored: a glibc that refuses the setting keeps its default arenas, which
     // costs memory, not correctness.
     unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 1);
+        libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS);
     }
 }
+
+/// How many malloc arenas the process's threads share ([`shared_malloc_arenas`]).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const MALLOC_ARENAS: i32 = 2;
 
 /// The open files this process may hold, at least.
 const OPEN_FILES: u64 = 4096;
