@@ -703,7 +703,79 @@ fn a_cold_sync_records_its_copies_as_they_landed_so_its_final_rescan_reads_none(
     )
     .unwrap();
     assert_eq!((scanned.files, scanned.files_read), (files, 0));
-    // The source's rows, merged on a thread of their own while the sync planned, and the
-    // destination's, merged by its rescan: nothing waits staged.
+    // The source's rows, merged on a thread of their own beside the destination's rescan,
+    // and the destination's, merged by that rescan: nothing waits staged.
     assert_eq!(repo.merge_staged_locations().unwrap(), 0);
+}
+
+#[test]
+fn copies_recorded_beside_their_notes_and_merged_beside_the_rescan_arrive_whole_every_time() {
+    // A cold sync records its copies on a thread of its own while it notes the next ones
+    // (`Apply::note_copies`, a commit per 8,192 files: more files than that make two), and
+    // merges the source scan's staged rows on another while the destination is rescanned.
+    // Repeated, a batch recorded twice or lost, a merge the rescan overtook, or a hang
+    // between the three shows as a rescan that reads, a row left staged, a check that fails
+    // or a run past the deadline.
+    let t = TestRepo::new();
+    let src = t.mkdir("src");
+    let files: u64 = 8_500;
+    for i in 0..files {
+        let dir = src.join(format!("d{:02}", i % 60));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join(format!("f{i}")),
+            format!("file {i} {}", "x".repeat((i % 97) as usize)),
+        )
+        .unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let mut rounds = 0;
+    while rounds < 3 && (rounds < 2 || Instant::now() < deadline) {
+        let dir = t.path(&format!("lib{rounds}"));
+        let dst = t.path(&format!("dst{rounds}"));
+        let root = dir.join("repo");
+        let repo = Repository::init(&root).unwrap().0;
+        let reads = CountReads::default();
+        let summary = sync(
+            &repo,
+            &LocalOrigin::open(&src, false).unwrap(),
+            &LocalOrigin::open(&dst, true).unwrap(),
+            &repo.chunker(),
+            SyncOptions::default(),
+            &reads,
+        )
+        .unwrap();
+        assert_eq!(
+            (summary.files_changed, summary.errors),
+            (files, 0),
+            "round {rounds}: {summary:?}"
+        );
+        // Every copy was recorded with the stat it landed with: the rescan read none.
+        assert_eq!(reads.0.load(Ordering::SeqCst), files, "round {rounds}");
+        assert_eq!(repo.merge_staged_locations().unwrap(), 0, "round {rounds}");
+        let scanned = musicfs::scan::scan(
+            &repo,
+            &LocalOrigin::open(&dst, false).unwrap(),
+            &repo.chunker(),
+            musicfs::scan::ScanOptions::default(),
+            &CountReads::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            (scanned.files, scanned.files_read),
+            (files, 0),
+            "round {rounds}"
+        );
+        drop(repo);
+        let report = musicfs::repo::check(&root).unwrap();
+        assert!(report.healthy, "round {rounds}: {:?}", report.problems);
+        assert_trees_equal(&src, &dst);
+        std::fs::remove_dir_all(&dst).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        rounds += 1;
+    }
+    assert!(
+        Instant::now() < deadline,
+        "{rounds} rounds: too slow, a hang?"
+    );
 }

@@ -35,6 +35,21 @@ pub struct Trees<'a> {
 }
 
 impl Trees<'_> {
+    /// Tree `id`, as [`Repository::tree`] gives it, from this reader's transaction.
+    pub fn get(&self, id: &TreeId) -> Result<Tree> {
+        let repo = self.repo;
+        repo.guard(|| {
+            let bytes = self
+                .table
+                .get(id.as_bytes())
+                .map_err(|e| repo.err(e))?
+                .ok_or_else(|| repo.corrupt(format!("tree {} is missing", id.short())))?;
+            decode(bytes.value())
+                .filter(|t: &Tree| t.tree_id() == *id)
+                .ok_or_else(|| repo.corrupt(format!("tree {} does not match its id", id.short())))
+        })
+    }
+
     /// Whether the tree `id` was stored when this reader was made.
     pub fn has(&self, id: &TreeId) -> Result<bool> {
         let repo = self.repo;
@@ -694,17 +709,7 @@ impl Repository {
 
     /// A directory listing by id.
     pub fn tree(&self, id: &TreeId) -> Result<Tree> {
-        self.guard(|| {
-            let read = self.db()?.begin_read().map_err(|e| self.err(e))?;
-            let table = read.open_table(TREES).map_err(|e| self.err(e))?;
-            let bytes = table
-                .get(id.as_bytes())
-                .map_err(|e| self.err(e))?
-                .ok_or_else(|| self.corrupt(format!("tree {} is missing", id.short())))?;
-            decode(bytes.value())
-                .filter(|t: &Tree| t.tree_id() == *id)
-                .ok_or_else(|| self.corrupt(format!("tree {} does not match its id", id.short())))
-        })
+        self.trees()?.get(id)
     }
 
     /// A reader of stored trees, one read transaction for all its lookups (it does not see

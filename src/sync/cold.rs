@@ -23,7 +23,7 @@ use crate::chunk::Tee;
 use crate::error::{Error, Result};
 use crate::id::{ContentId, TreeId};
 use crate::origin::{ChangeKey, EntryKind, EntryStat, TempFile, WritableOrigin};
-use crate::repo::Repository;
+use crate::repo::{Repository, Trees};
 use crate::report::display_path;
 use crate::scan::{CopySink, FileCopy};
 use crate::snapshot::{ChunkList, Node};
@@ -496,14 +496,23 @@ pub(super) fn each_file(
     skip: &dyn Fn(&[u8]) -> bool,
     visit: &mut dyn FnMut(Wanted<'_>, u64) -> Result<()>,
 ) -> Result<()> {
+    /// `trees` is the read transaction to read below `tree` with; `None` at the root, where
+    /// each directory gets a transaction of its own. Beginning one takes the index's header
+    /// lock, which waits for any commit under way: one per tree cost a lock each, and one for
+    /// the whole walk would keep the pages the visitor's commits replace from being reused.
     fn below(
         repo: &Repository,
+        trees: Option<&Trees<'_>>,
         tree: TreeId,
         prefix: &[u8],
         skip: &dyn Fn(&[u8]) -> bool,
         visit: &mut dyn FnMut(Wanted<'_>, u64) -> Result<()>,
     ) -> Result<()> {
-        for entry in repo.tree(&tree)?.entries {
+        let listing = match trees {
+            Some(trees) => trees.get(&tree)?,
+            None => repo.trees()?.get(&tree)?,
+        };
+        for entry in listing.entries {
             let path = crate::relpath::join(prefix, &entry.name);
             if skip(&path) {
                 continue;
@@ -523,13 +532,16 @@ pub(super) fn each_file(
                     },
                     size,
                 )?,
-                Node::Dir { tree, .. } => below(repo, tree, &path, skip, visit)?,
+                Node::Dir { tree, .. } => match trees {
+                    Some(trees) => below(repo, Some(trees), tree, &path, skip, visit)?,
+                    None => below(repo, Some(&repo.trees()?), tree, &path, skip, visit)?,
+                },
                 Node::Symlink { .. } => {}
             }
         }
         Ok(())
     }
-    below(repo, root, b"", skip, visit)
+    below(repo, None, root, b"", skip, visit)
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ mod reuse;
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
+use std::sync::mpsc;
 
 use serde::Serialize;
 
@@ -365,7 +366,11 @@ fn sync_within<'scope, 'env>(
         && destination.local_root().is_some()
         && (!dst_exists || cold::is_empty(destination));
     let mut copies = cold::ColdCopies::default();
-    let mut merging = None;
+    // A cold sync's source scan leaves its location rows staged (`ScanOptions::leave_staged`,
+    // set by the source): they are merged on a thread of their own beside the destination's
+    // rescan, below. Merged as the scan ended, they held the repository's one writer while the
+    // plan registered the destination and the copies were recorded, and both waited for it.
+    // A lookup before then merges them first, as any lookup does.
     let (src_state, dst_scan) = if cold {
         let dst_scan = match dst_exists {
             true => scan(
@@ -381,9 +386,6 @@ fn sync_within<'scope, 'env>(
         let src_state = match &dst_scan {
             Ok(_) => cold::ColdCopy::start(destination).and_then(|copy| {
                 let state = source.snapshot_copying(repo, chunker, &src_sink, &copy);
-                // A lookup waits for this merge (`Repository::merge_staged_locations`), and
-                // a writer for its commit.
-                merging = Some(scope.spawn(|| repo.merge_staged_locations()));
                 copies = copy.finish();
                 state
             }),
@@ -604,6 +606,7 @@ fn sync_within<'scope, 'env>(
         summary,
         sink,
         recorded: Vec::new(),
+        recorder: None,
         last_record: std::time::Instant::now(),
         dirty_dirs: Default::default(),
         src_root: src_sink.root.clone(),
@@ -659,23 +662,29 @@ fn sync_within<'scope, 'env>(
         }
     }
     destination.give_back()?;
-    if let Some(merging) = merging {
-        merging
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
-    }
+    // The rescan walks the destination (no writer needed) while the source's staged rows are
+    // merged; a writer it needs, and its own merge at its end, wait for this one.
+    let merging = cold.then(|| scope.spawn(|| repo.merge_staged_locations()));
     crate::failpoint::hit("final-scan");
-    if changed {
+    let rescanned = match changed {
         // Record the destination as it now is; written files were recorded with their stat,
         // so this reads nothing.
-        scan(
+        true => scan(
             repo,
             destination,
             chunker,
             ScanOptions::default(),
             &dst_sink,
-        )?;
+        )
+        .map(drop),
+        false => Ok(()),
+    };
+    if let Some(merging) = merging {
+        merging
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
     }
+    rescanned?;
     // The rows this sync staged (the destination's record, the chunk lists it received) are
     // in their tables when it ends; the rescan above has merged them when it ran.
     repo.merge_staged_locations()?;
@@ -949,6 +958,29 @@ const RECORD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 /// Files copied by a cold sync's scan are noted this many at a time (`Apply::note_copies`).
 const COPIES_BATCH: usize = 256;
 
+/// Destination files written, each with its content and the stat taken as it was committed:
+/// a batch for [`record_files`].
+type Recorded = Vec<(Vec<u8>, ContentId, EntryStat)>;
+
+/// Records `files` of the destination `origin` in one commit (their location rows staged,
+/// merged by the rescan that ends the sync, or by the next lookup).
+fn record_files(repo: &Repository, origin: OriginId, files: &Recorded) -> Result<()> {
+    let mut writer = repo.writer()?;
+    writer.stage_locations();
+    let mut tables = writer.tables()?;
+    for (path, content, stat) in files {
+        let entry = scan_entry(stat, *content);
+        let previous = tables.scan_entry(origin, path)?;
+        tables.record_file(origin, path, entry, previous.as_ref())?;
+    }
+    drop(tables);
+    writer.commit()?;
+    for _ in files {
+        crate::failpoint::hit("record");
+    }
+    Ok(())
+}
+
 struct Apply<'a> {
     repo: &'a Repository,
     /// The chunk lists of the files it writes, read in one transaction.
@@ -980,6 +1012,9 @@ struct Apply<'a> {
     recorded: Vec<(Vec<u8>, ContentId, EntryStat)>,
     /// When the files written were last recorded.
     last_record: std::time::Instant,
+    /// While the copies of a cold sync are noted: the thread that records them, to which
+    /// [`Apply::record`] hands each batch ([`Apply::note_copies`]).
+    recorder: Option<mpsc::SyncSender<Recorded>>,
     /// Directories that received renamed entries and must be fsynced.
     dirty_dirs: std::collections::BTreeSet<Vec<u8>>,
     /// The source's root as messages name it.
@@ -1285,7 +1320,44 @@ impl Apply<'_> {
     /// read, as the plan does) and takes each file whose copy is the one a write would give.
     /// Each is counted and reported as its write step would have been, and recorded with the
     /// files written; then the copies' list is let go.
+    ///
+    /// The files are recorded in the repository by a thread of their own, a batch at a time,
+    /// while the next are noted: each commit waits for the disk, and on the main thread those
+    /// waits were half of this step.
     fn note_copies(
+        &mut self,
+        root: TreeId,
+        unreadable: &[Vec<u8>],
+        writes_follow: bool,
+    ) -> Result<()> {
+        let (repo, origin) = (self.repo, self.dst_origin);
+        std::thread::scope(|scope| {
+            // At most one batch waits while the recorder commits the one before it.
+            let (batches, to_record) = mpsc::sync_channel::<Recorded>(1);
+            let recorder = scope.spawn(move || -> Result<()> {
+                for batch in to_record {
+                    record_files(repo, origin, &batch)?;
+                }
+                Ok(())
+            });
+            self.recorder = Some(batches);
+            let noted = self.note_each_copy(root, unreadable, writes_follow);
+            // The last batch too, unless noting failed: then what is left is recorded as
+            // after any failed step (`Apply::run`).
+            let last = match &noted {
+                Ok(()) => self.record(),
+                Err(_) => Ok(()),
+            };
+            self.recorder = None;
+            let recorded = recorder
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            recorded.and(noted).and(last)
+        })
+    }
+
+    /// [`Apply::note_copies`]' notes, file by file.
+    fn note_each_copy(
         &mut self,
         root: TreeId,
         unreadable: &[Vec<u8>],
@@ -1604,28 +1676,27 @@ impl Apply<'_> {
         if self.recorded.is_empty() {
             return Ok(());
         }
-        let files = self.recorded.len();
         // The stats were taken at each commit, so no network call waits inside the write
         // transaction.
-        let mut writer = self.repo.writer()?;
-        // Merged by the rescan that ends the sync, or by the next lookup.
-        writer.stage_locations();
-        let mut tables = writer.tables()?;
-        for (path, content, stat) in &self.recorded {
-            let entry = scan_entry(stat, *content);
-            let previous = tables.scan_entry(self.dst_origin, path)?;
-            tables.record_file(self.dst_origin, path, entry, previous.as_ref())?;
+        match &self.recorder {
+            // Written and committed by the recorder while the copies are noted on; it is
+            // joined, every batch committed, before the chunks a later write needs are
+            // looked up.
+            Some(recorder) => {
+                if recorder.send(std::mem::take(&mut self.recorded)).is_err() {
+                    // Its error is the one `note_copies` returns.
+                    return Err(Error::InvalidInput("the copies' recorder stopped".into()));
+                }
+            }
+            None => {
+                record_files(self.repo, self.dst_origin, &self.recorded)?;
+                self.recorded.clear();
+            }
         }
-        drop(tables);
-        writer.commit()?;
-        self.recorded.clear();
         self.last_record = std::time::Instant::now();
         // A read transaction held across many commits keeps the pages they replaced from
         // being reused: a fresh one after each batch keeps the index from growing.
         self.contents = self.repo.contents()?;
-        for _ in 0..files {
-            crate::failpoint::hit("record");
-        }
         // The repository now knows where those chunks are.
         self.received.clear();
         Ok(())

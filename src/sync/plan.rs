@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::error::Result;
 use crate::id::{ChunkId, ContentId, TreeId};
 use crate::origin::MtimeResolution;
-use crate::repo::{OriginId, Repository};
+use crate::repo::{OriginId, Repository, Trees};
 use crate::snapshot::{Node, Tree};
 
 /// One step of a sync, on a path relative to the destination.
@@ -198,8 +198,11 @@ pub fn plan_around(
     in_place: &dyn Fn(Wanted<'_>) -> bool,
 ) -> Result<SyncPlan> {
     let mut out = SyncPlan::default();
+    // One read transaction for every tree: beginning one takes the index's header lock,
+    // which waits for any commit under way (another thread's merge).
+    let trees = repo.trees()?;
     compare(
-        repo,
+        &trees,
         Some(source),
         destination,
         &[],
@@ -345,9 +348,9 @@ fn pair_moves(plan: &mut SyncPlan) {
 
 /// Plans the removal of a destination entry absent from the source, remembering the files
 /// it holds by content so that moves can become renames.
-fn remove(repo: &Repository, path: Vec<u8>, node: &Node, out: &mut SyncPlan) -> Result<()> {
+fn remove(trees: &Trees<'_>, path: Vec<u8>, node: &Node, out: &mut SyncPlan) -> Result<()> {
     let mut found = HashMap::new();
-    let files = collect_files(repo, &path, node, &mut found)?;
+    let files = collect_files(trees, &path, node, &mut found)?;
     out.deletion_contents.push(found.keys().copied().collect());
     for (content, paths) in found {
         out.deleted_files.entry(content).or_default().extend(paths);
@@ -358,7 +361,7 @@ fn remove(repo: &Repository, path: Vec<u8>, node: &Node, out: &mut SyncPlan) -> 
 
 /// Counts the files and symlinks at or below `path`, adding each regular file to `found`.
 fn collect_files(
-    repo: &Repository,
+    trees: &Trees<'_>,
     path: &[u8],
     node: &Node,
     found: &mut HashMap<ContentId, Vec<Vec<u8>>>,
@@ -371,9 +374,9 @@ fn collect_files(
         Node::Symlink { .. } => Ok(1),
         Node::Dir { tree, .. } => {
             let mut n = 0;
-            for entry in repo.tree(tree)?.entries {
+            for entry in trees.get(tree)?.entries {
                 n += collect_files(
-                    repo,
+                    trees,
                     &crate::relpath::join(path, &entry.name),
                     &entry.node,
                     found,
@@ -385,13 +388,13 @@ fn collect_files(
 }
 
 /// Counts the files and symlinks at or below a node.
-fn count_files(repo: &Repository, node: &Node) -> Result<u64> {
+fn count_files(trees: &Trees<'_>, node: &Node) -> Result<u64> {
     match node {
         Node::File { .. } | Node::Symlink { .. } => Ok(1),
         Node::Dir { tree, .. } => {
             let mut n = 0;
-            for entry in repo.tree(tree)?.entries {
-                n += count_files(repo, &entry.node)?;
+            for entry in trees.get(tree)?.entries {
+                n += count_files(trees, &entry.node)?;
             }
             Ok(n)
         }
@@ -419,7 +422,7 @@ fn unreadable(path: &[u8], options: &PlanOptions<'_>) -> bool {
 
 /// Returns whether anything below `prefix` changes.
 fn compare(
-    repo: &Repository,
+    trees: &Trees<'_>,
     source: Option<TreeId>,
     destination: Option<TreeId>,
     prefix: &[u8],
@@ -431,11 +434,11 @@ fn compare(
         return Ok(false);
     }
     let src = match source {
-        Some(id) => repo.tree(&id)?,
+        Some(id) => trees.get(&id)?,
         None => Tree::default(),
     };
     let dst = match destination {
-        Some(id) => repo.tree(&id)?,
+        Some(id) => trees.get(&id)?,
         None => Tree::default(),
     };
     let mut changed = false;
@@ -454,7 +457,7 @@ fn compare(
                 let path = crate::relpath::join(prefix, &s.name);
                 if !unreadable(&path, options) {
                     changed = true;
-                    add(repo, &path, &s.node, options, in_place, out)?;
+                    add(trees, &path, &s.node, options, in_place, out)?;
                 }
             }
             (std::cmp::Ordering::Greater, _, Some(d)) => {
@@ -465,9 +468,9 @@ fn compare(
                     match &d.node {
                         // Empty it, keeping what the filter excluded (and so the directory).
                         Node::Dir { tree, .. } if holds_excluded(&path, options) => {
-                            compare(repo, None, Some(*tree), &path, options, in_place, out)?;
+                            compare(trees, None, Some(*tree), &path, options, in_place, out)?;
                         }
-                        _ => remove(repo, path, &d.node, out)?,
+                        _ => remove(trees, path, &d.node, out)?,
                     }
                 }
             }
@@ -476,7 +479,7 @@ fn compare(
                 j += 1;
                 let path = crate::relpath::join(prefix, &s.name);
                 if !unreadable(&path, options) {
-                    changed |= update(repo, &path, &s.node, &d.node, options, in_place, out)?;
+                    changed |= update(trees, &path, &s.node, &d.node, options, in_place, out)?;
                 }
             }
             _ => break,
@@ -486,7 +489,7 @@ fn compare(
 }
 
 fn add(
-    repo: &Repository,
+    trees: &Trees<'_>,
     path: &[u8],
     node: &Node,
     options: &PlanOptions<'_>,
@@ -531,7 +534,7 @@ fn add(
             tree,
         } => {
             out.directories.push(Step::CreateDir(path.to_vec()));
-            compare(repo, Some(*tree), None, path, options, in_place, out)?;
+            compare(trees, Some(*tree), None, path, options, in_place, out)?;
             out.directory_meta.push(Step::SetMeta {
                 path: path.to_vec(),
                 mode: *mode,
@@ -543,7 +546,7 @@ fn add(
 }
 
 fn update(
-    repo: &Repository,
+    trees: &Trees<'_>,
     path: &[u8],
     src: &Node,
     dst: &Node,
@@ -603,7 +606,7 @@ fn update(
             },
         ) => {
             let below = compare(
-                repo,
+                trees,
                 Some(*tree),
                 Some(*d_tree),
                 path,
@@ -638,9 +641,9 @@ fn update(
         _ => {
             out.removals_first.push(Step::Remove {
                 path: path.to_vec(),
-                files: count_files(repo, dst)?,
+                files: count_files(trees, dst)?,
             });
-            add(repo, path, src, options, in_place, out)?;
+            add(trees, path, src, options, in_place, out)?;
             Ok(true)
         }
     }
