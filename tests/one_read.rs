@@ -703,17 +703,17 @@ fn a_cold_sync_records_its_copies_as_they_landed_so_its_final_rescan_reads_none(
     )
     .unwrap();
     assert_eq!((scanned.files, scanned.files_read), (files, 0));
-    // The source's rows, merged on a thread of their own beside the destination's rescan,
-    // and the destination's, merged by that rescan: nothing waits staged.
+    // The source's rows, merged on a thread of their own while the sync planned, and the
+    // destination's, merged by its rescan: nothing waits staged.
     assert_eq!(repo.merge_staged_locations().unwrap(), 0);
 }
 
 #[test]
-fn copies_recorded_beside_their_notes_and_merged_beside_the_rescan_arrive_whole_every_time() {
+fn copies_recorded_beside_their_notes_and_a_merge_arrive_whole_every_time() {
     // A cold sync records its copies on a thread of its own while it notes the next ones
-    // (`Apply::note_copies`, a commit per 8,192 files: more files than that make two), and
-    // merges the source scan's staged rows on another while the destination is rescanned.
-    // Repeated, a batch recorded twice or lost, a merge the rescan overtook, or a hang
+    // (`Apply::note_copies`, a commit per 8,192 files: more files than that make two), while
+    // the source scan's staged rows are merged on another, which the recorder's first commit
+    // waits for. Repeated, a batch recorded twice or lost, a merge overtaken, or a hang
     // between the three shows as a rescan that reads, a row left staged, a check that fails
     // or a run past the deadline.
     let t = TestRepo::new();

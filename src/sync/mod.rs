@@ -366,11 +366,11 @@ fn sync_within<'scope, 'env>(
         && destination.local_root().is_some()
         && (!dst_exists || cold::is_empty(destination));
     let mut copies = cold::ColdCopies::default();
-    // A cold sync's source scan leaves its location rows staged (`ScanOptions::leave_staged`,
-    // set by the source): they are merged on a thread of their own beside the destination's
-    // rescan, below. Merged as the scan ended, they held the repository's one writer while the
-    // plan registered the destination and the copies were recorded, and both waited for it.
-    // A lookup before then merges them first, as any lookup does.
+    let mut merging = None;
+    // A destination that did not exist is registered as an origin (a write transaction)
+    // before the merge below takes the writer: registered after it, the plan waited for the
+    // whole merge.
+    let mut new_dst_origin = None;
     let (src_state, dst_scan) = if cold {
         let dst_scan = match dst_exists {
             true => scan(
@@ -386,6 +386,14 @@ fn sync_within<'scope, 'env>(
         let src_state = match &dst_scan {
             Ok(_) => cold::ColdCopy::start(destination).and_then(|copy| {
                 let state = source.snapshot_copying(repo, chunker, &src_sink, &copy);
+                if state.is_ok() && !dst_exists {
+                    new_dst_origin = Some(repo.origin_id(destination.url()));
+                }
+                // The scan left its location rows staged (`ScanOptions::leave_staged`): they
+                // are merged on a thread of their own while the plan is made and the copies
+                // noted. A lookup waits for this merge (`Repository::merge_staged_locations`),
+                // and a writer (the copies' recorder) for its commit.
+                merging = Some(scope.spawn(|| repo.merge_staged_locations()));
                 copies = copy.finish();
                 state
             }),
@@ -458,7 +466,10 @@ fn sync_within<'scope, 'env>(
     }
     let dst_origin = match &dst_scan {
         Some(d) => d.origin_id,
-        None => repo.origin_id(destination.url())?,
+        None => match new_dst_origin {
+            Some(registered) => registered?,
+            None => repo.origin_id(destination.url())?,
+        },
     };
     let mut summary = SyncSummary {
         // Source entries that could not be read were reported by the scan; their destination
@@ -662,29 +673,23 @@ fn sync_within<'scope, 'env>(
         }
     }
     destination.give_back()?;
-    // The rescan walks the destination (no writer needed) while the source's staged rows are
-    // merged; a writer it needs, and its own merge at its end, wait for this one.
-    let merging = cold.then(|| scope.spawn(|| repo.merge_staged_locations()));
-    crate::failpoint::hit("final-scan");
-    let rescanned = match changed {
-        // Record the destination as it now is; written files were recorded with their stat,
-        // so this reads nothing.
-        true => scan(
-            repo,
-            destination,
-            chunker,
-            ScanOptions::default(),
-            &dst_sink,
-        )
-        .map(drop),
-        false => Ok(()),
-    };
     if let Some(merging) = merging {
         merging
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
     }
-    rescanned?;
+    crate::failpoint::hit("final-scan");
+    if changed {
+        // Record the destination as it now is; written files were recorded with their stat,
+        // so this reads nothing.
+        scan(
+            repo,
+            destination,
+            chunker,
+            ScanOptions::default(),
+            &dst_sink,
+        )?;
+    }
     // The rows this sync staged (the destination's record, the chunk lists it received) are
     // in their tables when it ends; the rescan above has merged them when it ran.
     repo.merge_staged_locations()?;
@@ -1683,8 +1688,12 @@ impl Apply<'_> {
             // joined, every batch committed, before the chunks a later write needs are
             // looked up.
             Some(recorder) => {
-                if recorder.send(std::mem::take(&mut self.recorded)).is_err() {
-                    // Its error is the one `note_copies` returns.
+                if let Err(mpsc::SendError(batch)) =
+                    recorder.send(std::mem::take(&mut self.recorded))
+                {
+                    // Kept for the record `Apply::run` makes after a failure; the recorder's
+                    // error is the one `note_copies` returns.
+                    self.recorded = batch;
                     return Err(Error::InvalidInput("the copies' recorder stopped".into()));
                 }
             }
