@@ -374,6 +374,56 @@ fn contents_without_history_are_the_same_looked_up_one_by_one_or_merged_in_order
     );
 }
 
+#[test]
+fn file_ids_counted_in_a_transaction_go_on_after_its_commit_and_not_after_its_abort() {
+    // A writer hands out file ids from a counter it reads once and writes back at its commit.
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Repository::open(&dir.path().join("repo")).unwrap();
+    let origin = repo.origin_id("/music").unwrap();
+    let content = ContentId::of_encoded(b"one");
+    let record = |names: &[&str], commit: bool| {
+        let mut writer = repo.writer().unwrap();
+        let mut tables = writer.tables().unwrap();
+        let ids: Vec<u64> = names
+            .iter()
+            .map(|name| {
+                tables
+                    .record_file(origin, name.as_bytes(), one_file(content, 1), None)
+                    .unwrap()
+                    .file_id
+            })
+            .collect();
+        drop(tables);
+        if commit {
+            writer.commit().unwrap();
+        }
+        ids
+    };
+    assert_eq!(record(&["a", "b", "c"], true), vec![1, 2, 3]);
+    // Dropped without a commit: its ids are given again.
+    assert_eq!(record(&["d", "e"], false), vec![4, 5]);
+    assert_eq!(record(&["d"], true), vec![4]);
+    // Through the writer's own method as through its tables, one counter.
+    let mut writer = repo.writer().unwrap();
+    let f = writer
+        .record_file(origin, b"f", one_file(content, 1), None)
+        .unwrap();
+    let g = writer
+        .tables()
+        .unwrap()
+        .record_file(origin, b"g", one_file(content, 1), None)
+        .unwrap();
+    writer.commit().unwrap();
+    assert_eq!((f.file_id, g.file_id), (5, 6));
+    // Every path has its own id, as stored.
+    let state = repo.scan_state(origin).unwrap();
+    let mut ids: Vec<u64> = state.iter().map(|(_, e)| e.file_id).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, vec![1, 2, 3, 4, 5, 6]);
+    // The next transaction starts from the stored counter.
+    assert_eq!(record(&["h"], true), vec![7]);
+}
+
 fn one_file(content: ContentId, ino: u64) -> ScanEntry {
     ScanEntry {
         file_id: 0,

@@ -38,6 +38,10 @@ pub struct RepoWriter<'r> {
     merged: bool,
     /// Whether [`RepoWriter::settle`] has appended staged rows to this transaction.
     settled_staged: bool,
+    /// The next file id, once this transaction has given one: counted here and written to
+    /// `meta` at the commit, instead of a read and a write of that table per file recorded
+    /// (a cold sync records 100,000 files on each side).
+    next_file: Option<u64>,
 }
 
 impl Drop for RepoWriter<'_> {
@@ -66,6 +70,7 @@ impl<'r> RepoWriter<'r> {
             staged: None,
             merged: false,
             settled_staged: false,
+            next_file: None,
         }
     }
 
@@ -103,6 +108,7 @@ impl<'r> RepoWriter<'r> {
             history: &mut self.history,
             staged: &mut self.staged,
             merged: &mut self.merged,
+            next_file: &mut self.next_file,
             open: Open::default(),
         })
     }
@@ -287,6 +293,13 @@ impl<'r> RepoWriter<'r> {
         if let Some(staged) = &staged {
             repo.guard(|| staged.append(&txn).map_err(|e| repo.err(e)))?;
         }
+        if let Some(next) = self.next_file {
+            repo.guard(|| {
+                let mut meta = txn.open_table(META).map_err(|e| repo.err(e))?;
+                meta.insert("next_file", next).map_err(|e| repo.err(e))?;
+                Ok::<_, Error>(())
+            })?;
+        }
         repo.guard(move || {
             if dirty {
                 txn.commit().map_err(|e| repo.err(e))
@@ -348,6 +361,8 @@ pub struct Tables<'w> {
     history: &'w mut PendingPack,
     staged: &'w mut Option<locations::Staged>,
     merged: &'w mut bool,
+    /// [`RepoWriter`]'s file-id counter.
+    next_file: &'w mut Option<u64>,
     open: Open<'w>,
 }
 
@@ -510,9 +525,17 @@ impl<'w> Tables<'w> {
             entry.file_id = match previous {
                 Some(p) => p.file_id,
                 None => {
-                    let meta =
-                        opened(&mut self.open.meta, self.txn, META).map_err(|e| repo.err(e))?;
-                    next_counter(meta, "next_file").map_err(|e| repo.err(e))?
+                    let id = match *self.next_file {
+                        Some(id) => id,
+                        None => {
+                            let meta = opened(&mut self.open.meta, self.txn, META)
+                                .map_err(|e| repo.err(e))?;
+                            let stored = meta.get("next_file").map_err(|e| repo.err(e))?;
+                            stored.map_or(1, |v| v.value())
+                        }
+                    };
+                    *self.next_file = Some(id + 1);
+                    id
                 }
             };
             match previous {
