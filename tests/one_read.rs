@@ -703,19 +703,20 @@ fn a_cold_sync_records_its_copies_as_they_landed_so_its_final_rescan_reads_none(
     )
     .unwrap();
     assert_eq!((scanned.files, scanned.files_read), (files, 0));
-    // The source's rows, merged on a thread of their own while the sync planned, and the
-    // destination's, merged by its rescan: nothing waits staged.
+    // The source's rows and the destination's records, merged on a thread of their own beside
+    // the rescan: nothing waits staged.
     assert_eq!(repo.merge_staged_locations().unwrap(), 0);
 }
 
 #[test]
 fn copies_recorded_beside_their_notes_and_a_merge_arrive_whole_every_time() {
     // A cold sync records its copies on a thread of its own while it notes the next ones
-    // (`Apply::note_copies`, a commit per 8,192 files: more files than that make two), while
-    // the source scan's staged rows are merged on another, which the recorder's first commit
-    // waits for. Repeated, a batch recorded twice or lost, a merge overtaken, or a hang
-    // between the three shows as a rescan that reads, a row left staged, a check that fails
-    // or a run past the deadline.
+    // (`Apply::note_copies`, a commit per 8,192 files: more files than that make two, each
+    // handing out file ids it writes back at its commit), then merges the rows staged by the
+    // source's scan and by those records on another thread while the destination's rescan
+    // walks, the rescan's lookups waiting for the merge. Repeated, a batch recorded twice or
+    // lost, a file id given twice, a merge overtaken, or a hang between them shows as a
+    // rescan that reads, a row left staged, a check that fails or a run past the deadline.
     let t = TestRepo::new();
     let src = t.mkdir("src");
     let files: u64 = 8_500;

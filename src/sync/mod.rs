@@ -313,9 +313,9 @@ pub fn sync_from(
 }
 
 /// [`sync_from`], whose threads live in `scope`: a cold sync merges the location rows its
-/// source's scan staged on a thread of its own, while it drains the copies' commits, plans,
-/// and notes the copies (the merge is a tenth of a cold sync's last seconds, on one core
-/// while the other had nothing to do).
+/// source's scan staged on a thread of its own while the destination's rescan walks it (the
+/// merge is a quarter of a cold sync's last seconds; run as the scan ended, it held the
+/// repository's one writer while the copies' records waited for it).
 fn sync_within<'scope, 'env>(
     scope: &'scope std::thread::Scope<'scope, 'env>,
     repo: &'env Repository,
@@ -366,11 +366,11 @@ fn sync_within<'scope, 'env>(
         && destination.local_root().is_some()
         && (!dst_exists || cold::is_empty(destination));
     let mut copies = cold::ColdCopies::default();
-    let mut merging = None;
-    // A destination that did not exist is registered as an origin (a write transaction)
-    // before the merge below takes the writer: registered after it, the plan waited for the
-    // whole merge.
-    let mut new_dst_origin = None;
+    // A cold sync's source scan leaves its location rows staged (`ScanOptions::leave_staged`,
+    // set by the source): they are merged on a thread of their own beside the destination's
+    // rescan, below. Merged as the scan ended, they held the repository's one writer while the
+    // copies were recorded, which waited for them. A lookup before then merges them first, as
+    // any lookup does.
     let (src_state, dst_scan) = if cold {
         let dst_scan = match dst_exists {
             true => scan(
@@ -386,14 +386,6 @@ fn sync_within<'scope, 'env>(
         let src_state = match &dst_scan {
             Ok(_) => cold::ColdCopy::start(destination).and_then(|copy| {
                 let state = source.snapshot_copying(repo, chunker, &src_sink, &copy);
-                if state.is_ok() && !dst_exists {
-                    new_dst_origin = Some(repo.origin_id(destination.url()));
-                }
-                // The scan left its location rows staged (`ScanOptions::leave_staged`): they
-                // are merged on a thread of their own while the plan is made and the copies
-                // noted. A lookup waits for this merge (`Repository::merge_staged_locations`),
-                // and a writer (the copies' recorder) for its commit.
-                merging = Some(scope.spawn(|| repo.merge_staged_locations()));
                 copies = copy.finish();
                 state
             }),
@@ -466,10 +458,7 @@ fn sync_within<'scope, 'env>(
     }
     let dst_origin = match &dst_scan {
         Some(d) => d.origin_id,
-        None => match new_dst_origin {
-            Some(registered) => registered?,
-            None => repo.origin_id(destination.url())?,
-        },
+        None => repo.origin_id(destination.url())?,
     };
     let mut summary = SyncSummary {
         // Source entries that could not be read were reported by the scan; their destination
@@ -673,23 +662,29 @@ fn sync_within<'scope, 'env>(
         }
     }
     destination.give_back()?;
-    if let Some(merging) = merging {
-        merging
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
-    }
+    // The rescan walks the destination (no writer needed) while the source's staged rows are
+    // merged; the writer it needs, and its lookups, wait for this merge.
+    let merging = cold.then(|| scope.spawn(|| repo.merge_staged_locations()));
     crate::failpoint::hit("final-scan");
-    if changed {
+    let rescanned = match changed {
         // Record the destination as it now is; written files were recorded with their stat,
         // so this reads nothing.
-        scan(
+        true => scan(
             repo,
             destination,
             chunker,
             ScanOptions::default(),
             &dst_sink,
-        )?;
+        )
+        .map(drop),
+        false => Ok(()),
+    };
+    if let Some(merging) = merging {
+        merging
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
     }
+    rescanned?;
     // The rows this sync staged (the destination's record, the chunk lists it received) are
     // in their tables when it ends; the rescan above has merged them when it ran.
     repo.merge_staged_locations()?;
