@@ -578,7 +578,10 @@ pub(crate) fn timing(bytes: u64) -> String {
 }
 
 /// Parses the arguments, runs the command and returns its exit code.
-pub fn main() -> ExitCode {
+/// Runs the command line. `malloc_arenas` is told, once the arguments are read and before
+/// any thread of the process starts, how many malloc arenas the command's threads should share
+/// ([`malloc_arenas`]): the binary sets it, since the library forbids `unsafe`.
+pub fn main(malloc_arenas: fn(u8)) -> ExitCode {
     use clap::{CommandFactory, FromArgMatches};
     STARTED.get_or_init(std::time::Instant::now);
     started_ns();
@@ -586,6 +589,7 @@ pub fn main() -> ExitCode {
     let version: &'static str = Box::leak(version_text().into_boxed_str());
     let matches = Cli::command().version(version).get_matches();
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    malloc_arenas(arenas_for(&cli.command));
     let name = matches.subcommand_name().unwrap_or("musicfs").to_string();
     let _ = COMMAND.set(name.clone());
     let mounting = matches!(cli.command, Command::Mount(_));
@@ -639,6 +643,24 @@ fn describe(name: &str, command: &Command) -> String {
 
 /// Reads the configuration, sets up diagnostics, runs the command and returns its exit code,
 /// every message on stderr (and in the log file).
+/// How many malloc arenas the threads of `command` share. A sync from a remote origin (SSH,
+/// SMB, NFS, S3) takes one: its threads wait on the network more than they allocate (its wall
+/// the same with one or two), and its peak is where the destination's rescan meets what the
+/// session holds, which two arenas raised by up to 8 MiB at 100,000 files
+/// (`docs/benchmarks.md`, "One malloc arena for a remote pull"). Every other command takes
+/// two: in a local cold sync the readers, the index writer and the main thread allocate each
+/// file's lists and tags, and one arena's lock took a fifth of the user time
+/// (`docs/decisions.md`, "Two glibc malloc arenas").
+fn arenas_for(command: &Command) -> u8 {
+    match command {
+        Command::Sync(args) => match crate::origin::OriginSpec::parse(args.src.as_os_str()) {
+            Ok(spec) if spec.local_dir().is_none() => 1,
+            _ => 2,
+        },
+        _ => 2,
+    }
+}
+
 fn run_logged(cli: &mut Cli) -> u8 {
     use tracing_subscriber::fmt::writer::{BoxMakeWriter, MakeWriterExt};
     // Read before anything else is done: a malformed file stops every command that reads it,
@@ -941,6 +963,37 @@ pub(crate) fn human(bytes: u64) -> String {
         format!("{bytes} B")
     } else {
         format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod arena_tests {
+    use clap::Parser;
+
+    use super::{arenas_for, Cli};
+
+    fn arenas(args: &[&str]) -> u8 {
+        let cli = Cli::try_parse_from(args).unwrap();
+        arenas_for(&cli.command)
+    }
+
+    #[test]
+    fn a_pull_from_a_remote_origin_takes_one_arena_and_everything_else_two() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = dir.path().to_str().unwrap();
+        for remote in [
+            "nas:/music",
+            "me@nas:music",
+            "sftp://nas/music",
+            "smb://nas/share/music",
+            "nfs://nas/export",
+            "s3://bucket/music",
+        ] {
+            assert_eq!(arenas(&["musicfs", "sync", remote, local]), 1, "{remote}");
+        }
+        assert_eq!(arenas(&["musicfs", "sync", local, "nas:/music"]), 2);
+        assert_eq!(arenas(&["musicfs", "sync", local, "./copy"]), 2);
+        assert_eq!(arenas(&["musicfs", "scan", local]), 2);
     }
 }
 
