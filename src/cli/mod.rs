@@ -577,10 +577,10 @@ pub(crate) fn timing(bytes: u64) -> String {
     }
 }
 
-/// Parses the arguments, runs the command and returns its exit code.
-/// Runs the command line. `malloc_arenas` is told, once the arguments are read and before
-/// any thread of the process starts, how many malloc arenas the command's threads should share
-/// ([`malloc_arenas`]): the binary sets it, since the library forbids `unsafe`.
+/// Parses the arguments, runs the command and returns its exit code. `malloc_arenas` is told,
+/// once the arguments are read and before any thread of the process starts, how many malloc
+/// arenas the command's threads should share (`arenas_for`): the binary sets it, since the
+/// library forbids `unsafe`.
 pub fn main(malloc_arenas: fn(u8)) -> ExitCode {
     use clap::{CommandFactory, FromArgMatches};
     STARTED.get_or_init(std::time::Instant::now);
