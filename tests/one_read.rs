@@ -669,6 +669,34 @@ impl musicfs::report::Sink for CountReads {
     }
 }
 
+/// A sync of `src` into `dst` through `repo`, with the files it read.
+fn counted_sync(repo: &Repository, src: &Path, dst: &Path) -> (SyncSummary, u64) {
+    let reads = CountReads::default();
+    let summary = sync(
+        repo,
+        &LocalOrigin::open(src, false).unwrap(),
+        &LocalOrigin::open(dst, true).unwrap(),
+        &repo.chunker(),
+        SyncOptions::default(),
+        &reads,
+    )
+    .unwrap();
+    (summary, reads.0.load(Ordering::SeqCst))
+}
+
+/// A scan of `dir` through `repo`: the files it found, and those it read.
+fn counted_scan(repo: &Repository, dir: &Path) -> (u64, u64) {
+    let scanned = musicfs::scan::scan(
+        repo,
+        &LocalOrigin::open(dir, false).unwrap(),
+        &repo.chunker(),
+        musicfs::scan::ScanOptions::default(),
+        &CountReads::default(),
+    )
+    .unwrap();
+    (scanned.files, scanned.files_read)
+}
+
 #[test]
 fn a_cold_sync_records_its_copies_as_they_landed_so_its_final_rescan_reads_none() {
     let t = TestRepo::new();
@@ -676,33 +704,15 @@ fn a_cold_sync_records_its_copies_as_they_landed_so_its_final_rescan_reads_none(
     let files = files_under(&src).len() as u64;
     let dst = t.path("dst");
     let repo = Repository::init(&t.path("lib").join("repo")).unwrap().0;
-    let reads = CountReads::default();
-    let summary = sync(
-        &repo,
-        &LocalOrigin::open(&src, false).unwrap(),
-        &LocalOrigin::open(&dst, true).unwrap(),
-        &repo.chunker(),
-        SyncOptions::default(),
-        &reads,
-    )
-    .unwrap();
+    let (summary, reads) = counted_sync(&repo, &src, &dst);
     assert_eq!(summary.files_changed, files, "{summary:?}");
     // The source's scan read each file once; the destination's rescan at the end found every
     // copy recorded with the stat it has (its inode and change time from when it landed), and
     // read none back.
-    assert_eq!(reads.0.load(Ordering::SeqCst), files);
+    assert_eq!(reads, files);
     assert_trees_equal(&src, &dst);
     // What was recorded is what a scan of the destination finds.
-    let again = CountReads::default();
-    let scanned = musicfs::scan::scan(
-        &repo,
-        &LocalOrigin::open(&dst, false).unwrap(),
-        &repo.chunker(),
-        musicfs::scan::ScanOptions::default(),
-        &again,
-    )
-    .unwrap();
-    assert_eq!((scanned.files, scanned.files_read), (files, 0));
+    assert_eq!(counted_scan(&repo, &dst), (files, 0));
     // The source's rows and the destination's records, merged on a thread of their own beside
     // the rescan: nothing waits staged.
     assert_eq!(repo.merge_staged_locations().unwrap(), 0);
@@ -736,37 +746,16 @@ fn copies_recorded_beside_their_notes_and_a_merge_arrive_whole_every_time() {
         let dst = t.path(&format!("dst{rounds}"));
         let root = dir.join("repo");
         let repo = Repository::init(&root).unwrap().0;
-        let reads = CountReads::default();
-        let summary = sync(
-            &repo,
-            &LocalOrigin::open(&src, false).unwrap(),
-            &LocalOrigin::open(&dst, true).unwrap(),
-            &repo.chunker(),
-            SyncOptions::default(),
-            &reads,
-        )
-        .unwrap();
+        let (summary, reads) = counted_sync(&repo, &src, &dst);
         assert_eq!(
             (summary.files_changed, summary.errors),
             (files, 0),
             "round {rounds}: {summary:?}"
         );
         // Every copy was recorded with the stat it landed with: the rescan read none.
-        assert_eq!(reads.0.load(Ordering::SeqCst), files, "round {rounds}");
+        assert_eq!(reads, files, "round {rounds}");
         assert_eq!(repo.merge_staged_locations().unwrap(), 0, "round {rounds}");
-        let scanned = musicfs::scan::scan(
-            &repo,
-            &LocalOrigin::open(&dst, false).unwrap(),
-            &repo.chunker(),
-            musicfs::scan::ScanOptions::default(),
-            &CountReads::default(),
-        )
-        .unwrap();
-        assert_eq!(
-            (scanned.files, scanned.files_read),
-            (files, 0),
-            "round {rounds}"
-        );
+        assert_eq!(counted_scan(&repo, &dst), (files, 0), "round {rounds}");
         drop(repo);
         let report = musicfs::repo::check(&root).unwrap();
         assert!(report.healthy, "round {rounds}: {:?}", report.problems);
