@@ -686,7 +686,8 @@ fn sync_within<'scope, 'env>(
     }
     rescanned?;
     // The rows this sync staged (the destination's record, the chunk lists it received) are
-    // in their tables when it ends; the rescan above has merged them when it ran.
+    // in their tables when it ends; the merge beside the rescan, or the rescan, has merged
+    // them when it ran.
     repo.merge_staged_locations()?;
     Ok(summary)
 }
@@ -963,7 +964,7 @@ const COPIES_BATCH: usize = 256;
 type Recorded = Vec<(Vec<u8>, ContentId, EntryStat)>;
 
 /// Records `files` of the destination `origin` in one commit (their location rows staged,
-/// merged by the rescan that ends the sync, or by the next lookup).
+/// merged beside the rescan that ends the sync, or by the next lookup).
 fn record_files(repo: &Repository, origin: OriginId, files: &Recorded) -> Result<()> {
     let mut writer = repo.writer()?;
     writer.stage_locations();
@@ -1009,7 +1010,7 @@ struct Apply<'a> {
     sink: &'a dyn Sink,
     /// Destination files written, to record in the repository, each with its stat taken just
     /// after it was committed (or, when that stat failed, the one the commit gave it).
-    recorded: Vec<(Vec<u8>, ContentId, EntryStat)>,
+    recorded: Recorded,
     /// When the files written were last recorded.
     last_record: std::time::Instant,
     /// While the copies of a cold sync are noted: the thread that records them, to which

@@ -199,7 +199,7 @@ pub fn plan_around(
 ) -> Result<SyncPlan> {
     let mut out = SyncPlan::default();
     // One read transaction for every tree: beginning one takes the index's header lock,
-    // which waits for any commit under way (another thread's merge).
+    // which waits for any commit under way.
     let trees = repo.trees()?;
     compare(
         &trees,
