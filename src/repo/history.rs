@@ -6,12 +6,14 @@
 //! by `chunk::keeps_history`) in the repository itself, so that an old snapshot of a
 //! retagged file can be read back exactly from the kept chunks plus today's audio.
 //!
-//! Kept chunks are compressed one by one (zstd) and written in packs: one object of kind
-//! [`ObjectKind::Pack`] per write batch, holding the compressed chunks back to back. The
-//! `kept_chunks` table says where each chunk is (pack, offset, stored length, length), and
-//! the `history` table lists the contents whose history chunks are all kept. A pack is put
-//! (durably) before the batch that refers to it commits, so the index never names a pack that
-//! does not exist; a pack whose batch then failed to commit is an object nothing refers to.
+//! Kept chunks are compressed one by one (zstd; one shorter than
+//! [`crate::zstd_kept::STORED_BELOW`] as it is, in a frame of one raw block) and written in
+//! packs: one object of kind [`ObjectKind::Pack`] per write batch, holding the compressed
+//! chunks back to back. The `kept_chunks` table says where each chunk is (pack, offset, stored
+//! length, length), and the `history` table lists the contents whose history chunks are all
+//! kept. A pack is put (durably) before the batch that refers to it commits, so the index never
+//! names a pack that does not exist; a pack whose batch then failed to commit is an object
+//! nothing refers to.
 
 use std::collections::HashSet;
 
@@ -22,7 +24,7 @@ use super::tables::{HISTORY, KEPT};
 use super::Repository;
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, ContentId};
-use crate::zstd_kept::compress;
+use crate::zstd_kept::compress_chunk;
 
 /// A history chunk compressed for keeping, as [`Tables::keep_packed`](super::Tables) takes
 /// it. Compressing is most of a kept chunk's cost: done by the thread that read the chunk, it
@@ -70,7 +72,7 @@ impl PackedChunk {
         let chunk = PackedChunk {
             id,
             len,
-            packed: compress(data)?,
+            packed: compress_chunk(data)?,
         };
         if chunk.packed.len() <= RECENT_MAX {
             RECENTLY_PACKED.with(|recent| {

@@ -608,6 +608,44 @@ fn chunks_kept_compressed_by_their_reader_read_back_as_those_kept_raw() {
         .is_empty());
 }
 
+#[test]
+fn short_chunks_kept_in_raw_frames_read_back_and_check_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("repo");
+    let repo = Repository::open(&root).unwrap();
+    // A tag of a few frames, as short as most of a generated library's, and one just long
+    // enough to be compressed.
+    let short = b"TIT2\0\0\0\x06\0\0\x03TitleTPE1\0\0\0\x07\0\0\x03Artist".to_vec();
+    let long = b"TIT2 a title ".repeat(20);
+    assert!(short.len() < crate::zstd_kept::STORED_BELOW);
+    assert!(long.len() >= crate::zstd_kept::STORED_BELOW);
+    let chunks = [short, long].map(|data| (ChunkId::of(&data), data));
+    let packed: Vec<PackedChunk> = chunks
+        .iter()
+        .map(|(id, data)| PackedChunk::new(*id, data).unwrap())
+        .collect();
+    let mut writer = repo.writer().unwrap();
+    let mut tables = writer.tables().unwrap();
+    tables
+        .keep_packed(&ContentId::of_encoded(b"content"), &packed)
+        .unwrap();
+    drop(tables);
+    writer.commit().unwrap();
+    for (id, data) in &chunks {
+        assert_eq!(repo.kept_chunk(id).unwrap().as_deref(), Some(&data[..]));
+    }
+    let (kept, stored, len) = repo.history_usage().unwrap();
+    assert_eq!(kept, 2);
+    // The short one takes its length and a frame's 9 bytes; the long one is compressed.
+    let (short, long) = (&chunks[0].1, &chunks[1].1);
+    let compressed = crate::zstd_kept::compress(long).unwrap().len();
+    assert!(compressed < long.len());
+    assert_eq!(stored, (short.len() + 9 + compressed) as u64);
+    assert_eq!(len, (short.len() + long.len()) as u64);
+    drop(repo);
+    assert!(check::check(&root).unwrap().healthy);
+}
+
 /// Keys of `chunk_contents` rows and of `content_files` rows.
 type LocationRows = (Vec<(u64, u64)>, Vec<(u64, u64, u64)>);
 
