@@ -55,8 +55,9 @@ pub fn compress_chunk(data: &[u8]) -> io::Result<Vec<u8>> {
     if data.len() >= STORED_BELOW {
         return compress(data);
     }
-    let mut frame = Vec::with_capacity(data.len() + 9);
-    frame.extend_from_slice(&0xFD2F_B528u32.to_le_bytes());
+    // The magic number, a frame header of 2 bytes, a block header of 3.
+    let mut frame = Vec::with_capacity(4 + 2 + 3 + data.len());
+    frame.extend_from_slice(&zstd::zstd_safe::MAGICNUMBER.to_le_bytes());
     // Frame header descriptor: single segment (bit 5), so no window descriptor and the
     // content size in one byte (size flag 0); no checksum, no dictionary.
     frame.push(0b0010_0000);
