@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::id::{ChunkId, ContentId, SnapshotId, TreeId};
 use crate::media::{self, Format};
 use crate::origin::{ChangeKey, EntryKind, EntryStat, Identity, Origin, WalkItem};
-use crate::repo::{OriginId, PackedChunk, RepoWriter, Repository, ScanEntry};
+use crate::repo::{EncodedList, OriginId, PackedChunk, RepoWriter, Repository, ScanEntry};
 use crate::report::{display_path, Event, Sink};
 use crate::snapshot::{ChunkList, MediaRecord, Node, SnapshotRecord, Tree, TreeEntry};
 
@@ -74,8 +74,9 @@ pub trait CopySink: Sync {
 
 /// One file's copy under way ([`CopySink`]); dropped unfinished, it is thrown away.
 pub trait FileCopy: Tee {
-    /// The read was verified: the file had `stat` from before to after, and these chunks.
-    fn finish(self: Box<Self>, stat: &EntryStat, list: &ChunkList);
+    /// The read was verified: the file had `stat` from before to after, and these chunks
+    /// (`content`: the list's id).
+    fn finish(self: Box<Self>, stat: &EntryStat, list: &ChunkList, content: &ContentId);
 }
 
 /// What a scan found.
@@ -404,9 +405,16 @@ pub fn scan(
                                         true,
                                         options.copy,
                                     )
-                                    .and_then(|file| {
-                                        Scanned::packed(origin, walked.at(i).path, file)
-                                    }),
+                                    .and_then(
+                                        |(file, encoded)| {
+                                            Scanned::packed(
+                                                origin,
+                                                walked.at(i).path,
+                                                file,
+                                                encoded,
+                                            )
+                                        },
+                                    ),
                                 ),
                             ),
                             Job::History(i, content) => {
@@ -699,18 +707,19 @@ pub fn read_file(
     chunker: &dyn Chunker,
     tags: bool,
 ) -> Result<ReadFile> {
-    read_copying(origin, path, chunker, tags, None)
+    read_copying(origin, path, chunker, tags, None).map(|(file, _)| file)
 }
 
 /// [`read_file`], copying each attempt's bytes to a copy `copy` starts, which is finished only
-/// when that attempt's read is the one returned ([`CopySink`]).
+/// when that attempt's read is the one returned ([`CopySink`]); with the file's chunk list
+/// encoded.
 fn read_copying(
     origin: &dyn Origin,
     path: &[u8],
     chunker: &dyn Chunker,
     tags: bool,
     copy: Option<&dyn CopySink>,
-) -> Result<ReadFile> {
+) -> Result<(ReadFile, EncodedList)> {
     let full = origin.display(path);
     for _ in 0..MAX_ATTEMPTS {
         let mut file = origin.open(path)?;
@@ -727,10 +736,11 @@ fn read_copying(
         };
         let after = file.stat().map_err(|e| Error::io(&full, e))?;
         if before == after && chunked.list.size() == before.size {
+            let encoded = EncodedList::of(&chunked.list);
             if let Some(copying) = copying {
-                copying.finish(&before, &chunked.list);
+                copying.finish(&before, &chunked.list, &encoded.id);
             }
-            return Ok(ReadFile {
+            let file = ReadFile {
                 stat: before,
                 list: chunked.list,
                 media: MediaRecord {
@@ -738,7 +748,8 @@ fn read_copying(
                     info,
                 },
                 history: chunked.history,
-            });
+            };
+            return Ok((file, encoded));
         }
     }
     Err(Error::Unstable {
@@ -759,13 +770,24 @@ struct Batch {
 struct Scanned {
     /// The read, its `history` taken out.
     file: ReadFile,
+    /// Its chunk list encoded.
+    encoded: EncodedList,
     history: Vec<PackedChunk>,
 }
 
 impl Scanned {
-    fn packed(origin: &dyn Origin, path: &[u8], mut file: ReadFile) -> Result<Scanned> {
+    fn packed(
+        origin: &dyn Origin,
+        path: &[u8],
+        mut file: ReadFile,
+        encoded: EncodedList,
+    ) -> Result<Scanned> {
         let history = pack(origin, path, &std::mem::take(&mut file.history))?;
-        Ok(Scanned { file, history })
+        Ok(Scanned {
+            file,
+            encoded,
+            history,
+        })
     }
 }
 
@@ -842,9 +864,29 @@ fn record_batches(
         };
         count += files.len();
         let mut tables = writer.tables()?;
-        for (content, chunks) in histories {
-            tables.keep_packed(&content, &chunks)?;
+        // The rows keyed by content and chunk id (random keys) first, in key order: a batch's
+        // thousands of them then fill the tables' pages one after another instead of each
+        // descending to a random page. The rows keyed by path follow in the walk's order.
+        let mut by_content: Vec<&Scanned> = files
+            .iter()
+            .filter_map(|(_, result)| result.as_ref().ok())
+            .collect();
+        by_content.sort_unstable_by(|a, b| a.encoded.id.as_bytes().cmp(b.encoded.id.as_bytes()));
+        for scanned in &by_content {
+            tables.put_encoded(&scanned.encoded, &scanned.file.list)?;
+            tables.put_media(&scanned.encoded.id, &scanned.file.media)?;
         }
+        tables.keep_packed_many(
+            histories
+                .iter()
+                .map(|(content, chunks)| (content, chunks.as_slice()))
+                .chain(
+                    by_content
+                        .iter()
+                        .map(|scanned| (&scanned.encoded.id, scanned.history.as_slice())),
+                ),
+        )?;
+        drop(by_content);
         for (i, result) in files {
             let path = walked.at(i).path;
             // What the last scan recorded at this path, if anything.
@@ -854,11 +896,9 @@ fn record_batches(
             };
             match result {
                 Ok(Scanned {
-                    file:
-                        ReadFile {
-                            stat, list, media, ..
-                        },
-                    history,
+                    file: ReadFile { stat, .. },
+                    encoded,
+                    ..
                 }) => {
                     recorded.files_read += 1;
                     recorded.bytes_read += stat.size;
@@ -867,9 +907,7 @@ fn record_batches(
                         path: display_path(path),
                         bytes: stat.size,
                     });
-                    let content = tables.put_content(&list)?;
-                    tables.put_media(&content, &media)?;
-                    tables.keep_packed(&content, &history)?;
+                    let content = encoded.id;
                     let entry = scan_entry(&stat, content);
                     tables.record_file(origin_id, path, entry, prev)?;
                     plans[i] = Some(Plan::Recorded {

@@ -33,7 +33,7 @@ use crate::chunk::{keeps_history, Tee, VerifiedChunk};
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, ContentId};
 use crate::origin::{ChangeKey, EntryKind, EntryStat};
-use crate::repo::{PackedChunk, Repository};
+use crate::repo::{EncodedList, PackedChunk, Repository};
 use crate::report::display_path;
 use crate::scan::{CopySink, FileCopy};
 use crate::snapshot::ChunkList;
@@ -243,7 +243,7 @@ impl Tee for Sending<'_> {
 }
 
 impl FileCopy for Sending<'_> {
-    fn finish(mut self: Box<Self>, stat: &EntryStat, list: &ChunkList) {
+    fn finish(mut self: Box<Self>, stat: &EntryStat, list: &ChunkList, _: &ContentId) {
         let Some(data) = self.data.take() else {
             return;
         };
@@ -277,8 +277,8 @@ fn history_mask(list: &ChunkList) -> Vec<bool> {
 #[derive(Default)]
 pub(super) struct Receiving {
     recent: Recent<Option<Bytes>>,
-    /// Chunk lists received and not yet stored.
-    lists: Vec<ChunkList>,
+    /// Chunk lists received and not yet stored, each with its encoding.
+    lists: Vec<(ChunkList, EncodedList)>,
     /// The history chunks of the contents received, compressed, not yet stored: kept as they
     /// arrive, so that the destination's scan at the end of the sync need not read them back
     /// from every file it wrote.
@@ -377,14 +377,15 @@ impl Receiving {
                 (None, _) => whole = false,
             }
         }
+        let encoded = EncodedList::of(&list);
         if let Some(history) = history {
-            self.history.push((list.content_id(), history));
+            self.history.push((encoded.id, history));
         }
         // Dropped unfinished, a copy is thrown away.
         if let (Some(file), true) = (file, whole) {
-            file.finish(&stat, &list);
+            file.finish(&stat, &list, &encoded.id);
         }
-        self.lists.push(list);
+        self.lists.push((list, encoded));
         if self.lists.len() >= LISTS_BATCH {
             self.store(repo)?;
         }
@@ -400,12 +401,17 @@ impl Receiving {
         // Merged when the stream ends (`RemoteSource::await_source`), or by the next lookup.
         writer.stage_locations();
         let mut tables = writer.tables()?;
-        for list in &self.lists {
-            tables.put_content(list)?;
+        // In key order, as a scan writes them (`scan::record_batches`).
+        self.lists
+            .sort_unstable_by(|a, b| a.1.id.as_bytes().cmp(b.1.id.as_bytes()));
+        for (list, encoded) in &self.lists {
+            tables.put_encoded(encoded, list)?;
         }
-        for (content, chunks) in &self.history {
-            tables.keep_packed(content, chunks)?;
-        }
+        tables.keep_packed_many(
+            self.history
+                .iter()
+                .map(|(content, chunks)| (content, chunks.as_slice())),
+        )?;
         drop(tables);
         writer.commit()?;
         self.lists.clear();

@@ -147,12 +147,22 @@ impl PendingPack {
         store: &dyn ObjectStore,
         txn: &redb::WriteTransaction,
     ) -> Result<std::result::Result<(), redb::Error>> {
-        if !self.entries.is_empty() {
-            let pack = ObjectId::of(&self.bytes);
-            store.put(ObjectKind::Pack, &pack, &self.bytes)?;
+        let PendingPack {
+            bytes,
+            mut entries,
+            mut contents,
+            ..
+        } = self;
+        // Rows in key order: a batch's thousands of random ids then fill the tables' pages
+        // one after another instead of touching a random page each.
+        entries.sort_unstable_by_key(|a| a.0);
+        contents.sort_unstable();
+        if !entries.is_empty() {
+            let pack = ObjectId::of(&bytes);
+            store.put(ObjectKind::Pack, &pack, &bytes)?;
             let recorded = (|| -> std::result::Result<(), redb::Error> {
                 let mut kept = txn.open_table(KEPT)?;
-                for (id, offset, stored, len) in &self.entries {
+                for (id, offset, stored, len) in &entries {
                     kept.insert(id, (pack.as_bytes(), *offset, *stored, *len))?;
                 }
                 Ok(())
@@ -163,7 +173,7 @@ impl PendingPack {
         }
         Ok((|| -> std::result::Result<(), redb::Error> {
             let mut history = txn.open_table(HISTORY)?;
-            for content in &self.contents {
+            for content in &contents {
                 history.insert(content, 0)?;
             }
             Ok(())

@@ -94,7 +94,7 @@ pub use location::Location;
 pub use lock::DestinationLock;
 pub use objects::{LocalObjects, ObjectId, ObjectKind, ObjectStore};
 pub use repair::{repair_index, RepairReport};
-pub use writer::{RepoWriter, Tables};
+pub use writer::{EncodedList, RepoWriter, Tables};
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};

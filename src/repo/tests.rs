@@ -609,6 +609,68 @@ fn chunks_kept_compressed_by_their_reader_read_back_as_those_kept_raw() {
 }
 
 #[test]
+fn chunks_kept_for_many_contents_at_once_are_kept_once_each_and_complete_them_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("repo");
+    let repo = Repository::open(&root).unwrap();
+    let chunk = |n: u8| {
+        let data = [b"TIT2\0\0\0\x10\0\0title ".as_slice(), &[n; 300]].concat();
+        PackedChunk::new(ChunkId::of(&data), &data).unwrap()
+    };
+    let content = |n: u32| ContentId::of_encoded(&n.to_le_bytes());
+    // Kept by an earlier batch: not kept again.
+    let mut writer = repo.writer().unwrap();
+    writer
+        .tables()
+        .unwrap()
+        .keep_packed(&content(0), &[chunk(0)])
+        .unwrap();
+    writer.commit().unwrap();
+    let (_, stored_before, _) = repo.history_usage().unwrap();
+    // Many contents sharing chunks, in no order, one of them with none.
+    let lists: Vec<(ContentId, Vec<PackedChunk>)> = (1..=40u32)
+        .rev()
+        .map(|n| {
+            let chunks = match n {
+                7 => Vec::new(),
+                _ => vec![chunk(n as u8), chunk((n % 5) as u8), chunk(0)],
+            };
+            (content(n), chunks)
+        })
+        .collect();
+    let mut writer = repo.writer().unwrap();
+    let mut tables = writer.tables().unwrap();
+    tables
+        .keep_packed_many(lists.iter().map(|(c, chunks)| (c, chunks.as_slice())))
+        .unwrap();
+    drop(tables);
+    writer.commit().unwrap();
+    // Chunk 7 came only with content 7's list, which is empty.
+    for n in (0..=40u8).filter(|&n| n != 7) {
+        let packed = chunk(n);
+        let data = [b"TIT2\0\0\0\x10\0\0title ".as_slice(), &[n; 300]].concat();
+        assert_eq!(
+            repo.kept_chunk(packed.id()).unwrap().as_deref(),
+            Some(&data[..])
+        );
+    }
+    let (kept, stored, _) = repo.history_usage().unwrap();
+    assert_eq!(kept, 40, "each chunk kept once");
+    let each: u64 = (1..=40u8)
+        .filter(|&n| n != 7)
+        .map(|n| {
+            let data = [b"TIT2\0\0\0\x10\0\0title ".as_slice(), &[n; 300]].concat();
+            crate::zstd_kept::compress_chunk(&data).unwrap().len() as u64
+        })
+        .sum();
+    assert_eq!(stored - stored_before, each, "no chunk stored twice");
+    let all: Vec<ContentId> = (0..=40).map(content).collect();
+    assert!(repo.without_history(&all).unwrap().is_empty());
+    drop(repo);
+    assert!(check::check(&root).unwrap().healthy);
+}
+
+#[test]
 fn short_chunks_kept_in_raw_frames_read_back_and_check_whole() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("repo");

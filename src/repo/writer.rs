@@ -350,6 +350,25 @@ fn opened<'a, 'w, K: redb::Key + 'static, V: redb::Value + 'static>(
     }
 }
 
+/// A chunk list encoded as the `contents` table stores it, with its id.
+#[derive(Debug, Clone)]
+pub struct EncodedList {
+    /// [`ContentId::of_encoded`] of the bytes.
+    pub id: ContentId,
+    bytes: Vec<u8>,
+}
+
+impl EncodedList {
+    /// Encodes `list`.
+    pub fn of(list: &ChunkList) -> EncodedList {
+        let bytes = list.encode();
+        EncodedList {
+            id: ContentId::of_encoded(&bytes),
+            bytes,
+        }
+    }
+}
+
 /// The tables of a [`RepoWriter`]'s transaction that record scanned files: chunk lists, media
 /// records, history chunks and scan entries. Each is opened when first written and stays open
 /// until this is dropped, so a batch of files opens each once (an open and its close cost
@@ -391,10 +410,17 @@ impl<'w> Tables<'w> {
 
     /// Stores a chunk list (once per distinct content) and returns its id.
     pub fn put_content(&mut self, list: &ChunkList) -> Result<ContentId> {
+        let encoded = EncodedList::of(list);
+        self.put_encoded(&encoded, list)?;
+        Ok(encoded.id)
+    }
+
+    /// [`Tables::put_content`] of `list` encoded already (`encoded` is [`EncodedList::of`]
+    /// `list`): a caller that orders its writes by content id has the ids first.
+    pub fn put_encoded(&mut self, encoded: &EncodedList, list: &ChunkList) -> Result<()> {
         let repo = self.repo;
+        let EncodedList { id, bytes } = encoded;
         repo.guard(|| {
-            let bytes = list.encode();
-            let id = ContentId::of_encoded(&bytes);
             let contents =
                 opened(&mut self.open.contents, self.txn, CONTENTS).map_err(|e| repo.err(e))?;
             let absent = contents
@@ -407,15 +433,15 @@ impl<'w> Tables<'w> {
                     .map_err(|e| repo.err(e))?;
                 *self.dirty = true;
                 if let Some(staged) = self.staged.as_mut() {
-                    staged.add_content(&id, list);
+                    staged.add_content(id, list);
                 } else {
                     self.merge_first()?;
                     let table = opened(&mut self.open.chunk_contents, self.txn, CHUNK_CONTENTS)
                         .map_err(|e| repo.err(e))?;
-                    locations::add_content(table, &id, list).map_err(|e| repo.err(e))?;
+                    locations::add_content(table, id, list).map_err(|e| repo.err(e))?;
                 }
             }
-            Ok(id)
+            Ok(())
         })
     }
 
@@ -450,6 +476,39 @@ impl<'w> Tables<'w> {
     /// them).
     pub fn keep_packed(&mut self, content: &ContentId, chunks: &[PackedChunk]) -> Result<()> {
         self.keep(content, chunks.iter().map(|c| (c.id(), Kept::Packed(c))))
+    }
+
+    /// [`Tables::keep_packed`] for many contents at once: their chunks are looked up in chunk
+    /// id order (a batch's thousands of lookups then walk the table's pages in order instead
+    /// of descending to random ones), and each content is complete once all are kept.
+    pub fn keep_packed_many<'c>(
+        &mut self,
+        contents: impl IntoIterator<Item = (&'c ContentId, &'c [PackedChunk])>,
+    ) -> Result<()> {
+        let mut done = Vec::new();
+        let mut chunks: Vec<&PackedChunk> = Vec::new();
+        for (content, packed) in contents {
+            done.push(content);
+            chunks.extend(packed);
+        }
+        chunks.sort_unstable_by(|a, b| a.id().as_bytes().cmp(b.id().as_bytes()));
+        chunks.dedup_by(|a, b| a.id() == b.id());
+        let repo = self.repo;
+        repo.guard(|| {
+            let kept = opened(&mut self.open.kept, self.txn, KEPT).map_err(|e| repo.err(e))?;
+            for chunk in chunks {
+                let id = chunk.id();
+                if !self.history.holds(id)
+                    && kept.get(id.as_bytes()).map_err(|e| repo.err(e))?.is_none()
+                {
+                    self.history.add_packed(chunk);
+                }
+            }
+            for content in done {
+                self.history.complete(content);
+            }
+            Ok(())
+        })
     }
 
     fn keep<'c>(

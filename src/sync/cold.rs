@@ -325,7 +325,7 @@ impl Tee for Copying<'_> {
 }
 
 impl FileCopy for Copying<'_> {
-    fn finish(mut self: Box<Self>, stat: &EntryStat, list: &ChunkList) {
+    fn finish(mut self: Box<Self>, stat: &EntryStat, list: &ChunkList, content: &ContentId) {
         let Some(file) = self.file.take() else {
             return;
         };
@@ -344,7 +344,7 @@ impl FileCopy for Copying<'_> {
         }
         crate::failpoint::hit("before-rename");
         let copied = Copied {
-            content: list.content_id(),
+            content: *content,
             mode: stat.mode,
             mtime_ns: stat.mtime_ns,
             moved: Moved::default(),
@@ -621,9 +621,9 @@ mod tests {
         let cold = ColdCopy::start(&destination).unwrap();
         let mut copy = cold.start(path, &source).expect("a copy begins");
         copy.bytes(0, &data);
-        copy.finish(&source, &list);
-        let copies = cold.finish();
         let content = list.content_id();
+        copy.finish(&source, &list, &content);
+        let copies = cold.finish();
         let wanted = Wanted {
             path,
             content: &content,
