@@ -26,6 +26,7 @@
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use crate::error::Result;
 use crate::origin::TempFile;
@@ -37,6 +38,15 @@ pub(super) const THREADS: usize = 8;
 const IN_FLIGHT: usize = 2 * THREADS;
 /// Files one worker commits in one batch, at most.
 const BATCH: usize = 256;
+/// A batch of files sharing a flush smaller than this leaves its worker resting for
+/// [`GATHER_WAIT`], the queue held, before it takes the next one. Files that come faster than
+/// their flushes end (a file system whose flush is quick, tmpfs or an idle disk) otherwise
+/// wake a worker each, and the wake-ups cost their senders and the worker more than the
+/// flushes: the files submitted while it rests wait in the queue, waking no one, and make
+/// the next batch.
+const GATHER_FILES: usize = 16;
+/// How long a worker rests after a small batch ([`GATHER_FILES`]).
+const GATHER_WAIT: Duration = Duration::from_millis(1);
 
 struct Job<T> {
     file: Box<dyn TempFile>,
@@ -94,9 +104,13 @@ impl<T: Send + 'static> Committer<T> {
                     // flush, rather than waking a worker each. Other files are committed
                     // while the next worker takes the next file.
                     let keep = most > 1 && batch.iter().all(|job| job.file.shares_flush());
+                    let rest = keep && batch.len() < GATHER_FILES;
                     let waiting = keep.then_some(waiting);
                     if !commit_batch(batch, &report) {
                         return;
+                    }
+                    if rest {
+                        std::thread::sleep(GATHER_WAIT);
                     }
                     drop(waiting);
                 })?;
