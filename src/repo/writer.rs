@@ -314,14 +314,6 @@ impl<'r> RepoWriter<'r> {
     }
 }
 
-/// A history chunk's bytes as a caller hands them to [`Tables::keep_history`] or
-/// [`Tables::keep_packed`].
-#[derive(Clone, Copy)]
-enum Kept<'c> {
-    Raw(&'c [u8]),
-    Packed(&'c PackedChunk),
-}
-
 type Bytes = &'static [u8];
 type Id = &'static [u8; 32];
 
@@ -466,16 +458,33 @@ impl<'w> Tables<'w> {
         content: &ContentId,
         chunks: &[(ChunkId, Vec<u8>)],
     ) -> Result<()> {
-        self.keep(
-            content,
-            chunks.iter().map(|(id, data)| (id, Kept::Raw(data))),
-        )
+        let repo = self.repo;
+        repo.guard(|| {
+            let kept = opened(&mut self.open.kept, self.txn, KEPT).map_err(|e| repo.err(e))?;
+            let mut new: Vec<&(ChunkId, Vec<u8>)> = Vec::new();
+            for chunk in chunks {
+                let id = &chunk.0;
+                if self.history.holds(id) || new.iter().any(|(n, _)| n == id) {
+                    continue;
+                }
+                if kept.get(id.as_bytes()).map_err(|e| repo.err(e))?.is_none() {
+                    new.push(chunk);
+                }
+            }
+            for (id, data) in new {
+                self.history
+                    .add(id, data)
+                    .map_err(|e| Error::io(repo.root().join("objects"), e))?;
+            }
+            self.history.complete(content);
+            Ok(())
+        })
     }
 
     /// [`Tables::keep_history`] with the chunks compressed already (by the threads that read
     /// them).
     pub fn keep_packed(&mut self, content: &ContentId, chunks: &[PackedChunk]) -> Result<()> {
-        self.keep(content, chunks.iter().map(|c| (c.id(), Kept::Packed(c))))
+        self.keep_packed_many(std::iter::once((content, chunks)))
     }
 
     /// [`Tables::keep_packed`] for many contents at once: their chunks are looked up in chunk
@@ -507,37 +516,6 @@ impl<'w> Tables<'w> {
             for content in done {
                 self.history.complete(content);
             }
-            Ok(())
-        })
-    }
-
-    fn keep<'c>(
-        &mut self,
-        content: &ContentId,
-        chunks: impl Iterator<Item = (&'c ChunkId, Kept<'c>)>,
-    ) -> Result<()> {
-        let repo = self.repo;
-        repo.guard(|| {
-            let kept = opened(&mut self.open.kept, self.txn, KEPT).map_err(|e| repo.err(e))?;
-            let mut new: Vec<(&ChunkId, Kept<'_>)> = Vec::new();
-            for (id, data) in chunks {
-                if self.history.holds(id) || new.iter().any(|(n, _)| *n == id) {
-                    continue;
-                }
-                if kept.get(id.as_bytes()).map_err(|e| repo.err(e))?.is_none() {
-                    new.push((id, data));
-                }
-            }
-            for (id, data) in new {
-                match data {
-                    Kept::Raw(data) => self
-                        .history
-                        .add(id, data)
-                        .map_err(|e| Error::io(repo.root().join("objects"), e))?,
-                    Kept::Packed(chunk) => self.history.add_packed(chunk),
-                }
-            }
-            self.history.complete(content);
             Ok(())
         })
     }
