@@ -64,12 +64,20 @@ pub(super) fn file_key(content: &ContentId, origin: OriginId, file_id: u64) -> (
 /// `staged_locations` when it commits instead of inserted one by one.
 ///
 /// Both maps are keyed by hashes, so rows inserted as files come land on random leaves, and
-/// each commit of a large scan rewrote most of the tables' pages. Staged, a commit appends one
-/// value; [`merge_staged`] later writes every waiting row in key order, each leaf once. The
-/// encoding is this module's: a tag byte, then the key's numbers, big-endian.
+/// each commit of a large scan rewrote most of the tables' pages. Staged, a commit appends a
+/// few values; [`merge_staged`] later writes every waiting row in key order, each leaf once.
+/// The encoding is this module's: a tag byte, then the key's numbers, big-endian.
+///
+/// The rows are gathered by their key's lead (its first number, a hash prefix) into
+/// [`GROUPS`] groups, and a commit appends one value per group it has rows for, under the
+/// key `(group + 1) << GROUP_SHIFT | sequence`: the values of one range of leads lie together,
+/// in the order they were staged, and a merge reads each value once. Values written before
+/// the grouping lie under keys below `1 << GROUP_SHIFT` (group "0", rows of any lead) and are
+/// merged first, as they were staged first.
 #[derive(Debug, Default)]
 pub(super) struct Staged {
-    bytes: Vec<u8>,
+    /// A value's bytes per group, [`GROUPS`] of them once a row is staged.
+    groups: Vec<Vec<u8>>,
 }
 
 /// A `chunk_contents` row to add: 16 bytes of key follow.
@@ -82,33 +90,85 @@ const REMOVE_FILE: u8 = 3;
 /// Staged rows merged in one pass of [`merge_staged`], at most (about 0.5 MB held).
 const PASS_ROWS: u64 = 1 << 14;
 
+/// The bytes of the shortest staged row: a pass's rows are bounded by its values' length.
+const SHORTEST_ROW: u64 = 17;
+
+/// How many groups of leads the staged values are kept in (the top bits of a lead).
+const GROUP_BITS: u32 = 7;
+const GROUPS: usize = 1 << GROUP_BITS;
+
+/// Where a `staged_locations` key's group lies: above its sequence number.
+const GROUP_SHIFT: u32 = 56;
+const SEQUENCE: u64 = (1 << GROUP_SHIFT) - 1;
+
+/// The group of the rows whose key starts with `lead`.
+fn group_of(lead: u64) -> usize {
+    (lead >> (64 - GROUP_BITS)) as usize
+}
+
+/// The `staged_locations` keys of the values of `group` (0: values written before the
+/// grouping; `g + 1`: rows of [`group_of`] `g`).
+fn group_keys(group: u64) -> std::ops::RangeInclusive<u64> {
+    group << GROUP_SHIFT..=(group << GROUP_SHIFT | SEQUENCE)
+}
+
+/// The leads of the rows of `group`: a merge splits this range among its passes.
+fn group_leads(group: u64) -> (u128, u128) {
+    match group {
+        0 => (0, 1 << 64),
+        g => {
+            let width = 1u128 << (64 - GROUP_BITS);
+            (u128::from(g - 1) * width, u128::from(g) * width)
+        }
+    }
+}
+
 impl Staged {
     /// Stages what [`add_content`] would insert.
     pub(super) fn add_content(&mut self, content: &ContentId, list: &ChunkList) {
         for (chunk, holder) in content_rows(content, list) {
-            self.bytes.push(ADD_CHUNK);
-            self.bytes.extend_from_slice(&chunk.to_be_bytes());
-            self.bytes.extend_from_slice(&holder.to_be_bytes());
+            self.push(ADD_CHUNK, &[chunk, holder]);
         }
     }
 
     /// Stages the insertion (`add`) or removal of the `content_files` row `key`.
     pub(super) fn set_file(&mut self, key: (u64, u64, u64), add: bool) {
-        self.bytes.push(if add { ADD_FILE } else { REMOVE_FILE });
-        for n in [key.0, key.1, key.2] {
-            self.bytes.extend_from_slice(&n.to_be_bytes());
+        let tag = if add { ADD_FILE } else { REMOVE_FILE };
+        self.push(tag, &[key.0, key.1, key.2]);
+    }
+
+    /// Stages a row: its tag, then its key's numbers (the lead first).
+    fn push(&mut self, tag: u8, key: &[u64]) {
+        if self.groups.is_empty() {
+            self.groups.resize_with(GROUPS, Vec::new);
+        }
+        let bytes = &mut self.groups[group_of(key[0])];
+        bytes.push(tag);
+        for n in key {
+            bytes.extend_from_slice(&n.to_be_bytes());
         }
     }
 
     pub(super) fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
+        self.groups.iter().all(Vec::is_empty)
     }
 
-    /// Appends the rows gathered to `staged_locations`, in `txn`, after every value there.
+    /// Appends the rows gathered to `staged_locations`, in `txn`: each group's after every
+    /// value of that group there.
     pub(super) fn append(&self, txn: &WriteTransaction) -> Result<(), redb::Error> {
         let mut table = txn.open_table(STAGED)?;
-        let next = table.last()?.map_or(0, |(k, _)| k.value()) + 1;
-        table.insert(next, self.bytes.as_slice())?;
+        for (group, bytes) in (1u64..).zip(&self.groups) {
+            if bytes.is_empty() {
+                continue;
+            }
+            let keys = group_keys(group);
+            let first = *keys.start();
+            let next = match table.range(keys)?.next_back() {
+                Some(last) => last?.0.value() + 1,
+                None => first,
+            };
+            table.insert(next, bytes.as_slice())?;
+        }
         Ok(())
     }
 }
@@ -153,10 +213,12 @@ fn ops(value: &[u8]) -> impl Iterator<Item = Op> + '_ {
 }
 
 /// Writes every row waiting in `staged_locations` into `chunk_contents` and `content_files`,
-/// inside `txn`, and empties it. The rows go in key order, a range of keys per pass over the
-/// staged values (at most [`PASS_ROWS`] rows held at once); rows of one key keep the order
-/// they were staged in, so an addition and a removal of the same row end as the last one
-/// said. Returns the rows merged (0, reading one page, when nothing waits).
+/// inside `txn`, and empties it. The rows go in key order, group by group (the values written
+/// before the grouping first), a range of leads per pass over the group's values (at most
+/// [`PASS_ROWS`] rows held at once; one pass for a group of a few commits' rows, so each
+/// value is read once, twice with its length); rows of one key keep the order they were
+/// staged in, so an addition and a removal of the same row end as the last one said. Returns
+/// the rows merged (0, reading one page, when nothing waits).
 ///
 /// A writer that adds or removes location rows without staging them merges first, in its own
 /// transaction: rows staged earlier then never land after its changes.
@@ -166,41 +228,57 @@ pub(super) fn merge_staged(txn: &WriteTransaction) -> Result<u64, redb::Error> {
         return Ok(0);
     }
     let mut total = 0u64;
-    for item in staged.iter()? {
-        total += ops(item?.1.value()).count() as u64;
-    }
-    let passes = total.div_ceil(PASS_ROWS).max(1);
-    // Pass `p` takes the rows whose lead lies in [bound(p), bound(p + 1)).
-    let bound = |p: u64| -> u128 { (u128::from(p) << 64) / u128::from(passes) };
     let mut chunk_contents = txn.open_table(CHUNK_CONTENTS)?;
     let mut content_files = txn.open_table(CONTENT_FILES)?;
     let mut chunks: Vec<(u64, u64)> = Vec::new();
     let mut files: Vec<((u64, u64, u64), bool)> = Vec::new();
-    for p in 0..passes {
-        let (low, high) = (bound(p), bound(p + 1));
-        for item in staged.iter()? {
-            for op in ops(item?.1.value()) {
-                if !(low..high).contains(&u128::from(op.lead())) {
-                    continue;
-                }
-                match op {
-                    Op::AddChunk(key) => chunks.push(key),
-                    Op::SetFile(key, add) => files.push((key, add)),
+    for group in 0..=GROUPS as u64 {
+        let mut bytes = 0u64;
+        for item in staged.range(group_keys(group))? {
+            bytes += item?.1.value().len() as u64;
+        }
+        if bytes == 0 {
+            continue;
+        }
+        let passes = (bytes / SHORTEST_ROW).div_ceil(PASS_ROWS).max(1);
+        // Pass `p` takes the rows whose lead lies in [bound(p), bound(p + 1)): the group's
+        // leads split evenly, the first and last pass open-ended, so that a row outside them
+        // (a value no release of this grouping wrote) is merged all the same.
+        let (start, end) = group_leads(group);
+        let bound = |p: u64| -> u128 {
+            match p {
+                0 => 0,
+                p if p == passes => 1 << 64,
+                p => start + (end - start) * u128::from(p) / u128::from(passes),
+            }
+        };
+        for p in 0..passes {
+            let (low, high) = (bound(p), bound(p + 1));
+            for item in staged.range(group_keys(group))? {
+                for op in ops(item?.1.value()) {
+                    if !(low..high).contains(&u128::from(op.lead())) {
+                        continue;
+                    }
+                    total += 1;
+                    match op {
+                        Op::AddChunk(key) => chunks.push(key),
+                        Op::SetFile(key, add) => files.push((key, add)),
+                    }
                 }
             }
-        }
-        chunks.sort_unstable();
-        chunks.dedup();
-        for key in chunks.drain(..) {
-            chunk_contents.insert(key, ())?;
-        }
-        // Stable: the rows of one key stay in the order they were staged.
-        files.sort_by_key(|(key, _)| *key);
-        for (key, add) in files.drain(..) {
-            if add {
-                content_files.insert(key, ())?;
-            } else {
-                content_files.remove(key)?;
+            chunks.sort_unstable();
+            chunks.dedup();
+            for key in chunks.drain(..) {
+                chunk_contents.insert(key, ())?;
+            }
+            // Stable: the rows of one key stay in the order they were staged.
+            files.sort_by_key(|(key, _)| *key);
+            for (key, add) in files.drain(..) {
+                if add {
+                    content_files.insert(key, ())?;
+                } else {
+                    content_files.remove(key)?;
+                }
             }
         }
     }
@@ -448,6 +526,17 @@ mod tests {
 
     #[test]
     fn a_merge_of_many_passes_leaves_what_the_rows_said_in_their_order() {
+        merge_leaves_what_the_rows_said(spread);
+    }
+
+    #[test]
+    fn a_group_of_more_rows_than_a_pass_is_merged_in_several() {
+        // Every lead in one group: more than two passes' rows in it.
+        merge_leaves_what_the_rows_said(|n| spread(n) >> GROUP_BITS);
+    }
+
+    /// Stages three commits' rows with leads `lead(n)`, merges them, and checks the tables.
+    fn merge_leaves_what_the_rows_said(lead: fn(u64) -> u64) {
         let dir = tempfile::tempdir().unwrap();
         let db = redb::Database::create(dir.path().join("t.redb")).unwrap();
         let mut chunks = BTreeSet::new();
@@ -458,18 +547,16 @@ mod tests {
         for round in 0..3u64 {
             let mut staged = Staged::default();
             for n in 0..PASS_ROWS / 2 {
-                let key = (spread(n + round * PASS_ROWS), n % 7);
-                staged.bytes.push(ADD_CHUNK);
-                staged.bytes.extend_from_slice(&key.0.to_be_bytes());
-                staged.bytes.extend_from_slice(&key.1.to_be_bytes());
+                let key = (lead(n + round * PASS_ROWS), n % 7);
+                staged.push(ADD_CHUNK, &[key.0, key.1]);
                 chunks.insert(key);
                 // Round 0 adds a row per n; round 1 removes a third of them and adds rows of
                 // another origin; round 2 adds half of the removed ones back.
                 let (file, add) = match round {
-                    0 => ((spread(n % 5000), 0, n), true),
-                    1 if n % 3 == 0 => ((spread(n % 5000), 0, n), false),
-                    1 => ((spread(n % 5000), 1, n), true),
-                    _ if n % 6 == 0 => ((spread(n % 5000), 0, n), true),
+                    0 => ((lead(n % 5000), 0, n), true),
+                    1 if n % 3 == 0 => ((lead(n % 5000), 0, n), false),
+                    1 => ((lead(n % 5000), 1, n), true),
+                    _ if n % 6 == 0 => ((lead(n % 5000), 0, n), true),
                     _ => continue,
                 };
                 staged.set_file(file, add);
@@ -505,18 +592,65 @@ mod tests {
     }
 
     #[test]
+    fn values_staged_before_the_grouping_are_merged_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = redb::Database::create(dir.path().join("t.redb")).unwrap();
+        let high = u64::MAX - 5;
+        // A value as a release before the grouping staged it: one value of rows of any lead,
+        // under sequence number 1.
+        let mut old = Staged::default();
+        old.set_file((high, 1, 1), true);
+        old.set_file((3, 1, 2), true);
+        old.push(ADD_CHUNK, &[high, 9]);
+        let txn = db.begin_write().unwrap();
+        txn.open_table(STAGED)
+            .unwrap()
+            .insert(1, old.groups.concat().as_slice())
+            .unwrap();
+        // Then this release's rows: the first file removed, another added.
+        let mut new = Staged::default();
+        new.set_file((high, 1, 1), false);
+        new.set_file((high, 1, 3), true);
+        new.append(&txn).unwrap();
+        {
+            let table = txn.open_table(STAGED).unwrap();
+            let keys: Vec<u64> = table
+                .iter()
+                .unwrap()
+                .map(|r| r.unwrap().0.value())
+                .collect();
+            let group = group_of(high) as u64 + 1;
+            assert_eq!(keys, vec![1, group << GROUP_SHIFT], "one value per group");
+        }
+        assert_eq!(merge_staged(&txn).unwrap(), 5);
+        txn.commit().unwrap();
+        let read = db.begin_read().unwrap();
+        let files: Vec<(u64, u64, u64)> = read
+            .open_table(CONTENT_FILES)
+            .unwrap()
+            .iter()
+            .unwrap()
+            .map(|r| r.unwrap().0.value())
+            .collect();
+        assert_eq!(files, vec![(3, 1, 2), (high, 1, 3)]);
+        let chunks = read.open_table(CHUNK_CONTENTS).unwrap();
+        assert!(chunks.get((high, 9)).unwrap().is_some());
+    }
+
+    #[test]
     fn a_damaged_value_gives_the_rows_before_the_damage() {
         let mut staged = Staged::default();
         staged.set_file((1, 2, 3), true);
         staged.set_file((4, 5, 6), false);
-        let mut bytes = staged.bytes.clone();
+        let whole = staged.groups.concat();
+        let mut bytes = whole.clone();
         bytes.push(ADD_CHUNK);
         bytes.extend_from_slice(&[7; 9]);
         assert_eq!(
             ops(&bytes).collect::<Vec<_>>(),
             vec![Op::SetFile((1, 2, 3), true), Op::SetFile((4, 5, 6), false)]
         );
-        bytes.truncate(staged.bytes.len());
+        bytes.truncate(whole.len());
         bytes.push(99);
         assert_eq!(ops(&bytes).count(), 2);
     }

@@ -30,8 +30,10 @@ pub const CHUNK_CONTENTS: TableDefinition<(u64, u64), ()> = TableDefinition::new
 /// chunk list, a row per scan entry (format 5; `locations.rs`).
 pub const CONTENT_FILES: TableDefinition<(u64, u64, u64), ()> =
     TableDefinition::new("content_files");
-/// Sequence number → location rows not yet in `chunk_contents` and `content_files`, one value
-/// per commit that staged them (`locations::Staged`): a bulk writer appends its rows here,
+/// (group of leads, sequence number) in one number → location rows not yet in
+/// `chunk_contents` and `content_files`, a value per commit that staged them and group of
+/// their keys' leads (`locations::Staged`; values a release before the grouping wrote lie
+/// under plain sequence numbers, below every group's): a bulk writer appends its rows here,
 /// and they are written into their tables in key order, all at once, by the next merge
 /// (`locations::merge_staged`). Absent or empty: nothing waits. Added in format 5 without a
 /// version change: a release that does not know it ignores it, and then misses only the
