@@ -95,10 +95,10 @@ pub trait Origin: Send + Sync {
     /// return their inner origin's. Callers decide by this, never by the transport.
     fn capabilities(&self) -> Capabilities;
     /// How many files a reader should keep under way at once to read this origin fast: 0
-    /// (the default) leaves it to the number of CPUs, which suits an origin that answers at
-    /// once (a local disk); a transport whose every request waits a network round trip asks
-    /// for more, so that a scan keeps the link busy. A hint, constant for the life of the
-    /// value; wrappers return their inner origin's.
+    /// (the default) leaves it to the number of CPUs; a local directory asks for one more (a
+    /// reader that waits leaves its CPU to it); a transport whose every request waits a
+    /// network round trip asks for more, so that a scan keeps the link busy. A hint, constant
+    /// for the life of the value; wrappers return their inner origin's.
     fn files_in_flight(&self) -> usize {
         0
     }
