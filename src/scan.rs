@@ -455,7 +455,7 @@ pub fn scan(
         // Results are gathered here and written in batches by a thread of their own, the
         // index writer, which holds the repository's one writer only while it writes a batch:
         // a scan never waits on its readers with the writer in hand. Two scans run at once in
-        // a sync (source and destination) and share rayon's pool; if one held the writer while
+        // a sync (source and destination), and may share rayon's pool; if one held the writer while
         // waiting for its results, and the pool's workers were all blocked on the other's full
         // channel, whose consumer waited for that writer, neither would move again. While the
         // writer inserts a batch and waits for its commit to reach the disk, the readers go on

@@ -1,7 +1,8 @@
 //! The scan's threads under load: readers hand their results on in groups, one thread gathers
 //! them into batches, and a thread of its own writes each batch to the index, taking the
 //! repository's one writer only while it writes. In an ordinary sync two scans run at once
-//! (the source's and the destination's), share rayon's pool and take turns with that writer.
+//! (the source's and the destination's; a local directory's each on a pool of its own, one
+//! reader more than CPUs) and take turns with that writer.
 //! Repeated many times on two cores, a hang between them, or a result lost or doubled between
 //! a reader and the index, shows as a sync that does not end in time or a tree that differs.
 
