@@ -14,6 +14,8 @@ pub mod agent_link;
 pub mod bwlimit;
 mod capability;
 pub mod filtered;
+#[cfg(test)]
+mod forwarding_tests;
 mod group_commit;
 pub(crate) mod local;
 pub mod metered;
