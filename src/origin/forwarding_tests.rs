@@ -24,13 +24,18 @@ const IN_FLIGHT: usize = 37;
 
 /// Calls that reached the origin under the wrappers.
 #[derive(Default)]
-struct Reached {
-    sync_dirs: AtomicU64,
-    walk_filtered: AtomicU64,
+pub(super) struct Reached {
+    /// Calls of `sync_dirs`, one for many directories.
+    pub sync_dirs: AtomicU64,
+    /// Calls of `sync_dir`, one directory each.
+    pub sync_dir: AtomicU64,
+    pub walk_filtered: AtomicU64,
 }
 
 /// A local directory that answers the defaulted methods its own way and counts the calls.
-struct Recording {
+/// Its many-directory sync touches nothing and fails transiently (a dropped connection) for
+/// the directories whose names begin with `lost`.
+pub(super) struct Recording {
     inner: LocalOrigin,
     reached: Arc<Reached>,
 }
@@ -89,16 +94,23 @@ impl WritableOrigin for Recording {
         self.inner.remove(rel)
     }
     fn sync_dir(&self, rel: &[u8]) -> Result<()> {
+        self.reached.sync_dir.fetch_add(1, Ordering::SeqCst);
         self.inner.sync_dir(rel)
     }
     fn sync_dirs(&self, rels: &[Vec<u8>]) -> Vec<(Vec<u8>, crate::Error)> {
         self.reached.sync_dirs.fetch_add(1, Ordering::SeqCst);
-        self.inner.sync_dirs(rels)
+        rels.iter()
+            .filter(|rel| rel.starts_with(b"lost"))
+            .map(|rel| {
+                let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+                (rel.clone(), crate::Error::io("nas:/music/lost", reset))
+            })
+            .collect()
     }
 }
 
-/// A recording origin over a new directory holding `a/` and `b/`, and what reaches it.
-fn recording(dir: &Path) -> (Box<dyn WritableOrigin>, Arc<Reached>) {
+/// A recording origin over `dir`, where it makes `a/` and `b/`, and what reaches it.
+pub(super) fn recording(dir: &Path) -> (Recording, Arc<Reached>) {
     std::fs::create_dir_all(dir.join("a")).unwrap();
     std::fs::create_dir_all(dir.join("b")).unwrap();
     let reached = Arc::new(Reached::default());
@@ -106,33 +118,38 @@ fn recording(dir: &Path) -> (Box<dyn WritableOrigin>, Arc<Reached>) {
         inner: LocalOrigin::open(dir, false).unwrap(),
         reached: Arc::clone(&reached),
     };
-    (Box::new(origin), reached)
+    (origin, reached)
 }
 
 /// The wrappers of a writable origin, each over a fresh recording origin in `dir`.
 fn writable_wrappers(dir: &Path) -> Vec<(&'static str, Box<dyn WritableOrigin>, Arc<Reached>)> {
     let mut out: Vec<(&'static str, Box<dyn WritableOrigin>, Arc<Reached>)> = Vec::new();
     let (origin, reached) = recording(dir);
+    let origin: Box<dyn WritableOrigin> = Box::new(origin);
     out.push((
         "BwLimited",
         Box::new(BwLimited::new(origin, Budget::new(1 << 30))),
         reached,
     ));
     let (origin, reached) = recording(dir);
+    let origin: Box<dyn WritableOrigin> = Box::new(origin);
     out.push((
         "Metered",
         Box::new(Metered::new(origin, Meter::new())),
         reached,
     ));
     let (origin, reached) = recording(dir);
+    let origin: Box<dyn WritableOrigin> = Box::new(origin);
     out.push((
         "Retrying",
         Box::new(Retrying::new(origin, Policy::READS)),
         reached,
     ));
     let (origin, reached) = recording(dir);
+    let origin: Box<dyn WritableOrigin> = Box::new(origin);
     out.push(("Breaker", Box::new(Breaker::new(origin)), reached));
     let (origin, reached) = recording(dir);
+    let origin: Box<dyn WritableOrigin> = Box::new(origin);
     out.push((
         "Filtered",
         Box::new(Filtered::new(origin, Filter::none())),
@@ -172,7 +189,7 @@ fn a_spooled_source_gives_the_origins_own_answers() {
     let dir = tempfile::tempdir().unwrap();
     let spool = tempfile::tempdir().unwrap();
     let (origin, reached) = recording(dir.path());
-    let origin: Box<dyn Origin> = Box::new(OriginOnly(origin));
+    let origin: Box<dyn Origin> = Box::new(OriginOnly(Box::new(origin)));
     let spooled = Spooled::new(origin, spool.path().to_path_buf());
     assert_eq!(spooled.files_in_flight(), IN_FLIGHT);
     assert_eq!(spooled.local_root(), Some(dir.path()));

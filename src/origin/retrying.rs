@@ -1007,82 +1007,11 @@ mod tests {
         assert_eq!(breaker.into_inner().calls.load(Ordering::SeqCst), 3);
     }
 
-    /// A local directory that counts how its directories are synced, and whose many-directory
-    /// sync fails transiently (a dropped connection) for the directories whose names begin with
-    /// `lost`.
-    struct Syncs {
-        inner: crate::origin::LocalOrigin,
-        one_by_one: AtomicU64,
-        together: AtomicU64,
-    }
-
-    impl Origin for Syncs {
-        fn url(&self) -> &str {
-            self.inner.url()
-        }
-        fn display(&self, rel: &[u8]) -> PathBuf {
-            self.inner.display(rel)
-        }
-        fn capabilities(&self) -> Capabilities {
-            self.inner.capabilities()
-        }
-        fn walk(&self, visit: &mut dyn FnMut(WalkItem)) {
-            self.inner.walk(visit)
-        }
-        fn open(&self, rel: &[u8]) -> Result<Box<dyn OriginFile>> {
-            self.inner.open(rel)
-        }
-        fn stat(&self, rel: &[u8]) -> Result<Option<EntryStat>> {
-            self.inner.stat(rel)
-        }
-    }
-
-    impl WritableOrigin for Syncs {
-        fn create_root(&self) -> Result<()> {
-            self.inner.create_root()
-        }
-        fn create_temp(&self, rel: &[u8]) -> Result<Box<dyn TempFile>> {
-            self.inner.create_temp(rel)
-        }
-        fn set_meta(&self, rel: &[u8], mode: u32, mtime_ns: i64) -> Result<()> {
-            self.inner.set_meta(rel, mode, mtime_ns)
-        }
-        fn create_dir(&self, rel: &[u8]) -> Result<()> {
-            self.inner.create_dir(rel)
-        }
-        fn symlink(&self, rel: &[u8], target: &[u8]) -> Result<()> {
-            self.inner.symlink(rel, target)
-        }
-        fn rename(&self, from: &[u8], to: &[u8]) -> Result<()> {
-            self.inner.rename(from, to)
-        }
-        fn remove(&self, rel: &[u8]) -> Result<()> {
-            self.inner.remove(rel)
-        }
-        fn sync_dir(&self, rel: &[u8]) -> Result<()> {
-            self.one_by_one.fetch_add(1, Ordering::SeqCst);
-            self.inner.sync_dir(rel)
-        }
-        fn sync_dirs(&self, rels: &[Vec<u8>]) -> Vec<(Vec<u8>, crate::Error)> {
-            self.together.fetch_add(1, Ordering::SeqCst);
-            rels.iter()
-                .filter(|rel| rel.starts_with(b"lost"))
-                .map(|rel| {
-                    let reset = io::Error::from(io::ErrorKind::ConnectionReset);
-                    (rel.clone(), crate::Error::io("nas:/music/lost", reset))
-                })
-                .collect()
-        }
-    }
-
     #[test]
     fn a_breaker_syncs_many_directories_as_its_origin_does_and_trips_on_a_dropped_connection() {
         let dir = tempfile::tempdir().unwrap();
-        let breaker = Breaker::new(Syncs {
-            inner: crate::origin::LocalOrigin::open(dir.path(), false).unwrap(),
-            one_by_one: AtomicU64::new(0),
-            together: AtomicU64::new(0),
-        });
+        let (origin, reached) = crate::origin::forwarding_tests::recording(dir.path());
+        let breaker = Breaker::new(origin);
         let dirs = |names: &[&str]| {
             names
                 .iter()
@@ -1100,9 +1029,8 @@ mod tests {
         let refused = breaker.sync_dirs(&dirs(&["e", "f"]));
         assert_eq!(refused.len(), 2);
         assert!(refused.iter().all(|(_, e)| e.is_transient()));
-        let inner = breaker.into_inner();
-        assert_eq!(inner.together.load(Ordering::SeqCst), 2);
-        assert_eq!(inner.one_by_one.load(Ordering::SeqCst), 0);
+        assert_eq!(reached.sync_dirs.load(Ordering::SeqCst), 2);
+        assert_eq!(reached.sync_dir.load(Ordering::SeqCst), 0);
     }
 
     #[test]
