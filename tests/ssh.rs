@@ -485,11 +485,15 @@ fn a_dropped_connection_is_retried_without_resending_what_arrived() {
     );
     assert_trees_equal(&music, &lib);
     // The two connections together carried about what one uninterrupted sync carries: the
-    // chunks that arrived before the drop were not asked for again.
+    // chunks that arrived before the drop were not asked for again. What was in flight when
+    // the connection dropped is sent again: up to the SSH channel's window (2 MiB) past the
+    // proxy, and what the client had read but not yet taken in. Under the whole suite's load
+    // that was 3.3 and 4.1 MB. Without the chunks kept across attempts (the last 32 MiB),
+    // what had arrived and was not yet stored would be sent again as well.
     let wire = proxy.take();
     eprintln!("library {total} B; uninterrupted {uninterrupted} B; interrupted {wire} B");
     assert!(
-        wire < uninterrupted + (1 << 20),
+        wire < uninterrupted + (8 << 20),
         "{wire} B on the wire; an uninterrupted sync takes {uninterrupted} B"
     );
 }
